@@ -1,0 +1,156 @@
+//! The [`Shareable`] trait: which types may live in shared memory, and their
+//! layout fingerprints.
+
+use core::sync::atomic::{
+    AtomicI16, AtomicI32, AtomicI64, AtomicI8, AtomicU16, AtomicU32, AtomicU64, AtomicU8,
+};
+
+/// A type whose values may live in memory that other processes map and write.
+///
+/// Implement it with `#[derive(Shareable)]` on a `#[repr(C)]` (or
+/// `#[repr(transparent)]`) struct; the derive proves every condition below at
+/// compile time and computes [`FINGERPRINT`](Shareable::FINGERPRINT). It is
+/// implemented here for the fixed-width integers and floats, the fixed-width
+/// atomics and arrays of `Shareable` types.
+///
+/// # Safety
+///
+/// Implementing this trait by hand promises all of the following:
+///
+/// - **Any bit pattern is a valid value**: another process may write any
+///   bytes, so no field may have a validity invariant (`bool`, `char`, enums,
+///   references and `NonZero*` are out).
+/// - **No padding**: every byte belongs to a field, so no uninitialised byte is
+///   ever copied into memory that another process reads.
+/// - **No pointers or addresses**: they mean nothing in another process
+///   (`usize`/`isize` are out too: 32- and 64-bit processes disagree on them).
+/// - **A fixed layout** (`#[repr(C)]` or `#[repr(transparent)]` over such
+///   fields) that does not depend on the compiler version or options.
+/// - **No drop glue**: a value in shared memory is never dropped.
+/// - [`FINGERPRINT`](Shareable::FINGERPRINT) changes whenever the name, size,
+///   alignment, a field's name, offset or type changes.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot live in shared memory (it is not `Shareable`)",
+    label = "not `Shareable`",
+    note = "shared memory holds plain data that any process may overwrite: use fixed-width integers, floats, their atomics, arrays of them, or a `#[repr(C)]` struct with `#[derive(Shareable)]`",
+    note = "`bool`, `char`, `usize`/`isize`, enums, references, raw pointers and heap types such as `String`, `Vec` or `Box` are not allowed"
+)]
+pub unsafe trait Shareable: Sized + Send + Sync + 'static {
+    /// The type's name as written in the source, kept in the segment header
+    /// so that errors can say which type a segment holds.
+    const TYPE_NAME: &'static str;
+
+    /// A hash of the type's layout: its name, size and alignment, and the
+    /// name, offset and fingerprint of every field. Two builds agree on it
+    /// exactly when they agree on the layout.
+    const FINGERPRINT: u64;
+}
+
+/// A const FNV-1a (64-bit) hasher for layout fingerprints.
+///
+/// Generated code calls it through `::shmstore::__private::Fingerprint`.
+#[derive(Clone, Copy, Debug)]
+#[doc(hidden)]
+pub struct Fingerprint(u64);
+
+impl Fingerprint {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+
+    /// Starts a fingerprint.
+    pub const fn new() -> Self {
+        Fingerprint(Self::OFFSET)
+    }
+
+    /// Mixes in raw bytes.
+    pub const fn bytes(self, bytes: &[u8]) -> Self {
+        let mut h = self.0;
+        let mut i = 0;
+        while i < bytes.len() {
+            h ^= bytes[i] as u64;
+            h = h.wrapping_mul(Self::PRIME);
+            i += 1;
+        }
+        Fingerprint(h)
+    }
+
+    /// Mixes in a string, length first so that `("ab", "c")` and `("a", "bc")` differ.
+    pub const fn str(self, s: &str) -> Self {
+        self.u64(s.len() as u64).bytes(s.as_bytes())
+    }
+
+    /// Mixes in a number.
+    pub const fn u64(self, v: u64) -> Self {
+        self.bytes(&v.to_le_bytes())
+    }
+
+    /// The finished hash.
+    pub const fn finish(self) -> u64 {
+        self.0
+    }
+}
+
+impl Default for Fingerprint {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The fingerprint of a type with no fields of its own (a primitive).
+const fn primitive<T>(name: &str) -> u64 {
+    Fingerprint::new()
+        .str(name)
+        .u64(core::mem::size_of::<T>() as u64)
+        .u64(core::mem::align_of::<T>() as u64)
+        .finish()
+}
+
+macro_rules! primitives {
+    ($($t:ty),* $(,)?) => {$(
+        // SAFETY: a fixed-width integer, float or atomic of one has no padding,
+        // no pointer, no drop glue, a layout fixed by the language, and every
+        // bit pattern is a valid value.
+        unsafe impl Shareable for $t {
+            const TYPE_NAME: &'static str = stringify!($t);
+            const FINGERPRINT: u64 = primitive::<$t>(stringify!($t));
+        }
+    )*};
+}
+
+// u128/i128 are left out: their alignment changed between compiler versions.
+primitives!(u8, u16, u32, u64, i8, i16, i32, i64, f32, f64);
+primitives!(
+    AtomicU8, AtomicU16, AtomicU32, AtomicU64, AtomicI8, AtomicI16, AtomicI32, AtomicI64,
+);
+
+// SAFETY: an array has no padding between elements (size is a multiple of the
+// alignment), and inherits every other property from its element type.
+unsafe impl<T: Shareable, const N: usize> Shareable for [T; N] {
+    const TYPE_NAME: &'static str = "array";
+    const FINGERPRINT: u64 = Fingerprint::new()
+        .str("[T; N]")
+        .u64(N as u64)
+        .u64(T::FINGERPRINT)
+        .finish();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprints_tell_types_apart() {
+        assert_ne!(u32::FINGERPRINT, i32::FINGERPRINT);
+        assert_ne!(u64::FINGERPRINT, AtomicU64::FINGERPRINT);
+        assert_ne!(<[u8; 4]>::FINGERPRINT, <[u8; 5]>::FINGERPRINT);
+        assert_ne!(<[u8; 4]>::FINGERPRINT, u32::FINGERPRINT);
+        assert_ne!(<[[u8; 2]; 3]>::FINGERPRINT, <[[u8; 3]; 2]>::FINGERPRINT);
+    }
+
+    #[test]
+    fn string_boundaries_count() {
+        let a = Fingerprint::new().str("ab").str("c").finish();
+        let b = Fingerprint::new().str("a").str("bc").finish();
+        assert_ne!(a, b);
+    }
+}
