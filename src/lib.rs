@@ -1,12 +1,99 @@
-//! shmstore (crate docs are written below, in lib.rs's final form).
+//! Typed state shared between processes through shared memory, behind a
+//! process-shared lock that survives a holder being killed.
+//!
+//! ```
+//! use shmstore::{Shareable, Shared};
+//!
+//! #[derive(Shareable, Clone, Copy, Default)]
+//! #[repr(C)]
+//! struct Counter { value: u64, last_pid: u32, _pad: u32 }
+//!
+//! # let name = format!("doc-crate-{}", std::process::id());
+//! // Every process that runs this line ends up on the same Counter.
+//! let c = Shared::<Counter>::open_or_create(&name, Counter::default())?;
+//! {
+//!     let mut g = c.lock().unwrap();  // Err only if a holder died or panicked
+//!     g.value += 1;
+//!     g.last_pid = std::process::id();
+//! }
+//! assert_eq!(c.lock().unwrap().value, 1);
+//! Shared::<Counter>::unlink(&name)?;  // segments outlive processes until unlinked
+//! # Ok::<(), shmstore::Error>(())
+//! ```
+//!
+//! # What may be shared
+//!
+//! `#[derive(Shareable)]` accepts a `#[repr(C)]` or `#[repr(transparent)]`
+//! struct whose fields are all [`Shareable`]: fixed-width integers and floats,
+//! their atomics, arrays of them, and other derived structs. It refuses at
+//! compile time padding, `bool`, `char`, `usize`/`isize`, enums, unions,
+//! references, pointers, heap types and types with drop glue: another process
+//! may write any bytes, and every byte pattern must be a valid value. It also
+//! computes a layout fingerprint, and a segment created by a build whose `T`
+//! differs in name, size, alignment or any field is refused at open with
+//! [`Error::LayoutMismatch`].
+//!
+//! # Opening safely
+//!
+//! Segments are POSIX shared-memory objects (`shm_open`, in /dev/shm).
+//! Creation writes a header and allocates every page before anyone can map
+//! the segment, so a full /dev/shm gives [`Error::NoSpace`] at creation and
+//! never a SIGBUS later. Opening checks, before mapping, the owner (a segment
+//! of another user is [`Error::ForeignOwner`]), the size, the magic, the
+//! format version and the fingerprint, and maps exactly the object's size.
+//! A file that is not a shmstore segment is [`Error::Corrupt`] and is never
+//! written over. See `segment.rs` for the protocol, which also covers a
+//! creator killed halfway.
+//!
+//! # The lock and poisoning
+//!
+//! [`Shared::lock`] behaves like [`std::sync::Mutex::lock`], across threads
+//! and processes alike. When a holder panics, or its process dies (SIGKILL
+//! included), the next locker gets `Err(PoisonError)`; `into_inner()` on it
+//! gives a usable guard over whatever the holder left, and every locker sees
+//! the poison until [`Shared::clear_poison`]. A waiter already asleep in
+//! `lock()` when the holder dies wakes and takes over within about 50 ms.
+//!
+//! The lock is a 64-bit word holding the owner's thread id and start time
+//! (so recycled ids are not mistaken for the dead owner), with futex sleeping
+//! that works across processes. Uncontended, lock plus unlock is two atomic
+//! instructions. Its design and limits are described in [`RawLock`]'s module
+//! (`src/lock.rs`) and in the README.
+//!
+//! # Trust
+//!
+//! Other processes that map a segment can write anything into it. Nothing
+//! they write makes this crate read outside the mapping or produce an
+//! invalid value: headers are copied out and checked, the lock word is only
+//! accessed atomically, and every bit pattern of a `Shareable` type is valid.
+//! A peer that writes the value *without* taking the lock races with the
+//! holder and can make it read inconsistent numbers; only peers that follow
+//! the locking protocol get consistency.
+
+#![warn(missing_docs)]
 
 // Generated code names `::shmstore::...`; this makes those paths resolve
 // inside the crate itself too.
 extern crate self as shmstore;
 
+mod backend;
+mod error;
+mod header;
+mod lock;
+mod name;
+mod options;
+mod owner;
+mod segment;
 mod shareable;
+mod shared;
+mod sys;
 
+pub use error::{Error, Result};
+pub use lock::{RawLock, CHECK_INTERVAL};
+pub use name::MAX_NAME_LEN;
+pub use options::SharedOptions;
 pub use shareable::Shareable;
+pub use shared::{Shared, SharedGuard};
 pub use shmstore_derive::Shareable;
 
 /// Helpers that `#[derive(Shareable)]` expands to. Not a public API.

@@ -119,9 +119,7 @@ macro_rules! primitives {
 
 // u128/i128 are left out: their alignment changed between compiler versions.
 primitives!(u8, u16, u32, u64, i8, i16, i32, i64, f32, f64);
-primitives!(
-    AtomicU8, AtomicU16, AtomicU32, AtomicU64, AtomicI8, AtomicI16, AtomicI32, AtomicI64,
-);
+primitives!(AtomicU8, AtomicU16, AtomicU32, AtomicU64, AtomicI8, AtomicI16, AtomicI32, AtomicI64,);
 
 // SAFETY: an array has no padding between elements (size is a multiple of the
 // alignment), and inherits every other property from its element type.

@@ -1,0 +1,287 @@
+//! Several processes increment one shared counter under shmstore's lock.
+//!
+//! ```text
+//! cargo run --release --example counter                 # 4 processes, a readable summary
+//! cargo run --release --example counter -- PROCS ITERS  # one JSON line (the peers protocol)
+//! cargo run --release --example counter -- crash        # kill a lock holder, recover
+//! ```
+//!
+//! Workers are this same program re-executed with a role argument; they
+//! share nothing with the parent but the segment and a pipe each (for the
+//! start signal and their end time). The JSON line follows the protocol of
+//! the reference programs in `shared/peers` (see its README): timing covers
+//! the increment phase only, from the parent's start signal to the latest
+//! worker's end, on CLOCK_MONOTONIC. Exits non-zero if an update was lost.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdin, ChildStdout, Command, ExitCode, Stdio};
+use std::sync::TryLockError;
+use std::time::{Duration, Instant};
+
+use nix::time::{clock_gettime, ClockId};
+use shmstore::{Shareable, Shared};
+
+/// The counter of the README.
+#[derive(Shareable, Clone, Copy, Default, Debug)]
+#[repr(C)]
+struct Counter {
+    value: u64,
+    last_pid: u32,
+    _pad: u32,
+}
+
+/// The peers protocol gives each peer a fixed name, removed if stale.
+const BENCH_NAME: &str = "peers_shmstore";
+const CRASH_NAME: &str = "peers_shmstore_crash";
+const PEER: &str = "shmstore";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let result = match args.as_slice() {
+        [] => friendly(),
+        ["crash"] => crash_test(),
+        ["worker", name, iters] => worker(name, iters.parse().expect("ITERS")),
+        ["crash-holder", name] => crash_holder(name),
+        [procs, iters] => match (procs.parse(), iters.parse()) {
+            (Ok(p), Ok(i)) if (1..=256).contains(&p) && i >= 1 => bench(p, i, true),
+            _ => Err(usage()),
+        },
+        _ => Err(usage()),
+    };
+    match result {
+        Ok(code) => code,
+        Err(msg) => {
+            eprintln!("counter: {msg}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn usage() -> String {
+    "usage: counter [PROCS ITERS | crash]   (PROCS 1..=256, ITERS >= 1)".into()
+}
+
+fn now_ns() -> u64 {
+    let t = clock_gettime(ClockId::CLOCK_MONOTONIC).expect("CLOCK_MONOTONIC");
+    t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64
+}
+
+/// Removes the segment when dropped, also when the run fails half-way.
+struct Unlink(&'static str);
+
+impl Drop for Unlink {
+    fn drop(&mut self) {
+        let _ = Shared::<Counter>::unlink(self.0);
+    }
+}
+
+/// A worker process and the pipes to it.
+struct Worker {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Worker {
+    fn spawn(args: &[&str]) -> Result<Worker, String> {
+        let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
+        let mut child = Command::new(exe)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("spawning a worker: {e}"))?;
+        let stdin = child.stdin.take().expect("piped");
+        let stdout = BufReader::new(child.stdout.take().expect("piped"));
+        Ok(Worker {
+            child,
+            stdin,
+            stdout,
+        })
+    }
+
+    /// The next line the worker prints.
+    fn line(&mut self) -> Result<String, String> {
+        let mut s = String::new();
+        match self.stdout.read_line(&mut s) {
+            Ok(n) if n > 0 => Ok(s.trim().to_owned()),
+            _ => Err("a worker exited early (see its error above)".into()),
+        }
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        // Reached with a live child only when the run failed: end it.
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+struct Outcome {
+    total: u64,
+    expected: u64,
+    secs: f64,
+    workers_ok: bool,
+}
+
+fn run(procs: usize, iters: u64) -> Result<Outcome, String> {
+    let _ = Shared::<Counter>::unlink(BENCH_NAME); // a stale one from a killed run
+    let counter = Shared::create(BENCH_NAME, Counter::default()).map_err(|e| e.to_string())?;
+    let _cleanup = Unlink(BENCH_NAME);
+
+    let iters_arg = iters.to_string();
+    let mut workers = (0..procs)
+        .map(|_| Worker::spawn(&["worker", BENCH_NAME, &iters_arg]))
+        .collect::<Result<Vec<_>, _>>()?;
+    for w in &mut workers {
+        let l = w.line()?;
+        if l != "ready" {
+            return Err(format!("worker said {l:?} instead of ready"));
+        }
+    }
+    let t0 = now_ns();
+    for w in &mut workers {
+        w.stdin
+            .write_all(b"go\n")
+            .map_err(|e| format!("starting a worker: {e}"))?;
+    }
+    let mut t1 = t0;
+    let mut workers_ok = true;
+    for w in &mut workers {
+        let end = w.line()?;
+        let ns = end
+            .strip_prefix("end ")
+            .and_then(|n| n.parse::<u64>().ok())
+            .ok_or_else(|| format!("worker said {end:?} instead of its end time"))?;
+        t1 = t1.max(ns);
+        let status = w.child.wait().map_err(|e| e.to_string())?;
+        workers_ok &= status.success();
+    }
+    let total = counter.lock().map_err(|_| "the lock is poisoned")?.value;
+    Ok(Outcome {
+        total,
+        expected: procs as u64 * iters,
+        secs: (t1 - t0) as f64 / 1e9,
+        workers_ok,
+    })
+}
+
+fn bench(procs: usize, iters: u64, json: bool) -> Result<ExitCode, String> {
+    let o = run(procs, iters)?;
+    let ns_per_op = o.secs * 1e9 / o.expected as f64;
+    if json {
+        println!(
+            "{{\"peer\": \"{PEER}\", \"procs\": {procs}, \"iters\": {iters}, \"total\": {}, \"expected\": {}, \"secs\": {:.6}, \"ns_per_op\": {ns_per_op:.2}}}",
+            o.total, o.expected, o.secs
+        );
+    } else {
+        println!(
+            "{procs} processes x {iters} locked increments: counter = {} (expected {}), {ns_per_op:.1} ns per increment",
+            o.total, o.expected
+        );
+    }
+    if o.total != o.expected || !o.workers_ok {
+        eprintln!(
+            "counter: LOST UPDATES or a failed worker: counter = {}, expected {}",
+            o.total, o.expected
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn friendly() -> Result<ExitCode, String> {
+    println!("shmstore counter: separate processes share one Counter in shared memory.");
+    let code = bench(4, 1_000_000, false)?;
+    if code == ExitCode::SUCCESS {
+        println!("No update was lost. Now a lock holder is killed with SIGKILL:");
+        crash_test()?;
+        println!("(`counter PROCS ITERS` prints the benchmark line of shared/peers.)");
+    }
+    Ok(code)
+}
+
+fn worker(name: &str, iters: u64) -> Result<ExitCode, String> {
+    let counter = Shared::<Counter>::open(name).map_err(|e| e.to_string())?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "ready")
+        .and_then(|()| out.flush())
+        .map_err(|e| e.to_string())?;
+    let mut go = String::new();
+    std::io::stdin()
+        .read_line(&mut go)
+        .map_err(|e| e.to_string())?;
+    for _ in 0..iters {
+        let mut g = counter.lock().map_err(|_| "the lock is poisoned")?;
+        g.value += 1;
+    }
+    let end = now_ns();
+    writeln!(out, "end {end}")
+        .and_then(|()| out.flush())
+        .map_err(|e| e.to_string())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Child of the crash test: takes the lock, writes, says so, and waits to be killed.
+fn crash_holder(name: &str) -> Result<ExitCode, String> {
+    let counter = Shared::<Counter>::open(name).map_err(|e| e.to_string())?;
+    let mut g = counter.lock().map_err(|_| "the lock is poisoned")?;
+    g.value = 1;
+    g.last_pid = std::process::id();
+    println!("locked");
+    loop {
+        std::thread::sleep(Duration::from_secs(60));
+    }
+}
+
+fn crash_test() -> Result<ExitCode, String> {
+    let _ = Shared::<Counter>::unlink(CRASH_NAME);
+    let counter = Shared::create(CRASH_NAME, Counter::default()).map_err(|e| e.to_string())?;
+    let _cleanup = Unlink(CRASH_NAME);
+    let mut holder = Worker::spawn(&["crash-holder", CRASH_NAME])?;
+    if holder.line()? != "locked" {
+        return Err("the holder did not take the lock".into());
+    }
+    let holder_pid = holder.child.id();
+    holder.child.kill().map_err(|e| e.to_string())?; // SIGKILL
+    holder.child.wait().map_err(|e| e.to_string())?;
+
+    let t = Instant::now();
+    let (outcome, detail) = match counter.try_lock_for(Duration::from_secs(2)) {
+        Err(TryLockError::Poisoned(p)) => {
+            let ms = t.elapsed().as_millis();
+            let mut g = p.into_inner();
+            let left = *g;
+            g.value += 1;
+            drop(g);
+            counter.clear_poison();
+            let relock = counter.try_lock_for(Duration::from_secs(2));
+            let value = relock.as_ref().map(|g| g.value).unwrap_or(0);
+            let ok = relock.is_ok() && left.value == 1 && left.last_pid == holder_pid;
+            (
+                if ok { "recovers" } else { "errors" },
+                format!(
+                    "lock after SIGKILL of the holder -> poisoned in {ms} ms; holder's write kept (value={}, last_pid={}); clear_poison; relock -> {}; counter={value}",
+                    left.value,
+                    left.last_pid,
+                    if relock.is_ok() { "ok" } else { "failed" },
+                ),
+            )
+        }
+        Ok(_) => (
+            "errors",
+            "lock acquired with no owner-died notice".to_owned(),
+        ),
+        Err(TryLockError::WouldBlock) => ("hangs", "try_lock_for(2 s) timed out".to_owned()),
+    };
+    println!("{{\"peer\": \"{PEER}\", \"crash_test\": \"{outcome}\", \"detail\": \"{detail}\"}}");
+    Ok(if outcome == "recovers" {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

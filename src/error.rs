@@ -1,0 +1,197 @@
+//! The one error type of the crate.
+
+use std::fmt;
+use std::io;
+
+/// What went wrong when creating, opening or removing a shared segment.
+///
+/// Every variant names the segment and `Display` says what to do about it.
+/// Lock poisoning is not an error of this type: it is reported through
+/// [`std::sync::LockResult`], as [`std::sync::Mutex`] does.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// No segment has this name.
+    NotFound {
+        /// The segment's name.
+        name: String,
+    },
+    /// A segment of this name exists already (`create` never reuses one).
+    AlreadyExists {
+        /// The segment's name.
+        name: String,
+    },
+    /// The name cannot name a segment.
+    InvalidName {
+        /// The name as given.
+        name: String,
+        /// Why it is refused.
+        reason: &'static str,
+    },
+    /// The segment is a shmstore segment, but of another type or of another
+    /// layout of the same type (for example a build with a field added).
+    LayoutMismatch {
+        /// The segment's name.
+        name: String,
+        /// The type this handle asked for.
+        expected_type: &'static str,
+        /// Its layout fingerprint.
+        expected_fingerprint: u64,
+        /// The type the segment says it holds.
+        found_type: String,
+        /// The fingerprint in the segment.
+        found_fingerprint: u64,
+    },
+    /// The object is not a shmstore segment, or it disagrees with its own
+    /// header (truncated, unknown format version, impossible offsets).
+    Corrupt {
+        /// The segment's name.
+        name: String,
+        /// What exactly is wrong.
+        reason: String,
+    },
+    /// The segment exists but was never completely initialised: its creator
+    /// died before finishing, or has been initialising for several seconds.
+    Incomplete {
+        /// The segment's name.
+        name: String,
+    },
+    /// The operating system refused access (mode bits, or a read-only mount).
+    PermissionDenied {
+        /// The segment's name.
+        name: String,
+    },
+    /// The segment belongs to another user. `/dev/shm` is writable by
+    /// everyone, so anyone can create a name first and feed data to whoever
+    /// opens it; such a segment is refused unless
+    /// [`SharedOptions::allow_foreign_owner`](crate::SharedOptions::allow_foreign_owner) is set.
+    ForeignOwner {
+        /// The segment's name.
+        name: String,
+        /// The user id that owns it.
+        owner_uid: u32,
+        /// Our effective user id.
+        our_uid: u32,
+    },
+    /// The segment was made by a process in another PID namespace (another
+    /// container): its lock owners' process ids mean nothing here, so dead
+    /// holders could not be told from live ones.
+    OtherPidNamespace {
+        /// The segment's name.
+        name: String,
+    },
+    /// Not enough shared memory to create the segment (a full `/dev/shm`).
+    /// Nothing was left behind.
+    NoSpace {
+        /// The segment's name.
+        name: String,
+        /// The bytes it needed.
+        size: u64,
+    },
+    /// Another operating-system error.
+    Io {
+        /// What was being done, e.g. "mapping".
+        op: &'static str,
+        /// The segment's name.
+        name: String,
+        /// The error from the OS.
+        source: io::Error,
+    },
+}
+
+/// `Result` with [`Error`] as the default error type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::NotFound { name } => write!(
+                f,
+                "no shared segment named `{name}`: create it first, or use open_or_create"
+            ),
+            Error::AlreadyExists { name } => write!(
+                f,
+                "a shared segment named `{name}` already exists: open it, use open_or_create, or unlink it first"
+            ),
+            Error::InvalidName { name, reason } => {
+                write!(f, "`{name}` is not a valid segment name: {reason}")
+            }
+            Error::LayoutMismatch {
+                name,
+                expected_type,
+                expected_fingerprint,
+                found_type,
+                found_fingerprint,
+            } => write!(
+                f,
+                "shared segment `{name}` holds a `{found_type}` (layout {found_fingerprint:#018x}), \
+                 not this build's `{expected_type}` (layout {expected_fingerprint:#018x}): \
+                 open it with the same type definition it was created with, or unlink it"
+            ),
+            Error::Corrupt { name, reason } => write!(
+                f,
+                "`{name}` is not a usable shmstore segment ({reason}): \
+                 nothing was changed; inspect it, or unlink it if it is yours"
+            ),
+            Error::Incomplete { name } => write!(
+                f,
+                "shared segment `{name}` was never fully initialised (its creator died or is stuck): \
+                 open_or_create initialises it, or unlink it"
+            ),
+            Error::PermissionDenied { name } => write!(
+                f,
+                "permission denied for shared segment `{name}`: check its owner and mode (ls -l /dev/shm)"
+            ),
+            Error::ForeignOwner {
+                name,
+                owner_uid,
+                our_uid,
+            } => write!(
+                f,
+                "shared segment `{name}` belongs to uid {owner_uid}, not to us (uid {our_uid}): \
+                 refused, as anyone can create a name in /dev/shm first; \
+                 use SharedOptions::allow_foreign_owner if that user is trusted"
+            ),
+            Error::OtherPidNamespace { name } => write!(
+                f,
+                "shared segment `{name}` was created in another PID namespace (container): \
+                 lock holders there cannot be checked for liveness from here; \
+                 share the PID namespace, or use one segment per namespace"
+            ),
+            Error::NoSpace { name, size } => write!(
+                f,
+                "not enough shared memory to create `{name}` ({size} bytes): \
+                 free space in /dev/shm (df -h /dev/shm) or make it larger; nothing was left behind"
+            ),
+            Error::Io { op, name, source } => {
+                write!(f, "{op} shared segment `{name}` failed: {source}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+impl From<Error> for io::Error {
+    fn from(e: Error) -> io::Error {
+        let kind = match &e {
+            Error::NotFound { .. } => io::ErrorKind::NotFound,
+            Error::AlreadyExists { .. } => io::ErrorKind::AlreadyExists,
+            Error::InvalidName { .. } => io::ErrorKind::InvalidInput,
+            Error::PermissionDenied { .. } | Error::ForeignOwner { .. } => {
+                io::ErrorKind::PermissionDenied
+            }
+            Error::NoSpace { .. } => io::ErrorKind::StorageFull,
+            Error::Io { source, .. } => source.kind(),
+            _ => io::ErrorKind::InvalidData,
+        };
+        io::Error::new(kind, e)
+    }
+}

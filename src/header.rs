@@ -1,0 +1,332 @@
+//! What is at the start of every segment, and how it is checked.
+//!
+//! ```text
+//! offset 0    Header (240 bytes): magic, format version, init state, layout
+//!             fingerprint, size/align/offset of T, total size, type name,
+//!             creator, PID namespace
+//! offset 256  RawLock (16 bytes) + 16 reserved bytes
+//! offset 288  T (rounded up to T's alignment)
+//! ```
+//!
+//! The lock sits on the same cache line as the start of the value, so a small
+//! value and its lock move between CPUs together.
+//!
+//! Headers are read with `pread` into a local buffer and parsed with zerocopy
+//! (`FromBytes`), written from a local value with `IntoBytes`: no reference is
+//! ever made to header bytes that another process may be writing.
+
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
+use crate::error::{Error, Result};
+use crate::lock::RawLock;
+use crate::shareable::Shareable;
+
+/// The first eight bytes of every segment.
+pub(crate) const MAGIC: [u8; 8] = *b"SHMSTORE";
+/// The format this build writes and reads.
+pub(crate) const FORMAT_VERSION: u32 = 1;
+
+/// `state`: the creator is writing the segment (or died doing so).
+pub(crate) const STATE_INITIALISING: u32 = 1;
+/// `state`: the segment is complete.
+pub(crate) const STATE_READY: u32 = 2;
+
+/// `kind`: one value of one type (a `Shared<T>`).
+pub(crate) const KIND_VALUE: u32 = 1;
+
+/// Where the lock starts.
+pub(crate) const LOCK_OFFSET: usize = 256;
+/// Bytes reserved for the lock and what later versions keep beside it.
+const LOCK_AREA: usize = 32;
+/// The longest type name kept in a header.
+const TYPE_NAME_LEN: usize = 128;
+
+/// The segment header, as stored (native byte order: segments never leave
+/// the host).
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Clone, Debug)]
+#[repr(C)]
+pub(crate) struct Header {
+    pub magic: [u8; 8],
+    pub version: u32,
+    pub state: u32,
+    pub header_size: u32,
+    pub kind: u32,
+    pub total_size: u64,
+    pub fingerprint: u64,
+    pub value_size: u64,
+    pub value_align: u64,
+    pub value_offset: u64,
+    pub lock_offset: u64,
+    pub creator_pid: u32,
+    pub creator_uid: u32,
+    pub creator_start: u64,
+    pub pid_ns: u64,
+    pub created_unix_ns: u64,
+    pub type_name_len: u32,
+    pub reserved: u32,
+    pub type_name: [u8; TYPE_NAME_LEN],
+}
+
+/// The byte offset of `state` in the header, for the atomic "ready" store.
+pub(crate) const STATE_OFFSET: usize = 12;
+const _: () = assert!(std::mem::offset_of!(Header, state) == STATE_OFFSET);
+const _: () = assert!(std::mem::size_of::<Header>() <= LOCK_OFFSET);
+const _: () = assert!(std::mem::size_of::<RawLock>() <= LOCK_AREA);
+const _: () = assert!(LOCK_OFFSET % 64 == 0);
+
+/// Where everything of a `Shared<T>` lies in its segment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Layout {
+    pub value_offset: usize,
+    pub total_size: usize,
+}
+
+impl Layout {
+    /// The layout of a segment holding one `T`.
+    pub(crate) const fn of<T: Shareable>() -> Layout {
+        let align = std::mem::align_of::<T>();
+        let start = LOCK_OFFSET + LOCK_AREA;
+        let value_offset = start.div_ceil(align) * align;
+        Layout {
+            value_offset,
+            total_size: value_offset + std::mem::size_of::<T>(),
+        }
+    }
+}
+
+/// What identifies this process as a creator.
+pub(crate) struct Creator {
+    pub pid: u32,
+    pub uid: u32,
+    pub start: u64,
+    pub pid_ns: u64,
+}
+
+impl Creator {
+    pub(crate) fn current() -> Creator {
+        let pid = std::process::id();
+        Creator {
+            pid,
+            uid: nix::unistd::geteuid().as_raw(),
+            start: crate::owner::start_time(pid).unwrap_or(0),
+            pid_ns: pid_namespace(),
+        }
+    }
+}
+
+/// The inode of this process's PID namespace (0 where it cannot be read).
+pub(crate) fn pid_namespace() -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self/ns/pid").map_or(0, |m| m.ino())
+}
+
+impl Header {
+    /// A header for a new segment holding a `T`, in state INITIALISING.
+    pub(crate) fn new<T: Shareable>(creator: &Creator) -> Header {
+        let layout = Layout::of::<T>();
+        let name = T::TYPE_NAME.as_bytes();
+        let len = name.len().min(TYPE_NAME_LEN);
+        let mut type_name = [0; TYPE_NAME_LEN];
+        type_name[..len].copy_from_slice(&name[..len]);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        Header {
+            magic: MAGIC,
+            version: FORMAT_VERSION,
+            state: STATE_INITIALISING,
+            header_size: std::mem::size_of::<Header>() as u32,
+            kind: KIND_VALUE,
+            total_size: layout.total_size as u64,
+            fingerprint: T::FINGERPRINT,
+            value_size: std::mem::size_of::<T>() as u64,
+            value_align: std::mem::align_of::<T>() as u64,
+            value_offset: layout.value_offset as u64,
+            lock_offset: LOCK_OFFSET as u64,
+            creator_pid: creator.pid,
+            creator_uid: creator.uid,
+            creator_start: creator.start,
+            pid_ns: creator.pid_ns,
+            created_unix_ns: now,
+            type_name_len: len as u32,
+            reserved: 0,
+            type_name,
+        }
+    }
+
+    /// The type name recorded in the header, cleaned of anything a damaged
+    /// or hostile header could put there.
+    pub(crate) fn type_name(&self) -> String {
+        let len = (self.type_name_len as usize).min(TYPE_NAME_LEN);
+        String::from_utf8_lossy(&self.type_name[..len])
+            .chars()
+            .map(|c| if c.is_control() { '?' } else { c })
+            .collect()
+    }
+}
+
+/// What the first bytes of an object say it is.
+#[derive(Debug)]
+pub(crate) enum Found {
+    /// Our magic and a complete, ready header.
+    Ready(Box<Header>),
+    /// Our magic, but the creator has not finished (or died while writing it).
+    Initialising,
+}
+
+/// Reads what `bytes` (the first bytes of an object of `file_size` bytes)
+/// say, and checks that they describe a `T` this build can use.
+///
+/// The order of the checks decides which error wins: not ours at all
+/// (`Corrupt`), then another type or layout (`LayoutMismatch`, whatever the
+/// sizes), then disagreement with itself or with the object (`Corrupt`).
+pub(crate) fn check<T: Shareable>(name: &str, bytes: &[u8], file_size: u64) -> Result<Found> {
+    let corrupt = |reason: String| Error::Corrupt {
+        name: name.to_owned(),
+        reason,
+    };
+    if bytes.len() < MAGIC.len() || bytes[..MAGIC.len()] != MAGIC {
+        return Err(corrupt(format!(
+            "no shmstore magic in its first bytes ({file_size} bytes long): not a shmstore segment"
+        )));
+    }
+    let Ok(header) = Header::read_from_prefix(bytes).map(|(h, _)| h) else {
+        return Err(corrupt(format!(
+            "its header is cut short ({file_size} bytes long)"
+        )));
+    };
+    if header.version != FORMAT_VERSION {
+        return Err(corrupt(format!(
+            "format version {} (this build reads version {FORMAT_VERSION})",
+            header.version
+        )));
+    }
+    if header.header_size as usize != std::mem::size_of::<Header>() {
+        return Err(corrupt(format!(
+            "header size {} (expected {})",
+            header.header_size,
+            std::mem::size_of::<Header>()
+        )));
+    }
+    match header.state {
+        STATE_READY => {}
+        STATE_INITIALISING => return Ok(Found::Initialising),
+        other => return Err(corrupt(format!("unknown state {other}"))),
+    }
+    if header.kind != KIND_VALUE {
+        return Err(corrupt(format!(
+            "kind {} (this build opens single values, kind {KIND_VALUE})",
+            header.kind
+        )));
+    }
+    if header.fingerprint != T::FINGERPRINT {
+        return Err(Error::LayoutMismatch {
+            name: name.to_owned(),
+            expected_type: T::TYPE_NAME,
+            expected_fingerprint: T::FINGERPRINT,
+            found_type: header.type_name(),
+            found_fingerprint: header.fingerprint,
+        });
+    }
+    let layout = Layout::of::<T>();
+    let expected = [
+        ("value size", header.value_size, std::mem::size_of::<T>()),
+        (
+            "value alignment",
+            header.value_align,
+            std::mem::align_of::<T>(),
+        ),
+        ("value offset", header.value_offset, layout.value_offset),
+        ("lock offset", header.lock_offset, LOCK_OFFSET),
+        ("total size", header.total_size, layout.total_size),
+    ];
+    for (what, found, want) in expected {
+        if found != want as u64 {
+            return Err(corrupt(format!(
+                "its header says {what} {found}, but a `{}` needs {want}",
+                T::TYPE_NAME
+            )));
+        }
+    }
+    if file_size != header.total_size {
+        return Err(corrupt(format!(
+            "it is {file_size} bytes long but its header says {}: truncated or resized by someone",
+            header.total_size
+        )));
+    }
+    Ok(Found::Ready(Box::new(header)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ready<T: Shareable>() -> Vec<u8> {
+        let mut h = Header::new::<T>(&Creator::current());
+        h.state = STATE_READY;
+        h.as_bytes().to_vec()
+    }
+
+    #[test]
+    fn a_fresh_header_checks_out() {
+        let bytes = ready::<u64>();
+        let size = Layout::of::<u64>().total_size as u64;
+        assert!(matches!(
+            check::<u64>("t", &bytes, size),
+            Ok(Found::Ready(_))
+        ));
+    }
+
+    #[test]
+    fn value_shares_the_lock_cache_line() {
+        assert_eq!(Layout::of::<u64>().value_offset, 288);
+        assert_eq!(Layout::of::<[u8; 3]>().total_size, 291);
+    }
+
+    #[test]
+    fn each_failure_has_its_own_error() {
+        let size = Layout::of::<u64>().total_size as u64;
+        let ok = ready::<u64>();
+
+        let err = check::<u64>("t", b"hello world", 11).unwrap_err();
+        assert!(matches!(err, Error::Corrupt { .. }), "{err}");
+
+        let err = check::<u64>("t", &ok[..40], size).unwrap_err();
+        assert!(err.to_string().contains("cut short"), "{err}");
+
+        let mut v = ok.clone();
+        v[8] = 9; // version
+        assert!(check::<u64>("t", &v, size)
+            .unwrap_err()
+            .to_string()
+            .contains("format version 9"));
+
+        // Another type wins over a size that differs too.
+        let err = check::<u32>("t", &ok, 3).unwrap_err();
+        assert!(
+            matches!(&err, Error::LayoutMismatch { found_type, .. } if found_type == "u64"),
+            "{err}"
+        );
+
+        let err = check::<u64>("t", &ok, size - 1).unwrap_err();
+        assert!(err.to_string().contains("truncated"), "{err}");
+
+        let mut v = ok.clone();
+        v[STATE_OFFSET] = STATE_INITIALISING as u8;
+        assert!(matches!(
+            check::<u64>("t", &v, size),
+            Ok(Found::Initialising)
+        ));
+    }
+
+    #[test]
+    fn hostile_type_names_are_cleaned() {
+        let mut h = Header::new::<u64>(&Creator::current());
+        h.type_name_len = u32::MAX;
+        h.type_name[0] = b'\x1b';
+        h.type_name[1] = 0xff;
+        let name = h.type_name();
+        assert!(!name.contains('\x1b'));
+        assert!(name.chars().count() <= TYPE_NAME_LEN);
+    }
+}

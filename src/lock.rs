@@ -1,0 +1,470 @@
+//! The process-shared, crash-robust lock that lives inside every segment.
+//!
+//! # Design
+//!
+//! The lock is one 64-bit word in the shared mapping, plus a sleeper count and
+//! a poison flag (16 bytes, [`RawLock`]). Zero means unlocked, so the zeroed
+//! pages of a new segment hold an unlocked lock with no initialisation step.
+//!
+//! A held lock stores its owner's *identity* in the word:
+//!
+//! ```text
+//!  63                    32 31 30        22 21            0
+//! +------------------------+--+------------+---------------+
+//! | owner start time (low) | W|  (zero)    | owner thread id|
+//! +------------------------+--+------------+---------------+
+//! ```
+//!
+//! - the owner's kernel thread id (`gettid`, below 2^22 on Linux), so threads
+//!   of one process exclude each other just as processes do;
+//! - `W`, set while some thread may be asleep in the kernel on this lock;
+//! - the low 32 bits of the owner's start time (`/proc/.../stat` field 22), so
+//!   a thread id that the kernel recycled after the owner died is never taken
+//!   for the owner.
+//!
+//! Identity and lock state change in one compare-and-swap, so there is no
+//! moment at which a lock is held by nobody anyone could check.
+//!
+//! **Fast path**: `lock` is one compare-and-swap from 0 to the caller's
+//! identity (cached per thread); `unlock` is one compare-and-swap back to 0.
+//! Two atomic read-modify-writes, no system call.
+//!
+//! **Contended path**: spin briefly (the holder usually leaves within
+//! nanoseconds), then announce a sleeper, set `W` and sleep with a *shared*
+//! `FUTEX_WAIT` on the word's low half (std's and parking_lot's locks use
+//! process-private waiting and deadlock across processes). An unlock that sees
+//! `W` wakes one sleeper. A woken thread that takes the lock sets `W` again
+//! only if others are still asleep, so an uncontended stretch makes no wake
+//! calls at all.
+//!
+//! **Dead owners**: sleepers never sleep longer than [`CHECK_INTERVAL`]. A
+//! waiter that has seen the same owner for that long asks the kernel whether
+//! the owner still runs (`kill(tid, 0)`, then `/proc/TID/task/TID/stat`): no
+//! such thread, a zombie, or a thread with another start time all mean dead.
+//! The waiter then takes the lock over with a compare-and-swap (only one
+//! waiter can win it) and sets the poison flag, which the typed layer reports
+//! as a [`PoisonError`](std::sync::PoisonError), as `std::sync::Mutex` does
+//! for a panic. The data the dead owner wrote stays as it left it.
+//!
+//! # Limits
+//!
+//! - A dead owner is noticed by a waiter within about [`CHECK_INTERVAL`], not
+//!   at once as a kernel robust futex would; nobody notices while nobody waits.
+//! - Thread ids only mean something within one PID namespace: segments record
+//!   the namespace of their creator and refuse openers from another one.
+//! - Where `/proc` hides other users' processes, an owner that cannot be seen
+//!   counts as alive (its lock is never stolen; it may then never recover).
+//! - A process that `fork`s gets a new identity in the child through a
+//!   `pthread_atfork` handler; a raw `clone` system call would bypass it.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::owner;
+use crate::sys::{futex, thread};
+
+/// How long a waiter sees the same owner before it checks whether the owner is
+/// still alive; also the longest single sleep in the kernel.
+pub const CHECK_INTERVAL: Duration = Duration::from_millis(50);
+
+/// Set in the word while a thread may be asleep waiting for it.
+const WAITERS: u64 = 1 << 31;
+/// Spins before going to sleep: enough to outlast a short critical section
+/// whose holder is running, not enough to waste a time slice.
+const SPINS: u32 = 64;
+
+/// Packs a thread id and start time into an owner identity (never 0: thread
+/// ids start at 1).
+pub(crate) fn compose_ident(tid: u32, start_time: u64) -> u64 {
+    debug_assert!(tid != 0 && tid < owner::TID_LIMIT);
+    ((start_time as u32 as u64) << 32) | u64::from(tid)
+}
+
+/// The identity part of a lock word (without `W`).
+fn identity(word: u64) -> u64 {
+    word & !WAITERS
+}
+
+/// How a lock was acquired.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Acquired {
+    /// From a holder that unlocked it.
+    Clean,
+    /// Taken over from a holder that died holding it; the poison flag is set.
+    OwnerDied,
+}
+
+/// A process-shared, crash-robust mutual-exclusion word.
+///
+/// This is the raw lock under [`Shared<T>`](crate::Shared): it guards no
+/// data and knows nothing of types. It is placed inside shared memory by the
+/// library (all zeroes is an unlocked lock); it implements
+/// [`lock_api::RawMutex`] and [`lock_api::RawMutexTimed`] so that code
+/// generic over lock_api's traits can drive it. A lock taken over from a dead
+/// holder through those traits sets [`is_poisoned`](RawLock::is_poisoned).
+///
+/// Any bytes another process writes over it leave it well defined: a word
+/// that names no living thread is a lock whose holder died.
+#[repr(C)]
+#[derive(Debug)]
+pub struct RawLock {
+    word: AtomicU64,
+    sleepers: AtomicU32,
+    poisoned: AtomicU32,
+}
+
+impl RawLock {
+    /// An unlocked, unpoisoned lock (all zeroes).
+    pub const fn new() -> RawLock {
+        RawLock {
+            word: AtomicU64::new(0),
+            sleepers: AtomicU32::new(0),
+            poisoned: AtomicU32::new(0),
+        }
+    }
+
+    /// Acquires the lock, waiting as long as it takes.
+    ///
+    /// # Panics
+    ///
+    /// If the calling thread holds the lock already (it would deadlock).
+    #[inline]
+    pub(crate) fn acquire(&self) -> Acquired {
+        let me = thread::ident();
+        if self
+            .word
+            .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+        {
+            return Acquired::Clean;
+        }
+        self.acquire_slow(me, None)
+            .expect("no deadline, so acquire_slow cannot time out")
+    }
+
+    /// Acquires the lock unless `deadline` passes first.
+    pub(crate) fn acquire_until(&self, deadline: Instant) -> Option<Acquired> {
+        let me = thread::ident();
+        if self
+            .word
+            .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+        {
+            return Some(Acquired::Clean);
+        }
+        self.acquire_slow(me, Some(deadline))
+    }
+
+    /// Acquires the lock if it is free or its holder is dead, without waiting.
+    pub(crate) fn try_acquire(&self) -> Option<Acquired> {
+        let me = thread::ident();
+        match self
+            .word
+            .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
+        {
+            Ok(_) => Some(Acquired::Clean),
+            Err(v) if identity(v) == me => None,
+            Err(v) => self.take_over_if_dead(v, me, false),
+        }
+    }
+
+    #[cold]
+    fn acquire_slow(&self, me: u64, deadline: Option<Instant>) -> Option<Acquired> {
+        let mut v = self.word.load(Ordering::Relaxed);
+        if v != 0 && identity(v) == me {
+            panic!("shmstore: lock() called by the thread that already holds this lock (it would deadlock)");
+        }
+        for _ in 0..SPINS {
+            if v == 0 {
+                match self
+                    .word
+                    .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
+                {
+                    Ok(_) => return Some(Acquired::Clean),
+                    Err(now) => v = now,
+                }
+            } else {
+                std::hint::spin_loop();
+                v = self.word.load(Ordering::Relaxed);
+            }
+        }
+
+        self.sleepers.fetch_add(1, Ordering::SeqCst);
+        let got = self.sleep_until_acquired(me, deadline);
+        self.sleepers.fetch_sub(1, Ordering::SeqCst);
+        got
+    }
+
+    /// The sleeping part of the slow path; the caller counts itself in
+    /// `sleepers` around it.
+    fn sleep_until_acquired(&self, me: u64, deadline: Option<Instant>) -> Option<Acquired> {
+        let mut seen_owner = 0;
+        let mut seen_since = Instant::now();
+        loop {
+            let v = self.word.load(Ordering::Relaxed);
+            if v == 0 {
+                // Others still asleep need the next unlock to wake them.
+                let flag = if self.sleepers.load(Ordering::SeqCst) > 1 {
+                    WAITERS
+                } else {
+                    0
+                };
+                if self
+                    .word
+                    .compare_exchange(0, me | flag, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    return Some(Acquired::Clean);
+                }
+                continue;
+            }
+
+            let now = Instant::now();
+            if identity(v) != seen_owner {
+                seen_owner = identity(v);
+                seen_since = now;
+            } else if now.duration_since(seen_since) >= CHECK_INTERVAL {
+                seen_since = now;
+                if let Some(got) = self.take_over_if_dead(v, me, true) {
+                    return Some(got);
+                }
+            }
+
+            let mut nap = CHECK_INTERVAL;
+            if let Some(d) = deadline {
+                match d.checked_duration_since(now) {
+                    Some(left) if !left.is_zero() => nap = nap.min(left),
+                    _ => return None,
+                }
+            }
+
+            if v & WAITERS == 0
+                && self
+                    .word
+                    .compare_exchange(v, v | WAITERS, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_err()
+            {
+                continue;
+            }
+            futex::wait(&self.word, (v | WAITERS) as u32, nap);
+        }
+    }
+
+    /// Takes the lock over from the holder named in `v` if that holder is
+    /// dead. `counted` says whether the caller is counted in `sleepers`.
+    fn take_over_if_dead(&self, v: u64, me: u64, counted: bool) -> Option<Acquired> {
+        let tid = (v & u64::from(u32::MAX) & !WAITERS) as u32;
+        let start = (v >> 32) as u32;
+        if owner::is_alive(tid, start) {
+            return None;
+        }
+        let others = self.sleepers.load(Ordering::SeqCst) > u32::from(counted);
+        // Keep waking sleepers that were waiting for the dead holder.
+        let flag = if others || v & WAITERS != 0 {
+            WAITERS
+        } else {
+            0
+        };
+        self.word
+            .compare_exchange(v, me | flag, Ordering::Acquire, Ordering::Relaxed)
+            .ok()?;
+        self.poisoned.store(1, Ordering::Release);
+        Some(Acquired::OwnerDied)
+    }
+
+    /// Releases the lock held by the calling thread.
+    ///
+    /// If the lock is no longer this thread's (another process wrote over
+    /// the word), nothing is released: the current holder keeps it.
+    #[inline]
+    pub(crate) fn release(&self) {
+        let me = thread::ident();
+        if self
+            .word
+            .compare_exchange(me, 0, Ordering::Release, Ordering::Relaxed)
+            .is_err()
+        {
+            self.release_slow(me);
+        }
+    }
+
+    #[cold]
+    fn release_slow(&self, me: u64) {
+        // `W` is the only bit others may change while we hold the lock.
+        if self
+            .word
+            .compare_exchange(me | WAITERS, 0, Ordering::Release, Ordering::Relaxed)
+            .is_ok()
+        {
+            futex::wake(&self.word, 1);
+        }
+    }
+
+    /// Whether some thread holds the lock (a momentary answer).
+    pub fn is_locked(&self) -> bool {
+        self.word.load(Ordering::Relaxed) != 0
+    }
+
+    /// The thread id of the holder, if the lock is held.
+    pub fn holder_tid(&self) -> Option<u32> {
+        let v = self.word.load(Ordering::Relaxed);
+        (v != 0).then_some((v & u64::from(u32::MAX) & !WAITERS) as u32)
+    }
+
+    /// Whether a holder died or panicked while holding the lock since the
+    /// poison was last cleared.
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned.load(Ordering::Acquire) != 0
+    }
+
+    /// Marks the data as possibly inconsistent.
+    pub(crate) fn poison(&self) {
+        self.poisoned.store(1, Ordering::Release);
+    }
+
+    /// Clears the poison flag.
+    pub fn clear_poison(&self) {
+        self.poisoned.store(0, Ordering::Release);
+    }
+}
+
+impl Default for RawLock {
+    fn default() -> Self {
+        RawLock::new()
+    }
+}
+
+// SAFETY: `lock`/`try_lock`/`try_lock_*` return a guard only once the calling
+// thread owns the word (a successful compare-and-swap with Acquire ordering),
+// and `unlock` releases with Release ordering, so the lock provides mutual
+// exclusion and happens-before between critical sections. Guards are not
+// Send: ownership is per thread.
+unsafe impl lock_api::RawMutex for RawLock {
+    #[allow(clippy::declare_interior_mutable_const)]
+    const INIT: RawLock = RawLock::new();
+    type Guard = lock_api::GuardNoSend;
+
+    fn lock(&self) -> Self::Guard {
+        self.acquire();
+        lock_api::GuardNoSend::new()
+    }
+
+    fn try_lock(&self) -> Option<Self::Guard> {
+        self.try_acquire().map(|_| lock_api::GuardNoSend::new())
+    }
+
+    unsafe fn unlock(&self, _guard: Self::Guard) {
+        self.release();
+    }
+
+    fn is_locked(&self) -> bool {
+        RawLock::is_locked(self)
+    }
+}
+
+// SAFETY: as for `RawMutex`; the timed variants return a guard only after a
+// successful acquisition and `None` only once the deadline has passed.
+unsafe impl lock_api::RawMutexTimed for RawLock {
+    type Duration = Duration;
+    type Instant = Instant;
+
+    fn try_lock_for(&self, timeout: Duration) -> Option<Self::Guard> {
+        self.try_lock_until(Instant::now() + timeout)
+    }
+
+    fn try_lock_until(&self, deadline: Instant) -> Option<Self::Guard> {
+        self.acquire_until(deadline)
+            .map(|_| lock_api::GuardNoSend::new())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn zero_is_unlocked() {
+        let l = RawLock::new();
+        assert!(!l.is_locked());
+        assert_eq!(l.acquire(), Acquired::Clean);
+        assert!(l.is_locked());
+        assert_eq!(l.holder_tid(), Some(nix::unistd::gettid().as_raw() as u32));
+        assert!(l.try_acquire().is_none());
+        l.release();
+        assert!(!l.is_locked());
+    }
+
+    #[test]
+    fn threads_exclude_each_other() {
+        struct Counted {
+            lock: RawLock,
+            value: std::cell::UnsafeCell<u64>,
+        }
+        // SAFETY: `value` is only touched while `lock` is held.
+        unsafe impl Sync for Counted {}
+        let c = Arc::new(Counted {
+            lock: RawLock::new(),
+            value: 0.into(),
+        });
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let c = c.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..50_000 {
+                        c.lock.acquire();
+                        // SAFETY: the lock is held.
+                        unsafe { *c.value.get() += 1 };
+                        c.lock.release();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        // SAFETY: all threads joined.
+        assert_eq!(unsafe { *c.value.get() }, 200_000);
+        assert!(!c.lock.is_locked());
+    }
+
+    #[test]
+    fn a_word_naming_no_live_thread_is_taken_over_and_poisons() {
+        let l = RawLock::new();
+        // A thread id nobody has, as a dead holder or a damaged word leaves it.
+        l.word
+            .store(compose_ident(owner::TID_LIMIT - 1, 7), Ordering::Relaxed);
+        assert_eq!(l.try_acquire(), Some(Acquired::OwnerDied));
+        assert!(l.is_poisoned());
+        l.release();
+        l.clear_poison();
+        l.word.store(u64::MAX, Ordering::Relaxed); // garbage
+        assert_eq!(l.acquire(), Acquired::OwnerDied);
+        l.release();
+        assert!(!l.is_locked());
+    }
+
+    #[test]
+    fn timed_acquire_gives_up_on_a_live_holder() {
+        let l = Arc::new(RawLock::new());
+        l.acquire();
+        let l2 = l.clone();
+        let t0 = Instant::now();
+        let got = std::thread::spawn(move || {
+            l2.acquire_until(Instant::now() + Duration::from_millis(120))
+        })
+        .join()
+        .unwrap();
+        assert_eq!(got, None);
+        assert!(t0.elapsed() >= Duration::from_millis(120));
+        l.release();
+    }
+
+    #[test]
+    #[should_panic(expected = "already holds")]
+    fn relocking_from_the_holder_panics() {
+        let l = RawLock::new();
+        l.acquire();
+        l.acquire();
+    }
+}

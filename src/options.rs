@@ -1,0 +1,108 @@
+//! [`SharedOptions`]: how to create or open a segment.
+
+use crate::backend::OpenMode;
+use crate::error::Result;
+use crate::name::Name;
+use crate::shareable::Shareable;
+use crate::shared::Shared;
+
+/// Options for creating and opening segments, in the style of
+/// [`std::fs::OpenOptions`]: set what differs from the defaults, then call
+/// [`create`](SharedOptions::create), [`open`](SharedOptions::open) or
+/// [`open_or_create`](SharedOptions::open_or_create).
+///
+/// ```
+/// use shmstore::{Shareable, SharedOptions};
+///
+/// #[derive(Shareable, Default)]
+/// #[repr(C)]
+/// struct Stats { requests: u64, errors: u64 }
+///
+/// # let name = format!("doc-options-{}", std::process::id());
+/// let stats = SharedOptions::new()
+///     .mode(0o640)            // the group may open it too
+///     .remove_on_drop(true)   // unlink the name when this handle goes
+///     .open_or_create(&name, Stats::default())?;
+/// stats.lock().unwrap().requests += 1;
+/// # Ok::<(), shmstore::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct SharedOptions {
+    pub(crate) mode: u32,
+    pub(crate) remove_on_drop: bool,
+    pub(crate) allow_foreign_owner: bool,
+}
+
+impl Default for SharedOptions {
+    fn default() -> Self {
+        SharedOptions::new()
+    }
+}
+
+impl SharedOptions {
+    /// The defaults: mode 0600, the name outlives the handle, segments of
+    /// other users are refused.
+    pub fn new() -> SharedOptions {
+        SharedOptions {
+            mode: 0o600,
+            remove_on_drop: false,
+            allow_foreign_owner: false,
+        }
+    }
+
+    /// Permission bits of a segment this call creates (default `0o600`),
+    /// applied exactly, whatever the process umask. Only the low nine bits
+    /// count.
+    pub fn mode(&mut self, mode: u32) -> &mut Self {
+        self.mode = mode & 0o777;
+        self
+    }
+
+    /// Remove the name when the handle is dropped (default `false`). Other
+    /// handles that are open keep working; new opens get `NotFound`.
+    pub fn remove_on_drop(&mut self, yes: bool) -> &mut Self {
+        self.remove_on_drop = yes;
+        self
+    }
+
+    /// Accept a segment owned by another user (default `false`: such a
+    /// segment gives [`Error::ForeignOwner`](crate::Error::ForeignOwner)).
+    ///
+    /// /dev/shm is writable by everyone: whoever creates a name first owns
+    /// it and chooses what the opener reads. Allow this only when the other
+    /// user is trusted, e.g. a service account of the same application.
+    pub fn allow_foreign_owner(&mut self, yes: bool) -> &mut Self {
+        self.allow_foreign_owner = yes;
+        self
+    }
+
+    /// Creates a new segment holding `value`; fails with
+    /// [`AlreadyExists`](crate::Error::AlreadyExists) if the name exists.
+    pub fn create<T: Shareable>(&self, name: &str, value: T) -> Result<Shared<T>> {
+        self.establish(name, OpenMode::Create, Some(value))
+    }
+
+    /// Opens an existing segment that holds a `T`; fails with
+    /// [`NotFound`](crate::Error::NotFound) if there is none.
+    pub fn open<T: Shareable>(&self, name: &str) -> Result<Shared<T>> {
+        self.establish(name, OpenMode::Open, None)
+    }
+
+    /// Opens the segment, creating it with `value` if there is none. When
+    /// many processes call this at once, exactly one initialises the segment
+    /// and all of them end up on the same object.
+    pub fn open_or_create<T: Shareable>(&self, name: &str, value: T) -> Result<Shared<T>> {
+        self.establish(name, OpenMode::OpenOrCreate, Some(value))
+    }
+
+    fn establish<T: Shareable>(
+        &self,
+        name: &str,
+        mode: OpenMode,
+        value: Option<T>,
+    ) -> Result<Shared<T>> {
+        let name = Name::new(name)?;
+        let map = crate::segment::establish(&name, self, mode, value)?;
+        Ok(Shared::from_parts(map, name, self.remove_on_drop))
+    }
+}

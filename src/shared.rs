@@ -1,0 +1,266 @@
+//! [`Shared<T>`], the typed handle, and its lock guard.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::ops::{Deref, DerefMut};
+use std::ptr::NonNull;
+use std::sync::{LockResult, PoisonError, TryLockError, TryLockResult};
+use std::time::{Duration, Instant};
+
+use crate::backend::posix;
+use crate::error::Result;
+use crate::header::{Layout, LOCK_OFFSET};
+use crate::lock::RawLock;
+use crate::name::Name;
+use crate::options::SharedOptions;
+use crate::shareable::Shareable;
+use crate::sys::mapping::Mapping;
+
+/// A `T` in shared memory, guarded by a lock that works across processes and
+/// recovers from holders that die.
+///
+/// Use it as you would an `Arc<Mutex<T>>` that other processes can open by
+/// name: [`lock`](Shared::lock) returns a guard that dereferences to `T`.
+/// The handle is `Send + Sync`; the lock excludes other threads of this
+/// process as well as other processes.
+///
+/// Dropping the handle unmaps the segment; the segment itself lives on until
+/// [`Shared::unlink`] removes its name (or
+/// [`SharedOptions::remove_on_drop`] is set) and the last handle is gone.
+///
+/// ```
+/// use shmstore::{Shareable, Shared};
+///
+/// #[derive(Shareable, Clone, Copy, Default)]
+/// #[repr(C)]
+/// struct Counter { value: u64, last_pid: u32, _pad: u32 }
+///
+/// # let name = format!("doc-shared-{}", std::process::id());
+/// let c = Shared::<Counter>::open_or_create(&name, Counter::default())?;
+/// {
+///     let mut g = c.lock().unwrap();
+///     g.value += 1;
+///     g.last_pid = std::process::id();
+/// }
+/// assert_eq!(c.lock().unwrap().value, 1);
+/// Shared::<Counter>::unlink(&name)?;
+/// # Ok::<(), shmstore::Error>(())
+/// ```
+pub struct Shared<T: Shareable> {
+    map: Mapping,
+    value: NonNull<T>,
+    name: Name,
+    remove_on_drop: bool,
+}
+
+// SAFETY: the handle owns its mapping (Mapping is Send + Sync); the value is
+// only reached through the lock, which excludes threads as well as processes,
+// and T: Shareable is Send + Sync.
+unsafe impl<T: Shareable> Send for Shared<T> {}
+// SAFETY: as for Send: `&Shared<T>` gives access to the value only through
+// the lock.
+unsafe impl<T: Shareable> Sync for Shared<T> {}
+
+impl<T: Shareable> Shared<T> {
+    /// Creates a new segment named `name` holding `value`, with the default
+    /// [`SharedOptions`]. Fails with [`Error::AlreadyExists`](crate::Error::AlreadyExists)
+    /// if the name exists.
+    pub fn create(name: &str, value: T) -> Result<Shared<T>> {
+        SharedOptions::new().create(name, value)
+    }
+
+    /// Opens the existing segment `name`, checking that it holds a `T` of
+    /// this build's layout. Fails with [`Error::NotFound`](crate::Error::NotFound)
+    /// if there is none.
+    pub fn open(name: &str) -> Result<Shared<T>> {
+        SharedOptions::new().open(name)
+    }
+
+    /// Opens the segment `name`, creating it with `value` if there is none.
+    /// Race-free: when many processes call it at once, exactly one of them
+    /// initialises the segment, and all end up on the same object.
+    pub fn open_or_create(name: &str, value: T) -> Result<Shared<T>> {
+        SharedOptions::new().open_or_create(name, value)
+    }
+
+    /// Removes the name `name`, whatever type its segment holds. Handles
+    /// that are open keep working; later opens get `NotFound`.
+    pub fn unlink(name: &str) -> Result<()> {
+        posix::unlink(&Name::new(name)?)
+    }
+
+    pub(crate) fn from_parts(map: Mapping, name: Name, remove_on_drop: bool) -> Shared<T> {
+        let value = map.at::<T>(Layout::of::<T>().value_offset);
+        Shared {
+            map,
+            value,
+            name,
+            remove_on_drop,
+        }
+    }
+
+    fn raw(&self) -> &RawLock {
+        self.map.raw_lock(LOCK_OFFSET)
+    }
+
+    /// The segment's name (without a leading `/`).
+    pub fn name(&self) -> &str {
+        self.name.as_str()
+    }
+
+    /// Locks the value, waiting as long as it takes.
+    ///
+    /// Returns `Err(PoisonError)` when a holder panicked or died (was killed
+    /// by any signal, or exited) while holding the lock, and until
+    /// [`clear_poison`](Shared::clear_poison) is called; `into_inner()` on the
+    /// error gives a working guard over what the holder left. A holder that
+    /// died is noticed within about 50 ms.
+    ///
+    /// # Panics
+    ///
+    /// If this thread holds the lock already (it would deadlock).
+    pub fn lock(&self) -> LockResult<SharedGuard<'_, T>> {
+        self.raw().acquire();
+        self.guard()
+    }
+
+    /// Locks the value if that is possible without waiting: it is free, or
+    /// its holder is dead.
+    ///
+    /// When the lock is held, this checks whether the holder is alive, which
+    /// takes a few microseconds: do not spin on it, use
+    /// [`try_lock_for`](Shared::try_lock_for).
+    pub fn try_lock(&self) -> TryLockResult<SharedGuard<'_, T>> {
+        match self.raw().try_acquire() {
+            Some(_) => self.guard().map_err(TryLockError::Poisoned),
+            None => Err(TryLockError::WouldBlock),
+        }
+    }
+
+    /// Locks the value, waiting at most `timeout`; `Err(WouldBlock)` when
+    /// the time is up.
+    pub fn try_lock_for(&self, timeout: Duration) -> TryLockResult<SharedGuard<'_, T>> {
+        match Instant::now().checked_add(timeout) {
+            Some(deadline) => self.try_lock_until(deadline),
+            None => self.lock().map_err(TryLockError::Poisoned),
+        }
+    }
+
+    /// Locks the value, waiting until `deadline` at the latest.
+    pub fn try_lock_until(&self, deadline: Instant) -> TryLockResult<SharedGuard<'_, T>> {
+        match self.raw().acquire_until(deadline) {
+            Some(_) => self.guard().map_err(TryLockError::Poisoned),
+            None => Err(TryLockError::WouldBlock),
+        }
+    }
+
+    /// Whether a holder panicked or died while holding the lock (since the
+    /// poison was last cleared).
+    pub fn is_poisoned(&self) -> bool {
+        self.raw().is_poisoned()
+    }
+
+    /// Clears the poison, for every process: call it once the value has been
+    /// checked or repaired.
+    pub fn clear_poison(&self) {
+        self.raw().clear_poison();
+    }
+
+    /// Whether some thread (of any process) holds the lock now. The answer
+    /// may be stale by the time it is read.
+    pub fn is_locked(&self) -> bool {
+        self.raw().is_locked()
+    }
+
+    /// The thread id of the current holder, if any (a momentary answer; the
+    /// holder may be dead and not yet noticed).
+    pub fn holder_tid(&self) -> Option<u32> {
+        self.raw().holder_tid()
+    }
+
+    /// Makes the guard for a lock this thread has just acquired.
+    fn guard(&self) -> LockResult<SharedGuard<'_, T>> {
+        let guard = SharedGuard {
+            shared: self,
+            panicking: std::thread::panicking(),
+            _not_send: PhantomData,
+        };
+        if self.raw().is_poisoned() {
+            Err(PoisonError::new(guard))
+        } else {
+            Ok(guard)
+        }
+    }
+}
+
+impl<T: Shareable> Drop for Shared<T> {
+    fn drop(&mut self) {
+        if self.remove_on_drop {
+            let _ = posix::unlink(&self.name);
+        }
+    }
+}
+
+impl<T: Shareable> fmt::Debug for Shared<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Shared")
+            .field("name", &self.name.as_str())
+            .field("type", &T::TYPE_NAME)
+            .field("size", &self.map.len())
+            .field("locked", &self.is_locked())
+            .field("poisoned", &self.is_poisoned())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Access to the value while the lock is held; unlocks when dropped.
+///
+/// A guard dropped while its thread panics poisons the lock, as with
+/// `std::sync::MutexGuard`. Not `Send`: the lock belongs to the thread that
+/// took it.
+#[must_use = "the lock is released as soon as the guard is dropped"]
+pub struct SharedGuard<'a, T: Shareable> {
+    shared: &'a Shared<T>,
+    panicking: bool,
+    _not_send: PhantomData<*const ()>,
+}
+
+// SAFETY: a `&SharedGuard` only gives `&T`, and T: Shareable is Sync.
+unsafe impl<T: Shareable> Sync for SharedGuard<'_, T> {}
+
+impl<T: Shareable> Deref for SharedGuard<'_, T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        // SAFETY: the pointer is in bounds and aligned (checked by
+        // Mapping::at) and lives as long as `shared`, which outlives the
+        // guard. This thread holds the lock, so no other thread or process
+        // following the protocol writes the value meanwhile. Every bit
+        // pattern is a valid T (Shareable), so whatever a peer left there is
+        // a valid value.
+        unsafe { self.shared.value.as_ref() }
+    }
+}
+
+impl<T: Shareable> DerefMut for SharedGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: as in `deref`; the lock gives this thread exclusive access,
+        // and `&mut self` makes this the only reference through this guard.
+        unsafe { &mut *self.shared.value.as_ptr() }
+    }
+}
+
+impl<T: Shareable> Drop for SharedGuard<'_, T> {
+    fn drop(&mut self) {
+        if !self.panicking && std::thread::panicking() {
+            self.shared.raw().poison();
+        }
+        self.shared.raw().release();
+    }
+}
+
+impl<T: Shareable + fmt::Debug> fmt::Debug for SharedGuard<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
+}

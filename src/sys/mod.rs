@@ -1,0 +1,7 @@
+//! The crate's only contact with the operating system that needs `unsafe`:
+//! futex calls, memory mappings and the per-thread identity cache. Each file
+//! exposes safe `pub(crate)` functions; every `unsafe` block says why it is sound.
+
+pub(crate) mod futex;
+pub(crate) mod mapping;
+pub(crate) mod thread;
