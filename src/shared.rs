@@ -48,6 +48,7 @@ use crate::sys::mapping::Mapping;
 /// ```
 pub struct Shared<T: Shareable> {
     map: Mapping,
+    lock: NonNull<RawLock>,
     value: NonNull<T>,
     name: Name,
     remove_on_drop: bool,
@@ -91,16 +92,21 @@ impl<T: Shareable> Shared<T> {
 
     pub(crate) fn from_parts(map: Mapping, name: Name, remove_on_drop: bool) -> Shared<T> {
         let value = map.at::<T>(Layout::of::<T>().value_offset);
+        let lock = NonNull::from(map.raw_lock(LOCK_OFFSET));
         Shared {
             map,
+            lock,
             value,
             name,
             remove_on_drop,
         }
     }
 
+    #[inline]
     fn raw(&self) -> &RawLock {
-        self.map.raw_lock(LOCK_OFFSET)
+        // SAFETY: `lock` came from `Mapping::raw_lock` on `self.map`, which
+        // lives as long as `self`; see there for why the reference is sound.
+        unsafe { self.lock.as_ref() }
     }
 
     /// The segment's name (without a leading `/`).
@@ -119,9 +125,10 @@ impl<T: Shareable> Shared<T> {
     /// # Panics
     ///
     /// If this thread holds the lock already (it would deadlock).
+    #[inline]
     pub fn lock(&self) -> LockResult<SharedGuard<'_, T>> {
-        self.raw().acquire();
-        self.guard()
+        let me = self.raw().acquire();
+        self.guard(me)
     }
 
     /// Locks the value if that is possible without waiting: it is free, or
@@ -132,7 +139,7 @@ impl<T: Shareable> Shared<T> {
     /// [`try_lock_for`](Shared::try_lock_for).
     pub fn try_lock(&self) -> TryLockResult<SharedGuard<'_, T>> {
         match self.raw().try_acquire() {
-            Some(_) => self.guard().map_err(TryLockError::Poisoned),
+            Some(me) => self.guard(me).map_err(TryLockError::Poisoned),
             None => Err(TryLockError::WouldBlock),
         }
     }
@@ -149,7 +156,7 @@ impl<T: Shareable> Shared<T> {
     /// Locks the value, waiting until `deadline` at the latest.
     pub fn try_lock_until(&self, deadline: Instant) -> TryLockResult<SharedGuard<'_, T>> {
         match self.raw().acquire_until(deadline) {
-            Some(_) => self.guard().map_err(TryLockError::Poisoned),
+            Some(me) => self.guard(me).map_err(TryLockError::Poisoned),
             None => Err(TryLockError::WouldBlock),
         }
     }
@@ -178,10 +185,12 @@ impl<T: Shareable> Shared<T> {
         self.raw().holder_tid()
     }
 
-    /// Makes the guard for a lock this thread has just acquired.
-    fn guard(&self) -> LockResult<SharedGuard<'_, T>> {
+    /// Makes the guard for a lock this thread (identity `me`) has just acquired.
+    #[inline]
+    fn guard(&self, me: u64) -> LockResult<SharedGuard<'_, T>> {
         let guard = SharedGuard {
             shared: self,
+            me,
             panicking: std::thread::panicking(),
             _not_send: PhantomData,
         };
@@ -221,6 +230,7 @@ impl<T: Shareable> fmt::Debug for Shared<T> {
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct SharedGuard<'a, T: Shareable> {
     shared: &'a Shared<T>,
+    me: u64,
     panicking: bool,
     _not_send: PhantomData<*const ()>,
 }
@@ -251,11 +261,12 @@ impl<T: Shareable> DerefMut for SharedGuard<'_, T> {
 }
 
 impl<T: Shareable> Drop for SharedGuard<'_, T> {
+    #[inline]
     fn drop(&mut self) {
         if !self.panicking && std::thread::panicking() {
             self.shared.raw().poison();
         }
-        self.shared.raw().release();
+        self.shared.raw().release(self.me);
     }
 }
 
