@@ -90,6 +90,12 @@ fn establish_fd<T: Shareable>(
     let fd = lock_file(name, fd, exclusive)?;
     let size = fstat(&*fd).map_err(|e| io("inspecting", e))?.st_size as u64;
 
+    if size != 0 && mode == OpenMode::Create {
+        // Lost a race to a concurrent open_or_create, which initialised it.
+        return Err(Error::AlreadyExists {
+            name: name.as_str().to_owned(),
+        });
+    }
     let found = if size == 0 {
         None
     } else {
@@ -108,10 +114,7 @@ fn establish_fd<T: Shareable>(
                 source: e,
             })
         }
-        // Lost a race to a concurrent open_or_create, which initialised it.
-        (Some(_), OpenMode::Create) => Err(Error::AlreadyExists {
-            name: name.as_str().to_owned(),
-        }),
+        (Some(Found::Ready(_)), OpenMode::Create) => unreachable!("handled above"),
         (None | Some(Found::Initialising), OpenMode::Open) => Err(Error::Incomplete {
             name: name.as_str().to_owned(),
         }),
