@@ -1,1 +1,61 @@
-extern crate proc_macro; use proc_macro::TokenStream; #[proc_macro_derive(Shareable)] pub fn d(_i: TokenStream) -> TokenStream { TokenStream::new() }
+//! The `#[derive(Shareable)]` macro of [`shmstore`](https://docs.rs/shmstore).
+//!
+//! Use it through `shmstore`, which re-exports it next to the trait of the
+//! same name: `use shmstore::Shareable;`. The expansion names only
+//! `::shmstore::__private::...` paths.
+//!
+//! The macro works in three steps, each in its own module:
+//!
+//! 1. `ast` reads the input into a small model of what matters here: the
+//!    `repr` attributes, the kind of item and its fields.
+//! 2. `valid` refuses what cannot live in shared memory and says why, as a
+//!    compile error pointing at the offending tokens.
+//! 3. `expand` writes the `unsafe impl`, the layout fingerprint, and the
+//!    checks that only the compiler can make (every field is `Shareable`, no
+//!    padding, no drop glue).
+
+extern crate proc_macro;
+
+mod ast;
+mod expand;
+mod valid;
+
+use proc_macro::TokenStream;
+use syn::{parse_macro_input, DeriveInput};
+
+/// Implements `shmstore::Shareable` for a struct that may live in shared
+/// memory, and computes its layout fingerprint.
+///
+/// The struct must
+///
+/// - be `#[repr(C)]` (optionally with `align(N)`) or `#[repr(transparent)]`,
+///   and not `packed`;
+/// - have at least one field, and no generic parameters;
+/// - have only `Shareable` fields: fixed-width integers and floats, their
+///   atomics, arrays of `Shareable` types, and other derived structs (not
+///   `bool`, `char`, `usize`/`isize`, `u128`/`i128`, enums, references,
+///   pointers or heap types);
+/// - have no padding: every byte belongs to a field, so add explicit fields
+///   such as `_pad: [u8; N]` where the compiler would insert padding;
+/// - not implement `Drop`.
+///
+/// Anything else is a compile error, at the offending tokens, that says what
+/// to change. There are no helper attributes.
+///
+/// `TYPE_NAME` is the struct's name as written. `FINGERPRINT` hashes the
+/// name, size and alignment, then each field's name (or index), offset and
+/// `FINGERPRINT`, in order: it differs whenever two builds would disagree on
+/// the layout, and is equal for identical definitions wherever they are.
+#[proc_macro_derive(Shareable)]
+pub fn derive_shareable(input: TokenStream) -> TokenStream {
+    let input = parse_macro_input!(input as DeriveInput);
+    derive(&input)
+        .unwrap_or_else(syn::Error::into_compile_error)
+        .into()
+}
+
+fn derive(input: &DeriveInput) -> syn::Result<proc_macro2::TokenStream> {
+    let input = ast::Input::from_syn(input)?;
+    let valid = valid::validate(&input)?;
+    Ok(expand::expand(&valid))
+}

@@ -1,0 +1,297 @@
+//! Writes the `unsafe impl Shareable` for a [`Valid`] input, with the checks
+//! that only the compiler can make:
+//!
+//! - every field is `Shareable`, with the error on the field's type;
+//! - no padding, with the error on the field after the gap (or on the struct
+//!   name for padding at the end), saying how many bytes to fill;
+//! - a non-zero size and no drop glue.
+//!
+//! Generated code names nothing but `::shmstore::__private::...` paths, so it
+//! works whatever the user has in scope, and in `no_std` crates.
+
+use crate::ast::{Field, Layout};
+use crate::valid::Valid;
+use proc_macro2::{Span, TokenStream, TokenTree};
+use quote::{quote, ToTokens};
+use syn::ext::IdentExt;
+use syn::spanned::Spanned;
+use syn::{Ident, Member};
+
+pub(crate) fn expand(input: &Valid) -> TokenStream {
+    let ident = input.ident;
+    let name = ident_name(ident);
+    let private = quote!(::shmstore::__private);
+    let mem = quote!(#private::core::mem);
+    // Primitive types by path: a user's `struct u64` cannot change them.
+    let prim = quote!(#private::core::primitive);
+
+    // `<F as Shareable>::FINGERPRINT` is also the check that every field is
+    // `Shareable`: `F` is the field type's own tokens, so rustc's error (the
+    // trait's `on_unimplemented` message) lands on the field's type. A separate
+    // `assert_shareable::<F>()` would report every such field twice.
+    let fingerprint_fields = input.fields.iter().map(|field| {
+        let Field { member, name, ty } = field;
+        quote! {
+            .str(#name)
+            .u64(#mem::offset_of!(#ident, #member) as #prim::u64)
+            .u64(<#ty as #private::Shareable>::FINGERPRINT)
+        }
+    });
+    let layout_checks = layout_checks(input);
+
+    quote! {
+        const _: () = {
+            #[automatically_derived]
+            // SAFETY: the checks below prove every field `Shareable` (so any bit
+            // pattern is valid, with no pointer and no drop glue), the layout
+            // fixed by `repr`, no padding, a non-zero size and no `Drop` impl.
+            unsafe impl #private::Shareable for #ident {
+                const TYPE_NAME: &'static #prim::str = #name;
+                const FINGERPRINT: #prim::u64 = #private::Fingerprint::new()
+                    .str(#name)
+                    .u64(#mem::size_of::<#ident>() as #prim::u64)
+                    .u64(#mem::align_of::<#ident>() as #prim::u64)
+                    #(#fingerprint_fields)*
+                    .finish();
+            }
+
+            #layout_checks
+        };
+    }
+}
+
+/// The name as written, without `r#`.
+fn ident_name(ident: &Ident) -> String {
+    ident.unraw().to_string()
+}
+
+/// Checks that the struct has a non-zero size, no padding and no `Drop` impl.
+///
+/// Each is a trait implemented for one value of a const parameter only, say
+/// `PaddingBetweenFields<0>`, and a use of
+/// `<T as PaddingBetweenFields<{ padding }>>::OK`: when the
+/// value is wrong, rustc reports the trait's `on_unimplemented` message, with
+/// the actual value filled in, at the place `T` is spelled, which is made the
+/// offending field (or the struct's name). A `const` that panics would be
+/// simpler, but rustc reports a panic in a derive's output at the
+/// `#[derive(...)]` attribute whatever span it is given, and a const panic
+/// message cannot format a number.
+fn layout_checks(input: &Valid) -> TokenStream {
+    let ident = input.ident;
+    let name = ident_name(ident);
+    let mem = quote!(::shmstore::__private::core::mem);
+    let prim = quote!(::shmstore::__private::core::primitive);
+    let size = quote!(#mem::size_of::<#ident>());
+    let padding_note = "every byte of a value in shared memory must belong to a field: \
+                        padding bytes are uninitialised, and other processes would read them";
+    let mut checks = Checks::new(input);
+
+    checks.push(Check {
+        name: "ZeroSized",
+        span: ident.span(),
+        params: quote!(const ZERO_SIZED: #prim::bool),
+        impl_generics: quote!(),
+        implemented: quote!(false),
+        actual: quote!({ #size == 0 }),
+        message: format!("`{name}` is zero-sized: it has nothing to share between processes"),
+        label: "zero-sized".to_owned(),
+        notes: vec!["all of its fields take no bytes; give it a field that holds data".to_owned()],
+    });
+
+    // `repr(transparent)` has the layout of its one non-zero-sized field, so
+    // it has no padding, and its zero-sized fields all sit at offset 0.
+    if input.layout == Layout::C {
+        let end_of = |field: &Field| {
+            let Field { member, ty, .. } = field;
+            quote!((#mem::offset_of!(#ident, #member) + #mem::size_of::<#ty>()))
+        };
+        for pair in input.fields.windows(2) {
+            let (before, after) = (&pair[0], &pair[1]);
+            let end = end_of(before);
+            let member = &after.member;
+            let (a, b) = (&before.name, &after.name);
+            checks.push(Check {
+                name: "PaddingBetweenFields",
+                span: after.member_span(),
+                params: quote!(const N: #prim::usize),
+                impl_generics: quote!(),
+                implemented: quote!(0),
+                actual: quote!({ #mem::offset_of!(#ident, #member) - #end }),
+                message: format!(
+                    "`{name}` has {{N}} byte(s) of padding between fields `{a}` and `{b}`"
+                ),
+                label: format!("{{N}} byte(s) of padding before field `{b}`"),
+                notes: vec![
+                    padding_note.to_owned(),
+                    format!(
+                        "add a field {} between `{a}` and `{b}`, or order the fields from \
+                         the largest alignment to the smallest",
+                        match before.member {
+                            Member::Named(_) => format!("`_pad_{a}: [u8; {{N}}]`"),
+                            Member::Unnamed(_) => "of type `[u8; {N}]`".to_owned(),
+                        }
+                    ),
+                ],
+            });
+        }
+        if let Some(last) = input.fields.last() {
+            let end = end_of(last);
+            let l = &last.name;
+            let why = match input.align {
+                Some(align) => {
+                    format!("`#[repr(align({align}))]` makes its size a multiple of {{ALIGN}}")
+                }
+                None => "its size is rounded up to a multiple of its alignment, {ALIGN}".to_owned(),
+            };
+            checks.push(Check {
+                name: "PaddingAtEnd",
+                span: ident.span(),
+                params: quote!(const N: #prim::usize, const ALIGN: #prim::usize),
+                impl_generics: quote!(const ALIGN: #prim::usize),
+                implemented: quote!(0, ALIGN),
+                actual: quote!({ #size - #end }, { #mem::align_of::<#ident>() }),
+                message: format!(
+                    "`{name}` has {{N}} byte(s) of padding at its end, after field `{l}`"
+                ),
+                label: "{N} byte(s) of padding at the end".to_owned(),
+                notes: vec![
+                    why,
+                    padding_note.to_owned(),
+                    match last.member {
+                        Member::Named(_) => "add a last field `_pad: [u8; {N}]`",
+                        Member::Unnamed(_) => "add a last field of type `[u8; {N}]`",
+                    }
+                    .to_owned(),
+                ],
+            });
+        }
+    }
+
+    // A field with drop glue is not `Shareable`, which is reported already.
+    let field_types = input.fields.iter().map(|field| field.ty);
+    checks.push(Check {
+        name: "DropImpl",
+        span: ident.span(),
+        params: quote!(const HAS_DROP_IMPL: #prim::bool),
+        impl_generics: quote!(),
+        implemented: quote!(false),
+        actual: quote!({
+            #mem::needs_drop::<#ident>() #(&& !#mem::needs_drop::<#field_types>())*
+        }),
+        message: format!(
+            "`{name}` implements `Drop`, but a value in shared memory is never dropped"
+        ),
+        label: "implements `Drop`".to_owned(),
+        notes: vec![
+            "other processes go on using the value after this one is done with it, \
+                     so its destructor would never run at the right time; remove the `Drop` \
+                     impl"
+                .to_owned(),
+        ],
+    });
+
+    checks.tokens
+}
+
+/// One check: `trait Name<params>` implemented for `T` with the `implemented`
+/// arguments only, and used with the `actual` ones.
+struct Check {
+    /// The trait's name, which rustc shows: "the trait `PaddingAtEnd<8, 16>`
+    /// is not implemented for `T`, but trait `PaddingAtEnd<0, 16>` is".
+    name: &'static str,
+    /// Where the error shows.
+    span: Span,
+    params: TokenStream,
+    impl_generics: TokenStream,
+    implemented: TokenStream,
+    actual: TokenStream,
+    /// The `on_unimplemented` texts, which can name the `params`, as `{N}`.
+    message: String,
+    label: String,
+    notes: Vec<String>,
+}
+
+/// The checks written so far.
+struct Checks<'a> {
+    ident: &'a Ident,
+    /// Every identifier of the input that the checks mention: a check's trait
+    /// must not shadow any of them.
+    taken: Vec<String>,
+    tokens: TokenStream,
+}
+
+impl<'a> Checks<'a> {
+    fn new(input: &'a Valid) -> Self {
+        let mut taken = vec![input.ident.to_string()];
+        for field in input.fields {
+            idents(field.ty.to_token_stream(), &mut taken);
+        }
+        Checks {
+            ident: input.ident,
+            taken,
+            tokens: TokenStream::new(),
+        }
+    }
+
+    fn push(&mut self, check: Check) {
+        let Check {
+            name,
+            span,
+            params,
+            impl_generics,
+            implemented,
+            actual,
+            message,
+            label,
+            notes,
+        } = check;
+        let ident = self.ident;
+        let mut name = name.to_owned();
+        while self.taken.contains(&name) {
+            name.push_str("Check");
+        }
+        let name = Ident::new(&name, Span::call_site());
+        // rustc reports the error where `T` is spelled in `<T as Check<..>>`.
+        // That `T` gets the place of `span` and the macro's hygiene, so that
+        // lints still treat it as generated code.
+        let mut at = ident.clone();
+        at.set_span(Span::call_site().located_at(span));
+        // Each check in a block of its own, so the trait names do not clash.
+        self.tokens.extend(quote! {
+            const _: () = {
+                #[diagnostic::on_unimplemented(
+                    message = #message,
+                    label = #label,
+                    #(note = #notes,)*
+                )]
+                trait #name<#params> {
+                    const OK: () = ();
+                }
+                impl<#impl_generics> #name<#implemented> for #ident {}
+                const _: () = <#at as #name<#actual>>::OK;
+            };
+        });
+    }
+}
+
+/// Collects the identifiers in `tokens`.
+fn idents(tokens: TokenStream, out: &mut Vec<String>) {
+    for token in tokens {
+        match token {
+            TokenTree::Ident(ident) => out.push(ident.unraw().to_string()),
+            TokenTree::Group(group) => idents(group.stream(), out),
+            TokenTree::Punct(_) | TokenTree::Literal(_) => {}
+        }
+    }
+}
+
+impl Field<'_> {
+    /// Where to report a problem with the field: its name, or its type for a
+    /// tuple field.
+    fn member_span(&self) -> Span {
+        match &self.member {
+            Member::Named(ident) => ident.span(),
+            Member::Unnamed(_) => self.ty.span(),
+        }
+    }
+}

@@ -1,0 +1,407 @@
+//! `#[derive(Shareable)]` on structs that may live in shared memory: what it
+//! implements, and which changes the fingerprint sees.
+
+use core::mem::{align_of, size_of};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use shmstore::Shareable;
+
+/// The fingerprint of `T`, in const context.
+const fn fp<T: Shareable>() -> u64 {
+    T::FINGERPRINT
+}
+
+#[derive(Shareable)]
+#[repr(C)]
+struct Named {
+    a: u64,
+    b: u32,
+    c: u16,
+    d: u8,
+    e: i8,
+}
+
+#[derive(Shareable)]
+#[repr(C)]
+struct Tuple(u32, i32, f64);
+
+#[derive(Shareable)]
+#[repr(transparent)]
+struct Transparent(u64);
+
+#[derive(Shareable)]
+#[repr(transparent)]
+struct TransparentWithZst {
+    value: u32,
+    _none: [u8; 0],
+}
+
+#[derive(Shareable)]
+#[repr(C, align(8))]
+struct Aligned {
+    a: u32,
+    b: u32,
+}
+
+#[derive(Shareable)]
+#[repr(C)]
+#[repr(align(16))]
+struct AlignedTwoAttributes {
+    a: [u64; 2],
+}
+
+#[derive(Shareable)]
+#[repr(C)]
+struct Outer {
+    header: Named,
+    wrapped: Transparent,
+    pair: Tuple,
+}
+
+#[derive(Shareable)]
+#[repr(C)]
+struct Table {
+    rows: [Aligned; 4],
+    grid: [[Tuple; 2]; 3],
+}
+
+#[derive(Shareable)]
+#[repr(C)]
+struct Counters {
+    hits: AtomicU64,
+    misses: AtomicU32,
+    flags: [core::sync::atomic::AtomicU8; 4],
+}
+
+#[derive(Shareable)]
+#[repr(C)]
+struct ExplicitPadding {
+    small: u8,
+    _pad: [u8; 7],
+    big: u64,
+}
+
+#[derive(Shareable)]
+#[repr(C)]
+#[allow(non_camel_case_types)]
+struct r#RawNames {
+    r#type: u32,
+}
+
+const NAMED_FP: u64 = <Named as Shareable>::FINGERPRINT;
+const OUTER_FP: u64 = fp::<Outer>();
+const TABLE_FP: u64 = <[Table; 2] as Shareable>::FINGERPRINT;
+
+#[test]
+fn type_name_is_the_name_as_written() {
+    assert_eq!(Named::TYPE_NAME, "Named");
+    assert_eq!(Tuple::TYPE_NAME, "Tuple");
+    assert_eq!(Transparent::TYPE_NAME, "Transparent");
+    assert_eq!(Aligned::TYPE_NAME, "Aligned");
+    assert_eq!(Outer::TYPE_NAME, "Outer");
+    assert_eq!(RawNames::TYPE_NAME, "RawNames");
+}
+
+#[test]
+fn fingerprints_are_consts() {
+    assert_eq!(NAMED_FP, Named::FINGERPRINT);
+    assert_eq!(OUTER_FP, Outer::FINGERPRINT);
+    assert_eq!(TABLE_FP, <[Table; 2]>::FINGERPRINT);
+    // Each type tells itself from the others.
+    let all = [
+        Named::FINGERPRINT,
+        Tuple::FINGERPRINT,
+        Transparent::FINGERPRINT,
+        TransparentWithZst::FINGERPRINT,
+        Aligned::FINGERPRINT,
+        AlignedTwoAttributes::FINGERPRINT,
+        Outer::FINGERPRINT,
+        Table::FINGERPRINT,
+        Counters::FINGERPRINT,
+        ExplicitPadding::FINGERPRINT,
+        RawNames::FINGERPRINT,
+        u64::FINGERPRINT,
+    ];
+    for (i, a) in all.iter().enumerate() {
+        for b in &all[i + 1..] {
+            assert_ne!(a, b);
+        }
+    }
+}
+
+#[test]
+fn a_transparent_struct_is_not_its_field() {
+    assert_eq!(size_of::<Transparent>(), size_of::<u64>());
+    assert_ne!(Transparent::FINGERPRINT, u64::FINGERPRINT);
+}
+
+#[test]
+fn layouts_are_what_the_fields_say() {
+    assert_eq!(size_of::<Named>(), 16);
+    assert_eq!(size_of::<Tuple>(), 16);
+    assert_eq!(size_of::<Aligned>(), 8);
+    assert_eq!(align_of::<Aligned>(), 8);
+    assert_eq!(align_of::<AlignedTwoAttributes>(), 16);
+    assert_eq!(size_of::<Table>(), 4 * 8 + 6 * 16);
+}
+
+#[test]
+fn derived_structs_are_usable() {
+    let counters = Counters {
+        hits: AtomicU64::new(1),
+        misses: AtomicU32::new(2),
+        flags: Default::default(),
+    };
+    counters.hits.fetch_add(1, Ordering::Relaxed);
+    assert_eq!(counters.hits.load(Ordering::Relaxed), 2);
+    assert_eq!(counters.misses.load(Ordering::Relaxed), 2);
+    assert_eq!(counters.flags[3].load(Ordering::Relaxed), 0);
+    let padded = ExplicitPadding {
+        small: 1,
+        _pad: [0; 7],
+        big: 2,
+    };
+    assert_eq!(padded.small + padded._pad[0] + padded.big as u8, 3);
+    let raw = RawNames { r#type: 3 };
+    assert_eq!(raw.r#type, 3);
+    let zst = TransparentWithZst {
+        value: 4,
+        _none: [],
+    };
+    assert_eq!(zst.value + zst._none.len() as u32, 4);
+}
+
+/// The same definition, by name, in two modules.
+mod a {
+    #[derive(shmstore::Shareable)]
+    #[repr(C)]
+    pub struct Point {
+        pub x: i32,
+        pub y: i32,
+    }
+
+    #[derive(shmstore::Shareable)]
+    #[repr(C)]
+    pub struct Inner {
+        pub value: u32,
+    }
+
+    #[derive(shmstore::Shareable)]
+    #[repr(C)]
+    pub struct Wrapper {
+        pub inner: Inner,
+    }
+}
+
+mod b {
+    #[derive(shmstore::Shareable)]
+    #[repr(C)]
+    pub struct Point {
+        pub x: i32,
+        pub y: i32,
+    }
+
+    #[derive(shmstore::Shareable)]
+    #[repr(C)]
+    pub struct Inner {
+        pub other: u32,
+    }
+
+    #[derive(shmstore::Shareable)]
+    #[repr(C)]
+    pub struct Wrapper {
+        pub inner: Inner,
+    }
+}
+
+mod renamed_field {
+    #[derive(shmstore::Shareable)]
+    #[repr(C)]
+    pub struct Point {
+        pub x: i32,
+        pub z: i32,
+    }
+}
+
+mod swapped_fields {
+    #[derive(shmstore::Shareable)]
+    #[repr(C)]
+    pub struct Point {
+        pub y: i32,
+        pub x: i32,
+    }
+}
+
+mod renamed_struct {
+    #[derive(shmstore::Shareable)]
+    #[repr(C)]
+    pub struct Position {
+        pub x: i32,
+        pub y: i32,
+    }
+}
+
+mod unsigned {
+    #[derive(shmstore::Shareable)]
+    #[repr(C)]
+    pub struct Point {
+        pub x: u32,
+        pub y: i32,
+    }
+}
+
+mod float {
+    #[derive(shmstore::Shareable)]
+    #[repr(C)]
+    pub struct Point {
+        pub x: f32,
+        pub y: i32,
+    }
+}
+
+mod aligned {
+    #[derive(shmstore::Shareable)]
+    #[repr(C, align(8))]
+    pub struct Point {
+        pub x: i32,
+        pub y: i32,
+    }
+}
+
+mod tuple {
+    #[derive(shmstore::Shareable)]
+    #[repr(C)]
+    pub struct Point(pub i32, pub i32);
+}
+
+mod transparent {
+    #[derive(shmstore::Shareable)]
+    #[repr(transparent)]
+    pub struct Id(pub u64);
+
+    #[derive(shmstore::Shareable)]
+    #[repr(C)]
+    pub struct Id2(pub u64);
+}
+
+#[test]
+fn identical_definitions_have_identical_fingerprints() {
+    const A: u64 = <a::Point as Shareable>::FINGERPRINT;
+    const B: u64 = <b::Point as Shareable>::FINGERPRINT;
+    assert_eq!(A, B);
+    assert_eq!(a::Point::TYPE_NAME, b::Point::TYPE_NAME);
+    // Nothing in the fingerprint depends on the build: pin one value, so a
+    // change to the derive's hashing shows up here as well.
+    assert_eq!(a::Point::FINGERPRINT, point_by_hand());
+}
+
+/// `a::Point`'s fingerprint, computed as the derive documents it.
+fn point_by_hand() -> u64 {
+    use shmstore::__private::Fingerprint;
+    Fingerprint::new()
+        .str("Point")
+        .u64(8)
+        .u64(4)
+        .str("x")
+        .u64(0)
+        .u64(i32::FINGERPRINT)
+        .str("y")
+        .u64(4)
+        .u64(i32::FINGERPRINT)
+        .finish()
+}
+
+#[test]
+fn renaming_a_field_changes_the_fingerprint() {
+    assert_ne!(a::Point::FINGERPRINT, renamed_field::Point::FINGERPRINT);
+}
+
+#[test]
+fn swapping_two_fields_of_one_type_changes_the_fingerprint() {
+    assert_ne!(a::Point::FINGERPRINT, swapped_fields::Point::FINGERPRINT);
+}
+
+#[test]
+fn renaming_the_struct_changes_the_fingerprint() {
+    assert_ne!(a::Point::FINGERPRINT, renamed_struct::Position::FINGERPRINT);
+    assert_eq!(renamed_struct::Position::TYPE_NAME, "Position");
+}
+
+#[test]
+fn a_field_type_of_the_same_size_changes_the_fingerprint() {
+    let fps = [
+        a::Point::FINGERPRINT,
+        unsigned::Point::FINGERPRINT,
+        float::Point::FINGERPRINT,
+    ];
+    assert_ne!(fps[0], fps[1]);
+    assert_ne!(fps[0], fps[2]);
+    assert_ne!(fps[1], fps[2]);
+}
+
+#[test]
+fn alignment_and_field_kind_change_the_fingerprint() {
+    assert_ne!(a::Point::FINGERPRINT, aligned::Point::FINGERPRINT);
+    assert_ne!(a::Point::FINGERPRINT, tuple::Point::FINGERPRINT);
+    assert_ne!(transparent::Id::FINGERPRINT, transparent::Id2::FINGERPRINT);
+}
+
+#[test]
+fn a_nested_field_change_changes_the_outer_fingerprint() {
+    assert_ne!(a::Inner::FINGERPRINT, b::Inner::FINGERPRINT);
+    assert_ne!(a::Wrapper::FINGERPRINT, b::Wrapper::FINGERPRINT);
+}
+
+#[test]
+fn arrays_of_structs_depend_on_the_length_and_element() {
+    assert_ne!(<[a::Point; 2]>::FINGERPRINT, <[a::Point; 3]>::FINGERPRINT);
+    assert_ne!(
+        <[a::Point; 2]>::FINGERPRINT,
+        <[renamed_field::Point; 2]>::FINGERPRINT
+    );
+    assert_eq!(<[a::Point; 2]>::FINGERPRINT, <[b::Point; 2]>::FINGERPRINT);
+}
+
+/// Names that the expansion also uses, and primitive types shadowed by the
+/// user's own: the expansion must not mix them up.
+mod clashing_names {
+    #![allow(non_camel_case_types, dead_code)]
+
+    struct u64;
+    struct usize;
+    struct bool;
+    struct str;
+    struct core;
+    struct shmstore;
+
+    #[derive(::shmstore::Shareable)]
+    #[repr(C)]
+    pub struct DropImpl {
+        pub a: u32,
+    }
+
+    #[derive(::shmstore::Shareable)]
+    #[repr(C)]
+    pub struct ZeroSized {
+        pub inner: DropImpl,
+    }
+
+    #[derive(::shmstore::Shareable)]
+    #[repr(C)]
+    pub struct PaddingAtEnd {
+        pub inner: ZeroSized,
+        pub more: [DropImpl; 1],
+    }
+
+    #[derive(::shmstore::Shareable)]
+    #[repr(C)]
+    pub struct PaddingBetweenFields(pub PaddingAtEnd, pub u32);
+}
+
+#[test]
+fn names_used_by_the_expansion_are_fine() {
+    use clashing_names::*;
+    assert_eq!(PaddingAtEnd::TYPE_NAME, "PaddingAtEnd");
+    assert_ne!(DropImpl::FINGERPRINT, ZeroSized::FINGERPRINT);
+    assert_eq!(size_of::<PaddingBetweenFields>(), 12);
+    assert_ne!(PaddingBetweenFields::FINGERPRINT, PaddingAtEnd::FINGERPRINT);
+}

@@ -1,0 +1,10 @@
+use shmstore::Shareable;
+
+#[derive(Shareable)]
+#[repr(u8)]
+enum State {
+    Idle,
+    Busy,
+}
+
+fn main() {}

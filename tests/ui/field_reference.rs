@@ -1,0 +1,10 @@
+use shmstore::Shareable;
+
+#[derive(Shareable)]
+#[repr(C)]
+struct Config {
+    name: &'static str,
+    limit: &'static u64,
+}
+
+fn main() {}

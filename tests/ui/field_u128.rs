@@ -1,0 +1,10 @@
+use shmstore::Shareable;
+
+#[derive(Shareable)]
+#[repr(C)]
+struct Id {
+    value: u128,
+    signed: i128,
+}
+
+fn main() {}

@@ -1,0 +1,10 @@
+use shmstore::Shareable;
+
+#[derive(Shareable)]
+#[repr(C)]
+struct Cursor {
+    position: usize,
+    delta: isize,
+}
+
+fn main() {}

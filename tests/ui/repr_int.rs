@@ -1,0 +1,9 @@
+use shmstore::Shareable;
+
+#[derive(Shareable)]
+#[repr(C, u32)]
+struct Header {
+    version: u32,
+}
+
+fn main() {}

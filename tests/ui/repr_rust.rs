@@ -1,0 +1,10 @@
+use shmstore::Shareable;
+
+#[derive(Shareable)]
+#[repr(Rust)]
+struct Header {
+    version: u32,
+    len: u32,
+}
+
+fn main() {}
