@@ -20,6 +20,11 @@
 //! object again; `open` reports [`Error::Incomplete`]. A file without our
 //! magic is never written over.
 //!
+//! `create` makes the name (size 0) a moment before it takes its lock, so
+//! `open` treats size 0 as "creator about to start" and waits for it, up to
+//! a few seconds (a creator killed before sizing the object leaves size 0
+//! for good; `open` then reports `Incomplete`).
+//!
 //! Before anything is mapped, `fstat` gives the object's size and owner, the
 //! header is read with `pread` and checked against the size and against `T`,
 //! and only then are exactly that many bytes mapped.
@@ -87,8 +92,7 @@ fn establish_fd<T: Shareable>(
     }
 
     let exclusive = mode != OpenMode::Open;
-    let fd = lock_file(name, fd, exclusive)?;
-    let size = fstat(&*fd).map_err(|e| io("inspecting", e))?.st_size as u64;
+    let (fd, size) = lock_sized(name, fd, exclusive)?;
 
     if size != 0 && mode == OpenMode::Create {
         // Lost a race to a concurrent open_or_create, which initialised it.
@@ -154,32 +158,48 @@ fn check_namespace(name: &Name, h: &Header) -> Result<()> {
     Ok(())
 }
 
-/// Takes the object's `flock`, waiting at most [`INIT_TIMEOUT`] for a process
-/// that is initialising it.
-fn lock_file(name: &Name, fd: OwnedFd, exclusive: bool) -> Result<Flock<OwnedFd>> {
+/// Takes the object's `flock` and returns it with the object's size, waiting
+/// at most [`INIT_TIMEOUT`] for a process that is initialising it.
+///
+/// A creator makes the name (size 0) a moment before it takes its exclusive
+/// lock; a shared-lock taker (`open`) that finds size 0 therefore lets go and
+/// waits for the creator, until the timeout says that the creator is gone.
+fn lock_sized(name: &Name, fd: OwnedFd, exclusive: bool) -> Result<(Flock<OwnedFd>, u64)> {
     let arg = if exclusive {
         FlockArg::LockExclusiveNonblock
     } else {
         FlockArg::LockSharedNonblock
     };
+    let incomplete = || Error::Incomplete {
+        name: name.as_str().to_owned(),
+    };
     let deadline = Instant::now() + INIT_TIMEOUT;
     let mut fd = fd;
-    let mut nap = Duration::from_micros(200);
+    let mut nap = Duration::from_micros(100);
     loop {
         match Flock::lock(fd, arg) {
-            Ok(locked) => return Ok(locked),
+            Ok(locked) => {
+                let size = fstat(&*locked)
+                    .map_err(|e| posix::os_error(name, "inspecting", e))?
+                    .st_size as u64;
+                if size != 0 || exclusive {
+                    return Ok((locked, size));
+                }
+                if Instant::now() >= deadline {
+                    return Err(incomplete());
+                }
+                fd = locked
+                    .unlock()
+                    .map_err(|(_, e)| posix::os_error(name, "unlocking", e))?;
+            }
             Err((back, Errno::EWOULDBLOCK | Errno::EINTR)) if Instant::now() < deadline => {
                 fd = back;
-                std::thread::sleep(nap);
-                nap = (nap * 2).min(Duration::from_millis(20));
             }
-            Err((_, Errno::EWOULDBLOCK)) => {
-                return Err(Error::Incomplete {
-                    name: name.as_str().to_owned(),
-                })
-            }
+            Err((_, Errno::EWOULDBLOCK)) => return Err(incomplete()),
             Err((_, e)) => return Err(posix::os_error(name, "locking", e)),
         }
+        std::thread::sleep(nap);
+        nap = (nap * 2).min(Duration::from_millis(20));
     }
 }
 

@@ -1,0 +1,326 @@
+//! Helpers for tests that run parts of themselves in other processes.
+//!
+//! A child process is this test binary run again with `--exact <entry>` and
+//! the role to play in the `SHMSTORE_CHILD` environment variable; the entry
+//! test returns at once unless that variable is set. Children talk to the
+//! parent in lines on stdout that start with `@@ ` (everything else there is
+//! the test harness talking) and take commands as lines on stdin.
+//!
+//! Every child is SIGKILLed and reaped when its [`Kid`] is dropped, and gets
+//! SIGKILL from the kernel if the thread that started it goes away, so no
+//! child outlives its test even when an assertion fails. Every segment name
+//! comes from [`Segment`], which unlinks it when dropped.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The variable that carries a child's role (`role:arg:arg...`).
+pub const CHILD_ENV: &str = "SHMSTORE_CHILD";
+/// The variable that carries the parent's pid (for the parent-death check).
+const PARENT_ENV: &str = "SHMSTORE_CHILD_PARENT";
+/// The `#[test]` function that plays roles in children.
+pub const ENTRY: &str = "child_entry";
+/// What every protocol line starts with.
+const TAG: &str = "@@ ";
+/// How long a parent waits for a line or an exit it expects, at most. Only a
+/// guard against hanging forever: nothing is measured with it.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+// ---------------------------------------------------------------------------
+// Names
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+/// A segment name unique to this test, process and call; unlinked on drop
+/// (whatever it holds, and ignoring `NotFound`).
+pub struct Segment {
+    name: String,
+}
+
+impl Segment {
+    pub fn new(test: &str) -> Segment {
+        let n = SEQ.fetch_add(1, Ordering::Relaxed);
+        Segment {
+            name: format!("shmstore-it-{test}-{}-{n}", std::process::id()),
+        }
+    }
+
+    /// Takes care of a name made some other way.
+    pub fn exact(name: String) -> Segment {
+        Segment { name }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Where the object lives in the file system.
+    pub fn path(&self) -> PathBuf {
+        PathBuf::from(format!("/dev/shm/{}", self.name))
+    }
+
+    pub fn exists(&self) -> bool {
+        self.path().symlink_metadata().is_ok()
+    }
+}
+
+impl Drop for Segment {
+    fn drop(&mut self) {
+        // The type parameter does not matter to unlink.
+        let _ = shmstore::Shared::<u64>::unlink(&self.name);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Parent side
+
+/// A child process playing a role; killed and reaped when dropped.
+pub struct Kid {
+    child: Child,
+    role: String,
+    stdin: Option<ChildStdin>,
+    lines: Receiver<String>,
+    stderr: Arc<Mutex<String>>,
+    status: Option<ExitStatus>,
+}
+
+impl Kid {
+    /// Starts this binary again to play `role` with `args`.
+    pub fn spawn(role: &str, args: &[&str]) -> Kid {
+        let mut spec = role.to_owned();
+        for a in args {
+            assert!(!a.contains(':'), "argument {a:?} may not contain ':'");
+            spec.push(':');
+            spec.push_str(a);
+        }
+        let exe = std::env::current_exe().expect("current_exe");
+        let mut child = Command::new(exe)
+            .args(["--exact", ENTRY, "--nocapture", "--test-threads=1", "-q"])
+            .env(CHILD_ENV, &spec)
+            .env(PARENT_ENV, std::process::id().to_string())
+            // Roles put large values on the stack of the harness's thread.
+            .env("RUST_MIN_STACK", (16 << 20).to_string())
+            .env_remove("RUST_BACKTRACE")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawning a child process");
+
+        let (tx, lines) = mpsc::channel();
+        let out = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                // The harness may print on the same line before us.
+                if let Some(at) = line.find(TAG) {
+                    if tx.send(line[at + TAG.len()..].to_owned()).is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let mut err = child.stderr.take().unwrap();
+        let sink = stderr.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = err.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        let stdin = child.stdin.take();
+        Kid {
+            child,
+            role: spec,
+            stdin,
+            lines,
+            stderr,
+            status: None,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// What the child wrote on stderr so far (for failure messages).
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "child {} ({}), stderr:\n{}",
+            self.child.id(),
+            self.role,
+            self.stderr()
+        )
+    }
+
+    /// The next protocol line, or `None` if none comes within `timeout`
+    /// (or the child closed its stdout).
+    pub fn line_within(&mut self, timeout: Duration) -> Option<String> {
+        self.lines.recv_timeout(timeout).ok()
+    }
+
+    /// The next protocol line, which must start with `prefix`; returns the
+    /// rest of it (trimmed).
+    pub fn expect(&mut self, prefix: &str) -> String {
+        match self.lines.recv_timeout(PATIENCE) {
+            Ok(l) => match l.strip_prefix(prefix) {
+                Some(rest) => rest.trim().to_owned(),
+                None => panic!("expected `{prefix}...`, got `{l}` from {}", self.describe()),
+            },
+            Err(RecvTimeoutError::Timeout) => {
+                panic!(
+                    "no `{prefix}` line within {PATIENCE:?} from {}",
+                    self.describe()
+                )
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                // Let the stderr reader catch up before reporting.
+                let status = self.wait_within(Duration::from_secs(2));
+                std::thread::sleep(Duration::from_millis(50));
+                panic!(
+                    "child ended ({status:?}) before saying `{prefix}`: {}",
+                    self.describe()
+                )
+            }
+        }
+    }
+
+    /// Sends a command line to the child.
+    pub fn send(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin still open");
+        writeln!(stdin, "{line}").expect("writing to the child");
+        stdin.flush().unwrap();
+    }
+
+    /// SIGKILLs the child (does not reap it).
+    pub fn kill(&mut self) {
+        self.child.kill().expect("SIGKILL");
+    }
+
+    /// Waits up to `timeout` for the child to exit; reaps it.
+    pub fn wait_within(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        if self.status.is_some() {
+            return self.status;
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(s) = self.child.try_wait().expect("waitpid") {
+                self.status = Some(s);
+                return Some(s);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// Waits for the child to exit and returns its status.
+    pub fn wait(&mut self) -> ExitStatus {
+        match self.wait_within(PATIENCE) {
+            Some(s) => s,
+            None => panic!("still running after {PATIENCE:?}: {}", self.describe()),
+        }
+    }
+
+    /// Waits for the child to exit and asserts it exited with code 0.
+    pub fn wait_success(&mut self) {
+        let status = self.wait();
+        assert!(
+            status.success(),
+            "exited with {status:?} (signal {:?}): {}",
+            status.signal(),
+            self.describe()
+        );
+    }
+}
+
+impl Drop for Kid {
+    fn drop(&mut self) {
+        if self.status.is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// The state letter of process `pid` in /proc (`R`, `S`, `Z`, ...).
+pub fn proc_state(pid: u32) -> Option<char> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let close = text.rfind(')')?;
+    text[close + 1..].split_whitespace().next()?.chars().next()
+}
+
+/// Waits until `cond` holds, for up to `timeout`; whether it did.
+pub fn eventually(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Child side
+
+/// The role this process is to play, if it is a child; arms the
+/// parent-death signal first.
+pub fn role() -> Option<Vec<String>> {
+    let spec = std::env::var(CHILD_ENV).ok()?;
+    // SAFETY: prctl(PR_SET_PDEATHSIG) takes a signal number and no pointers.
+    let rc = unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) };
+    assert_eq!(rc, 0, "prctl(PR_SET_PDEATHSIG)");
+    // The parent may have gone before the signal was armed.
+    let parent: u32 = std::env::var(PARENT_ENV).ok()?.parse().ok()?;
+    if std::os::unix::process::parent_id() != parent {
+        std::process::exit(99);
+    }
+    Some(spec.split(':').map(str::to_owned).collect())
+}
+
+/// Says `msg` to the parent.
+pub fn say(msg: impl std::fmt::Display) {
+    // A leading newline keeps the line apart from whatever the harness
+    // printed without one.
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "\n{TAG}{msg}").unwrap();
+    out.flush().unwrap();
+}
+
+/// The next command from the parent (`None` at end of input: the parent
+/// closed stdin or died).
+pub fn command() -> Option<String> {
+    let mut line = String::new();
+    match std::io::stdin().lock().read_line(&mut line) {
+        Ok(0) | Err(_) => None,
+        Ok(_) => Some(line.trim().to_owned()),
+    }
+}
+
+/// This thread's kernel id.
+pub fn gettid() -> u32 {
+    nix::unistd::gettid().as_raw() as u32
+}
