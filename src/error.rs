@@ -140,7 +140,7 @@ impl fmt::Display for Error {
             ),
             Error::PermissionDenied { name } => write!(
                 f,
-                "permission denied for shared segment `{name}`: check its owner and mode (ls -l /dev/shm)"
+                "permission denied for shared segment `{name}`: check its owner and mode (ls -l /dev/shm for POSIX names, ipcs -m for System V keys, ls -l for files)"
             ),
             Error::ForeignOwner {
                 name,
@@ -149,7 +149,7 @@ impl fmt::Display for Error {
             } => write!(
                 f,
                 "shared segment `{name}` belongs to uid {owner_uid}, not to us (uid {our_uid}): \
-                 refused, as anyone can create a name in /dev/shm first; \
+                 refused, as anyone can create a name in /dev/shm or a System V key first; \
                  use SharedOptions::allow_foreign_owner if that user is trusted"
             ),
             Error::OtherPidNamespace { name } => write!(
@@ -161,11 +161,35 @@ impl fmt::Display for Error {
             Error::NoSpace { name, size } => write!(
                 f,
                 "not enough shared memory to create `{name}` ({size} bytes): \
-                 free space in /dev/shm (df -h /dev/shm) or make it larger; nothing was left behind"
+                 free some (df -h /dev/shm for POSIX segments, ipcs -m for System V) or raise the limit; nothing was left behind"
             ),
             Error::Io { op, name, source } => {
                 write!(f, "{op} shared segment `{name}` failed: {source}")
             }
+        }
+    }
+}
+
+impl Error {
+    /// Turns an errno from operation `op` on segment `name` into the error a
+    /// user can act on.
+    pub(crate) fn from_errno(name: &str, op: &'static str, e: nix::errno::Errno) -> Error {
+        use nix::errno::Errno;
+        let name = name.to_owned();
+        match e {
+            Errno::ENOENT => Error::NotFound { name },
+            Errno::EEXIST => Error::AlreadyExists { name },
+            Errno::EACCES | Errno::EPERM | Errno::EROFS => Error::PermissionDenied { name },
+            Errno::EINVAL | Errno::ENAMETOOLONG => Error::InvalidName {
+                name,
+                reason: "the system refuses it",
+            },
+            Errno::ENOSPC => Error::NoSpace { name, size: 0 },
+            e => Error::Io {
+                op,
+                name,
+                source: std::io::Error::from(e),
+            },
         }
     }
 }

@@ -33,18 +33,28 @@
 //! differs in name, size, alignment or any field is refused at open with
 //! [`Error::LayoutMismatch`].
 //!
+//! # Where segments live
+//!
+//! By default segments are POSIX shared-memory objects (`shm_open`, in
+//! /dev/shm). The same handle, lock and checks work on System V segments
+//! ([`SysvKey`]), regular files (a `&Path`: state that survives reboots),
+//! sealed memfds shared by descriptor ([`Shared::memfd`], [`Shared::from_fd`],
+//! [`send_fd`], [`recv_fd`]) and anonymous memory shared with forked children
+//! ([`Shared::anonymous`]). See [`Location`].
+//!
 //! # Opening safely
 //!
-//! Segments are POSIX shared-memory objects (`shm_open`, in /dev/shm).
 //! Creation writes a header and allocates every page before anyone can map
 //! the segment, so a full /dev/shm gives [`Error::NoSpace`] at creation and
 //! never a SIGBUS later. Opening checks, before mapping, the owner (a segment
 //! of another user is [`Error::ForeignOwner`]), the size, the magic, the
 //! format version and the fingerprint, and maps exactly the object's size.
 //! A file that is not a shmstore segment is [`Error::Corrupt`] and is never
-//! written over. See `segment.rs` for the protocol, which also covers a
-//! creator killed halfway.
-//!
+//! written over. See `segment.rs` for the protocol (a `flock` serialises
+//! initialisation), which also covers a creator killed halfway; System V,
+//! which has no descriptor to lock, uses the segment's own robust lock
+//! instead (`backend/sysv.rs`).
+
 //! # The lock and poisoning
 //!
 //! [`Shared::lock`] behaves like [`std::sync::Mutex::lock`], across threads
@@ -79,6 +89,7 @@ extern crate self as shmstore;
 mod backend;
 mod error;
 mod header;
+mod location;
 mod lock;
 mod name;
 mod options;
@@ -88,13 +99,16 @@ mod shareable;
 mod shared;
 mod sys;
 
+pub use backend::sysv::SysvInfo;
 pub use error::{Error, Result};
+pub use location::{IntoLocation, Location, SysvKey};
 pub use lock::{RawLock, CHECK_INTERVAL};
 pub use name::MAX_NAME_LEN;
 pub use options::SharedOptions;
 pub use shareable::Shareable;
 pub use shared::{Shared, SharedGuard};
 pub use shmstore_derive::Shareable;
+pub use sys::fdpass::{recv_fd, send_fd};
 
 /// Helpers that `#[derive(Shareable)]` expands to. Not a public API.
 #[doc(hidden)]

@@ -1,8 +1,10 @@
 //! [`SharedOptions`]: how to create or open a segment.
 
-use crate::backend::OpenMode;
+use std::os::fd::OwnedFd;
+
+use crate::backend::{OpenMode, Remover};
 use crate::error::Result;
-use crate::name::Name;
+use crate::location::IntoLocation;
 use crate::shareable::Shareable;
 use crate::shared::Shared;
 
@@ -78,31 +80,56 @@ impl SharedOptions {
 
     /// Creates a new segment holding `value`; fails with
     /// [`AlreadyExists`](crate::Error::AlreadyExists) if the name exists.
-    pub fn create<T: Shareable>(&self, name: &str, value: T) -> Result<Shared<T>> {
-        self.establish(name, OpenMode::Create, Some(value))
+    pub fn create<T: Shareable>(&self, at: impl IntoLocation, value: T) -> Result<Shared<T>> {
+        self.establish(at, OpenMode::Create, Some(value))
     }
 
     /// Opens an existing segment that holds a `T`; fails with
     /// [`NotFound`](crate::Error::NotFound) if there is none.
-    pub fn open<T: Shareable>(&self, name: &str) -> Result<Shared<T>> {
-        self.establish(name, OpenMode::Open, None)
+    pub fn open<T: Shareable>(&self, at: impl IntoLocation) -> Result<Shared<T>> {
+        self.establish(at, OpenMode::Open, None)
     }
 
     /// Opens the segment, creating it with `value` if there is none. When
     /// many processes call this at once, exactly one initialises the segment
     /// and all of them end up on the same object.
-    pub fn open_or_create<T: Shareable>(&self, name: &str, value: T) -> Result<Shared<T>> {
-        self.establish(name, OpenMode::OpenOrCreate, Some(value))
+    pub fn open_or_create<T: Shareable>(
+        &self,
+        at: impl IntoLocation,
+        value: T,
+    ) -> Result<Shared<T>> {
+        self.establish(at, OpenMode::OpenOrCreate, Some(value))
+    }
+
+    /// Maps a segment from a descriptor another process handed over (see
+    /// [`Shared::from_fd`]); honours
+    /// [`allow_foreign_owner`](SharedOptions::allow_foreign_owner).
+    pub fn from_fd<T: Shareable>(&self, fd: OwnedFd) -> Result<Shared<T>> {
+        let map = crate::segment::from_fd::<T>(&fd, self)?;
+        let label = format!("memfd:{}", T::TYPE_NAME);
+        Ok(Shared::from_parts(
+            map,
+            label,
+            Remover::None,
+            false,
+            Some(fd),
+        ))
     }
 
     fn establish<T: Shareable>(
         &self,
-        name: &str,
+        at: impl IntoLocation,
         mode: OpenMode,
         value: Option<T>,
     ) -> Result<Shared<T>> {
-        let name = Name::new(name)?;
-        let map = crate::segment::establish(&name, self, mode, value)?;
-        Ok(Shared::from_parts(map, name, self.remove_on_drop))
+        let loc = at.into_location()?;
+        let seg = crate::segment::establish(&loc, self, mode, value)?;
+        Ok(Shared::from_parts(
+            seg.map,
+            loc.label(),
+            seg.remover,
+            self.remove_on_drop,
+            None,
+        ))
     }
 }

@@ -1,4 +1,6 @@
-//! Creating and opening a segment safely, whatever the backend.
+//! Creating and opening a segment safely, whatever the backend (the
+//! descriptor-based ones here; System V, which has no descriptor, in
+//! `backend/sysv.rs` with the same checks).
 //!
 //! # Protocol
 //!
@@ -29,7 +31,7 @@
 //! header is read with `pread` and checked against the size and against `T`,
 //! and only then are exactly that many bytes mapped.
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -40,11 +42,11 @@ use nix::sys::uio::{pread, pwrite};
 use nix::unistd::ftruncate;
 use zerocopy::IntoBytes;
 
-use crate::backend::{posix, OpenMode};
+use crate::backend::{file, memfd, posix, sysv, OpenMode, Remover};
 use crate::error::{Error, Result};
 use crate::header::{self, Creator, Found, Header, Layout, LOCK_OFFSET, STATE_OFFSET, STATE_READY};
+use crate::location::{Location, Place};
 use crate::lock::RawLock;
-use crate::name::Name;
 use crate::options::SharedOptions;
 use crate::shareable::Shareable;
 use crate::sys::mapping::Mapping;
@@ -52,26 +54,117 @@ use crate::sys::mapping::Mapping;
 /// How long to wait for another process that is initialising the object.
 const INIT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Creates or opens the POSIX object `name` as a segment holding a `T`.
+/// A mapped segment and what else its handle keeps.
+pub(crate) struct Established {
+    pub map: Mapping,
+    pub remover: Remover,
+}
+
+/// Creates or opens the segment at `loc` as one holding a `T`.
 ///
 /// `value` is the initial value, required unless `mode` is `Open`.
 pub(crate) fn establish<T: Shareable>(
-    name: &Name,
+    loc: &Location,
     opts: &SharedOptions,
     mode: OpenMode,
     value: Option<T>,
-) -> Result<Mapping> {
-    let (fd, created) = posix::open(name, mode, opts.mode)?;
-    let result = establish_fd(name, opts, mode, fd, created, value);
-    if created && matches!(result, Err(Error::NoSpace { .. }) | Err(Error::Io { .. })) {
-        // We made the name and could not finish it: leave nothing behind.
-        let _ = posix::unlink(name);
+) -> Result<Established> {
+    let label = loc.label();
+    let (fd, created, remover) = match &loc.0 {
+        Place::Posix(name) => {
+            let (fd, created) = posix::open(name, mode, opts.mode)?;
+            (fd, created, Remover::Posix(name.clone()))
+        }
+        Place::File(path) => {
+            let (fd, created) = file::open(path, mode, opts.mode)?;
+            (fd, created, Remover::File(path.clone()))
+        }
+        Place::SysV(key) => {
+            let (map, id) = sysv::establish(*key, opts, mode, value)?;
+            return Ok(Established {
+                map,
+                remover: Remover::SysV(id),
+            });
+        }
+    };
+    match establish_fd(&label, opts, mode, fd, created, value) {
+        Ok(map) => Ok(Established { map, remover }),
+        Err(e) => {
+            if created && matches!(e, Error::NoSpace { .. } | Error::Io { .. }) {
+                // We made the name and could not finish it: leave nothing behind.
+                let _ = remover.remove();
+            }
+            Err(e)
+        }
     }
-    result
+}
+
+/// Makes a new sealed memfd segment holding `value`; returns the mapping and
+/// the descriptor to share.
+pub(crate) fn memfd<T: Shareable>(value: T) -> Result<(Mapping, OwnedFd)> {
+    let fd = memfd::create(T::TYPE_NAME)?;
+    let label = format!("memfd:{}", T::TYPE_NAME);
+    let map = initialise(&label, fd.as_fd(), value)?;
+    memfd::seal(&fd, &label)?;
+    Ok((map, fd))
+}
+
+/// Maps a segment from a descriptor received from another process; only
+/// sealed memfds are accepted.
+pub(crate) fn from_fd<T: Shareable>(fd: &OwnedFd, opts: &SharedOptions) -> Result<Mapping> {
+    let label = format!("descriptor {}", fd.as_raw_fd());
+    memfd::check_sealed(fd, &label)?;
+    check_owner(&label, opts, fd)?;
+    let size = fstat(fd)
+        .map_err(|e| Error::from_errno(&label, "inspecting", e))?
+        .st_size as u64;
+    let mut buf = [0u8; std::mem::size_of::<Header>()];
+    let want = buf.len().min(size as usize);
+    let got = read_at(fd.as_fd(), &mut buf[..want])
+        .map_err(|e| Error::from_errno(&label, "reading the header of", e))?;
+    match header::check::<T>(&label, &buf[..got], size)? {
+        Found::Ready(h) => {
+            check_namespace(&label, &h)?;
+            Mapping::map(fd.as_fd(), size as usize).map_err(|e| Error::Io {
+                op: "mapping",
+                name: label,
+                source: e,
+            })
+        }
+        Found::Initialising => Err(Error::Incomplete { name: label }),
+    }
+}
+
+/// Makes an anonymous shared segment holding `value`: this process and the
+/// children it forks afterwards share it.
+pub(crate) fn anonymous<T: Shareable>(value: T) -> Result<Mapping> {
+    let layout = Layout::of::<T>();
+    let label = format!("anonymous:{}", T::TYPE_NAME);
+    let map = Mapping::anonymous(layout.total_size).map_err(|e| match e.raw_os_error() {
+        Some(libc::ENOMEM) => Error::NoSpace {
+            name: label.clone(),
+            size: layout.total_size as u64,
+        },
+        _ => Error::Io {
+            op: "mapping",
+            name: label.clone(),
+            source: e,
+        },
+    })?;
+    // SAFETY: the mapping is new and private to this call: no other thread
+    // or process can reach it before we return it.
+    unsafe {
+        map.write(0, Header::new::<T>(&Creator::current()));
+        map.write(LOCK_OFFSET, RawLock::new());
+        map.write(layout.value_offset, value);
+    }
+    map.atomic_u32(STATE_OFFSET)
+        .store(STATE_READY, Ordering::Release);
+    Ok(map)
 }
 
 fn establish_fd<T: Shareable>(
-    name: &Name,
+    name: &str,
     opts: &SharedOptions,
     mode: OpenMode,
     fd: OwnedFd,
@@ -80,7 +173,7 @@ fn establish_fd<T: Shareable>(
 ) -> Result<Mapping> {
     let io = |op, e: Errno| Error::Io {
         op,
-        name: name.as_str().to_owned(),
+        name: name.to_owned(),
         source: e.into(),
     };
     if created {
@@ -97,7 +190,7 @@ fn establish_fd<T: Shareable>(
     if size != 0 && mode == OpenMode::Create {
         // Lost a race to a concurrent open_or_create, which initialised it.
         return Err(Error::AlreadyExists {
-            name: name.as_str().to_owned(),
+            name: name.to_owned(),
         });
     }
     let found = if size == 0 {
@@ -105,8 +198,9 @@ fn establish_fd<T: Shareable>(
     } else {
         let mut buf = [0u8; std::mem::size_of::<Header>()];
         let want = buf.len().min(size as usize);
-        let got = read_at(&fd, &mut buf[..want]).map_err(|e| io("reading the header of", e))?;
-        Some(header::check::<T>(name.as_str(), &buf[..got], size)?)
+        let got =
+            read_at(fd.as_fd(), &mut buf[..want]).map_err(|e| io("reading the header of", e))?;
+        Some(header::check::<T>(name, &buf[..got], size)?)
     };
 
     match (found, mode) {
@@ -114,17 +208,17 @@ fn establish_fd<T: Shareable>(
             check_namespace(name, &h)?;
             Mapping::map(fd.as_fd(), size as usize).map_err(|e| Error::Io {
                 op: "mapping",
-                name: name.as_str().to_owned(),
+                name: name.to_owned(),
                 source: e,
             })
         }
         (Some(Found::Ready(_)), OpenMode::Create) => unreachable!("handled above"),
         (None | Some(Found::Initialising), OpenMode::Open) => Err(Error::Incomplete {
-            name: name.as_str().to_owned(),
+            name: name.to_owned(),
         }),
         (None | Some(Found::Initialising), OpenMode::Create | OpenMode::OpenOrCreate) => {
             let value = value.expect("create and open_or_create pass a value");
-            initialise(name, &fd, value).inspect_err(|_| {
+            initialise(name, fd.as_fd(), value).inspect_err(|_| {
                 // Leave the object as empty as we found it.
                 let _ = ftruncate(&*fd, 0);
             })
@@ -133,12 +227,12 @@ fn establish_fd<T: Shareable>(
 }
 
 /// Refuses an object that another user owns, unless allowed.
-fn check_owner(name: &Name, opts: &SharedOptions, fd: &OwnedFd) -> Result<()> {
-    let st = fstat(fd).map_err(|e| posix::os_error(name, "inspecting", e))?;
+fn check_owner(name: &str, opts: &SharedOptions, fd: &OwnedFd) -> Result<()> {
+    let st = fstat(fd).map_err(|e| Error::from_errno(name, "inspecting", e))?;
     let ours = nix::unistd::geteuid().as_raw();
     if st.st_uid != ours && !opts.allow_foreign_owner {
         return Err(Error::ForeignOwner {
-            name: name.as_str().to_owned(),
+            name: name.to_owned(),
             owner_uid: st.st_uid,
             our_uid: ours,
         });
@@ -148,11 +242,11 @@ fn check_owner(name: &Name, opts: &SharedOptions, fd: &OwnedFd) -> Result<()> {
 
 /// Refuses a segment made in another PID namespace (its lock owners' thread
 /// ids cannot be checked from here).
-fn check_namespace(name: &Name, h: &Header) -> Result<()> {
+fn check_namespace(name: &str, h: &Header) -> Result<()> {
     let ours = header::pid_namespace();
     if h.pid_ns != 0 && ours != 0 && h.pid_ns != ours {
         return Err(Error::OtherPidNamespace {
-            name: name.as_str().to_owned(),
+            name: name.to_owned(),
         });
     }
     Ok(())
@@ -164,14 +258,14 @@ fn check_namespace(name: &Name, h: &Header) -> Result<()> {
 /// A creator makes the name (size 0) a moment before it takes its exclusive
 /// lock; a shared-lock taker (`open`) that finds size 0 therefore lets go and
 /// waits for the creator, until the timeout says that the creator is gone.
-fn lock_sized(name: &Name, fd: OwnedFd, exclusive: bool) -> Result<(Flock<OwnedFd>, u64)> {
+fn lock_sized(name: &str, fd: OwnedFd, exclusive: bool) -> Result<(Flock<OwnedFd>, u64)> {
     let arg = if exclusive {
         FlockArg::LockExclusiveNonblock
     } else {
         FlockArg::LockSharedNonblock
     };
     let incomplete = || Error::Incomplete {
-        name: name.as_str().to_owned(),
+        name: name.to_owned(),
     };
     let deadline = Instant::now() + INIT_TIMEOUT;
     let mut fd = fd;
@@ -180,7 +274,7 @@ fn lock_sized(name: &Name, fd: OwnedFd, exclusive: bool) -> Result<(Flock<OwnedF
         match Flock::lock(fd, arg) {
             Ok(locked) => {
                 let size = fstat(&*locked)
-                    .map_err(|e| posix::os_error(name, "inspecting", e))?
+                    .map_err(|e| Error::from_errno(name, "inspecting", e))?
                     .st_size as u64;
                 if size != 0 || exclusive {
                     return Ok((locked, size));
@@ -190,13 +284,13 @@ fn lock_sized(name: &Name, fd: OwnedFd, exclusive: bool) -> Result<(Flock<OwnedF
                 }
                 fd = locked
                     .unlock()
-                    .map_err(|(_, e)| posix::os_error(name, "unlocking", e))?;
+                    .map_err(|(_, e)| Error::from_errno(name, "unlocking", e))?;
             }
             Err((back, Errno::EWOULDBLOCK | Errno::EINTR)) if Instant::now() < deadline => {
                 fd = back;
             }
             Err((_, Errno::EWOULDBLOCK)) => return Err(incomplete()),
-            Err((_, e)) => return Err(posix::os_error(name, "locking", e)),
+            Err((_, e)) => return Err(Error::from_errno(name, "locking", e)),
         }
         std::thread::sleep(nap);
         nap = (nap * 2).min(Duration::from_millis(20));
@@ -204,10 +298,10 @@ fn lock_sized(name: &Name, fd: OwnedFd, exclusive: bool) -> Result<(Flock<OwnedF
 }
 
 /// Reads up to `buf.len()` bytes from offset 0; returns how many were read.
-fn read_at(fd: &Flock<OwnedFd>, buf: &mut [u8]) -> nix::Result<usize> {
+fn read_at(fd: BorrowedFd<'_>, buf: &mut [u8]) -> nix::Result<usize> {
     let mut got = 0;
     while got < buf.len() {
-        match pread(&**fd, &mut buf[got..], got as i64) {
+        match pread(fd, &mut buf[got..], got as i64) {
             Ok(0) => break,
             Ok(n) => got += n,
             Err(Errno::EINTR) => {}
@@ -218,34 +312,34 @@ fn read_at(fd: &Flock<OwnedFd>, buf: &mut [u8]) -> nix::Result<usize> {
 }
 
 /// Writes a new segment holding `value`, in the order the module docs give.
-fn initialise<T: Shareable>(name: &Name, fd: &Flock<OwnedFd>, value: T) -> Result<Mapping> {
+fn initialise<T: Shareable>(name: &str, fd: BorrowedFd<'_>, value: T) -> Result<Mapping> {
     let layout = Layout::of::<T>();
     let total = layout.total_size;
     let no_space = || Error::NoSpace {
-        name: name.as_str().to_owned(),
+        name: name.to_owned(),
         size: total as u64,
     };
     let io = |op, e: Errno| match e {
         Errno::ENOSPC | Errno::EFBIG | Errno::ENOMEM => no_space(),
-        e => posix::os_error(name, op, e),
+        e => Error::from_errno(name, op, e),
     };
 
     let header = Header::new::<T>(&Creator::current());
     let bytes = header.as_bytes();
     let mut done = 0;
     while done < bytes.len() {
-        match pwrite(&**fd, &bytes[done..], done as i64) {
+        match pwrite(fd, &bytes[done..], done as i64) {
             Ok(n) => done += n,
             Err(Errno::EINTR) => {}
             Err(e) => return Err(io("writing the header of", e)),
         }
     }
-    ftruncate(&**fd, total as i64).map_err(|e| io("sizing", e))?;
-    posix_fallocate(&**fd, 0, total as i64).map_err(|e| io("allocating", e))?;
+    ftruncate(fd, total as i64).map_err(|e| io("sizing", e))?;
+    posix_fallocate(fd, 0, total as i64).map_err(|e| io("allocating", e))?;
 
     let map = Mapping::map(fd.as_fd(), total).map_err(|e| Error::Io {
         op: "mapping",
-        name: name.as_str().to_owned(),
+        name: name.to_owned(),
         source: e,
     })?;
     // SAFETY: we hold the exclusive flock and the state is not READY, so no

@@ -7,11 +7,13 @@ use std::ptr::NonNull;
 use std::sync::{LockResult, PoisonError, TryLockError, TryLockResult};
 use std::time::{Duration, Instant};
 
-use crate::backend::posix;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+use crate::backend::Remover;
 use crate::error::Result;
 use crate::header::{Layout, LOCK_OFFSET};
+use crate::location::IntoLocation;
 use crate::lock::RawLock;
-use crate::name::Name;
 use crate::options::SharedOptions;
 use crate::shareable::Shareable;
 use crate::sys::mapping::Mapping;
@@ -50,8 +52,11 @@ pub struct Shared<T: Shareable> {
     map: Mapping,
     lock: NonNull<RawLock>,
     value: NonNull<T>,
-    name: Name,
+    label: String,
+    remover: Remover,
     remove_on_drop: bool,
+    /// The descriptor of a memfd segment, kept for sharing.
+    fd: Option<OwnedFd>,
 }
 
 // SAFETY: the handle owns its mapping (Mapping is Send + Sync); the value is
@@ -63,42 +68,89 @@ unsafe impl<T: Shareable> Send for Shared<T> {}
 unsafe impl<T: Shareable> Sync for Shared<T> {}
 
 impl<T: Shareable> Shared<T> {
-    /// Creates a new segment named `name` holding `value`, with the default
+    /// Creates a new segment at `at` holding `value`, with the default
     /// [`SharedOptions`]. Fails with [`Error::AlreadyExists`](crate::Error::AlreadyExists)
     /// if the name exists.
-    pub fn create(name: &str, value: T) -> Result<Shared<T>> {
-        SharedOptions::new().create(name, value)
+    ///
+    /// `at` is a POSIX shm name (`&str`), a [`SysvKey`](crate::SysvKey) or a
+    /// file path (`&Path`); see [`Location`](crate::Location).
+    pub fn create(at: impl IntoLocation, value: T) -> Result<Shared<T>> {
+        SharedOptions::new().create(at, value)
     }
 
-    /// Opens the existing segment `name`, checking that it holds a `T` of
+    /// Opens the existing segment at `at`, checking that it holds a `T` of
     /// this build's layout. Fails with [`Error::NotFound`](crate::Error::NotFound)
     /// if there is none.
-    pub fn open(name: &str) -> Result<Shared<T>> {
-        SharedOptions::new().open(name)
+    pub fn open(at: impl IntoLocation) -> Result<Shared<T>> {
+        SharedOptions::new().open(at)
     }
 
-    /// Opens the segment `name`, creating it with `value` if there is none.
+    /// Opens the segment at `at`, creating it with `value` if there is none.
     /// Race-free: when many processes call it at once, exactly one of them
     /// initialises the segment, and all end up on the same object.
-    pub fn open_or_create(name: &str, value: T) -> Result<Shared<T>> {
-        SharedOptions::new().open_or_create(name, value)
+    pub fn open_or_create(at: impl IntoLocation, value: T) -> Result<Shared<T>> {
+        SharedOptions::new().open_or_create(at, value)
     }
 
-    /// Removes the name `name`, whatever type its segment holds. Handles
-    /// that are open keep working; later opens get `NotFound`.
-    pub fn unlink(name: &str) -> Result<()> {
-        posix::unlink(&Name::new(name)?)
+    /// Removes the name `at`, whatever type its segment holds. Handles that
+    /// are open keep working; later opens get `NotFound`. For System V this
+    /// is `IPC_RMID`: the segment lives on until the last process detaches.
+    pub fn unlink(at: impl IntoLocation) -> Result<()> {
+        crate::backend::unlink(&at.into_location()?)
     }
 
-    pub(crate) fn from_parts(map: Mapping, name: Name, remove_on_drop: bool) -> Shared<T> {
+    /// A new segment with no name, holding `value`: a `memfd` sealed
+    /// against shrinking and growing, so no process can truncate it under
+    /// a mapping. Share it by handing on its descriptor
+    /// ([`as_fd`](Shared::as_fd)): to children that inherit it, or over a
+    /// Unix socket with [`send_fd`](crate::send_fd). The segment lives while
+    /// any process keeps the descriptor or a mapping.
+    pub fn memfd(value: T) -> Result<Shared<T>> {
+        let (map, fd) = crate::segment::memfd(value)?;
+        let label = format!("memfd:{}", T::TYPE_NAME);
+        Ok(Shared::from_parts(
+            map,
+            label,
+            Remover::None,
+            false,
+            Some(fd),
+        ))
+    }
+
+    /// Maps a segment from a descriptor handed over by another process
+    /// (for example with [`recv_fd`](crate::recv_fd)). Only sealed memfd
+    /// segments are accepted; the header is checked as for a named segment.
+    pub fn from_fd(fd: OwnedFd) -> Result<Shared<T>> {
+        SharedOptions::new().from_fd(fd)
+    }
+
+    /// A new segment in anonymous shared memory holding `value`: it has no
+    /// name and no descriptor, and is shared with the children this process
+    /// `fork`s afterwards (each child inherits the mapping), as in the
+    /// classic fork-workers pattern.
+    pub fn anonymous(value: T) -> Result<Shared<T>> {
+        let map = crate::segment::anonymous(value)?;
+        let label = format!("anonymous:{}", T::TYPE_NAME);
+        Ok(Shared::from_parts(map, label, Remover::None, false, None))
+    }
+
+    pub(crate) fn from_parts(
+        map: Mapping,
+        label: String,
+        remover: Remover,
+        remove_on_drop: bool,
+        fd: Option<OwnedFd>,
+    ) -> Shared<T> {
         let value = map.at::<T>(Layout::of::<T>().value_offset);
         let lock = NonNull::from(map.raw_lock(LOCK_OFFSET));
         Shared {
             map,
             lock,
             value,
-            name,
+            label,
+            remover,
             remove_on_drop,
+            fd,
         }
     }
 
@@ -109,9 +161,41 @@ impl<T: Shareable> Shared<T> {
         unsafe { self.lock.as_ref() }
     }
 
-    /// The segment's name (without a leading `/`).
+    /// The segment's name as errors give it: a POSIX name (without the
+    /// leading `/`), a path, a System V key, or `memfd:TYPE` /
+    /// `anonymous:TYPE` for nameless segments.
     pub fn name(&self) -> &str {
-        self.name.as_str()
+        &self.label
+    }
+
+    /// The descriptor of a memfd segment, to hand to another process
+    /// ([`send_fd`](crate::send_fd), or inheritance); `None` for other
+    /// backends.
+    pub fn as_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.fd.as_ref().map(|fd| fd.as_fd())
+    }
+
+    /// For a System V segment, what the kernel says of it now: key, id,
+    /// owner, attach count, whether it is marked for removal. `None` for
+    /// other backends.
+    pub fn sysv_info(&self) -> Option<Result<crate::SysvInfo>> {
+        match self.remover {
+            Remover::SysV(id) => Some(crate::backend::sysv::info(id)),
+            _ => None,
+        }
+    }
+
+    /// Writes the segment to its storage and waits until it is there
+    /// (`msync(MS_SYNC)`). Only file-backed segments have storage that
+    /// outlives the machine; for them, what was written before `flush`
+    /// returns survives a crash or power loss. Without it, the kernel writes
+    /// changes back on its own schedule (typically within 30 seconds).
+    pub fn flush(&self) -> Result<()> {
+        self.map.flush().map_err(|e| crate::Error::Io {
+            op: "flushing",
+            name: self.label.clone(),
+            source: e,
+        })
     }
 
     /// Locks the value, waiting as long as it takes.
@@ -205,7 +289,7 @@ impl<T: Shareable> Shared<T> {
 impl<T: Shareable> Drop for Shared<T> {
     fn drop(&mut self) {
         if self.remove_on_drop {
-            let _ = posix::unlink(&self.name);
+            let _ = self.remover.remove();
         }
     }
 }
@@ -213,7 +297,7 @@ impl<T: Shareable> Drop for Shared<T> {
 impl<T: Shareable> fmt::Debug for Shared<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Shared")
-            .field("name", &self.name.as_str())
+            .field("name", &self.label)
             .field("type", &T::TYPE_NAME)
             .field("size", &self.map.len())
             .field("locked", &self.is_locked())

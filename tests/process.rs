@@ -1388,7 +1388,7 @@ fn invalid_names_are_refused() {
     let seg = Segment::exact(longest.clone());
     let c = Shared::create(&longest, Counter::default()).unwrap();
     assert!(seg.exists());
-    drop(Shared::<Counter>::open(&format!("/{longest}")).unwrap());
+    drop(Shared::<Counter>::open(format!("/{longest}")).unwrap());
     drop(c);
     Shared::<Counter>::unlink(&longest).unwrap();
     assert!(!seg.exists());

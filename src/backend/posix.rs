@@ -22,39 +22,19 @@ pub(crate) fn open(name: &Name, mode: OpenMode, perm: u32) -> Result<(OwnedFd, b
             match shm_open(os.as_str(), excl, perm) {
                 Ok(fd) => return Ok((fd, true)),
                 Err(Errno::EEXIST) if mode == OpenMode::OpenOrCreate => {}
-                Err(e) => return Err(os_error(name, "creating", e)),
+                Err(e) => return Err(Error::from_errno(name.as_str(), "creating", e)),
             }
         }
         match shm_open(os.as_str(), OFlag::O_RDWR, Mode::empty()) {
             Ok(fd) => return Ok((fd, false)),
             // Removed between our two calls: try to create it again.
             Err(Errno::ENOENT) if mode == OpenMode::OpenOrCreate => continue,
-            Err(e) => return Err(os_error(name, "opening", e)),
+            Err(e) => return Err(Error::from_errno(name.as_str(), "opening", e)),
         }
     }
 }
 
 /// Removes the name; handles that are open keep working.
 pub(crate) fn unlink(name: &Name) -> Result<()> {
-    shm_unlink(name.os_name().as_str()).map_err(|e| os_error(name, "removing", e))
-}
-
-/// Turns an errno into the error a user can act on.
-pub(crate) fn os_error(name: &Name, op: &'static str, e: Errno) -> Error {
-    let name = name.as_str().to_owned();
-    match e {
-        Errno::ENOENT => Error::NotFound { name },
-        Errno::EEXIST => Error::AlreadyExists { name },
-        Errno::EACCES | Errno::EPERM | Errno::EROFS => Error::PermissionDenied { name },
-        Errno::EINVAL | Errno::ENAMETOOLONG => Error::InvalidName {
-            name,
-            reason: "the system refuses it",
-        },
-        Errno::ENOSPC => Error::NoSpace { name, size: 0 },
-        e => Error::Io {
-            op,
-            name,
-            source: std::io::Error::from(e),
-        },
-    }
+    shm_unlink(name.os_name().as_str()).map_err(|e| Error::from_errno(name.as_str(), "removing", e))
 }

@@ -1,4 +1,6 @@
-//! A shared, read-write mapping of a whole object, unmapped on drop.
+//! A shared, read-write mapping of a whole segment, released on drop: an
+//! `mmap` of a file descriptor (POSIX shm, memfd, regular file), an anonymous
+//! shared `mmap` (inherited by forked children), or a System V attachment.
 
 use std::io;
 use std::num::NonZeroUsize;
@@ -10,11 +12,21 @@ use nix::sys::mman::{mmap, munmap, MapFlags, ProtFlags};
 
 use crate::lock::RawLock;
 
-/// `len` bytes of a shared object, mapped `MAP_SHARED` and read-write.
+/// `len` bytes of a shared object, mapped shared and read-write.
 #[derive(Debug)]
 pub(crate) struct Mapping {
     ptr: NonNull<u8>,
     len: usize,
+    release: Release,
+}
+
+/// How a mapping is given back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Release {
+    /// `munmap(ptr, len)`.
+    Munmap,
+    /// `shmdt(ptr)` (a System V attachment).
+    Shmdt,
 }
 
 // SAFETY: the mapping is plain memory owned by this value; every access to
@@ -48,7 +60,74 @@ impl Mapping {
         Ok(Mapping {
             ptr: ptr.cast(),
             len,
+            release: Release::Munmap,
         })
+    }
+
+    /// Maps `len` bytes of new, zeroed anonymous memory, shared with the
+    /// children this process forks from now on (and with nobody else).
+    pub(crate) fn anonymous(len: usize) -> io::Result<Mapping> {
+        let nz = NonZeroUsize::new(len)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty mapping"))?;
+        // SAFETY: a new anonymous mapping at an address the kernel chooses
+        // cannot overlap memory Rust already uses.
+        let ptr = unsafe {
+            nix::sys::mman::mmap_anonymous(
+                None,
+                nz,
+                ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+                MapFlags::MAP_SHARED,
+            )
+        }?;
+        Ok(Mapping {
+            ptr: ptr.cast(),
+            len,
+            release: Release::Munmap,
+        })
+    }
+
+    /// Takes ownership of a System V attachment: `shmdt` on drop.
+    ///
+    /// # Safety
+    ///
+    /// - `ptr` is what a successful `shmat` returned and nothing else will
+    ///   detach it;
+    /// - the segment is at least `len` bytes long (`shm_segsz` from
+    ///   `IPC_STAT`), so every byte of `ptr..ptr + len` is mapped.
+    pub(crate) unsafe fn from_sysv(ptr: NonNull<u8>, len: usize) -> Mapping {
+        Mapping {
+            ptr,
+            len,
+            release: Release::Shmdt,
+        }
+    }
+
+    /// Copies `out.len()` bytes from `offset` with volatile byte reads, for
+    /// bytes another process may be writing (a header not yet checked).
+    pub(crate) fn copy_out(&self, offset: usize, out: &mut [u8]) {
+        let end = offset.checked_add(out.len());
+        assert!(
+            end.is_some_and(|e| e <= self.len),
+            "read past a {}-byte mapping",
+            self.len
+        );
+        for (i, b) in out.iter_mut().enumerate() {
+            // SAFETY: offset + i < len (checked above), so the byte is inside
+            // the mapping; a volatile read of a u8 is never torn and every
+            // bit pattern is a valid u8, whatever another process writes.
+            *b = unsafe { self.ptr.add(offset + i).read_volatile() };
+        }
+    }
+
+    /// Writes the mapping back to its file and waits for the disk
+    /// (`msync(MS_SYNC)`); meaningful for file-backed segments.
+    pub(crate) fn flush(&self) -> io::Result<()> {
+        // SAFETY: ptr/len describe exactly this live mapping; msync does not
+        // change the memory.
+        unsafe {
+            nix::sys::mman::msync(self.ptr.cast(), self.len, nix::sys::mman::MsFlags::MS_SYNC)
+        }?;
+        Ok(())
     }
 
     /// The mapped length in bytes.
@@ -79,8 +158,10 @@ impl Mapping {
     /// # Safety
     ///
     /// - No reference to those bytes may exist, and no other thread or
-    ///   process may access them during the write (only initialisation, under
-    ///   the exclusive file lock of a segment that is not READY, qualifies).
+    ///   process may access them during the write. Only initialisation of a
+    ///   segment that is not READY qualifies: under the exclusive file lock
+    ///   (descriptor backends), under the segment's own lock (System V), or
+    ///   before the mapping is shared at all (anonymous).
     pub(crate) unsafe fn write<U>(&self, offset: usize, value: U) {
         let p = self.at::<U>(offset);
         // SAFETY: `at` checked that `p` is in bounds and aligned for U; the
@@ -92,7 +173,9 @@ impl Mapping {
     pub(crate) fn atomic_u32(&self, offset: usize) -> &AtomicU32 {
         // SAFETY: `at` checked bounds and alignment; the mapping lives as
         // long as the returned borrow of `self`; any bit pattern is a valid
-        // u32, and every access to these bytes through the mapping is atomic.
+        // u32. Other accesses to these bytes are atomic too, or volatile
+        // byte reads (`copy_out`) whose copies are checked before use; no
+        // plain reference to them is ever made.
         unsafe { AtomicU32::from_ptr(self.at::<u32>(offset).as_ptr()) }
     }
 
@@ -108,9 +191,20 @@ impl Mapping {
 
 impl Drop for Mapping {
     fn drop(&mut self) {
-        // SAFETY: ptr/len are exactly what mmap returned and nothing else
-        // unmaps them; every reference into the mapping borrows from a
-        // handle that owns this Mapping, so none outlives this drop.
-        let _ = unsafe { munmap(self.ptr.cast(), self.len) };
+        match self.release {
+            Release::Munmap => {
+                // SAFETY: ptr/len are exactly what mmap returned and nothing
+                // else unmaps them; every reference into the mapping borrows
+                // from a handle that owns this Mapping, so none outlives
+                // this drop.
+                let _ = unsafe { munmap(self.ptr.cast(), self.len) };
+            }
+            Release::Shmdt => {
+                // SAFETY: ptr is what shmat returned (from_sysv's contract)
+                // and nothing else detaches it; no reference into it
+                // outlives this drop, as above.
+                let _ = unsafe { libc::shmdt(self.ptr.as_ptr().cast()) };
+            }
+        }
     }
 }

@@ -2,6 +2,8 @@
 //! futex calls, memory mappings and the per-thread identity cache. Each file
 //! exposes safe `pub(crate)` functions; every `unsafe` block says why it is sound.
 
+pub(crate) mod fdpass;
 pub(crate) mod futex;
 pub(crate) mod mapping;
+pub(crate) mod sysv;
 pub(crate) mod thread;

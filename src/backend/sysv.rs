@@ -1,0 +1,741 @@
+//! System V shared memory: segments named by a numeric key (`shmget`),
+//! attached with `shmat`, removed with `IPC_RMID`.
+//!
+//! # Protocol
+//!
+//! A System V segment has no descriptor, so the `flock` of `segment.rs` is
+//! not available; the lock inside the segment takes its place. A new segment
+//! is zero-filled by the kernel, and all zeroes is an unlocked [`RawLock`] at
+//! `LOCK_OFFSET` and state 0 in the header, so the lock works before anyone
+//! has written a byte.
+//!
+//! 1. `shmget(key, size, IPC_CREAT | IPC_EXCL | mode)` for `create` and
+//!    `open_or_create` (whoever succeeds made the segment); otherwise, or on
+//!    `EEXIST` for `open_or_create`, `shmget(key, 0, 0)` for the existing one.
+//! 2. `IPC_STAT` before attaching: the owner must be us (or
+//!    [`allow_foreign_owner`](crate::SharedOptions::allow_foreign_owner)).
+//! 3. Attach, and read the state with an acquire load. READY: copy the header
+//!    out and check it (type, layout, size = `shm_segsz`, PID namespace);
+//!    done, without the lock.
+//! 4. Not READY: the segment must be exactly a `T` segment long, and ours
+//!    (our magic) or zeroed (nobody has started); anything else is another
+//!    program's segment or another type's, refused with [`Error::Corrupt`]
+//!    or [`Error::LayoutMismatch`] and never written, not even the lock.
+//! 5. Take the lock (waiting at most [`INIT_TIMEOUT`]) and look again, now
+//!    also checking that a segment without magic is zero after the header
+//!    (one that is not is refused; its lock word, zero before, is zero again
+//!    after).
+//!    Still not READY: `create` and `open_or_create` initialise it: magic,
+//!    release fence, the rest of the header, state INITIALISING (release),
+//!    the value, state READY (release); then clear the poison and unlock.
+//!    `open` unlocks and waits for a creator that has not started yet, and
+//!    reports [`Error::Incomplete`] at once for one that died: whoever holds
+//!    the lock and still sees our magic without READY knows that nobody is
+//!    writing, because initialisers write only while holding it. A creator
+//!    that died holding the lock leaves it to the lock's dead-owner
+//!    detection (taken over poisoned; cleared once initialised).
+//!
+//! Openers read the header of a segment that is not READY while an
+//! initialiser may be writing it, so both sides access the header only in
+//! atomic 32-bit words (the value, written with plain stores, is read only
+//! under the lock). The magic is stored before any other byte, followed by a
+//! release fence; openers load the other bytes first, then an acquire fence,
+//! then the magic: an opener that sees any byte of an initialiser's also
+//! sees its magic, and never takes a segment being initialised for a
+//! foreign one.
+//!
+//! # Removal
+//!
+//! `IPC_RMID` frees the key at once; the segment lives until its last
+//! detach, and Linux still lets its id be attached meanwhile. A private
+//! segment ([`SysvKey::private`]) is marked for removal as soon as it is
+//! attached: nobody can find it by key, so it could otherwise only leak; its
+//! handle and the children forked afterwards keep it alive.
+
+use std::sync::atomic::{fence, Ordering};
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use zerocopy::{FromBytes, IntoBytes};
+
+use crate::backend::OpenMode;
+use crate::error::{Error, Result};
+use crate::header::{
+    self, Creator, Found, Header, Layout, LOCK_OFFSET, MAGIC, STATE_INITIALISING, STATE_OFFSET,
+    STATE_READY,
+};
+use crate::location::SysvKey;
+use crate::lock::RawLock;
+use crate::options::SharedOptions;
+use crate::shareable::Shareable;
+use crate::sys::mapping::Mapping;
+use crate::sys::sysv::{self as sys, Limits, Usage};
+
+/// How long to wait for another process that is initialising the segment.
+const INIT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The header's length in bytes.
+const HEADER_LEN: usize = std::mem::size_of::<Header>();
+
+// The header is written and read in aligned 32-bit words.
+const _: () = assert!(HEADER_LEN % 4 == 0 && STATE_OFFSET % 4 == 0 && MAGIC.len() == 8);
+
+/// The magic as the two native-endian words it is stored as.
+const MAGIC_WORDS: [u32; 2] = [
+    u32::from_ne_bytes([MAGIC[0], MAGIC[1], MAGIC[2], MAGIC[3]]),
+    u32::from_ne_bytes([MAGIC[4], MAGIC[5], MAGIC[6], MAGIC[7]]),
+];
+
+/// Creates or opens the segment of `key` as one holding a `T`; returns the
+/// attachment and the segment id.
+pub(crate) fn establish<T: Shareable>(
+    key: SysvKey,
+    opts: &SharedOptions,
+    mode: OpenMode,
+    value: Option<T>,
+) -> Result<(Mapping, i32)> {
+    let label = key.to_string();
+    if key.is_private() && mode == OpenMode::Open {
+        return Err(Error::InvalidName {
+            name: label,
+            reason: "IPC_PRIVATE (SysvKey::private()) always makes a new segment and finds none: \
+                     use create or open_or_create, or a key both sides agree on",
+        });
+    }
+    let deadline = Instant::now() + INIT_TIMEOUT;
+    let mut value = value;
+    loop {
+        let (id, created) = get_id::<T>(&label, key, mode, opts.mode)?;
+        match establish_id::<T>(&label, key, id, created, opts, mode, &mut value, deadline) {
+            Ok(map) => return Ok((map, id)),
+            // Removed between shmget and shmat: look the key up again.
+            Err(Attempt::Vanished) if Instant::now() < deadline => {}
+            Err(Attempt::Vanished) => return Err(Error::NotFound { name: label }),
+            Err(Attempt::Failed(e)) => {
+                if created && matches!(e, Error::NoSpace { .. } | Error::Io { .. }) {
+                    // We made it and could not finish it: leave nothing behind.
+                    let _ = sys::remove(id);
+                }
+                return Err(e);
+            }
+        }
+    }
+}
+
+/// Why one attempt on one segment id did not give a mapping.
+enum Attempt {
+    /// The id went away (`EINVAL`/`EIDRM`) between `shmget` and its use.
+    Vanished,
+    Failed(Error),
+}
+
+impl From<Error> for Attempt {
+    fn from(e: Error) -> Attempt {
+        Attempt::Failed(e)
+    }
+}
+
+/// The id of the segment of `key`, and whether this call created it.
+fn get_id<T: Shareable>(
+    label: &str,
+    key: SysvKey,
+    mode: OpenMode,
+    perm: u32,
+) -> Result<(i32, bool)> {
+    let size = Layout::of::<T>().total_size;
+    let perm = (perm & 0o777) as i32;
+    loop {
+        if mode != OpenMode::Open {
+            match sys::get(key.key(), size, libc::IPC_CREAT | libc::IPC_EXCL | perm) {
+                Ok(id) => return Ok((id, true)),
+                Err(Errno::EEXIST) if mode == OpenMode::OpenOrCreate => {}
+                Err(e @ (Errno::EINVAL | Errno::ENOSPC)) => {
+                    return Err(creation_error(
+                        label,
+                        e,
+                        size,
+                        sys::limits().ok(),
+                        sys::usage().ok(),
+                        sys::page_size(),
+                    ))
+                }
+                Err(e) => return Err(creation_error(label, e, size, None, None, 0)),
+            }
+        }
+        match sys::get(key.key(), 0, 0) {
+            Ok(id) => return Ok((id, false)),
+            // Removed between our two calls: try to create it again.
+            Err(Errno::ENOENT) if mode == OpenMode::OpenOrCreate => {}
+            Err(e) => return Err(os_error(label, "opening", e)),
+        }
+    }
+}
+
+/// Checks, attaches and if need be initialises segment `id`.
+#[allow(clippy::too_many_arguments)]
+fn establish_id<T: Shareable>(
+    label: &str,
+    key: SysvKey,
+    id: i32,
+    created: bool,
+    opts: &SharedOptions,
+    mode: OpenMode,
+    value: &mut Option<T>,
+    deadline: Instant,
+) -> std::result::Result<Mapping, Attempt> {
+    let vanished_or = |op, e| match e {
+        Errno::EINVAL | Errno::EIDRM => Attempt::Vanished,
+        e => Attempt::Failed(os_error(label, op, e)),
+    };
+    let st = sys::stat(id).map_err(|e| vanished_or("inspecting", e))?;
+    let ours = nix::unistd::geteuid().as_raw();
+    if created {
+        // System V has no umask, but make sure of the mode asked for.
+        if st.mode & 0o777 != opts.mode & 0o777 {
+            sys::set_mode(id, opts.mode).map_err(|e| vanished_or("setting the mode of", e))?;
+        }
+    } else if st.uid != ours && !opts.allow_foreign_owner {
+        return Err(Attempt::Failed(Error::ForeignOwner {
+            name: label.to_owned(),
+            owner_uid: st.uid,
+            our_uid: ours,
+        }));
+    }
+    let (map, _) = sys::attach(id).map_err(|e| match e {
+        Errno::ENOMEM => Attempt::Failed(Error::NoSpace {
+            name: label.to_owned(),
+            size: st.size as u64,
+        }),
+        e => vanished_or("attaching", e),
+    })?;
+    if created && key.is_private() {
+        // Nobody can find it by key: let it go with its last detach.
+        sys::remove(id).map_err(|e| vanished_or("marking for removal", e))?;
+    }
+    settle::<T>(label, &map, mode, value, deadline)?;
+    Ok(map)
+}
+
+/// What a segment's bytes say, for one that has the size of a `T` segment
+/// (any other size is an error).
+#[derive(Debug)]
+enum Seen {
+    /// All zeroes but the lock (perhaps the first half of a creator's
+    /// magic): nobody has initialised it yet.
+    Fresh,
+    /// Our magic, not READY: a creator is writing it, or died doing so.
+    NotReady,
+    /// Complete and checked: a `T` of this build's layout.
+    Ready,
+}
+
+/// Brings the attached segment to READY, or finds it so.
+fn settle<T: Shareable>(
+    label: &str,
+    map: &Mapping,
+    mode: OpenMode,
+    value: &mut Option<T>,
+    deadline: Instant,
+) -> Result<()> {
+    let incomplete = || Error::Incomplete {
+        name: label.to_owned(),
+    };
+    let ready = || match mode {
+        // Lost a race to a concurrent open_or_create, which initialised it.
+        OpenMode::Create => Err(Error::AlreadyExists {
+            name: label.to_owned(),
+        }),
+        _ => Ok(()),
+    };
+    let mut nap = Duration::from_micros(100);
+    loop {
+        if let Seen::Ready = inspect::<T>(label, map, false)? {
+            return ready();
+        }
+        // Not READY, and `inspect` found it exactly a `T` segment long (so
+        // with room for the lock), and ours or zeroed.
+        let lock = map.raw_lock(LOCK_OFFSET);
+        let me = lock.acquire_until(deadline).ok_or_else(incomplete)?;
+        let outcome = match inspect::<T>(label, map, true) {
+            Ok(Seen::Ready) => Some(ready()),
+            Ok(Seen::Fresh | Seen::NotReady) if mode != OpenMode::Open => {
+                let value = value
+                    .take()
+                    .expect("create and open_or_create pass a value");
+                // SAFETY: we hold the segment's lock, under which it was just
+                // seen not READY and exactly a `T` segment long.
+                unsafe { initialise(map, lock, value) };
+                Some(Ok(()))
+            }
+            // Still not READY under the lock: the creator, who writes only
+            // while holding it, died.
+            Ok(Seen::NotReady) => Some(Err(incomplete())),
+            // Nobody has started: `open` waits for a creator that is about
+            // to.
+            Ok(Seen::Fresh) => None,
+            Err(e) => Some(Err(e)),
+        };
+        lock.release(me);
+        if let Some(outcome) = outcome {
+            return outcome;
+        }
+        if Instant::now() >= deadline {
+            return Err(incomplete());
+        }
+        std::thread::sleep(nap);
+        nap = (nap * 2).min(Duration::from_millis(20));
+    }
+}
+
+/// Reads what the segment says, without writing anything.
+///
+/// Without the lock (`locked` false), an initialiser may be writing the
+/// header meanwhile, so it is read with atomic loads only, in the order the
+/// module docs give, and the value (which it writes with plain stores) is
+/// not read at all: `Fresh` then only means that the header is zero. With
+/// the lock, nobody following the protocol writes, and `Fresh` also means
+/// that the value is zero, so a foreign segment is never initialised over.
+fn inspect<T: Shareable>(label: &str, map: &Mapping, locked: bool) -> Result<Seen> {
+    let len = map.len();
+    let total = Layout::of::<T>().total_size;
+    let n = len.min(HEADER_LEN);
+    let mut buf = [0u8; HEADER_LEN];
+
+    let state = if len >= STATE_OFFSET + 4 {
+        map.atomic_u32(STATE_OFFSET).load(Ordering::Acquire)
+    } else {
+        0
+    };
+    if state == STATE_READY {
+        // The release store of READY came after every write of the header,
+        // and nobody following the protocol writes it again.
+        map.copy_out(0, &mut buf[..n]);
+        return match header::check::<T>(label, &buf[..n], len as u64)? {
+            Found::Ready(h) => {
+                check_namespace(label, &h)?;
+                Ok(Seen::Ready)
+            }
+            // Its state changed back under us: someone wrote over it.
+            Found::Initialising if len == total => Ok(Seen::NotReady),
+            Found::Initialising => Err(wrong_size::<T>(label, &buf[..n], len)),
+        };
+    }
+
+    // Everything but the magic first, then the magic, after a fence.
+    let magic_len = MAGIC.len().min(n);
+    if n == HEADER_LEN {
+        for at in (MAGIC.len()..HEADER_LEN).step_by(4) {
+            let word = map.atomic_u32(at).load(Ordering::Relaxed);
+            buf[at..at + 4].copy_from_slice(&word.to_ne_bytes());
+        }
+    } else {
+        // Shorter than a header: no initialiser writes it (every shmstore
+        // segment is longer), so plain copies will do.
+        map.copy_out(magic_len, &mut buf[magic_len..n]);
+    }
+    let header_zero = buf[magic_len..n].iter().all(|&b| b == 0);
+    fence(Ordering::Acquire);
+    let words = if len >= MAGIC.len() {
+        let words = [
+            map.atomic_u32(0).load(Ordering::Relaxed),
+            map.atomic_u32(4).load(Ordering::Relaxed),
+        ];
+        buf[..4].copy_from_slice(&words[0].to_ne_bytes());
+        buf[4..8].copy_from_slice(&words[1].to_ne_bytes());
+        words
+    } else {
+        map.copy_out(0, &mut buf[..magic_len]);
+        [u32::MAX; 2] // too short to be ours: only the bytes read count
+    };
+
+    if words == MAGIC_WORDS && matches!(state, 0 | STATE_INITIALISING) {
+        if len != total {
+            return Err(wrong_size::<T>(label, &buf[..n], len));
+        }
+        if state == STATE_INITIALISING {
+            // The header is complete (its release store came after it):
+            // check what can be checked before anyone waits on the lock,
+            // whose holders' ids mean nothing in another PID namespace.
+            header::check::<T>(label, &buf[..n], len as u64)?;
+            if let Ok((h, _)) = Header::read_from_prefix(&buf[..n]) {
+                check_namespace(label, &h)?;
+            }
+        }
+        return Ok(Seen::NotReady);
+    }
+    // A creator stores the magic in two words: one may be there already.
+    let magic_started = words
+        .iter()
+        .zip(MAGIC_WORDS)
+        .all(|(&w, m)| w == 0 || w == m);
+    if state == 0 && header_zero && magic_started {
+        if len != total {
+            return Err(Error::Corrupt {
+                name: label.to_owned(),
+                reason: format!(
+                    "its size {len} does not match the {total} bytes of a `{}` segment, \
+                     and it holds no shmstore header: made by another program, or for another type",
+                    T::TYPE_NAME
+                ),
+            });
+        }
+        if locked && !body_is_zero(map) {
+            return Err(Error::Corrupt {
+                name: label.to_owned(),
+                reason: "no shmstore magic, and bytes after its first 240 are not zero: \
+                         not a shmstore segment"
+                    .to_owned(),
+            });
+        }
+        return Ok(Seen::Fresh);
+    }
+    // Not ours: the check says why (no magic, unknown state, ...).
+    Err(match header::check::<T>(label, &buf[..n], len as u64) {
+        Err(e) => e,
+        Ok(_) => Error::Corrupt {
+            name: label.to_owned(),
+            reason: format!("unexpected state {state}"),
+        },
+    })
+}
+
+/// Whether every byte after the header is zero, the lock aside. Only for a
+/// segment at least a header long, under its lock.
+fn body_is_zero(map: &Mapping) -> bool {
+    let lock = LOCK_OFFSET..LOCK_OFFSET + std::mem::size_of::<RawLock>();
+    let mut chunk = [0u8; 4096];
+    let mut at = HEADER_LEN;
+    while at < map.len() {
+        let end = if at < lock.start {
+            lock.start.min(map.len())
+        } else {
+            map.len().min(at + chunk.len())
+        };
+        let part = &mut chunk[..end - at];
+        map.copy_out(at, part);
+        if part.iter().any(|&b| b != 0) {
+            return false;
+        }
+        at = end;
+        if at == lock.start {
+            at = lock.end;
+        }
+    }
+    true
+}
+
+/// The error for a segment with our magic, not READY, whose size is not a
+/// `T` segment's: another type's if the header says so, else corrupt.
+fn wrong_size<T: Shareable>(label: &str, bytes: &[u8], len: usize) -> Error {
+    if let Ok((h, _)) = Header::read_from_prefix(bytes) {
+        if h.fingerprint != 0 && h.fingerprint != T::FINGERPRINT {
+            return Error::LayoutMismatch {
+                name: label.to_owned(),
+                expected_type: T::TYPE_NAME,
+                expected_fingerprint: T::FINGERPRINT,
+                found_type: h.type_name(),
+                found_fingerprint: h.fingerprint,
+            };
+        }
+    }
+    Error::Corrupt {
+        name: label.to_owned(),
+        reason: format!(
+            "its size {len} does not match the {} bytes of a `{}` segment",
+            Layout::of::<T>().total_size,
+            T::TYPE_NAME
+        ),
+    }
+}
+
+/// Refuses a segment made in another PID namespace (its lock owners' thread
+/// ids cannot be checked from here), as `segment.rs` does.
+fn check_namespace(label: &str, h: &Header) -> Result<()> {
+    let ours = header::pid_namespace();
+    if h.pid_ns != 0 && ours != 0 && h.pid_ns != ours {
+        return Err(Error::OtherPidNamespace {
+            name: label.to_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// Writes a new segment holding `value`, in the order the module docs give,
+/// and clears the poison a dead initialiser left.
+///
+/// # Safety
+///
+/// The caller holds `lock` (the segment's own), has seen the segment not
+/// READY while holding it, and `map` is exactly a `T` segment long.
+unsafe fn initialise<T: Shareable>(map: &Mapping, lock: &RawLock, value: T) {
+    let layout = Layout::of::<T>();
+    let header = Header::new::<T>(&Creator::current());
+    let bytes = header.as_bytes();
+    let word =
+        |at: usize| u32::from_ne_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
+
+    // 1. The magic, before any other byte: an opener that sees a byte of
+    //    ours sees the magic too, and never takes the segment for a foreign
+    //    one.
+    map.atomic_u32(0).store(MAGIC_WORDS[0], Ordering::Relaxed);
+    map.atomic_u32(4).store(MAGIC_WORDS[1], Ordering::Relaxed);
+    fence(Ordering::Release);
+    // 2. The rest of the header but the state, in atomic words: openers
+    //    read it without the lock, with atomic loads.
+    for at in (MAGIC.len()..HEADER_LEN).step_by(4) {
+        if at != STATE_OFFSET {
+            map.atomic_u32(at).store(word(at), Ordering::Relaxed);
+        }
+    }
+    // 3. State INITIALISING: the header is complete.
+    map.atomic_u32(STATE_OFFSET)
+        .store(STATE_INITIALISING, Ordering::Release);
+    // 4. The value.
+    //
+    // SAFETY: `layout.value_offset` is aligned for T and, as the caller
+    // guarantees the length, leaves room for a T inside the mapping (and
+    // `write` checks both). No other thread or process following the
+    // protocol accesses these bytes during the write: handles (the only
+    // source of references into the value) are made only of READY
+    // segments, and this one becomes READY only below, after the write;
+    // the only other reader of a segment that is not READY is `inspect`,
+    // which reads the value only while holding the lock, which we hold;
+    // and other initialisers write only while holding it too.
+    unsafe { map.write(layout.value_offset, value) };
+    // 5. Publish.
+    map.atomic_u32(STATE_OFFSET)
+        .store(STATE_READY, Ordering::Release);
+    // The value is new: whatever poison a dead initialiser left is moot.
+    lock.clear_poison();
+}
+
+/// Turns an errno from creating a segment of `size` bytes into an error
+/// that names the limit it ran into.
+fn creation_error(
+    label: &str,
+    e: Errno,
+    size: usize,
+    limits: Option<Limits>,
+    usage: Option<Usage>,
+    page_size: u64,
+) -> Error {
+    let io = |kind, msg: String| Error::Io {
+        op: "creating",
+        name: label.to_owned(),
+        source: std::io::Error::new(kind, msg),
+    };
+    match e {
+        // With IPC_CREAT | IPC_EXCL the key is new, so EINVAL is the size:
+        // over SHMMAX (or under SHMMIN, 1 byte, which no segment is).
+        Errno::EINVAL => {
+            let limit = limits.map_or_else(
+                || "unknown".to_owned(),
+                |l| format!("{} bytes", l.max_bytes),
+            );
+            io(
+                std::io::ErrorKind::InvalidInput,
+                format!(
+                    "the segment needs {size} bytes, larger than the System V limit SHMMAX \
+                     ({limit}, /proc/sys/kernel/shmmax)"
+                ),
+            )
+        }
+        Errno::ENOSPC => {
+            let pages = (size as u64).div_ceil(page_size.max(1));
+            let which = match (limits, usage) {
+                (Some(l), Some(u)) if u.segments >= l.max_segments => format!(
+                    "all {} System V segment ids are taken (SHMMNI, /proc/sys/kernel/shmmni): \
+                     remove unused segments (ipcs -m, ipcrm) or raise the limit",
+                    l.max_segments
+                ),
+                (Some(l), Some(u)) => format!(
+                    "its {pages} page(s) would exceed the System V limit SHMALL \
+                     ({} pages in all, {} in use; /proc/sys/kernel/shmall): \
+                     remove unused segments (ipcs -m, ipcrm) or raise the limit",
+                    l.max_pages, u.pages
+                ),
+                _ => "the System V limit on segments (SHMMNI, /proc/sys/kernel/shmmni) \
+                      or on their total size (SHMALL, /proc/sys/kernel/shmall) is reached"
+                    .to_owned(),
+            };
+            io(std::io::ErrorKind::StorageFull, which)
+        }
+        Errno::ENOMEM => Error::NoSpace {
+            name: label.to_owned(),
+            size: size as u64,
+        },
+        e => os_error(label, "creating", e),
+    }
+}
+
+/// Turns an errno from operation `op` into the error a user can act on.
+/// EINVAL never reaches here bare from a size or a removed id: callers
+/// handle those.
+fn os_error(label: &str, op: &'static str, e: Errno) -> Error {
+    let name = label.to_owned();
+    match e {
+        Errno::ENOENT => Error::NotFound { name },
+        Errno::EEXIST => Error::AlreadyExists { name },
+        Errno::EACCES | Errno::EPERM => Error::PermissionDenied { name },
+        Errno::ENOMEM => Error::NoSpace { name, size: 0 },
+        e => Error::Io {
+            op,
+            name,
+            source: std::io::Error::from(e),
+        },
+    }
+}
+
+/// Marks the segment of `key` for removal (`IPC_RMID`).
+pub(crate) fn remove_key(key: SysvKey) -> Result<()> {
+    let label = key.to_string();
+    if key.is_private() {
+        return Err(Error::InvalidName {
+            name: label,
+            reason: "IPC_PRIVATE (SysvKey::private()) names no segment; \
+                     a private segment goes away with its last handle",
+        });
+    }
+    let id = sys::get(key.key(), 0, 0).map_err(|e| os_error(&label, "removing", e))?;
+    sys::remove(id).map_err(|e| match e {
+        // Removed by someone else between the two calls.
+        Errno::EINVAL | Errno::EIDRM => Error::NotFound { name: label },
+        e => os_error(&label, "removing", e),
+    })
+}
+
+/// Marks the segment `id` for removal (`IPC_RMID`).
+pub(crate) fn remove_id(id: i32) -> Result<()> {
+    let label = format!("System V id {id}");
+    sys::remove(id).map_err(|e| match e {
+        Errno::EINVAL | Errno::EIDRM => Error::NotFound { name: label },
+        e => os_error(&label, "removing", e),
+    })
+}
+
+/// What the kernel says of a System V segment (`IPC_STAT`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SysvInfo {
+    /// The key it was created with (0 once removed with `IPC_RMID`, or for
+    /// a private segment).
+    pub key: i32,
+    /// The segment id.
+    pub id: i32,
+    /// Owner user id.
+    pub owner_uid: u32,
+    /// Creator's process id.
+    pub creator_pid: i32,
+    /// Permission bits.
+    pub mode: u32,
+    /// Size in bytes.
+    pub size: u64,
+    /// How many attachments it has now, in all processes.
+    pub attach_count: u64,
+    /// Whether `IPC_RMID` was called: it goes away with its last detach.
+    pub marked_for_removal: bool,
+}
+
+/// `IPC_STAT` of segment `id`.
+pub(crate) fn info(id: i32) -> Result<SysvInfo> {
+    let label = format!("System V id {id}");
+    let st = sys::stat(id).map_err(|e| match e {
+        Errno::EINVAL | Errno::EIDRM => Error::NotFound {
+            name: label.clone(),
+        },
+        e => os_error(&label, "inspecting", e),
+    })?;
+    Ok(SysvInfo {
+        key: st.key,
+        id,
+        owner_uid: st.uid,
+        creator_pid: st.cpid,
+        mode: st.mode & 0o777,
+        size: st.size as u64,
+        attach_count: st.nattch,
+        marked_for_removal: st.mode & sys::SHM_DEST != 0,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: Limits = Limits {
+        max_bytes: 4096,
+        max_segments: 8,
+        max_pages: 100,
+    };
+
+    #[test]
+    fn too_large_names_shmmax() {
+        let e = creation_error("k", Errno::EINVAL, 1 << 20, Some(LIMITS), None, 4096);
+        let text = e.to_string();
+        assert!(matches!(e, Error::Io { .. }), "{e:?}");
+        assert!(
+            text.contains("1048576 bytes, larger than the System V limit SHMMAX (4096 bytes, /proc/sys/kernel/shmmax)"),
+            "{text}"
+        );
+        let e = creation_error("k", Errno::EINVAL, 1 << 20, None, None, 4096);
+        assert!(e.to_string().contains("SHMMAX (unknown"), "{e}");
+    }
+
+    #[test]
+    fn no_space_names_the_limit_reached() {
+        let full_ids = Usage {
+            segments: 8,
+            pages: 3,
+        };
+        let e = creation_error("k", Errno::ENOSPC, 300, Some(LIMITS), Some(full_ids), 4096);
+        assert!(e.to_string().contains("SHMMNI"), "{e}");
+        assert!(!e.to_string().contains("SHMALL"), "{e}");
+
+        let full_pages = Usage {
+            segments: 2,
+            pages: 99,
+        };
+        let e = creation_error(
+            "k",
+            Errno::ENOSPC,
+            8192,
+            Some(LIMITS),
+            Some(full_pages),
+            4096,
+        );
+        let text = e.to_string();
+        assert!(
+            text.contains(
+                "its 2 page(s) would exceed the System V limit SHMALL (100 pages in all, 99 in use"
+            ),
+            "{text}"
+        );
+
+        let e = creation_error("k", Errno::ENOSPC, 8192, None, None, 4096);
+        assert!(
+            e.to_string().contains("SHMMNI") && e.to_string().contains("SHMALL"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn other_errnos() {
+        let e = creation_error("k", Errno::ENOMEM, 300, None, None, 4096);
+        assert!(matches!(e, Error::NoSpace { size: 300, .. }), "{e:?}");
+        let e = creation_error("k", Errno::EEXIST, 300, None, None, 4096);
+        assert!(matches!(e, Error::AlreadyExists { .. }), "{e:?}");
+        let e = creation_error("k", Errno::EACCES, 300, None, None, 4096);
+        assert!(matches!(e, Error::PermissionDenied { .. }), "{e:?}");
+        assert!(matches!(
+            os_error("k", "opening", Errno::ENOENT),
+            Error::NotFound { .. }
+        ));
+    }
+
+    #[test]
+    fn the_magic_words_spell_the_magic() {
+        let mut b = [0u8; 8];
+        b[..4].copy_from_slice(&MAGIC_WORDS[0].to_ne_bytes());
+        b[4..].copy_from_slice(&MAGIC_WORDS[1].to_ne_bytes());
+        assert_eq!(b, MAGIC);
+    }
+}

@@ -1,0 +1,290 @@
+//! System V shared-memory calls: safe wrappers over libc's `shmget`, `shmat`
+//! and `shmctl` (`shmdt` is in [`Mapping`]'s drop). nix and rustix have none
+//! of them.
+//!
+//! Everything here returns the raw [`Errno`]; `backend/sysv.rs` turns it
+//! into an [`Error`](crate::Error) that says what to do.
+
+use std::mem::MaybeUninit;
+use std::ptr::NonNull;
+
+use nix::errno::Errno;
+
+use crate::sys::mapping::Mapping;
+
+/// `shm_perm.mode` flag: `IPC_RMID` was called and the segment goes away
+/// with its last detach (`SHM_DEST` in linux/shm.h; libc does not have it).
+pub(crate) const SHM_DEST: u32 = 0o1000;
+
+/// `shmctl` command: system-wide usage, a `struct shm_info` (linux/shm.h).
+const SHM_INFO: libc::c_int = 14;
+
+/// `struct shminfo` (glibc's sys/shm.h with `_GNU_SOURCE`, the kernel's
+/// `shminfo64`): what `IPC_INFO` writes. libc does not declare it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+struct ShmInfoRaw {
+    shmmax: libc::c_ulong,
+    shmmin: libc::c_ulong,
+    shmmni: libc::c_ulong,
+    shmseg: libc::c_ulong,
+    shmall: libc::c_ulong,
+    reserved: [libc::c_ulong; 4],
+}
+
+/// `struct shm_info` (glibc's sys/shm.h, linux/shm.h): what `SHM_INFO`
+/// writes. libc does not declare it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+struct ShmUsageRaw {
+    used_ids: libc::c_int,
+    shm_tot: libc::c_ulong,
+    shm_rss: libc::c_ulong,
+    shm_swp: libc::c_ulong,
+    swap_attempts: libc::c_ulong,
+    swap_successes: libc::c_ulong,
+}
+
+/// What `IPC_STAT` says of a segment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ShmStat {
+    /// The key (`IPC_PRIVATE`, 0, for private segments and after `IPC_RMID`).
+    pub key: i32,
+    /// Owner user id (`shm_perm.uid`).
+    pub uid: u32,
+    /// The whole `shm_perm.mode`: permission bits plus `SHM_DEST` and
+    /// `SHM_LOCKED`.
+    pub mode: u32,
+    /// `shm_segsz`: the size asked for at creation (the attachment is
+    /// rounded up to whole pages).
+    pub size: usize,
+    /// The creator's process id.
+    pub cpid: i32,
+    /// The number of attachments, in all processes.
+    pub nattch: u64,
+}
+
+impl ShmStat {
+    fn from_raw(ds: &libc::shmid_ds) -> ShmStat {
+        ShmStat {
+            key: ds.shm_perm.__key,
+            uid: ds.shm_perm.uid,
+            mode: u32::from(ds.shm_perm.mode),
+            size: ds.shm_segsz,
+            cpid: ds.shm_cpid,
+            nattch: ulong(ds.shm_nattch),
+        }
+    }
+}
+
+/// The System V limits of this IPC namespace (`IPC_INFO`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Limits {
+    /// SHMMAX: the largest segment, in bytes.
+    pub max_bytes: u64,
+    /// SHMMNI: the most segments.
+    pub max_segments: u64,
+    /// SHMALL: all segments together, in pages.
+    pub max_pages: u64,
+}
+
+/// What this IPC namespace uses now (`SHM_INFO`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Usage {
+    /// Segments that exist.
+    pub segments: u64,
+    /// Pages they take together.
+    pub pages: u64,
+}
+
+/// A C `unsigned long` (`shmatt_t` too) as a u64: the same type on 64-bit
+/// targets, a widening on 32-bit ones.
+#[allow(clippy::useless_conversion)]
+fn ulong(v: libc::c_ulong) -> u64 {
+    u64::from(v)
+}
+
+/// Turns a -1 return into the errno.
+fn check(rc: libc::c_int) -> Result<libc::c_int, Errno> {
+    if rc == -1 {
+        Err(Errno::last())
+    } else {
+        Ok(rc)
+    }
+}
+
+/// `shmget(key, size, flags)`: the id of the segment of `key`, made when
+/// `flags` has `IPC_CREAT`.
+pub(crate) fn get(key: i32, size: usize, flags: i32) -> Result<i32, Errno> {
+    // SAFETY: shmget takes no pointers; the kernel validates every key, size
+    // and flag combination and reports what it refuses through errno.
+    check(unsafe { libc::shmget(key, size, flags) })
+}
+
+/// The `shmid_ds` of segment `id` (`IPC_STAT`).
+fn stat_raw(id: i32) -> Result<libc::shmid_ds, Errno> {
+    let mut ds = MaybeUninit::<libc::shmid_ds>::zeroed();
+    // SAFETY: IPC_STAT writes one `struct shmid_ds` to the pointer, which
+    // points at memory of exactly that type, writable, aligned and owned by
+    // this frame for the duration of the call.
+    check(unsafe { libc::shmctl(id, libc::IPC_STAT, ds.as_mut_ptr()) })?;
+    // SAFETY: `shmid_ds` consists of integers only (and integer padding
+    // fields), so any bytes are a valid value: the zeroes it started with or
+    // what IPC_STAT wrote over them (on success it writes the whole struct).
+    Ok(unsafe { ds.assume_init() })
+}
+
+/// `IPC_STAT` of segment `id`. Needs read permission.
+pub(crate) fn stat(id: i32) -> Result<ShmStat, Errno> {
+    stat_raw(id).map(|ds| ShmStat::from_raw(&ds))
+}
+
+/// Sets the permission bits of segment `id` to `mode & 0o777` (`IPC_SET`,
+/// keeping owner and group). Only its owner, creator or root may.
+pub(crate) fn set_mode(id: i32, mode: u32) -> Result<(), Errno> {
+    let mut ds = stat_raw(id)?;
+    ds.shm_perm.mode = (mode & 0o777) as libc::c_ushort;
+    // SAFETY: IPC_SET reads one `struct shmid_ds` (uid, gid and the mode
+    // bits of its shm_perm) from the pointer, which points at a valid,
+    // initialised one owned by this frame; the kernel does not keep it.
+    check(unsafe { libc::shmctl(id, libc::IPC_SET, &mut ds) })?;
+    Ok(())
+}
+
+/// Marks segment `id` for removal (`IPC_RMID`): it goes away with its last
+/// detach, and its key is free at once.
+pub(crate) fn remove(id: i32) -> Result<(), Errno> {
+    // SAFETY: IPC_RMID ignores the buffer argument; a null pointer is what
+    // the manual page passes.
+    check(unsafe { libc::shmctl(id, libc::IPC_RMID, std::ptr::null_mut()) })?;
+    Ok(())
+}
+
+/// Attaches segment `id` read-write at an address the kernel chooses.
+///
+/// The mapping is exactly `shm_segsz` bytes long (the kernel maps whole
+/// pages; the rest of the last page is never touched), read with
+/// `IPC_STAT` *after* attaching, so it describes the segment attached: a
+/// segment with an attachment is never destroyed, so its id cannot name
+/// another segment meanwhile, and a segment's size never changes.
+pub(crate) fn attach(id: i32) -> Result<(Mapping, ShmStat), Errno> {
+    // SAFETY: a null address lets the kernel choose one that is free, so
+    // the attachment overlaps no memory Rust already uses; flags 0 ask for
+    // a read-write attachment. The kernel checks the id and our access.
+    let p = unsafe { libc::shmat(id, std::ptr::null(), 0) };
+    // shmat reports errors as (void *)-1, not as null.
+    if p as isize == -1 {
+        return Err(Errno::last());
+    }
+    let Some(ptr) = NonNull::new(p.cast::<u8>()) else {
+        // Never happens (the kernel does not hand out page 0), but a null
+        // attachment must not become a Mapping.
+        return Err(Errno::EFAULT);
+    };
+    match stat(id) {
+        Ok(st) => {
+            // SAFETY: `ptr` is what this successful shmat returned and only
+            // the Mapping made here detaches it. `st.size` is the size of
+            // the segment attached (see above), and shmat mapped all of it,
+            // rounded up to whole pages, so every byte of
+            // `ptr..ptr + st.size` is mapped.
+            let map = unsafe { Mapping::from_sysv(ptr, st.size) };
+            Ok((map, st))
+        }
+        Err(e) => {
+            // SAFETY: `p` is what the shmat above returned; nothing else
+            // detaches it, and no reference into the attachment was made.
+            unsafe { libc::shmdt(p) };
+            Err(e)
+        }
+    }
+}
+
+/// The limits of this IPC namespace (`IPC_INFO`).
+pub(crate) fn limits() -> Result<Limits, Errno> {
+    let mut info = MaybeUninit::<ShmInfoRaw>::zeroed();
+    // SAFETY: IPC_INFO writes one `struct shminfo` (nine unsigned longs,
+    // the kernel's shminfo64) to the pointer, which points at memory of
+    // exactly that layout, writable and owned by this frame; shmctl's
+    // parameter type is `struct shmid_ds *`, and the manual page has the
+    // caller cast a `struct shminfo *` to it for IPC_INFO.
+    check(unsafe { libc::shmctl(0, libc::IPC_INFO, info.as_mut_ptr().cast()) })?;
+    // SAFETY: ShmInfoRaw is integers only, so any bytes are a valid value
+    // (the zeroes it started with, or what IPC_INFO wrote).
+    let info = unsafe { info.assume_init() };
+    Ok(Limits {
+        max_bytes: ulong(info.shmmax),
+        max_segments: ulong(info.shmmni),
+        max_pages: ulong(info.shmall),
+    })
+}
+
+/// What this IPC namespace uses now (`SHM_INFO`).
+pub(crate) fn usage() -> Result<Usage, Errno> {
+    let mut info = MaybeUninit::<ShmUsageRaw>::zeroed();
+    // SAFETY: SHM_INFO writes one `struct shm_info` (an int and five
+    // unsigned longs) to the pointer, which points at memory of exactly
+    // that layout, writable and owned by this frame; the cast to
+    // `struct shmid_ds *` is what the manual page prescribes for SHM_INFO.
+    check(unsafe { libc::shmctl(0, SHM_INFO, info.as_mut_ptr().cast()) })?;
+    // SAFETY: ShmUsageRaw is integers only (its padding needs no value),
+    // so any bytes are a valid value.
+    let info = unsafe { info.assume_init() };
+    Ok(Usage {
+        segments: info.used_ids.max(0) as u64,
+        pages: ulong(info.shm_tot),
+    })
+}
+
+/// The size of a page, which SHMALL counts in.
+pub(crate) fn page_size() -> u64 {
+    nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+        .ok()
+        .flatten()
+        .map_or(4096, |n| n as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_and_usage_are_readable() {
+        let l = limits().expect("IPC_INFO");
+        assert!(l.max_bytes > 0 && l.max_segments > 0 && l.max_pages > 0);
+        // The kernel's numbers are the ones /proc/sys/kernel shows.
+        let proc = |f: &str| {
+            std::fs::read_to_string(format!("/proc/sys/kernel/{f}"))
+                .ok()
+                .and_then(|s| s.trim().parse::<u64>().ok())
+        };
+        if let Some(v) = proc("shmmax") {
+            assert_eq!(l.max_bytes, v);
+        }
+        if let Some(v) = proc("shmmni") {
+            assert_eq!(l.max_segments, v);
+        }
+        usage().expect("SHM_INFO");
+    }
+
+    #[test]
+    fn a_private_segment_round_trip() {
+        let id = get(libc::IPC_PRIVATE, 100, libc::IPC_CREAT | 0o600).expect("shmget");
+        let attached = attach(id);
+        // Removed at once, so that a failure below leaves nothing behind.
+        remove(id).unwrap();
+        let (map, st) = attached.expect("shmat");
+        assert_eq!(st.size, 100);
+        assert_eq!(map.len(), 100);
+        assert_eq!(st.mode & 0o777, 0o600);
+        assert_eq!(st.mode & SHM_DEST, 0);
+        set_mode(id, 0o640).unwrap();
+        let st = stat(id).expect("still there while attached");
+        assert_eq!(st.mode & 0o777, 0o640);
+        assert_ne!(st.mode & SHM_DEST, 0);
+        assert_eq!(st.nattch, 1);
+        drop(map);
+        assert!(matches!(stat(id), Err(Errno::EINVAL | Errno::EIDRM)));
+        assert!(matches!(attach(id), Err(Errno::EINVAL | Errno::EIDRM)));
+    }
+}
