@@ -4,7 +4,11 @@
 //! cargo run --release --example counter                 # 4 processes, a readable summary
 //! cargo run --release --example counter -- PROCS ITERS  # one JSON line (the peers protocol)
 //! cargo run --release --example counter -- crash        # kill a lock holder, recover
+//! cargo run --release --example counter -- --sysv PROCS ITERS   # the same on System V
 //! ```
+//!
+//! Built under a name that ends in `-sysv` (as the peers' `shmstore-sysv`),
+//! it uses System V without the flag.
 //!
 //! Workers are this same program re-executed with a role argument; they
 //! share nothing with the parent but the segment and a pipe each (for the
@@ -19,7 +23,7 @@ use std::sync::TryLockError;
 use std::time::{Duration, Instant};
 
 use nix::time::{clock_gettime, ClockId};
-use shmstore::{Shareable, Shared};
+use shmstore::{Location, Shareable, Shared, SysvKey};
 
 /// The counter of the README.
 #[derive(Shareable, Clone, Copy, Default, Debug)]
@@ -30,21 +34,68 @@ struct Counter {
     _pad: u32,
 }
 
-/// The peers protocol gives each peer a fixed name, removed if stale.
-const BENCH_NAME: &str = "peers_shmstore";
-const CRASH_NAME: &str = "peers_shmstore_crash";
-const PEER: &str = "shmstore";
+/// Which backend a run uses; the peers protocol gives each peer a fixed
+/// name (or key), removed first if a killed run left it.
+#[derive(Clone, Copy, PartialEq)]
+enum Backend {
+    Posix,
+    SysV,
+}
+
+impl Backend {
+    fn peer(self) -> &'static str {
+        match self {
+            Backend::Posix => "shmstore",
+            Backend::SysV => "shmstore-sysv",
+        }
+    }
+
+    fn arg(self) -> &'static str {
+        match self {
+            Backend::Posix => "posix",
+            Backend::SysV => "sysv",
+        }
+    }
+
+    fn from_arg(s: &str) -> Backend {
+        if s == "sysv" {
+            Backend::SysV
+        } else {
+            Backend::Posix
+        }
+    }
+
+    /// The segment of the benchmark (`crash == false`) or of the crash test.
+    fn location(self, crash: bool) -> Location {
+        match (self, crash) {
+            (Backend::Posix, false) => Location::posix("peers_shmstore").unwrap(),
+            (Backend::Posix, true) => Location::posix("peers_shmstore_crash").unwrap(),
+            (Backend::SysV, false) => Location::sysv(SysvKey::new(0x5348_4d01)),
+            (Backend::SysV, true) => Location::sysv(SysvKey::new(0x5348_4d02)),
+        }
+    }
+}
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let exe = std::env::args().next().unwrap_or_default();
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let mut backend = if exe.ends_with("-sysv") {
+        Backend::SysV
+    } else {
+        Backend::Posix
+    };
+    if args.first().map(String::as_str) == Some("--sysv") {
+        backend = Backend::SysV;
+        args.remove(0);
+    }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let result = match args.as_slice() {
-        [] => friendly(),
-        ["crash"] => crash_test(),
-        ["worker", name, iters] => worker(name, iters.parse().expect("ITERS")),
-        ["crash-holder", name] => crash_holder(name),
+        [] => friendly(backend),
+        ["crash"] => crash_test(backend),
+        ["worker", b, iters] => worker(Backend::from_arg(b), iters.parse().expect("ITERS")),
+        ["crash-holder", b] => crash_holder(Backend::from_arg(b)),
         [procs, iters] => match (procs.parse(), iters.parse()) {
-            (Ok(p), Ok(i)) if (1..=256).contains(&p) && i >= 1 => bench(p, i, true),
+            (Ok(p), Ok(i)) if (1..=256).contains(&p) && i >= 1 => bench(backend, p, i, true),
             _ => Err(usage()),
         },
         _ => Err(usage()),
@@ -59,7 +110,7 @@ fn main() -> ExitCode {
 }
 
 fn usage() -> String {
-    "usage: counter [PROCS ITERS | crash]   (PROCS 1..=256, ITERS >= 1)".into()
+    "usage: counter [--sysv] [PROCS ITERS | crash]   (PROCS 1..=256, ITERS >= 1)".into()
 }
 
 fn now_ns() -> u64 {
@@ -68,11 +119,11 @@ fn now_ns() -> u64 {
 }
 
 /// Removes the segment when dropped, also when the run fails half-way.
-struct Unlink(&'static str);
+struct Unlink(Location);
 
 impl Drop for Unlink {
     fn drop(&mut self) {
-        let _ = Shared::<Counter>::unlink(self.0);
+        let _ = Shared::<Counter>::unlink(&self.0);
     }
 }
 
@@ -128,14 +179,15 @@ struct Outcome {
     workers_ok: bool,
 }
 
-fn run(procs: usize, iters: u64) -> Result<Outcome, String> {
-    let _ = Shared::<Counter>::unlink(BENCH_NAME); // a stale one from a killed run
-    let counter = Shared::create(BENCH_NAME, Counter::default()).map_err(|e| e.to_string())?;
-    let _cleanup = Unlink(BENCH_NAME);
+fn run(backend: Backend, procs: usize, iters: u64) -> Result<Outcome, String> {
+    let at = backend.location(false);
+    let _ = Shared::<Counter>::unlink(&at); // a stale one from a killed run
+    let counter = Shared::create(&at, Counter::default()).map_err(|e| e.to_string())?;
+    let _cleanup = Unlink(at);
 
     let iters_arg = iters.to_string();
     let mut workers = (0..procs)
-        .map(|_| Worker::spawn(&["worker", BENCH_NAME, &iters_arg]))
+        .map(|_| Worker::spawn(&["worker", backend.arg(), &iters_arg]))
         .collect::<Result<Vec<_>, _>>()?;
     for w in &mut workers {
         let l = w.line()?;
@@ -170,12 +222,13 @@ fn run(procs: usize, iters: u64) -> Result<Outcome, String> {
     })
 }
 
-fn bench(procs: usize, iters: u64, json: bool) -> Result<ExitCode, String> {
-    let o = run(procs, iters)?;
+fn bench(backend: Backend, procs: usize, iters: u64, json: bool) -> Result<ExitCode, String> {
+    let o = run(backend, procs, iters)?;
+    let peer = backend.peer();
     let ns_per_op = o.secs * 1e9 / o.expected as f64;
     if json {
         println!(
-            "{{\"peer\": \"{PEER}\", \"procs\": {procs}, \"iters\": {iters}, \"total\": {}, \"expected\": {}, \"secs\": {:.6}, \"ns_per_op\": {ns_per_op:.2}}}",
+            "{{\"peer\": \"{peer}\", \"procs\": {procs}, \"iters\": {iters}, \"total\": {}, \"expected\": {}, \"secs\": {:.6}, \"ns_per_op\": {ns_per_op:.2}}}",
             o.total, o.expected, o.secs
         );
     } else {
@@ -194,19 +247,19 @@ fn bench(procs: usize, iters: u64, json: bool) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn friendly() -> Result<ExitCode, String> {
+fn friendly(backend: Backend) -> Result<ExitCode, String> {
     println!("shmstore counter: separate processes share one Counter in shared memory.");
-    let code = bench(4, 1_000_000, false)?;
+    let code = bench(backend, 4, 1_000_000, false)?;
     if code == ExitCode::SUCCESS {
         println!("No update was lost. Now a lock holder is killed with SIGKILL:");
-        crash_test()?;
+        crash_test(backend)?;
         println!("(`counter PROCS ITERS` prints the benchmark line of shared/peers.)");
     }
     Ok(code)
 }
 
-fn worker(name: &str, iters: u64) -> Result<ExitCode, String> {
-    let counter = Shared::<Counter>::open(name).map_err(|e| e.to_string())?;
+fn worker(backend: Backend, iters: u64) -> Result<ExitCode, String> {
+    let counter = Shared::<Counter>::open(backend.location(false)).map_err(|e| e.to_string())?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "ready")
         .and_then(|()| out.flush())
@@ -227,8 +280,8 @@ fn worker(name: &str, iters: u64) -> Result<ExitCode, String> {
 }
 
 /// Child of the crash test: takes the lock, writes, says so, and waits to be killed.
-fn crash_holder(name: &str) -> Result<ExitCode, String> {
-    let counter = Shared::<Counter>::open(name).map_err(|e| e.to_string())?;
+fn crash_holder(backend: Backend) -> Result<ExitCode, String> {
+    let counter = Shared::<Counter>::open(backend.location(true)).map_err(|e| e.to_string())?;
     let mut g = counter.lock().map_err(|_| "the lock is poisoned")?;
     g.value = 1;
     g.last_pid = std::process::id();
@@ -238,11 +291,12 @@ fn crash_holder(name: &str) -> Result<ExitCode, String> {
     }
 }
 
-fn crash_test() -> Result<ExitCode, String> {
-    let _ = Shared::<Counter>::unlink(CRASH_NAME);
-    let counter = Shared::create(CRASH_NAME, Counter::default()).map_err(|e| e.to_string())?;
-    let _cleanup = Unlink(CRASH_NAME);
-    let mut holder = Worker::spawn(&["crash-holder", CRASH_NAME])?;
+fn crash_test(backend: Backend) -> Result<ExitCode, String> {
+    let at = backend.location(true);
+    let _ = Shared::<Counter>::unlink(&at);
+    let counter = Shared::create(&at, Counter::default()).map_err(|e| e.to_string())?;
+    let _cleanup = Unlink(at);
+    let mut holder = Worker::spawn(&["crash-holder", backend.arg()])?;
     if holder.line()? != "locked" {
         return Err("the holder did not take the lock".into());
     }
@@ -278,7 +332,8 @@ fn crash_test() -> Result<ExitCode, String> {
         ),
         Err(TryLockError::WouldBlock) => ("hangs", "try_lock_for(2 s) timed out".to_owned()),
     };
-    println!("{{\"peer\": \"{PEER}\", \"crash_test\": \"{outcome}\", \"detail\": \"{detail}\"}}");
+    let peer = backend.peer();
+    println!("{{\"peer\": \"{peer}\", \"crash_test\": \"{outcome}\", \"detail\": \"{detail}\"}}");
     Ok(if outcome == "recovers" {
         ExitCode::SUCCESS
     } else {
