@@ -242,7 +242,7 @@ fn check_owner(name: &str, opts: &SharedOptions, fd: &OwnedFd) -> Result<()> {
 
 /// Refuses a segment made in another PID namespace (its lock owners' thread
 /// ids cannot be checked from here).
-fn check_namespace(name: &str, h: &Header) -> Result<()> {
+pub(crate) fn check_namespace(name: &str, h: &Header) -> Result<()> {
     let ours = header::pid_namespace();
     if h.pid_ns != 0 && ours != 0 && h.pid_ns != ours {
         return Err(Error::OtherPidNamespace {

@@ -312,7 +312,7 @@ fn inspect<T: Shareable>(label: &str, map: &Mapping, locked: bool) -> Result<See
         map.copy_out(0, &mut buf[..n]);
         return match header::check::<T>(label, &buf[..n], len as u64)? {
             Found::Ready(h) => {
-                check_namespace(label, &h)?;
+                crate::segment::check_namespace(label, &h)?;
                 Ok(Seen::Ready)
             }
             // Its state changed back under us: someone wrote over it.
@@ -358,7 +358,7 @@ fn inspect<T: Shareable>(label: &str, map: &Mapping, locked: bool) -> Result<See
             // whose holders' ids mean nothing in another PID namespace.
             header::check::<T>(label, &buf[..n], len as u64)?;
             if let Ok((h, _)) = Header::read_from_prefix(&buf[..n]) {
-                check_namespace(label, &h)?;
+                crate::segment::check_namespace(label, &h)?;
             }
         }
         return Ok(Seen::NotReady);
@@ -446,18 +446,6 @@ fn wrong_size<T: Shareable>(label: &str, bytes: &[u8], len: usize) -> Error {
             T::TYPE_NAME
         ),
     }
-}
-
-/// Refuses a segment made in another PID namespace (its lock owners' thread
-/// ids cannot be checked from here), as `segment.rs` does.
-fn check_namespace(label: &str, h: &Header) -> Result<()> {
-    let ours = header::pid_namespace();
-    if h.pid_ns != 0 && ours != 0 && h.pid_ns != ours {
-        return Err(Error::OtherPidNamespace {
-            name: label.to_owned(),
-        });
-    }
-    Ok(())
 }
 
 /// Writes a new segment holding `value`, in the order the module docs give,
