@@ -2,7 +2,7 @@
 
 use std::os::fd::OwnedFd;
 
-use crate::backend::{OpenMode, Remover};
+use crate::backend::OpenMode;
 use crate::error::Result;
 use crate::location::IntoLocation;
 use crate::shareable::Shareable;
@@ -106,14 +106,7 @@ impl SharedOptions {
     /// [`allow_foreign_owner`](SharedOptions::allow_foreign_owner).
     pub fn from_fd<T: Shareable>(&self, fd: OwnedFd) -> Result<Shared<T>> {
         let map = crate::segment::from_fd::<T>(&fd, self)?;
-        let label = format!("memfd:{}", T::TYPE_NAME);
-        Ok(Shared::from_parts(
-            map,
-            label,
-            Remover::None,
-            false,
-            Some(fd),
-        ))
+        Ok(Shared::from_memfd(map, fd))
     }
 
     fn establish<T: Shareable>(

@@ -107,14 +107,13 @@ impl<T: Shareable> Shared<T> {
     /// any process keeps the descriptor or a mapping.
     pub fn memfd(value: T) -> Result<Shared<T>> {
         let (map, fd) = crate::segment::memfd(value)?;
+        Ok(Shared::from_memfd(map, fd))
+    }
+
+    /// The handle of a memfd segment, which keeps its descriptor for sharing.
+    pub(crate) fn from_memfd(map: Mapping, fd: OwnedFd) -> Shared<T> {
         let label = format!("memfd:{}", T::TYPE_NAME);
-        Ok(Shared::from_parts(
-            map,
-            label,
-            Remover::None,
-            false,
-            Some(fd),
-        ))
+        Shared::from_parts(map, label, Remover::None, false, Some(fd))
     }
 
     /// Maps a segment from a descriptor handed over by another process

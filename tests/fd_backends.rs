@@ -9,17 +9,9 @@ use std::path::{Path, PathBuf};
 use std::sync::TryLockError;
 use std::time::{Duration, Instant};
 
-use common::{role, say, Kid};
+use common::{role, say, Counter, Kid};
 use nix::fcntl::{fcntl, FcntlArg, FdFlag};
 use shmstore::{recv_fd, send_fd, Error, Shareable, Shared};
-
-#[derive(Shareable, Clone, Copy, Default, Debug, PartialEq)]
-#[repr(C)]
-struct Counter {
-    value: u64,
-    last_pid: u32,
-    _pad: u32,
-}
 
 #[derive(Shareable, Clone, Copy, Default, Debug)]
 #[repr(C)]

@@ -14,17 +14,11 @@ use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::sync::{Barrier, PoisonError, TryLockError};
 use std::time::{Duration, Instant};
 
-use common::{command, eventually, gettid, proc_state, role, say, Kid, Segment, CHILD_ENV};
+use common::{
+    command, eventually, failure, field, gettid, is_root, outcome, proc_state, role, say, variant,
+    Counter, Kid, Segment, CHILD_ENV,
+};
 use shmstore::{Error, Shareable, Shared, SharedOptions};
-
-/// The README's counter.
-#[derive(Shareable, Clone, Copy, Default, Debug, PartialEq)]
-#[repr(C)]
-struct Counter {
-    value: u64,
-    last_pid: u32,
-    _pad: u32,
-}
 
 /// The size of `Counter` with other field names.
 #[derive(Shareable, Clone, Copy, Default, Debug)]
@@ -456,51 +450,6 @@ fn report_big_create(name: &str, dir: &str) {
 
 // ===========================================================================
 // Helpers
-
-fn variant(e: &Error) -> &'static str {
-    match e {
-        Error::NotFound { .. } => "NotFound",
-        Error::AlreadyExists { .. } => "AlreadyExists",
-        Error::InvalidName { .. } => "InvalidName",
-        Error::LayoutMismatch { .. } => "LayoutMismatch",
-        Error::Corrupt { .. } => "Corrupt",
-        Error::Incomplete { .. } => "Incomplete",
-        Error::PermissionDenied { .. } => "PermissionDenied",
-        Error::ForeignOwner { .. } => "ForeignOwner",
-        Error::OtherPidNamespace { .. } => "OtherPidNamespace",
-        Error::NoSpace { .. } => "NoSpace",
-        Error::Io { .. } => "Io",
-        _ => "other",
-    }
-}
-
-fn outcome<T>(r: Result<T, Error>) -> &'static str {
-    match r {
-        Ok(_) => "ok",
-        Err(e) => variant(&e),
-    }
-}
-
-/// The error of `r`, which must have failed.
-#[track_caller]
-fn failure<T>(r: Result<T, Error>) -> Error {
-    match r {
-        Ok(_) => panic!("expected an error, got a handle"),
-        Err(e) => e,
-    }
-}
-
-/// The value of `key=` in a line of `key=value` words.
-#[track_caller]
-fn field<'a>(line: &'a str, key: &str) -> &'a str {
-    line.split_whitespace()
-        .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
-        .unwrap_or_else(|| panic!("no {key}= in `{line}`"))
-}
-
-fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
-}
 
 /// Writes `bytes` as a new object in /dev/shm, mode 0600.
 fn write_object(seg: &Segment, bytes: &[u8]) {

@@ -16,17 +16,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::PoisonError;
 use std::time::{Duration, Instant};
 
-use common::{command, role, say, Kid};
+use common::{command, failure, field, is_root, outcome, role, say, variant, Counter, Kid};
 use shmstore::{Error, Shareable, Shared, SharedOptions, SysvKey};
-
-/// The README's counter.
-#[derive(Shareable, Clone, Copy, Default, Debug, PartialEq)]
-#[repr(C)]
-struct Counter {
-    value: u64,
-    last_pid: u32,
-    _pad: u32,
-}
 
 /// The size of `Counter` with other field names.
 #[derive(Shareable, Clone, Copy, Default, Debug)]
@@ -195,50 +186,6 @@ fn id_of<T: Shareable>(s: &Shared<T>) -> i32 {
         .expect("a System V segment")
         .expect("IPC_STAT")
         .id
-}
-
-fn variant(e: &Error) -> &'static str {
-    match e {
-        Error::NotFound { .. } => "NotFound",
-        Error::AlreadyExists { .. } => "AlreadyExists",
-        Error::InvalidName { .. } => "InvalidName",
-        Error::LayoutMismatch { .. } => "LayoutMismatch",
-        Error::Corrupt { .. } => "Corrupt",
-        Error::Incomplete { .. } => "Incomplete",
-        Error::PermissionDenied { .. } => "PermissionDenied",
-        Error::ForeignOwner { .. } => "ForeignOwner",
-        Error::OtherPidNamespace { .. } => "OtherPidNamespace",
-        Error::NoSpace { .. } => "NoSpace",
-        Error::Io { .. } => "Io",
-        _ => "other",
-    }
-}
-
-fn outcome<T>(r: Result<T, Error>) -> &'static str {
-    match r {
-        Ok(_) => "ok",
-        Err(e) => variant(&e),
-    }
-}
-
-#[track_caller]
-fn failure<T>(r: Result<T, Error>) -> Error {
-    match r {
-        Ok(_) => panic!("expected an error, got a handle"),
-        Err(e) => e,
-    }
-}
-
-/// The value of `key=` in a line of `key=value` words.
-#[track_caller]
-fn field<'a>(line: &'a str, key: &str) -> &'a str {
-    line.split_whitespace()
-        .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
-        .unwrap_or_else(|| panic!("no {key}= in `{line}`"))
-}
-
-fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
 }
 
 // ===========================================================================

@@ -324,3 +324,61 @@ pub fn command() -> Option<String> {
 pub fn gettid() -> u32 {
     nix::unistd::gettid().as_raw() as u32
 }
+
+/// The README's counter.
+#[derive(shmstore::Shareable, Clone, Copy, Default, Debug, PartialEq)]
+#[repr(C)]
+pub struct Counter {
+    pub value: u64,
+    pub last_pid: u32,
+    pub _pad: u32,
+}
+
+/// The name of an error's variant, for children to report to the parent.
+pub fn variant(e: &shmstore::Error) -> &'static str {
+    use shmstore::Error;
+    match e {
+        Error::NotFound { .. } => "NotFound",
+        Error::AlreadyExists { .. } => "AlreadyExists",
+        Error::InvalidName { .. } => "InvalidName",
+        Error::LayoutMismatch { .. } => "LayoutMismatch",
+        Error::Corrupt { .. } => "Corrupt",
+        Error::Incomplete { .. } => "Incomplete",
+        Error::PermissionDenied { .. } => "PermissionDenied",
+        Error::ForeignOwner { .. } => "ForeignOwner",
+        Error::OtherPidNamespace { .. } => "OtherPidNamespace",
+        Error::NoSpace { .. } => "NoSpace",
+        Error::Io { .. } => "Io",
+        _ => "other",
+    }
+}
+
+/// "ok", or the name of the error's variant.
+pub fn outcome<T>(r: Result<T, shmstore::Error>) -> &'static str {
+    match r {
+        Ok(_) => "ok",
+        Err(e) => variant(&e),
+    }
+}
+
+/// The error of `r`, which must have failed.
+#[track_caller]
+pub fn failure<T>(r: Result<T, shmstore::Error>) -> shmstore::Error {
+    match r {
+        Ok(_) => panic!("expected an error, got a handle"),
+        Err(e) => e,
+    }
+}
+
+/// The value of `key=` in a line of `key=value` words.
+#[track_caller]
+pub fn field<'a>(line: &'a str, key: &str) -> &'a str {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+        .unwrap_or_else(|| panic!("no {key}= in `{line}`"))
+}
+
+/// Whether the tests run as root (some need it, and say so when skipped).
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
