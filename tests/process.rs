@@ -16,28 +16,9 @@ use std::time::{Duration, Instant};
 
 use common::{
     command, eventually, failure, field, gettid, is_root, outcome, proc_state, role, say, variant,
-    Counter, Kid, Segment, CHILD_ENV,
+    Counter, Kid, Segment, Tally, Wider, CHILD_ENV,
 };
 use shmstore::{Error, Shareable, Shared, SharedOptions};
-
-/// The size of `Counter` with other field names.
-#[derive(Shareable, Clone, Copy, Default, Debug)]
-#[repr(C)]
-struct Tally {
-    count: u64,
-    pid: u32,
-    spare: u32,
-}
-
-/// `Counter` with one more field.
-#[derive(Shareable, Clone, Copy, Default, Debug)]
-#[repr(C)]
-struct Wider {
-    value: u64,
-    last_pid: u32,
-    _pad: u32,
-    extra: u64,
-}
 
 /// Another build's `Counter`: same name, same size, fields reordered.
 mod v2 {

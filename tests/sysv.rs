@@ -16,27 +16,10 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::PoisonError;
 use std::time::{Duration, Instant};
 
-use common::{command, failure, field, is_root, outcome, role, say, variant, Counter, Kid};
+use common::{
+    command, failure, field, is_root, outcome, role, say, variant, Counter, Kid, Tally, Wider,
+};
 use shmstore::{Error, Shareable, Shared, SharedOptions, SysvKey};
-
-/// The size of `Counter` with other field names.
-#[derive(Shareable, Clone, Copy, Default, Debug)]
-#[repr(C)]
-struct Tally {
-    count: u64,
-    pid: u32,
-    spare: u32,
-}
-
-/// `Counter` with one more field.
-#[derive(Shareable, Clone, Copy, Default, Debug)]
-#[repr(C)]
-struct Wider {
-    value: u64,
-    last_pid: u32,
-    _pad: u32,
-    extra: u64,
-}
 
 /// 8 KiB: more than a SHMMAX of 4096.
 #[derive(Shareable)]

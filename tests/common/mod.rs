@@ -334,6 +334,25 @@ pub struct Counter {
     pub _pad: u32,
 }
 
+/// The size of `Counter` with other field names.
+#[derive(shmstore::Shareable, Clone, Copy, Default, Debug)]
+#[repr(C)]
+pub struct Tally {
+    pub count: u64,
+    pub pid: u32,
+    pub spare: u32,
+}
+
+/// `Counter` with one more field.
+#[derive(shmstore::Shareable, Clone, Copy, Default, Debug)]
+#[repr(C)]
+pub struct Wider {
+    pub value: u64,
+    pub last_pid: u32,
+    pub _pad: u32,
+    pub extra: u64,
+}
+
 /// The name of an error's variant, for children to report to the parent.
 pub fn variant(e: &shmstore::Error) -> &'static str {
     use shmstore::Error;
