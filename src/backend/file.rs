@@ -2,6 +2,11 @@
 //! reboots. Durability: the kernel writes dirty pages back on its own
 //! schedule (typically within 30 s); [`Shared::flush`](crate::Shared::flush)
 //! (`msync(MS_SYNC)`) returns once they are on disk.
+//!
+//! Limit: the segment records the PID namespace of its creator, like every
+//! segment, and is refused from another one. The host's initial namespace
+//! is the same after a reboot, but a container restarted with a new PID
+//! namespace cannot open a file its previous incarnation created.
 
 use std::os::fd::OwnedFd;
 use std::path::Path;
