@@ -153,6 +153,9 @@ fn file_check_poisoned(path: &Path) -> i32 {
 /// Anonymous segment, forked workers: says the final value.
 fn fork_workers(workers: u64, times: u64) -> i32 {
     let c = Shared::<Counter>::anonymous(Counter::default()).unwrap();
+    // Lock once before forking, so that the children inherit this thread's
+    // cached lock identity: only the fork handler makes them differ.
+    drop(c.lock().unwrap());
     let mut kids = Vec::new();
     for _ in 0..workers {
         // SAFETY: this role runs before the harness starts any thread, so
@@ -182,6 +185,8 @@ fn fork_workers(workers: u64, times: u64) -> i32 {
 /// it; says how the parent's lock() went.
 fn fork_victim() -> i32 {
     let c = Shared::<Counter>::anonymous(Counter::default()).unwrap();
+    // As in fork_workers: the child inherits a cached identity to reset.
+    drop(c.lock().unwrap());
     let (ready_r, ready_w) = nix::unistd::pipe().unwrap();
     // SAFETY: single-threaded process, see fork_workers.
     match unsafe { nix::unistd::fork() }.unwrap() {
@@ -488,4 +493,33 @@ fn file_segment_refuses_links_directories_and_damaged_files() {
     f.set_len(100).unwrap();
     let e = Shared::<Counter>::open(good.as_path()).unwrap_err();
     assert!(matches!(e, Error::Corrupt { .. }), "{e:?}");
+}
+
+/// After a reboot the lock word of a file can name a thread id that is in
+/// use again by a live, unrelated thread: its start time differs, so the
+/// lock is recovered (poisoned) rather than waited on forever.
+#[test]
+fn file_lock_word_naming_a_recycled_thread_id_is_recovered() {
+    let dir = TempDir::new("file-recycled");
+    let path = dir.join("state");
+    let init = Counter {
+        value: 42,
+        ..Counter::default()
+    };
+    drop(Shared::<Counter>::create(path.as_path(), init).unwrap());
+    // The "holder before the reboot": this process's id, alive, with
+    // another start time (field 22 of its stat line).
+    let pid = std::process::id();
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+    let start: u64 = after_name.split(' ').nth(19).unwrap().parse().unwrap();
+    let word = (u64::from((start as u32).wrapping_add(12_345)) << 32) | u64::from(pid);
+    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&f, &word.to_ne_bytes(), 256).unwrap();
+    drop(f);
+
+    let mut checker = Kid::spawn("file-check-poisoned", &[path.to_str().unwrap()]);
+    let said = checker.expect("poisoned");
+    assert!(said.starts_with("value 42 in "), "{said}");
+    checker.wait_success();
 }
