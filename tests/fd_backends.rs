@@ -473,7 +473,15 @@ fn file_segment_refuses_links_directories_and_damaged_files() {
 
     let sub = dir.join("sub");
     std::fs::create_dir(&sub).unwrap();
-    assert!(Shared::<Counter>::open(sub.as_path()).is_err());
+    for e in [
+        Shared::<Counter>::open(sub.as_path()).unwrap_err(),
+        Shared::<Counter>::open_or_create(sub.as_path(), Counter::default()).unwrap_err(),
+    ] {
+        assert!(
+            matches!(&e, Error::InvalidName { reason, .. } if reason.contains("directory")),
+            "{e:?}"
+        );
+    }
 
     let garbage = dir.join("garbage");
     std::fs::write(&garbage, vec![0x5A; 512]).unwrap();

@@ -30,6 +30,10 @@ pub(crate) fn open(path: &Path, mode: OpenMode, perm: u32) -> Result<(OwnedFd, b
             name: label.clone(),
             reason: "it is a symbolic link",
         },
+        Errno::EISDIR => Error::InvalidName {
+            name: label.clone(),
+            reason: "it is a directory",
+        },
         e => Error::from_errno(&label, op, e),
     };
     loop {
