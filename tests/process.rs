@@ -15,8 +15,8 @@ use std::sync::{Barrier, PoisonError, TryLockError};
 use std::time::{Duration, Instant};
 
 use common::{
-    command, eventually, failure, field, gettid, is_root, outcome, proc_state, role, say, variant,
-    Counter, Kid, Segment, Tally, Wider, CHILD_ENV,
+    command, eventually, failure, field, gettid, is_root, outcome, proc_state, report_race, role,
+    say, variant, Counter, Kid, Segment, Tally, Wider, CHILD_ENV,
 };
 use shmstore::{Error, Shareable, Shared, SharedOptions};
 
@@ -261,16 +261,7 @@ fn race(name: &str, kind: &str, index: u32) -> i32 {
         "ooc" => Shared::open_or_create(name, init),
         other => panic!("unknown kind {other}"),
     };
-    match got {
-        Ok(c) => {
-            let first_pad = c.lock().expect("not poisoned")._pad;
-            for _ in 0..1000 {
-                c.lock().expect("not poisoned").value += 1;
-            }
-            say(format!("result=ok pad={first_pad}"));
-        }
-        Err(e) => say(format!("result={} ({e})", variant(&e))),
-    }
+    report_race(got);
     0
 }
 

@@ -17,7 +17,8 @@ use std::sync::PoisonError;
 use std::time::{Duration, Instant};
 
 use common::{
-    command, failure, field, is_root, outcome, role, say, variant, Counter, Kid, Tally, Wider,
+    command, failure, field, is_root, outcome, report_race, role, say, variant, Counter, Kid,
+    Tally, Wider,
 };
 use shmstore::{Error, Shareable, Shared, SharedOptions, SysvKey};
 
@@ -248,16 +249,7 @@ fn race(key: SysvKey, kind: &str, index: u32) -> i32 {
         }
         other => panic!("unknown kind {other}"),
     };
-    match got {
-        Ok(c) => {
-            let first_pad = c.lock().expect("not poisoned")._pad;
-            for _ in 0..1000 {
-                c.lock().expect("not poisoned").value += 1;
-            }
-            say(format!("result=ok pad={first_pad}"));
-        }
-        Err(e) => say(format!("result={} ({e})", variant(&e))),
-    }
+    report_race(got);
     0
 }
 

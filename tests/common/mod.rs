@@ -401,3 +401,19 @@ pub fn field<'a>(line: &'a str, key: &str) -> &'a str {
 pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
+
+/// What a racer in a create/open_or_create race tells the parent: on
+/// success, the `_pad` marker of the value it found (who initialised it)
+/// after 1000 locked increments; on failure, the error's variant.
+pub fn report_race(got: Result<shmstore::Shared<Counter>, shmstore::Error>) {
+    match got {
+        Ok(c) => {
+            let first_pad = c.lock().expect("not poisoned")._pad;
+            for _ in 0..1000 {
+                c.lock().expect("not poisoned").value += 1;
+            }
+            say(format!("result=ok pad={first_pad}"));
+        }
+        Err(e) => say(format!("result={} ({e})", variant(&e))),
+    }
+}
