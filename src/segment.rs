@@ -118,11 +118,7 @@ pub(crate) fn from_fd<T: Shareable>(fd: &OwnedFd, opts: &SharedOptions) -> Resul
     let size = fstat(fd)
         .map_err(|e| Error::from_errno(&label, "inspecting", e))?
         .st_size as u64;
-    let mut buf = [0u8; std::mem::size_of::<Header>()];
-    let want = buf.len().min(size as usize);
-    let got = read_at(fd.as_fd(), &mut buf[..want])
-        .map_err(|e| Error::from_errno(&label, "reading the header of", e))?;
-    match header::check::<T>(&label, &buf[..got], size)? {
+    match read_header::<T>(&label, fd.as_fd(), size)? {
         Found::Ready(h) => {
             check_namespace(&label, &h)?;
             Mapping::map(fd.as_fd(), size as usize).map_err(|e| Error::Io {
@@ -196,11 +192,7 @@ fn establish_fd<T: Shareable>(
     let found = if size == 0 {
         None
     } else {
-        let mut buf = [0u8; std::mem::size_of::<Header>()];
-        let want = buf.len().min(size as usize);
-        let got =
-            read_at(fd.as_fd(), &mut buf[..want]).map_err(|e| io("reading the header of", e))?;
-        Some(header::check::<T>(name, &buf[..got], size)?)
+        Some(read_header::<T>(name, fd.as_fd(), size)?)
     };
 
     match (found, mode) {
@@ -295,6 +287,16 @@ fn lock_sized(name: &str, fd: OwnedFd, exclusive: bool) -> Result<(Flock<OwnedFd
         std::thread::sleep(nap);
         nap = (nap * 2).min(Duration::from_millis(20));
     }
+}
+
+/// Reads the header of an object of `size` bytes with `pread` and checks it
+/// against `T` (see [`header::check`]).
+fn read_header<T: Shareable>(name: &str, fd: BorrowedFd<'_>, size: u64) -> Result<Found> {
+    let mut buf = [0u8; std::mem::size_of::<Header>()];
+    let want = buf.len().min(size as usize);
+    let got = read_at(fd, &mut buf[..want])
+        .map_err(|e| Error::from_errno(name, "reading the header of", e))?;
+    header::check::<T>(name, &buf[..got], size)
 }
 
 /// Reads up to `buf.len()` bytes from offset 0; returns how many were read.
