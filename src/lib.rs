@@ -88,9 +88,11 @@ extern crate self as shmstore;
 
 mod backend;
 mod error;
+mod fixed;
 mod header;
 mod location;
 mod lock;
+mod lockfree;
 mod name;
 mod options;
 mod owner;

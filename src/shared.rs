@@ -153,6 +153,13 @@ impl<T: Shareable> Shared<T> {
         }
     }
 
+    /// Where the value lives in the mapping (in bounds and aligned, valid
+    /// as long as `self`).
+    #[inline]
+    pub(crate) fn value_ptr(&self) -> NonNull<T> {
+        self.value
+    }
+
     #[inline]
     fn raw(&self) -> &RawLock {
         // SAFETY: `lock` came from `Mapping::raw_lock` on `self.map`, which

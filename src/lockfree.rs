@@ -1,0 +1,1 @@
+//! Lock-free access to values made only of atomics.
