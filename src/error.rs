@@ -88,6 +88,13 @@ pub enum Error {
         /// The bytes it needed.
         size: u64,
     },
+    /// A read-only handle was asked to wait for changes on a segment whose
+    /// writers do not wake read-only handles (created without
+    /// [`SharedOptions::wake_read_only`](crate::SharedOptions::wake_read_only)).
+    NotWatchable {
+        /// The segment's name.
+        name: String,
+    },
     /// Another operating-system error.
     Io {
         /// What was being done, e.g. "mapping".
@@ -163,6 +170,13 @@ impl fmt::Display for Error {
                 "not enough shared memory to create `{name}` ({size} bytes): \
                  free some (df -h /dev/shm for POSIX segments, ipcs -m for System V) or raise the limit; nothing was left behind"
             ),
+            Error::NotWatchable { name } => write!(
+                f,
+                "a read-only handle cannot wait for changes of shared segment `{name}`: \
+                 it cannot tell writers that it waits, and the segment was not created with \
+                 SharedOptions::wake_read_only(true); create it with that option, \
+                 or wait through a handle that may write"
+            ),
             Error::Io { op, name, source } => {
                 write!(f, "{op} shared segment `{name}` failed: {source}")
             }
@@ -213,6 +227,7 @@ impl From<Error> for io::Error {
                 io::ErrorKind::PermissionDenied
             }
             Error::NoSpace { .. } => io::ErrorKind::StorageFull,
+            Error::NotWatchable { .. } => io::ErrorKind::Unsupported,
             Error::Io { source, .. } => source.kind(),
             _ => io::ErrorKind::InvalidData,
         };

@@ -4,7 +4,8 @@
 //! offset 0    Header (240 bytes): magic, format version, init state, layout
 //!             fingerprint, size/align/offset of T, total size, type name,
 //!             creator, PID namespace
-//! offset 256  RawLock (16 bytes) + 16 reserved bytes
+//! offset 256  RawLock (16 bytes)
+//! offset 272  Versions: write sequence counter (8), flags (4), reserved (4)
 //! offset 288  T (rounded up to T's alignment)
 //! ```
 //!
@@ -19,12 +20,13 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 use crate::error::{Error, Result};
 use crate::lock::RawLock;
+use crate::seqlock::Versions;
 use crate::shareable::Shareable;
 
 /// The first eight bytes of every segment.
 pub(crate) const MAGIC: [u8; 8] = *b"SHMSTORE";
 /// The format this build writes and reads.
-pub(crate) const FORMAT_VERSION: u32 = 1;
+pub(crate) const FORMAT_VERSION: u32 = 2;
 
 /// `state`: the creator is writing the segment (or died doing so).
 pub(crate) const STATE_INITIALISING: u32 = 1;
@@ -36,6 +38,8 @@ pub(crate) const KIND_VALUE: u32 = 1;
 
 /// Where the lock starts.
 pub(crate) const LOCK_OFFSET: usize = 256;
+/// Where the write sequence counter and flags are ([`Versions`]).
+pub(crate) const VERSIONS_OFFSET: usize = LOCK_OFFSET + 16;
 /// Bytes reserved for the lock and what later versions keep beside it.
 const LOCK_AREA: usize = 32;
 /// The longest type name kept in a header.
@@ -71,7 +75,8 @@ pub(crate) struct Header {
 pub(crate) const STATE_OFFSET: usize = 12;
 const _: () = assert!(std::mem::offset_of!(Header, state) == STATE_OFFSET);
 const _: () = assert!(std::mem::size_of::<Header>() <= LOCK_OFFSET);
-const _: () = assert!(std::mem::size_of::<RawLock>() <= LOCK_AREA);
+const _: () = assert!(std::mem::size_of::<RawLock>() <= VERSIONS_OFFSET - LOCK_OFFSET);
+const _: () = assert!(VERSIONS_OFFSET + std::mem::size_of::<Versions>() <= LOCK_OFFSET + LOCK_AREA);
 const _: () = assert!(LOCK_OFFSET % 64 == 0);
 
 /// Where everything of a `Shared<T>` lies in its segment.

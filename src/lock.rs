@@ -10,14 +10,19 @@
 //!
 //! ```text
 //!  63                    32 31 30        22 21            0
-//! +------------------------+--+------------+---------------+
-//! | owner start time (low) | W|  (zero)    | owner thread id|
-//! +------------------------+--+------------+---------------+
+//! +------------------------+--+--+---------+---------------+
+//! | owner start time (low) | W| V|  (zero) | owner thread id|
+//! +------------------------+--+--+---------+---------------+
 //! ```
 //!
 //! - the owner's kernel thread id (`gettid`, below 2^22 on Linux), so threads
 //!   of one process exclude each other just as processes do;
 //! - `W`, set while some thread may be asleep in the kernel on this lock;
+//! - `V` ("watched"), set by a thread about to sleep until the value changes
+//!   ([`Shared::wait_for_change`](crate::Shared::wait_for_change)); it may be
+//!   set on a free lock too, and the next unlock clears it and reports it
+//!   so that the caller wakes the watchers. Unlocks with no watcher pay
+//!   nothing for this;
 //! - the low 32 bits of the owner's start time (`/proc/.../stat` field 22), so
 //!   a thread id that the kernel recycled after the owner died is never taken
 //!   for the owner.
@@ -71,6 +76,11 @@ pub const CHECK_INTERVAL: Duration = Duration::from_millis(50);
 
 /// Set in the word while a thread may be asleep waiting for it.
 const WAITERS: u64 = 1 << 31;
+/// Set in the word while a thread may be asleep waiting for the value to
+/// change; kept by lockers, cleared and reported by the next unlock.
+const WATCHED: u64 = 1 << 30;
+/// The flag bits of a word; the rest is the owner's identity.
+const FLAGS: u64 = WAITERS | WATCHED;
 /// `sched_yield` rounds before sleeping in the kernel.
 const YIELDS: u32 = 10;
 
@@ -81,9 +91,9 @@ pub(crate) fn compose_ident(tid: u32, start_time: u64) -> u64 {
     ((start_time as u32 as u64) << 32) | u64::from(tid)
 }
 
-/// The identity part of a lock word (without `W`).
+/// The identity part of a lock word (without `W` and `V`); 0 when free.
 fn identity(word: u64) -> u64 {
-    word & !WAITERS
+    word & !FLAGS
 }
 
 /// How a lock was acquired.
@@ -160,20 +170,27 @@ impl RawLock {
     /// Acquires the lock if it is free or its holder is dead, without waiting.
     pub(crate) fn try_acquire(&self) -> Option<u64> {
         let me = thread::ident();
-        match self
-            .word
-            .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
-        {
-            Ok(_) => Some(me),
-            Err(v) if identity(v) == me => None,
-            Err(v) => self.take_over_if_dead(v, me, false).map(|_| me),
+        let mut v = 0;
+        loop {
+            match self.word.compare_exchange(
+                v,
+                me | (v & WATCHED),
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return Some(me),
+                // Free, but watched or with a stale `W`: try again with it.
+                Err(now) if identity(now) == 0 => v = now,
+                Err(now) if identity(now) == me => return None,
+                Err(now) => return self.take_over_if_dead(now, me, false).map(|_| me),
+            }
         }
     }
 
     #[cold]
     fn acquire_slow(&self, me: u64, deadline: Option<Instant>) -> Option<Acquired> {
         let mut v = self.word.load(Ordering::Relaxed);
-        if v != 0 && identity(v) == me {
+        if identity(v) == me {
             panic!("shmstore: lock() called by the thread that already holds this lock (it would deadlock)");
         }
         // Before sleeping, yield the CPU a few times, checking the word in
@@ -183,11 +200,13 @@ impl RawLock {
         // when processes outnumber CPUs, and has not set `W` yet, so the
         // holder's unlocks stay free of wake calls.
         for _ in 0..YIELDS {
-            if v == 0 {
-                match self
-                    .word
-                    .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
-                {
+            if identity(v) == 0 {
+                match self.word.compare_exchange(
+                    v,
+                    me | (v & WATCHED),
+                    Ordering::Acquire,
+                    Ordering::Relaxed,
+                ) {
                     Ok(_) => return Some(Acquired::Clean),
                     Err(now) => v = now,
                 }
@@ -210,7 +229,7 @@ impl RawLock {
         let mut seen_since = Instant::now();
         loop {
             let v = self.word.load(Ordering::Relaxed);
-            if v == 0 {
+            if identity(v) == 0 {
                 // Others still asleep need the next unlock to wake them.
                 let flag = if self.sleepers.load(Ordering::SeqCst) > 1 {
                     WAITERS
@@ -219,7 +238,12 @@ impl RawLock {
                 };
                 if self
                     .word
-                    .compare_exchange(0, me | flag, Ordering::Acquire, Ordering::Relaxed)
+                    .compare_exchange(
+                        v,
+                        me | flag | (v & WATCHED),
+                        Ordering::Acquire,
+                        Ordering::Relaxed,
+                    )
                     .is_ok()
                 {
                     return Some(Acquired::Clean);
@@ -261,9 +285,7 @@ impl RawLock {
     /// Takes the lock over from the holder named in `v` if that holder is
     /// dead. `counted` says whether the caller is counted in `sleepers`.
     fn take_over_if_dead(&self, v: u64, me: u64, counted: bool) -> Option<Acquired> {
-        let tid = (v & u64::from(u32::MAX) & !WAITERS) as u32;
-        let start = (v >> 32) as u32;
-        if owner::is_alive(tid, start) {
+        if !self.is_dead_holder(v) {
             return None;
         }
         let others = self.sleepers.load(Ordering::SeqCst) > u32::from(counted);
@@ -274,50 +296,110 @@ impl RawLock {
             0
         };
         self.word
-            .compare_exchange(v, me | flag, Ordering::Acquire, Ordering::Relaxed)
+            .compare_exchange(
+                v,
+                me | flag | (v & WATCHED),
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            )
             .ok()?;
         self.poisoned.store(1, Ordering::Release);
         Some(Acquired::OwnerDied)
     }
 
+    /// Whether the word `v` names a holder that is dead (a word naming no
+    /// live thread, garbage included); `false` for a free word.
+    fn is_dead_holder(&self, v: u64) -> bool {
+        if identity(v) == 0 {
+            return false;
+        }
+        let tid = (v & u64::from(u32::MAX) & !FLAGS) as u32;
+        let start = (v >> 32) as u32;
+        !owner::is_alive(tid, start)
+    }
+
+    /// Whether the lock is held by a thread that has died (the answer for
+    /// this moment; `false` when the lock is free or its holder lives).
+    pub(crate) fn holder_died(&self) -> bool {
+        self.is_dead_holder(self.word.load(Ordering::Relaxed))
+    }
+
     /// Releases the lock that the caller, identified by `me` (what the
     /// acquiring call returned), holds.
+    ///
+    /// `wrote` says whether the holder committed a change to the guarded
+    /// value. If it did and a watcher had marked the word (`V`), this clears
+    /// the mark and returns `true`: the caller then wakes the sleepers of
+    /// [`Shared::wait_for_change`](crate::Shared::wait_for_change). If it did
+    /// not, the mark stays for the next unlock, so watchers are not woken
+    /// for nothing.
     ///
     /// If the lock is no longer the caller's (another process wrote over the
     /// word), nothing is released: the current holder keeps it.
     #[inline]
-    pub(crate) fn release(&self, me: u64) {
+    pub(crate) fn release(&self, me: u64, wrote: bool) -> bool {
         if self
             .word
             .compare_exchange(me, 0, Ordering::Release, Ordering::Relaxed)
             .is_err()
         {
-            self.release_slow(me);
+            return self.release_slow(me, wrote);
         }
+        false
     }
 
     #[cold]
-    fn release_slow(&self, me: u64) {
-        // `W` is the only bit others may change while we hold the lock.
-        if self
-            .word
-            .compare_exchange(me | WAITERS, 0, Ordering::Release, Ordering::Relaxed)
-            .is_ok()
-        {
+    fn release_slow(&self, me: u64, wrote: bool) -> bool {
+        // `W` and `V` are the only bits others may change while we hold the
+        // lock; `W` is cleared here and its sleeper woken, `V` as said above.
+        let mut v = self.word.load(Ordering::Relaxed);
+        loop {
+            if identity(v) != me {
+                return false;
+            }
+            let keep = if wrote { 0 } else { v & WATCHED };
+            match self
+                .word
+                .compare_exchange(v, keep, Ordering::Release, Ordering::Relaxed)
+            {
+                Ok(_) => break,
+                Err(now) => v = now,
+            }
+        }
+        if v & WAITERS != 0 {
             futex::wake(&self.word, 1);
+        }
+        wrote && v & WATCHED != 0
+    }
+
+    /// Marks the word as watched (`V`), so that the next unlock reports it.
+    /// The marking is a read-modify-write with Acquire ordering: a watcher
+    /// that marks after an unlock sees everything written before that unlock.
+    pub(crate) fn mark_watched(&self) {
+        let mut v = self.word.load(Ordering::Relaxed);
+        loop {
+            match self.word.compare_exchange_weak(
+                v,
+                v | WATCHED,
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return,
+                Err(now) => v = now,
+            }
         }
     }
 
     /// Whether some thread holds the lock (a momentary answer).
     #[inline]
     pub fn is_locked(&self) -> bool {
-        self.word.load(Ordering::Relaxed) != 0
+        identity(self.word.load(Ordering::Relaxed)) != 0
     }
 
     /// The thread id of the holder, if the lock is held.
     pub fn holder_tid(&self) -> Option<u32> {
         let v = self.word.load(Ordering::Relaxed);
-        (v != 0).then_some((v & u64::from(u32::MAX) & !WAITERS) as u32)
+        (identity(v) != 0).then_some((v & u64::from(u32::MAX) & !FLAGS) as u32)
     }
 
     /// Whether a holder died or panicked while holding the lock since the
@@ -365,7 +447,9 @@ unsafe impl lock_api::RawMutex for RawLock {
     }
 
     unsafe fn unlock(&self, _guard: Self::Guard) {
-        self.release(thread::ident());
+        // A bare RawLock has no value to watch; `V` is only set through
+        // `Shared`, whose guards wake the watchers.
+        self.release(thread::ident(), false);
     }
 
     fn is_locked(&self) -> bool {
@@ -402,7 +486,7 @@ mod tests {
         assert!(l.is_locked());
         assert_eq!(l.holder_tid(), Some(nix::unistd::gettid().as_raw() as u32));
         assert!(l.try_acquire().is_none());
-        l.release(me);
+        l.release(me, false);
         assert!(!l.is_locked());
     }
 
@@ -426,7 +510,7 @@ mod tests {
                         let me = c.lock.acquire();
                         // SAFETY: the lock is held.
                         unsafe { *c.value.get() += 1 };
-                        c.lock.release(me);
+                        c.lock.release(me, false);
                     }
                 })
             })
@@ -447,12 +531,12 @@ mod tests {
             .store(compose_ident(owner::TID_LIMIT - 1, 7), Ordering::Relaxed);
         let me = l.try_acquire().expect("taken over");
         assert!(l.is_poisoned());
-        l.release(me);
+        l.release(me, false);
         l.clear_poison();
         l.word.store(u64::MAX, Ordering::Relaxed); // garbage
         let me = l.acquire();
         assert!(l.is_poisoned());
-        l.release(me);
+        l.release(me, false);
         assert!(!l.is_locked());
     }
 
@@ -469,7 +553,7 @@ mod tests {
         .unwrap();
         assert_eq!(got, None);
         assert!(t0.elapsed() >= Duration::from_millis(120));
-        l.release(me);
+        l.release(me, false);
     }
 
     #[test]

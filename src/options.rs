@@ -33,6 +33,7 @@ pub struct SharedOptions {
     pub(crate) mode: u32,
     pub(crate) remove_on_drop: bool,
     pub(crate) allow_foreign_owner: bool,
+    pub(crate) wake_read_only: bool,
 }
 
 impl Default for SharedOptions {
@@ -49,6 +50,32 @@ impl SharedOptions {
             mode: 0o600,
             remove_on_drop: false,
             allow_foreign_owner: false,
+            wake_read_only: false,
+        }
+    }
+
+    /// For a segment this call creates: make every committed write wake
+    /// read-only handles waiting in
+    /// [`SharedReader::wait_for_change`](crate::SharedReader::wait_for_change)
+    /// (default `false`).
+    ///
+    /// A handle that may write tells writers that it waits by marking the
+    /// lock word, so unwatched writes cost nothing extra. A read-only handle
+    /// cannot write that mark; with this option, every write that changes
+    /// the value makes one `FUTEX_WAKE` system call instead, watched or not.
+    /// Set it for configuration and other state that read-only processes
+    /// follow; leave it off for hot counters.
+    pub fn wake_read_only(&mut self, yes: bool) -> &mut Self {
+        self.wake_read_only = yes;
+        self
+    }
+
+    /// The flags a new segment's [`Versions`](crate::seqlock::Versions) get.
+    pub(crate) fn version_flags(&self) -> u32 {
+        if self.wake_read_only {
+            crate::seqlock::WAKE_ALL
+        } else {
+            0
         }
     }
 
@@ -99,6 +126,18 @@ impl SharedOptions {
         value: T,
     ) -> Result<Shared<T>> {
         self.establish(at, OpenMode::OpenOrCreate, Some(value))
+    }
+
+    /// Opens an existing segment that holds a `T` for reading only, as a
+    /// [`SharedReader`](crate::SharedReader); honours
+    /// [`allow_foreign_owner`](SharedOptions::allow_foreign_owner).
+    pub fn open_read_only<T: Shareable>(
+        &self,
+        at: impl IntoLocation,
+    ) -> Result<crate::SharedReader<T>> {
+        let loc = at.into_location()?;
+        let seg = crate::segment::establish::<T>(&loc, self, OpenMode::ReadOnly, None)?;
+        Ok(crate::SharedReader::from_map(seg.map, loc.label()))
     }
 
     /// Maps a segment from a descriptor another process handed over (see

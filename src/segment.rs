@@ -44,10 +44,13 @@ use zerocopy::IntoBytes;
 
 use crate::backend::{file, memfd, posix, sysv, OpenMode, Remover};
 use crate::error::{Error, Result};
-use crate::header::{self, Creator, Found, Header, Layout, LOCK_OFFSET, STATE_OFFSET, STATE_READY};
+use crate::header::{
+    self, Creator, Found, Header, Layout, LOCK_OFFSET, STATE_OFFSET, STATE_READY, VERSIONS_OFFSET,
+};
 use crate::location::{Location, Place};
 use crate::lock::RawLock;
 use crate::options::SharedOptions;
+use crate::seqlock::Versions;
 use crate::shareable::Shareable;
 use crate::sys::mapping::Mapping;
 
@@ -104,7 +107,7 @@ pub(crate) fn establish<T: Shareable>(
 pub(crate) fn memfd<T: Shareable>(value: T) -> Result<(Mapping, OwnedFd)> {
     let fd = memfd::create(T::TYPE_NAME)?;
     let label = format!("memfd:{}", T::TYPE_NAME);
-    let map = initialise(&label, fd.as_fd(), value)?;
+    let map = initialise(&label, fd.as_fd(), value, 0)?;
     memfd::seal(&fd, &label)?;
     Ok((map, fd))
 }
@@ -121,7 +124,7 @@ pub(crate) fn from_fd<T: Shareable>(fd: &OwnedFd, opts: &SharedOptions) -> Resul
     match read_header::<T>(&label, fd.as_fd(), size)? {
         Found::Ready(h) => {
             check_namespace(&label, &h)?;
-            Mapping::map(fd.as_fd(), size as usize).map_err(|e| Error::Io {
+            Mapping::map(fd.as_fd(), size as usize, true).map_err(|e| Error::Io {
                 op: "mapping",
                 name: label,
                 source: e,
@@ -152,6 +155,7 @@ pub(crate) fn anonymous<T: Shareable>(value: T) -> Result<Mapping> {
     unsafe {
         map.write(0, Header::new::<T>(&Creator::current()));
         map.write(LOCK_OFFSET, RawLock::new());
+        map.write(VERSIONS_OFFSET, Versions::new(0));
         map.write(layout.value_offset, value);
     }
     map.atomic_u32(STATE_OFFSET)
@@ -180,7 +184,7 @@ fn establish_fd<T: Shareable>(
         check_owner(name, opts, &fd)?;
     }
 
-    let exclusive = mode != OpenMode::Open;
+    let exclusive = mode.creates();
     let (fd, size) = lock_sized(name, fd, exclusive)?;
 
     if size != 0 && mode == OpenMode::Create {
@@ -196,21 +200,23 @@ fn establish_fd<T: Shareable>(
     };
 
     match (found, mode) {
-        (Some(Found::Ready(h)), OpenMode::Open | OpenMode::OpenOrCreate) => {
+        (Some(Found::Ready(h)), OpenMode::Open | OpenMode::OpenOrCreate | OpenMode::ReadOnly) => {
             check_namespace(name, &h)?;
-            Mapping::map(fd.as_fd(), size as usize).map_err(|e| Error::Io {
+            Mapping::map(fd.as_fd(), size as usize, mode.writable()).map_err(|e| Error::Io {
                 op: "mapping",
                 name: name.to_owned(),
                 source: e,
             })
         }
         (Some(Found::Ready(_)), OpenMode::Create) => unreachable!("handled above"),
-        (None | Some(Found::Initialising), OpenMode::Open) => Err(Error::Incomplete {
-            name: name.to_owned(),
-        }),
+        (None | Some(Found::Initialising), OpenMode::Open | OpenMode::ReadOnly) => {
+            Err(Error::Incomplete {
+                name: name.to_owned(),
+            })
+        }
         (None | Some(Found::Initialising), OpenMode::Create | OpenMode::OpenOrCreate) => {
             let value = value.expect("create and open_or_create pass a value");
-            initialise(name, fd.as_fd(), value).inspect_err(|_| {
+            initialise(name, fd.as_fd(), value, opts.version_flags()).inspect_err(|_| {
                 // Leave the object as empty as we found it.
                 let _ = ftruncate(&*fd, 0);
             })
@@ -314,7 +320,12 @@ fn read_at(fd: BorrowedFd<'_>, buf: &mut [u8]) -> nix::Result<usize> {
 }
 
 /// Writes a new segment holding `value`, in the order the module docs give.
-fn initialise<T: Shareable>(name: &str, fd: BorrowedFd<'_>, value: T) -> Result<Mapping> {
+fn initialise<T: Shareable>(
+    name: &str,
+    fd: BorrowedFd<'_>,
+    value: T,
+    flags: u32,
+) -> Result<Mapping> {
     let layout = Layout::of::<T>();
     let total = layout.total_size;
     let no_space = || Error::NoSpace {
@@ -339,7 +350,7 @@ fn initialise<T: Shareable>(name: &str, fd: BorrowedFd<'_>, value: T) -> Result<
     ftruncate(fd, total as i64).map_err(|e| io("sizing", e))?;
     posix_fallocate(fd, 0, total as i64).map_err(|e| io("allocating", e))?;
 
-    let map = Mapping::map(fd.as_fd(), total).map_err(|e| Error::Io {
+    let map = Mapping::map(fd.as_fd(), total, true).map_err(|e| Error::Io {
         op: "mapping",
         name: name.to_owned(),
         source: e,
@@ -349,6 +360,7 @@ fn initialise<T: Shareable>(name: &str, fd: BorrowedFd<'_>, value: T) -> Result<
     // offsets come from `Layout::of::<T>()`, which `map.at` bounds-checks.
     unsafe {
         map.write(LOCK_OFFSET, RawLock::new());
+        map.write(VERSIONS_OFFSET, Versions::new(flags));
         map.write(layout.value_offset, value);
     }
     map.atomic_u32(STATE_OFFSET)

@@ -11,10 +11,11 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use crate::backend::Remover;
 use crate::error::Result;
-use crate::header::{Layout, LOCK_OFFSET};
+use crate::header::{Layout, LOCK_OFFSET, VERSIONS_OFFSET};
 use crate::location::IntoLocation;
 use crate::lock::RawLock;
 use crate::options::SharedOptions;
+use crate::seqlock::{Read, Versions};
 use crate::shareable::Shareable;
 use crate::sys::mapping::Mapping;
 
@@ -51,6 +52,7 @@ use crate::sys::mapping::Mapping;
 pub struct Shared<T: Shareable> {
     map: Mapping,
     lock: NonNull<RawLock>,
+    versions: NonNull<Versions>,
     value: NonNull<T>,
     label: String,
     remover: Remover,
@@ -142,9 +144,11 @@ impl<T: Shareable> Shared<T> {
     ) -> Shared<T> {
         let value = map.at::<T>(Layout::of::<T>().value_offset);
         let lock = NonNull::from(map.raw_lock(LOCK_OFFSET));
+        let versions = NonNull::from(map.versions(VERSIONS_OFFSET));
         Shared {
             map,
             lock,
+            versions,
             value,
             label,
             remover,
@@ -165,6 +169,93 @@ impl<T: Shareable> Shared<T> {
         // SAFETY: `lock` came from `Mapping::raw_lock` on `self.map`, which
         // lives as long as `self`; see there for why the reference is sound.
         unsafe { self.lock.as_ref() }
+    }
+
+    #[inline]
+    fn versions(&self) -> &Versions {
+        // SAFETY: as for `raw`: `versions` came from `Mapping::versions` on
+        // `self.map`, which lives as long as `self`.
+        unsafe { self.versions.as_ref() }
+    }
+
+    /// A copy of the value, taken without the lock and without waiting for
+    /// lock holders that are not writing.
+    ///
+    /// The copy is consistent: it never mixes bytes from before and after a
+    /// write. While a holder is writing (between the first `DerefMut` of
+    /// its guard and the guard's drop) the snapshot waits for it; writers
+    /// never wait for snapshots. Under a writer that writes without pause, a
+    /// snapshot of a large value may retry many times.
+    ///
+    /// Returns `Err(PoisonError)` under the same conditions as
+    /// [`lock`](Shared::lock) (a holder died or panicked, and the poison is
+    /// not cleared yet), and also when a holder died in the middle of a
+    /// write that no lock holder has finished yet: the copy is then what it
+    /// left, possibly half written. `into_inner()` gives the copy.
+    ///
+    /// ```
+    /// use shmstore::{Shareable, Shared};
+    ///
+    /// #[derive(Shareable, Clone, Copy, Default, Debug, PartialEq)]
+    /// #[repr(C)]
+    /// struct Position { x: f64, y: f64 }
+    ///
+    /// # let name = format!("doc-snapshot-{}", std::process::id());
+    /// let p = Shared::<Position>::create(&name, Position::default())?;
+    /// *p.lock().unwrap() = Position { x: 1.0, y: 2.0 };
+    /// assert_eq!(p.snapshot().unwrap(), Position { x: 1.0, y: 2.0 });
+    /// # Shared::<Position>::unlink(&name)?;
+    /// # Ok::<(), shmstore::Error>(())
+    /// ```
+    pub fn snapshot(&self) -> LockResult<T> {
+        match self.snapshot_with_generation() {
+            Ok((value, _)) => Ok(value),
+            Err(e) => Err(PoisonError::new(e.into_inner().0)),
+        }
+    }
+
+    /// [`snapshot`](Shared::snapshot), with the generation the copy belongs
+    /// to (see [`generation`](Shared::generation)).
+    pub fn snapshot_with_generation(&self) -> LockResult<(T, u64)> {
+        snapshot(self.raw(), self.versions(), self.value)
+    }
+
+    /// How many writes to the value have been committed since the segment
+    /// was created: a guard that was dereferenced mutably counts one when it
+    /// is dropped. Equal generations mean an unchanged value.
+    pub fn generation(&self) -> u64 {
+        self.versions().generation()
+    }
+
+    /// Sleeps until a write is committed, in any process, that makes the
+    /// generation differ from `seen`; returns the new generation, or `None`
+    /// when `timeout` passes first. Returns at once if the generation
+    /// differs already.
+    ///
+    /// The sleep is in the kernel (a futex on the shared counter), not a
+    /// poll; the writer that commits wakes every waiter. Writes are not
+    /// queued: several commits during one sleep are seen as one change, so
+    /// read the value after waking (with [`snapshot`](Shared::snapshot)).
+    ///
+    /// ```no_run
+    /// # use shmstore::Shared;
+    /// # fn follow(config: &Shared<u64>) {
+    /// use std::time::Duration;
+    /// let mut seen = config.generation();
+    /// loop {
+    ///     if let Some(now) = config.wait_for_change(seen, Duration::from_secs(60)) {
+    ///         seen = now;
+    ///         println!("config changed: {:?}", config.snapshot());
+    ///     }
+    /// }
+    /// # }
+    /// ```
+    ///
+    /// In async code, run the wait on a blocking thread, e.g. with tokio:
+    /// `tokio::task::spawn_blocking(move || shared.wait_for_change(seen, t))`
+    /// with the handle in an `Arc`.
+    pub fn wait_for_change(&self, seen: u64, timeout: Duration) -> Option<u64> {
+        self.versions().wait(seen, timeout, Some(self.raw()))
     }
 
     /// The segment's name as errors give it: a POSIX name (without the
@@ -282,6 +373,9 @@ impl<T: Shareable> Shared<T> {
             shared: self,
             me,
             panicking: std::thread::panicking(),
+            // A write that a dead holder left unfinished becomes this
+            // guard's, committed when it drops.
+            writing: self.versions().write_pending(),
             _not_send: PhantomData,
         };
         if self.raw().is_poisoned() {
@@ -322,6 +416,8 @@ pub struct SharedGuard<'a, T: Shareable> {
     shared: &'a Shared<T>,
     me: u64,
     panicking: bool,
+    /// Whether this guard has begun a write (see `seqlock.rs`).
+    writing: bool,
     _not_send: PhantomData<*const ()>,
 }
 
@@ -343,7 +439,12 @@ impl<T: Shareable> Deref for SharedGuard<'_, T> {
 }
 
 impl<T: Shareable> DerefMut for SharedGuard<'_, T> {
+    #[inline]
     fn deref_mut(&mut self) -> &mut T {
+        if !self.writing {
+            self.writing = true;
+            self.shared.versions().begin_write();
+        }
         // SAFETY: as in `deref`; the lock gives this thread exclusive access,
         // and `&mut self` makes this the only reference through this guard.
         unsafe { &mut *self.shared.value.as_ptr() }
@@ -356,12 +457,34 @@ impl<T: Shareable> Drop for SharedGuard<'_, T> {
         if !self.panicking && std::thread::panicking() {
             self.shared.raw().poison();
         }
-        self.shared.raw().release(self.me);
+        let versions = self.shared.versions();
+        if self.writing {
+            versions.end_write();
+        }
+        let watched = self.shared.raw().release(self.me, self.writing);
+        if watched || (self.writing && versions.wakes_all()) {
+            versions.wake();
+        }
     }
 }
 
 impl<T: Shareable + fmt::Debug> fmt::Debug for SharedGuard<'_, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(&**self, f)
+    }
+}
+
+/// The lock-free read behind `snapshot` (shared by read-only handles).
+pub(crate) fn snapshot<T: Shareable>(
+    lock: &RawLock,
+    versions: &Versions,
+    value: NonNull<T>,
+) -> LockResult<(T, u64)> {
+    // SAFETY: `value` points at a T inside a mapping that the caller's
+    // handle keeps alive for the call, aligned (checked by Mapping::at).
+    let copy = || unsafe { crate::sys::racy::copy(value.as_ptr()) };
+    match versions.read(lock, copy) {
+        Read::Clean(v, g) if !lock.is_poisoned() => Ok((v, g)),
+        Read::Clean(v, g) | Read::Interrupted(v, g) => Err(PoisonError::new((v, g))),
     }
 }

@@ -24,7 +24,12 @@ use crate::error::{Error, Result};
 pub(crate) fn open(path: &Path, mode: OpenMode, perm: u32) -> Result<(OwnedFd, bool)> {
     let label = path.display().to_string();
     let perm = Mode::from_bits_truncate(perm as libc::mode_t);
-    let base = OFlag::O_RDWR | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let access = if mode.writable() {
+        OFlag::O_RDWR
+    } else {
+        OFlag::O_RDONLY
+    };
+    let base = access | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
     let err = |op, e| match e {
         Errno::ELOOP => Error::InvalidName {
             name: label.clone(),
@@ -37,7 +42,7 @@ pub(crate) fn open(path: &Path, mode: OpenMode, perm: u32) -> Result<(OwnedFd, b
         e => Error::from_errno(&label, op, e),
     };
     loop {
-        if mode != OpenMode::Open {
+        if mode.creates() {
             match nix_open(path, base | OFlag::O_CREAT | OFlag::O_EXCL, perm) {
                 Ok(fd) => return Ok((fd, true)),
                 Err(Errno::EEXIST) if mode == OpenMode::OpenOrCreate => {}

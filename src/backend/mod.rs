@@ -31,6 +31,20 @@ pub(crate) enum OpenMode {
     Open,
     /// Open the object, making it first if there is none.
     OpenOrCreate,
+    /// Open an existing object for reading only, mapped read-only.
+    ReadOnly,
+}
+
+impl OpenMode {
+    /// Whether this mode makes the object when there is none.
+    pub(crate) fn creates(self) -> bool {
+        matches!(self, OpenMode::Create | OpenMode::OpenOrCreate)
+    }
+
+    /// Whether the object is opened and mapped for writing.
+    pub(crate) fn writable(self) -> bool {
+        self != OpenMode::ReadOnly
+    }
 }
 
 /// How to remove the name of the segment a handle maps.

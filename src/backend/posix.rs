@@ -18,14 +18,19 @@ pub(crate) fn open(name: &Name, mode: OpenMode, perm: u32) -> Result<(OwnedFd, b
     let perm = Mode::from_bits_truncate(perm as libc::mode_t);
     let excl = OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_EXCL;
     loop {
-        if mode != OpenMode::Open {
+        if mode.creates() {
             match shm_open(os.as_str(), excl, perm) {
                 Ok(fd) => return Ok((fd, true)),
                 Err(Errno::EEXIST) if mode == OpenMode::OpenOrCreate => {}
                 Err(e) => return Err(Error::from_errno(name.as_str(), "creating", e)),
             }
         }
-        match shm_open(os.as_str(), OFlag::O_RDWR, Mode::empty()) {
+        let access = if mode.writable() {
+            OFlag::O_RDWR
+        } else {
+            OFlag::O_RDONLY
+        };
+        match shm_open(os.as_str(), access, Mode::empty()) {
             Ok(fd) => return Ok((fd, false)),
             // Removed between our two calls: try to create it again.
             Err(Errno::ENOENT) if mode == OpenMode::OpenOrCreate => continue,

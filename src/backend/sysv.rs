@@ -62,7 +62,7 @@ use crate::backend::OpenMode;
 use crate::error::{Error, Result};
 use crate::header::{
     self, Creator, Found, Header, Layout, LOCK_OFFSET, MAGIC, STATE_INITIALISING, STATE_OFFSET,
-    STATE_READY,
+    STATE_READY, VERSIONS_OFFSET,
 };
 use crate::location::SysvKey;
 use crate::lock::RawLock;
@@ -95,7 +95,7 @@ pub(crate) fn establish<T: Shareable>(
     value: Option<T>,
 ) -> Result<(Mapping, i32)> {
     let label = key.to_string();
-    if key.is_private() && mode == OpenMode::Open {
+    if key.is_private() && !mode.creates() {
         return Err(Error::InvalidName {
             name: label,
             reason: "IPC_PRIVATE (SysvKey::private()) always makes a new segment and finds none: \
@@ -145,7 +145,7 @@ fn get_id<T: Shareable>(
     let size = Layout::of::<T>().total_size;
     let perm = (perm & 0o777) as i32;
     loop {
-        if mode != OpenMode::Open {
+        if mode.creates() {
             match sys::get(key.key(), size, libc::IPC_CREAT | libc::IPC_EXCL | perm) {
                 Ok(id) => return Ok((id, true)),
                 Err(Errno::EEXIST) if mode == OpenMode::OpenOrCreate => {}
@@ -201,7 +201,7 @@ fn establish_id<T: Shareable>(
             our_uid: ours,
         }));
     }
-    let (map, _) = sys::attach(id).map_err(|e| match e {
+    let (map, _) = sys::attach(id, mode.writable()).map_err(|e| match e {
         Errno::ENOMEM => Attempt::Failed(Error::NoSpace {
             name: label.to_owned(),
             size: st.size as u64,
@@ -212,7 +212,7 @@ fn establish_id<T: Shareable>(
         // Nobody can find it by key: let it go with its last detach.
         sys::remove(id).map_err(|e| vanished_or("marking for removal", e))?;
     }
-    settle::<T>(label, &map, mode, value, deadline)?;
+    settle::<T>(label, &map, opts.version_flags(), mode, value, deadline)?;
     Ok(map)
 }
 
@@ -233,6 +233,7 @@ enum Seen {
 fn settle<T: Shareable>(
     label: &str,
     map: &Mapping,
+    flags: u32,
     mode: OpenMode,
     value: &mut Option<T>,
     deadline: Instant,
@@ -252,19 +253,29 @@ fn settle<T: Shareable>(
         if let Seen::Ready = inspect::<T>(label, map, false)? {
             return ready();
         }
+        if !mode.writable() {
+            // A read-only attachment cannot take the lock: wait for the
+            // creator to publish READY, as long as the deadline allows.
+            if Instant::now() >= deadline {
+                return Err(incomplete());
+            }
+            std::thread::sleep(nap);
+            nap = (nap * 2).min(Duration::from_millis(20));
+            continue;
+        }
         // Not READY, and `inspect` found it exactly a `T` segment long (so
         // with room for the lock), and ours or zeroed.
         let lock = map.raw_lock(LOCK_OFFSET);
         let me = lock.acquire_until(deadline).ok_or_else(incomplete)?;
         let outcome = match inspect::<T>(label, map, true) {
             Ok(Seen::Ready) => Some(ready()),
-            Ok(Seen::Fresh | Seen::NotReady) if mode != OpenMode::Open => {
+            Ok(Seen::Fresh | Seen::NotReady) if mode.creates() => {
                 let value = value
                     .take()
                     .expect("create and open_or_create pass a value");
                 // SAFETY: we hold the segment's lock, under which it was just
                 // seen not READY and exactly a `T` segment long.
-                unsafe { initialise(map, lock, value) };
+                unsafe { initialise(map, lock, value, flags) };
                 Some(Ok(()))
             }
             // Still not READY under the lock: the creator, who writes only
@@ -275,7 +286,7 @@ fn settle<T: Shareable>(
             Ok(Seen::Fresh) => None,
             Err(e) => Some(Err(e)),
         };
-        lock.release(me);
+        lock.release(me, false);
         if let Some(outcome) = outcome {
             return outcome;
         }
@@ -455,7 +466,7 @@ fn wrong_size<T: Shareable>(label: &str, bytes: &[u8], len: usize) -> Error {
 ///
 /// The caller holds `lock` (the segment's own), has seen the segment not
 /// READY while holding it, and `map` is exactly a `T` segment long.
-unsafe fn initialise<T: Shareable>(map: &Mapping, lock: &RawLock, value: T) {
+unsafe fn initialise<T: Shareable>(map: &Mapping, lock: &RawLock, value: T, flags: u32) {
     let layout = Layout::of::<T>();
     let header = Header::new::<T>(&Creator::current());
     let bytes = header.as_bytes();
@@ -490,6 +501,7 @@ unsafe fn initialise<T: Shareable>(map: &Mapping, lock: &RawLock, value: T) {
     // which reads the value only while holding the lock, which we hold;
     // and other initialisers write only while holding it too.
     unsafe { map.write(layout.value_offset, value) };
+    map.versions(VERSIONS_OFFSET).reset(flags);
     // 5. Publish.
     map.atomic_u32(STATE_OFFSET)
         .store(STATE_READY, Ordering::Release);

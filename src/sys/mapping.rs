@@ -1,4 +1,4 @@
-//! A shared, read-write mapping of a whole segment, released on drop: an
+//! A shared mapping of a whole segment, released on drop: an
 //! `mmap` of a file descriptor (POSIX shm, memfd, regular file), an anonymous
 //! shared `mmap` (inherited by forked children), or a System V attachment.
 
@@ -12,12 +12,14 @@ use nix::sys::mman::{mmap, munmap, MapFlags, ProtFlags};
 
 use crate::lock::RawLock;
 
-/// `len` bytes of a shared object, mapped shared and read-write.
+/// `len` bytes of a shared object, mapped shared, read-write or (for
+/// read-only handles) read-only.
 #[derive(Debug)]
 pub(crate) struct Mapping {
     ptr: NonNull<u8>,
     len: usize,
     release: Release,
+    writable: bool,
 }
 
 /// How a mapping is given back.
@@ -37,30 +39,28 @@ unsafe impl Send for Mapping {}
 unsafe impl Sync for Mapping {}
 
 impl Mapping {
-    /// Maps the first `len` bytes of `fd`.
+    /// Maps the first `len` bytes of `fd`, read-write or, if `writable` is
+    /// false, read-only (`PROT_READ`; then `fd` may be open read-only).
     ///
     /// The caller has checked with `fstat` that the object is at least `len`
     /// bytes long: pages past its end would raise SIGBUS when touched.
-    pub(crate) fn map(fd: BorrowedFd<'_>, len: usize) -> io::Result<Mapping> {
+    pub(crate) fn map(fd: BorrowedFd<'_>, len: usize, writable: bool) -> io::Result<Mapping> {
+        let prot = if writable {
+            ProtFlags::PROT_READ | ProtFlags::PROT_WRITE
+        } else {
+            ProtFlags::PROT_READ
+        };
         let nz = NonZeroUsize::new(len)
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty mapping"))?;
         // SAFETY: a new mapping at an address the kernel chooses (addr None)
         // cannot overlap memory Rust already uses; `fd` is a valid open
         // descriptor for the duration of the call; offset 0 is page aligned.
-        let ptr = unsafe {
-            mmap(
-                None,
-                nz,
-                ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
-                MapFlags::MAP_SHARED,
-                fd,
-                0,
-            )
-        }?;
+        let ptr = unsafe { mmap(None, nz, prot, MapFlags::MAP_SHARED, fd, 0) }?;
         Ok(Mapping {
             ptr: ptr.cast(),
             len,
             release: Release::Munmap,
+            writable,
         })
     }
 
@@ -83,6 +83,7 @@ impl Mapping {
             ptr: ptr.cast(),
             len,
             release: Release::Munmap,
+            writable: true,
         })
     }
 
@@ -93,12 +94,14 @@ impl Mapping {
     /// - `ptr` is what a successful `shmat` returned and nothing else will
     ///   detach it;
     /// - the segment is at least `len` bytes long (`shm_segsz` from
-    ///   `IPC_STAT`), so every byte of `ptr..ptr + len` is mapped.
-    pub(crate) unsafe fn from_sysv(ptr: NonNull<u8>, len: usize) -> Mapping {
+    ///   `IPC_STAT`), so every byte of `ptr..ptr + len` is mapped;
+    /// - `writable` is false if it was attached with `SHM_RDONLY`.
+    pub(crate) unsafe fn from_sysv(ptr: NonNull<u8>, len: usize, writable: bool) -> Mapping {
         Mapping {
             ptr,
             len,
             release: Release::Shmdt,
+            writable,
         }
     }
 
@@ -163,6 +166,7 @@ impl Mapping {
     ///   (descriptor backends), under the segment's own lock (System V), or
     ///   before the mapping is shared at all (anonymous).
     pub(crate) unsafe fn write<U>(&self, offset: usize, value: U) {
+        assert!(self.writable, "write to a read-only mapping");
         let p = self.at::<U>(offset);
         // SAFETY: `at` checked that `p` is in bounds and aligned for U; the
         // caller guarantees exclusive access to those bytes.
@@ -177,6 +181,14 @@ impl Mapping {
         // byte reads (`copy_out`) whose copies are checked before use; no
         // plain reference to them is ever made.
         unsafe { AtomicU32::from_ptr(self.at::<u32>(offset).as_ptr()) }
+    }
+
+    /// The write sequence counter and flags at `offset`.
+    pub(crate) fn versions(&self, offset: usize) -> &crate::seqlock::Versions {
+        // SAFETY: as for `raw_lock`: Versions consists of atomics only and
+        // any bit pattern is a valid state (an odd counter is a write in
+        // progress, see seqlock.rs).
+        unsafe { self.at::<crate::seqlock::Versions>(offset).as_ref() }
     }
 
     /// The lock at `offset`.

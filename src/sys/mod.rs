@@ -5,5 +5,6 @@
 pub(crate) mod fdpass;
 pub(crate) mod futex;
 pub(crate) mod mapping;
+pub(crate) mod racy;
 pub(crate) mod sysv;
 pub(crate) mod thread;

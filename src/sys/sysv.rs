@@ -160,18 +160,21 @@ pub(crate) fn remove(id: i32) -> Result<(), Errno> {
     Ok(())
 }
 
-/// Attaches segment `id` read-write at an address the kernel chooses.
+/// Attaches segment `id` at an address the kernel chooses, read-write or
+/// (`writable` false) read-only with `SHM_RDONLY`.
 ///
 /// The mapping is exactly `shm_segsz` bytes long (the kernel maps whole
 /// pages; the rest of the last page is never touched), read with
 /// `IPC_STAT` *after* attaching, so it describes the segment attached: a
 /// segment with an attachment is never destroyed, so its id cannot name
 /// another segment meanwhile, and a segment's size never changes.
-pub(crate) fn attach(id: i32) -> Result<(Mapping, ShmStat), Errno> {
+pub(crate) fn attach(id: i32, writable: bool) -> Result<(Mapping, ShmStat), Errno> {
+    let flags = if writable { 0 } else { libc::SHM_RDONLY };
     // SAFETY: a null address lets the kernel choose one that is free, so
     // the attachment overlaps no memory Rust already uses; flags 0 ask for
-    // a read-write attachment. The kernel checks the id and our access.
-    let p = unsafe { libc::shmat(id, std::ptr::null(), 0) };
+    // a read-write attachment, SHM_RDONLY for a read-only one. The kernel
+    // checks the id and our access.
+    let p = unsafe { libc::shmat(id, std::ptr::null(), flags) };
     // shmat reports errors as (void *)-1, not as null.
     if p as isize == -1 {
         return Err(Errno::last());
@@ -188,7 +191,7 @@ pub(crate) fn attach(id: i32) -> Result<(Mapping, ShmStat), Errno> {
             // the segment attached (see above), and shmat mapped all of it,
             // rounded up to whole pages, so every byte of
             // `ptr..ptr + st.size` is mapped.
-            let map = unsafe { Mapping::from_sysv(ptr, st.size) };
+            let map = unsafe { Mapping::from_sysv(ptr, st.size, writable) };
             Ok((map, st))
         }
         Err(e) => {
@@ -270,7 +273,7 @@ mod tests {
     #[test]
     fn a_private_segment_round_trip() {
         let id = get(libc::IPC_PRIVATE, 100, libc::IPC_CREAT | 0o600).expect("shmget");
-        let attached = attach(id);
+        let attached = attach(id, true);
         // Removed at once, so that a failure below leaves nothing behind.
         remove(id).unwrap();
         let (map, st) = attached.expect("shmat");
@@ -285,6 +288,9 @@ mod tests {
         assert_eq!(st.nattch, 1);
         drop(map);
         assert!(matches!(stat(id), Err(Errno::EINVAL | Errno::EIDRM)));
-        assert!(matches!(attach(id), Err(Errno::EINVAL | Errno::EIDRM)));
+        assert!(matches!(
+            attach(id, true),
+            Err(Errno::EINVAL | Errno::EIDRM)
+        ));
     }
 }

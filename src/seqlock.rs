@@ -1,0 +1,196 @@
+//! The commit counter beside each lock: lock-free snapshots and waiting for
+//! changes.
+//!
+//! # Design
+//!
+//! Next to the [`RawLock`] sits a 64-bit sequence counter `seq` (and a word
+//! of flags). A lock holder that is about to change the value (the first
+//! `DerefMut` of its guard) makes `seq` odd; dropping the guard makes it
+//! even again. So `seq / 2` counts committed writes: that is the
+//! *generation*, and an odd `seq` means a write is in progress.
+//!
+//! **Snapshots** take no lock and write nothing (a read-only mapping is
+//! enough): read `seq`; if it is even, copy the value with volatile loads,
+//! then read `seq` again; equal means no write overlapped the copy. An odd
+//! or changed `seq` means retry. Writers never wait for readers.
+//!
+//! **Waiting** sleeps in the kernel on `seq` (a shared futex on its low 32
+//! bits) until it changes. A writer must know that somebody sleeps, or
+//! every write would cost a system call: a watcher with write access sets
+//! the `V` bit in the lock word before sleeping, and the unlock that
+//! commits a write clears it and wakes every watcher; unlocks with no
+//! watcher pay nothing. Read-only handles cannot write that bit, so a
+//! segment whose creator asked for it ([`WAKE_ALL`], set by
+//! [`SharedOptions::wake_read_only`](crate::SharedOptions::wake_read_only))
+//! makes every committed write wake the futex, watched or not.
+//!
+//! **Crashes**: a holder that dies mid-write leaves `seq` odd. The next
+//! locker, which takes the lock over (poisoned), adopts the unfinished write
+//! and commits it when its guard drops. Until then a snapshot waits; once it
+//! sees that the holder is dead it returns what is there, reported as
+//! poisoned, since no lock holder will finish that write for it.
+
+use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::lock::{RawLock, CHECK_INTERVAL};
+use crate::sys::futex;
+
+/// Flag: every committed write wakes the futex, for read-only watchers.
+pub(crate) const WAKE_ALL: u32 = 1;
+
+/// The sequence counter and flags, 16 bytes after the lock.
+#[repr(C)]
+#[derive(Debug)]
+pub(crate) struct Versions {
+    seq: AtomicU64,
+    flags: AtomicU32,
+    reserved: AtomicU32,
+}
+
+/// What a lock-free read found.
+pub(crate) enum Read<R> {
+    /// A copy no write overlapped, and its generation.
+    Clean(R, u64),
+    /// A copy taken while a write that its dead writer left unfinished was
+    /// pending (so possibly torn), and the last committed generation.
+    Interrupted(R, u64),
+}
+
+impl Versions {
+    /// Generation 0, with `flags`.
+    pub(crate) const fn new(flags: u32) -> Versions {
+        Versions {
+            seq: AtomicU64::new(0),
+            flags: AtomicU32::new(flags),
+            reserved: AtomicU32::new(0),
+        }
+    }
+
+    /// Sets generation 0 and `flags`, in a segment being initialised.
+    pub(crate) fn reset(&self, flags: u32) {
+        self.seq.store(0, Ordering::Relaxed);
+        self.flags.store(flags, Ordering::Relaxed);
+        self.reserved.store(0, Ordering::Relaxed);
+    }
+
+    /// The number of committed writes (a write in progress not counted).
+    #[inline]
+    pub(crate) fn generation(&self) -> u64 {
+        self.seq.load(Ordering::Acquire) >> 1
+    }
+
+    /// Whether a write is in progress (or was left unfinished by a holder
+    /// that died). Only meaningful to the lock holder.
+    #[inline]
+    pub(crate) fn write_pending(&self) -> bool {
+        self.seq.load(Ordering::Relaxed) & 1 != 0
+    }
+
+    /// Whether every committed write must wake the futex.
+    #[inline]
+    pub(crate) fn wakes_all(&self) -> bool {
+        self.flags.load(Ordering::Relaxed) & WAKE_ALL != 0
+    }
+
+    /// Marks a write as begun. Called by the lock holder only, before its
+    /// first store to the value.
+    #[inline]
+    pub(crate) fn begin_write(&self) {
+        let s = self.seq.load(Ordering::Relaxed);
+        self.seq.store(s | 1, Ordering::Relaxed);
+        // Orders the odd `seq` before the stores to the value that follow.
+        fence(Ordering::Release);
+    }
+
+    /// Commits the write begun by [`begin_write`](Versions::begin_write)
+    /// (or adopted from a dead holder). Called by the lock holder only.
+    #[inline]
+    pub(crate) fn end_write(&self) {
+        let s = self.seq.load(Ordering::Relaxed);
+        self.seq.store((s | 1).wrapping_add(1), Ordering::Release);
+    }
+
+    /// Wakes every thread asleep in [`wait`](Versions::wait).
+    pub(crate) fn wake(&self) {
+        futex::wake(&self.seq, i32::MAX);
+    }
+
+    /// Copies the value with `copy` while no write is in progress, retrying
+    /// until a copy is clean (see the module docs). Never writes to shared
+    /// memory.
+    pub(crate) fn read<R>(&self, lock: &RawLock, mut copy: impl FnMut() -> R) -> Read<R> {
+        let mut busy = 0u32;
+        let mut since: Option<Instant> = None;
+        loop {
+            let s1 = self.seq.load(Ordering::Acquire);
+            if s1 & 1 == 0 {
+                let value = copy();
+                // Orders the copy's loads before the second load of `seq`.
+                fence(Ordering::Acquire);
+                if self.seq.load(Ordering::Relaxed) == s1 {
+                    return Read::Clean(value, s1 >> 1);
+                }
+                continue;
+            }
+            // A write is in progress: writes are short, so spin briefly,
+            // then give the CPU away (the writer may be waiting for it),
+            // then nap; meanwhile check now and then that the writer lives.
+            busy += 1;
+            if busy < 32 {
+                std::hint::spin_loop();
+                continue;
+            }
+            if busy < 128 {
+                std::thread::yield_now();
+            } else {
+                futex::wait(&self.seq, s1 as u32, Duration::from_millis(1));
+            }
+            let now = Instant::now();
+            let first = *since.get_or_insert(now);
+            if now.duration_since(first) >= CHECK_INTERVAL {
+                since = Some(now);
+                if self.seq.load(Ordering::Acquire) == s1
+                    && (lock.holder_died() || !lock.is_locked())
+                {
+                    // Nobody alive is finishing this write.
+                    return Read::Interrupted(copy(), s1 >> 1);
+                }
+            }
+        }
+    }
+
+    /// Sleeps until the generation differs from `seen` or `timeout` passes;
+    /// returns the new generation, or `None` on timeout.
+    ///
+    /// `lock` is `Some` for a handle that may write: it marks the lock word
+    /// so that the next committing unlock wakes it. Without it, only
+    /// segments with [`WAKE_ALL`] wake sleepers (the caller checks).
+    pub(crate) fn wait(&self, seen: u64, timeout: Duration, lock: Option<&RawLock>) -> Option<u64> {
+        let deadline = Instant::now().checked_add(timeout);
+        loop {
+            let g = self.generation();
+            if g != seen {
+                return Some(g);
+            }
+            if let Some(lock) = lock {
+                lock.mark_watched();
+            }
+            // The mark (an Acquire read-modify-write of the lock word) was
+            // made either before the committing unlock, which then wakes us,
+            // or after it, and then this load sees the committed `seq`.
+            let s = self.seq.load(Ordering::Acquire);
+            if s >> 1 != seen {
+                return Some(s >> 1);
+            }
+            let left = match deadline {
+                Some(d) => match d.checked_duration_since(Instant::now()) {
+                    Some(left) if !left.is_zero() => left,
+                    _ => return None,
+                },
+                None => Duration::from_secs(3600),
+            };
+            futex::wait(&self.seq, s as u32, left);
+        }
+    }
+}
