@@ -33,6 +33,12 @@
 //! differs in name, size, alignment or any field is refused at open with
 //! [`Error::LayoutMismatch`].
 //!
+//! For text, lists and flags, fields can be [`ShmStr<N>`](ShmStr) (UTF-8 of
+//! at most `N` bytes), [`ShmVec<T, N>`](ShmVec) (at most `N` items) and
+//! [`ShmBool`]: stored inline, without padding, and sound whatever bytes a
+//! peer writes, because their accessors validate on every read (lengths are
+//! clamped to `N`, UTF-8 is checked, any non-zero byte is `true`).
+//!
 //! # Where segments live
 //!
 //! By default segments are POSIX shared-memory objects (`shm_open`, in
@@ -70,6 +76,18 @@
 //! instructions. Its design and limits are described in [`RawLock`]'s module
 //! (`src/lock.rs`) and in the README.
 //!
+//! # Readers and watchers
+//!
+//! [`Shared::snapshot`] copies the value without the lock: a sequence
+//! counter beside the lock is odd while a guard writes, and a copy that
+//! overlapped a write is taken again, so a snapshot is never torn and
+//! writers never wait for readers. [`Shared::generation`] counts committed
+//! writes and [`Shared::wait_for_change`] sleeps in the kernel until the
+//! next one, in any process. [`SharedReader`] is the read-only handle
+//! (read permission suffices; the mapping is read-only), with snapshots and
+//! waiting but no `lock()`. See `src/seqlock.rs` for the design, and
+//! `examples/config.rs`.
+//!
 //! # Trust
 //!
 //! Other processes that map a segment can write anything into it. Nothing
@@ -105,6 +123,7 @@ mod sys;
 
 pub use backend::sysv::SysvInfo;
 pub use error::{Error, Result};
+pub use fixed::{CapacityError, ShmBool, ShmStr, ShmVec};
 pub use location::{IntoLocation, Location, SysvKey};
 pub use lock::{RawLock, CHECK_INTERVAL};
 pub use name::MAX_NAME_LEN;
