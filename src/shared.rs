@@ -61,9 +61,10 @@ pub struct Shared<T: Shareable> {
     fd: Option<OwnedFd>,
 }
 
-// SAFETY: the handle owns its mapping (Mapping is Send + Sync); the value is
-// only reached through the lock, which excludes threads as well as processes,
-// and T: Shareable is Send + Sync.
+// SAFETY: the handle owns its mapping (Mapping is Send + Sync); references to
+// the value are only made under the lock, which excludes threads as well as
+// processes (snapshots make no reference: they copy with volatile loads), and
+// T: Shareable is Send + Sync.
 unsafe impl<T: Shareable> Send for Shared<T> {}
 // SAFETY: as for Send: `&Shared<T>` gives access to the value only through
 // the lock.
