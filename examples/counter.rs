@@ -5,10 +5,18 @@
 //! cargo run --release --example counter -- PROCS ITERS  # one JSON line (the peers protocol)
 //! cargo run --release --example counter -- crash        # kill a lock holder, recover
 //! cargo run --release --example counter -- --sysv PROCS ITERS   # the same on System V
+//! cargo run --release --example counter -- --atomic PROCS ITERS # fetch_add, no lock
 //! ```
 //!
 //! Built under a name that ends in `-sysv` (as the peers' `shmstore-sysv`),
-//! it uses System V without the flag.
+//! it uses System V without the flag; under a name that ends in `-atomic`
+//! (as `shmstore-atomic`), it runs as `--atomic`.
+//!
+//! With `--atomic` the counter is an `AtomicU64` in a struct of atomics only
+//! ([`shmstore::LockFree`]), and each increment is one `fetch_add` through
+//! a `SharedAtomic`, without the lock: the shmstore counterpart of the peers'
+//! `c-atomic`, the floor for a shared counter. There is no lock to recover
+//! in that mode, so its `crash` says so and exits 0, as `c-atomic` does.
 //!
 //! Workers are this same program re-executed with a role argument; they
 //! share nothing with the parent but the segment and a pipe each (for the
@@ -19,11 +27,12 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, ChildStdout, Command, ExitCode, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::TryLockError;
 use std::time::{Duration, Instant};
 
 use nix::time::{clock_gettime, ClockId};
-use shmstore::{Location, Shareable, Shared, SysvKey};
+use shmstore::{Location, Shareable, Shared, SharedAtomic, SysvKey};
 
 /// The counter of the README.
 #[derive(Shareable, Clone, Copy, Default, Debug)]
@@ -32,6 +41,14 @@ struct Counter {
     value: u64,
     last_pid: u32,
     _pad: u32,
+}
+
+/// The counter of `--atomic` runs: atomics only, so `Shared::get` hands it
+/// out without the lock.
+#[derive(Shareable, Default, Debug)]
+#[repr(C)]
+struct AtomicCounter {
+    value: AtomicU64,
 }
 
 /// Which backend a run uses; the peers protocol gives each peer a fixed
@@ -74,6 +91,22 @@ impl Backend {
             (Backend::SysV, true) => Location::sysv(SysvKey::new(0x5348_4d02)),
         }
     }
+
+    /// The peer name and segment of `--atomic` benchmarks (another type, so
+    /// another name than the locked counter's).
+    fn atomic_peer(self) -> &'static str {
+        match self {
+            Backend::Posix => "shmstore-atomic",
+            Backend::SysV => "shmstore-sysv-atomic",
+        }
+    }
+
+    fn atomic_location(self) -> Location {
+        match self {
+            Backend::Posix => Location::posix("peers_shmstore_atomic").unwrap(),
+            Backend::SysV => Location::sysv(SysvKey::new(0x5348_4d03)),
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -84,18 +117,30 @@ fn main() -> ExitCode {
     } else {
         Backend::Posix
     };
-    if args.first().map(String::as_str) == Some("--sysv") {
-        backend = Backend::SysV;
+    let mut atomic = exe.ends_with("-atomic");
+    loop {
+        match args.first().map(String::as_str) {
+            Some("--sysv") => backend = Backend::SysV,
+            Some("--atomic") => atomic = true,
+            _ => break,
+        }
         args.remove(0);
     }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let result = match args.as_slice() {
+        [] if atomic => friendly_atomic(backend),
         [] => friendly(backend),
+        ["crash"] if atomic => crash_atomic(backend),
         ["crash"] => crash_test(backend),
         ["worker", b, iters] => worker(Backend::from_arg(b), iters.parse().expect("ITERS")),
+        ["worker-atomic", b, iters] => {
+            worker_atomic(Backend::from_arg(b), iters.parse().expect("ITERS"))
+        }
         ["crash-holder", b] => crash_holder(Backend::from_arg(b)),
         [procs, iters] => match (procs.parse(), iters.parse()) {
-            (Ok(p), Ok(i)) if (1..=256).contains(&p) && i >= 1 => bench(backend, p, i, true),
+            (Ok(p), Ok(i)) if (1..=256).contains(&p) && i >= 1 => {
+                bench(backend, atomic, p, i, true)
+            }
             _ => Err(usage()),
         },
         _ => Err(usage()),
@@ -110,7 +155,7 @@ fn main() -> ExitCode {
 }
 
 fn usage() -> String {
-    "usage: counter [--sysv] [PROCS ITERS | crash]   (PROCS 1..=256, ITERS >= 1)".into()
+    "usage: counter [--sysv] [--atomic] [PROCS ITERS | crash]   (PROCS 1..=256, ITERS >= 1)".into()
 }
 
 fn now_ns() -> u64 {
@@ -179,15 +224,32 @@ struct Outcome {
     workers_ok: bool,
 }
 
-fn run(backend: Backend, procs: usize, iters: u64) -> Result<Outcome, String> {
-    let at = backend.location(false);
+/// The counter of a run, locked or atomic.
+enum Handle {
+    Locked(Shared<Counter>),
+    Atomic(SharedAtomic<AtomicCounter>),
+}
+
+fn run(backend: Backend, atomic: bool, procs: usize, iters: u64) -> Result<Outcome, String> {
+    let at = if atomic {
+        backend.atomic_location()
+    } else {
+        backend.location(false)
+    };
     let _ = Shared::<Counter>::unlink(&at); // a stale one from a killed run
-    let counter = Shared::create(&at, Counter::default()).map_err(|e| e.to_string())?;
+    let counter = if atomic {
+        Handle::Atomic(
+            SharedAtomic::create(&at, AtomicCounter::default()).map_err(|e| e.to_string())?,
+        )
+    } else {
+        Handle::Locked(Shared::create(&at, Counter::default()).map_err(|e| e.to_string())?)
+    };
     let _cleanup = Unlink(at);
 
     let iters_arg = iters.to_string();
+    let role = if atomic { "worker-atomic" } else { "worker" };
     let mut workers = (0..procs)
-        .map(|_| Worker::spawn(&["worker", backend.arg(), &iters_arg]))
+        .map(|_| Worker::spawn(&[role, backend.arg(), &iters_arg]))
         .collect::<Result<Vec<_>, _>>()?;
     for w in &mut workers {
         let l = w.line()?;
@@ -213,7 +275,10 @@ fn run(backend: Backend, procs: usize, iters: u64) -> Result<Outcome, String> {
         let status = w.child.wait().map_err(|e| e.to_string())?;
         workers_ok &= status.success();
     }
-    let total = counter.lock().map_err(|_| "the lock is poisoned")?.value;
+    let total = match &counter {
+        Handle::Locked(c) => c.lock().map_err(|_| "the lock is poisoned")?.value,
+        Handle::Atomic(c) => c.get().value.load(Ordering::SeqCst),
+    };
     Ok(Outcome {
         total,
         expected: procs as u64 * iters,
@@ -222,9 +287,20 @@ fn run(backend: Backend, procs: usize, iters: u64) -> Result<Outcome, String> {
     })
 }
 
-fn bench(backend: Backend, procs: usize, iters: u64, json: bool) -> Result<ExitCode, String> {
-    let o = run(backend, procs, iters)?;
-    let peer = backend.peer();
+fn bench(
+    backend: Backend,
+    atomic: bool,
+    procs: usize,
+    iters: u64,
+    json: bool,
+) -> Result<ExitCode, String> {
+    let o = run(backend, atomic, procs, iters)?;
+    let peer = if atomic {
+        backend.atomic_peer()
+    } else {
+        backend.peer()
+    };
+    let kind = if atomic { "atomic" } else { "locked" };
     let ns_per_op = o.secs * 1e9 / o.expected as f64;
     if json {
         println!(
@@ -233,7 +309,7 @@ fn bench(backend: Backend, procs: usize, iters: u64, json: bool) -> Result<ExitC
         );
     } else {
         println!(
-            "{procs} processes x {iters} locked increments: counter = {} (expected {}), {ns_per_op:.1} ns per increment",
+            "{procs} processes x {iters} {kind} increments: counter = {} (expected {}), {ns_per_op:.1} ns per increment",
             o.total, o.expected
         );
     }
@@ -249,7 +325,7 @@ fn bench(backend: Backend, procs: usize, iters: u64, json: bool) -> Result<ExitC
 
 fn friendly(backend: Backend) -> Result<ExitCode, String> {
     println!("shmstore counter: separate processes share one Counter in shared memory.");
-    let code = bench(backend, 4, 1_000_000, false)?;
+    let code = bench(backend, false, 4, 1_000_000, false)?;
     if code == ExitCode::SUCCESS {
         println!("No update was lost. Now a lock holder is killed with SIGKILL:");
         crash_test(backend)?;
@@ -276,6 +352,55 @@ fn worker(backend: Backend, iters: u64) -> Result<ExitCode, String> {
     writeln!(out, "end {end}")
         .and_then(|()| out.flush())
         .map_err(|e| e.to_string())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `friendly` for `--atomic`: the same run, and no crash test, since there
+/// is no lock to lose.
+fn friendly_atomic(backend: Backend) -> Result<ExitCode, String> {
+    println!("shmstore counter: separate processes share one AtomicCounter in shared memory.");
+    let code = bench(backend, true, 4, 1_000_000, false)?;
+    if code == ExitCode::SUCCESS {
+        println!(
+            "No update was lost. No lock was taken, so a killed process leaves nothing to recover."
+        );
+        println!("(`counter --atomic PROCS ITERS` prints the benchmark line of shared/peers.)");
+    }
+    Ok(code)
+}
+
+/// A worker of `--atomic` runs: one `fetch_add` per increment, through a
+/// `SharedAtomic`, without the lock.
+fn worker_atomic(backend: Backend, iters: u64) -> Result<ExitCode, String> {
+    let counter = SharedAtomic::<AtomicCounter>::open(backend.atomic_location())
+        .map_err(|e| e.to_string())?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "ready")
+        .and_then(|()| out.flush())
+        .map_err(|e| e.to_string())?;
+    let mut go = String::new();
+    std::io::stdin()
+        .read_line(&mut go)
+        .map_err(|e| e.to_string())?;
+    let value = &counter.get().value;
+    for _ in 0..iters {
+        value.fetch_add(1, Ordering::Relaxed);
+    }
+    let end = now_ns();
+    writeln!(out, "end {end}")
+        .and_then(|()| out.flush())
+        .map_err(|e| e.to_string())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The crash test of `--atomic`: there is no lock that a killed process
+/// could hold, so there is nothing to test; says so, as the peers' c-atomic
+/// does.
+fn crash_atomic(backend: Backend) -> Result<ExitCode, String> {
+    let peer = backend.atomic_peer();
+    println!(
+        "{{\"peer\": \"{peer}\", \"crash_test\": \"n/a\", \"detail\": \"no lock to hold: each increment is one fetch_add through a SharedAtomic, so a killed process leaves nothing to recover\"}}"
+    );
     Ok(ExitCode::SUCCESS)
 }
 

@@ -85,8 +85,9 @@
 //! writes and [`Shared::wait_for_change`] sleeps in the kernel until the
 //! next one, in any process. [`SharedReader`] is the read-only handle
 //! (read permission suffices; the mapping is read-only), with snapshots and
-//! waiting but no `lock()`. See `src/seqlock.rs` for the design, and
-//! `examples/config.rs`.
+//! waiting but no `lock()`. A struct made only of atomics is [`LockFree`]
+//! and a [`SharedAtomic`] gives it without any lock. See `src/seqlock.rs` for
+//! the design, and `examples/config.rs`.
 //!
 //! # Trust
 //!
@@ -126,6 +127,7 @@ pub use error::{Error, Result};
 pub use fixed::{CapacityError, ShmBool, ShmStr, ShmVec};
 pub use location::{IntoLocation, Location, SysvKey};
 pub use lock::{RawLock, CHECK_INTERVAL};
+pub use lockfree::{LockFree, SharedAtomic};
 pub use name::MAX_NAME_LEN;
 pub use options::SharedOptions;
 pub use reader::SharedReader;
@@ -137,6 +139,7 @@ pub use sys::fdpass::{recv_fd, send_fd};
 /// Helpers that `#[derive(Shareable)]` expands to. Not a public API.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::lockfree::{AtomicField, LockFree};
     pub use crate::shareable::Fingerprint;
     pub use crate::shareable::Shareable;
     pub use core;

@@ -6,13 +6,16 @@
 //!   name for padding at the end), saying how many bytes to fill;
 //! - a non-zero size and no drop glue.
 //!
+//! It also writes the `unsafe impl LockFree`, which applies only when every
+//! field is made of atomics (see [`lock_free`]).
+//!
 //! Generated code names nothing but `::shmstore::__private::...` paths, so it
 //! works whatever the user has in scope, and in `no_std` crates.
 
 use crate::ast::{Field, Layout};
 use crate::valid::Valid;
 use proc_macro2::{Span, TokenStream, TokenTree};
-use quote::{quote, ToTokens};
+use quote::{quote, quote_spanned, ToTokens};
 use syn::ext::IdentExt;
 use syn::spanned::Spanned;
 use syn::{Ident, Member};
@@ -38,6 +41,7 @@ pub(crate) fn expand(input: &Valid) -> TokenStream {
         }
     });
     let layout_checks = layout_checks(input);
+    let lock_free = lock_free(input);
 
     quote! {
         const _: () = {
@@ -55,8 +59,71 @@ pub(crate) fn expand(input: &Valid) -> TokenStream {
                     .finish();
             }
 
+            #lock_free
+
             #layout_checks
         };
+    }
+}
+
+/// `LockFree` for the struct, which holds when every field is made of
+/// atomics only; and `AtomicField`, so that the struct counts as such a
+/// field of others.
+///
+/// The compiler decides, not the macro (which sees only the fields' type
+/// names): each bound is under a `for<'__a>`, so rustc accepts the impls
+/// whether it holds or not (a plain bound on concrete types that does not
+/// hold is an error), and applies them only where they hold. A struct with
+/// other fields is not `LockFree`, without any error here. The bounds ask
+/// for `AtomicField<Struct>`, not `LockFree`, so that the error on
+/// `Shared::get` names the struct (see `src/lockfree.rs`), and each one
+/// carries the field type's span, so that rustc's note "unsatisfied trait
+/// bound introduced here" points at the field.
+fn lock_free(input: &Valid) -> TokenStream {
+    let ident = input.ident;
+    // `for<'__a>` makes rustc accept a bound that does not hold. The
+    // lifetime is the macro's own, so that `unused_lifetimes` leaves it be.
+    let hrtb = |at: Span| {
+        let a = syn::Lifetime::new("'__a", Span::call_site().located_at(at));
+        quote_spanned!(at=> for<#a>)
+    };
+    let bounds = input.fields.iter().map(|field| {
+        let ty = field.ty;
+        let hrtb = hrtb(ty.span());
+        quote_spanned!(ty.span()=> #hrtb #ty: ::shmstore::__private::AtomicField<#ident>)
+    });
+    let hrtb = hrtb(ident.span());
+    // The impl's type parameter, which must not be the struct's own name.
+    let mut param = "__S".to_owned();
+    while *ident == param {
+        param.push('_');
+    }
+    let param = Ident::new(&param, ident.span());
+    // The impls carry the spans of the struct's name and fields: rustc takes
+    // an impl with a derive's spans for a `derive` on a generic type, and
+    // says "type parameter would need to implement" and "consider manually
+    // implementing" instead of pointing at the field.
+    quote_spanned! {ident.span()=>
+        #[automatically_derived]
+        // SAFETY: the layout checks below prove that every byte belongs to a
+        // field (no padding), and the bounds that every field is made of
+        // atomics only; so every byte is inside an atomic.
+        unsafe impl ::shmstore::__private::LockFree for #ident
+        where
+            // `LockFree: Shareable`; a struct that is not `Shareable` after
+            // all (a field that is not `Send`) is reported once, above.
+            #hrtb #ident: ::shmstore::__private::Shareable,
+            #(#bounds,)*
+        {
+        }
+
+        #[automatically_derived]
+        // SAFETY: as for `LockFree`, which this requires.
+        unsafe impl<#param> ::shmstore::__private::AtomicField<#param> for #ident
+        where
+            #hrtb #ident: ::shmstore::__private::LockFree,
+        {
+        }
     }
 }
 

@@ -12,7 +12,8 @@
 //!    compile error pointing at the offending tokens.
 //! 3. `expand` writes the `unsafe impl`, the layout fingerprint, and the
 //!    checks that only the compiler can make (every field is `Shareable`, no
-//!    padding, no drop glue).
+//!    padding, no drop glue), and the `LockFree` impl that applies when
+//!    every field is made of atomics.
 
 extern crate proc_macro;
 
@@ -41,6 +42,12 @@ use syn::{parse_macro_input, DeriveInput};
 ///
 /// Anything else is a compile error, at the offending tokens, that says what
 /// to change. There are no helper attributes.
+///
+/// When every field is made of atomics only (`AtomicU8`..`AtomicU64`,
+/// `AtomicI8`..`AtomicI64`, arrays of them, or other such derived structs),
+/// the struct is also `shmstore::LockFree`, so `Shared::get` hands it out
+/// without the lock. Otherwise it is not, without any error: the compiler
+/// decides, when `get` is called.
 ///
 /// `TYPE_NAME` is the struct's name as written. `FINGERPRINT` hashes the
 /// name, size and alignment, then each field's name (or index), offset and
