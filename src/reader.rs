@@ -52,7 +52,7 @@ use crate::sys::mapping::Mapping;
 /// ```
 pub struct SharedReader<T: Shareable> {
     map: Mapping,
-    lock: NonNull<RawLock>,
+    raw_lock: NonNull<RawLock>,
     versions: NonNull<Versions>,
     value: NonNull<T>,
     label: String,
@@ -74,11 +74,11 @@ impl<T: Shareable> SharedReader<T> {
 
     pub(crate) fn from_map(map: Mapping, label: String) -> SharedReader<T> {
         let value = map.at::<T>(Layout::of::<T>().value_offset);
-        let lock = NonNull::from(map.raw_lock(LOCK_OFFSET));
+        let raw_lock = NonNull::from(map.raw_lock(LOCK_OFFSET));
         let versions = NonNull::from(map.versions(VERSIONS_OFFSET));
         SharedReader {
             map,
-            lock,
+            raw_lock,
             versions,
             value,
             label,
@@ -86,10 +86,10 @@ impl<T: Shareable> SharedReader<T> {
     }
 
     fn raw(&self) -> &RawLock {
-        // SAFETY: `lock` came from `Mapping::raw_lock` on `self.map`, which
+        // SAFETY: `raw_lock` came from `Mapping::raw_lock` on `self.map`, which
         // lives as long as `self`. Only loads are made through it (the
         // mapping is read-only): is_poisoned, is_locked, holder checks.
-        unsafe { self.lock.as_ref() }
+        unsafe { self.raw_lock.as_ref() }
     }
 
     fn versions(&self) -> &Versions {

@@ -188,11 +188,14 @@ impl<T: Shareable> Shared<T> {
     /// never wait for snapshots. Under a writer that writes without pause, a
     /// snapshot of a large value may retry many times.
     ///
-    /// Returns `Err(PoisonError)` under the same conditions as
-    /// [`lock`](Shared::lock) (a holder died or panicked, and the poison is
-    /// not cleared yet), and also when a holder died in the middle of a
-    /// write that no lock holder has finished yet: the copy is then what it
-    /// left, possibly half written. `into_inner()` gives the copy.
+    /// Returns `Err(PoisonError)` while the lock is poisoned (a holder
+    /// panicked, or died and a locker has since taken the lock over; until
+    /// [`clear_poison`](Shared::clear_poison)), and when a holder died in the
+    /// middle of a write that no locker has taken over yet (noticed within
+    /// about 50 ms): the copy is then what it left, possibly half written.
+    /// `into_inner()` gives the copy. A holder that died without writing
+    /// changed nothing, so until someone locks, snapshots of its value are
+    /// `Ok`.
     ///
     /// ```
     /// use shmstore::{Shareable, Shared};
