@@ -338,6 +338,30 @@ fn section_small(cfg: &Config, prefix: &str) -> Result<Vec<String>, String> {
                 })
             }),
         ),
+        (
+            "plain copy into a reused buffer (copy_nonoverlapping)",
+            Box::new(|n| {
+                let mut buf = Small::default();
+                per_op(n, || {
+                    let p = black_box(raw);
+                    // SAFETY: as for `plain` above; `buf` is a separate local.
+                    unsafe { ptr::copy_nonoverlapping(p, &mut buf, 1) };
+                    black_box(&mut buf);
+                })
+            }),
+        ),
+        (
+            "Shared::snapshot_into a reused buffer",
+            Box::new(|n| {
+                let mut buf = Small::default();
+                per_op(n, || {
+                    let g = shared
+                        .snapshot_into(&mut buf)
+                        .unwrap_or_else(PoisonError::into_inner);
+                    black_box((&mut buf, g));
+                })
+            }),
+        ),
     ];
     let names: Vec<&str> = variants.iter().map(|v| v.0).collect();
     let samples = interleave(&mut variants, cfg.iters_small, cfg.reps);
@@ -379,6 +403,12 @@ fn section_small(cfg: &Config, prefix: &str) -> Result<Vec<String>, String> {
     for (what, ratio, target) in checks {
         summary.push(ratio_line("1.", what, ratio, target));
     }
+    summary.push(ratio_line(
+        "1.",
+        "Shared::snapshot_into / plain copy into a buffer",
+        m[6] / m[5],
+        2.0,
+    ));
     print_ratios(&summary);
     Ok(summary)
 }
@@ -430,6 +460,30 @@ fn section_page(cfg: &Config, prefix: &str) -> Result<Vec<String>, String> {
                 })
             }),
         ),
+        (
+            "plain 4 KiB memcpy into a reused buffer (copy_nonoverlapping)",
+            Box::new(|n| {
+                let mut buf = Page { words: [0; 512] };
+                per_op(n, || {
+                    let p = black_box(raw);
+                    // SAFETY: as for `plain` above; `buf` is a separate local.
+                    unsafe { ptr::copy_nonoverlapping(p, &mut buf, 1) };
+                    black_box(&mut buf);
+                })
+            }),
+        ),
+        (
+            "Shared::snapshot_into a reused buffer",
+            Box::new(|n| {
+                let mut buf = Page { words: [0; 512] };
+                per_op(n, || {
+                    let g = shared
+                        .snapshot_into(&mut buf)
+                        .unwrap_or_else(PoisonError::into_inner);
+                    black_box((&mut buf, g));
+                })
+            }),
+        ),
     ];
     let names: Vec<&str> = variants.iter().map(|v| v.0).collect();
     let samples = interleave(&mut variants, cfg.iters_page, cfg.reps);
@@ -449,6 +503,12 @@ fn section_page(cfg: &Config, prefix: &str) -> Result<Vec<String>, String> {
             "2.",
             "SharedReader::snapshot / memcpy (4 KiB)",
             m[2] / m[0],
+            2.0,
+        ),
+        ratio_line(
+            "2.",
+            "Shared::snapshot_into / memcpy into a buffer (4 KiB)",
+            m[4] / m[3],
             2.0,
         ),
     ];

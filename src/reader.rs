@@ -1,8 +1,9 @@
 //! [`SharedReader<T>`], the read-only handle.
 
 use std::fmt;
+use std::mem::MaybeUninit;
 use std::ptr::NonNull;
-use std::sync::LockResult;
+use std::sync::{LockResult, PoisonError};
 use std::time::Duration;
 
 use crate::error::{Error, Result};
@@ -12,6 +13,7 @@ use crate::lock::RawLock;
 use crate::options::SharedOptions;
 use crate::seqlock::Versions;
 use crate::shareable::Shareable;
+use crate::shared::read_value;
 use crate::sys::mapping::Mapping;
 
 /// A read-only handle on a segment holding a `T`: for processes that must
@@ -100,15 +102,51 @@ impl<T: Shareable> SharedReader<T> {
 
     /// A consistent copy of the value, taken without the lock; see
     /// [`Shared::snapshot`](crate::Shared::snapshot), which behaves the same.
+    #[inline]
     pub fn snapshot(&self) -> LockResult<T> {
-        self.snapshot_with_generation()
-            .map(|(v, _)| v)
-            .map_err(|e| std::sync::PoisonError::new(e.into_inner().0))
+        let mut out = MaybeUninit::<T>::uninit();
+        let (ok, _) = read_value(self.raw(), self.versions(), self.value, &mut out);
+        // SAFETY: `read_value` wrote every byte of `out`, and any bytes are
+        // a valid T (Shareable).
+        let value = unsafe { out.assume_init() };
+        if ok {
+            Ok(value)
+        } else {
+            Err(PoisonError::new(value))
+        }
     }
 
     /// [`snapshot`](SharedReader::snapshot), with the generation of the copy.
     pub fn snapshot_with_generation(&self) -> LockResult<(T, u64)> {
-        crate::shared::snapshot(self.raw(), self.versions(), self.value)
+        let mut out = MaybeUninit::<T>::uninit();
+        let (ok, generation) = read_value(self.raw(), self.versions(), self.value, &mut out);
+        // SAFETY: as in `snapshot`.
+        let value = unsafe { out.assume_init() };
+        if ok {
+            Ok((value, generation))
+        } else {
+            Err(PoisonError::new((value, generation)))
+        }
+    }
+
+    /// [`snapshot`](SharedReader::snapshot) into a value the caller already has,
+    /// for large values read often: the copy is written straight into
+    /// `out`, with no move afterwards. Returns the copy's generation;
+    /// `Err(PoisonError)` (holding the generation) in the cases where
+    /// `snapshot` returns it. `out` holds the copy either way.
+    #[inline]
+    pub fn snapshot_into(&self, out: &mut T) -> LockResult<u64> {
+        // SAFETY: MaybeUninit<T> has T's layout; `read_value` writes every
+        // byte of it with bytes copied from a T, and any bytes are a valid
+        // T (Shareable), so `out` holds a valid T afterwards, and at every
+        // moment in between (it never writes uninitialised bytes).
+        let slot = unsafe { &mut *(out as *mut T).cast::<MaybeUninit<T>>() };
+        let (ok, generation) = read_value(self.raw(), self.versions(), self.value, slot);
+        if ok {
+            Ok(generation)
+        } else {
+            Err(PoisonError::new(generation))
+        }
     }
 
     /// How many writes have been committed (see

@@ -33,8 +33,11 @@
 use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use std::mem::MaybeUninit;
+
 use crate::lock::{RawLock, CHECK_INTERVAL};
-use crate::sys::futex;
+use crate::shareable::Shareable;
+use crate::sys::{futex, racy};
 
 /// Flag: every committed write wakes the futex, for read-only watchers.
 pub(crate) const WAKE_ALL: u32 = 1;
@@ -49,12 +52,13 @@ pub(crate) struct Versions {
 }
 
 /// What a lock-free read found.
-pub(crate) enum Read<R> {
-    /// A copy no write overlapped, and its generation.
-    Clean(R, u64),
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Read {
+    /// A copy no write overlapped, of this generation.
+    Clean(u64),
     /// A copy taken while a write that its dead writer left unfinished was
-    /// pending (so possibly torn), and the last committed generation.
-    Interrupted(R, u64),
+    /// pending (so possibly torn); the last committed generation.
+    Interrupted(u64),
 }
 
 impl Versions {
@@ -116,20 +120,59 @@ impl Versions {
         futex::wake(&self.seq, i32::MAX);
     }
 
-    /// Copies the value with `copy` while no write is in progress, retrying
-    /// until a copy is clean (see the module docs). Never writes to shared
-    /// memory.
-    pub(crate) fn read<R>(&self, lock: &RawLock, mut copy: impl FnMut() -> R) -> Read<R> {
+    /// Copies the `T` at `src` into `out` while no write is in progress,
+    /// retrying until a copy is clean (see the module docs). Never writes to
+    /// shared memory. On return every byte of `out` is written.
+    ///
+    /// # Safety
+    ///
+    /// `src` is aligned for `T` and valid for reads for the whole call (it
+    /// points at the value guarded by `self`, inside a live mapping).
+    #[inline(always)]
+    pub(crate) unsafe fn read<T: Shareable>(
+        &self,
+        lock: &RawLock,
+        src: *const T,
+        out: &mut MaybeUninit<T>,
+    ) -> Read {
+        let s1 = self.seq.load(Ordering::Acquire);
+        if s1 & 1 == 0 {
+            // SAFETY: `src` is valid (the caller's promise) and `out` is a
+            // separate, writable `T`.
+            unsafe { racy::copy_into(src, out.as_mut_ptr()) };
+            // Orders the copy's loads before the second load of `seq`.
+            fence(Ordering::Acquire);
+            if self.seq.load(Ordering::Relaxed) == s1 {
+                return Read::Clean(s1 >> 1);
+            }
+        }
+        // SAFETY: passed on from the caller.
+        unsafe { self.read_slow(lock, src, out) }
+    }
+
+    /// [`read`](Versions::read) when a write was in progress or overlapped.
+    ///
+    /// # Safety
+    ///
+    /// As for `read`.
+    #[cold]
+    #[inline(never)]
+    unsafe fn read_slow<T: Shareable>(
+        &self,
+        lock: &RawLock,
+        src: *const T,
+        out: &mut MaybeUninit<T>,
+    ) -> Read {
         let mut busy = 0u32;
         let mut since: Option<Instant> = None;
         loop {
             let s1 = self.seq.load(Ordering::Acquire);
             if s1 & 1 == 0 {
-                let value = copy();
-                // Orders the copy's loads before the second load of `seq`.
+                // SAFETY: as in `read`.
+                unsafe { racy::copy_into(src, out.as_mut_ptr()) };
                 fence(Ordering::Acquire);
                 if self.seq.load(Ordering::Relaxed) == s1 {
-                    return Read::Clean(value, s1 >> 1);
+                    return Read::Clean(s1 >> 1);
                 }
                 continue;
             }
@@ -153,8 +196,11 @@ impl Versions {
                 if self.seq.load(Ordering::Acquire) == s1
                     && (lock.holder_died() || !lock.is_locked())
                 {
-                    // Nobody alive is finishing this write.
-                    return Read::Interrupted(copy(), s1 >> 1);
+                    // Nobody alive is finishing this write: take what is
+                    // there.
+                    // SAFETY: as in `read`.
+                    unsafe { racy::copy_into(src, out.as_mut_ptr()) };
+                    return Read::Interrupted(s1 >> 1);
                 }
             }
         }

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::marker::PhantomData;
+use std::mem::MaybeUninit;
 use std::ops::{Deref, DerefMut};
 use std::ptr::NonNull;
 use std::sync::{LockResult, PoisonError, TryLockError, TryLockResult};
@@ -211,17 +212,52 @@ impl<T: Shareable> Shared<T> {
     /// # Shared::<Position>::unlink(&name)?;
     /// # Ok::<(), shmstore::Error>(())
     /// ```
+    #[inline]
     pub fn snapshot(&self) -> LockResult<T> {
-        match self.snapshot_with_generation() {
-            Ok((value, _)) => Ok(value),
-            Err(e) => Err(PoisonError::new(e.into_inner().0)),
+        let mut out = MaybeUninit::<T>::uninit();
+        let (ok, _) = read_value(self.raw(), self.versions(), self.value, &mut out);
+        // SAFETY: `read_value` wrote every byte of `out`, and any bytes are
+        // a valid T (Shareable).
+        let value = unsafe { out.assume_init() };
+        if ok {
+            Ok(value)
+        } else {
+            Err(PoisonError::new(value))
         }
     }
 
     /// [`snapshot`](Shared::snapshot), with the generation the copy belongs
     /// to (see [`generation`](Shared::generation)).
     pub fn snapshot_with_generation(&self) -> LockResult<(T, u64)> {
-        snapshot(self.raw(), self.versions(), self.value)
+        let mut out = MaybeUninit::<T>::uninit();
+        let (ok, generation) = read_value(self.raw(), self.versions(), self.value, &mut out);
+        // SAFETY: as in `snapshot`.
+        let value = unsafe { out.assume_init() };
+        if ok {
+            Ok((value, generation))
+        } else {
+            Err(PoisonError::new((value, generation)))
+        }
+    }
+
+    /// [`snapshot`](Shared::snapshot) into a value the caller already has,
+    /// for large values read often: the copy is written straight into
+    /// `out`, with no move afterwards. Returns the copy's generation;
+    /// `Err(PoisonError)` (holding the generation) in the cases where
+    /// `snapshot` returns it. `out` holds the copy either way.
+    #[inline]
+    pub fn snapshot_into(&self, out: &mut T) -> LockResult<u64> {
+        // SAFETY: MaybeUninit<T> has T's layout; `read_value` writes every
+        // byte of it with bytes copied from a T, and any bytes are a valid
+        // T (Shareable), so `out` holds a valid T afterwards, and at every
+        // moment in between (it never writes uninitialised bytes).
+        let slot = unsafe { &mut *(out as *mut T).cast::<MaybeUninit<T>>() };
+        let (ok, generation) = read_value(self.raw(), self.versions(), self.value, slot);
+        if ok {
+            Ok(generation)
+        } else {
+            Err(PoisonError::new(generation))
+        }
     }
 
     /// How many writes to the value have been committed since the segment
@@ -478,17 +514,21 @@ impl<T: Shareable + fmt::Debug> fmt::Debug for SharedGuard<'_, T> {
     }
 }
 
-/// The lock-free read behind `snapshot` (shared by read-only handles).
-pub(crate) fn snapshot<T: Shareable>(
+/// The lock-free read behind `snapshot` (shared by read-only handles):
+/// fills `out` with a copy of the value; returns whether it is clean and
+/// unpoisoned, and its generation.
+#[inline(always)]
+pub(crate) fn read_value<T: Shareable>(
     lock: &RawLock,
     versions: &Versions,
     value: NonNull<T>,
-) -> LockResult<(T, u64)> {
-    // SAFETY: `value` points at a T inside a mapping that the caller's
-    // handle keeps alive for the call, aligned (checked by Mapping::at).
-    let copy = || unsafe { crate::sys::racy::copy(value.as_ptr()) };
-    match versions.read(lock, copy) {
-        Read::Clean(v, g) if !lock.is_poisoned() => Ok((v, g)),
-        Read::Clean(v, g) | Read::Interrupted(v, g) => Err(PoisonError::new((v, g))),
+    out: &mut MaybeUninit<T>,
+) -> (bool, u64) {
+    // SAFETY: `value` points at the T guarded by `versions`, inside a
+    // mapping that the caller's handle keeps alive for the call, aligned
+    // (checked by Mapping::at).
+    match unsafe { versions.read(lock, value.as_ptr(), out) } {
+        Read::Clean(g) => (!lock.is_poisoned(), g),
+        Read::Interrupted(g) => (false, g),
     }
 }

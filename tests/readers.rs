@@ -126,6 +126,13 @@ impl<T: Shareable> Handle<T> {
         }
     }
 
+    fn snapshot_into(&self, out: &mut T) -> std::sync::LockResult<u64> {
+        match self {
+            Handle::Rw(s) => s.snapshot_into(out),
+            Handle::Ro(r) => r.snapshot_into(out),
+        }
+    }
+
     fn generation(&self) -> u64 {
         match self {
             Handle::Rw(s) => s.generation(),
@@ -434,8 +441,26 @@ fn reader<T: Uniform>(name: &str, access: &str) -> i32 {
     let (mut snapshots, mut torn, mut mismatched, mut backwards, mut errors) = (0u64, 0, 0, 0, 0);
     let mut last = 0u64;
     let (mut changes, mut raced) = (0u64, 0u64);
+    let mut buf = T::splat(u64::MAX);
     while !STOP.load(Ordering::Relaxed) {
         snapshots += 1;
+        if snapshots % 16 == 8 {
+            // Into a reused buffer, which holds the previous copy.
+            match h.snapshot_into(&mut buf) {
+                Ok(g) => {
+                    if !all_equal_to(&buf, buf.words()[0]) {
+                        torn += 1;
+                    } else if buf.words()[0] != g {
+                        mismatched += 1;
+                    }
+                    if g < last {
+                        backwards += 1;
+                    }
+                }
+                Err(_) => errors += 1,
+            }
+            continue;
+        }
         if snapshots % 16 == 0 {
             match h.snapshot() {
                 Ok(v) => {
