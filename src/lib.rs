@@ -120,6 +120,7 @@ mod segment;
 mod seqlock;
 mod shareable;
 mod shared;
+mod slot;
 mod sys;
 
 pub use backend::sysv::SysvInfo;

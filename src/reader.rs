@@ -1,19 +1,14 @@
 //! [`SharedReader<T>`], the read-only handle.
 
 use std::fmt;
-use std::mem::MaybeUninit;
-use std::ptr::NonNull;
-use std::sync::{LockResult, PoisonError};
+use std::sync::LockResult;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::header::{Layout, LOCK_OFFSET, VERSIONS_OFFSET};
 use crate::location::IntoLocation;
-use crate::lock::RawLock;
 use crate::options::SharedOptions;
-use crate::seqlock::Versions;
 use crate::shareable::Shareable;
-use crate::shared::read_value;
+use crate::slot::Slot;
 use crate::sys::mapping::Mapping;
 
 /// A read-only handle on a segment holding a `T`: for processes that must
@@ -54,9 +49,7 @@ use crate::sys::mapping::Mapping;
 /// ```
 pub struct SharedReader<T: Shareable> {
     map: Mapping,
-    raw_lock: NonNull<RawLock>,
-    versions: NonNull<Versions>,
-    value: NonNull<T>,
+    slot: Slot<T>,
     label: String,
 }
 
@@ -75,58 +68,24 @@ impl<T: Shareable> SharedReader<T> {
     }
 
     pub(crate) fn from_map(map: Mapping, label: String) -> SharedReader<T> {
-        let value = map.at::<T>(Layout::of::<T>().value_offset);
-        let raw_lock = NonNull::from(map.raw_lock(LOCK_OFFSET));
-        let versions = NonNull::from(map.versions(VERSIONS_OFFSET));
-        SharedReader {
-            map,
-            raw_lock,
-            versions,
-            value,
-            label,
-        }
-    }
-
-    fn raw(&self) -> &RawLock {
-        // SAFETY: `raw_lock` came from `Mapping::raw_lock` on `self.map`, which
-        // lives as long as `self`. Only loads are made through it (the
-        // mapping is read-only): is_poisoned, is_locked, holder checks.
-        unsafe { self.raw_lock.as_ref() }
-    }
-
-    fn versions(&self) -> &Versions {
-        // SAFETY: as for `raw`; only loads and FUTEX_WAIT (which reads) are
-        // made through it.
-        unsafe { self.versions.as_ref() }
+        // SAFETY: the slot is kept next to the mapping in the handle and
+        // never handed out, so it is dropped with it. Through it this handle
+        // only loads (the mapping is read-only): snapshots, generations,
+        // FUTEX_WAIT, and the lock's is_poisoned / is_locked / liveness.
+        let slot = unsafe { Slot::single(&map) };
+        SharedReader { map, slot, label }
     }
 
     /// A consistent copy of the value, taken without the lock; see
     /// [`Shared::snapshot`](crate::Shared::snapshot), which behaves the same.
     #[inline]
     pub fn snapshot(&self) -> LockResult<T> {
-        let mut out = MaybeUninit::<T>::uninit();
-        let (ok, _) = read_value(self.raw(), self.versions(), self.value, &mut out);
-        // SAFETY: `read_value` wrote every byte of `out`, and any bytes are
-        // a valid T (Shareable).
-        let value = unsafe { out.assume_init() };
-        if ok {
-            Ok(value)
-        } else {
-            Err(PoisonError::new(value))
-        }
+        self.slot.snapshot()
     }
 
     /// [`snapshot`](SharedReader::snapshot), with the generation of the copy.
     pub fn snapshot_with_generation(&self) -> LockResult<(T, u64)> {
-        let mut out = MaybeUninit::<T>::uninit();
-        let (ok, generation) = read_value(self.raw(), self.versions(), self.value, &mut out);
-        // SAFETY: as in `snapshot`.
-        let value = unsafe { out.assume_init() };
-        if ok {
-            Ok((value, generation))
-        } else {
-            Err(PoisonError::new((value, generation)))
-        }
+        self.slot.snapshot_with_generation()
     }
 
     /// [`snapshot`](SharedReader::snapshot) into a value the caller already has,
@@ -136,23 +95,13 @@ impl<T: Shareable> SharedReader<T> {
     /// `snapshot` returns it. `out` holds the copy either way.
     #[inline]
     pub fn snapshot_into(&self, out: &mut T) -> LockResult<u64> {
-        // SAFETY: MaybeUninit<T> has T's layout; `read_value` writes every
-        // byte of it with bytes copied from a T, and any bytes are a valid
-        // T (Shareable), so `out` holds a valid T afterwards, and at every
-        // moment in between (it never writes uninitialised bytes).
-        let slot = unsafe { &mut *(out as *mut T).cast::<MaybeUninit<T>>() };
-        let (ok, generation) = read_value(self.raw(), self.versions(), self.value, slot);
-        if ok {
-            Ok(generation)
-        } else {
-            Err(PoisonError::new(generation))
-        }
+        self.slot.snapshot_into(out)
     }
 
     /// How many writes have been committed (see
     /// [`Shared::generation`](crate::Shared::generation)).
     pub fn generation(&self) -> u64 {
-        self.versions().generation()
+        self.slot.generation()
     }
 
     /// Sleeps in the kernel until a write is committed that makes the
@@ -171,24 +120,24 @@ impl<T: Shareable> SharedReader<T> {
                 name: self.label.clone(),
             });
         }
-        Ok(self.versions().wait(seen, timeout, None))
+        Ok(self.slot.wait_for_change(seen, timeout, false))
     }
 
     /// Whether writers of this segment wake read-only handles, so that
     /// [`wait_for_change`](SharedReader::wait_for_change) works.
     pub fn wakes(&self) -> bool {
-        self.versions().wakes_all()
+        self.slot.versions().wakes_all()
     }
 
     /// Whether a holder panicked or died while holding the lock (since the
     /// poison was last cleared by a handle that may write).
     pub fn is_poisoned(&self) -> bool {
-        self.raw().is_poisoned()
+        self.slot.raw().is_poisoned()
     }
 
     /// Whether some thread (of any process) holds the lock now.
     pub fn is_locked(&self) -> bool {
-        self.raw().is_locked()
+        self.slot.raw().is_locked()
     }
 
     /// The segment's name as errors give it.

@@ -2,7 +2,6 @@
 
 use std::fmt;
 use std::marker::PhantomData;
-use std::mem::MaybeUninit;
 use std::ops::{Deref, DerefMut};
 use std::ptr::NonNull;
 use std::sync::{LockResult, PoisonError, TryLockError, TryLockResult};
@@ -12,12 +11,12 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use crate::backend::Remover;
 use crate::error::Result;
-use crate::header::{Layout, LOCK_OFFSET, VERSIONS_OFFSET};
 use crate::location::IntoLocation;
 use crate::lock::RawLock;
 use crate::options::SharedOptions;
-use crate::seqlock::{Read, Versions};
+use crate::seqlock::Versions;
 use crate::shareable::Shareable;
+use crate::slot::Slot;
 use crate::sys::mapping::Mapping;
 
 /// A `T` in shared memory, guarded by a lock that works across processes and
@@ -52,9 +51,7 @@ use crate::sys::mapping::Mapping;
 /// ```
 pub struct Shared<T: Shareable> {
     map: Mapping,
-    lock: NonNull<RawLock>,
-    versions: NonNull<Versions>,
-    value: NonNull<T>,
+    slot: Slot<T>,
     label: String,
     remover: Remover,
     remove_on_drop: bool,
@@ -144,14 +141,12 @@ impl<T: Shareable> Shared<T> {
         remove_on_drop: bool,
         fd: Option<OwnedFd>,
     ) -> Shared<T> {
-        let value = map.at::<T>(Layout::of::<T>().value_offset);
-        let lock = NonNull::from(map.raw_lock(LOCK_OFFSET));
-        let versions = NonNull::from(map.versions(VERSIONS_OFFSET));
+        // SAFETY: the slot is kept next to the mapping in the handle and
+        // never handed out, so it is dropped with it.
+        let slot = unsafe { Slot::single(&map) };
         Shared {
             map,
-            lock,
-            versions,
-            value,
+            slot,
             label,
             remover,
             remove_on_drop,
@@ -163,21 +158,17 @@ impl<T: Shareable> Shared<T> {
     /// as long as `self`).
     #[inline]
     pub(crate) fn value_ptr(&self) -> NonNull<T> {
-        self.value
+        self.slot.value()
     }
 
     #[inline]
     fn raw(&self) -> &RawLock {
-        // SAFETY: `lock` came from `Mapping::raw_lock` on `self.map`, which
-        // lives as long as `self`; see there for why the reference is sound.
-        unsafe { self.lock.as_ref() }
+        self.slot.raw()
     }
 
     #[inline]
     fn versions(&self) -> &Versions {
-        // SAFETY: as for `raw`: `versions` came from `Mapping::versions` on
-        // `self.map`, which lives as long as `self`.
-        unsafe { self.versions.as_ref() }
+        self.slot.versions()
     }
 
     /// A copy of the value, taken without the lock and without waiting for
@@ -214,30 +205,13 @@ impl<T: Shareable> Shared<T> {
     /// ```
     #[inline]
     pub fn snapshot(&self) -> LockResult<T> {
-        let mut out = MaybeUninit::<T>::uninit();
-        let (ok, _) = read_value(self.raw(), self.versions(), self.value, &mut out);
-        // SAFETY: `read_value` wrote every byte of `out`, and any bytes are
-        // a valid T (Shareable).
-        let value = unsafe { out.assume_init() };
-        if ok {
-            Ok(value)
-        } else {
-            Err(PoisonError::new(value))
-        }
+        self.slot.snapshot()
     }
 
     /// [`snapshot`](Shared::snapshot), with the generation the copy belongs
     /// to (see [`generation`](Shared::generation)).
     pub fn snapshot_with_generation(&self) -> LockResult<(T, u64)> {
-        let mut out = MaybeUninit::<T>::uninit();
-        let (ok, generation) = read_value(self.raw(), self.versions(), self.value, &mut out);
-        // SAFETY: as in `snapshot`.
-        let value = unsafe { out.assume_init() };
-        if ok {
-            Ok((value, generation))
-        } else {
-            Err(PoisonError::new((value, generation)))
-        }
+        self.slot.snapshot_with_generation()
     }
 
     /// [`snapshot`](Shared::snapshot) into a value the caller already has,
@@ -247,24 +221,14 @@ impl<T: Shareable> Shared<T> {
     /// `snapshot` returns it. `out` holds the copy either way.
     #[inline]
     pub fn snapshot_into(&self, out: &mut T) -> LockResult<u64> {
-        // SAFETY: MaybeUninit<T> has T's layout; `read_value` writes every
-        // byte of it with bytes copied from a T, and any bytes are a valid
-        // T (Shareable), so `out` holds a valid T afterwards, and at every
-        // moment in between (it never writes uninitialised bytes).
-        let slot = unsafe { &mut *(out as *mut T).cast::<MaybeUninit<T>>() };
-        let (ok, generation) = read_value(self.raw(), self.versions(), self.value, slot);
-        if ok {
-            Ok(generation)
-        } else {
-            Err(PoisonError::new(generation))
-        }
+        self.slot.snapshot_into(out)
     }
 
     /// How many writes to the value have been committed since the segment
     /// was created: a guard that was dereferenced mutably counts one when it
     /// is dropped. Equal generations mean an unchanged value.
     pub fn generation(&self) -> u64 {
-        self.versions().generation()
+        self.slot.generation()
     }
 
     /// Sleeps until a write is committed, in any process, that makes the
@@ -295,7 +259,7 @@ impl<T: Shareable> Shared<T> {
     /// `tokio::task::spawn_blocking(move || shared.wait_for_change(seen, t))`
     /// with the handle in an `Arc`.
     pub fn wait_for_change(&self, seen: u64, timeout: Duration) -> Option<u64> {
-        self.versions().wait(seen, timeout, Some(self.raw()))
+        self.slot.wait_for_change(seen, timeout, true)
     }
 
     /// The segment's name as errors give it: a POSIX name (without the
@@ -474,7 +438,7 @@ impl<T: Shareable> Deref for SharedGuard<'_, T> {
         // following the protocol writes the value meanwhile. Every bit
         // pattern is a valid T (Shareable), so whatever a peer left there is
         // a valid value.
-        unsafe { self.shared.value.as_ref() }
+        unsafe { self.shared.slot.value().as_ref() }
     }
 }
 
@@ -487,7 +451,7 @@ impl<T: Shareable> DerefMut for SharedGuard<'_, T> {
         }
         // SAFETY: as in `deref`; the lock gives this thread exclusive access,
         // and `&mut self` makes this the only reference through this guard.
-        unsafe { &mut *self.shared.value.as_ptr() }
+        unsafe { &mut *self.shared.slot.value().as_ptr() }
     }
 }
 
@@ -511,24 +475,5 @@ impl<T: Shareable> Drop for SharedGuard<'_, T> {
 impl<T: Shareable + fmt::Debug> fmt::Debug for SharedGuard<'_, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(&**self, f)
-    }
-}
-
-/// The lock-free read behind `snapshot` (shared by read-only handles):
-/// fills `out` with a copy of the value; returns whether it is clean and
-/// unpoisoned, and its generation.
-#[inline(always)]
-pub(crate) fn read_value<T: Shareable>(
-    lock: &RawLock,
-    versions: &Versions,
-    value: NonNull<T>,
-    out: &mut MaybeUninit<T>,
-) -> (bool, u64) {
-    // SAFETY: `value` points at the T guarded by `versions`, inside a
-    // mapping that the caller's handle keeps alive for the call, aligned
-    // (checked by Mapping::at).
-    match unsafe { versions.read(lock, value.as_ptr(), out) } {
-        Read::Clean(g) => (!lock.is_poisoned(), g),
-        Read::Interrupted(g) => (false, g),
     }
 }
