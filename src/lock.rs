@@ -318,6 +318,11 @@ impl RawLock {
         !owner::is_alive(tid, start)
     }
 
+    /// Whether the calling thread holds the lock.
+    pub(crate) fn held_by_me(&self) -> bool {
+        identity(self.word.load(Ordering::Relaxed)) == thread::ident()
+    }
+
     /// Whether the lock is held by a thread that has died (the answer for
     /// this moment; `false` when the lock is free or its holder lives).
     pub(crate) fn holder_died(&self) -> bool {

@@ -184,6 +184,9 @@ impl Versions {
                 std::hint::spin_loop();
                 continue;
             }
+            if busy == 32 && lock.held_by_me() {
+                panic!("shmstore: snapshot() called by the thread that is writing this value through its lock guard (it would wait for itself); drop the guard first, or read through it");
+            }
             if busy < 128 {
                 std::thread::yield_now();
             } else {

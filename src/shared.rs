@@ -189,6 +189,12 @@ impl<T: Shareable> Shared<T> {
     /// changed nothing, so until someone locks, snapshots of its value are
     /// `Ok`.
     ///
+    /// # Panics
+    ///
+    /// If this thread holds a guard through which it has written (the
+    /// snapshot would wait for its own write); read through the guard
+    /// instead.
+    ///
     /// ```
     /// use shmstore::{Shareable, Shared};
     ///

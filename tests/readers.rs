@@ -1303,3 +1303,13 @@ fn writes_go_on_under_a_stream_of_snapshots() {
         assert_eq!(field(&l, "final_ok"), "true", "{l}");
     }
 }
+
+#[test]
+#[should_panic(expected = "wait for itself")]
+fn a_snapshot_by_the_thread_that_is_writing_panics_instead_of_hanging() {
+    let seg = Segment::new("readers-self");
+    let shared = Shared::create(seg.name(), Eight::splat(1)).unwrap();
+    let mut g = shared.lock().unwrap();
+    g.a = 2; // a write in progress, by this thread
+    let _ = shared.snapshot();
+}
