@@ -135,19 +135,40 @@ impl Versions {
         src: *const T,
         out: &mut MaybeUninit<T>,
     ) -> Read {
-        let s1 = self.seq.load(Ordering::Acquire);
-        if s1 & 1 == 0 {
-            // SAFETY: `src` is valid (the caller's promise) and `out` is a
-            // separate, writable `T`.
-            unsafe { racy::copy_into(src, out.as_mut_ptr()) };
-            // Orders the copy's loads before the second load of `seq`.
-            fence(Ordering::Acquire);
-            if self.seq.load(Ordering::Relaxed) == s1 {
-                return Read::Clean(s1 >> 1);
-            }
-        }
         // SAFETY: passed on from the caller.
-        unsafe { self.read_slow(lock, src, out) }
+        match unsafe { self.try_read(src, out) } {
+            Ok(generation) => Read::Clean(generation),
+            // SAFETY: passed on from the caller.
+            Err(_) => unsafe { self.read_slow(lock, src, out) },
+        }
+    }
+
+    /// One attempt: the generation of a clean copy in `out`, or the `seq`
+    /// seen when a write was in progress or overlapped the copy.
+    ///
+    /// # Safety
+    ///
+    /// As for `read`.
+    #[inline(always)]
+    unsafe fn try_read<T: Shareable>(
+        &self,
+        src: *const T,
+        out: &mut MaybeUninit<T>,
+    ) -> Result<u64, u64> {
+        let s1 = self.seq.load(Ordering::Acquire);
+        if s1 & 1 != 0 {
+            return Err(s1);
+        }
+        // SAFETY: `src` is valid (the caller's promise) and `out` is a
+        // separate, writable `T`.
+        unsafe { racy::copy_into(src, out.as_mut_ptr()) };
+        // Orders the copy's loads before the second load of `seq`.
+        fence(Ordering::Acquire);
+        if self.seq.load(Ordering::Relaxed) == s1 {
+            Ok(s1 >> 1)
+        } else {
+            Err(s1)
+        }
     }
 
     /// [`read`](Versions::read) when a write was in progress or overlapped.
@@ -166,16 +187,13 @@ impl Versions {
         let mut busy = 0u32;
         let mut since: Option<Instant> = None;
         loop {
-            let s1 = self.seq.load(Ordering::Acquire);
-            if s1 & 1 == 0 {
-                // SAFETY: as in `read`.
-                unsafe { racy::copy_into(src, out.as_mut_ptr()) };
-                fence(Ordering::Acquire);
-                if self.seq.load(Ordering::Relaxed) == s1 {
-                    return Read::Clean(s1 >> 1);
-                }
-                continue;
-            }
+            // SAFETY: as in `read`.
+            let s1 = match unsafe { self.try_read(src, out) } {
+                Ok(generation) => return Read::Clean(generation),
+                // A write overlapped the copy and is done: copy again.
+                Err(s1) if s1 & 1 == 0 => continue,
+                Err(s1) => s1,
+            };
             // A write is in progress: writes are short, so spin briefly,
             // then give the CPU away (the writer may be waiting for it),
             // then nap; meanwhile check now and then that the writer lives.

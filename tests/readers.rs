@@ -31,7 +31,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use common::{command, eventually, field, is_root, role, say, Counter, Kid, Segment};
+use common::{command, eventually, field, is_root, role, say, Counter, Key, Kid, Segment};
 use shmstore::{Error, Location, Shareable, Shared, SharedOptions, SharedReader, SysvKey};
 
 // ===========================================================================
@@ -161,27 +161,9 @@ impl<T: Shareable> Handle<T> {
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
 
-/// A System V key unique to this process and call; its segment is marked for
-/// removal when the guard is dropped. Keys are `0x5000_0000 | pid << 6 | n`
-/// (tests/sysv.rs uses `0x3000_0000 | ...`, so the two never meet).
-struct Key(SysvKey);
-
-impl Key {
-    fn new() -> Key {
-        let n = SEQ.fetch_add(1, Ordering::Relaxed);
-        assert!(n < 64, "out of keys");
-        let raw = 0x5000_0000 | ((std::process::id() & 0x3f_ffff) << 6) | n;
-        let key = SysvKey::new(raw as i32);
-        // A crashed earlier run of a process with our pid may have left it.
-        let _ = Shared::<u64>::unlink(key);
-        Key(key)
-    }
-}
-
-impl Drop for Key {
-    fn drop(&mut self) {
-        let _ = Shared::<u64>::unlink(self.0);
-    }
+/// A key of this file's range (see `common::Key`).
+fn new_key() -> Key {
+    Key::in_range(0x5000_0000)
 }
 
 /// A directory of our own under the temporary directory, removed with all
@@ -1038,7 +1020,7 @@ fn another_user_reads_a_sysv_segment_read_only() {
         eprintln!("skipped: needs root to run a child as another user");
         return;
     }
-    let key = Key::new();
+    let key = new_key();
     let s = created_for_the_group(key.0);
     let info = s.sysv_info().unwrap().unwrap();
     sysv_set_group(info.id, 65534);

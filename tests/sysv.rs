@@ -12,12 +12,11 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::PoisonError;
 use std::time::{Duration, Instant};
 
 use common::{
-    command, failure, field, is_root, outcome, report_race, role, say, variant, Counter, Kid,
+    command, failure, field, is_root, outcome, report_race, role, say, variant, Counter, Key, Kid,
     Tally, Wider,
 };
 use shmstore::{Error, Shareable, Shared, SharedOptions, SysvKey};
@@ -43,37 +42,9 @@ const RECOVERY: Duration = Duration::from_secs(1);
 // ===========================================================================
 // Keys, and segments made by hand
 
-static SEQ: AtomicU32 = AtomicU32::new(0);
-
-/// A key unique to this process and call; its segment is marked for removal
-/// (`IPC_RMID`) when the guard is dropped, whatever it holds.
-struct Key(SysvKey);
-
-impl Key {
-    fn new() -> Key {
-        let n = SEQ.fetch_add(1, Ordering::Relaxed);
-        assert!(n < 64, "out of keys");
-        let raw = 0x3000_0000 | ((std::process::id() & 0x3f_ffff) << 6) | n;
-        let key = SysvKey::new(raw as i32);
-        // A crashed earlier run of a process with our pid may have left it.
-        let _ = Shared::<u64>::unlink(key);
-        Key(key)
-    }
-
-    fn key(&self) -> SysvKey {
-        self.0
-    }
-
-    fn arg(&self) -> String {
-        self.0.key().to_string()
-    }
-}
-
-impl Drop for Key {
-    fn drop(&mut self) {
-        // The type does not matter to unlink; NotFound is fine.
-        let _ = Shared::<u64>::unlink(self.0);
-    }
+/// A key of this file's range (see `common::Key`).
+fn new_key() -> Key {
+    Key::in_range(0x3000_0000)
 }
 
 fn key_arg(s: &str) -> SysvKey {
@@ -351,7 +322,7 @@ fn limits(base: &str) -> i32 {
 fn processes_lose_no_update() {
     const PROCS: usize = 4;
     const EACH: u64 = 20_000;
-    let key = Key::new();
+    let key = new_key();
     let c = Shared::create(key.key(), Counter::default()).unwrap();
     let mut kids: Vec<Kid> = (0..PROCS)
         .map(|_| Kid::spawn("incr", &[&key.arg(), &EACH.to_string()]))
@@ -374,7 +345,7 @@ fn processes_lose_no_update() {
 /// the bound and sees what the holder wrote.
 #[test]
 fn a_killed_holder_poisons_and_keeps_the_value() {
-    let key = Key::new();
+    let key = new_key();
     let c = Shared::create(key.key(), Counter::default()).unwrap();
     let mut kid = Kid::spawn("hold", &[&key.arg()]);
     kid.expect("locked");
@@ -397,7 +368,7 @@ fn a_killed_holder_poisons_and_keeps_the_value() {
 /// LayoutMismatch, and the segment is left as it was.
 #[test]
 fn another_type_is_a_layout_mismatch() {
-    let key = Key::new();
+    let key = new_key();
     let c = Shared::create(
         key.key(),
         Counter {
@@ -447,7 +418,7 @@ fn foreign_segments_are_refused_and_left_alone() {
         (COUNTER_LEN - 8, false),
         (COUNTER_LEN + 8, false),
     ] {
-        let key = Key::new();
+        let key = new_key();
         let id = raw_create(key.key(), size, 0o600);
         let raw = Raw::attach(id, size);
         if garbage {
@@ -469,7 +440,7 @@ fn foreign_segments_are_refused_and_left_alone() {
     }
 
     // The right size, zeroes except in the value: not ours either.
-    let key = Key::new();
+    let key = new_key();
     let id = raw_create(key.key(), COUNTER_LEN, 0o600);
     let raw = Raw::attach(id, COUNTER_LEN);
     raw.write(VALUE_AT + 3, &[1]);
@@ -484,7 +455,7 @@ fn foreign_segments_are_refused_and_left_alone() {
 /// `open_or_create` initialises it.
 #[test]
 fn open_waits_for_a_creator_that_has_not_started() {
-    let key = Key::new();
+    let key = new_key();
     let id = raw_create(key.key(), COUNTER_LEN, 0o600);
     let k = key.key();
     let opener = std::thread::spawn(move || {
@@ -507,7 +478,7 @@ fn open_waits_for_a_creator_that_has_not_started() {
     assert!(took >= Duration::from_millis(250), "{took:?}");
 
     // Nobody comes: Incomplete after a few seconds.
-    let key = Key::new();
+    let key = new_key();
     raw_create(key.key(), COUNTER_LEN, 0o600);
     let t0 = Instant::now();
     let e = failure(Shared::<Counter>::open(key.key()));
@@ -521,7 +492,7 @@ fn open_waits_for_a_creator_that_has_not_started() {
 #[test]
 fn a_dead_initialiser_is_taken_over() {
     // A real Counter segment to copy the header from.
-    let model = Key::new();
+    let model = new_key();
     let m = Shared::create(
         model.key(),
         Counter {
@@ -536,7 +507,7 @@ fn a_dead_initialiser_is_taken_over() {
     let dead = (7u64 << 32) | ((1 << 22) - 1);
     bytes[LOCK_AT..LOCK_AT + 8].copy_from_slice(&dead.to_ne_bytes());
 
-    let key = Key::new();
+    let key = new_key();
     let id = raw_create(key.key(), COUNTER_LEN, 0o600);
     let raw = Raw::attach(id, COUNTER_LEN);
     raw.write(0, &bytes);
@@ -562,7 +533,7 @@ fn a_dead_initialiser_is_taken_over() {
 /// still initialising (before anyone waits on its lock).
 #[test]
 fn another_pid_namespace_is_refused() {
-    let key = Key::new();
+    let key = new_key();
     let c = Shared::create(key.key(), Counter::default()).unwrap();
     let raw = Raw::attach(id_of(&c), COUNTER_LEN);
     let mut ns = [0u8; 8];
@@ -587,7 +558,7 @@ fn another_pid_namespace_is_refused() {
 fn racing_creators_share_one_segment() {
     const PROCS: u32 = 6;
     for round in ["ooc", "create", "mixed"] {
-        let key = Key::new();
+        let key = new_key();
         let mut kids: Vec<Kid> = (0..PROCS)
             .map(|i| {
                 let kind = match round {
@@ -639,7 +610,7 @@ fn racing_creators_share_one_segment() {
 /// segment goes with its last detach.
 #[test]
 fn removal_while_attached() {
-    let key = Key::new();
+    let key = new_key();
     let a = Shared::create(key.key(), Counter::default()).unwrap();
     let b = Shared::<Counter>::open(key.key()).unwrap();
     let info = a.sysv_info().unwrap().unwrap();
@@ -676,7 +647,7 @@ fn removal_while_attached() {
     assert!(!listed(info.id), "gone with its last detach");
 
     // remove_on_drop removes by id: the key is free after the drop.
-    let key2 = Key::new();
+    let key2 = new_key();
     let r = SharedOptions::new()
         .remove_on_drop(true)
         .create(key2.key(), Counter::default())
@@ -692,7 +663,7 @@ fn removal_while_attached() {
 #[test]
 fn modes_are_exact() {
     for (mode, want) in [(None, 0o600), (Some(0o640), 0o640), (Some(0o666), 0o666)] {
-        let key = Key::new();
+        let key = new_key();
         let mut opts = SharedOptions::new();
         if let Some(m) = mode {
             opts.mode(m);
@@ -703,7 +674,7 @@ fn modes_are_exact() {
         assert_eq!(listed_perms(info.id).map(|p| p & 0o777), Some(want));
     }
     // open_or_create that creates too.
-    let key = Key::new();
+    let key = new_key();
     let c = SharedOptions::new()
         .mode(0o604)
         .open_or_create(key.key(), Counter::default())
@@ -719,7 +690,7 @@ fn other_users_segments() {
         eprintln!("skipped: needs root");
         return;
     }
-    let key = Key::new();
+    let key = new_key();
     let c = Shared::create(key.key(), Counter::default()).unwrap();
     set_owner(id_of(&c), 65534);
     let e = failure(Shared::<Counter>::open(key.key()));
@@ -739,8 +710,8 @@ fn other_users_segments() {
     assert_eq!(c.lock().unwrap().value, 3);
 
     // The other way round: root's segments seen by uid 65534.
-    let private = Key::new();
-    let public = Key::new();
+    let private = new_key();
+    let public = new_key();
     let _p = Shared::create(private.key(), Counter::default()).unwrap();
     let q = SharedOptions::new()
         .mode(0o666)
@@ -854,7 +825,7 @@ fn ftok_matches_libc() {
 /// holding it through one poisons it for the other.
 #[test]
 fn two_handles_in_one_process_share_the_value() {
-    let key = Key::new();
+    let key = new_key();
     let a = Shared::create(key.key(), Counter::default()).unwrap();
     let b = Shared::<Counter>::open(key.key()).unwrap();
     a.lock().unwrap().value = 5;

@@ -417,3 +417,40 @@ pub fn report_race(got: Result<shmstore::Shared<Counter>, shmstore::Error>) {
         Err(e) => say(format!("result={} ({e})", variant(&e))),
     }
 }
+
+static KEY_SEQ: AtomicU32 = AtomicU32::new(0);
+
+/// A System V key unique to this process and call, in the range `base` of
+/// one test file (tests/sysv.rs uses `0x3000_0000`, tests/readers.rs
+/// `0x5000_0000`, so test binaries running at once never meet): keys are
+/// `base | pid << 6 | n`. Its segment is marked for removal (`IPC_RMID`)
+/// when the guard is dropped, whatever it holds.
+pub struct Key(pub shmstore::SysvKey);
+
+impl Key {
+    pub fn in_range(base: u32) -> Key {
+        let n = KEY_SEQ.fetch_add(1, Ordering::Relaxed);
+        assert!(n < 64, "out of keys");
+        let raw = base | ((std::process::id() & 0x3f_ffff) << 6) | n;
+        let key = shmstore::SysvKey::new(raw as i32);
+        // A crashed earlier run of a process with our pid may have left it.
+        let _ = shmstore::Shared::<u64>::unlink(key);
+        Key(key)
+    }
+
+    pub fn key(&self) -> shmstore::SysvKey {
+        self.0
+    }
+
+    /// The key as a child process's argument.
+    pub fn arg(&self) -> String {
+        self.0.key().to_string()
+    }
+}
+
+impl Drop for Key {
+    fn drop(&mut self) {
+        // The type does not matter to unlink; NotFound is fine.
+        let _ = shmstore::Shared::<u64>::unlink(self.0);
+    }
+}
