@@ -354,6 +354,7 @@ fn child_entry() {
         "die-mid-write" => die_mid_write(arg(1)),
         "hold" => hold(arg(1), arg(2)),
         "die-holding" => die_holding(arg(1)),
+        "follow" => follow(arg(1), arg(2), arg(3).parse().unwrap()),
         other => panic!("unknown role {other}"),
     };
     std::process::exit(code);
@@ -579,6 +580,30 @@ fn as_nobody(kind: &str, target: &str) -> i32 {
 
 /// Locks, writes the first half of the words (2), and SIGKILLs itself with
 /// the lock held and the write unfinished.
+/// Waits for `rounds` changes one after the other through a handle of
+/// `access`, saying each generation it wakes to. A wake-up that is lost
+/// leaves it asleep for the full two minutes, far beyond the parent's
+/// patience (`common::PATIENCE`), so the parent fails at once.
+fn follow(access: &str, name: &str, rounds: u64) -> i32 {
+    let h = Handle::<Eight>::open(access, &Location::posix(name).unwrap());
+    let mut seen = h.generation();
+    say("ready");
+    for _ in 0..rounds {
+        match h.wait_for_change(seen, Duration::from_secs(120)) {
+            Ok(Some(g)) => {
+                seen = g;
+                say(format!("saw {g}"));
+            }
+            Ok(None) => {
+                say("missed");
+                return 1;
+            }
+            Err(e) => panic!("wait_for_change: {e}"),
+        }
+    }
+    0
+}
+
 fn die_mid_write(name: &str) -> i32 {
     let s = Shared::<Eight>::open(name).expect("open");
     let mut g = s.lock().expect("not poisoned");
@@ -1294,4 +1319,48 @@ fn a_snapshot_by_the_thread_that_is_writing_panics_instead_of_hanging() {
     let mut g = shared.lock().unwrap();
     g.a = 2; // a write in progress, by this thread
     let _ = shared.snapshot();
+}
+
+/// Commits 1,000 times, each as soon as every follower (of the `access`
+/// kinds given) has said what it saw, so followers go back to sleep just as
+/// the next commit lands: the race the watched bit and the futex must win
+/// every time. A lost wake-up stalls the lockstep: no "saw" line comes
+/// within the parent's patience.
+fn lockstep(test: &str, wake_read_only: bool, accesses: &[&str]) {
+    const ROUNDS: u64 = 1000;
+    let seg = Segment::new(test);
+    let shared = SharedOptions::new()
+        .wake_read_only(wake_read_only)
+        .create(seg.name(), Eight::splat(0))
+        .unwrap();
+    let rounds = ROUNDS.to_string();
+    let mut kids: Vec<Kid> = accesses
+        .iter()
+        .map(|access| Kid::spawn("follow", &[access, seg.name(), &rounds]))
+        .collect();
+    for k in &mut kids {
+        k.expect("ready");
+    }
+    for round in 1..=ROUNDS {
+        *shared.lock().unwrap() = Eight::splat(round);
+        for k in &mut kids {
+            let saw: u64 = k.expect("saw").parse().unwrap();
+            assert_eq!(saw, round, "a follower skipped or repeated a generation");
+        }
+    }
+    for k in &mut kids {
+        k.wait_success();
+    }
+    assert_eq!(shared.generation(), ROUNDS);
+}
+
+#[test]
+fn no_wake_up_is_lost_by_the_watched_bit_over_a_thousand_commits() {
+    // No wake_read_only: only the watched bit makes the writer wake them.
+    lockstep("readers-lockstep-v", false, &["rw", "rw", "rw"]);
+}
+
+#[test]
+fn no_wake_up_is_lost_by_read_only_waiters_over_a_thousand_commits() {
+    lockstep("readers-lockstep-ro", true, &["rw", "ro", "ro"]);
 }
