@@ -336,6 +336,18 @@ fn friendly(backend: Backend) -> Result<ExitCode, String> {
 
 fn worker(backend: Backend, iters: u64) -> Result<ExitCode, String> {
     let counter = Shared::<Counter>::open(backend.location(false)).map_err(|e| e.to_string())?;
+    race(|| {
+        for _ in 0..iters {
+            let mut g = counter.lock().map_err(|_| "the lock is poisoned")?;
+            g.value += 1;
+        }
+        Ok(())
+    })
+}
+
+/// The worker's side of the protocol: says "ready", waits for the line that
+/// starts everyone at once, runs `work`, and says when it ended.
+fn race(work: impl FnOnce() -> Result<(), String>) -> Result<ExitCode, String> {
     let mut out = std::io::stdout().lock();
     writeln!(out, "ready")
         .and_then(|()| out.flush())
@@ -344,10 +356,7 @@ fn worker(backend: Backend, iters: u64) -> Result<ExitCode, String> {
     std::io::stdin()
         .read_line(&mut go)
         .map_err(|e| e.to_string())?;
-    for _ in 0..iters {
-        let mut g = counter.lock().map_err(|_| "the lock is poisoned")?;
-        g.value += 1;
-    }
+    work()?;
     let end = now_ns();
     writeln!(out, "end {end}")
         .and_then(|()| out.flush())
@@ -374,23 +383,13 @@ fn friendly_atomic(backend: Backend) -> Result<ExitCode, String> {
 fn worker_atomic(backend: Backend, iters: u64) -> Result<ExitCode, String> {
     let counter = SharedAtomic::<AtomicCounter>::open(backend.atomic_location())
         .map_err(|e| e.to_string())?;
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "ready")
-        .and_then(|()| out.flush())
-        .map_err(|e| e.to_string())?;
-    let mut go = String::new();
-    std::io::stdin()
-        .read_line(&mut go)
-        .map_err(|e| e.to_string())?;
-    let value = &counter.get().value;
-    for _ in 0..iters {
-        value.fetch_add(1, Ordering::Relaxed);
-    }
-    let end = now_ns();
-    writeln!(out, "end {end}")
-        .and_then(|()| out.flush())
-        .map_err(|e| e.to_string())?;
-    Ok(ExitCode::SUCCESS)
+    race(|| {
+        let value = &counter.get().value;
+        for _ in 0..iters {
+            value.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
+    })
 }
 
 /// The crash test of `--atomic`: there is no lock that a killed process

@@ -38,6 +38,15 @@ enum Unit {
     Items,
 }
 
+/// A stored length as a peer may have written it, clamped to the capacity.
+const fn clamped(stored: u64, capacity: usize) -> usize {
+    if stored < capacity as u64 {
+        stored as usize
+    } else {
+        capacity
+    }
+}
+
 /// A value does not fit in a [`ShmStr`] or [`ShmVec`]: it needs
 /// [`needed`](CapacityError::needed) bytes or items, and there is room for
 /// [`capacity`](CapacityError::capacity). The value written to is unchanged.
@@ -188,12 +197,7 @@ impl<const N: usize> ShmStr<N> {
 
     /// The length in bytes: the stored length, clamped to `N`.
     pub const fn len(&self) -> usize {
-        let stored = u32::from_le_bytes(self.len) as u64;
-        if stored < N as u64 {
-            stored as usize
-        } else {
-            N
-        }
+        clamped(u32::from_le_bytes(self.len) as u64, N)
     }
 
     /// Whether the length is 0.
@@ -434,12 +438,7 @@ impl<T: Shareable + Copy, const N: usize> ShmVec<T, N> {
     /// The number of items: the stored length, clamped to `N`.
     pub const fn len(&self) -> usize {
         let () = Self::LAYOUT;
-        let stored = u64::from_le_bytes(self.len);
-        if stored < N as u64 {
-            stored as usize
-        } else {
-            N
-        }
+        clamped(u64::from_le_bytes(self.len), N)
     }
 
     /// Whether the length is 0.

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicI16, AtomicI64, AtomicU32, AtomicU64, AtomicU8, Or
 use std::sync::TryLockError;
 use std::time::Duration;
 
-use common::{command, role, say, Kid, Segment};
+use common::{command, race_to_the_end, role, say, Kid, Segment};
 use shmstore::{LockFree, Shareable, Shared, SharedAtomic};
 
 /// Compiles only for `LockFree` types.
@@ -125,15 +125,7 @@ fn four_processes_add_through_get_and_no_update_is_lost() {
     let mut kids: Vec<Kid> = (0..PROCS)
         .map(|i| Kid::spawn("add", &[seg.name(), &i.to_string(), &adds]))
         .collect();
-    for k in &mut kids {
-        k.expect("ready");
-    }
-    for k in &mut kids {
-        k.send("go");
-    }
-    for k in &mut kids {
-        k.wait_success();
-    }
+    race_to_the_end(&mut kids);
 
     let s = atomic.get();
     let n = PROCS as u64 * ADDS;

@@ -15,8 +15,8 @@ use std::sync::{Barrier, PoisonError, TryLockError};
 use std::time::{Duration, Instant};
 
 use common::{
-    command, eventually, failure, field, gettid, is_root, outcome, proc_state, report_race, role,
-    say, variant, Counter, Kid, Segment, Tally, Wider, CHILD_ENV,
+    command, eventually, failure, field, gettid, is_root, outcome, proc_state, race_to_the_end,
+    report_race, role, say, variant, Counter, Kid, Segment, Tally, Wider, CHILD_ENV,
 };
 use shmstore::{Error, Shareable, Shared, SharedOptions};
 
@@ -496,15 +496,7 @@ fn no_update_is_lost_between_processes() {
     let mut kids: Vec<Kid> = (0..N)
         .map(|_| Kid::spawn("incr", &[seg.name(), &m, "1"]))
         .collect();
-    for k in &mut kids {
-        k.expect("ready");
-    }
-    for k in &mut kids {
-        k.send("go");
-    }
-    for k in &mut kids {
-        k.wait_success();
-    }
+    race_to_the_end(&mut kids);
     let pids: Vec<u32> = kids.iter().map(Kid::pid).collect();
     let g = c.lock().expect("nobody died holding the lock");
     assert_eq!(g.value, N * M, "updates were lost");

@@ -16,8 +16,8 @@ use std::sync::PoisonError;
 use std::time::{Duration, Instant};
 
 use common::{
-    command, failure, field, is_root, outcome, report_race, role, say, variant, Counter, Key, Kid,
-    Tally, Wider,
+    command, failure, field, is_root, outcome, race_to_the_end, report_race, role, say, variant,
+    Counter, Key, Kid, Tally, Wider,
 };
 use shmstore::{Error, Shareable, Shared, SharedOptions, SysvKey};
 
@@ -327,15 +327,7 @@ fn processes_lose_no_update() {
     let mut kids: Vec<Kid> = (0..PROCS)
         .map(|_| Kid::spawn("incr", &[&key.arg(), &EACH.to_string()]))
         .collect();
-    for k in &mut kids {
-        k.expect("ready");
-    }
-    for k in &mut kids {
-        k.send("go");
-    }
-    for k in &mut kids {
-        k.wait_success();
-    }
+    race_to_the_end(&mut kids);
     let g = c.lock().expect("not poisoned");
     assert_eq!(g.value, PROCS as u64 * EACH);
     assert!(kids.iter().any(|k| k.pid() == g.last_pid));

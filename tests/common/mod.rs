@@ -454,3 +454,17 @@ impl Drop for Key {
         let _ = shmstore::Shared::<u64>::unlink(self.0);
     }
 }
+
+/// Starts children that said "ready" at the same moment (each waits for a
+/// "go" line), then waits for all of them to succeed.
+pub fn race_to_the_end(kids: &mut [Kid]) {
+    for k in kids.iter_mut() {
+        k.expect("ready");
+    }
+    for k in kids.iter_mut() {
+        k.send("go");
+    }
+    for k in kids.iter_mut() {
+        k.wait_success();
+    }
+}
