@@ -35,6 +35,8 @@ pub(crate) const STATE_READY: u32 = 2;
 
 /// `kind`: one value of one type (a `Shared<T>`).
 pub(crate) const KIND_VALUE: u32 = 1;
+/// `kind`: a store of named entries (a [`Store`](crate::Store)).
+pub(crate) const KIND_STORE: u32 = 2;
 
 /// Where the lock starts.
 pub(crate) const LOCK_OFFSET: usize = 256;
@@ -79,7 +81,7 @@ const _: () = assert!(std::mem::size_of::<RawLock>() <= VERSIONS_OFFSET - LOCK_O
 const _: () = assert!(VERSIONS_OFFSET + std::mem::size_of::<Versions>() <= LOCK_OFFSET + LOCK_AREA);
 const _: () = assert!(LOCK_OFFSET % 64 == 0);
 
-/// Where everything of a `Shared<T>` lies in its segment.
+/// Where everything of a segment lies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Layout {
     pub value_offset: usize,
@@ -89,13 +91,76 @@ pub(crate) struct Layout {
 impl Layout {
     /// The layout of a segment holding one `T`.
     pub(crate) const fn of<T: Shareable>() -> Layout {
-        let align = std::mem::align_of::<T>();
+        Layout::new(std::mem::size_of::<T>(), std::mem::align_of::<T>())
+    }
+
+    /// The layout of a segment whose content is `size` bytes aligned to
+    /// `align` (a power of two).
+    pub(crate) const fn new(size: usize, align: usize) -> Layout {
         let start = LOCK_OFFSET + LOCK_AREA;
         let value_offset = start.div_ceil(align) * align;
         Layout {
             value_offset,
-            total_size: value_offset + std::mem::size_of::<T>(),
+            total_size: value_offset + size,
         }
+    }
+}
+
+/// What a segment holds, as its header records it: what a new segment is
+/// made with, and what an existing one must say to be opened.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Spec {
+    pub kind: u32,
+    pub type_name: &'static str,
+    pub fingerprint: u64,
+    /// The content's size in a new segment.
+    pub size: usize,
+    pub align: usize,
+    /// The smallest content an existing segment may have; equal to `size`
+    /// for a value, whose size the type fixes.
+    pub min_size: usize,
+    /// The largest (a store's size is chosen at creation).
+    pub max_size: usize,
+}
+
+impl Spec {
+    /// One `T`.
+    pub(crate) const fn of<T: Shareable>() -> Spec {
+        let size = std::mem::size_of::<T>();
+        Spec {
+            kind: KIND_VALUE,
+            type_name: T::TYPE_NAME,
+            fingerprint: T::FINGERPRINT,
+            size,
+            align: std::mem::align_of::<T>(),
+            min_size: size,
+            max_size: size,
+        }
+    }
+
+    /// Where a new segment of this spec puts its content.
+    pub(crate) const fn layout(&self) -> Layout {
+        Layout::new(self.size, self.align)
+    }
+
+    /// Whether a segment of `len` bytes may hold this spec's content.
+    pub(crate) fn fits(&self, len: usize) -> bool {
+        let offset = self.layout().value_offset;
+        len >= offset + self.min_size && len - offset <= self.max_size
+    }
+
+    /// This spec with its content sized so that the segment is `total`
+    /// bytes long (for a segment whose size [fits](Spec::fits)).
+    pub(crate) fn with_total(&self, total: usize) -> Spec {
+        Spec {
+            size: total - self.layout().value_offset,
+            ..*self
+        }
+    }
+
+    /// What errors say a segment of this spec should hold.
+    pub(crate) fn describe(&self) -> String {
+        format!("a `{}`", self.type_name)
     }
 }
 
@@ -126,10 +191,10 @@ pub(crate) fn pid_namespace() -> u64 {
 }
 
 impl Header {
-    /// A header for a new segment holding a `T`, in state INITIALISING.
-    pub(crate) fn new<T: Shareable>(creator: &Creator) -> Header {
-        let layout = Layout::of::<T>();
-        let name = T::TYPE_NAME.as_bytes();
+    /// A header for a new segment of `spec`, in state INITIALISING.
+    pub(crate) fn new(spec: &Spec, creator: &Creator) -> Header {
+        let layout = spec.layout();
+        let name = spec.type_name.as_bytes();
         let len = name.len().min(TYPE_NAME_LEN);
         let mut type_name = [0; TYPE_NAME_LEN];
         type_name[..len].copy_from_slice(&name[..len]);
@@ -141,11 +206,11 @@ impl Header {
             version: FORMAT_VERSION,
             state: STATE_INITIALISING,
             header_size: std::mem::size_of::<Header>() as u32,
-            kind: KIND_VALUE,
+            kind: spec.kind,
             total_size: layout.total_size as u64,
-            fingerprint: T::FINGERPRINT,
-            value_size: std::mem::size_of::<T>() as u64,
-            value_align: std::mem::align_of::<T>() as u64,
+            fingerprint: spec.fingerprint,
+            value_size: spec.size as u64,
+            value_align: spec.align as u64,
             value_offset: layout.value_offset as u64,
             lock_offset: LOCK_OFFSET as u64,
             creator_pid: creator.pid,
@@ -180,12 +245,13 @@ pub(crate) enum Found {
 }
 
 /// Reads what `bytes` (the first bytes of an object of `file_size` bytes)
-/// say, and checks that they describe a `T` this build can use.
+/// say, and checks that they describe a segment of `spec` this build can
+/// use.
 ///
 /// The order of the checks decides which error wins: not ours at all
 /// (`Corrupt`), then another type or layout (`LayoutMismatch`, whatever the
 /// sizes), then disagreement with itself or with the object (`Corrupt`).
-pub(crate) fn check<T: Shareable>(name: &str, bytes: &[u8], file_size: u64) -> Result<Found> {
+pub(crate) fn check(name: &str, spec: &Spec, bytes: &[u8], file_size: u64) -> Result<Found> {
     let corrupt = |reason: String| Error::Corrupt {
         name: name.to_owned(),
         reason,
@@ -218,29 +284,38 @@ pub(crate) fn check<T: Shareable>(name: &str, bytes: &[u8], file_size: u64) -> R
         STATE_INITIALISING => return Ok(Found::Initialising),
         other => return Err(corrupt(format!("unknown state {other}"))),
     }
-    if header.kind != KIND_VALUE {
-        return Err(corrupt(format!(
-            "kind {} (this build opens single values, kind {KIND_VALUE})",
-            header.kind
-        )));
-    }
-    if header.fingerprint != T::FINGERPRINT {
+    if header.fingerprint != spec.fingerprint {
         return Err(Error::LayoutMismatch {
             name: name.to_owned(),
-            expected_type: T::TYPE_NAME,
-            expected_fingerprint: T::FINGERPRINT,
+            expected_type: spec.type_name,
+            expected_fingerprint: spec.fingerprint,
             found_type: header.type_name(),
             found_fingerprint: header.fingerprint,
         });
     }
-    let layout = Layout::of::<T>();
+    if header.kind != spec.kind {
+        return Err(corrupt(format!(
+            "kind {} (expected kind {} for {})",
+            header.kind,
+            spec.kind,
+            spec.describe()
+        )));
+    }
+    let content = usize::try_from(header.value_size).unwrap_or(usize::MAX);
+    if content < spec.min_size || content > spec.max_size {
+        return Err(corrupt(format!(
+            "its header says value size {content}, but {} needs {}",
+            spec.describe(),
+            if spec.min_size == spec.max_size {
+                spec.min_size.to_string()
+            } else {
+                format!("{} to {}", spec.min_size, spec.max_size)
+            }
+        )));
+    }
+    let layout = Layout::new(content, spec.align);
     let expected = [
-        ("value size", header.value_size, std::mem::size_of::<T>()),
-        (
-            "value alignment",
-            header.value_align,
-            std::mem::align_of::<T>(),
-        ),
+        ("value alignment", header.value_align, spec.align),
         ("value offset", header.value_offset, layout.value_offset),
         ("lock offset", header.lock_offset, LOCK_OFFSET),
         ("total size", header.total_size, layout.total_size),
@@ -248,8 +323,8 @@ pub(crate) fn check<T: Shareable>(name: &str, bytes: &[u8], file_size: u64) -> R
     for (what, found, want) in expected {
         if found != want as u64 {
             return Err(corrupt(format!(
-                "its header says {what} {found}, but a `{}` needs {want}",
-                T::TYPE_NAME
+                "its header says {what} {found}, but {} needs {want}",
+                spec.describe()
             )));
         }
     }
@@ -267,7 +342,7 @@ mod tests {
     use super::*;
 
     fn ready<T: Shareable>() -> Vec<u8> {
-        let mut h = Header::new::<T>(&Creator::current());
+        let mut h = Header::new(&Spec::of::<T>(), &Creator::current());
         h.state = STATE_READY;
         h.as_bytes().to_vec()
     }
@@ -277,7 +352,7 @@ mod tests {
         let bytes = ready::<u64>();
         let size = Layout::of::<u64>().total_size as u64;
         assert!(matches!(
-            check::<u64>("t", &bytes, size),
+            check("t", &Spec::of::<u64>(), &bytes, size),
             Ok(Found::Ready(_))
         ));
     }
@@ -293,40 +368,40 @@ mod tests {
         let size = Layout::of::<u64>().total_size as u64;
         let ok = ready::<u64>();
 
-        let err = check::<u64>("t", b"hello world", 11).unwrap_err();
+        let err = check("t", &Spec::of::<u64>(), b"hello world", 11).unwrap_err();
         assert!(matches!(err, Error::Corrupt { .. }), "{err}");
 
-        let err = check::<u64>("t", &ok[..40], size).unwrap_err();
+        let err = check("t", &Spec::of::<u64>(), &ok[..40], size).unwrap_err();
         assert!(err.to_string().contains("cut short"), "{err}");
 
         let mut v = ok.clone();
         v[8] = 9; // version
-        assert!(check::<u64>("t", &v, size)
+        assert!(check("t", &Spec::of::<u64>(), &v, size)
             .unwrap_err()
             .to_string()
             .contains("format version 9"));
 
         // Another type wins over a size that differs too.
-        let err = check::<u32>("t", &ok, 3).unwrap_err();
+        let err = check("t", &Spec::of::<u32>(), &ok, 3).unwrap_err();
         assert!(
             matches!(&err, Error::LayoutMismatch { found_type, .. } if found_type == "u64"),
             "{err}"
         );
 
-        let err = check::<u64>("t", &ok, size - 1).unwrap_err();
+        let err = check("t", &Spec::of::<u64>(), &ok, size - 1).unwrap_err();
         assert!(err.to_string().contains("truncated"), "{err}");
 
         let mut v = ok.clone();
         v[STATE_OFFSET] = STATE_INITIALISING as u8;
         assert!(matches!(
-            check::<u64>("t", &v, size),
+            check("t", &Spec::of::<u64>(), &v, size),
             Ok(Found::Initialising)
         ));
     }
 
     #[test]
     fn hostile_type_names_are_cleaned() {
-        let mut h = Header::new::<u64>(&Creator::current());
+        let mut h = Header::new(&Spec::of::<u64>(), &Creator::current());
         h.type_name_len = u32::MAX;
         h.type_name[0] = b'\x1b';
         h.type_name[1] = 0xff;

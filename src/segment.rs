@@ -45,7 +45,7 @@ use zerocopy::IntoBytes;
 use crate::backend::{file, memfd, posix, sysv, OpenMode, Remover};
 use crate::error::{Error, Result};
 use crate::header::{
-    self, Creator, Found, Header, Layout, LOCK_OFFSET, STATE_OFFSET, STATE_READY, VERSIONS_OFFSET,
+    self, Creator, Found, Header, Spec, LOCK_OFFSET, STATE_OFFSET, STATE_READY, VERSIONS_OFFSET,
 };
 use crate::location::{Location, Place};
 use crate::lock::RawLock;
@@ -65,12 +65,27 @@ pub(crate) struct Established {
 
 /// Creates or opens the segment at `loc` as one holding a `T`.
 ///
-/// `value` is the initial value, required unless `mode` is `Open`.
+/// `value` is the initial value, required unless `mode` opens only.
 pub(crate) fn establish<T: Shareable>(
     loc: &Location,
     opts: &SharedOptions,
     mode: OpenMode,
     value: Option<T>,
+) -> Result<Established> {
+    let initial = value.map(crate::shareable::into_bytes);
+    establish_spec(loc, opts, mode, &Spec::of::<T>(), initial.as_deref())
+}
+
+/// Creates or opens the segment at `loc` as one of `spec`.
+///
+/// A new segment's content is `initial` followed by zeros; `initial` is
+/// required unless `mode` opens only.
+pub(crate) fn establish_spec(
+    loc: &Location,
+    opts: &SharedOptions,
+    mode: OpenMode,
+    spec: &Spec,
+    initial: Option<&[u8]>,
 ) -> Result<Established> {
     let label = loc.label();
     let (fd, created, remover) = match &loc.0 {
@@ -83,14 +98,14 @@ pub(crate) fn establish<T: Shareable>(
             (fd, created, Remover::File(path.clone()))
         }
         Place::SysV(key) => {
-            let (map, id) = sysv::establish(*key, opts, mode, value)?;
+            let (map, id) = sysv::establish(*key, opts, mode, spec, initial)?;
             return Ok(Established {
                 map,
                 remover: Remover::SysV(id),
             });
         }
     };
-    match establish_fd(&label, opts, mode, fd, created, value) {
+    match establish_fd(&label, opts, mode, fd, created, spec, initial) {
         Ok(map) => Ok(Established { map, remover }),
         Err(e) => {
             if created && matches!(e, Error::NoSpace { .. } | Error::Io { .. }) {
@@ -107,7 +122,8 @@ pub(crate) fn establish<T: Shareable>(
 pub(crate) fn memfd<T: Shareable>(value: T) -> Result<(Mapping, OwnedFd)> {
     let fd = memfd::create(T::TYPE_NAME)?;
     let label = format!("memfd:{}", T::TYPE_NAME);
-    let map = initialise(&label, fd.as_fd(), value, 0)?;
+    let bytes = crate::shareable::into_bytes(value);
+    let map = initialise(&label, fd.as_fd(), &Spec::of::<T>(), &bytes, 0)?;
     memfd::seal(&fd, &label)?;
     Ok((map, fd))
 }
@@ -121,7 +137,7 @@ pub(crate) fn from_fd<T: Shareable>(fd: &OwnedFd, opts: &SharedOptions) -> Resul
     let size = fstat(fd)
         .map_err(|e| Error::from_errno(&label, "inspecting", e))?
         .st_size as u64;
-    match read_header::<T>(&label, fd.as_fd(), size)? {
+    match read_header(&label, &Spec::of::<T>(), fd.as_fd(), size)? {
         Found::Ready(h) => {
             check_namespace(&label, &h)?;
             Mapping::map(fd.as_fd(), size as usize, true).map_err(|e| Error::Io {
@@ -137,8 +153,15 @@ pub(crate) fn from_fd<T: Shareable>(fd: &OwnedFd, opts: &SharedOptions) -> Resul
 /// Makes an anonymous shared segment holding `value`: this process and the
 /// children it forks afterwards share it.
 pub(crate) fn anonymous<T: Shareable>(value: T) -> Result<Mapping> {
-    let layout = Layout::of::<T>();
-    let label = format!("anonymous:{}", T::TYPE_NAME);
+    let bytes = crate::shareable::into_bytes(value);
+    anonymous_spec(&Spec::of::<T>(), &bytes)
+}
+
+/// Makes an anonymous shared segment of `spec` whose content starts with
+/// `initial` (zeros after it).
+pub(crate) fn anonymous_spec(spec: &Spec, initial: &[u8]) -> Result<Mapping> {
+    let layout = spec.layout();
+    let label = format!("anonymous:{}", spec.type_name);
     let map = Mapping::anonymous(layout.total_size).map_err(|e| match e.raw_os_error() {
         Some(libc::ENOMEM) => Error::NoSpace {
             name: label.clone(),
@@ -152,24 +175,26 @@ pub(crate) fn anonymous<T: Shareable>(value: T) -> Result<Mapping> {
     })?;
     // SAFETY: the mapping is new and private to this call: no other thread
     // or process can reach it before we return it.
+    // The kernel zeroed the mapping, so the content needs only `initial`.
     unsafe {
-        map.write(0, Header::new::<T>(&Creator::current()));
+        map.write(0, Header::new(spec, &Creator::current()));
         map.write(LOCK_OFFSET, RawLock::new());
         map.write(VERSIONS_OFFSET, Versions::new(0));
-        map.write(layout.value_offset, value);
+        map.write_bytes(layout.value_offset, initial);
     }
     map.atomic_u32(STATE_OFFSET)
         .store(STATE_READY, Ordering::Release);
     Ok(map)
 }
 
-fn establish_fd<T: Shareable>(
+fn establish_fd(
     name: &str,
     opts: &SharedOptions,
     mode: OpenMode,
     fd: OwnedFd,
     created: bool,
-    value: Option<T>,
+    spec: &Spec,
+    initial: Option<&[u8]>,
 ) -> Result<Mapping> {
     let io = |op, e: Errno| Error::Io {
         op,
@@ -196,7 +221,7 @@ fn establish_fd<T: Shareable>(
     let found = if size == 0 {
         None
     } else {
-        Some(read_header::<T>(name, fd.as_fd(), size)?)
+        Some(read_header(name, spec, fd.as_fd(), size)?)
     };
 
     match (found, mode) {
@@ -215,8 +240,8 @@ fn establish_fd<T: Shareable>(
             })
         }
         (None | Some(Found::Initialising), OpenMode::Create | OpenMode::OpenOrCreate) => {
-            let value = value.expect("create and open_or_create pass a value");
-            initialise(name, fd.as_fd(), value, opts.version_flags()).inspect_err(|_| {
+            let initial = initial.expect("create and open_or_create pass a value");
+            initialise(name, fd.as_fd(), spec, initial, opts.version_flags()).inspect_err(|_| {
                 // Leave the object as empty as we found it.
                 let _ = ftruncate(&*fd, 0);
             })
@@ -296,13 +321,13 @@ fn lock_sized(name: &str, fd: OwnedFd, exclusive: bool) -> Result<(Flock<OwnedFd
 }
 
 /// Reads the header of an object of `size` bytes with `pread` and checks it
-/// against `T` (see [`header::check`]).
-fn read_header<T: Shareable>(name: &str, fd: BorrowedFd<'_>, size: u64) -> Result<Found> {
+/// against `spec` (see [`header::check`]).
+fn read_header(name: &str, spec: &Spec, fd: BorrowedFd<'_>, size: u64) -> Result<Found> {
     let mut buf = [0u8; std::mem::size_of::<Header>()];
     let want = buf.len().min(size as usize);
     let got = read_at(fd, &mut buf[..want])
         .map_err(|e| Error::from_errno(name, "reading the header of", e))?;
-    header::check::<T>(name, &buf[..got], size)
+    header::check(name, spec, &buf[..got], size)
 }
 
 /// Reads up to `buf.len()` bytes from offset 0; returns how many were read.
@@ -319,14 +344,16 @@ fn read_at(fd: BorrowedFd<'_>, buf: &mut [u8]) -> nix::Result<usize> {
     Ok(got)
 }
 
-/// Writes a new segment holding `value`, in the order the module docs give.
-fn initialise<T: Shareable>(
+/// Writes a new segment of `spec` whose content is `initial` and zeros, in
+/// the order the module docs give.
+fn initialise(
     name: &str,
     fd: BorrowedFd<'_>,
-    value: T,
+    spec: &Spec,
+    initial: &[u8],
     flags: u32,
 ) -> Result<Mapping> {
-    let layout = Layout::of::<T>();
+    let layout = spec.layout();
     let total = layout.total_size;
     let no_space = || Error::NoSpace {
         name: name.to_owned(),
@@ -337,7 +364,7 @@ fn initialise<T: Shareable>(
         e => Error::from_errno(name, op, e),
     };
 
-    let header = Header::new::<T>(&Creator::current());
+    let header = Header::new(spec, &Creator::current());
     let bytes = header.as_bytes();
     let mut done = 0;
     while done < bytes.len() {
@@ -357,11 +384,17 @@ fn initialise<T: Shareable>(
     })?;
     // SAFETY: we hold the exclusive flock and the state is not READY, so no
     // other process following the protocol has this object mapped; the
-    // offsets come from `Layout::of::<T>()`, which `map.at` bounds-checks.
+    // offsets come from the spec's layout, which `map.at` bounds-checks.
+    // An object left INITIALISING by a creator that died may hold anything
+    // after the header, so the content is written in full.
     unsafe {
         map.write(LOCK_OFFSET, RawLock::new());
         map.write(VERSIONS_OFFSET, Versions::new(flags));
-        map.write(layout.value_offset, value);
+        map.write_bytes(layout.value_offset, initial);
+        map.zero(
+            layout.value_offset + initial.len(),
+            spec.size - initial.len(),
+        );
     }
     map.atomic_u32(STATE_OFFSET)
         .store(STATE_READY, Ordering::Release);

@@ -46,6 +46,16 @@ pub unsafe trait Shareable: Sized + Send + Sync + 'static {
     const FINGERPRINT: u64;
 }
 
+/// The bytes of `value`, to write into a new segment.
+pub(crate) fn into_bytes<T: Shareable>(value: T) -> Vec<u8> {
+    let size = core::mem::size_of::<T>();
+    // SAFETY: `value` is a live, owned `T` that nobody else can reach, and
+    // a `Shareable` type has no padding, so all `size` bytes are
+    // initialised; the slice lives only until they are copied.
+    let bytes = unsafe { core::slice::from_raw_parts((&value as *const T).cast::<u8>(), size) };
+    bytes.to_vec()
+}
+
 /// A const FNV-1a (64-bit) hasher for layout fingerprints.
 ///
 /// Generated code calls it through `::shmstore::__private::Fingerprint`.

@@ -17,7 +17,7 @@
 //! 3. Attach, and read the state with an acquire load. READY: copy the header
 //!    out and check it (type, layout, size = `shm_segsz`, PID namespace);
 //!    done, without the lock.
-//! 4. Not READY: the segment must be exactly a `T` segment long, and ours
+//! 4. Not READY: the segment's size must fit a `T` (or a store), and ours
 //!    (our magic) or zeroed (nobody has started); anything else is another
 //!    program's segment or another type's, refused with [`Error::Corrupt`]
 //!    or [`Error::LayoutMismatch`] and never written, not even the lock.
@@ -61,13 +61,12 @@ use zerocopy::{FromBytes, IntoBytes};
 use crate::backend::OpenMode;
 use crate::error::{Error, Result};
 use crate::header::{
-    self, Creator, Found, Header, Layout, LOCK_OFFSET, MAGIC, STATE_INITIALISING, STATE_OFFSET,
+    self, Creator, Found, Header, Spec, LOCK_OFFSET, MAGIC, STATE_INITIALISING, STATE_OFFSET,
     STATE_READY, VERSIONS_OFFSET,
 };
 use crate::location::SysvKey;
 use crate::lock::RawLock;
 use crate::options::SharedOptions;
-use crate::shareable::Shareable;
 use crate::sys::mapping::Mapping;
 use crate::sys::sysv::{self as sys, Limits, Usage};
 
@@ -88,11 +87,12 @@ const MAGIC_WORDS: [u32; 2] = [
 
 /// Creates or opens the segment of `key` as one holding a `T`; returns the
 /// attachment and the segment id.
-pub(crate) fn establish<T: Shareable>(
+pub(crate) fn establish(
     key: SysvKey,
     opts: &SharedOptions,
     mode: OpenMode,
-    value: Option<T>,
+    spec: &Spec,
+    initial: Option<&[u8]>,
 ) -> Result<(Mapping, i32)> {
     let label = key.to_string();
     if key.is_private() && !mode.creates() {
@@ -103,10 +103,10 @@ pub(crate) fn establish<T: Shareable>(
         });
     }
     let deadline = Instant::now() + INIT_TIMEOUT;
-    let mut value = value;
+    let target = Target { spec, initial };
     loop {
-        let (id, created) = get_id::<T>(&label, key, mode, opts.mode)?;
-        match establish_id::<T>(&label, key, id, created, opts, mode, &mut value, deadline) {
+        let (id, created) = get_id(&label, key, mode, spec, opts.mode)?;
+        match establish_id(&label, key, id, created, opts, mode, &target, deadline) {
             Ok(map) => return Ok((map, id)),
             // Removed between shmget and shmat: look the key up again.
             Err(Attempt::Vanished) if Instant::now() < deadline => {}
@@ -136,13 +136,14 @@ impl From<Error> for Attempt {
 }
 
 /// The id of the segment of `key`, and whether this call created it.
-fn get_id<T: Shareable>(
+fn get_id(
     label: &str,
     key: SysvKey,
     mode: OpenMode,
+    spec: &Spec,
     perm: u32,
 ) -> Result<(i32, bool)> {
-    let size = Layout::of::<T>().total_size;
+    let size = spec.layout().total_size;
     let perm = (perm & 0o777) as i32;
     loop {
         if mode.creates() {
@@ -173,14 +174,14 @@ fn get_id<T: Shareable>(
 
 /// Checks, attaches and if need be initialises segment `id`.
 #[allow(clippy::too_many_arguments)]
-fn establish_id<T: Shareable>(
+fn establish_id(
     label: &str,
     key: SysvKey,
     id: i32,
     created: bool,
     opts: &SharedOptions,
     mode: OpenMode,
-    value: &mut Option<T>,
+    target: &Target<'_>,
     deadline: Instant,
 ) -> std::result::Result<Mapping, Attempt> {
     let vanished_or = |op, e| match e {
@@ -212,12 +213,20 @@ fn establish_id<T: Shareable>(
         // Nobody can find it by key: let it go with its last detach.
         sys::remove(id).map_err(|e| vanished_or("marking for removal", e))?;
     }
-    settle::<T>(label, &map, opts.version_flags(), mode, value, deadline)?;
+    settle(label, &map, opts.version_flags(), mode, target, deadline)?;
     Ok(map)
 }
 
-/// What a segment's bytes say, for one that has the size of a `T` segment
-/// (any other size is an error).
+/// What the segment must hold, and what a new one starts with.
+struct Target<'a> {
+    spec: &'a Spec,
+    /// The start of a new segment's content (zeros after it); `None` when
+    /// only opening.
+    initial: Option<&'a [u8]>,
+}
+
+/// What a segment's bytes say, for one whose size fits the spec (any other
+/// size is an error).
 #[derive(Debug)]
 enum Seen {
     /// All zeroes but the lock (perhaps the first half of a creator's
@@ -225,19 +234,20 @@ enum Seen {
     Fresh,
     /// Our magic, not READY: a creator is writing it, or died doing so.
     NotReady,
-    /// Complete and checked: a `T` of this build's layout.
+    /// Complete and checked: what the spec asks for, in this build's layout.
     Ready,
 }
 
 /// Brings the attached segment to READY, or finds it so.
-fn settle<T: Shareable>(
+fn settle(
     label: &str,
     map: &Mapping,
     flags: u32,
     mode: OpenMode,
-    value: &mut Option<T>,
+    target: &Target<'_>,
     deadline: Instant,
 ) -> Result<()> {
+    let spec = target.spec;
     let incomplete = || Error::Incomplete {
         name: label.to_owned(),
     };
@@ -250,7 +260,7 @@ fn settle<T: Shareable>(
     };
     let mut nap = Duration::from_micros(100);
     loop {
-        if let Seen::Ready = inspect::<T>(label, map, false)? {
+        if let Seen::Ready = inspect(label, spec, map, false)? {
             return ready();
         }
         if !mode.writable() {
@@ -263,19 +273,22 @@ fn settle<T: Shareable>(
             nap = (nap * 2).min(Duration::from_millis(20));
             continue;
         }
-        // Not READY, and `inspect` found it exactly a `T` segment long (so
-        // with room for the lock), and ours or zeroed.
+        // Not READY, and `inspect` found its size fit for the spec (so with
+        // room for the lock), and ours or zeroed.
         let lock = map.raw_lock(LOCK_OFFSET);
         let me = lock.acquire_until(deadline).ok_or_else(incomplete)?;
-        let outcome = match inspect::<T>(label, map, true) {
+        let outcome = match inspect(label, spec, map, true) {
             Ok(Seen::Ready) => Some(ready()),
             Ok(Seen::Fresh | Seen::NotReady) if mode.creates() => {
-                let value = value
-                    .take()
+                let initial = target
+                    .initial
                     .expect("create and open_or_create pass a value");
+                // A segment another creator made may be of another size
+                // that fits the spec (a store's capacity): keep its size.
+                let spec = spec.with_total(map.len());
                 // SAFETY: we hold the segment's lock, under which it was just
-                // seen not READY and exactly a `T` segment long.
-                unsafe { initialise(map, lock, value, flags) };
+                // seen not READY, and `spec` is now sized to the mapping.
+                unsafe { initialise(map, lock, &spec, initial, flags) };
                 Some(Ok(()))
             }
             // Still not READY under the lock: the creator, who writes only
@@ -306,9 +319,8 @@ fn settle<T: Shareable>(
 /// not read at all: `Fresh` then only means that the header is zero. With
 /// the lock, nobody following the protocol writes, and `Fresh` also means
 /// that the value is zero, so a foreign segment is never initialised over.
-fn inspect<T: Shareable>(label: &str, map: &Mapping, locked: bool) -> Result<Seen> {
+fn inspect(label: &str, spec: &Spec, map: &Mapping, locked: bool) -> Result<Seen> {
     let len = map.len();
-    let total = Layout::of::<T>().total_size;
     let n = len.min(HEADER_LEN);
     let mut buf = [0u8; HEADER_LEN];
 
@@ -321,14 +333,14 @@ fn inspect<T: Shareable>(label: &str, map: &Mapping, locked: bool) -> Result<See
         // The release store of READY came after every write of the header,
         // and nobody following the protocol writes it again.
         map.copy_out(0, &mut buf[..n]);
-        return match header::check::<T>(label, &buf[..n], len as u64)? {
+        return match header::check(label, spec, &buf[..n], len as u64)? {
             Found::Ready(h) => {
                 crate::segment::check_namespace(label, &h)?;
                 Ok(Seen::Ready)
             }
             // Its state changed back under us: someone wrote over it.
-            Found::Initialising if len == total => Ok(Seen::NotReady),
-            Found::Initialising => Err(wrong_size::<T>(label, &buf[..n], len)),
+            Found::Initialising if spec.fits(len) => Ok(Seen::NotReady),
+            Found::Initialising => Err(wrong_size(label, spec, &buf[..n], len)),
         };
     }
 
@@ -360,14 +372,14 @@ fn inspect<T: Shareable>(label: &str, map: &Mapping, locked: bool) -> Result<See
     };
 
     if words == MAGIC_WORDS && matches!(state, 0 | STATE_INITIALISING) {
-        if len != total {
-            return Err(wrong_size::<T>(label, &buf[..n], len));
+        if !spec.fits(len) {
+            return Err(wrong_size(label, spec, &buf[..n], len));
         }
         if state == STATE_INITIALISING {
             // The header is complete (its release store came after it):
             // check what can be checked before anyone waits on the lock,
             // whose holders' ids mean nothing in another PID namespace.
-            header::check::<T>(label, &buf[..n], len as u64)?;
+            header::check(label, spec, &buf[..n], len as u64)?;
             if let Ok((h, _)) = Header::read_from_prefix(&buf[..n]) {
                 crate::segment::check_namespace(label, &h)?;
             }
@@ -380,13 +392,13 @@ fn inspect<T: Shareable>(label: &str, map: &Mapping, locked: bool) -> Result<See
         .zip(MAGIC_WORDS)
         .all(|(&w, m)| w == 0 || w == m);
     if state == 0 && header_zero && magic_started {
-        if len != total {
+        if !spec.fits(len) {
             return Err(Error::Corrupt {
                 name: label.to_owned(),
                 reason: format!(
-                    "its size {len} does not match the {total} bytes of a `{}` segment, \
+                    "its size {len} does not match a segment holding {}, \
                      and it holds no shmstore header: made by another program, or for another type",
-                    T::TYPE_NAME
+                    spec.describe()
                 ),
             });
         }
@@ -401,7 +413,7 @@ fn inspect<T: Shareable>(label: &str, map: &Mapping, locked: bool) -> Result<See
         return Ok(Seen::Fresh);
     }
     // Not ours: the check says why (no magic, unknown state, ...).
-    Err(match header::check::<T>(label, &buf[..n], len as u64) {
+    Err(match header::check(label, spec, &buf[..n], len as u64) {
         Err(e) => e,
         Ok(_) => Error::Corrupt {
             name: label.to_owned(),
@@ -435,15 +447,15 @@ fn body_is_zero(map: &Mapping) -> bool {
     true
 }
 
-/// The error for a segment with our magic, not READY, whose size is not a
-/// `T` segment's: another type's if the header says so, else corrupt.
-fn wrong_size<T: Shareable>(label: &str, bytes: &[u8], len: usize) -> Error {
+/// The error for a segment with our magic, not READY, whose size does not
+/// fit the spec: another type's if the header says so, else corrupt.
+fn wrong_size(label: &str, spec: &Spec, bytes: &[u8], len: usize) -> Error {
     if let Ok((h, _)) = Header::read_from_prefix(bytes) {
-        if h.fingerprint != 0 && h.fingerprint != T::FINGERPRINT {
+        if h.fingerprint != 0 && h.fingerprint != spec.fingerprint {
             return Error::LayoutMismatch {
                 name: label.to_owned(),
-                expected_type: T::TYPE_NAME,
-                expected_fingerprint: T::FINGERPRINT,
+                expected_type: spec.type_name,
+                expected_fingerprint: spec.fingerprint,
                 found_type: h.type_name(),
                 found_fingerprint: h.fingerprint,
             };
@@ -452,23 +464,25 @@ fn wrong_size<T: Shareable>(label: &str, bytes: &[u8], len: usize) -> Error {
     Error::Corrupt {
         name: label.to_owned(),
         reason: format!(
-            "its size {len} does not match the {} bytes of a `{}` segment",
-            Layout::of::<T>().total_size,
-            T::TYPE_NAME
+            "its size {len} does not match a segment holding {} ({} bytes when new)",
+            spec.describe(),
+            spec.layout().total_size,
         ),
     }
 }
 
-/// Writes a new segment holding `value`, in the order the module docs give,
-/// and clears the poison a dead initialiser left.
+/// Writes a new segment of `spec` whose content is `initial` and zeros, in
+/// the order the module docs give, and clears the poison a dead
+/// initialiser left.
 ///
 /// # Safety
 ///
 /// The caller holds `lock` (the segment's own), has seen the segment not
-/// READY while holding it, and `map` is exactly a `T` segment long.
-unsafe fn initialise<T: Shareable>(map: &Mapping, lock: &RawLock, value: T, flags: u32) {
-    let layout = Layout::of::<T>();
-    let header = Header::new::<T>(&Creator::current());
+/// READY while holding it, and `map` is exactly as long as a new segment of
+/// `spec`.
+unsafe fn initialise(map: &Mapping, lock: &RawLock, spec: &Spec, initial: &[u8], flags: u32) {
+    let layout = spec.layout();
+    let header = Header::new(spec, &Creator::current());
     let bytes = header.as_bytes();
     let word =
         |at: usize| u32::from_ne_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
@@ -489,18 +503,24 @@ unsafe fn initialise<T: Shareable>(map: &Mapping, lock: &RawLock, value: T, flag
     // 3. State INITIALISING: the header is complete.
     map.atomic_u32(STATE_OFFSET)
         .store(STATE_INITIALISING, Ordering::Release);
-    // 4. The value.
+    // 4. The content: `initial`, then zeros (a creator that died may have
+    //    left anything there).
     //
-    // SAFETY: `layout.value_offset` is aligned for T and, as the caller
-    // guarantees the length, leaves room for a T inside the mapping (and
-    // `write` checks both). No other thread or process following the
+    // SAFETY: as the caller guarantees the length, the content fits inside
+    // the mapping (and `write_bytes` and `zero` check it). No other thread or process following the
     // protocol accesses these bytes during the write: handles (the only
     // source of references into the value) are made only of READY
     // segments, and this one becomes READY only below, after the write;
     // the only other reader of a segment that is not READY is `inspect`,
     // which reads the value only while holding the lock, which we hold;
     // and other initialisers write only while holding it too.
-    unsafe { map.write(layout.value_offset, value) };
+    unsafe {
+        map.write_bytes(layout.value_offset, initial);
+        map.zero(
+            layout.value_offset + initial.len(),
+            spec.size - initial.len(),
+        );
+    }
     map.versions(VERSIONS_OFFSET).reset(flags);
     // 5. Publish.
     map.atomic_u32(STATE_OFFSET)

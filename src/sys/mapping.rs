@@ -6,7 +6,7 @@ use std::io;
 use std::num::NonZeroUsize;
 use std::os::fd::BorrowedFd;
 use std::ptr::NonNull;
-use std::sync::atomic::AtomicU32;
+use std::sync::atomic::{AtomicU32, AtomicU64};
 
 use nix::sys::mman::{mmap, munmap, MapFlags, ProtFlags};
 
@@ -173,6 +173,45 @@ impl Mapping {
         unsafe { p.as_ptr().write(value) };
     }
 
+    /// Copies `bytes` to `offset` (bounds-checked).
+    ///
+    /// # Safety
+    ///
+    /// As for [`write`](Mapping::write).
+    pub(crate) unsafe fn write_bytes(&self, offset: usize, bytes: &[u8]) {
+        assert!(self.writable, "write to a read-only mapping");
+        let p = self.range(offset, bytes.len());
+        // SAFETY: `range` checked that the bytes lie inside the mapping,
+        // which cannot overlap `bytes` (Rust-owned memory); the caller
+        // guarantees exclusive access to them.
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), p, bytes.len()) };
+    }
+
+    /// Sets `len` bytes from `offset` to zero (bounds-checked).
+    ///
+    /// # Safety
+    ///
+    /// As for [`write`](Mapping::write).
+    pub(crate) unsafe fn zero(&self, offset: usize, len: usize) {
+        assert!(self.writable, "write to a read-only mapping");
+        let p = self.range(offset, len);
+        // SAFETY: as in `write_bytes`.
+        unsafe { std::ptr::write_bytes(p, 0, len) };
+    }
+
+    /// A pointer to `len` bytes at `offset`, checked to lie in the mapping.
+    fn range(&self, offset: usize, len: usize) -> *mut u8 {
+        let end = offset.checked_add(len);
+        assert!(
+            end.is_some_and(|e| e <= self.len),
+            "bytes {offset}+{len} out of a {}-byte mapping",
+            self.len
+        );
+        // SAFETY: offset <= len, so the result is inside the mapping or one
+        // past its end.
+        unsafe { self.ptr.as_ptr().add(offset) }
+    }
+
     /// The 32-bit atomic at `offset`.
     pub(crate) fn atomic_u32(&self, offset: usize) -> &AtomicU32 {
         // SAFETY: `at` checked bounds and alignment; the mapping lives as
@@ -181,6 +220,12 @@ impl Mapping {
         // byte reads (`copy_out`) whose copies are checked before use; no
         // plain reference to them is ever made.
         unsafe { AtomicU32::from_ptr(self.at::<u32>(offset).as_ptr()) }
+    }
+
+    /// The 64-bit atomic at `offset`.
+    pub(crate) fn atomic_u64(&self, offset: usize) -> &AtomicU64 {
+        // SAFETY: as for `atomic_u32`.
+        unsafe { AtomicU64::from_ptr(self.at::<u64>(offset).as_ptr()) }
     }
 
     /// The write sequence counter and flags at `offset`.
