@@ -95,6 +95,29 @@ pub enum Error {
         /// The segment's name.
         name: String,
     },
+    /// A [`Store`](crate::Store) has no free space for a new entry this
+    /// big. Removing entries frees space; `largest_free` below `needed`
+    /// while `free` is above it means the free space is in pieces.
+    StoreFull {
+        /// The store's name.
+        name: String,
+        /// The bytes the entry needs, its key, type name, lock and value
+        /// included.
+        needed: u64,
+        /// The free bytes in all.
+        free: u64,
+        /// The largest free piece.
+        largest_free: u64,
+    },
+    /// Every handle slot of a [`Store`](crate::Store) is taken by a live
+    /// process: at most `limit` `Store` handles can be open at once, in all
+    /// processes together.
+    HandleLimit {
+        /// The store's name.
+        name: String,
+        /// How many handles a store can have.
+        limit: usize,
+    },
     /// Another operating-system error.
     Io {
         /// What was being done, e.g. "mapping".
@@ -177,6 +200,23 @@ impl fmt::Display for Error {
                  SharedOptions::wake_read_only(true); create it with that option, \
                  or wait through a handle that may write"
             ),
+            Error::StoreFull {
+                name,
+                needed,
+                free,
+                largest_free,
+            } => write!(
+                f,
+                "store `{name}` is full: the entry needs {needed} bytes, {free} bytes are free \
+                 (the largest free piece is {largest_free} bytes); remove entries, \
+                 or create the store with a larger capacity"
+            ),
+            Error::HandleLimit { name, limit } => write!(
+                f,
+                "store `{name}` has {limit} handles open already, its limit: \
+                 share one Store handle between the threads of a process (it is Clone), \
+                 or close handles that are not needed"
+            ),
             Error::Io { op, name, source } => {
                 write!(f, "{op} shared segment `{name}` failed: {source}")
             }
@@ -226,7 +266,8 @@ impl From<Error> for io::Error {
             Error::PermissionDenied { .. } | Error::ForeignOwner { .. } => {
                 io::ErrorKind::PermissionDenied
             }
-            Error::NoSpace { .. } => io::ErrorKind::StorageFull,
+            Error::NoSpace { .. } | Error::StoreFull { .. } => io::ErrorKind::StorageFull,
+            Error::HandleLimit { .. } => io::ErrorKind::ResourceBusy,
             Error::NotWatchable { .. } => io::ErrorKind::Unsupported,
             Error::Io { source, .. } => source.kind(),
             _ => io::ErrorKind::InvalidData,

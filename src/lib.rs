@@ -89,6 +89,16 @@
 //! and a [`SharedAtomic`] gives it without any lock. See `src/seqlock.rs` for
 //! the design, and `examples/config.rs`.
 //!
+//! # Many entries in one segment
+//!
+//! A [`Store`] holds many named entries of different types in one segment,
+//! each a [`Shared<T>`] with its own lock ([`Store::get`],
+//! [`Store::get_or_create`], [`Store::insert`], [`Store::remove`],
+//! [`Store::entries`]). Getting an entry as the wrong type is
+//! [`Error::LayoutMismatch`]; a full store is [`Error::StoreFull`]. Its
+//! directory survives processes killed in the middle of a change; see
+//! `src/store/heap.rs` for the layout and the recovery.
+//!
 //! # Trust
 //!
 //! Other processes that map a segment can write anything into it. Nothing
@@ -121,6 +131,7 @@ mod seqlock;
 mod shareable;
 mod shared;
 mod slot;
+mod store;
 mod sys;
 
 pub use backend::sysv::SysvInfo;
@@ -135,6 +146,7 @@ pub use reader::SharedReader;
 pub use shareable::Shareable;
 pub use shared::{Shared, SharedGuard};
 pub use shmstore_derive::Shareable;
+pub use store::{EntryInfo, Store, MAX_KEY_LEN};
 pub use sys::fdpass::{recv_fd, send_fd};
 
 /// Helpers that `#[derive(Shareable)]` expands to. Not a public API.

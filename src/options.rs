@@ -148,6 +148,29 @@ impl SharedOptions {
         Ok(Shared::from_memfd(map, fd))
     }
 
+    /// Creates a new [`Store`](crate::Store) with room for `capacity`
+    /// bytes of entries (see [`Store::create`](crate::Store::create)).
+    pub fn create_store(&self, at: impl IntoLocation, capacity: usize) -> Result<crate::Store> {
+        crate::Store::establish(self, at, OpenMode::Create, capacity)
+    }
+
+    /// Opens an existing [`Store`](crate::Store) (see
+    /// [`Store::open`](crate::Store::open)).
+    pub fn open_store(&self, at: impl IntoLocation) -> Result<crate::Store> {
+        crate::Store::establish(self, at, OpenMode::Open, 0)
+    }
+
+    /// Opens a [`Store`](crate::Store), creating it with room for
+    /// `capacity` bytes of entries if there is none (see
+    /// [`Store::open_or_create`](crate::Store::open_or_create)).
+    pub fn open_or_create_store(
+        &self,
+        at: impl IntoLocation,
+        capacity: usize,
+    ) -> Result<crate::Store> {
+        crate::Store::establish(self, at, OpenMode::OpenOrCreate, capacity)
+    }
+
     fn establish<T: Shareable>(
         &self,
         at: impl IntoLocation,

@@ -50,7 +50,7 @@ use crate::sys::mapping::Mapping;
 /// # Ok::<(), shmstore::Error>(())
 /// ```
 pub struct Shared<T: Shareable> {
-    map: Mapping,
+    backing: Backing,
     slot: Slot<T>,
     label: String,
     remover: Remover,
@@ -145,12 +145,37 @@ impl<T: Shareable> Shared<T> {
         // never handed out, so it is dropped with it.
         let slot = unsafe { Slot::single(&map) };
         Shared {
-            map,
+            backing: Backing::Segment(map),
             slot,
             label,
             remover,
             remove_on_drop,
             fd,
+        }
+    }
+
+    /// The handle of an entry of a store: `slot` lies in the store's
+    /// mapping, which `entry` keeps alive (and keeps the entry from being
+    /// freed) for as long as the handle lives.
+    pub(crate) fn from_entry(
+        entry: crate::store::EntryRef,
+        slot: Slot<T>,
+        label: String,
+    ) -> Shared<T> {
+        Shared {
+            backing: Backing::Entry(entry),
+            slot,
+            label,
+            remover: Remover::None,
+            remove_on_drop: false,
+            fd: None,
+        }
+    }
+
+    fn map(&self) -> &Mapping {
+        match &self.backing {
+            Backing::Segment(map) => map,
+            Backing::Entry(entry) => entry.map(),
         }
     }
 
@@ -298,7 +323,7 @@ impl<T: Shareable> Shared<T> {
     /// returns survives a crash or power loss. Without it, the kernel writes
     /// changes back on its own schedule (typically within 30 seconds).
     pub fn flush(&self) -> Result<()> {
-        self.map.flush().map_err(|e| crate::Error::Io {
+        self.map().flush().map_err(|e| crate::Error::Io {
             op: "flushing",
             name: self.label.clone(),
             source: e,
@@ -409,11 +434,20 @@ impl<T: Shareable> fmt::Debug for Shared<T> {
         f.debug_struct("Shared")
             .field("name", &self.label)
             .field("type", &T::TYPE_NAME)
-            .field("size", &self.map.len())
+            .field("size", &std::mem::size_of::<T>())
             .field("locked", &self.is_locked())
             .field("poisoned", &self.is_poisoned())
             .finish_non_exhaustive()
     }
+}
+
+/// What keeps a handle's memory mapped.
+enum Backing {
+    /// A segment of its own.
+    Segment(Mapping),
+    /// An entry of a store: the store's mapping, and the entry's hold on
+    /// its memory.
+    Entry(crate::store::EntryRef),
 }
 
 /// Access to the value while the lock is held; unlocks when dropped.

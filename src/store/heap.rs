@@ -1,0 +1,1138 @@
+//! The inside of a store: its directory (keys to entries), its heap of
+//! blocks, and the table of handles that hold entries.
+//!
+//! ```text
+//! content+0      meta (256 bytes): format, entry flags, bucket count, heap
+//!                size, live entries, bytes in use, free-list heads
+//! content+256    handle table: 64 slots of (pid, start time)
+//! content+1280   buckets: a power of two of u32 (block index + 1, 0 empty)
+//! heap           blocks, each a multiple of 64 bytes, back to back
+//! ```
+//!
+//! A block starts with a 64-byte header: its size, the size of the block
+//! before it (a hint), its state, and for an entry its key and type name
+//! lengths, key hash, layout fingerprint, value size, alignment and offset,
+//! and the bitmap of handle slots holding it. The key and type name follow;
+//! then, on a 64-byte boundary, the entry's lock (16 bytes), its
+//! [`Versions`] (16 bytes) and its value: the same slot as a single-value
+//! segment has, so an entry's handle is a [`Shared<T>`](crate::Shared).
+//!
+//! # Consistency
+//!
+//! Everything here is read and written under the store's directory lock
+//! (the segment's own robust lock), with relaxed atomic loads and stores:
+//! the lock orders them, and a peer that writes without it can make us
+//! read garbage but never cause a data race or an access outside the
+//! mapping. Every number read from the store is checked before it is used
+//! as an offset; what fails a check is [`Error::Corrupt`].
+//!
+//! The heap is the source of truth: walking it from its start by block
+//! sizes reaches exactly its end, at every moment, because each change to
+//! its shape is one 8-byte store (a split writes the new block's header
+//! inside the old block and then shrinks the old one; a merge grows the
+//! first block over the second). Entry states change by one store too:
+//! a block taken for a new entry is RESERVED until its key, lock and value
+//! are written, then LIVE; a removed entry is unlinked from the buckets and
+//! then freed, or marked REMOVED while handles still hold it.
+//!
+//! The buckets, free lists, counters and `prev_size` hints are derived from
+//! the heap. When the directory lock is taken over from a holder that died
+//! (it is then poisoned), [`Heap::recover`] walks the heap and rebuilds
+//! them: RESERVED blocks (a create cut short) become free, LIVE ones are
+//! entered in the buckets again (a remove cut short is undone), and
+//! adjacent free blocks are merged. A half-made entry is thus either
+//! complete or gone.
+//!
+//! # Handles
+//!
+//! Each [`Store`](crate::Store) handle takes a slot of the handle table.
+//! A process's handles on an entry set that slot's bit in the entry's
+//! bitmap; a removed entry's memory is freed once no bit is set. Bits of
+//! slots whose process is dead (checked with its pid and start time) are
+//! cleared when an entry is removed, when a slot is reused, when space runs
+//! out, and on recovery, so a killed process leaks nothing.
+
+use std::sync::atomic::Ordering::Relaxed;
+
+use crate::error::{Error, Result};
+use crate::shareable::Fingerprint;
+use crate::sys::mapping::Mapping;
+
+/// `format` before the first directory lock formats the heap.
+const UNFORMATTED: u32 = 0;
+/// `format` of a formatted store of this build.
+pub(crate) const FORMATTED: u32 = 0x5354_3031; // "ST01"
+
+/// Bytes of the meta area.
+pub(crate) const META: usize = 256;
+/// Handle slots in a store.
+pub(crate) const HANDLE_SLOTS: usize = 64;
+/// Bytes of one handle slot.
+const HANDLE_BYTES: usize = 16;
+/// Block sizes are multiples of this, and blocks start on it.
+pub(crate) const BLOCK_ALIGN: u64 = 64;
+/// The smallest block; a free remainder smaller than this is not split off.
+const MIN_BLOCK: u64 = 128;
+/// Free-list size classes: class `k` holds blocks of `64 << k` bytes up to
+/// twice that.
+const CLASSES: usize = 32;
+/// The fewest buckets a store has.
+const MIN_BUCKETS: u64 = 16;
+/// The most heap a store can have: block indexes are 32-bit.
+pub(crate) const MAX_HEAP: u64 = (u32::MAX as u64 - 1) * BLOCK_ALIGN;
+/// The longest key, in bytes.
+pub const MAX_KEY_LEN: usize = 128;
+/// The longest type name kept in an entry.
+const MAX_TYPE_LEN: usize = 128;
+/// The largest value alignment an entry can have: blocks are aligned to 64.
+pub(crate) const MAX_ALIGN: usize = 64;
+
+// Meta fields (offsets from the content's start).
+const M_FORMAT: usize = 0;
+const M_FLAGS: usize = 4;
+const M_BUCKETS: usize = 8;
+const M_HEAP: usize = 16;
+const M_ENTRIES: usize = 24;
+const M_USED: usize = 32;
+const M_HEADS: usize = 64;
+const _: () = assert!(M_HEADS + CLASSES * 4 <= META);
+
+// Block header fields (offsets from the block's start).
+const B_SIZE: usize = 0;
+const B_PREV: usize = 8;
+const B_STATE: usize = 16;
+const B_LENS: usize = 20;
+const B_HASH: usize = 24;
+const B_NEXT_FREE: usize = 24;
+const B_PREV_FREE: usize = 28;
+const B_FINGERPRINT: usize = 32;
+const B_VALUE_SIZE: usize = 40;
+const B_VALUE_ALIGN: usize = 48;
+const B_VALUE_OFFSET: usize = 52;
+const B_HOLDERS: usize = 56;
+/// Where the key starts.
+const B_KEY: usize = 64;
+/// Bytes of an entry's lock and versions, before its value.
+const SLOT_HEAD: usize = 32;
+
+/// Block states (distinct words, so that stray bytes are noticed).
+const FREE: u32 = 0x4652_4545;
+const RESERVED: u32 = 0x5253_5644;
+const LIVE: u32 = 0x4c49_5645;
+const REMOVED: u32 = 0x5245_4d44;
+
+/// Where the parts of a store lie in its mapping (absolute offsets), as
+/// computed here from its size: the numbers in the store are only checked
+/// against it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Geometry {
+    pub content: usize,
+    pub buckets: u64,
+    pub buckets_at: usize,
+    pub handles_at: usize,
+    pub heap_at: usize,
+    pub heap_size: u64,
+}
+
+/// The shape of a new store.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Plan {
+    /// The content's size: tables and heap.
+    pub content: usize,
+    pub buckets: u64,
+    pub heap: u64,
+}
+
+/// The shape of a new store with `capacity` bytes of heap.
+pub(crate) fn plan(capacity: u64) -> Plan {
+    let heap = capacity.max(MIN_BLOCK).div_ceil(BLOCK_ALIGN) * BLOCK_ALIGN;
+    // Every block is at least MIN_BLOCK = 2 * 64 bytes, so with a bucket
+    // per 64 bytes of heap the table is never more than half full.
+    let buckets = (heap / BLOCK_ALIGN).max(MIN_BUCKETS).next_power_of_two();
+    let tables = META + HANDLE_BYTES * HANDLE_SLOTS + bucket_bytes(buckets);
+    Plan {
+        content: tables + heap as usize,
+        buckets,
+        heap,
+    }
+}
+
+fn bucket_bytes(buckets: u64) -> usize {
+    ((buckets * 4).div_ceil(BLOCK_ALIGN) * BLOCK_ALIGN) as usize
+}
+
+/// The smallest content a store can have.
+pub(crate) const MIN_CONTENT: usize =
+    META + HANDLE_BYTES * HANDLE_SLOTS + (MIN_BUCKETS as usize * 4) + MIN_BLOCK as usize;
+
+/// The meta area of a new store: what its content starts with.
+pub(crate) fn initial_meta(plan: &Plan, flags: u32) -> Vec<u8> {
+    let Plan { buckets, heap, .. } = *plan;
+    let mut meta = vec![0u8; META];
+    meta[M_FORMAT..M_FORMAT + 4].copy_from_slice(&UNFORMATTED.to_ne_bytes());
+    meta[M_FLAGS..M_FLAGS + 4].copy_from_slice(&flags.to_ne_bytes());
+    meta[M_BUCKETS..M_BUCKETS + 8].copy_from_slice(&buckets.to_ne_bytes());
+    meta[M_HEAP..M_HEAP + 8].copy_from_slice(&heap.to_ne_bytes());
+    meta
+}
+
+impl Geometry {
+    /// The geometry of the store whose content starts at `content` and is
+    /// `size` bytes long, checked against what its meta says.
+    pub(crate) fn read(
+        map: &Mapping,
+        label: &str,
+        content: usize,
+        size: usize,
+    ) -> Result<Geometry> {
+        let corrupt = |reason: String| Error::Corrupt {
+            name: label.to_owned(),
+            reason,
+        };
+        let buckets = map.atomic_u64(content + M_BUCKETS).load(Relaxed);
+        if !(MIN_BUCKETS..=1 << 32).contains(&buckets) || !buckets.is_power_of_two() {
+            return Err(corrupt(format!("its store says {buckets} buckets")));
+        }
+        let handles_at = content + META;
+        let buckets_at = handles_at + HANDLE_BYTES * HANDLE_SLOTS;
+        let heap_at = buckets_at + bucket_bytes(buckets);
+        let heap_size = (size as u64).checked_sub((heap_at - content) as u64);
+        let stored = map.atomic_u64(content + M_HEAP).load(Relaxed);
+        match heap_size {
+            Some(h) if h == stored && h >= MIN_BLOCK && h % BLOCK_ALIGN == 0 && h <= MAX_HEAP => {
+                Ok(Geometry {
+                    content,
+                    buckets,
+                    buckets_at,
+                    handles_at,
+                    heap_at,
+                    heap_size: h,
+                })
+            }
+            _ => Err(corrupt(format!(
+                "its store says {buckets} buckets and {stored} bytes of heap, \
+                 which do not fit its {size} bytes"
+            ))),
+        }
+    }
+}
+
+/// The hash of a key.
+pub(crate) fn hash(key: &[u8]) -> u64 {
+    Fingerprint::new().bytes(key).finish()
+}
+
+/// Where an entry's parts lie in its block, and how big the block is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct EntryLayout {
+    /// The lock; the versions follow it.
+    pub slot: usize,
+    pub value: usize,
+    pub block: u64,
+}
+
+impl EntryLayout {
+    /// The layout for a key and type name of these lengths and a value of
+    /// this size and alignment (at most [`MAX_ALIGN`]).
+    pub(crate) fn new(key_len: usize, type_len: usize, size: usize, align: usize) -> EntryLayout {
+        let slot =
+            (B_KEY + key_len + type_len).div_ceil(BLOCK_ALIGN as usize) * BLOCK_ALIGN as usize;
+        let value = (slot + SLOT_HEAD).div_ceil(align) * align;
+        let block = ((value + size) as u64)
+            .div_ceil(BLOCK_ALIGN)
+            .max(MIN_BLOCK / BLOCK_ALIGN)
+            * BLOCK_ALIGN;
+        EntryLayout { slot, value, block }
+    }
+}
+
+/// What a LIVE or REMOVED block says of its entry, checked.
+#[derive(Clone, Debug)]
+pub(crate) struct EntryMeta {
+    /// The block's absolute offset in the mapping.
+    pub at: usize,
+    pub key: Vec<u8>,
+    pub type_name: String,
+    pub fingerprint: u64,
+    pub value_size: usize,
+    pub value_align: usize,
+    pub layout: EntryLayout,
+    pub holders: u64,
+}
+
+/// What a new entry is made of.
+pub(crate) struct NewEntry<'a> {
+    pub key: &'a [u8],
+    pub type_name: &'a str,
+    pub fingerprint: u64,
+    pub value: &'a [u8],
+    pub align: usize,
+}
+
+/// Space figures for errors and statistics.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Space {
+    pub free: u64,
+    pub largest: u64,
+}
+
+/// The store's directory and heap, to be used only while holding the
+/// directory lock.
+pub(crate) struct Heap<'a> {
+    pub map: &'a Mapping,
+    pub geo: Geometry,
+    pub label: &'a str,
+}
+
+impl Heap<'_> {
+    fn corrupt(&self, reason: String) -> Error {
+        Error::Corrupt {
+            name: self.label.to_owned(),
+            reason: format!("its store directory is damaged: {reason}"),
+        }
+    }
+
+    // Plain accessors: relaxed atomics at checked offsets.
+
+    fn u32(&self, at: usize) -> u32 {
+        self.map.atomic_u32(at).load(Relaxed)
+    }
+    fn set_u32(&self, at: usize, v: u32) {
+        self.map.atomic_u32(at).store(v, Relaxed);
+    }
+    fn u64(&self, at: usize) -> u64 {
+        self.map.atomic_u64(at).load(Relaxed)
+    }
+    fn set_u64(&self, at: usize, v: u64) {
+        self.map.atomic_u64(at).store(v, Relaxed);
+    }
+    fn meta(&self, field: usize) -> usize {
+        self.geo.content + field
+    }
+
+    /// Whether the heap has been formatted.
+    pub(crate) fn formatted(&self) -> bool {
+        self.u32(self.meta(M_FORMAT)) == FORMATTED
+    }
+
+    /// The versions flags entries are made with.
+    pub(crate) fn entry_flags(&self) -> u32 {
+        self.u32(self.meta(M_FLAGS)) & crate::seqlock::WAKE_ALL
+    }
+
+    /// Live entries.
+    pub(crate) fn entries(&self) -> u64 {
+        self.u64(self.meta(M_ENTRIES))
+    }
+
+    /// Bytes in blocks that are not free.
+    pub(crate) fn used(&self) -> u64 {
+        self.u64(self.meta(M_USED))
+    }
+
+    /// Block offset (absolute) from a heap offset.
+    fn abs(&self, heap_off: u64) -> usize {
+        self.geo.heap_at + heap_off as usize
+    }
+
+    /// The heap offset of an absolute block offset.
+    fn rel(&self, at: usize) -> u64 {
+        (at - self.geo.heap_at) as u64
+    }
+
+    /// A block index (as buckets and free lists store it) to an absolute
+    /// offset, checked to leave room for a block header.
+    fn block_at(&self, index: u32) -> Result<usize> {
+        let off = (u64::from(index).wrapping_sub(1)) * BLOCK_ALIGN;
+        if index == 0 || off + MIN_BLOCK > self.geo.heap_size {
+            return Err(self.corrupt(format!("block index {index} is out of the heap")));
+        }
+        Ok(self.abs(off))
+    }
+
+    fn index_of(&self, at: usize) -> u32 {
+        (self.rel(at) / BLOCK_ALIGN + 1) as u32
+    }
+
+    /// The size of the block at `at`, checked to be a whole block inside
+    /// the heap.
+    fn size_of(&self, at: usize) -> Result<u64> {
+        let size = self.u64(at + B_SIZE);
+        let off = self.rel(at);
+        if size < BLOCK_ALIGN || size % BLOCK_ALIGN != 0 || size > self.geo.heap_size - off {
+            return Err(self.corrupt(format!("block at heap offset {off} says size {size}")));
+        }
+        Ok(size)
+    }
+
+    fn state(&self, at: usize) -> u32 {
+        self.u32(at + B_STATE)
+    }
+
+    /// Formats an empty heap: one free block, no entries. Also what a
+    /// store whose formatting was cut short gets again.
+    pub(crate) fn format(&self) {
+        for b in 0..self.geo.buckets as usize {
+            self.set_u32(self.geo.buckets_at + 4 * b, 0);
+        }
+        for h in 0..HANDLE_SLOTS {
+            self.clear_handle(h);
+        }
+        for c in 0..CLASSES {
+            self.set_u32(self.meta(M_HEADS + 4 * c), 0);
+        }
+        let first = self.geo.heap_at;
+        self.set_u64(first + B_SIZE, self.geo.heap_size);
+        self.set_u64(first + B_PREV, 0);
+        self.set_u32(first + B_STATE, FREE);
+        self.push_free(first, self.geo.heap_size);
+        self.set_u64(self.meta(M_ENTRIES), 0);
+        self.set_u64(self.meta(M_USED), 0);
+        self.set_u32(self.meta(M_FORMAT), FORMATTED);
+    }
+
+    // ---- Free lists ----
+
+    fn class_of(size: u64) -> usize {
+        let units = (size / BLOCK_ALIGN).max(1);
+        (63 - units.leading_zeros() as usize).min(CLASSES - 1)
+    }
+
+    fn push_free(&self, at: usize, size: u64) {
+        let head_at = self.meta(M_HEADS + 4 * Self::class_of(size));
+        let head = self.u32(head_at);
+        let me = self.index_of(at);
+        self.set_u32(at + B_NEXT_FREE, head);
+        self.set_u32(at + B_PREV_FREE, 0);
+        if head != 0 {
+            if let Ok(h) = self.block_at(head) {
+                self.set_u32(h + B_PREV_FREE, me);
+            }
+        }
+        self.set_u32(head_at, me);
+    }
+
+    fn unlink_free(&self, at: usize, size: u64) -> Result<()> {
+        let next = self.u32(at + B_NEXT_FREE);
+        let prev = self.u32(at + B_PREV_FREE);
+        if prev == 0 {
+            let head_at = self.meta(M_HEADS + 4 * Self::class_of(size));
+            if self.u32(head_at) != self.index_of(at) {
+                return Err(self.corrupt("a free list does not start where it should".into()));
+            }
+            self.set_u32(head_at, next);
+        } else {
+            self.set_u32(self.block_at(prev)? + B_NEXT_FREE, next);
+        }
+        if next != 0 {
+            self.set_u32(self.block_at(next)? + B_PREV_FREE, prev);
+        }
+        Ok(())
+    }
+
+    /// Takes a free block of at least `need` bytes for a new entry (state
+    /// RESERVED), splitting off what is left over; `None` if none is big
+    /// enough.
+    fn take(&self, need: u64) -> Result<Option<usize>> {
+        let first = Self::class_of(need);
+        for class in first..CLASSES {
+            let mut index = self.u32(self.meta(M_HEADS + 4 * class));
+            let mut steps = 0u64;
+            while index != 0 {
+                let at = self.block_at(index)?;
+                let size = self.size_of(at)?;
+                if self.state(at) != FREE {
+                    return Err(self.corrupt("a free list holds a block in use".into()));
+                }
+                if size >= need {
+                    self.unlink_free(at, size)?;
+                    self.set_u32(at + B_STATE, RESERVED);
+                    if size - need >= MIN_BLOCK {
+                        self.split(at, size, need)?;
+                    }
+                    return Ok(Some(at));
+                }
+                steps += 1;
+                if steps > self.geo.heap_size / BLOCK_ALIGN {
+                    return Err(self.corrupt("a free list loops".into()));
+                }
+                index = self.u32(at + B_NEXT_FREE);
+            }
+        }
+        Ok(None)
+    }
+
+    /// Splits the block at `at` (of `size` bytes) after `keep` bytes; the
+    /// rest becomes a free block.
+    fn split(&self, at: usize, size: u64, keep: u64) -> Result<()> {
+        let rest = at + keep as usize;
+        self.set_u64(rest + B_SIZE, size - keep);
+        self.set_u64(rest + B_PREV, keep);
+        self.set_u32(rest + B_STATE, FREE);
+        // The one store that makes the new block appear in the walk.
+        self.set_u64(at + B_SIZE, keep);
+        self.set_next_prev(rest, size - keep);
+        self.push_free(rest, size - keep);
+        Ok(())
+    }
+
+    /// Tells the block after `at` (of `size` bytes), if any, that `size`
+    /// precedes it.
+    fn set_next_prev(&self, at: usize, size: u64) {
+        let next = self.rel(at) + size;
+        if next < self.geo.heap_size {
+            self.set_u64(self.abs(next) + B_PREV, size);
+        }
+    }
+
+    /// Frees the block at `at`, merging it with free neighbours.
+    fn free(&self, at: usize) -> Result<()> {
+        let mut at = at;
+        let mut size = self.size_of(at)?;
+        self.set_u64(self.meta(M_USED), self.used().saturating_sub(size));
+        self.set_u32(at + B_STATE, FREE);
+        // The next block.
+        let next_off = self.rel(at) + size;
+        if next_off < self.geo.heap_size {
+            let next = self.abs(next_off);
+            if self.state(next) == FREE {
+                let next_size = self.size_of(next)?;
+                self.unlink_free(next, next_size)?;
+                size += next_size;
+                self.set_u64(at + B_SIZE, size);
+            }
+        }
+        // The previous block, found through the hint and checked.
+        let prev_size = self.u64(at + B_PREV);
+        let off = self.rel(at);
+        if prev_size != 0 && prev_size % BLOCK_ALIGN == 0 && prev_size <= off {
+            let prev = self.abs(off - prev_size);
+            if self.u64(prev + B_SIZE) == prev_size && self.state(prev) == FREE {
+                self.unlink_free(prev, prev_size)?;
+                size += prev_size;
+                at = prev;
+                self.set_u64(at + B_SIZE, size);
+            }
+        }
+        self.set_next_prev(at, size);
+        self.push_free(at, size);
+        Ok(())
+    }
+
+    /// Free bytes, and the largest free block.
+    pub(crate) fn space(&self) -> Result<Space> {
+        let mut space = Space::default();
+        self.walk(|at, size, state| {
+            if state == FREE {
+                space.free += size;
+                space.largest = space.largest.max(size);
+            }
+            let _ = at;
+            Ok(())
+        })?;
+        Ok(space)
+    }
+
+    /// Calls `f(at, size, state)` for every block, in heap order.
+    fn walk(&self, mut f: impl FnMut(usize, u64, u32) -> Result<()>) -> Result<()> {
+        let mut off = 0;
+        while off < self.geo.heap_size {
+            let at = self.abs(off);
+            let size = self.size_of(at)?;
+            f(at, size, self.state(at))?;
+            off += size;
+        }
+        Ok(())
+    }
+
+    // ---- Entries ----
+
+    /// Reads and checks the entry in the block at `at`.
+    pub(crate) fn entry(&self, at: usize) -> Result<EntryMeta> {
+        let size = self.size_of(at)?;
+        let state = self.state(at);
+        if state != LIVE && state != REMOVED {
+            return Err(self.corrupt(format!("an entry's block is in state {state:#x}")));
+        }
+        let lens = self.u32(at + B_LENS);
+        let (key_len, type_len) = ((lens & 0xffff) as usize, (lens >> 16) as usize);
+        let value_size = self.u64(at + B_VALUE_SIZE);
+        let value_align = self.u32(at + B_VALUE_ALIGN) as usize;
+        let value_off = self.u32(at + B_VALUE_OFFSET) as usize;
+        if key_len == 0 || key_len > MAX_KEY_LEN || type_len > MAX_TYPE_LEN {
+            return Err(self.corrupt(format!(
+                "an entry says its key is {key_len} bytes and its type name {type_len}"
+            )));
+        }
+        if !value_align.is_power_of_two() || value_align > MAX_ALIGN || value_size > size {
+            return Err(self.corrupt(format!(
+                "an entry says its value is {value_size} bytes aligned to {value_align}"
+            )));
+        }
+        let layout = EntryLayout::new(key_len, type_len, value_size as usize, value_align);
+        if layout.value != value_off || layout.block > size {
+            return Err(self.corrupt(format!(
+                "an entry's value at {value_off} ({value_size} bytes) does not fit its {size}-byte block"
+            )));
+        }
+        let mut key = vec![0u8; key_len];
+        self.map.copy_out(at + B_KEY, &mut key);
+        let mut type_name = vec![0u8; type_len];
+        self.map.copy_out(at + B_KEY + key_len, &mut type_name);
+        let type_name = String::from_utf8_lossy(&type_name)
+            .chars()
+            .map(|c| if c.is_control() { '?' } else { c })
+            .collect();
+        Ok(EntryMeta {
+            at,
+            key,
+            type_name,
+            fingerprint: self.u64(at + B_FINGERPRINT),
+            value_size: value_size as usize,
+            value_align,
+            layout,
+            holders: self.u64(at + B_HOLDERS),
+        })
+    }
+
+    fn bucket(&self, i: u64) -> u32 {
+        self.u32(self.geo.buckets_at + 4 * i as usize)
+    }
+
+    fn set_bucket(&self, i: u64, v: u32) {
+        self.set_u32(self.geo.buckets_at + 4 * i as usize, v);
+    }
+
+    /// The bucket and entry of `key`, if it is in the directory.
+    pub(crate) fn find(&self, key: &[u8]) -> Result<Option<(u64, EntryMeta)>> {
+        let h = hash(key);
+        let mask = self.geo.buckets - 1;
+        let mut i = h & mask;
+        for _ in 0..self.geo.buckets {
+            let index = self.bucket(i);
+            if index == 0 {
+                return Ok(None);
+            }
+            let at = self.block_at(index)?;
+            if self.u64(at + B_HASH) == h
+                && self.state(at) == LIVE
+                && self.u32(at + B_LENS) & 0xffff == key.len() as u32
+                && self.key_is(at, key)
+            {
+                return Ok(Some((i, self.entry(at)?)));
+            }
+            i = (i + 1) & mask;
+        }
+        Ok(None)
+    }
+
+    /// Whether the key stored in the block at `at` is `key` (whose length
+    /// the caller compared, at most [`MAX_KEY_LEN`]).
+    fn key_is(&self, at: usize, key: &[u8]) -> bool {
+        let mut stored = [0u8; MAX_KEY_LEN];
+        let stored = &mut stored[..key.len().min(MAX_KEY_LEN)];
+        self.map.copy_out(at + B_KEY, stored);
+        stored == key
+    }
+
+    /// Enters the block at `at` (whose key hashes to `h`) in the buckets.
+    fn insert_bucket(&self, at: usize, h: u64) -> Result<()> {
+        let mask = self.geo.buckets - 1;
+        let mut i = h & mask;
+        for _ in 0..self.geo.buckets {
+            if self.bucket(i) == 0 {
+                self.set_bucket(i, self.index_of(at));
+                return Ok(());
+            }
+            i = (i + 1) & mask;
+        }
+        Err(self.corrupt("its buckets are all taken".into()))
+    }
+
+    /// Takes bucket `i` out, moving later entries of its run back so that
+    /// lookups still find them (no tombstones).
+    fn delete_bucket(&self, i: u64) -> Result<()> {
+        let mask = self.geo.buckets - 1;
+        let mut hole = i;
+        let mut j = i;
+        for _ in 0..self.geo.buckets {
+            j = (j + 1) & mask;
+            let index = self.bucket(j);
+            if index == 0 {
+                break;
+            }
+            let home = self.u64(self.block_at(index)? + B_HASH) & mask;
+            // Move it into the hole unless its home lies cyclically in
+            // (hole, j].
+            let stays = if hole <= j {
+                hole < home && home <= j
+            } else {
+                hole < home || home <= j
+            };
+            if !stays {
+                self.set_bucket(hole, index);
+                hole = j;
+            }
+        }
+        self.set_bucket(hole, 0);
+        Ok(())
+    }
+
+    /// Makes a new LIVE entry, held by handle slot `holder`; returns it.
+    /// The caller checked that the key is not in the directory.
+    pub(crate) fn create(&self, new: &NewEntry<'_>, holder: usize) -> Result<EntryMeta> {
+        let type_name = &new.type_name.as_bytes()[..new.type_name.len().min(MAX_TYPE_LEN)];
+        let layout = EntryLayout::new(new.key.len(), type_name.len(), new.value.len(), new.align);
+        let at = match self.take(layout.block)? {
+            Some(at) => at,
+            None => {
+                // Entries removed while held by processes that have died
+                // since: their space is free now.
+                self.reclaim()?;
+                match self.take(layout.block)? {
+                    Some(at) => at,
+                    None => {
+                        let space = self.space()?;
+                        return Err(Error::StoreFull {
+                            name: self.label.to_owned(),
+                            needed: layout.block,
+                            free: space.free,
+                            largest_free: space.largest,
+                        });
+                    }
+                }
+            }
+        };
+        let h = hash(new.key);
+        let lens = new.key.len() as u32 | (type_name.len() as u32) << 16;
+        self.set_u32(at + B_LENS, lens);
+        self.set_u64(at + B_HASH, h);
+        self.set_u64(at + B_FINGERPRINT, new.fingerprint);
+        self.set_u64(at + B_VALUE_SIZE, new.value.len() as u64);
+        self.set_u32(at + B_VALUE_ALIGN, new.align as u32);
+        self.set_u32(at + B_VALUE_OFFSET, layout.value as u32);
+        self.set_u64(at + B_HOLDERS, 1 << holder);
+        let flags = self.entry_flags();
+        // SAFETY: the block is RESERVED: no bucket, free list or handle
+        // points at it, so no process following the protocol reads or
+        // writes these bytes until it turns LIVE below, under the directory
+        // lock we hold. Every range lies inside the block (`EntryLayout`),
+        // which `take` found inside the heap.
+        unsafe {
+            self.map.write_bytes(at + B_KEY, new.key);
+            self.map.write_bytes(at + B_KEY + new.key.len(), type_name);
+            self.map
+                .write(at + layout.slot, crate::lock::RawLock::new());
+            self.map
+                .write(at + layout.slot + 16, crate::seqlock::Versions::new(flags));
+            self.map.write_bytes(at + layout.value, new.value);
+        }
+        // The one store that makes the entry exist.
+        self.map
+            .atomic_u32(at + B_STATE)
+            .store(LIVE, std::sync::atomic::Ordering::Release);
+        self.insert_bucket(at, h)?;
+        self.set_u64(self.meta(M_ENTRIES), self.entries() + 1);
+        self.set_u64(self.meta(M_USED), self.used() + self.size_of(at)?);
+        self.entry(at)
+    }
+
+    /// Takes the entry found in bucket `i` out of the directory; frees it
+    /// unless live processes hold it.
+    pub(crate) fn remove(&self, i: u64, entry: &EntryMeta) -> Result<()> {
+        self.delete_bucket(i)?;
+        self.set_u64(self.meta(M_ENTRIES), self.entries().saturating_sub(1));
+        let holders = self.live_holders(entry.at);
+        if holders == 0 {
+            self.free(entry.at)
+        } else {
+            self.set_u32(entry.at + B_STATE, REMOVED);
+            Ok(())
+        }
+    }
+
+    /// Marks handle slot `holder` as holding the entry at `at`.
+    pub(crate) fn hold(&self, at: usize, holder: usize) {
+        let h = self.u64(at + B_HOLDERS);
+        self.set_u64(at + B_HOLDERS, h | 1 << holder);
+    }
+
+    /// Handle slot `holder` no longer holds the entry at `at`; frees it if
+    /// it was removed and nobody else holds it.
+    pub(crate) fn unhold(&self, at: usize, holder: usize) -> Result<()> {
+        let state = self.state(at);
+        if state != LIVE && state != REMOVED {
+            return Err(self.corrupt("a held entry's block was freed".into()));
+        }
+        let h = self.u64(at + B_HOLDERS) & !(1 << holder);
+        self.set_u64(at + B_HOLDERS, h);
+        if state == REMOVED && self.live_holders(at) == 0 {
+            self.free(at)?;
+        }
+        Ok(())
+    }
+
+    /// Clears the bits of dead processes from the entry at `at`; returns
+    /// the bits left.
+    fn live_holders(&self, at: usize) -> u64 {
+        let mut h = self.u64(at + B_HOLDERS);
+        for slot in 0..HANDLE_SLOTS {
+            if h & 1 << slot != 0 && !self.handle_alive(slot) {
+                h &= !(1 << slot);
+            }
+        }
+        self.set_u64(at + B_HOLDERS, h);
+        h
+    }
+
+    /// Frees removed entries that no live process holds.
+    fn reclaim(&self) -> Result<()> {
+        for at in self.blocks_in(REMOVED)? {
+            if self.live_holders(at) == 0 {
+                self.free(at)?;
+            }
+        }
+        Ok(())
+    }
+
+    // ---- Handle slots ----
+
+    fn handle_at(&self, slot: usize) -> usize {
+        self.geo.handles_at + HANDLE_BYTES * slot
+    }
+
+    fn clear_handle(&self, slot: usize) {
+        self.set_u32(self.handle_at(slot), 0);
+        self.set_u64(self.handle_at(slot) + 8, 0);
+    }
+
+    /// Whether the process in handle slot `slot` is alive.
+    fn handle_alive(&self, slot: usize) -> bool {
+        let pid = self.u32(self.handle_at(slot));
+        let start = self.u64(self.handle_at(slot) + 8);
+        pid != 0 && crate::owner::is_alive(pid, start as u32)
+    }
+
+    /// Takes a handle slot for this process: a free one, else one whose
+    /// process died (after clearing its bits from every entry).
+    pub(crate) fn register(&self) -> Result<usize> {
+        let pid = std::process::id();
+        let start = crate::owner::start_time(pid).unwrap_or(0);
+        let mut chosen = (0..HANDLE_SLOTS).find(|&s| self.u32(self.handle_at(s)) == 0);
+        if chosen.is_none() {
+            chosen = (0..HANDLE_SLOTS).find(|&s| !self.handle_alive(s));
+            if let Some(slot) = chosen {
+                self.forget_holder(slot)?;
+            }
+        }
+        let Some(slot) = chosen else {
+            return Err(Error::HandleLimit {
+                name: self.label.to_owned(),
+                limit: HANDLE_SLOTS,
+            });
+        };
+        self.set_u32(self.handle_at(slot), pid);
+        self.set_u64(self.handle_at(slot) + 8, start);
+        Ok(slot)
+    }
+
+    /// Gives handle slot `slot` back.
+    pub(crate) fn unregister(&self, slot: usize) -> Result<()> {
+        self.forget_holder(slot)?;
+        self.clear_handle(slot);
+        Ok(())
+    }
+
+    /// Clears `slot`'s bit from every entry, freeing removed entries that
+    /// nobody holds any more.
+    fn forget_holder(&self, slot: usize) -> Result<()> {
+        let mut held = Vec::new();
+        self.walk(|at, _, state| {
+            if (state == LIVE || state == REMOVED) && self.u64(at + B_HOLDERS) & 1 << slot != 0 {
+                held.push(at);
+            }
+            Ok(())
+        })?;
+        for at in held {
+            self.unhold(at, slot)?;
+        }
+        Ok(())
+    }
+
+    /// Every entry in the directory, in heap order.
+    pub(crate) fn list(&self) -> Result<Vec<EntryMeta>> {
+        self.blocks_in(LIVE)?
+            .into_iter()
+            .map(|at| self.entry(at))
+            .collect()
+    }
+
+    /// The blocks in `state`, in heap order.
+    fn blocks_in(&self, state: u32) -> Result<Vec<usize>> {
+        let mut found = Vec::new();
+        self.walk(|at, _, s| {
+            if s == state {
+                found.push(at);
+            }
+            Ok(())
+        })?;
+        Ok(found)
+    }
+
+    /// Checks every invariant of the directory and heap: blocks tile the
+    /// heap, no two free blocks are neighbours, the `prev_size` hints are
+    /// right, every free block is on its size class's list and nothing else
+    /// is, every live entry is found by its key and the buckets hold
+    /// nothing else, and the counters agree.
+    pub(crate) fn check(&self) -> Result<()> {
+        let mut prev: Option<(u64, u32)> = None;
+        let mut free_blocks = Vec::new();
+        let mut live = Vec::new();
+        let mut used = 0;
+        let mut off = 0;
+        while off < self.geo.heap_size {
+            let at = self.abs(off);
+            let size = self.size_of(at)?;
+            let state = self.state(at);
+            let hint = self.u64(at + B_PREV);
+            let want = prev.map_or(0, |(s, _)| s);
+            if hint != want {
+                return Err(self.corrupt(format!(
+                    "block at heap offset {off} says the block before is {hint} bytes, not {want}"
+                )));
+            }
+            match state {
+                FREE => {
+                    if prev.is_some_and(|(_, s)| s == FREE) {
+                        return Err(self.corrupt(format!(
+                            "free blocks at heap offset {off} and before it are not merged"
+                        )));
+                    }
+                    free_blocks.push(at);
+                }
+                LIVE => {
+                    self.entry(at)?;
+                    live.push(at);
+                    used += size;
+                }
+                REMOVED => {
+                    self.entry(at)?;
+                    used += size;
+                }
+                other => {
+                    return Err(self.corrupt(format!(
+                        "block at heap offset {off} is in state {other:#x} outside a change"
+                    )))
+                }
+            }
+            prev = Some((size, state));
+            off += size;
+        }
+        // Free lists: exactly the free blocks, each in its class.
+        let mut listed = 0;
+        for class in 0..CLASSES {
+            let mut index = self.u32(self.meta(M_HEADS + 4 * class));
+            let mut back = 0;
+            while index != 0 {
+                let at = self.block_at(index)?;
+                let size = self.size_of(at)?;
+                if self.state(at) != FREE || Self::class_of(size) != class {
+                    return Err(self.corrupt(format!(
+                        "free list {class} holds a block that does not belong there"
+                    )));
+                }
+                if self.u32(at + B_PREV_FREE) != back {
+                    return Err(self.corrupt(format!("free list {class} is not linked back")));
+                }
+                listed += 1;
+                if listed > free_blocks.len() {
+                    return Err(
+                        self.corrupt("the free lists hold more blocks than are free".into())
+                    );
+                }
+                back = index;
+                index = self.u32(at + B_NEXT_FREE);
+            }
+        }
+        if listed != free_blocks.len() {
+            return Err(self.corrupt(format!(
+                "{} blocks are free but the free lists hold {listed}",
+                free_blocks.len()
+            )));
+        }
+        // Buckets: exactly the live entries, each found by its key.
+        let mut in_buckets = 0;
+        for b in 0..self.geo.buckets {
+            let index = self.bucket(b);
+            if index != 0 {
+                let at = self.block_at(index)?;
+                if self.state(at) != LIVE {
+                    return Err(self.corrupt(format!("bucket {b} points at a block not in use")));
+                }
+                in_buckets += 1;
+            }
+        }
+        for &at in &live {
+            let e = self.entry(at)?;
+            match self.find(&e.key)? {
+                Some((_, found)) if found.at == at => {}
+                _ => {
+                    return Err(self.corrupt(format!(
+                        "entry `{}` is not found by its key",
+                        String::from_utf8_lossy(&e.key)
+                    )))
+                }
+            }
+        }
+        if in_buckets != live.len() || self.entries() != live.len() as u64 {
+            return Err(self.corrupt(format!(
+                "{} entries are live, the buckets hold {in_buckets} and the count says {}",
+                live.len(),
+                self.entries()
+            )));
+        }
+        if self.used() != used {
+            return Err(self.corrupt(format!(
+                "{used} bytes are in use, the count says {}",
+                self.used()
+            )));
+        }
+        Ok(())
+    }
+
+    // ---- Recovery ----
+
+    /// Rebuilds everything derived from the heap (see the module docs).
+    pub(crate) fn recover(&self) -> Result<()> {
+        if !self.formatted() {
+            self.format();
+            return Ok(());
+        }
+        // Dead processes' handle slots.
+        let dead: Vec<usize> = (0..HANDLE_SLOTS)
+            .filter(|&s| self.u32(self.handle_at(s)) != 0 && !self.handle_alive(s))
+            .collect();
+        let dead_mask = dead.iter().fold(0u64, |m, &s| m | 1 << s);
+
+        // Pass 1: normalise states and merge free neighbours, each merge
+        // one store of a size.
+        let mut off = 0;
+        let mut prev: Option<(usize, u64)> = None; // (at, size) of the block before
+        let mut live = Vec::new();
+        let mut used = 0;
+        while off < self.geo.heap_size {
+            let at = self.abs(off);
+            let size = self.size_of(at)?;
+            let mut state = self.state(at);
+            match state {
+                FREE => {}
+                RESERVED => state = FREE,
+                LIVE | REMOVED => {
+                    let e = self.entry(at)?;
+                    let holders = e.holders & !dead_mask;
+                    self.set_u64(at + B_HOLDERS, holders);
+                    if state == REMOVED && holders == 0 {
+                        state = FREE;
+                    }
+                }
+                other => {
+                    return Err(self.corrupt(format!(
+                        "block at heap offset {off} is in unknown state {other:#x}"
+                    )))
+                }
+            }
+            self.set_u32(at + B_STATE, state);
+            off += size;
+            match prev {
+                Some((p, psize)) if state == FREE && self.state(p) == FREE => {
+                    self.set_u64(p + B_SIZE, psize + size);
+                    prev = Some((p, psize + size));
+                }
+                _ => {
+                    if let Some((_, psize)) = prev {
+                        self.set_u64(at + B_PREV, psize);
+                    } else {
+                        self.set_u64(at + B_PREV, 0);
+                    }
+                    if state == LIVE {
+                        live.push(at);
+                    }
+                    if state != FREE {
+                        used += size;
+                    }
+                    prev = Some((at, size));
+                }
+            }
+        }
+
+        // Pass 2: free lists and buckets from scratch.
+        for c in 0..CLASSES {
+            self.set_u32(self.meta(M_HEADS + 4 * c), 0);
+        }
+        self.walk(|at, size, state| {
+            if state == FREE {
+                self.push_free(at, size);
+            }
+            Ok(())
+        })?;
+        for b in 0..self.geo.buckets {
+            self.set_bucket(b, 0);
+        }
+        for &at in &live {
+            let e = self.entry(at)?;
+            if self.find(&e.key)?.is_some() {
+                return Err(self.corrupt(format!(
+                    "two entries have the key `{}`",
+                    String::from_utf8_lossy(&e.key)
+                )));
+            }
+            self.insert_bucket(at, hash(&e.key))?;
+        }
+        self.set_u64(self.meta(M_ENTRIES), live.len() as u64);
+        self.set_u64(self.meta(M_USED), used);
+        for slot in dead {
+            self.clear_handle(slot);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plans_leave_the_bucket_table_at_most_half_full() {
+        for cap in [0, 1, 4096, 1 << 20, 100 << 20] {
+            let p = plan(cap);
+            let heap = p.content - META - HANDLE_BYTES * HANDLE_SLOTS - bucket_bytes(p.buckets);
+            assert_eq!(heap as u64, p.heap);
+            assert!(p.heap >= cap.max(MIN_BLOCK));
+            assert!(p.heap / MIN_BLOCK <= p.buckets / 2 + 1, "{cap}");
+            assert!(p.content >= MIN_CONTENT);
+        }
+    }
+
+    #[test]
+    fn entry_layouts_put_the_slot_on_a_line_and_fit_the_value() {
+        let l = EntryLayout::new(3, 3, 8, 8);
+        assert_eq!(l.slot, 128);
+        assert_eq!(l.value, 160);
+        assert_eq!(l.block, 192);
+        let l = EntryLayout::new(128, 128, 1, 64);
+        assert_eq!(l.slot, 320);
+        assert_eq!(l.value, 384);
+        assert_eq!(l.block % BLOCK_ALIGN, 0);
+        assert!(l.block >= l.value as u64 + 1);
+        assert!(EntryLayout::new(1, 0, 0, 1).block >= MIN_BLOCK);
+    }
+
+    #[test]
+    fn size_classes_grow_with_size() {
+        assert_eq!(Heap::class_of(64), 0);
+        assert_eq!(Heap::class_of(128), 1);
+        assert_eq!(Heap::class_of(191), 1);
+        assert_eq!(Heap::class_of(256), 2);
+        assert_eq!(Heap::class_of(u64::MAX), CLASSES - 1);
+    }
+}

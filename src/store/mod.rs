@@ -1,0 +1,580 @@
+//! [`Store`]: many named, typed entries in one segment.
+
+mod heap;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::backend::{OpenMode, Remover};
+use crate::error::{Error, Result};
+use crate::header::{Spec, KIND_STORE, LOCK_OFFSET, VERSIONS_OFFSET};
+use crate::location::IntoLocation;
+use crate::lock::RawLock;
+use crate::options::SharedOptions;
+use crate::seqlock::Versions;
+use crate::shareable::{Fingerprint, Shareable};
+use crate::shared::Shared;
+use crate::slot::Slot;
+use crate::sys::mapping::Mapping;
+
+pub use heap::MAX_KEY_LEN;
+use heap::{EntryMeta, Geometry, Heap, NewEntry};
+
+/// The type name a store's header records.
+const STORE_TYPE: &str = "shmstore::Store";
+
+/// What a store segment's header says it holds.
+const fn spec(content: usize) -> Spec {
+    Spec {
+        kind: KIND_STORE,
+        type_name: STORE_TYPE,
+        fingerprint: Fingerprint::new()
+            .str(STORE_TYPE)
+            .u64(heap::FORMATTED as u64)
+            .finish(),
+        size: content,
+        align: heap::BLOCK_ALIGN as usize,
+        min_size: heap::MIN_CONTENT,
+        max_size: usize::MAX / 2,
+    }
+}
+
+/// Many named, typed entries in one shared segment, each with its own
+/// crash-robust lock.
+///
+/// An entry is a [`Shared<T>`]: the same handle as a single-value segment
+/// has, with [`lock`](Shared::lock), poisoning,
+/// [`snapshot`](Shared::snapshot) and
+/// [`wait_for_change`](Shared::wait_for_change). Entries never contend with
+/// each other; the store's directory (keys to entries) has a lock of its
+/// own, taken only to find, create and remove entries.
+///
+/// ```
+/// use shmstore::{Shareable, Store};
+///
+/// #[derive(Shareable, Clone, Copy, Default)]
+/// #[repr(C)]
+/// struct Stats { requests: u64, errors: u64 }
+///
+/// # let name = format!("doc-store-{}", std::process::id());
+/// let store = Store::open_or_create(&name, 1 << 20)?;
+/// let jobs = store.get_or_create::<u64>("jobs", 0)?;
+/// let mine = store.get_or_create::<Stats>("worker/1", Stats::default())?;
+/// *jobs.lock().unwrap() += 1;
+/// mine.lock().unwrap().requests += 1;
+///
+/// // Another process (or this one) finds them by key and type.
+/// assert_eq!(*store.get::<u64>("jobs")?.lock().unwrap(), 1);
+/// assert!(store.get::<u32>("jobs").is_err()); // the wrong type: LayoutMismatch
+/// for e in store.entries()? {
+///     println!("{} : {} ({} bytes, generation {})", e.key, e.type_name, e.size, e.generation);
+/// }
+/// store.remove("worker/1")?;
+/// # Store::unlink(&name)?;
+/// # Ok::<(), shmstore::Error>(())
+/// ```
+///
+/// # Keys
+///
+/// 1 to [`MAX_KEY_LEN`] bytes of ASCII letters, digits and `_ - . / : @ +`;
+/// anything else is [`Error::InvalidName`].
+///
+/// # Space
+///
+/// A store has a fixed capacity, chosen at creation. Each entry takes one
+/// block of its key, type name, lock and value, rounded up to 64 bytes
+/// (at least 128). Removing an entry frees its block, merged with free
+/// neighbours, for entries of any size; free space can still be in pieces
+/// too small for a large entry, which [`Error::StoreFull`] then reports
+/// (how much was asked, how much is free, and the largest free piece).
+///
+/// # Removal and handles
+///
+/// [`remove`](Store::remove) takes the key out at once: later `get`s find
+/// nothing, and the key can be created again as a new entry. Handles that
+/// are open keep working on the removed entry, as with
+/// [`Shared::unlink`]; its space is freed when the last of them is
+/// dropped, or when the processes holding them are found dead.
+///
+/// # Handles and processes
+///
+/// A `Store` handle takes one of 64 slots in the store, so at most 64 can
+/// be open at once over all processes ([`Error::HandleLimit`]). Clone it to
+/// share it between threads (clones share the slot). A forked child must
+/// open the store itself, not use its parent's handle.
+///
+/// # Crashes
+///
+/// A process killed while creating or removing an entry leaves the
+/// directory lock to be taken over by the next caller, which rebuilds the
+/// directory from the entries themselves: an entry whose creation was cut
+/// short is gone, one whose removal was cut short is still there. Entries'
+/// own locks recover as a [`Shared`]'s does.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+/// What a store handle and the handles of its entries share.
+struct Inner {
+    map: Mapping,
+    geo: Geometry,
+    label: String,
+    remover: Remover,
+    remove_on_drop: bool,
+    /// This handle's slot in the store's handle table.
+    slot: usize,
+    /// How many entry handles of this store handle hold each entry (by
+    /// block offset). Changed only under the directory lock.
+    held: Mutex<HashMap<usize, usize>>,
+}
+
+/// One entry, as [`Store::entries`] lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct EntryInfo {
+    /// The key.
+    pub key: String,
+    /// The type name the entry was created with.
+    pub type_name: String,
+    /// The value's size in bytes.
+    pub size: usize,
+    /// The layout fingerprint of its type (see [`Shareable::FINGERPRINT`]).
+    pub fingerprint: u64,
+    /// How many writes to it have been committed (see
+    /// [`Shared::generation`]).
+    pub generation: u64,
+    /// Whether its lock is held now (a momentary answer).
+    pub locked: bool,
+    /// Whether its lock is poisoned.
+    pub poisoned: bool,
+}
+
+impl Store {
+    /// Creates a new store at `at` with room for `capacity` bytes of
+    /// entries, with the default [`SharedOptions`]; fails with
+    /// [`Error::AlreadyExists`] if the name exists.
+    pub fn create(at: impl IntoLocation, capacity: usize) -> Result<Store> {
+        SharedOptions::new().create_store(at, capacity)
+    }
+
+    /// Opens the existing store at `at`, whatever its capacity.
+    pub fn open(at: impl IntoLocation) -> Result<Store> {
+        SharedOptions::new().open_store(at)
+    }
+
+    /// Opens the store at `at`, creating it with room for `capacity` bytes
+    /// of entries if there is none (an existing store keeps its capacity).
+    /// Race-free, as [`Shared::open_or_create`].
+    pub fn open_or_create(at: impl IntoLocation, capacity: usize) -> Result<Store> {
+        SharedOptions::new().open_or_create_store(at, capacity)
+    }
+
+    /// Removes the store's name (see [`Shared::unlink`]).
+    pub fn unlink(at: impl IntoLocation) -> Result<()> {
+        crate::backend::unlink(&at.into_location()?)
+    }
+
+    pub(crate) fn establish(
+        opts: &SharedOptions,
+        at: impl IntoLocation,
+        mode: OpenMode,
+        capacity: usize,
+    ) -> Result<Store> {
+        let loc = at.into_location()?;
+        let label = loc.label();
+        let capacity = capacity as u64;
+        if capacity > heap::MAX_HEAP {
+            return Err(Error::NoSpace {
+                name: label,
+                size: capacity,
+            });
+        }
+        let plan = heap::plan(capacity);
+        let spec = spec(plan.content);
+        let meta = heap::initial_meta(&plan, opts.version_flags());
+        let initial = mode.creates().then_some(meta.as_slice());
+        let seg = crate::segment::establish_spec(&loc, opts, mode, &spec, initial)?;
+        let value_offset = spec.layout().value_offset;
+        let geo = Geometry::read(&seg.map, &label, value_offset, seg.map.len() - value_offset)?;
+        let mut inner = Inner {
+            map: seg.map,
+            geo,
+            label,
+            remover: seg.remover,
+            // Set once the handle is complete: a failed open removes nothing.
+            remove_on_drop: false,
+            slot: usize::MAX,
+            held: Mutex::new(HashMap::new()),
+        };
+        let slot = {
+            let dir = inner.lock()?;
+            dir.heap().register()?
+        };
+        inner.slot = slot;
+        inner.remove_on_drop = opts.remove_on_drop;
+        Ok(Store {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// The entry `key` as a `T`.
+    ///
+    /// Fails with [`Error::NotFound`] if there is no such key, and with
+    /// [`Error::LayoutMismatch`] (naming both types) if the entry holds
+    /// another type, or another layout of `T`.
+    pub fn get<T: Shareable>(&self, key: &str) -> Result<Shared<T>> {
+        let key = self.check_key(key)?;
+        let dir = self.inner.lock()?;
+        match dir.heap().find(key.as_bytes())? {
+            Some((_, e)) => self.handle(&dir, key, &e),
+            None => Err(Error::NotFound {
+                name: self.entry_label(key),
+            }),
+        }
+    }
+
+    /// The entry `key` as a `T`, created with `value` if there is none.
+    /// When many processes call this at once for the same key, exactly one
+    /// creates the entry and all get it.
+    pub fn get_or_create<T: Shareable>(&self, key: &str, value: T) -> Result<Shared<T>> {
+        self.make(key, value, true)
+    }
+
+    /// Creates the entry `key` holding `value`; fails with
+    /// [`Error::AlreadyExists`] if the key is taken, and with
+    /// [`Error::StoreFull`] if there is no room for it.
+    pub fn insert<T: Shareable>(&self, key: &str, value: T) -> Result<Shared<T>> {
+        self.make(key, value, false)
+    }
+
+    fn make<T: Shareable>(&self, key: &str, value: T, or_get: bool) -> Result<Shared<T>> {
+        const { assert!(std::mem::align_of::<T>() <= heap::MAX_ALIGN) };
+        let key = self.check_key(key)?;
+        let bytes = crate::shareable::into_bytes(value);
+        let mut dir = self.inner.lock()?;
+        if let Some((_, e)) = dir.heap().find(key.as_bytes())? {
+            return if or_get {
+                self.handle(&dir, key, &e)
+            } else {
+                Err(Error::AlreadyExists {
+                    name: self.entry_label(key),
+                })
+            };
+        }
+        dir.begin_change();
+        let new = NewEntry {
+            key: key.as_bytes(),
+            type_name: T::TYPE_NAME,
+            fingerprint: T::FINGERPRINT,
+            value: &bytes,
+            align: std::mem::align_of::<T>(),
+        };
+        let e = dir.heap().create(&new, self.inner.slot)?;
+        // `create` set our bit: count the handle.
+        *self.inner.held().entry(e.at).or_insert(0) += 1;
+        self.entry_handle(key, &e)
+    }
+
+    /// Removes the entry `key` (see [Removal and handles](Store#removal-and-handles));
+    /// [`Error::NotFound`] if there is none.
+    pub fn remove(&self, key: &str) -> Result<()> {
+        let key = self.check_key(key)?;
+        let mut dir = self.inner.lock()?;
+        match dir.heap().find(key.as_bytes())? {
+            Some((i, e)) => {
+                dir.begin_change();
+                dir.heap().remove(i, &e)
+            }
+            None => Err(Error::NotFound {
+                name: self.entry_label(key),
+            }),
+        }
+    }
+
+    /// Whether the key is in the store.
+    pub fn contains(&self, key: &str) -> Result<bool> {
+        let key = self.check_key(key)?;
+        let dir = self.inner.lock()?;
+        Ok(dir.heap().find(key.as_bytes())?.is_some())
+    }
+
+    /// Every entry, in no particular order: key, type name, size,
+    /// fingerprint, generation, lock state. A list taken at one moment;
+    /// entries may come and go right after.
+    pub fn entries(&self) -> Result<Vec<EntryInfo>> {
+        let dir = self.inner.lock()?;
+        let list = dir.heap().list()?;
+        drop(dir);
+        Ok(list
+            .into_iter()
+            .map(|e| {
+                let lock = self.inner.map.raw_lock(e.at + e.layout.slot);
+                let versions = self.inner.map.versions(e.at + e.layout.slot + 16);
+                EntryInfo {
+                    key: String::from_utf8_lossy(&e.key).into_owned(),
+                    type_name: e.type_name,
+                    size: e.value_size,
+                    fingerprint: e.fingerprint,
+                    generation: versions.generation(),
+                    locked: lock.is_locked(),
+                    poisoned: lock.is_poisoned(),
+                }
+            })
+            .collect())
+    }
+
+    /// How many entries there are.
+    pub fn len(&self) -> Result<usize> {
+        Ok(self.inner.lock()?.heap().entries() as usize)
+    }
+
+    /// Whether the store has no entries.
+    pub fn is_empty(&self) -> Result<bool> {
+        Ok(self.len()? == 0)
+    }
+
+    /// The bytes entries can take in all (the capacity it was created with,
+    /// rounded up to 64).
+    pub fn capacity(&self) -> usize {
+        self.inner.geo.heap_size as usize
+    }
+
+    /// The bytes free for new entries now, in all (see
+    /// [Space](Store#space) for why one entry may not get all of them).
+    pub fn free_bytes(&self) -> Result<usize> {
+        let dir = self.inner.lock()?;
+        Ok(dir.heap().space()?.free as usize)
+    }
+
+    /// How many times entries have been created or removed; see
+    /// [`wait_for_change`](Store::wait_for_change).
+    pub fn generation(&self) -> u64 {
+        self.inner.versions().generation()
+    }
+
+    /// Sleeps until an entry is created or removed (by any process) after
+    /// generation `seen`; returns the new generation, or `None` after
+    /// `timeout`. Changes to entries' values are watched on the entries.
+    pub fn wait_for_change(&self, seen: u64, timeout: Duration) -> Option<u64> {
+        self.inner
+            .versions()
+            .wait(seen, timeout, Some(self.inner.raw()))
+    }
+
+    /// Checks the store's directory and heap through and through: every
+    /// block, free list, bucket and counter. `Ok` means consistent;
+    /// [`Error::Corrupt`] says what is wrong. Takes the directory lock for
+    /// a time proportional to the number of entries; meant for tests,
+    /// tools and diagnostics, not for every operation.
+    pub fn check(&self) -> Result<()> {
+        self.inner.lock()?.heap().check()
+    }
+
+    /// The store's name as errors give it (see [`Shared::name`]).
+    pub fn name(&self) -> &str {
+        &self.inner.label
+    }
+
+    fn entry_label(&self, key: &str) -> String {
+        format!("{}/{key}", self.inner.label)
+    }
+
+    fn check_key<'k>(&self, key: &'k str) -> Result<&'k str> {
+        let bad = |reason| Error::InvalidName {
+            name: key.to_owned(),
+            reason,
+        };
+        if key.is_empty() {
+            return Err(bad("an entry key cannot be empty"));
+        }
+        if key.len() > MAX_KEY_LEN {
+            return Err(bad("an entry key is at most 128 bytes"));
+        }
+        let allowed = |b: u8| b.is_ascii_alphanumeric() || b"_-./:@+".contains(&b);
+        if !key.bytes().all(allowed) {
+            return Err(bad(
+                "an entry key holds only ASCII letters, digits and `_ - . / : @ +`",
+            ));
+        }
+        Ok(key)
+    }
+
+    /// A handle on the entry `e`, found under `dir`, checked to be a `T`.
+    fn handle<T: Shareable>(&self, dir: &Dir<'_>, key: &str, e: &EntryMeta) -> Result<Shared<T>> {
+        if e.fingerprint != T::FINGERPRINT {
+            return Err(Error::LayoutMismatch {
+                name: self.entry_label(key),
+                expected_type: T::TYPE_NAME,
+                expected_fingerprint: T::FINGERPRINT,
+                found_type: e.type_name.clone(),
+                found_fingerprint: e.fingerprint,
+            });
+        }
+        if e.value_size != std::mem::size_of::<T>() || e.value_align != std::mem::align_of::<T>() {
+            return Err(Error::Corrupt {
+                name: self.entry_label(key),
+                reason: format!(
+                    "the entry says its `{}` is {} bytes aligned to {}, but it is {} aligned to {}",
+                    T::TYPE_NAME,
+                    e.value_size,
+                    e.value_align,
+                    std::mem::size_of::<T>(),
+                    std::mem::align_of::<T>()
+                ),
+            });
+        }
+        dir.heap().hold(e.at, self.inner.slot);
+        *self.inner.held().entry(e.at).or_insert(0) += 1;
+        self.entry_handle(key, e)
+    }
+
+    /// The handle of entry `e`, whose hold is already counted.
+    fn entry_handle<T: Shareable>(&self, key: &str, e: &EntryMeta) -> Result<Shared<T>> {
+        let map = &self.inner.map;
+        let base = e.at + e.layout.slot;
+        // SAFETY: the slot's offsets lie inside the entry's block (checked
+        // by `Heap::entry`), aligned (the block is 64-aligned, the value
+        // offset a multiple of T's alignment, checked equal to the entry's);
+        // the `EntryRef` given to the handle keeps the mapping alive, and
+        // the entry's memory held, as long as the slot.
+        let slot = unsafe { Slot::new(map, base, base + 16, e.at + e.layout.value) };
+        let entry = EntryRef {
+            store: Arc::clone(&self.inner),
+            at: e.at,
+        };
+        Ok(Shared::from_entry(entry, slot, self.entry_label(key)))
+    }
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store")
+            .field("name", &self.inner.label)
+            .field("capacity", &self.capacity())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Inner {
+    fn raw(&self) -> &RawLock {
+        self.map.raw_lock(LOCK_OFFSET)
+    }
+
+    fn versions(&self) -> &Versions {
+        self.map.versions(VERSIONS_OFFSET)
+    }
+
+    fn held(&self) -> std::sync::MutexGuard<'_, HashMap<usize, usize>> {
+        self.held.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Takes the directory lock, rebuilding the directory if its last
+    /// holder died (or panicked) holding it.
+    fn lock(&self) -> Result<Dir<'_>> {
+        let lock = self.raw();
+        let me = lock.acquire();
+        let dir = Dir {
+            inner: self,
+            me,
+            panicking: std::thread::panicking(),
+            // A change a dead holder left unfinished becomes ours.
+            changing: self.versions().write_pending(),
+        };
+        let heap = dir.heap();
+        if lock.is_poisoned() || dir.changing || !heap.formatted() {
+            heap.recover()?;
+            lock.clear_poison();
+        }
+        Ok(dir)
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if self.slot != usize::MAX {
+            if let Ok(dir) = self.lock() {
+                let _ = dir.heap().unregister(self.slot);
+            }
+        }
+        if self.remove_on_drop {
+            let _ = self.remover.remove();
+        }
+    }
+}
+
+/// The directory lock, held.
+struct Dir<'a> {
+    inner: &'a Inner,
+    me: u64,
+    panicking: bool,
+    /// Whether this holder is changing the directory (its generation is
+    /// odd until the lock is released).
+    changing: bool,
+}
+
+impl Dir<'_> {
+    fn heap(&self) -> Heap<'_> {
+        Heap {
+            map: &self.inner.map,
+            geo: self.inner.geo,
+            label: &self.inner.label,
+        }
+    }
+
+    /// Marks the directory as changing: its generation counts one more when
+    /// the lock is released.
+    fn begin_change(&mut self) {
+        if !self.changing {
+            self.changing = true;
+            self.inner.versions().begin_write();
+        }
+    }
+}
+
+impl Drop for Dir<'_> {
+    fn drop(&mut self) {
+        let lock = self.inner.raw();
+        if !self.panicking && std::thread::panicking() {
+            lock.poison();
+        }
+        let versions = self.inner.versions();
+        if self.changing {
+            versions.end_write();
+        }
+        if lock.release(self.me, self.changing) || (self.changing && versions.wakes_all()) {
+            versions.wake();
+        }
+    }
+}
+
+/// An entry handle's hold on its entry: keeps the store mapped and the
+/// entry's memory from being freed; lets go on drop.
+pub(crate) struct EntryRef {
+    store: Arc<Inner>,
+    at: usize,
+}
+
+impl EntryRef {
+    pub(crate) fn map(&self) -> &Mapping {
+        &self.store.map
+    }
+}
+
+impl Drop for EntryRef {
+    fn drop(&mut self) {
+        let Ok(dir) = self.store.lock() else {
+            return;
+        };
+        let mut held = self.store.held();
+        let count = held.entry(self.at).or_insert(1);
+        *count -= 1;
+        if *count == 0 {
+            held.remove(&self.at);
+            drop(held);
+            let _ = dir.heap().unhold(self.at, self.store.slot);
+        }
+    }
+}
