@@ -629,6 +629,9 @@ impl Heap<'_> {
     /// Whether the key stored in the block at `at` is `key` (whose length
     /// the caller compared, at most [`MAX_KEY_LEN`]).
     fn key_is(&self, at: usize, key: &[u8]) -> bool {
+        if self.rel(at) + (B_KEY + key.len()) as u64 > self.geo.heap_size {
+            return false; // a damaged bucket or block: not this key
+        }
         let mut stored = [0u8; MAX_KEY_LEN];
         let stored = &mut stored[..key.len().min(MAX_KEY_LEN)];
         self.map.copy_out(at + B_KEY, stored);
@@ -678,12 +681,17 @@ impl Heap<'_> {
         Ok(())
     }
 
-    /// Makes a new LIVE entry, held by handle slot `holder`; returns it.
-    /// The caller checked that the key is not in the directory.
-    pub(crate) fn create(&self, new: &NewEntry<'_>, holder: usize) -> Result<EntryMeta> {
-        let type_name = &new.type_name.as_bytes()[..new.type_name.len().min(MAX_TYPE_LEN)];
+    /// The type name as an entry keeps it.
+    fn kept_type_name<'n>(new: &NewEntry<'n>) -> &'n [u8] {
+        &new.type_name.as_bytes()[..new.type_name.len().min(MAX_TYPE_LEN)]
+    }
+
+    /// Takes a block for `new` (RESERVED until [`fill`](Heap::fill) makes
+    /// it an entry); [`Error::StoreFull`] if there is no room.
+    pub(crate) fn reserve(&self, new: &NewEntry<'_>) -> Result<usize> {
+        let type_name = Self::kept_type_name(new);
         let layout = EntryLayout::new(new.key.len(), type_name.len(), new.value.len(), new.align);
-        let at = match self.take(layout.block)? {
+        Ok(match self.take(layout.block)? {
             Some(at) => at,
             None => {
                 // Entries removed while held by processes that have died
@@ -702,7 +710,15 @@ impl Heap<'_> {
                     }
                 }
             }
-        };
+        })
+    }
+
+    /// Makes the block `at` from [`reserve`](Heap::reserve) the LIVE entry
+    /// `new`, held by handle slot `holder`; returns it. The caller checked
+    /// that the key is not in the directory.
+    pub(crate) fn fill(&self, at: usize, new: &NewEntry<'_>, holder: usize) -> Result<EntryMeta> {
+        let type_name = Self::kept_type_name(new);
+        let layout = EntryLayout::new(new.key.len(), type_name.len(), new.value.len(), new.align);
         let h = hash(new.key);
         let lens = new.key.len() as u32 | (type_name.len() as u32) << 16;
         self.set_u32(at + B_LENS, lens);
@@ -1123,7 +1139,7 @@ mod tests {
         assert_eq!(l.slot, 320);
         assert_eq!(l.value, 384);
         assert_eq!(l.block % BLOCK_ALIGN, 0);
-        assert!(l.block >= l.value as u64 + 1);
+        assert!(l.block > l.value as u64);
         assert!(EntryLayout::new(1, 0, 0, 1).block >= MIN_BLOCK);
     }
 

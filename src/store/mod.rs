@@ -264,7 +264,6 @@ impl Store {
                 })
             };
         }
-        dir.begin_change();
         let new = NewEntry {
             key: key.as_bytes(),
             type_name: T::TYPE_NAME,
@@ -272,7 +271,10 @@ impl Store {
             value: &bytes,
             align: std::mem::align_of::<T>(),
         };
-        let e = dir.heap().create(&new, self.inner.slot)?;
+        // A full store changes nothing a watcher would see.
+        let at = dir.heap().reserve(&new)?;
+        dir.begin_change();
+        let e = dir.heap().fill(at, &new, self.inner.slot)?;
         // `create` set our bit: count the handle.
         *self.inner.held().entry(e.at).or_insert(0) += 1;
         self.entry_handle(key, &e)
