@@ -802,7 +802,7 @@ impl Heap<'_> {
     }
 
     /// Frees removed entries that no live process holds.
-    fn reclaim(&self) -> Result<()> {
+    pub(crate) fn reclaim(&self) -> Result<()> {
         for at in self.blocks_in(REMOVED)? {
             if self.live_holders(at) == 0 {
                 self.free(at)?;

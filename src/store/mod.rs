@@ -348,6 +348,8 @@ impl Store {
     /// [Space](Store#space) for why one entry may not get all of them).
     pub fn free_bytes(&self) -> Result<usize> {
         let dir = self.inner.lock()?;
+        // Removed entries whose holders have died since count as free.
+        dir.heap().reclaim()?;
         Ok(dir.heap().space()?.free as usize)
     }
 
