@@ -1,0 +1,732 @@
+//! What a [`Store`] costs: finding an entry by key in stores of 10, 1,000
+//! and 100,000 keys, and locking and snapshotting an entry against a
+//! `Shared<u64>` in a segment of its own.
+//!
+//! ```text
+//! cargo run --release --example store_bench          # the whole run, about half a minute
+//! cargo run --release --example store_bench -- 0.1   # SCALE: iterations x 0.1 (key counts stay)
+//! ```
+//!
+//! Sections:
+//!
+//! 1. `store.get::<u64>(key)` of an existing key, in stores of 10, 1,000
+//!    and 100,000 `u64` entries. `get` returns a handle (a `Shared<u64>`)
+//!    that takes the store's directory lock once more when it is dropped,
+//!    so the main figure is get + drop, one after the other; the split
+//!    figures time 1,000 gets whose handles are kept, then their 1,000
+//!    drops. `contains(key)` is the directory lookup alone, without a
+//!    handle. Keys are drawn at random from all the store's keys, or one
+//!    key is asked for every time.
+//! 2. The same `u64`, as an entry of a store and as a `Shared<u64>` in a
+//!    segment of its own: lock + increment + unlock, and `snapshot()`, both
+//!    uncontended; for contrast, opening the own segment by name and
+//!    dropping the handle, what `get` + drop replaces.
+//! 3. For context: creating and removing an entry (`insert` + drop of the
+//!    handle + `remove`), and listing the store (`entries()`, which visits
+//!    every entry), at each size.
+//!
+//! Each figure is the median, with min-max, of 7 timed batches; the
+//! batches of a section's variants run interleaved in rotating order, after
+//! one warm-up batch each (the three store sizes of one variant next to
+//! each other), so that the ratios compare like with like (absolute times
+//! drift between runs on a VM). Every segment this run
+//! makes is named `store_bench_PID_...` and removed at the end, also when
+//! the run panics. Speed is printed, never asserted.
+
+use std::collections::HashMap;
+use std::hint::black_box;
+use std::mem::MaybeUninit;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use shmstore::{Shared, Store};
+
+/// Store sizes of sections 1 and 3, in keys.
+const SIZES: [usize; 3] = [10, 1_000, 100_000];
+/// Timed batches of each variant (the medians are of these).
+const REPS: usize = 7;
+/// Handles kept at once by the split get / drop figures.
+const HELD: usize = 1_000;
+/// Random keys drawn in advance (a power of two).
+const DRAWS: usize = 1 << 16;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let scale = match args.as_slice() {
+        [] => Ok(1.0),
+        [s] => match s.parse::<f64>() {
+            Ok(s) if s > 0.0 && s <= 100.0 => Ok(s),
+            _ => Err(()),
+        },
+        _ => Err(()),
+    };
+    let Ok(scale) = scale else {
+        eprintln!("usage: store_bench [SCALE]   (0 < SCALE <= 100, default 1: iterations)");
+        return ExitCode::from(2);
+    };
+    bench(scale);
+    ExitCode::SUCCESS
+}
+
+/// Iteration counts of a run.
+struct Config {
+    /// Gets (and lookups) per batch in section 1.
+    gets: u64,
+    /// Locks and snapshots per batch in section 2.
+    locks: u64,
+    snapshots: u64,
+    /// Opens of a segment per batch in section 2.
+    opens: u64,
+    /// Inserts + removes per batch in section 3.
+    inserts: u64,
+    /// `entries()` calls per batch in section 3, times the store's keys.
+    listed: u64,
+}
+
+impl Config {
+    fn new(scale: f64) -> Config {
+        let n = |base: f64| ((base * scale) as u64).max(1);
+        Config {
+            gets: n(200_000.0).max(HELD as u64),
+            locks: n(2_000_000.0),
+            snapshots: n(5_000_000.0),
+            opens: n(20_000.0),
+            inserts: n(50_000.0),
+            listed: n(2_000_000.0),
+        }
+    }
+}
+
+/// Every segment of this run, removed when dropped: at the end, and while
+/// unwinding from a panic.
+struct Cleanup {
+    prefix: String,
+    names: Vec<String>,
+}
+
+impl Cleanup {
+    /// A new name for a segment of this run, to be removed at the end.
+    fn name(&mut self, what: &str) -> String {
+        let name = format!("{}_{what}", self.prefix);
+        self.names.push(name.clone());
+        name
+    }
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for name in &self.names {
+            let _ = Store::unlink(name.as_str());
+        }
+    }
+}
+
+/// A store of `keys` `u64` entries named `key/0` ...; the keys, and random
+/// picks among them.
+struct Filled {
+    keys: usize,
+    store: Store,
+    names: Vec<String>,
+    draws: Vec<u32>,
+}
+
+impl Filled {
+    fn new(cleanup: &mut Cleanup, keys: usize) -> Filled {
+        let name = cleanup.name(&format!("{keys}keys"));
+        // An entry of a u64 under a key of up to 9 bytes takes 192 bytes;
+        // room to spare for section 3's inserts.
+        let store = Store::create(name.as_str(), keys * 192 + 64 * 1024).expect("create a store");
+        let names: Vec<String> = (0..keys).map(|i| format!("key/{i}")).collect();
+        for (i, key) in names.iter().enumerate() {
+            store.insert::<u64>(key, i as u64).expect("insert");
+        }
+        assert_eq!(store.len().expect("len"), keys);
+        let mut rng = 0x2545_f491_4f6c_dd1d_u64 ^ keys as u64;
+        let draws = (0..DRAWS)
+            .map(|_| {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                (rng % keys as u64) as u32
+            })
+            .collect();
+        Filled {
+            keys,
+            store,
+            names,
+            draws,
+        }
+    }
+
+    /// The `i`th random key.
+    #[inline]
+    fn random(&self, i: u64) -> &str {
+        &self.names[self.draws[i as usize % DRAWS] as usize]
+    }
+
+    /// The key asked for every time by the same-key figures.
+    fn middle(&self) -> &str {
+        &self.names[self.keys / 2]
+    }
+}
+
+fn bench(scale: f64) {
+    let started = Instant::now();
+    let cfg = Config::new(scale);
+    let prefix = format!("store_bench_{}", std::process::id());
+    let mut cleanup = Cleanup {
+        prefix: prefix.clone(),
+        names: Vec::new(),
+    };
+    println!(
+        "store_bench: {} CPUs ({}), Linux {}; scale {scale}; every figure below is from this one run.",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        cpu_model(),
+        std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .unwrap_or_default()
+            .trim(),
+    );
+    println!(
+        "Load average before the run: {} (other busy processes on this machine distort every figure).",
+        load_average()
+    );
+    println!("ns per operation: median (min-max) of {REPS} interleaved batches; ratios are median / median.");
+
+    let t = Instant::now();
+    let stores: Vec<Filled> = SIZES
+        .iter()
+        .map(|&k| Filled::new(&mut cleanup, k))
+        .collect();
+    println!(
+        "Filled stores of {} keys in {:.2} s.",
+        SIZES.map(thousands).join(", "),
+        t.elapsed().as_secs_f64()
+    );
+
+    let clock = CpuClock::now();
+    let gets = section_get(&cfg, &stores);
+    let clock = clock.report();
+    let (lock, snapshot) = section_entry(&cfg, &mut cleanup);
+    let clock = clock.report();
+    section_context(&cfg, &stores);
+    clock.report();
+
+    println!();
+    println!("Summary:");
+    let [get_random, get_same, .., hash_map] = &gets;
+    let per_size = |row: &[Stats; 3]| {
+        row.iter()
+            .map(|s| format!("{:.0}", s.median))
+            .collect::<Vec<_>>()
+            .join(" / ")
+    };
+    let ratio = |row: &[Stats; 3]| row[2].median / row[0].median;
+    println!(
+        "  get + drop, random key: {} ns with {} keys; 100k / 10 keys = {:.2} \
+         (a std HashMap on the same keys: {:.2})",
+        per_size(get_random),
+        SIZES.map(thousands).join(" / "),
+        ratio(get_random),
+        ratio(hash_map),
+    );
+    println!(
+        "  get + drop, same key: {} ns; 100k / 10 keys = {:.2}",
+        per_size(get_same),
+        ratio(get_same),
+    );
+    println!(
+        "  lock + increment + unlock: store entry {:.1} ns, own segment {:.1} ns; entry / own = {:.2}",
+        lock.0.median,
+        lock.1.median,
+        lock.0.median / lock.1.median
+    );
+    println!(
+        "  snapshot: store entry {:.2} ns, own segment {:.2} ns; entry / own = {:.2}",
+        snapshot.0.median,
+        snapshot.1.median,
+        snapshot.0.median / snapshot.1.median
+    );
+
+    drop(stores);
+    drop(cleanup);
+    let left = leftovers(&prefix);
+    println!("Load average after the run: {}.", load_average());
+    println!(
+        "Segments of this run left in /dev/shm: {}. Took {:.1} s.",
+        if left.is_empty() {
+            "none".to_owned()
+        } else {
+            left.join(", ")
+        },
+        started.elapsed().as_secs_f64()
+    );
+}
+
+// ---------------------------------------------------------------------------
+// The harness.
+
+/// A variant: runs one batch of its own number of operations and returns
+/// ns per operation, one figure per label.
+struct Variant<'a> {
+    labels: Vec<String>,
+    run: Box<dyn FnMut() -> Vec<f64> + 'a>,
+}
+
+impl<'a> Variant<'a> {
+    fn one(label: impl Into<String>, run: impl FnMut() -> f64 + 'a) -> Variant<'a> {
+        let mut run = run;
+        Variant {
+            labels: vec![label.into()],
+            run: Box::new(move || vec![run()]),
+        }
+    }
+}
+
+/// Runs every variant once as a warm-up, then [`REPS`] times in an order
+/// that rotates by one every repetition; the statistics of each figure of
+/// each variant, in order.
+fn interleave(variants: &mut [Variant<'_>]) -> Vec<Vec<Stats>> {
+    for v in variants.iter_mut() {
+        (v.run)();
+    }
+    let k = variants.len();
+    let mut samples: Vec<Vec<Vec<f64>>> = variants
+        .iter()
+        .map(|v| vec![Vec::with_capacity(REPS); v.labels.len()])
+        .collect();
+    for rep in 0..REPS {
+        for j in 0..k {
+            let i = (j + rep) % k;
+            for (f, ns) in (variants[i].run)().into_iter().enumerate() {
+                samples[i][f].push(ns);
+            }
+        }
+    }
+    samples
+        .iter()
+        .map(|v| v.iter().map(|s| Stats::of(s)).collect())
+        .collect()
+}
+
+/// [`interleave`] for variants given store by store, `per` for each store:
+/// runs them kind by kind instead, so that the store sizes of one kind run
+/// next to each other and a burst of noise from elsewhere on the machine
+/// hits them alike; the statistics in the order given.
+fn interleave_sizes(variants: Vec<Variant<'_>>, per: usize) -> Vec<Vec<Stats>> {
+    let n = variants.len();
+    let order: Vec<usize> = (0..per)
+        .flat_map(|k| (0..n / per).map(move |s| s * per + k))
+        .collect();
+    let mut given: Vec<Option<Variant<'_>>> = variants.into_iter().map(Some).collect();
+    let mut kind_by_kind: Vec<Variant<'_>> = order
+        .iter()
+        .map(|&i| given[i].take().expect("each once"))
+        .collect();
+    let stats = interleave(&mut kind_by_kind);
+    let mut out: Vec<Vec<Stats>> = vec![Vec::new(); n];
+    for (stats, &i) in stats.into_iter().zip(&order) {
+        out[i] = stats;
+    }
+    out
+}
+
+/// Runs `op(i)` for `i` in `0..n`; ns per call.
+#[inline(always)]
+fn per_op(n: u64, mut op: impl FnMut(u64)) -> f64 {
+    let t = Instant::now();
+    for i in 0..n {
+        op(i);
+    }
+    t.elapsed().as_nanos() as f64 / n as f64
+}
+
+#[derive(Clone, Copy)]
+struct Stats {
+    median: f64,
+    min: f64,
+    max: f64,
+}
+
+impl Stats {
+    fn of(samples: &[f64]) -> Stats {
+        let mut v = samples.to_vec();
+        v.sort_by(f64::total_cmp);
+        Stats {
+            median: v[v.len() / 2],
+            min: v[0],
+            max: v[v.len() - 1],
+        }
+    }
+
+    fn cell(&self) -> String {
+        let digits = if self.median < 10.0 { 2 } else { 1 };
+        format!(
+            "{:.d$} ({:.d$}-{:.d$})",
+            self.median,
+            self.min,
+            self.max,
+            d = digits
+        )
+    }
+}
+
+fn thousands(n: usize) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Prints rows of one figure per store size, with the 100k / 10 ratio.
+fn print_by_size(rows: &[(&str, &[Stats; 3])]) {
+    let w = rows.iter().map(|(l, _)| l.len()).max().unwrap_or(0);
+    print!("   {:w$}", "what");
+    for k in SIZES {
+        print!("  {:>24}", format!("{} keys", thousands(k)));
+    }
+    println!("  {:>9}", "100k / 10");
+    for (label, stats) in rows {
+        print!("   {label:w$}");
+        for s in stats.iter() {
+            print!("  {:>24}", s.cell());
+        }
+        println!("  {:>9.2}", stats[2].median / stats[0].median);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Section 1: get.
+
+/// The rows of section 1, each a figure per store size: get + drop of a
+/// random key, of the same key, get alone, drop alone, contains, a std
+/// `HashMap`'s get.
+fn section_get(cfg: &Config, stores: &[Filled]) -> [[Stats; 3]; 6] {
+    println!();
+    println!(
+        "1. Store::get::<u64>(key) of an existing key; get returns a handle, whose drop takes the \
+         directory lock again ({} operations per batch)",
+        cfg.gets
+    );
+    let n = cfg.gets;
+    let mut variants = Vec::new();
+    for s in stores {
+        variants.push(Variant::one("get + drop, random key", move || {
+            per_op(n, |i| {
+                let h = s.store.get::<u64>(s.random(i)).expect("get");
+                drop(black_box(h));
+            })
+        }));
+        variants.push(Variant::one("get + drop, same key", move || {
+            let key = s.middle();
+            per_op(n, |_| {
+                let h = s.store.get::<u64>(black_box(key)).expect("get");
+                drop(black_box(h));
+            })
+        }));
+        let mut held: Vec<Shared<u64>> = Vec::with_capacity(HELD);
+        variants.push(Variant {
+            labels: vec![
+                format!("get alone, random key ({HELD} handles kept)"),
+                format!("drop alone (of those {HELD} handles)"),
+            ],
+            run: Box::new(move || {
+                let (mut get_ns, mut drop_ns, mut done) = (0u128, 0u128, 0u64);
+                while done < n {
+                    let batch = (n - done).min(HELD as u64);
+                    let t = Instant::now();
+                    for i in done..done + batch {
+                        held.push(s.store.get::<u64>(s.random(i)).expect("get"));
+                    }
+                    get_ns += t.elapsed().as_nanos();
+                    let t = Instant::now();
+                    held.clear();
+                    drop_ns += t.elapsed().as_nanos();
+                    done += batch;
+                }
+                vec![get_ns as f64 / n as f64, drop_ns as f64 / n as f64]
+            }),
+        });
+        variants.push(Variant::one(
+            "contains, random key (lookup, no handle)",
+            move || {
+                per_op(n, |i| {
+                    assert!(s.store.contains(s.random(i)).expect("contains"));
+                })
+            },
+        ));
+        let map: HashMap<String, u64> = s
+            .names
+            .iter()
+            .enumerate()
+            .map(|(i, k)| (k.clone(), i as u64))
+            .collect();
+        variants.push(Variant::one(
+            "for scale: std HashMap<String, u64>::get, random key",
+            move || {
+                per_op(n, |i| {
+                    black_box(map.get(black_box(s.random(i))).expect("in the map"));
+                })
+            },
+        ));
+    }
+    let per = variants.len() / stores.len();
+    let labels: Vec<String> = variants[..per]
+        .iter()
+        .flat_map(|v| v.labels.clone())
+        .collect();
+    // Per store, its figures in order: random, same, get alone, drop
+    // alone, contains, HashMap.
+    let stats = interleave_sizes(variants, per);
+    let per_store: Vec<Vec<Stats>> = stats
+        .chunks(per)
+        .map(|c| c.iter().flatten().copied().collect())
+        .collect();
+    let rows: Vec<[Stats; 3]> = (0..labels.len())
+        .map(|f| [per_store[0][f], per_store[1][f], per_store[2][f]])
+        .collect();
+    let table: Vec<(&str, &[Stats; 3])> = labels.iter().map(String::as_str).zip(&rows).collect();
+    print_by_size(&table);
+    // Sanity: every entry still holds what it was created with.
+    for s in stores {
+        let v = s.store.get::<u64>(s.middle()).expect("get");
+        assert_eq!(*v.lock().expect("lock"), s.keys as u64 / 2);
+    }
+    rows.try_into().unwrap_or_else(|_| unreachable!("six rows"))
+}
+
+// ---------------------------------------------------------------------------
+// Section 2: an entry against a segment of its own.
+
+fn section_entry(cfg: &Config, cleanup: &mut Cleanup) -> ((Stats, Stats), (Stats, Stats)) {
+    println!();
+    println!(
+        "2. A u64 as an entry of a store and as a Shared<u64> in its own segment, uncontended \
+         ({} locks, {} snapshots, {} opens per batch)",
+        cfg.locks, cfg.snapshots, cfg.opens
+    );
+    let store_name = cleanup.name("entry");
+    let store = Store::create(store_name.as_str(), 64 * 1024).expect("create a store");
+    let entry = store.insert::<u64>("counter", 0).expect("insert");
+    let own_name = cleanup.name("own");
+    let own = Shared::<u64>::create(own_name.as_str(), 0).expect("create a segment");
+
+    let (locks, snapshots, opens) = (cfg.locks, cfg.snapshots, cfg.opens);
+    let (entry, own, own_name) = (&entry, &own, own_name.as_str());
+    let lock = |s: &Shared<u64>| {
+        per_op(locks, |_| {
+            let mut g = s.lock().expect("lock");
+            *g += 1;
+        })
+    };
+    let snap = |s: &Shared<u64>| {
+        per_op(snapshots, |_| {
+            black_box(s.snapshot().expect("snapshot"));
+        })
+    };
+    let store = &store;
+    let mut variants = vec![
+        Variant::one("lock + *g += 1 + unlock, store entry", move || lock(entry)),
+        Variant::one("lock + *g += 1 + unlock, own segment", move || lock(own)),
+        Variant::one("snapshot(), store entry", move || snap(entry)),
+        Variant::one("snapshot(), own segment", move || snap(own)),
+        Variant::one("store.get(key) + drop (1 entry in the store)", move || {
+            per_op(opens, |_| {
+                drop(black_box(store.get::<u64>("counter").expect("get")));
+            })
+        }),
+        Variant::one("Shared::<u64>::open(name) + drop, own segment", move || {
+            per_op(opens, |_| {
+                drop(black_box(Shared::<u64>::open(own_name).expect("open")));
+            })
+        }),
+    ];
+    let stats: Vec<Stats> = interleave(&mut variants).into_iter().flatten().collect();
+    let w = variants
+        .iter()
+        .map(|v| v.labels[0].len())
+        .max()
+        .unwrap_or(0);
+    println!("   {:w$}  {:>24}", "what", "ns/op");
+    for (v, s) in variants.iter().zip(&stats) {
+        println!("   {:w$}  {:>24}", v.labels[0], s.cell());
+    }
+    let ratio = |a: &Stats, b: &Stats| a.median / b.median;
+    println!(
+        "   entry / own segment: lock {:.2}, snapshot {:.2}; open / get: {:.1}",
+        ratio(&stats[0], &stats[1]),
+        ratio(&stats[2], &stats[3]),
+        ratio(&stats[5], &stats[4]),
+    );
+    // Sanity: no increment was lost.
+    let expected = locks * (REPS as u64 + 1);
+    assert_eq!(entry.snapshot().expect("snapshot"), expected);
+    assert_eq!(own.snapshot().expect("snapshot"), expected);
+    let mut stats = stats.into_iter();
+    let mut next = || stats.next().expect("six figures");
+    ((next(), next()), (next(), next()))
+}
+
+// ---------------------------------------------------------------------------
+// Section 3: creating, removing and listing entries.
+
+fn section_context(cfg: &Config, stores: &[Filled]) {
+    println!();
+    println!(
+        "3. For context: insert + drop of the handle + remove of a new key ({} per batch), and \
+         entries(), which lists every entry ({} calls per batch at 10 keys, fewer for more keys)",
+        cfg.inserts,
+        calls_of_entries(cfg, SIZES[0])
+    );
+    let mut variants = Vec::new();
+    for s in stores {
+        let n = cfg.inserts;
+        variants.push(Variant::one("insert + drop + remove", move || {
+            per_op(n, |i| {
+                let key = if i % 2 == 0 { "new/even" } else { "new/odd" };
+                drop(black_box(s.store.insert::<u64>(key, i).expect("insert")));
+                s.store.remove(key).expect("remove");
+            })
+        }));
+        let calls = calls_of_entries(cfg, s.keys);
+        variants.push(Variant::one("entries()", move || {
+            per_op(calls, |_| {
+                let list = s.store.entries().expect("entries");
+                assert_eq!(black_box(list).len(), s.keys);
+            })
+        }));
+    }
+    let stats = interleave_sizes(variants, 2);
+    let mut rows: Vec<[Stats; 3]> = (0..2)
+        .map(|row| [0, 1, 2].map(|store| stats[2 * store + row][0]))
+        .collect();
+    let per_entry: Vec<String> = rows[1]
+        .iter()
+        .zip(SIZES)
+        .map(|(s, k)| format!("{:.0}", s.median / k as f64))
+        .collect();
+    for s in rows[1].iter_mut() {
+        *s = Stats {
+            median: s.median / 1000.0,
+            min: s.min / 1000.0,
+            max: s.max / 1000.0,
+        };
+    }
+    let labels = ["insert + drop + remove (ns)", "entries() (us per call)"];
+    let table: Vec<(&str, &[Stats; 3])> = labels.into_iter().zip(&rows).collect();
+    print_by_size(&table);
+    println!(
+        "   entries() per entry listed: {} ns",
+        per_entry.join(" / ")
+    );
+    for s in stores {
+        s.store.check().expect("the store is consistent");
+        assert_eq!(s.store.len().expect("len"), s.keys);
+    }
+}
+
+fn calls_of_entries(cfg: &Config, keys: usize) -> u64 {
+    (cfg.listed / (keys as u64 + 100)).max(1)
+}
+
+// ---------------------------------------------------------------------------
+// The machine.
+
+/// CPU time of the whole machine and of this process, to tell how busy
+/// other processes (and the hypervisor) kept the CPUs during a section.
+struct CpuClock {
+    busy: u64,
+    steal: u64,
+    ours_ns: u64,
+    at: Instant,
+}
+
+impl CpuClock {
+    fn now() -> CpuClock {
+        let (busy, steal) = std::fs::read_to_string("/proc/stat")
+            .ok()
+            .and_then(|s| {
+                let f: Vec<u64> = s
+                    .lines()
+                    .next()?
+                    .split_whitespace()
+                    .skip(1)
+                    .map_while(|v| v.parse().ok())
+                    .collect();
+                // user nice system idle iowait irq softirq steal ...
+                (f.len() >= 8).then(|| (f[0] + f[1] + f[2] + f[5] + f[6], f[7]))
+            })
+            .unwrap_or((0, 0));
+        CpuClock {
+            busy,
+            steal,
+            ours_ns: rusage_ns(),
+            at: Instant::now(),
+        }
+    }
+
+    /// Prints how much CPU time others used since `self`; a new clock.
+    fn report(self) -> CpuClock {
+        let now = CpuClock::now();
+        let secs = now.at.duration_since(self.at).as_secs_f64();
+        let busy = now.busy.saturating_sub(self.busy) as f64 / 100.0;
+        let ours = now.ours_ns.saturating_sub(self.ours_ns) as f64 / 1e9;
+        let others = (busy - ours).max(0.0);
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        println!(
+            "   [{secs:.1} s; other processes used about {others:.1} CPU-s ({:.0}% of the {cpus} CPUs), \
+             the hypervisor stole {:.1} s]",
+            100.0 * others / (secs * cpus),
+            now.steal.saturating_sub(self.steal) as f64 / 100.0
+        );
+        now
+    }
+}
+
+/// User plus kernel CPU time of this process (getrusage).
+fn rusage_ns() -> u64 {
+    let mut ru = MaybeUninit::<libc::rusage>::uninit();
+    // SAFETY: `ru` is valid for writes of a whole rusage, which getrusage
+    // fills in on success.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, ru.as_mut_ptr()) } != 0 {
+        return 0;
+    }
+    // SAFETY: getrusage returned 0, so it wrote the whole struct.
+    let ru = unsafe { ru.assume_init() };
+    let ns = |t: libc::timeval| t.tv_sec as u64 * 1_000_000_000 + t.tv_usec as u64 * 1000;
+    ns(ru.ru_utime) + ns(ru.ru_stime)
+}
+
+/// The first three fields of /proc/loadavg.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into())
+}
+
+/// Names in /dev/shm that start with this run's prefix.
+fn leftovers(prefix: &str) -> Vec<String> {
+    std::fs::read_dir("/dev/shm")
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(prefix))
+                .collect()
+        })
+        .unwrap_or_default()
+}
