@@ -11,7 +11,8 @@ use std::io;
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Error {
-    /// No segment has this name.
+    /// No segment has this name (or no entry of a store this key: the name
+    /// is then `store/key`).
     NotFound {
         /// The segment's name.
         name: String,
@@ -137,14 +138,16 @@ impl fmt::Display for Error {
         match self {
             Error::NotFound { name } => write!(
                 f,
-                "no shared segment named `{name}`: create it first, or use open_or_create"
+                "`{name}` does not exist: create it first, or use open_or_create \
+                 (get_or_create for an entry of a store)"
             ),
             Error::AlreadyExists { name } => write!(
                 f,
-                "a shared segment named `{name}` already exists: open it, use open_or_create, or unlink it first"
+                "`{name}` already exists: open it or use open_or_create (get or get_or_create \
+                 for an entry of a store), or remove it first"
             ),
             Error::InvalidName { name, reason } => {
-                write!(f, "`{name}` is not a valid segment name: {reason}")
+                write!(f, "`{name}` is not a valid name: {reason}")
             }
             Error::LayoutMismatch {
                 name,
@@ -154,9 +157,9 @@ impl fmt::Display for Error {
                 found_fingerprint,
             } => write!(
                 f,
-                "shared segment `{name}` holds a `{found_type}` (layout {found_fingerprint:#018x}), \
+                "`{name}` holds a `{found_type}` (layout {found_fingerprint:#018x}), \
                  not this build's `{expected_type}` (layout {expected_fingerprint:#018x}): \
-                 open it with the same type definition it was created with, or unlink it"
+                 open it with the same type definition it was created with, or remove it"
             ),
             Error::Corrupt { name, reason } => write!(
                 f,
