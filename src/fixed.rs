@@ -24,6 +24,7 @@ use core::ops::{Deref, DerefMut};
 use core::str::Utf8Error;
 use std::borrow::Cow;
 
+use crate::schema::{Kind, Schema};
 use crate::shareable::{Fingerprint, Shareable};
 
 // ---------------------------------------------------------------------------
@@ -342,6 +343,17 @@ unsafe impl<const N: usize> Shareable for ShmStr<N> {
             .u64(<[u8; N]>::FINGERPRINT)
             .finish()
     };
+
+    /// [`Kind::Str`] of capacity `N`: the layout above.
+    fn schema() -> Schema {
+        let () = Self::LAYOUT;
+        Schema::new(
+            Self::TYPE_NAME,
+            size_of::<Self>() as u64,
+            align_of::<Self>() as u64,
+            Kind::Str { capacity: N as u64 },
+        )
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -622,6 +634,20 @@ unsafe impl<T: Shareable + Copy, const N: usize> Shareable for ShmVec<T, N> {
             .u64(<[T; N]>::FINGERPRINT)
             .finish()
     };
+
+    /// [`Kind::List`] of `T`'s schema and capacity `N`: the layout above.
+    fn schema() -> Schema {
+        let () = Self::LAYOUT;
+        Schema::new(
+            Self::TYPE_NAME,
+            size_of::<Self>() as u64,
+            align_of::<Self>() as u64,
+            Kind::List {
+                elem: Box::new(Schema::of::<T>()),
+                capacity: N as u64,
+            },
+        )
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -725,4 +751,9 @@ unsafe impl Shareable for ShmBool {
         .u64(offset_of!(Self, 0) as u64)
         .u64(u8::FINGERPRINT)
         .finish();
+
+    /// [`Kind::Bool`].
+    fn schema() -> Schema {
+        Schema::new(Self::TYPE_NAME, 1, 1, Kind::Bool)
+    }
 }

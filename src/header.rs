@@ -7,6 +7,8 @@
 //! offset 256  RawLock (16 bytes)
 //! offset 272  Versions: write sequence counter (8), flags (4), reserved (4)
 //! offset 288  T (rounded up to T's alignment)
+//! then         the schema of T (see `schema.rs`), 8-aligned, `schema_len`
+//!              bytes: what tools decode the value with
 //! ```
 //!
 //! The lock sits on the same cache line as the start of the value, so a small
@@ -26,7 +28,9 @@ use crate::shareable::Shareable;
 /// The first eight bytes of every segment.
 pub(crate) const MAGIC: [u8; 8] = *b"SHMSTORE";
 /// The format this build writes and reads.
-pub(crate) const FORMAT_VERSION: u32 = 2;
+pub(crate) const FORMAT_VERSION: u32 = 3;
+/// The longest schema a segment may carry.
+pub(crate) const MAX_SCHEMA: usize = 64 * 1024;
 
 /// `state`: the creator is writing the segment (or died doing so).
 pub(crate) const STATE_INITIALISING: u32 = 1;
@@ -69,7 +73,7 @@ pub(crate) struct Header {
     pub pid_ns: u64,
     pub created_unix_ns: u64,
     pub type_name_len: u32,
-    pub reserved: u32,
+    pub schema_len: u32,
     pub type_name: [u8; TYPE_NAME_LEN],
 }
 
@@ -85,23 +89,34 @@ const _: () = assert!(LOCK_OFFSET % 64 == 0);
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Layout {
     pub value_offset: usize,
+    /// Where the schema starts (its length is in the header).
+    pub schema_offset: usize,
     pub total_size: usize,
 }
 
 impl Layout {
-    /// The layout of a segment holding one `T`.
-    pub(crate) const fn of<T: Shareable>() -> Layout {
-        Layout::new(std::mem::size_of::<T>(), std::mem::align_of::<T>())
+    /// Where the value of a segment holding one `T` starts (what follows
+    /// it does not move it).
+    pub(crate) const fn value_offset_of<T: Shareable>() -> usize {
+        Layout::new(std::mem::size_of::<T>(), std::mem::align_of::<T>(), 0).value_offset
     }
 
     /// The layout of a segment whose content is `size` bytes aligned to
-    /// `align` (a power of two).
-    pub(crate) const fn new(size: usize, align: usize) -> Layout {
+    /// `align` (a power of two), followed by a schema of `schema_len`
+    /// bytes (none if 0).
+    pub(crate) const fn new(size: usize, align: usize, schema_len: usize) -> Layout {
         let start = LOCK_OFFSET + LOCK_AREA;
         let value_offset = start.div_ceil(align) * align;
+        let value_end = value_offset + size;
+        let schema_offset = value_end.div_ceil(8) * 8;
         Layout {
             value_offset,
-            total_size: value_offset + size,
+            schema_offset,
+            total_size: if schema_len == 0 {
+                value_end
+            } else {
+                schema_offset + schema_len
+            },
         }
     }
 }
@@ -121,11 +136,13 @@ pub(crate) struct Spec {
     pub min_size: usize,
     /// The largest (a store's size is chosen at creation).
     pub max_size: usize,
+    /// The length of the schema a new segment carries after its content.
+    pub schema_len: usize,
 }
 
 impl Spec {
-    /// One `T`.
-    pub(crate) const fn of<T: Shareable>() -> Spec {
+    /// One `T`, whose schema is `schema_len` bytes long.
+    pub(crate) const fn of<T: Shareable>(schema_len: usize) -> Spec {
         let size = std::mem::size_of::<T>();
         Spec {
             kind: KIND_VALUE,
@@ -135,16 +152,20 @@ impl Spec {
             align: std::mem::align_of::<T>(),
             min_size: size,
             max_size: size,
+            schema_len,
         }
     }
 
     /// Where a new segment of this spec puts its content.
     pub(crate) const fn layout(&self) -> Layout {
-        Layout::new(self.size, self.align)
+        Layout::new(self.size, self.align, self.schema_len)
     }
 
     /// Whether a segment of `len` bytes may hold this spec's content.
     pub(crate) fn fits(&self, len: usize) -> bool {
+        if self.min_size == self.max_size {
+            return len == self.layout().total_size;
+        }
         let offset = self.layout().value_offset;
         len >= offset + self.min_size && len - offset <= self.max_size
     }
@@ -152,6 +173,10 @@ impl Spec {
     /// This spec with its content sized so that the segment is `total`
     /// bytes long (for a segment whose size [fits](Spec::fits)).
     pub(crate) fn with_total(&self, total: usize) -> Spec {
+        if self.min_size == self.max_size {
+            // A value's size is its type's; `fits` checked the total.
+            return *self;
+        }
         Spec {
             size: total - self.layout().value_offset,
             ..*self
@@ -219,7 +244,7 @@ impl Header {
             pid_ns: creator.pid_ns,
             created_unix_ns: now,
             type_name_len: len as u32,
-            reserved: 0,
+            schema_len: spec.schema_len as u32,
             type_name,
         }
     }
@@ -313,7 +338,13 @@ pub(crate) fn check(name: &str, spec: &Spec, bytes: &[u8], file_size: u64) -> Re
             }
         )));
     }
-    let layout = Layout::new(content, spec.align);
+    let schema_len = header.schema_len as usize;
+    if schema_len > MAX_SCHEMA {
+        return Err(corrupt(format!(
+            "its header says its schema is {schema_len} bytes (at most {MAX_SCHEMA})"
+        )));
+    }
+    let layout = Layout::new(content, spec.align, schema_len);
     let expected = [
         ("value alignment", header.value_align, spec.align),
         ("value offset", header.value_offset, layout.value_offset),
@@ -342,7 +373,7 @@ mod tests {
     use super::*;
 
     fn ready<T: Shareable>() -> Vec<u8> {
-        let mut h = Header::new(&Spec::of::<T>(), &Creator::current());
+        let mut h = Header::new(&Spec::of::<T>(0), &Creator::current());
         h.state = STATE_READY;
         h.as_bytes().to_vec()
     }
@@ -350,58 +381,60 @@ mod tests {
     #[test]
     fn a_fresh_header_checks_out() {
         let bytes = ready::<u64>();
-        let size = Layout::of::<u64>().total_size as u64;
+        let size = Spec::of::<u64>(0).layout().total_size as u64;
         assert!(matches!(
-            check("t", &Spec::of::<u64>(), &bytes, size),
+            check("t", &Spec::of::<u64>(0), &bytes, size),
             Ok(Found::Ready(_))
         ));
     }
 
     #[test]
     fn value_shares_the_lock_cache_line() {
-        assert_eq!(Layout::of::<u64>().value_offset, 288);
-        assert_eq!(Layout::of::<[u8; 3]>().total_size, 291);
+        assert_eq!(Layout::value_offset_of::<u64>(), 288);
+        assert_eq!(Layout::new(3, 1, 0).total_size, 291);
+        assert_eq!(Layout::new(3, 1, 10).schema_offset, 296);
+        assert_eq!(Layout::new(3, 1, 10).total_size, 306);
     }
 
     #[test]
     fn each_failure_has_its_own_error() {
-        let size = Layout::of::<u64>().total_size as u64;
+        let size = Spec::of::<u64>(0).layout().total_size as u64;
         let ok = ready::<u64>();
 
-        let err = check("t", &Spec::of::<u64>(), b"hello world", 11).unwrap_err();
+        let err = check("t", &Spec::of::<u64>(0), b"hello world", 11).unwrap_err();
         assert!(matches!(err, Error::Corrupt { .. }), "{err}");
 
-        let err = check("t", &Spec::of::<u64>(), &ok[..40], size).unwrap_err();
+        let err = check("t", &Spec::of::<u64>(0), &ok[..40], size).unwrap_err();
         assert!(err.to_string().contains("cut short"), "{err}");
 
         let mut v = ok.clone();
         v[8] = 9; // version
-        assert!(check("t", &Spec::of::<u64>(), &v, size)
+        assert!(check("t", &Spec::of::<u64>(0), &v, size)
             .unwrap_err()
             .to_string()
             .contains("format version 9"));
 
         // Another type wins over a size that differs too.
-        let err = check("t", &Spec::of::<u32>(), &ok, 3).unwrap_err();
+        let err = check("t", &Spec::of::<u32>(0), &ok, 3).unwrap_err();
         assert!(
             matches!(&err, Error::LayoutMismatch { found_type, .. } if found_type == "u64"),
             "{err}"
         );
 
-        let err = check("t", &Spec::of::<u64>(), &ok, size - 1).unwrap_err();
+        let err = check("t", &Spec::of::<u64>(0), &ok, size - 1).unwrap_err();
         assert!(err.to_string().contains("truncated"), "{err}");
 
         let mut v = ok.clone();
         v[STATE_OFFSET] = STATE_INITIALISING as u8;
         assert!(matches!(
-            check("t", &Spec::of::<u64>(), &v, size),
+            check("t", &Spec::of::<u64>(0), &v, size),
             Ok(Found::Initialising)
         ));
     }
 
     #[test]
     fn hostile_type_names_are_cleaned() {
-        let mut h = Header::new(&Spec::of::<u64>(), &Creator::current());
+        let mut h = Header::new(&Spec::of::<u64>(0), &Creator::current());
         h.type_name_len = u32::MAX;
         h.type_name[0] = b'\x1b';
         h.type_name[1] = 0xff;

@@ -318,6 +318,17 @@ impl RawLock {
         !owner::is_alive(tid, start)
     }
 
+    /// The holder's thread id and whether it is alive, if the lock is held
+    /// (a momentary answer).
+    pub(crate) fn holder(&self) -> Option<(u32, bool)> {
+        let v = self.word.load(Ordering::Relaxed);
+        if identity(v) == 0 {
+            return None;
+        }
+        let tid = (v & u64::from(u32::MAX) & !FLAGS) as u32;
+        Some((tid, !self.is_dead_holder(v)))
+    }
+
     /// Whether the calling thread holds the lock.
     pub(crate) fn held_by_me(&self) -> bool {
         identity(self.word.load(Ordering::Relaxed)) == thread::ident()

@@ -34,6 +34,7 @@ pub struct SharedOptions {
     pub(crate) remove_on_drop: bool,
     pub(crate) allow_foreign_owner: bool,
     pub(crate) wake_read_only: bool,
+    pub(crate) record_change_time: bool,
 }
 
 impl Default for SharedOptions {
@@ -51,6 +52,7 @@ impl SharedOptions {
             remove_on_drop: false,
             allow_foreign_owner: false,
             wake_read_only: false,
+            record_change_time: false,
         }
     }
 
@@ -70,13 +72,25 @@ impl SharedOptions {
         self
     }
 
+    /// Record the time of every committed write in the segment (default
+    /// `false`), for tools such as `shmstore ls` to show when a value last
+    /// changed. It costs reading the clock on every write that changes the
+    /// value; leave it off for hot counters.
+    pub fn record_change_time(&mut self, yes: bool) -> &mut Self {
+        self.record_change_time = yes;
+        self
+    }
+
     /// The flags a new segment's [`Versions`](crate::seqlock::Versions) get.
     pub(crate) fn version_flags(&self) -> u32 {
+        let mut flags = 0;
         if self.wake_read_only {
-            crate::seqlock::WAKE_ALL
-        } else {
-            0
+            flags |= crate::seqlock::WAKE_ALL;
         }
+        if self.record_change_time {
+            flags |= crate::seqlock::TIMED;
+        }
+        flags
     }
 
     /// Permission bits of a segment this call creates (default `0o600`),

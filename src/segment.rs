@@ -72,20 +72,39 @@ pub(crate) fn establish<T: Shareable>(
     mode: OpenMode,
     value: Option<T>,
 ) -> Result<Established> {
-    let initial = value.map(crate::shareable::into_bytes);
-    establish_spec(loc, opts, mode, &Spec::of::<T>(), initial.as_deref())
+    let (spec, schema) = value_spec::<T>();
+    let content = value.map(crate::shareable::into_bytes);
+    let initial = content.as_deref().map(|content| Initial {
+        content,
+        schema: &schema,
+    });
+    establish_spec(loc, opts, mode, &spec, initial)
+}
+
+/// What a new segment holds: the start of its content (zeros after it),
+/// and the schema that follows the content.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Initial<'a> {
+    pub content: &'a [u8],
+    pub schema: &'a [u8],
+}
+
+/// The spec of a segment holding one `T`, and `T`'s encoded schema.
+pub(crate) fn value_spec<T: Shareable>() -> (Spec, Vec<u8>) {
+    let schema = crate::schema::Schema::of::<T>().encode();
+    (Spec::of::<T>(schema.len()), schema)
 }
 
 /// Creates or opens the segment at `loc` as one of `spec`.
 ///
-/// A new segment's content is `initial` followed by zeros; `initial` is
-/// required unless `mode` opens only.
+/// What a new segment holds is `initial`, required unless `mode` opens
+/// only.
 pub(crate) fn establish_spec(
     loc: &Location,
     opts: &SharedOptions,
     mode: OpenMode,
     spec: &Spec,
-    initial: Option<&[u8]>,
+    initial: Option<Initial<'_>>,
 ) -> Result<Established> {
     let label = loc.label();
     let (fd, created, remover) = match &loc.0 {
@@ -122,8 +141,13 @@ pub(crate) fn establish_spec(
 pub(crate) fn memfd<T: Shareable>(value: T) -> Result<(Mapping, OwnedFd)> {
     let fd = memfd::create(T::TYPE_NAME)?;
     let label = format!("memfd:{}", T::TYPE_NAME);
-    let bytes = crate::shareable::into_bytes(value);
-    let map = initialise(&label, fd.as_fd(), &Spec::of::<T>(), &bytes, 0)?;
+    let content = crate::shareable::into_bytes(value);
+    let (spec, schema) = value_spec::<T>();
+    let initial = Initial {
+        content: &content,
+        schema: &schema,
+    };
+    let map = initialise(&label, fd.as_fd(), &spec, initial, 0)?;
     memfd::seal(&fd, &label)?;
     Ok((map, fd))
 }
@@ -137,7 +161,7 @@ pub(crate) fn from_fd<T: Shareable>(fd: &OwnedFd, opts: &SharedOptions) -> Resul
     let size = fstat(fd)
         .map_err(|e| Error::from_errno(&label, "inspecting", e))?
         .st_size as u64;
-    match read_header(&label, &Spec::of::<T>(), fd.as_fd(), size)? {
+    match read_header(&label, &value_spec::<T>().0, fd.as_fd(), size)? {
         Found::Ready(h) => {
             check_namespace(&label, &h)?;
             Mapping::map(fd.as_fd(), size as usize, true).map_err(|e| Error::Io {
@@ -153,13 +177,17 @@ pub(crate) fn from_fd<T: Shareable>(fd: &OwnedFd, opts: &SharedOptions) -> Resul
 /// Makes an anonymous shared segment holding `value`: this process and the
 /// children it forks afterwards share it.
 pub(crate) fn anonymous<T: Shareable>(value: T) -> Result<Mapping> {
-    let bytes = crate::shareable::into_bytes(value);
-    anonymous_spec(&Spec::of::<T>(), &bytes)
+    let content = crate::shareable::into_bytes(value);
+    let (spec, schema) = value_spec::<T>();
+    let initial = Initial {
+        content: &content,
+        schema: &schema,
+    };
+    anonymous_spec(&spec, initial)
 }
 
-/// Makes an anonymous shared segment of `spec` whose content starts with
-/// `initial` (zeros after it).
-pub(crate) fn anonymous_spec(spec: &Spec, initial: &[u8]) -> Result<Mapping> {
+/// Makes an anonymous shared segment of `spec` holding `initial`.
+pub(crate) fn anonymous_spec(spec: &Spec, initial: Initial<'_>) -> Result<Mapping> {
     let layout = spec.layout();
     let label = format!("anonymous:{}", spec.type_name);
     let map = Mapping::anonymous(layout.total_size).map_err(|e| match e.raw_os_error() {
@@ -180,7 +208,8 @@ pub(crate) fn anonymous_spec(spec: &Spec, initial: &[u8]) -> Result<Mapping> {
         map.write(0, Header::new(spec, &Creator::current()));
         map.write(LOCK_OFFSET, RawLock::new());
         map.write(VERSIONS_OFFSET, Versions::new(0));
-        map.write_bytes(layout.value_offset, initial);
+        map.write_bytes(layout.value_offset, initial.content);
+        map.write_bytes(layout.schema_offset, initial.schema);
     }
     map.atomic_u32(STATE_OFFSET)
         .store(STATE_READY, Ordering::Release);
@@ -194,7 +223,7 @@ fn establish_fd(
     fd: OwnedFd,
     created: bool,
     spec: &Spec,
-    initial: Option<&[u8]>,
+    initial: Option<Initial<'_>>,
 ) -> Result<Mapping> {
     let io = |op, e: Errno| Error::Io {
         op,
@@ -344,13 +373,13 @@ fn read_at(fd: BorrowedFd<'_>, buf: &mut [u8]) -> nix::Result<usize> {
     Ok(got)
 }
 
-/// Writes a new segment of `spec` whose content is `initial` and zeros, in
-/// the order the module docs give.
+/// Writes a new segment of `spec` holding `initial`, in the order the
+/// module docs give.
 fn initialise(
     name: &str,
     fd: BorrowedFd<'_>,
     spec: &Spec,
-    initial: &[u8],
+    initial: Initial<'_>,
     flags: u32,
 ) -> Result<Mapping> {
     let layout = spec.layout();
@@ -390,11 +419,12 @@ fn initialise(
     unsafe {
         map.write(LOCK_OFFSET, RawLock::new());
         map.write(VERSIONS_OFFSET, Versions::new(flags));
-        map.write_bytes(layout.value_offset, initial);
+        map.write_bytes(layout.value_offset, initial.content);
         map.zero(
-            layout.value_offset + initial.len(),
-            spec.size - initial.len(),
+            layout.value_offset + initial.content.len(),
+            spec.size - initial.content.len(),
         );
+        map.write_bytes(layout.schema_offset, initial.schema);
     }
     map.atomic_u32(STATE_OFFSET)
         .store(STATE_READY, Ordering::Release);

@@ -41,6 +41,8 @@ use crate::sys::{futex, racy};
 
 /// Flag: every committed write wakes the futex, for read-only watchers.
 pub(crate) const WAKE_ALL: u32 = 1;
+/// Flag: every committed write records the time (`changed`), for tools.
+pub(crate) const TIMED: u32 = 2;
 
 /// The sequence counter and flags, 16 bytes after the lock.
 #[repr(C)]
@@ -48,7 +50,9 @@ pub(crate) const WAKE_ALL: u32 = 1;
 pub(crate) struct Versions {
     seq: AtomicU64,
     flags: AtomicU32,
-    reserved: AtomicU32,
+    /// When the last write was committed, in seconds since the Unix epoch
+    /// (0: never, or not recorded), if the segment records it ([`TIMED`]).
+    changed: AtomicU32,
 }
 
 /// What a lock-free read found.
@@ -67,7 +71,7 @@ impl Versions {
         Versions {
             seq: AtomicU64::new(0),
             flags: AtomicU32::new(flags),
-            reserved: AtomicU32::new(0),
+            changed: AtomicU32::new(0),
         }
     }
 
@@ -75,13 +79,18 @@ impl Versions {
     pub(crate) fn reset(&self, flags: u32) {
         self.seq.store(0, Ordering::Relaxed);
         self.flags.store(flags, Ordering::Relaxed);
-        self.reserved.store(0, Ordering::Relaxed);
+        self.changed.store(0, Ordering::Relaxed);
     }
 
     /// The number of committed writes (a write in progress not counted).
     #[inline]
     pub(crate) fn generation(&self) -> u64 {
         self.seq.load(Ordering::Acquire) >> 1
+    }
+
+    /// The sequence counter itself (odd while a write is in progress).
+    pub(crate) fn raw_seq(&self) -> u64 {
+        self.seq.load(Ordering::Acquire)
     }
 
     /// Whether a write is in progress (or was left unfinished by a holder
@@ -109,10 +118,32 @@ impl Versions {
 
     /// Commits the write begun by [`begin_write`](Versions::begin_write)
     /// (or adopted from a dead holder). Called by the lock holder only.
+    ///
+    /// Returns the flags, for the caller to see whether it must wake.
     #[inline]
-    pub(crate) fn end_write(&self) {
+    pub(crate) fn end_write(&self) -> u32 {
+        let flags = self.flags.load(Ordering::Relaxed);
+        if flags & TIMED != 0 {
+            self.stamp();
+        }
         let s = self.seq.load(Ordering::Relaxed);
         self.seq.store((s | 1).wrapping_add(1), Ordering::Release);
+        flags
+    }
+
+    #[cold]
+    fn stamp(&self) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as u32);
+        self.changed.store(now, Ordering::Relaxed);
+    }
+
+    /// When the last write was committed (seconds since the Unix epoch),
+    /// if the segment records it.
+    pub(crate) fn changed(&self) -> Option<u32> {
+        let t = self.changed.load(Ordering::Relaxed);
+        (self.flags.load(Ordering::Relaxed) & TIMED != 0 && t != 0).then_some(t)
     }
 
     /// Wakes every thread asleep in [`wait`](Versions::wait).

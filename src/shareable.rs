@@ -1,9 +1,11 @@
-//! The [`Shareable`] trait: which types may live in shared memory, and their
-//! layout fingerprints.
+//! The [`Shareable`] trait: which types may live in shared memory, their
+//! layout fingerprints and their schemas.
 
 use core::sync::atomic::{
     AtomicI16, AtomicI32, AtomicI64, AtomicI8, AtomicU16, AtomicU32, AtomicU64, AtomicU8,
 };
+
+use crate::schema::{Kind, Schema};
 
 /// A type whose values may live in memory that other processes map and write.
 ///
@@ -29,6 +31,9 @@ use core::sync::atomic::{
 /// - **No drop glue**: a value in shared memory is never dropped.
 /// - [`FINGERPRINT`](Shareable::FINGERPRINT) changes whenever the name, size,
 ///   alignment, a field's name, offset or type changes.
+///
+/// [`schema`](Shareable::schema) is not part of the promise: a wrong schema
+/// makes tools show the value wrongly, nothing worse.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot live in shared memory (it is not `Shareable`)",
     label = "not `Shareable`",
@@ -44,6 +49,25 @@ pub unsafe trait Shareable: Sized + Send + Sync + 'static {
     /// name, offset and fingerprint of every field. Two builds agree on it
     /// exactly when they agree on the layout.
     const FINGERPRINT: u64;
+
+    /// What the type is made of, written into every segment that holds it
+    /// so that tools can show the value field by field without the type:
+    /// see [`Schema`]. `#[derive(Shareable)]` describes each field; it is
+    /// given here for the integers, floats, atomics and arrays, and for
+    /// [`ShmStr`](crate::ShmStr), [`ShmVec`](crate::ShmVec) and
+    /// [`ShmBool`](crate::ShmBool).
+    ///
+    /// The default, for a hand-written impl, is [`Kind::Opaque`]: the
+    /// value is shown as bytes. Use [`Schema::of`] rather than calling this
+    /// directly: it also checks the size and alignment.
+    fn schema() -> Schema {
+        Schema::new(
+            Self::TYPE_NAME,
+            core::mem::size_of::<Self>() as u64,
+            core::mem::align_of::<Self>() as u64,
+            Kind::Opaque,
+        )
+    }
 }
 
 /// The bytes of `value`, to write into a new segment.
@@ -123,6 +147,14 @@ macro_rules! primitives {
         unsafe impl Shareable for $t {
             const TYPE_NAME: &'static str = stringify!($t);
             const FINGERPRINT: u64 = primitive::<$t>(stringify!($t));
+
+            fn schema() -> Schema {
+                Schema::primitive(
+                    stringify!($t),
+                    core::mem::size_of::<$t>(),
+                    core::mem::align_of::<$t>(),
+                )
+            }
         }
     )*};
 }
@@ -140,6 +172,18 @@ unsafe impl<T: Shareable, const N: usize> Shareable for [T; N] {
         .u64(N as u64)
         .u64(T::FINGERPRINT)
         .finish();
+
+    fn schema() -> Schema {
+        Schema::new(
+            Self::TYPE_NAME,
+            core::mem::size_of::<Self>() as u64,
+            core::mem::align_of::<Self>() as u64,
+            Kind::Array {
+                elem: Box::new(Schema::of::<T>()),
+                len: N as u64,
+            },
+        )
+    }
 }
 
 #[cfg(test)]
@@ -153,6 +197,34 @@ mod tests {
         assert_ne!(<[u8; 4]>::FINGERPRINT, <[u8; 5]>::FINGERPRINT);
         assert_ne!(<[u8; 4]>::FINGERPRINT, u32::FINGERPRINT);
         assert_ne!(<[[u8; 2]; 3]>::FINGERPRINT, <[[u8; 3]; 2]>::FINGERPRINT);
+    }
+
+    #[test]
+    fn primitives_and_arrays_have_schemas() {
+        let int = |signed, atomic| Kind::Int { signed, atomic };
+        assert_eq!(u8::schema(), Schema::new("u8", 1, 1, int(false, false)));
+        assert_eq!(i16::schema(), Schema::new("i16", 2, 2, int(true, false)));
+        assert_eq!(f64::schema().kind, Kind::Float);
+        assert_eq!(
+            AtomicU32::schema(),
+            Schema::new("AtomicU32", 4, 4, int(false, true))
+        );
+        assert_eq!(AtomicI64::schema().kind, int(true, true));
+        let array = <[[u16; 3]; 2]>::schema();
+        assert_eq!(
+            (array.type_name.as_str(), array.size, array.align),
+            ("array", 12, 2)
+        );
+        let Kind::Array { elem, len: 2 } = array.kind else {
+            panic!("{array:?}")
+        };
+        assert_eq!(
+            elem.kind,
+            Kind::Array {
+                elem: Box::new(u16::schema()),
+                len: 3
+            }
+        );
     }
 
     #[test]

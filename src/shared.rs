@@ -502,11 +502,13 @@ impl<T: Shareable> Drop for SharedGuard<'_, T> {
             self.shared.raw().poison();
         }
         let versions = self.shared.versions();
-        if self.writing {
-            versions.end_write();
-        }
+        let flags = if self.writing {
+            versions.end_write()
+        } else {
+            0
+        };
         let watched = self.shared.raw().release(self.me, self.writing);
-        if watched || (self.writing && versions.wakes_all()) {
+        if watched || flags & crate::seqlock::WAKE_ALL != 0 {
             versions.wake();
         }
     }

@@ -50,7 +50,7 @@ impl<T: Shareable> Slot<T> {
     ///
     /// As for [`new`](Slot::new).
     pub(crate) unsafe fn single(map: &Mapping) -> Slot<T> {
-        let value_offset = crate::header::Layout::of::<T>().value_offset;
+        let value_offset = crate::header::Layout::value_offset_of::<T>();
         // SAFETY: passed on from the caller.
         unsafe {
             Slot::new(

@@ -667,10 +667,11 @@ fn garbage_a_peer_writes_into_a_segment_reads_back_clamped() {
     let seg = unique();
     let shared = Shared::create(&seg.0, Config::default()).unwrap();
     // Play a peer that writes through the file, not through this crate: the
-    // value is the segment's last size_of::<Config>() bytes.
+    // header says where the value is (its `value_offset`, a u64 at byte 56).
     let path = format!("/dev/shm/{}", seg.0);
-    let file_len = std::fs::metadata(&path).unwrap().len();
-    let value_at = file_len - size_of::<Config>() as u64;
+    let header = std::fs::read(&path).unwrap();
+    let value_at = u64::from_ne_bytes(header[56..64].try_into().unwrap());
+    assert!(value_at as usize + size_of::<Config>() <= header.len());
     let mut garbage = [0u8; 72];
     garbage[..8].copy_from_slice(&7u64.to_le_bytes()); // version
     garbage[8..16].copy_from_slice(&u64::MAX.to_le_bytes()); // ports.len

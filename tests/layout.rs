@@ -1,12 +1,12 @@
 //! What another program reading /dev/shm sees: the value's bytes sit at the
 //! documented offset, exactly as `bytemuck::bytes_of` lays them out, after a
-//! header that starts with the magic.
+//! header that starts with the magic, and the type's schema follows them.
 //!
 //! bytemuck is the independent judge here: its `Pod` derive proves "no
 //! padding, any bit pattern" by its own means, and `bytes_of` gives the
 //! value's bytes without going through shmstore.
 
-use shmstore::{Shareable, Shared, SharedOptions};
+use shmstore::{Schema, Shareable, Shared, SharedOptions};
 
 #[derive(Shareable, bytemuck::Pod, bytemuck::Zeroable, Clone, Copy, Debug, PartialEq)]
 #[repr(C)]
@@ -38,6 +38,19 @@ fn unique(tag: &str) -> String {
     format!("shmstore-test-layout-{tag}-{}", std::process::id())
 }
 
+/// Checks that the schema of `T` follows a value that ends at `end`
+/// (8-aligned) and that the file ends with it.
+fn schema_follows<T: Shareable>(bytes: &[u8], end: usize) {
+    let at = end.div_ceil(8) * 8;
+    assert_eq!(
+        &bytes[at..at + 4],
+        b"SHSC",
+        "the schema starts after the value"
+    );
+    let schema = Schema::decode(&bytes[at..]).expect("the schema decodes, to the file's end");
+    assert_eq!(schema, Schema::of::<T>());
+}
+
 /// The segment file's bytes, read the way any other program would.
 fn file_bytes(name: &str) -> Vec<u8> {
     std::fs::read(format!("/dev/shm/{name}")).expect("segment file in /dev/shm")
@@ -59,14 +72,15 @@ fn value_bytes_are_the_values_own_bytes_at_the_documented_offset() {
 
     let bytes = file_bytes(&name);
     assert_eq!(&bytes[..8], b"SHMSTORE", "the header starts with the magic");
-    assert_eq!(bytes.len(), 288 + std::mem::size_of::<Reading>());
-    assert_eq!(&bytes[288..], bytemuck::bytes_of(&value));
+    let end = 288 + std::mem::size_of::<Reading>();
+    assert_eq!(&bytes[288..end], bytemuck::bytes_of(&value));
+    schema_follows::<Reading>(&bytes, end);
 
     // A write through the lock is what the file holds afterwards.
     shared.lock().unwrap().history[2] = 301;
     let mut expected = value;
     expected.history[2] = 301;
-    assert_eq!(&file_bytes(&name)[288..], bytemuck::bytes_of(&expected));
+    assert_eq!(&file_bytes(&name)[288..end], bytemuck::bytes_of(&expected));
 }
 
 #[test]
@@ -78,7 +92,8 @@ fn an_over_aligned_value_starts_on_its_alignment() {
     };
     let shared = SharedOptions::new().create(&name, value).unwrap();
     let bytes = file_bytes(&name);
-    assert_eq!(bytes.len(), 320 + 64, "288 rounded up to 64 is 320");
-    assert_eq!(&bytes[320..], bytemuck::bytes_of(&value));
+    // 288 rounded up to 64 is 320.
+    assert_eq!(&bytes[320..384], bytemuck::bytes_of(&value));
+    schema_follows::<Wide>(&bytes, 384);
     assert_eq!(*shared.lock().unwrap(), value);
 }

@@ -47,8 +47,10 @@ const VERSION_AT: u64 = 8;
 const STATE_AT: u64 = 12;
 const PID_NS_AT: u64 = 88;
 const LOCK_AT: u64 = 256;
-const VALUE_AT: usize = 288;
-const COUNTER_SEGMENT_LEN: u64 = 288 + 16;
+/// The size of a `Counter` segment.
+fn counter_segment_len() -> u64 {
+    common::segment_len::<Counter>() as u64
+}
 
 /// The liveness bound for noticing a dead holder (documented: about 50 ms).
 const RECOVERY: Duration = Duration::from_secs(1);
@@ -465,7 +467,7 @@ fn valid_segment(seg: &Segment, value: u64) {
     drop(c);
     assert_eq!(
         std::fs::metadata(seg.path()).unwrap().len(),
-        COUNTER_SEGMENT_LEN
+        counter_segment_len()
     );
 }
 
@@ -896,7 +898,7 @@ fn open_or_create_race_initialises_exactly_once() {
     assert_eq!(mode_of(&seg), 0o600);
     assert_eq!(
         std::fs::metadata(seg.path()).unwrap().len(),
-        COUNTER_SEGMENT_LEN
+        counter_segment_len()
     );
 }
 
@@ -1049,7 +1051,7 @@ fn empty_object_is_incomplete_until_open_or_create_initialises_it() {
     assert_eq!(other.lock().unwrap().value, 6);
     assert_eq!(
         std::fs::metadata(seg.path()).unwrap().len(),
-        COUNTER_SEGMENT_LEN
+        counter_segment_len()
     );
 }
 
@@ -1099,7 +1101,7 @@ fn truncated_or_grown_segment_is_corrupt_without_sigbus() {
     for (delta, word) in [(-1i64, "truncated"), (-200, "cut short"), (4096, "resized")] {
         let seg = Segment::new("truncated");
         valid_segment(&seg, 42);
-        let len = (COUNTER_SEGMENT_LEN as i64 + delta) as u64;
+        let len = (counter_segment_len() as i64 + delta) as u64;
         std::fs::OpenOptions::new()
             .write(true)
             .open(seg.path())
@@ -1433,7 +1435,7 @@ fn no_space_under_a_file_size_limit_leaves_nothing_behind() {
     let result = k.expect("result=");
     let left = k.expect("left=");
     k.wait_success();
-    let size = VALUE_AT + std::mem::size_of::<Big>();
+    let size = common::segment_len::<Big>();
     assert_eq!(result, format!("NoSpace size={size}"));
     assert_eq!(left, "0", "the name was left behind");
     assert!(!seg.exists());
@@ -1474,7 +1476,7 @@ fn no_space_on_a_full_tmpfs_leaves_nothing_behind() {
     let left = k.expect("left=");
     k.wait_success();
     assert_eq!(mounts(), before, "the machine's /dev/shm mounts changed");
-    let size = VALUE_AT + std::mem::size_of::<Big>();
+    let size = common::segment_len::<Big>();
     assert_eq!(result, format!("NoSpace size={size}"));
     assert_eq!(left, "0", "the name was left behind");
     assert!(!seg.exists());

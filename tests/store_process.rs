@@ -203,21 +203,22 @@ fn kind_info(kind: usize) -> (&'static str, usize) {
 }
 
 /// A value that takes a store's whole heap: the block of key `whole` and
-/// type `WholeNNN` (one 128-byte line for the header, key and type name,
-/// 32 bytes of lock and versions, then the value) is exactly the capacity.
-/// It can be inserted only when nothing else takes any space.
+/// type `WholeNNN` (128 bytes for the header, key and type name, 32 bytes of
+/// lock and versions, the value, then its schema of less than 96 bytes,
+/// rounded up to 64) is exactly the capacity. It can be inserted only when
+/// nothing else takes any space.
 macro_rules! whole {
     ($name:ident, $cap:expr) => {
         #[derive(Shareable, Clone, Copy)]
         #[repr(C)]
         struct $name {
-            words: [u64; ($cap - 192) / 8],
+            words: [u64; ($cap - 256) / 8],
         }
 
         impl $name {
             fn new() -> Box<$name> {
                 Box::new($name {
-                    words: [7; ($cap - 192) / 8],
+                    words: [7; ($cap - 256) / 8],
                 })
             }
         }

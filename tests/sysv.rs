@@ -34,7 +34,9 @@ const PID_NS_AT: usize = 88;
 const LOCK_AT: usize = 256;
 const VALUE_AT: usize = 288;
 /// The size of a `Counter` segment.
-const COUNTER_LEN: usize = VALUE_AT + 16;
+fn counter_len() -> usize {
+    common::segment_len::<Counter>()
+}
 
 /// The liveness bound for noticing a dead holder (documented: about 50 ms).
 const RECOVERY: Duration = Duration::from_secs(1);
@@ -403,12 +405,12 @@ fn another_type_is_a_layout_mismatch() {
 #[test]
 fn foreign_segments_are_refused_and_left_alone() {
     for (size, garbage) in [
-        (COUNTER_LEN, true),
+        (counter_len(), true),
         (4096, true),
         (100, true),
         (100, false),
-        (COUNTER_LEN - 8, false),
-        (COUNTER_LEN + 8, false),
+        (counter_len() - 8, false),
+        (counter_len() + 8, false),
     ] {
         let key = new_key();
         let id = raw_create(key.key(), size, 0o600);
@@ -433,8 +435,8 @@ fn foreign_segments_are_refused_and_left_alone() {
 
     // The right size, zeroes except in the value: not ours either.
     let key = new_key();
-    let id = raw_create(key.key(), COUNTER_LEN, 0o600);
-    let raw = Raw::attach(id, COUNTER_LEN);
+    let id = raw_create(key.key(), counter_len(), 0o600);
+    let raw = Raw::attach(id, counter_len());
     raw.write(VALUE_AT + 3, &[1]);
     let before = raw.read();
     let e = failure(Shared::open_or_create(key.key(), Counter::default()));
@@ -448,7 +450,7 @@ fn foreign_segments_are_refused_and_left_alone() {
 #[test]
 fn open_waits_for_a_creator_that_has_not_started() {
     let key = new_key();
-    let id = raw_create(key.key(), COUNTER_LEN, 0o600);
+    let id = raw_create(key.key(), counter_len(), 0o600);
     let k = key.key();
     let opener = std::thread::spawn(move || {
         let t0 = Instant::now();
@@ -471,7 +473,7 @@ fn open_waits_for_a_creator_that_has_not_started() {
 
     // Nobody comes: Incomplete after a few seconds.
     let key = new_key();
-    raw_create(key.key(), COUNTER_LEN, 0o600);
+    raw_create(key.key(), counter_len(), 0o600);
     let t0 = Instant::now();
     let e = failure(Shared::<Counter>::open(key.key()));
     assert!(matches!(e, Error::Incomplete { .. }), "{e:?}");
@@ -493,15 +495,15 @@ fn a_dead_initialiser_is_taken_over() {
         },
     )
     .unwrap();
-    let mut bytes = Raw::attach(id_of(&m), COUNTER_LEN).read();
+    let mut bytes = Raw::attach(id_of(&m), counter_len()).read();
     bytes[STATE_AT..STATE_AT + 4].copy_from_slice(&1u32.to_ne_bytes());
     // Thread id 2^22 - 1 with start time 7: nobody, or not that thread.
     let dead = (7u64 << 32) | ((1 << 22) - 1);
     bytes[LOCK_AT..LOCK_AT + 8].copy_from_slice(&dead.to_ne_bytes());
 
     let key = new_key();
-    let id = raw_create(key.key(), COUNTER_LEN, 0o600);
-    let raw = Raw::attach(id, COUNTER_LEN);
+    let id = raw_create(key.key(), counter_len(), 0o600);
+    let raw = Raw::attach(id, counter_len());
     raw.write(0, &bytes);
 
     let e = failure(Shared::<Counter>::open(key.key()));
@@ -527,7 +529,7 @@ fn a_dead_initialiser_is_taken_over() {
 fn another_pid_namespace_is_refused() {
     let key = new_key();
     let c = Shared::create(key.key(), Counter::default()).unwrap();
-    let raw = Raw::attach(id_of(&c), COUNTER_LEN);
+    let raw = Raw::attach(id_of(&c), counter_len());
     let mut ns = [0u8; 8];
     ns.copy_from_slice(&raw.read()[PID_NS_AT..PID_NS_AT + 8]);
     let other = (u64::from_ne_bytes(ns) ^ 0x5a5a).to_ne_bytes();
@@ -609,7 +611,7 @@ fn removal_while_attached() {
     assert_eq!(info.key, key.key().key());
     assert_eq!(info.attach_count, 2);
     assert!(!info.marked_for_removal);
-    assert_eq!(info.size, COUNTER_LEN as u64);
+    assert_eq!(info.size, counter_len() as u64);
     assert_eq!(info.owner_uid, nix::unistd::geteuid().as_raw());
     assert_eq!(info.creator_pid, std::process::id() as i32);
     assert_eq!(b.sysv_info().unwrap().unwrap().id, info.id);

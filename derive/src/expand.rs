@@ -6,11 +6,14 @@
 //!   name for padding at the end), saying how many bytes to fill;
 //! - a non-zero size and no drop glue.
 //!
-//! It also writes the `unsafe impl LockFree`, which applies only when every
-//! field is made of atomics (see [`lock_free`]).
+//! It also writes `Shareable::schema` (the struct's name, size, alignment and
+//! each field's name, offset and schema), and the `unsafe impl LockFree`,
+//! which applies only when every field is made of atomics (see
+//! [`lock_free`]).
 //!
-//! Generated code names nothing but `::shmstore::__private::...` paths, so it
-//! works whatever the user has in scope, and in `no_std` crates.
+//! Generated code names nothing but `::shmstore::__private::...` and
+//! `::shmstore::schema::...` paths, so it works whatever the user has in
+//! scope, and in `no_std` crates.
 
 use crate::ast::{Field, Layout};
 use crate::valid::Valid;
@@ -40,6 +43,7 @@ pub(crate) fn expand(input: &Valid) -> TokenStream {
             .u64(<#ty as #private::Shareable>::FINGERPRINT)
         }
     });
+    let schema = schema(input);
     let layout_checks = layout_checks(input);
     let lock_free = lock_free(input);
 
@@ -57,12 +61,61 @@ pub(crate) fn expand(input: &Valid) -> TokenStream {
                     .u64(#mem::align_of::<#ident>() as #prim::u64)
                     #(#fingerprint_fields)*
                     .finish();
+
+                #schema
             }
 
             #lock_free
 
             #layout_checks
         };
+    }
+}
+
+/// `fn schema()`: a `Kind::Struct` with each field's name, offset and
+/// schema, in declaration order.
+///
+/// A field's schema is `<F as Shareable>::schema()`, checked against `F`'s
+/// size and alignment as `Schema::of` does (a wrong hand-written schema
+/// makes that field `Opaque`, not the struct inconsistent). `F` is spelled
+/// `<F as Shareable>` with the field type's own tokens, like the
+/// fingerprint's `<F as Shareable>::FINGERPRINT`, so that a field that is
+/// not `Shareable` gives rustc the same error at the same place, which it
+/// reports once (`Schema::of::<F>()` would add an error of its own).
+fn schema(input: &Valid) -> TokenStream {
+    let ident = input.ident;
+    let name = ident_name(ident);
+    let private = quote!(::shmstore::__private);
+    let schema = quote!(::shmstore::schema);
+    let mem = quote!(#private::core::mem);
+    let prim = quote!(#private::core::primitive);
+    let count = input.fields.len();
+    let fields = input.fields.iter().map(|field| {
+        let Field { member, name, ty } = field;
+        quote! {
+            __fields.push(#schema::Field::new(
+                #name,
+                #mem::offset_of!(#ident, #member) as #prim::u64,
+                #schema::Schema::__checked(
+                    <#ty as #private::Shareable>::schema(),
+                    <#ty as #private::Shareable>::TYPE_NAME,
+                    #mem::size_of::<#ty>(),
+                    #mem::align_of::<#ty>(),
+                ),
+            ));
+        }
+    });
+    quote! {
+        fn schema() -> #schema::Schema {
+            let mut __fields = #private::Vec::with_capacity(#count);
+            #(#fields)*
+            #schema::Schema::new(
+                #name,
+                #mem::size_of::<#ident>() as #prim::u64,
+                #mem::align_of::<#ident>() as #prim::u64,
+                #schema::Kind::Struct { fields: __fields },
+            )
+        }
     }
 }
 

@@ -2,7 +2,7 @@
 //!
 //! Use it through `shmstore`, which re-exports it next to the trait of the
 //! same name: `use shmstore::Shareable;`. The expansion names only
-//! `::shmstore::__private::...` paths.
+//! `::shmstore::__private::...` and `::shmstore::schema::...` paths.
 //!
 //! The macro works in three steps, each in its own module:
 //!
@@ -10,10 +10,10 @@
 //!    `repr` attributes, the kind of item and its fields.
 //! 2. `valid` refuses what cannot live in shared memory and says why, as a
 //!    compile error pointing at the offending tokens.
-//! 3. `expand` writes the `unsafe impl`, the layout fingerprint, and the
-//!    checks that only the compiler can make (every field is `Shareable`, no
-//!    padding, no drop glue), and the `LockFree` impl that applies when
-//!    every field is made of atomics.
+//! 3. `expand` writes the `unsafe impl`, the layout fingerprint, the schema
+//!    that tools read the value with, the checks that only the compiler can
+//!    make (every field is `Shareable`, no padding, no drop glue), and the
+//!    `LockFree` impl that applies when every field is made of atomics.
 
 extern crate proc_macro;
 
@@ -53,6 +53,10 @@ use syn::{parse_macro_input, DeriveInput};
 /// name, size and alignment, then each field's name (or index), offset and
 /// `FINGERPRINT`, in order: it differs whenever two builds would disagree on
 /// the layout, and is equal for identical definitions wherever they are.
+///
+/// `schema()` describes the struct for tools that show a segment's value
+/// without the type: a `shmstore::schema::Kind::Struct` with the name, size,
+/// alignment and each field's name, offset and `schema()`, in order.
 #[proc_macro_derive(Shareable)]
 pub fn derive_shareable(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);

@@ -67,6 +67,7 @@ use crate::header::{
 use crate::location::SysvKey;
 use crate::lock::RawLock;
 use crate::options::SharedOptions;
+use crate::segment::Initial;
 use crate::sys::mapping::Mapping;
 use crate::sys::sysv::{self as sys, Limits, Usage};
 
@@ -92,7 +93,7 @@ pub(crate) fn establish(
     opts: &SharedOptions,
     mode: OpenMode,
     spec: &Spec,
-    initial: Option<&[u8]>,
+    initial: Option<Initial<'_>>,
 ) -> Result<(Mapping, i32)> {
     let label = key.to_string();
     if key.is_private() && !mode.creates() {
@@ -220,9 +221,8 @@ fn establish_id(
 /// What the segment must hold, and what a new one starts with.
 struct Target<'a> {
     spec: &'a Spec,
-    /// The start of a new segment's content (zeros after it); `None` when
-    /// only opening.
-    initial: Option<&'a [u8]>,
+    /// What a new segment holds; `None` when only opening.
+    initial: Option<Initial<'a>>,
 }
 
 /// What a segment's bytes say, for one whose size fits the spec (any other
@@ -480,7 +480,7 @@ fn wrong_size(label: &str, spec: &Spec, bytes: &[u8], len: usize) -> Error {
 /// The caller holds `lock` (the segment's own), has seen the segment not
 /// READY while holding it, and `map` is exactly as long as a new segment of
 /// `spec`.
-unsafe fn initialise(map: &Mapping, lock: &RawLock, spec: &Spec, initial: &[u8], flags: u32) {
+unsafe fn initialise(map: &Mapping, lock: &RawLock, spec: &Spec, initial: Initial<'_>, flags: u32) {
     let layout = spec.layout();
     let header = Header::new(spec, &Creator::current());
     let bytes = header.as_bytes();
@@ -515,11 +515,12 @@ unsafe fn initialise(map: &Mapping, lock: &RawLock, spec: &Spec, initial: &[u8],
     // which reads the value only while holding the lock, which we hold;
     // and other initialisers write only while holding it too.
     unsafe {
-        map.write_bytes(layout.value_offset, initial);
+        map.write_bytes(layout.value_offset, initial.content);
         map.zero(
-            layout.value_offset + initial.len(),
-            spec.size - initial.len(),
+            layout.value_offset + initial.content.len(),
+            spec.size - initial.content.len(),
         );
+        map.write_bytes(layout.schema_offset, initial.schema);
     }
     map.versions(VERSIONS_OFFSET).reset(flags);
     // 5. Publish.

@@ -11,11 +11,13 @@
 //!
 //! A block starts with a 64-byte header: its size, the size of the block
 //! before it (a hint), its state, and for an entry its key and type name
-//! lengths, key hash, layout fingerprint, value size, alignment and offset,
-//! and the bitmap of handle slots holding it. The key and type name follow;
-//! then, on a 64-byte boundary, the entry's lock (16 bytes), its
-//! [`Versions`] (16 bytes) and its value: the same slot as a single-value
-//! segment has, so an entry's handle is a [`Shared<T>`](crate::Shared).
+//! lengths, key hash, layout fingerprint, value size, alignment, schema
+//! length and value offset, and the bitmap of handle slots holding it. The
+//! key and type name follow; then, on a 64-byte boundary, the entry's lock
+//! (16 bytes), its [`Versions`](crate::seqlock::Versions) (16 bytes) and
+//! its value: the same slot as a single-value segment has, so an entry's
+//! handle is a [`Shared<T>`](crate::Shared). The value's schema (what tools
+//! decode it with) follows the value, 8-aligned.
 //!
 //! # Consistency
 //!
@@ -107,7 +109,8 @@ const B_NEXT_FREE: usize = 24;
 const B_PREV_FREE: usize = 28;
 const B_FINGERPRINT: usize = 32;
 const B_VALUE_SIZE: usize = 40;
-const B_VALUE_ALIGN: usize = 48;
+const B_VALUE_ALIGN: usize = 48; // u16
+const B_SCHEMA_LEN: usize = 50; // u16
 const B_VALUE_OFFSET: usize = 52;
 const B_HOLDERS: usize = 56;
 /// Where the key starts.
@@ -228,21 +231,37 @@ pub(crate) struct EntryLayout {
     /// The lock; the versions follow it.
     pub slot: usize,
     pub value: usize,
+    pub schema: usize,
+    pub schema_len: usize,
     pub block: u64,
 }
 
 impl EntryLayout {
-    /// The layout for a key and type name of these lengths and a value of
-    /// this size and alignment (at most [`MAX_ALIGN`]).
-    pub(crate) fn new(key_len: usize, type_len: usize, size: usize, align: usize) -> EntryLayout {
+    /// The layout for a key and type name of these lengths, a value of
+    /// this size and alignment (at most [`MAX_ALIGN`]) and a schema of
+    /// `schema_len` bytes.
+    pub(crate) fn new(
+        key_len: usize,
+        type_len: usize,
+        size: usize,
+        align: usize,
+        schema_len: usize,
+    ) -> EntryLayout {
         let slot =
             (B_KEY + key_len + type_len).div_ceil(BLOCK_ALIGN as usize) * BLOCK_ALIGN as usize;
         let value = (slot + SLOT_HEAD).div_ceil(align) * align;
-        let block = ((value + size) as u64)
+        let schema = (value + size).div_ceil(8) * 8;
+        let block = ((schema + schema_len) as u64)
             .div_ceil(BLOCK_ALIGN)
             .max(MIN_BLOCK / BLOCK_ALIGN)
             * BLOCK_ALIGN;
-        EntryLayout { slot, value, block }
+        EntryLayout {
+            slot,
+            value,
+            schema,
+            schema_len,
+            block,
+        }
     }
 }
 
@@ -267,6 +286,7 @@ pub(crate) struct NewEntry<'a> {
     pub fingerprint: u64,
     pub value: &'a [u8],
     pub align: usize,
+    pub schema: &'a [u8],
 }
 
 /// Space figures for errors and statistics.
@@ -317,7 +337,7 @@ impl Heap<'_> {
 
     /// The versions flags entries are made with.
     pub(crate) fn entry_flags(&self) -> u32 {
-        self.u32(self.meta(M_FLAGS)) & crate::seqlock::WAKE_ALL
+        self.u32(self.meta(M_FLAGS)) & (crate::seqlock::WAKE_ALL | crate::seqlock::TIMED)
     }
 
     /// Live entries.
@@ -557,7 +577,8 @@ impl Heap<'_> {
         let lens = self.u32(at + B_LENS);
         let (key_len, type_len) = ((lens & 0xffff) as usize, (lens >> 16) as usize);
         let value_size = self.u64(at + B_VALUE_SIZE);
-        let value_align = self.u32(at + B_VALUE_ALIGN) as usize;
+        let value_align = usize::from(self.map.atomic_u16(at + B_VALUE_ALIGN).load(Relaxed));
+        let schema_len = usize::from(self.map.atomic_u16(at + B_SCHEMA_LEN).load(Relaxed));
         let value_off = self.u32(at + B_VALUE_OFFSET) as usize;
         if key_len == 0 || key_len > MAX_KEY_LEN || type_len > MAX_TYPE_LEN {
             return Err(self.corrupt(format!(
@@ -569,7 +590,13 @@ impl Heap<'_> {
                 "an entry says its value is {value_size} bytes aligned to {value_align}"
             )));
         }
-        let layout = EntryLayout::new(key_len, type_len, value_size as usize, value_align);
+        let layout = EntryLayout::new(
+            key_len,
+            type_len,
+            value_size as usize,
+            value_align,
+            schema_len,
+        );
         if layout.value != value_off || layout.block > size {
             return Err(self.corrupt(format!(
                 "an entry's value at {value_off} ({value_size} bytes) does not fit its {size}-byte block"
@@ -690,7 +717,13 @@ impl Heap<'_> {
     /// it an entry); [`Error::StoreFull`] if there is no room.
     pub(crate) fn reserve(&self, new: &NewEntry<'_>) -> Result<usize> {
         let type_name = Self::kept_type_name(new);
-        let layout = EntryLayout::new(new.key.len(), type_name.len(), new.value.len(), new.align);
+        let layout = EntryLayout::new(
+            new.key.len(),
+            type_name.len(),
+            new.value.len(),
+            new.align,
+            new.schema.len(),
+        );
         Ok(match self.take(layout.block)? {
             Some(at) => at,
             None => {
@@ -718,14 +751,25 @@ impl Heap<'_> {
     /// that the key is not in the directory.
     pub(crate) fn fill(&self, at: usize, new: &NewEntry<'_>, holder: usize) -> Result<EntryMeta> {
         let type_name = Self::kept_type_name(new);
-        let layout = EntryLayout::new(new.key.len(), type_name.len(), new.value.len(), new.align);
+        let layout = EntryLayout::new(
+            new.key.len(),
+            type_name.len(),
+            new.value.len(),
+            new.align,
+            new.schema.len(),
+        );
         let h = hash(new.key);
         let lens = new.key.len() as u32 | (type_name.len() as u32) << 16;
         self.set_u32(at + B_LENS, lens);
         self.set_u64(at + B_HASH, h);
         self.set_u64(at + B_FINGERPRINT, new.fingerprint);
         self.set_u64(at + B_VALUE_SIZE, new.value.len() as u64);
-        self.set_u32(at + B_VALUE_ALIGN, new.align as u32);
+        self.map
+            .atomic_u16(at + B_VALUE_ALIGN)
+            .store(new.align as u16, Relaxed);
+        self.map
+            .atomic_u16(at + B_SCHEMA_LEN)
+            .store(new.schema.len() as u16, Relaxed);
         self.set_u32(at + B_VALUE_OFFSET, layout.value as u32);
         self.set_u64(at + B_HOLDERS, 1 << holder);
         let flags = self.entry_flags();
@@ -742,6 +786,7 @@ impl Heap<'_> {
             self.map
                 .write(at + layout.slot + 16, crate::seqlock::Versions::new(flags));
             self.map.write_bytes(at + layout.value, new.value);
+            self.map.write_bytes(at + layout.schema, new.schema);
         }
         // The one store that makes the entry exist.
         self.map
@@ -1131,16 +1176,16 @@ mod tests {
 
     #[test]
     fn entry_layouts_put_the_slot_on_a_line_and_fit_the_value() {
-        let l = EntryLayout::new(3, 3, 8, 8);
+        let l = EntryLayout::new(3, 3, 8, 8, 0);
         assert_eq!(l.slot, 128);
         assert_eq!(l.value, 160);
         assert_eq!(l.block, 192);
-        let l = EntryLayout::new(128, 128, 1, 64);
+        let l = EntryLayout::new(128, 128, 1, 64, 0);
         assert_eq!(l.slot, 320);
         assert_eq!(l.value, 384);
         assert_eq!(l.block % BLOCK_ALIGN, 0);
         assert!(l.block > l.value as u64);
-        assert!(EntryLayout::new(1, 0, 0, 1).block >= MIN_BLOCK);
+        assert!(EntryLayout::new(1, 0, 0, 1, 0).block >= MIN_BLOCK);
     }
 
     #[test]

@@ -38,6 +38,7 @@ const fn spec(content: usize) -> Spec {
         align: heap::BLOCK_ALIGN as usize,
         min_size: heap::MIN_CONTENT,
         max_size: usize::MAX / 2,
+        schema_len: 0,
     }
 }
 
@@ -195,7 +196,10 @@ impl Store {
         let plan = heap::plan(capacity);
         let spec = spec(plan.content);
         let meta = heap::initial_meta(&plan, opts.version_flags());
-        let initial = mode.creates().then_some(meta.as_slice());
+        let initial = mode.creates().then_some(crate::segment::Initial {
+            content: &meta,
+            schema: &[],
+        });
         let seg = crate::segment::establish_spec(&loc, opts, mode, &spec, initial)?;
         let value_offset = spec.layout().value_offset;
         let geo = Geometry::read(&seg.map, &label, value_offset, seg.map.len() - value_offset)?;
@@ -264,12 +268,24 @@ impl Store {
                 })
             };
         }
+        let schema = crate::schema::Schema::of::<T>().encode();
+        if schema.len() > usize::from(u16::MAX) {
+            return Err(Error::Io {
+                op: "describing an entry of",
+                name: self.entry_label(key),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!("the schema of `{}` is over 64 KiB", T::TYPE_NAME),
+                ),
+            });
+        }
         let new = NewEntry {
             key: key.as_bytes(),
             type_name: T::TYPE_NAME,
             fingerprint: T::FINGERPRINT,
             value: &bytes,
             align: std::mem::align_of::<T>(),
+            schema: &schema,
         };
         // A full store changes nothing a watcher would see.
         let at = dir.heap().reserve(&new)?;
@@ -453,6 +469,111 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Holds the entry `key`, whatever its type, for waiting on it.
+    pub(crate) fn raw_entry(&self, key: &str) -> Result<HeldEntry> {
+        let key = self.check_key(key)?;
+        let dir = self.inner.lock()?;
+        let Some((_, e)) = dir.heap().find(key.as_bytes())? else {
+            return Err(Error::NotFound {
+                name: self.entry_label(key),
+            });
+        };
+        dir.heap().hold(e.at, self.inner.slot);
+        *self.inner.held().entry(e.at).or_insert(0) += 1;
+        Ok(HeldEntry {
+            slot: e.at + e.layout.slot,
+            entry: EntryRef {
+                store: Arc::clone(&self.inner),
+                at: e.at,
+            },
+        })
+    }
+}
+
+/// An entry held without a type: its lock and versions stay where they are
+/// while this lives.
+pub(crate) struct HeldEntry {
+    entry: EntryRef,
+    slot: usize,
+}
+
+impl HeldEntry {
+    /// Sleeps until the entry's generation differs from `seen`.
+    pub(crate) fn wait(&self, seen: u64, timeout: Duration) -> Option<u64> {
+        let map = self.entry.map();
+        map.versions(self.slot + 16)
+            .wait(seen, timeout, Some(map.raw_lock(self.slot)))
+    }
+}
+
+/// The entries of the store whose content is at `content` (`size` bytes)
+/// of a read-only mapping, read without the directory lock: a listing that
+/// overlapped a change is taken again.
+pub(crate) fn inspect_entries(
+    map: &Mapping,
+    content: usize,
+    size: usize,
+) -> std::result::Result<Vec<crate::inspect::EntryReport>, String> {
+    let geo = Geometry::read(map, "store", content, size).map_err(|e| e.to_string())?;
+    let heap = Heap {
+        map,
+        geo,
+        label: "store",
+    };
+    if !heap.formatted() {
+        return Ok(Vec::new());
+    }
+    let versions = map.versions(VERSIONS_OFFSET);
+    let mut last = Err("the directory kept changing".to_owned());
+    for _ in 0..50 {
+        let before = versions.raw_seq();
+        if before & 1 == 0 {
+            let listed = heap.list();
+            if versions.raw_seq() == before {
+                last = listed.map_err(|e| match e {
+                    Error::Corrupt { reason, .. } => reason,
+                    e => e.to_string(),
+                });
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let entries = last?;
+    Ok(entries
+        .into_iter()
+        .map(|e| {
+            let slot = e.at + e.layout.slot;
+            let versions = map.versions(slot + 16);
+            let schema = crate::inspect::read_schema(
+                map,
+                e.at + e.layout.schema,
+                e.layout.schema_len,
+                e.value_size,
+            );
+            let value = match &schema {
+                Ok(Some(s)) => Some(s.value(&crate::inspect::consistent_copy(
+                    map,
+                    versions,
+                    e.at + e.layout.value,
+                    e.value_size,
+                ))),
+                _ => None,
+            };
+            crate::inspect::EntryReport {
+                key: String::from_utf8_lossy(&e.key).into_owned(),
+                type_name: e.type_name,
+                size: e.value_size as u64,
+                fingerprint: e.fingerprint,
+                slot: crate::inspect::slot_info(map.raw_lock(slot), versions),
+                schema,
+                value,
+            }
+        })
+        .collect())
+}
+
 impl fmt::Debug for Store {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Store")
@@ -545,10 +666,12 @@ impl Drop for Dir<'_> {
             lock.poison();
         }
         let versions = self.inner.versions();
-        if self.changing {
-            versions.end_write();
-        }
-        if lock.release(self.me, self.changing) || (self.changing && versions.wakes_all()) {
+        let flags = if self.changing {
+            versions.end_write()
+        } else {
+            0
+        };
+        if lock.release(self.me, self.changing) || flags & crate::seqlock::WAKE_ALL != 0 {
             versions.wake();
         }
     }

@@ -6,7 +6,7 @@ use std::io;
 use std::num::NonZeroUsize;
 use std::os::fd::BorrowedFd;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU32, AtomicU64};
+use std::sync::atomic::{AtomicU16, AtomicU32, AtomicU64};
 
 use nix::sys::mman::{mmap, munmap, MapFlags, ProtFlags};
 
@@ -220,6 +220,12 @@ impl Mapping {
         // byte reads (`copy_out`) whose copies are checked before use; no
         // plain reference to them is ever made.
         unsafe { AtomicU32::from_ptr(self.at::<u32>(offset).as_ptr()) }
+    }
+
+    /// The 16-bit atomic at `offset`.
+    pub(crate) fn atomic_u16(&self, offset: usize) -> &AtomicU16 {
+        // SAFETY: as for `atomic_u32`.
+        unsafe { AtomicU16::from_ptr(self.at::<u16>(offset).as_ptr()) }
     }
 
     /// The 64-bit atomic at `offset`.

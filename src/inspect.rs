@@ -1,0 +1,854 @@
+//! Looking at segments without knowing their types: what the `shmstore`
+//! command shows.
+//!
+//! [`scan`] finds every object in /dev/shm and every System V segment;
+//! [`inspect`] reports one: its owner and size, whether it is a shmstore
+//! segment at all, its header, the state of its lock, its generation, and
+//! its value decoded with the schema the creator stored in it (for a store,
+//! every entry's). Nothing here writes to a segment or trusts what it reads:
+//! segments are mapped read-only, every number is checked before use, and a
+//! damaged header, directory or schema is reported as such.
+
+use std::collections::HashMap;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{fence, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use nix::fcntl::{open, OFlag};
+use nix::sys::stat::{fstat, Mode};
+use zerocopy::FromBytes;
+
+use crate::error::{Error, Result};
+use crate::header::{
+    Header, Layout, FORMAT_VERSION, KIND_STORE, KIND_VALUE, LOCK_OFFSET, MAGIC, MAX_SCHEMA,
+    STATE_INITIALISING, STATE_READY, VERSIONS_OFFSET,
+};
+use crate::location::{IntoLocation, Location, Place, SysvKey};
+use crate::lock::RawLock;
+use crate::schema::{Schema, Value};
+use crate::seqlock::Versions;
+use crate::sys::mapping::Mapping;
+
+/// Where a segment lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Backend {
+    /// A POSIX shared-memory object in /dev/shm.
+    Posix,
+    /// A System V segment.
+    SysV,
+    /// A regular file.
+    File,
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Backend::Posix => "posix",
+            Backend::SysV => "sysv",
+            Backend::File => "file",
+        })
+    }
+}
+
+/// What [`inspect`] found.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Report {
+    /// The POSIX name (without `/`), the System V key (`0x53484d01`, or
+    /// `private:ID` for a private or removed segment) or the path.
+    pub name: String,
+    /// Where it is, for [`remove`] or for opening it.
+    pub location: Location,
+    /// Its backend.
+    pub backend: Backend,
+    /// Its size in bytes.
+    pub size: u64,
+    /// The owner's user id.
+    pub owner_uid: u32,
+    /// Its permission bits.
+    pub mode: u32,
+    /// The System V segment id.
+    pub sysv_id: Option<i32>,
+    /// How many attachments it has: the kernel's count for System V; for
+    /// POSIX and files, the processes that map it according to
+    /// `/proc/*/maps`. Processes whose maps this user may not read (other
+    /// users', unless root) are not counted.
+    pub attached: Option<u64>,
+    /// The file's modification time (System V: the last change of its
+    /// attributes). Writes through mappings do not change it; see
+    /// [`SlotInfo::changed`].
+    pub modified: Option<SystemTime>,
+    /// What is in it.
+    pub state: State,
+}
+
+/// What a segment holds, as far as it can be told.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum State {
+    /// Not a shmstore segment (no magic): never decoded.
+    Foreign {
+        /// Why it is taken for foreign.
+        reason: String,
+    },
+    /// It could not be read (permissions).
+    Unreadable {
+        /// Why.
+        reason: String,
+    },
+    /// Our magic, but something in it is wrong.
+    Damaged {
+        /// What is wrong.
+        reason: String,
+        /// The header, if it could be parsed.
+        header: Option<HeaderInfo>,
+    },
+    /// The creator has not finished initialising it, or died doing so.
+    Incomplete {
+        /// The header, if it was written.
+        header: Option<HeaderInfo>,
+    },
+    /// One value (a `Shared<T>`).
+    Value {
+        /// The header.
+        header: HeaderInfo,
+        /// Its lock and generation.
+        slot: SlotInfo,
+        /// The schema the creator stored (`Ok(None)`: none; `Err`: damaged).
+        schema: std::result::Result<Option<Schema>, String>,
+        /// The value decoded with the schema, when there is a sound one.
+        value: Option<Value>,
+    },
+    /// A store of entries.
+    Store {
+        /// The header.
+        header: HeaderInfo,
+        /// The directory's lock, and its generation (entries created or
+        /// removed).
+        directory: SlotInfo,
+        /// The entries, or why they could not be read.
+        entries: std::result::Result<Vec<EntryReport>, String>,
+    },
+}
+
+/// What a segment's header says.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct HeaderInfo {
+    /// The type's name (`shmstore::Store` for a store).
+    pub type_name: String,
+    /// The type's layout fingerprint.
+    pub fingerprint: u64,
+    /// The format version.
+    pub version: u32,
+    /// The creating process.
+    pub creator_pid: u32,
+    /// The creator's user id.
+    pub creator_uid: u32,
+    /// Whether the creating process is still running (the same process:
+    /// its start time is checked too).
+    pub creator_alive: bool,
+    /// When it was created.
+    pub created: SystemTime,
+    /// The value's size (for a store: its directory and heap).
+    pub value_size: u64,
+}
+
+/// A lock and its generation.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct SlotInfo {
+    /// Who holds the lock.
+    pub lock: LockState,
+    /// Whether the lock is poisoned.
+    pub poisoned: bool,
+    /// How many writes have been committed.
+    pub generation: u64,
+    /// When the last write was committed, if the segment records it
+    /// ([`SharedOptions::record_change_time`](crate::SharedOptions::record_change_time)).
+    pub changed: Option<SystemTime>,
+}
+
+/// Who holds a lock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LockState {
+    /// Nobody.
+    Free,
+    /// Thread `tid`, alive or dead.
+    Held {
+        /// The holder's thread id.
+        tid: u32,
+        /// Whether it is still running.
+        alive: bool,
+    },
+}
+
+/// One entry of a store.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct EntryReport {
+    /// Its key.
+    pub key: String,
+    /// Its type's name.
+    pub type_name: String,
+    /// The value's size.
+    pub size: u64,
+    /// The type's layout fingerprint.
+    pub fingerprint: u64,
+    /// Its lock and generation.
+    pub slot: SlotInfo,
+    /// Its schema (`Ok(None)`: none; `Err`: damaged).
+    pub schema: std::result::Result<Option<Schema>, String>,
+    /// The value decoded with the schema.
+    pub value: Option<Value>,
+}
+
+impl Report {
+    /// The header, if the segment is ours and it could be read.
+    pub fn header(&self) -> Option<&HeaderInfo> {
+        match &self.state {
+            State::Value { header, .. } | State::Store { header, .. } => Some(header),
+            State::Damaged { header, .. } | State::Incomplete { header } => header.as_ref(),
+            State::Foreign { .. } | State::Unreadable { .. } => None,
+        }
+    }
+
+    /// The segment's own lock: the value's, or a store's directory lock.
+    pub fn slot(&self) -> Option<&SlotInfo> {
+        match &self.state {
+            State::Value { slot, .. } => Some(slot),
+            State::Store { directory, .. } => Some(directory),
+            _ => None,
+        }
+    }
+
+    /// Whether this is a shmstore segment (complete or not, sound or not).
+    pub fn is_ours(&self) -> bool {
+        !matches!(self.state, State::Foreign { .. } | State::Unreadable { .. })
+    }
+}
+
+/// Every object in /dev/shm and every System V segment this process may
+/// see, inspected; foreign ones included (as [`State::Foreign`]).
+pub fn scan() -> Vec<Report> {
+    let maps = Attachments::read();
+    let mut out = Vec::new();
+    if let Ok(dir) = std::fs::read_dir("/dev/shm") {
+        let mut names: Vec<String> = dir
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect();
+        names.sort();
+        for name in names {
+            if let Ok(loc) = Location::posix(&name) {
+                if let Ok(r) = inspect_with(&loc, &maps) {
+                    out.push(r);
+                }
+            }
+        }
+    }
+    for seg in sysv_segments() {
+        out.push(inspect_sysv(&seg));
+    }
+    out
+}
+
+/// Reports on the segment at `at` (a POSIX name, a [`SysvKey`] or a path).
+pub fn inspect(at: impl IntoLocation) -> Result<Report> {
+    inspect_with(&at.into_location()?, &Attachments::read())
+}
+
+fn inspect_with(loc: &Location, maps: &Attachments) -> Result<Report> {
+    match &loc.0 {
+        Place::Posix(name) => {
+            let path = PathBuf::from(format!("/dev/shm/{}", name.as_str()));
+            inspect_file(
+                loc.clone(),
+                name.as_str().to_owned(),
+                Backend::Posix,
+                &path,
+                maps,
+            )
+        }
+        Place::File(path) => inspect_file(
+            loc.clone(),
+            path.display().to_string(),
+            Backend::File,
+            path,
+            maps,
+        ),
+        Place::SysV(key) => {
+            let label = key.to_string();
+            let seg = sysv_segments()
+                .into_iter()
+                .find(|s| s.key == key.key() && !key.is_private())
+                .ok_or(Error::NotFound { name: label })?;
+            Ok(inspect_sysv(&seg))
+        }
+    }
+}
+
+/// Removes the segment of a report: unlinks the name or file, or marks the
+/// System V segment (by id) for removal.
+pub fn remove(report: &Report) -> Result<()> {
+    match (report.backend, report.sysv_id) {
+        (Backend::SysV, Some(id)) => crate::backend::sysv::remove_id(id),
+        _ => crate::backend::unlink(&report.location),
+    }
+}
+
+/// Whether `gc` may remove the segment: ours, its creator dead, nobody
+/// attached, its lock (and, for a store, every entry's) not held by a live
+/// thread. `Err` says why not.
+pub fn is_stale(report: &Report) -> std::result::Result<(), String> {
+    let header = match &report.state {
+        State::Foreign { .. } => return Err("not a shmstore segment".into()),
+        State::Unreadable { reason } => return Err(format!("unreadable: {reason}")),
+        _ => report.header(),
+    };
+    let me = nix::unistd::geteuid().as_raw();
+    if report.owner_uid != me {
+        return Err(format!("owned by uid {}", report.owner_uid));
+    }
+    match header {
+        Some(h) if h.creator_alive => {
+            return Err(format!("its creator, pid {}, is running", h.creator_pid))
+        }
+        Some(_) => {}
+        None if matches!(report.state, State::Incomplete { .. }) => {}
+        None => return Err("its header cannot be read".into()),
+    }
+    match report.attached {
+        Some(0) => {}
+        Some(n) => return Err(format!("{n} attached")),
+        None => return Err("whether anyone has it mapped is unknown".into()),
+    }
+    let live = |s: &SlotInfo| matches!(s.lock, LockState::Held { alive: true, .. });
+    if report.slot().is_some_and(live) {
+        return Err("its lock is held by a running thread".into());
+    }
+    if let State::Store {
+        entries: Ok(entries),
+        ..
+    } = &report.state
+    {
+        if let Some(e) = entries.iter().find(|e| live(&e.slot)) {
+            return Err(format!(
+                "the lock of entry `{}` is held by a running thread",
+                e.key
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Sleeps until the value of the segment at `at` (or, with `entry`, of that
+/// entry of the store at `at`; for a store without `entry`, its list of
+/// entries) changes from generation `seen`; returns the new generation, or
+/// `None` after `timeout`.
+///
+/// Sleeps on the segment's change notification when it can: with write
+/// permission (it marks the lock word as watched, as a writable handle
+/// does) or when the segment wakes read-only watchers. Otherwise it looks
+/// every 100 ms.
+pub fn wait_for_change(
+    at: impl IntoLocation,
+    entry: Option<&str>,
+    seen: u64,
+    timeout: Duration,
+) -> Result<Option<u64>> {
+    let loc = at.into_location()?;
+    if let Some(key) = entry {
+        // Through a store handle: it holds the entry, so its memory cannot
+        // be freed and reused while we sleep on it.
+        if let Ok(store) = crate::Store::open(&loc) {
+            let held = store.raw_entry(key)?;
+            return Ok(held.wait(seen, timeout));
+        }
+        // Read-only: look every 100 ms.
+        return poll(seen, timeout, || {
+            let r = inspect(&loc)?;
+            match r.state {
+                State::Store {
+                    entries: Ok(entries),
+                    ..
+                } => entries
+                    .iter()
+                    .find(|e| e.key == key)
+                    .map(|e| e.slot.generation)
+                    .ok_or_else(|| Error::NotFound {
+                        name: format!("{}/{key}", r.name),
+                    }),
+                _ => Err(Error::NotFound {
+                    name: format!("{}/{key}", r.name),
+                }),
+            }
+        });
+    }
+    let label = loc.label();
+    let (map, writable) = map_any(&loc)?;
+    let header = read_header(&map).ok_or_else(|| Error::Corrupt {
+        name: label.clone(),
+        reason: "no readable shmstore header".into(),
+    })?;
+    if header.state != STATE_READY || !matches!(header.kind, KIND_VALUE | KIND_STORE) {
+        return Err(Error::Incomplete { name: label });
+    }
+    let versions = map.versions(VERSIONS_OFFSET);
+    if writable {
+        return Ok(versions.wait(seen, timeout, Some(map.raw_lock(LOCK_OFFSET))));
+    }
+    if versions.wakes_all() {
+        return Ok(versions.wait(seen, timeout, None));
+    }
+    poll(seen, timeout, || Ok(versions.generation()))
+}
+
+fn poll(seen: u64, timeout: Duration, mut now: impl FnMut() -> Result<u64>) -> Result<Option<u64>> {
+    let deadline = Instant::now().checked_add(timeout);
+    loop {
+        let g = now()?;
+        if g != seen {
+            return Ok(Some(g));
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return Ok(None);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Reading
+
+/// Maps the segment at `loc`, read-write if permitted, else read-only.
+fn map_any(loc: &Location) -> Result<(Mapping, bool)> {
+    let label = loc.label();
+    match &loc.0 {
+        Place::SysV(key) => {
+            let id = crate::sys::sysv::get(key.key(), 0, 0)
+                .map_err(|e| Error::from_errno(&label, "opening", e))?;
+            match crate::sys::sysv::attach(id, true) {
+                Ok((map, _)) => Ok((map, true)),
+                Err(_) => crate::sys::sysv::attach(id, false)
+                    .map(|(map, _)| (map, false))
+                    .map_err(|e| Error::from_errno(&label, "attaching", e)),
+            }
+        }
+        Place::Posix(name) => {
+            let path = PathBuf::from(format!("/dev/shm/{}", name.as_str()));
+            map_path(&label, &path)
+        }
+        Place::File(path) => map_path(&label, path),
+    }
+}
+
+fn open_path(path: &Path, writable: bool) -> nix::Result<OwnedFd> {
+    let access = if writable {
+        OFlag::O_RDWR
+    } else {
+        OFlag::O_RDONLY
+    };
+    open(
+        path,
+        access | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+}
+
+fn map_path(label: &str, path: &Path) -> Result<(Mapping, bool)> {
+    let (fd, writable) = match open_path(path, true) {
+        Ok(fd) => (fd, true),
+        Err(_) => (
+            open_path(path, false).map_err(|e| Error::from_errno(label, "opening", e))?,
+            false,
+        ),
+    };
+    let size = fstat(fd.as_fd())
+        .map_err(|e| Error::from_errno(label, "inspecting", e))?
+        .st_size as usize;
+    if size < std::mem::size_of::<Header>() {
+        return Err(Error::Corrupt {
+            name: label.to_owned(),
+            reason: format!("{size} bytes: too short for a shmstore header"),
+        });
+    }
+    let map = Mapping::map(fd.as_fd(), size, writable).map_err(|e| Error::Io {
+        op: "mapping",
+        name: label.to_owned(),
+        source: e,
+    })?;
+    Ok((map, writable))
+}
+
+fn inspect_file(
+    location: Location,
+    name: String,
+    backend: Backend,
+    path: &Path,
+    maps: &Attachments,
+) -> Result<Report> {
+    let meta = std::fs::symlink_metadata(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => Error::NotFound { name: name.clone() },
+        _ => Error::Io {
+            op: "inspecting",
+            name: name.clone(),
+            source: e,
+        },
+    })?;
+    let mut report = Report {
+        name,
+        location,
+        backend,
+        size: meta.size(),
+        owner_uid: meta.uid(),
+        mode: meta.mode() & 0o777,
+        sysv_id: None,
+        attached: maps.count(path),
+        modified: meta.modified().ok(),
+        state: State::Foreign {
+            reason: String::new(),
+        },
+    };
+    if !meta.file_type().is_file() {
+        report.state = State::Foreign {
+            reason: "not a regular file".into(),
+        };
+        return Ok(report);
+    }
+    let fd = match open_path(path, false) {
+        Ok(fd) => fd,
+        Err(e) => {
+            report.state = State::Unreadable {
+                reason: e.desc().to_owned(),
+            };
+            return Ok(report);
+        }
+    };
+    // The size of what we map is what fstat says now.
+    let size = fstat(fd.as_fd()).map_or(0, |st| st.st_size as usize);
+    report.size = size as u64;
+    report.state = if size < MAGIC.len() {
+        State::Foreign {
+            reason: format!("{size} bytes: too short to be a shmstore segment"),
+        }
+    } else {
+        match Mapping::map(fd.as_fd(), size, false) {
+            Ok(map) => read_state(&map),
+            Err(e) => State::Unreadable {
+                reason: e.to_string(),
+            },
+        }
+    };
+    Ok(report)
+}
+
+/// A System V segment as /proc/sysvipc/shm lists it.
+struct SysvSegment {
+    key: i32,
+    id: i32,
+    mode: u32,
+    size: u64,
+    nattch: u64,
+    uid: u32,
+    ctime: u64,
+}
+
+fn sysv_segments() -> Vec<SysvSegment> {
+    let Ok(text) = std::fs::read_to_string("/proc/sysvipc/shm") else {
+        return Vec::new();
+    };
+    text.lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            // key shmid perms size cpid lpid nattch uid gid cuid cgid atime dtime ctime ...
+            Some(SysvSegment {
+                key: f.first()?.parse::<i64>().ok()? as i32,
+                id: f.get(1)?.parse().ok()?,
+                mode: u32::from_str_radix(f.get(2)?, 8).ok()?,
+                size: f.get(3)?.parse().ok()?,
+                nattch: f.get(6)?.parse().ok()?,
+                uid: f.get(7)?.parse().ok()?,
+                ctime: f.get(13).and_then(|t| t.parse().ok()).unwrap_or(0),
+            })
+        })
+        .collect()
+}
+
+fn inspect_sysv(seg: &SysvSegment) -> Report {
+    let key = SysvKey::new(seg.key);
+    let name = if key.is_private() {
+        format!("private:{}", seg.id)
+    } else {
+        format!("{:#010x}", seg.key as u32)
+    };
+    let state = match crate::sys::sysv::attach(seg.id, false) {
+        Ok((map, _)) if map.len() >= MAGIC.len() => read_state(&map),
+        Ok(_) => State::Foreign {
+            reason: "too short to be a shmstore segment".into(),
+        },
+        Err(e) => State::Unreadable {
+            reason: e.desc().to_owned(),
+        },
+    };
+    Report {
+        name,
+        location: Location::sysv(key),
+        backend: Backend::SysV,
+        size: seg.size,
+        owner_uid: seg.uid,
+        mode: seg.mode & 0o777,
+        sysv_id: Some(seg.id),
+        attached: Some(seg.nattch),
+        modified: Some(UNIX_EPOCH + Duration::from_secs(seg.ctime)),
+        state,
+    }
+}
+
+/// The header's bytes, parsed, if the mapping starts with our magic.
+fn read_header(map: &Mapping) -> Option<Header> {
+    let n = map.len().min(std::mem::size_of::<Header>());
+    let mut buf = vec![0u8; std::mem::size_of::<Header>()];
+    map.copy_out(0, &mut buf[..n]);
+    if buf[..MAGIC.len()] != MAGIC || n < buf.len() {
+        return None;
+    }
+    Header::read_from_bytes(&buf).ok()
+}
+
+fn header_info(h: &Header) -> HeaderInfo {
+    HeaderInfo {
+        type_name: h.type_name(),
+        fingerprint: h.fingerprint,
+        version: h.version,
+        creator_pid: h.creator_pid,
+        creator_uid: h.creator_uid,
+        creator_alive: creator_alive(h),
+        created: UNIX_EPOCH + Duration::from_nanos(h.created_unix_ns),
+        value_size: h.value_size,
+    }
+}
+
+/// Whether the creator runs, as far as this namespace can tell (one in
+/// another PID namespace counts as running: it cannot be checked).
+fn creator_alive(h: &Header) -> bool {
+    let ours = crate::header::pid_namespace();
+    if h.pid_ns != 0 && ours != 0 && h.pid_ns != ours {
+        return true;
+    }
+    h.creator_pid != 0
+        && h.creator_pid < crate::owner::TID_LIMIT
+        && crate::owner::is_alive(h.creator_pid, h.creator_start as u32)
+}
+
+/// What the mapped bytes of a segment say.
+fn read_state(map: &Mapping) -> State {
+    let mut magic = [0u8; 8];
+    map.copy_out(0, &mut magic);
+    if magic != MAGIC {
+        return State::Foreign {
+            reason: "no shmstore magic in its first bytes".into(),
+        };
+    }
+    let Some(h) = read_header(map) else {
+        return State::Damaged {
+            reason: "its header is cut short".into(),
+            header: None,
+        };
+    };
+    let damaged = |reason: String| State::Damaged {
+        reason,
+        header: Some(header_info(&h)),
+    };
+    if h.version != FORMAT_VERSION {
+        return State::Damaged {
+            reason: format!(
+                "format version {} (this build reads version {FORMAT_VERSION})",
+                h.version
+            ),
+            header: None,
+        };
+    }
+    match h.state {
+        STATE_READY => {}
+        STATE_INITIALISING | 0 => {
+            return State::Incomplete {
+                header: Some(header_info(&h)),
+            }
+        }
+        other => return damaged(format!("unknown state {other}")),
+    }
+    // The header must agree with itself and with the object.
+    let align = h.value_align;
+    let schema_len = h.schema_len as usize;
+    if !align.is_power_of_two() || align > 4096 || schema_len > MAX_SCHEMA {
+        return damaged(format!(
+            "its header says alignment {align} and a {schema_len}-byte schema"
+        ));
+    }
+    let Ok(size) = usize::try_from(h.value_size) else {
+        return damaged("its value size is impossible".into());
+    };
+    if size > map.len() {
+        return damaged(format!(
+            "its header says the value is {size} bytes, but the segment is {} bytes",
+            map.len()
+        ));
+    }
+    let layout = Layout::new(size, align as usize, schema_len);
+    if h.value_offset != layout.value_offset as u64
+        || h.lock_offset != LOCK_OFFSET as u64
+        || h.total_size != layout.total_size as u64
+        || layout.total_size != map.len()
+    {
+        return damaged(format!(
+            "its header says {} bytes in all, value at {}, but the segment is {} bytes: \
+             truncated, resized or damaged",
+            h.total_size,
+            h.value_offset,
+            map.len()
+        ));
+    }
+    let header = header_info(&h);
+    let directory = slot_info(map.raw_lock(LOCK_OFFSET), map.versions(VERSIONS_OFFSET));
+    match h.kind {
+        KIND_VALUE => {
+            let schema = read_schema(map, layout.schema_offset, schema_len, size);
+            let value = match &schema {
+                Ok(Some(s)) => Some(s.value(&consistent_copy(
+                    map,
+                    map.versions(VERSIONS_OFFSET),
+                    layout.value_offset,
+                    size,
+                ))),
+                _ => None,
+            };
+            State::Value {
+                header,
+                slot: directory,
+                schema,
+                value,
+            }
+        }
+        KIND_STORE => State::Store {
+            entries: crate::store::inspect_entries(map, layout.value_offset, size),
+            header,
+            directory,
+        },
+        other => damaged(format!("unknown kind {other}")),
+    }
+}
+
+/// The lock and generation of a slot.
+pub(crate) fn slot_info(lock: &RawLock, versions: &Versions) -> SlotInfo {
+    SlotInfo {
+        lock: match lock.holder() {
+            None => LockState::Free,
+            Some((tid, alive)) => LockState::Held { tid, alive },
+        },
+        poisoned: lock.is_poisoned(),
+        generation: versions.generation(),
+        changed: versions
+            .changed()
+            .map(|s| UNIX_EPOCH + Duration::from_secs(u64::from(s))),
+    }
+}
+
+/// The schema stored at `offset` (`len` bytes), checked against the value's
+/// `size`.
+pub(crate) fn read_schema(
+    map: &Mapping,
+    offset: usize,
+    len: usize,
+    size: usize,
+) -> std::result::Result<Option<Schema>, String> {
+    if len == 0 {
+        return Ok(None);
+    }
+    if offset.checked_add(len).is_none_or(|end| end > map.len()) {
+        return Err("the schema runs past the end of the segment".into());
+    }
+    let mut bytes = vec![0u8; len];
+    map.copy_out(offset, &mut bytes);
+    let schema = Schema::decode(&bytes).map_err(|e| format!("damaged schema: {e}"))?;
+    if schema.size != size as u64 {
+        return Err(format!(
+            "the schema describes {} bytes, the value is {size}",
+            schema.size
+        ));
+    }
+    Ok(Some(schema))
+}
+
+/// A copy of `size` bytes at `offset` that no committed write overlapped,
+/// if one can be had in a few tries (else the last copy).
+pub(crate) fn consistent_copy(
+    map: &Mapping,
+    versions: &Versions,
+    offset: usize,
+    size: usize,
+) -> Vec<u8> {
+    let mut out = vec![0u8; size];
+    for _ in 0..100 {
+        let before = versions.raw_seq();
+        if before & 1 == 0 {
+            map.copy_out(offset, &mut out);
+            fence(Ordering::Acquire);
+            if versions.raw_seq() == before {
+                return out;
+            }
+        }
+        std::thread::yield_now();
+    }
+    map.copy_out(offset, &mut out);
+    out
+}
+
+/// Which files processes map, from the /proc/*/maps this user may read.
+struct Attachments {
+    counts: HashMap<PathBuf, u64>,
+}
+
+impl Attachments {
+    fn read() -> Attachments {
+        let mut counts: HashMap<PathBuf, u64> = HashMap::new();
+        let me = std::process::id().to_string();
+        if let Ok(dir) = std::fs::read_dir("/proc") {
+            for e in dir.flatten() {
+                let pid = e.file_name();
+                let Some(pid) = pid.to_str() else { continue };
+                if !pid.bytes().all(|b| b.is_ascii_digit()) || pid == me {
+                    continue;
+                }
+                // Gone meanwhile, or not ours to read: not counted.
+                let Ok(text) = std::fs::read_to_string(e.path().join("maps")) else {
+                    continue;
+                };
+                let mut seen = std::collections::HashSet::new();
+                for line in text.lines() {
+                    // address perms offset dev inode path
+                    let Some(path) = line.split_whitespace().nth(5) else {
+                        continue;
+                    };
+                    let path = line[line.find(path).unwrap_or(0)..].trim_end();
+                    let path = path.strip_suffix(" (deleted)").unwrap_or(path);
+                    if path.starts_with('/') && seen.insert(path.to_owned()) {
+                        *counts.entry(PathBuf::from(path)).or_default() += 1;
+                    }
+                }
+            }
+        }
+        Attachments { counts }
+    }
+
+    fn count(&self, path: &Path) -> Option<u64> {
+        let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
+        Some(self.counts.get(&path).copied().unwrap_or(0))
+    }
+}
