@@ -1,0 +1,265 @@
+//! `shmstore`: shows what is inside shared memory (type, decoded value, lock
+//! state, liveness of creator and lock holder, staleness) and removes what
+//! is stale.
+//!
+//! Built with the `cli` feature: `cargo install shmstore --features cli`.
+
+#[path = "shmstore/cmd.rs"]
+mod cmd;
+#[path = "shmstore/out.rs"]
+mod out;
+#[path = "shmstore/show.rs"]
+mod show;
+#[path = "shmstore/value.rs"]
+mod value;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+/// The command line.
+#[derive(Parser)]
+#[command(
+    name = "shmstore",
+    version,
+    about = "Show what is inside shared memory: type, value, lock, liveness, staleness",
+    long_about = "Shows what is inside shared-memory segments: the type a shmstore segment \
+holds, its value decoded field by field, who holds its lock and whether that process still \
+runs, whether its creator runs, who has it mapped, and whether it is stale. Where ipcs, ipcrm \
+and ls /dev/shm show names and sizes, this shows contents.\n\n\
+It looks at POSIX shared memory (/dev/shm), System V segments and file-backed segments. \
+ls and inspect map segments read-only and write nothing; watch, where it may write, sets the \
+lock word's \"watched\" bit as any waiting handle does, so that writers wake it. A segment that \
+is not a shmstore segment is never decoded.\n\n\
+Output is an aligned table on a terminal and tab-separated columns in a pipe; --json gives \
+machine-readable output. Errors are one line on standard error and exit status 1.",
+    after_long_help = "\
+Examples:
+  shmstore ls                          list shmstore segments
+  shmstore ls --all --json             every segment, foreign ones too, as JSON
+  shmstore inspect my-counter          header, lock and value of /dev/shm/my-counter
+  shmstore inspect --key 0x53484d01    a System V segment by key
+  shmstore watch my-config             print the value now and on every change
+  shmstore watch my-app --entry jobs/next --count 10
+  shmstore rm my-counter               remove one segment
+  shmstore gc --dry-run                what gc would remove, and why the others stay"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// The subcommands.
+#[derive(Subcommand)]
+enum Command {
+    /// List shmstore segments: type, creator, lock, generation
+    #[command(
+        visible_alias = "list",
+        long_about = "Lists every shmstore segment this user can see, in /dev/shm and among \
+System V segments, one per row:\n\n\
+  NAME      the name in /dev/shm; for System V the key (0x53484d01), or private:ID for a \
+segment without key\n\
+  BACKEND   posix or sysv\n\
+  SIZE      the segment's size: 4.1K (K = 1024 bytes) on a terminal, in bytes in a pipe\n\
+  TYPE      the type it holds, `store (N entries)`, `damaged` (shmstore's magic, but it \
+fails its checks) or `incomplete` (its creator has not finished creating it, or died doing \
+so)\n\
+  CREATOR   the process that created it, and whether it still runs\n\
+  ATTACHED  how many processes have it mapped (- when unknown: other users' processes \
+cannot be seen)\n\
+  LOCK      free, or held by a thread that is alive or dead; poisoned after a holder died \
+or panicked. For a store: its directory's lock, and how many entries are locked\n\
+  GEN       the generation: how many writes were committed (for a store: how many times \
+entries came or went)\n\
+  CHANGED   when the last write was committed, if the segment records it\n\n\
+Segments of other programs (foreign), and segments you may not read (unreadable: they may \
+or may not be shmstore segments), are hidden; --all lists them too, undecoded. \
+Files are not searched for: inspect a file-backed segment with `shmstore inspect --file`.",
+        after_long_help = "\
+Examples:
+  shmstore ls
+  shmstore ls --all
+  shmstore ls --json | jq '.[] | select(.creator.alive == false) | .name'
+  shmstore ls | cut -f1,4          (tab-separated when piped)"
+    )]
+    Ls(LsArgs),
+
+    /// Show one segment: header, lock, generation and decoded value
+    #[command(
+        long_about = "Shows one segment: its backend, size, owner and mode, who has it \
+mapped; the header (type, layout fingerprint, format version, creator and whether it runs, \
+when it was created); its lock and generation; then its value decoded field by field with \
+the schema its creator stored in it. For a store, every entry: key, type, size, \
+generation, lock and value.\n\n\
+A schema that fails its checks is reported with the error and not used; a segment without \
+a schema is not decoded. A segment that is not a shmstore segment is described, never \
+decoded.",
+        after_long_help = "\
+Examples:
+  shmstore inspect my-counter
+  shmstore inspect /dev/shm/my-counter
+  shmstore inspect --key 0x53484d01
+  shmstore inspect --id 32769               (a System V segment without key)
+  shmstore inspect --file /var/lib/app/state
+  shmstore inspect my-app --json | jq '.entries[].key'"
+    )]
+    Inspect(InspectArgs),
+
+    /// Print a segment's value now and on every committed change
+    #[command(
+        long_about = "Prints the decoded value on one line with its generation and time, \
+now and again on every committed change, until interrupted (Ctrl-C) or after --count \
+changes. It sleeps on the segment's change notification, without polling, where it may \
+(it can write to the segment, or the segment was created with wake_read_only); otherwise \
+it looks every 100 ms.\n\n\
+For a store, --entry KEY follows one entry's value; without it, the list of entries is \
+printed whenever entries come or go. Several writes committed while a line is printed \
+count as one change. Ends with an error when the segment or the entry is removed.",
+        after_long_help = "\
+Examples:
+  shmstore watch my-config
+  shmstore watch my-config --json | jq -c .value
+  shmstore watch my-app                       (entries coming and going)
+  shmstore watch my-app --entry jobs/next --count 5"
+    )]
+    Watch(WatchArgs),
+
+    /// Remove one segment
+    #[command(
+        visible_alias = "remove",
+        long_about = "Removes one segment: unlinks its name in /dev/shm or its file, or \
+marks a System V segment for removal (it goes when its last process detaches). Processes \
+that have it open keep working on it; the name is free at once.\n\n\
+Refuses, unless --force: a segment of another user, a segment that is not a shmstore \
+segment (or cannot be read), a segment whose lock is held by a running thread, and a \
+segment that running processes have mapped.",
+        after_long_help = "\
+Examples:
+  shmstore rm my-counter
+  shmstore rm --key 0x53484d01
+  shmstore rm --file /var/lib/app/state
+  shmstore rm some-other-programs-shm --force"
+    )]
+    Rm(RmArgs),
+
+    /// Remove every stale shmstore segment
+    #[command(
+        long_about = "Removes every stale shmstore segment: one whose creator no longer \
+runs, that no process has mapped, and whose lock (and, for a store, every entry's) is not \
+held by a running thread. Each segment is checked again just before it is removed.\n\n\
+Segments of other users are left alone unless --force. Segments of other programs \
+(foreign) are never removed by gc, and neither is a segment whose lock is held by a \
+running thread, even with --force; `shmstore rm --force` removes one by name.\n\n\
+Prints one row per shmstore segment: what was done (removed, kept, failed) and why.",
+        after_long_help = "\
+Examples:
+  shmstore gc --dry-run
+  shmstore gc
+  shmstore gc myapp-              (only segments whose names start with myapp-)
+  sudo shmstore gc --force     (other users' stale segments too)"
+    )]
+    Gc(GcArgs),
+}
+
+/// `shmstore ls`.
+#[derive(Args)]
+struct LsArgs {
+    /// List segments that are not shmstore segments too (undecoded)
+    #[arg(short, long)]
+    all: bool,
+    /// Print a JSON array, one object per segment (null for what is unknown)
+    #[arg(long)]
+    json: bool,
+}
+
+/// Which segment a command works on: exactly one of these.
+#[derive(Args, Clone)]
+#[group(required = true, multiple = false)]
+struct Target {
+    /// The segment's name in /dev/shm (a leading / or /dev/shm/ is allowed), or its name as
+    /// `shmstore ls` prints it: 0x53484d01 is then a System V key and private:ID a System V id
+    #[arg(value_name = "NAME")]
+    name: Option<String>,
+    /// A System V key: hexadecimal (0x53484d01) or decimal
+    #[arg(short, long, value_name = "KEY", value_parser = cmd::parse_key)]
+    key: Option<i32>,
+    /// A System V segment id (as ipcs -m shows it), for segments without key
+    #[arg(long, value_name = "ID")]
+    id: Option<i32>,
+    /// A file-backed segment
+    #[arg(short, long, value_name = "PATH")]
+    file: Option<PathBuf>,
+}
+
+/// `shmstore inspect`.
+#[derive(Args)]
+struct InspectArgs {
+    #[command(flatten)]
+    target: Target,
+    /// Print one JSON object (null for what is unknown)
+    #[arg(long)]
+    json: bool,
+}
+
+/// `shmstore watch`.
+#[derive(Args)]
+struct WatchArgs {
+    #[command(flatten)]
+    target: Target,
+    /// Follow this entry of a store
+    #[arg(short, long, value_name = "KEY")]
+    entry: Option<String>,
+    /// Print one JSON object per line
+    #[arg(long)]
+    json: bool,
+    /// Stop after N changes (0: print the value once)
+    #[arg(short = 'n', long, value_name = "N")]
+    count: Option<u64>,
+}
+
+/// `shmstore rm`.
+#[derive(Args)]
+struct RmArgs {
+    #[command(flatten)]
+    target: Target,
+    /// Remove it even if it belongs to another user, is not a shmstore segment, is locked
+    /// or is mapped by running processes
+    #[arg(long)]
+    force: bool,
+}
+
+/// `shmstore gc`.
+#[derive(Args)]
+struct GcArgs {
+    /// Only say what would be removed, and why each other segment stays
+    #[arg(short = 'n', long)]
+    dry_run: bool,
+    /// Include stale segments of other users (never foreign or live-locked ones)
+    #[arg(long)]
+    force: bool,
+    /// Print a JSON array, one object per segment
+    #[arg(long)]
+    json: bool,
+    /// Only segments whose name (as `ls` prints it) starts with one of these
+    #[arg(value_name = "PREFIX")]
+    prefixes: Vec<String>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Ls(a) => cmd::ls(a.all, a.json),
+        Command::Inspect(a) => cmd::inspect(&a.target, a.json),
+        Command::Watch(a) => cmd::watch(&a.target, a.entry.as_deref(), a.json, a.count),
+        Command::Rm(a) => cmd::rm(&a.target, a.force),
+        Command::Gc(a) => cmd::gc(a.dry_run, a.force, a.json, &a.prefixes),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("shmstore: {}", e.0.replace('\n', " "));
+            ExitCode::FAILURE
+        }
+    }
+}

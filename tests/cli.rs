@@ -1,0 +1,1578 @@
+//! The `shmstore` command-line tool (feature `cli`), run as a user runs it,
+//! on segments that real processes (this test binary run again, see
+//! `common`) made, hold, died in, or that the test damaged on purpose.
+//!
+//! 1. `ls` and `inspect` of a value: every column, and the value decoded
+//!    field by field (a nested struct indented, an array, a `ShmStr`).
+//! 2. A lock holder killed with SIGKILL: `held by TID (dead)`, creator
+//!    dead; once the next locker took it over, `free, poisoned`.
+//! 3. A store of three entries: `store (3 entries)`, each entry decoded.
+//! 4. A System V segment: listed as `sysv`, inspected by `--key`.
+//! 5. A file-backed segment, inspected and removed by `--file`.
+//! 6. A foreign file in /dev/shm: hidden, shown with `--all`, never
+//!    decoded, not removed without `--force`.
+//! 7. Damaged segments (schema bytes, a schema that disagrees with the
+//!    value, the header, an unfinished header, hostile value bytes)
+//!    reported as such, never decoded as garbage, no panic.
+//! 8. `--json` of `ls` and `inspect`, parsed and checked.
+//! 9. `watch --count 2` (and `--json`, `--entry`) prints the value now and
+//!    after each change a child commits, then exits.
+//! 10. `gc --dry-run` and `gc`: only stale segments (POSIX and System V);
+//!     `rm` refuses live, locked, foreign and other users' segments without
+//!     `--force`.
+//! 11. Errors: one `shmstore: ` line and status 1; usage errors status 2.
+//!
+//! Other tests (and other programs) have segments in /dev/shm at the same
+//! time, so every assertion on `ls` or `gc` looks only at this test's own
+//! names. `gc` removes every stale segment of this user, which includes
+//! those of the other tests here whose creators have exited: those tests
+//! take [`world`] for reading, the `gc` test takes it for writing.
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::{Duration, Instant};
+
+use common::{command, field, gettid, role, say, Counter, Key, Kid, Segment, PATIENCE};
+use serde_json::{json, Value as Json};
+use shmstore::{Shareable, SharedOptions, ShmStr, SysvKey};
+
+/// This file's range of System V keys (see `common::Key`).
+const KEY_BASE: u32 = 0x6200_0000;
+
+/// The binary under test.
+const BIN: &str = env!("CARGO_BIN_EXE_shmstore");
+
+// ===========================================================================
+// Test types
+
+/// A nested struct.
+#[derive(Shareable, Clone, Copy, Default, Debug, PartialEq)]
+#[repr(C)]
+struct Point {
+    x: i32,
+    y: i32,
+}
+
+/// A value with a nested struct, an array and a string.
+#[derive(Shareable, Clone, Copy, Default)]
+#[repr(C)]
+struct Gauge {
+    value: u64,
+    origin: Point,
+    samples: [u16; 4],
+    name: ShmStr<16>,
+    _pad: u32,
+}
+
+/// What every `Gauge` here holds besides `value` and `name`.
+const ORIGIN: Point = Point { x: 7, y: -3 };
+const SAMPLES: [u16; 4] = [1, 2, 3, 4];
+
+fn gauge(value: u64, name: &str) -> Gauge {
+    let mut g = Gauge {
+        value,
+        origin: ORIGIN,
+        samples: SAMPLES,
+        ..Gauge::default()
+    };
+    g.name.set(name).expect("a short name");
+    g
+}
+
+// ===========================================================================
+// Children
+
+#[test]
+fn child_entry() {
+    let Some(args) = role() else { return };
+    let arg = |i: usize| args[i].as_str();
+    let code = match arg(0) {
+        "make" => make(arg(1), arg(2), arg(3).parse().unwrap(), arg(4), arg(5)),
+        "store" => store(arg(1), arg(2)),
+        "relock" => relock(arg(1)),
+        other => panic!("unknown role {other}"),
+    };
+    std::process::exit(code);
+}
+
+/// Creates a `Gauge` (`value`, `text`) on `backend` (`posix` name, `sysv`
+/// decimal key, `file` path) with change times recorded, commits one write
+/// (generation 1), then:
+/// - `exit`: says `ready` and exits, leaving the segment behind;
+/// - `stay`: says `ready`, then takes `set N` commands (each one committed
+///   write of `value = N`, answered `done`) until `quit` or end of input;
+/// - `hold`: locks, says `ready tid=TID` and keeps the lock until killed.
+fn make(backend: &str, at: &str, value: u64, text: &str, then: &str) -> i32 {
+    let mut opts = SharedOptions::new();
+    opts.record_change_time(true);
+    let v = gauge(value, text);
+    let shared = match backend {
+        "posix" => opts.create(at, v),
+        "sysv" => opts.create(SysvKey::new(at.parse().unwrap()), v),
+        "file" => opts.create(Path::new(at), v),
+        other => panic!("unknown backend {other}"),
+    }
+    .expect("creating the segment");
+    shared.lock().expect("a new lock").value = value;
+    match then {
+        "exit" => {
+            drop(shared);
+            say("ready");
+            0
+        }
+        "stay" => {
+            say("ready");
+            while let Some(c) = command() {
+                if c == "quit" {
+                    break;
+                }
+                if let Some(n) = c.strip_prefix("set ") {
+                    shared.lock().expect("not poisoned").value = n.parse().unwrap();
+                    say("done");
+                }
+            }
+            0
+        }
+        "hold" => {
+            // Locked, but not written through: no write is in progress.
+            let g = shared.lock().expect("a new lock");
+            say(format!("ready tid={}", gettid()));
+            while command().is_some() {}
+            drop(g);
+            3
+        }
+        other => panic!("unknown ending {other}"),
+    }
+}
+
+/// Opens the `Gauge` at `name`, locks it (which must find it poisoned: its
+/// holder died), unlocks it without writing, says `poisoned` and exits.
+fn relock(name: &str) -> i32 {
+    let shared = SharedOptions::new()
+        .open::<Gauge>(name)
+        .expect("opening the segment");
+    match shared.lock() {
+        Ok(_) => panic!("the lock of a dead holder is not poisoned"),
+        Err(e) => drop(e.into_inner()),
+    }
+    say("poisoned");
+    0
+}
+
+/// Creates a store at `name` with three entries (`alpha`: a `Gauge`,
+/// `beta`: a `Counter`, `gamma`: a `Point`), then `exit`s or `stay`s as
+/// [`make`] does; staying, `set KEY N` sets `value` of `alpha` or `beta`.
+fn store(name: &str, then: &str) -> i32 {
+    let mut opts = SharedOptions::new();
+    opts.record_change_time(true);
+    let store = opts
+        .create_store(name, 64 * 1024)
+        .expect("creating the store");
+    let alpha = store.insert("alpha", gauge(11, "first")).expect("alpha");
+    let beta = store
+        .insert(
+            "beta",
+            Counter {
+                value: 22,
+                last_pid: 4242,
+                _pad: 0,
+            },
+        )
+        .expect("beta");
+    let gamma = store.insert("gamma", Point { x: 5, y: -6 }).expect("gamma");
+    say("ready");
+    if then == "stay" {
+        while let Some(c) = command() {
+            let words: Vec<&str> = c.split_whitespace().collect();
+            match words[..] {
+                ["quit"] => break,
+                ["set", key, n] => {
+                    let n: u64 = n.parse().unwrap();
+                    match key {
+                        "alpha" => alpha.lock().expect("not poisoned").value = n,
+                        "beta" => beta.lock().expect("not poisoned").value = n,
+                        other => panic!("no entry {other}"),
+                    }
+                    say("done");
+                }
+                _ => panic!("unknown command {c}"),
+            }
+        }
+    }
+    drop((alpha, beta, gamma, store));
+    0
+}
+
+/// Starts a child that makes a `Gauge` and waits until it is ready (for
+/// `exit`, until it has exited); returns it and the rest of its `ready`
+/// line.
+fn make_gauge(backend: &str, at: &str, value: u64, text: &str, then: &str) -> (Kid, String) {
+    let v = value.to_string();
+    let mut kid = Kid::spawn("make", &[backend, at, &v, text, then]);
+    let said = kid.expect("ready");
+    if then == "exit" {
+        kid.wait_success();
+    }
+    (kid, said)
+}
+
+/// Starts a child that makes a store (see [`store`]) and stays.
+fn make_store(name: &str) -> Kid {
+    let mut kid = Kid::spawn("store", &[name, "stay"]);
+    kid.expect("ready");
+    kid
+}
+
+// ===========================================================================
+// Running the tool
+
+/// The tests whose segments `gc` must not remove under them read-lock this;
+/// the `gc` test write-locks it.
+static WORLD: RwLock<()> = RwLock::new(());
+
+fn world() -> RwLockReadGuard<'static, ()> {
+    WORLD.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn whole_world() -> RwLockWriteGuard<'static, ()> {
+    WORLD.write().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// What one run of the tool did.
+struct Out {
+    args: Vec<String>,
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl Out {
+    fn describe(&self) -> String {
+        format!(
+            "`shmstore {}` exited with {:?}\n--- stdout:\n{}--- stderr:\n{}",
+            self.args.join(" "),
+            self.code,
+            self.stdout,
+            self.stderr
+        )
+    }
+
+    /// Asserts that it succeeded (and did not panic); returns stdout.
+    #[track_caller]
+    fn ok(&self) -> &str {
+        self.no_panic();
+        assert_eq!(self.code, Some(0), "{}", self.describe());
+        assert!(self.stderr.is_empty(), "{}", self.describe());
+        &self.stdout
+    }
+
+    /// Asserts that it failed with status 1, nothing on stdout and one
+    /// `shmstore: ` line on stderr; returns that line.
+    #[track_caller]
+    fn error(&self) -> &str {
+        self.no_panic();
+        assert_eq!(self.code, Some(1), "{}", self.describe());
+        let lines: Vec<&str> = self.stderr.lines().collect();
+        assert!(
+            lines.len() == 1 && lines[0].starts_with("shmstore: "),
+            "expected one `shmstore: ...` line on stderr: {}",
+            self.describe()
+        );
+        lines[0]
+    }
+
+    /// Asserts that it neither panicked nor died of a signal.
+    #[track_caller]
+    fn no_panic(&self) {
+        assert!(
+            self.code.is_some(),
+            "killed by a signal: {}",
+            self.describe()
+        );
+        assert!(
+            self.code != Some(101) && !self.stderr.contains("panicked"),
+            "the tool panicked: {}",
+            self.describe()
+        );
+    }
+}
+
+/// Runs `shmstore ARGS` with stdout and stderr piped (so tables come out
+/// tab-separated), killing it if it runs longer than [`PATIENCE`].
+fn run(args: &[&str]) -> Out {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running the shmstore binary");
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let stdout = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = out.read_to_end(&mut s);
+        String::from_utf8_lossy(&s).into_owned()
+    });
+    let stderr = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = err.read_to_end(&mut s);
+        String::from_utf8_lossy(&s).into_owned()
+    });
+    let deadline = Instant::now() + PATIENCE;
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("waitpid") {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "`shmstore {}` still running after {PATIENCE:?}",
+                args.join(" ")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    Out {
+        args: args.iter().map(|s| (*s).to_owned()).collect(),
+        code: status.code(),
+        stdout: stdout.join().unwrap(),
+        stderr: stderr.join().unwrap(),
+    }
+}
+
+/// A tab-separated table (heading row first) as rows of heading -> cell,
+/// keyed by the first column; only the rows whose first cell is one of
+/// `names`.
+#[track_caller]
+fn table(
+    out: &Out,
+    heads_wanted: &[&str],
+    names: &[&str],
+) -> HashMap<String, HashMap<String, String>> {
+    let text = out.ok();
+    let mut lines = text.lines();
+    let Some(first) = lines.next() else {
+        return HashMap::new();
+    };
+    let heads: Vec<&str> = first.split('\t').collect();
+    for want in heads_wanted {
+        assert!(heads.contains(want), "no {want} column: {}", out.describe());
+    }
+    let mut rows = HashMap::new();
+    for line in lines {
+        let cells: Vec<&str> = line.split('\t').collect();
+        assert_eq!(
+            cells.len(),
+            heads.len(),
+            "a row `{line}` with another number of cells than the heading: {}",
+            out.describe()
+        );
+        if !names.contains(&cells[0]) {
+            continue;
+        }
+        let row: HashMap<String, String> = heads
+            .iter()
+            .zip(&cells)
+            .map(|(h, c)| ((*h).to_owned(), (*c).to_owned()))
+            .collect();
+        assert!(
+            rows.insert(cells[0].to_owned(), row).is_none(),
+            "{} listed twice: {}",
+            cells[0],
+            out.describe()
+        );
+    }
+    rows
+}
+
+const LS_COLUMNS: [&str; 9] = [
+    "NAME", "BACKEND", "SIZE", "TYPE", "CREATOR", "ATTACHED", "LOCK", "GEN", "CHANGED",
+];
+
+/// The rows of `ls` (with `extra` arguments) whose NAME is one of `names`.
+fn ls_rows(extra: &[&str], names: &[&str]) -> HashMap<String, HashMap<String, String>> {
+    let mut args = vec!["ls"];
+    args.extend_from_slice(extra);
+    table(&run(&args), &LS_COLUMNS, names)
+}
+
+/// The `ls` row of `name`, which must be listed.
+#[track_caller]
+fn ls_row(extra: &[&str], name: &str) -> HashMap<String, String> {
+    ls_rows(extra, &[name])
+        .remove(name)
+        .unwrap_or_else(|| panic!("`shmstore ls {}` does not list {name}", extra.join(" ")))
+}
+
+/// Whether `ls` lists `name`.
+fn listed(name: &str) -> bool {
+    !ls_rows(&[], &[name]).is_empty()
+}
+
+/// The rows of `gc` (with `extra` arguments) for `names`: name -> (ACTION,
+/// WHY).
+fn gc_rows(extra: &[&str], names: &[&str]) -> HashMap<String, (String, String)> {
+    let mut args = vec!["gc"];
+    args.extend_from_slice(extra);
+    // Only this test's segments: never a stale segment of anything else
+    // on the machine.
+    args.extend_from_slice(names);
+    table(&run(&args), &["NAME", "ACTION", "WHY"], names)
+        .into_iter()
+        .map(|(k, mut row)| {
+            let action = row.remove("ACTION").unwrap();
+            let why = row.remove("WHY").unwrap();
+            (k, (action, why))
+        })
+        .collect()
+}
+
+/// Parses JSON output.
+#[track_caller]
+fn parse_json(out: &Out) -> Json {
+    serde_json::from_str(out.ok()).unwrap_or_else(|e| panic!("not JSON ({e}): {}", out.describe()))
+}
+
+/// `text`'s lines with runs of blanks made one space, trimmed.
+fn normalised(text: &str) -> Vec<String> {
+    text.lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect()
+}
+
+/// The index of the first line of `text` that is (blanks aside) `line`.
+fn line_index(text: &str, line: &str) -> Option<usize> {
+    normalised(text).iter().position(|l| l == line)
+}
+
+/// Whether some line of `text` is (blanks aside) `line`.
+fn has_line(text: &str, line: &str) -> bool {
+    line_index(text, line).is_some()
+}
+
+/// The index of the line `line`, which must be there.
+#[track_caller]
+fn must_line(text: &str, line: &str) -> usize {
+    line_index(text, line).unwrap_or_else(|| panic!("no line `{line}` in:\n{text}"))
+}
+
+/// The indentation of line `i` of `text`.
+fn indent(text: &str, i: usize) -> usize {
+    let l = text.lines().nth(i).unwrap();
+    l.len() - l.trim_start().len()
+}
+
+/// Asserts that `text` shows a `Gauge` decoded field by field from line
+/// `from` on: `value`, `origin` with `x` and `y` indented under it,
+/// `samples`, `name`, in that order.
+#[track_caller]
+fn assert_gauge_fields(text: &str, value: u64, name: &str) {
+    let at = |line: &str| must_line(text, line);
+    let value_at = at(&format!("value: {value}"));
+    let origin_at = normalised(text)
+        .iter()
+        .position(|l| l.starts_with("origin:"))
+        .unwrap_or_else(|| panic!("no `origin:` line in:\n{text}"));
+    let x_at = at(&format!("x: {}", ORIGIN.x));
+    let y_at = at(&format!("y: {}", ORIGIN.y));
+    let samples_at = at("samples: [1, 2, 3, 4]");
+    let name_at = at(&format!("name: \"{name}\""));
+    assert!(
+        value_at < origin_at
+            && origin_at < x_at
+            && x_at < y_at
+            && y_at < samples_at
+            && samples_at < name_at,
+        "the fields are not in order:\n{text}"
+    );
+    assert!(
+        indent(text, x_at) > indent(text, origin_at) && indent(text, y_at) == indent(text, x_at),
+        "the nested struct's fields are not indented under `origin`:\n{text}"
+    );
+    assert_eq!(
+        indent(text, origin_at),
+        indent(text, value_at),
+        "`origin` is not a sibling of `value`:\n{text}"
+    );
+}
+
+/// The key as the tool shows it (`0x62001234`).
+fn key_text(key: &Key) -> String {
+    format!("{:#010x}", key.key().key() as u32)
+}
+
+/// A path for a file segment, removed when dropped.
+struct TempPath(PathBuf);
+
+impl TempPath {
+    fn new(test: &str) -> TempPath {
+        let unique = Segment::new(test);
+        TempPath(std::env::temp_dir().join(unique.name()))
+    }
+
+    fn text(&self) -> &str {
+        self.0.to_str().unwrap()
+    }
+}
+
+impl Drop for TempPath {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Reads 8 bytes (native order) at `at` of a file.
+fn read_u64(path: &Path, at: u64) -> u64 {
+    let f = std::fs::File::open(path).expect("opening the segment's file");
+    let mut b = [0u8; 8];
+    f.read_exact_at(&mut b, at).expect("reading the header");
+    u64::from_ne_bytes(b)
+}
+
+/// Writes `bytes` at `at` of a file.
+fn write_at(path: &Path, at: u64, bytes: &[u8]) {
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .expect("opening the segment's file for writing");
+    f.write_all_at(bytes, at).expect("writing into the segment");
+}
+
+/// Where the header keeps its state (`u32`), the total size, the value's
+/// size and the schema's length (`u32`), and where a `Gauge` and its
+/// `name` start (src/header.rs: `Header`, `Layout`).
+const STATE_AT: u64 = 12;
+const TOTAL_SIZE_AT: u64 = 24;
+const VALUE_SIZE_AT: u64 = 40;
+const SCHEMA_LEN_AT: u64 = 108;
+const VALUE_AT: u64 = 288;
+const NAME_IN_GAUGE: u64 = 24;
+
+/// Where the schema of the segment at `path` starts, and its length.
+fn schema_span(path: &Path) -> (u64, u64) {
+    let total = read_u64(path, TOTAL_SIZE_AT);
+    let len = read_u64(path, SCHEMA_LEN_AT) & 0xffff_ffff;
+    assert!(len > 0, "the segment carries no schema");
+    (total - len, len)
+}
+
+// ===========================================================================
+// 1. A value
+
+#[test]
+fn ls_and_inspect_show_a_value_field_by_field() {
+    let _w = world();
+    let seg = Segment::new("cli-value");
+    let (kid, _) = make_gauge("posix", seg.name(), 1234, "hello", "stay");
+
+    let row = ls_row(&[], seg.name());
+    assert_eq!(row["BACKEND"], "posix", "{row:?}");
+    assert!(row["TYPE"].ends_with("Gauge"), "{row:?}");
+    assert_eq!(
+        row["CREATOR"],
+        format!("pid {} alive", kid.pid()),
+        "{row:?}"
+    );
+    assert_eq!(row["ATTACHED"], "1", "{row:?}");
+    assert_eq!(row["LOCK"], "free", "{row:?}");
+    assert_eq!(row["GEN"], "1", "{row:?}");
+    assert!(
+        row["CHANGED"] == "now" || row["CHANGED"].ends_with("s ago"),
+        "{row:?}"
+    );
+    let size = std::fs::metadata(seg.path()).unwrap().len();
+    assert_eq!(row["SIZE"], size.to_string(), "{row:?}");
+
+    let out = run(&["inspect", seg.name()]);
+    let text = out.ok();
+    assert!(
+        has_line(text, &format!("name: {}", seg.name())),
+        "{}",
+        out.describe()
+    );
+    assert!(
+        normalised(text)
+            .iter()
+            .any(|l| l.starts_with("type:") && l.ends_with("Gauge")),
+        "no type: {}",
+        out.describe()
+    );
+    assert!(
+        normalised(text)
+            .iter()
+            .any(|l| l.starts_with(&format!("creator: pid {} (alive)", kid.pid()))),
+        "no live creator: {}",
+        out.describe()
+    );
+    assert!(has_line(text, "lock: free"), "{}", out.describe());
+    assert!(has_line(text, "generation: 1"), "{}", out.describe());
+    assert!(has_line(text, "attached: 1 process"), "{}", out.describe());
+    assert_gauge_fields(text, 1234, "hello");
+
+    // A leading `/` or `/dev/shm/` names the same object.
+    for form in [format!("/{}", seg.name()), seg.path().display().to_string()] {
+        let out = run(&["inspect", &form]);
+        assert_gauge_fields(out.ok(), 1234, "hello");
+    }
+}
+
+// ===========================================================================
+// 2. A killed lock holder
+
+#[test]
+fn a_killed_lock_holder_shows_as_dead() {
+    let _w = world();
+    let seg = Segment::new("cli-killed");
+    let (mut kid, said) = make_gauge("posix", seg.name(), 77, "held", "hold");
+    let pid = kid.pid();
+    let tid: u32 = field(&said, "tid").parse().unwrap();
+
+    let row = ls_row(&[], seg.name());
+    assert_eq!(row["LOCK"], format!("held by {tid} (alive)"), "{row:?}");
+    assert_eq!(row["CREATOR"], format!("pid {pid} alive"), "{row:?}");
+
+    kid.kill();
+    kid.wait();
+
+    let row = ls_row(&[], seg.name());
+    assert_eq!(row["LOCK"], format!("held by {tid} (dead)"), "{row:?}");
+    assert_eq!(row["CREATOR"], format!("pid {pid} dead"), "{row:?}");
+    assert_eq!(row["GEN"], "1", "{row:?}");
+
+    let out = run(&["inspect", seg.name()]);
+    let text = out.ok();
+    assert!(
+        has_line(text, &format!("lock: held by {tid} (dead)")),
+        "lock holder not shown dead: {}",
+        out.describe()
+    );
+    assert!(
+        normalised(text)
+            .iter()
+            .any(|l| l.starts_with(&format!("creator: pid {pid} (dead)"))),
+        "creator not shown dead: {}",
+        out.describe()
+    );
+    // The holder did not write: the value is whole and decoded.
+    assert_gauge_fields(text, 77, "held");
+
+    // The next locker finds it poisoned, takes it over and unlocks.
+    let mut next = Kid::spawn("relock", &[seg.name()]);
+    next.expect("poisoned");
+    next.wait_success();
+    let poisoned = ls_row(&[], seg.name());
+    assert_eq!(poisoned["LOCK"], "free, poisoned", "{poisoned:?}");
+    let out = run(&["inspect", seg.name()]);
+    assert!(
+        has_line(out.ok(), "lock: free, poisoned"),
+        "{}",
+        out.describe()
+    );
+    let v = parse_json(&run(&["inspect", "--json", seg.name()]));
+    assert_eq!(
+        v["lock"],
+        json!({"state": "free", "holder_tid": null, "holder_alive": null, "poisoned": true}),
+        "{v:#}"
+    );
+
+    // Nobody had it mapped after the kill.
+    assert_eq!(row["ATTACHED"], "0", "{row:?}");
+}
+
+// ===========================================================================
+// 3. A store
+
+#[test]
+fn a_store_lists_and_decodes_its_entries() {
+    let _w = world();
+    let seg = Segment::new("cli-store");
+    let kid = make_store(seg.name());
+
+    let row = ls_row(&[], seg.name());
+    assert_eq!(row["TYPE"], "store (3 entries)", "{row:?}");
+    assert_eq!(row["BACKEND"], "posix", "{row:?}");
+    assert_eq!(
+        row["CREATOR"],
+        format!("pid {} alive", kid.pid()),
+        "{row:?}"
+    );
+    assert_eq!(row["LOCK"], "free", "{row:?}");
+
+    let out = run(&["inspect", seg.name()]);
+    let text = out.ok();
+    let at = |line: &str| must_line(text, line);
+    let alpha = at("alpha:");
+    let beta = at("beta:");
+    let gamma = at("gamma:");
+    assert!(alpha < beta && beta < gamma, "{}", out.describe());
+    // alpha: a Gauge, decoded field by field (between its key and beta's).
+    let alpha_text: String = text.lines().collect::<Vec<_>>()[alpha..beta].join("\n");
+    assert_gauge_fields(&alpha_text, 11, "first");
+    // beta: a Counter.
+    let v = at("value: 22");
+    let p = at("last_pid: 4242");
+    assert!(beta < v && v < p && p < gamma, "{}", out.describe());
+    // gamma: a Point.
+    let x = at("x: 5");
+    let y = at("y: -6");
+    assert!(gamma < x && x < y, "{}", out.describe());
+    for key_line in [alpha, beta, gamma] {
+        assert!(
+            indent(text, key_line + 1) > indent(text, key_line),
+            "an entry's details are not indented under its key: {}",
+            out.describe()
+        );
+    }
+}
+
+// ===========================================================================
+// 4. System V
+
+#[test]
+fn a_sysv_segment_is_listed_and_inspected_by_key() {
+    let _w = world();
+    let key = Key::in_range(KEY_BASE);
+    let (kid, _) = make_gauge("sysv", &key.arg(), 555, "sysv", "stay");
+    let name = key_text(&key);
+
+    let row = ls_row(&[], &name);
+    assert_eq!(row["BACKEND"], "sysv", "{row:?}");
+    assert!(row["TYPE"].ends_with("Gauge"), "{row:?}");
+    assert_eq!(
+        row["CREATOR"],
+        format!("pid {} alive", kid.pid()),
+        "{row:?}"
+    );
+    assert_eq!(row["ATTACHED"], "1", "{row:?}");
+    assert_eq!(row["GEN"], "1", "{row:?}");
+    assert_eq!(row["LOCK"], "free", "{row:?}");
+
+    // By key in hexadecimal or decimal, or by the name ls shows.
+    for args in [
+        ["inspect", "--key", name.as_str()],
+        ["inspect", "--key", key.arg().as_str()],
+        ["inspect", name.as_str(), "--json"],
+    ] {
+        let out = run(&args);
+        if args.contains(&"--json") {
+            let v = parse_json(&out);
+            assert_eq!(v["backend"], "sysv", "{v:#}");
+            assert_eq!(v["value"]["value"], 555, "{v:#}");
+        } else {
+            assert_gauge_fields(out.ok(), 555, "sysv");
+        }
+    }
+}
+
+// ===========================================================================
+// 5. A file
+
+#[test]
+fn a_file_segment_is_inspected_and_removed_by_path() {
+    let _w = world();
+    let path = TempPath::new("cli-file");
+    let (mut kid, _) = make_gauge("file", path.text(), 99, "on disk", "stay");
+
+    let out = run(&["inspect", "--file", path.text()]);
+    let text = out.ok();
+    assert_gauge_fields(text, 99, "on disk");
+    assert!(has_line(text, "attached: 1 process"), "{}", out.describe());
+
+    // Mapped by a live process: refused without --force.
+    let line = run(&["rm", "--file", path.text()]).error().to_owned();
+    assert!(line.contains("--force"), "{line}");
+    assert!(path.0.exists(), "rm removed a mapped file");
+    kid.send("quit");
+    kid.wait_success();
+    // Stale now: removed.
+    run(&["rm", "--file", path.text()]).ok();
+    assert!(!path.0.exists(), "rm --file left the file");
+}
+
+// ===========================================================================
+// 6. A foreign file
+
+#[test]
+fn a_foreign_file_is_hidden_never_decoded_and_not_removed() {
+    let _w = world();
+    let seg = Segment::new("cli-foreign");
+    std::fs::write(
+        seg.path(),
+        b"not a shmstore segment, just somebody else's bytes\n".repeat(20),
+    )
+    .unwrap();
+
+    assert!(
+        !listed(seg.name()),
+        "a foreign file is listed without --all"
+    );
+    let row = ls_row(&["--all"], seg.name());
+    assert_eq!(row["TYPE"], "foreign", "{row:?}");
+    assert_eq!(row["BACKEND"], "posix", "{row:?}");
+    assert_eq!(row["CREATOR"], "-", "{row:?}");
+    let all = parse_json(&run(&["ls", "--all", "--json"]));
+    assert_eq!(json_entry(&all, seg.name())["state"], "foreign");
+    let none = parse_json(&run(&["ls", "--json"]));
+    assert!(
+        !none
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|o| o["name"] == seg.name()),
+        "a foreign file is in ls --json without --all"
+    );
+
+    let out = run(&["inspect", seg.name()]);
+    let text = out.ok();
+    assert!(
+        text.contains("foreign") || text.contains("not a shmstore segment"),
+        "inspect does not say it is foreign: {}",
+        out.describe()
+    );
+    assert!(
+        !text.contains("somebody"),
+        "foreign bytes shown: {}",
+        out.describe()
+    );
+    let v = parse_json(&run(&["inspect", "--json", seg.name()]));
+    assert_eq!(v["state"], "foreign", "{v:#}");
+    assert_eq!(v["value"], Json::Null, "{v:#}");
+
+    let line = run(&["rm", seg.name()]).error().to_owned();
+    assert!(
+        line.contains("--force"),
+        "the refusal does not say how: {line}"
+    );
+    assert!(seg.exists(), "rm removed a foreign file without --force");
+    run(&["rm", "--force", seg.name()]).ok();
+    assert!(!seg.exists(), "rm --force left the foreign file");
+}
+
+// ===========================================================================
+// 7. Damaged segments
+
+/// Asserts that `inspect` (text and JSON) and `ls` report a segment whose
+/// schema cannot be trusted without decoding its value; `marker` is the
+/// value's `name`, which must not appear.
+#[track_caller]
+fn assert_schema_reported(seg: &Segment, value: u64, marker: &str) {
+    let out = run(&["inspect", seg.name()]);
+    let text = out.ok();
+    assert!(
+        normalised(text)
+            .iter()
+            .any(|l| l.starts_with("schema: damaged")),
+        "the schema is not reported damaged: {}",
+        out.describe()
+    );
+    assert!(
+        !has_line(text, &format!("value: {value}")) && !text.contains(marker),
+        "decoded anyway: {}",
+        out.describe()
+    );
+
+    let v = parse_json(&run(&["inspect", "--json", seg.name()]));
+    assert!(v["schema_error"].is_string(), "{v:#}");
+    assert_eq!(v["value"], Json::Null, "{v:#}");
+
+    // ls lists it without decoding anything; no panic.
+    let row = ls_row(&[], seg.name());
+    assert!(!row["TYPE"].contains(marker), "{row:?}");
+}
+
+#[test]
+fn a_damaged_schema_is_reported_not_decoded() {
+    let _w = world();
+    // Garbage over the whole schema.
+    let seg = Segment::new("cli-badschema");
+    make_gauge("posix", seg.name(), 4321, "intact", "exit");
+    let (at, len) = schema_span(&seg.path());
+    write_at(&seg.path(), at, &vec![0xA5; len as usize]);
+    assert_schema_reported(&seg, 4321, "intact");
+
+    // A well-formed schema that describes a bigger value than there is:
+    // `SHSC`, version 1, tag 7 (struct), the name, then the size.
+    let seg = Segment::new("cli-liarschema");
+    make_gauge("posix", seg.name(), 4322, "intact", "exit");
+    let (at, _) = schema_span(&seg.path());
+    let mut head = [0u8; 64];
+    std::fs::File::open(seg.path())
+        .unwrap()
+        .read_exact_at(&mut head, at)
+        .unwrap();
+    assert_eq!(&head[..6], b"SHSC\x01\x07", "the schema encoding changed");
+    let name_len = head[6] as usize;
+    let size_at = 7 + name_len;
+    assert_eq!(
+        head[size_at] as usize,
+        std::mem::size_of::<Gauge>(),
+        "the schema encoding changed: {head:?}"
+    );
+    write_at(&seg.path(), at + size_at as u64, &[56]);
+    assert_schema_reported(&seg, 4322, "intact");
+}
+
+#[test]
+fn a_damaged_header_is_reported_not_decoded() {
+    let _w = world();
+    let seg = Segment::new("cli-badheader");
+    make_gauge("posix", seg.name(), 8765, "intact", "exit");
+    // The value's size: far larger than the segment.
+    write_at(&seg.path(), VALUE_SIZE_AT, &(1u64 << 40).to_ne_bytes());
+
+    let row = ls_row(&[], seg.name());
+    assert_eq!(row["TYPE"], "damaged", "{row:?}");
+    assert_eq!(row["LOCK"], "-", "{row:?}");
+
+    let out = run(&["inspect", seg.name()]);
+    let text = out.ok();
+    assert!(
+        normalised(text)
+            .iter()
+            .any(|l| l.starts_with("state: damaged")),
+        "not reported damaged: {}",
+        out.describe()
+    );
+    assert!(
+        !has_line(text, "value: 8765") && !text.contains("intact"),
+        "decoded anyway: {}",
+        out.describe()
+    );
+
+    let v = parse_json(&run(&["inspect", "--json", seg.name()]));
+    assert_eq!(v["state"], "damaged", "{v:#}");
+    assert!(v["reason"].is_string(), "{v:#}");
+    assert_eq!(v["value"], Json::Null, "{v:#}");
+
+    // A header cut off: a segment shorter than a header, with our magic.
+    let short = Segment::new("cli-shortheader");
+    std::fs::write(short.path(), b"SHMSTORE\x03\x00\x00\x00").unwrap();
+    let row = ls_row(&[], short.name());
+    assert_eq!(row["TYPE"], "damaged", "{row:?}");
+    let out = run(&["inspect", short.name()]);
+    assert!(
+        normalised(out.ok())
+            .iter()
+            .any(|l| l.starts_with("state: damaged")),
+        "{}",
+        out.describe()
+    );
+}
+
+#[test]
+fn an_unfinished_segment_is_listed_as_incomplete() {
+    let _w = world();
+    let seg = Segment::new("cli-incomplete");
+    make_gauge("posix", seg.name(), 2468, "unfinished", "exit");
+    // Its state as a creator that died before finishing leaves it.
+    write_at(&seg.path(), STATE_AT, &1u32.to_ne_bytes());
+
+    let row = ls_row(&[], seg.name());
+    assert_eq!(row["TYPE"], "incomplete", "{row:?}");
+    assert!(row["CREATOR"].ends_with(" dead"), "{row:?}");
+    let out = run(&["inspect", seg.name()]);
+    let text = out.ok();
+    assert!(
+        normalised(text)
+            .iter()
+            .any(|l| l.starts_with("state: incomplete")),
+        "{}",
+        out.describe()
+    );
+    assert!(
+        !has_line(text, "value: 2468") && !text.contains("unfinished"),
+        "decoded anyway: {}",
+        out.describe()
+    );
+    let v = parse_json(&run(&["inspect", "--json", seg.name()]));
+    assert_eq!(v["state"], "incomplete", "{v:#}");
+    assert_eq!(v["value"], Json::Null, "{v:#}");
+    let line = run(&["watch", seg.name()]).error().to_owned();
+    assert!(line.contains("incomplete"), "{line}");
+}
+
+#[test]
+fn hostile_value_bytes_are_shown_safely() {
+    let _w = world();
+    let seg = Segment::new("cli-hostile");
+    make_gauge("posix", seg.name(), 31337, "fine", "exit");
+    // The string's length far beyond its capacity, its bytes not UTF-8.
+    write_at(
+        &seg.path(),
+        VALUE_AT + NAME_IN_GAUGE,
+        &u32::MAX.to_le_bytes(),
+    );
+    write_at(&seg.path(), VALUE_AT + NAME_IN_GAUGE + 4, &[0xff; 16]);
+
+    let out = run(&["inspect", seg.name()]);
+    let text = out.ok();
+    assert!(has_line(text, "value: 31337"), "{}", out.describe());
+    let name_line = normalised(text)
+        .into_iter()
+        .find(|l| l.starts_with("name: ") && !l.contains(seg.name()))
+        .unwrap_or_else(|| panic!("no name field: {}", out.describe()));
+    assert!(
+        name_line.len() < 120,
+        "the string is shown past its capacity: {name_line}"
+    );
+    let v = parse_json(&run(&["inspect", "--json", seg.name()]));
+    assert_eq!(v["value"]["value"], 31337, "{v:#}");
+    assert!(
+        !v["value"]["name"].is_null(),
+        "the bad string vanished: {v:#}"
+    );
+}
+
+// ===========================================================================
+// 8. JSON
+
+/// The object of `name` in the array `ls --json` printed.
+#[track_caller]
+fn json_entry(all: &Json, name: &str) -> Json {
+    let arr = all.as_array().expect("ls --json prints an array");
+    let mine: Vec<&Json> = arr.iter().filter(|o| o["name"] == name).collect();
+    assert_eq!(mine.len(), 1, "{name} in ls --json: {all:#}");
+    mine[0].clone()
+}
+
+#[test]
+fn json_output_parses_and_has_every_field() {
+    let _w = world();
+    let seg = Segment::new("cli-json");
+    let (kid, _) = make_gauge("posix", seg.name(), 1234, "hello", "stay");
+    let killed = Segment::new("cli-json-killed");
+    let (mut holder, said) = make_gauge("posix", killed.name(), 5, "gone", "hold");
+    let holder_pid = holder.pid();
+    let holder_tid: u32 = field(&said, "tid").parse().unwrap();
+    holder.kill();
+    holder.wait();
+    let store = Segment::new("cli-json-store");
+    let _skid = make_store(store.name());
+
+    let all = parse_json(&run(&["ls", "--json"]));
+    let o = json_entry(&all, seg.name());
+    let size = std::fs::metadata(seg.path()).unwrap().len();
+    assert_eq!(o["backend"], "posix", "{o:#}");
+    assert_eq!(o["path"], seg.path().display().to_string(), "{o:#}");
+    assert_eq!(o["size"], size, "{o:#}");
+    assert_eq!(o["state"], "value", "{o:#}");
+    assert!(o["type"].as_str().unwrap().ends_with("Gauge"), "{o:#}");
+    assert_eq!(
+        o["creator"],
+        json!({"pid": kid.pid(), "uid": nix::unistd::geteuid().as_raw(), "alive": true}),
+        "{o:#}"
+    );
+    assert_eq!(o["attached"], 1, "{o:#}");
+    assert_eq!(o["generation"], 1, "{o:#}");
+    assert_eq!(o["lock"]["state"], "free", "{o:#}");
+    assert_eq!(o["lock"]["poisoned"], false, "{o:#}");
+    assert!(o["changed"].is_string(), "{o:#}");
+    assert_eq!(o["stale"], false, "{o:#}");
+
+    let o = json_entry(&all, killed.name());
+    assert_eq!(o["creator"]["pid"], holder_pid, "{o:#}");
+    assert_eq!(o["creator"]["alive"], false, "{o:#}");
+    assert_eq!(
+        o["lock"],
+        json!({"state": "held", "holder_tid": holder_tid, "holder_alive": false, "poisoned": false}),
+        "{o:#}"
+    );
+    let killed_json = o;
+
+    let o = json_entry(&all, store.name());
+    assert_eq!(o["state"], "store", "{o:#}");
+    assert_eq!(o["entry_count"], 3, "{o:#}");
+
+    let v = parse_json(&run(&["inspect", "--json", seg.name()]));
+    assert_eq!(
+        v["value"],
+        json!({
+            "value": 1234,
+            "origin": {"x": ORIGIN.x, "y": ORIGIN.y},
+            "samples": SAMPLES,
+            "name": "hello",
+            "_pad": 0,
+        }),
+        "{v:#}"
+    );
+    assert_eq!(v["schema_error"], Json::Null, "{v:#}");
+    assert_eq!(v["has_schema"], true, "{v:#}");
+
+    // A store's entries, each with its value.
+    let v = parse_json(&run(&["inspect", "--json", store.name()]));
+    let entries = v["entries"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no `entries` array in {v:#}"));
+    let keys: Vec<&str> = entries.iter().map(|e| e["key"].as_str().unwrap()).collect();
+    let mut sorted = keys.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, ["alpha", "beta", "gamma"], "{v:#}");
+    let entry = |key: &str| entries.iter().find(|e| e["key"] == key).unwrap();
+    assert_eq!(entry("alpha")["value"]["name"], "first", "{v:#}");
+    assert_eq!(entry("alpha")["value"]["value"], 11, "{v:#}");
+    assert_eq!(
+        entry("beta")["value"],
+        json!({"value": 22, "last_pid": 4242, "_pad": 0}),
+        "{v:#}"
+    );
+    assert_eq!(entry("gamma")["value"], json!({"x": 5, "y": -6}), "{v:#}");
+    assert_eq!(entry("gamma")["lock"]["state"], "free", "{v:#}");
+
+    // The killed holder's segment: nobody has it mapped, so it is stale.
+    let o = killed_json;
+    assert_eq!(o["attached"], 0, "{o:#}");
+    assert_eq!(o["stale"], true, "{o:#}");
+}
+
+// ===========================================================================
+// 9. watch
+
+/// A running `shmstore watch`, its stdout lines on a channel.
+struct Watch {
+    child: std::process::Child,
+    lines: Receiver<String>,
+    seen: Vec<String>,
+    stderr: std::thread::JoinHandle<String>,
+}
+
+impl Watch {
+    fn start(args: &[&str]) -> Watch {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("running shmstore watch");
+        let (tx, lines) = mpsc::channel();
+        let out = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut err = child.stderr.take().unwrap();
+        let stderr = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = err.read_to_string(&mut s);
+            s
+        });
+        Watch {
+            child,
+            lines,
+            seen: Vec::new(),
+            stderr,
+        }
+    }
+
+    /// Waits for the next line, which must satisfy `pred`.
+    #[track_caller]
+    fn next(&mut self, what: &str, pred: impl Fn(&str) -> bool) {
+        match self.lines.recv_timeout(PATIENCE) {
+            Ok(l) => {
+                let ok = pred(&l);
+                self.seen.push(l);
+                assert!(
+                    ok,
+                    "watch printed something else than {what}; it printed:\n{}",
+                    self.seen.join("\n")
+                );
+            }
+            Err(e) => panic!(
+                "watch printed no {what} ({e:?}); it printed:\n{}",
+                self.seen.join("\n")
+            ),
+        }
+    }
+
+    /// Asserts that it prints nothing for a while.
+    #[track_caller]
+    fn quiet(&mut self, why: &str) {
+        if let Ok(l) = self.lines.recv_timeout(Duration::from_millis(300)) {
+            self.seen.push(l);
+            panic!("watch printed a line {why}:\n{}", self.seen.join("\n"));
+        }
+    }
+
+    /// Waits for it to exit; its status code and stderr.
+    fn finish(mut self) -> (Option<i32>, Vec<String>, String) {
+        let deadline = Instant::now() + PATIENCE;
+        let status = loop {
+            if let Some(s) = self.child.try_wait().expect("waitpid") {
+                break s;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!(
+                    "watch still running after {PATIENCE:?}; it printed:\n{}",
+                    self.seen.join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        while let Ok(l) = self.lines.recv_timeout(Duration::from_secs(2)) {
+            self.seen.push(l);
+        }
+        let seen = std::mem::take(&mut self.seen);
+        let stderr = std::mem::replace(&mut self.stderr, std::thread::spawn(String::new));
+        (status.code(), seen, stderr.join().unwrap())
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Whether a one-line `Gauge { value: N, ... }` (or `Counter { ... }`) in
+/// `line` shows `value: N` with generation `generation`.
+fn shows(line: &str, generation: u64, value: u64) -> bool {
+    line.contains(&format!("gen {generation} ")) && line.contains(&format!("{{ value: {value},"))
+}
+
+#[test]
+fn watch_prints_the_value_and_each_change_then_stops() {
+    let _w = world();
+    let seg = Segment::new("cli-watch");
+    let (mut kid, _) = make_gauge("posix", seg.name(), 100, "watched", "stay");
+
+    let mut watch = Watch::start(&["watch", seg.name(), "--count", "2"]);
+    watch.next("the value now", |l| {
+        shows(l, 1, 100)
+            && l.contains("Gauge { value: 100, origin: Point { x: 7, y: -3 }, samples: [1, 2, 3, 4], name: \"watched\"")
+    });
+    // Nothing changes: nothing printed.
+    watch.quiet("without a change");
+    kid.send("set 101");
+    kid.expect("done");
+    watch.next("the change to 101", |l| shows(l, 2, 101));
+    kid.send("set 102");
+    kid.expect("done");
+    watch.next("the change to 102", |l| shows(l, 3, 102));
+    let (code, seen, stderr) = watch.finish();
+    assert_eq!(
+        (code, seen.len(), stderr.as_str()),
+        (Some(0), 3, ""),
+        "watch --count 2 did not stop after two changes; it printed:\n{}\nstderr: {stderr}",
+        seen.join("\n")
+    );
+}
+
+#[test]
+fn watch_json_prints_one_object_per_version() {
+    let _w = world();
+    let seg = Segment::new("cli-watch-json");
+    let (mut kid, _) = make_gauge("posix", seg.name(), 7, "j", "stay");
+
+    let mut watch = Watch::start(&["watch", "--json", seg.name(), "--count", "1"]);
+    watch.next("the value now", |l| l.contains("\"generation\":1"));
+    kid.send("set 8");
+    kid.expect("done");
+    watch.next("the change", |l| l.contains("\"generation\":2"));
+    let (code, seen, stderr) = watch.finish();
+    assert_eq!(code, Some(0), "{}\n{stderr}", seen.join("\n"));
+    let objects: Vec<Json> = seen
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("line `{l}` is not JSON: {e}")))
+        .collect();
+    let got: Vec<(&Json, &Json, &Json)> = objects
+        .iter()
+        .map(|o| (&o["name"], &o["generation"], &o["value"]["value"]))
+        .collect();
+    let name = json!(seg.name());
+    assert_eq!(
+        got,
+        [(&name, &json!(1), &json!(7)), (&name, &json!(2), &json!(8))],
+        "{objects:#?}"
+    );
+    assert_eq!(objects[1]["value"]["name"], "j", "{objects:#?}");
+
+    // --count 0: the value once.
+    let out = run(&["watch", seg.name(), "--count", "0"]);
+    let lines: Vec<&str> = out.ok().lines().collect();
+    assert!(
+        lines.len() == 1 && shows(lines[0], 2, 8),
+        "{}",
+        out.describe()
+    );
+}
+
+#[test]
+fn watch_entry_follows_one_entry_of_a_store() {
+    let _w = world();
+    let seg = Segment::new("cli-watch-entry");
+    let mut kid = make_store(seg.name());
+
+    let mut watch = Watch::start(&["watch", seg.name(), "--entry", "beta", "--count", "1"]);
+    watch.next("beta now", |l| {
+        l.contains("beta = ") && l.contains("Counter { value: 22, last_pid: 4242")
+    });
+    // A change of another entry is not a change of beta.
+    kid.send("set alpha 12");
+    kid.expect("done");
+    watch.quiet("for a change of another entry");
+    kid.send("set beta 23");
+    kid.expect("done");
+    watch.next("beta changed", |l| {
+        l.contains("beta = ") && l.contains("{ value: 23,")
+    });
+    let (code, seen, stderr) = watch.finish();
+    assert_eq!(code, Some(0), "{}\n{stderr}", seen.join("\n"));
+    assert_eq!(seen.len(), 2, "{}", seen.join("\n"));
+}
+
+#[test]
+fn watch_ends_with_an_error_when_the_segment_goes() {
+    let _w = world();
+    let seg = Segment::new("cli-watch-gone");
+    let (_kid, _) = make_gauge("posix", seg.name(), 1, "x", "stay");
+    let mut watch = Watch::start(&["watch", seg.name()]);
+    watch.next("the value now", |l| shows(l, 1, 1));
+    run(&["rm", "--force", seg.name()]).ok();
+    let (code, seen, stderr) = watch.finish();
+    assert_eq!(code, Some(1), "{}\n{stderr}", seen.join("\n"));
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert!(
+        lines.len() == 1 && lines[0].starts_with("shmstore: ") && lines[0].contains("removed"),
+        "{stderr}"
+    );
+}
+
+// ===========================================================================
+// 10. gc and rm
+
+/// Gives the segment at `path` to user and group 65534 (nobody).
+fn give_away(path: &Path) {
+    nix::unistd::chown(
+        path,
+        Some(nix::unistd::Uid::from_raw(65534)),
+        Some(nix::unistd::Gid::from_raw(65534)),
+    )
+    .expect("chown");
+}
+
+#[test]
+fn gc_removes_only_stale_segments() {
+    let _w = whole_world();
+    let dead = Segment::new("cli-gc-dead");
+    make_gauge("posix", dead.name(), 1, "dead", "exit");
+    let killed = Segment::new("cli-gc-killed");
+    let (mut holder, _) = make_gauge("posix", killed.name(), 2, "killed", "hold");
+    holder.kill();
+    holder.wait();
+    let dead_store = Segment::new("cli-gc-dead-store");
+    let mut skid = Kid::spawn("store", &[dead_store.name(), "exit"]);
+    skid.expect("ready");
+    skid.wait_success();
+    let live = Segment::new("cli-gc-live");
+    let (_kid, _) = make_gauge("posix", live.name(), 3, "live", "stay");
+    let store = Segment::new("cli-gc-store");
+    let _skid = make_store(store.name());
+    let foreign = Segment::new("cli-gc-foreign");
+    std::fs::write(foreign.path(), b"somebody else's").unwrap();
+    // Another user's stale segment (root can make one).
+    let other = Segment::new("cli-gc-other");
+    let other_user = common::is_root();
+    if other_user {
+        make_gauge("posix", other.name(), 6, "other", "exit");
+        give_away(&other.path());
+    } else {
+        eprintln!("not root: no segment of another user");
+    }
+    let names = [
+        dead.name(),
+        killed.name(),
+        dead_store.name(),
+        live.name(),
+        store.name(),
+        foreign.name(),
+        other.name(),
+    ];
+    let stale = [dead.name(), killed.name(), dead_store.name()];
+    let action =
+        |rows: &HashMap<String, (String, String)>, name: &str| rows.get(name).map(|r| r.0.clone());
+
+    let rows = gc_rows(&["--dry-run"], &names);
+    for name in [live.name(), store.name()] {
+        assert_eq!(
+            action(&rows, name).as_deref(),
+            Some("kept"),
+            "{name}: {rows:#?}"
+        );
+    }
+    assert!(!rows.contains_key(foreign.name()), "{rows:#?}");
+    if other_user {
+        let (action, why) = &rows[other.name()];
+        assert_eq!(action, "kept", "{rows:#?}");
+        assert!(why.contains("--force"), "{rows:#?}");
+    }
+    for name in stale {
+        assert_eq!(
+            action(&rows, name).as_deref(),
+            Some("would remove"),
+            "{name}: {rows:#?}"
+        );
+    }
+    if other_user {
+        let forced = gc_rows(&["--dry-run", "--force"], &[other.name()]);
+        assert_eq!(forced[other.name()].0, "would remove", "{forced:#?}");
+    }
+    for seg in [&dead, &killed, &dead_store, &live, &store, &foreign, &other] {
+        assert!(
+            seg.exists() || (!other_user && seg.name() == other.name()),
+            "a dry run removed {}",
+            seg.name()
+        );
+    }
+
+    let rows = gc_rows(&[], &names);
+    for name in stale {
+        assert_eq!(
+            action(&rows, name).as_deref(),
+            Some("removed"),
+            "{name}: {rows:#?}"
+        );
+    }
+    assert!(!dead.exists(), "gc left the dead segment");
+    assert!(!killed.exists(), "gc left the segment of the killed holder");
+    assert!(!dead_store.exists(), "gc left the dead store");
+    assert!(live.exists(), "gc removed a live segment");
+    assert!(store.exists(), "gc removed a live store");
+    assert!(foreign.exists(), "gc removed a foreign file");
+    if other_user {
+        assert!(other.exists(), "gc removed another user's segment");
+    }
+    // Nothing stale of ours is left.
+    let again = gc_rows(&["--dry-run"], &names);
+    assert!(
+        again.values().all(|(action, _)| action == "kept"),
+        "{again:#?}"
+    );
+}
+
+#[test]
+fn gc_removes_a_stale_sysv_segment_only() {
+    let _w = whole_world();
+    let dead = Key::in_range(KEY_BASE);
+    make_gauge("sysv", &dead.arg(), 5, "dead sysv", "exit");
+    let live = Key::in_range(KEY_BASE);
+    let (_kid, _) = make_gauge("sysv", &live.arg(), 6, "live sysv", "stay");
+    let (dead_name, live_name) = (key_text(&dead), key_text(&live));
+    let names = [dead_name.as_str(), live_name.as_str()];
+
+    let rows = gc_rows(&["--dry-run"], &names);
+    assert_eq!(rows[dead_name.as_str()].0, "would remove", "{rows:#?}");
+    assert_eq!(rows[live_name.as_str()].0, "kept", "{rows:#?}");
+    assert!(listed(&dead_name), "a dry run removed the System V segment");
+
+    let rows = gc_rows(&[], &names);
+    assert_eq!(rows[dead_name.as_str()].0, "removed", "{rows:#?}");
+    assert_eq!(rows[live_name.as_str()].0, "kept", "{rows:#?}");
+    assert!(!listed(&dead_name), "gc left the dead System V segment");
+    assert!(listed(&live_name), "gc removed the live System V segment");
+}
+
+#[test]
+fn rm_refuses_a_live_segment_without_force() {
+    let _w = world();
+    let live = Segment::new("cli-rm-live");
+    let (_kid, _) = make_gauge("posix", live.name(), 1, "live", "stay");
+    let line = run(&["rm", live.name()]).error().to_owned();
+    assert!(
+        line.contains(live.name()) && line.contains("--force"),
+        "the refusal does not name it or say how: {line}"
+    );
+    assert!(live.exists(), "rm removed a live segment");
+    run(&["rm", "--force", live.name()]).ok();
+    assert!(!live.exists(), "rm --force left it");
+
+    let held = Segment::new("cli-rm-held");
+    let (_holder, _) = make_gauge("posix", held.name(), 1, "held", "hold");
+    run(&["rm", held.name()]).error();
+    assert!(held.exists(), "rm removed a segment whose lock is held");
+
+    let dead = Segment::new("cli-rm-dead");
+    make_gauge("posix", dead.name(), 1, "dead", "exit");
+    run(&["rm", dead.name()]).ok();
+    assert!(!dead.exists(), "rm left a stale segment");
+    run(&["rm", dead.name()]).error();
+}
+
+#[test]
+fn rm_by_key_refuses_a_live_sysv_segment_without_force() {
+    let _w = world();
+    let key = Key::in_range(KEY_BASE);
+    let name = key_text(&key);
+    let (mut kid, _) = make_gauge("sysv", &key.arg(), 1, "live sysv", "stay");
+    run(&["rm", "--key", &name]).error();
+    assert!(listed(&name), "rm removed a live System V segment");
+    kid.send("quit");
+    kid.wait_success();
+    run(&["rm", "--key", &name]).ok();
+    assert!(!listed(&name), "rm left a stale System V segment");
+}
+
+#[test]
+fn rm_refuses_another_users_segment_without_force() {
+    if !common::is_root() {
+        eprintln!("skipped: needs root to give a segment to another user");
+        return;
+    }
+    let _w = world();
+    let seg = Segment::new("cli-rm-other");
+    make_gauge("posix", seg.name(), 1, "other", "exit");
+    give_away(&seg.path());
+    let line = run(&["rm", seg.name()]).error().to_owned();
+    assert!(line.contains("65534"), "{line}");
+    assert!(seg.exists());
+    run(&["rm", "--force", seg.name()]).ok();
+    assert!(!seg.exists());
+}
+
+// ===========================================================================
+// 11. Errors
+
+#[test]
+fn errors_are_one_line_and_usage_errors_exit_2() {
+    let missing = format!("shmstore-it-cli-missing-{}", std::process::id());
+    let line = run(&["inspect", &missing]).error().to_owned();
+    assert!(
+        line.contains(&missing),
+        "the error does not name it: {line}"
+    );
+    run(&["rm", &missing]).error();
+    run(&["rm", "--force", &missing]).error();
+    run(&["watch", &missing, "--count", "1"]).error();
+    run(&["inspect", "--file", "/nonexistent/shmstore-cli"]).error();
+    run(&["inspect", "bad/name"]).error();
+    run(&["inspect", "--key", "0x62ffffff"]).error();
+
+    for args in [
+        &["frobnicate"][..],
+        &[],
+        &["inspect"],
+        &["inspect", "a", "--key", "1"],
+        &["ls", "--bogus"],
+        &["watch", "x", "--count", "many"],
+        &["inspect", "--key", "nonsense"],
+    ] {
+        let out = run(args);
+        out.no_panic();
+        assert_eq!(out.code, Some(2), "{}", out.describe());
+        assert!(out.stdout.is_empty(), "{}", out.describe());
+    }
+}
