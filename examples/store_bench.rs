@@ -33,9 +33,12 @@
 //! makes is named `store_bench_PID_...` and removed at the end, also when
 //! the run panics. Speed is printed, never asserted.
 
+#[path = "common/machine.rs"]
+mod machine;
+use machine::CpuClock;
+
 use std::collections::HashMap;
 use std::hint::black_box;
-use std::mem::MaybeUninit;
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -635,71 +638,6 @@ fn calls_of_entries(cfg: &Config, keys: usize) -> u64 {
 
 // ---------------------------------------------------------------------------
 // The machine.
-
-/// CPU time of the whole machine and of this process, to tell how busy
-/// other processes (and the hypervisor) kept the CPUs during a section.
-struct CpuClock {
-    busy: u64,
-    steal: u64,
-    ours_ns: u64,
-    at: Instant,
-}
-
-impl CpuClock {
-    fn now() -> CpuClock {
-        let (busy, steal) = std::fs::read_to_string("/proc/stat")
-            .ok()
-            .and_then(|s| {
-                let f: Vec<u64> = s
-                    .lines()
-                    .next()?
-                    .split_whitespace()
-                    .skip(1)
-                    .map_while(|v| v.parse().ok())
-                    .collect();
-                // user nice system idle iowait irq softirq steal ...
-                (f.len() >= 8).then(|| (f[0] + f[1] + f[2] + f[5] + f[6], f[7]))
-            })
-            .unwrap_or((0, 0));
-        CpuClock {
-            busy,
-            steal,
-            ours_ns: rusage_ns(),
-            at: Instant::now(),
-        }
-    }
-
-    /// Prints how much CPU time others used since `self`; a new clock.
-    fn report(self) -> CpuClock {
-        let now = CpuClock::now();
-        let secs = now.at.duration_since(self.at).as_secs_f64();
-        let busy = now.busy.saturating_sub(self.busy) as f64 / 100.0;
-        let ours = now.ours_ns.saturating_sub(self.ours_ns) as f64 / 1e9;
-        let others = (busy - ours).max(0.0);
-        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
-        println!(
-            "   [{secs:.1} s; other processes used about {others:.1} CPU-s ({:.0}% of the {cpus} CPUs), \
-             the hypervisor stole {:.1} s]",
-            100.0 * others / (secs * cpus),
-            now.steal.saturating_sub(self.steal) as f64 / 100.0
-        );
-        now
-    }
-}
-
-/// User plus kernel CPU time of this process (getrusage).
-fn rusage_ns() -> u64 {
-    let mut ru = MaybeUninit::<libc::rusage>::uninit();
-    // SAFETY: `ru` is valid for writes of a whole rusage, which getrusage
-    // fills in on success.
-    if unsafe { libc::getrusage(libc::RUSAGE_SELF, ru.as_mut_ptr()) } != 0 {
-        return 0;
-    }
-    // SAFETY: getrusage returned 0, so it wrote the whole struct.
-    let ru = unsafe { ru.assume_init() };
-    let ns = |t: libc::timeval| t.tv_sec as u64 * 1_000_000_000 + t.tv_usec as u64 * 1000;
-    ns(ru.ru_utime) + ns(ru.ru_stime)
-}
 
 /// The first three fields of /proc/loadavg.
 fn load_average() -> String {

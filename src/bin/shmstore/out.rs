@@ -207,23 +207,9 @@ impl Json {
     }
 }
 
-/// `s` as a JSON string literal.
+/// `s` as a JSON string literal (escaped as the library escapes values).
 fn quote(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 || c == '\u{7f}' => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
+    out.push_str(&shmstore::Value::Str(s.to_owned()).to_json());
 }
 
 // ---------------------------------------------------------------------------
