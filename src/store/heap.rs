@@ -708,15 +708,9 @@ impl Heap<'_> {
         Ok(())
     }
 
-    /// The type name as an entry keeps it.
-    fn kept_type_name<'n>(new: &NewEntry<'n>) -> &'n [u8] {
-        &new.type_name.as_bytes()[..new.type_name.len().min(MAX_TYPE_LEN)]
-    }
-
-    /// Takes a block for `new` (RESERVED until [`fill`](Heap::fill) makes
-    /// it an entry); [`Error::StoreFull`] if there is no room.
-    pub(crate) fn reserve(&self, new: &NewEntry<'_>) -> Result<usize> {
-        let type_name = Self::kept_type_name(new);
+    /// The type name as an entry keeps it, and where the entry's parts go.
+    fn plan_entry<'n>(new: &NewEntry<'n>) -> (&'n [u8], EntryLayout) {
+        let type_name = &new.type_name.as_bytes()[..new.type_name.len().min(MAX_TYPE_LEN)];
         let layout = EntryLayout::new(
             new.key.len(),
             type_name.len(),
@@ -724,6 +718,13 @@ impl Heap<'_> {
             new.align,
             new.schema.len(),
         );
+        (type_name, layout)
+    }
+
+    /// Takes a block for `new` (RESERVED until [`fill`](Heap::fill) makes
+    /// it an entry); [`Error::StoreFull`] if there is no room.
+    pub(crate) fn reserve(&self, new: &NewEntry<'_>) -> Result<usize> {
+        let (_, layout) = Self::plan_entry(new);
         Ok(match self.take(layout.block)? {
             Some(at) => at,
             None => {
@@ -750,14 +751,7 @@ impl Heap<'_> {
     /// `new`, held by handle slot `holder`; returns it. The caller checked
     /// that the key is not in the directory.
     pub(crate) fn fill(&self, at: usize, new: &NewEntry<'_>, holder: usize) -> Result<EntryMeta> {
-        let type_name = Self::kept_type_name(new);
-        let layout = EntryLayout::new(
-            new.key.len(),
-            type_name.len(),
-            new.value.len(),
-            new.align,
-            new.schema.len(),
-        );
+        let (type_name, layout) = Self::plan_entry(new);
         let h = hash(new.key);
         let lens = new.key.len() as u32 | (type_name.len() as u32) << 16;
         self.set_u32(at + B_LENS, lens);
