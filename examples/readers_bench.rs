@@ -37,7 +37,7 @@
 
 #[path = "common/machine.rs"]
 mod machine;
-use machine::CpuClock;
+use machine::{cpu_model, load_average, CpuClock};
 
 use std::ffi::{c_void, OsStr};
 use std::hint::black_box;
@@ -1603,24 +1603,6 @@ fn voluntary_switches() -> u64 {
                 .and_then(|v| v.trim().parse().ok())
         })
         .unwrap_or(0)
-}
-
-/// The first three fields of /proc/loadavg.
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "unknown".into())
-}
-
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("model name"))
-                .map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".into())
 }
 
 // ---------------------------------------------------------------------------

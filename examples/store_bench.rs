@@ -35,7 +35,7 @@
 
 #[path = "common/machine.rs"]
 mod machine;
-use machine::CpuClock;
+use machine::{cpu_model, load_average, CpuClock};
 
 use std::collections::HashMap;
 use std::hint::black_box;
@@ -638,24 +638,6 @@ fn calls_of_entries(cfg: &Config, keys: usize) -> u64 {
 
 // ---------------------------------------------------------------------------
 // The machine.
-
-/// The first three fields of /proc/loadavg.
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "unknown".into())
-}
-
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("model name"))
-                .map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".into())
-}
 
 /// Names in /dev/shm that start with this run's prefix.
 fn leftovers(prefix: &str) -> Vec<String> {

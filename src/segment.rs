@@ -202,8 +202,8 @@ pub(crate) fn anonymous_spec(spec: &Spec, initial: Initial<'_>) -> Result<Mappin
         },
     })?;
     // SAFETY: the mapping is new and private to this call: no other thread
-    // or process can reach it before we return it.
-    // The kernel zeroed the mapping, so the content needs only `initial`.
+    // or process can reach it before we return it. (The kernel zeroed it,
+    // so the content needs only `initial`.)
     unsafe {
         map.write(0, Header::new(spec, &Creator::current()));
         map.write(LOCK_OFFSET, RawLock::new());

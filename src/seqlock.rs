@@ -121,7 +121,7 @@ impl Versions {
     ///
     /// Returns the flags, for the caller to see whether it must wake.
     #[inline]
-    pub(crate) fn end_write(&self) -> u32 {
+    fn end_write(&self) -> u32 {
         let flags = self.flags.load(Ordering::Relaxed);
         if flags & TIMED != 0 {
             self.stamp();
@@ -144,6 +144,18 @@ impl Versions {
     pub(crate) fn changed(&self) -> Option<u32> {
         let t = self.changed.load(Ordering::Relaxed);
         (self.flags.load(Ordering::Relaxed) & TIMED != 0 && t != 0).then_some(t)
+    }
+
+    /// Releases `lock`, held by `me`, committing the write this holder
+    /// began if `wrote`, and wakes the watchers that must know: those who
+    /// marked the lock word, or every one if the segment wakes read-only
+    /// watchers. What every guard does when it drops.
+    #[inline]
+    pub(crate) fn unlock(&self, lock: &RawLock, me: u64, wrote: bool) {
+        let flags = if wrote { self.end_write() } else { 0 };
+        if lock.release(me, wrote) || flags & WAKE_ALL != 0 {
+            self.wake();
+        }
     }
 
     /// Wakes every thread asleep in [`wait`](Versions::wait).

@@ -501,16 +501,9 @@ impl<T: Shareable> Drop for SharedGuard<'_, T> {
         if !self.panicking && std::thread::panicking() {
             self.shared.raw().poison();
         }
-        let versions = self.shared.versions();
-        let flags = if self.writing {
-            versions.end_write()
-        } else {
-            0
-        };
-        let watched = self.shared.raw().release(self.me, self.writing);
-        if watched || flags & crate::seqlock::WAKE_ALL != 0 {
-            versions.wake();
-        }
+        self.shared
+            .versions()
+            .unlock(self.shared.raw(), self.me, self.writing);
     }
 }
 

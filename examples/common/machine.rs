@@ -1,5 +1,5 @@
-//! What the benchmarks print about the machine while they ran: CPU time
-//! that other processes and the hypervisor took. Included by the benchmark
+//! What the benchmarks print about the machine: its CPU, its load, and the
+//! CPU time that other processes and the hypervisor took while they ran. Included by the benchmark
 //! examples with `#[path]`.
 
 use std::mem::MaybeUninit;
@@ -69,4 +69,23 @@ fn rusage_ns(who: libc::c_int) -> u64 {
     let ru = unsafe { ru.assume_init() };
     let ns = |t: libc::timeval| t.tv_sec as u64 * 1_000_000_000 + t.tv_usec as u64 * 1000;
     ns(ru.ru_utime) + ns(ru.ru_stime)
+}
+
+/// The first three fields of /proc/loadavg.
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// The CPU's model name.
+pub fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into())
 }

@@ -542,12 +542,11 @@ impl Heap<'_> {
     /// Free bytes, and the largest free block.
     pub(crate) fn space(&self) -> Result<Space> {
         let mut space = Space::default();
-        self.walk(|at, size, state| {
+        self.walk(|_, size, state| {
             if state == FREE {
                 space.free += size;
                 space.largest = space.largest.max(size);
             }
-            let _ = at;
             Ok(())
         })?;
         Ok(space)

@@ -275,7 +275,11 @@ impl Store {
                 name: self.entry_label(key),
                 source: std::io::Error::new(
                     std::io::ErrorKind::InvalidInput,
-                    format!("the schema of `{}` is over 64 KiB", T::TYPE_NAME),
+                    format!(
+                        "the schema of `{}` is over 64 KiB, more than an entry keeps: \
+                         keep it in a segment of its own (Shared), or split it",
+                        T::TYPE_NAME
+                    ),
                 ),
             });
         }
@@ -291,8 +295,7 @@ impl Store {
         let at = dir.heap().reserve(&new)?;
         dir.begin_change();
         let e = dir.heap().fill(at, &new, self.inner.slot)?;
-        // `create` set our bit: count the handle.
-        *self.inner.held().entry(e.at).or_insert(0) += 1;
+        self.hold(&dir, e.at);
         self.entry_handle(key, &e)
     }
 
@@ -446,9 +449,16 @@ impl Store {
                 ),
             });
         }
-        dir.heap().hold(e.at, self.inner.slot);
-        *self.inner.held().entry(e.at).or_insert(0) += 1;
+        self.hold(dir, e.at);
         self.entry_handle(key, e)
+    }
+
+    /// Records that one more handle of this store handle holds the entry at
+    /// `at`: its bit in the entry, and the count that clears the bit when
+    /// the last such handle drops (both under the directory lock).
+    fn hold(&self, dir: &Dir<'_>, at: usize) {
+        dir.heap().hold(at, self.inner.slot);
+        *self.inner.held().entry(at).or_insert(0) += 1;
     }
 
     /// The handle of entry `e`, whose hold is already counted.
@@ -479,8 +489,7 @@ impl Store {
                 name: self.entry_label(key),
             });
         };
-        dir.heap().hold(e.at, self.inner.slot);
-        *self.inner.held().entry(e.at).or_insert(0) += 1;
+        self.hold(&dir, e.at);
         Ok(HeldEntry {
             slot: e.at + e.layout.slot,
             entry: EntryRef {
@@ -665,15 +674,7 @@ impl Drop for Dir<'_> {
         if !self.panicking && std::thread::panicking() {
             lock.poison();
         }
-        let versions = self.inner.versions();
-        let flags = if self.changing {
-            versions.end_write()
-        } else {
-            0
-        };
-        if lock.release(self.me, self.changing) || flags & crate::seqlock::WAKE_ALL != 0 {
-            versions.wake();
-        }
+        self.inner.versions().unlock(lock, self.me, self.changing);
     }
 }
 
