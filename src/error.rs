@@ -119,6 +119,19 @@ pub enum Error {
         /// How many handles a store can have.
         limit: usize,
     },
+    /// Another process shrank the segment (`ftruncate`) while this handle
+    /// had it mapped, and this process touched a page past the new end.
+    /// Such a page would kill the process with SIGBUS; shmstore caught the
+    /// fault and gave this process zeroed private pages there instead, so
+    /// what it reads there is not the segment's data and what it writes
+    /// reaches nobody. The handle stays broken: drop it, and reopen or
+    /// recreate the segment. (memfd and System V segments cannot be shrunk.)
+    Truncated {
+        /// The segment's name.
+        name: String,
+        /// The size this handle mapped, in bytes.
+        mapped: u64,
+    },
     /// Another operating-system error.
     Io {
         /// What was being done, e.g. "mapping".
@@ -220,6 +233,13 @@ impl fmt::Display for Error {
                  share one Store handle between the threads of a process (it is Clone), \
                  or close handles that are not needed"
             ),
+            Error::Truncated { name, mapped } => write!(
+                f,
+                "shared segment `{name}` was shrunk by another process while mapped here \
+                 ({mapped} bytes were mapped): the missing part reads as zeros in this \
+                 process and writes to it reach nobody; drop this handle, \
+                 then reopen or recreate the segment"
+            ),
             Error::Io { op, name, source } => {
                 write!(f, "{op} shared segment `{name}` failed: {source}")
             }
@@ -272,6 +292,7 @@ impl From<Error> for io::Error {
             Error::NoSpace { .. } | Error::StoreFull { .. } => io::ErrorKind::StorageFull,
             Error::HandleLimit { .. } => io::ErrorKind::ResourceBusy,
             Error::NotWatchable { .. } => io::ErrorKind::Unsupported,
+            Error::Truncated { .. } => io::ErrorKind::UnexpectedEof,
             Error::Io { source, .. } => source.kind(),
             _ => io::ErrorKind::InvalidData,
         };

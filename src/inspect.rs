@@ -539,7 +539,14 @@ fn inspect_file(
         }
     } else {
         match Mapping::map(fd.as_fd(), size, false) {
-            Ok(map) => read_state(&map),
+            // A segment shrunk while we read it gave zeros for its missing
+            // part (see `sys::sigbus`): nothing read from it can be shown.
+            Ok(map) => match read_state(&map) {
+                _ if map.is_cut() => State::Unreadable {
+                    reason: format!("it was shrunk below {size} bytes while being read"),
+                },
+                state => state,
+            },
             Err(e) => State::Unreadable {
                 reason: e.to_string(),
             },

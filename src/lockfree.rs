@@ -208,6 +208,15 @@ impl<T: LockFree> SharedAtomic<T> {
         unsafe { self.shared.value_ptr().as_ref() }
     }
 
+    /// `Err(`[`Error::Truncated`](crate::Error::Truncated)`)` if another
+    /// process shrank the segment under this handle and this process touched
+    /// a missing page (see [`Shared::check`]): the atomics there are then
+    /// zeroed private memory, and what was read from them since is not the
+    /// segment's.
+    pub fn check(&self) -> Result<()> {
+        self.shared.check()
+    }
+
     /// Turns this handle back into a [`Shared`], with `lock()`.
     pub fn into_shared(self) -> Shared<T> {
         self.shared

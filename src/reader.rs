@@ -132,7 +132,21 @@ impl<T: Shareable> SharedReader<T> {
     /// Whether a holder panicked or died while holding the lock (since the
     /// poison was last cleared by a handle that may write).
     pub fn is_poisoned(&self) -> bool {
-        self.slot.raw().is_poisoned()
+        self.slot.raw().is_poisoned() || self.slot.is_cut()
+    }
+
+    /// `Err(`[`Error::Truncated`]`)` if another process shrank the segment
+    /// while it was mapped here and this process touched a missing page;
+    /// snapshots then return `Err(PoisonError)` (see
+    /// [`Shared::check`](crate::Shared::check)).
+    pub fn check(&self) -> Result<()> {
+        if self.slot.is_cut() {
+            return Err(Error::Truncated {
+                name: self.label.clone(),
+                mapped: self.map.len() as u64,
+            });
+        }
+        Ok(())
     }
 
     /// Whether some thread (of any process) holds the lock now.

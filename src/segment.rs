@@ -125,6 +125,12 @@ pub(crate) fn establish_spec(
         }
     };
     match establish_fd(&label, opts, mode, fd, created, spec, initial) {
+        // Shrunk by another process between our size check and now: what
+        // the checks read past the new end was zeros (see `sys::sigbus`).
+        Ok(map) if map.is_cut() => Err(Error::Truncated {
+            name: label,
+            mapped: map.len() as u64,
+        }),
         Ok(map) => Ok(Established { map, remover }),
         Err(e) => {
             if created && matches!(e, Error::NoSpace { .. } | Error::Io { .. }) {

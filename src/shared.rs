@@ -336,7 +336,8 @@ impl<T: Shareable> Shared<T> {
     /// by any signal, or exited) while holding the lock, and until
     /// [`clear_poison`](Shared::clear_poison) is called; `into_inner()` on the
     /// error gives a working guard over what the holder left. A holder that
-    /// died is noticed within about 50 ms.
+    /// died is noticed within about 50 ms. Also `Err` for good once the
+    /// segment was shrunk under this handle (see [`check`](Shared::check)).
     ///
     /// # Panics
     ///
@@ -378,9 +379,31 @@ impl<T: Shareable> Shared<T> {
     }
 
     /// Whether a holder panicked or died while holding the lock (since the
-    /// poison was last cleared).
+    /// poison was last cleared), or the segment was shrunk under this
+    /// handle (see [`check`](Shared::check); that cannot be cleared).
     pub fn is_poisoned(&self) -> bool {
-        self.raw().is_poisoned()
+        self.raw().is_poisoned() || self.slot.is_cut()
+    }
+
+    /// Whether this handle still sees the whole segment: `Ok` unless
+    /// another process shrank it (`ftruncate`) while it was mapped here and
+    /// this process touched a page past the new end, which gives
+    /// [`Error::Truncated`](crate::Error::Truncated).
+    ///
+    /// Such a page would kill the process with SIGBUS. shmstore catches the
+    /// fault instead and puts zeroed private pages there, so the process
+    /// lives on; from then on [`lock`](Shared::lock) and
+    /// [`snapshot`](Shared::snapshot) return `Err(PoisonError)` whatever
+    /// the poison flag says, and this returns the error. memfd and System V
+    /// segments cannot be shrunk.
+    pub fn check(&self) -> Result<()> {
+        if self.slot.is_cut() {
+            return Err(crate::Error::Truncated {
+                name: self.label.clone(),
+                mapped: self.map().len() as u64,
+            });
+        }
+        Ok(())
     }
 
     /// Clears the poison, for every process: call it once the value has been
@@ -413,7 +436,9 @@ impl<T: Shareable> Shared<T> {
             writing: self.versions().write_pending(),
             _not_send: PhantomData,
         };
-        if self.raw().is_poisoned() {
+        // Checked after acquiring: a segment shrunk under us meanwhile has
+        // zeros where the value was, which must not pass for it.
+        if self.raw().is_poisoned() || self.slot.is_cut() {
             Err(PoisonError::new(guard))
         } else {
             Ok(guard)

@@ -5,6 +5,7 @@
 
 use std::mem::MaybeUninit;
 use std::ptr::NonNull;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{LockResult, PoisonError};
 use std::time::Duration;
 
@@ -18,6 +19,9 @@ pub(crate) struct Slot<T> {
     lock: NonNull<RawLock>,
     versions: NonNull<Versions>,
     value: NonNull<T>,
+    /// Set if another process shrank the mapping under us and a missing
+    /// page was touched (see `sys::sigbus`); `None` where nobody can.
+    cut: Option<&'static AtomicBool>,
 }
 
 impl<T: Shareable> Slot<T> {
@@ -39,6 +43,7 @@ impl<T: Shareable> Slot<T> {
             lock: NonNull::from(map.raw_lock(lock_offset)),
             versions: NonNull::from(map.versions(versions_offset)),
             value: map.at::<T>(value_offset),
+            cut: map.cut_flag(),
         }
     }
 
@@ -84,6 +89,13 @@ impl<T: Shareable> Slot<T> {
         self.value
     }
 
+    /// Whether the mapping was found shrunk under us: every later answer
+    /// from it is unreliable (see [`Error::Truncated`](crate::Error::Truncated)).
+    #[inline]
+    pub(crate) fn is_cut(&self) -> bool {
+        self.cut.is_some_and(|c| c.load(Ordering::Acquire))
+    }
+
     /// A consistent copy of the value into `out`, without the lock; whether
     /// it is clean and unpoisoned, and its generation. Only loads.
     #[inline(always)]
@@ -93,7 +105,9 @@ impl<T: Shareable> Slot<T> {
         // (checked by Mapping::at) and inside the mapping, which outlives
         // the slot.
         match unsafe { self.versions().read(lock, self.value.as_ptr(), out) } {
-            Read::Clean(g) => (!lock.is_poisoned(), g),
+            // Checked after the copy: a page found missing during it was
+            // replaced by zeros, which must not pass for the value.
+            Read::Clean(g) => (!lock.is_poisoned() && !self.is_cut(), g),
             Read::Interrupted(g) => (false, g),
         }
     }

@@ -232,12 +232,13 @@ impl Store {
     pub fn get<T: Shareable>(&self, key: &str) -> Result<Shared<T>> {
         let key = self.check_key(key)?;
         let dir = self.inner.lock()?;
-        match dir.heap().find(key.as_bytes())? {
+        let got = match dir.heap().find(key.as_bytes())? {
             Some((_, e)) => self.handle(&dir, key, &e),
             None => Err(Error::NotFound {
                 name: self.entry_label(key),
             }),
-        }
+        };
+        self.inner.intact(got)
     }
 
     /// The entry `key` as a `T`, created with `value` if there is none.
@@ -255,6 +256,11 @@ impl Store {
     }
 
     fn make<T: Shareable>(&self, key: &str, value: T, or_get: bool) -> Result<Shared<T>> {
+        let made = self.make_unchecked(key, value, or_get);
+        self.inner.intact(made)
+    }
+
+    fn make_unchecked<T: Shareable>(&self, key: &str, value: T, or_get: bool) -> Result<Shared<T>> {
         const { assert!(std::mem::align_of::<T>() <= heap::MAX_ALIGN) };
         let key = self.check_key(key)?;
         let bytes = crate::shareable::into_bytes(value);
@@ -304,7 +310,7 @@ impl Store {
     pub fn remove(&self, key: &str) -> Result<()> {
         let key = self.check_key(key)?;
         let mut dir = self.inner.lock()?;
-        match dir.heap().find(key.as_bytes())? {
+        let removed = match dir.heap().find(key.as_bytes())? {
             Some((i, e)) => {
                 dir.begin_change();
                 dir.heap().remove(i, &e)
@@ -312,14 +318,16 @@ impl Store {
             None => Err(Error::NotFound {
                 name: self.entry_label(key),
             }),
-        }
+        };
+        self.inner.intact(removed)
     }
 
     /// Whether the key is in the store.
     pub fn contains(&self, key: &str) -> Result<bool> {
         let key = self.check_key(key)?;
         let dir = self.inner.lock()?;
-        Ok(dir.heap().find(key.as_bytes())?.is_some())
+        let found = dir.heap().find(key.as_bytes()).map(|e| e.is_some());
+        self.inner.intact(found)
     }
 
     /// Every entry, in no particular order: key, type name, size,
@@ -327,9 +335,9 @@ impl Store {
     /// entries may come and go right after.
     pub fn entries(&self) -> Result<Vec<EntryInfo>> {
         let dir = self.inner.lock()?;
-        let list = dir.heap().list()?;
+        let list = self.inner.intact(dir.heap().list())?;
         drop(dir);
-        Ok(list
+        let infos: Vec<EntryInfo> = list
             .into_iter()
             .map(|e| {
                 let lock = self.inner.map.raw_lock(e.at + e.layout.slot);
@@ -344,12 +352,15 @@ impl Store {
                     poisoned: lock.is_poisoned(),
                 }
             })
-            .collect())
+            .collect();
+        self.inner.intact(Ok(infos))
     }
 
     /// How many entries there are.
     pub fn len(&self) -> Result<usize> {
-        Ok(self.inner.lock()?.heap().entries() as usize)
+        let dir = self.inner.lock()?;
+        let n = dir.heap().entries() as usize;
+        self.inner.intact(Ok(n))
     }
 
     /// Whether the store has no entries.
@@ -368,8 +379,12 @@ impl Store {
     pub fn free_bytes(&self) -> Result<usize> {
         let dir = self.inner.lock()?;
         // Removed entries whose holders have died since count as free.
-        dir.heap().reclaim()?;
-        Ok(dir.heap().space()?.free as usize)
+        let free = dir
+            .heap()
+            .reclaim()
+            .and_then(|()| dir.heap().space())
+            .map(|s| s.free as usize);
+        self.inner.intact(free)
     }
 
     /// How many times entries have been created or removed; see
@@ -393,7 +408,9 @@ impl Store {
     /// a time proportional to the number of entries; meant for tests,
     /// tools and diagnostics, not for every operation.
     pub fn check(&self) -> Result<()> {
-        self.inner.lock()?.heap().check()
+        let dir = self.inner.lock()?;
+        let checked = dir.heap().check();
+        self.inner.intact(checked)
     }
 
     /// The store's name as errors give it (see [`Shared::name`]).
@@ -601,6 +618,18 @@ impl Inner {
         self.map.versions(VERSIONS_OFFSET)
     }
 
+    /// `r`, unless the store was found shrunk under this process (then
+    /// what `r` was computed from was partly zeros): [`Error::Truncated`].
+    fn intact<R>(&self, r: Result<R>) -> Result<R> {
+        if self.map.is_cut() {
+            return Err(Error::Truncated {
+                name: self.label.clone(),
+                mapped: self.map.len() as u64,
+            });
+        }
+        r
+    }
+
     fn held(&self) -> std::sync::MutexGuard<'_, HashMap<usize, usize>> {
         self.held.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -617,6 +646,8 @@ impl Inner {
             // A change a dead holder left unfinished becomes ours.
             changing: self.versions().write_pending(),
         };
+        // A store shrunk under us: no rebuilding from zeros.
+        self.intact(Ok(()))?;
         let heap = dir.heap();
         if lock.is_poisoned() || dir.changing || !heap.formatted() {
             heap.recover()?;

@@ -6,10 +6,11 @@ use std::io;
 use std::num::NonZeroUsize;
 use std::os::fd::BorrowedFd;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU16, AtomicU32, AtomicU64};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, AtomicU64};
 
 use nix::sys::mman::{mmap, munmap, MapFlags, ProtFlags};
 
+use super::sigbus;
 use crate::lock::RawLock;
 
 /// `len` bytes of a shared object, mapped shared, read-write or (for
@@ -20,6 +21,9 @@ pub(crate) struct Mapping {
     len: usize,
     release: Release,
     writable: bool,
+    /// For mappings of descriptors, which another process can shrink under
+    /// us: the entry that lets a SIGBUS there be caught (see `sigbus`).
+    watch: Option<sigbus::Registration>,
 }
 
 /// How a mapping is given back.
@@ -56,12 +60,15 @@ impl Mapping {
         // cannot overlap memory Rust already uses; `fd` is a valid open
         // descriptor for the duration of the call; offset 0 is page aligned.
         let ptr = unsafe { mmap(None, nz, prot, MapFlags::MAP_SHARED, fd, 0) }?;
-        Ok(Mapping {
+        let mut map = Mapping {
             ptr: ptr.cast(),
             len,
             release: Release::Munmap,
             writable,
-        })
+            watch: None,
+        };
+        map.watch = Some(sigbus::register(ptr.as_ptr() as usize, len, writable)?);
+        Ok(map)
     }
 
     /// Maps `len` bytes of new, zeroed anonymous memory, shared with the
@@ -84,6 +91,7 @@ impl Mapping {
             len,
             release: Release::Munmap,
             writable: true,
+            watch: None,
         })
     }
 
@@ -102,6 +110,7 @@ impl Mapping {
             len,
             release: Release::Shmdt,
             writable,
+            watch: None,
         }
     }
 
@@ -131,6 +140,20 @@ impl Mapping {
             nix::sys::mman::msync(self.ptr.cast(), self.len, nix::sys::mman::MsFlags::MS_SYNC)
         }?;
         Ok(())
+    }
+
+    /// Whether another process shrank the object under this mapping and a
+    /// page past its new end was touched here: those pages now read as
+    /// zeros in this process only (see `sigbus`). Once true, stays true.
+    pub(crate) fn is_cut(&self) -> bool {
+        self.watch.as_ref().is_some_and(|w| w.is_cut())
+    }
+
+    /// The flag behind [`is_cut`](Mapping::is_cut), for handles that check
+    /// it on every use; `None` for mappings nobody can shrink (anonymous,
+    /// System V). Meaningful only while this mapping lives.
+    pub(crate) fn cut_flag(&self) -> Option<&'static AtomicBool> {
+        self.watch.as_ref().map(|w| w.flag())
     }
 
     /// The mapped length in bytes.
@@ -254,6 +277,8 @@ impl Mapping {
 
 impl Drop for Mapping {
     fn drop(&mut self) {
+        // Out of the SIGBUS registry before the addresses can be reused.
+        drop(self.watch.take());
         match self.release {
             Release::Munmap => {
                 // SAFETY: ptr/len are exactly what mmap returned and nothing
