@@ -14,14 +14,18 @@ use crate::seqlock::{Read, Versions};
 use crate::shareable::Shareable;
 use crate::sys::mapping::Mapping;
 
+/// The cut flag of mappings nobody can shrink.
+static NEVER_CUT: AtomicBool = AtomicBool::new(false);
+
 /// Pointers to a lock, its [`Versions`] and a `T` inside one mapping.
 pub(crate) struct Slot<T> {
     lock: NonNull<RawLock>,
     versions: NonNull<Versions>,
     value: NonNull<T>,
     /// Set if another process shrank the mapping under us and a missing
-    /// page was touched (see `sys::sigbus`); `None` where nobody can.
-    cut: Option<&'static AtomicBool>,
+    /// page was touched (see `sys::sigbus`); a flag that is never set
+    /// where nobody can (one load and no test for `None` on every lock).
+    cut: &'static AtomicBool,
 }
 
 impl<T: Shareable> Slot<T> {
@@ -43,7 +47,7 @@ impl<T: Shareable> Slot<T> {
             lock: NonNull::from(map.raw_lock(lock_offset)),
             versions: NonNull::from(map.versions(versions_offset)),
             value: map.at::<T>(value_offset),
-            cut: map.cut_flag(),
+            cut: map.cut_flag().unwrap_or(&NEVER_CUT),
         }
     }
 
@@ -93,7 +97,7 @@ impl<T: Shareable> Slot<T> {
     /// from it is unreliable (see [`Error::Truncated`](crate::Error::Truncated)).
     #[inline]
     pub(crate) fn is_cut(&self) -> bool {
-        self.cut.is_some_and(|c| c.load(Ordering::Acquire))
+        self.cut.load(Ordering::Acquire)
     }
 
     /// A consistent copy of the value into `out`, without the lock; whether
