@@ -266,7 +266,16 @@ impl RawLock {
             if let Some(d) = deadline {
                 match d.checked_duration_since(now) {
                     Some(left) if !left.is_zero() => nap = nap.min(left),
-                    _ => return None,
+                    _ => {
+                        // The wake an unlock sent may have come to us, who
+                        // give up now: pass it on, or another sleeper waits
+                        // for its own timeout on a free lock (found by the
+                        // model check, tests/model.rs).
+                        if self.sleepers.load(Ordering::SeqCst) > 1 {
+                            futex::wake(&self.word, 1);
+                        }
+                        return None;
+                    }
                 }
             }
 

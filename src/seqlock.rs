@@ -257,8 +257,13 @@ impl Versions {
             let first = *since.get_or_insert(now);
             if now.duration_since(first) >= CHECK_INTERVAL {
                 since = Some(now);
+                // The counter is loaded again after the lock word: a writer
+                // that committed and unlocked between the first load and
+                // the lock check was not interrupted (found by the model
+                // check, tests/model.rs).
                 if self.seq.load(Ordering::Acquire) == s1
                     && (lock.holder_died() || !lock.is_locked())
+                    && self.seq.load(Ordering::Acquire) == s1
                 {
                     // Nobody alive is finishing this write: take what is
                     // there.
@@ -300,7 +305,12 @@ impl Versions {
                 },
                 None => Duration::from_secs(3600),
             };
-            futex::wait(&self.seq, s as u32, left);
+            // Never longer than CHECK_INTERVAL per sleep: a watcher that
+            // marks the word just before an unlock that clears the mark can
+            // miss that unlock's wake, and the next commit's (tests/model.rs
+            // finds the interleaving); looking again every 50 ms bounds the
+            // delay as the lock's sleepers bound theirs.
+            futex::wait(&self.seq, s as u32, left.min(CHECK_INTERVAL));
         }
     }
 }
