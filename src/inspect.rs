@@ -427,7 +427,7 @@ fn poll(seen: u64, timeout: Duration, mut now: impl FnMut() -> Result<u64>) -> R
 // Reading
 
 /// Maps the segment at `loc`, read-write if permitted, else read-only.
-fn map_any(loc: &Location) -> Result<(Mapping, bool)> {
+pub(crate) fn map_any(loc: &Location) -> Result<(Mapping, bool)> {
     let label = loc.label();
     match &loc.0 {
         Place::SysV(key) => {
@@ -619,7 +619,7 @@ fn inspect_sysv(seg: &SysvSegment) -> Report {
 }
 
 /// The header's bytes, parsed, if the mapping starts with our magic.
-fn read_header(map: &Mapping) -> Option<Header> {
+pub(crate) fn read_header(map: &Mapping) -> Option<Header> {
     let n = map.len().min(std::mem::size_of::<Header>());
     let mut buf = vec![0u8; std::mem::size_of::<Header>()];
     map.copy_out(0, &mut buf[..n]);
@@ -655,7 +655,7 @@ fn creator_alive(h: &Header) -> bool {
 }
 
 /// What the mapped bytes of a segment say.
-fn read_state(map: &Mapping) -> State {
+pub(crate) fn read_state(map: &Mapping) -> State {
     let mut magic = [0u8; 8];
     map.copy_out(0, &mut magic);
     if magic != MAGIC {

@@ -123,6 +123,8 @@ pub mod inspect;
 mod location;
 mod lock;
 mod lockfree;
+#[cfg(feature = "mirror")]
+pub mod mirror;
 mod name;
 mod options;
 mod owner;

@@ -186,6 +186,13 @@ impl<T: Shareable> Shared<T> {
         self.slot.value()
     }
 
+    /// The lock, write counter and value, for code that works on the
+    /// value without its type (the mirror).
+    #[cfg(feature = "mirror")]
+    pub(crate) fn slot(&self) -> &Slot<T> {
+        &self.slot
+    }
+
     #[inline]
     fn raw(&self) -> &RawLock {
         self.slot.raw()

@@ -6,6 +6,9 @@
 
 #[path = "shmstore/cmd.rs"]
 mod cmd;
+#[cfg(feature = "mirror")]
+#[path = "shmstore/mirror.rs"]
+mod mirror;
 #[path = "shmstore/out.rs"]
 mod out;
 #[path = "shmstore/show.rs"]
@@ -43,7 +46,9 @@ Examples:
   shmstore watch my-config             print the value now and on every change
   shmstore watch my-app --entry jobs/next --count 10
   shmstore rm my-counter               remove one segment
-  shmstore gc --dry-run                what gc would remove, and why the others stay"
+  shmstore gc --dry-run                what gc would remove, and why the others stay
+  shmstore mirror publish my-config --redis redis://10.0.0.5:6379/
+                                       send my-config to Redis on every change"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -160,6 +165,66 @@ Examples:
   sudo shmstore gc --force     (other users' stale segments too)"
     )]
     Gc(GcArgs),
+
+    /// Keep a segment in step with other hosts through Redis
+    #[cfg(feature = "mirror")]
+    #[command(
+        long_about = "Keeps a segment (or an entry of a store, with --entry) in step with the \
+same object on other hosts, through a Redis server. `publish` stores the local value in Redis \
+and announces it, now and on every committed change; `subscribe` writes Redis's latest value \
+into the local segment, now and on every announcement, under the segment's lock, so local \
+readers see it as if a local process had written it; `both` does both (the last write to \
+reach Redis wins).\n\n\
+No type is needed: the value's bytes travel with its layout fingerprint, type name and size \
+from the segment's header, and a segment of another layout refuses them (reported, never \
+written). The local segment must exist already, created by the program that uses it.\n\n\
+Runs until interrupted, printing one line per event: connected, published, applied, refused, \
+disconnected (it reconnects by itself, with growing pauses, for as long as it takes). Run one \
+mirror per object per host.",
+        after_long_help = "\
+Examples:
+  shmstore mirror publish app-config --redis redis://10.0.0.5:6379/
+  shmstore mirror subscribe app-config --redis redis://10.0.0.5:6379/
+  shmstore mirror subscribe my-app --entry limits --object limits --redis redis://r:6379/
+  shmstore mirror both --file /var/lib/app/state --object app-state --redis redis://r:6379/"
+    )]
+    Mirror(MirrorArgs),
+}
+
+/// Which way `shmstore mirror` goes.
+#[cfg(feature = "mirror")]
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum MirrorDirection {
+    /// Local changes go to Redis
+    Publish,
+    /// Redis's value comes into the local segment
+    Subscribe,
+    /// Both ways; the last write to reach Redis wins
+    Both,
+}
+
+/// `shmstore mirror`.
+#[cfg(feature = "mirror")]
+#[derive(Args)]
+struct MirrorArgs {
+    /// publish, subscribe or both
+    #[arg(value_enum)]
+    direction: MirrorDirection,
+    #[command(flatten)]
+    target: Target,
+    /// Mirror this entry of a store
+    #[arg(short, long, value_name = "KEY")]
+    entry: Option<String>,
+    /// The Redis server
+    #[arg(long, value_name = "URL", default_value = "redis://127.0.0.1:6379/")]
+    redis: String,
+    /// The object's name in Redis, the same on every host (default: the segment's name,
+    /// with /KEY for an entry)
+    #[arg(long, value_name = "NAME")]
+    object: Option<String>,
+    /// This mirror's name in what it publishes (default: host name, pid and start time)
+    #[arg(long, value_name = "NAME")]
+    origin: Option<String>,
 }
 
 /// `shmstore ls`.
@@ -254,6 +319,8 @@ fn main() -> ExitCode {
         Command::Watch(a) => cmd::watch(&a.target, a.entry.as_deref(), a.json, a.count),
         Command::Rm(a) => cmd::rm(&a.target, a.force),
         Command::Gc(a) => cmd::gc(a.dry_run, a.force, a.json, &a.prefixes),
+        #[cfg(feature = "mirror")]
+        Command::Mirror(a) => mirror::mirror(&a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

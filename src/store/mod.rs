@@ -509,6 +509,11 @@ impl Store {
         self.hold(&dir, e.at);
         Ok(HeldEntry {
             slot: e.at + e.layout.slot,
+            value: e.at + e.layout.value,
+            size: e.value_size,
+            fingerprint: e.fingerprint,
+            type_name: e.type_name.clone(),
+            label: self.entry_label(key),
             entry: EntryRef {
                 store: Arc::clone(&self.inner),
                 at: e.at,
@@ -517,14 +522,29 @@ impl Store {
     }
 }
 
-/// An entry held without a type: its lock and versions stay where they are
-/// while this lives.
+/// An entry held without a type: its lock, versions and value stay where
+/// they are while this lives.
+#[cfg_attr(not(feature = "mirror"), allow(dead_code))]
 pub(crate) struct HeldEntry {
     entry: EntryRef,
-    slot: usize,
+    /// Where its lock is; its versions are 16 bytes further.
+    pub(crate) slot: usize,
+    /// Where its value is, and how long.
+    pub(crate) value: usize,
+    pub(crate) size: usize,
+    pub(crate) fingerprint: u64,
+    pub(crate) type_name: String,
+    /// Its name in errors (`store/key`).
+    pub(crate) label: String,
 }
 
 impl HeldEntry {
+    /// The store's mapping, which holds the entry.
+    #[cfg_attr(not(feature = "mirror"), allow(dead_code))]
+    pub(crate) fn map(&self) -> &Mapping {
+        self.entry.map()
+    }
+
     /// Sleeps until the entry's generation differs from `seen`.
     pub(crate) fn wait(&self, seen: u64, timeout: Duration) -> Option<u64> {
         let map = self.entry.map();

@@ -61,7 +61,7 @@ pub fn parse_key(s: &str) -> Result<i32, String> {
 }
 
 /// Where a target is.
-enum Resolved {
+pub enum Resolved {
     /// A name, key or path.
     At(Location),
     /// A System V segment by id.
@@ -80,7 +80,7 @@ impl Resolved {
 /// Turns the command line's target into a location. A NAME is a name in
 /// /dev/shm; a name that is not there but reads as `shmstore ls` prints
 /// System V segments (`0x53484d01`, `private:ID`) is that segment.
-fn resolve(t: &Target) -> CliResult<Resolved> {
+pub fn resolve(t: &Target) -> CliResult<Resolved> {
     if let Some(k) = t.key {
         return Ok(Resolved::At(Location::sysv(SysvKey::new(k))));
     }

@@ -1,0 +1,706 @@
+//! A running mirror: its threads, their connections and their state.
+//!
+//! - The publisher waits for local commits and runs the publishing script.
+//! - The listener owns the subscription: it reads announcements (and the
+//!   hash, after connecting and when nothing was heard for a while) and
+//!   leaves the newest acceptable record in a one-place mailbox.
+//! - The applier takes the local lock, then the mailbox's record, and
+//!   writes it.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use redis::{RedisError, RedisResult, Value};
+
+use super::target::{Target, Unreadable};
+use super::wire::{self, Record};
+use super::{Direction, Event, OnEvent, Stats};
+
+/// How often idle threads look at the stop flag.
+const TICK: Duration = Duration::from_millis(100);
+/// The first pause before reconnecting.
+const FIRST_BACKOFF: Duration = Duration::from_millis(50);
+
+/// What a mirror is started with.
+pub(crate) struct Config {
+    pub key: String,
+    pub object: String,
+    pub origin: String,
+    pub target: Target,
+    pub direction: Direction,
+    pub client: redis::Client,
+    pub io_timeout: Duration,
+    pub check_interval: Duration,
+    pub max_backoff: Duration,
+    pub on_event: Option<OnEvent>,
+}
+
+/// What the threads share.
+struct Core {
+    cfg: Config,
+    /// The local generation when the mirror started: what a `both`
+    /// mirror that finds another host's value in Redis does not send.
+    start_generation: u64,
+    stop: AtomicBool,
+    published: AtomicU64,
+    unchanged: AtomicU64,
+    skipped: AtomicU64,
+    echoes: AtomicU64,
+    applied: AtomicU64,
+    refused: AtomicU64,
+    disconnects: AtomicU64,
+    last_refusal: Mutex<Option<String>>,
+    /// The local generation of the last remote value written here, set
+    /// before the write is committed: the publisher does not send it back.
+    applied_generation: Mutex<Option<u64>>,
+    /// The last local generation the publisher dealt with (sent, found
+    /// unchanged, an echo, or refused): a local generation past it is a
+    /// local write waiting to be sent.
+    handled: Mutex<Option<u64>>,
+    /// The newest record not yet written (skip-to-newest).
+    mailbox: Mutex<Option<Mail>>,
+    mail: Condvar,
+}
+
+/// A running mirror of one object. Dropping it stops it.
+pub struct Mirror {
+    core: Arc<Core>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Mirror {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mirror")
+            .field("object", &self.core.cfg.object)
+            .field("origin", &self.core.cfg.origin)
+            .field("direction", &self.core.cfg.direction)
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Mirror {
+    /// What it did so far.
+    pub fn stats(&self) -> Stats {
+        let c = &self.core;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        Stats {
+            published: get(&c.published),
+            unchanged: get(&c.unchanged),
+            skipped: get(&c.skipped),
+            echoes: get(&c.echoes),
+            applied: get(&c.applied),
+            refused: get(&c.refused),
+            disconnects: get(&c.disconnects),
+        }
+    }
+
+    /// Why the last refused value was refused.
+    pub fn last_refusal(&self) -> Option<String> {
+        lock(&self.core.last_refusal).clone()
+    }
+
+    /// The origin this mirror writes.
+    pub fn origin(&self) -> &str {
+        &self.core.cfg.origin
+    }
+
+    /// The object's name.
+    pub fn object(&self) -> &str {
+        &self.core.cfg.object
+    }
+
+    /// The local value's type name, size and fingerprint.
+    pub fn target(&self) -> &Target {
+        &self.core.cfg.target
+    }
+
+    /// Stops the mirror and waits for its threads.
+    pub fn stop(self) {}
+}
+
+impl Drop for Mirror {
+    fn drop(&mut self) {
+        self.core.stop.store(true, Ordering::Relaxed);
+        self.core.mail.notify_all();
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+pub(crate) fn start(cfg: Config) -> Mirror {
+    let direction = cfg.direction;
+    let start_generation = cfg.target.generation();
+    let core = Arc::new(Core {
+        cfg,
+        start_generation,
+        stop: AtomicBool::new(false),
+        published: AtomicU64::new(0),
+        unchanged: AtomicU64::new(0),
+        skipped: AtomicU64::new(0),
+        echoes: AtomicU64::new(0),
+        applied: AtomicU64::new(0),
+        refused: AtomicU64::new(0),
+        disconnects: AtomicU64::new(0),
+        last_refusal: Mutex::new(None),
+        applied_generation: Mutex::new(None),
+        // A `both` mirror's local value at start is not a write waiting
+        // to be sent: Redis's value, if any, replaces it.
+        handled: Mutex::new((direction == Direction::Both).then_some(start_generation)),
+        mailbox: Mutex::new(None),
+        mail: Condvar::new(),
+    });
+    let mut threads = Vec::new();
+    let spawn = |name: &str, f: fn(&Core)| {
+        let core = Arc::clone(&core);
+        std::thread::Builder::new()
+            .name(format!("shmstore-mirror-{name}"))
+            .spawn(move || f(&core))
+            .expect("spawning a mirror thread")
+    };
+    if direction.subscribes() {
+        threads.push(spawn("listen", listener));
+        threads.push(spawn("apply", applier));
+    }
+    if direction.publishes() {
+        threads.push(spawn("publish", publisher));
+    }
+    Mirror { core, threads }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Core {
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    fn event(&self, e: Event) {
+        if let Some(f) = &self.cfg.on_event {
+            f(&e);
+        }
+    }
+
+    fn refuse(&self, reason: String) {
+        self.refused.fetch_add(1, Ordering::Relaxed);
+        *lock(&self.last_refusal) = Some(reason.clone());
+        self.event(Event::Refused { reason });
+    }
+
+    fn connect(&self) -> RedisResult<redis::Connection> {
+        let con = self
+            .cfg
+            .client
+            .get_connection_with_timeout(self.cfg.io_timeout)?;
+        con.set_read_timeout(Some(self.cfg.io_timeout))?;
+        con.set_write_timeout(Some(self.cfg.io_timeout))?;
+        Ok(con)
+    }
+
+    /// Sleeps `d` unless stopped meanwhile.
+    fn pause(&self, d: Duration) {
+        let end = Instant::now() + d;
+        while !self.stopped() {
+            let now = Instant::now();
+            if now >= end {
+                return;
+            }
+            std::thread::sleep((end - now).min(TICK));
+        }
+    }
+
+    /// Runs `session` until stopped, reconnecting after each failure with
+    /// a growing pause.
+    fn keep_connected(&self, side: &'static str, mut session: impl FnMut() -> RedisResult<()>) {
+        let mut backoff = Backoff::new(self.cfg.max_backoff);
+        while !self.stopped() {
+            let started = Instant::now();
+            match session() {
+                Ok(()) => return,
+                Err(e) => {
+                    // A connection that worked for a while starts over
+                    // with short pauses.
+                    if started.elapsed() > self.cfg.max_backoff * 2 {
+                        backoff.reset();
+                    }
+                    let retry_in = backoff.next();
+                    self.disconnects.fetch_add(1, Ordering::Relaxed);
+                    self.event(Event::Disconnected {
+                        side,
+                        error: e.to_string(),
+                        retry_in,
+                    });
+                    self.pause(retry_in);
+                }
+            }
+        }
+    }
+
+    /// Whether an error from Redis means the connection is unusable (as
+    /// opposed to Redis refusing this one command).
+    fn is_connection_error(e: &RedisError) -> bool {
+        e.is_io_error()
+            || e.is_timeout()
+            || e.is_connection_dropped()
+            || e.is_connection_refusal()
+            || matches!(
+                e.kind(),
+                redis::ErrorKind::BusyLoadingError
+                    | redis::ErrorKind::TryAgain
+                    | redis::ErrorKind::MasterDown
+            )
+    }
+}
+
+/// Pauses that double, with jitter, up to a maximum.
+struct Backoff {
+    next: Duration,
+    max: Duration,
+    seed: u64,
+}
+
+impl Backoff {
+    fn new(max: Duration) -> Backoff {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.subsec_nanos() as u64 | 1);
+        Backoff {
+            next: FIRST_BACKOFF,
+            max,
+            seed,
+        }
+    }
+
+    fn reset(&mut self) {
+        self.next = FIRST_BACKOFF;
+    }
+
+    fn next(&mut self) -> Duration {
+        let d = self.next.min(self.max);
+        self.next = (self.next * 2).min(self.max);
+        // xorshift: 75% to 125% of the pause, so that many hosts that lost
+        // Redis together do not come back in step.
+        self.seed ^= self.seed << 13;
+        self.seed ^= self.seed >> 7;
+        self.seed ^= self.seed << 17;
+        let permille = 750 + self.seed % 501;
+        d * permille as u32 / 1000
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Publishing
+
+/// What the publisher remembers across connections.
+struct Sent {
+    /// The last local generation dealt with (kept in `Core::handled` too).
+    handled: Option<u64>,
+    /// The last local generation this mirror stored in Redis.
+    stored: Option<u64>,
+    /// Whether the local value is unreadable (reported once).
+    unreadable: Option<Unreadable>,
+    first: bool,
+}
+
+impl Sent {
+    fn handle(&mut self, core: &Core, generation: u64) {
+        self.handled = Some(generation);
+        *lock(&core.handled) = Some(generation);
+    }
+}
+
+fn publisher(core: &Core) {
+    let mut sent = Sent {
+        handled: lock(&core.handled).to_owned(),
+        stored: None,
+        unreadable: None,
+        first: true,
+    };
+    core.keep_connected("publish", || {
+        let mut con = core.connect()?;
+        let script = redis::Script::new(wire::PUBLISH_SCRIPT);
+        publish_session(core, &mut con, &script, &mut sent)
+    });
+}
+
+fn publish_session(
+    core: &Core,
+    con: &mut redis::Connection,
+    script: &redis::Script,
+    sent: &mut Sent,
+) -> RedisResult<()> {
+    let target = &core.cfg.target;
+    // What Redis holds decides whether the local value must go now.
+    let held: Vec<Option<Vec<u8>>> = match redis::cmd("HMGET")
+        .arg(&core.cfg.key)
+        .arg("origin")
+        .arg("generation")
+        .query(con)
+    {
+        Ok(held) => held,
+        Err(e) if Core::is_connection_error(&e) => return Err(e),
+        Err(e) => {
+            // Something else under our key (WRONGTYPE): the script will be
+            // refused too, and say so for each change.
+            core.refuse(format!("Redis refused reading `{}`: {e}", core.cfg.key));
+            vec![None, None]
+        }
+    };
+    core.event(Event::Connected { side: "publish" });
+    let origin = held.first().cloned().flatten();
+    let generation = held
+        .get(1)
+        .cloned()
+        .flatten()
+        .and_then(|g| std::str::from_utf8(&g).ok()?.parse::<u64>().ok());
+    let missing = origin.is_none();
+    let must = match origin {
+        // Nothing there: a first start, or Redis lost it.
+        None => true,
+        // An older write of ours: Redis lost the later ones.
+        Some(o) if o == core.cfg.origin.as_bytes() => generation != sent.stored,
+        // Another mirror's write. A `both` mirror starting takes it (the
+        // subscriber loads it) rather than overwriting it with whatever
+        // the local value was before it started; local writes made since
+        // it started are sent.
+        Some(_) => {
+            if sent.first && core.cfg.direction == Direction::Both {
+                sent.handle(core, core.start_generation);
+            }
+            false
+        }
+    };
+    sent.first = false;
+    if must {
+        // A `both` mirror with no local write waiting restores Redis's
+        // value only if no other host has done so meanwhile.
+        let init = missing
+            && core.cfg.direction == Direction::Both
+            && sent.handled == Some(target.generation());
+        send(core, con, script, sent, init)?;
+    }
+    loop {
+        if core.stopped() {
+            return Ok(());
+        }
+        let g = target.generation();
+        if Some(g) != sent.handled {
+            send(core, con, script, sent, false)?;
+            continue;
+        }
+        target.wait(g, TICK);
+    }
+}
+
+/// Sends the local value as it is now, unless it is an echo; with `init`,
+/// echo or not, only if Redis holds nothing under the name.
+fn send(
+    core: &Core,
+    con: &mut redis::Connection,
+    script: &redis::Script,
+    sent: &mut Sent,
+    init: bool,
+) -> RedisResult<()> {
+    let target = &core.cfg.target;
+    let (bytes, generation) = match target.read() {
+        Ok(read) => {
+            sent.unreadable = None;
+            read
+        }
+        Err(why) => {
+            if sent.unreadable != Some(why) {
+                sent.unreadable = Some(why);
+                core.refuse(format!("`{}`: {why}", target.name()));
+            }
+            // Looked at again after a while, or at the next commit.
+            target.wait(target.generation(), TICK);
+            return Ok(());
+        }
+    };
+    if !init && *lock(&core.applied_generation) == Some(generation) {
+        core.echoes.fetch_add(1, Ordering::Relaxed);
+        sent.handle(core, generation);
+        return Ok(());
+    }
+    let reply: RedisResult<Value> = script
+        .key(&core.cfg.key)
+        .arg(bytes)
+        .arg(target.fingerprint().to_string())
+        .arg(target.type_name())
+        .arg(target.size())
+        .arg(generation)
+        .arg(&core.cfg.origin)
+        .arg(&core.cfg.key)
+        .arg(if init { "init" } else { "set" })
+        .invoke(con);
+    let reply = match reply {
+        Ok(r) => r,
+        Err(e) if Core::is_connection_error(&e) => return Err(e),
+        Err(e) => {
+            core.refuse(format!("Redis refused `{}`: {e}", core.cfg.object));
+            sent.handle(core, generation);
+            return Ok(());
+        }
+    };
+    sent.handle(core, generation);
+    let items = match &reply {
+        Value::Array(items) => items.as_slice(),
+        _ => &[],
+    };
+    match items.first().and_then(wire::integer) {
+        Some(1) => {
+            let rev = items.get(1).and_then(wire::integer).unwrap_or(0) as u64;
+            sent.stored = Some(generation);
+            core.published.fetch_add(1, Ordering::Relaxed);
+            core.event(Event::Published { rev, generation });
+        }
+        // Another host restored it first: the subscriber takes that.
+        Some(2) => {}
+        Some(0) => {
+            core.unchanged.fetch_add(1, Ordering::Relaxed);
+        }
+        Some(-1) => {
+            let text = |i: usize| {
+                items
+                    .get(i)
+                    .and_then(wire::bytes)
+                    .map(|b| String::from_utf8_lossy(b).into_owned())
+                    .unwrap_or_default()
+            };
+            core.refuse(format!(
+                "Redis holds `{}` as `{}` (fingerprint {}), this host's value is `{}` \
+                 (fingerprint {}): not published; use another object name for another \
+                 layout, or delete the key `{}`",
+                core.cfg.object,
+                text(2),
+                text(1),
+                target.type_name(),
+                target.fingerprint(),
+                core.cfg.key
+            ));
+        }
+        _ => core.refuse(format!("an unexpected reply from Redis: {reply:?}")),
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// Subscribing
+
+/// A record for the applier.
+struct Mail {
+    record: Record,
+    /// Read from the hash by a `both` mirror, whoever wrote it (this
+    /// mirror too): it repairs a local value left behind.
+    repair: bool,
+}
+
+/// What the listener remembers across connections.
+struct Heard {
+    /// The stamp of the last record handed to the applier (or skipped as
+    /// this mirror's own).
+    last: Option<(String, u64)>,
+    /// The last refused record's stamp and revision, reported once.
+    refused: Option<(String, u64, u64)>,
+}
+
+fn listener(core: &Core) {
+    let mut heard = Heard {
+        last: None,
+        refused: None,
+    };
+    core.keep_connected("subscribe", || {
+        let mut commands = core.connect()?;
+        let mut sub = core.connect()?;
+        listen_session(core, &mut commands, &mut sub, &mut heard)
+    });
+}
+
+fn listen_session(
+    core: &Core,
+    commands: &mut redis::Connection,
+    sub: &mut redis::Connection,
+    heard: &mut Heard,
+) -> RedisResult<()> {
+    let mut pubsub = sub.as_pubsub();
+    // Subscribed before reading the hash: a write after the read is
+    // announced to us.
+    pubsub.subscribe(&core.cfg.key)?;
+    pubsub.set_read_timeout(Some(TICK.min(core.cfg.check_interval)))?;
+    core.event(Event::Connected { side: "subscribe" });
+    // The newest revision seen in this session: an announcement read after
+    // the hash may be older than what the hash gave.
+    let mut newest = fetch(core, commands, heard)?;
+    let mut checked = Instant::now();
+    loop {
+        if core.stopped() {
+            return Ok(());
+        }
+        match pubsub.get_message() {
+            Ok(msg) => match wire::parse_message(msg.get_payload_bytes()) {
+                Ok(record) if record.rev > newest => {
+                    newest = record.rev;
+                    offer(core, heard, record, false);
+                }
+                Ok(_) => {}
+                Err(reason) => core.refuse(format!(
+                    "a malformed announcement for `{}`: {reason}",
+                    core.cfg.object
+                )),
+            },
+            Err(e) if e.is_timeout() => {}
+            Err(e) => return Err(e),
+        }
+        if checked.elapsed() >= core.cfg.check_interval {
+            newest = fetch(core, commands, heard)?;
+            checked = Instant::now();
+        }
+    }
+}
+
+/// Reads the hash and offers what it holds; returns its revision.
+fn fetch(core: &Core, commands: &mut redis::Connection, heard: &mut Heard) -> RedisResult<u64> {
+    let reply: Value = match redis::cmd("HGETALL").arg(&core.cfg.key).query(commands) {
+        Ok(v) => v,
+        Err(e) if Core::is_connection_error(&e) => return Err(e),
+        Err(e) => {
+            // WRONGTYPE and the like: something else is under our key.
+            core.refuse(format!("Redis refused reading `{}`: {e}", core.cfg.key));
+            return Ok(0);
+        }
+    };
+    match wire::parse_hash(&reply) {
+        Ok(Some(record)) => {
+            let rev = record.rev;
+            offer(core, heard, record, true);
+            Ok(rev)
+        }
+        Ok(None) => Ok(0),
+        Err(reason) => {
+            let seen = ("malformed".to_owned(), reason.len() as u64, 0);
+            if heard.refused.as_ref() != Some(&seen) {
+                heard.refused = Some(seen);
+                core.refuse(format!(
+                    "`{}` in Redis is malformed: {reason}",
+                    core.cfg.key
+                ));
+            }
+            Ok(0)
+        }
+    }
+}
+
+/// Checks a record against the local value and, if it is new, leaves it
+/// in the mailbox for the applier.
+///
+/// A `both` mirror also hands on what it read from the hash (`fetched`)
+/// when it is not new, or its own: if its local value differs from
+/// Redis's while no local write waits to be sent, the local value is stale
+/// (a remote write was applied here just after this mirror's later write
+/// reached Redis) and is repaired.
+fn offer(core: &Core, heard: &mut Heard, record: Record, fetched: bool) {
+    let stamp = record.stamp();
+    let repair = fetched && core.cfg.direction == Direction::Both;
+    if heard.last.as_ref() == Some(&stamp) && !repair {
+        return;
+    }
+    if let Err(reason) = check(core, &record) {
+        let seen = (stamp.0, stamp.1, record.rev);
+        if heard.refused.as_ref() != Some(&seen) {
+            heard.refused = Some(seen);
+            core.refuse(reason);
+        }
+        return;
+    }
+    heard.last = Some(stamp);
+    if record.origin == core.cfg.origin && !repair {
+        // Our own write: the local value is it, or newer.
+        return;
+    }
+    *lock(&core.mailbox) = Some(Mail { record, repair });
+    core.mail.notify_one();
+}
+
+/// Whether a record may be written into the local value.
+fn check(core: &Core, r: &Record) -> Result<(), String> {
+    let t = &core.cfg.target;
+    if r.fingerprint != t.fingerprint() || r.type_name != t.type_name() {
+        return Err(format!(
+            "`{}` in Redis holds `{}` (fingerprint {}, from {}), this host's `{}` holds `{}` \
+             (fingerprint {}): another layout, not written",
+            core.cfg.object,
+            r.type_name,
+            r.fingerprint,
+            r.origin,
+            t.name(),
+            t.type_name(),
+            t.fingerprint()
+        ));
+    }
+    if r.size != t.size() as u64 || r.value.len() != t.size() {
+        return Err(format!(
+            "`{}` in Redis says {} bytes and has {}, `{}` is {} bytes: not written",
+            core.cfg.object,
+            r.size,
+            r.value.len(),
+            t.type_name(),
+            t.size()
+        ));
+    }
+    Ok(())
+}
+
+fn applier(core: &Core) {
+    let target = &core.cfg.target;
+    loop {
+        // Wait for mail without taking it.
+        {
+            let mut mail = lock(&core.mailbox);
+            while mail.is_none() {
+                if core.stopped() {
+                    return;
+                }
+                mail = core
+                    .mail
+                    .wait_timeout(mail, TICK)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
+            }
+        }
+        // The lock first, then the newest record: whatever arrived while
+        // the lock was busy replaces what was there.
+        let Some(mut held) = target.lock_unless(&core.stop) else {
+            return;
+        };
+        let Some(Mail { record, repair }) = lock(&core.mailbox).take() else {
+            continue;
+        };
+        if core.cfg.direction == Direction::Both
+            && *lock(&core.handled) != Some(target.generation())
+        {
+            // A local write waits to be sent: it will reach Redis after
+            // this value, and win.
+            continue;
+        }
+        if held.holds(&record.value) {
+            if !repair {
+                core.skipped.fetch_add(1, Ordering::Relaxed);
+            }
+            continue;
+        }
+        let generation = held.write(&record.value);
+        *lock(&core.applied_generation) = Some(generation);
+        drop(held);
+        core.applied.fetch_add(1, Ordering::Relaxed);
+        core.event(Event::Applied {
+            rev: record.rev,
+            origin: record.origin,
+            generation,
+        });
+    }
+}

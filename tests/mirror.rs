@@ -1,0 +1,1051 @@
+//! The mirror (feature `mirror`) between "hosts": processes each in a mount
+//! namespace of its own with its own tmpfs on /dev/shm, so that their
+//! segments of the same name are different memory, kept in sync through a
+//! real `redis-server` on loopback that the tests start and stop.
+//!
+//! Needs `redis-server` on the PATH (`apt-get install -y redis-server`) and
+//! root (for the mount namespaces); without root the tests say so and
+//! skip.
+
+mod common;
+
+use std::io::{BufRead, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{command, field, is_root, role, say, Kid, Segment, PATIENCE};
+use shmstore::mirror::{MirrorOptions, Target};
+use shmstore::{Shareable, Shared, Store};
+
+/// What the hosts share: a version and a value derived from it, so that a
+/// torn or mixed value would show.
+#[derive(Shareable, Clone, Copy, Default, Debug, PartialEq)]
+#[repr(C)]
+struct Config {
+    version: u64,
+    limit: u64,
+}
+
+/// The same size and fields under another name: another fingerprint.
+#[derive(Shareable, Clone, Copy, Default, Debug, PartialEq)]
+#[repr(C)]
+struct OtherConfig {
+    version: u64,
+    limit: u64,
+}
+
+trait Versioned: Shareable + Copy + Default + std::fmt::Debug {
+    fn of(v: u64) -> Self;
+    fn version(&self) -> u64;
+    fn limit(&self) -> u64;
+}
+
+impl Versioned for Config {
+    fn of(v: u64) -> Self {
+        Config {
+            version: v,
+            limit: v * 3,
+        }
+    }
+    fn version(&self) -> u64 {
+        self.version
+    }
+    fn limit(&self) -> u64 {
+        self.limit
+    }
+}
+
+impl Versioned for OtherConfig {
+    fn of(v: u64) -> Self {
+        OtherConfig {
+            version: v,
+            limit: v * 3,
+        }
+    }
+    fn version(&self) -> u64 {
+        self.version
+    }
+    fn limit(&self) -> u64 {
+        self.limit
+    }
+}
+
+// ---------------------------------------------------------------------------
+// A real redis-server
+
+/// A `redis-server` on a free loopback port, without persistence; killed
+/// and reaped when dropped.
+struct Redis {
+    child: Option<Child>,
+    port: u16,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Redis {
+    fn start() -> Redis {
+        let mut r = Redis {
+            child: None,
+            port: free_port(),
+        };
+        r.up();
+        r
+    }
+
+    /// Starts it (again) on its port.
+    fn up(&mut self) {
+        assert!(self.child.is_none());
+        let mut cmd = Command::new("redis-server");
+        cmd.args([
+            "--port",
+            &self.port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            "/tmp",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+        // SAFETY: prctl is async-signal-safe and touches no memory; the
+        // server dies with the thread that started it if the test dies.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().unwrap_or_else(|e| {
+            panic!(
+                "cannot run redis-server ({e}): install it with `apt-get install -y redis-server`"
+            )
+        });
+        self.child = Some(child);
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) {
+                let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
+                let mut buf = [0u8; 7];
+                if s.write_all(b"PING\r\n").is_ok()
+                    && s.read_exact(&mut buf).is_ok()
+                    && &buf == b"+PONG\r\n"
+                {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "redis-server did not come up");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Kills it (all its data is gone: no persistence).
+    fn down(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    fn con(&self) -> redis::Connection {
+        let c = redis::Client::open(self.url()).unwrap();
+        let con = c
+            .get_connection_with_timeout(Duration::from_secs(5))
+            .unwrap();
+        con.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        con
+    }
+
+    /// A field of the object's hash.
+    fn field(&self, object: &str, name: &str) -> Option<Vec<u8>> {
+        redis::cmd("HGET")
+            .arg(format!("shmstore:mirror:{object}"))
+            .arg(name)
+            .query(&mut self.con())
+            .unwrap()
+    }
+
+    fn rev(&self, object: &str) -> u64 {
+        self.field(object, "rev")
+            .map(|b| String::from_utf8(b).unwrap().parse().unwrap())
+            .unwrap_or(0)
+    }
+
+    /// The version in the object's value, as stored in Redis.
+    fn version(&self, object: &str) -> Option<u64> {
+        let v = self.field(object, "value")?;
+        Some(u64::from_ne_bytes(v[..8].try_into().unwrap()))
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.down();
+    }
+}
+
+// ---------------------------------------------------------------------------
+// A loopback link that can be cut
+
+/// A TCP forwarder to a port, whose link can be cut (nothing passes, as
+/// when a network drops packets: connections stay open and hang) and
+/// restored.
+struct Link {
+    port: u16,
+    cut: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Link {
+    fn to(upstream: u16) -> Link {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let cut = Arc::new(AtomicBool::new(false));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (c, s) = (cut.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((down, _)) => {
+                        let (c, s) = (c.clone(), s.clone());
+                        std::thread::spawn(move || {
+                            // A connection made while cut gets through only
+                            // once the link is restored.
+                            while c.load(Ordering::Relaxed) {
+                                if s.load(Ordering::Relaxed) {
+                                    return;
+                                }
+                                std::thread::sleep(Duration::from_millis(10));
+                            }
+                            let Ok(up) = TcpStream::connect(("127.0.0.1", upstream)) else {
+                                return;
+                            };
+                            down.set_nonblocking(false).unwrap();
+                            pump_both(down, up, c, s);
+                        });
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        Link { port, cut, stop }
+    }
+
+    fn cut(&self) {
+        self.cut.store(true, Ordering::Relaxed);
+    }
+
+    fn restore(&self) {
+        self.cut.store(false, Ordering::Relaxed);
+    }
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn pump_both(a: TcpStream, b: TcpStream, cut: Arc<AtomicBool>, stop: Arc<AtomicBool>) {
+    let (a2, b2) = (a.try_clone().unwrap(), b.try_clone().unwrap());
+    let (c2, s2) = (cut.clone(), stop.clone());
+    std::thread::spawn(move || pump(a2, b2, c2, s2));
+    pump(b, a, cut, stop);
+}
+
+/// Copies `from` to `to`, holding the bytes while the link is cut.
+fn pump(mut from: TcpStream, mut to: TcpStream, cut: Arc<AtomicBool>, stop: Arc<AtomicBool>) {
+    from.set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let n = match from.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                continue
+            }
+            Err(_) => break,
+        };
+        while cut.load(Ordering::Relaxed) && !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if to.write_all(&buf[..n]).is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown(Shutdown::Both);
+    let _ = from.shutdown(Shutdown::Both);
+}
+
+// ---------------------------------------------------------------------------
+// Hosts
+
+/// How a host is started.
+struct HostSpec<'a> {
+    port: u16,
+    object: &'a str,
+    segment: &'a str,
+    direction: &'a str,
+    /// `config` or `other` (another layout).
+    ty: &'a str,
+    /// `value` (a segment of its own) or `entry` (entry `cfg` of a store).
+    kind: &'a str,
+    /// `lib` (a `Mirror` in the host) or `cli` (`shmstore mirror` run by
+    /// the host, in its namespace).
+    driver: &'a str,
+    origin: &'a str,
+}
+
+/// A "host": a child process in its own mount namespace with its own
+/// /dev/shm, mirroring one segment. Checks that its /dev/shm is not ours.
+struct Host {
+    kid: Kid,
+}
+
+impl Host {
+    fn start(s: HostSpec<'_>) -> Host {
+        let port = s.port.to_string();
+        let mut kid = Kid::spawn(
+            "host",
+            &[
+                &port,
+                s.object,
+                s.segment,
+                s.direction,
+                s.ty,
+                s.kind,
+                s.driver,
+                s.origin,
+            ],
+        );
+        let line = kid.expect("shm");
+        let ours = std::fs::metadata("/dev/shm").unwrap().dev();
+        let theirs: u64 = field(&line, "dev").parse().unwrap();
+        assert_ne!(theirs, ours, "host {} shares our /dev/shm", s.origin);
+        kid.expect("ready");
+        Host { kid }
+    }
+
+    fn ask(&mut self, cmd: &str, reply: &str) -> String {
+        self.kid.send(cmd);
+        self.kid.expect(reply)
+    }
+
+    fn set(&mut self, v: u64) -> u64 {
+        let r = self.ask(&format!("set {v}"), "set");
+        field(&r, "gen").parse().unwrap()
+    }
+
+    /// (version, generation) of its local value.
+    fn get(&mut self) -> (u64, u64) {
+        let r = self.ask("get", "value");
+        (
+            field(&r, "version").parse().unwrap(),
+            field(&r, "gen").parse().unwrap(),
+        )
+    }
+
+    /// Waits (in the host, with `wait_for_change`) until its local value
+    /// has version `v`; its generation then, or `None` after `ms`.
+    fn until(&mut self, v: u64, ms: u64) -> Option<u64> {
+        let r = self.ask(&format!("until {v} {ms}"), "");
+        if r.starts_with("reached") {
+            Some(field(&r, "gen").parse().unwrap())
+        } else {
+            assert!(r.starts_with("timeout"), "{r}");
+            // A long wait is one that must succeed: say what the host's
+            // mirror did.
+            assert!(
+                ms < SLOW,
+                "no version {v} within {ms} ms ({r}); the host's log:\n{}",
+                self.kid.stderr()
+            );
+            None
+        }
+    }
+
+    fn stat(&mut self, name: &str) -> u64 {
+        let r = self.ask("stats", "stats");
+        field(&r, name).parse().unwrap()
+    }
+
+    fn refusal(&mut self) -> String {
+        self.ask("refusal", "refusal")
+    }
+}
+
+/// Hosts need root for their namespaces.
+fn can_run() -> bool {
+    if !is_root() {
+        eprintln!("skipped: mirror hosts need root (a mount namespace each)");
+        return false;
+    }
+    true
+}
+
+fn object(test: &str) -> String {
+    format!("it-{test}-{}", std::process::id())
+}
+
+#[test]
+fn child_entry() {
+    let Some(role) = role() else { return };
+    let arg = |i: usize| role[i].as_str();
+    let code = match arg(0) {
+        "host" => {
+            let spec = HostSpec {
+                port: arg(1).parse().unwrap(),
+                object: arg(2),
+                segment: arg(3),
+                direction: arg(4),
+                ty: arg(5),
+                kind: arg(6),
+                driver: arg(7),
+                origin: arg(8),
+            };
+            match spec.ty {
+                "config" => host::<Config>(&spec),
+                _ => host::<OtherConfig>(&spec),
+            }
+        }
+        other => panic!("unknown role {other}"),
+    };
+    std::process::exit(code);
+}
+
+/// Moves this process (its only thread that matters: this one, which
+/// starts every other) into a mount namespace of its own, with a fresh
+/// tmpfs on /dev/shm. See tests/process.rs (`small_tmpfs`).
+fn own_dev_shm() {
+    let err = std::io::Error::last_os_error;
+    // SAFETY: unshare takes flags only; it moves this thread (and the
+    // threads and processes it starts afterwards) into the new namespace.
+    let rc = unsafe { libc::unshare(libc::CLONE_NEWNS) };
+    assert_eq!(rc, 0, "unshare: {}", err());
+    // SAFETY: a propagation change: the target is a valid C string, the
+    // source, type and data may be null.
+    let rc = unsafe {
+        libc::mount(
+            std::ptr::null(),
+            c"/".as_ptr(),
+            std::ptr::null(),
+            libc::MS_REC | libc::MS_PRIVATE,
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(rc, 0, "making mounts private: {}", err());
+    // SAFETY: all pointers are valid C strings that outlive the call.
+    let rc = unsafe {
+        libc::mount(
+            c"shmstore-mirror-test".as_ptr(),
+            c"/dev/shm".as_ptr(),
+            c"tmpfs".as_ptr(),
+            0,
+            c"size=1m,mode=1777".as_ptr().cast(),
+        )
+    };
+    assert_eq!(rc, 0, "mounting a tmpfs on /dev/shm: {}", err());
+}
+
+fn host<T: Versioned>(s: &HostSpec<'_>) -> i32 {
+    own_dev_shm();
+    say(format!(
+        "shm dev={}",
+        std::fs::metadata("/dev/shm").unwrap().dev()
+    ));
+    let url = format!("redis://127.0.0.1:{}/", s.port);
+    // The segment in this host's own /dev/shm (gone with the namespace).
+    let (shared, store): (Shared<T>, Option<Store>) = match s.kind {
+        "value" => (Shared::create(s.segment, T::default()).unwrap(), None),
+        _ => {
+            let store = Store::create(s.segment, 64 * 1024).unwrap();
+            let e = store.insert("cfg", T::default()).unwrap();
+            (e, Some(store))
+        }
+    };
+    let mut mirror = None;
+    let mut cli = None;
+    let cli_lines = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    match s.driver {
+        "lib" => {
+            let target: Target = match &store {
+                None => Shared::<T>::open(s.segment).unwrap().into(),
+                Some(store) => Target::entry(store, "cfg").unwrap(),
+            };
+            let origin = s.origin.to_owned();
+            let m = MirrorOptions::new(url)
+                .origin(s.origin)
+                .io_timeout(Duration::from_millis(500))
+                .check_interval(Duration::from_millis(200))
+                .max_backoff(Duration::from_millis(400))
+                .on_event(move |e| eprintln!("[{origin}] {e}"))
+                .start(
+                    s.object,
+                    target,
+                    match s.direction {
+                        "publish" => shmstore::mirror::Direction::Publish,
+                        "subscribe" => shmstore::mirror::Direction::Subscribe,
+                        _ => shmstore::mirror::Direction::Both,
+                    },
+                )
+                .unwrap();
+            mirror = Some(m);
+        }
+        _ => {
+            let mut cmd = Command::new(cli_path());
+            cmd.args(["mirror", s.direction, s.segment, "--redis", &url])
+                .args(["--object", s.object, "--origin", s.origin]);
+            if store.is_some() {
+                cmd.args(["--entry", "cfg"]);
+            }
+            // SAFETY: prctl is async-signal-safe and touches no memory: the
+            // command dies with this host.
+            unsafe {
+                cmd.pre_exec(|| {
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
+                    Ok(())
+                });
+            }
+            let mut child = cmd
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("running shmstore");
+            // What the command prints, for `printed`.
+            let out = child.stdout.take().unwrap();
+            let lines = cli_lines.clone();
+            std::thread::spawn(move || {
+                for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                    lines.lock().unwrap().push(line);
+                }
+            });
+            cli = Some(KillOnDrop(child));
+        }
+    }
+    say("ready");
+    while let Some(line) = command() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let num = |i: usize| words[i].parse::<u64>().unwrap();
+        match words[0] {
+            "set" => {
+                *shared.lock().unwrap() = T::of(num(1));
+                say(format!("set gen={}", shared.generation()));
+            }
+            "burst" => {
+                for v in num(1)..num(1) + num(2) {
+                    *shared.lock().unwrap() = T::of(v);
+                }
+                say("burst done");
+            }
+            "get" => {
+                let (v, g) = shared.snapshot_with_generation().unwrap();
+                assert_eq!(v.limit(), v.version() * 3, "a mixed value: {v:?}");
+                say(format!("value version={} gen={g}", v.version()));
+            }
+            "until" => {
+                let (want, deadline) = (num(1), Instant::now() + Duration::from_millis(num(2)));
+                loop {
+                    let (v, g) = shared.snapshot_with_generation().unwrap();
+                    assert_eq!(v.limit(), v.version() * 3, "a mixed value: {v:?}");
+                    if v.version() == want {
+                        say(format!("reached gen={g}"));
+                        break;
+                    }
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        say(format!("timeout version={} gen={g}", v.version()));
+                        break;
+                    }
+                    // Woken by the mirror's write as by a local one.
+                    shared.wait_for_change(g, left);
+                }
+            }
+            "hold" => {
+                let ms = num(1);
+                let (tx, rx) = std::sync::mpsc::channel();
+                let name = s.segment.to_owned();
+                let entry = store.clone();
+                std::thread::spawn(move || {
+                    let h: Shared<T> = match entry {
+                        None => Shared::open(&name).unwrap(),
+                        Some(st) => st.get("cfg").unwrap(),
+                    };
+                    let g = h.lock().unwrap();
+                    tx.send(()).unwrap();
+                    std::thread::sleep(Duration::from_millis(ms));
+                    drop(g);
+                });
+                rx.recv().unwrap();
+                say("held");
+            }
+            "stats" => {
+                let st = mirror.as_ref().unwrap().stats();
+                say(format!(
+                    "stats published={} applied={} refused={} echoes={} unchanged={} skipped={} disconnects={}",
+                    st.published, st.applied, st.refused, st.echoes, st.unchanged, st.skipped, st.disconnects
+                ));
+            }
+            "printed" => {
+                // Whether the command printed a line with all these words.
+                let deadline = Instant::now() + Duration::from_secs(10);
+                let found = loop {
+                    let hit = cli_lines
+                        .lock()
+                        .unwrap()
+                        .iter()
+                        .find(|l| words[1..].iter().all(|w| l.contains(w)))
+                        .cloned();
+                    if hit.is_some() || Instant::now() > deadline {
+                        break hit;
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                };
+                say(format!("printed {}", found.unwrap_or_else(|| "-".into())));
+            }
+            "refusal" => {
+                let r = mirror.as_ref().unwrap().last_refusal();
+                say(format!("refusal {}", r.unwrap_or_default()));
+            }
+            "quit" => break,
+            other => panic!("unknown command {other}"),
+        }
+    }
+    drop(mirror);
+    drop(cli);
+    0
+}
+
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[cfg(feature = "cli")]
+fn cli_path() -> &'static str {
+    env!("CARGO_BIN_EXE_shmstore")
+}
+
+#[cfg(not(feature = "cli"))]
+fn cli_path() -> &'static str {
+    panic!("the shmstore command needs the `cli` feature")
+}
+
+fn spec<'a>(
+    redis_port: u16,
+    object: &'a str,
+    segment: &'a str,
+    direction: &'a str,
+    origin: &'a str,
+) -> HostSpec<'a> {
+    HostSpec {
+        port: redis_port,
+        object,
+        segment,
+        direction,
+        ty: "config",
+        kind: "value",
+        driver: "lib",
+        origin,
+    }
+}
+
+const SLOW: u64 = 20_000;
+
+// ---------------------------------------------------------------------------
+// Tests
+
+/// One host writes, another reads the value from its own shared memory,
+/// woken by `wait_for_change`; a host that joins late loads the latest
+/// value first.
+#[test]
+fn a_write_on_one_host_reaches_the_shared_memory_of_another() {
+    if !can_run() {
+        return;
+    }
+    let redis = Redis::start();
+    let obj = object("basic");
+    // The same name on every host, and never in our /dev/shm.
+    let seg = Segment::new("mirror-basic");
+    let mut a = Host::start(spec(redis.port, &obj, seg.name(), "publish", "host-a"));
+    let mut b = Host::start(spec(redis.port, &obj, seg.name(), "subscribe", "host-b"));
+    assert!(!seg.exists(), "a host's segment is in our /dev/shm");
+
+    a.set(1);
+    let g1 = b.until(1, SLOW).expect("B got version 1");
+    for v in 2..=5 {
+        a.set(v);
+    }
+    let g5 = b.until(5, SLOW).expect("B got version 5");
+    assert!(g5 > g1 && g5 - g1 <= 4, "B's generation went {g1} -> {g5}");
+
+    // What Redis holds: the value with its layout and origin.
+    assert_eq!(redis.version(&obj), Some(5));
+    assert_eq!(redis.field(&obj, "origin").unwrap(), b"host-a");
+    assert_eq!(redis.field(&obj, "size").unwrap(), b"16");
+    assert_eq!(
+        redis.field(&obj, "fingerprint").unwrap(),
+        Config::FINGERPRINT.to_string().as_bytes()
+    );
+
+    // A late joiner starts from the latest value.
+    let mut c = Host::start(spec(redis.port, &obj, seg.name(), "subscribe", "host-c"));
+    c.until(5, SLOW).expect("C loaded version 5");
+    assert_eq!(c.stat("refused"), 0);
+    assert_eq!(b.stat("refused"), 0);
+    assert!(a.stat("published") >= 2);
+    assert!(!seg.exists());
+}
+
+/// A value of another layout is refused at both ends, and any bytes put in
+/// Redis by hand are refused without harm.
+#[test]
+fn values_of_another_layout_or_malformed_are_refused_never_written() {
+    if !can_run() {
+        return;
+    }
+    let redis = Redis::start();
+    let obj = object("layout");
+    let seg = Segment::new("mirror-layout");
+    let mut a = Host::start(spec(redis.port, &obj, seg.name(), "publish", "host-a"));
+    let mut other = Host::start(HostSpec {
+        ty: "other",
+        ..spec(redis.port, &obj, seg.name(), "subscribe", "host-o")
+    });
+    a.set(7);
+    // A's value is in Redis, yet the other layout's host stays as it was.
+    assert!(common::eventually(PATIENCE, || redis.version(&obj) == Some(7)));
+    assert_eq!(other.until(7, 1500), None);
+    assert_eq!(other.get(), (0, 0));
+    assert!(common::eventually(PATIENCE, || other.stat("refused") >= 1));
+    let why = other.refusal();
+    assert!(
+        why.contains("OtherConfig") && why.contains("`Config`"),
+        "refusal: {why}"
+    );
+    // A publisher of the other layout cannot overwrite it either.
+    let mut p = Host::start(HostSpec {
+        ty: "other",
+        ..spec(redis.port, &obj, seg.name(), "publish", "host-p")
+    });
+    p.set(99);
+    assert!(common::eventually(PATIENCE, || p.stat("refused") >= 1));
+    assert_eq!(redis.version(&obj), Some(7));
+
+    // Garbage in Redis for another object: refused, never written.
+    let bad = object("garbage");
+    let key = format!("shmstore:mirror:{bad}");
+    let mut con = redis.con();
+    let _: () = redis::cmd("HSET")
+        .arg(&key)
+        .arg(&["value", "12345", "fingerprint"])
+        .arg(Config::FINGERPRINT.to_string())
+        .arg(&[
+            "type",
+            "Config",
+            "size",
+            "16",
+            "generation",
+            "1",
+            "origin",
+            "x",
+            "rev",
+            "1",
+        ])
+        .query(&mut con)
+        .unwrap();
+    let mut b = Host::start(spec(redis.port, &bad, seg.name(), "subscribe", "host-b"));
+    // The hash is refused once B has subscribed: announcements reach it.
+    assert!(common::eventually(PATIENCE, || b.stat("refused") >= 1));
+    for msg in [
+        &b"garbage"[..],
+        b"",
+        b"2\n1\n16\n1\nx\nConfig\nshort",
+        b"3\nnot-a-number\n16\n1\nx\nConfig\n0123456789abcdef",
+        b"4\n1\n16\n1\nx\nConfig\n0123456789abcdef",
+    ] {
+        let _: i64 = redis::cmd("PUBLISH")
+            .arg(&key)
+            .arg(msg)
+            .query(&mut con)
+            .unwrap();
+    }
+    assert!(common::eventually(PATIENCE, || b.stat("refused") >= 6));
+    assert_eq!(b.get(), (0, 0), "B wrote something it refused");
+    // A valid value still gets through afterwards.
+    let mut a2 = Host::start(spec(redis.port, &bad, seg.name(), "publish", "host-a2"));
+    a2.set(3);
+    b.until(3, SLOW).expect("B got the valid value");
+}
+
+/// Two hosts that both write converge to the last write that reached
+/// Redis, and never send each other's values back.
+#[test]
+fn both_directions_converge_to_the_last_write_and_do_not_echo() {
+    if !can_run() {
+        return;
+    }
+    let redis = Redis::start();
+    let obj = object("both");
+    let seg = Segment::new("mirror-both");
+    let mut a = Host::start(spec(redis.port, &obj, seg.name(), "both", "host-a"));
+    let mut b = Host::start(spec(redis.port, &obj, seg.name(), "both", "host-b"));
+    // Both connected and subscribed: each has had the other's write.
+    a.set(100);
+    b.until(100, SLOW).expect("B got A's write");
+    b.set(101);
+    a.until(101, SLOW).expect("A got B's write");
+    // One write at a time: each reaches the other, and is not sent back
+    // (not even as a no-op that Redis would find unchanged).
+    let rev = redis.rev(&obj);
+    let (ua, ub) = (a.stat("unchanged"), b.stat("unchanged"));
+    a.set(1);
+    b.until(1, SLOW).expect("B got A's write");
+    b.set(2);
+    a.until(2, SLOW).expect("A got B's write");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(redis.rev(&obj), rev + 2, "two writes, two revisions");
+    assert_eq!(a.stat("unchanged"), ua, "A sent B's value back");
+    assert_eq!(b.stat("unchanged"), ub, "B sent A's value back");
+    assert_eq!(redis.version(&obj), Some(2));
+
+    // Both write at once, many times.
+    a.kid.send("burst 1000 300");
+    b.kid.send("burst 5000 300");
+    a.kid.expect("burst done");
+    b.kid.expect("burst done");
+    // Quiet: the revision stops moving, and everyone holds what Redis holds.
+    let mut last = redis.rev(&obj);
+    let settled = common::eventually(PATIENCE, || {
+        std::thread::sleep(Duration::from_millis(300));
+        let now = redis.rev(&obj);
+        let quiet = now == last;
+        last = now;
+        quiet
+    });
+    assert!(
+        settled,
+        "the revision kept moving: values echo between hosts"
+    );
+    let winner = redis.version(&obj).unwrap();
+    assert_eq!(
+        a.until(winner, SLOW).map(|_| ()),
+        Some(()),
+        "A differs from Redis"
+    );
+    assert_eq!(
+        b.until(winner, SLOW).map(|_| ()),
+        Some(()),
+        "B differs from Redis"
+    );
+    // Some host's write (a write overwritten by the other host's before
+    // it was sent is not sent: it lost).
+    assert!(
+        (1000..1300).contains(&winner) || (5000..5300).contains(&winner),
+        "the winner {winner} is not a write of the burst"
+    );
+}
+
+/// Redis killed and started again (empty): readers keep the last value
+/// meanwhile, and the mirrors reconnect and converge to the latest.
+#[test]
+fn a_restarted_redis_is_reconnected_and_the_latest_value_wins() {
+    if !can_run() {
+        return;
+    }
+    let mut redis = Redis::start();
+    let obj = object("restart");
+    let seg = Segment::new("mirror-restart");
+    let mut a = Host::start(spec(redis.port, &obj, seg.name(), "publish", "host-a"));
+    let mut b = Host::start(spec(redis.port, &obj, seg.name(), "subscribe", "host-b"));
+    a.set(1);
+    let g = b.until(1, SLOW).unwrap();
+
+    redis.down();
+    a.set(2);
+    a.set(3);
+    // A host whose mirror starts while Redis is away waits for it.
+    let mut c = Host::start(spec(redis.port, &obj, seg.name(), "subscribe", "host-c"));
+    // B's readers keep the last good value while Redis is away.
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(b.get(), (1, g));
+    redis.up();
+    b.until(3, SLOW).expect("B converged after the restart");
+    c.until(3, SLOW)
+        .expect("C got the value once Redis came up");
+    assert_eq!(redis.version(&obj), Some(3));
+    assert!(a.stat("disconnects") >= 1);
+    assert!(b.stat("disconnects") >= 1);
+    // And it goes on working.
+    a.set(4);
+    b.until(4, SLOW).unwrap();
+}
+
+/// The network between the hosts and Redis cut (packets dropped,
+/// connections hanging) and restored.
+#[test]
+fn a_cut_network_is_noticed_and_the_mirror_converges_when_restored() {
+    if !can_run() {
+        return;
+    }
+    let redis = Redis::start();
+    let link = Link::to(redis.port);
+    let obj = object("cut");
+    let seg = Segment::new("mirror-cut");
+    let mut a = Host::start(spec(link.port, &obj, seg.name(), "publish", "host-a"));
+    let mut b = Host::start(spec(link.port, &obj, seg.name(), "subscribe", "host-b"));
+    a.set(1);
+    let g = b.until(1, SLOW).unwrap();
+
+    link.cut();
+    a.set(2);
+    assert_eq!(b.until(2, 1500), None, "a value crossed a cut link");
+    assert_eq!(b.get(), (1, g), "B's readers lost the last good value");
+    // The hanging connections were given up for dead.
+    assert!(common::eventually(PATIENCE, || b.stat("disconnects") >= 1));
+    assert!(common::eventually(PATIENCE, || a.stat("disconnects") >= 1));
+    a.set(3);
+    link.restore();
+    b.until(3, SLOW)
+        .expect("B converged after the link came back");
+}
+
+/// A subscriber that cannot write for a while (its local lock is held)
+/// writes the newest value once, not every value it missed.
+#[test]
+fn a_slow_subscriber_skips_to_the_newest_value() {
+    if !can_run() {
+        return;
+    }
+    let redis = Redis::start();
+    let obj = object("slow");
+    let seg = Segment::new("mirror-slow");
+    let mut a = Host::start(spec(redis.port, &obj, seg.name(), "publish", "host-a"));
+    let mut b = Host::start(spec(redis.port, &obj, seg.name(), "subscribe", "host-b"));
+    a.set(1);
+    let g0 = b.until(1, SLOW).unwrap();
+    // A local process of B holds the lock (and writes nothing) for 3 s.
+    b.ask("hold 3000", "held");
+    for v in 2..=51 {
+        a.set(v);
+    }
+    assert!(common::eventually(PATIENCE, || redis.version(&obj) == Some(51)));
+    let g1 = b.until(51, SLOW).expect("B got the newest value");
+    assert!(
+        g1 - g0 <= 2,
+        "B wrote {} values for 50 updates (generation {g0} -> {g1})",
+        g1 - g0
+    );
+    assert!(b.stat("applied") <= 3);
+}
+
+/// `shmstore mirror` carries a store entry from one host to a plain
+/// segment on another (same type, so the same fingerprint).
+#[cfg(feature = "cli")]
+#[test]
+fn the_shmstore_mirror_command_publishes_and_subscribes_without_a_type() {
+    if !can_run() {
+        return;
+    }
+    let redis = Redis::start();
+    let obj = object("cli");
+    let seg = Segment::new("mirror-cli");
+    let mut a = Host::start(HostSpec {
+        kind: "entry",
+        driver: "cli",
+        ..spec(redis.port, &obj, seg.name(), "publish", "host-a")
+    });
+    let mut b = Host::start(HostSpec {
+        driver: "cli",
+        ..spec(redis.port, &obj, seg.name(), "subscribe", "host-b")
+    });
+    a.set(9);
+    b.until(9, SLOW)
+        .expect("B got version 9 through two shmstore commands");
+    a.set(10);
+    b.until(10, SLOW).expect("B got version 10");
+    assert_eq!(redis.field(&obj, "origin").unwrap(), b"host-a");
+    assert_eq!(
+        redis.field(&obj, "type").unwrap(),
+        Config::TYPE_NAME.as_bytes()
+    );
+    // A subscriber of another layout, through the command, refuses.
+    let mut o = Host::start(HostSpec {
+        driver: "cli",
+        ty: "other",
+        ..spec(redis.port, &obj, seg.name(), "subscribe", "host-o")
+    });
+    a.set(11);
+    b.until(11, SLOW).unwrap();
+    assert_eq!(o.until(11, 1000), None);
+    assert_eq!(o.get(), (0, 0));
+    // What the commands told their users.
+    let said = o.ask("printed refused OtherConfig", "printed");
+    assert!(said.contains("`Config`"), "the refusal printed: {said}");
+    let said = b.ask("printed applied origin=host-a", "printed");
+    assert_ne!(said, "-", "B's command printed no applied line");
+    let said = a.ask("printed published rev=", "printed");
+    assert_ne!(said, "-", "A's command printed no published line");
+}
+
+/// The typed API in one process, without root: two segment names in one
+/// /dev/shm stand for two hosts.
+#[test]
+fn a_mirror_in_one_process_follows_its_publisher() {
+    let redis = Redis::start();
+    let obj = object("local");
+    let a_seg = Segment::new("mirror-local-a");
+    let b_seg = Segment::new("mirror-local-b");
+    let a = Shared::<Config>::create(a_seg.name(), Config::default()).unwrap();
+    let b = Shared::<Config>::create(b_seg.name(), Config::default()).unwrap();
+    let opts = MirrorOptions::new(redis.url());
+    let pa = opts
+        .publish(&obj, Shared::<Config>::open(a_seg.name()).unwrap())
+        .unwrap();
+    let sb = opts
+        .subscribe(&obj, Shared::<Config>::open(b_seg.name()).unwrap())
+        .unwrap();
+    let seen = b.generation();
+    *a.lock().unwrap() = Config::of(42);
+    let deadline = Instant::now() + PATIENCE;
+    while b.snapshot().unwrap().version != 42 {
+        assert!(Instant::now() < deadline, "B never got 42");
+        b.wait_for_change(b.generation(), Duration::from_millis(200));
+    }
+    assert!(b.generation() > seen);
+    assert_eq!(b.snapshot().unwrap(), Config::of(42));
+    // Counted just after the fact: A counts its reply, B its write.
+    assert!(common::eventually(PATIENCE, || pa.stats().published >= 1
+        && sb.stats().applied >= 1));
+    drop((pa, sb));
+}
