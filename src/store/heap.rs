@@ -425,8 +425,12 @@ impl Heap<'_> {
         self.set_u32(at + B_NEXT_FREE, head);
         self.set_u32(at + B_PREV_FREE, 0);
         if head != 0 {
+            // Only a free block's link is ours to write: a damaged head
+            // must not make us write into an entry.
             if let Ok(h) = self.block_at(head) {
-                self.set_u32(h + B_PREV_FREE, me);
+                if self.state(h) == FREE {
+                    self.set_u32(h + B_PREV_FREE, me);
+                }
             }
         }
         self.set_u32(head_at, me);
@@ -435,17 +439,31 @@ impl Heap<'_> {
     fn unlink_free(&self, at: usize, size: u64) -> Result<()> {
         let next = self.u32(at + B_NEXT_FREE);
         let prev = self.u32(at + B_PREV_FREE);
+        let me = self.index_of(at);
+        // The neighbours' links are written below: they must be free
+        // blocks that link back to this one, or a damaged link would make
+        // us write into another entry.
+        let linked = |index: u32, back: usize| -> Result<usize> {
+            let b = self.block_at(index)?;
+            if self.state(b) != FREE || self.u32(b + back) != me {
+                return Err(self.corrupt("a free list's links do not agree".into()));
+            }
+            Ok(b)
+        };
+        let prev_at = if prev == 0 { None } else { Some(linked(prev, B_NEXT_FREE)?) };
+        let next_at = if next == 0 { None } else { Some(linked(next, B_PREV_FREE)?) };
         if prev == 0 {
             let head_at = self.meta(M_HEADS + 4 * Self::class_of(size));
             if self.u32(head_at) != self.index_of(at) {
                 return Err(self.corrupt("a free list does not start where it should".into()));
             }
             self.set_u32(head_at, next);
-        } else {
-            self.set_u32(self.block_at(prev)? + B_NEXT_FREE, next);
         }
-        if next != 0 {
-            self.set_u32(self.block_at(next)? + B_PREV_FREE, prev);
+        if let Some(p) = prev_at {
+            self.set_u32(p + B_NEXT_FREE, next);
+        }
+        if let Some(n) = next_at {
+            self.set_u32(n + B_PREV_FREE, prev);
         }
         Ok(())
     }
@@ -786,8 +804,11 @@ impl Heap<'_> {
             .atomic_u32(at + B_STATE)
             .store(LIVE, std::sync::atomic::Ordering::Release);
         self.insert_bucket(at, h)?;
-        self.set_u64(self.meta(M_ENTRIES), self.entries() + 1);
-        self.set_u64(self.meta(M_USED), self.used() + self.size_of(at)?);
+        // Counters come from the segment: a damaged one must not overflow
+        // here (`check` reports it; `recover` recounts).
+        self.set_u64(self.meta(M_ENTRIES), self.entries().saturating_add(1));
+        let used = self.used().saturating_add(self.size_of(at)?);
+        self.set_u64(self.meta(M_USED), used);
         self.entry(at)
     }
 
@@ -1059,6 +1080,15 @@ impl Heap<'_> {
     /// Rebuilds everything derived from the heap (see the module docs).
     pub(crate) fn recover(&self) -> Result<()> {
         if !self.formatted() {
+            // Formatting is for a heap nobody has used: a creator that died
+            // before formatting left zeros. A damaged format word over a
+            // used heap must not erase every entry.
+            let first = self.abs(0);
+            if self.u32(self.meta(M_FORMAT)) != UNFORMATTED || self.u64(first + B_SIZE) != 0 {
+                return Err(self.corrupt(
+                    "its format word is damaged over a heap in use; nothing was erased".into(),
+                ));
+            }
             self.format();
             return Ok(());
         }
