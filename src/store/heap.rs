@@ -450,8 +450,16 @@ impl Heap<'_> {
             }
             Ok(b)
         };
-        let prev_at = if prev == 0 { None } else { Some(linked(prev, B_NEXT_FREE)?) };
-        let next_at = if next == 0 { None } else { Some(linked(next, B_PREV_FREE)?) };
+        let prev_at = if prev == 0 {
+            None
+        } else {
+            Some(linked(prev, B_NEXT_FREE)?)
+        };
+        let next_at = if next == 0 {
+            None
+        } else {
+            Some(linked(next, B_PREV_FREE)?)
+        };
         if prev == 0 {
             let head_at = self.meta(M_HEADS + 4 * Self::class_of(size));
             if self.u32(head_at) != self.index_of(at) {
