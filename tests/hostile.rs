@@ -51,9 +51,7 @@
 //! every property (the defaults keep the file near a minute in release);
 //! each property prints how many cases it ran and which parts they hit.
 //! The tests at the end are the minimal cases of library bugs this suite
-//! and fuzz/ found, kept as regression tests now that they are fixed; the
-//! one still ignored shows a known limit (see its docs), run it with
-//! `--ignored`.
+//! and fuzz/ found, kept as regression tests now that they are fixed.
 
 mod common;
 
@@ -1544,8 +1542,10 @@ fn hostile_bytes_in_a_sysv_store() {
     stores(Backend::SysV, "store-sysv", 200);
 }
 
-/// A known limit, documented in the README (Guarantees), kept here as its
-/// reproduction: the store takes a block
+/// Found by this suite. A peer can forge a store's directory, so the store
+/// still places the entry where the forged list says; what is fixed is
+/// that this process never holds two entries whose bytes overlap (`insert`
+/// gives `Corrupt`). It was: the store takes a block
 /// index from a free list to be the start of a block once the bytes there
 /// look like a free block. The program keeps such bytes in its own value
 /// (any bytes are a valid value); a peer then writes one 4-byte free-list
@@ -1553,7 +1553,6 @@ fn hostile_bytes_in_a_sysv_store() {
 /// entry's value: a write to either changes the other, and two guards hand
 /// out `&mut` to the same bytes.
 #[test]
-#[ignore = "known limit (README, Guarantees): a forged free-list index makes `insert` place an entry inside another entry's value"]
 fn a_forged_free_list_index_never_makes_entries_overlap() {
     let seg = Segment::new("hostile-overlap");
     let store = Store::create(seg.name(), 8192).unwrap();

@@ -2,7 +2,7 @@
 
 mod heap;
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -129,7 +129,7 @@ struct Inner {
     slot: usize,
     /// How many entry handles of this store handle hold each entry (by
     /// block offset). Changed only under the directory lock.
-    held: Mutex<HashMap<usize, usize>>,
+    held: Mutex<BTreeMap<usize, Held>>,
 }
 
 /// One entry, as [`Store::entries`] lists it.
@@ -211,7 +211,7 @@ impl Store {
             // Set once the handle is complete: a failed open removes nothing.
             remove_on_drop: false,
             slot: usize::MAX,
-            held: Mutex::new(HashMap::new()),
+            held: Mutex::new(BTreeMap::new()),
         };
         let slot = {
             let dir = inner.lock()?;
@@ -301,7 +301,7 @@ impl Store {
         let at = dir.heap().reserve(&new)?;
         dir.begin_change();
         let e = dir.heap().fill(at, &new, self.inner.slot)?;
-        self.hold(&dir, e.at);
+        self.hold(&dir, &e)?;
         self.entry_handle(key, &e)
     }
 
@@ -466,16 +466,41 @@ impl Store {
                 ),
             });
         }
-        self.hold(dir, e.at);
+        self.hold(dir, e)?;
         self.entry_handle(key, e)
     }
 
-    /// Records that one more handle of this store handle holds the entry at
-    /// `at`: its bit in the entry, and the count that clears the bit when
+    /// Records that one more handle of this store handle holds the entry
+    /// `e`: its bit in the entry, and the count that clears the bit when
     /// the last such handle drops (both under the directory lock).
-    fn hold(&self, dir: &Dir<'_>, at: usize) {
-        dir.heap().hold(at, self.inner.slot);
-        *self.inner.held().entry(at).or_insert(0) += 1;
+    ///
+    /// Refuses an entry whose bytes overlap those of another entry this
+    /// process holds: a directory forged by a peer can place an entry
+    /// inside another's value, and two handles here must never hand out
+    /// `&mut` to the same bytes.
+    fn hold(&self, dir: &Dir<'_>, e: &EntryMeta) -> Result<()> {
+        let end = e.at + e.layout.value + e.value_size;
+        let mut held = self.inner.held();
+        let before = held.range(..=e.at).next_back().map(|(&s, h)| (s, h.end));
+        let after = held.range(e.at + 1..).next().map(|(&s, _)| s);
+        let overlaps = match before {
+            Some((s, hi)) if s == e.at => hi != end,
+            Some((_, hi)) => hi > e.at,
+            None => false,
+        } || after.is_some_and(|s| s < end);
+        if overlaps {
+            return Err(Error::Corrupt {
+                name: self.inner.label.clone(),
+                reason: format!(
+                    "its entry `{}` would share bytes with another entry this process holds: \
+                     its directory is damaged (check() says where)",
+                    String::from_utf8_lossy(&e.key)
+                ),
+            });
+        }
+        dir.heap().hold(e.at, self.inner.slot);
+        held.entry(e.at).or_insert(Held { count: 0, end }).count += 1;
+        Ok(())
     }
 
     /// The handle of entry `e`, whose hold is already counted.
@@ -506,7 +531,7 @@ impl Store {
                 name: self.entry_label(key),
             });
         };
-        self.hold(&dir, e.at);
+        self.hold(&dir, &e)?;
         Ok(HeldEntry {
             slot: e.at + e.layout.slot,
             value: e.at + e.layout.value,
@@ -650,7 +675,7 @@ impl Inner {
         r
     }
 
-    fn held(&self) -> std::sync::MutexGuard<'_, HashMap<usize, usize>> {
+    fn held(&self) -> std::sync::MutexGuard<'_, BTreeMap<usize, Held>> {
         self.held.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -688,6 +713,13 @@ impl Drop for Inner {
             let _ = self.remover.remove();
         }
     }
+}
+
+/// What this process holds of one entry: how many handles, and where the
+/// bytes they reach end (from the block's start).
+struct Held {
+    count: usize,
+    end: usize,
 }
 
 /// The directory lock, held.
@@ -748,7 +780,10 @@ impl Drop for EntryRef {
             return;
         };
         let mut held = self.store.held();
-        let count = held.entry(self.at).or_insert(1);
+        let count = &mut held
+            .entry(self.at)
+            .or_insert(Held { count: 1, end: 0 })
+            .count;
         *count -= 1;
         if *count == 0 {
             held.remove(&self.at);
