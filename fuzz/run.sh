@@ -47,7 +47,8 @@ cargo fuzz build --target-dir "$target_dir" >/dev/null 2>&1 ||
 
 failed=()
 for t in $targets; do
-    mkdir -p "corpus/$t"
+    # Neither directory is in a fresh clone (both are ignored by git).
+    mkdir -p "corpus/$t" "artifacts/$t"
     seeds=()
     [[ -d seeds/$t ]] && seeds=("seeds/$t")
     log=$(mktemp)
