@@ -269,11 +269,16 @@ fn replace_missing_pages(addr: usize) -> bool {
 }
 
 /// Passes a SIGBUS that is not ours on to the disposition that was there
-/// before ours: its handler, or the default action (the process dies of
-/// SIGBUS, as it would have without shmstore).
+/// before ours: its handler, nothing for a sent signal it ignored, or the
+/// default action (the process dies of SIGBUS, as it would have without
+/// shmstore; a fault cannot be ignored).
 fn previous(sig: libc::c_int, info: *mut libc::siginfo_t, context: *mut libc::c_void, fault: bool) {
     let handler = PREVIOUS.get().map_or(libc::SIG_DFL, |p| p.sa_sigaction);
     let flags = PREVIOUS.get().map_or(0, |p| p.sa_flags);
+    if handler == libc::SIG_IGN && !fault {
+        // The program ignores SIGBUS sent to it, as it did before us.
+        return;
+    }
     if handler == libc::SIG_DFL || handler == libc::SIG_IGN {
         // SAFETY: an all-zero sigaction is SIG_DFL with no flags or mask.
         let dfl: libc::sigaction = unsafe { std::mem::zeroed() };
