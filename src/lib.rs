@@ -115,6 +115,7 @@
 // inside the crate itself too.
 extern crate self as shmstore;
 
+mod aliases;
 mod backend;
 mod error;
 mod fixed;

@@ -32,7 +32,21 @@
 //!
 //! **Fast path**: `lock` is one compare-and-swap from 0 to the caller's
 //! identity (cached per thread); `unlock` is one compare-and-swap back to 0.
-//! Two atomic read-modify-writes, no system call.
+//! Two atomic read-modify-writes, no system call. Beside them, each thread
+//! notes the address of every lock it takes in a thread-local list, and
+//! strikes it off on unlock (a few plain instructions; see below).
+//!
+//! **This thread's identity in a lock it does not hold**: thread ids and
+//! start times are world-readable in `/proc`, so another process can write
+//! the identity of a thread of ours into a lock word. Taken at its word, that
+//! would make the thread's next `lock` a relock (a panic) and its snapshots
+//! wait for itself. So a word naming the calling thread counts as this
+//! thread's only if the thread's list has the lock: at this address, or at
+//! another address that reaches the same memory (the same segment mapped
+//! twice; told apart through `/proc/self/maps`, only in this rare case).
+//! Otherwise the word names no holder, like a dead holder's: the lock is
+//! taken over, poisoned. A word naming *another* live thread, of this process
+//! or any other, is a holder: waiting for it is right, as for any holder.
 //!
 //! **Contended path**: yield the CPU up to ten times, checking the word in
 //! between (busy-waiting on the word slows the holder down: measured, it
@@ -67,8 +81,10 @@
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::aliases;
 use crate::owner;
-use crate::sys::{futex, thread};
+use crate::sys::futex;
+use crate::sys::thread::{self, Holding};
 
 /// How long a waiter sees the same owner before it checks whether the owner is
 /// still alive; also the longest single sleep in the kernel.
@@ -151,6 +167,7 @@ impl RawLock {
             self.acquire_slow(me, None)
                 .expect("no deadline, so acquire_slow cannot time out");
         }
+        thread::acquired(self.at());
         me
     }
 
@@ -164,6 +181,7 @@ impl RawLock {
         {
             self.acquire_slow(me, Some(deadline))?;
         }
+        thread::acquired(self.at());
         Some(me)
     }
 
@@ -178,12 +196,36 @@ impl RawLock {
                 Ordering::Acquire,
                 Ordering::Relaxed,
             ) {
-                Ok(_) => return Some(me),
+                Ok(_) => break,
                 // Free, but watched or with a stale `W`: try again with it.
                 Err(now) if identity(now) == 0 => v = now,
-                Err(now) if identity(now) == me => return None,
-                Err(now) => return self.take_over_if_dead(now, me, false).map(|_| me),
+                Err(now) => {
+                    self.take_over_if_dead(now, me, false)?;
+                    break;
+                }
             }
+        }
+        thread::acquired(self.at());
+        Some(me)
+    }
+
+    /// This lock's address, as the calling thread's record of held locks
+    /// knows it.
+    #[inline]
+    fn at(&self) -> usize {
+        self as *const RawLock as usize
+    }
+
+    /// Whether the calling thread holds this lock: it took it at this
+    /// address, or at another address that reaches the same memory (a
+    /// second mapping of the segment). When that cannot be told, the answer
+    /// is yes, the answer that never lets two holders in.
+    fn held_by_this_thread(&self) -> bool {
+        match thread::holding(self.at()) {
+            Holding::Here => true,
+            Holding::Others(held) => held
+                .into_iter()
+                .any(|other| aliases::same_memory(other, self.at()).unwrap_or(true)),
         }
     }
 
@@ -191,7 +233,15 @@ impl RawLock {
     fn acquire_slow(&self, me: u64, deadline: Option<Instant>) -> Option<Acquired> {
         let mut v = self.word.load(Ordering::Relaxed);
         if identity(v) == me {
-            panic!("shmstore: lock() called by the thread that already holds this lock (it would deadlock)");
+            if self.held_by_this_thread() {
+                panic!("shmstore: lock() called by the thread that already holds this lock (it would deadlock)");
+            }
+            // This thread's identity in a lock it does not hold: a peer wrote
+            // it. Nobody holds the lock.
+            if let Some(got) = self.take_over(v, me, false) {
+                return Some(got);
+            }
+            v = self.word.load(Ordering::Relaxed);
         }
         // Before sleeping, yield the CPU a few times, checking the word in
         // between. A waiter in `sched_yield` leaves the cache line alone for
@@ -297,6 +347,12 @@ impl RawLock {
         if !self.is_dead_holder(v) {
             return None;
         }
+        self.take_over(v, me, counted)
+    }
+
+    /// Takes the lock over from the holder named in `v`, which is known to
+    /// hold it no more, unless the word has changed since; poisons it.
+    fn take_over(&self, v: u64, me: u64, counted: bool) -> Option<Acquired> {
         let others = self.sleepers.load(Ordering::SeqCst) > u32::from(counted);
         // Keep waking sleepers that were waiting for the dead holder.
         let flag = if others || v & WAITERS != 0 {
@@ -317,10 +373,15 @@ impl RawLock {
     }
 
     /// Whether the word `v` names a holder that is dead (a word naming no
-    /// live thread, garbage included); `false` for a free word.
+    /// live thread, garbage included); `false` for a free word. A word that
+    /// names the calling thread, which does not hold the lock, names no
+    /// holder either: a peer wrote it.
     fn is_dead_holder(&self, v: u64) -> bool {
         if identity(v) == 0 {
             return false;
+        }
+        if identity(v) == thread::ident() {
+            return !self.held_by_this_thread();
         }
         let tid = (v & u64::from(u32::MAX) & !FLAGS) as u32;
         let start = (v >> 32) as u32;
@@ -338,9 +399,14 @@ impl RawLock {
         Some((tid, !self.is_dead_holder(v)))
     }
 
-    /// Whether the calling thread holds the lock.
+    /// Whether the calling thread holds the lock (took it and has not
+    /// released it, whatever a peer wrote over the word since).
     pub(crate) fn held_by_me(&self) -> bool {
-        identity(self.word.load(Ordering::Relaxed)) == thread::ident()
+        match thread::holding(self.at()) {
+            Holding::Here => true,
+            _ if identity(self.word.load(Ordering::Relaxed)) != thread::ident() => false,
+            _ => self.held_by_this_thread(),
+        }
     }
 
     /// Whether the lock is held by a thread that has died (the answer for
@@ -363,6 +429,7 @@ impl RawLock {
     /// word), nothing is released: the current holder keeps it.
     #[inline]
     pub(crate) fn release(&self, me: u64, wrote: bool) -> bool {
+        thread::released(self.at());
         if self
             .word
             .compare_exchange(me, 0, Ordering::Release, Ordering::Relaxed)
@@ -587,5 +654,121 @@ mod tests {
         let l = RawLock::new();
         l.acquire();
         l.acquire();
+    }
+
+    /// What a peer writes to make a free lock look held by this thread.
+    fn forge_mine(l: &RawLock, flags: u64) {
+        l.word.store(thread::ident() | flags, Ordering::Relaxed);
+    }
+
+    #[test]
+    fn this_threads_identity_written_by_a_peer_is_no_holder() {
+        let other = RawLock::new();
+        for holding_another in [false, true] {
+            // Whether or not this thread holds some other lock meanwhile.
+            let held = holding_another.then(|| other.acquire());
+
+            let l = RawLock::new();
+            forge_mine(&l, 0);
+            assert!(!l.held_by_me());
+            assert!(l.holder_died(), "a forged word names no live holder");
+            let me = l.acquire();
+            assert!(l.is_poisoned());
+            assert!(l.held_by_me());
+            l.release(me, false);
+            assert!(!l.is_locked() && !l.held_by_me());
+
+            l.clear_poison();
+            forge_mine(&l, WAITERS | WATCHED);
+            let me = l.try_acquire().expect("taken over at once");
+            assert!(l.is_poisoned());
+            assert_eq!(l.word.load(Ordering::Relaxed) & WATCHED, WATCHED);
+            l.release(me, true);
+
+            l.clear_poison();
+            forge_mine(&l, 0);
+            let t0 = Instant::now();
+            let me = l
+                .acquire_until(t0 + Duration::from_secs(5))
+                .expect("taken over");
+            assert!(t0.elapsed() < Duration::from_secs(1));
+            assert!(l.is_poisoned());
+            l.release(me, false);
+
+            if let Some(me) = held {
+                assert!(other.held_by_me());
+                other.release(me, false);
+            }
+        }
+    }
+
+    #[test]
+    fn a_forged_word_written_while_this_thread_sleeps_is_taken_over() {
+        let l = Arc::new(RawLock::new());
+        let holder = l.acquire(); // this thread: a live holder
+        let (tx, rx) = std::sync::mpsc::channel();
+        let waiter = {
+            let l = l.clone();
+            std::thread::spawn(move || {
+                tx.send(thread::ident()).unwrap();
+                let t0 = Instant::now();
+                let me = l.acquire();
+                let got = (l.is_poisoned(), t0.elapsed());
+                l.release(me, false);
+                got
+            })
+        };
+        let waiter_ident = rx.recv().unwrap();
+        std::thread::sleep(Duration::from_millis(150)); // the waiter sleeps
+                                                        // A peer writes the sleeping waiter's identity over the word.
+        l.word.store(waiter_ident | WAITERS, Ordering::Relaxed);
+        futex::wake(&l.word, 1);
+        let (poisoned, took) = waiter.join().unwrap();
+        assert!(poisoned, "taken over, poisoned");
+        assert!(took < Duration::from_secs(2), "took {took:?}");
+        // The old holder's release finds the lock no longer its own.
+        assert!(!l.release(holder, false));
+        assert!(!l.is_locked());
+    }
+
+    /// Two mappings of one memfd: the same lock at two addresses.
+    fn two_mappings() -> (crate::sys::mapping::Mapping, crate::sys::mapping::Mapping) {
+        use nix::sys::memfd::{memfd_create, MFdFlags};
+        use std::os::fd::AsFd;
+        let fd = memfd_create(c"shmstore-lock-test", MFdFlags::MFD_CLOEXEC).unwrap();
+        nix::unistd::ftruncate(&fd, 4096).unwrap();
+        let a = crate::sys::mapping::Mapping::map(fd.as_fd(), 4096, true).unwrap();
+        let b = crate::sys::mapping::Mapping::map(fd.as_fd(), 4096, true).unwrap();
+        (a, b)
+    }
+
+    #[test]
+    fn relocking_through_a_second_mapping_is_still_a_relock() {
+        let (a, b) = two_mappings();
+        let (la, lb) = (a.raw_lock(64), b.raw_lock(64));
+        assert_ne!(la as *const RawLock, lb as *const RawLock);
+        let me = la.acquire();
+        assert!(lb.held_by_me());
+        assert!(!lb.holder_died());
+        assert_eq!(lb.try_acquire(), None, "not taken over from itself");
+        let relock = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| lb.acquire()));
+        assert!(relock.is_err(), "a relock through another mapping panics");
+        let relock = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            lb.acquire_until(Instant::now() + Duration::from_millis(100))
+        }));
+        assert!(relock.is_err());
+        assert!(!la.is_poisoned());
+        la.release(me, false);
+        assert!(!lb.is_locked());
+
+        // A lock at another offset of the same object, with this thread's
+        // identity forged into it, is no relock.
+        let me = la.acquire();
+        let forged = b.raw_lock(128);
+        forge_mine(forged, 0);
+        let me2 = forged.acquire();
+        assert!(forged.is_poisoned());
+        forged.release(me2, false);
+        la.release(me, false);
     }
 }

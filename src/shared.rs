@@ -348,7 +348,11 @@ impl<T: Shareable> Shared<T> {
     ///
     /// # Panics
     ///
-    /// If this thread holds the lock already (it would deadlock).
+    /// If this thread holds the lock already (it would deadlock), also
+    /// through another handle on the same segment. A lock word that names
+    /// this thread without this thread holding the lock (another process
+    /// wrote it) is no relock: it names no holder, and the lock is taken
+    /// over, poisoned.
     #[inline]
     pub fn lock(&self) -> LockResult<SharedGuard<'_, T>> {
         let me = self.raw().acquire();
@@ -370,6 +374,10 @@ impl<T: Shareable> Shared<T> {
 
     /// Locks the value, waiting at most `timeout`; `Err(WouldBlock)` when
     /// the time is up.
+    ///
+    /// # Panics
+    ///
+    /// As [`lock`](Shared::lock), if this thread holds the lock already.
     pub fn try_lock_for(&self, timeout: Duration) -> TryLockResult<SharedGuard<'_, T>> {
         match Instant::now().checked_add(timeout) {
             Some(deadline) => self.try_lock_until(deadline),
@@ -378,6 +386,10 @@ impl<T: Shareable> Shared<T> {
     }
 
     /// Locks the value, waiting until `deadline` at the latest.
+    ///
+    /// # Panics
+    ///
+    /// As [`lock`](Shared::lock), if this thread holds the lock already.
     pub fn try_lock_until(&self, deadline: Instant) -> TryLockResult<SharedGuard<'_, T>> {
         match self.raw().acquire_until(deadline) {
             Some(me) => self.guard(me).map_err(TryLockError::Poisoned),

@@ -149,7 +149,7 @@ const CITED: &[(&str, &str)] = &[
     ("src/lock.rs", "me | (v & WATCHED),"),
     (
         "src/lock.rs",
-        "Err(now) => return self.take_over_if_dead(now, me, false).map(|_| me),",
+        "Err(now) => { self.take_over_if_dead(now, me, false)?; break; }",
     ),
     // release and release_slow.
     (
@@ -1064,7 +1064,7 @@ impl Model {
                     n.procs[i].v = st.word;
                     push(out, n, "try_acquire: CAS fails, free: retry", 0);
                 } else {
-                    // `Err(now) => return self.take_over_if_dead(now, me, false)`
+                    // `Err(now) => { self.take_over_if_dead(now, me, false)?; break; }`
                     n.procs[i].v = st.word;
                     n.procs[i].pc = Pc::TryDeadCheck;
                     push(out, n, "try_acquire: CAS fails, held", 0);

@@ -1,17 +1,49 @@
-//! Who is this thread, as a lock owner: its kernel thread id and the low 32
-//! bits of its start time, cached per thread and reset in a forked child.
+//! Who is this thread, as a lock owner, and which locks it holds.
+//!
+//! The identity is the thread's kernel thread id and the low 32 bits of its
+//! start time, cached per thread and reset in a forked child. Beside it,
+//! each thread keeps the addresses of the locks it holds: a lock word that
+//! names this thread is only this thread's lock if it is on that list (or
+//! reaches the same memory as a lock on it). Anything else is a word a peer
+//! wrote, and is treated as naming no holder (see [`crate::lock`]).
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+
+/// How many held locks a thread records in its fixed slots; more go to a
+/// list on the heap (a cold path: threads rarely hold more at once).
+const SLOTS: usize = 16;
+
+/// One thread's lock state. Only the thread itself touches it.
+struct State {
+    /// This thread's owner identity; 0 until first computed.
+    ident: Cell<u64>,
+    /// The addresses of locks this thread holds.
+    held: [Cell<usize>; SLOTS],
+    /// How many of `held` are in use.
+    depth: Cell<usize>,
+    /// How many entries of [`SPILL`] are in use (a forked child sets this
+    /// to 0 without touching the list).
+    spilled: Cell<usize>,
+}
 
 thread_local! {
-    /// This thread's owner identity; 0 until first computed.
-    static IDENT: Cell<u64> = const { Cell::new(0) };
+    static STATE: State = const {
+        State {
+            ident: Cell::new(0),
+            held: [const { Cell::new(0) }; SLOTS],
+            depth: Cell::new(0),
+            spilled: Cell::new(0),
+        }
+    };
+    /// The addresses of held locks beyond the slots; the first
+    /// `State::spilled` entries are in use.
+    static SPILL: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
 }
 
 /// This thread's owner identity (see [`crate::lock`] for the encoding).
 #[inline]
 pub(crate) fn ident() -> u64 {
-    let v = IDENT.with(Cell::get);
+    let v = state().ident.get();
     if v != 0 {
         v
     } else {
@@ -23,10 +55,11 @@ pub(crate) fn ident() -> u64 {
 fn compute() -> u64 {
     static AT_FORK: parking_lot::Once = parking_lot::Once::new();
     AT_FORK.call_once(|| {
-        // SAFETY: `reset_in_child` is an `extern "C" fn()` that only writes a
-        // thread-local Cell of the calling thread, which is async-signal-safe
-        // enough for a fork child handler (no locks, no allocation). Passing
-        // None for the prepare and parent handlers is allowed.
+        // SAFETY: `reset_in_child` is an `extern "C" fn()` that only writes
+        // thread-local Cells of the calling thread, which is
+        // async-signal-safe enough for a fork child handler (no locks, no
+        // allocation). Passing None for the prepare and parent handlers is
+        // allowed.
         let rc = unsafe { libc::pthread_atfork(None, None, Some(reset_in_child)) };
         // Without the handler a forked child would reuse its parent's
         // identity and could unlock the parent's lock: refuse to go on.
@@ -35,12 +68,164 @@ fn compute() -> u64 {
     let tid = nix::unistd::gettid().as_raw() as u32;
     let start = crate::owner::start_time(tid).unwrap_or(0);
     let v = crate::lock::compose_ident(tid, start);
-    IDENT.with(|c| c.set(v));
+    state().ident.set(v);
     v
 }
 
+/// This thread's state. `LocalKey::with` with a closure this small is
+/// inlined to one thread-pointer-relative address, where a larger closure
+/// made it an indirect call on every lock and unlock (measured).
+#[inline(always)]
+fn state() -> &'static State {
+    let p = STATE.with(|s| s as *const State);
+    // SAFETY: the thread-local lives, at a fixed address, for as long as
+    // this thread runs (it has no destructor, so it is never torn down
+    // while the thread could still call in here), and the reference never
+    // leaves this thread: `State` is not `Sync` (it holds `Cell`s), so a
+    // `&State` cannot be sent to another thread. `'static` here means "for
+    // as long as this thread can use it", which is every use this module
+    // makes of it: none stores it.
+    unsafe { &*p }
+}
+
+/// Records that this thread now holds the lock at `at`.
+#[inline]
+pub(crate) fn acquired(at: usize) {
+    let s = state();
+    let d = s.depth.get();
+    match s.held.get(d) {
+        Some(slot) => {
+            slot.set(at);
+            s.depth.set(d + 1);
+        }
+        None => spill(s, at),
+    }
+}
+
+#[cold]
+fn spill(s: &State, at: usize) {
+    SPILL.with(|v| {
+        let mut v = v.borrow_mut();
+        v.truncate(s.spilled.get());
+        v.push(at);
+        s.spilled.set(v.len());
+    });
+}
+
+/// Records that this thread no longer holds the lock at `at`.
+#[inline]
+pub(crate) fn released(at: usize) {
+    let s = state();
+    let top = s.depth.get().wrapping_sub(1);
+    // Locks are mostly released in the opposite order of taking them.
+    // (One comparison tells both that there is a top and that it is in
+    // the slots.)
+    match s.held.get(top) {
+        Some(slot) if slot.get() == at => s.depth.set(top),
+        _ => released_out_of_order(s, at),
+    }
+}
+
+#[cold]
+fn released_out_of_order(s: &State, at: usize) {
+    let found = SPILL.with(|v| {
+        let mut v = v.borrow_mut();
+        v.truncate(s.spilled.get());
+        let i = v.iter().rposition(|&a| a == at)?;
+        v.remove(i);
+        s.spilled.set(v.len());
+        Some(())
+    });
+    if found.is_some() {
+        return;
+    }
+    let d = s.depth.get();
+    // Not found: a release this thread never recorded taking, such as a
+    // guard dropped in a forked child.
+    if let Some(i) = (0..d).rev().find(|&i| s.held[i].get() == at) {
+        for j in i..d - 1 {
+            s.held[j].set(s.held[j + 1].get());
+        }
+        s.depth.set(d - 1);
+    }
+}
+
+/// What this thread holds, as seen from the lock at one address.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Holding {
+    /// This thread holds the lock at this address.
+    Here,
+    /// It does not hold the lock at this address; these are the addresses
+    /// of the locks it does hold (another mapping of the same memory may be
+    /// among them).
+    Others(Vec<usize>),
+}
+
+/// Whether this thread holds the lock at `at`.
+pub(crate) fn holding(at: usize) -> Holding {
+    let s = state();
+    let mut all: Vec<usize> = s.held[..s.depth.get()].iter().map(Cell::get).collect();
+    SPILL.with(|v| all.extend_from_slice(&v.borrow()[..s.spilled.get()]));
+    if all.contains(&at) {
+        Holding::Here
+    } else {
+        Holding::Others(all)
+    }
+}
+
 /// Runs in the child after `fork()`: the child's only thread has a new
-/// thread id, so its cached identity must be computed again.
+/// thread id, so its cached identity must be computed again, and it holds
+/// none of the locks its parent's thread held (their words name the parent).
 extern "C" fn reset_in_child() {
-    let _ = IDENT.try_with(|c| c.set(0));
+    let _ = STATE.try_with(|s| {
+        s.ident.set(0);
+        s.depth.set(0);
+        s.spilled.set(0);
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_held_locks_in_any_release_order() {
+        assert_eq!(holding(8), Holding::Others(vec![]));
+        acquired(8);
+        acquired(16);
+        acquired(24);
+        assert_eq!(holding(16), Holding::Here);
+        assert_eq!(holding(32), Holding::Others(vec![8, 16, 24]));
+        released(16);
+        assert_eq!(holding(16), Holding::Others(vec![8, 24]));
+        released(24);
+        released(8);
+        assert_eq!(holding(8), Holding::Others(vec![]));
+    }
+
+    #[test]
+    fn beyond_the_slots_locks_are_still_recorded() {
+        let n = SLOTS + 5;
+        for i in 1..=n {
+            acquired(i * 8);
+        }
+        assert_eq!(holding(8), Holding::Here);
+        assert_eq!(holding(n * 8), Holding::Here);
+        let Holding::Others(all) = holding(4096) else {
+            panic!("not held")
+        };
+        assert_eq!(all.len(), n);
+        // Out of order: one from the slots, one from the list.
+        released(3 * 8);
+        released((SLOTS + 2) * 8);
+        assert!(matches!(holding(3 * 8), Holding::Others(_)));
+        assert!(matches!(holding((SLOTS + 2) * 8), Holding::Others(_)));
+        acquired(4096);
+        assert_eq!(holding(4096), Holding::Here);
+        released(4096);
+        for i in (1..=n).rev() {
+            released(i * 8);
+        }
+        assert_eq!(holding(8), Holding::Others(vec![]));
+    }
 }
