@@ -526,6 +526,9 @@ enum Payload {
     /// The identity of a live thread id with another start time: a
     /// recycled id, as a dead holder leaves it.
     DeadHolder,
+    /// The identity of the very thread that then uses the segment, which
+    /// holds no lock there: a word it must not take for its own relock.
+    CaseThread,
 }
 
 #[derive(Clone, Debug)]
@@ -550,6 +553,7 @@ fn payload() -> impl Strategy<Value = Payload> {
         2 => (-200i64..=200).prop_map(Payload::Delta),
         1 => Just(Payload::LiveHolder),
         1 => Just(Payload::DeadHolder),
+        1 => Just(Payload::CaseThread),
     ]
 }
 
@@ -591,6 +595,12 @@ fn start_time(tid: u32) -> Option<u64> {
     fields.nth(18)?.parse().ok()
 }
 
+/// Whether a lock word names a live thread other than `case` (the thread
+/// that uses the segment, which holds no lock in it): a holder.
+fn names_holder(word: u64, case: u64) -> bool {
+    names_live_thread(word) && word & !LOCK_FLAGS != case
+}
+
 /// Whether a lock word names a thread that is alive, as README's "How the
 /// lock works" defines it: the thread id exists, is not a zombie, and has
 /// the start time the word records (0: not recorded).
@@ -608,7 +618,7 @@ fn names_live_thread(word: u64) -> bool {
 }
 
 /// Applies `hits` to the segment through `place`; says what each hit.
-fn apply(place: &Place, targets: &[Target], hits: &[Hit], live: u64) -> Vec<String> {
+fn apply(place: &Place, targets: &[Target], hits: &[Hit], ids: Ids) -> Vec<String> {
     let before = place.read();
     let mut said = Vec::new();
     for h in hits {
@@ -633,7 +643,8 @@ fn apply(place: &Place, targets: &[Target], hits: &[Hit], live: u64) -> Vec<Stri
                 let new = u64::from_ne_bytes(old).wrapping_add(*d as u64);
                 new.to_ne_bytes()[..width].to_vec()
             }
-            Payload::LiveHolder => live.to_ne_bytes()[..width].to_vec(),
+            Payload::LiveHolder => ids.live.to_ne_bytes()[..width].to_vec(),
+            Payload::CaseThread => ids.case.to_ne_bytes()[..width].to_vec(),
             Payload::DeadHolder => {
                 let pid = std::process::id();
                 let start = (identity_of(pid) >> 32) as u32 ^ 0x8000_0000;
@@ -836,6 +847,8 @@ struct Figures {
     by_class: BTreeMap<&'static str, u32>,
     refused: u32,
     live_holders: u32,
+    /// Writes of the case thread's own identity over a lock word.
+    own_identity: u32,
     calls: u64,
     errors: u64,
     slowest: Duration,
@@ -868,40 +881,89 @@ fn variant(e: &Error) -> String {
         .to_owned()
 }
 
-/// Runs `f` on a thread of its own and waits for it at most [`WATCHDOG`]:
-/// a panic or a hang fails the case. Returns what `f` returned and how long
-/// it took.
+/// A job for the case thread: runs, and says whether it panicked.
+type Job = Box<dyn FnOnce() + Send>;
+
+/// The thread that runs the cases of the property running on this thread,
+/// and its lock identity.
+struct CaseThread {
+    jobs: mpsc::Sender<Job>,
+    identity: u64,
+}
+
+thread_local! {
+    static CASE_THREAD: RefCell<Option<CaseThread>> = const { RefCell::new(None) };
+}
+
+/// The case thread of this property, started if there is none.
+fn with_case_thread<R>(f: impl FnOnce(&CaseThread) -> R) -> R {
+    CASE_THREAD.with(|c| {
+        let mut c = c.borrow_mut();
+        let t = c.get_or_insert_with(|| {
+            let (jobs, rx) = mpsc::channel::<Job>();
+            let (tx_id, rx_id) = mpsc::channel();
+            std::thread::Builder::new()
+                .name("hostile-case".into())
+                .spawn(move || {
+                    tx_id.send(live_identity()).unwrap();
+                    for job in rx {
+                        job();
+                    }
+                })
+                .unwrap();
+            CaseThread {
+                jobs,
+                identity: rx_id.recv().unwrap(),
+            }
+        });
+        f(t)
+    })
+}
+
+/// The lock identity of the thread the next case runs on.
+fn case_thread_identity() -> u64 {
+    with_case_thread(|t| t.identity)
+}
+
+/// Runs `f` on the case thread (one per property, so that a case can write
+/// that thread's identity into a lock word beforehand) and waits for it at
+/// most [`WATCHDOG`]: a panic or a hang fails the case. A case thread that
+/// hangs is left behind and the next case gets a new one. Returns what `f`
+/// returned and how long it took.
 fn watched<R: Send + 'static>(
     f: impl FnOnce() -> R + Send + 'static,
 ) -> Result<(R, Duration), TestCaseError> {
     let (tx, rx) = mpsc::channel();
     let t0 = Instant::now();
-    let thread = std::thread::Builder::new()
-        .name("hostile-case".into())
-        .spawn(move || {
-            let _ = tx.send(f());
-        })
-        .unwrap();
+    let job: Job = Box::new(move || {
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+        let _ = tx.send(r);
+    });
+    with_case_thread(|t| t.jobs.send(job)).expect("the case thread runs");
     match rx.recv_timeout(WATCHDOG) {
-        Ok(r) => {
-            thread.join().expect("the case's thread ended");
-            Ok((r, t0.elapsed()))
-        }
-        Err(RecvTimeoutError::Timeout) => Err(TestCaseError::fail(format!(
-            "still running after {WATCHDOG:?}: a hang"
+        Ok(Ok(r)) => Ok((r, t0.elapsed())),
+        Ok(Err(p)) => Err(TestCaseError::fail(format!(
+            "panicked: {}",
+            panic_text(&*p)
         ))),
+        Err(RecvTimeoutError::Timeout) => {
+            CASE_THREAD.with(|c| c.borrow_mut().take());
+            Err(TestCaseError::fail(format!(
+                "still running after {WATCHDOG:?}: a hang"
+            )))
+        }
         Err(RecvTimeoutError::Disconnected) => {
-            let why = match thread.join() {
-                Err(p) => p
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| p.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-                    .unwrap_or_default(),
-                Ok(()) => String::new(),
-            };
-            Err(TestCaseError::fail(format!("panicked: {why}")))
+            Err(TestCaseError::fail("the case thread ended".to_owned()))
         }
     }
+}
+
+/// What a panic said.
+fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<String>()
+        .cloned()
+        .or_else(|| p.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+        .unwrap_or_default()
 }
 
 /// How many cases a property runs: `PROPTEST_CASES`, else `default`.
@@ -943,6 +1005,11 @@ fn property(
             f.cases += 1;
             for h in &hits {
                 *f.by_class.entry(targets[h.target].class).or_default() += 1;
+                if matches!(h.payload, Payload::CaseThread)
+                    && targets[h.target].name.ends_with("lock word")
+                {
+                    f.own_identity += 1;
+                }
             }
         }
         case(&hits, &figures)
@@ -954,13 +1021,14 @@ fn property(
     let classes: Vec<String> = f.by_class.iter().map(|(c, n)| format!("{c} {n}")).collect();
     eprintln!(
         "hostile: {name}: {cases} cases passed in {:.1} s ({} run with shrinking and discards); \
-         writes by part: {}; {} opens refused, {} live lock holders; \
-         {} calls returning a Result, {} of them a typed error; slowest case {:.2} s",
+         writes by part: {}; {} opens refused, {} live lock holders, \
+         {} writes of the case thread's own identity over a lock word; {} calls returning a Result, {} of them a typed error; slowest case {:.2} s",
         t0.elapsed().as_secs_f64(),
         f.cases,
         classes.join(", "),
         f.refused,
         f.live_holders,
+        f.own_identity,
         f.calls,
         f.errors,
         f.slowest.as_secs_f64()
@@ -973,6 +1041,26 @@ fn live_identity() -> u64 {
     identity_of(nix::unistd::gettid().as_raw() as u32)
 }
 
+/// The thread identities a case may write into lock words.
+#[derive(Clone, Copy, Debug)]
+struct Ids {
+    /// A live thread that holds no lock: the property's runner.
+    live: u64,
+    /// The thread that runs the case.
+    case: u64,
+}
+
+impl Ids {
+    /// The identities for the next case (the case thread may have been
+    /// replaced after a hang).
+    fn now() -> Ids {
+        Ids {
+            live: live_identity(),
+            case: case_thread_identity(),
+        }
+    }
+}
+
 // ===========================================================================
 // A value segment
 
@@ -981,7 +1069,10 @@ fn live_identity() -> u64 {
 struct ValueExpect {
     open_ok: bool,
     word: u64,
+    /// The word names a live thread other than the case's own: a holder.
     word_live: bool,
+    /// The identity of the thread the case runs on.
+    case: u64,
     poison: u32,
     seq: u64,
     flags: u32,
@@ -991,14 +1082,15 @@ struct ValueExpect {
 }
 
 impl ValueExpect {
-    fn new(before: &[u8], after: &[u8]) -> ValueExpect {
+    fn new(before: &[u8], after: &[u8], case: u64) -> ValueExpect {
         let value_end = VALUE_AT + std::mem::size_of::<Rich>();
         let schema_at = value_end.div_ceil(8) * 8;
         let word = u64_at(after, LOCK_AT);
         ValueExpect {
             open_ok: !header_refused(before, after),
             word,
-            word_live: names_live_thread(word),
+            word_live: names_holder(word, case),
+            case,
             poison: u32_at(after, LOCK_AT + 12),
             seq: u64_at(after, LOCK_AT + 16),
             flags: u32_at(after, LOCK_AT + 24),
@@ -1096,7 +1188,7 @@ fn use_value_segment(loc: &Location, x: &ValueExpect, tally: &mut Tally) {
         LockState::Held { tid, alive } => {
             assert_eq!(u64::from(tid), x.word & !LOCK_FLAGS & 0xffff_ffff);
             assert!(
-                alive == x.word_live || alive == names_live_thread(x.word),
+                alive == x.word_live || alive == names_holder(x.word, x.case),
                 "inspect judges the holder otherwise"
             );
         }
@@ -1168,7 +1260,7 @@ fn use_value_segment(loc: &Location, x: &ValueExpect, tally: &mut Tally) {
         Err(TryLockError::Poisoned(p)) => {
             assert!(poisoned, "try_lock: poisoned on a clean lock");
             assert!(
-                !names_live_thread(x.word),
+                !names_holder(x.word, x.case),
                 "a lock held by a live thread was taken"
             );
             p.into_inner()
@@ -1227,13 +1319,13 @@ fn value_segments(backend: Backend, name: &str, default_cases: u32) {
     assert_eq!(len, common::segment_len::<Rich>());
     drop(probe);
     let targets = value_targets(len);
-    let live = live_identity();
     property(name, cases(default_cases), &targets, |hits, figures| {
         let place = Place::new(backend, name, &key);
         drop(Shared::create(&place.loc, sample()).unwrap());
         let before = place.read();
-        let said = apply(&place, &targets, hits, live);
-        let x = ValueExpect::new(&before, &place.read());
+        let ids = Ids::now();
+        let said = apply(&place, &targets, hits, ids);
+        let x = ValueExpect::new(&before, &place.read(), ids.case);
         {
             let mut f = figures.borrow_mut();
             f.refused += u32::from(!x.open_ok);
@@ -1477,16 +1569,16 @@ fn stores(backend: Backend, name: &str, default_cases: u32) {
     drop(probe);
     assert_eq!(layout.entries().count(), 7, "{layout:#?}");
     let targets = layout.targets();
-    let live = live_identity();
     property(name, cases(default_cases), &targets, |hits, figures| {
         let place = Place::new(backend, name, &key);
         let made = make_store(&place.loc);
         let before = place.read();
         let layout = StoreLayout::read(&before);
-        let said = apply(&place, &targets, hits, live);
+        let ids = Ids::now();
+        let said = apply(&place, &targets, hits, ids);
         let after = place.read();
         let directory_word = u64_at(&after, LOCK_AT);
-        if names_live_thread(directory_word) {
+        if names_holder(directory_word, ids.case) {
             // Its open would wait for the holder, as it should: see the
             // module docs.
             figures.borrow_mut().live_holders += 1;
@@ -1687,4 +1779,178 @@ fn a_damaged_free_list_link_never_corrupts_another_entry() {
         );
     }
     drop((first, other, again, store, made));
+}
+
+// ===========================================================================
+// A peer writes this thread's own identity
+//
+// A lock word holds its holder's thread id and start time, both readable by
+// anyone in /proc. A peer that writes the identity of the very thread that
+// then locks must not make that thread take the word for its own relock
+// (which panics, as it would deadlock): the thread knows which locks it
+// took, so the word names no holder, and the lock is taken over, poisoned.
+// A real relock, also through a second handle on the same segment (the
+// same lock at another address), still panics.
+
+/// The identity of the calling thread, as a lock word holds it.
+fn my_identity() -> u64 {
+    identity_of(nix::unistd::gettid().as_raw() as u32)
+}
+
+/// The offset of the write counter in a slot (after the lock's 16 bytes).
+const SEQ_AT: usize = LOCK_AT + 16;
+
+fn own_identity_in_a_value_lock(backend: Backend) {
+    let key = Key::in_range(KEY_BASE);
+    let place = Place::new(backend, "own-identity", &key);
+    let other = Place::new(backend, "own-identity-other", &Key::in_range(KEY_BASE));
+    let ((), took) = watched(move || {
+        let shared = Shared::create(&place.loc, sample()).unwrap();
+        let reader = SharedReader::<Rich>::open(&place.loc).unwrap();
+        let want = sample();
+        let me = my_identity();
+        let forge = |flags: u64| place.write(LOCK_AT, &(me | flags).to_ne_bytes());
+
+        // lock(): taken over at once, poisoned, the value as it was.
+        forge(0);
+        let report = inspect::inspect(&place.loc).unwrap();
+        let State::Value { slot, .. } = &report.state else {
+            panic!("{:?}", report.state)
+        };
+        assert!(
+            matches!(slot.lock, LockState::Held { alive: false, .. }),
+            "inspect: {:?}",
+            slot.lock
+        );
+        let g = shared.lock().expect_err("taken over: poisoned");
+        assert_eq!(bytes_of(&**g.get_ref()), bytes_of(&want));
+        drop(g);
+        assert!(shared.is_poisoned() && !shared.is_locked());
+        shared.clear_poison();
+
+        // try_lock() and try_lock_for(), with the waiter flags set too.
+        forge(LOCK_FLAGS);
+        assert!(matches!(shared.try_lock(), Err(TryLockError::Poisoned(_))));
+        shared.clear_poison();
+        forge(0);
+        let t0 = Instant::now();
+        assert!(matches!(
+            shared.try_lock_for(Duration::from_secs(10)),
+            Err(TryLockError::Poisoned(_))
+        ));
+        assert!(t0.elapsed() < Duration::from_secs(2));
+        shared.clear_poison();
+
+        // A write "in progress" under that word: snapshots give what is
+        // there, poisoned, instead of waiting for this thread.
+        forge(0);
+        let seq = u64_at(&place.read(), SEQ_AT);
+        place.write(SEQ_AT, &(seq | 1).to_ne_bytes());
+        let s = shared.snapshot().expect_err("an interrupted write");
+        assert_eq!(bytes_of(s.get_ref()), bytes_of(&want));
+        let s = reader.snapshot().expect_err("an interrupted write");
+        assert_eq!(bytes_of(s.get_ref()), bytes_of(&want));
+        // The next locker takes the write over and commits it.
+        drop(shared.lock().expect_err("poisoned"));
+        shared.clear_poison();
+        assert_eq!(shared.snapshot().unwrap(), want);
+        assert_eq!(u64_at(&place.read(), SEQ_AT) & 1, 0);
+
+        // The same while this thread holds another segment's lock, so that
+        // what it holds must be told apart by address.
+        let held = Shared::create(&other.loc, sample()).unwrap();
+        let g = held.lock().unwrap();
+        forge(0);
+        drop(
+            shared
+                .lock()
+                .expect_err("taken over while holding another lock"),
+        );
+        shared.clear_poison();
+        drop(g);
+        assert!(!held.is_poisoned());
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    eprintln!("own identity, {backend:?}: {took:?}");
+}
+
+#[test]
+fn own_identity_in_a_posix_value_lock() {
+    own_identity_in_a_value_lock(Backend::Posix);
+}
+
+#[test]
+fn own_identity_in_a_file_value_lock() {
+    own_identity_in_a_value_lock(Backend::File);
+}
+
+#[test]
+fn own_identity_in_a_sysv_value_lock() {
+    own_identity_in_a_value_lock(Backend::SysV);
+}
+
+#[test]
+fn own_identity_in_store_locks() {
+    let key = Key::in_range(KEY_BASE);
+    let place = Place::new(Backend::Posix, "own-identity-store", &key);
+    watched(move || {
+        let made = make_store(&place.loc);
+        let store = Store::open(&place.loc).unwrap();
+        let layout = StoreLayout::read(&place.read());
+        let me = my_identity().to_ne_bytes();
+
+        // The directory lock: every store call takes it over, rebuilds
+        // the directory and goes on.
+        place.write(LOCK_AT, &me);
+        let fresh = store.insert::<u64>("fresh", 5).unwrap();
+        assert!(store.contains("count").unwrap());
+        store.check().unwrap();
+
+        // An entry's lock.
+        let count = layout.entries().find(|e| e.key == "count").unwrap();
+        let before = store.get::<u64>("count").unwrap().snapshot().unwrap();
+        place.write(count.slot, &me);
+        let h = store.get::<u64>("count").unwrap();
+        let g = h.lock().expect_err("taken over: poisoned");
+        assert_eq!(**g.get_ref(), before);
+        drop(g);
+        h.clear_poison();
+        drop((h, fresh, store, made));
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+}
+
+fn relock_through_a_second_handle(backend: Backend) {
+    let key = Key::in_range(KEY_BASE);
+    let place = Place::new(backend, "relock", &key);
+    watched(move || {
+        let a = Shared::create(&place.loc, sample()).unwrap();
+        let b = Shared::<Rich>::open(&place.loc).unwrap();
+        let g = a.lock().unwrap();
+        let quiet = |f: &dyn Fn()| {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+                .err()
+                .map(|p| panic_text(&*p))
+                .unwrap_or_default()
+        };
+        let said = quiet(&|| drop(b.lock()));
+        assert!(said.contains("already holds"), "lock(): {said:?}");
+        let said = quiet(&|| drop(b.try_lock_for(Duration::from_millis(100))));
+        assert!(said.contains("already holds"), "try_lock_for(): {said:?}");
+        assert!(matches!(b.try_lock(), Err(TryLockError::WouldBlock)));
+        assert!(!a.is_poisoned());
+        drop(g);
+        drop(b.lock().expect("free, not poisoned"));
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[test]
+fn a_relock_through_a_second_posix_handle_still_panics() {
+    relock_through_a_second_handle(Backend::Posix);
+}
+
+#[test]
+fn a_relock_through_a_second_sysv_handle_still_panics() {
+    relock_through_a_second_handle(Backend::SysV);
 }

@@ -60,10 +60,11 @@ fuzz_target!(|input: &[u8]| {
     damage(&path, &store_parts(&before), input);
     let after = std::fs::read(&path).expect("the store");
     let directory = u64_at(&after, LOCK_AT);
-    if names_live_thread(directory) || names_me(directory) {
-        // The store is locked by a live thread (or by this one, and locking
-        // again from the holder panics by design): opening it waits, as it
-        // should. Let the creator's handles go with the word cleared.
+    if names_live_thread(directory) && !names_me(directory) {
+        // The store is locked by another live thread: opening it waits, as
+        // it should. (A word naming this thread, which holds no lock here,
+        // names no holder: the store takes it over.) Let the creator's
+        // handles go with the word cleared.
         let clear = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
         std::os::unix::fs::FileExt::write_all_at(&clear, &[0; 8], LOCK_AT as u64).unwrap();
         drop(made);

@@ -345,9 +345,9 @@ pub fn names_live_thread(word: u64) -> bool {
     start_time(tid).is_some_and(|s| start == 0 || s as u32 == start)
 }
 
-/// Whether a lock word names the calling thread: locking it would be
-/// locking again from the holder, which panics by design (documented on
-/// `Shared::lock`), so the targets leave such words alone.
+/// Whether a lock word names the calling thread. The targets hold no lock
+/// while they damage a segment, so such a word names no holder: a lock
+/// taken over (poisoned), not a relock.
 pub fn names_me(word: u64) -> bool {
     word & !LOCK_FLAGS == my_identity()
 }
