@@ -13,7 +13,6 @@ use std::collections::HashMap;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{fence, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use nix::fcntl::{open, OFlag};
@@ -803,13 +802,11 @@ pub(crate) fn consistent_copy(
 ) -> Vec<u8> {
     let mut out = vec![0u8; size];
     for _ in 0..100 {
-        let before = versions.raw_seq();
-        if before & 1 == 0 {
-            map.copy_out(offset, &mut out);
-            fence(Ordering::Acquire);
-            if versions.raw_seq() == before {
-                return out;
-            }
+        if versions
+            .copy_quiet(|| map.copy_out(offset, &mut out))
+            .is_some()
+        {
+            return out;
         }
         std::thread::yield_now();
     }

@@ -93,6 +93,23 @@ impl Versions {
         self.seq.load(Ordering::Acquire)
     }
 
+    /// One try at a copy that no write overlapped, for what this process
+    /// reads as bytes (the mirror's values, `inspect`'s values and store
+    /// directories): if no write is in progress, runs `copy`, which must
+    /// read with racy loads ([`racy`](crate::sys::racy)), and returns the
+    /// generation it copied if no write began meanwhile; `None` if the copy
+    /// must be thrown away.
+    pub(crate) fn copy_quiet(&self, copy: impl FnOnce()) -> Option<u64> {
+        let s1 = self.seq.load(Ordering::Acquire);
+        if s1 & 1 != 0 {
+            return None;
+        }
+        copy();
+        // Orders the copy's loads before the second load of `seq`.
+        fence(Ordering::Acquire);
+        (self.seq.load(Ordering::Relaxed) == s1).then_some(s1 >> 1)
+    }
+
     /// Whether a write is in progress (or was left unfinished by a holder
     /// that died). Only meaningful to the lock holder.
     #[inline]

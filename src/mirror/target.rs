@@ -4,7 +4,7 @@
 //! whole value under the segment's lock as one committed write.
 
 use std::ptr::NonNull;
-use std::sync::atomic::{fence, AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::header::{Layout, KIND_VALUE, LOCK_OFFSET, STATE_READY, VERSIONS_OFFSET};
@@ -259,29 +259,13 @@ impl Target {
         (g != seen).then_some(g)
     }
 
-    /// Copies the value's bytes with volatile loads (8 bytes at a time
-    /// where the value is 8-aligned).
+    /// Copies the value's bytes, whatever other processes write meanwhile.
     fn copy_out(&self, out: &mut [u8]) {
-        debug_assert_eq!(out.len(), self.size);
-        let src = self.value.as_ptr();
-        let mut done = 0;
-        if (src as usize) % 8 == 0 {
-            for chunk in out.chunks_exact_mut(8) {
-                // SAFETY: `src + done .. + 8` lies within the value's `size`
-                // bytes, inside the mapping `keep` owns (checked when the
-                // target was made), and is 8-aligned (`src` is, and `done`
-                // is a multiple of 8); any bits are a valid u64, whatever
-                // another process writes meanwhile.
-                let word = unsafe { src.add(done).cast::<u64>().read_volatile() };
-                chunk.copy_from_slice(&word.to_ne_bytes());
-                done += 8;
-            }
-        }
-        for (i, b) in out.iter_mut().enumerate().skip(done) {
-            // SAFETY: i < size, inside the mapping as above; a volatile u8
-            // load is never torn and any bits are a valid u8.
-            *b = unsafe { src.add(i).read_volatile() };
-        }
+        assert_eq!(out.len(), self.size, "a buffer of the wrong size");
+        // SAFETY: the value's `size` bytes lie inside the mapping `keep`
+        // owns (checked when the target was made), which lives as long as
+        // `self`.
+        unsafe { crate::sys::racy::copy_to_slice(self.value.as_ptr().cast_const(), out) };
     }
 
     /// A copy of the value that no write overlapped, and its generation.
@@ -296,25 +280,20 @@ impl Target {
             if self.writable && attempt == 32 {
                 return self.read_locked(out);
             }
-            let s1 = versions.raw_seq();
-            if s1 & 1 == 0 {
-                self.copy_out(&mut out);
-                // Orders the copy's loads before the second load of `seq`.
-                fence(Ordering::Acquire);
-                if versions.raw_seq() == s1 {
-                    if self.lock().is_poisoned() {
-                        return Err(Unreadable::Poisoned);
-                    }
-                    if self.keep.is_cut() {
-                        return Err(Unreadable::Cut);
-                    }
-                    return Ok((out, s1 >> 1));
+            if let Some(generation) = versions.copy_quiet(|| self.copy_out(&mut out)) {
+                if self.lock().is_poisoned() {
+                    return Err(Unreadable::Poisoned);
                 }
-            } else if attempt >= 100 {
-                std::thread::sleep(Duration::from_millis(1));
-                continue;
+                if self.keep.is_cut() {
+                    return Err(Unreadable::Cut);
+                }
+                return Ok((out, generation));
             }
-            std::thread::yield_now();
+            if attempt >= 100 {
+                std::thread::sleep(Duration::from_millis(1));
+            } else {
+                std::thread::yield_now();
+            }
         }
         Err(Unreadable::Busy)
     }

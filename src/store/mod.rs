@@ -598,16 +598,14 @@ pub(crate) fn inspect_entries(
     let versions = map.versions(VERSIONS_OFFSET);
     let mut last = Err("the directory kept changing".to_owned());
     for _ in 0..50 {
-        let before = versions.raw_seq();
-        if before & 1 == 0 {
-            let listed = heap.list();
-            if versions.raw_seq() == before {
-                last = listed.map_err(|e| match e {
-                    Error::Corrupt { reason, .. } => reason,
-                    e => e.to_string(),
-                });
-                break;
-            }
+        let mut listed = None;
+        let quiet = versions.copy_quiet(|| listed = Some(heap.list()));
+        if let (Some(_), Some(listed)) = (quiet, listed) {
+            last = listed.map_err(|e| match e {
+                Error::Corrupt { reason, .. } => reason,
+                e => e.to_string(),
+            });
+            break;
         }
         std::thread::sleep(Duration::from_millis(2));
     }

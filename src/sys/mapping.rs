@@ -114,8 +114,9 @@ impl Mapping {
         }
     }
 
-    /// Copies `out.len()` bytes from `offset` with volatile byte reads, for
-    /// bytes another process may be writing (a header not yet checked).
+    /// Copies `out.len()` bytes from `offset`, for bytes another process
+    /// may be writing (a header not yet checked, a value of unknown type):
+    /// see [`racy::copy_to_slice`](super::racy::copy_to_slice).
     pub(crate) fn copy_out(&self, offset: usize, out: &mut [u8]) {
         let end = offset.checked_add(out.len());
         assert!(
@@ -123,12 +124,9 @@ impl Mapping {
             "read past a {}-byte mapping",
             self.len
         );
-        for (i, b) in out.iter_mut().enumerate() {
-            // SAFETY: offset + i < len (checked above), so the byte is inside
-            // the mapping; a volatile read of a u8 is never torn and every
-            // bit pattern is a valid u8, whatever another process writes.
-            *b = unsafe { self.ptr.add(offset + i).read_volatile() };
-        }
+        // SAFETY: offset + out.len() <= len (checked above), so the bytes
+        // lie inside this mapping, which lives while `self` is borrowed.
+        unsafe { super::racy::copy_to_slice(self.ptr.as_ptr().add(offset).cast_const(), out) };
     }
 
     /// Writes the mapping back to its file and waits for the disk

@@ -32,10 +32,36 @@ const REP_MOVSB_FROM: usize = 512;
 ///   overlap `src`.
 #[inline(always)]
 pub(crate) unsafe fn copy_into<T: Shareable>(src: *const T, dst: *mut T) {
-    let len = size_of::<T>();
-    let src = src.cast::<u8>();
-    let dst = dst.cast::<u8>();
+    // SAFETY: the caller's promise, for the `size_of::<T>()` bytes of a T;
+    // every byte pattern is a valid T, so bytes make a T.
+    unsafe { copy_bytes(src.cast::<u8>(), dst.cast::<u8>(), size_of::<T>()) }
+}
 
+/// Copies `len` bytes at `src` to `out`, whatever other processes write at
+/// `src` meanwhile, as [`copy_into`] does for a typed value: for the bytes of
+/// a value whose type this process does not know (the mirror, `inspect`) and
+/// for headers not yet checked.
+///
+/// # Safety
+///
+/// `src` is valid for reads of `out.len()` bytes for the whole call (it
+/// points into a live mapping).
+#[inline]
+pub(crate) unsafe fn copy_to_slice(src: *const u8, out: &mut [u8]) {
+    // SAFETY: `src` as the caller promises; `out` is this process's own
+    // memory, valid for writes of its length, and cannot overlap a mapping
+    // other processes write (a `&mut [u8]` is never shared memory here).
+    unsafe { copy_bytes(src, out.as_mut_ptr(), out.len()) }
+}
+
+/// The copy behind [`copy_into`] and [`copy_to_slice`].
+///
+/// # Safety
+///
+/// As for [`copy_into`], with `len` bytes for the size and no alignment
+/// required of `src`.
+#[inline(always)]
+unsafe fn copy_bytes(src: *const u8, dst: *mut u8, len: usize) {
     #[cfg(target_arch = "x86_64")]
     if len >= REP_MOVSB_FROM {
         // SAFETY: `rep movsb` copies `rcx` bytes from `rsi` to `rdi`,
@@ -129,6 +155,19 @@ mod tests {
         unsafe {
             copy_into(src, out.as_mut_ptr());
             out.assume_init()
+        }
+    }
+
+    #[test]
+    fn copies_untyped_bytes_at_any_alignment_and_length() {
+        let bytes: Vec<u8> = (0..=255u8).cycle().take(2000).collect();
+        for start in 0..16 {
+            for len in [0, 1, 7, 8, 15, 16, 17, 100, 511, 512, 513, 1200] {
+                let mut out = vec![0xAAu8; len];
+                // SAFETY: `bytes` has at least start + len bytes.
+                unsafe { copy_to_slice(bytes[start..].as_ptr(), &mut out) };
+                assert_eq!(out, &bytes[start..start + len], "at {start}, {len} bytes");
+            }
         }
     }
 
