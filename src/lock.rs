@@ -76,7 +76,10 @@
 //! - Where `/proc` hides other users' processes, an owner that cannot be seen
 //!   counts as alive (its lock is never stolen; it may then never recover).
 //! - A process that `fork`s gets a new identity in the child through a
-//!   `pthread_atfork` handler; a raw `clone` system call would bypass it.
+//!   `pthread_atfork` handler, and an empty list of held locks; a raw
+//!   `clone` system call would bypass it. A guard the child inherited (the
+//!   parent held the lock when it forked) does nothing when the child drops
+//!   it: the lock, and any write in progress, stay the parent's.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -426,10 +429,28 @@ impl RawLock {
     /// for nothing.
     ///
     /// If the lock is no longer the caller's (another process wrote over the
-    /// word), nothing is released: the current holder keeps it.
+    /// word), nothing is released: the current holder keeps it. Nor is it
+    /// in a forked child, for a guard it inherited: see
+    /// [`strike_off`](RawLock::strike_off).
     #[inline]
     pub(crate) fn release(&self, me: u64, wrote: bool) -> bool {
-        thread::released(self.at());
+        self.strike_off() && self.release_word(me, wrote)
+    }
+
+    /// Strikes this lock off the calling thread's list of held locks, as the
+    /// first step of releasing it. `false` if it was not on the list: the
+    /// caller is a guard that a forked child inherited, whose lock (and
+    /// write in progress) belongs to the parent's thread, which still holds
+    /// it; the child must then leave the lock alone.
+    #[inline]
+    pub(crate) fn strike_off(&self) -> bool {
+        thread::released(self.at())
+    }
+
+    /// The rest of [`release`](RawLock::release), after
+    /// [`strike_off`](RawLock::strike_off) returned `true`.
+    #[inline]
+    pub(crate) fn release_word(&self, me: u64, wrote: bool) -> bool {
         if self
             .word
             .compare_exchange(me, 0, Ordering::Release, Ordering::Relaxed)

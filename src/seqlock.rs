@@ -89,6 +89,7 @@ impl Versions {
     }
 
     /// The sequence counter itself (odd while a write is in progress).
+    #[cfg(feature = "mirror")]
     pub(crate) fn raw_seq(&self) -> u64 {
         self.seq.load(Ordering::Acquire)
     }
@@ -167,10 +168,16 @@ impl Versions {
     /// began if `wrote`, and wakes the watchers that must know: those who
     /// marked the lock word, or every one if the segment wakes read-only
     /// watchers. What every guard does when it drops.
+    ///
+    /// A guard that a forked child inherited does nothing: the lock and the
+    /// write in progress are its parent's, whose thread still holds them.
     #[inline]
     pub(crate) fn unlock(&self, lock: &RawLock, me: u64, wrote: bool) {
+        if !lock.strike_off() {
+            return;
+        }
         let flags = if wrote { self.end_write() } else { 0 };
-        if lock.release(me, wrote) || flags & WAKE_ALL != 0 {
+        if lock.release_word(me, wrote) || flags & WAKE_ALL != 0 {
             self.wake();
         }
     }

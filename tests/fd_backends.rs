@@ -54,6 +54,7 @@ fn play(args: &[String]) -> i32 {
         "file-check-poisoned" => file_check_poisoned(Path::new(arg(1))),
         "main-fork-workers" => fork_workers(arg(1).parse().unwrap(), arg(2).parse().unwrap()),
         "main-fork-victim" => fork_victim(),
+        "main-fork-copied-guard" => fork_copied_guard(),
         other => panic!("unknown role {other}"),
     }
 }
@@ -179,6 +180,50 @@ fn fork_workers(workers: u64, times: u64) -> i32 {
     }
     say(format!("value {}", c.lock().unwrap().value));
     0
+}
+
+/// Anonymous segment; the parent forks while it holds the lock in the
+/// middle of a write, and the child drops its copy of the guard (as a child
+/// that returns through the guard's scope does). Says what each side saw.
+fn fork_copied_guard() -> i32 {
+    let c = Shared::<Counter>::anonymous(Counter::default()).unwrap();
+    let mut g = c.lock().unwrap();
+    g.value = 7; // a write in progress
+    let before = c.generation();
+    // SAFETY: single-threaded process, see fork_workers.
+    match unsafe { nix::unistd::fork() }.unwrap() {
+        nix::unistd::ForkResult::Child => {
+            drop(g);
+            // SAFETY: ends the child at once, as in fork_workers.
+            unsafe { libc::_exit(0) };
+        }
+        nix::unistd::ForkResult::Parent { child } => {
+            let st = nix::sys::wait::waitpid(child, None).unwrap();
+            assert!(
+                matches!(st, nix::sys::wait::WaitStatus::Exited(_, 0)),
+                "{st:?}"
+            );
+            // Another thread of the parent tries the lock: still held?
+            let held = std::thread::scope(|s| {
+                s.spawn(|| matches!(c.try_lock(), Err(std::sync::TryLockError::WouldBlock)))
+                    .join()
+                    .unwrap()
+            });
+            say(format!(
+                "after the child: held {held}, generation +{}",
+                c.generation() - before
+            ));
+            g.value += 1;
+            drop(g);
+            say(format!(
+                "after the parent: value {}, generation +{}, poisoned {}",
+                c.snapshot().map(|v| v.value).unwrap_or(0),
+                c.generation() - before,
+                c.is_poisoned()
+            ));
+            0
+        }
+    }
 }
 
 /// Anonymous segment; a forked child takes the lock and is killed holding
@@ -390,6 +435,17 @@ fn memfd_holder_killed_is_recovered() {
 fn anonymous_segment_is_shared_with_forked_workers() {
     let mut kid = Kid::spawn("main-fork-workers", &["4", "20000"]);
     assert_eq!(kid.expect("value"), "80000");
+    kid.wait_success();
+}
+
+#[test]
+fn a_guard_a_forked_child_inherits_leaves_the_parents_lock_alone() {
+    let mut kid = Kid::spawn("main-fork-copied-guard", &[]);
+    assert_eq!(kid.expect("after the child:"), "held true, generation +0");
+    assert_eq!(
+        kid.expect("after the parent:"),
+        "value 8, generation +1, poisoned false"
+    );
     kid.wait_success();
 }
 

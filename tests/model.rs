@@ -191,7 +191,7 @@ const CITED: &[(&str, &str)] = &[
     ),
     (
         "src/seqlock.rs",
-        "if lock.release(me, wrote) || flags & WAKE_ALL != 0 {",
+        "if lock.release_word(me, wrote) || flags & WAKE_ALL != 0 {",
     ),
     ("src/seqlock.rs", "futex::wake(&self.seq, i32::MAX);"),
     (

@@ -104,7 +104,10 @@ pub(crate) fn acquired(at: usize) {
 
 #[cold]
 fn spill(s: &State, at: usize) {
-    SPILL.with(|v| {
+    // Gone only while the thread's own destructors run; the lock is then
+    // not recorded, and its release, not finding the list either, goes
+    // ahead (see `released_out_of_order`).
+    let _ = SPILL.try_with(|v| {
         let mut v = v.borrow_mut();
         v.truncate(s.spilled.get());
         v.push(at);
@@ -112,42 +115,50 @@ fn spill(s: &State, at: usize) {
     });
 }
 
-/// Records that this thread no longer holds the lock at `at`.
+/// Strikes the lock at `at` off this thread's list. `false` if it was not
+/// on it: the caller is a guard that a forked child inherited from its
+/// parent, whose thread still holds the lock (the child's list starts
+/// empty).
 #[inline]
-pub(crate) fn released(at: usize) {
+pub(crate) fn released(at: usize) -> bool {
     let s = state();
     let top = s.depth.get().wrapping_sub(1);
     // Locks are mostly released in the opposite order of taking them.
     // (One comparison tells both that there is a top and that it is in
     // the slots.)
     match s.held.get(top) {
-        Some(slot) if slot.get() == at => s.depth.set(top),
+        Some(slot) if slot.get() == at => {
+            s.depth.set(top);
+            true
+        }
         _ => released_out_of_order(s, at),
     }
 }
 
 #[cold]
-fn released_out_of_order(s: &State, at: usize) {
-    let found = SPILL.with(|v| {
-        let mut v = v.borrow_mut();
-        v.truncate(s.spilled.get());
-        let i = v.iter().rposition(|&a| a == at)?;
-        v.remove(i);
-        s.spilled.set(v.len());
-        Some(())
-    });
-    if found.is_some() {
-        return;
-    }
+fn released_out_of_order(s: &State, at: usize) -> bool {
     let d = s.depth.get();
-    // Not found: a release this thread never recorded taking, such as a
-    // guard dropped in a forked child.
     if let Some(i) = (0..d).rev().find(|&i| s.held[i].get() == at) {
         for j in i..d - 1 {
             s.held[j].set(s.held[j + 1].get());
         }
         s.depth.set(d - 1);
+        return true;
     }
+    SPILL
+        .try_with(|v| {
+            let mut v = v.borrow_mut();
+            v.truncate(s.spilled.get());
+            let Some(i) = v.iter().rposition(|&a| a == at) else {
+                return false;
+            };
+            v.remove(i);
+            s.spilled.set(v.len());
+            true
+        })
+        // The list is gone (the thread's destructors are running), so this
+        // cannot be told: release, as before there was a list.
+        .unwrap_or(true)
 }
 
 /// What this thread holds, as seen from the lock at one address.
@@ -165,8 +176,10 @@ pub(crate) enum Holding {
 pub(crate) fn holding(at: usize) -> Holding {
     let s = state();
     let mut all: Vec<usize> = s.held[..s.depth.get()].iter().map(Cell::get).collect();
-    SPILL.with(|v| all.extend_from_slice(&v.borrow()[..s.spilled.get()]));
-    if all.contains(&at) {
+    let spilled = SPILL.try_with(|v| all.extend_from_slice(&v.borrow()[..s.spilled.get()]));
+    // Without the list (the thread's destructors are running) the answer
+    // that never lets two holders in.
+    if spilled.is_err() || all.contains(&at) {
         Holding::Here
     } else {
         Holding::Others(all)
@@ -196,8 +209,11 @@ mod tests {
         acquired(24);
         assert_eq!(holding(16), Holding::Here);
         assert_eq!(holding(32), Holding::Others(vec![8, 16, 24]));
-        released(16);
+        assert!(released(16));
         assert_eq!(holding(16), Holding::Others(vec![8, 24]));
+        // Never taken by this thread (a guard a forked child inherited).
+        assert!(!released(4096));
+        assert_eq!(holding(4096), Holding::Others(vec![8, 24]));
         released(24);
         released(8);
         assert_eq!(holding(8), Holding::Others(vec![]));
