@@ -169,12 +169,17 @@ impl Versions {
     /// marked the lock word, or every one if the segment wakes read-only
     /// watchers. What every guard does when it drops.
     ///
-    /// A guard that a forked child inherited does nothing: the lock and the
-    /// write in progress are its parent's, whose thread still holds them.
+    /// `poison` (the holder is panicking) poisons the lock first, as
+    /// `std::sync::Mutex` does. A guard that a forked child inherited does
+    /// nothing, whether or not it panics: the lock and the write in
+    /// progress are its parent's, whose thread still holds them.
     #[inline]
-    pub(crate) fn unlock(&self, lock: &RawLock, me: u64, wrote: bool) {
+    pub(crate) fn unlock(&self, lock: &RawLock, me: u64, wrote: bool, poison: bool) {
         if !lock.strike_off() {
             return;
+        }
+        if poison {
+            lock.poison();
         }
         let flags = if wrote { self.end_write() } else { 0 };
         if lock.release_word(me, wrote) || flags & WAKE_ALL != 0 {

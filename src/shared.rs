@@ -542,12 +542,10 @@ impl<T: Shareable> DerefMut for SharedGuard<'_, T> {
 impl<T: Shareable> Drop for SharedGuard<'_, T> {
     #[inline]
     fn drop(&mut self) {
-        if !self.panicking && std::thread::panicking() {
-            self.shared.raw().poison();
-        }
+        let poison = !self.panicking && std::thread::panicking();
         self.shared
             .versions()
-            .unlock(self.shared.raw(), self.me, self.writing);
+            .unlock(self.shared.raw(), self.me, self.writing, poison);
     }
 }
 

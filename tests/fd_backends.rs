@@ -184,7 +184,8 @@ fn fork_workers(workers: u64, times: u64) -> i32 {
 
 /// Anonymous segment; the parent forks while it holds the lock in the
 /// middle of a write, and the child drops its copy of the guard (as a child
-/// that returns through the guard's scope does). Says what each side saw.
+/// that returns through the guard's scope does), while panicking. Says what
+/// each side saw.
 fn fork_copied_guard() -> i32 {
     let c = Shared::<Counter>::anonymous(Counter::default()).unwrap();
     let mut g = c.lock().unwrap();
@@ -193,7 +194,12 @@ fn fork_copied_guard() -> i32 {
     // SAFETY: single-threaded process, see fork_workers.
     match unsafe { nix::unistd::fork() }.unwrap() {
         nix::unistd::ForkResult::Child => {
-            drop(g);
+            // The child panics while its copy of the guard is alive: a
+            // guard poisons its lock when dropped by a panicking thread.
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+                let _g = g;
+                panic!("a forked child panics holding an inherited guard");
+            }));
             // SAFETY: ends the child at once, as in fork_workers.
             unsafe { libc::_exit(0) };
         }

@@ -234,7 +234,7 @@ const CITED: &[(&str, &str)] = &[
     ("src/shared.rs", "self.shared.versions().begin_write();"),
     (
         "src/shared.rs",
-        ".unlock(self.shared.raw(), self.me, self.writing);",
+        ".unlock(self.shared.raw(), self.me, self.writing, poison);",
     ),
     // Slot::wait_for_change: only a writable handle marks the word.
     ("src/slot.rs", "let lock = writable.then(|| self.raw());"),

@@ -410,11 +410,10 @@ impl Held<'_> {
 
 impl Drop for Held<'_> {
     fn drop(&mut self) {
-        let lock = self.target.lock();
-        if !self.panicking && std::thread::panicking() {
-            lock.poison();
-        }
-        self.target.versions().unlock(lock, self.me, self.writing);
+        let poison = !self.panicking && std::thread::panicking();
+        self.target
+            .versions()
+            .unlock(self.target.lock(), self.me, self.writing, poison);
     }
 }
 

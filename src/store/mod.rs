@@ -751,11 +751,10 @@ impl Dir<'_> {
 
 impl Drop for Dir<'_> {
     fn drop(&mut self) {
-        let lock = self.inner.raw();
-        if !self.panicking && std::thread::panicking() {
-            lock.poison();
-        }
-        self.inner.versions().unlock(lock, self.me, self.changing);
+        let poison = !self.panicking && std::thread::panicking();
+        self.inner
+            .versions()
+            .unlock(self.inner.raw(), self.me, self.changing, poison);
     }
 }
 
