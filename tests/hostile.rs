@@ -1803,7 +1803,9 @@ const SEQ_AT: usize = LOCK_AT + 16;
 fn own_identity_in_a_value_lock(backend: Backend) {
     let key = Key::in_range(KEY_BASE);
     let place = Place::new(backend, "own-identity", &key);
-    let other = Place::new(backend, "own-identity-other", &Key::in_range(KEY_BASE));
+    // Each key removes its System V segment when it drops, at the end.
+    let other_key = Key::in_range(KEY_BASE);
+    let other = Place::new(backend, "own-identity-other", &other_key);
     let ((), took) = watched(move || {
         let shared = Shared::create(&place.loc, sample()).unwrap();
         let reader = SharedReader::<Rich>::open(&place.loc).unwrap();
