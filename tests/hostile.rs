@@ -854,6 +854,15 @@ struct Figures {
     slowest: Duration,
 }
 
+impl Figures {
+    /// Counts what one case did and how long it took.
+    fn add(&mut self, tally: &Tally, took: Duration) {
+        self.calls += tally.calls;
+        self.errors += tally.errors;
+        self.slowest = self.slowest.max(took);
+    }
+}
+
 /// Counts calls and the typed errors they returned.
 #[derive(Default)]
 struct Tally {
@@ -1339,10 +1348,7 @@ fn value_segments(backend: Backend, name: &str, default_cases: u32) {
             tally
         })
         .map_err(|e| TestCaseError::fail(format!("{e}\nwrites: {said:#?}\nexpected: {x:?}")))?;
-        let mut f = figures.borrow_mut();
-        f.calls += tally.calls;
-        f.errors += tally.errors;
-        f.slowest = f.slowest.max(took);
+        figures.borrow_mut().add(&tally, took);
         Ok(())
     });
 }
@@ -1611,10 +1617,7 @@ fn stores(backend: Backend, name: &str, default_cases: u32) {
             tally
         })
         .map_err(|e| TestCaseError::fail(format!("{e}\nwrites: {said:#?}\ninert: {}", x.inert)))?;
-        let mut f = figures.borrow_mut();
-        f.calls += tally.calls;
-        f.errors += tally.errors;
-        f.slowest = f.slowest.max(took);
+        figures.borrow_mut().add(&tally, took);
         Ok(())
     });
 }
