@@ -16,12 +16,15 @@
 //! they are different memory, as on two machines. Otherwise the hosts
 //! share /dev/shm and use two names, `mirror-demo-a` and `mirror-demo-b`.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
+#[path = "common/redis_server.rs"]
+mod redis_server;
+
+use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use redis_server::KillOnDrop;
 use shmstore::mirror::MirrorOptions;
 use shmstore::{Shareable, Shared, ShmStr};
 
@@ -47,7 +50,7 @@ fn main() {
     let url = match args.get(1) {
         Some(url) => url.clone(),
         None => {
-            let (child, url) = start_redis();
+            let (child, url) = redis_server::start();
             server = Some(child);
             url
         }
@@ -195,51 +198,4 @@ fn own_dev_shm() -> bool {
         )
     };
     rc == 0
-}
-
-/// `redis-server` on a free loopback port, without persistence.
-fn start_redis() -> (KillOnDrop, String) {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut cmd = Command::new("redis-server");
-    cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .args(["--save", "", "--appendonly", "no", "--dir", "/tmp"])
-        .stdout(Stdio::null());
-    // SAFETY: as for the hosts: the server dies with the demo.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
-            Ok(())
-        });
-    }
-    let server = KillOnDrop(cmd.spawn().unwrap_or_else(|e| {
-        eprintln!("cannot run redis-server ({e}): install it (apt-get install -y redis-server) or give a redis:// URL");
-        std::process::exit(1)
-    }));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
-            if s.write_all(b"PING\r\n").is_ok() {
-                let mut line = String::new();
-                if BufReader::new(s).read_line(&mut line).is_ok() && line.starts_with("+PONG") {
-                    return (server, format!("redis://127.0.0.1:{port}/"));
-                }
-            }
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    eprintln!("redis-server did not answer");
-    std::process::exit(1)
-}
-
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }

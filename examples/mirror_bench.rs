@@ -22,11 +22,10 @@
 
 #[path = "common/machine.rs"]
 mod machine;
+#[path = "common/redis_server.rs"]
+mod redis_server;
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
-use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use machine::{cpu_model, load_average, CpuClock};
@@ -81,7 +80,7 @@ fn main() {
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(2000);
-    let (_server, url) = start_redis();
+    let (_server, url) = redis_server::start();
     println!("shmstore mirror bench: {rounds} rounds per lag figure, Redis at {url}");
     println!(
         "machine: {}; load average {}; {}",
@@ -275,51 +274,4 @@ fn throughput<T: Payload>(url: &str, what: &str) {
         b.generation() - g0,
         commits as f64 / secs / 1e6
     );
-}
-
-/// `redis-server` on a free loopback port, without persistence.
-fn start_redis() -> (KillOnDrop, String) {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut cmd = Command::new("redis-server");
-    cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .args(["--save", "", "--appendonly", "no", "--dir", "/tmp"])
-        .stdout(Stdio::null());
-    // SAFETY: prctl is async-signal-safe and touches no memory: the server
-    // dies with the benchmark.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
-            Ok(())
-        });
-    }
-    let server = KillOnDrop(
-        cmd.spawn()
-            .expect("running redis-server (apt-get install -y redis-server)"),
-    );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
-            if s.write_all(b"PING\r\n").is_ok() {
-                let mut line = String::new();
-                if BufReader::new(s).read_line(&mut line).is_ok() && line.starts_with("+PONG") {
-                    return (server, format!("redis://127.0.0.1:{port}/"));
-                }
-            }
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!("redis-server did not answer");
-}
-
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
