@@ -58,7 +58,7 @@ fn run(args: &[&str]) -> AnyResult<()> {
         ["writer", name, "--every", ms] => write_every(name, ms.parse()?, u64::MAX),
         ["writer", name, "--every", ms, count] => write_every(name, ms.parse()?, count.parse()?),
         ["reader", name] => follow(name),
-        ["remove", name] => Ok(Shared::<Config>::unlink(*name)?),
+        ["remove", name] => Ok(shmstore::unlink(*name)?),
         _ => Err(
             "usage: config [writer NAME [--every MS [COUNT]] | reader NAME | remove NAME]".into(),
         ),
@@ -210,7 +210,7 @@ fn demo() -> AnyResult<()> {
     struct Remove(String);
     impl Drop for Remove {
         fn drop(&mut self) {
-            let _ = Shared::<Config>::unlink(self.0.as_str());
+            let _ = shmstore::unlink(self.0.as_str());
         }
     }
     let name = Remove(format!("config-demo-{}", std::process::id()));

@@ -168,7 +168,7 @@ struct Unlink(Location);
 
 impl Drop for Unlink {
     fn drop(&mut self) {
-        let _ = Shared::<Counter>::unlink(&self.0);
+        let _ = shmstore::unlink(&self.0);
     }
 }
 
@@ -236,7 +236,7 @@ fn run(backend: Backend, atomic: bool, procs: usize, iters: u64) -> Result<Outco
     } else {
         backend.location(false)
     };
-    let _ = Shared::<Counter>::unlink(&at); // a stale one from a killed run
+    let _ = shmstore::unlink(&at); // a stale one from a killed run
     let counter = if atomic {
         Handle::Atomic(
             SharedAtomic::create(&at, AtomicCounter::default()).map_err(|e| e.to_string())?,
@@ -417,7 +417,7 @@ fn crash_holder(backend: Backend) -> Result<ExitCode, String> {
 
 fn crash_test(backend: Backend) -> Result<ExitCode, String> {
     let at = backend.location(true);
-    let _ = Shared::<Counter>::unlink(&at);
+    let _ = shmstore::unlink(&at);
     let counter = Shared::create(&at, Counter::default()).map_err(|e| e.to_string())?;
     let _cleanup = Unlink(at);
     let mut holder = Worker::spawn(&["crash-holder", backend.arg()])?;

@@ -421,7 +421,7 @@ struct Unlink(String);
 
 impl Drop for Unlink {
     fn drop(&mut self) {
-        let _ = Shared::<u64>::unlink(self.0.as_str());
+        let _ = shmstore::unlink(self.0.as_str());
     }
 }
 
@@ -557,7 +557,7 @@ fn run_all(run: Duration, procs: usize, only: Option<&str>) -> bool {
             continue;
         }
         let name = format!("{prefix}_{kind}");
-        let _ = Shared::<u64>::unlink(name.as_str());
+        let _ = shmstore::unlink(name.as_str());
         let before = dev_shm();
         let _unlink = Unlink(name.clone());
         println!();

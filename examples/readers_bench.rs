@@ -1407,7 +1407,7 @@ impl Drop for Remove {
     fn drop(&mut self) {
         match self {
             Remove::Segment(name) => {
-                let _ = Shared::<Small>::unlink(name.as_str());
+                let _ = shmstore::unlink(name.as_str());
             }
             Remove::RawShm(name) => {
                 let _ = shm_unlink(format!("/{name}").as_str());

@@ -20,14 +20,14 @@ use nix::sys::stat::{fstat, Mode};
 use zerocopy::FromBytes;
 
 use crate::error::{Error, Result};
-use crate::header::{
+use crate::lock::seqlock::Versions;
+use crate::lock::RawLock;
+use crate::schema::{Schema, Value};
+use crate::segment::header::{
     Header, Layout, FORMAT_VERSION, KIND_STORE, KIND_VALUE, LOCK_OFFSET, MAGIC, MAX_SCHEMA,
     STATE_INITIALISING, STATE_READY, VERSIONS_OFFSET,
 };
-use crate::location::{IntoLocation, Location, Place, SysvKey};
-use crate::lock::RawLock;
-use crate::schema::{Schema, Value};
-use crate::seqlock::Versions;
+use crate::segment::location::{IntoLocation, Location, Place, SysvKey};
 use crate::sys::mapping::Mapping;
 
 /// Where a segment lives.
@@ -296,8 +296,8 @@ fn inspect_with(loc: &Location, maps: &Attachments) -> Result<Report> {
 /// System V segment (by id) for removal.
 pub fn remove(report: &Report) -> Result<()> {
     match (report.backend, report.sysv_id) {
-        (Backend::SysV, Some(id)) => crate::backend::sysv::remove_id(id),
-        _ => crate::backend::unlink(&report.location),
+        (Backend::SysV, Some(id)) => crate::segment::Remover::SysV(id).remove(),
+        _ => crate::segment::unlink(&report.location),
     }
 }
 
@@ -644,13 +644,13 @@ fn header_info(h: &Header) -> HeaderInfo {
 /// Whether the creator runs, as far as this namespace can tell (one in
 /// another PID namespace counts as running: it cannot be checked).
 fn creator_alive(h: &Header) -> bool {
-    let ours = crate::header::pid_namespace();
+    let ours = crate::segment::header::pid_namespace();
     if h.pid_ns != 0 && ours != 0 && h.pid_ns != ours {
         return true;
     }
     h.creator_pid != 0
-        && h.creator_pid < crate::owner::TID_LIMIT
-        && crate::owner::is_alive(h.creator_pid, h.creator_start as u32)
+        && h.creator_pid < crate::lock::owner::TID_LIMIT
+        && crate::lock::owner::is_alive(h.creator_pid, h.creator_start as u32)
 }
 
 /// What the mapped bytes of a segment say.
@@ -743,7 +743,7 @@ pub(crate) fn read_state(map: &Mapping) -> State {
             }
         }
         KIND_STORE => State::Store {
-            entries: crate::store::inspect_entries(map, layout.value_offset, size),
+            entries: entry_reports(map, layout.value_offset, size),
             header,
             directory,
         },
@@ -855,4 +855,44 @@ impl Attachments {
         let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
         Some(self.counts.get(&path).copied().unwrap_or(0))
     }
+}
+/// The reports of the entries of the store whose content is at `content`
+/// (`size` bytes) of a read-only mapping, read without the directory lock.
+fn entry_reports(
+    map: &Mapping,
+    content: usize,
+    size: usize,
+) -> std::result::Result<Vec<EntryReport>, String> {
+    let entries = crate::store::list_entries(map, content, size)?;
+    Ok(entries
+        .into_iter()
+        .map(|e| {
+            let slot = e.at + e.layout.slot;
+            let versions = map.versions(slot + 16);
+            let schema = read_schema(
+                map,
+                e.at + e.layout.schema,
+                e.layout.schema_len,
+                e.value_size,
+            );
+            let value = match &schema {
+                Ok(Some(s)) => Some(s.value(&consistent_copy(
+                    map,
+                    versions,
+                    e.at + e.layout.value,
+                    e.value_size,
+                ))),
+                _ => None,
+            };
+            EntryReport {
+                key: String::from_utf8_lossy(&e.key).into_owned(),
+                type_name: e.type_name,
+                size: e.value_size as u64,
+                fingerprint: e.fingerprint,
+                slot: slot_info(map.raw_lock(slot), versions),
+                schema,
+                value,
+            }
+        })
+        .collect())
 }

@@ -17,7 +17,7 @@
 //!     g.last_pid = std::process::id();
 //! }
 //! assert_eq!(c.lock().unwrap().value, 1);
-//! Shared::<Counter>::unlink(&name)?;  // segments outlive processes until unlinked
+//! shmstore::unlink(&name)?;  // segments outlive processes until unlinked
 //! # Ok::<(), shmstore::Error>(())
 //! ```
 //!
@@ -115,52 +115,53 @@
 // inside the crate itself too.
 extern crate self as shmstore;
 
-mod aliases;
-mod backend;
 mod error;
-mod fixed;
-mod header;
 pub mod inspect;
-mod location;
 mod lock;
-mod lockfree;
 #[cfg(feature = "mirror")]
 pub mod mirror;
-mod name;
-mod options;
-mod owner;
 mod reader;
 pub mod schema;
 mod segment;
-mod seqlock;
-mod shareable;
 mod shared;
-mod slot;
 mod store;
 mod sys;
+mod types;
 
-pub use backend::sysv::SysvInfo;
 pub use error::{Error, Result};
-pub use fixed::{CapacityError, ShmBool, ShmStr, ShmVec};
-pub use location::{IntoLocation, Location, SysvKey};
 pub use lock::{RawLock, CHECK_INTERVAL};
-pub use lockfree::{LockFree, SharedAtomic};
-pub use name::MAX_NAME_LEN;
-pub use options::SharedOptions;
 pub use reader::SharedReader;
 pub use schema::{Schema, Value};
-pub use shareable::Shareable;
+pub use segment::location::{IntoLocation, Location, SysvInfo, SysvKey};
+pub use segment::name::MAX_NAME_LEN;
+pub use segment::options::SharedOptions;
+pub use segment::unlink;
 pub use shared::{Shared, SharedGuard};
 pub use shmstore_derive::Shareable;
 pub use store::{EntryInfo, Store, MAX_KEY_LEN};
 pub use sys::fdpass::{recv_fd, send_fd};
+pub use types::fixed::{CapacityError, ShmBool, ShmStr, ShmVec};
+pub use types::lockfree::{LockFree, SharedAtomic};
+pub use types::shareable::Shareable;
 
 /// Helpers that `#[derive(Shareable)]` expands to. Not a public API.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::lockfree::{AtomicField, LockFree};
-    pub use crate::shareable::Fingerprint;
-    pub use crate::shareable::Shareable;
+    pub use crate::types::lockfree::{AtomicField, LockFree};
+    pub use crate::types::shareable::Fingerprint;
+    pub use crate::types::shareable::Shareable;
+
+    /// `schema` if it has this size and alignment, an opaque schema with
+    /// them otherwise: what the derive records for a field whose type it
+    /// names only as `<F as Shareable>`.
+    pub fn checked_schema(
+        schema: crate::Schema,
+        type_name: &str,
+        size: usize,
+        align: usize,
+    ) -> crate::Schema {
+        crate::Schema::checked(schema, type_name, size, align)
+    }
     pub use core;
     pub use std::vec::Vec;
 }

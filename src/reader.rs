@@ -5,11 +5,12 @@ use std::sync::LockResult;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::location::IntoLocation;
-use crate::options::SharedOptions;
-use crate::shareable::Shareable;
-use crate::slot::Slot;
+use crate::lock::slot::Slot;
+use crate::segment::location::IntoLocation;
+use crate::segment::options::OpenMode;
+use crate::segment::options::SharedOptions;
 use crate::sys::mapping::Mapping;
+use crate::types::shareable::Shareable;
 
 /// A read-only handle on a segment holding a `T`: for processes that must
 /// not, or cannot, write it, such as readers of a configuration segment with
@@ -44,7 +45,7 @@ use crate::sys::mapping::Mapping;
 /// let now = reader.wait_for_change(seen, std::time::Duration::from_secs(1))?;
 /// assert_eq!(now, Some(seen + 1));
 /// assert_eq!(reader.snapshot().unwrap().max_clients, 20);
-/// # Shared::<Limits>::unlink(&name)?;
+/// # shmstore::unlink(&name)?;
 /// # Ok::<(), shmstore::Error>(())
 /// ```
 pub struct SharedReader<T: Shareable> {
@@ -168,5 +169,21 @@ impl<T: Shareable> fmt::Debug for SharedReader<T> {
             .field("size", &self.map.len())
             .field("generation", &self.generation())
             .finish_non_exhaustive()
+    }
+}
+
+/// Opening with options: the [`SharedOptions`] builder's final calls for
+/// this handle.
+impl SharedOptions {
+    /// Opens an existing segment that holds a `T` for reading only, as a
+    /// [`SharedReader`](crate::SharedReader); honours
+    /// [`allow_foreign_owner`](SharedOptions::allow_foreign_owner).
+    pub fn open_read_only<T: Shareable>(
+        &self,
+        at: impl IntoLocation,
+    ) -> Result<crate::SharedReader<T>> {
+        let loc = at.into_location()?;
+        let seg = crate::segment::establish::<T>(&loc, self, OpenMode::ReadOnly, None)?;
+        Ok(crate::SharedReader::from_map(seg.map, loc.label()))
     }
 }

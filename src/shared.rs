@@ -9,15 +9,17 @@ use std::time::{Duration, Instant};
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
-use crate::backend::Remover;
 use crate::error::Result;
-use crate::location::IntoLocation;
+use crate::lock::seqlock::Versions;
+use crate::lock::slot::Slot;
 use crate::lock::RawLock;
-use crate::options::SharedOptions;
-use crate::seqlock::Versions;
-use crate::shareable::Shareable;
-use crate::slot::Slot;
+use crate::segment::location::IntoLocation;
+use crate::segment::options::OpenMode;
+use crate::segment::options::SharedOptions;
+use crate::segment::KeepsMapped;
+use crate::segment::Remover;
 use crate::sys::mapping::Mapping;
+use crate::types::shareable::Shareable;
 
 /// A `T` in shared memory, guarded by a lock that works across processes and
 /// recovers from holders that die.
@@ -46,7 +48,7 @@ use crate::sys::mapping::Mapping;
 ///     g.last_pid = std::process::id();
 /// }
 /// assert_eq!(c.lock().unwrap().value, 1);
-/// Shared::<Counter>::unlink(&name)?;
+/// shmstore::unlink(&name)?;
 /// # Ok::<(), shmstore::Error>(())
 /// ```
 pub struct Shared<T: Shareable> {
@@ -91,13 +93,6 @@ impl<T: Shareable> Shared<T> {
     /// initialises the segment, and all end up on the same object.
     pub fn open_or_create(at: impl IntoLocation, value: T) -> Result<Shared<T>> {
         SharedOptions::new().open_or_create(at, value)
-    }
-
-    /// Removes the name `at`, whatever type its segment holds. Handles that
-    /// are open keep working; later opens get `NotFound`. For System V this
-    /// is `IPC_RMID`: the segment lives on until the last process detaches.
-    pub fn unlink(at: impl IntoLocation) -> Result<()> {
-        crate::backend::unlink(&at.into_location()?)
     }
 
     /// A new segment with no name, holding `value`: a `memfd` sealed
@@ -158,7 +153,7 @@ impl<T: Shareable> Shared<T> {
     /// mapping, which `entry` keeps alive (and keeps the entry from being
     /// freed) for as long as the handle lives.
     pub(crate) fn from_entry(
-        entry: crate::store::EntryRef,
+        entry: Box<dyn KeepsMapped>,
         slot: Slot<T>,
         label: String,
     ) -> Shared<T> {
@@ -238,7 +233,7 @@ impl<T: Shareable> Shared<T> {
     /// let p = Shared::<Position>::create(&name, Position::default())?;
     /// *p.lock().unwrap() = Position { x: 1.0, y: 2.0 };
     /// assert_eq!(p.snapshot().unwrap(), Position { x: 1.0, y: 2.0 });
-    /// # Shared::<Position>::unlink(&name)?;
+    /// # shmstore::unlink(&name)?;
     /// # Ok::<(), shmstore::Error>(())
     /// ```
     #[inline]
@@ -318,10 +313,7 @@ impl<T: Shareable> Shared<T> {
     /// owner, attach count, whether it is marked for removal. `None` for
     /// other backends.
     pub fn sysv_info(&self) -> Option<Result<crate::SysvInfo>> {
-        match self.remover {
-            Remover::SysV(id) => Some(crate::backend::sysv::info(id)),
-            _ => None,
-        }
+        self.remover.sysv_info()
     }
 
     /// Writes the segment to its storage and waits until it is there
@@ -491,7 +483,7 @@ enum Backing {
     Segment(Mapping),
     /// An entry of a store: the store's mapping, and the entry's hold on
     /// its memory.
-    Entry(crate::store::EntryRef),
+    Entry(Box<dyn KeepsMapped>),
 }
 
 /// Access to the value while the lock is held; unlocks when dropped.
@@ -552,5 +544,57 @@ impl<T: Shareable> Drop for SharedGuard<'_, T> {
 impl<T: Shareable + fmt::Debug> fmt::Debug for SharedGuard<'_, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(&**self, f)
+    }
+}
+
+/// Opening with options: the [`SharedOptions`] builder's final calls for
+/// this handle.
+impl SharedOptions {
+    /// Creates a new segment holding `value`; fails with
+    /// [`AlreadyExists`](crate::Error::AlreadyExists) if the name exists.
+    pub fn create<T: Shareable>(&self, at: impl IntoLocation, value: T) -> Result<Shared<T>> {
+        self.establish(at, OpenMode::Create, Some(value))
+    }
+
+    /// Opens an existing segment that holds a `T`; fails with
+    /// [`NotFound`](crate::Error::NotFound) if there is none.
+    pub fn open<T: Shareable>(&self, at: impl IntoLocation) -> Result<Shared<T>> {
+        self.establish(at, OpenMode::Open, None)
+    }
+
+    /// Opens the segment, creating it with `value` if there is none. When
+    /// many processes call this at once, exactly one initialises the segment
+    /// and all of them end up on the same object.
+    pub fn open_or_create<T: Shareable>(
+        &self,
+        at: impl IntoLocation,
+        value: T,
+    ) -> Result<Shared<T>> {
+        self.establish(at, OpenMode::OpenOrCreate, Some(value))
+    }
+
+    /// Maps a segment from a descriptor another process handed over (see
+    /// [`Shared::from_fd`]); honours
+    /// [`allow_foreign_owner`](SharedOptions::allow_foreign_owner).
+    pub fn from_fd<T: Shareable>(&self, fd: OwnedFd) -> Result<Shared<T>> {
+        let map = crate::segment::from_fd::<T>(&fd, self)?;
+        Ok(Shared::from_memfd(map, fd))
+    }
+
+    fn establish<T: Shareable>(
+        &self,
+        at: impl IntoLocation,
+        mode: OpenMode,
+        value: Option<T>,
+    ) -> Result<Shared<T>> {
+        let loc = at.into_location()?;
+        let seg = crate::segment::establish(&loc, self, mode, value)?;
+        Ok(Shared::from_parts(
+            seg.map,
+            loc.label(),
+            seg.remover,
+            self.remove_on_drop,
+            None,
+        ))
     }
 }

@@ -497,7 +497,7 @@ fn file_segment_is_shared_and_outlives_every_process() {
         Shared::<Counter>::create(path.as_path(), Counter::default()),
         Err(Error::AlreadyExists { .. })
     ));
-    Shared::<Counter>::unlink(path.as_path()).unwrap();
+    shmstore::unlink(path.as_path()).unwrap();
     assert!(!path.exists());
     assert!(matches!(
         Shared::<Counter>::open(path.as_path()),

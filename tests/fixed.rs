@@ -620,7 +620,7 @@ struct Cleanup(String);
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
-        let _ = Shared::<Config>::unlink(&self.0);
+        let _ = shmstore::unlink(&self.0);
     }
 }
 

@@ -743,7 +743,7 @@ impl Place {
                 }
             }
             Backend::SysV => {
-                let _ = Shared::<u64>::unlink(key.key());
+                let _ = shmstore::unlink(key.key());
                 Place {
                     loc: Location::sysv(key.key()),
                     path: None,

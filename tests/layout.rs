@@ -30,7 +30,7 @@ struct Cleanup(String);
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
-        let _ = Shared::<Reading>::unlink(&self.0);
+        let _ = shmstore::unlink(&self.0);
     }
 }
 

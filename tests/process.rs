@@ -406,7 +406,7 @@ fn small_tmpfs(name: &str) -> i32 {
     // A small segment fits: the file system works.
     let small = Shared::create(name, Counter::default()).map(|_| ());
     say(format!("small={}", outcome(small)));
-    Shared::<Counter>::unlink(name).unwrap();
+    shmstore::unlink(name).unwrap();
     report_big_create(name, "/dev/shm");
     0
 }
@@ -1297,7 +1297,7 @@ fn invalid_names_are_refused() {
         ] {
             assert!(matches!(e, Error::InvalidName { .. }), "{bad:?}: {e:?}");
         }
-        let e = failure(Shared::<Counter>::unlink(bad));
+        let e = failure(shmstore::unlink(bad));
         assert!(
             matches!(e, Error::InvalidName { .. }),
             "unlink {bad:?}: {e:?}"
@@ -1311,7 +1311,7 @@ fn invalid_names_are_refused() {
     assert!(seg.exists());
     drop(Shared::<Counter>::open(format!("/{longest}")).unwrap());
     drop(c);
-    Shared::<Counter>::unlink(&longest).unwrap();
+    shmstore::unlink(&longest).unwrap();
     assert!(!seg.exists());
 }
 
@@ -1327,7 +1327,7 @@ fn leading_slash_names_the_same_object() {
     assert_eq!(b.lock().unwrap().value, 11);
     let e = failure(Shared::create(seg.name(), Counter::default()));
     assert!(matches!(e, Error::AlreadyExists { .. }), "{e:?}");
-    Shared::<Counter>::unlink(&slashed).unwrap();
+    shmstore::unlink(&slashed).unwrap();
     assert!(!seg.exists());
 }
 
@@ -1515,11 +1515,11 @@ fn unlink_keeps_open_handles_working() {
     let seg = Segment::new("unlink");
     let a = Shared::create(seg.name(), Counter::default()).unwrap();
     let b = Shared::<Counter>::open(seg.name()).unwrap();
-    Shared::<Counter>::unlink(seg.name()).unwrap();
+    shmstore::unlink(seg.name()).unwrap();
     assert!(!seg.exists());
     let e = failure(Shared::<Counter>::open(seg.name()));
     assert!(matches!(e, Error::NotFound { .. }), "{e:?}");
-    let e = failure(Shared::<Counter>::unlink(seg.name()));
+    let e = failure(shmstore::unlink(seg.name()));
     assert!(matches!(e, Error::NotFound { .. }), "{e:?}");
     a.lock().unwrap().value = 8;
     assert_eq!(

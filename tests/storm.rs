@@ -584,7 +584,7 @@ fn names_worker(w: &Witness, prefix: &str, slot: u64, mut rng: Rng) -> ! {
             Err(e) => panic!("{op} {name}: {e}"),
         }
         if rng.below(1024) != 0 {
-            match Shared::<Ledger>::unlink(&name) {
+            match shmstore::unlink(&name) {
                 Ok(()) | Err(Error::NotFound { .. }) => {}
                 Err(e) => panic!("unlink {name}: {e}"),
             }
@@ -1142,7 +1142,7 @@ impl Names {
 
     fn remove_all(&self) {
         for (_, name) in self.present() {
-            let _ = Shared::<Ledger>::unlink(&name);
+            let _ = shmstore::unlink(&name);
         }
     }
 }

@@ -258,10 +258,7 @@ fn as_nobody(private: SysvKey, public: SysvKey) -> i32 {
         }
         Err(e) => say(format!("allowed={}", variant(&e))),
     }
-    say(format!(
-        "unlink={}",
-        outcome(Shared::<Counter>::unlink(public))
-    ));
+    say(format!("unlink={}", outcome(shmstore::unlink(public))));
     0
 }
 
@@ -623,7 +620,7 @@ fn removal_while_attached() {
     assert_eq!(b.sysv_info().unwrap().unwrap().id, info.id);
     assert!(listed(info.id));
 
-    Shared::<Counter>::unlink(key.key()).unwrap();
+    shmstore::unlink(key.key()).unwrap();
     let after = a.sysv_info().unwrap().unwrap();
     assert!(after.marked_for_removal);
     assert_eq!(after.key, 0);
@@ -633,7 +630,7 @@ fn removal_while_attached() {
 
     let e = failure(Shared::<Counter>::open(key.key()));
     assert!(matches!(e, Error::NotFound { .. }), "{e:?}");
-    let e = failure(Shared::<Counter>::unlink(key.key()));
+    let e = failure(shmstore::unlink(key.key()));
     assert!(matches!(e, Error::NotFound { .. }), "{e:?}");
     // The key is free for a new segment.
     let fresh = Shared::create(key.key(), Counter::default()).unwrap();
@@ -790,7 +787,7 @@ fn private_segments() {
     let e = failure(Shared::<Counter>::open(SysvKey::private()));
     assert!(matches!(e, Error::InvalidName { .. }), "{e:?}");
     assert!(e.to_string().contains("IPC_PRIVATE"), "{e}");
-    let e = failure(Shared::<Counter>::unlink(SysvKey::private()));
+    let e = failure(shmstore::unlink(SysvKey::private()));
     assert!(matches!(e, Error::InvalidName { .. }), "{e:?}");
 
     let d_id = id_of(&d);

@@ -131,7 +131,7 @@ fn as_nobody(at: &Location, ops: &[String]) {
             "reader-allowed" => read(allowed().open_read_only::<Counter>(at)),
             "store" => add_one_in_store(Store::open(at)),
             "store-allowed" => add_one_in_store(allowed().open_store(at)),
-            "unlink" => outcome(&Shared::<Counter>::unlink(at)),
+            "unlink" => outcome(&shmstore::unlink(at)),
             "make-shared" => outcome(&everyone().create(
                 at,
                 Counter {
@@ -561,7 +561,7 @@ fn a_name_squatted_by_another_user_is_refused_unless_allowed() {
         assert_eq!(a.stat(), Some((NOBODY, NOBODY, 0o666)), "{kind:?}");
 
         // What root can do about it: remove the name, and create its own.
-        Shared::<Counter>::unlink(&a.loc).unwrap();
+        shmstore::unlink(&a.loc).unwrap();
         drop(roots_counter(&a, 0o600));
         assert_eq!(a.stat(), Some((0, 0, 0o600)), "{kind:?}");
         assert_eq!(

@@ -96,7 +96,7 @@ fn schema(input: &Valid) -> TokenStream {
             __fields.push(#schema::Field::new(
                 #name,
                 #mem::offset_of!(#ident, #member) as #prim::u64,
-                #schema::Schema::__checked(
+                #private::checked_schema(
                     <#ty as #private::Shareable>::schema(),
                     <#ty as #private::Shareable>::TYPE_NAME,
                     #mem::size_of::<#ty>(),

@@ -7,15 +7,15 @@ use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::header::{Layout, KIND_VALUE, LOCK_OFFSET, STATE_READY, VERSIONS_OFFSET};
 use crate::inspect::State;
-use crate::location::IntoLocation;
+use crate::lock::seqlock::Versions;
 use crate::lock::RawLock;
-use crate::seqlock::Versions;
-use crate::shareable::Shareable;
+use crate::segment::header::{Layout, KIND_VALUE, LOCK_OFFSET, STATE_READY, VERSIONS_OFFSET};
+use crate::segment::location::IntoLocation;
 use crate::shared::Shared;
 use crate::store::{HeldEntry, Store};
 use crate::sys::mapping::Mapping;
+use crate::types::shareable::Shareable;
 
 use super::{Error, Result};
 
@@ -265,7 +265,7 @@ impl Target {
         // SAFETY: the value's `size` bytes lie inside the mapping `keep`
         // owns (checked when the target was made), which lives as long as
         // `self`.
-        unsafe { crate::sys::racy::copy_to_slice(self.value.as_ptr().cast_const(), out) };
+        unsafe { crate::lock::racy::copy_to_slice(self.value.as_ptr().cast_const(), out) };
     }
 
     /// A copy of the value that no write overlapped, and its generation.

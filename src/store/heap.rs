@@ -14,7 +14,7 @@
 //! lengths, key hash, layout fingerprint, value size, alignment, schema
 //! length and value offset, and the bitmap of handle slots holding it. The
 //! key and type name follow; then, on a 64-byte boundary, the entry's lock
-//! (16 bytes), its [`Versions`](crate::seqlock::Versions) (16 bytes) and
+//! (16 bytes), its [`Versions`](crate::lock::seqlock::Versions) (16 bytes) and
 //! its value: the same slot as a single-value segment has, so an entry's
 //! handle is a [`Shared<T>`](crate::Shared). The value's schema (what tools
 //! decode it with) follows the value, 8-aligned.
@@ -57,8 +57,8 @@
 use std::sync::atomic::Ordering::Relaxed;
 
 use crate::error::{Error, Result};
-use crate::shareable::Fingerprint;
 use crate::sys::mapping::Mapping;
+use crate::types::shareable::Fingerprint;
 
 /// `format` before the first directory lock formats the heap.
 const UNFORMATTED: u32 = 0;
@@ -337,7 +337,8 @@ impl Heap<'_> {
 
     /// The versions flags entries are made with.
     pub(crate) fn entry_flags(&self) -> u32 {
-        self.u32(self.meta(M_FLAGS)) & (crate::seqlock::WAKE_ALL | crate::seqlock::TIMED)
+        self.u32(self.meta(M_FLAGS))
+            & (crate::lock::seqlock::WAKE_ALL | crate::lock::seqlock::TIMED)
     }
 
     /// Live entries.
@@ -802,8 +803,10 @@ impl Heap<'_> {
             self.map.write_bytes(at + B_KEY + new.key.len(), type_name);
             self.map
                 .write(at + layout.slot, crate::lock::RawLock::new());
-            self.map
-                .write(at + layout.slot + 16, crate::seqlock::Versions::new(flags));
+            self.map.write(
+                at + layout.slot + 16,
+                crate::lock::seqlock::Versions::new(flags),
+            );
             self.map.write_bytes(at + layout.value, new.value);
             self.map.write_bytes(at + layout.schema, new.schema);
         }
@@ -893,14 +896,14 @@ impl Heap<'_> {
     fn handle_alive(&self, slot: usize) -> bool {
         let pid = self.u32(self.handle_at(slot));
         let start = self.u64(self.handle_at(slot) + 8);
-        pid != 0 && crate::owner::is_alive(pid, start as u32)
+        pid != 0 && crate::lock::owner::is_alive(pid, start as u32)
     }
 
     /// Takes a handle slot for this process: a free one, else one whose
     /// process died (after clearing its bits from every entry).
     pub(crate) fn register(&self) -> Result<usize> {
         let pid = std::process::id();
-        let start = crate::owner::start_time(pid).unwrap_or(0);
+        let start = crate::lock::owner::start_time(pid).unwrap_or(0);
         let mut chosen = (0..HANDLE_SLOTS).find(|&s| self.u32(self.handle_at(s)) == 0);
         if chosen.is_none() {
             chosen = (0..HANDLE_SLOTS).find(|&s| !self.handle_alive(s));

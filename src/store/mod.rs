@@ -7,20 +7,23 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::backend::{OpenMode, Remover};
 use crate::error::{Error, Result};
-use crate::header::{Spec, KIND_STORE, LOCK_OFFSET, VERSIONS_OFFSET};
-use crate::location::IntoLocation;
+use crate::lock::seqlock::Versions;
+use crate::lock::slot::Slot;
 use crate::lock::RawLock;
-use crate::options::SharedOptions;
-use crate::seqlock::Versions;
-use crate::shareable::{Fingerprint, Shareable};
+use crate::segment::header::{Spec, KIND_STORE, LOCK_OFFSET, VERSIONS_OFFSET};
+use crate::segment::location::IntoLocation;
+use crate::segment::options::OpenMode;
+use crate::segment::options::SharedOptions;
+use crate::segment::KeepsMapped;
+use crate::segment::Remover;
 use crate::shared::Shared;
-use crate::slot::Slot;
 use crate::sys::mapping::Mapping;
+use crate::types::shareable::{Fingerprint, Shareable};
 
+pub(crate) use heap::EntryMeta;
 pub use heap::MAX_KEY_LEN;
-use heap::{EntryMeta, Geometry, Heap, NewEntry};
+use heap::{Geometry, Heap, NewEntry};
 
 /// The type name a store's header records.
 const STORE_TYPE: &str = "shmstore::Store";
@@ -173,9 +176,10 @@ impl Store {
         SharedOptions::new().open_or_create_store(at, capacity)
     }
 
-    /// Removes the store's name (see [`Shared::unlink`]).
+    /// Removes the store's name: the same as [`shmstore::unlink`](crate::unlink),
+    /// which removes any segment's name.
     pub fn unlink(at: impl IntoLocation) -> Result<()> {
-        crate::backend::unlink(&at.into_location()?)
+        crate::segment::unlink(at)
     }
 
     pub(crate) fn establish(
@@ -263,7 +267,7 @@ impl Store {
     fn make_unchecked<T: Shareable>(&self, key: &str, value: T, or_get: bool) -> Result<Shared<T>> {
         const { assert!(std::mem::align_of::<T>() <= heap::MAX_ALIGN) };
         let key = self.check_key(key)?;
-        let bytes = crate::shareable::into_bytes(value);
+        let bytes = crate::types::shareable::into_bytes(value);
         let mut dir = self.inner.lock()?;
         if let Some((_, e)) = dir.heap().find(key.as_bytes())? {
             return if or_get {
@@ -517,7 +521,11 @@ impl Store {
             store: Arc::clone(&self.inner),
             at: e.at,
         };
-        Ok(Shared::from_entry(entry, slot, self.entry_label(key)))
+        Ok(Shared::from_entry(
+            Box::new(entry),
+            slot,
+            self.entry_label(key),
+        ))
     }
 }
 
@@ -581,11 +589,11 @@ impl HeldEntry {
 /// The entries of the store whose content is at `content` (`size` bytes)
 /// of a read-only mapping, read without the directory lock: a listing that
 /// overlapped a change is taken again.
-pub(crate) fn inspect_entries(
+pub(crate) fn list_entries(
     map: &Mapping,
     content: usize,
     size: usize,
-) -> std::result::Result<Vec<crate::inspect::EntryReport>, String> {
+) -> std::result::Result<Vec<EntryMeta>, String> {
     let geo = Geometry::read(map, "store", content, size).map_err(|e| e.to_string())?;
     let heap = Heap {
         map,
@@ -609,38 +617,7 @@ pub(crate) fn inspect_entries(
         }
         std::thread::sleep(Duration::from_millis(2));
     }
-    let entries = last?;
-    Ok(entries
-        .into_iter()
-        .map(|e| {
-            let slot = e.at + e.layout.slot;
-            let versions = map.versions(slot + 16);
-            let schema = crate::inspect::read_schema(
-                map,
-                e.at + e.layout.schema,
-                e.layout.schema_len,
-                e.value_size,
-            );
-            let value = match &schema {
-                Ok(Some(s)) => Some(s.value(&crate::inspect::consistent_copy(
-                    map,
-                    versions,
-                    e.at + e.layout.value,
-                    e.value_size,
-                ))),
-                _ => None,
-            };
-            crate::inspect::EntryReport {
-                key: String::from_utf8_lossy(&e.key).into_owned(),
-                type_name: e.type_name,
-                size: e.value_size as u64,
-                fingerprint: e.fingerprint,
-                slot: crate::inspect::slot_info(map.raw_lock(slot), versions),
-                schema,
-                value,
-            }
-        })
-        .collect())
+    last
 }
 
 impl fmt::Debug for Store {
@@ -765,8 +742,8 @@ pub(crate) struct EntryRef {
     at: usize,
 }
 
-impl EntryRef {
-    pub(crate) fn map(&self) -> &Mapping {
+impl KeepsMapped for EntryRef {
+    fn map(&self) -> &Mapping {
         &self.store.map
     }
 }
@@ -787,5 +764,32 @@ impl Drop for EntryRef {
             drop(held);
             let _ = dir.heap().unhold(self.at, self.store.slot);
         }
+    }
+}
+
+/// Opening with options: the [`SharedOptions`] builder's final calls for
+/// this handle.
+impl SharedOptions {
+    /// Creates a new [`Store`](crate::Store) with room for `capacity`
+    /// bytes of entries (see [`Store::create`](crate::Store::create)).
+    pub fn create_store(&self, at: impl IntoLocation, capacity: usize) -> Result<crate::Store> {
+        crate::Store::establish(self, at, OpenMode::Create, capacity)
+    }
+
+    /// Opens an existing [`Store`](crate::Store) (see
+    /// [`Store::open`](crate::Store::open)).
+    pub fn open_store(&self, at: impl IntoLocation) -> Result<crate::Store> {
+        crate::Store::establish(self, at, OpenMode::Open, 0)
+    }
+
+    /// Opens a [`Store`](crate::Store), creating it with room for
+    /// `capacity` bytes of entries if there is none (see
+    /// [`Store::open_or_create`](crate::Store::open_or_create)).
+    pub fn open_or_create_store(
+        &self,
+        at: impl IntoLocation,
+        capacity: usize,
+    ) -> Result<crate::Store> {
+        crate::Store::establish(self, at, OpenMode::OpenOrCreate, capacity)
     }
 }

@@ -11,7 +11,6 @@ use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, AtomicU64};
 use nix::sys::mman::{mmap, munmap, MapFlags, ProtFlags};
 
 use super::sigbus;
-use crate::lock::RawLock;
 
 /// `len` bytes of a shared object, mapped shared, read-write or (for
 /// read-only handles) read-only.
@@ -116,7 +115,7 @@ impl Mapping {
 
     /// Copies `out.len()` bytes from `offset`, for bytes another process
     /// may be writing (a header not yet checked, a value of unknown type):
-    /// see [`racy::copy_to_slice`](super::racy::copy_to_slice).
+    /// see [`racy::copy_to_slice`](crate::lock::racy::copy_to_slice).
     pub(crate) fn copy_out(&self, offset: usize, out: &mut [u8]) {
         let end = offset.checked_add(out.len());
         assert!(
@@ -126,7 +125,9 @@ impl Mapping {
         );
         // SAFETY: offset + out.len() <= len (checked above), so the bytes
         // lie inside this mapping, which lives while `self` is borrowed.
-        unsafe { super::racy::copy_to_slice(self.ptr.as_ptr().add(offset).cast_const(), out) };
+        unsafe {
+            crate::lock::racy::copy_to_slice(self.ptr.as_ptr().add(offset).cast_const(), out)
+        };
     }
 
     /// Writes the mapping back to its file and waits for the disk
@@ -253,23 +254,6 @@ impl Mapping {
     pub(crate) fn atomic_u64(&self, offset: usize) -> &AtomicU64 {
         // SAFETY: as for `atomic_u32`.
         unsafe { AtomicU64::from_ptr(self.at::<u64>(offset).as_ptr()) }
-    }
-
-    /// The write sequence counter and flags at `offset`.
-    pub(crate) fn versions(&self, offset: usize) -> &crate::seqlock::Versions {
-        // SAFETY: as for `raw_lock`: Versions consists of atomics only and
-        // any bit pattern is a valid state (an odd counter is a write in
-        // progress, see seqlock.rs).
-        unsafe { self.at::<crate::seqlock::Versions>(offset).as_ref() }
-    }
-
-    /// The lock at `offset`.
-    pub(crate) fn raw_lock(&self, offset: usize) -> &RawLock {
-        // SAFETY: `at` checked bounds and alignment; the mapping lives as
-        // long as the returned borrow of `self`; RawLock consists of atomics
-        // only (every access is atomic) and every bit pattern is a valid
-        // RawLock state (see lock.rs).
-        unsafe { self.at::<RawLock>(offset).as_ref() }
     }
 }
 

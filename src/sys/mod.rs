@@ -6,7 +6,5 @@
 pub(crate) mod fdpass;
 pub(crate) mod futex;
 pub(crate) mod mapping;
-pub(crate) mod racy;
 pub(crate) mod sigbus;
 pub(crate) mod sysv;
-pub(crate) mod thread;

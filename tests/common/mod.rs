@@ -75,7 +75,7 @@ impl Segment {
 impl Drop for Segment {
     fn drop(&mut self) {
         // The type parameter does not matter to unlink.
-        let _ = shmstore::Shared::<u64>::unlink(&self.name);
+        let _ = shmstore::unlink(&self.name);
     }
 }
 
@@ -444,7 +444,7 @@ impl Key {
         let raw = base | ((std::process::id() & 0x3f_ffff) << 6) | n;
         let key = shmstore::SysvKey::new(raw as i32);
         // A crashed earlier run of a process with our pid may have left it.
-        let _ = shmstore::Shared::<u64>::unlink(key);
+        let _ = shmstore::unlink(key);
         Key(key)
     }
 
@@ -461,7 +461,7 @@ impl Key {
 impl Drop for Key {
     fn drop(&mut self) {
         // The type does not matter to unlink; NotFound is fine.
-        let _ = shmstore::Shared::<u64>::unlink(self.0);
+        let _ = shmstore::unlink(self.0);
     }
 }
 

@@ -382,7 +382,7 @@ pub fn rm(t: &Target, force: bool) -> CliResult {
         // It cannot be inspected, but --force may still remove it by name.
         Err(e) if force => {
             return match &target {
-                Resolved::At(loc) => shmstore::Shared::<u8>::unlink(loc).map_err(|le| match le {
+                Resolved::At(loc) => shmstore::unlink(loc).map_err(|le| match le {
                     Error::NotFound { .. } => e,
                     le => lib_error(le),
                 }),

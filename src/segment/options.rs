@@ -1,13 +1,5 @@
 //! [`SharedOptions`]: how to create or open a segment.
 
-use std::os::fd::OwnedFd;
-
-use crate::backend::OpenMode;
-use crate::error::Result;
-use crate::location::IntoLocation;
-use crate::shareable::Shareable;
-use crate::shared::Shared;
-
 /// Options for creating and opening segments, in the style of
 /// [`std::fs::OpenOptions`]: set what differs from the defaults, then call
 /// [`create`](SharedOptions::create), [`open`](SharedOptions::open) or
@@ -81,14 +73,14 @@ impl SharedOptions {
         self
     }
 
-    /// The flags a new segment's [`Versions`](crate::seqlock::Versions) get.
+    /// The flags a new segment's [`Versions`](crate::lock::seqlock::Versions) get.
     pub(crate) fn version_flags(&self) -> u32 {
         let mut flags = 0;
         if self.wake_read_only {
-            flags |= crate::seqlock::WAKE_ALL;
+            flags |= crate::lock::seqlock::WAKE_ALL;
         }
         if self.record_change_time {
-            flags |= crate::seqlock::TIMED;
+            flags |= crate::lock::seqlock::TIMED;
         }
         flags
     }
@@ -118,87 +110,30 @@ impl SharedOptions {
         self.allow_foreign_owner = yes;
         self
     }
+}
 
-    /// Creates a new segment holding `value`; fails with
-    /// [`AlreadyExists`](crate::Error::AlreadyExists) if the name exists.
-    pub fn create<T: Shareable>(&self, at: impl IntoLocation, value: T) -> Result<Shared<T>> {
-        self.establish(at, OpenMode::Create, Some(value))
+/// What an open call may do: make a new segment, use an existing one, either, or
+/// only read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum OpenMode {
+    /// Make a new object; fail if the name exists.
+    Create,
+    /// Open an existing object; fail if there is none.
+    Open,
+    /// Open the object, making it first if there is none.
+    OpenOrCreate,
+    /// Open an existing object for reading only, mapped read-only.
+    ReadOnly,
+}
+
+impl OpenMode {
+    /// Whether this mode makes the object when there is none.
+    pub(crate) fn creates(self) -> bool {
+        matches!(self, OpenMode::Create | OpenMode::OpenOrCreate)
     }
 
-    /// Opens an existing segment that holds a `T`; fails with
-    /// [`NotFound`](crate::Error::NotFound) if there is none.
-    pub fn open<T: Shareable>(&self, at: impl IntoLocation) -> Result<Shared<T>> {
-        self.establish(at, OpenMode::Open, None)
-    }
-
-    /// Opens the segment, creating it with `value` if there is none. When
-    /// many processes call this at once, exactly one initialises the segment
-    /// and all of them end up on the same object.
-    pub fn open_or_create<T: Shareable>(
-        &self,
-        at: impl IntoLocation,
-        value: T,
-    ) -> Result<Shared<T>> {
-        self.establish(at, OpenMode::OpenOrCreate, Some(value))
-    }
-
-    /// Opens an existing segment that holds a `T` for reading only, as a
-    /// [`SharedReader`](crate::SharedReader); honours
-    /// [`allow_foreign_owner`](SharedOptions::allow_foreign_owner).
-    pub fn open_read_only<T: Shareable>(
-        &self,
-        at: impl IntoLocation,
-    ) -> Result<crate::SharedReader<T>> {
-        let loc = at.into_location()?;
-        let seg = crate::segment::establish::<T>(&loc, self, OpenMode::ReadOnly, None)?;
-        Ok(crate::SharedReader::from_map(seg.map, loc.label()))
-    }
-
-    /// Maps a segment from a descriptor another process handed over (see
-    /// [`Shared::from_fd`]); honours
-    /// [`allow_foreign_owner`](SharedOptions::allow_foreign_owner).
-    pub fn from_fd<T: Shareable>(&self, fd: OwnedFd) -> Result<Shared<T>> {
-        let map = crate::segment::from_fd::<T>(&fd, self)?;
-        Ok(Shared::from_memfd(map, fd))
-    }
-
-    /// Creates a new [`Store`](crate::Store) with room for `capacity`
-    /// bytes of entries (see [`Store::create`](crate::Store::create)).
-    pub fn create_store(&self, at: impl IntoLocation, capacity: usize) -> Result<crate::Store> {
-        crate::Store::establish(self, at, OpenMode::Create, capacity)
-    }
-
-    /// Opens an existing [`Store`](crate::Store) (see
-    /// [`Store::open`](crate::Store::open)).
-    pub fn open_store(&self, at: impl IntoLocation) -> Result<crate::Store> {
-        crate::Store::establish(self, at, OpenMode::Open, 0)
-    }
-
-    /// Opens a [`Store`](crate::Store), creating it with room for
-    /// `capacity` bytes of entries if there is none (see
-    /// [`Store::open_or_create`](crate::Store::open_or_create)).
-    pub fn open_or_create_store(
-        &self,
-        at: impl IntoLocation,
-        capacity: usize,
-    ) -> Result<crate::Store> {
-        crate::Store::establish(self, at, OpenMode::OpenOrCreate, capacity)
-    }
-
-    fn establish<T: Shareable>(
-        &self,
-        at: impl IntoLocation,
-        mode: OpenMode,
-        value: Option<T>,
-    ) -> Result<Shared<T>> {
-        let loc = at.into_location()?;
-        let seg = crate::segment::establish(&loc, self, mode, value)?;
-        Ok(Shared::from_parts(
-            seg.map,
-            loc.label(),
-            seg.remover,
-            self.remove_on_drop,
-            None,
-        ))
+    /// Whether the object is opened and mapped for writing.
+    pub(crate) fn writable(self) -> bool {
+        self != OpenMode::ReadOnly
     }
 }

@@ -25,7 +25,7 @@ use core::str::Utf8Error;
 use std::borrow::Cow;
 
 use crate::schema::{Kind, Schema};
-use crate::shareable::{Fingerprint, Shareable};
+use crate::types::shareable::{Fingerprint, Shareable};
 
 // ---------------------------------------------------------------------------
 // CapacityError

@@ -9,10 +9,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{LockResult, PoisonError};
 use std::time::Duration;
 
+use crate::lock::seqlock::{Read, Versions};
 use crate::lock::RawLock;
-use crate::seqlock::{Read, Versions};
-use crate::shareable::Shareable;
 use crate::sys::mapping::Mapping;
+use crate::types::shareable::Shareable;
 
 /// The cut flag of mappings nobody can shrink.
 static NEVER_CUT: AtomicBool = AtomicBool::new(false);
@@ -59,13 +59,13 @@ impl<T: Shareable> Slot<T> {
     ///
     /// As for [`new`](Slot::new).
     pub(crate) unsafe fn single(map: &Mapping) -> Slot<T> {
-        let value_offset = crate::header::Layout::value_offset_of::<T>();
+        let value_offset = crate::segment::header::Layout::value_offset_of::<T>();
         // SAFETY: passed on from the caller.
         unsafe {
             Slot::new(
                 map,
-                crate::header::LOCK_OFFSET,
-                crate::header::VERSIONS_OFFSET,
+                crate::segment::header::LOCK_OFFSET,
+                crate::segment::header::VERSIONS_OFFSET,
                 value_offset,
             )
         }
@@ -177,5 +177,25 @@ impl<T: Shareable> Slot<T> {
     ) -> Option<u64> {
         let lock = writable.then(|| self.raw());
         self.versions().wait(seen, timeout, lock)
+    }
+}
+
+/// The lock area's typed views of a mapping.
+impl Mapping {
+    /// The write sequence counter and flags at `offset`.
+    pub(crate) fn versions(&self, offset: usize) -> &Versions {
+        // SAFETY: as for `raw_lock`: Versions consists of atomics only and
+        // any bit pattern is a valid state (an odd counter is a write in
+        // progress, see seqlock.rs).
+        unsafe { self.at::<Versions>(offset).as_ref() }
+    }
+
+    /// The lock at `offset`.
+    pub(crate) fn raw_lock(&self, offset: usize) -> &RawLock {
+        // SAFETY: `at` checked bounds and alignment; the mapping lives as
+        // long as the returned borrow of `self`; RawLock consists of atomics
+        // only (every access is atomic) and every bit pattern is a valid
+        // RawLock state (see lock.rs).
+        unsafe { self.at::<RawLock>(offset).as_ref() }
     }
 }

@@ -3,7 +3,7 @@
 use std::mem::size_of;
 use std::ptr;
 
-use crate::shareable::Shareable;
+use crate::types::shareable::Shareable;
 
 /// From this size on, x86-64 copies with one `rep movsb` (fast strings:
 /// whole cache lines per step), below it with 16-byte loads.

@@ -66,8 +66,8 @@ fn compute() -> u64 {
         assert_eq!(rc, 0, "shmstore: pthread_atfork failed ({rc})");
     });
     let tid = nix::unistd::gettid().as_raw() as u32;
-    let start = crate::owner::start_time(tid).unwrap_or(0);
-    let v = crate::lock::compose_ident(tid, start);
+    let start = crate::lock::owner::start_time(tid).unwrap_or(0);
+    let v = crate::lock::owner::compose_ident(tid, start);
     state().ident.set(v);
     v
 }

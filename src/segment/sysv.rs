@@ -58,18 +58,19 @@ use std::time::{Duration, Instant};
 use nix::errno::Errno;
 use zerocopy::{FromBytes, IntoBytes};
 
-use crate::backend::OpenMode;
 use crate::error::{Error, Result};
-use crate::header::{
+use crate::lock::RawLock;
+use crate::segment::backend::sysv::{creation_error, os_error};
+use crate::segment::header::{
     self, Creator, Found, Header, Spec, LOCK_OFFSET, MAGIC, STATE_INITIALISING, STATE_OFFSET,
     STATE_READY, VERSIONS_OFFSET,
 };
-use crate::location::SysvKey;
-use crate::lock::RawLock;
-use crate::options::SharedOptions;
+use crate::segment::location::SysvKey;
+use crate::segment::options::OpenMode;
+use crate::segment::options::SharedOptions;
 use crate::segment::Initial;
 use crate::sys::mapping::Mapping;
-use crate::sys::sysv::{self as sys, Limits, Usage};
+use crate::sys::sysv as sys;
 
 /// How long to wait for another process that is initialising the segment.
 const INIT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -530,157 +531,10 @@ unsafe fn initialise(map: &Mapping, lock: &RawLock, spec: &Spec, initial: Initia
     lock.clear_poison();
 }
 
-/// Turns an errno from creating a segment of `size` bytes into an error
-/// that names the limit it ran into.
-fn creation_error(
-    label: &str,
-    e: Errno,
-    size: usize,
-    limits: Option<Limits>,
-    usage: Option<Usage>,
-    page_size: u64,
-) -> Error {
-    let io = |kind, msg: String| Error::Io {
-        op: "creating",
-        name: label.to_owned(),
-        source: std::io::Error::new(kind, msg),
-    };
-    match e {
-        // With IPC_CREAT | IPC_EXCL the key is new, so EINVAL is the size:
-        // over SHMMAX (or under SHMMIN, 1 byte, which no segment is).
-        Errno::EINVAL => {
-            let limit = limits.map_or_else(
-                || "unknown".to_owned(),
-                |l| format!("{} bytes", l.max_bytes),
-            );
-            io(
-                std::io::ErrorKind::InvalidInput,
-                format!(
-                    "the segment needs {size} bytes, larger than the System V limit SHMMAX \
-                     ({limit}, /proc/sys/kernel/shmmax)"
-                ),
-            )
-        }
-        Errno::ENOSPC => {
-            let pages = (size as u64).div_ceil(page_size.max(1));
-            let which = match (limits, usage) {
-                (Some(l), Some(u)) if u.segments >= l.max_segments => format!(
-                    "all {} System V segment ids are taken (SHMMNI, /proc/sys/kernel/shmmni): \
-                     remove unused segments (ipcs -m, ipcrm) or raise the limit",
-                    l.max_segments
-                ),
-                (Some(l), Some(u)) => format!(
-                    "its {pages} page(s) would exceed the System V limit SHMALL \
-                     ({} pages in all, {} in use; /proc/sys/kernel/shmall): \
-                     remove unused segments (ipcs -m, ipcrm) or raise the limit",
-                    l.max_pages, u.pages
-                ),
-                _ => "the System V limit on segments (SHMMNI, /proc/sys/kernel/shmmni) \
-                      or on their total size (SHMALL, /proc/sys/kernel/shmall) is reached"
-                    .to_owned(),
-            };
-            io(std::io::ErrorKind::StorageFull, which)
-        }
-        Errno::ENOMEM => Error::NoSpace {
-            name: label.to_owned(),
-            size: size as u64,
-        },
-        e => os_error(label, "creating", e),
-    }
-}
-
-/// Turns an errno from operation `op` into the error a user can act on.
-/// EINVAL never reaches here bare from a size or a removed id: callers
-/// handle those.
-fn os_error(label: &str, op: &'static str, e: Errno) -> Error {
-    let name = label.to_owned();
-    match e {
-        Errno::ENOENT => Error::NotFound { name },
-        Errno::EEXIST => Error::AlreadyExists { name },
-        Errno::EACCES | Errno::EPERM => Error::PermissionDenied { name },
-        Errno::ENOMEM => Error::NoSpace { name, size: 0 },
-        e => Error::Io {
-            op,
-            name,
-            source: std::io::Error::from(e),
-        },
-    }
-}
-
-/// Marks the segment of `key` for removal (`IPC_RMID`).
-pub(crate) fn remove_key(key: SysvKey) -> Result<()> {
-    let label = key.to_string();
-    if key.is_private() {
-        return Err(Error::InvalidName {
-            name: label,
-            reason: "IPC_PRIVATE (SysvKey::private()) names no segment; \
-                     a private segment goes away with its last handle",
-        });
-    }
-    let id = sys::get(key.key(), 0, 0).map_err(|e| os_error(&label, "removing", e))?;
-    sys::remove(id).map_err(|e| match e {
-        // Removed by someone else between the two calls.
-        Errno::EINVAL | Errno::EIDRM => Error::NotFound { name: label },
-        e => os_error(&label, "removing", e),
-    })
-}
-
-/// Marks the segment `id` for removal (`IPC_RMID`).
-pub(crate) fn remove_id(id: i32) -> Result<()> {
-    let label = format!("System V id {id}");
-    sys::remove(id).map_err(|e| match e {
-        Errno::EINVAL | Errno::EIDRM => Error::NotFound { name: label },
-        e => os_error(&label, "removing", e),
-    })
-}
-
-/// What the kernel says of a System V segment (`IPC_STAT`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct SysvInfo {
-    /// The key it was created with (0 once removed with `IPC_RMID`, or for
-    /// a private segment).
-    pub key: i32,
-    /// The segment id.
-    pub id: i32,
-    /// Owner user id.
-    pub owner_uid: u32,
-    /// Creator's process id.
-    pub creator_pid: i32,
-    /// Permission bits.
-    pub mode: u32,
-    /// Size in bytes.
-    pub size: u64,
-    /// How many attachments it has now, in all processes.
-    pub attach_count: u64,
-    /// Whether `IPC_RMID` was called: it goes away with its last detach.
-    pub marked_for_removal: bool,
-}
-
-/// `IPC_STAT` of segment `id`.
-pub(crate) fn info(id: i32) -> Result<SysvInfo> {
-    let label = format!("System V id {id}");
-    let st = sys::stat(id).map_err(|e| match e {
-        Errno::EINVAL | Errno::EIDRM => Error::NotFound {
-            name: label.clone(),
-        },
-        e => os_error(&label, "inspecting", e),
-    })?;
-    Ok(SysvInfo {
-        key: st.key,
-        id,
-        owner_uid: st.uid,
-        creator_pid: st.cpid,
-        mode: st.mode & 0o777,
-        size: st.size as u64,
-        attach_count: st.nattch,
-        marked_for_removal: st.mode & sys::SHM_DEST != 0,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sys::sysv::{Limits, Usage};
 
     const LIMITS: Limits = Limits {
         max_bytes: 4096,

@@ -34,9 +34,9 @@ use std::fmt;
 use std::ops::Deref;
 
 use crate::error::Result;
-use crate::location::IntoLocation;
-use crate::shareable::Shareable;
+use crate::segment::location::IntoLocation;
 use crate::shared::Shared;
+use crate::types::shareable::Shareable;
 
 /// A [`Shareable`] type made of atomics only, which [`SharedAtomic`] hands
 /// out without the lock.
@@ -156,7 +156,7 @@ impl<T: Shareable> Shared<T> {
 /// stats.requests.fetch_add(1, Relaxed);
 /// stats.bytes.fetch_add(512, Relaxed);
 /// assert_eq!(stats.requests.load(Relaxed), 1);
-/// # shmstore::Shared::<Stats>::unlink(&name)?;
+/// # shmstore::unlink(&name)?;
 /// # Ok::<(), shmstore::Error>(())
 /// ```
 ///

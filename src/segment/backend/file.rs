@@ -15,8 +15,8 @@ use nix::errno::Errno;
 use nix::fcntl::{open as nix_open, OFlag};
 use nix::sys::stat::Mode;
 
-use super::OpenMode;
 use crate::error::{Error, Result};
+use crate::segment::options::OpenMode;
 
 /// Opens (or makes) the file `path`. Returns the descriptor and whether this
 /// call created the file. A symbolic link as the last component is refused

@@ -4,7 +4,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::name::Name;
+use crate::segment::name::Name;
 
 /// Where a named segment lives; what `create`, `open`, `open_or_create` and
 /// `unlink` take.
@@ -181,4 +181,27 @@ impl fmt::Display for SysvKey {
             write!(f, "System V key {:#010x}", self.0 as u32)
         }
     }
+}
+
+/// What the kernel says of a System V segment (`IPC_STAT`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SysvInfo {
+    /// The key it was created with (0 once removed with `IPC_RMID`, or for
+    /// a private segment).
+    pub key: i32,
+    /// The segment id.
+    pub id: i32,
+    /// Owner user id.
+    pub owner_uid: u32,
+    /// Creator's process id.
+    pub creator_pid: i32,
+    /// Permission bits.
+    pub mode: u32,
+    /// Size in bytes.
+    pub size: u64,
+    /// How many attachments it has now, in all processes.
+    pub attach_count: u64,
+    /// Whether `IPC_RMID` was called: it goes away with its last detach.
+    pub marked_for_removal: bool,
 }

@@ -84,10 +84,15 @@
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::aliases;
-use crate::owner;
+pub(crate) mod aliases;
+pub(crate) mod held;
+pub(crate) mod owner;
+pub(crate) mod racy;
+pub(crate) mod seqlock;
+pub(crate) mod slot;
+
 use crate::sys::futex;
-use crate::sys::thread::{self, Holding};
+use held::Holding;
 
 /// How long a waiter sees the same owner before it checks whether the owner is
 /// still alive; also the longest single sleep in the kernel.
@@ -102,13 +107,6 @@ const WATCHED: u64 = 1 << 30;
 const FLAGS: u64 = WAITERS | WATCHED;
 /// `sched_yield` rounds before sleeping in the kernel.
 const YIELDS: u32 = 10;
-
-/// Packs a thread id and start time into an owner identity (never 0: thread
-/// ids start at 1).
-pub(crate) fn compose_ident(tid: u32, start_time: u64) -> u64 {
-    debug_assert!(tid != 0 && tid < owner::TID_LIMIT);
-    ((start_time as u32 as u64) << 32) | u64::from(tid)
-}
 
 /// The identity part of a lock word (without `W` and `V`); 0 when free.
 fn identity(word: u64) -> u64 {
@@ -161,7 +159,7 @@ impl RawLock {
     /// If the calling thread holds the lock already (it would deadlock).
     #[inline]
     pub(crate) fn acquire(&self) -> u64 {
-        let me = thread::ident();
+        let me = held::ident();
         if self
             .word
             .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
@@ -170,13 +168,13 @@ impl RawLock {
             self.acquire_slow(me, None)
                 .expect("no deadline, so acquire_slow cannot time out");
         }
-        thread::acquired(self.at());
+        held::acquired(self.at());
         me
     }
 
     /// Acquires the lock unless `deadline` passes first.
     pub(crate) fn acquire_until(&self, deadline: Instant) -> Option<u64> {
-        let me = thread::ident();
+        let me = held::ident();
         if self
             .word
             .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
@@ -184,13 +182,13 @@ impl RawLock {
         {
             self.acquire_slow(me, Some(deadline))?;
         }
-        thread::acquired(self.at());
+        held::acquired(self.at());
         Some(me)
     }
 
     /// Acquires the lock if it is free or its holder is dead, without waiting.
     pub(crate) fn try_acquire(&self) -> Option<u64> {
-        let me = thread::ident();
+        let me = held::ident();
         let mut v = 0;
         loop {
             match self.word.compare_exchange(
@@ -208,7 +206,7 @@ impl RawLock {
                 }
             }
         }
-        thread::acquired(self.at());
+        held::acquired(self.at());
         Some(me)
     }
 
@@ -224,7 +222,7 @@ impl RawLock {
     /// second mapping of the segment). When that cannot be told, the answer
     /// is yes, the answer that never lets two holders in.
     fn held_by_this_thread(&self) -> bool {
-        match thread::holding(self.at()) {
+        match held::holding(self.at()) {
             Holding::Here => true,
             Holding::Others(held) => held
                 .into_iter()
@@ -383,7 +381,7 @@ impl RawLock {
         if identity(v) == 0 {
             return false;
         }
-        if identity(v) == thread::ident() {
+        if identity(v) == held::ident() {
             return !self.held_by_this_thread();
         }
         let tid = (v & u64::from(u32::MAX) & !FLAGS) as u32;
@@ -405,9 +403,9 @@ impl RawLock {
     /// Whether the calling thread holds the lock (took it and has not
     /// released it, whatever a peer wrote over the word since).
     pub(crate) fn held_by_me(&self) -> bool {
-        match thread::holding(self.at()) {
+        match held::holding(self.at()) {
             Holding::Here => true,
-            _ if identity(self.word.load(Ordering::Relaxed)) != thread::ident() => false,
+            _ if identity(self.word.load(Ordering::Relaxed)) != held::ident() => false,
             _ => self.held_by_this_thread(),
         }
     }
@@ -444,7 +442,7 @@ impl RawLock {
     /// it; the child must then leave the lock alone.
     #[inline]
     pub(crate) fn strike_off(&self) -> bool {
-        thread::released(self.at())
+        held::released(self.at())
     }
 
     /// The rest of [`release`](RawLock::release), after
@@ -562,7 +560,7 @@ unsafe impl lock_api::RawMutex for RawLock {
     unsafe fn unlock(&self, _guard: Self::Guard) {
         // A bare RawLock has no value to watch; `V` is only set through
         // `Shared`, whose guards wake the watchers.
-        self.release(thread::ident(), false);
+        self.release(held::ident(), false);
     }
 
     fn is_locked(&self) -> bool {
@@ -640,8 +638,10 @@ mod tests {
     fn a_word_naming_no_live_thread_is_taken_over_and_poisons() {
         let l = RawLock::new();
         // A thread id nobody has, as a dead holder or a damaged word leaves it.
-        l.word
-            .store(compose_ident(owner::TID_LIMIT - 1, 7), Ordering::Relaxed);
+        l.word.store(
+            owner::compose_ident(owner::TID_LIMIT - 1, 7),
+            Ordering::Relaxed,
+        );
         let me = l.try_acquire().expect("taken over");
         assert!(l.is_poisoned());
         l.release(me, false);
@@ -679,7 +679,7 @@ mod tests {
 
     /// What a peer writes to make a free lock look held by this thread.
     fn forge_mine(l: &RawLock, flags: u64) {
-        l.word.store(thread::ident() | flags, Ordering::Relaxed);
+        l.word.store(held::ident() | flags, Ordering::Relaxed);
     }
 
     #[test]
@@ -731,7 +731,7 @@ mod tests {
         let waiter = {
             let l = l.clone();
             std::thread::spawn(move || {
-                tx.send(thread::ident()).unwrap();
+                tx.send(held::ident()).unwrap();
                 let t0 = Instant::now();
                 let me = l.acquire();
                 let got = (l.is_poisoned(), t0.elapsed());

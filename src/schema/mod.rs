@@ -113,8 +113,6 @@ use core::fmt;
 use std::collections::HashSet;
 use std::fmt::Write as _;
 
-use crate::shareable::Shareable;
-
 /// The deepest nesting a schema may have: the top-level type is level 1,
 /// its fields, elements or items level 2, and so on.
 pub const MAX_DEPTH: usize = 16;
@@ -248,23 +246,10 @@ impl Schema {
         }
     }
 
-    /// The schema of `T`: `T::schema()`, or, if that disagrees with `T`'s
-    /// real size or alignment (a wrong hand-written impl), `Opaque` with
-    /// the real ones.
-    pub fn of<T: Shareable>() -> Schema {
-        Schema::__checked(
-            T::schema(),
-            T::TYPE_NAME,
-            core::mem::size_of::<T>(),
-            core::mem::align_of::<T>(),
-        )
-    }
-
     /// `schema` if it has this size and alignment, `Opaque` with them
     /// otherwise: [`Schema::of`] for the derive, which spells the field's
-    /// type in `<F as Shareable>` only. Not a public API.
-    #[doc(hidden)]
-    pub fn __checked(schema: Schema, type_name: &str, size: usize, align: usize) -> Schema {
+    /// type in `<F as Shareable>` only.
+    pub(crate) fn checked(schema: Schema, type_name: &str, size: usize, align: usize) -> Schema {
         let (size, align) = (size as u64, align as u64);
         if schema.size == size && schema.align == align {
             schema

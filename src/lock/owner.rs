@@ -59,6 +59,13 @@ pub(crate) fn is_alive(tid: u32, start_low32: u32) -> bool {
     }
 }
 
+/// Packs a thread id and start time into an owner identity (never 0: thread
+/// ids start at 1).
+pub(crate) fn compose_ident(tid: u32, start_time: u64) -> u64 {
+    debug_assert!(tid != 0 && tid < TID_LIMIT);
+    ((start_time as u32 as u64) << 32) | u64::from(tid)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

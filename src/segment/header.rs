@@ -21,9 +21,9 @@
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 use crate::error::{Error, Result};
+use crate::lock::seqlock::Versions;
 use crate::lock::RawLock;
-use crate::seqlock::Versions;
-use crate::shareable::Shareable;
+use crate::types::shareable::Shareable;
 
 /// The first eight bytes of every segment.
 pub(crate) const MAGIC: [u8; 8] = *b"SHMSTORE";
@@ -203,7 +203,7 @@ impl Creator {
         Creator {
             pid,
             uid: nix::unistd::geteuid().as_raw(),
-            start: crate::owner::start_time(pid).unwrap_or(0),
+            start: crate::lock::owner::start_time(pid).unwrap_or(0),
             pid_ns: pid_namespace(),
         }
     }

@@ -7,9 +7,9 @@ use nix::fcntl::OFlag;
 use nix::sys::mman::{shm_open, shm_unlink};
 use nix::sys::stat::Mode;
 
-use super::OpenMode;
 use crate::error::{Error, Result};
-use crate::name::Name;
+use crate::segment::name::Name;
+use crate::segment::options::OpenMode;
 
 /// Opens (or makes) the object `name`. Returns the descriptor and whether
 /// this call created the object.

@@ -186,6 +186,20 @@ unsafe impl<T: Shareable, const N: usize> Shareable for [T; N] {
     }
 }
 
+impl Schema {
+    /// The schema of `T`: `T::schema()`, or, if that disagrees with `T`'s
+    /// real size or alignment (a wrong hand-written impl), `Opaque` with
+    /// the real ones.
+    pub fn of<T: Shareable>() -> Schema {
+        Schema::checked(
+            T::schema(),
+            T::TYPE_NAME,
+            core::mem::size_of::<T>(),
+            core::mem::align_of::<T>(),
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -42,17 +42,29 @@ use nix::sys::uio::{pread, pwrite};
 use nix::unistd::ftruncate;
 use zerocopy::IntoBytes;
 
-use crate::backend::{file, memfd, posix, sysv, OpenMode, Remover};
+pub(crate) mod backend;
+pub(crate) mod header;
+pub(crate) mod location;
+pub(crate) mod name;
+pub(crate) mod options;
+pub(crate) mod sysv;
+
+use std::path::PathBuf;
+
 use crate::error::{Error, Result};
-use crate::header::{
-    self, Creator, Found, Header, Spec, LOCK_OFFSET, STATE_OFFSET, STATE_READY, VERSIONS_OFFSET,
-};
-use crate::location::{Location, Place};
+use crate::lock::seqlock::Versions;
 use crate::lock::RawLock;
-use crate::options::SharedOptions;
-use crate::seqlock::Versions;
-use crate::shareable::Shareable;
+use crate::segment::backend::{file, memfd, posix};
+use crate::segment::header::{
+    Creator, Found, Header, Spec, LOCK_OFFSET, STATE_OFFSET, STATE_READY, VERSIONS_OFFSET,
+};
+use crate::segment::location::IntoLocation;
+use crate::segment::location::{Location, Place};
+use crate::segment::name::Name;
+use crate::segment::options::OpenMode;
+use crate::segment::options::SharedOptions;
 use crate::sys::mapping::Mapping;
+use crate::types::shareable::Shareable;
 
 /// How long to wait for another process that is initialising the object.
 const INIT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -73,7 +85,7 @@ pub(crate) fn establish<T: Shareable>(
     value: Option<T>,
 ) -> Result<Established> {
     let (spec, schema) = value_spec::<T>();
-    let content = value.map(crate::shareable::into_bytes);
+    let content = value.map(crate::types::shareable::into_bytes);
     let initial = content.as_deref().map(|content| Initial {
         content,
         schema: &schema,
@@ -147,7 +159,7 @@ pub(crate) fn establish_spec(
 pub(crate) fn memfd<T: Shareable>(value: T) -> Result<(Mapping, OwnedFd)> {
     let fd = memfd::create(T::TYPE_NAME)?;
     let label = format!("memfd:{}", T::TYPE_NAME);
-    let content = crate::shareable::into_bytes(value);
+    let content = crate::types::shareable::into_bytes(value);
     let (spec, schema) = value_spec::<T>();
     let initial = Initial {
         content: &content,
@@ -183,7 +195,7 @@ pub(crate) fn from_fd<T: Shareable>(fd: &OwnedFd, opts: &SharedOptions) -> Resul
 /// Makes an anonymous shared segment holding `value`: this process and the
 /// children it forks afterwards share it.
 pub(crate) fn anonymous<T: Shareable>(value: T) -> Result<Mapping> {
-    let content = crate::shareable::into_bytes(value);
+    let content = crate::types::shareable::into_bytes(value);
     let (spec, schema) = value_spec::<T>();
     let initial = Initial {
         content: &content,
@@ -435,4 +447,69 @@ fn initialise(
     map.atomic_u32(STATE_OFFSET)
         .store(STATE_READY, Ordering::Release);
     Ok(map)
+}
+
+/// How to remove the name of the segment a handle maps.
+#[derive(Debug)]
+pub(crate) enum Remover {
+    Posix(Name),
+    File(PathBuf),
+    /// The segment's id: removal is by id, so a new segment that took the
+    /// key meanwhile is not touched.
+    SysV(i32),
+    /// Nameless (memfd, anonymous): nothing to remove.
+    None,
+}
+
+impl Remover {
+    pub(crate) fn remove(&self) -> Result<()> {
+        match self {
+            Remover::Posix(name) => backend::posix::unlink(name),
+            Remover::File(path) => backend::file::unlink(path),
+            Remover::SysV(id) => backend::sysv::remove_id(*id),
+            Remover::None => Ok(()),
+        }
+    }
+
+    /// What the kernel says of the segment, for a System V one.
+    pub(crate) fn sysv_info(&self) -> Option<Result<crate::SysvInfo>> {
+        match self {
+            Remover::SysV(id) => Some(backend::sysv::info(*id)),
+            _ => None,
+        }
+    }
+}
+
+/// Removes the name `at`, whatever its segment holds: a POSIX name
+/// (`shm_unlink`), a file (`unlink`) or a System V key (`IPC_RMID`).
+///
+/// Handles that are open keep working and keep the memory until they are
+/// dropped; later opens get [`Error::NotFound`](crate::Error::NotFound), as
+/// does removing a name that does not exist. A System V segment lives on
+/// until the last process detaches. This is the one call for every kind of
+/// segment: values, stores and segments of any type.
+///
+/// ```
+/// # let name = format!("doc-unlink-{}", std::process::id());
+/// let c = shmstore::Shared::create(&name, 7u64)?;
+/// shmstore::unlink(&name)?;
+/// assert_eq!(*c.lock().unwrap(), 7); // the handle still works
+/// assert!(matches!(shmstore::unlink(&name), Err(shmstore::Error::NotFound { .. })));
+/// # Ok::<(), shmstore::Error>(())
+/// ```
+pub fn unlink(at: impl IntoLocation) -> Result<()> {
+    let loc = at.into_location()?;
+    match &loc.0 {
+        Place::Posix(name) => backend::posix::unlink(name),
+        Place::File(path) => backend::file::unlink(path),
+        Place::SysV(key) => backend::sysv::remove_key(*key),
+    }
+}
+
+/// Keeps memory mapped for a handle that lives inside another object's
+/// mapping (a store entry's `Shared<T>`): the handle holds one of these for
+/// as long as it lives.
+pub(crate) trait KeepsMapped: Send + Sync {
+    /// The mapping the handle's memory lies in.
+    fn map(&self) -> &Mapping;
 }

@@ -1,0 +1,8 @@
+//! What may live in shared memory: the [`Shareable`](crate::Shareable) and
+//! [`LockFree`](crate::LockFree) traits, and the fixed-capacity field types
+//! ([`ShmStr`](crate::ShmStr), [`ShmVec`](crate::ShmVec),
+//! [`ShmBool`](crate::ShmBool)) whose every byte pattern is a valid value.
+
+pub(crate) mod fixed;
+pub(crate) mod lockfree;
+pub(crate) mod shareable;
