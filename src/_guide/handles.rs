@@ -75,12 +75,9 @@
 //! use std::time::Duration;
 //!
 //! let c = Shared::<Counter>::create(&name, Counter::default())?;
-//! {
-//!     let g = c.lock();                                  // LockResult<SharedGuard<Counter>>
-//!     let _ = g.unwrap();
-//! }
-//! assert!(c.try_lock().is_ok());                         // TryLockResult, never waits
-//! assert!(c.try_lock_for(Duration::from_secs(1)).is_ok()); // waits at most 1 s
+//! drop(c.lock().unwrap());                                 // LockResult<SharedGuard<Counter>>
+//! drop(c.try_lock().unwrap());                             // TryLockResult, never waits
+//! drop(c.try_lock_for(Duration::from_secs(1)).unwrap());   // waits at most 1 s
 //!
 //! // A holder that panics poisons the lock, as with std::sync::Mutex.
 //! std::thread::scope(|s| {
