@@ -21,93 +21,38 @@
 //! # Ok::<(), shmstore::Error>(())
 //! ```
 //!
-//! # What may be shared
+//! # Where to start
 //!
-//! `#[derive(Shareable)]` accepts a `#[repr(C)]` or `#[repr(transparent)]`
-//! struct whose fields are all [`Shareable`]: fixed-width integers and floats,
-//! their atomics, arrays of them, and other derived structs. It refuses at
-//! compile time padding, `bool`, `char`, `usize`/`isize`, enums, unions,
-//! references, pointers, heap types and types with drop glue: another process
-//! may write any bytes, and every byte pattern must be a valid value. It also
-//! computes a layout fingerprint, and a segment created by a build whose `T`
-//! differs in name, size, alignment or any field is refused at open with
-//! [`Error::LayoutMismatch`].
+//! - [`_guide`]: using shmstore, chapter by chapter: handles, what the
+//!   derive accepts, backends, readers and watchers, lock-free atomics,
+//!   text, lists and flags, the store, the `shmstore` command, mirroring,
+//!   and what each costs.
+//! - [`_design`]: how it works: the lock and poisoning, snapshots, the
+//!   segment protocol, the store's heap and its recovery, trust, and how
+//!   the guarantees are tested.
 //!
-//! For text, lists and flags, fields can be [`ShmStr<N>`](ShmStr) (UTF-8 of
-//! at most `N` bytes), [`ShmVec<T, N>`](ShmVec) (at most `N` items) and
-//! [`ShmBool`]: stored inline, without padding, and sound whatever bytes a
-//! peer writes, because their accessors validate on every read (lengths are
-//! clamped to `N`, UTF-8 is checked, any non-zero byte is `true`).
+//! # The types
 //!
-//! # Where segments live
+//! - [`Shareable`] (and `#[derive(Shareable)]`): a type that may live in
+//!   shared memory, with a layout fingerprint checked at open.
+//! - [`Shared<T>`]: a `T` in a segment, locked like a
+//!   [`std::sync::Mutex`] across threads and processes, poisoned when a
+//!   holder panics or dies; with lock-free [`snapshot`](Shared::snapshot)s
+//!   and [`wait_for_change`](Shared::wait_for_change).
+//! - [`SharedReader<T>`]: the read-only handle. [`SharedAtomic<T>`]: a
+//!   [`LockFree`] value without any lock.
+//! - [`SharedOptions`]: mode, removal on drop, foreign owners, waking
+//!   read-only watchers. [`Location`] and [`SysvKey`]: where a segment
+//!   lives.
+//! - [`Store`]: many named, typed entries in one segment.
+//! - [`ShmStr`], [`ShmVec`], [`ShmBool`]: text, lists and flags that may
+//!   live in shared memory.
+//! - [`Error`]: one variant for each thing a caller can act on.
+//! - [`inspect`] and [`schema`]: segments read without their types, as the
+//!   `shmstore` command (feature `cli`) does. `mirror` (feature `mirror`):
+//!   values kept in step across hosts through Redis.
 //!
-//! By default segments are POSIX shared-memory objects (`shm_open`, in
-//! /dev/shm). The same handle, lock and checks work on System V segments
-//! ([`SysvKey`]), regular files (a `&Path`: state that survives reboots),
-//! sealed memfds shared by descriptor ([`Shared::memfd`], [`Shared::from_fd`],
-//! [`send_fd`], [`recv_fd`]) and anonymous memory shared with forked children
-//! ([`Shared::anonymous`]). See [`Location`].
-//!
-//! # Opening safely
-//!
-//! Creation writes a header and allocates every page before anyone can map
-//! the segment, so a full /dev/shm gives [`Error::NoSpace`] at creation and
-//! never a SIGBUS later. Opening checks, before mapping, the owner (a segment
-//! of another user is [`Error::ForeignOwner`]), the size, the magic, the
-//! format version and the fingerprint, and maps exactly the object's size.
-//! A file that is not a shmstore segment is [`Error::Corrupt`] and is never
-//! written over. See `segment.rs` for the protocol (a `flock` serialises
-//! initialisation), which also covers a creator killed halfway; System V,
-//! which has no descriptor to lock, uses the segment's own robust lock
-//! instead (`backend/sysv.rs`).
-
-//! # The lock and poisoning
-//!
-//! [`Shared::lock`] behaves like [`std::sync::Mutex::lock`], across threads
-//! and processes alike. When a holder panics, or its process dies (SIGKILL
-//! included), the next locker gets `Err(PoisonError)`; `into_inner()` on it
-//! gives a usable guard over whatever the holder left, and every locker sees
-//! the poison until [`Shared::clear_poison`]. A waiter already asleep in
-//! `lock()` when the holder dies wakes and takes over within about 50 ms.
-//!
-//! The lock is a 64-bit word holding the owner's thread id and start time
-//! (so recycled ids are not mistaken for the dead owner), with futex sleeping
-//! that works across processes. Uncontended, lock plus unlock is two atomic
-//! instructions. Its design and limits are described in [`RawLock`]'s module
-//! (`src/lock.rs`) and in the README.
-//!
-//! # Readers and watchers
-//!
-//! [`Shared::snapshot`] copies the value without the lock: a sequence
-//! counter beside the lock is odd while a guard writes, and a copy that
-//! overlapped a write is taken again, so a snapshot is never torn and
-//! writers never wait for readers. [`Shared::generation`] counts committed
-//! writes and [`Shared::wait_for_change`] sleeps in the kernel until the
-//! next one, in any process. [`SharedReader`] is the read-only handle
-//! (read permission suffices; the mapping is read-only), with snapshots and
-//! waiting but no `lock()`. A struct made only of atomics is [`LockFree`]
-//! and a [`SharedAtomic`] gives it without any lock. See `src/seqlock.rs` for
-//! the design, and `examples/config.rs`.
-//!
-//! # Many entries in one segment
-//!
-//! A [`Store`] holds many named entries of different types in one segment,
-//! each a [`Shared<T>`] with its own lock ([`Store::get`],
-//! [`Store::get_or_create`], [`Store::insert`], [`Store::remove`],
-//! [`Store::entries`]). Getting an entry as the wrong type is
-//! [`Error::LayoutMismatch`]; a full store is [`Error::StoreFull`]. Its
-//! directory survives processes killed in the middle of a change; see
-//! `src/store/heap.rs` for the layout and the recovery.
-//!
-//! # Trust
-//!
-//! Other processes that map a segment can write anything into it. Nothing
-//! they write makes this crate read outside the mapping or produce an
-//! invalid value: headers are copied out and checked, the lock word is only
-//! accessed atomically, and every bit pattern of a `Shareable` type is valid.
-//! A peer that writes the value *without* taking the lock races with the
-//! holder and can make it read inconsistent numbers; only peers that follow
-//! the locking protocol get consistency.
+//! Linux only: it relies on futexes, `/proc` and tmpfs semantics.
 
 #![warn(missing_docs)]
 
@@ -115,6 +60,8 @@
 // inside the crate itself too.
 extern crate self as shmstore;
 
+pub mod _design;
+pub mod _guide;
 mod error;
 pub mod inspect;
 mod lock;
@@ -143,6 +90,11 @@ pub use sys::fdpass::{recv_fd, send_fd};
 pub use types::fixed::{CapacityError, ShmBool, ShmStr, ShmVec};
 pub use types::lockfree::{LockFree, SharedAtomic};
 pub use types::shareable::Shareable;
+
+/// Compiles and runs every Rust snippet of README.md as a doc test.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
 
 /// Helpers that `#[derive(Shareable)]` expands to. Not a public API.
 #[doc(hidden)]

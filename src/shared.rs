@@ -30,7 +30,7 @@ use crate::types::shareable::Shareable;
 /// process as well as other processes.
 ///
 /// Dropping the handle unmaps the segment; the segment itself lives on until
-/// [`Shared::unlink`] removes its name (or
+/// [`unlink`](crate::unlink) removes its name (or
 /// [`SharedOptions::remove_on_drop`] is set) and the last handle is gone.
 ///
 /// ```

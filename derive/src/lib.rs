@@ -45,9 +45,11 @@ use syn::{parse_macro_input, DeriveInput};
 ///
 /// When every field is made of atomics only (`AtomicU8`..`AtomicU64`,
 /// `AtomicI8`..`AtomicI64`, arrays of them, or other such derived structs),
-/// the struct is also `shmstore::LockFree`, so `Shared::get` hands it out
-/// without the lock. Otherwise it is not, without any error: the compiler
-/// decides, when `get` is called.
+/// the struct is also `shmstore::LockFree`, so a `shmstore::SharedAtomic`
+/// (from `Shared::into_atomic`, or `SharedAtomic::open_or_create` and its
+/// siblings) hands it out as `&T` without the lock. Otherwise it is not,
+/// without any error at the derive: the compiler decides, and refuses the
+/// struct with an error that names it only where `LockFree` is required.
 ///
 /// `TYPE_NAME` is the struct's name as written. `FINGERPRINT` hashes the
 /// name, size and alignment, then each field's name (or index), offset and

@@ -99,7 +99,7 @@ const fn spec(content: usize) -> Spec {
 /// [`remove`](Store::remove) takes the key out at once: later `get`s find
 /// nothing, and the key can be created again as a new entry. Handles that
 /// are open keep working on the removed entry, as with
-/// [`Shared::unlink`]; its space is freed when the last of them is
+/// [`unlink`](crate::unlink); its space is freed when the last of them is
 /// dropped, or when the processes holding them are found dead.
 ///
 /// # Handles and processes

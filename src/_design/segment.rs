@@ -1,0 +1,170 @@
+//! Segments: what they hold, and how they are created and opened safely.
+//!
+//! # Layout
+//!
+//! ```text
+//! offset 0    header (240 bytes): magic, format version, init state, kind
+//!             (one value or a store), layout fingerprint, size/align/offset
+//!             of T, total size, type name, creator, PID namespace
+//! offset 256  lock (16 bytes)
+//! offset 272  write sequence counter (8), flags (4), change time (4)
+//! offset 288  T (rounded up to T's alignment)
+//! then        the schema of T, 8-aligned: what tools decode the value with
+//! ```
+//!
+//! The lock sits on the same cache line as the start of the value, so a
+//! small value and its lock move between CPUs together. A store has the
+//! same header, lock and counter (those of its directory), then its
+//! directory and heap (see [the store](super::store)).
+//!
+//! Headers are read with `pread` into a local buffer and parsed with
+//! zerocopy (`FromBytes`), written from a local value with `IntoBytes`: no
+//! reference is ever made to header bytes that another process may be
+//! writing.
+//!
+//! # Backends
+//!
+//! Where segments come from. A backend only produces a mapping (or an open
+//! object that can be sized and mapped) and a way to remove its name; the
+//! header, the lock and the typed handle never know which backend made
+//! their segment.
+//!
+//! | backend | object | name | removal |
+//! |---|---|---|---|
+//! | POSIX | `shm_open` object in /dev/shm | `"name"` | `shm_unlink` |
+//! | file | a regular file | a path | `unlink` |
+//! | System V | `shmget` segment | a key | `IPC_RMID` |
+//! | memfd | sealed `memfd_create` object | none: share the descriptor | last descriptor and mapping gone |
+//! | anonymous | `MAP_SHARED \| MAP_ANONYMOUS` memory | none: forked children inherit it | last mapping gone |
+//!
+//! # Creating and opening: objects with a descriptor
+//!
+//! Every process that creates, opens or initialises an object first takes a
+//! `flock` on it: exclusive to create or initialise, shared to open. All
+//! initialisation happens under the exclusive lock, in this order:
+//!
+//! 1. write the header with state INITIALISING (so the object carries our
+//!    magic from its first byte on, and is never mistaken for a foreign
+//!    file);
+//! 2. set the exact size and allocate every page (`posix_fallocate`), so a
+//!    full /dev/shm is an error now and never a SIGBUS later;
+//! 3. write the lock (unlocked) and the initial value;
+//! 4. publish state READY with a release store.
+//!
+//! Whoever takes the lock next sees either nothing (size 0), a complete
+//! segment, or a creator's remains in state INITIALISING: a creator that
+//! died releases its `flock` with its last descriptor, so whoever holds the
+//! lock knows nobody is still writing. `open_or_create` then initialises
+//! the object again; `open` reports
+//! [`Error::Incomplete`](crate::Error::Incomplete). A file without our
+//! magic is never written over.
+//!
+//! `create` makes the name (size 0) a moment before it takes its lock, so
+//! `open` treats size 0 as "creator about to start" and waits for it, up to
+//! a few seconds (a creator killed before sizing the object leaves size 0
+//! for good; `open` then reports `Incomplete`).
+//!
+//! Before anything is mapped, `fstat` gives the object's size and owner
+//! (another user's is [`Error::ForeignOwner`](crate::Error::ForeignOwner)
+//! unless allowed), the header is read with `pread` and checked against the
+//! size and against `T` (magic, format version, kind, fingerprint, offsets,
+//! PID namespace), and only then are exactly that many bytes mapped.
+//!
+//! ```
+//! use shmstore::{Error, Shared};
+//!
+//! # let name = format!("doc-design-segment-{}", std::process::id());
+//! let path = format!("/dev/shm/{name}");
+//! std::fs::write(&path, b"somebody else's data")?;     // not a shmstore segment
+//! assert!(matches!(Shared::<u64>::open_or_create(&name, 0), Err(Error::Corrupt { .. })));
+//! assert_eq!(std::fs::read(&path)?, b"somebody else's data");   // never written over
+//!
+//! std::fs::remove_file(&path)?;
+//! let n = Shared::<u64>::create(&name, 7)?;
+//! assert!(matches!(Shared::<u32>::open(&name), Err(Error::LayoutMismatch { .. })));
+//! # drop(n);
+//! # shmstore::unlink(&name)?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Creating and opening: System V
+//!
+//! A System V segment has no descriptor, so the `flock` above is not
+//! available; the lock inside the segment takes its place. A new segment is
+//! zero-filled by the kernel, and all zeroes is an unlocked lock at offset
+//! 256 and state 0 in the header, so the lock works before anyone has
+//! written a byte.
+//!
+//! 1. `shmget(key, size, IPC_CREAT | IPC_EXCL | mode)` for `create` and
+//!    `open_or_create` (whoever succeeds made the segment); otherwise, or on
+//!    `EEXIST` for `open_or_create`, `shmget(key, 0, 0)` for the existing
+//!    one.
+//! 2. `IPC_STAT` before attaching: the owner must be us (or
+//!    [`allow_foreign_owner`](crate::SharedOptions::allow_foreign_owner)).
+//! 3. Attach, and read the state with an acquire load. READY: copy the
+//!    header out and check it (type, layout, size = `shm_segsz`, PID
+//!    namespace); done, without the lock.
+//! 4. Not READY: the segment's size must fit a `T` (or a store), and ours
+//!    (our magic) or zeroed (nobody has started); anything else is another
+//!    program's segment or another type's, refused with
+//!    [`Error::Corrupt`](crate::Error::Corrupt) or
+//!    [`Error::LayoutMismatch`](crate::Error::LayoutMismatch) and never
+//!    written, not even the lock.
+//! 5. Take the lock (waiting at most about 5 s) and look again, now also
+//!    checking that a segment without magic is zero after the header (one
+//!    that is not is refused; its lock word, zero before, is zero again
+//!    after). Still not READY: `create` and `open_or_create` initialise it:
+//!    magic, release fence, the rest of the header, state INITIALISING
+//!    (release), the value, state READY (release); then clear the poison
+//!    and unlock. `open` unlocks and waits for a creator that has not
+//!    started yet, and reports `Error::Incomplete` at once for one that
+//!    died: whoever holds the lock and still sees our magic without READY
+//!    knows that nobody is writing, because initialisers write only while
+//!    holding it. A creator that died holding the lock leaves it to the
+//!    lock's dead-owner detection (taken over poisoned; cleared once
+//!    initialised).
+//!
+//! Openers read the header of a segment that is not READY while an
+//! initialiser may be writing it, so both sides access the header only in
+//! atomic 32-bit words (the value, written with plain stores, is read only
+//! under the lock). The magic is stored before any other byte, followed by
+//! a release fence; openers load the other bytes first, then an acquire
+//! fence, then the magic: an opener that sees any byte of an initialiser's
+//! also sees its magic, and never takes a segment being initialised for a
+//! foreign one.
+//!
+//! `IPC_RMID` frees the key at once; the segment lives until its last
+//! detach, and Linux still lets its id be attached meanwhile. A private
+//! segment ([`SysvKey::private`](crate::SysvKey::private)) is marked for
+//! removal as soon as it is attached: nobody can find it by key, so it
+//! could otherwise only leak; its handle and the children forked afterwards
+//! keep it alive.
+//!
+//! # Shrunk segments and SIGBUS
+//!
+//! A POSIX shared-memory object or a file can be truncated by any process
+//! that may write it, also while others have it mapped. Touching a page
+//! that now lies past the end of the object raises SIGBUS, which kills the
+//! process. POSIX objects and plain files cannot be sealed against this
+//! (memfds are; System V segments cannot shrink), so shmstore catches the
+//! fault instead, as libwayland does for client buffers:
+//!
+//! - every mapping of a descriptor is entered in a registry that a signal
+//!   handler can read without locks or allocation;
+//! - on the first such mapping, a SIGBUS handler is installed; the handler
+//!   that was there before (Rust's own, usually) is kept and called for
+//!   every fault that is not in a registered mapping, and for SIGBUS sent by
+//!   `kill`, so the process dies of those as it would have without
+//!   shmstore;
+//! - a fault inside a registered mapping maps private zeroed memory over the
+//!   pages from the faulting one to the end of the mapping, marks the
+//!   mapping *cut*, and returns: the faulting instruction runs again and now
+//!   reads zeros (or writes to memory nobody else sees). The pages before it
+//!   stay shared.
+//!
+//! The handles check the mark where their answer could depend on those
+//! pages, and report [`Error::Truncated`](crate::Error::Truncated) (from
+//! [`check`](crate::Shared::check) and every [`Store`](crate::Store) call)
+//! or a poisoned lock (for `lock()` and `snapshot()`) instead of a value.
+//! A program that installs its own SIGBUS handler *after* opening a
+//! segment, without calling the previous one, turns this off for itself.

@@ -1,0 +1,64 @@
+//! Trust: what a process that maps a segment can do to the others.
+//!
+//! Other processes that map a segment can write anything into it. Nothing
+//! they write makes this crate read outside the mapping or produce an
+//! invalid value:
+//!
+//! - headers are copied out of the segment and checked before use; every
+//!   number read from a store is checked before it is used as an offset;
+//! - the lock word, the write counter and a store's directory are only
+//!   accessed atomically; a lock word that names no live thread is a lock
+//!   whose holder died, and one that names the calling thread without that
+//!   thread holding the lock names no holder (see [the lock](super::lock));
+//! - every bit pattern of a [`Shareable`](crate::Shareable) type is valid,
+//!   which the derive proves at compile time, and the fixed-capacity types
+//!   ([`ShmStr`](crate::ShmStr), [`ShmVec`](crate::ShmVec),
+//!   [`ShmBool`](crate::ShmBool)) validate what they read every time;
+//! - values are copied with volatile loads (see
+//!   [snapshots](super::seqlock)) or reached through the lock; this process
+//!   never makes a `&T` over bytes another process may be writing, except
+//!   for [`LockFree`](crate::LockFree) types, whose every byte is inside an
+//!   atomic;
+//! - a segment shrunk under a mapping does not kill the process (see
+//!   [segments](super::segment#shrunk-segments-and-sigbus)).
+//!
+//! Opening refuses what it should not trust: a segment of another user
+//! ([`Error::ForeignOwner`](crate::Error::ForeignOwner), since anyone can
+//! create a name in /dev/shm first and choose what the opener reads), of
+//! another type or layout
+//! ([`Error::LayoutMismatch`](crate::Error::LayoutMismatch)), not ours or
+//! damaged ([`Error::Corrupt`](crate::Error::Corrupt)), or from another PID
+//! namespace ([`Error::OtherPidNamespace`](crate::Error::OtherPidNamespace)).
+//!
+//! # What is not guaranteed
+//!
+//! - A peer that writes the value *without* taking the lock races with the
+//!   holder and can make it read inconsistent numbers (never an invalid
+//!   value or a read outside the mapping); only peers that follow the
+//!   locking protocol get consistency.
+//! - A peer can forge a store's directory so that an entry is placed inside
+//!   another entry's value; the bytes are then shared as if the peer wrote
+//!   them, but one process never holds two entries whose bytes overlap: the
+//!   second handle is refused with `Error::Corrupt` (and
+//!   [`Store::check`](crate::Store::check) reports the damage).
+//! - A lock cannot stop a peer with write access from holding it: a word
+//!   naming a live thread is a holder, whether that thread took the lock or
+//!   a peer wrote its identity there, so `lock()` waits for it as it would
+//!   for a peer that never unlocks
+//!   ([`try_lock_for`](crate::Shared::try_lock_for) gives up when its time
+//!   is up). The one identity that is told apart is the caller's own.
+//! - A dead holder is noticed only when someone waits, within about 50 ms;
+//!   where `/proc` hides other users' processes, an invisible holder counts
+//!   as alive.
+//! - A program that installs a SIGBUS handler of its own after opening
+//!   segments, without calling the previous one, turns the protection
+//!   against shrunk segments off for itself.
+//!
+//! # Where the `unsafe` code is
+//!
+//! The crate's `unsafe` code is confined to a small layer of system calls
+//! (futexes, mappings and racy copies, the SIGBUS handler, System V calls,
+//! descriptor passing, the per-thread identity), to the `unsafe impl`s of
+//! [`Shareable`](crate::Shareable) and [`LockFree`](crate::LockFree) and to
+//! the handles that turn a mapping into references. Every `unsafe` block
+//! carries the argument for its soundness next to it.

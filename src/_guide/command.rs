@@ -1,0 +1,106 @@
+//! The `shmstore` command: what is inside a segment, from the shell.
+//!
+//! `ipcs` and `ls /dev/shm` show names and sizes; `shmstore` shows what is
+//! inside: the type, the value decoded field by field, who holds the lock
+//! and whether that process still runs, whether the creator runs, who has
+//! the segment mapped, and whether it is stale. It works on POSIX, System V
+//! and file-backed segments, and on every entry of a store.
+//!
+//! ```sh
+//! cargo install shmstore --features cli   # or, in a clone: cargo run --features cli --bin shmstore -- ...
+//! shmstore ls                  # every shmstore segment; --all adds foreign ones, --json for scripts
+//! shmstore inspect my-config   # header, lock, generation, and the value field by field
+//! shmstore inspect --key 0x53484d01 --json
+//! shmstore watch my-config     # the value now and on every committed change; --entry KEY in a store
+//! shmstore rm my-config        # refuses a live or foreign segment, or another user's, without --force
+//! shmstore gc --dry-run        # what gc would remove (creator dead, nobody attached, lock not held) and why the rest stays
+//! ```
+//!
+//! ```text
+//! $ shmstore ls --all          # (run in a PID namespace of its own, hence pid 3)
+//! NAME         BACKEND  SIZE  TYPE               CREATOR        ATTACHED  LOCK              GEN  CHANGED
+//! try-config   posix     548  Config             pid 3 dead            0  held by 3 (dead)    1  1s ago
+//! try-counter  posix     368  Counter            pid 3 dead            0  free                0  -
+//! try-damaged  posix     368  damaged            pid 3 dead            0  -                   -  -
+//! try-foreign  posix      15  foreign            -                     0  -                   -  -
+//! try-store    posix     70K  store (3 entries)  pid 3 dead            0  free                3  1s ago
+//! 0x53484d7e   sysv      368  incomplete         pid 3 dead            0  -                   -  -
+//!
+//! $ shmstore inspect try-config
+//! name:         try-config
+//! type:         Config
+//! creator:      pid 6999 (alive), root (uid 0)
+//! lock:         free
+//! generation:   1
+//! value:        Config
+//!   max_connections: 251
+//!   origin:          Point
+//!     x: 7
+//!     y: -3
+//!   name:            "web"
+//!   ports:           [80, 443]
+//!   verbose:         true
+//! (header, owner, attachments and times trimmed)
+//! ```
+//!
+//! - **Schemas**: `#[derive(Shareable)]` records the type's schema (field
+//!   names, offsets, integer/float/atomic kinds, arrays, nested structs,
+//!   `ShmStr`, `ShmVec`, `ShmBool`), and the library stores it in the
+//!   segment after the value (and after each store entry's value). The
+//!   command decodes values with it, without the Rust type. A schema is
+//!   validated when read (depth, sizes, offsets, names, no trailing bytes):
+//!   a damaged one is reported and the value is not decoded.
+//! - **Foreign and damaged segments** are listed as such (`ls --all`) and
+//!   never decoded; `rm` refuses them without `--force`, and `gc` never
+//!   removes them.
+//! - **Attachments**: the kernel's count for System V; for POSIX and files,
+//!   the processes whose `/proc/PID/maps` map the segment, among those this
+//!   user may read (all, as root).
+//! - **Change times** are shown for segments created with
+//!   [`SharedOptions::record_change_time(true)`](crate::SharedOptions::record_change_time)
+//!   (it reads the clock on every committed write, so it is off by
+//!   default); otherwise `CHANGED` is `-`.
+//! - **Watching** sleeps on the segment's change notification: with write
+//!   permission it marks the lock word as a waiting handle does, or the
+//!   segment was made with `wake_read_only`; read-only and without it, it
+//!   looks every 100 ms.
+//! - Output is an aligned table on a terminal and tab-separated in a pipe;
+//!   errors are one line (`shmstore: what happened: what to do`) with exit
+//!   status 1, usage errors exit 2.
+//! - The command's dependency (clap) is behind the `cli` feature: the
+//!   library does not pull it in.
+//!
+//! # The same from a program
+//!
+//! What the command shows is available to programs:
+//! [`shmstore::inspect`](crate::inspect) ([`scan`](crate::inspect::scan),
+//! [`inspect`](crate::inspect::inspect),
+//! [`wait_for_change`](crate::inspect::wait_for_change),
+//! [`is_stale`](crate::inspect::is_stale), [`remove`](crate::inspect::remove))
+//! and [`shmstore::schema`](crate::schema) ([`Schema`](crate::Schema),
+//! [`Value`](crate::Value), whose `Display` is
+//! `Counter { value: 1234, last_pid: 4242 }` and which has `to_json`).
+//!
+//! ```
+//! use shmstore::inspect::{inspect, State};
+//! use shmstore::{Shareable, Shared};
+//!
+//! #[derive(Shareable, Clone, Copy, Default)]
+//! #[repr(C)]
+//! struct Counter { value: u64, last_pid: u32, hits: u32 }
+//!
+//! # let name = format!("doc-guide-command-{}", std::process::id());
+//! let c = Shared::<Counter>::create(&name, Counter { value: 1234, last_pid: 4242, hits: 1 })?;
+//!
+//! // In any process, without the type:
+//! let report = inspect(&name)?;
+//! match report.state {
+//!     State::Value { value: Some(value), .. } => {
+//!         assert_eq!(value.to_string(), "Counter { value: 1234, last_pid: 4242, hits: 1 }");
+//!     }
+//!     other => panic!("not a readable value: {other:?}"),
+//! }
+//! # drop(c);
+//! # shmstore::unlink(&name)?;
+//! # Ok::<(), shmstore::Error>(())
+//! ```

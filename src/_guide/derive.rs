@@ -1,0 +1,62 @@
+//! What `#[derive(Shareable)]` accepts.
+//!
+//! The derive takes a `#[repr(C)]` (optionally `align(N)`) or
+//! `#[repr(transparent)]` struct whose fields are all
+//! [`Shareable`](crate::Shareable):
+//!
+//! | accepted | refused, with a compile error at the field or attribute |
+//! |---|---|
+//! | `u8`..`u64`, `i8`..`i64`, `f32`, `f64` | `bool`, `char`: not every bit pattern is valid |
+//! | `AtomicU8`..`AtomicU64`, `AtomicI8`..`AtomicI64` | `usize`, `isize`: 32- and 64-bit processes disagree |
+//! | arrays `[T; N]` of accepted types | references, raw pointers, `String`, `Vec`, `Box`: addresses mean nothing in another process |
+//! | other `#[derive(Shareable)]` structs | enums, unions, `u128`/`i128` (alignment changed between compilers) |
+//! | [`ShmStr<N>`](crate::ShmStr), [`ShmVec<T, N>`](crate::ShmVec), [`ShmBool`](crate::ShmBool) (see [text, lists and flags](super::fixed)) | padding anywhere (add explicit `_pad` fields), a missing or `packed` repr, generics, types with `Drop` |
+//!
+//! Another process may write any bytes into the segment, so every byte
+//! pattern must be a valid value, and no padding byte may carry this
+//! process's uninitialised memory out.
+//!
+//! ```
+//! use std::sync::atomic::AtomicU32;
+//! use shmstore::{Shareable, ShmStr};
+//!
+//! #[derive(Shareable)]
+//! #[repr(C)]
+//! struct Point { x: i32, y: i32 }
+//!
+//! #[derive(Shareable)]
+//! #[repr(C, align(64))]
+//! struct Slot { origin: Point, hits: AtomicU32, name: ShmStr<12>, ids: [u16; 8], _pad: [u8; 20] }
+//! ```
+//!
+//! Padding is refused: here the compiler would put four bytes after `a`.
+//!
+//! ```compile_fail,E0277
+//! #[derive(shmstore::Shareable)]
+//! #[repr(C)]
+//! struct Padded { a: u32, b: u64 }
+//! ```
+//!
+//! So is a `bool`, whose bytes other than 0 and 1 are undefined behaviour
+//! ([`ShmBool`](crate::ShmBool) is the flag that may live in shared memory):
+//!
+//! ```compile_fail,E0277
+//! #[derive(shmstore::Shareable)]
+//! #[repr(C)]
+//! struct Flags { on: bool, _pad: [u8; 7] }
+//! ```
+//!
+//! # The fingerprint
+//!
+//! The derive also computes a fingerprint over the type's name, size,
+//! alignment and each field's name, offset and type; a segment made by a
+//! build whose `T` differs in any of these is refused with
+//! [`Error::LayoutMismatch`](crate::Error::LayoutMismatch), which names both
+//! types. It records the type's schema as well (field names, offsets and
+//! kinds), which the library stores in every segment so that tools can
+//! show the value without the Rust type: see
+//! [`schema`](crate::schema) and [the command](super::command).
+//!
+//! A struct whose fields are all atomics is also
+//! [`LockFree`](crate::LockFree), without any attribute: see
+//! [lock-free atomics](super::atomics).

@@ -1,0 +1,88 @@
+//! Mirroring: one value kept in step across hosts through Redis.
+//!
+//! Shared memory ends at the host. With the `mirror` feature, a shared value
+//! (a `Shared<T>`, a segment opened without its type, or a store entry) is
+//! kept in step with the same object on other hosts through a Redis server:
+//! one host writes, every host's local processes read their own copy at
+//! local speed, with `snapshot()` and `wait_for_change()`, exactly as if a
+//! local process had written it. Library users who do not enable the
+//! feature build none of it. The API is [`shmstore::mirror`].
+//!
+//! ```toml
+//! shmstore = { version = "0.1", features = ["mirror"] }
+//! ```
+//!
+//! ```no_run
+//! # #[cfg(feature = "mirror")]
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use shmstore::mirror::MirrorOptions;
+//! use shmstore::{Shareable, Shared};
+//!
+//! #[derive(Shareable, Clone, Copy, Default)]
+//! #[repr(C)]
+//! struct Config { max_connections: u32, port: u32 }
+//!
+//! // the host that writes
+//! let _m = MirrorOptions::new("redis://redis-host:6379/")
+//!     .publish("app-config", Shared::<Config>::open("app-config")?)?;
+//! // every other host
+//! let _m = MirrorOptions::new("redis://redis-host:6379/")
+//!     .subscribe("app-config", Shared::<Config>::open("app-config")?)?;
+//! # Ok(())
+//! # }
+//! # #[cfg(not(feature = "mirror"))]
+//! # fn main() {}
+//! ```
+//!
+//! Without a type, from the command line (`cargo install shmstore --features
+//! cli,mirror`):
+//!
+//! ```sh
+//! shmstore mirror publish app-config --redis redis://redis-host:6379/
+//! shmstore mirror subscribe app-config --redis redis://redis-host:6379/
+//! shmstore mirror subscribe my-app --entry limits --object limits --redis redis://redis-host:6379/
+//! ```
+//!
+//! - **How**: the latest value lives in the Redis hash `shmstore:mirror:NAME`
+//!   (bytes, layout fingerprint, type name, size, generation, origin,
+//!   revision), written and announced (`PUBLISH`) atomically by a small Lua
+//!   script. Subscribers subscribe, then read the hash, so nothing is missed
+//!   and a late joiner starts from the latest value; announcements carry the
+//!   value, so a change costs one round trip. Pub/sub plus the hash rather
+//!   than streams: a mirror wants the latest value, not a history. A
+//!   subscriber writes a remote value under the segment's own robust lock as
+//!   one committed write: the generation counts one and `wait_for_change`
+//!   sleepers wake.
+//! - **Type safety**: a value whose fingerprint, type name or size differs
+//!   from the local one is refused (counted in `Stats::refused`, reported as
+//!   an `Event`, printed by the command) and never written; so is anything
+//!   malformed. A publisher of another layout is refused too: give a changed
+//!   type a new object name.
+//! - **Direction** is explicit: `publish`, `subscribe` or `both`. With
+//!   `both`, the last write to reach Redis wins (Redis numbers the writes;
+//!   hosts' generations are never compared); every host converges to it,
+//!   and a host's own applied values are never sent back. Run one mirror
+//!   per object per host.
+//! - **Failures**: Redis down or restarted, or the network cut: commands
+//!   time out (2 s), the mirror reconnects with backoff (50 ms doubling to
+//!   2 s, with jitter), local readers keep the last good value meanwhile,
+//!   and on reconnecting every host converges to the latest value (a
+//!   publisher re-sends what changed while it was away, or what Redis
+//!   lost). A slow subscriber writes the newest value once, never a queue of
+//!   stale ones.
+//! - **Limits**: echo suppression works within one mirror, hence one mirror
+//!   per object per host; with `both`, a host can be one value behind for up
+//!   to the check interval (1 s) after a rare race; a remote value is
+//!   written even when the local lock is poisoned (the poison stays for
+//!   local users to clear); the command runs until killed and has no
+//!   `--json`.
+//!
+//! `cargo run --release --features mirror --example mirror` runs two hosts
+//! (as root, each in its own mount namespace with its own /dev/shm) kept in
+//! step through a `redis-server` it starts itself. What a mirror costs is
+//! in [costs](super::costs).
+//!
+#![cfg_attr(
+    not(feature = "mirror"),
+    doc = "[`shmstore::mirror`]: https://docs.rs/shmstore/latest/shmstore/mirror/index.html"
+)]

@@ -1,0 +1,103 @@
+//! The store: many named, typed entries in one segment.
+//!
+//! One segment can hold many named objects of different types, each with its
+//! own lock: [`Store`](crate::Store) is to [`Shared<T>`](crate::Shared) what
+//! Boost.Interprocess's `managed_shared_memory` (`construct`, `find`,
+//! `find_or_construct`) is to one object, with shmstore's type checks and
+//! crash-robust locks on every entry.
+//!
+//! ```
+//! use shmstore::{Error, Shareable, Store};
+//!
+//! #[derive(Shareable, Clone, Copy, Default)]
+//! #[repr(C)]
+//! struct Stats { jobs: u64, busy_us: u64 }
+//!
+//! # let name = format!("doc-guide-store-{}", std::process::id());
+//! let store = Store::open_or_create(&name, 1 << 20)?;                // 1 MiB for entries
+//! let next = store.get_or_create::<u64>("jobs/next", 0)?;           // a Shared<u64>
+//! let mine = store.get_or_create::<Stats>("worker/1", Stats::default())?;
+//! let job = { let mut n = next.lock().unwrap(); *n += 1; *n };       // the entry's own lock
+//! mine.lock().unwrap().jobs += 1;
+//! assert_eq!(job, 1);
+//!
+//! assert_eq!(store.get::<Stats>("worker/1")?.lock().unwrap().jobs, 1);
+//! assert!(matches!(store.get::<Stats>("worker/2"), Err(Error::NotFound { .. })));
+//! assert!(matches!(store.get::<u32>("worker/1"), Err(Error::LayoutMismatch { .. })));  // a Stats
+//! assert!(matches!(store.insert::<u64>("jobs/next", 0), Err(Error::AlreadyExists { .. })));
+//! for e in store.entries()? {   // key, type name, size, fingerprint, generation, lock state
+//!     println!("{:<12} {:<8} {:>4} bytes  generation {}", e.key, e.type_name, e.size, e.generation);
+//! }
+//! store.remove("worker/1")?;    // open handles keep working; space freed when they drop
+//! assert_eq!(store.len()?, 1);
+//! store.check()?;               // every invariant of the directory and the heap
+//! # drop((next, mine, store));
+//! # Store::unlink(&name)?;
+//! # Ok::<(), shmstore::Error>(())
+//! ```
+//!
+//! - **An entry is a `Shared<T>`**: `lock()` with poisoning, `snapshot()`,
+//!   `generation()`, `wait_for_change()`, everything a single-value segment
+//!   has, through the same slot (lock, write counter, value). Entries never
+//!   contend with each other; the store's directory has a lock of its own,
+//!   taken by `get`, `insert`, `remove` and `entries`, not by `lock()` on an
+//!   entry.
+//! - **Backends**: [`Store::create`](crate::Store::create) / `open` /
+//!   `open_or_create` take a name, a `SysvKey` or a `Path`, as `Shared`
+//!   does; [`SharedOptions::create_store`](crate::SharedOptions::create_store)
+//!   and friends take the options (mode, `remove_on_drop`,
+//!   `allow_foreign_owner`, `wake_read_only`). Opening a store as a
+//!   `Shared<T>`, or a `Shared<T>` segment as a store, is
+//!   `Error::LayoutMismatch`.
+//! - **Keys**: 1 to [`MAX_KEY_LEN`](crate::MAX_KEY_LEN) (128) bytes of ASCII
+//!   letters, digits and `_ - . / : @ +`; anything else is
+//!   `Error::InvalidName`.
+//! - **`insert`, not `create`**: Rust does not allow a type both an
+//!   associated function `Store::create(name, capacity)` and a method
+//!   `store.create(key, value)`, so creating an entry that must be new is
+//!   [`insert`](crate::Store::insert).
+//! - **Space**: the capacity is fixed at creation. An entry takes one block:
+//!   a 64-byte header, its key and type name, its lock and write counter
+//!   (32 bytes), and its value, rounded up to 64 bytes (at least 128). A
+//!   `u64` entry with a short key takes 192 bytes. Removing an entry frees
+//!   its block, merged with free neighbours, and any later entry may use it.
+//!   What fragmentation can cost: free space split into pieces smaller than
+//!   a new entry's block; [`Error::StoreFull`](crate::Error::StoreFull) then
+//!   says how many bytes were needed, how many are free and the largest free
+//!   piece. Stores whose entries are all of a few sizes do not fragment in
+//!   practice (freed blocks fit the next entry of the same size exactly); a
+//!   churn test of 100,000 creates and removes of mixed sizes, with live
+//!   data under half the capacity, never fails and ends with every byte free
+//!   again. Besides the capacity, the segment holds a table of 4 bytes per
+//!   64 bytes of capacity (the key index) and 1.3 KiB of headers.
+//! - **Removal**: `remove` takes the key out at once (the key can be created
+//!   again, even with another type). Handles that are open keep working on
+//!   the removed entry, as with `Shared::unlink`, and its space is freed
+//!   when the last one is dropped.
+//! - **Handles**: a `Store` handle takes one of 64 slots in the store (clone
+//!   it to share it between threads; at most 64 open at once, else
+//!   [`Error::HandleLimit`](crate::Error::HandleLimit)). Each entry records
+//!   which slots hold it, so a removed entry held by a killed process is
+//!   freed once that process is found dead. A forked child must open the
+//!   store itself.
+//! - **Crashes**: a process killed in the middle of `insert` or `remove`
+//!   leaves the directory lock to the next caller, who rebuilds the
+//!   directory from the entries themselves. A half-made entry is gone; a
+//!   half-done removal is undone (the entry is still there). Every change to
+//!   the shape of the heap is a single 8-byte store, so the rebuild always
+//!   finds whole blocks. [`store.check()`](crate::Store::check) verifies
+//!   every invariant (tests and tools use it).
+//! - [`store.generation()`](crate::Store::generation) /
+//!   [`store.wait_for_change(seen, timeout)`](crate::Store::wait_for_change)
+//!   follow entries being created and removed; changes to values are
+//!   followed on the entries.
+//!
+//! `cargo run --release --example store` runs three worker processes that
+//! take jobs from a shared counter and keep per-worker statistics beside it
+//! in one store, then a viewer process that lists and decodes the entries,
+//! and checks that every job was taken exactly once (`-- view NAME --watch`
+//! follows a store as entries come and go).
+//!
+//! What the store costs is in [costs](super::costs); how its directory and
+//! heap are laid out and rebuilt after a crash, in
+//! [`_design::store`](crate::_design::store).
