@@ -72,7 +72,7 @@
 //!   64 bytes of capacity (the key index) and 1.3 KiB of headers.
 //! - **Removal**: `remove` takes the key out at once (the key can be created
 //!   again, even with another type). Handles that are open keep working on
-//!   the removed entry, as with `Shared::unlink`, and its space is freed
+//!   the removed entry, as with `shmstore::unlink`, and its space is freed
 //!   when the last one is dropped.
 //! - **Handles**: a `Store` handle takes one of 64 slots in the store (clone
 //!   it to share it between threads; at most 64 open at once, else
