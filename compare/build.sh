@@ -61,7 +61,8 @@ build() {
     shift
     if ((stale)); then
         say "building $(basename "$out")"
-        "$@"
+        rm -f "$out"
+        "$@" || die "building $(basename "$out") failed (see above)"
     fi
 }
 
@@ -87,12 +88,12 @@ build "$bin/python-mp-value" "$here/python/mp_value.py" -- \
 say "building rust-raw-sync, rust-raw-sync-abort (cargo)"
 (cd "$here/rust-raw-sync" &&
     cargo build -q --locked --release &&
-    cargo build -q --locked --profile release-abort)
+    cargo build -q --locked --profile release-abort) || die "building rust-raw-sync failed (see above)"
 cp "$CARGO_TARGET_DIR/release/rust-raw-sync" "$bin/rust-raw-sync"
 cp "$CARGO_TARGET_DIR/release-abort/rust-raw-sync" "$bin/rust-raw-sync-abort"
 
 say "building shmstore's counter example (cargo, release)"
-(cd "$repo" && cargo build -q --release --example counter)
+(cd "$repo" && cargo build -q --release --example counter) || die "building shmstore's counter example failed (see above)"
 cp "$CARGO_TARGET_DIR/release/examples/counter" "$bin/shmstore-counter"
 
 say "done: $bin"

@@ -8,6 +8,9 @@
 #   --out DIR   also keep the JSON lines (runs.jsonl, crash.jsonl) and the
 #               table (table.md) in DIR
 #
+# COMPARE_OUT: where build.sh put the programs (default target/compare);
+# PEER_TIMEOUT: seconds a run may take before it is killed (default 300).
+#
 # Runs every peer for each process count, interleaved, in an order rotated
 # at each repetition; then the crash test of each peer; prints the table
 # (summarize.py) on stdout, progress on stderr. Builds the programs first
@@ -19,7 +22,7 @@ bin=$(realpath -m "${COMPARE_OUT:-$(dirname "$here")/target/compare}")/bin
 PEER_TIMEOUT=${PEER_TIMEOUT:-300}
 
 if [[ ${1:-} == -h || ${1:-} == --help ]]; then
-    sed -n '2,15s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
+    sed -n '2,18s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
     exit 0
 fi
 out=
@@ -65,15 +68,12 @@ segments() { ls /dev/shm; ipcs -m | awk '$1 ~ /^0x/ {print "sysv", $1}'; }
 segments >"$work/before"
 
 # Runs one peer: prints its JSON line, or one with an "error" field.
-# usage: run_peer NAME TIMEOUT ARGS...   (PROCS ITERS, or crash)
+# usage: run_peer ENTRY TIMEOUT ARGS...   (an entry of PEERS; PROCS ITERS, or crash)
 run_peer() {
-    local name=$1 limit=$2 entry n cmd line rc msg procs=null
+    local name cmd line rc msg limit=$2 procs=null
+    read -r name _ cmd <<<"$1"
     shift 2
     [[ $1 == crash ]] || procs=$1
-    for entry in "${PEERS[@]}"; do
-        read -r n _ cmd <<<"$entry"
-        [[ $n == "$name" ]] && break
-    done
     # timeout kills the peer's whole process group, children included
     # shellcheck disable=SC2086 # cmd holds the command and its flags
     timeout -k 5 "$limit" "$bin"/$cmd "$@" >"$work/stdout" 2>"$work/stderr"
@@ -99,10 +99,11 @@ for ((r = 0; r < reps; r++)); do
     echo "run.sh: repetition $((r + 1))/$reps" >&2
     for p in $procs_list; do
         for ((k = 0; k < n; k++)); do
-            read -r name share _ <<<"${PEERS[$(((k + r) % n))]}"
+            entry=${PEERS[$(((k + r) % n))]}
+            read -r _ share _ <<<"$entry"
             each=$((iters / share / p))
             ((each >= 1)) || each=1
-            run_peer "$name" "$PEER_TIMEOUT" "$p" "$each" >>"$work/runs.jsonl"
+            run_peer "$entry" "$PEER_TIMEOUT" "$p" "$each" >>"$work/runs.jsonl"
         done
     done
 done
@@ -111,14 +112,20 @@ echo "run.sh: crash tests" >&2
 : >"$work/crash.jsonl"
 for entry in "${PEERS[@]}"; do
     read -r name _ <<<"$entry"
-    line=$(run_peer "$name" 10 crash)
+    line=$(run_peer "$entry" 10 crash)
     if [[ $line == *'"error": "exit code 124"'* ]]; then # outlived its timeout: it hangs
         line="{\"peer\": \"$name\", \"crash_test\": \"hangs\", \"detail\": \"killed after 10 s\"}"
+    elif [[ $line != *'"crash_test"'* ]]; then
+        line="{\"peer\": \"$name\", \"crash_test\": \"errors\", \"detail\": ${line#*\"error\": }"
     fi
     echo "$line" >>"$work/crash.jsonl"
 done
 
-title="shmstore compared: $(nproc) CPUs ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), Linux $(uname -r); $iters increments per run in all (python-mp-value: 1/20), $reps repetitions, $(date -u +%Y-%m-%d)"
+cpu=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)
+boost=$(awk '/define BOOST_LIB_VERSION/ {gsub(/"/, "", $3); sub(/_/, ".", $3); print $3}' /usr/include/boost/version.hpp 2>/dev/null)
+title="shmstore compared, $(date -u +%Y-%m-%d): $(nproc) CPUs ($cpu), Linux $(uname -r), glibc $(getconf GNU_LIBC_VERSION | cut -d' ' -f2), \
+gcc $(gcc -dumpfullversion), Boost ${boost:-?}, $(python3 --version), $(rustc --version | cut -d' ' -f1-2). \
+Each run: $iters increments in all (python-mp-value: 1/20); repetitions: $reps."
 python3 "$here/summarize.py" --title "$title" "$work/runs.jsonl" "$work/crash.jsonl" | tee "$work/table.md"
 status=${PIPESTATUS[0]}
 

@@ -24,7 +24,12 @@ def read(lines):
     for line in lines:
         if not line.startswith("{"):
             continue
-        d = json.loads(line)
+        try:
+            d = json.loads(line)
+        except ValueError:
+            print(f"summarize.py: not a JSON line, left out: {line}", file=sys.stderr)
+            failed[None, None] += 1
+            continue
         peer = d["peer"]
         if peer not in order:
             order.append(peer)
@@ -41,6 +46,10 @@ def fmt(x):
     return f"{x:.0f}" if x >= 100 else f"{x:.1f}"
 
 
+def unit(procs):
+    return f"{procs} proc{'s' if procs > 1 else ''}"
+
+
 def table(runs, failed, crash, order):
     procs = sorted({p for _, p in list(runs) + list(failed) if p is not None})
     med = {k: statistics.median(v) for k, v in runs.items()}
@@ -48,7 +57,6 @@ def table(runs, failed, crash, order):
     def ratio(a, b, p):
         return f"{med[a, p] / med[b, p]:.2f}" if (a, p) in med and (b, p) in med else "-"
 
-    unit = lambda p: f"{p} proc{'s' if p > 1 else ''}"  # noqa: E731
     head = [f"{unit(p)}: ns/increment" for p in procs] + [f"shmstore / peer, {unit(p)}" for p in procs]
     out = ["| peer | " + " | ".join(head) + " | crash test |", "|---" * (len(head) + 2) + "|"]
     for peer in order:
