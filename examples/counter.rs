@@ -2,26 +2,26 @@
 //!
 //! ```text
 //! cargo run --release --example counter                 # 4 processes, a readable summary
-//! cargo run --release --example counter -- PROCS ITERS  # one JSON line (the peers protocol)
+//! cargo run --release --example counter -- PROCS ITERS  # one JSON line (compare/README.md)
 //! cargo run --release --example counter -- crash        # kill a lock holder, recover
 //! cargo run --release --example counter -- --sysv PROCS ITERS   # the same on System V
 //! cargo run --release --example counter -- --atomic PROCS ITERS # fetch_add, no lock
 //! ```
 //!
-//! Built under a name that ends in `-sysv` (as the peers' `shmstore-sysv`),
+//! Built under a name that ends in `-sysv` (as compare/'s `shmstore-sysv`),
 //! it uses System V without the flag; under a name that ends in `-atomic`
 //! (as `shmstore-atomic`), it runs as `--atomic`.
 //!
 //! With `--atomic` the counter is an `AtomicU64` in a struct of atomics only
 //! ([`shmstore::LockFree`]), and each increment is one `fetch_add` through
-//! a `SharedAtomic`, without the lock: the shmstore counterpart of the peers'
+//! a `SharedAtomic`, without the lock: the shmstore counterpart of compare/'s
 //! `c-atomic`, the floor for a shared counter. There is no lock to recover
 //! in that mode, so its `crash` says so and exits 0, as `c-atomic` does.
 //!
 //! Workers are this same program re-executed with a role argument; they
 //! share nothing with the parent but the segment and a pipe each (for the
 //! start signal and their end time). The JSON line follows the protocol of
-//! the reference programs in `shared/peers` (see its README): timing covers
+//! the comparison programs in `compare/` (see its README): timing covers
 //! the increment phase only, from the parent's start signal to the latest
 //! worker's end, on CLOCK_MONOTONIC. Exits non-zero if an update was lost.
 
@@ -329,7 +329,7 @@ fn friendly(backend: Backend) -> Result<ExitCode, String> {
     if code == ExitCode::SUCCESS {
         println!("No update was lost. Now a lock holder is killed with SIGKILL:");
         crash_test(backend)?;
-        println!("(`counter PROCS ITERS` prints the benchmark line of shared/peers.)");
+        println!("(`counter PROCS ITERS` prints the benchmark line of compare/run.sh.)");
     }
     Ok(code)
 }
@@ -373,7 +373,7 @@ fn friendly_atomic(backend: Backend) -> Result<ExitCode, String> {
         println!(
             "No update was lost. No lock was taken, so a killed process leaves nothing to recover."
         );
-        println!("(`counter --atomic PROCS ITERS` prints the benchmark line of shared/peers.)");
+        println!("(`counter --atomic PROCS ITERS` prints the benchmark line of compare/run.sh.)");
     }
     Ok(code)
 }
