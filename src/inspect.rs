@@ -21,6 +21,7 @@ use zerocopy::FromBytes;
 
 use crate::error::{Error, Result};
 use crate::lock::seqlock::Versions;
+use crate::lock::slot::RawSlot;
 use crate::lock::RawLock;
 use crate::schema::{Schema, Value};
 use crate::segment::header::{
@@ -367,7 +368,7 @@ pub fn wait_for_change(
         // be freed and reused while we sleep on it.
         if let Ok(store) = crate::Store::open(&loc) {
             let held = store.raw_entry(key)?;
-            return Ok(held.wait(seen, timeout));
+            return Ok(held.slot.wait_for_change(seen, timeout));
         }
         // Read-only: look every 100 ms.
         return poll(seen, timeout, || {
@@ -398,14 +399,16 @@ pub fn wait_for_change(
     if header.state != STATE_READY || !matches!(header.kind, KIND_VALUE | KIND_STORE) {
         return Err(Error::Incomplete { name: label });
     }
-    let versions = map.versions(VERSIONS_OFFSET);
-    if writable {
-        return Ok(versions.wait(seen, timeout, Some(map.raw_lock(LOCK_OFFSET))));
-    }
-    if versions.wakes_all() {
-        return Ok(versions.wait(seen, timeout, None));
-    }
-    poll(seen, timeout, || Ok(versions.generation()))
+    debug_assert_eq!(writable, map.is_writable());
+    // Only the lock and versions are used: no value bytes.
+    let slot = RawSlot::new(
+        Box::new(map),
+        LOCK_OFFSET,
+        VERSIONS_OFFSET,
+        VERSIONS_OFFSET,
+        0,
+    );
+    Ok(slot.wait_for_change(seen, timeout))
 }
 
 fn poll(seen: u64, timeout: Duration, mut now: impl FnMut() -> Result<u64>) -> Result<Option<u64>> {

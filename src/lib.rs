@@ -62,6 +62,7 @@ extern crate self as shmstore;
 
 pub mod _design;
 pub mod _guide;
+mod atomic;
 mod error;
 pub mod inspect;
 mod lock;
@@ -75,6 +76,7 @@ mod store;
 mod sys;
 mod types;
 
+pub use atomic::SharedAtomic;
 pub use error::{Error, Result};
 pub use lock::{RawLock, CHECK_INTERVAL};
 pub use reader::SharedReader;
@@ -88,7 +90,7 @@ pub use shmstore_derive::Shareable;
 pub use store::{EntryInfo, Store, MAX_KEY_LEN};
 pub use sys::fdpass::{recv_fd, send_fd};
 pub use types::fixed::{CapacityError, ShmBool, ShmStr, ShmVec};
-pub use types::lockfree::{LockFree, SharedAtomic};
+pub use types::lockfree::LockFree;
 pub use types::shareable::Shareable;
 
 /// Compiles and runs every Rust snippet of README.md as a doc test.

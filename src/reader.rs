@@ -49,17 +49,12 @@ use crate::types::shareable::Shareable;
 /// # Ok::<(), shmstore::Error>(())
 /// ```
 pub struct SharedReader<T: Shareable> {
-    map: Mapping,
+    /// The lock, versions and value, in a read-only mapping: through it
+    /// this handle only loads (snapshots, generations, FUTEX_WAIT, and the
+    /// lock's is_poisoned / is_locked / liveness).
     slot: Slot<T>,
     label: String,
 }
-
-// SAFETY: the handle owns its mapping (Mapping is Send + Sync); it only ever
-// loads from it (atomics, and volatile copies in `snapshot`), and
-// T: Shareable is Send + Sync.
-unsafe impl<T: Shareable> Send for SharedReader<T> {}
-// SAFETY: as for Send: `&SharedReader<T>` only loads.
-unsafe impl<T: Shareable> Sync for SharedReader<T> {}
 
 impl<T: Shareable> SharedReader<T> {
     /// Opens the existing segment at `at` for reading only, checking that it
@@ -69,12 +64,10 @@ impl<T: Shareable> SharedReader<T> {
     }
 
     pub(crate) fn from_map(map: Mapping, label: String) -> SharedReader<T> {
-        // SAFETY: the slot is kept next to the mapping in the handle and
-        // never handed out, so it is dropped with it. Through it this handle
-        // only loads (the mapping is read-only): snapshots, generations,
-        // FUTEX_WAIT, and the lock's is_poisoned / is_locked / liveness.
-        let slot = unsafe { Slot::single(&map) };
-        SharedReader { map, slot, label }
+        SharedReader {
+            slot: crate::segment::header::value_slot(map),
+            label,
+        }
     }
 
     /// A consistent copy of the value, taken without the lock; see
@@ -121,7 +114,7 @@ impl<T: Shareable> SharedReader<T> {
                 name: self.label.clone(),
             });
         }
-        Ok(self.slot.wait_for_change(seen, timeout, false))
+        Ok(self.slot.wait_for_change(seen, timeout))
     }
 
     /// Whether writers of this segment wake read-only handles, so that
@@ -144,7 +137,7 @@ impl<T: Shareable> SharedReader<T> {
         if self.slot.is_cut() {
             return Err(Error::Truncated {
                 name: self.label.clone(),
-                mapped: self.map.len() as u64,
+                mapped: self.slot.map().len() as u64,
             });
         }
         Ok(())
@@ -166,7 +159,7 @@ impl<T: Shareable> fmt::Debug for SharedReader<T> {
         f.debug_struct("SharedReader")
             .field("name", &self.label)
             .field("type", &T::TYPE_NAME)
-            .field("size", &self.map.len())
+            .field("size", &self.slot.map().len())
             .field("generation", &self.generation())
             .finish_non_exhaustive()
     }

@@ -1,23 +1,19 @@
 //! [`Shared<T>`], the typed handle, and its lock guard.
 
 use std::fmt;
-use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
-use std::ptr::NonNull;
 use std::sync::{LockResult, PoisonError, TryLockError, TryLockResult};
 use std::time::{Duration, Instant};
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use crate::error::Result;
-use crate::lock::seqlock::Versions;
+use crate::lock::guard::Guard;
 use crate::lock::slot::Slot;
 use crate::lock::RawLock;
 use crate::segment::location::IntoLocation;
-use crate::segment::options::OpenMode;
-use crate::segment::options::SharedOptions;
-use crate::segment::KeepsMapped;
-use crate::segment::Remover;
+use crate::segment::options::{OpenMode, SharedOptions};
+use crate::segment::Handle;
 use crate::sys::mapping::Mapping;
 use crate::types::shareable::Shareable;
 
@@ -52,23 +48,11 @@ use crate::types::shareable::Shareable;
 /// # Ok::<(), shmstore::Error>(())
 /// ```
 pub struct Shared<T: Shareable> {
-    backing: Backing,
-    slot: Slot<T>,
-    label: String,
-    remover: Remover,
-    remove_on_drop: bool,
-    /// The descriptor of a memfd segment, kept for sharing.
-    fd: Option<OwnedFd>,
+    /// The lock, versions and value, and what keeps them mapped.
+    pub(crate) slot: Slot<T>,
+    /// The name, its removal, a memfd's descriptor.
+    pub(crate) handle: Handle,
 }
-
-// SAFETY: the handle owns its mapping (Mapping is Send + Sync); references to
-// the value are only made under the lock, which excludes threads as well as
-// processes (snapshots make no reference: they copy with volatile loads), and
-// T: Shareable is Send + Sync.
-unsafe impl<T: Shareable> Send for Shared<T> {}
-// SAFETY: as for Send: `&Shared<T>` gives access to the value only through
-// the lock.
-unsafe impl<T: Shareable> Sync for Shared<T> {}
 
 impl<T: Shareable> Shared<T> {
     /// Creates a new segment at `at` holding `value`, with the default
@@ -109,7 +93,7 @@ impl<T: Shareable> Shared<T> {
     /// The handle of a memfd segment, which keeps its descriptor for sharing.
     pub(crate) fn from_memfd(map: Mapping, fd: OwnedFd) -> Shared<T> {
         let label = format!("memfd:{}", T::TYPE_NAME);
-        Shared::from_parts(map, label, Remover::None, false, Some(fd))
+        Shared::from_parts(map, Handle::nameless(label, Some(fd)))
     }
 
     /// Maps a segment from a descriptor handed over by another process
@@ -126,76 +110,33 @@ impl<T: Shareable> Shared<T> {
     pub fn anonymous(value: T) -> Result<Shared<T>> {
         let map = crate::segment::anonymous(value)?;
         let label = format!("anonymous:{}", T::TYPE_NAME);
-        Ok(Shared::from_parts(map, label, Remover::None, false, None))
+        Ok(Shared::from_parts(map, Handle::nameless(label, None)))
     }
 
-    pub(crate) fn from_parts(
-        map: Mapping,
-        label: String,
-        remover: Remover,
-        remove_on_drop: bool,
-        fd: Option<OwnedFd>,
-    ) -> Shared<T> {
-        // SAFETY: the slot is kept next to the mapping in the handle and
-        // never handed out, so it is dropped with it.
-        let slot = unsafe { Slot::single(&map) };
+    /// The handle of the single-value segment `map`.
+    pub(crate) fn from_parts(map: Mapping, handle: Handle) -> Shared<T> {
         Shared {
-            backing: Backing::Segment(map),
-            slot,
-            label,
-            remover,
-            remove_on_drop,
-            fd,
+            slot: crate::segment::header::value_slot(map),
+            handle,
         }
     }
 
-    /// The handle of an entry of a store: `slot` lies in the store's
-    /// mapping, which `entry` keeps alive (and keeps the entry from being
-    /// freed) for as long as the handle lives.
-    pub(crate) fn from_entry(
-        entry: Box<dyn KeepsMapped>,
-        slot: Slot<T>,
-        label: String,
-    ) -> Shared<T> {
+    /// The handle of an entry of a store: `slot` keeps the store mapped,
+    /// and the entry from being freed, for as long as the handle lives.
+    pub(crate) fn from_entry(slot: Slot<T>, label: String) -> Shared<T> {
         Shared {
-            backing: Backing::Entry(entry),
             slot,
-            label,
-            remover: Remover::None,
-            remove_on_drop: false,
-            fd: None,
+            handle: Handle::nameless(label, None),
         }
     }
 
     fn map(&self) -> &Mapping {
-        match &self.backing {
-            Backing::Segment(map) => map,
-            Backing::Entry(entry) => entry.map(),
-        }
-    }
-
-    /// Where the value lives in the mapping (in bounds and aligned, valid
-    /// as long as `self`).
-    #[inline]
-    pub(crate) fn value_ptr(&self) -> NonNull<T> {
-        self.slot.value()
-    }
-
-    /// The lock, write counter and value, for code that works on the
-    /// value without its type (the mirror).
-    #[cfg(feature = "mirror")]
-    pub(crate) fn slot(&self) -> &Slot<T> {
-        &self.slot
+        self.slot.map()
     }
 
     #[inline]
     fn raw(&self) -> &RawLock {
         self.slot.raw()
-    }
-
-    #[inline]
-    fn versions(&self) -> &Versions {
-        self.slot.versions()
     }
 
     /// A copy of the value, taken without the lock and without waiting for
@@ -292,28 +233,28 @@ impl<T: Shareable> Shared<T> {
     /// `tokio::task::spawn_blocking(move || shared.wait_for_change(seen, t))`
     /// with the handle in an `Arc`.
     pub fn wait_for_change(&self, seen: u64, timeout: Duration) -> Option<u64> {
-        self.slot.wait_for_change(seen, timeout, true)
+        self.slot.wait_for_change(seen, timeout)
     }
 
     /// The segment's name as errors give it: a POSIX name (without the
     /// leading `/`), a path, a System V key, or `memfd:TYPE` /
     /// `anonymous:TYPE` for nameless segments.
     pub fn name(&self) -> &str {
-        &self.label
+        &self.handle.label
     }
 
     /// The descriptor of a memfd segment, to hand to another process
     /// ([`send_fd`](crate::send_fd), or inheritance); `None` for other
     /// backends.
     pub fn as_fd(&self) -> Option<BorrowedFd<'_>> {
-        self.fd.as_ref().map(|fd| fd.as_fd())
+        self.handle.fd.as_ref().map(|fd| fd.as_fd())
     }
 
     /// For a System V segment, what the kernel says of it now: key, id,
     /// owner, attach count, whether it is marked for removal. `None` for
     /// other backends.
     pub fn sysv_info(&self) -> Option<Result<crate::SysvInfo>> {
-        self.remover.sysv_info()
+        self.handle.remover.sysv_info()
     }
 
     /// Writes the segment to its storage and waits until it is there
@@ -324,7 +265,7 @@ impl<T: Shareable> Shared<T> {
     pub fn flush(&self) -> Result<()> {
         self.map().flush().map_err(|e| crate::Error::Io {
             op: "flushing",
-            name: self.label.clone(),
+            name: self.handle.label.clone(),
             source: e,
         })
     }
@@ -410,7 +351,7 @@ impl<T: Shareable> Shared<T> {
     pub fn check(&self) -> Result<()> {
         if self.slot.is_cut() {
             return Err(crate::Error::Truncated {
-                name: self.label.clone(),
+                name: self.handle.label.clone(),
                 mapped: self.map().len() as u64,
             });
         }
@@ -439,13 +380,7 @@ impl<T: Shareable> Shared<T> {
     #[inline]
     fn guard(&self, me: u64) -> LockResult<SharedGuard<'_, T>> {
         let guard = SharedGuard {
-            shared: self,
-            me,
-            panicking: std::thread::panicking(),
-            // A write that a dead holder left unfinished becomes this
-            // guard's, committed when it drops.
-            writing: self.versions().write_pending(),
-            _not_send: PhantomData,
+            guard: self.slot.guard(me),
         };
         // Checked after acquiring: a segment shrunk under us meanwhile has
         // zeros where the value was, which must not pass for it.
@@ -457,33 +392,16 @@ impl<T: Shareable> Shared<T> {
     }
 }
 
-impl<T: Shareable> Drop for Shared<T> {
-    fn drop(&mut self) {
-        if self.remove_on_drop {
-            let _ = self.remover.remove();
-        }
-    }
-}
-
 impl<T: Shareable> fmt::Debug for Shared<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Shared")
-            .field("name", &self.label)
+            .field("name", &self.handle.label)
             .field("type", &T::TYPE_NAME)
             .field("size", &std::mem::size_of::<T>())
             .field("locked", &self.is_locked())
             .field("poisoned", &self.is_poisoned())
             .finish_non_exhaustive()
     }
-}
-
-/// What keeps a handle's memory mapped.
-enum Backing {
-    /// A segment of its own.
-    Segment(Mapping),
-    /// An entry of a store: the store's mapping, and the entry's hold on
-    /// its memory.
-    Entry(Box<dyn KeepsMapped>),
 }
 
 /// Access to the value while the lock is held; unlocks when dropped.
@@ -493,51 +411,22 @@ enum Backing {
 /// took it.
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct SharedGuard<'a, T: Shareable> {
-    shared: &'a Shared<T>,
-    me: u64,
-    panicking: bool,
-    /// Whether this guard has begun a write (see `seqlock.rs`).
-    writing: bool,
-    _not_send: PhantomData<*const ()>,
+    guard: Guard<'a, T>,
 }
-
-// SAFETY: a `&SharedGuard` only gives `&T`, and T: Shareable is Sync.
-unsafe impl<T: Shareable> Sync for SharedGuard<'_, T> {}
 
 impl<T: Shareable> Deref for SharedGuard<'_, T> {
     type Target = T;
 
+    #[inline]
     fn deref(&self) -> &T {
-        // SAFETY: the pointer is in bounds and aligned (checked by
-        // Mapping::at) and lives as long as `shared`, which outlives the
-        // guard. This thread holds the lock, so no other thread or process
-        // following the protocol writes the value meanwhile. Every bit
-        // pattern is a valid T (Shareable), so whatever a peer left there is
-        // a valid value.
-        unsafe { self.shared.slot.value().as_ref() }
+        &self.guard
     }
 }
 
 impl<T: Shareable> DerefMut for SharedGuard<'_, T> {
     #[inline]
     fn deref_mut(&mut self) -> &mut T {
-        if !self.writing {
-            self.writing = true;
-            self.shared.versions().begin_write();
-        }
-        // SAFETY: as in `deref`; the lock gives this thread exclusive access,
-        // and `&mut self` makes this the only reference through this guard.
-        unsafe { &mut *self.shared.slot.value().as_ptr() }
-    }
-}
-
-impl<T: Shareable> Drop for SharedGuard<'_, T> {
-    #[inline]
-    fn drop(&mut self) {
-        let poison = !self.panicking && std::thread::panicking();
-        self.shared
-            .versions()
-            .unlock(self.shared.raw(), self.me, self.writing, poison);
+        &mut self.guard
     }
 }
 
@@ -591,10 +480,12 @@ impl SharedOptions {
         let seg = crate::segment::establish(&loc, self, mode, value)?;
         Ok(Shared::from_parts(
             seg.map,
-            loc.label(),
-            seg.remover,
-            self.remove_on_drop,
-            None,
+            Handle {
+                label: loc.label(),
+                remover: seg.remover,
+                remove_on_drop: self.remove_on_drop,
+                fd: None,
+            },
         ))
     }
 }

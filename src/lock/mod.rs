@@ -85,6 +85,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 pub(crate) mod aliases;
+pub(crate) mod guard;
 pub(crate) mod held;
 pub(crate) mod owner;
 pub(crate) mod racy;

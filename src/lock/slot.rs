@@ -1,73 +1,89 @@
-//! A slot: a lock, its write counter and the value they guard, at known
-//! places in a mapping. Every handle reaches its value through one, so the
-//! lock-free reads (snapshots, generations, waiting) exist once, whatever
-//! the handle.
+//! Slots: a lock, its write counter and the value they guard, at known
+//! places in a mapping that the slot keeps alive. Every handle reaches its
+//! value through one, so the lock-free reads (snapshots, generations,
+//! waiting) and the guards exist once, whatever the handle.
+//!
+//! A [`RawSlot`] knows the value only as bytes (the mirror, `inspect`); a
+//! [`Slot<T>`] is one with its type; an [`AtomicSlot<T>`] hands out `&T`
+//! without the lock, for values made of atomics only.
 
+use std::marker::PhantomData;
 use std::mem::MaybeUninit;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{LockResult, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use crate::lock::guard::Held;
 use crate::lock::seqlock::{Read, Versions};
 use crate::lock::RawLock;
-use crate::sys::mapping::Mapping;
+use crate::sys::mapping::{KeepsMapped, Mapping};
+use crate::types::lockfree::LockFree;
 use crate::types::shareable::Shareable;
 
 /// The cut flag of mappings nobody can shrink.
 static NEVER_CUT: AtomicBool = AtomicBool::new(false);
 
-/// Pointers to a lock, its [`Versions`] and a `T` inside one mapping.
-pub(crate) struct Slot<T> {
+/// How often a watcher that cannot sleep on a segment's change
+/// notification (a read-only mapping of a segment that does not wake
+/// read-only watchers) looks at its generation instead.
+const POLL_INTERVAL: Duration = Duration::from_millis(50);
+
+/// A lock, its [`Versions`] and `len` bytes of value inside one mapping,
+/// which the slot keeps alive.
+pub(crate) struct RawSlot {
     lock: NonNull<RawLock>,
     versions: NonNull<Versions>,
-    value: NonNull<T>,
+    value: NonNull<u8>,
+    #[cfg_attr(not(feature = "mirror"), allow(dead_code))]
+    len: usize,
     /// Set if another process shrank the mapping under us and a missing
     /// page was touched (see `sys::sigbus`); a flag that is never set
     /// where nobody can (one load and no test for `None` on every lock).
     cut: &'static AtomicBool,
+    /// Whether the mapping may be written (read-only handles only load).
+    writable: bool,
+    /// What keeps the mapping alive: the pointers above lead into it.
+    memory: Box<dyn KeepsMapped>,
 }
 
-impl<T: Shareable> Slot<T> {
-    /// The slot whose lock, versions and value are at these offsets of
-    /// `map` (each bounds- and alignment-checked).
-    ///
-    /// # Safety
-    ///
-    /// The slot must not be used after `map` is dropped: its holder keeps
-    /// both and drops the slot no later than the mapping (a handle holding
-    /// both fields, for example).
-    pub(crate) unsafe fn new(
-        map: &Mapping,
+// SAFETY: the pointers lead into the mapping that `memory` keeps alive for
+// as long as the slot (and `memory` is Send + Sync); the lock and versions
+// are atomics only; the value is read with racy copies and written only by
+// the thread that holds the lock, through a guard that is not Send. Nothing
+// here is tied to the thread that made the slot.
+unsafe impl Send for RawSlot {}
+// SAFETY: as for Send: every access through `&RawSlot` is atomic, a racy
+// copy, or made under the process-shared lock.
+unsafe impl Sync for RawSlot {}
+
+impl RawSlot {
+    /// The slot whose lock, versions and `len` bytes of value are at these
+    /// offsets of the mapping `memory` keeps alive. Panics if any of them
+    /// is out of the mapping or misaligned: callers place them from a
+    /// checked header or directory.
+    pub(crate) fn new(
+        memory: Box<dyn KeepsMapped>,
         lock_offset: usize,
         versions_offset: usize,
         value_offset: usize,
-    ) -> Slot<T> {
-        Slot {
+        len: usize,
+    ) -> RawSlot {
+        let map = memory.map();
+        let end = value_offset.checked_add(len);
+        assert!(
+            end.is_some_and(|end| end <= map.len()),
+            "a value at {value_offset}+{len} out of a {}-byte mapping",
+            map.len()
+        );
+        RawSlot {
             lock: NonNull::from(map.raw_lock(lock_offset)),
             versions: NonNull::from(map.versions(versions_offset)),
-            value: map.at::<T>(value_offset),
+            value: map.at::<u8>(value_offset),
+            len,
             cut: map.cut_flag().unwrap_or(&NEVER_CUT),
-        }
-    }
-
-    /// The slot of a single-value segment (a [`Shared`](crate::Shared) or
-    /// [`SharedReader`](crate::SharedReader)): the lock, its versions and
-    /// the value where the header's layout puts them.
-    ///
-    /// # Safety
-    ///
-    /// As for [`new`](Slot::new).
-    pub(crate) unsafe fn single(map: &Mapping) -> Slot<T> {
-        let value_offset = crate::segment::header::Layout::value_offset_of::<T>();
-        // SAFETY: passed on from the caller.
-        unsafe {
-            Slot::new(
-                map,
-                crate::segment::header::LOCK_OFFSET,
-                crate::segment::header::VERSIONS_OFFSET,
-                value_offset,
-            )
+            writable: map.is_writable(),
+            memory,
         }
     }
 
@@ -75,8 +91,8 @@ impl<T: Shareable> Slot<T> {
     #[inline]
     pub(crate) fn raw(&self) -> &RawLock {
         // SAFETY: `lock` came from `Mapping::raw_lock`, which says why a
-        // reference to it is sound; the mapping outlives the slot (`new`'s
-        // contract), so it is live for as long as `&self`.
+        // reference to it is sound, for the mapping `memory` keeps alive
+        // as long as `self`.
         unsafe { self.lock.as_ref() }
     }
 
@@ -87,10 +103,15 @@ impl<T: Shareable> Slot<T> {
         unsafe { self.versions.as_ref() }
     }
 
-    /// Where the value is: in bounds, aligned, valid while the slot is.
-    #[inline]
-    pub(crate) fn value(&self) -> NonNull<T> {
-        self.value
+    /// The mapping the slot lies in.
+    pub(crate) fn map(&self) -> &Mapping {
+        self.memory.map()
+    }
+
+    /// The value's length in bytes.
+    #[cfg_attr(not(feature = "mirror"), allow(dead_code))]
+    pub(crate) fn len(&self) -> usize {
+        self.len
     }
 
     /// Whether the mapping was found shrunk under us: every later answer
@@ -100,15 +121,164 @@ impl<T: Shareable> Slot<T> {
         self.cut.load(Ordering::Acquire)
     }
 
+    /// The number of committed writes.
+    #[inline]
+    pub(crate) fn generation(&self) -> u64 {
+        self.versions().generation()
+    }
+
+    /// Copies the value's bytes into `out` (exactly [`len`](RawSlot::len)
+    /// bytes), whatever other processes write meanwhile: a racy copy, to be
+    /// checked with [`Versions::copy_quiet`] or made under the lock.
+    #[cfg_attr(not(feature = "mirror"), allow(dead_code))]
+    pub(crate) fn copy_out(&self, out: &mut [u8]) {
+        assert_eq!(out.len(), self.len, "a buffer of the wrong size");
+        // SAFETY: the value's `len` bytes lie inside the mapping (checked in
+        // `new`), which `memory` keeps alive as long as `self`.
+        unsafe { crate::lock::racy::copy_to_slice(self.value.as_ptr().cast_const(), out) };
+    }
+
+    /// Sleeps until the generation differs from `seen`; the new generation,
+    /// or `None` once `timeout` has passed. Returns at once if it differs
+    /// already.
+    ///
+    /// The one way every handle waits: a writable mapping marks the lock
+    /// word as watched and sleeps on the counter's futex (the next commit
+    /// wakes it); a read-only one sleeps on the futex if the segment wakes
+    /// read-only watchers (it cannot write the mark), and otherwise looks
+    /// at the generation every 50 ms.
+    pub(crate) fn wait_for_change(&self, seen: u64, timeout: Duration) -> Option<u64> {
+        let versions = self.versions();
+        if self.writable {
+            return versions.wait(seen, timeout, Some(self.raw()));
+        }
+        if versions.wakes_all() {
+            return versions.wait(seen, timeout, None);
+        }
+        let deadline = Instant::now().checked_add(timeout);
+        loop {
+            let g = versions.generation();
+            if g != seen {
+                return Some(g);
+            }
+            let left = match deadline {
+                Some(d) => match d.checked_duration_since(Instant::now()) {
+                    Some(left) if !left.is_zero() => left,
+                    _ => return None,
+                },
+                None => POLL_INTERVAL,
+            };
+            std::thread::sleep(left.min(POLL_INTERVAL));
+        }
+    }
+
+    /// Whether this handle may write the value (and mark the lock word).
+    #[cfg_attr(not(feature = "mirror"), allow(dead_code))]
+    pub(crate) fn is_writable(&self) -> bool {
+        self.writable
+    }
+
+    /// The guard for the lock this thread (identity `me`) has just acquired.
+    #[inline]
+    pub(crate) fn held(&self, me: u64) -> Held<'_> {
+        Held::new(self.raw(), self.versions(), me)
+    }
+
+    /// Writes `bytes` (exactly [`len`](RawSlot::len) bytes) as the value,
+    /// as the holder of `held`, this slot's lock: the write is committed
+    /// when the guard is dropped. Returns the generation it will have.
+    #[cfg(feature = "mirror")]
+    pub(crate) fn write_under(&self, held: &mut Held<'_>, bytes: &[u8]) -> u64 {
+        assert!(held.guards(self.raw()), "a guard of another lock");
+        assert!(self.writable, "writing through a read-only mapping");
+        assert_eq!(bytes.len(), self.len, "a value of the wrong size");
+        held.begin_write();
+        // SAFETY: this thread holds the lock (`held` guards it), so no
+        // process that follows the protocol writes the value meanwhile, and
+        // no reference to it exists in this process (typed guards, the only
+        // holders of one, hold this very lock); lock-free readers copy it
+        // with racy loads and throw away copies that overlap a write (the
+        // counter is odd from `begin_write` on). The `len` bytes lie in the
+        // writable mapping `memory` keeps; `bytes` is this process's own
+        // memory, so the ranges do not overlap.
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.value.as_ptr(), bytes.len()) };
+        (self.versions().raw_seq() | 1).wrapping_add(1) >> 1
+    }
+}
+
+/// A [`RawSlot`] whose value is a `T`.
+pub(crate) struct Slot<T> {
+    raw: RawSlot,
+    _value: PhantomData<T>,
+}
+
+impl<T: Shareable> Slot<T> {
+    /// The slot whose lock, versions and `T` are at these offsets of the
+    /// mapping `memory` keeps alive (each bounds- and alignment-checked:
+    /// panics otherwise).
+    pub(crate) fn new(
+        memory: Box<dyn KeepsMapped>,
+        lock_offset: usize,
+        versions_offset: usize,
+        value_offset: usize,
+    ) -> Slot<T> {
+        // Checks that a `T` fits there and is aligned.
+        let _ = memory.map().at::<T>(value_offset);
+        Slot {
+            raw: RawSlot::new(
+                memory,
+                lock_offset,
+                versions_offset,
+                value_offset,
+                std::mem::size_of::<T>(),
+            ),
+            _value: PhantomData,
+        }
+    }
+
+    /// The slot without its type (it keeps the mapping alive).
+    #[cfg_attr(not(feature = "mirror"), allow(dead_code))]
+    pub(crate) fn into_raw(self) -> RawSlot {
+        self.raw
+    }
+
+    /// The lock.
+    #[inline]
+    pub(crate) fn raw(&self) -> &RawLock {
+        self.raw.raw()
+    }
+
+    /// The write counter and flags.
+    #[inline]
+    pub(crate) fn versions(&self) -> &Versions {
+        self.raw.versions()
+    }
+
+    /// Where the value is: in bounds, aligned, valid while the slot is.
+    #[inline]
+    fn value(&self) -> NonNull<T> {
+        self.raw.value.cast::<T>()
+    }
+
+    /// See [`RawSlot::is_cut`].
+    #[inline]
+    pub(crate) fn is_cut(&self) -> bool {
+        self.raw.is_cut()
+    }
+
+    /// The mapping the slot lies in.
+    pub(crate) fn map(&self) -> &Mapping {
+        self.raw.map()
+    }
+
     /// A consistent copy of the value into `out`, without the lock; whether
     /// it is clean and unpoisoned, and its generation. Only loads.
     #[inline(always)]
     fn read(&self, out: &mut MaybeUninit<T>) -> (bool, u64) {
         let lock = self.raw();
-        // SAFETY: `value` points at the T these versions guard, aligned
-        // (checked by Mapping::at) and inside the mapping, which outlives
-        // the slot.
-        match unsafe { self.versions().read(lock, self.value.as_ptr(), out) } {
+        // SAFETY: `value` points at the T these versions guard, aligned and
+        // inside the mapping (checked in `new`), which the slot keeps alive.
+        match unsafe { self.versions().read(lock, self.value().as_ptr(), out) } {
             // Checked after the copy: a page found missing during it was
             // replaced by zeros, which must not pass for the value.
             Read::Clean(g) => (!lock.is_poisoned() && !self.is_cut(), g),
@@ -163,20 +333,65 @@ impl<T: Shareable> Slot<T> {
     /// The number of committed writes.
     #[inline]
     pub(crate) fn generation(&self) -> u64 {
-        self.versions().generation()
+        self.raw.generation()
     }
 
-    /// Sleeps until the generation differs from `seen` (see
-    /// [`Versions::wait`]); `writable` says whether this handle may mark the
-    /// lock word as watched (read-only mappings must not write).
-    pub(crate) fn wait_for_change(
-        &self,
-        seen: u64,
-        timeout: Duration,
-        writable: bool,
-    ) -> Option<u64> {
-        let lock = writable.then(|| self.raw());
-        self.versions().wait(seen, timeout, lock)
+    /// See [`RawSlot::wait_for_change`].
+    pub(crate) fn wait_for_change(&self, seen: u64, timeout: Duration) -> Option<u64> {
+        self.raw.wait_for_change(seen, timeout)
+    }
+
+    /// The guard for the lock this thread (identity `me`) has just
+    /// acquired: it hands out the value.
+    #[inline]
+    pub(crate) fn guard(&self, me: u64) -> crate::lock::guard::Guard<'_, T> {
+        crate::lock::guard::Guard::new(self.raw.held(me), self.value())
+    }
+}
+
+/// A slot whose value is made of atomics only, handed out as `&T` without
+/// the lock. Made from a [`Slot`] by value and giving no guard, so no `&mut
+/// T` to the value can exist through it while the `&T`s do.
+pub(crate) struct AtomicSlot<T> {
+    slot: Slot<T>,
+}
+
+impl<T: LockFree> AtomicSlot<T> {
+    /// Takes the slot over: from now on its value is used without the lock.
+    pub(crate) fn new(slot: Slot<T>) -> AtomicSlot<T> {
+        AtomicSlot { slot }
+    }
+
+    /// The value, without any lock.
+    #[inline]
+    pub(crate) fn get(&self) -> &T {
+        // SAFETY: the pointer is in bounds and aligned for `T` (checked in
+        // `Slot::new`), and stays valid as long as `self` (the slot keeps
+        // the mapping), which the returned reference cannot outlive. Every
+        // byte of a `LockFree` value is inside an atomic (an `UnsafeCell`),
+        // so a shared reference to it is sound while other threads and
+        // processes write it through their own shared references or
+        // mappings; any bit pattern is a valid `T` (`Shareable`), whatever
+        // they wrote. No `&mut T` to these bytes can exist in this process
+        // through this slot: it was taken by value and gives no guard, and
+        // it is given back only by value (`into_slot`), which needs every
+        // `&T` from here to be gone.
+        unsafe { self.slot.value().as_ref() }
+    }
+
+    /// Whether the mapping was found shrunk under us.
+    pub(crate) fn is_cut(&self) -> bool {
+        self.slot.is_cut()
+    }
+
+    /// The mapping the slot lies in.
+    pub(crate) fn map(&self) -> &Mapping {
+        self.slot.map()
+    }
+
+    /// The slot back, with its lock.
+    pub(crate) fn into_slot(self) -> Slot<T> {
+        self.slot
     }
 }
 

@@ -3,45 +3,22 @@
 //! of the value with its generation, waiting for commits, and writing a
 //! whole value under the segment's lock as one committed write.
 
-use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::inspect::State;
+use crate::lock;
 use crate::lock::seqlock::Versions;
+use crate::lock::slot::RawSlot;
 use crate::lock::RawLock;
 use crate::segment::header::{Layout, KIND_VALUE, LOCK_OFFSET, STATE_READY, VERSIONS_OFFSET};
 use crate::segment::location::IntoLocation;
+use crate::segment::Handle;
 use crate::shared::Shared;
-use crate::store::{HeldEntry, Store};
-use crate::sys::mapping::Mapping;
+use crate::store::Store;
 use crate::types::shareable::Shareable;
 
 use super::{Error, Result};
-
-/// What keeps a target's memory mapped, and says whether the segment was
-/// found shrunk under this process (its bytes are then not the value).
-trait Keep: Send + Sync {
-    fn is_cut(&self) -> bool;
-}
-
-impl<T: Shareable> Keep for Shared<T> {
-    fn is_cut(&self) -> bool {
-        self.check().is_err()
-    }
-}
-
-impl Keep for Mapping {
-    fn is_cut(&self) -> bool {
-        Mapping::is_cut(self)
-    }
-}
-
-impl Keep for HeldEntry {
-    fn is_cut(&self) -> bool {
-        self.map().is_cut()
-    }
-}
 
 /// A local value to mirror: a [`Shared<T>`](crate::Shared), a segment
 /// opened by name without its type, or an entry of a [`Store`].
@@ -51,44 +28,26 @@ impl Keep for HeldEntry {
 /// ([`open`](Target::open), [`entry`](Target::entry)). A remote value is
 /// written into it only if all three match.
 pub struct Target {
-    lock: NonNull<RawLock>,
-    versions: NonNull<Versions>,
-    value: NonNull<u8>,
-    size: usize,
+    /// The lock, versions and value; keeps them mapped (and a store entry
+    /// held).
+    slot: RawSlot,
     fingerprint: u64,
     type_name: String,
     label: String,
-    writable: bool,
-    keep: Box<dyn Keep>,
+    /// The rest of the [`Shared<T>`](crate::Shared) a target was made from
+    /// (its name's removal on drop, a memfd's descriptor).
+    _handle: Option<Handle>,
 }
-
-// SAFETY: the pointers lead into the mapping that `keep` owns (and `keep`
-// is Send + Sync); the lock and versions are atomics only; the value is
-// read with volatile loads and written only under the lock. Nothing here is
-// tied to the thread that made it.
-unsafe impl Send for Target {}
-// SAFETY: as for Send: every access through `&Target` is atomic, volatile
-// or under the process-shared lock.
-unsafe impl Sync for Target {}
 
 impl<T: Shareable> From<Shared<T>> for Target {
     fn from(shared: Shared<T>) -> Target {
-        let slot = shared.slot();
-        let lock = NonNull::from(slot.raw());
-        let versions = NonNull::from(slot.versions());
-        let value = slot.value().cast::<u8>();
+        let Shared { slot, handle } = shared;
         Target {
-            lock,
-            versions,
-            value,
-            size: std::mem::size_of::<T>(),
+            slot: slot.into_raw(),
             fingerprint: T::FINGERPRINT,
             type_name: T::TYPE_NAME.to_owned(),
-            label: shared.name().to_owned(),
-            writable: true,
-            // The handle moves, its mapping does not: the pointers stay
-            // valid for as long as the box lives.
-            keep: Box::new(shared),
+            label: handle.label.clone(),
+            _handle: Some(handle),
         }
     }
 }
@@ -141,21 +100,21 @@ impl Target {
         }
         let type_name = h.type_name();
         check_type_name(&label, &type_name)?;
-        let lock = NonNull::from(map.raw_lock(LOCK_OFFSET));
-        let versions = NonNull::from(map.versions(VERSIONS_OFFSET));
         // The value's `size` bytes end at or before the mapping's end
         // (total_size == len, checked above).
-        let value = map.at::<u8>(layout.value_offset);
+        debug_assert_eq!(writable, map.is_writable());
         Ok(Target {
-            lock,
-            versions,
-            value,
-            size,
+            slot: RawSlot::new(
+                Box::new(map),
+                LOCK_OFFSET,
+                VERSIONS_OFFSET,
+                layout.value_offset,
+                size,
+            ),
             fingerprint: h.fingerprint,
             type_name,
             label,
-            writable,
-            keep: Box::new(map),
+            _handle: None,
         })
     }
 
@@ -164,29 +123,15 @@ impl Target {
     /// holds the entry, as a handle does: a removed entry's memory stays
     /// while the target lives.
     pub fn entry(store: &Store, key: &str) -> Result<Target> {
+        // The store checked that the entry's value lies inside its block.
         let held = store.raw_entry(key)?;
         check_type_name(&held.label, &held.type_name)?;
-        let map = held.map();
-        let end = held.value.checked_add(held.size);
-        if end.is_none_or(|end| end > map.len()) {
-            return Err(Error::Unusable {
-                name: held.label.clone(),
-                reason: "its value runs past the end of the store".into(),
-            });
-        }
-        let lock = NonNull::from(map.raw_lock(held.slot));
-        let versions = NonNull::from(map.versions(held.slot + 16));
-        let value = map.at::<u8>(held.value);
         Ok(Target {
-            lock,
-            versions,
-            value,
-            size: held.size,
+            slot: held.slot,
             fingerprint: held.fingerprint,
-            type_name: held.type_name.clone(),
-            label: held.label.clone(),
-            writable: true,
-            keep: Box::new(held),
+            type_name: held.type_name,
+            label: held.label,
+            _handle: None,
         })
     }
 
@@ -209,7 +154,7 @@ impl Target {
 
     /// The value's size in bytes.
     pub fn size(&self) -> usize {
-        self.size
+        self.slot.len()
     }
 
     /// The segment's (or entry's) name, as errors give it.
@@ -219,19 +164,15 @@ impl Target {
 
     /// Whether remote values can be written into it.
     pub fn is_writable(&self) -> bool {
-        self.writable
+        self.slot.is_writable()
     }
 
     fn lock(&self) -> &RawLock {
-        // SAFETY: made from a `&RawLock` that `Mapping::raw_lock` (or the
-        // handle's slot) gave for the mapping `keep` owns, which lives as
-        // long as `self`.
-        unsafe { self.lock.as_ref() }
+        self.slot.raw()
     }
 
     fn versions(&self) -> &Versions {
-        // SAFETY: as for `lock`, through `Mapping::versions`.
-        unsafe { self.versions.as_ref() }
+        self.slot.versions()
     }
 
     /// The number of committed writes.
@@ -239,33 +180,16 @@ impl Target {
         self.versions().generation()
     }
 
-    /// Sleeps until the generation differs from `seen`, at most `timeout`.
-    /// A read-only mapping of a segment that does not wake read-only
-    /// watchers is looked at every 50 ms instead.
+    /// Sleeps until the generation differs from `seen`, at most `timeout`
+    /// (see [`RawSlot::wait_for_change`]: a read-only mapping of a segment
+    /// that does not wake read-only watchers is looked at every 50 ms).
     pub(crate) fn wait(&self, seen: u64, timeout: Duration) -> Option<u64> {
-        let versions = self.versions();
-        if self.writable {
-            return versions.wait(seen, timeout, Some(self.lock()));
-        }
-        if versions.wakes_all() {
-            return versions.wait(seen, timeout, None);
-        }
-        let g = versions.generation();
-        if g != seen {
-            return Some(g);
-        }
-        std::thread::sleep(timeout.min(Duration::from_millis(50)));
-        let g = versions.generation();
-        (g != seen).then_some(g)
+        self.slot.wait_for_change(seen, timeout)
     }
 
     /// Copies the value's bytes, whatever other processes write meanwhile.
     fn copy_out(&self, out: &mut [u8]) {
-        assert_eq!(out.len(), self.size, "a buffer of the wrong size");
-        // SAFETY: the value's `size` bytes lie inside the mapping `keep`
-        // owns (checked when the target was made), which lives as long as
-        // `self`.
-        unsafe { crate::lock::racy::copy_to_slice(self.value.as_ptr().cast_const(), out) };
+        self.slot.copy_out(out);
     }
 
     /// A copy of the value that no write overlapped, and its generation.
@@ -275,16 +199,16 @@ impl Target {
     /// takes the lock for one copy, so that the mirror keeps up.
     pub(crate) fn read(&self) -> std::result::Result<(Vec<u8>, u64), Unreadable> {
         let versions = self.versions();
-        let mut out = vec![0u8; self.size];
+        let mut out = vec![0u8; self.slot.len()];
         for attempt in 0..2000u32 {
-            if self.writable && attempt == 32 {
+            if self.slot.is_writable() && attempt == 32 {
                 return self.read_locked(out);
             }
             if let Some(generation) = versions.copy_quiet(|| self.copy_out(&mut out)) {
                 if self.lock().is_poisoned() {
                     return Err(Unreadable::Poisoned);
                 }
-                if self.keep.is_cut() {
+                if self.slot.is_cut() {
                     return Err(Unreadable::Cut);
                 }
                 return Ok((out, generation));
@@ -300,15 +224,9 @@ impl Target {
 
     /// [`read`](Target::read) under the lock.
     fn read_locked(&self, mut out: Vec<u8>) -> std::result::Result<(Vec<u8>, u64), Unreadable> {
-        let me = self.lock().acquire();
-        let held = Held {
-            target: self,
-            me,
-            panicking: std::thread::panicking(),
-            // As a guard does: a write a dead holder left is committed
-            // when we unlock (the lock is poisoned then, see below).
-            writing: self.versions().write_pending(),
-        };
+        // As a guard does, the guard commits a write a dead holder left
+        // when we unlock (the lock is poisoned then, see below).
+        let held = self.slot.held(self.lock().acquire());
         self.copy_out(&mut out);
         let generation = self.versions().generation();
         let poisoned = self.lock().is_poisoned();
@@ -316,7 +234,7 @@ impl Target {
         if poisoned {
             return Err(Unreadable::Poisoned);
         }
-        if self.keep.is_cut() {
+        if self.slot.is_cut() {
             return Err(Unreadable::Cut);
         }
         Ok((out, generation))
@@ -325,20 +243,18 @@ impl Target {
     /// Takes the lock, waiting until it is free (or its holder is found
     /// dead) or `stop` is set.
     pub(crate) fn lock_unless(&self, stop: &AtomicBool) -> Option<Held<'_>> {
-        assert!(self.writable, "writing through a read-only target");
+        assert!(self.is_writable(), "writing through a read-only target");
         loop {
             if stop.load(Ordering::Relaxed) {
                 return None;
             }
             let deadline = Instant::now() + Duration::from_millis(100);
             if let Some(me) = self.lock().acquire_until(deadline) {
+                // A write that a dead holder left unfinished becomes ours,
+                // committed when we unlock, as a guard does.
                 return Some(Held {
                     target: self,
-                    me,
-                    panicking: std::thread::panicking(),
-                    // A write that a dead holder left unfinished becomes
-                    // ours, committed when we unlock, as a guard does.
-                    writing: self.versions().write_pending(),
+                    held: self.slot.held(me),
                 });
             }
         }
@@ -373,15 +289,13 @@ impl std::fmt::Display for Unreadable {
 /// made) when dropped, as a [`SharedGuard`](crate::SharedGuard) is.
 pub(crate) struct Held<'a> {
     target: &'a Target,
-    me: u64,
-    panicking: bool,
-    writing: bool,
+    held: lock::guard::Held<'a>,
 }
 
 impl Held<'_> {
     /// Whether the value holds exactly `bytes` now.
     pub(crate) fn holds(&self, bytes: &[u8]) -> bool {
-        let mut now = vec![0u8; self.target.size];
+        let mut now = vec![0u8; self.target.size()];
         self.target.copy_out(&mut now);
         now == bytes
     }
@@ -389,31 +303,7 @@ impl Held<'_> {
     /// Writes `bytes` (exactly the value's size) as the value; returns the
     /// generation the write will have once the lock is released.
     pub(crate) fn write(&mut self, bytes: &[u8]) -> u64 {
-        assert_eq!(bytes.len(), self.target.size, "a value of the wrong size");
-        let versions = self.target.versions();
-        if !self.writing {
-            self.writing = true;
-            versions.begin_write();
-        }
-        // SAFETY: this thread holds the lock, so no process that follows
-        // the protocol writes the value meanwhile; lock-free readers copy it
-        // with volatile loads and throw away copies that overlap a write
-        // (the counter is odd from `begin_write` on). The `size` bytes lie
-        // in the mapping the target keeps; `bytes` is this process's own
-        // memory, so the ranges do not overlap.
-        unsafe {
-            std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.target.value.as_ptr(), bytes.len())
-        };
-        (versions.raw_seq() | 1).wrapping_add(1) >> 1
-    }
-}
-
-impl Drop for Held<'_> {
-    fn drop(&mut self) {
-        let poison = !self.panicking && std::thread::panicking();
-        self.target
-            .versions()
-            .unlock(self.target.lock(), self.me, self.writing, poison);
+        self.target.slot.write_under(&mut self.held, bytes)
     }
 }
 

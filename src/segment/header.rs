@@ -22,7 +22,9 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 use crate::error::{Error, Result};
 use crate::lock::seqlock::Versions;
+use crate::lock::slot::Slot;
 use crate::lock::RawLock;
+use crate::sys::mapping::Mapping;
 use crate::types::shareable::Shareable;
 
 /// The first eight bytes of every segment.
@@ -366,6 +368,19 @@ pub(crate) fn check(name: &str, spec: &Spec, bytes: &[u8], file_size: u64) -> Re
         )));
     }
     Ok(Found::Ready(Box::new(header)))
+}
+
+/// The slot of a single-value segment holding a `T` (a
+/// [`Shared`](crate::Shared) or [`SharedReader`](crate::SharedReader)): the
+/// lock, its versions and the value where the header's layout puts them.
+/// The slot keeps `map` alive.
+pub(crate) fn value_slot<T: Shareable>(map: Mapping) -> Slot<T> {
+    Slot::new(
+        Box::new(map),
+        LOCK_OFFSET,
+        VERSIONS_OFFSET,
+        Layout::value_offset_of::<T>(),
+    )
 }
 
 #[cfg(test)]

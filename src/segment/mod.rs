@@ -449,6 +449,38 @@ fn initialise(
     Ok(map)
 }
 
+/// What a handle owns of its segment besides the memory: the name errors
+/// give, how to remove the segment's name and whether to when the handle is
+/// dropped, and a memfd's descriptor, kept for sharing.
+#[derive(Debug)]
+pub(crate) struct Handle {
+    pub label: String,
+    pub remover: Remover,
+    pub remove_on_drop: bool,
+    pub fd: Option<OwnedFd>,
+}
+
+impl Handle {
+    /// A handle that removes nothing: a nameless segment's, or a store
+    /// entry's.
+    pub(crate) fn nameless(label: String, fd: Option<OwnedFd>) -> Handle {
+        Handle {
+            label,
+            remover: Remover::None,
+            remove_on_drop: false,
+            fd,
+        }
+    }
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        if self.remove_on_drop {
+            let _ = self.remover.remove();
+        }
+    }
+}
+
 /// How to remove the name of the segment a handle maps.
 #[derive(Debug)]
 pub(crate) enum Remover {
@@ -504,12 +536,4 @@ pub fn unlink(at: impl IntoLocation) -> Result<()> {
         Place::File(path) => backend::file::unlink(path),
         Place::SysV(key) => backend::sysv::remove_key(*key),
     }
-}
-
-/// Keeps memory mapped for a handle that lives inside another object's
-/// mapping (a store entry's `Shared<T>`): the handle holds one of these for
-/// as long as it lives.
-pub(crate) trait KeepsMapped: Send + Sync {
-    /// The mapping the handle's memory lies in.
-    fn map(&self) -> &Mapping;
 }

@@ -8,17 +8,17 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::error::{Error, Result};
+use crate::lock::guard::Held;
 use crate::lock::seqlock::Versions;
-use crate::lock::slot::Slot;
+use crate::lock::slot::{RawSlot, Slot};
 use crate::lock::RawLock;
 use crate::segment::header::{Spec, KIND_STORE, LOCK_OFFSET, VERSIONS_OFFSET};
 use crate::segment::location::IntoLocation;
 use crate::segment::options::OpenMode;
 use crate::segment::options::SharedOptions;
-use crate::segment::KeepsMapped;
 use crate::segment::Remover;
 use crate::shared::Shared;
-use crate::sys::mapping::Mapping;
+use crate::sys::mapping::{KeepsMapped, Mapping};
 use crate::types::shareable::{Fingerprint, Shareable};
 
 pub(crate) use heap::EntryMeta;
@@ -132,7 +132,7 @@ struct Inner {
     slot: usize,
     /// How many entry handles of this store handle hold each entry (by
     /// block offset). Changed only under the directory lock.
-    held: Mutex<BTreeMap<usize, Held>>,
+    held: Mutex<BTreeMap<usize, Holds>>,
 }
 
 /// One entry, as [`Store::entries`] lists it.
@@ -503,34 +503,30 @@ impl Store {
             });
         }
         dir.heap().hold(e.at, self.inner.slot);
-        held.entry(e.at).or_insert(Held { count: 0, end }).count += 1;
+        held.entry(e.at).or_insert(Holds { count: 0, end }).count += 1;
         Ok(())
     }
 
     /// The handle of entry `e`, whose hold is already counted.
     fn entry_handle<T: Shareable>(&self, key: &str, e: &EntryMeta) -> Result<Shared<T>> {
-        let map = &self.inner.map;
         let base = e.at + e.layout.slot;
-        // SAFETY: the slot's offsets lie inside the entry's block (checked
-        // by `Heap::entry`), aligned (the block is 64-aligned, the value
-        // offset a multiple of T's alignment, checked equal to the entry's);
-        // the `EntryRef` given to the handle keeps the mapping alive, and
-        // the entry's memory held, as long as the slot.
-        let slot = unsafe { Slot::new(map, base, base + 16, e.at + e.layout.value) };
+        // The offsets lie inside the entry's block (checked by
+        // `Heap::entry`), aligned (the block is 64-aligned, the value offset
+        // a multiple of T's alignment, checked equal to the entry's); the
+        // `EntryRef` keeps the mapping alive, and the entry's memory held,
+        // as long as the slot.
         let entry = EntryRef {
             store: Arc::clone(&self.inner),
             at: e.at,
         };
-        Ok(Shared::from_entry(
-            Box::new(entry),
-            slot,
-            self.entry_label(key),
-        ))
+        let slot = Slot::new(Box::new(entry), base, base + 16, e.at + e.layout.value);
+        Ok(Shared::from_entry(slot, self.entry_label(key)))
     }
 }
 
 impl Store {
-    /// Holds the entry `key`, whatever its type, for waiting on it.
+    /// Holds the entry `key`, whatever its type: its lock, versions and
+    /// value stay where they are while the result lives.
     pub(crate) fn raw_entry(&self, key: &str) -> Result<HeldEntry> {
         let key = self.check_key(key)?;
         let dir = self.inner.lock()?;
@@ -540,50 +536,35 @@ impl Store {
             });
         };
         self.hold(&dir, &e)?;
+        let entry = EntryRef {
+            store: Arc::clone(&self.inner),
+            at: e.at,
+        };
+        let base = e.at + e.layout.slot;
         Ok(HeldEntry {
-            slot: e.at + e.layout.slot,
-            value: e.at + e.layout.value,
-            size: e.value_size,
+            slot: RawSlot::new(
+                Box::new(entry),
+                base,
+                base + 16,
+                e.at + e.layout.value,
+                e.value_size,
+            ),
             fingerprint: e.fingerprint,
             type_name: e.type_name.clone(),
             label: self.entry_label(key),
-            entry: EntryRef {
-                store: Arc::clone(&self.inner),
-                at: e.at,
-            },
         })
     }
 }
 
-/// An entry held without a type: its lock, versions and value stay where
-/// they are while this lives.
+/// An entry held without its type.
 #[cfg_attr(not(feature = "mirror"), allow(dead_code))]
 pub(crate) struct HeldEntry {
-    entry: EntryRef,
-    /// Where its lock is; its versions are 16 bytes further.
-    pub(crate) slot: usize,
-    /// Where its value is, and how long.
-    pub(crate) value: usize,
-    pub(crate) size: usize,
+    /// Its lock, versions and value; keeps the entry held.
+    pub(crate) slot: RawSlot,
     pub(crate) fingerprint: u64,
     pub(crate) type_name: String,
     /// Its name in errors (`store/key`).
     pub(crate) label: String,
-}
-
-impl HeldEntry {
-    /// The store's mapping, which holds the entry.
-    #[cfg_attr(not(feature = "mirror"), allow(dead_code))]
-    pub(crate) fn map(&self) -> &Mapping {
-        self.entry.map()
-    }
-
-    /// Sleeps until the entry's generation differs from `seen`.
-    pub(crate) fn wait(&self, seen: u64, timeout: Duration) -> Option<u64> {
-        let map = self.entry.map();
-        map.versions(self.slot + 16)
-            .wait(seen, timeout, Some(map.raw_lock(self.slot)))
-    }
 }
 
 /// The entries of the store whose content is at `content` (`size` bytes)
@@ -650,7 +631,7 @@ impl Inner {
         r
     }
 
-    fn held(&self) -> std::sync::MutexGuard<'_, BTreeMap<usize, Held>> {
+    fn held(&self) -> std::sync::MutexGuard<'_, BTreeMap<usize, Holds>> {
         self.held.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -659,17 +640,15 @@ impl Inner {
     fn lock(&self) -> Result<Dir<'_>> {
         let lock = self.raw();
         let me = lock.acquire();
+        // A change a dead holder left unfinished becomes ours.
         let dir = Dir {
             inner: self,
-            me,
-            panicking: std::thread::panicking(),
-            // A change a dead holder left unfinished becomes ours.
-            changing: self.versions().write_pending(),
+            held: Held::new(lock, self.versions(), me),
         };
         // A store shrunk under us: no rebuilding from zeros.
         self.intact(Ok(()))?;
         let heap = dir.heap();
-        if lock.is_poisoned() || dir.changing || !heap.formatted() {
+        if lock.is_poisoned() || dir.held.is_writing() || !heap.formatted() {
             heap.recover()?;
             lock.clear_poison();
         }
@@ -692,7 +671,7 @@ impl Drop for Inner {
 
 /// What this process holds of one entry: how many handles, and where the
 /// bytes they reach end (from the block's start).
-struct Held {
+struct Holds {
     count: usize,
     end: usize,
 }
@@ -700,11 +679,9 @@ struct Held {
 /// The directory lock, held.
 struct Dir<'a> {
     inner: &'a Inner,
-    me: u64,
-    panicking: bool,
-    /// Whether this holder is changing the directory (its generation is
-    /// odd until the lock is released).
-    changing: bool,
+    /// The directory lock; a change (its generation odd until the lock is
+    /// released) is a write.
+    held: Held<'a>,
 }
 
 impl Dir<'_> {
@@ -719,19 +696,7 @@ impl Dir<'_> {
     /// Marks the directory as changing: its generation counts one more when
     /// the lock is released.
     fn begin_change(&mut self) {
-        if !self.changing {
-            self.changing = true;
-            self.inner.versions().begin_write();
-        }
-    }
-}
-
-impl Drop for Dir<'_> {
-    fn drop(&mut self) {
-        let poison = !self.panicking && std::thread::panicking();
-        self.inner
-            .versions()
-            .unlock(self.inner.raw(), self.me, self.changing, poison);
+        self.held.begin_write();
     }
 }
 
@@ -756,7 +721,7 @@ impl Drop for EntryRef {
         let mut held = self.store.held();
         let count = &mut held
             .entry(self.at)
-            .or_insert(Held { count: 1, end: 0 })
+            .or_insert(Holds { count: 1, end: 0 })
             .count;
         *count -= 1;
         if *count == 0 {

@@ -155,6 +155,11 @@ impl Mapping {
         self.watch.as_ref().map(|w| w.flag())
     }
 
+    /// Whether the mapping may be written (it was mapped read-write).
+    pub(crate) fn is_writable(&self) -> bool {
+        self.writable
+    }
+
     /// The mapped length in bytes.
     pub(crate) fn len(&self) -> usize {
         self.len
@@ -254,6 +259,19 @@ impl Mapping {
     pub(crate) fn atomic_u64(&self, offset: usize) -> &AtomicU64 {
         // SAFETY: as for `atomic_u32`.
         unsafe { AtomicU64::from_ptr(self.at::<u64>(offset).as_ptr()) }
+    }
+}
+
+/// Keeps a mapping alive for a handle: the mapping itself, or a hold on
+/// another object's (a store entry's on its store's mapping).
+pub(crate) trait KeepsMapped: Send + Sync {
+    /// The mapping the handle's memory lies in.
+    fn map(&self) -> &Mapping;
+}
+
+impl KeepsMapped for Mapping {
+    fn map(&self) -> &Mapping {
+        self
     }
 }
 
