@@ -6,7 +6,7 @@ use core::fmt;
 
 use super::{local_problem, name_problem, sanitize};
 use super::{Field, Kind, Schema};
-use super::{MAX_ALIGN, MAX_DEPTH, MAX_ENCODED_LEN, MAX_NAME_LEN, MAX_NODES};
+use super::{MAX_ALIGN, MAX_DEPTH, MAX_ENCODED_LEN, MAX_NODES, MAX_SCHEMA_NAME_LEN};
 
 /// The first bytes of an encoded schema.
 const MAGIC: [u8; 4] = *b"SHSC";
@@ -469,9 +469,9 @@ impl Reader<'_> {
     fn name(&mut self) -> Result<String, SchemaError> {
         let start = self.pos;
         let len = self.varint()?;
-        if len > MAX_NAME_LEN as u64 {
+        if len > MAX_SCHEMA_NAME_LEN as u64 {
             return Err(self.error_at(
-                format!("a name of {len} bytes, more than the {MAX_NAME_LEN} allowed"),
+                format!("a name of {len} bytes, more than the {MAX_SCHEMA_NAME_LEN} allowed"),
                 start,
             ));
         }

@@ -78,8 +78,9 @@
 //! - nesting deeper than [`MAX_DEPTH`] levels, more than [`MAX_NODES`] nodes
 //!   in all (every field, element and item type counts one, whatever the
 //!   array's length);
-//! - a name that is not UTF-8, is longer than [`MAX_NAME_LEN`] bytes, holds a
-//!   control character, or repeats another field's name in the same struct;
+//! - a name that is not UTF-8, is longer than [`MAX_SCHEMA_NAME_LEN`]
+//!   bytes, holds a control character, or repeats another field's name in
+//!   the same struct;
 //! - an alignment that is not a power of two up to [`MAX_ALIGN`], a size that
 //!   is not a multiple of it;
 //! - an integer not 1, 2, 4 or 8 bytes wide, a float not 4 or 8, a bool not
@@ -126,8 +127,9 @@ pub const MAX_DEPTH: usize = 16;
 pub const MAX_NODES: usize = 4096;
 /// The longest encoded schema, in bytes.
 pub const MAX_ENCODED_LEN: usize = 64 * 1024;
-/// The longest type or field name, in bytes.
-pub const MAX_NAME_LEN: usize = 128;
+/// The longest type or field name a schema records, in bytes (segment
+/// names have a limit of their own, [`MAX_NAME_LEN`](crate::MAX_NAME_LEN)).
+pub const MAX_SCHEMA_NAME_LEN: usize = 128;
 /// The largest alignment.
 pub const MAX_ALIGN: u64 = 4096;
 
@@ -336,9 +338,9 @@ impl Field {
 
 /// Why `name` cannot be a type or field name.
 fn name_problem(name: &str) -> Option<String> {
-    if name.len() > MAX_NAME_LEN {
+    if name.len() > MAX_SCHEMA_NAME_LEN {
         Some(format!(
-            "a name of {} bytes, more than the {MAX_NAME_LEN} allowed",
+            "a name of {} bytes, more than the {MAX_SCHEMA_NAME_LEN} allowed",
             name.len()
         ))
     } else if name.chars().any(char::is_control) {
@@ -349,14 +351,14 @@ fn name_problem(name: &str) -> Option<String> {
 }
 
 /// `name` made acceptable: control characters replaced, cut to
-/// `MAX_NAME_LEN` bytes at a character boundary.
+/// `MAX_SCHEMA_NAME_LEN` bytes at a character boundary.
 fn sanitize(name: &str) -> String {
     let mut out: String = name
         .chars()
         .map(|c| if c.is_control() { '\u{fffd}' } else { c })
         .collect();
-    if out.len() > MAX_NAME_LEN {
-        let mut end = MAX_NAME_LEN;
+    if out.len() > MAX_SCHEMA_NAME_LEN {
+        let mut end = MAX_SCHEMA_NAME_LEN;
         while !out.is_char_boundary(end) {
             end -= 1;
         }
