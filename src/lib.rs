@@ -55,6 +55,7 @@
 //! Linux only: it relies on futexes, `/proc` and tmpfs semantics.
 
 #![warn(missing_docs)]
+#![deny(unsafe_code)]
 
 // Generated code names `::shmstore::...`; this makes those paths resolve
 // inside the crate itself too.
@@ -78,7 +79,6 @@ mod types;
 
 pub use atomic::SharedAtomic;
 pub use error::{Error, Result};
-pub use lock::{RawLock, CHECK_INTERVAL};
 pub use reader::SharedReader;
 pub use schema::{Schema, Value};
 pub use segment::location::{IntoLocation, Location, SysvInfo, SysvKey};

@@ -85,11 +85,16 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 pub(crate) mod aliases;
+#[allow(unsafe_code)]
 pub(crate) mod guard;
+#[allow(unsafe_code)]
 pub(crate) mod held;
 pub(crate) mod owner;
+#[allow(unsafe_code)]
 pub(crate) mod racy;
+#[allow(unsafe_code)]
 pub(crate) mod seqlock;
+#[allow(unsafe_code)]
 pub(crate) mod slot;
 
 use crate::sys::futex;
@@ -97,7 +102,7 @@ use held::Holding;
 
 /// How long a waiter sees the same owner before it checks whether the owner is
 /// still alive; also the longest single sleep in the kernel.
-pub const CHECK_INTERVAL: Duration = Duration::from_millis(50);
+pub(crate) const CHECK_INTERVAL: Duration = Duration::from_millis(50);
 
 /// Set in the word while a thread may be asleep waiting for it.
 const WAITERS: u64 = 1 << 31;
@@ -127,16 +132,14 @@ pub(crate) enum Acquired {
 ///
 /// This is the raw lock under [`Shared<T>`](crate::Shared): it guards no
 /// data and knows nothing of types. It is placed inside shared memory by the
-/// library (all zeroes is an unlocked lock); it implements
-/// [`lock_api::RawMutex`] and [`lock_api::RawMutexTimed`] so that code
-/// generic over lock_api's traits can drive it. A lock taken over from a dead
-/// holder through those traits sets [`is_poisoned`](RawLock::is_poisoned).
+/// library (all zeroes is an unlocked lock). A lock taken over from a dead
+/// holder is poisoned ([`is_poisoned`](RawLock::is_poisoned)).
 ///
 /// Any bytes another process writes over it leave it well defined: a word
 /// that names no living thread is a lock whose holder died.
 #[repr(C)]
 #[derive(Debug)]
-pub struct RawLock {
+pub(crate) struct RawLock {
     word: AtomicU64,
     sleepers: AtomicU32,
     poisoned: AtomicU32,
@@ -150,6 +153,14 @@ impl RawLock {
             sleepers: AtomicU32::new(0),
             poisoned: AtomicU32::new(0),
         }
+    }
+
+    /// Makes the lock unlocked and unpoisoned again (all zeroes), in a
+    /// segment being initialised by the only process that may use it.
+    pub(crate) fn reset(&self) {
+        self.word.store(0, Ordering::Relaxed);
+        self.sleepers.store(0, Ordering::Relaxed);
+        self.poisoned.store(0, Ordering::Relaxed);
     }
 
     /// Acquires the lock, waiting as long as it takes. Returns the caller's
@@ -539,53 +550,8 @@ impl Default for RawLock {
     }
 }
 
-// SAFETY: `lock`/`try_lock`/`try_lock_*` return a guard only once the calling
-// thread owns the word (a successful compare-and-swap with Acquire ordering),
-// and `unlock` releases with Release ordering, so the lock provides mutual
-// exclusion and happens-before between critical sections. Guards are not
-// Send: ownership is per thread.
-unsafe impl lock_api::RawMutex for RawLock {
-    #[allow(clippy::declare_interior_mutable_const)]
-    const INIT: RawLock = RawLock::new();
-    type Guard = lock_api::GuardNoSend;
-
-    fn lock(&self) -> Self::Guard {
-        self.acquire();
-        lock_api::GuardNoSend::new()
-    }
-
-    fn try_lock(&self) -> Option<Self::Guard> {
-        self.try_acquire().map(|_| lock_api::GuardNoSend::new())
-    }
-
-    unsafe fn unlock(&self, _guard: Self::Guard) {
-        // A bare RawLock has no value to watch; `V` is only set through
-        // `Shared`, whose guards wake the watchers.
-        self.release(held::ident(), false);
-    }
-
-    fn is_locked(&self) -> bool {
-        RawLock::is_locked(self)
-    }
-}
-
-// SAFETY: as for `RawMutex`; the timed variants return a guard only after a
-// successful acquisition and `None` only once the deadline has passed.
-unsafe impl lock_api::RawMutexTimed for RawLock {
-    type Duration = Duration;
-    type Instant = Instant;
-
-    fn try_lock_for(&self, timeout: Duration) -> Option<Self::Guard> {
-        self.try_lock_until(Instant::now() + timeout)
-    }
-
-    fn try_lock_until(&self, deadline: Instant) -> Option<Self::Guard> {
-        self.acquire_until(deadline)
-            .map(|_| lock_api::GuardNoSend::new())
-    }
-}
-
 #[cfg(test)]
+#[allow(unsafe_code)] // a counter the lock guards, to test mutual exclusion
 mod tests {
     use super::*;
     use std::sync::Arc;

@@ -67,15 +67,6 @@ pub(crate) enum Read {
 }
 
 impl Versions {
-    /// Generation 0, with `flags`.
-    pub(crate) const fn new(flags: u32) -> Versions {
-        Versions {
-            seq: AtomicU64::new(0),
-            flags: AtomicU32::new(flags),
-            changed: AtomicU32::new(0),
-        }
-    }
-
     /// Sets generation 0 and `flags`, in a segment being initialised.
     pub(crate) fn reset(&self, flags: u32) {
         self.seq.store(0, Ordering::Relaxed);

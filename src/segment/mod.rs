@@ -32,7 +32,6 @@
 //! and only then are exactly that many bytes mapped.
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
@@ -44,6 +43,7 @@ use zerocopy::IntoBytes;
 
 pub(crate) mod backend;
 pub(crate) mod header;
+pub(crate) mod init;
 pub(crate) mod location;
 pub(crate) mod name;
 pub(crate) mod options;
@@ -52,12 +52,8 @@ pub(crate) mod sysv;
 use std::path::PathBuf;
 
 use crate::error::{Error, Result};
-use crate::lock::seqlock::Versions;
-use crate::lock::RawLock;
 use crate::segment::backend::{file, memfd, posix};
-use crate::segment::header::{
-    Creator, Found, Header, Spec, LOCK_OFFSET, STATE_OFFSET, STATE_READY, VERSIONS_OFFSET,
-};
+use crate::segment::header::{Creator, Found, Header, Spec, LOCK_OFFSET};
 use crate::segment::location::IntoLocation;
 use crate::segment::location::{Location, Place};
 use crate::segment::name::Name;
@@ -205,6 +201,7 @@ pub(crate) fn anonymous<T: Shareable>(value: T) -> Result<Mapping> {
 }
 
 /// Makes an anonymous shared segment of `spec` holding `initial`.
+#[allow(unsafe_code)] // initialises memory no reference reaches: see the SAFETY comment
 pub(crate) fn anonymous_spec(spec: &Spec, initial: Initial<'_>) -> Result<Mapping> {
     let layout = spec.layout();
     let label = format!("anonymous:{}", spec.type_name);
@@ -219,18 +216,12 @@ pub(crate) fn anonymous_spec(spec: &Spec, initial: Initial<'_>) -> Result<Mappin
             source: e,
         },
     })?;
+    // The kernel zeroed the mapping: the lock is unlocked already.
+    init::write_header(&map, spec);
     // SAFETY: the mapping is new and private to this call: no other thread
-    // or process can reach it before we return it. (The kernel zeroed it,
-    // so the content needs only `initial`.)
-    unsafe {
-        map.write(0, Header::new(spec, &Creator::current()));
-        map.write(LOCK_OFFSET, RawLock::new());
-        map.write(VERSIONS_OFFSET, Versions::new(0));
-        map.write_bytes(layout.value_offset, initial.content);
-        map.write_bytes(layout.schema_offset, initial.schema);
-    }
-    map.atomic_u32(STATE_OFFSET)
-        .store(STATE_READY, Ordering::Release);
+    // or process can reach it, and no handle was made of it, before we
+    // return it.
+    unsafe { init::write_body(&map, spec, initial, 0) };
     Ok(map)
 }
 
@@ -393,6 +384,7 @@ fn read_at(fd: BorrowedFd<'_>, buf: &mut [u8]) -> nix::Result<usize> {
 
 /// Writes a new segment of `spec` holding `initial`, in the order the
 /// module docs give.
+#[allow(unsafe_code)] // initialises memory no reference reaches: see the SAFETY comment
 fn initialise(
     name: &str,
     fd: BorrowedFd<'_>,
@@ -429,23 +421,14 @@ fn initialise(
         name: name.to_owned(),
         source: e,
     })?;
-    // SAFETY: we hold the exclusive flock and the state is not READY, so no
-    // other process following the protocol has this object mapped; the
-    // offsets come from the spec's layout, which `map.at` bounds-checks.
     // An object left INITIALISING by a creator that died may hold anything
-    // after the header, so the content is written in full.
-    unsafe {
-        map.write(LOCK_OFFSET, RawLock::new());
-        map.write(VERSIONS_OFFSET, Versions::new(flags));
-        map.write_bytes(layout.value_offset, initial.content);
-        map.zero(
-            layout.value_offset + initial.content.len(),
-            spec.size - initial.content.len(),
-        );
-        map.write_bytes(layout.schema_offset, initial.schema);
-    }
-    map.atomic_u32(STATE_OFFSET)
-        .store(STATE_READY, Ordering::Release);
+    // after the header: the lock is reset, the body written in full.
+    map.raw_lock(LOCK_OFFSET).reset();
+    // SAFETY: the mapping was made just above, of exactly `total` bytes (the
+    // spec's length), and no handle has been made of it; we hold the
+    // exclusive flock and the state is not READY, so no other process
+    // following the protocol has the object mapped.
+    unsafe { init::write_body(&map, spec, initial, flags) };
     Ok(map)
 }
 

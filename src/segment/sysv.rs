@@ -56,15 +56,15 @@ use std::sync::atomic::{fence, Ordering};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
-use zerocopy::{FromBytes, IntoBytes};
+use zerocopy::FromBytes;
 
 use crate::error::{Error, Result};
 use crate::lock::RawLock;
 use crate::segment::backend::sysv::{creation_error, os_error};
 use crate::segment::header::{
-    self, Creator, Found, Header, Spec, LOCK_OFFSET, MAGIC, STATE_INITIALISING, STATE_OFFSET,
-    STATE_READY, VERSIONS_OFFSET,
+    self, Found, Header, Spec, LOCK_OFFSET, MAGIC, STATE_INITIALISING, STATE_OFFSET, STATE_READY,
 };
+use crate::segment::init::{self, HEADER_LEN, MAGIC_WORDS};
 use crate::segment::location::SysvKey;
 use crate::segment::options::OpenMode;
 use crate::segment::options::SharedOptions;
@@ -74,18 +74,6 @@ use crate::sys::sysv as sys;
 
 /// How long to wait for another process that is initialising the segment.
 const INIT_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// The header's length in bytes.
-const HEADER_LEN: usize = std::mem::size_of::<Header>();
-
-// The header is written and read in aligned 32-bit words.
-const _: () = assert!(HEADER_LEN % 4 == 0 && STATE_OFFSET % 4 == 0 && MAGIC.len() == 8);
-
-/// The magic as the two native-endian words it is stored as.
-const MAGIC_WORDS: [u32; 2] = [
-    u32::from_ne_bytes([MAGIC[0], MAGIC[1], MAGIC[2], MAGIC[3]]),
-    u32::from_ne_bytes([MAGIC[4], MAGIC[5], MAGIC[6], MAGIC[7]]),
-];
 
 /// Creates or opens the segment of `key` as one holding a `T`; returns the
 /// attachment and the segment id.
@@ -240,6 +228,7 @@ enum Seen {
 }
 
 /// Brings the attached segment to READY, or finds it so.
+#[allow(unsafe_code)] // initialises memory no reference reaches: see the SAFETY comment
 fn settle(
     label: &str,
     map: &Mapping,
@@ -287,9 +276,20 @@ fn settle(
                 // A segment another creator made may be of another size
                 // that fits the spec (a store's capacity): keep its size.
                 let spec = spec.with_total(map.len());
-                // SAFETY: we hold the segment's lock, under which it was just
-                // seen not READY, and `spec` is now sized to the mapping.
-                unsafe { initialise(map, lock, &spec, initial, flags) };
+                // The header in atomic words (openers read it without the
+                // lock), then the body.
+                init::write_header(map, &spec);
+                // SAFETY: `spec` is now sized to the mapping, and no handle
+                // was made of it (it is not READY). We hold the segment's
+                // lock, under which it was just seen not READY: no process
+                // following the protocol accesses the body meanwhile
+                // (handles are made of READY segments only; `inspect` reads
+                // the value of one that is not only under this lock; other
+                // initialisers write only while holding it).
+                unsafe { init::write_body(map, &spec, initial, flags) };
+                // The value is new: whatever poison a dead initialiser left
+                // is moot.
+                lock.clear_poison();
                 Some(Ok(()))
             }
             // Still not READY under the lock: the creator, who writes only
@@ -470,65 +470,6 @@ fn wrong_size(label: &str, spec: &Spec, bytes: &[u8], len: usize) -> Error {
             spec.layout().total_size,
         ),
     }
-}
-
-/// Writes a new segment of `spec` whose content is `initial` and zeros, in
-/// the order the module docs give, and clears the poison a dead
-/// initialiser left.
-///
-/// # Safety
-///
-/// The caller holds `lock` (the segment's own), has seen the segment not
-/// READY while holding it, and `map` is exactly as long as a new segment of
-/// `spec`.
-unsafe fn initialise(map: &Mapping, lock: &RawLock, spec: &Spec, initial: Initial<'_>, flags: u32) {
-    let layout = spec.layout();
-    let header = Header::new(spec, &Creator::current());
-    let bytes = header.as_bytes();
-    let word =
-        |at: usize| u32::from_ne_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
-
-    // 1. The magic, before any other byte: an opener that sees a byte of
-    //    ours sees the magic too, and never takes the segment for a foreign
-    //    one.
-    map.atomic_u32(0).store(MAGIC_WORDS[0], Ordering::Relaxed);
-    map.atomic_u32(4).store(MAGIC_WORDS[1], Ordering::Relaxed);
-    fence(Ordering::Release);
-    // 2. The rest of the header but the state, in atomic words: openers
-    //    read it without the lock, with atomic loads.
-    for at in (MAGIC.len()..HEADER_LEN).step_by(4) {
-        if at != STATE_OFFSET {
-            map.atomic_u32(at).store(word(at), Ordering::Relaxed);
-        }
-    }
-    // 3. State INITIALISING: the header is complete.
-    map.atomic_u32(STATE_OFFSET)
-        .store(STATE_INITIALISING, Ordering::Release);
-    // 4. The content: `initial`, then zeros (a creator that died may have
-    //    left anything there).
-    //
-    // SAFETY: as the caller guarantees the length, the content fits inside
-    // the mapping (and `write_bytes` and `zero` check it). No other thread or process following the
-    // protocol accesses these bytes during the write: handles (the only
-    // source of references into the value) are made only of READY
-    // segments, and this one becomes READY only below, after the write;
-    // the only other reader of a segment that is not READY is `inspect`,
-    // which reads the value only while holding the lock, which we hold;
-    // and other initialisers write only while holding it too.
-    unsafe {
-        map.write_bytes(layout.value_offset, initial.content);
-        map.zero(
-            layout.value_offset + initial.content.len(),
-            spec.size - initial.content.len(),
-        );
-        map.write_bytes(layout.schema_offset, initial.schema);
-    }
-    map.versions(VERSIONS_OFFSET).reset(flags);
-    // 5. Publish.
-    map.atomic_u32(STATE_OFFSET)
-        .store(STATE_READY, Ordering::Release);
-    // The value is new: whatever poison a dead initialiser left is moot.
-    lock.clear_poison();
 }
 
 #[cfg(test)]

@@ -776,6 +776,7 @@ impl Heap<'_> {
     /// Makes the block `at` from [`reserve`](Heap::reserve) the LIVE entry
     /// `new`, held by handle slot `holder`; returns it. The caller checked
     /// that the key is not in the directory.
+    #[allow(unsafe_code)] // initialises memory no reference reaches: see the SAFETY comment
     pub(crate) fn fill(&self, at: usize, new: &NewEntry<'_>, holder: usize) -> Result<EntryMeta> {
         let (type_name, layout) = Self::plan_entry(new);
         let h = hash(new.key);
@@ -801,15 +802,11 @@ impl Heap<'_> {
         unsafe {
             self.map.write_bytes(at + B_KEY, new.key);
             self.map.write_bytes(at + B_KEY + new.key.len(), type_name);
-            self.map
-                .write(at + layout.slot, crate::lock::RawLock::new());
-            self.map.write(
-                at + layout.slot + 16,
-                crate::lock::seqlock::Versions::new(flags),
-            );
             self.map.write_bytes(at + layout.value, new.value);
             self.map.write_bytes(at + layout.schema, new.schema);
         }
+        self.map.raw_lock(at + layout.slot).reset();
+        self.map.versions(at + layout.slot + 16).reset(flags);
         // The one store that makes the entry exist.
         self.map
             .atomic_u32(at + B_STATE)

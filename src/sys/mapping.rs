@@ -183,28 +183,14 @@ impl Mapping {
 }
 
 impl Mapping {
-    /// Writes `value` at `offset` (bounds- and alignment-checked).
-    ///
-    /// # Safety
-    ///
-    /// - No reference to those bytes may exist, and no other thread or
-    ///   process may access them during the write. Only initialisation of a
-    ///   segment that is not READY qualifies: under the exclusive file lock
-    ///   (descriptor backends), under the segment's own lock (System V), or
-    ///   before the mapping is shared at all (anonymous).
-    pub(crate) unsafe fn write<U>(&self, offset: usize, value: U) {
-        assert!(self.writable, "write to a read-only mapping");
-        let p = self.at::<U>(offset);
-        // SAFETY: `at` checked that `p` is in bounds and aligned for U; the
-        // caller guarantees exclusive access to those bytes.
-        unsafe { p.as_ptr().write(value) };
-    }
-
     /// Copies `bytes` to `offset` (bounds-checked).
     ///
     /// # Safety
     ///
-    /// As for [`write`](Mapping::write).
+    /// No reference to those bytes may exist in this process during the
+    /// write, and no other process following the protocol may access them:
+    /// the body of a segment that is not READY (`segment::init`), or a store
+    /// block no directory link reaches yet (`store::heap`).
     pub(crate) unsafe fn write_bytes(&self, offset: usize, bytes: &[u8]) {
         assert!(self.writable, "write to a read-only mapping");
         let p = self.range(offset, bytes.len());
@@ -218,7 +204,7 @@ impl Mapping {
     ///
     /// # Safety
     ///
-    /// As for [`write`](Mapping::write).
+    /// As for [`write_bytes`](Mapping::write_bytes).
     pub(crate) unsafe fn zero(&self, offset: usize, len: usize) {
         assert!(self.writable, "write to a read-only mapping");
         let p = self.range(offset, len);

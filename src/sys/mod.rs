@@ -3,6 +3,8 @@
 //! under us, and the per-thread identity cache. Each file
 //! exposes safe `pub(crate)` functions; every `unsafe` block says why it is sound.
 
+#![allow(unsafe_code)] // the crate's FFI: see the crate docs
+
 pub(crate) mod fdpass;
 pub(crate) mod futex;
 pub(crate) mod mapping;
