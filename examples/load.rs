@@ -503,7 +503,7 @@ fn hammer(
     let made = dev_shm()
         .difference(before)
         .filter(|n| {
-            shmstore::inspect::inspect(n.as_str())
+            shmstore::inspect::report(n.as_str())
                 .ok()
                 .and_then(|r| r.header().map(|h| h.creator_pid))
                 .is_some_and(|pid| ours.contains(&pid))

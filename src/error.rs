@@ -132,6 +132,29 @@ pub enum Error {
         /// The size this handle mapped, in bytes.
         mapped: u64,
     },
+    /// Creating a System V segment would go over a limit the kernel sets:
+    /// the size of one segment (`SHMMAX`), the number of segments
+    /// (`SHMMNI`) or the pages of all segments together (`SHMALL`). Nothing
+    /// was left behind.
+    SysvLimit {
+        /// The segment's key.
+        name: String,
+        /// Which limit, its value and what the segment needed, with what to
+        /// do about it.
+        reason: String,
+    },
+    /// The schema of a type (what `#[derive(Shareable)]` records of it) is
+    /// longer than an entry of a [`Store`](crate::Store) keeps.
+    SchemaTooLarge {
+        /// The store and the entry's key, as `store/key`.
+        name: String,
+        /// The type's name.
+        type_name: &'static str,
+        /// The length of its encoded schema, in bytes.
+        len: usize,
+        /// The longest schema an entry keeps, in bytes.
+        max: usize,
+    },
     /// Another operating-system error.
     Io {
         /// What was being done, e.g. "mapping".
@@ -240,6 +263,20 @@ impl fmt::Display for Error {
                  process and writes to it reach nobody; drop this handle, \
                  then reopen or recreate the segment"
             ),
+            Error::SysvLimit { name, reason } => {
+                write!(f, "cannot create System V segment `{name}`: {reason}")
+            }
+            Error::SchemaTooLarge {
+                name,
+                type_name,
+                len,
+                max,
+            } => write!(
+                f,
+                "the schema of `{type_name}` is {len} bytes, more than the {max} an entry of a \
+                 store keeps, so `{name}` cannot hold it: keep it in a segment of its own \
+                 (Shared), or split the type into smaller ones"
+            ),
             Error::Io { op, name, source } => {
                 write!(f, "{op} shared segment `{name}` failed: {source}")
             }
@@ -289,7 +326,10 @@ impl From<Error> for io::Error {
             Error::PermissionDenied { .. } | Error::ForeignOwner { .. } => {
                 io::ErrorKind::PermissionDenied
             }
-            Error::NoSpace { .. } | Error::StoreFull { .. } => io::ErrorKind::StorageFull,
+            Error::NoSpace { .. } | Error::StoreFull { .. } | Error::SysvLimit { .. } => {
+                io::ErrorKind::StorageFull
+            }
+            Error::SchemaTooLarge { .. } => io::ErrorKind::InvalidInput,
             Error::HandleLimit { .. } => io::ErrorKind::ResourceBusy,
             Error::NotWatchable { .. } => io::ErrorKind::Unsupported,
             Error::Truncated { .. } => io::ErrorKind::UnexpectedEof,
@@ -297,5 +337,39 @@ impl From<Error> for io::Error {
             _ => io::ErrorKind::InvalidData,
         };
         io::Error::new(kind, e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_that_are_not_os_errors_say_what_to_do() {
+        let e = Error::SchemaTooLarge {
+            name: "store/key".into(),
+            type_name: "Big",
+            len: 65_536,
+            max: 65_535,
+        };
+        assert_eq!(
+            e.to_string(),
+            "the schema of `Big` is 65536 bytes, more than the 65535 an entry of a store \
+             keeps, so `store/key` cannot hold it: keep it in a segment of its own (Shared), \
+             or split the type into smaller ones"
+        );
+        assert!(std::error::Error::source(&e).is_none());
+        assert_eq!(io::Error::from(e).kind(), io::ErrorKind::InvalidInput);
+
+        let e = Error::SysvLimit {
+            name: "0x00000001".into(),
+            reason: "SHMMAX: raise it".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "cannot create System V segment `0x00000001`: SHMMAX: raise it"
+        );
+        assert!(std::error::Error::source(&e).is_none());
+        assert_eq!(io::Error::from(e).kind(), io::ErrorKind::StorageFull);
     }
 }

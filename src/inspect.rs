@@ -1,8 +1,8 @@
 //! Looking at segments without knowing their types: what the `shmstore`
 //! command shows.
 //!
-//! [`scan`] finds every object in /dev/shm and every System V segment;
-//! [`inspect`] reports one: its owner and size, whether it is a shmstore
+//! [`scan`] finds every object in /dev/shm and every System V segment and
+//! reports on each; [`report`] reports on one: its owner and size, whether it is a shmstore
 //! segment at all, its header, the state of its lock, its generation, and
 //! its value decoded with the schema the creator stored in it (for a store,
 //! every entry's). Nothing here writes to a segment or trusts what it reads:
@@ -53,7 +53,7 @@ impl std::fmt::Display for Backend {
     }
 }
 
-/// What [`inspect`] found.
+/// What [`report`] and [`scan`] found about a segment.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct Report {
@@ -258,8 +258,19 @@ pub fn scan() -> Vec<Report> {
     out
 }
 
-/// Reports on the segment at `at` (a POSIX name, a [`SysvKey`] or a path).
-pub fn inspect(at: impl IntoLocation) -> Result<Report> {
+/// Reports on the segment at `at` (a POSIX name, a [`SysvKey`] or a path),
+/// as [`scan`] does on every segment.
+///
+/// ```no_run
+/// use shmstore::inspect::{self, State};
+///
+/// let report = inspect::report("my-counter")?;
+/// if let State::Value { value: Some(value), slot, .. } = &report.state {
+///     println!("{value} (generation {})", slot.generation);
+/// }
+/// # Ok::<(), shmstore::Error>(())
+/// ```
+pub fn report(at: impl IntoLocation) -> Result<Report> {
     inspect_with(&at.into_location()?, &Attachments::read())
 }
 
@@ -302,49 +313,170 @@ pub fn remove(report: &Report) -> Result<()> {
     }
 }
 
-/// Whether `gc` may remove the segment: ours, its creator dead, nobody
-/// attached, its lock (and, for a store, every entry's) not held by a live
-/// thread. `Err` says why not.
-pub fn is_stale(report: &Report) -> std::result::Result<(), String> {
+/// Whether the segment of `report` is stale, that is whether `shmstore gc`
+/// may remove it, and why: it is ours, its creator is dead, nobody has it
+/// mapped, and its lock (and, for a store, every entry's) is not held by a
+/// running thread.
+///
+/// ```no_run
+/// use shmstore::inspect;
+///
+/// for report in inspect::scan() {
+///     let staleness = inspect::staleness(&report);
+///     if staleness.is_stale() {
+///         println!("removing {}: {staleness}", report.name);
+///         inspect::remove(&report)?;
+///     }
+/// }
+/// # Ok::<(), shmstore::Error>(())
+/// ```
+pub fn staleness(report: &Report) -> Staleness {
     let header = match &report.state {
-        State::Foreign { .. } => return Err("not a shmstore segment".into()),
-        State::Unreadable { reason } => return Err(format!("unreadable: {reason}")),
+        State::Foreign { .. } => return Staleness::Foreign,
+        State::Unreadable { reason } => {
+            return Staleness::Unreadable {
+                reason: reason.clone(),
+            }
+        }
         _ => report.header(),
     };
     let me = nix::unistd::geteuid().as_raw();
     if report.owner_uid != me {
-        return Err(format!("owned by uid {}", report.owner_uid));
+        return Staleness::OtherOwner {
+            uid: report.owner_uid,
+        };
     }
     match header {
-        Some(h) if h.creator_alive => {
-            return Err(format!("its creator, pid {}, is running", h.creator_pid))
-        }
+        Some(h) if h.creator_alive => return Staleness::CreatorRunning { pid: h.creator_pid },
         Some(_) => {}
         None if matches!(report.state, State::Incomplete { .. }) => {}
-        None => return Err("its header cannot be read".into()),
+        None => return Staleness::NoHeader,
     }
     match report.attached {
         Some(0) => {}
-        Some(n) => return Err(format!("{n} attached")),
-        None => return Err("whether anyone has it mapped is unknown".into()),
+        Some(count) => return Staleness::Attached { count },
+        None => return Staleness::AttachedUnknown,
     }
-    let live = |s: &SlotInfo| matches!(s.lock, LockState::Held { alive: true, .. });
-    if report.slot().is_some_and(live) {
-        return Err("its lock is held by a running thread".into());
+    let live = |s: &SlotInfo| match s.lock {
+        LockState::Held { tid, alive: true } => Some(tid),
+        _ => None,
+    };
+    if let Some(tid) = report.slot().and_then(live) {
+        return Staleness::LockHeld { tid };
     }
     if let State::Store {
         entries: Ok(entries),
         ..
     } = &report.state
     {
-        if let Some(e) = entries.iter().find(|e| live(&e.slot)) {
-            return Err(format!(
-                "the lock of entry `{}` is held by a running thread",
-                e.key
-            ));
+        if let Some((e, tid)) = entries.iter().find_map(|e| Some((e, live(&e.slot)?))) {
+            return Staleness::EntryLockHeld {
+                key: e.key.clone(),
+                tid,
+            };
         }
     }
-    Ok(())
+    Staleness::Stale {
+        creator_pid: header.map(|h| h.creator_pid),
+        lock: report.slot().map(|s| s.lock),
+    }
+}
+
+/// What [`staleness`] found: [`Stale`](Staleness::Stale), with what makes
+/// the segment so, or the reason it is not. `Display` says it in words, as
+/// `shmstore ls` and `gc` show it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Staleness {
+    /// Stale: ours, its creator dead, nobody has it mapped, and no lock held
+    /// by a running thread.
+    Stale {
+        /// The creator, which is dead; `None` for a segment left incomplete
+        /// before its creator was recorded.
+        creator_pid: Option<u32>,
+        /// The segment's own lock (a store's directory lock): free, or held
+        /// by a thread that is dead; `None` if it could not be read.
+        lock: Option<LockState>,
+    },
+    /// Not a shmstore segment: never stale.
+    Foreign,
+    /// The segment could not be read.
+    Unreadable {
+        /// Why.
+        reason: String,
+    },
+    /// Another user owns the segment.
+    OtherOwner {
+        /// The owner's user id.
+        uid: u32,
+    },
+    /// The creating process is still running.
+    CreatorRunning {
+        /// Its process id.
+        pid: u32,
+    },
+    /// The header cannot be read, so whether its creator runs is unknown.
+    NoHeader,
+    /// Processes have the segment mapped.
+    Attached {
+        /// How many.
+        count: u64,
+    },
+    /// Whether any process has the segment mapped is unknown.
+    AttachedUnknown,
+    /// A running thread holds the segment's lock.
+    LockHeld {
+        /// The holder's thread id.
+        tid: u32,
+    },
+    /// A running thread holds the lock of an entry of the store.
+    EntryLockHeld {
+        /// The entry's key.
+        key: String,
+        /// The holder's thread id.
+        tid: u32,
+    },
+}
+
+impl Staleness {
+    /// Whether the segment is stale: `shmstore gc` would remove it.
+    pub fn is_stale(&self) -> bool {
+        matches!(self, Staleness::Stale { .. })
+    }
+}
+
+/// For a stale segment what makes it so (`creator pid 4242 dead, not mapped
+/// by any process, lock free`); otherwise why it is not (`3 attached`).
+impl std::fmt::Display for Staleness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Staleness::Stale { creator_pid, lock } => {
+                match creator_pid {
+                    Some(pid) => write!(f, "creator pid {pid} dead")?,
+                    None => f.write_str("incomplete, no creator recorded")?,
+                }
+                f.write_str(", not mapped by any process")?;
+                match lock {
+                    Some(LockState::Held { tid, .. }) => write!(f, ", lock holder {tid} dead"),
+                    Some(_) => f.write_str(", lock free"),
+                    None => Ok(()),
+                }
+            }
+            Staleness::Foreign => f.write_str("not a shmstore segment"),
+            Staleness::Unreadable { reason } => write!(f, "unreadable: {reason}"),
+            Staleness::OtherOwner { uid } => write!(f, "owned by uid {uid}"),
+            Staleness::CreatorRunning { pid } => {
+                write!(f, "its creator, pid {pid}, is running")
+            }
+            Staleness::NoHeader => f.write_str("its header cannot be read"),
+            Staleness::Attached { count } => write!(f, "{count} attached"),
+            Staleness::AttachedUnknown => f.write_str("whether anyone has it mapped is unknown"),
+            Staleness::LockHeld { .. } => f.write_str("its lock is held by a running thread"),
+            Staleness::EntryLockHeld { key, .. } => {
+                write!(f, "the lock of entry `{key}` is held by a running thread")
+            }
+        }
+    }
 }
 
 /// Sleeps until the value of the segment at `at` (or, with `entry`, of that
@@ -372,7 +504,7 @@ pub fn wait_for_change(
         }
         // Read-only: look every 100 ms.
         return poll(seen, timeout, || {
-            let r = inspect(&loc)?;
+            let r = report(&loc)?;
             match r.state {
                 State::Store {
                     entries: Ok(entries),
@@ -898,4 +1030,204 @@ fn entry_reports(
             }
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(creator_alive: bool) -> HeaderInfo {
+        HeaderInfo {
+            type_name: "Counter".into(),
+            fingerprint: 1,
+            version: FORMAT_VERSION,
+            creator_pid: 4242,
+            creator_uid: 0,
+            creator_alive,
+            created: UNIX_EPOCH,
+            value_size: 8,
+        }
+    }
+
+    fn slot(lock: LockState) -> SlotInfo {
+        SlotInfo {
+            lock,
+            poisoned: false,
+            generation: 0,
+            changed: None,
+        }
+    }
+
+    /// Ours, its creator dead, unmapped, its lock free: stale.
+    fn stale_value() -> Report {
+        Report {
+            name: "x".into(),
+            location: Location::posix("x").unwrap(),
+            backend: Backend::Posix,
+            size: 4096,
+            owner_uid: nix::unistd::geteuid().as_raw(),
+            mode: 0o600,
+            sysv_id: None,
+            attached: Some(0),
+            modified: None,
+            state: State::Value {
+                header: header(false),
+                slot: slot(LockState::Free),
+                schema: Ok(None),
+                value: None,
+            },
+        }
+    }
+
+    fn said(r: &Report) -> (bool, String) {
+        let s = staleness(r);
+        (s.is_stale(), s.to_string())
+    }
+
+    #[test]
+    fn staleness_says_why_in_the_words_the_command_prints() {
+        let r = stale_value();
+        assert_eq!(
+            staleness(&r),
+            Staleness::Stale {
+                creator_pid: Some(4242),
+                lock: Some(LockState::Free)
+            }
+        );
+        let stale = |s: &str| (true, s.to_owned());
+        assert_eq!(
+            said(&r),
+            stale("creator pid 4242 dead, not mapped by any process, lock free")
+        );
+
+        let mut dead_holder = stale_value();
+        if let State::Value { slot: s, .. } = &mut dead_holder.state {
+            *s = slot(LockState::Held {
+                tid: 7,
+                alive: false,
+            });
+        }
+        assert_eq!(
+            said(&dead_holder),
+            stale("creator pid 4242 dead, not mapped by any process, lock holder 7 dead")
+        );
+
+        let incomplete = Report {
+            state: State::Incomplete { header: None },
+            ..stale_value()
+        };
+        assert_eq!(
+            said(&incomplete),
+            stale("incomplete, no creator recorded, not mapped by any process")
+        );
+
+        let cases: Vec<(Report, &str)> = vec![
+            (
+                Report {
+                    state: State::Foreign {
+                        reason: "no magic".into(),
+                    },
+                    ..stale_value()
+                },
+                "not a shmstore segment",
+            ),
+            (
+                Report {
+                    state: State::Unreadable {
+                        reason: "permission denied".into(),
+                    },
+                    ..stale_value()
+                },
+                "unreadable: permission denied",
+            ),
+            (
+                Report {
+                    owner_uid: nix::unistd::geteuid().as_raw() + 1,
+                    ..stale_value()
+                },
+                "owned by uid",
+            ),
+            (
+                Report {
+                    state: State::Incomplete {
+                        header: Some(header(true)),
+                    },
+                    ..stale_value()
+                },
+                "its creator, pid 4242, is running",
+            ),
+            (
+                Report {
+                    state: State::Damaged {
+                        reason: "bad".into(),
+                        header: None,
+                    },
+                    ..stale_value()
+                },
+                "its header cannot be read",
+            ),
+            (
+                Report {
+                    attached: Some(3),
+                    ..stale_value()
+                },
+                "3 attached",
+            ),
+            (
+                Report {
+                    attached: None,
+                    ..stale_value()
+                },
+                "whether anyone has it mapped is unknown",
+            ),
+            (
+                Report {
+                    state: State::Value {
+                        header: header(false),
+                        slot: slot(LockState::Held {
+                            tid: 7,
+                            alive: true,
+                        }),
+                        schema: Ok(None),
+                        value: None,
+                    },
+                    ..stale_value()
+                },
+                "its lock is held by a running thread",
+            ),
+            (
+                Report {
+                    state: State::Store {
+                        header: header(false),
+                        directory: slot(LockState::Free),
+                        entries: Ok(vec![EntryReport {
+                            key: "jobs".into(),
+                            type_name: "Counter".into(),
+                            size: 8,
+                            fingerprint: 1,
+                            slot: slot(LockState::Held {
+                                tid: 9,
+                                alive: true,
+                            }),
+                            schema: Ok(None),
+                            value: None,
+                        }]),
+                    },
+                    ..stale_value()
+                },
+                "the lock of entry `jobs` is held by a running thread",
+            ),
+        ];
+        for (report, why) in cases {
+            let (is_stale, text) = said(&report);
+            assert!(!is_stale && text.starts_with(why), "{text:?}, not {why:?}");
+        }
+        assert_eq!(
+            staleness(&Report {
+                attached: Some(3),
+                ..stale_value()
+            }),
+            Staleness::Attached { count: 3 }
+        );
+    }
 }

@@ -82,7 +82,7 @@ pub use error::{Error, Result};
 pub use reader::SharedReader;
 pub use schema::{Schema, Value};
 pub use segment::location::{IntoLocation, Location, SysvInfo, SysvKey};
-pub use segment::name::MAX_NAME_LEN;
+pub use segment::name::MAX_SEGMENT_NAME_LEN;
 pub use segment::options::SharedOptions;
 pub use segment::unlink;
 pub use shared::{Shared, SharedGuard};

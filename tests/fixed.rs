@@ -113,6 +113,15 @@ fn check_hostile_str<const N: usize>(raw: &[u8]) {
         Ok(text) => assert_eq!(debug, format!("{text:?}")),
         Err(_) => assert!(debug.starts_with("b\""), "{debug}"),
     }
+    // Compared with text, it is what `as_str` gives; invalid UTF-8 equals
+    // no string, not even its lossy rendering.
+    match expected {
+        Ok(text) => {
+            assert!(s == *text, "{raw:x?}");
+            assert!(text == s, "{raw:x?}");
+        }
+        Err(_) => assert!(s != *s.to_string_lossy(), "{raw:x?}"),
+    }
     // Equality and hashing see the clamped bytes only.
     let mut same = s;
     let mut extra = raw.to_vec();
@@ -392,6 +401,63 @@ fn strings_compare_debug_and_display_as_str_does() {
 }
 
 #[test]
+fn strings_compare_with_text_on_either_side() {
+    use std::borrow::Cow;
+    let name = ShmStr::<8>::try_from("web").unwrap();
+    let text: &str = "web";
+    let owned = String::from("web");
+    let cow: Cow<'_, str> = Cow::Borrowed("web");
+    assert!(name == "web");
+    assert!("web" == name);
+    assert!(name == *text);
+    assert!(*text == name);
+    assert!(name == owned);
+    assert!(owned == name);
+    assert!(name == cow);
+    assert!(cow == name);
+    assert_eq!(name, "web");
+    assert_ne!(name, "web ");
+    assert_ne!(name, "we");
+    assert_ne!(name, String::new());
+    assert_eq!(ShmStr::<8>::new(), "");
+    // Bytes past the length do not count, and a length a peer wrote past
+    // the capacity is clamped before comparing.
+    let mut raw = *b"\xff\xff\xff\xffabcdefgh";
+    assert_eq!(from_bytes::<ShmStr<8>>(&raw), "abcdefgh");
+    raw[..4].copy_from_slice(&2u32.to_le_bytes());
+    assert_eq!(from_bytes::<ShmStr<8>>(&raw), "ab");
+    // A character cut by the length equals neither its bytes as text nor
+    // the replacement character.
+    let mut raw = [0u8; 4 + 8];
+    raw[..4].copy_from_slice(&1u32.to_le_bytes());
+    raw[4..6].copy_from_slice("é".as_bytes());
+    let cut: ShmStr<8> = from_bytes(&raw);
+    assert!(cut != "é" && cut != "\u{fffd}");
+}
+
+#[test]
+fn vectors_compare_with_slices_arrays_and_vecs() {
+    let v = ShmVec::<u16, 4>::try_from(&[80u16, 443][..]).unwrap();
+    let slice: &[u16] = &[80, 443];
+    let array: &[u16; 2] = &[80, 443];
+    assert!(v == [80, 443]);
+    assert!(v == array);
+    assert!(v == *slice);
+    assert!(v == slice);
+    assert!(*slice == v);
+    assert!(slice == v);
+    assert!(v == vec![80, 443]);
+    assert!(vec![80, 443] == v);
+    assert_eq!(v, [80, 443]);
+    assert_ne!(v, [80]);
+    assert_ne!(v, [80, 443, 0], "slots past the length are not items");
+    assert_eq!(ShmVec::<u16, 4>::new(), []);
+    // Items of another type that compares with them.
+    let names = ShmVec::<ShmStr<8>, 2>::try_from(&[ShmStr::try_from("a").unwrap()][..]).unwrap();
+    assert!(names == ["a"]);
+}
+
+#[test]
 fn pushing_past_the_capacity_is_refused() {
     let mut v = ShmVec::<u32, 3>::new();
     assert!(v.is_empty());
@@ -487,6 +553,13 @@ fn bool_api() {
     assert_ne!(ShmBool::new(true), ShmBool::new(false));
     assert!(bool::from(ShmBool::new(true)));
     assert_eq!(format!("{:?}", ShmBool::new(false)), "false");
+    assert!(ShmBool::new(true) == true);
+    assert!(false == ShmBool::new(false));
+    assert_eq!(
+        from_bytes::<ShmBool>(&[2]),
+        true,
+        "any non-zero byte is true"
+    );
 }
 
 // ---------------------------------------------------------------------------

@@ -1160,7 +1160,7 @@ fn use_value_segment(loc: &Location, x: &ValueExpect, tally: &mut Tally) {
     let reader = SharedReader::<Rich>::open(loc);
     tally.note(&shared);
     tally.note(&reader);
-    let report = inspect::inspect(loc).expect("inspect finds the segment");
+    let report = inspect::report(loc).expect("inspect finds the segment");
     render(&report);
     let (shared, reader) = match (shared, reader) {
         (Ok(s), Ok(r)) => {
@@ -1544,7 +1544,7 @@ fn use_store(loc: &Location, x: &StoreExpect, made: Made, tally: &mut Tally) {
     }
     drop(opened);
     drop(made);
-    let report = inspect::inspect(loc).expect("inspect finds the store");
+    let report = inspect::report(loc).expect("inspect finds the store");
     render(&report);
     if x.inert {
         let State::Store {
@@ -1818,7 +1818,7 @@ fn own_identity_in_a_value_lock(backend: Backend) {
 
         // lock(): taken over at once, poisoned, the value as it was.
         forge(0);
-        let report = inspect::inspect(&place.loc).unwrap();
+        let report = inspect::report(&place.loc).unwrap();
         let State::Value { slot, .. } = &report.state else {
             panic!("{:?}", report.state)
         };

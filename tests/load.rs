@@ -363,7 +363,7 @@ fn run(role: &str, seg: &Segment, before: &BTreeSet<String>) -> Vec<Outcome> {
     let made: Vec<String> = dev_shm()
         .difference(before)
         .filter(|name| {
-            shmstore::inspect::inspect(name.as_str())
+            shmstore::inspect::report(name.as_str())
                 .ok()
                 .and_then(|r| r.header().map(|h| h.creator_pid))
                 .is_some_and(|pid| ours.contains(&pid))

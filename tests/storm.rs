@@ -948,7 +948,7 @@ fn store_held(name: &str, file: &std::fs::File, counters: &[Shared<Ledger>], pid
     let tid = (u64::from_ne_bytes(word) & TID_MASK) as u32;
     let directory = tid != 0 && is_thread_of(tid, pid);
     if directory {
-        let report = inspect::inspect(name).expect("inspect the store");
+        let report = inspect::report(name).expect("inspect the store");
         let State::Store { directory, .. } = report.state else {
             panic!("inspect: not a store: {:?}", report.state)
         };

@@ -20,7 +20,7 @@ use shmstore_fuzz::{
 fuzz_target!(|input: &[u8]| {
     let name = shmstore_fuzz::name("segment");
     let path = shmstore_fuzz::path(&name);
-    let _ = Shared::<u64>::unlink(&name);
+    let _ = shmstore::unlink(name.as_str());
     let _unlink = Unlink(name.clone());
     drop(Shared::create(&name, sample()).expect("creating the segment"));
     let len = std::fs::metadata(&path).expect("the segment").len() as usize;
@@ -30,7 +30,7 @@ fuzz_target!(|input: &[u8]| {
 });
 
 fn exercise(name: &str, after: &[u8]) {
-    let report = inspect::inspect(name).expect("inspect finds the segment");
+    let report = inspect::report(name).expect("inspect finds the segment");
     render(&report);
     let shared = Shared::<Rich>::open(name);
     let reader = SharedReader::<Rich>::open(name);

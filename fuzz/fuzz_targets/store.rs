@@ -72,7 +72,7 @@ fuzz_target!(|input: &[u8]| {
     }
     exercise(&name);
     drop(made);
-    let report = inspect::inspect(name.as_str()).expect("inspect finds the store");
+    let report = inspect::report(name.as_str()).expect("inspect finds the store");
     render(&report);
 });
 

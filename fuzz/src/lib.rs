@@ -133,7 +133,7 @@ pub struct Unlink(pub String);
 
 impl Drop for Unlink {
     fn drop(&mut self) {
-        let _ = shmstore::Shared::<u64>::unlink(&self.0);
+        let _ = shmstore::unlink(self.0.as_str());
     }
 }
 

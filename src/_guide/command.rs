@@ -74,9 +74,9 @@
 //!
 //! What the command shows is available to programs:
 //! [`shmstore::inspect`](crate::inspect) ([`scan`](crate::inspect::scan),
-//! [`inspect`](crate::inspect::inspect),
+//! [`report`](crate::inspect::report),
 //! [`wait_for_change`](crate::inspect::wait_for_change),
-//! [`is_stale`](crate::inspect::is_stale), [`remove`](crate::inspect::remove))
+//! [`staleness`](crate::inspect::staleness), [`remove`](crate::inspect::remove))
 //! and [`shmstore::schema`](crate::schema) ([`Schema`](crate::Schema),
 //! [`Value`](crate::Value), whose `Display` is
 //! `Counter { value: 1234, last_pid: 4242 }` and which has `to_json`).

@@ -29,7 +29,7 @@
 //!
 //! - Names: `"my-counter"` and `"/my-counter"` are the same object
 //!   (`/dev/shm/my-counter`). Empty names, names with another `/`, `.`,
-//!   `..` and names over [`MAX_NAME_LEN`](crate::MAX_NAME_LEN) (255) bytes
+//!   `..` and names over [`MAX_SEGMENT_NAME_LEN`](crate::MAX_SEGMENT_NAME_LEN) (255) bytes
 //!   are [`Error::InvalidName`](crate::Error::InvalidName).
 //! - `Shared<T>` is `Send + Sync`: share one handle between threads as you
 //!   would an `Arc<Mutex<T>>`; the lock excludes threads of one process as

@@ -128,7 +128,7 @@ pub const MAX_NODES: usize = 4096;
 /// The longest encoded schema, in bytes.
 pub const MAX_ENCODED_LEN: usize = 64 * 1024;
 /// The longest type or field name a schema records, in bytes (segment
-/// names have a limit of their own, [`MAX_NAME_LEN`](crate::MAX_NAME_LEN)).
+/// names have a limit of their own, [`MAX_SEGMENT_NAME_LEN`](crate::MAX_SEGMENT_NAME_LEN)).
 pub const MAX_SCHEMA_NAME_LEN: usize = 128;
 /// The largest alignment.
 pub const MAX_ALIGN: u64 = 4096;

@@ -2,8 +2,18 @@
 
 use crate::error::{Error, Result};
 
-/// The longest name, in bytes, without the leading `/` (a file name in /dev/shm).
-pub const MAX_NAME_LEN: usize = 255;
+/// The longest POSIX segment name, in bytes, without the leading `/`: the
+/// longest file name in /dev/shm. (A store's keys have their own limit,
+/// [`MAX_KEY_LEN`](crate::MAX_KEY_LEN).)
+///
+/// ```
+/// use shmstore::{Error, Shared, MAX_SEGMENT_NAME_LEN};
+///
+/// let name = "n".repeat(MAX_SEGMENT_NAME_LEN + 1);
+/// let e = Shared::<u64>::open(name.as_str()).unwrap_err();
+/// assert!(matches!(e, Error::InvalidName { .. }));
+/// ```
+pub const MAX_SEGMENT_NAME_LEN: usize = 255;
 
 /// A validated segment name, stored without its leading `/`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -29,7 +39,7 @@ impl Name {
         if bare.contains('\0') {
             return Err(bad("it contains a NUL byte"));
         }
-        if bare.len() > MAX_NAME_LEN {
+        if bare.len() > MAX_SEGMENT_NAME_LEN {
             return Err(bad("it is longer than 255 bytes"));
         }
         Ok(Name(bare.to_owned()))
@@ -64,9 +74,9 @@ mod tests {
                 "{bad:?} accepted"
             );
         }
-        assert!(Name::new(&"x".repeat(255)).is_ok());
+        assert!(Name::new(&"x".repeat(MAX_SEGMENT_NAME_LEN)).is_ok());
         assert!(matches!(
-            Name::new(&"x".repeat(256)),
+            Name::new(&"x".repeat(MAX_SEGMENT_NAME_LEN + 1)),
             Err(Error::InvalidName { .. })
         ));
         assert!(Name::new(&format!("/{}", "x".repeat(255))).is_ok());

@@ -487,7 +487,7 @@ mod tests {
     fn too_large_names_shmmax() {
         let e = creation_error("k", Errno::EINVAL, 1 << 20, Some(LIMITS), None, 4096);
         let text = e.to_string();
-        assert!(matches!(e, Error::Io { .. }), "{e:?}");
+        assert!(matches!(e, Error::SysvLimit { .. }), "{e:?}");
         assert!(
             text.contains("1048576 bytes, larger than the System V limit SHMMAX (4096 bytes, /proc/sys/kernel/shmmax)"),
             "{text}"

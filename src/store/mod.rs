@@ -280,17 +280,11 @@ impl Store {
         }
         let schema = crate::schema::Schema::of::<T>().encode();
         if schema.len() > usize::from(u16::MAX) {
-            return Err(Error::Io {
-                op: "describing an entry of",
+            return Err(Error::SchemaTooLarge {
                 name: self.entry_label(key),
-                source: std::io::Error::new(
-                    std::io::ErrorKind::InvalidInput,
-                    format!(
-                        "the schema of `{}` is over 64 KiB, more than an entry keeps: \
-                         keep it in a segment of its own (Shared), or split it",
-                        T::TYPE_NAME
-                    ),
-                ),
+                type_name: T::TYPE_NAME,
+                len: schema.len(),
+                max: usize::from(u16::MAX),
             });
         }
         let new = NewEntry {

@@ -134,7 +134,10 @@ impl std::error::Error for CapacityError {}
 ///   returns `Err` for invalid UTF-8 (say, a string cut inside a character),
 ///   never undefined behaviour; [`to_string_lossy`](Self::to_string_lossy),
 ///   `Display` and `Debug` show such bytes too;
-/// - comparisons and hashing look at the clamped bytes only.
+/// - comparisons and hashing look at the clamped bytes only; compared with
+///   a `str`, `&str`, `String` or `Cow<str>` (on either side of `==`), a
+///   `ShmStr` is equal when [`as_str`](Self::as_str) gives that text, so
+///   invalid UTF-8 equals no string.
 ///
 /// Writes ([`set`](Self::set), [`set_truncated`](Self::set_truncated),
 /// [`clear`](Self::clear)) always leave valid UTF-8 of at most `N` bytes and
@@ -155,7 +158,7 @@ impl std::error::Error for CapacityError {}
 ///
 /// let mut status = Status::default();
 /// status.message.set("all good")?;
-/// assert_eq!(status.message.as_str(), Ok("all good"));
+/// assert_eq!(status.message, "all good");
 ///
 /// // Too long: an error, and the value is unchanged.
 /// assert!(status.message.set("a message of more than twenty-eight bytes").is_err());
@@ -308,6 +311,41 @@ impl<const N: usize> PartialEq for ShmStr<N> {
 
 impl<const N: usize> Eq for ShmStr<N> {}
 
+/// Equal when the string is `other`, as [`as_str`](ShmStr::as_str) gives it:
+/// bytes that are not UTF-8 equal no `str`.
+impl<const N: usize> PartialEq<str> for ShmStr<N> {
+    fn eq(&self, other: &str) -> bool {
+        // Bytes equal to a `str`'s are valid UTF-8, so this is
+        // `self.as_str() == Ok(other)` without the validation.
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+/// Compares the texts, as `ShmStr == str` does, so that a `ShmStr` compares
+/// with `&str`, `String` and `Cow<str>` on either side.
+macro_rules! str_eq {
+    ($($other:ty),*) => {$(
+        impl<const N: usize> PartialEq<$other> for ShmStr<N> {
+            fn eq(&self, other: &$other) -> bool {
+                *self == **other
+            }
+        }
+
+        impl<const N: usize> PartialEq<ShmStr<N>> for $other {
+            fn eq(&self, other: &ShmStr<N>) -> bool {
+                *other == **self
+            }
+        }
+    )*};
+}
+str_eq!(&str, String, Cow<'_, str>);
+
+impl<const N: usize> PartialEq<ShmStr<N>> for str {
+    fn eq(&self, other: &ShmStr<N>) -> bool {
+        *other == *self
+    }
+}
+
 /// Hashes the clamped bytes, consistently with `PartialEq`.
 impl<const N: usize> Hash for ShmStr<N> {
     fn hash<H: Hasher>(&self, state: &mut H) {
@@ -394,7 +432,8 @@ fn zeroed<T: Shareable>() -> T {
 /// nothing read from it is trusted: the stored length is clamped to `N` on
 /// every read, and the items are `Shareable`, so any bytes are valid items.
 /// Comparisons, hashing, `Debug` and the slice (`Deref`) see the first
-/// [`len`](Self::len) items only.
+/// [`len`](Self::len) items only. A `ShmVec` compares with a slice, an
+/// array or a `Vec` of items, as a `Vec` does.
 ///
 /// Methods that shorten the vector zero the slots they free (`truncate` and
 /// `clear` every slot past the new length), so stale items do not linger in
@@ -406,7 +445,7 @@ fn zeroed<T: Shareable>() -> T {
 /// let mut ports = ShmVec::<u16, 4>::new();
 /// ports.push(80)?;
 /// ports.extend_from_slice(&[443, 8080])?;
-/// assert_eq!(ports.as_slice(), [80, 443, 8080]);
+/// assert_eq!(ports, [80, 443, 8080]);
 ///
 /// // All or nothing: two more do not fit, so none is added.
 /// let err = ports.extend_from_slice(&[1, 2]).unwrap_err();
@@ -595,6 +634,38 @@ impl<T: Shareable + Copy + PartialEq, const N: usize> PartialEq for ShmVec<T, N>
 
 impl<T: Shareable + Copy + Eq, const N: usize> Eq for ShmVec<T, N> {}
 
+/// Compares the items with a slice, an array or a `Vec` on either side, as
+/// `Vec` does: equal when they are (slots past the length do not count).
+macro_rules! slice_eq {
+    ($([$($generics:tt)*] $other:ty),*) => {$(
+        impl<T, U, const N: usize, $($generics)*> PartialEq<$other> for ShmVec<T, N>
+        where
+            T: Shareable + Copy + PartialEq<U>,
+        {
+            fn eq(&self, other: &$other) -> bool {
+                self.as_slice() == &other[..]
+            }
+        }
+    )*};
+}
+slice_eq!([] [U], [] &[U], [] Vec<U>, [const M: usize] [U; M], [const M: usize] &[U; M]);
+
+/// The other side of `ShmVec == [U]` and the like.
+macro_rules! eq_slice {
+    ($($other:ty),*) => {$(
+        impl<T, U, const N: usize> PartialEq<ShmVec<U, N>> for $other
+        where
+            T: PartialEq<U>,
+            U: Shareable + Copy,
+        {
+            fn eq(&self, other: &ShmVec<U, N>) -> bool {
+                self[..] == *other.as_slice()
+            }
+        }
+    )*};
+}
+eq_slice!([T], &[T], Vec<T>);
+
 /// Hashes the items, consistently with `PartialEq`.
 impl<T: Shareable + Copy + Hash, const N: usize> Hash for ShmVec<T, N> {
     fn hash<H: Hasher>(&self, state: &mut H) {
@@ -675,6 +746,7 @@ unsafe impl<T: Shareable + Copy, const N: usize> Shareable for ShmVec<T, N> {
 /// s.enabled.set(true);
 /// assert!(s.enabled.get());
 /// assert_eq!(s.enabled, ShmBool::from(true));
+/// assert_eq!(s.enabled, true);
 /// let verbose: bool = s.verbose.into();
 /// assert!(!verbose);
 /// ```
@@ -726,6 +798,20 @@ impl PartialEq for ShmBool {
 }
 
 impl Eq for ShmBool {}
+
+/// Equal when [`get`](ShmBool::get) is `other`.
+impl PartialEq<bool> for ShmBool {
+    fn eq(&self, other: &bool) -> bool {
+        self.get() == *other
+    }
+}
+
+/// Equal when `self` is the flag's [`get`](ShmBool::get).
+impl PartialEq<ShmBool> for bool {
+    fn eq(&self, other: &ShmBool) -> bool {
+        *self == other.get()
+    }
+}
 
 /// Hashes [`get`](ShmBool::get), consistently with `PartialEq`.
 impl Hash for ShmBool {

@@ -33,7 +33,7 @@ use core::sync::atomic::{
 
 use crate::types::shareable::Shareable;
 
-/// A [`Shareable`] type made of atomics only, which [`SharedAtomic`] hands
+/// A [`Shareable`] type made of atomics only, which [`SharedAtomic`](crate::SharedAtomic) hands
 /// out without the lock.
 ///
 /// Every byte of the value is inside an atomic, so any number of threads and

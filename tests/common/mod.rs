@@ -377,6 +377,7 @@ pub fn variant(e: &shmstore::Error) -> &'static str {
         Error::ForeignOwner { .. } => "ForeignOwner",
         Error::OtherPidNamespace { .. } => "OtherPidNamespace",
         Error::NoSpace { .. } => "NoSpace",
+        Error::SysvLimit { .. } => "SysvLimit",
         Error::Io { .. } => "Io",
         _ => "other",
     }

@@ -118,7 +118,7 @@ pub fn resolve(t: &Target) -> CliResult<Resolved> {
 /// The report on a target.
 fn report_of(r: &Resolved) -> CliResult<Report> {
     match r {
-        Resolved::At(loc) => inspect::inspect(loc).map_err(lib_error),
+        Resolved::At(loc) => inspect::report(loc).map_err(lib_error),
         Resolved::SysvId(id) => inspect::scan()
             .into_iter()
             .find(|rep| rep.sysv_id == Some(*id))
@@ -286,7 +286,7 @@ pub fn watch(t: &Target, entry: Option<&str>, json: bool, count: Option<u64>) ->
         if woke.is_none() && !recreated {
             continue;
         }
-        let now = inspect::inspect(&loc).map_err(|e| gone(e, &name, entry))?;
+        let now = inspect::report(&loc).map_err(|e| gone(e, &name, entry))?;
         if recreated {
             if !json {
                 out::print(&format!(
@@ -541,14 +541,14 @@ fn stale(r: &Report, force: bool) -> Result<String, String> {
     let verdict = if force && r.owner_uid != out::our_uid() {
         let mut mine = r.clone();
         mine.owner_uid = out::our_uid();
-        inspect::is_stale(&mine)
+        inspect::staleness(&mine)
     } else {
-        inspect::is_stale(r)
+        inspect::staleness(r)
     };
     match verdict {
-        Ok(()) => Ok(show::stale_reason(r)),
-        Err(why) if r.owner_uid != out::our_uid() => Err(format!("{why}; --force includes it")),
-        Err(why) => Err(why),
+        stale if stale.is_stale() => Ok(stale.to_string()),
+        why if r.owner_uid != out::our_uid() => Err(format!("{why}; --force includes it")),
+        why => Err(why.to_string()),
     }
 }
 
@@ -557,7 +557,7 @@ fn stale(r: &Report, force: bool) -> Result<String, String> {
 fn remove_if_still_stale(r: &Report, force: bool) -> CliResult {
     let again = match r.sysv_id {
         Some(id) => inspect::scan().into_iter().find(|x| x.sysv_id == Some(id)),
-        None => inspect::inspect(&r.location).ok(),
+        None => inspect::report(&r.location).ok(),
     };
     let Some(again) = again else {
         return Err(CliError("it was removed by someone else meanwhile".into()));

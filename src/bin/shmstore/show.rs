@@ -146,23 +146,6 @@ fn state_reason(r: &Report) -> Option<&str> {
     }
 }
 
-/// Why `gc` may remove a stale segment, in words.
-pub fn stale_reason(r: &Report) -> String {
-    let mut parts = Vec::new();
-    match r.header() {
-        Some(h) => parts.push(format!("creator pid {} dead", h.creator_pid)),
-        None => parts.push("incomplete, no creator recorded".to_owned()),
-    }
-    parts.push("not mapped by any process".to_owned());
-    if let Some(s) = r.slot() {
-        match s.lock {
-            LockState::Held { tid, .. } => parts.push(format!("lock holder {tid} dead")),
-            _ => parts.push("lock free".to_owned()),
-        }
-    }
-    parts.join(", ")
-}
-
 /// `0x` and 16 hexadecimal digits.
 fn hex64(n: u64) -> String {
     format!("{n:#018x}")
@@ -234,7 +217,7 @@ pub fn report_json(r: &Report, detail: bool) -> Json {
         State::Store { entries, .. } => Some(entries),
         _ => None,
     };
-    let stale = inspect::is_stale(r);
+    let staleness = inspect::staleness(r);
     let mut fields = vec![
         ("name", Json::str(&r.name)),
         ("backend", Json::str(r.backend.to_string())),
@@ -279,14 +262,8 @@ pub fn report_json(r: &Report, detail: bool) -> Json {
                 Json::int(e.len() as u64)
             }),
         ),
-        ("stale", Json::Bool(stale.is_ok())),
-        (
-            "stale_reason",
-            Json::str(match &stale {
-                Ok(()) => stale_reason(r),
-                Err(why) => why.clone(),
-            }),
-        ),
+        ("stale", Json::Bool(staleness.is_stale())),
+        ("stale_reason", Json::str(staleness.to_string())),
     ];
     if detail {
         let (has_schema, schema_error, value) = match &r.state {
@@ -514,9 +491,11 @@ pub fn inspect_text(r: &Report) -> String {
         }
         _ => l.kv(0, "state", "of a kind this tool does not know"),
     }
-    let stale = match inspect::is_stale(r) {
-        Ok(()) => format!("yes: {}", stale_reason(r)),
-        Err(why) => format!("no: {why}"),
+    let staleness = inspect::staleness(r);
+    let stale = if staleness.is_stale() {
+        format!("yes: {staleness}")
+    } else {
+        format!("no: {staleness}")
     };
     if r.is_ours() {
         l.kv(0, "stale", stale);

@@ -17,26 +17,23 @@ pub(crate) fn creation_error(
     usage: Option<Usage>,
     page_size: u64,
 ) -> Error {
-    let io = |kind, msg: String| Error::Io {
-        op: "creating",
+    let limit = |reason| Error::SysvLimit {
         name: label.to_owned(),
-        source: std::io::Error::new(kind, msg),
+        reason,
     };
     match e {
         // With IPC_CREAT | IPC_EXCL the key is new, so EINVAL is the size:
         // over SHMMAX (or under SHMMIN, 1 byte, which no segment is).
         Errno::EINVAL => {
-            let limit = limits.map_or_else(
+            let max = limits.map_or_else(
                 || "unknown".to_owned(),
                 |l| format!("{} bytes", l.max_bytes),
             );
-            io(
-                std::io::ErrorKind::InvalidInput,
-                format!(
-                    "the segment needs {size} bytes, larger than the System V limit SHMMAX \
-                     ({limit}, /proc/sys/kernel/shmmax)"
-                ),
-            )
+            limit(format!(
+                "the segment needs {size} bytes, larger than the System V limit SHMMAX \
+                 ({max}, /proc/sys/kernel/shmmax): make the value smaller, use a POSIX name \
+                 or a file instead, or raise the limit"
+            ))
         }
         Errno::ENOSPC => {
             let pages = (size as u64).div_ceil(page_size.max(1));
@@ -53,10 +50,11 @@ pub(crate) fn creation_error(
                     l.max_pages, u.pages
                 ),
                 _ => "the System V limit on segments (SHMMNI, /proc/sys/kernel/shmmni) \
-                      or on their total size (SHMALL, /proc/sys/kernel/shmall) is reached"
+                      or on their total size (SHMALL, /proc/sys/kernel/shmall) is reached: \
+                      remove unused segments (ipcs -m, ipcrm) or raise the limits"
                     .to_owned(),
             };
-            io(std::io::ErrorKind::StorageFull, which)
+            limit(which)
         }
         Errno::ENOMEM => Error::NoSpace {
             name: label.to_owned(),
