@@ -43,7 +43,8 @@ thread_local! {
 /// This thread's owner identity (see [`crate::lock`] for the encoding).
 #[inline]
 pub(crate) fn ident() -> u64 {
-    let v = state().ident.get();
+    let here = Here(std::marker::PhantomData);
+    let v = state(&here).ident.get();
     if v != 0 {
         v
     } else {
@@ -68,30 +69,37 @@ fn compute() -> u64 {
     let tid = nix::unistd::gettid().as_raw() as u32;
     let start = crate::lock::owner::start_time(tid).unwrap_or(0);
     let v = crate::lock::owner::compose_ident(tid, start);
-    state().ident.set(v);
+    let here = Here(std::marker::PhantomData);
+    state(&here).ident.set(v);
     v
 }
 
-/// This thread's state. `LocalKey::with` with a closure this small is
-/// inlined to one thread-pointer-relative address, where a larger closure
-/// made it an indirect call on every lock and unlock (measured).
+/// A place on the calling thread's stack: a borrow of this thread's state
+/// lives no longer than it (zero-sized, and not `Send`).
+struct Here(std::marker::PhantomData<*const ()>);
+
+/// This thread's state, for as long as `_here`, a local of the caller, lives.
+/// `LocalKey::with` with a closure this small is inlined to one
+/// thread-pointer-relative address, where a larger closure made it an
+/// indirect call on every lock and unlock (measured).
 #[inline(always)]
-fn state() -> &'static State {
+fn state(_here: &Here) -> &State {
     let p = STATE.with(|s| s as *const State);
-    // SAFETY: the thread-local lives, at a fixed address, for as long as
-    // this thread runs (it has no destructor, so it is never torn down
-    // while the thread could still call in here), and the reference never
-    // leaves this thread: `State` is not `Sync` (it holds `Cell`s), so a
-    // `&State` cannot be sent to another thread. `'static` here means "for
-    // as long as this thread can use it", which is every use this module
-    // makes of it: none stores it.
+    // SAFETY: `p` is this thread's `STATE`, at a fixed address for as long
+    // as the thread runs: it has no destructor (asserted above), so it is
+    // never torn down before the thread ends, whatever other thread-local
+    // destructors call in here. The reference lives no longer than `_here`,
+    // a local of a frame on this thread's stack, so it cannot outlive the
+    // thread; and it cannot reach another thread: `State` holds `Cell`s, so
+    // it is not `Sync` and `&State` is not `Send`.
     unsafe { &*p }
 }
 
 /// Records that this thread now holds the lock at `at`.
 #[inline]
 pub(crate) fn acquired(at: usize) {
-    let s = state();
+    let here = Here(std::marker::PhantomData);
+    let s = state(&here);
     let d = s.depth.get();
     match s.held.get(d) {
         Some(slot) => {
@@ -121,7 +129,8 @@ fn spill(s: &State, at: usize) {
 /// empty).
 #[inline]
 pub(crate) fn released(at: usize) -> bool {
-    let s = state();
+    let here = Here(std::marker::PhantomData);
+    let s = state(&here);
     let top = s.depth.get().wrapping_sub(1);
     // Locks are mostly released in the opposite order of taking them.
     // (One comparison tells both that there is a top and that it is in
@@ -174,7 +183,8 @@ pub(crate) enum Holding {
 
 /// Whether this thread holds the lock at `at`.
 pub(crate) fn holding(at: usize) -> Holding {
-    let s = state();
+    let here = Here(std::marker::PhantomData);
+    let s = state(&here);
     let mut all: Vec<usize> = s.held[..s.depth.get()].iter().map(Cell::get).collect();
     let spilled = SPILL.try_with(|v| all.extend_from_slice(&v.borrow()[..s.spilled.get()]));
     // Without the list (the thread's destructors are running) the answer

@@ -529,7 +529,11 @@ impl RawLock {
     /// poison was last cleared.
     #[inline]
     pub fn is_poisoned(&self) -> bool {
-        self.poisoned.load(Ordering::Acquire) != 0
+        // A relaxed load and an acquire fence: read-only mappings allow
+        // it (see `Mapping::atomic_u32`).
+        let poisoned = self.poisoned.load(Ordering::Relaxed) != 0;
+        std::sync::atomic::fence(Ordering::Acquire);
+        poisoned
     }
 
     /// Marks the data as possibly inconsistent.

@@ -18,11 +18,27 @@ const REP_MOVSB_FROM: usize = 512;
 /// byte of `dst` is written, and any bit pattern is a valid `Shareable`
 /// value. No reference to the shared bytes is ever made, and they are only
 /// read by volatile loads or by a `rep movsb` in inline assembly, which the
-/// compiler treats as opaque: neither elides, merges nor invents reads, and
-/// each is equivalent to relaxed atomic loads of its bytes, which may race
-/// with writers. Small values are read 16 bytes at a time (8 off x86-64),
-/// large ones with `rep movsb`, so a snapshot costs about what a plain copy
-/// does.
+/// compiler treats as opaque: it neither elides, merges nor invents these
+/// reads. Small values are read 16 bytes at a time (8 off x86-64), large
+/// ones with `rep movsb`, so a snapshot costs about what a plain copy does.
+///
+/// # The seqlock gap
+///
+/// Rust has no atomic copy of arbitrary bytes (the proposed
+/// `AtomicPerByte`, RFC 3301, would be one). A volatile load that races with
+/// a write of another thread is, by the letter of Rust's memory model, a
+/// data race, and so undefined behaviour; it is *not* an atomic load. Every
+/// seqlock written in Rust today (crossbeam's `AtomicCell` fallback among
+/// them) lives with this gap. What this crate relies on instead is what the
+/// targets it builds for (x86-64 and aarch64 Linux) and LLVM do: a volatile
+/// load of an aligned 1-, 2-, 4-, 8- or 16-byte chunk is one plain load
+/// instruction, which cannot fault on mapped memory and returns some bytes
+/// that were there; the compiler cannot assume anything about the value it
+/// returns. The bytes are then never trusted: every `Shareable` bit pattern
+/// is a valid value, and the caller's sequence counter decides whether the
+/// copy is used or thrown away. The writers race with are in other
+/// processes, or are threads of this one writing through a guard, which
+/// reads them back only through these copies.
 ///
 /// # Safety
 ///

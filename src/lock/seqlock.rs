@@ -67,6 +67,15 @@ pub(crate) enum Read {
 }
 
 impl Versions {
+    /// `seq`, with acquire ordering: a relaxed load and an acquire fence,
+    /// which read-only mappings allow (see `Mapping::atomic_u32`).
+    #[inline(always)]
+    fn seq_acquire(&self) -> u64 {
+        let s = self.seq.load(Ordering::Relaxed);
+        fence(Ordering::Acquire);
+        s
+    }
+
     /// Sets generation 0 and `flags`, in a segment being initialised.
     pub(crate) fn reset(&self, flags: u32) {
         self.seq.store(0, Ordering::Relaxed);
@@ -77,13 +86,13 @@ impl Versions {
     /// The number of committed writes (a write in progress not counted).
     #[inline]
     pub(crate) fn generation(&self) -> u64 {
-        self.seq.load(Ordering::Acquire) >> 1
+        self.seq_acquire() >> 1
     }
 
     /// The sequence counter itself (odd while a write is in progress).
     #[cfg(feature = "mirror")]
     pub(crate) fn raw_seq(&self) -> u64 {
-        self.seq.load(Ordering::Acquire)
+        self.seq_acquire()
     }
 
     /// One try at a copy that no write overlapped, for what this process
@@ -93,7 +102,7 @@ impl Versions {
     /// generation it copied if no write began meanwhile; `None` if the copy
     /// must be thrown away.
     pub(crate) fn copy_quiet(&self, copy: impl FnOnce()) -> Option<u64> {
-        let s1 = self.seq.load(Ordering::Acquire);
+        let s1 = self.seq_acquire();
         if s1 & 1 != 0 {
             return None;
         }
@@ -219,7 +228,7 @@ impl Versions {
         src: *const T,
         out: &mut MaybeUninit<T>,
     ) -> Result<u64, u64> {
-        let s1 = self.seq.load(Ordering::Acquire);
+        let s1 = self.seq_acquire();
         if s1 & 1 != 0 {
             return Err(s1);
         }
@@ -282,9 +291,9 @@ impl Versions {
                 // that committed and unlocked between the first load and
                 // the lock check was not interrupted (found by the model
                 // check, tests/model.rs).
-                if self.seq.load(Ordering::Acquire) == s1
+                if self.seq_acquire() == s1
                     && (lock.holder_died() || !lock.is_locked())
-                    && self.seq.load(Ordering::Acquire) == s1
+                    && self.seq_acquire() == s1
                 {
                     // Nobody alive is finishing this write: take what is
                     // there.
@@ -315,7 +324,7 @@ impl Versions {
             // The mark (an Acquire read-modify-write of the lock word) was
             // made either before the committing unlock, which then wakes us,
             // or after it, and then this load sees the committed `seq`.
-            let s = self.seq.load(Ordering::Acquire);
+            let s = self.seq_acquire();
             if s >> 1 != seen {
                 return Some(s >> 1);
             }

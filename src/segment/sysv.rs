@@ -326,7 +326,11 @@ fn inspect(label: &str, spec: &Spec, map: &Mapping, locked: bool) -> Result<Seen
     let mut buf = [0u8; HEADER_LEN];
 
     let state = if len >= STATE_OFFSET + 4 {
-        map.atomic_u32(STATE_OFFSET).load(Ordering::Acquire)
+        // A relaxed load and an acquire fence: a read-only attachment
+        // allows no more (see `Mapping::atomic_u32`).
+        let state = map.atomic_u32(STATE_OFFSET).load(Ordering::Relaxed);
+        fence(Ordering::Acquire);
+        state
     } else {
         0
     };

@@ -12,6 +12,21 @@ use nix::sys::mman::{mmap, munmap, MapFlags, ProtFlags};
 
 use super::sigbus;
 
+// Atomic loads on read-only mappings are defined only where the standard
+// library says relaxed 8-byte loads work on read-only memory (see
+// `Mapping::atomic_u32`).
+#[cfg(not(any(
+    target_arch = "x86_64",
+    target_arch = "aarch64",
+    target_arch = "loongarch64",
+    target_arch = "powerpc64",
+    target_arch = "riscv64",
+    target_arch = "s390x"
+)))]
+compile_error!(
+    "shmstore needs a 64-bit target whose relaxed 8-byte atomic loads work on read-only memory"
+);
+
 /// `len` bytes of a shared object, mapped shared, read-write or (for
 /// read-only handles) read-only.
 #[derive(Debug)]
@@ -226,12 +241,29 @@ impl Mapping {
     }
 
     /// The 32-bit atomic at `offset`.
+    ///
+    /// # Read-only mappings
+    ///
+    /// `AtomicU32::from_ptr` asks for memory valid for writes, which a
+    /// read-only mapping (`PROT_READ`: read-only handles, `inspect`) is not.
+    /// The standard library's "Atomic accesses to read-only memory" rule
+    /// (`core::sync::atomic`) says which accesses are defined there anyway:
+    /// relaxed loads of at most 8 bytes on x86-64 and aarch64 (and the other
+    /// 64-bit targets of its table), nothing else. So through a read-only
+    /// mapping this crate makes only relaxed loads of these 4-, 8- and
+    /// 16-bit words (an acquire load is a relaxed load and an acquire fence),
+    /// never a store or read-modify-write: handles made of read-only
+    /// mappings take no lock and mark no word (`RawSlot::wait_for_change`
+    /// checks `is_writable`), and `FUTEX_WAIT` only reads. Building for a
+    /// target outside that table is refused below.
     pub(crate) fn atomic_u32(&self, offset: usize) -> &AtomicU32 {
         // SAFETY: `at` checked bounds and alignment; the mapping lives as
         // long as the returned borrow of `self`; any bit pattern is a valid
         // u32. Other accesses to these bytes are atomic too, or volatile
         // byte reads (`copy_out`) whose copies are checked before use; no
-        // plain reference to them is ever made.
+        // plain reference to them is ever made. On a read-only mapping only
+        // relaxed loads are made through it (see above), which the standard
+        // library defines on read-only memory.
         unsafe { AtomicU32::from_ptr(self.at::<u32>(offset).as_ptr()) }
     }
 

@@ -247,10 +247,24 @@ fn replace_missing_pages(addr: usize) -> bool {
         libc::PROT_READ
     };
     // SAFETY: [from, end) lies inside a live mapping that this process made
-    // and registered (registrations end before their munmap); replacing its
-    // pages with anonymous ones keeps every address valid, so no reference
-    // into the mapping dangles; its contents become zeros, which every type
-    // that may live in a segment allows (`Shareable` types accept any bits).
+    // and registered (registrations end before their munmap), so MAP_FIXED
+    // replaces only pages of ours, and every address stays valid: no
+    // reference into the mapping dangles.
+    //
+    // References may be live into those pages (a guard's `&mut T`, the
+    // lock's atomics), and their bytes change under them: what they read
+    // before the object was shrunk, then zeros. That is a change made from
+    // outside this thread's accesses, as another process's write to the
+    // segment is, and this crate admits such changes only where every
+    // byte pattern is valid and every read is taken as it comes: the
+    // atomics (any word is a lock or counter state), and values, which are
+    // `Shareable` (any bits). The pages were unreadable (SIGBUS) from the
+    // truncation on, so no access read anything from them in between; the
+    // access that faulted is restarted and reads zeros. The handle is then
+    // marked cut, so that no lock, snapshot or store call passes the zeros
+    // off as the value (`Error::Truncated`, `PoisonError`). The kernel
+    // treats a shrinking object's missing pages no differently: this
+    // replaces a fault with zeros, it does not move or free memory.
     let p = unsafe {
         libc::mmap(
             from as *mut libc::c_void,
