@@ -52,7 +52,33 @@
 //!   `shmstore` command (feature `cli`) does. `mirror` (feature `mirror`):
 //!   values kept in step across hosts through Redis.
 //!
-//! Linux only: it relies on futexes, `/proc` and tmpfs semantics.
+//! Linux only: it relies on futexes, `/proc` and tmpfs semantics; 64-bit
+//! targets whose relaxed 8-byte atomic loads work on read-only memory
+//! (x86-64 and aarch64 among them).
+//!
+//! # Where `unsafe` is allowed
+//!
+//! The crate root denies `unsafe_code`. These modules allow it, each for
+//! one job, and every `unsafe` block says why it is sound:
+//!
+//! | module | what it does with `unsafe` |
+//! |---|---|
+//! | `sys` | the crate's FFI: memory mappings (`mmap`, `shmat`) and the atomic and raw views of their bytes, futex calls, System V calls, descriptor passing, the SIGBUS handler that replaces a shrunk object's missing pages |
+//! | `lock::slot` | slots: a lock, its write counter and the value they guard in a mapping the slot keeps alive; lock-free snapshots into a `T`, `&T` for values made of atomics (`SharedAtomic`), whole-value writes under the lock (the mirror) |
+//! | `lock::guard` | the guard of a held lock, which hands out `&T` and `&mut T` |
+//! | `lock::seqlock` | the snapshot protocol: copies checked against the write counter |
+//! | `lock::racy` | copying bytes that other processes may be writing (volatile loads, `rep movsb`) |
+//! | `lock::held` | the per-thread lock owner identity and list of held locks (a thread-local borrowed in place) |
+//! | `types` | the unsafe traits [`Shareable`] and [`LockFree`] and their impls for primitives, atomics, arrays and the fixed-capacity types |
+//! | `segment::init` | writing a new segment's value and schema before it is published |
+//!
+//! Three functions outside them allow it for one call each: the two create
+//! protocols (descriptor backends and anonymous memory in `segment`,
+//! System V in `segment::sysv`) call `segment::init`'s body writer, and the
+//! store's `heap` writes a new entry's key, value and schema into a block
+//! no directory link reaches yet. The handles ([`Shared`],
+//! [`SharedReader`], [`SharedAtomic`], [`Store`], `mirror::Target`) hold
+//! slots and contain no `unsafe` code.
 
 #![warn(missing_docs)]
 #![deny(unsafe_code)]

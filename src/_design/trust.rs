@@ -56,9 +56,11 @@
 //!
 //! # Where the `unsafe` code is
 //!
-//! The crate's `unsafe` code is confined to a small layer of system calls
-//! (futexes, mappings and racy copies, the SIGBUS handler, System V calls,
-//! descriptor passing, the per-thread identity), to the `unsafe impl`s of
-//! [`Shareable`](crate::Shareable) and [`LockFree`](crate::LockFree) and to
-//! the handles that turn a mapping into references. Every `unsafe` block
-//! carries the argument for its soundness next to it.
+//! The crate root denies `unsafe_code`; the modules that allow it, and what
+//! each does with it, are listed in the [crate docs](crate#where-unsafe-is-allowed):
+//! the system calls (`sys`), the lock's slots, guard, seqlock, racy copies
+//! and per-thread state (`lock`), the unsafe traits
+//! [`Shareable`](crate::Shareable) and [`LockFree`](crate::LockFree)
+//! (`types`), and the writing of a new segment's or store entry's bytes.
+//! The handles contain none. Every `unsafe` block carries the argument for
+//! its soundness next to it.
