@@ -58,8 +58,8 @@
 //!
 //! The crate root denies `unsafe_code`; the modules that allow it, and what
 //! each does with it, are listed in the [crate docs](crate#where-unsafe-is-allowed):
-//! the system calls (`sys`), the lock's slots, guard, seqlock, racy copies
-//! and per-thread state (`lock`), the unsafe traits
+//! the system calls and racy copies (`sys`), the lock's slots, guard,
+//! seqlock and per-thread state (`lock`), the unsafe traits
 //! [`Shareable`](crate::Shareable) and [`LockFree`](crate::LockFree)
 //! (`types`), and the writing of a new segment's or store entry's bytes.
 //! The handles contain none. Every `unsafe` block carries the argument for

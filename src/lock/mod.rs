@@ -91,8 +91,6 @@ pub(crate) mod guard;
 pub(crate) mod held;
 pub(crate) mod owner;
 #[allow(unsafe_code)]
-pub(crate) mod racy;
-#[allow(unsafe_code)]
 pub(crate) mod seqlock;
 #[allow(unsafe_code)]
 pub(crate) mod slot;

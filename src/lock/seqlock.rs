@@ -35,9 +35,9 @@ use std::time::{Duration, Instant};
 
 use std::mem::MaybeUninit;
 
-use crate::lock::racy;
 use crate::lock::{RawLock, CHECK_INTERVAL};
 use crate::sys::futex;
+use crate::sys::racy;
 use crate::types::shareable::Shareable;
 
 /// Flag: every committed write wakes the futex, for read-only watchers.
@@ -98,7 +98,7 @@ impl Versions {
     /// One try at a copy that no write overlapped, for what this process
     /// reads as bytes (the mirror's values, `inspect`'s values and store
     /// directories): if no write is in progress, runs `copy`, which must
-    /// read with racy loads ([`racy`](crate::lock::racy)), and returns the
+    /// read with racy loads ([`racy`](crate::sys::racy)), and returns the
     /// generation it copied if no write began meanwhile; `None` if the copy
     /// must be thrown away.
     pub(crate) fn copy_quiet(&self, copy: impl FnOnce()) -> Option<u64> {

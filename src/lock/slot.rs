@@ -135,7 +135,7 @@ impl RawSlot {
         assert_eq!(out.len(), self.len, "a buffer of the wrong size");
         // SAFETY: the value's `len` bytes lie inside the mapping (checked in
         // `new`), which `memory` keeps alive as long as `self`.
-        unsafe { crate::lock::racy::copy_to_slice(self.value.as_ptr().cast_const(), out) };
+        unsafe { crate::sys::racy::copy_to_slice(self.value.as_ptr().cast_const(), out) };
     }
 
     /// Sleeps until the generation differs from `seen`; the new generation,

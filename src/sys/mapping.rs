@@ -130,7 +130,7 @@ impl Mapping {
 
     /// Copies `out.len()` bytes from `offset`, for bytes another process
     /// may be writing (a header not yet checked, a value of unknown type):
-    /// see [`racy::copy_to_slice`](crate::lock::racy::copy_to_slice).
+    /// see [`racy::copy_to_slice`](crate::sys::racy::copy_to_slice).
     pub(crate) fn copy_out(&self, offset: usize, out: &mut [u8]) {
         let end = offset.checked_add(out.len());
         assert!(
@@ -140,9 +140,7 @@ impl Mapping {
         );
         // SAFETY: offset + out.len() <= len (checked above), so the bytes
         // lie inside this mapping, which lives while `self` is borrowed.
-        unsafe {
-            crate::lock::racy::copy_to_slice(self.ptr.as_ptr().add(offset).cast_const(), out)
-        };
+        unsafe { crate::sys::racy::copy_to_slice(self.ptr.as_ptr().add(offset).cast_const(), out) };
     }
 
     /// Writes the mapping back to its file and waits for the disk

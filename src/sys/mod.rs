@@ -8,5 +8,6 @@
 pub(crate) mod fdpass;
 pub(crate) mod futex;
 pub(crate) mod mapping;
+pub(crate) mod racy;
 pub(crate) mod sigbus;
 pub(crate) mod sysv;

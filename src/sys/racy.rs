@@ -3,8 +3,6 @@
 use std::mem::size_of;
 use std::ptr;
 
-use crate::types::shareable::Shareable;
-
 /// From this size on, x86-64 copies with one `rep movsb` (fast strings:
 /// whole cache lines per step), below it with 16-byte loads.
 #[cfg(target_arch = "x86_64")]
@@ -45,9 +43,10 @@ const REP_MOVSB_FROM: usize = 512;
 /// - `src` is aligned for `T` and valid for reads of `size_of::<T>()` bytes
 ///   for the whole call (it points into a live mapping);
 /// - `dst` is valid for writes of `size_of::<T>()` bytes and does not
-///   overlap `src`.
+///   overlap `src`;
+/// - every bit pattern is a valid `T` (callers pass `Shareable` types).
 #[inline(always)]
-pub(crate) unsafe fn copy_into<T: Shareable>(src: *const T, dst: *mut T) {
+pub(crate) unsafe fn copy_into<T>(src: *const T, dst: *mut T) {
     // SAFETY: the caller's promise, for the `size_of::<T>()` bytes of a T;
     // every byte pattern is a valid T, so bytes make a T.
     unsafe { copy_bytes(src.cast::<u8>(), dst.cast::<u8>(), size_of::<T>()) }
@@ -164,7 +163,7 @@ mod tests {
     use super::*;
     use std::mem::MaybeUninit;
 
-    fn copy<T: Shareable>(src: *const T) -> T {
+    fn copy<T: Copy>(src: *const T) -> T {
         let mut out = MaybeUninit::<T>::uninit();
         // SAFETY: the callers below pass pointers into live vectors with
         // room for a T; `out` is a separate local.
