@@ -11,21 +11,20 @@
 //!   why it is measured so: [`MIN_SHARE_OF_FAIR`]);
 //! - leaks: each process's resident memory, open descriptors and mappings,
 //!   sampled after a warm-up and at the end, must not grow with the number
-//!   of acquisitions, and the processes must map exactly the one segment,
-//!   which must be the only one they made.
+//!   of acquisitions, and the processes must map exactly the one segment
+//!   and make none of their own.
 //!
 //! The figures (acquisitions per process, shares, Jain's fairness index, the
 //! longest single `lock()`, memory) are printed; `--nocapture` shows
 //! them. `cargo run --release --example load` runs the same for longer and
 //! prints a table per process.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
-use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{command, field, role, say, Kid, Segment};
+use common::{command, field, heavy, role, say, Kid, Segment};
 use shmstore::{Shareable, Shared, Store};
 
 /// Processes in each scenario.
@@ -81,14 +80,6 @@ const SHARED_EVERY: u64 = 4;
 struct Tallies {
     total: u64,
     per_process: [u64; PROCS],
-}
-
-/// The tests take this so that they never run at the same time: each needs
-/// the whole machine.
-static HEAVY: Mutex<()> = Mutex::new(());
-
-fn heavy() -> MutexGuard<'static, ()> {
-    HEAVY.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 // ===========================================================================
@@ -332,9 +323,9 @@ fn shm_mappings(pid: u32) -> Vec<String> {
 
 /// Starts `PROCS` children playing `role` on `seg`, lets them run for
 /// [`RUN`], and checks, half-way, that each maps the segment exactly once
-/// and nothing else in /dev/shm, and that the only segment made since
-/// /dev/shm held `before` by this process or its children is `seg`.
-/// Returns what each child reported.
+/// and nothing else in /dev/shm, and that none of them made a segment since
+/// /dev/shm held `before` (this process is left out: other tests here make
+/// segments at the same time). Returns what each child reported.
 fn run(role: &str, seg: &Segment, before: &BTreeSet<String>) -> Vec<Outcome> {
     let mut kids: Vec<Kid> = (0..PROCS)
         .map(|i| Kid::spawn(role, &[seg.name(), &i.to_string()]))
@@ -358,23 +349,18 @@ fn run(role: &str, seg: &Segment, before: &BTreeSet<String>) -> Vec<Outcome> {
             k.pid()
         );
     }
-    let mut ours: BTreeSet<u32> = kids.iter().map(Kid::pid).collect();
-    ours.insert(std::process::id());
+    let kids_pids: BTreeSet<u32> = kids.iter().map(Kid::pid).collect();
     let made: Vec<String> = dev_shm()
         .difference(before)
         .filter(|name| {
             shmstore::inspect::inspect(name.as_str())
                 .ok()
                 .and_then(|r| r.header().map(|h| h.creator_pid))
-                .is_some_and(|pid| ours.contains(&pid))
+                .is_some_and(|pid| kids_pids.contains(&pid))
         })
         .cloned()
         .collect();
-    assert_eq!(
-        made,
-        vec![seg.name().to_owned()],
-        "segments made by this run"
-    );
+    assert!(made.is_empty(), "segments the processes made: {made:?}");
 
     let outcomes = kids
         .iter_mut()

@@ -22,16 +22,15 @@
 //! every child is killed with its [`Kid`]. Nothing is left behind, also when
 //! an assertion fails.
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use common::{command, eventually, field, is_root, role, say, Counter, Key, Kid, Segment};
+use common::{command, eventually, field, heavy, is_root, role, say, Counter, Key, Kid, Segment};
 use shmstore::{Error, Location, Shareable, Shared, SharedOptions, SharedReader, SysvKey};
 
 // ===========================================================================
@@ -236,14 +235,6 @@ const RECOVERY: Duration = Duration::from_secs(1);
 const LONG_WAIT_MS: u64 = 10_000;
 /// The liveness bound for a wake: half the wait's timeout.
 const WAKE_BOUND_MS: u64 = LONG_WAIT_MS / 2;
-
-/// The CPU-hungry tests take this, so that they do not share the two cores
-/// with each other (each of them alone keeps four processes busy).
-static HEAVY: Mutex<()> = Mutex::new(());
-
-fn heavy() -> MutexGuard<'static, ()> {
-    HEAVY.lock().unwrap_or_else(PoisonError::into_inner)
-}
 
 /// The CPUs this thread may run on.
 fn allowed_cpus() -> Vec<usize> {
