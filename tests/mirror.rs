@@ -443,7 +443,7 @@ fn child_entry() {
 
 /// Moves this process (its only thread that matters: this one, which
 /// starts every other) into a mount namespace of its own, with a fresh
-/// tmpfs on /dev/shm. See tests/process.rs (`small_tmpfs`).
+/// tmpfs on /dev/shm. See tests/shmstore/shared.rs (`small_tmpfs`).
 fn own_dev_shm() {
     let err = std::io::Error::last_os_error;
     // SAFETY: unshare takes flags only; it moves this thread (and the

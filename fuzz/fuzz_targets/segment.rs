@@ -57,7 +57,8 @@ fn exercise(name: &str, after: &[u8]) {
     assert_eq!(shared.generation(), seq >> 1);
     // A snapshot with no write in progress returns at once. (One with a
     // write cut short waits for the holder's death to be noticed, about
-    // 50 ms: tests/hostile.rs covers it, too slow for fuzzing.)
+    // 50 ms: tests/shmstore/reliability/hostile.rs covers it, too slow for
+    // fuzzing.)
     if seq & 1 == 0 {
         for got in [shared.snapshot(), reader.snapshot()] {
             let v = match &got {

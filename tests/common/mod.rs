@@ -1,10 +1,13 @@
 //! Helpers for tests that run parts of themselves in other processes.
 //!
 //! A child process is this test binary run again with `--exact <entry>` and
-//! the role to play in the `SHMSTORE_CHILD` environment variable; the entry
-//! test returns at once unless that variable is set. Children talk to the
-//! parent in lines on stdout that start with `@@ ` (everything else there is
-//! the test harness talking) and take commands as lines on stdin.
+//! the role to play in the `SHMSTORE_CHILD` environment variable. The entry
+//! is the `child_entry` test of the file that spawns the child (see
+//! [`entry_of`]): `child_entry` in tests/cli.rs, `shared::child_entry` in
+//! tests/shmstore/shared.rs; it returns at once unless that variable is set.
+//! Children talk to the parent in lines on stdout that start with `@@ `
+//! (everything else there is the test harness talking) and take commands as
+//! lines on stdin.
 //!
 //! Every child is SIGKILLed and reaped when its [`Kid`] is dropped, and gets
 //! SIGKILL from the kernel if the thread that started it goes away, so no
@@ -13,20 +16,24 @@
 
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 /// The variable that carries a child's role (`role:arg:arg...`).
 pub const CHILD_ENV: &str = "SHMSTORE_CHILD";
+/// The variable that carries the entry test a child was started for.
+const ENTRY_ENV: &str = "SHMSTORE_CHILD_ENTRY";
 /// The variable that carries the parent's pid (for the parent-death check).
 const PARENT_ENV: &str = "SHMSTORE_CHILD_PARENT";
-/// The `#[test]` function that plays roles in children.
+/// The name of the `#[test]` function that plays roles in children, one in
+/// each file that starts children.
 pub const ENTRY: &str = "child_entry";
 /// What every protocol line starts with.
 const TAG: &str = "@@ ";
@@ -93,7 +100,9 @@ pub struct Kid {
 }
 
 impl Kid {
-    /// Starts this binary again to play `role` with `args`.
+    /// Starts this binary again to play `role` with `args`, in the
+    /// `child_entry` test of the file this is called from.
+    #[track_caller]
     pub fn spawn(role: &str, args: &[&str]) -> Kid {
         let mut spec = role.to_owned();
         for a in args {
@@ -101,10 +110,12 @@ impl Kid {
             spec.push(':');
             spec.push_str(a);
         }
+        let entry = entry_of(std::panic::Location::caller().file());
         let exe = std::env::current_exe().expect("current_exe");
         let mut child = Command::new(exe)
-            .args(["--exact", ENTRY, "--nocapture", "--test-threads=1", "-q"])
+            .args(["--exact", &entry, "--nocapture", "--test-threads=1", "-q"])
             .env(CHILD_ENV, &spec)
+            .env(ENTRY_ENV, &entry)
             .env(PARENT_ENV, std::process::id().to_string())
             // Roles put large values on the stack of the harness's thread.
             .env("RUST_MIN_STACK", (16 << 20).to_string())
@@ -262,6 +273,41 @@ impl Drop for Kid {
     }
 }
 
+/// The `child_entry` test of the test file at `file` (a path that ends in
+/// `tests/...`), as the harness names it: `child_entry` for a test binary of
+/// one file (tests/cli.rs) or the root of one (tests/shmstore/main.rs),
+/// `store::processes::child_entry` for the module in
+/// tests/shmstore/store/processes.rs.
+pub fn entry_of(file: &str) -> String {
+    let parts: Vec<&str> = std::path::Path::new(file)
+        .iter()
+        .map(|p| p.to_str().expect("a UTF-8 path"))
+        .collect();
+    let tests = parts
+        .iter()
+        .rposition(|p| *p == "tests")
+        .unwrap_or_else(|| panic!("{file} is not under tests/"));
+    // Leave out the binary's own file or folder, and `.rs`.
+    let mut path: Vec<&str> = parts[tests + 2..].to_vec();
+    if let Some(last) = path.last_mut() {
+        *last = last.strip_suffix(".rs").unwrap_or(last);
+    }
+    if path.last().is_some_and(|m| *m == "main" || *m == "mod") {
+        path.pop();
+    }
+    path.push(ENTRY);
+    path.join("::")
+}
+
+/// Waits for the tests that need the whole machine to themselves (they keep
+/// every core busy with processes of their own), so that no two of them
+/// run at once, in any module. Tests that only need a few processes do not
+/// take it.
+pub fn heavy() -> MutexGuard<'static, ()> {
+    static HEAVY: Mutex<()> = Mutex::new(());
+    HEAVY.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 /// The state letter of process `pid` in /proc (`R`, `S`, `Z`, ...).
 pub fn proc_state(pid: u32) -> Option<char> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -299,6 +345,21 @@ pub fn role() -> Option<Vec<String>> {
         std::process::exit(99);
     }
     Some(spec.split(':').map(str::to_owned).collect())
+}
+
+/// The role this process is to play on its main thread, before the test
+/// harness starts any thread, if it is a child started by the file this is
+/// called from with a role whose name starts with `main-`. Called from a
+/// function in `.init_array`: every such function of the binary runs in
+/// every child, and only the one of the file that started it plays.
+#[track_caller]
+pub fn main_thread_role() -> Option<Vec<String>> {
+    let spec = std::env::var(CHILD_ENV).ok()?;
+    let entry = std::env::var(ENTRY_ENV).ok()?;
+    if !spec.starts_with("main-") || entry != entry_of(std::panic::Location::caller().file()) {
+        return None;
+    }
+    role()
 }
 
 /// Says `msg` to the parent.
@@ -429,19 +490,26 @@ pub fn report_race(got: Result<shmstore::Shared<Counter>, shmstore::Error>) {
     }
 }
 
-static KEY_SEQ: AtomicU32 = AtomicU32::new(0);
+/// How many keys each range has given out in this process.
+static KEY_SEQ: Mutex<BTreeMap<u32, u32>> = Mutex::new(BTreeMap::new());
 
 /// A System V key unique to this process and call, in the range `base` of
-/// one test file (tests/sysv.rs uses `0x3000_0000`, tests/readers.rs
-/// `0x5000_0000`, so test binaries running at once never meet): keys are
-/// `base | pid << 6 | n`. Its segment is marked for removal (`IPC_RMID`)
-/// when the guard is dropped, whatever it holds.
+/// one test file (backends/sysv.rs uses `0x3000_0000`, readers.rs
+/// `0x5000_0000`, so tests running at once never meet): keys are
+/// `base | pid << 6 | n`, for the first 64 keys of each range. Its segment
+/// is marked for removal (`IPC_RMID`) when the guard is dropped, whatever it
+/// holds.
 pub struct Key(pub shmstore::SysvKey);
 
 impl Key {
     pub fn in_range(base: u32) -> Key {
-        let n = KEY_SEQ.fetch_add(1, Ordering::Relaxed);
-        assert!(n < 64, "out of keys");
+        let n = {
+            let mut seq = KEY_SEQ.lock().unwrap_or_else(PoisonError::into_inner);
+            let next = seq.entry(base).or_insert(0);
+            *next += 1;
+            *next - 1
+        };
+        assert!(n < 64, "out of keys in the range {base:#x}");
         let raw = base | ((std::process::id() & 0x3f_ffff) << 6) | n;
         let key = shmstore::SysvKey::new(raw as i32);
         // A crashed earlier run of a process with our pid may have left it.

@@ -3,11 +3,11 @@
 //! as root, starts children that drop to uid and gid 65534 (see `common`).
 //!
 //! Already covered elsewhere, and not repeated here: `Shared<T>` on POSIX
-//! (tests/process.rs: a 0600 segment is `PermissionDenied` to another user,
+//! (shared.rs: a 0600 segment is `PermissionDenied` to another user,
 //! a 0666 one `ForeignOwner` unless allowed, a segment chowned to another
-//! user `ForeignOwner` to root) and on System V (tests/sysv.rs, the same,
+//! user `ForeignOwner` to root) and on System V (backends/sysv.rs, the same,
 //! and `unlink` by another user); `SharedReader` on all three backends for
-//! a 0640 segment readable by the group (tests/readers.rs); `rm` of another
+//! a 0640 segment readable by the group (readers.rs); `rm` of another
 //! user's segment by the command (tests/cli.rs).
 //!
 //! Covered here:
@@ -43,7 +43,7 @@
 //! When the tests do not run as root they print "skip: needs root" and
 //! pass.
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};

@@ -10,7 +10,7 @@
 //! `0x3000_0000 | pid << 6 | n`, so they are unique per process and never
 //! `IPC_PRIVATE`.
 
-mod common;
+use crate::common;
 
 use std::sync::PoisonError;
 use std::time::{Duration, Instant};

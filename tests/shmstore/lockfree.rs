@@ -5,7 +5,7 @@
 //! That a struct with a plain field cannot become a `SharedAtomic` is a
 //! compile error, pinned in `tests/ui/get_not_lock_free.rs`.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicI16, AtomicI64, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::TryLockError;

@@ -1,7 +1,7 @@
 //! The memfd, anonymous and file-backed backends, with real processes: the
 //! same counter, crash recovery and refusals as POSIX segments get.
 
-mod common;
+use crate::common;
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -36,8 +36,7 @@ fn child_entry() {
 static MAIN_THREAD_ROLES: extern "C" fn() = main_thread_roles;
 
 extern "C" fn main_thread_roles() {
-    if std::env::var(common::CHILD_ENV).is_ok_and(|r| r.starts_with("main-")) {
-        let args = role().expect("a role");
+    if let Some(args) = common::main_thread_role() {
         std::process::exit(play(&args));
     }
 }

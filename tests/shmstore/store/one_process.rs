@@ -1,5 +1,5 @@
 //! `Store`: many named, typed entries in one segment, within one process
-//! (tests/store_process.rs has the tests across processes).
+//! (store/processes.rs has the tests across processes).
 //!
 //! Round trips through two mappings of one store, the typed errors, a full
 //! store and a fragmented one, 100,000 create/remove cycles of mixed sizes,
@@ -16,7 +16,7 @@
 //! (this file's range is `0x6000_0000`) and every file from [`TempFile`],
 //! which remove what they name when dropped, also when an assertion fails.
 
-mod common;
+use crate::common;
 
 use std::collections::VecDeque;
 use std::os::unix::fs::PermissionsExt;

@@ -43,10 +43,10 @@
 //! another number per storm, for the long version:
 //!
 //! ```text
-//! SHMSTORE_STORM_KILLS=2500 cargo test --release --all-features --test storm -- --nocapture
+//! SHMSTORE_STORM_KILLS=2500 cargo test --release --test shmstore reliability::storm -- --nocapture
 //! ```
 
-mod common;
+use crate::common;
 
 use std::fmt::Debug;
 use std::ops::AddAssign;
@@ -55,10 +55,10 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use common::{proc_state, role, Key, Kid, Segment, PATIENCE};
+use common::{heavy, proc_state, role, Key, Kid, Segment, PATIENCE};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use shmstore::inspect::{self, LockState, State};
@@ -91,14 +91,6 @@ const COUNTERS: usize = 4;
 const OWN_KEYS: u64 = 8;
 /// The store's capacity: the heap of `Whole256`.
 const STORE_CAP: usize = 256 * 1024;
-
-/// Storms take this, so that they do not share the two cores with each
-/// other.
-static HEAVY: Mutex<()> = Mutex::new(());
-
-fn heavy() -> MutexGuard<'static, ()> {
-    HEAVY.lock().unwrap_or_else(PoisonError::into_inner)
-}
 
 /// How many workers each storm kills.
 fn kills_per_storm() -> u64 {
@@ -258,7 +250,7 @@ page!(Page, 6);
 page!(BigPage, 120);
 
 /// A value as large as the heap of a store of `STORE_CAP` bytes (the
-/// arithmetic of tests/store_process.rs: with the key `whole` and a type
+/// arithmetic of store/processes.rs: with the key `whole` and a type
 /// name of 8 letters, its block is exactly the heap). It fits only when
 /// every byte of the store is free.
 #[derive(Shareable, Clone, Copy)]

@@ -8,7 +8,7 @@
 //! dying. The truncating process is the test itself: "another process" as
 //! far as the victim is concerned.
 
-mod common;
+use crate::common;
 
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};

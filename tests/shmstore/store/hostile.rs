@@ -2,7 +2,7 @@
 //! every operation returns a value or an error: never a panic, a hang or a
 //! read outside the mapping.
 
-mod common;
+use crate::common;
 
 use std::fs::OpenOptions;
 use std::os::unix::fs::FileExt;

@@ -23,16 +23,16 @@
 //!
 //! The kill tests print what their kills hit (`--nocapture` shows it).
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::FileExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::PoisonError;
 use std::time::{Duration, Instant};
 
-use common::{command, field, role, say, Counter, Key, Kid, Segment, Tally};
+use common::{command, field, heavy, role, say, Counter, Key, Kid, Segment, Tally};
 use shmstore::{Error, Location, Shareable, Shared, Store, SysvKey};
 
 /// The liveness bound for noticing a dead holder (documented: about 50 ms).
@@ -56,14 +56,6 @@ const STATE_READY: u32 = 2;
 /// (src/store/heap.rs).
 const FORMAT_AT: u64 = 320;
 const FORMATTED: u32 = 0x5354_3031;
-
-/// The CPU-hungry tests take this, so that they do not share the two cores
-/// with each other.
-static HEAVY: Mutex<()> = Mutex::new(());
-
-fn heavy() -> MutexGuard<'static, ()> {
-    HEAVY.lock().unwrap_or_else(PoisonError::into_inner)
-}
 
 // ===========================================================================
 // Values that check themselves

@@ -53,7 +53,7 @@
 //! The tests at the end are the minimal cases of library bugs this suite
 //! and fuzz/ found, kept as regression tests now that they are fixed.
 
-mod common;
+use crate::common;
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -1692,7 +1692,8 @@ fn a_forged_free_list_index_never_makes_entries_overlap() {
 /// largest value makes `insert` and `get_or_create` panic with "attempt to
 /// add with overflow" in builds with overflow checks (debug builds, and the
 /// fuzz targets); release builds wrap around silently. Run it with
-/// `cargo test --all-features --test hostile` (a debug build).
+/// `cargo test --all-features --test shmstore reliability::hostile` (a debug
+/// build).
 #[test]
 fn counts_at_their_largest_value_do_not_make_insert_panic() {
     for (count, at) in [("entries", 24), ("bytes used", 32)] {

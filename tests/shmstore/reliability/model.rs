@@ -67,9 +67,9 @@
 //! which the checker shows would remove the missed wake itself. The
 //! results, traces and figures are in docs/reliability-model.md.
 //!
-//! `cargo test --release --test model` runs the default bounds (seconds);
-//! `cargo test --release --test model -- --ignored` the larger ones (about
-//! a minute, 2.5 GB).
+//! `cargo test --release --test shmstore reliability::model` runs the
+//! default bounds (seconds); `cargo test --release --test shmstore
+//! reliability::model -- --ignored` the larger ones (about a minute, 2.5 GB).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
@@ -2312,7 +2312,7 @@ fn model_cites_code_that_exists() {
 
 /// Larger bounds: two iterations for three processes, more yields. About a
 /// minute and 2.5 GB, not seconds:
-/// `cargo test --release --test model -- --ignored`.
+/// `cargo test --release --test shmstore reliability::model -- --ignored`.
 #[test]
 #[ignore]
 fn model_larger_bounds() {

@@ -8,7 +8,7 @@
 //! ("a dead holder is noticed within about 50 ms", asserted as 1 s), never
 //! measurements of speed.
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::sync::{Barrier, PoisonError, TryLockError};
@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use common::{
     command, eventually, failure, field, gettid, is_root, outcome, proc_state, race_to_the_end,
-    report_race, role, say, variant, Counter, Kid, Segment, Tally, Wider, CHILD_ENV,
+    report_race, role, say, variant, Counter, Kid, Segment, Tally, Wider,
 };
 use shmstore::{Error, Shareable, Shared, SharedOptions};
 
@@ -81,10 +81,8 @@ fn child_entry() {
 static MAIN_THREAD_ROLES: extern "C" fn() = main_thread_roles;
 
 extern "C" fn main_thread_roles() {
-    if std::env::var(CHILD_ENV).is_ok_and(|r| r.starts_with("main-")) {
-        let args = role().expect("a role");
-        let code = play(&args);
-        std::process::exit(code);
+    if let Some(args) = common::main_thread_role() {
+        std::process::exit(play(&args));
     }
 }
 

@@ -1,0 +1,73 @@
+//! The integration tests of shmstore, one module per feature: run one
+//! feature's tests with `cargo test --release --test shmstore <module>::`
+//! (for example `store::` or `backends::sysv::`).
+//!
+//! Three test binaries stand apart: tests/cli.rs (the `shmstore` command,
+//! feature `cli`), tests/mirror.rs (the mirror, feature `mirror`) and
+//! tests/compiletest.rs (what `#[derive(Shareable)]` refuses, with
+//! trybuild).
+//!
+//! Modules that start child processes run this binary again (see
+//! `common`), each in its own `child_entry` test. Tests that keep every core
+//! busy take [`common::heavy`], so that no two of them run at once.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+// The typed handle and its lock.
+/// `SharedAtomic` on structs of atomics, from processes and threads.
+mod lockfree;
+/// `SharedReader` and snapshots: copies never torn, waiting for changes,
+/// read-only opens.
+mod readers;
+/// `Shared<T>` between processes: the lock, holders that die or panic,
+/// races to create, modes, owners, refusals of damaged or foreign objects.
+mod shared;
+
+// The types that may live in shared memory.
+/// `#[derive(Shareable)]`: what it implements, what the fingerprint sees.
+mod derive;
+/// `ShmStr`, `ShmVec`, `ShmBool` whatever bytes they hold.
+mod fixed;
+/// The bytes another program sees: header, value, schema.
+mod layout;
+/// Schemas: encoding, decoding, printing values, damaged encodings.
+mod schema;
+
+/// Where segments come from, besides POSIX shared memory (which every other
+/// module uses).
+mod backends {
+    /// memfd, anonymous and file-backed segments.
+    mod fd;
+    /// System V segments.
+    mod sysv;
+}
+
+/// `Store`: many named, typed entries in one segment.
+mod store {
+    /// Hostile bytes in a store's directory and heap.
+    mod hostile;
+    /// Within one process: round trips, errors, space, waiting, capacity.
+    mod one_process;
+    /// Between processes: races, kills in the middle of inserts and
+    /// removes, dead holders.
+    mod processes;
+}
+
+/// Segments and other users: permissions, owners, squatted names.
+mod users;
+
+/// What must hold whatever happens to a segment.
+mod reliability {
+    /// Hostile bytes written over any part of a segment or store.
+    mod hostile;
+    /// Sixteen processes on one lock and on one store: nothing lost,
+    /// everyone served, nothing grows.
+    mod load;
+    /// A model check of the lock word protocol and the seqlock.
+    mod model;
+    /// Segments shrunk under their mappings (SIGBUS), full file systems.
+    mod space;
+    /// Kill storms: workers SIGKILLed at random while they update values.
+    mod storm;
+}
