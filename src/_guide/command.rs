@@ -82,7 +82,7 @@
 //! `Counter { value: 1234, last_pid: 4242 }` and which has `to_json`).
 //!
 //! ```
-//! use shmstore::inspect::{inspect, State};
+//! use shmstore::inspect::{self, State};
 //! use shmstore::{Shareable, Shared};
 //!
 //! #[derive(Shareable, Clone, Copy, Default)]
@@ -93,7 +93,7 @@
 //! let c = Shared::<Counter>::create(&name, Counter { value: 1234, last_pid: 4242, hits: 1 })?;
 //!
 //! // In any process, without the type:
-//! let report = inspect(&name)?;
+//! let report = inspect::report(&name)?;
 //! match report.state {
 //!     State::Value { value: Some(value), .. } => {
 //!         assert_eq!(value.to_string(), "Counter { value: 1234, last_pid: 4242, hits: 1 }");

@@ -331,7 +331,7 @@ impl RawLock {
                         // The wake an unlock sent may have come to us, who
                         // give up now: pass it on, or another sleeper waits
                         // for its own timeout on a free lock (found by the
-                        // model check, tests/model.rs).
+                        // model check, tests/shmstore/reliability/model.rs).
                         if self.sleepers.load(Ordering::SeqCst) > 1 {
                             futex::wake(&self.word, 1);
                         }

@@ -290,7 +290,7 @@ impl Versions {
                 // The counter is loaded again after the lock word: a writer
                 // that committed and unlocked between the first load and
                 // the lock check was not interrupted (found by the model
-                // check, tests/model.rs).
+                // check, tests/shmstore/reliability/model.rs).
                 if self.seq_acquire() == s1
                     && (lock.holder_died() || !lock.is_locked())
                     && self.seq_acquire() == s1
@@ -337,7 +337,7 @@ impl Versions {
             };
             // Never longer than CHECK_INTERVAL per sleep: a watcher that
             // marks the word just before an unlock that clears the mark can
-            // miss that unlock's wake, and the next commit's (tests/model.rs
+            // miss that unlock's wake, and the next commit's (tests/shmstore/reliability/model.rs
             // finds the interleaving); looking again every 50 ms bounds the
             // delay as the lock's sleepers bound theirs.
             futex::wait(&self.seq, s as u32, left.min(CHECK_INTERVAL));

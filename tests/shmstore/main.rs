@@ -54,6 +54,11 @@ mod store {
     mod processes;
 }
 
+/// The crate's layout rules, on its sources: where `unsafe` is allowed,
+/// handles that never reach a backend, a `sys` layer that imports nothing
+/// above it.
+mod structure;
+
 /// Segments and other users: permissions, owners, squatted names.
 mod users;
 

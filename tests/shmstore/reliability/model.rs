@@ -1,7 +1,7 @@
-//! A model check of the lock word protocol (src/lock.rs) and the seqlock
-//! (src/seqlock.rs), as the typed handles use them: the guard, its
-//! `DerefMut` and its drop (src/shared.rs, `Versions::unlock`), snapshots
-//! (src/slot.rs, `Versions::read`) and `wait_for_change` (`Versions::wait`,
+//! A model check of the lock word protocol (src/lock/mod.rs) and the seqlock
+//! (src/lock/seqlock.rs), as the typed handles use them: the guard, its
+//! `DerefMut` and its drop (src/lock/guard.rs, `Versions::unlock`), snapshots
+//! (src/lock/slot.rs, `Versions::read`) and `wait_for_change` (`Versions::wait`,
 //! with the `V` bit of the lock word).
 //!
 //! # The model
@@ -86,158 +86,164 @@ use Role::*;
 const CITED: &[(&str, &str)] = &[
     // RawLock::acquire and acquire_until: the fast path.
     (
-        "src/lock.rs",
+        "src/lock/mod.rs",
         ".compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)",
     ),
     // acquire_slow.
     (
-        "src/lock.rs",
+        "src/lock/mod.rs",
         "let mut v = self.word.load(Ordering::Relaxed);",
     ),
-    ("src/lock.rs", "for _ in 0..YIELDS {"),
-    ("src/lock.rs", "v = self.word.load(Ordering::Relaxed);"),
+    ("src/lock/mod.rs", "for _ in 0..YIELDS {"),
+    ("src/lock/mod.rs", "v = self.word.load(Ordering::Relaxed);"),
     (
-        "src/lock.rs",
+        "src/lock/mod.rs",
         "self.sleepers.fetch_add(1, Ordering::SeqCst);",
     ),
     (
-        "src/lock.rs",
+        "src/lock/mod.rs",
         "self.sleepers.fetch_sub(1, Ordering::SeqCst);",
     ),
     // sleep_until_acquired.
-    ("src/lock.rs", "let v = self.word.load(Ordering::Relaxed);"),
     (
-        "src/lock.rs",
+        "src/lock/mod.rs",
+        "let v = self.word.load(Ordering::Relaxed);",
+    ),
+    (
+        "src/lock/mod.rs",
         "let flag = if self.sleepers.load(Ordering::SeqCst) > 1 {",
     ),
-    ("src/lock.rs", "me | flag | (v & WATCHED),"),
+    ("src/lock/mod.rs", "me | flag | (v & WATCHED),"),
     (
-        "src/lock.rs",
+        "src/lock/mod.rs",
         "} else if now.duration_since(seen_since) >= CHECK_INTERVAL {",
     ),
     (
-        "src/lock.rs",
+        "src/lock/mod.rs",
         "if let Some(got) = self.take_over_if_dead(v, me, true) {",
     ),
     (
-        "src/lock.rs",
+        "src/lock/mod.rs",
         ".compare_exchange(v, v | WAITERS, Ordering::Relaxed, Ordering::Relaxed)",
     ),
     (
-        "src/lock.rs",
+        "src/lock/mod.rs",
         "futex::wait(&self.word, (v | WAITERS) as u32, nap);",
     ),
     // sleep_until_acquired: a timed locker whose deadline passed passes
     // the wake on, then acquire_slow takes it out of `sleepers`.
     (
-        "src/lock.rs",
+        "src/lock/mod.rs",
         "Some(left) if !left.is_zero() => nap = nap.min(left),",
     ),
     (
-        "src/lock.rs",
+        "src/lock/mod.rs",
         "if self.sleepers.load(Ordering::SeqCst) > 1 { futex::wake(&self.word, 1); } return None;",
     ),
     // take_over_if_dead.
-    ("src/lock.rs", "if !self.is_dead_holder(v) {"),
+    ("src/lock/mod.rs", "if !self.is_dead_holder(v) {"),
     (
-        "src/lock.rs",
+        "src/lock/mod.rs",
         "let others = self.sleepers.load(Ordering::SeqCst) > u32::from(counted);",
     ),
-    ("src/lock.rs", "let flag = if others || v & WAITERS != 0 {"),
-    ("src/lock.rs", "self.poisoned.store(1, Ordering::Release);"),
-    // try_acquire.
-    ("src/lock.rs", "me | (v & WATCHED),"),
     (
-        "src/lock.rs",
+        "src/lock/mod.rs",
+        "let flag = if others || v & WAITERS != 0 {",
+    ),
+    (
+        "src/lock/mod.rs",
+        "self.poisoned.store(1, Ordering::Release);",
+    ),
+    // try_acquire.
+    ("src/lock/mod.rs", "me | (v & WATCHED),"),
+    (
+        "src/lock/mod.rs",
         "Err(now) => { self.take_over_if_dead(now, me, false)?; break; }",
     ),
     // release and release_slow.
     (
-        "src/lock.rs",
+        "src/lock/mod.rs",
         ".compare_exchange(me, 0, Ordering::Release, Ordering::Relaxed)",
     ),
     (
-        "src/lock.rs",
+        "src/lock/mod.rs",
         "let keep = if wrote { 0 } else { v & WATCHED };",
     ),
     (
-        "src/lock.rs",
+        "src/lock/mod.rs",
         ".compare_exchange(v, keep, Ordering::Release, Ordering::Relaxed)",
     ),
-    ("src/lock.rs", "futex::wake(&self.word, 1);"),
-    ("src/lock.rs", "wrote && v & WATCHED != 0"),
+    ("src/lock/mod.rs", "futex::wake(&self.word, 1);"),
+    ("src/lock/mod.rs", "wrote && v & WATCHED != 0"),
     // mark_watched.
     (
-        "src/lock.rs",
+        "src/lock/mod.rs",
         "match self.word.compare_exchange_weak( v, v | WATCHED, Ordering::Acquire,",
     ),
     // holder_died and is_locked.
     (
-        "src/lock.rs",
+        "src/lock/mod.rs",
         "self.is_dead_holder(self.word.load(Ordering::Relaxed))",
     ),
     (
-        "src/lock.rs",
+        "src/lock/mod.rs",
         "identity(self.word.load(Ordering::Relaxed)) != 0",
     ),
     // Versions: begin_write, end_write, unlock, wake.
     (
-        "src/seqlock.rs",
+        "src/lock/seqlock.rs",
         "self.seq.store(s | 1, Ordering::Relaxed);",
     ),
     (
-        "src/seqlock.rs",
+        "src/lock/seqlock.rs",
         "self.seq.store((s | 1).wrapping_add(1), Ordering::Release);",
     ),
     (
-        "src/seqlock.rs",
+        "src/lock/seqlock.rs",
         "if lock.release_word(me, wrote) || flags & WAKE_ALL != 0 {",
     ),
-    ("src/seqlock.rs", "futex::wake(&self.seq, i32::MAX);"),
+    ("src/lock/seqlock.rs", "futex::wake(&self.seq, i32::MAX);"),
     (
-        "src/seqlock.rs",
+        "src/lock/seqlock.rs",
         "self.seq.load(Ordering::Relaxed) & 1 != 0",
     ),
     // try_read and read_slow.
+    ("src/lock/seqlock.rs", "let s1 = self.seq_acquire();"),
     (
-        "src/seqlock.rs",
-        "let s1 = self.seq.load(Ordering::Acquire);",
-    ),
-    (
-        "src/seqlock.rs",
+        "src/lock/seqlock.rs",
         "if self.seq.load(Ordering::Relaxed) == s1 {",
     ),
-    ("src/seqlock.rs", "Err(s1) if s1 & 1 == 0 => continue,"),
+    ("src/lock/seqlock.rs", "Err(s1) if s1 & 1 == 0 => continue,"),
     (
-        "src/seqlock.rs",
+        "src/lock/seqlock.rs",
         "futex::wait(&self.seq, s1 as u32, Duration::from_millis(1));",
     ),
     (
-        "src/seqlock.rs",
-        "if self.seq.load(Ordering::Acquire) == s1 && (lock.holder_died() || !lock.is_locked()) \
-         && self.seq.load(Ordering::Acquire) == s1 {",
+        "src/lock/seqlock.rs",
+        "if self.seq_acquire() == s1 && (lock.holder_died() || !lock.is_locked()) \
+         && self.seq_acquire() == s1 {",
     ),
-    ("src/seqlock.rs", "return Read::Interrupted(s1 >> 1);"),
+    ("src/lock/seqlock.rs", "return Read::Interrupted(s1 >> 1);"),
     // wait.
-    ("src/seqlock.rs", "let g = self.generation();"),
-    ("src/seqlock.rs", "lock.mark_watched();"),
+    ("src/lock/seqlock.rs", "let g = self.generation();"),
+    ("src/lock/seqlock.rs", "lock.mark_watched();"),
+    ("src/lock/seqlock.rs", "let s = self.seq_acquire();"),
     (
-        "src/seqlock.rs",
-        "let s = self.seq.load(Ordering::Acquire);",
-    ),
-    (
-        "src/seqlock.rs",
+        "src/lock/seqlock.rs",
         "futex::wait(&self.seq, s as u32, left.min(CHECK_INTERVAL));",
     ),
     // The guard: Shared::guard, DerefMut and Drop.
-    ("src/shared.rs", "writing: self.versions().write_pending(),"),
-    ("src/shared.rs", "self.shared.versions().begin_write();"),
+    ("src/lock/guard.rs", "writing: versions.write_pending(),"),
+    ("src/lock/guard.rs", "self.versions.begin_write();"),
     (
-        "src/shared.rs",
-        ".unlock(self.shared.raw(), self.me, self.writing, poison);",
+        "src/lock/guard.rs",
+        ".unlock(self.lock, self.me, self.writing, poison);",
     ),
-    // Slot::wait_for_change: only a writable handle marks the word.
-    ("src/slot.rs", "let lock = writable.then(|| self.raw());"),
+    // RawSlot::wait_for_change: only a writable handle marks the word.
+    (
+        "src/lock/slot.rs",
+        "return versions.wait(seen, timeout, Some(self.raw()));",
+    ),
 ];
 
 // ---------------------------------------------------------------------------
@@ -1265,7 +1271,7 @@ impl Model {
 
             // ---- snapshot() ---------------------------------------------
             Pc::RdSeq => {
-                // try_read: `let s1 = self.seq.load(Ordering::Acquire);`
+                // try_read: `let s1 = self.seq_acquire();`
                 // `if s1 & 1 != 0 { return Err(s1); }`
                 n.procs[i].s = st.seq;
                 if st.seq & 1 != 0 && !self.bug(Bug::ReaderIgnoresOdd) {
@@ -2085,7 +2091,7 @@ fn model_lock_word_protocol() {
     check(Config::new(&[Locker, Locker], 1, 0).garbage_word(), &[]);
 }
 
-/// Finding 2, fixed in src/lock.rs: a timed locker (`try_lock_for`) whose
+/// Finding 2, fixed in src/lock/mod.rs: a timed locker (`try_lock_for`) whose
 /// deadline passes while others sleep (`sleepers > 1`) wakes one of them
 /// before it leaves. The code before (`Bug::GiveUpSwallowsWake`) let a
 /// timed locker that is woken, loses the lock to a newcomer and then gives
@@ -2101,7 +2107,7 @@ fn model_timed_lockers() {
     );
 }
 
-/// Snapshots against writers. Finding 1, fixed in src/seqlock.rs: a
+/// Snapshots against writers. Finding 1, fixed in src/lock/seqlock.rs: a
 /// snapshot that has waited 50 ms for one write gives up only if `seq`
 /// still equals `s1` after it found the lock free or its holder dead. The
 /// code before (`Bug::ReaderTrustsOneSeqLoad`) looked at `seq`, then at the
