@@ -141,7 +141,10 @@ fn host(role: &str, url: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut seen = config.generation();
     while Instant::now() < deadline {
-        let Some(now) = config.wait_for_change(seen, Duration::from_secs(1)) else {
+        let Some(now) = config
+            .wait_for_change(seen, Duration::from_secs(1))
+            .expect("the config segment stays whole")
+        else {
             continue;
         };
         seen = now;

@@ -1016,6 +1016,7 @@ fn waiter(kind: &str, name: &str, last: u64) -> Result<(), String> {
             loop {
                 let g = s
                     .wait_for_change(seen, timeout)
+                    .map_err(|e| e.to_string())?
                     .ok_or("no commit within 10 s")?;
                 let now = now_ns();
                 let v = s.snapshot().unwrap_or_else(PoisonError::into_inner);
@@ -1279,7 +1280,7 @@ fn watcher(kind: &str, name: &str, pause_us: u64) -> Result<(), String> {
         _ => unreachable!(),
     };
     let wait = |seen| match (&shared, &reader) {
-        (Some(s), _) => Ok(s.wait_for_change(seen, timeout)),
+        (Some(s), _) => s.wait_for_change(seen, timeout).map_err(|e| e.to_string()),
         (_, Some(r)) => r.wait_for_change(seen, timeout).map_err(|e| e.to_string()),
         _ => unreachable!(),
     };

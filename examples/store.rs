@@ -220,7 +220,7 @@ fn watch(name: &str) -> AnyResult<()> {
             println!("--- {} store `{name}` was removed", clock());
             return Ok(());
         }
-        match store.wait_for_change(seen, REFRESH) {
+        match store.wait_for_change(seen, REFRESH)? {
             Some(now) => seen = now,
             // Nothing came or went: values are looked at again above. Stop
             // after that once the store's name is gone.

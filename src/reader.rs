@@ -107,13 +107,16 @@ impl<T: Shareable> SharedReader<T> {
     /// only on segments created with
     /// [`SharedOptions::wake_read_only`](crate::SharedOptions::wake_read_only),
     /// whose writers wake on every commit; on others it fails at once with
-    /// [`Error::NotWatchable`].
+    /// [`Error::NotWatchable`]. Also `Err` ([`Error::Truncated`]) once the
+    /// segment was shrunk under this handle, as on
+    /// [`Shared::wait_for_change`](crate::Shared::wait_for_change).
     pub fn wait_for_change(&self, seen: u64, timeout: Duration) -> Result<Option<u64>> {
         if !self.wakes() {
             return Err(Error::NotWatchable {
                 name: self.label.clone(),
             });
         }
+        self.check()?;
         Ok(self.slot.wait_for_change(seen, timeout))
     }
 

@@ -206,9 +206,16 @@ impl<T: Shareable> Shared<T> {
     }
 
     /// Sleeps until a write is committed, in any process, that makes the
-    /// generation differ from `seen`; returns the new generation, or `None`
-    /// when `timeout` passes first. Returns at once if the generation
-    /// differs already.
+    /// generation differ from `seen`; returns the new generation, or
+    /// `Ok(None)` when `timeout` passes first. Returns at once if the
+    /// generation differs already.
+    ///
+    /// `Result<Option<u64>>`, as on [`SharedReader`](crate::SharedReader)
+    /// and [`Store`](crate::Store): `Err` means this handle cannot watch
+    /// the segment any more, here only
+    /// [`Error::Truncated`](crate::Error::Truncated) (the segment was shrunk
+    /// under it, see [`check`](Shared::check)); `None` only that nothing
+    /// changed in time.
     ///
     /// The sleep is in the kernel (a futex on the shared counter), not a
     /// poll; the writer that commits wakes every waiter. Writes are not
@@ -217,11 +224,11 @@ impl<T: Shareable> Shared<T> {
     ///
     /// ```no_run
     /// # use shmstore::Shared;
-    /// # fn follow(config: &Shared<u64>) {
+    /// # fn follow(config: &Shared<u64>) -> shmstore::Result<()> {
     /// use std::time::Duration;
     /// let mut seen = config.generation();
     /// loop {
-    ///     if let Some(now) = config.wait_for_change(seen, Duration::from_secs(60)) {
+    ///     if let Some(now) = config.wait_for_change(seen, Duration::from_secs(60))? {
     ///         seen = now;
     ///         println!("config changed: {:?}", config.snapshot());
     ///     }
@@ -232,8 +239,9 @@ impl<T: Shareable> Shared<T> {
     /// In async code, run the wait on a blocking thread, e.g. with tokio:
     /// `tokio::task::spawn_blocking(move || shared.wait_for_change(seen, t))`
     /// with the handle in an `Arc`.
-    pub fn wait_for_change(&self, seen: u64, timeout: Duration) -> Option<u64> {
-        self.slot.wait_for_change(seen, timeout)
+    pub fn wait_for_change(&self, seen: u64, timeout: Duration) -> Result<Option<u64>> {
+        self.check()?;
+        Ok(self.slot.wait_for_change(seen, timeout))
     }
 
     /// The segment's name as errors give it: a POSIX name (without the

@@ -584,7 +584,7 @@ fn host<T: Versioned>(s: &HostSpec<'_>) -> i32 {
                         break;
                     }
                     // Woken by the mirror's write as by a local one.
-                    shared.wait_for_change(g, left);
+                    shared.wait_for_change(g, left).unwrap();
                 }
             }
             "hold" => {
@@ -1040,7 +1040,8 @@ fn a_mirror_in_one_process_follows_its_publisher() {
     let deadline = Instant::now() + PATIENCE;
     while b.snapshot().unwrap().version != 42 {
         assert!(Instant::now() < deadline, "B never got 42");
-        b.wait_for_change(b.generation(), Duration::from_millis(200));
+        b.wait_for_change(b.generation(), Duration::from_millis(200))
+            .unwrap();
     }
     assert!(b.generation() > seen);
     assert_eq!(b.snapshot().unwrap(), Config::of(42));

@@ -70,7 +70,7 @@ fn exercise(name: &str, after: &[u8]) {
         }
     }
     let generation = shared.generation();
-    assert_eq!(shared.wait_for_change(generation, Duration::ZERO), None);
+    assert_eq!(shared.wait_for_change(generation, Duration::ZERO).unwrap(), None);
     let _ = reader.wait_for_change(generation, Duration::ZERO);
     // A word naming this thread, which holds no lock here, names no holder.
     let guard = match shared.try_lock() {

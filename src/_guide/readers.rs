@@ -58,7 +58,12 @@
 //! changes nothing.
 //! [`wait_for_change(seen, timeout)`](crate::Shared::wait_for_change)
 //! returns the new generation as soon as a write is committed in any
-//! process (a futex on the counter, not a poll), or `None` on timeout.
+//! process (a futex on the counter, not a poll), or `Ok(None)` on timeout.
+//! Its return type is `Result<Option<u64>>` on every handle
+//! ([`Shared`](crate::Shared), [`SharedReader`](crate::SharedReader),
+//! [`Store`](crate::Store)): `Err` means the handle cannot watch (a segment
+//! shrunk under it; for a reader, one that does not wake read-only
+//! watchers), `None` that nothing changed in time.
 //! Each sleep lasts at most 50 ms before the waiter looks again, so a wake
 //! lost in a rare interleaving of marking and unlocking (found by the model
 //! check, see [`_design::reliability`](crate::_design::reliability)) delays
@@ -76,7 +81,7 @@
 //! assert_eq!(n.generation(), 0);
 //! *n.lock().unwrap() += 1;               // a mutable dereference: one commit
 //! assert_eq!(n.generation(), 1);
-//! assert_eq!(n.wait_for_change(0, std::time::Duration::ZERO), Some(1));  // at once
+//! assert_eq!(n.wait_for_change(0, std::time::Duration::ZERO)?, Some(1));  // at once
 //! # shmstore::unlink(&name)?;
 //! # Ok::<(), shmstore::Error>(())
 //! ```

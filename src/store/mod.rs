@@ -392,12 +392,16 @@ impl Store {
     }
 
     /// Sleeps until an entry is created or removed (by any process) after
-    /// generation `seen`; returns the new generation, or `None` after
+    /// generation `seen`; returns the new generation, or `Ok(None)` after
     /// `timeout`. Changes to entries' values are watched on the entries.
-    pub fn wait_for_change(&self, seen: u64, timeout: Duration) -> Option<u64> {
-        self.inner
+    /// `Err` ([`Error::Truncated`]) once the store was shrunk under this
+    /// handle, as on [`Shared::wait_for_change`].
+    pub fn wait_for_change(&self, seen: u64, timeout: Duration) -> Result<Option<u64>> {
+        let changed = self
+            .inner
             .versions()
-            .wait(seen, timeout, Some(self.inner.raw()))
+            .wait(seen, timeout, Some(self.inner.raw()));
+        self.inner.intact(Ok(changed))
     }
 
     /// Checks the store's directory and heap through and through: every

@@ -141,7 +141,7 @@ impl<T: Shareable> Handle<T> {
 
     fn wait_for_change(&self, seen: u64, timeout: Duration) -> Result<Option<u64>, Error> {
         match self {
-            Handle::Rw(s) => Ok(s.wait_for_change(seen, timeout)),
+            Handle::Rw(s) => s.wait_for_change(seen, timeout),
             Handle::Ro(r) => r.wait_for_change(seen, timeout),
         }
     }
@@ -876,12 +876,18 @@ fn waiting_returns_at_once_for_a_change_already_made() {
         s.lock().unwrap().value = i;
     }
     let t0 = Instant::now();
-    assert_eq!(s.wait_for_change(seen, Duration::from_secs(60)), Some(3));
+    assert_eq!(
+        s.wait_for_change(seen, Duration::from_secs(60)).unwrap(),
+        Some(3)
+    );
     assert!(t0.elapsed() < Duration::from_secs(30));
     let t0 = Instant::now();
-    assert_eq!(s.wait_for_change(3, Duration::from_millis(100)), None);
+    assert_eq!(
+        s.wait_for_change(3, Duration::from_millis(100)).unwrap(),
+        None
+    );
     assert!(t0.elapsed() >= Duration::from_millis(100));
-    assert_eq!(s.wait_for_change(3, Duration::ZERO), None);
+    assert_eq!(s.wait_for_change(3, Duration::ZERO).unwrap(), None);
 }
 
 // ===========================================================================
@@ -1149,7 +1155,7 @@ fn a_holder_killed_mid_write_poisons_snapshots_without_hanging_them() {
         assert_eq!(*g, left);
         *g = Eight::splat(2);
         drop(g);
-        assert_eq!(rw_watch.join().unwrap(), Some(2));
+        assert_eq!(rw_watch.join().unwrap().unwrap(), Some(2));
         assert_eq!(ro_watch.join().unwrap().unwrap(), Some(2));
     });
     assert_eq!(s.generation(), 2, "adopted write and repair: one commit");

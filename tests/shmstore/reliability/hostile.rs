@@ -1248,11 +1248,15 @@ fn use_value_segment(loc: &Location, x: &ValueExpect, tally: &mut Tally) {
         other => panic!("read-only wait_for_change: {other:?}"),
     }
     assert_eq!(
-        shared.wait_for_change(generation, Duration::from_millis(5)),
+        shared
+            .wait_for_change(generation, Duration::from_millis(5))
+            .unwrap(),
         None
     );
     assert_eq!(
-        shared.wait_for_change(generation.wrapping_add(1), Duration::from_millis(5)),
+        shared
+            .wait_for_change(generation.wrapping_add(1), Duration::from_millis(5))
+            .unwrap(),
         Some(generation)
     );
 

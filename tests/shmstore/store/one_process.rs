@@ -655,7 +655,9 @@ fn a_failed_insert_changes_nothing_a_watcher_sees() {
         "no entry was created or removed, yet the store's generation moved"
     );
     assert_eq!(
-        store.wait_for_change(seen, Duration::from_millis(100)),
+        store
+            .wait_for_change(seen, Duration::from_millis(100))
+            .unwrap(),
         None,
         "a watcher was told of a change that did not happen"
     );
@@ -1393,7 +1395,9 @@ fn a_store_waiter_wakes_when_another_handle_creates_or_removes_an_entry() {
     let writer = Store::open(seg.name()).unwrap();
     let seen = watcher.generation();
     assert_eq!(
-        watcher.wait_for_change(seen, Duration::from_millis(50)),
+        watcher
+            .wait_for_change(seen, Duration::from_millis(50))
+            .unwrap(),
         None,
         "nothing changed"
     );
@@ -1413,7 +1417,7 @@ fn a_store_waiter_wakes_when_another_handle_creates_or_removes_an_entry() {
         w.insert::<u64>("arrived", 1).unwrap();
     });
     let started = Instant::now();
-    let now = watcher.wait_for_change(seen, timeout);
+    let now = watcher.wait_for_change(seen, timeout).unwrap();
     let waited = started.elapsed();
     inserter.join().unwrap();
     assert_eq!(now, Some(seen + 1));
@@ -1424,7 +1428,9 @@ fn a_store_waiter_wakes_when_another_handle_creates_or_removes_an_entry() {
     let seen = seen + 1;
     *writer.get::<u64>("arrived").unwrap().lock().unwrap() = 2;
     assert_eq!(
-        watcher.wait_for_change(seen, Duration::from_millis(100)),
+        watcher
+            .wait_for_change(seen, Duration::from_millis(100))
+            .unwrap(),
         None
     );
 
@@ -1434,13 +1440,15 @@ fn a_store_waiter_wakes_when_another_handle_creates_or_removes_an_entry() {
         std::thread::sleep(Duration::from_millis(100));
         w.remove("arrived").unwrap();
     });
-    let now = watcher.wait_for_change(seen, timeout);
+    let now = watcher.wait_for_change(seen, timeout).unwrap();
     remover.join().unwrap();
     assert_eq!(now, Some(seen + 1));
     assert!(!watcher.contains("arrived").unwrap());
     // A generation already passed returns at once.
     assert_eq!(
-        watcher.wait_for_change(seen, Duration::from_secs(10)),
+        watcher
+            .wait_for_change(seen, Duration::from_secs(10))
+            .unwrap(),
         Some(seen + 1)
     );
 }
@@ -1464,14 +1472,19 @@ fn an_entry_waiter_wakes_when_another_mapping_writes_it() {
         b.get::<Point>("origin").unwrap().lock().unwrap().x = 1.0;
     });
     let started = Instant::now();
-    let now = watched.wait_for_change(seen, timeout);
+    let now = watched.wait_for_change(seen, timeout).unwrap();
     let waited = started.elapsed();
     writer.join().unwrap();
     assert_eq!(now, Some(1));
     assert!(waited < timeout / 2, "woken only after {waited:?}");
     assert_eq!(watched.snapshot().unwrap().x, 1.0);
     assert_eq!(other.generation(), 1);
-    assert_eq!(watched.wait_for_change(1, Duration::from_millis(50)), None);
+    assert_eq!(
+        watched
+            .wait_for_change(1, Duration::from_millis(50))
+            .unwrap(),
+        None
+    );
 }
 
 // ===========================================================================

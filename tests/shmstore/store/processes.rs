@@ -639,6 +639,7 @@ fn racer(name: &str, me: u32) -> i32 {
         while start.snapshot().unwrap() < round {
             seen = start
                 .wait_for_change(seen, common::PATIENCE)
+                .unwrap()
                 .expect("the parent starts the round");
         }
         match what {
