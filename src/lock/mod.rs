@@ -1,85 +1,11 @@
-//! The process-shared, crash-robust lock that lives inside every segment.
+//! The process-shared, crash-robust lock that lives inside every segment:
+//! a 64-bit word naming its holder (thread id and start time), a sleeper
+//! count and a poison flag ([`RawLock`]); holders are tracked per thread in
+//! [`held`], their liveness checked in [`owner`], guards are in [`guard`],
+//! slots (lock, counter, value) in [`slot`], snapshots in [`seqlock`].
 //!
-//! # Design
-//!
-//! The lock is one 64-bit word in the shared mapping, plus a sleeper count and
-//! a poison flag (16 bytes, [`RawLock`]). Zero means unlocked, so the zeroed
-//! pages of a new segment hold an unlocked lock with no initialisation step.
-//!
-//! A held lock stores its owner's *identity* in the word:
-//!
-//! ```text
-//!  63                    32 31 30        22 21            0
-//! +------------------------+--+--+---------+---------------+
-//! | owner start time (low) | W| V|  (zero) | owner thread id|
-//! +------------------------+--+--+---------+---------------+
-//! ```
-//!
-//! - the owner's kernel thread id (`gettid`, below 2^22 on Linux), so threads
-//!   of one process exclude each other just as processes do;
-//! - `W`, set while some thread may be asleep in the kernel on this lock;
-//! - `V` ("watched"), set by a thread about to sleep until the value changes
-//!   ([`Shared::wait_for_change`](crate::Shared::wait_for_change)); it may be
-//!   set on a free lock too, and the next unlock clears it and reports it
-//!   so that the caller wakes the watchers. Unlocks with no watcher pay
-//!   nothing for this;
-//! - the low 32 bits of the owner's start time (`/proc/.../stat` field 22), so
-//!   a thread id that the kernel recycled after the owner died is never taken
-//!   for the owner.
-//!
-//! Identity and lock state change in one compare-and-swap, so there is no
-//! moment at which a lock is held by nobody anyone could check.
-//!
-//! **Fast path**: `lock` is one compare-and-swap from 0 to the caller's
-//! identity (cached per thread); `unlock` is one compare-and-swap back to 0.
-//! Two atomic read-modify-writes, no system call. Beside them, each thread
-//! notes the address of every lock it takes in a thread-local list, and
-//! strikes it off on unlock (a few plain instructions; see below).
-//!
-//! **This thread's identity in a lock it does not hold**: thread ids and
-//! start times are world-readable in `/proc`, so another process can write
-//! the identity of a thread of ours into a lock word. Taken at its word, that
-//! would make the thread's next `lock` a relock (a panic) and its snapshots
-//! wait for itself. So a word naming the calling thread counts as this
-//! thread's only if the thread's list has the lock: at this address, or at
-//! another address that reaches the same memory (the same segment mapped
-//! twice; told apart through `/proc/self/maps`, only in this rare case).
-//! Otherwise the word names no holder, like a dead holder's: the lock is
-//! taken over, poisoned. A word naming *another* live thread, of this process
-//! or any other, is a holder: waiting for it is right, as for any holder.
-//!
-//! **Contended path**: yield the CPU up to ten times, checking the word in
-//! between (busy-waiting on the word slows the holder down: measured, it
-//! made contended runs 1.5-3x slower), then announce a sleeper, set `W` and
-//! sleep with a *shared*
-//! `FUTEX_WAIT` on the word's low half (std's and parking_lot's locks use
-//! process-private waiting and deadlock across processes). An unlock that sees
-//! `W` wakes one sleeper. A woken thread that takes the lock sets `W` again
-//! only if others are still asleep, so an uncontended stretch makes no wake
-//! calls at all.
-//!
-//! **Dead owners**: sleepers never sleep longer than [`CHECK_INTERVAL`]. A
-//! waiter that has seen the same owner for that long asks the kernel whether
-//! the owner still runs (`kill(tid, 0)`, then `/proc/TID/task/TID/stat`): no
-//! such thread, a zombie, or a thread with another start time all mean dead.
-//! The waiter then takes the lock over with a compare-and-swap (only one
-//! waiter can win it) and sets the poison flag, which the typed layer reports
-//! as a [`PoisonError`](std::sync::PoisonError), as `std::sync::Mutex` does
-//! for a panic. The data the dead owner wrote stays as it left it.
-//!
-//! # Limits
-//!
-//! - A dead owner is noticed by a waiter within about [`CHECK_INTERVAL`], not
-//!   at once as a kernel robust futex would; nobody notices while nobody waits.
-//! - Thread ids only mean something within one PID namespace: segments record
-//!   the namespace of their creator and refuse openers from another one.
-//! - Where `/proc` hides other users' processes, an owner that cannot be seen
-//!   counts as alive (its lock is never stolen; it may then never recover).
-//! - A process that `fork`s gets a new identity in the child through a
-//!   `pthread_atfork` handler, and an empty list of held locks; a raw
-//!   `clone` system call would bypass it. A guard the child inherited (the
-//!   parent held the lock when it forked) does nothing when the child drops
-//!   it: the lock, and any write in progress, stay the parent's.
+//! The design, its reasons and its limits: `shmstore::_design::lock`
+//! (src/_design/lock.rs), which docs.rs shows.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};

@@ -1,34 +1,8 @@
-//! The commit counter beside each lock: lock-free snapshots and waiting for
-//! changes.
+//! The commit counter beside each lock ([`Versions`]): lock-free snapshots
+//! that are never torn, generations, and waiting for changes.
 //!
-//! # Design
-//!
-//! Next to the [`RawLock`] sits a 64-bit sequence counter `seq` (and a word
-//! of flags). A lock holder that is about to change the value (the first
-//! `DerefMut` of its guard) makes `seq` odd; dropping the guard makes it
-//! even again. So `seq / 2` counts committed writes: that is the
-//! *generation*, and an odd `seq` means a write is in progress.
-//!
-//! **Snapshots** take no lock and write nothing (a read-only mapping is
-//! enough): read `seq`; if it is even, copy the value with volatile loads,
-//! then read `seq` again; equal means no write overlapped the copy. An odd
-//! or changed `seq` means retry. Writers never wait for readers.
-//!
-//! **Waiting** sleeps in the kernel on `seq` (a shared futex on its low 32
-//! bits) until it changes. A writer must know that somebody sleeps, or
-//! every write would cost a system call: a watcher with write access sets
-//! the `V` bit in the lock word before sleeping, and the unlock that
-//! commits a write clears it and wakes every watcher; unlocks with no
-//! watcher pay nothing. Read-only handles cannot write that bit, so a
-//! segment whose creator asked for it ([`WAKE_ALL`], set by
-//! [`SharedOptions::wake_read_only`](crate::SharedOptions::wake_read_only))
-//! makes every committed write wake the futex, watched or not.
-//!
-//! **Crashes**: a holder that dies mid-write leaves `seq` odd. The next
-//! locker, which takes the lock over (poisoned), adopts the unfinished write
-//! and commits it when its guard drops. Until then a snapshot waits; once it
-//! sees that the holder is dead it returns what is there, reported as
-//! poisoned, since no lock holder will finish that write for it.
+//! The design and why it is sound: `shmstore::_design::seqlock`
+//! (src/_design/seqlock.rs).
 
 use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};

@@ -1,35 +1,12 @@
-//! Creating and opening a segment safely, whatever the backend (the
-//! descriptor-based ones here; System V, which has no descriptor, in
-//! `backend/sysv.rs` with the same checks).
+//! Creating and opening a segment safely, whatever the backend: the
+//! descriptor-based protocol (POSIX, files, memfd; a `flock` serialises
+//! initialisation) and anonymous memory here, System V (the segment's own
+//! lock instead) in [`sysv`]; the header and its check in [`header`], a new
+//! segment's body in [`init`], names in [`name`] and [`location`], the
+//! backends that only open, seal and remove in [`backend`].
 //!
-//! # Protocol
-//!
-//! Every process that creates, opens or initialises an object first takes a
-//! `flock` on it: exclusive to create or initialise, shared to open. All
-//! initialisation happens under the exclusive lock, in this order:
-//!
-//! 1. write the header with state INITIALISING (so the object carries our
-//!    magic from its first byte on, and is never mistaken for a foreign file);
-//! 2. set the exact size and allocate every page (`posix_fallocate`), so a
-//!    full /dev/shm is an error now and never a SIGBUS later;
-//! 3. write the lock (unlocked) and the initial value;
-//! 4. publish state READY with a release store.
-//!
-//! Whoever takes the lock next sees either nothing (size 0), a complete
-//! segment, or a creator's remains in state INITIALISING: a creator that died
-//! releases its `flock` with its last descriptor, so whoever holds the lock
-//! knows nobody is still writing. `open_or_create` then initialises the
-//! object again; `open` reports [`Error::Incomplete`]. A file without our
-//! magic is never written over.
-//!
-//! `create` makes the name (size 0) a moment before it takes its lock, so
-//! `open` treats size 0 as "creator about to start" and waits for it, up to
-//! a few seconds (a creator killed before sizing the object leaves size 0
-//! for good; `open` then reports `Incomplete`).
-//!
-//! Before anything is mapped, `fstat` gives the object's size and owner, the
-//! header is read with `pread` and checked against the size and against `T`,
-//! and only then are exactly that many bytes mapped.
+//! The protocol, step by step, and what each step defends against:
+//! `shmstore::_design::segment` (src/_design/segment.rs).
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};

@@ -1,56 +1,9 @@
-//! System V shared memory: segments named by a numeric key (`shmget`),
-//! attached with `shmat`, removed with `IPC_RMID`.
+//! System V segments: the create/open protocol over `shmget`/`shmat`, with
+//! the segment's own lock in place of the `flock` that descriptor backends
+//! use, and the header read and written in atomic words.
 //!
-//! # Protocol
-//!
-//! A System V segment has no descriptor, so the `flock` of `segment.rs` is
-//! not available; the lock inside the segment takes its place. A new segment
-//! is zero-filled by the kernel, and all zeroes is an unlocked [`RawLock`] at
-//! `LOCK_OFFSET` and state 0 in the header, so the lock works before anyone
-//! has written a byte.
-//!
-//! 1. `shmget(key, size, IPC_CREAT | IPC_EXCL | mode)` for `create` and
-//!    `open_or_create` (whoever succeeds made the segment); otherwise, or on
-//!    `EEXIST` for `open_or_create`, `shmget(key, 0, 0)` for the existing one.
-//! 2. `IPC_STAT` before attaching: the owner must be us (or
-//!    [`allow_foreign_owner`](crate::SharedOptions::allow_foreign_owner)).
-//! 3. Attach, and read the state with an acquire load. READY: copy the header
-//!    out and check it (type, layout, size = `shm_segsz`, PID namespace);
-//!    done, without the lock.
-//! 4. Not READY: the segment's size must fit a `T` (or a store), and ours
-//!    (our magic) or zeroed (nobody has started); anything else is another
-//!    program's segment or another type's, refused with [`Error::Corrupt`]
-//!    or [`Error::LayoutMismatch`] and never written, not even the lock.
-//! 5. Take the lock (waiting at most [`INIT_TIMEOUT`]) and look again, now
-//!    also checking that a segment without magic is zero after the header
-//!    (one that is not is refused; its lock word, zero before, is zero again
-//!    after).
-//!    Still not READY: `create` and `open_or_create` initialise it: magic,
-//!    release fence, the rest of the header, state INITIALISING (release),
-//!    the value, state READY (release); then clear the poison and unlock.
-//!    `open` unlocks and waits for a creator that has not started yet, and
-//!    reports [`Error::Incomplete`] at once for one that died: whoever holds
-//!    the lock and still sees our magic without READY knows that nobody is
-//!    writing, because initialisers write only while holding it. A creator
-//!    that died holding the lock leaves it to the lock's dead-owner
-//!    detection (taken over poisoned; cleared once initialised).
-//!
-//! Openers read the header of a segment that is not READY while an
-//! initialiser may be writing it, so both sides access the header only in
-//! atomic 32-bit words (the value, written with plain stores, is read only
-//! under the lock). The magic is stored before any other byte, followed by a
-//! release fence; openers load the other bytes first, then an acquire fence,
-//! then the magic: an opener that sees any byte of an initialiser's also
-//! sees its magic, and never takes a segment being initialised for a
-//! foreign one.
-//!
-//! # Removal
-//!
-//! `IPC_RMID` frees the key at once; the segment lives until its last
-//! detach, and Linux still lets its id be attached meanwhile. A private
-//! segment ([`SysvKey::private`]) is marked for removal as soon as it is
-//! attached: nobody can find it by key, so it could otherwise only leak; its
-//! handle and the children forked afterwards keep it alive.
+//! The protocol step by step: `shmstore::_design::segment`
+//! (src/_design/segment.rs), section System V.
 
 use std::sync::atomic::{fence, Ordering};
 use std::time::{Duration, Instant};
