@@ -25,8 +25,8 @@ use crate::lock::slot::RawSlot;
 use crate::lock::RawLock;
 use crate::schema::{Schema, Value};
 use crate::segment::header::{
-    Header, Layout, FORMAT_VERSION, KIND_STORE, KIND_VALUE, LOCK_OFFSET, MAGIC, MAX_SCHEMA,
-    STATE_INITIALISING, STATE_READY, VERSIONS_OFFSET,
+    self, Header, Mapped, Unusable, FORMAT_VERSION, KIND_STORE, KIND_VALUE, LOCK_OFFSET, MAGIC,
+    VERSIONS_OFFSET,
 };
 use crate::segment::location::{IntoLocation, Location, Place, SysvKey};
 use crate::sys::mapping::Mapping;
@@ -524,11 +524,11 @@ pub fn wait_for_change(
     }
     let label = loc.label();
     let (map, writable) = map_any(&loc)?;
-    let header = read_header(&map).ok_or_else(|| Error::Corrupt {
+    let mapped = header::read_mapped(&map).map_err(|u| Error::Corrupt {
         name: label.clone(),
-        reason: "no readable shmstore header".into(),
+        reason: u.reason(),
     })?;
-    if header.state != STATE_READY || !matches!(header.kind, KIND_VALUE | KIND_STORE) {
+    if mapped.layout.is_none() || !matches!(mapped.header.kind, KIND_VALUE | KIND_STORE) {
         return Err(Error::Incomplete { name: label });
     }
     debug_assert_eq!(writable, map.is_writable());
@@ -753,16 +753,6 @@ fn inspect_sysv(seg: &SysvSegment) -> Report {
 }
 
 /// The header's bytes, parsed, if the mapping starts with our magic.
-pub(crate) fn read_header(map: &Mapping) -> Option<Header> {
-    let n = map.len().min(std::mem::size_of::<Header>());
-    let mut buf = vec![0u8; std::mem::size_of::<Header>()];
-    map.copy_out(0, &mut buf[..n]);
-    if buf[..MAGIC.len()] != MAGIC || n < buf.len() {
-        return None;
-    }
-    Header::read_from_bytes(&buf).ok()
-}
-
 fn header_info(h: &Header) -> HeaderInfo {
     HeaderInfo {
         type_name: h.type_name(),
@@ -790,72 +780,32 @@ fn creator_alive(h: &Header) -> bool {
 
 /// What the mapped bytes of a segment say.
 pub(crate) fn read_state(map: &Mapping) -> State {
-    let mut magic = [0u8; 8];
-    map.copy_out(0, &mut magic);
-    if magic != MAGIC {
-        return State::Foreign {
-            reason: "no shmstore magic in its first bytes".into(),
-        };
-    }
-    let Some(h) = read_header(map) else {
-        return State::Damaged {
-            reason: "its header is cut short".into(),
-            header: None,
+    let Mapped { header: h, layout } = match header::read_mapped(map) {
+        Ok(mapped) => mapped,
+        Err(Unusable::Foreign(reason)) => return State::Foreign { reason },
+        Err(Unusable::Damaged(reason)) => {
+            // Say who made it, where the header is whole enough to tell.
+            let mut buf = [0u8; std::mem::size_of::<Header>()];
+            let n = map.len().min(buf.len());
+            map.copy_out(0, &mut buf[..n]);
+            let header = Header::read_from_bytes(&buf)
+                .ok()
+                .filter(|h| n == buf.len() && h.version == FORMAT_VERSION)
+                .map(|h| header_info(&h));
+            return State::Damaged { reason, header };
+        }
+    };
+    let Some(layout) = layout else {
+        return State::Incomplete {
+            header: Some(header_info(&h)),
         };
     };
+    let size = h.value_size as usize;
+    let schema_len = h.schema_len as usize;
     let damaged = |reason: String| State::Damaged {
         reason,
         header: Some(header_info(&h)),
     };
-    if h.version != FORMAT_VERSION {
-        return State::Damaged {
-            reason: format!(
-                "format version {} (this build reads version {FORMAT_VERSION})",
-                h.version
-            ),
-            header: None,
-        };
-    }
-    match h.state {
-        STATE_READY => {}
-        STATE_INITIALISING | 0 => {
-            return State::Incomplete {
-                header: Some(header_info(&h)),
-            }
-        }
-        other => return damaged(format!("unknown state {other}")),
-    }
-    // The header must agree with itself and with the object.
-    let align = h.value_align;
-    let schema_len = h.schema_len as usize;
-    if !align.is_power_of_two() || align > 4096 || schema_len > MAX_SCHEMA {
-        return damaged(format!(
-            "its header says alignment {align} and a {schema_len}-byte schema"
-        ));
-    }
-    let Ok(size) = usize::try_from(h.value_size) else {
-        return damaged("its value size is impossible".into());
-    };
-    if size > map.len() {
-        return damaged(format!(
-            "its header says the value is {size} bytes, but the segment is {} bytes",
-            map.len()
-        ));
-    }
-    let layout = Layout::new(size, align as usize, schema_len);
-    if h.value_offset != layout.value_offset as u64
-        || h.lock_offset != LOCK_OFFSET as u64
-        || h.total_size != layout.total_size as u64
-        || layout.total_size != map.len()
-    {
-        return damaged(format!(
-            "its header says {} bytes in all, value at {}, but the segment is {} bytes: \
-             truncated, resized or damaged",
-            h.total_size,
-            h.value_offset,
-            map.len()
-        ));
-    }
     let header = header_info(&h);
     let directory = slot_info(map.raw_lock(LOCK_OFFSET), map.versions(VERSIONS_OFFSET));
     match h.kind {

@@ -6,12 +6,13 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::inspect::State;
 use crate::lock;
 use crate::lock::seqlock::Versions;
 use crate::lock::slot::RawSlot;
 use crate::lock::RawLock;
-use crate::segment::header::{Layout, KIND_VALUE, LOCK_OFFSET, STATE_READY, VERSIONS_OFFSET};
+use crate::segment::header::{
+    self, Unusable, KIND_STORE, KIND_VALUE, LOCK_OFFSET, VERSIONS_OFFSET,
+};
 use crate::segment::location::IntoLocation;
 use crate::segment::Handle;
 use crate::shared::Shared;
@@ -67,41 +68,29 @@ impl Target {
             name: label.clone(),
             reason,
         };
-        match crate::inspect::read_state(&map) {
-            State::Value { .. } => {}
-            State::Store { .. } => {
-                return Err(unusable("it is a store: name one of its entries".into()))
-            }
-            State::Incomplete { .. } => {
-                return Err(unusable("its creator has not finished creating it".into()))
-            }
-            State::Damaged { reason, .. } => return Err(unusable(format!("damaged: {reason}"))),
-            State::Foreign { reason } => {
+        // The one header check every untyped reader makes, on the header
+        // the slot is made from.
+        let mapped = match header::read_mapped(&map) {
+            Ok(mapped) => mapped,
+            Err(Unusable::Foreign(reason)) => {
                 return Err(unusable(format!("not a shmstore segment: {reason}")))
             }
-            State::Unreadable { reason } => return Err(unusable(reason)),
+            Err(Unusable::Damaged(reason)) => return Err(unusable(format!("damaged: {reason}"))),
+        };
+        let Some(layout) = mapped.layout else {
+            return Err(unusable("its creator has not finished creating it".into()));
+        };
+        let h = mapped.header;
+        match h.kind {
+            KIND_VALUE => {}
+            KIND_STORE => return Err(unusable("it is a store: name one of its entries".into())),
+            other => return Err(unusable(format!("damaged: unknown kind {other}"))),
         }
-        // Checked again here, on the header these pointers are made from.
-        let h = crate::inspect::read_header(&map)
-            .ok_or_else(|| unusable("its header changed while it was opened".into()))?;
-        let size = usize::try_from(h.value_size).unwrap_or(usize::MAX);
-        let align = h.value_align;
-        if h.kind != KIND_VALUE
-            || h.state != STATE_READY
-            || !align.is_power_of_two()
-            || align > 4096
-            || size > map.len()
-        {
-            return Err(unusable("its header changed while it was opened".into()));
-        }
-        let layout = Layout::new(size, align as usize, h.schema_len as usize);
-        if layout.total_size != map.len() || h.value_offset != layout.value_offset as u64 {
-            return Err(unusable("its header changed while it was opened".into()));
-        }
+        let size = h.value_size as usize;
         let type_name = h.type_name();
         check_type_name(&label, &type_name)?;
         // The value's `size` bytes end at or before the mapping's end
-        // (total_size == len, checked above).
+        // (`read_mapped` checked the layout against the mapping).
         debug_assert_eq!(writable, map.is_writable());
         Ok(Target {
             slot: RawSlot::new(

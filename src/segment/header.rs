@@ -271,44 +271,155 @@ pub(crate) enum Found {
     Initialising,
 }
 
-/// Reads what `bytes` (the first bytes of an object of `file_size` bytes)
-/// say, and checks that they describe a segment of `spec` this build can
-/// use.
-///
-/// The order of the checks decides which error wins: not ours at all
-/// (`Corrupt`), then another type or layout (`LayoutMismatch`, whatever the
-/// sizes), then disagreement with itself or with the object (`Corrupt`).
-pub(crate) fn check(name: &str, spec: &Spec, bytes: &[u8], file_size: u64) -> Result<Found> {
-    let corrupt = |reason: String| Error::Corrupt {
-        name: name.to_owned(),
-        reason,
-    };
+/// Why the first bytes of an object are not a usable shmstore header.
+#[derive(Debug)]
+pub(crate) enum Unusable {
+    /// Not a shmstore segment at all: no magic.
+    Foreign(String),
+    /// Ours, but damaged, of another format version, or not consistent with
+    /// itself or with the object's size.
+    Damaged(String),
+}
+
+impl Unusable {
+    /// The reason, in words a user can act on.
+    pub(crate) fn reason(self) -> String {
+        match self {
+            Unusable::Foreign(r) | Unusable::Damaged(r) => r,
+        }
+    }
+}
+
+/// The header in `bytes` (the first bytes of an object of `file_size`
+/// bytes), as far as every reader checks it whatever it expects the
+/// segment to hold: our magic, a header not cut short, this build's format
+/// version and header size, and a known state: READY, INITIALISING, or 0
+/// (a System V creator between its magic and its state). A ready header is
+/// then checked against itself and the object with [`consistent`].
+pub(crate) fn identify(bytes: &[u8], file_size: u64) -> std::result::Result<Box<Header>, Unusable> {
     if bytes.len() < MAGIC.len() || bytes[..MAGIC.len()] != MAGIC {
-        return Err(corrupt(format!(
+        return Err(Unusable::Foreign(format!(
             "no shmstore magic in its first bytes ({file_size} bytes long): not a shmstore segment"
         )));
     }
     let Ok(header) = Header::read_from_prefix(bytes).map(|(h, _)| h) else {
-        return Err(corrupt(format!(
+        return Err(Unusable::Damaged(format!(
             "its header is cut short ({file_size} bytes long)"
         )));
     };
     if header.version != FORMAT_VERSION {
-        return Err(corrupt(format!(
+        return Err(Unusable::Damaged(format!(
             "format version {} (this build reads version {FORMAT_VERSION})",
             header.version
         )));
     }
     if header.header_size as usize != std::mem::size_of::<Header>() {
-        return Err(corrupt(format!(
+        return Err(Unusable::Damaged(format!(
             "header size {} (expected {})",
             header.header_size,
             std::mem::size_of::<Header>()
         )));
     }
     match header.state {
+        STATE_READY | STATE_INITIALISING | 0 => Ok(Box::new(header)),
+        other => Err(Unusable::Damaged(format!("unknown state {other}"))),
+    }
+}
+
+/// Checks that a ready header agrees with itself and with the object of
+/// `file_size` bytes it heads: a power-of-two alignment of at most a page,
+/// a schema of at most [`MAX_SCHEMA`] bytes, and the value offset, lock
+/// offset and total size that its own value size, alignment and schema
+/// length give. Returns that layout.
+pub(crate) fn consistent(header: &Header, file_size: u64) -> std::result::Result<Layout, String> {
+    let align = header.value_align;
+    let schema_len = header.schema_len as usize;
+    if !align.is_power_of_two() || align > 4096 {
+        return Err(format!("its header says value alignment {align}"));
+    }
+    if schema_len > MAX_SCHEMA {
+        return Err(format!(
+            "its header says its schema is {schema_len} bytes (at most {MAX_SCHEMA})"
+        ));
+    }
+    let size = match usize::try_from(header.value_size) {
+        Ok(size) if (size as u64) <= file_size => size,
+        _ => {
+            return Err(format!(
+                "its header says the value is {} bytes, but the object is {file_size} bytes",
+                header.value_size
+            ))
+        }
+    };
+    let layout = Layout::new(size, align as usize, schema_len);
+    let expected = [
+        ("value offset", header.value_offset, layout.value_offset),
+        ("lock offset", header.lock_offset, LOCK_OFFSET),
+        ("total size", header.total_size, layout.total_size),
+    ];
+    for (what, found, want) in expected {
+        if found != want as u64 {
+            return Err(format!(
+                "its header says {what} {found}, but its own value size, alignment and \
+                 schema give {want}"
+            ));
+        }
+    }
+    if file_size != header.total_size {
+        return Err(format!(
+            "it is {file_size} bytes long but its header says {}: truncated or resized by someone",
+            header.total_size
+        ));
+    }
+    Ok(layout)
+}
+
+/// The header of a mapped segment, read without knowing its type (the
+/// `shmstore` command, `inspect`, the mirror): [`identify`], and for a
+/// ready one [`consistent`], whose layout comes with it. The bytes are
+/// copied out first: another process may be writing them.
+pub(crate) fn read_mapped(map: &Mapping) -> std::result::Result<Mapped, Unusable> {
+    let mut buf = [0u8; std::mem::size_of::<Header>()];
+    let n = map.len().min(buf.len());
+    map.copy_out(0, &mut buf[..n]);
+    let header = identify(&buf[..n], map.len() as u64)?;
+    let layout = if header.state == STATE_READY {
+        Some(consistent(&header, map.len() as u64).map_err(Unusable::Damaged)?)
+    } else {
+        None
+    };
+    Ok(Mapped { header, layout })
+}
+
+/// A mapped segment's header that [`read_mapped`] checked.
+pub(crate) struct Mapped {
+    pub header: Box<Header>,
+    /// Where everything lies, for a ready segment (`None` while its creator
+    /// is still writing it, or died doing so).
+    pub layout: Option<Layout>,
+}
+
+/// Reads what `bytes` (the first bytes of an object of `file_size` bytes)
+/// say, and checks that they describe a segment of `spec` this build can
+/// use: [`identify`], then the spec, then [`consistent`].
+///
+/// The order of the checks decides which error wins: not ours at all
+/// (`Corrupt`), then another type or layout (`LayoutMismatch`, whatever the
+/// sizes), then disagreement with the spec, with itself or with the object
+/// (`Corrupt`).
+pub(crate) fn check(name: &str, spec: &Spec, bytes: &[u8], file_size: u64) -> Result<Found> {
+    let corrupt = |reason: String| Error::Corrupt {
+        name: name.to_owned(),
+        reason,
+    };
+    let header = identify(bytes, file_size).map_err(|u| corrupt(u.reason()))?;
+    match header.state {
         STATE_READY => {}
         STATE_INITIALISING => return Ok(Found::Initialising),
+        // Checked against a spec, state 0 is no creator at work: a
+        // descriptor backend writes its header whole (`pwrite`), and the
+        // System V protocol tells a creator between its magic and its state
+        // from its own atomic reads before it gets here.
         other => return Err(corrupt(format!("unknown state {other}"))),
     }
     if header.fingerprint != spec.fingerprint {
@@ -340,34 +451,16 @@ pub(crate) fn check(name: &str, spec: &Spec, bytes: &[u8], file_size: u64) -> Re
             }
         )));
     }
-    let schema_len = header.schema_len as usize;
-    if schema_len > MAX_SCHEMA {
+    if header.value_align != spec.align as u64 {
         return Err(corrupt(format!(
-            "its header says its schema is {schema_len} bytes (at most {MAX_SCHEMA})"
+            "its header says value alignment {}, but {} needs {}",
+            header.value_align,
+            spec.describe(),
+            spec.align
         )));
     }
-    let layout = Layout::new(content, spec.align, schema_len);
-    let expected = [
-        ("value alignment", header.value_align, spec.align),
-        ("value offset", header.value_offset, layout.value_offset),
-        ("lock offset", header.lock_offset, LOCK_OFFSET),
-        ("total size", header.total_size, layout.total_size),
-    ];
-    for (what, found, want) in expected {
-        if found != want as u64 {
-            return Err(corrupt(format!(
-                "its header says {what} {found}, but {} needs {want}",
-                spec.describe()
-            )));
-        }
-    }
-    if file_size != header.total_size {
-        return Err(corrupt(format!(
-            "it is {file_size} bytes long but its header says {}: truncated or resized by someone",
-            header.total_size
-        )));
-    }
-    Ok(Found::Ready(Box::new(header)))
+    consistent(&header, file_size).map_err(corrupt)?;
+    Ok(Found::Ready(header))
 }
 
 /// The slot of a single-value segment holding a `T` (a

@@ -6,6 +6,7 @@
 #![allow(unsafe_code)] // writing a new segment's body: see `write_body`
 
 use std::sync::atomic::{fence, Ordering};
+use std::time::{Duration, Instant};
 
 use zerocopy::IntoBytes;
 
@@ -14,6 +15,49 @@ use crate::segment::header::{
 };
 use crate::segment::Initial;
 use crate::sys::mapping::Mapping;
+
+/// How long an opener waits for another process that is initialising a
+/// segment before it reports [`Error::Incomplete`](crate::Error::Incomplete).
+pub(crate) const INIT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// An opener's wait for a segment's creator: the deadline, [`INIT_TIMEOUT`]
+/// from its start, and naps of 100 µs doubling up to 20 ms meanwhile. Both
+/// create/open protocols (descriptor backends, System V) wait with one.
+pub(crate) struct Patience {
+    deadline: Instant,
+    nap: Duration,
+}
+
+impl Patience {
+    /// A wait that starts now.
+    pub(crate) fn new() -> Patience {
+        Patience {
+            deadline: Instant::now() + INIT_TIMEOUT,
+            nap: Duration::from_micros(100),
+        }
+    }
+
+    /// When the wait ends.
+    pub(crate) fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    /// Whether the deadline has passed.
+    pub(crate) fn is_over(&self) -> bool {
+        Instant::now() >= self.deadline
+    }
+
+    /// Sleeps for the next nap; `false`, at once, if the deadline has
+    /// passed (the caller reports the segment incomplete).
+    pub(crate) fn nap(&mut self) -> bool {
+        if self.is_over() {
+            return false;
+        }
+        std::thread::sleep(self.nap);
+        self.nap = (self.nap * 2).min(Duration::from_millis(20));
+        true
+    }
+}
 
 /// The header's length in bytes.
 pub(crate) const HEADER_LEN: usize = std::mem::size_of::<Header>();

@@ -9,7 +9,6 @@
 //! `shmstore::_design::segment` (src/_design/segment.rs).
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::fcntl::{posix_fallocate, Flock, FlockArg};
@@ -31,6 +30,7 @@ use std::path::PathBuf;
 use crate::error::{Error, Result};
 use crate::segment::backend::{file, memfd, posix};
 use crate::segment::header::{Creator, Found, Header, Spec, LOCK_OFFSET};
+use crate::segment::init::Patience;
 use crate::segment::location::IntoLocation;
 use crate::segment::location::{Location, Place};
 use crate::segment::name::Name;
@@ -40,7 +40,6 @@ use crate::sys::mapping::Mapping;
 use crate::types::shareable::Shareable;
 
 /// How long to wait for another process that is initialising the object.
-const INIT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A mapped segment and what else its handle keeps.
 pub(crate) struct Established {
@@ -291,7 +290,8 @@ pub(crate) fn check_namespace(name: &str, h: &Header) -> Result<()> {
 }
 
 /// Takes the object's `flock` and returns it with the object's size, waiting
-/// at most [`INIT_TIMEOUT`] for a process that is initialising it.
+/// at most [`INIT_TIMEOUT`](init::INIT_TIMEOUT) for a process that is
+/// initialising it.
 ///
 /// A creator makes the name (size 0) a moment before it takes its exclusive
 /// lock; a shared-lock taker (`open`) that finds size 0 therefore lets go and
@@ -305,9 +305,8 @@ fn lock_sized(name: &str, fd: OwnedFd, exclusive: bool) -> Result<(Flock<OwnedFd
     let incomplete = || Error::Incomplete {
         name: name.to_owned(),
     };
-    let deadline = Instant::now() + INIT_TIMEOUT;
+    let mut patience = Patience::new();
     let mut fd = fd;
-    let mut nap = Duration::from_micros(100);
     loop {
         match Flock::lock(fd, arg) {
             Ok(locked) => {
@@ -317,21 +316,22 @@ fn lock_sized(name: &str, fd: OwnedFd, exclusive: bool) -> Result<(Flock<OwnedFd
                 if size != 0 || exclusive {
                     return Ok((locked, size));
                 }
-                if Instant::now() >= deadline {
+                if patience.is_over() {
                     return Err(incomplete());
                 }
                 fd = locked
                     .unlock()
                     .map_err(|(_, e)| Error::from_errno(name, "unlocking", e))?;
             }
-            Err((back, Errno::EWOULDBLOCK | Errno::EINTR)) if Instant::now() < deadline => {
+            Err((back, Errno::EWOULDBLOCK | Errno::EINTR)) if !patience.is_over() => {
                 fd = back;
             }
             Err((_, Errno::EWOULDBLOCK)) => return Err(incomplete()),
             Err((_, e)) => return Err(Error::from_errno(name, "locking", e)),
         }
-        std::thread::sleep(nap);
-        nap = (nap * 2).min(Duration::from_millis(20));
+        if !patience.nap() {
+            return Err(incomplete());
+        }
     }
 }
 

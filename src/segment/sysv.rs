@@ -6,7 +6,6 @@
 //! (src/_design/segment.rs), section System V.
 
 use std::sync::atomic::{fence, Ordering};
-use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use zerocopy::FromBytes;
@@ -17,16 +16,13 @@ use crate::segment::backend::sysv::{creation_error, os_error};
 use crate::segment::header::{
     self, Found, Header, Spec, LOCK_OFFSET, MAGIC, STATE_INITIALISING, STATE_OFFSET, STATE_READY,
 };
-use crate::segment::init::{self, HEADER_LEN, MAGIC_WORDS};
+use crate::segment::init::{self, Patience, HEADER_LEN, MAGIC_WORDS};
 use crate::segment::location::SysvKey;
 use crate::segment::options::OpenMode;
 use crate::segment::options::SharedOptions;
 use crate::segment::Initial;
 use crate::sys::mapping::Mapping;
 use crate::sys::sysv as sys;
-
-/// How long to wait for another process that is initialising the segment.
-const INIT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Creates or opens the segment of `key` as one holding a `T`; returns the
 /// attachment and the segment id.
@@ -45,14 +41,14 @@ pub(crate) fn establish(
                      use create or open_or_create, or a key both sides agree on",
         });
     }
-    let deadline = Instant::now() + INIT_TIMEOUT;
+    let mut patience = Patience::new();
     let target = Target { spec, initial };
     loop {
         let (id, created) = get_id(&label, key, mode, spec, opts.mode)?;
-        match establish_id(&label, key, id, created, opts, mode, &target, deadline) {
+        match establish_id(&label, key, id, created, opts, mode, &target, &mut patience) {
             Ok(map) => return Ok((map, id)),
             // Removed between shmget and shmat: look the key up again.
-            Err(Attempt::Vanished) if Instant::now() < deadline => {}
+            Err(Attempt::Vanished) if !patience.is_over() => {}
             Err(Attempt::Vanished) => return Err(Error::NotFound { name: label }),
             Err(Attempt::Failed(e)) => {
                 if created && matches!(e, Error::NoSpace { .. } | Error::Io { .. }) {
@@ -125,7 +121,7 @@ fn establish_id(
     opts: &SharedOptions,
     mode: OpenMode,
     target: &Target<'_>,
-    deadline: Instant,
+    patience: &mut Patience,
 ) -> std::result::Result<Mapping, Attempt> {
     let vanished_or = |op, e| match e {
         Errno::EINVAL | Errno::EIDRM => Attempt::Vanished,
@@ -156,7 +152,7 @@ fn establish_id(
         // Nobody can find it by key: let it go with its last detach.
         sys::remove(id).map_err(|e| vanished_or("marking for removal", e))?;
     }
-    settle(label, &map, opts.version_flags(), mode, target, deadline)?;
+    settle(label, &map, opts.version_flags(), mode, target, patience)?;
     Ok(map)
 }
 
@@ -188,7 +184,7 @@ fn settle(
     flags: u32,
     mode: OpenMode,
     target: &Target<'_>,
-    deadline: Instant,
+    patience: &mut Patience,
 ) -> Result<()> {
     let spec = target.spec;
     let incomplete = || Error::Incomplete {
@@ -201,7 +197,6 @@ fn settle(
         }),
         _ => Ok(()),
     };
-    let mut nap = Duration::from_micros(100);
     loop {
         if let Seen::Ready = inspect(label, spec, map, false)? {
             return ready();
@@ -209,17 +204,17 @@ fn settle(
         if !mode.writable() {
             // A read-only attachment cannot take the lock: wait for the
             // creator to publish READY, as long as the deadline allows.
-            if Instant::now() >= deadline {
+            if !patience.nap() {
                 return Err(incomplete());
             }
-            std::thread::sleep(nap);
-            nap = (nap * 2).min(Duration::from_millis(20));
             continue;
         }
         // Not READY, and `inspect` found its size fit for the spec (so with
         // room for the lock), and ours or zeroed.
         let lock = map.raw_lock(LOCK_OFFSET);
-        let me = lock.acquire_until(deadline).ok_or_else(incomplete)?;
+        let me = lock
+            .acquire_until(patience.deadline())
+            .ok_or_else(incomplete)?;
         let outcome = match inspect(label, spec, map, true) {
             Ok(Seen::Ready) => Some(ready()),
             Ok(Seen::Fresh | Seen::NotReady) if mode.creates() => {
@@ -257,11 +252,9 @@ fn settle(
         if let Some(outcome) = outcome {
             return outcome;
         }
-        if Instant::now() >= deadline {
+        if !patience.nap() {
             return Err(incomplete());
         }
-        std::thread::sleep(nap);
-        nap = (nap * 2).min(Duration::from_millis(20));
     }
 }
 
