@@ -211,6 +211,18 @@ impl Creator {
     }
 }
 
+/// Refuses a segment made in another PID namespace (its lock owners' thread
+/// ids cannot be checked from here).
+pub(crate) fn check_namespace(name: &str, h: &Header) -> Result<()> {
+    let ours = pid_namespace();
+    if h.pid_ns != 0 && ours != 0 && h.pid_ns != ours {
+        return Err(Error::OtherPidNamespace {
+            name: name.to_owned(),
+        });
+    }
+    Ok(())
+}
+
 /// The inode of this process's PID namespace (0 where it cannot be read).
 pub(crate) fn pid_namespace() -> u64 {
     use std::os::unix::fs::MetadataExt;

@@ -13,8 +13,15 @@ use zerocopy::IntoBytes;
 use crate::segment::header::{
     Creator, Header, Spec, MAGIC, STATE_INITIALISING, STATE_OFFSET, STATE_READY, VERSIONS_OFFSET,
 };
-use crate::segment::Initial;
 use crate::sys::mapping::Mapping;
+
+/// What a new segment holds: the start of its content (zeros after it),
+/// and the schema that follows the content.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Initial<'a> {
+    pub content: &'a [u8],
+    pub schema: &'a [u8],
+}
 
 /// How long an opener waits for another process that is initialising a
 /// segment before it reports [`Error::Incomplete`](crate::Error::Incomplete).

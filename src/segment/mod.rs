@@ -29,7 +29,9 @@ use std::path::PathBuf;
 
 use crate::error::{Error, Result};
 use crate::segment::backend::{file, memfd, posix};
+use crate::segment::header::check_namespace;
 use crate::segment::header::{Creator, Found, Header, Spec, LOCK_OFFSET};
+pub(crate) use crate::segment::init::Initial;
 use crate::segment::init::Patience;
 use crate::segment::location::IntoLocation;
 use crate::segment::location::{Location, Place};
@@ -38,8 +40,6 @@ use crate::segment::options::OpenMode;
 use crate::segment::options::SharedOptions;
 use crate::sys::mapping::Mapping;
 use crate::types::shareable::Shareable;
-
-/// How long to wait for another process that is initialising the object.
 
 /// A mapped segment and what else its handle keeps.
 pub(crate) struct Established {
@@ -63,14 +63,6 @@ pub(crate) fn establish<T: Shareable>(
         schema: &schema,
     });
     establish_spec(loc, opts, mode, &spec, initial)
-}
-
-/// What a new segment holds: the start of its content (zeros after it),
-/// and the schema that follows the content.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Initial<'a> {
-    pub content: &'a [u8],
-    pub schema: &'a [u8],
 }
 
 /// The spec of a segment holding one `T`, and `T`'s encoded schema.
@@ -272,18 +264,6 @@ fn check_owner(name: &str, opts: &SharedOptions, fd: &OwnedFd) -> Result<()> {
             name: name.to_owned(),
             owner_uid: st.st_uid,
             our_uid: ours,
-        });
-    }
-    Ok(())
-}
-
-/// Refuses a segment made in another PID namespace (its lock owners' thread
-/// ids cannot be checked from here).
-pub(crate) fn check_namespace(name: &str, h: &Header) -> Result<()> {
-    let ours = header::pid_namespace();
-    if h.pid_ns != 0 && ours != 0 && h.pid_ns != ours {
-        return Err(Error::OtherPidNamespace {
-            name: name.to_owned(),
         });
     }
     Ok(())

@@ -16,11 +16,10 @@ use crate::segment::backend::sysv::{creation_error, os_error};
 use crate::segment::header::{
     self, Found, Header, Spec, LOCK_OFFSET, MAGIC, STATE_INITIALISING, STATE_OFFSET, STATE_READY,
 };
-use crate::segment::init::{self, Patience, HEADER_LEN, MAGIC_WORDS};
+use crate::segment::init::{self, Initial, Patience, HEADER_LEN, MAGIC_WORDS};
 use crate::segment::location::SysvKey;
 use crate::segment::options::OpenMode;
 use crate::segment::options::SharedOptions;
-use crate::segment::Initial;
 use crate::sys::mapping::Mapping;
 use crate::sys::sysv as sys;
 
@@ -286,7 +285,7 @@ fn inspect(label: &str, spec: &Spec, map: &Mapping, locked: bool) -> Result<Seen
         map.copy_out(0, &mut buf[..n]);
         return match header::check(label, spec, &buf[..n], len as u64)? {
             Found::Ready(h) => {
-                crate::segment::check_namespace(label, &h)?;
+                header::check_namespace(label, &h)?;
                 Ok(Seen::Ready)
             }
             // Its state changed back under us: someone wrote over it.
@@ -332,7 +331,7 @@ fn inspect(label: &str, spec: &Spec, map: &Mapping, locked: bool) -> Result<Seen
             // whose holders' ids mean nothing in another PID namespace.
             header::check(label, spec, &buf[..n], len as u64)?;
             if let Ok((h, _)) = Header::read_from_prefix(&buf[..n]) {
-                crate::segment::check_namespace(label, &h)?;
+                header::check_namespace(label, &h)?;
             }
         }
         return Ok(Seen::NotReady);
