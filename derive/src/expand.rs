@@ -129,8 +129,8 @@ fn schema(input: &Valid) -> TokenStream {
 /// hold is an error), and applies them only where they hold. A struct with
 /// other fields is not `LockFree`, without any error here. The bounds ask
 /// for `AtomicField<Struct>`, not `LockFree`, so that the error on
-/// `Shared::get` names the struct (see `src/lockfree.rs`), and each one
-/// carries the field type's span, so that rustc's note "unsatisfied trait
+/// `Shared::into_atomic` names the struct (see `src/types/lockfree.rs`),
+/// and each one carries the field type's span, so that rustc's note "unsatisfied trait
 /// bound introduced here" points at the field.
 fn lock_free(input: &Valid) -> TokenStream {
     let ident = input.ident;
