@@ -77,7 +77,8 @@
 //! store's `heap` writes a new entry's key, value and schema into a block
 //! no directory link reaches yet. The handles ([`Shared`],
 //! [`SharedReader`], [`SharedAtomic`], [`Store`], `mirror::Target`) hold
-//! slots and contain no `unsafe` code.
+//! slots and contain no `unsafe` code. The `shmstore` command denies it too,
+//! but for one call to `localtime_r`.
 
 #![warn(missing_docs)]
 #![deny(unsafe_code)]

@@ -4,6 +4,8 @@
 //!
 //! Built with the `cli` feature: `cargo install shmstore --features cli`.
 
+#![deny(unsafe_code)]
+
 #[path = "shmstore/cmd.rs"]
 mod cmd;
 #[cfg(feature = "mirror")]

@@ -294,6 +294,7 @@ pub fn local_time(t: SystemTime) -> String {
 }
 
 /// The local time zone's offset from UTC at `unix_secs`, in seconds.
+#[allow(unsafe_code)] // localtime_r: the command's one call into libc
 fn utc_offset(unix_secs: i64) -> i64 {
     let t = unix_secs as libc::time_t;
     // SAFETY: all-zero bytes are a valid `libc::tm` (integers and a null
