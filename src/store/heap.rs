@@ -431,7 +431,13 @@ impl Heap<'_> {
     /// Takes a free block of at least `need` bytes for a new entry (state
     /// RESERVED), splitting off what is left over; `None` if none is big
     /// enough.
-    fn take(&self, need: u64) -> Result<Option<usize>> {
+    ///
+    /// `held(start, end)` says whether bytes `start..end` of the mapping
+    /// belong to an entry this process holds: a forged free list may lead
+    /// there, and a guard may be handing out `&mut` to those bytes, so the
+    /// block is refused ([`Error::Corrupt`]) before anything is written, to
+    /// it, to its free-list neighbours' links or to the block after it.
+    fn take(&self, need: u64, held: &dyn Fn(usize, usize) -> bool) -> Result<Option<usize>> {
         let first = Self::class_of(need);
         for class in first..CLASSES {
             let mut index = self.u32(self.meta(M_HEADS + 4 * class));
@@ -443,6 +449,28 @@ impl Heap<'_> {
                     return Err(self.corrupt("a free list holds a block in use".into()));
                 }
                 if size >= need {
+                    let header = BLOCK_ALIGN as usize;
+                    let end = at.saturating_add(usize::try_from(size).unwrap_or(usize::MAX));
+                    let link = |off: usize| -> Result<Option<usize>> {
+                        match self.u32(at + off) {
+                            0 => Ok(None),
+                            i => self.block_at(i).map(Some),
+                        }
+                    };
+                    // The block itself; its free-list neighbours, whose links
+                    // `unlink_free` rewrites; the block after it, whose
+                    // `B_PREV` a split rewrites.
+                    let neighbours = [link(B_NEXT_FREE)?, link(B_PREV_FREE)?];
+                    if held(at, end)
+                        || neighbours
+                            .into_iter()
+                            .flatten()
+                            .any(|b| held(b, b.saturating_add(header)))
+                        || held(end.saturating_add(B_PREV), end.saturating_add(B_PREV + 8))
+                    {
+                        return Err(self
+                            .corrupt("a free list leads into an entry this process holds".into()));
+                    }
                     self.unlink_free(at, size)?;
                     self.set_u32(at + B_STATE, RESERVED);
                     if size - need >= MIN_BLOCK {
@@ -700,15 +728,20 @@ impl Heap<'_> {
 
     /// Takes a block for `new` (RESERVED until [`fill`](Heap::fill) makes
     /// it an entry); [`Error::StoreFull`] if there is no room.
-    pub(crate) fn reserve(&self, new: &NewEntry<'_>) -> Result<usize> {
+    /// `held` is as for `take`.
+    pub(crate) fn reserve(
+        &self,
+        new: &NewEntry<'_>,
+        held: &dyn Fn(usize, usize) -> bool,
+    ) -> Result<usize> {
         let (_, layout) = Self::plan_entry(new);
-        Ok(match self.take(layout.block)? {
+        Ok(match self.take(layout.block, held)? {
             Some(at) => at,
             None => {
                 // Entries removed while held by processes that have died
                 // since: their space is free now.
                 self.reclaim()?;
-                match self.take(layout.block)? {
+                match self.take(layout.block, held)? {
                     Some(at) => at,
                     None => {
                         let space = self.space()?;

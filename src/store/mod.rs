@@ -296,7 +296,14 @@ impl Store {
             schema: &schema,
         };
         // A full store changes nothing a watcher would see.
-        let at = dir.heap().reserve(&new)?;
+        // A forged free list can lead into an entry this process holds, to
+        // which a guard may be giving out `&mut` right now: such a block is
+        // refused before anything is written.
+        let at = {
+            let held = self.inner.held();
+            dir.heap()
+                .reserve(&new, &|start, end| meets_held(&held, start, end))?
+        };
         dir.begin_change();
         let e = dir.heap().fill(at, &new, self.inner.slot)?;
         self.hold(&dir, &e)?;
@@ -501,7 +508,13 @@ impl Store {
             });
         }
         dir.heap().hold(e.at, self.inner.slot);
-        held.entry(e.at).or_insert(Holds { count: 0, end }).count += 1;
+        held.entry(e.at)
+            .or_insert(Holds {
+                count: 0,
+                value: e.at + e.layout.value,
+                end,
+            })
+            .count += 1;
         Ok(())
     }
 
@@ -563,6 +576,22 @@ pub(crate) struct HeldEntry {
     pub(crate) type_name: String,
     /// Its name in errors (`store/key`).
     pub(crate) label: String,
+}
+
+/// Whether bytes `start..end` of the store's mapping meet the value of an
+/// entry this process holds, which a guard may be handing out as `&mut`
+/// (held entries never overlap each other: going back from the last that
+/// starts before `end`, the first that ends before `start` ends the search).
+fn meets_held(held: &BTreeMap<usize, Holds>, start: usize, end: usize) -> bool {
+    for (_, h) in held.range(..end).rev() {
+        if h.end <= start {
+            return false;
+        }
+        if h.value < end {
+            return true;
+        }
+    }
+    false
 }
 
 /// The entries of the store whose content is at `content` (`size` bytes)
@@ -671,6 +700,8 @@ impl Drop for Inner {
 /// bytes they reach end (from the block's start).
 struct Holds {
     count: usize,
+    /// Where the entry's value starts (what a guard hands out).
+    value: usize,
     end: usize,
 }
 
@@ -719,7 +750,11 @@ impl Drop for EntryRef {
         let mut held = self.store.held();
         let count = &mut held
             .entry(self.at)
-            .or_insert(Holds { count: 1, end: 0 })
+            .or_insert(Holds {
+                count: 1,
+                value: 0,
+                end: 0,
+            })
             .count;
         *count -= 1;
         if *count == 0 {

@@ -1674,8 +1674,13 @@ fn a_forged_free_list_index_never_makes_entries_overlap() {
     let index = ((fake - heap_at) / 64 + 1) as u32;
     Place::write_file(&seg.path(), layout.content + 64 + 4, &index.to_ne_bytes());
 
+    let kept = blob.snapshot().unwrap();
     match store.insert::<u64>("victim", 0) {
-        Err(e) => assert!(matches!(e, Error::Corrupt { .. }), "{e}"),
+        Err(e) => {
+            assert!(matches!(e, Error::Corrupt { .. }), "{e}");
+            // Refused before a byte was written: `blob` keeps its value.
+            assert_eq!(blob.snapshot().unwrap(), kept, "insert wrote into `blob`");
+        }
         Ok(victim) => {
             let before = blob.snapshot().unwrap();
             *victim.lock().unwrap() = u64::MAX;
