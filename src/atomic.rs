@@ -106,13 +106,7 @@ impl<T: LockFree> SharedAtomic<T> {
     /// zeroed private memory, and what was read from them since is not the
     /// segment's.
     pub fn check(&self) -> Result<()> {
-        if self.slot.is_cut() {
-            return Err(crate::Error::Truncated {
-                name: self.handle.label.clone(),
-                mapped: self.slot.map().len() as u64,
-            });
-        }
-        Ok(())
+        self.slot.check(&self.handle.label)
     }
 
     /// Turns this handle back into a [`Shared`], with `lock()`.

@@ -13,23 +13,20 @@ use std::collections::HashMap;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-
-use nix::fcntl::{open, OFlag};
-use nix::sys::stat::{fstat, Mode};
-use zerocopy::FromBytes;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::error::{Error, Result};
-use crate::lock::seqlock::Versions;
+use crate::lock::seqlock::{self, Versions};
 use crate::lock::slot::RawSlot;
 use crate::lock::RawLock;
 use crate::schema::{Schema, Value};
 use crate::segment::header::{
-    self, Header, Mapped, Unusable, FORMAT_VERSION, KIND_STORE, KIND_VALUE, LOCK_OFFSET, MAGIC,
-    VERSIONS_OFFSET,
+    self, Header, Mapped, Unusable, KIND_STORE, KIND_VALUE, LOCK_OFFSET, MAGIC, VERSIONS_OFFSET,
 };
 use crate::segment::location::{IntoLocation, Location, Place, SysvKey};
 use crate::sys::mapping::Mapping;
+use nix::fcntl::{open, OFlag};
+use nix::sys::stat::{fstat, Mode};
 
 /// Where a segment lives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -503,7 +500,7 @@ pub fn wait_for_change(
             return Ok(held.slot.wait_for_change(seen, timeout));
         }
         // Read-only: look every 100 ms.
-        return poll(seen, timeout, || {
+        return seqlock::poll(seen, timeout, Duration::from_millis(100), || {
             let r = report(&loc)?;
             match r.state {
                 State::Store {
@@ -523,7 +520,7 @@ pub fn wait_for_change(
         });
     }
     let label = loc.label();
-    let (map, writable) = map_any(&loc)?;
+    let map = map_any(&loc)?;
     let mapped = header::read_mapped(&map).map_err(|u| Error::Corrupt {
         name: label.clone(),
         reason: u.reason(),
@@ -531,7 +528,6 @@ pub fn wait_for_change(
     if mapped.layout.is_none() || !matches!(mapped.header.kind, KIND_VALUE | KIND_STORE) {
         return Err(Error::Incomplete { name: label });
     }
-    debug_assert_eq!(writable, map.is_writable());
     // Only the lock and versions are used: no value bytes.
     let slot = RawSlot::new(
         Box::new(map),
@@ -543,34 +539,21 @@ pub fn wait_for_change(
     Ok(slot.wait_for_change(seen, timeout))
 }
 
-fn poll(seen: u64, timeout: Duration, mut now: impl FnMut() -> Result<u64>) -> Result<Option<u64>> {
-    let deadline = Instant::now().checked_add(timeout);
-    loop {
-        let g = now()?;
-        if g != seen {
-            return Ok(Some(g));
-        }
-        if deadline.is_some_and(|d| Instant::now() >= d) {
-            return Ok(None);
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 // ---------------------------------------------------------------------------
 // Reading
 
-/// Maps the segment at `loc`, read-write if permitted, else read-only.
-pub(crate) fn map_any(loc: &Location) -> Result<(Mapping, bool)> {
+/// Maps the segment at `loc`, read-write if permitted, else read-only
+/// ([`Mapping::is_writable`] says which).
+pub(crate) fn map_any(loc: &Location) -> Result<Mapping> {
     let label = loc.label();
     match &loc.0 {
         Place::SysV(key) => {
             let id = crate::sys::sysv::get(key.key(), 0, 0)
                 .map_err(|e| Error::from_errno(&label, "opening", e))?;
             match crate::sys::sysv::attach(id, true) {
-                Ok((map, _)) => Ok((map, true)),
+                Ok((map, _)) => Ok(map),
                 Err(_) => crate::sys::sysv::attach(id, false)
-                    .map(|(map, _)| (map, false))
+                    .map(|(map, _)| map)
                     .map_err(|e| Error::from_errno(&label, "attaching", e)),
             }
         }
@@ -595,7 +578,7 @@ fn open_path(path: &Path, writable: bool) -> nix::Result<OwnedFd> {
     )
 }
 
-fn map_path(label: &str, path: &Path) -> Result<(Mapping, bool)> {
+fn map_path(label: &str, path: &Path) -> Result<Mapping> {
     let (fd, writable) = match open_path(path, true) {
         Ok(fd) => (fd, true),
         Err(_) => (
@@ -617,7 +600,7 @@ fn map_path(label: &str, path: &Path) -> Result<(Mapping, bool)> {
         name: label.to_owned(),
         source: e,
     })?;
-    Ok((map, writable))
+    Ok(map)
 }
 
 fn inspect_file(
@@ -752,7 +735,6 @@ fn inspect_sysv(seg: &SysvSegment) -> Report {
     }
 }
 
-/// The header's bytes, parsed, if the mapping starts with our magic.
 fn header_info(h: &Header) -> HeaderInfo {
     HeaderInfo {
         type_name: h.type_name(),
@@ -783,16 +765,11 @@ pub(crate) fn read_state(map: &Mapping) -> State {
     let Mapped { header: h, layout } = match header::read_mapped(map) {
         Ok(mapped) => mapped,
         Err(Unusable::Foreign(reason)) => return State::Foreign { reason },
-        Err(Unusable::Damaged(reason)) => {
-            // Say who made it, where the header is whole enough to tell.
-            let mut buf = [0u8; std::mem::size_of::<Header>()];
-            let n = map.len().min(buf.len());
-            map.copy_out(0, &mut buf[..n]);
-            let header = Header::read_from_bytes(&buf)
-                .ok()
-                .filter(|h| n == buf.len() && h.version == FORMAT_VERSION)
-                .map(|h| header_info(&h));
-            return State::Damaged { reason, header };
+        Err(Unusable::Damaged { reason, header }) => {
+            return State::Damaged {
+                reason,
+                header: header.map(|h| header_info(&h)),
+            };
         }
     };
     let Some(layout) = layout else {
@@ -834,6 +811,47 @@ pub(crate) fn read_state(map: &Mapping) -> State {
         },
         other => damaged(format!("unknown kind {other}")),
     }
+}
+
+/// The reports of the entries of the store whose content is at `content`
+/// (`size` bytes) of a read-only mapping, read without the directory lock.
+fn entry_reports(
+    map: &Mapping,
+    content: usize,
+    size: usize,
+) -> std::result::Result<Vec<EntryReport>, String> {
+    let entries = crate::store::list_entries(map, content, size)?;
+    Ok(entries
+        .into_iter()
+        .map(|e| {
+            let slot = e.at + e.layout.slot;
+            let versions = map.versions(slot + 16);
+            let schema = read_schema(
+                map,
+                e.at + e.layout.schema,
+                e.layout.schema_len,
+                e.value_size,
+            );
+            let value = match &schema {
+                Ok(Some(s)) => Some(s.value(&consistent_copy(
+                    map,
+                    versions,
+                    e.at + e.layout.value,
+                    e.value_size,
+                ))),
+                _ => None,
+            };
+            EntryReport {
+                key: String::from_utf8_lossy(&e.key).into_owned(),
+                type_name: e.type_name,
+                size: e.value_size as u64,
+                fingerprint: e.fingerprint,
+                slot: slot_info(map.raw_lock(slot), versions),
+                schema,
+                value,
+            }
+        })
+        .collect())
 }
 
 /// The lock and generation of a slot.
@@ -941,50 +959,11 @@ impl Attachments {
         Some(self.counts.get(&path).copied().unwrap_or(0))
     }
 }
-/// The reports of the entries of the store whose content is at `content`
-/// (`size` bytes) of a read-only mapping, read without the directory lock.
-fn entry_reports(
-    map: &Mapping,
-    content: usize,
-    size: usize,
-) -> std::result::Result<Vec<EntryReport>, String> {
-    let entries = crate::store::list_entries(map, content, size)?;
-    Ok(entries
-        .into_iter()
-        .map(|e| {
-            let slot = e.at + e.layout.slot;
-            let versions = map.versions(slot + 16);
-            let schema = read_schema(
-                map,
-                e.at + e.layout.schema,
-                e.layout.schema_len,
-                e.value_size,
-            );
-            let value = match &schema {
-                Ok(Some(s)) => Some(s.value(&consistent_copy(
-                    map,
-                    versions,
-                    e.at + e.layout.value,
-                    e.value_size,
-                ))),
-                _ => None,
-            };
-            EntryReport {
-                key: String::from_utf8_lossy(&e.key).into_owned(),
-                type_name: e.type_name,
-                size: e.value_size as u64,
-                fingerprint: e.fingerprint,
-                slot: slot_info(map.raw_lock(slot), versions),
-                schema,
-                value,
-            }
-        })
-        .collect())
-}
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::segment::header::FORMAT_VERSION;
 
     fn header(creator_alive: bool) -> HeaderInfo {
         HeaderInfo {

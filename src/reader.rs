@@ -7,8 +7,7 @@ use std::time::Duration;
 use crate::error::{Error, Result};
 use crate::lock::slot::Slot;
 use crate::segment::location::IntoLocation;
-use crate::segment::options::OpenMode;
-use crate::segment::options::SharedOptions;
+use crate::segment::options::{OpenMode, SharedOptions};
 use crate::sys::mapping::Mapping;
 use crate::types::shareable::Shareable;
 
@@ -116,8 +115,9 @@ impl<T: Shareable> SharedReader<T> {
                 name: self.label.clone(),
             });
         }
-        self.check()?;
-        Ok(self.slot.wait_for_change(seen, timeout))
+        // Checked after the wait, as on `Shared`.
+        let changed = self.slot.wait_for_change(seen, timeout);
+        self.check().map(|()| changed)
     }
 
     /// Whether writers of this segment wake read-only handles, so that
@@ -137,13 +137,7 @@ impl<T: Shareable> SharedReader<T> {
     /// snapshots then return `Err(PoisonError)` (see
     /// [`Shared::check`](crate::Shared::check)).
     pub fn check(&self) -> Result<()> {
-        if self.slot.is_cut() {
-            return Err(Error::Truncated {
-                name: self.label.clone(),
-                mapped: self.slot.map().len() as u64,
-            });
-        }
-        Ok(())
+        self.slot.check(&self.label)
     }
 
     /// Whether some thread (of any process) holds the lock now.

@@ -240,8 +240,10 @@ impl<T: Shareable> Shared<T> {
     /// `tokio::task::spawn_blocking(move || shared.wait_for_change(seen, t))`
     /// with the handle in an `Arc`.
     pub fn wait_for_change(&self, seen: u64, timeout: Duration) -> Result<Option<u64>> {
-        self.check()?;
-        Ok(self.slot.wait_for_change(seen, timeout))
+        // Checked after the wait: a segment shrunk before or during it reads
+        // as zeros, a changed generation that must not pass for a commit.
+        let changed = self.slot.wait_for_change(seen, timeout);
+        self.check().map(|()| changed)
     }
 
     /// The segment's name as errors give it: a POSIX name (without the
@@ -357,13 +359,7 @@ impl<T: Shareable> Shared<T> {
     /// the poison flag says, and this returns the error. memfd and System V
     /// segments cannot be shrunk.
     pub fn check(&self) -> Result<()> {
-        if self.slot.is_cut() {
-            return Err(crate::Error::Truncated {
-                name: self.handle.label.clone(),
-                mapped: self.map().len() as u64,
-            });
-        }
-        Ok(())
+        self.slot.check(&self.handle.label)
     }
 
     /// Clears the poison, for every process: call it once the value has been

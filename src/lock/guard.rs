@@ -87,10 +87,15 @@ pub(crate) struct Guard<'a, T> {
 unsafe impl<T: Shareable> Sync for Guard<'_, T> {}
 
 impl<'a, T: Shareable> Guard<'a, T> {
-    /// `value` is the `T` that `held`'s lock guards: in bounds, aligned and
-    /// valid for `'a` (a [`Slot`](crate::lock::slot::Slot) makes both).
+    /// The guard of the `T` at `value`, which `held`'s lock guards.
+    ///
+    /// # Safety
+    ///
+    /// `value` is in bounds of a live mapping, aligned for `T`, valid for
+    /// `'a`, and is the value that `held`'s lock guards (a
+    /// [`Slot`](crate::lock::slot::Slot) makes both from one place).
     #[inline]
-    pub(crate) fn new(held: Held<'a>, value: NonNull<T>) -> Guard<'a, T> {
+    pub(crate) unsafe fn new(held: Held<'a>, value: NonNull<T>) -> Guard<'a, T> {
         Guard {
             held,
             value,
@@ -104,9 +109,8 @@ impl<T: Shareable> Deref for Guard<'_, T> {
 
     #[inline]
     fn deref(&self) -> &T {
-        // SAFETY: the pointer is in bounds and aligned (checked by the slot
-        // that made it) and valid for the guard's lifetime, for which the
-        // slot, and so the mapping, is borrowed. This thread holds the lock,
+        // SAFETY: the pointer is in bounds, aligned and valid for the
+        // guard's lifetime (`new`'s contract). This thread holds the lock,
         // so no other thread or process following the protocol writes the
         // value meanwhile. Every bit pattern is a valid T (Shareable), so
         // whatever a peer left there is a valid value.

@@ -43,7 +43,7 @@ thread_local! {
 /// This thread's owner identity (see [`crate::lock`] for the encoding).
 #[inline]
 pub(crate) fn ident() -> u64 {
-    let here = Here(std::marker::PhantomData);
+    let here = Here::new();
     let v = state(&here).ident.get();
     if v != 0 {
         v
@@ -69,7 +69,7 @@ fn compute() -> u64 {
     let tid = nix::unistd::gettid().as_raw() as u32;
     let start = crate::lock::owner::start_time(tid).unwrap_or(0);
     let v = crate::lock::owner::compose_ident(tid, start);
-    let here = Here(std::marker::PhantomData);
+    let here = Here::new();
     state(&here).ident.set(v);
     v
 }
@@ -77,6 +77,15 @@ fn compute() -> u64 {
 /// A place on the calling thread's stack: a borrow of this thread's state
 /// lives no longer than it (zero-sized, and not `Send`).
 struct Here(std::marker::PhantomData<*const ()>);
+
+impl Here {
+    /// A place here, on the caller's stack (a local binding, never a
+    /// constant, whose borrow could be promoted to `'static`).
+    #[inline(always)]
+    fn new() -> Here {
+        Here(std::marker::PhantomData)
+    }
+}
 
 /// This thread's state, for as long as `_here`, a local of the caller, lives.
 /// `LocalKey::with` with a closure this small is inlined to one
@@ -98,7 +107,7 @@ fn state(_here: &Here) -> &State {
 /// Records that this thread now holds the lock at `at`.
 #[inline]
 pub(crate) fn acquired(at: usize) {
-    let here = Here(std::marker::PhantomData);
+    let here = Here::new();
     let s = state(&here);
     let d = s.depth.get();
     match s.held.get(d) {
@@ -129,7 +138,7 @@ fn spill(s: &State, at: usize) {
 /// empty).
 #[inline]
 pub(crate) fn released(at: usize) -> bool {
-    let here = Here(std::marker::PhantomData);
+    let here = Here::new();
     let s = state(&here);
     let top = s.depth.get().wrapping_sub(1);
     // Locks are mostly released in the opposite order of taking them.
@@ -183,7 +192,7 @@ pub(crate) enum Holding {
 
 /// Whether this thread holds the lock at `at`.
 pub(crate) fn holding(at: usize) -> Holding {
-    let here = Here(std::marker::PhantomData);
+    let here = Here::new();
     let s = state(&here);
     let mut all: Vec<usize> = s.held[..s.depth.get()].iter().map(Cell::get).collect();
     let spilled = SPILL.try_with(|v| all.extend_from_slice(&v.borrow()[..s.spilled.get()]));

@@ -318,3 +318,30 @@ impl Versions {
         }
     }
 }
+
+/// Reads a generation with `now` every `interval` until it differs from
+/// `seen` (returns the new one) or `timeout` has passed (`None`): how a
+/// watcher waits that cannot sleep on the counter's futex. An error from
+/// `now` ends the wait.
+pub(crate) fn poll<E>(
+    seen: u64,
+    timeout: Duration,
+    interval: Duration,
+    mut now: impl FnMut() -> std::result::Result<u64, E>,
+) -> std::result::Result<Option<u64>, E> {
+    let deadline = Instant::now().checked_add(timeout);
+    loop {
+        let g = now()?;
+        if g != seen {
+            return Ok(Some(g));
+        }
+        let left = match deadline {
+            Some(d) => match d.checked_duration_since(Instant::now()) {
+                Some(left) if !left.is_zero() => left,
+                _ => return Ok(None),
+            },
+            None => interval,
+        };
+        std::thread::sleep(left.min(interval));
+    }
+}

@@ -7,27 +7,24 @@
 //! [`Slot<T>`] is one with its type; an [`AtomicSlot<T>`] hands out `&T`
 //! without the lock, for values made of atomics only.
 
+use std::convert::Infallible;
 use std::marker::PhantomData;
 use std::mem::MaybeUninit;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{LockResult, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::lock::guard::Held;
-use crate::lock::seqlock::{Read, Versions};
-use crate::lock::RawLock;
+use crate::error::{Error, Result};
+use crate::lock::guard::{Guard, Held};
+use crate::lock::seqlock::{self, Read, Versions};
+use crate::lock::{RawLock, CHECK_INTERVAL};
 use crate::sys::mapping::{KeepsMapped, Mapping};
 use crate::types::lockfree::LockFree;
 use crate::types::shareable::Shareable;
 
 /// The cut flag of mappings nobody can shrink.
 static NEVER_CUT: AtomicBool = AtomicBool::new(false);
-
-/// How often a watcher that cannot sleep on a segment's change
-/// notification (a read-only mapping of a segment that does not wake
-/// read-only watchers) looks at its generation instead.
-const POLL_INTERVAL: Duration = Duration::from_millis(50);
 
 /// A lock, its [`Versions`] and `len` bytes of value inside one mapping,
 /// which the slot keeps alive.
@@ -41,8 +38,6 @@ pub(crate) struct RawSlot {
     /// page was touched (see `sys::sigbus`); a flag that is never set
     /// where nobody can (one load and no test for `None` on every lock).
     cut: &'static AtomicBool,
-    /// Whether the mapping may be written (read-only handles only load).
-    writable: bool,
     /// What keeps the mapping alive: the pointers above lead into it.
     memory: Box<dyn KeepsMapped>,
 }
@@ -82,7 +77,6 @@ impl RawSlot {
             value: map.at::<u8>(value_offset),
             len,
             cut: map.cut_flag().unwrap_or(&NEVER_CUT),
-            writable: map.is_writable(),
             memory,
         }
     }
@@ -127,6 +121,18 @@ impl RawSlot {
         self.versions().generation()
     }
 
+    /// `Ok` unless the mapping was found shrunk under us: then
+    /// [`Error::Truncated`] for the segment called `name`.
+    pub(crate) fn check(&self, name: &str) -> Result<()> {
+        if self.is_cut() {
+            return Err(Error::Truncated {
+                name: name.to_owned(),
+                mapped: self.map().len() as u64,
+            });
+        }
+        Ok(())
+    }
+
     /// Copies the value's bytes into `out` (exactly [`len`](RawSlot::len)
     /// bytes), whatever other processes write meanwhile: a racy copy, to be
     /// checked with [`Versions::copy_quiet`] or made under the lock.
@@ -149,33 +155,22 @@ impl RawSlot {
     /// at the generation every 50 ms.
     pub(crate) fn wait_for_change(&self, seen: u64, timeout: Duration) -> Option<u64> {
         let versions = self.versions();
-        if self.writable {
+        if self.is_writable() {
             return versions.wait(seen, timeout, Some(self.raw()));
         }
         if versions.wakes_all() {
             return versions.wait(seen, timeout, None);
         }
-        let deadline = Instant::now().checked_add(timeout);
-        loop {
-            let g = versions.generation();
-            if g != seen {
-                return Some(g);
-            }
-            let left = match deadline {
-                Some(d) => match d.checked_duration_since(Instant::now()) {
-                    Some(left) if !left.is_zero() => left,
-                    _ => return None,
-                },
-                None => POLL_INTERVAL,
-            };
-            std::thread::sleep(left.min(POLL_INTERVAL));
+        let generation = || Ok::<_, Infallible>(versions.generation());
+        match seqlock::poll(seen, timeout, CHECK_INTERVAL, generation) {
+            Ok(changed) => changed,
+            Err(never) => match never {},
         }
     }
 
     /// Whether this handle may write the value (and mark the lock word).
-    #[cfg_attr(not(feature = "mirror"), allow(dead_code))]
     pub(crate) fn is_writable(&self) -> bool {
-        self.writable
+        self.map().is_writable()
     }
 
     /// The guard for the lock this thread (identity `me`) has just acquired.
@@ -190,7 +185,7 @@ impl RawSlot {
     #[cfg(feature = "mirror")]
     pub(crate) fn write_under(&self, held: &mut Held<'_>, bytes: &[u8]) -> u64 {
         assert!(held.guards(self.raw()), "a guard of another lock");
-        assert!(self.writable, "writing through a read-only mapping");
+        assert!(self.is_writable(), "writing through a read-only mapping");
         assert_eq!(bytes.len(), self.len, "a value of the wrong size");
         held.begin_write();
         // SAFETY: this thread holds the lock (`held` guards it), so no
@@ -222,16 +217,26 @@ impl<T: Shareable> Slot<T> {
         versions_offset: usize,
         value_offset: usize,
     ) -> Slot<T> {
-        // Checks that a `T` fits there and is aligned.
-        let _ = memory.map().at::<T>(value_offset);
+        let size = std::mem::size_of::<T>();
+        Slot::from_raw(RawSlot::new(
+            memory,
+            lock_offset,
+            versions_offset,
+            value_offset,
+            size,
+        ))
+    }
+
+    /// The typed slot of `raw`, whose value must be a `T`: exactly `T`'s
+    /// size, aligned for it (panics otherwise).
+    pub(crate) fn from_raw(raw: RawSlot) -> Slot<T> {
+        assert_eq!(raw.len, std::mem::size_of::<T>(), "a value of another size");
+        assert!(
+            raw.value.cast::<T>().as_ptr().is_aligned(),
+            "a value misaligned for its type"
+        );
         Slot {
-            raw: RawSlot::new(
-                memory,
-                lock_offset,
-                versions_offset,
-                value_offset,
-                std::mem::size_of::<T>(),
-            ),
+            raw,
             _value: PhantomData,
         }
     }
@@ -271,13 +276,19 @@ impl<T: Shareable> Slot<T> {
         self.raw.map()
     }
 
+    /// See [`RawSlot::check`].
+    pub(crate) fn check(&self, name: &str) -> Result<()> {
+        self.raw.check(name)
+    }
+
     /// A consistent copy of the value into `out`, without the lock; whether
     /// it is clean and unpoisoned, and its generation. Only loads.
     #[inline(always)]
     fn read(&self, out: &mut MaybeUninit<T>) -> (bool, u64) {
         let lock = self.raw();
-        // SAFETY: `value` points at the T these versions guard, aligned and
-        // inside the mapping (checked in `new`), which the slot keeps alive.
+        // SAFETY: `value` points at the T these versions guard, inside the
+        // mapping and aligned (checked in `RawSlot::new` and `from_raw`),
+        // which the slot keeps alive.
         match unsafe { self.versions().read(lock, self.value().as_ptr(), out) } {
             // Checked after the copy: a page found missing during it was
             // replaced by zeros, which must not pass for the value.
@@ -344,8 +355,12 @@ impl<T: Shareable> Slot<T> {
     /// The guard for the lock this thread (identity `me`) has just
     /// acquired: it hands out the value.
     #[inline]
-    pub(crate) fn guard(&self, me: u64) -> crate::lock::guard::Guard<'_, T> {
-        crate::lock::guard::Guard::new(self.raw.held(me), self.value())
+    pub(crate) fn guard(&self, me: u64) -> Guard<'_, T> {
+        // SAFETY: `value` is this slot's `T`, in bounds and aligned (checked
+        // in `RawSlot::new` and `from_raw`), in the mapping the slot keeps
+        // alive for as long as the borrow of `self` the guard holds; `held`
+        // is this slot's lock.
+        unsafe { Guard::new(self.raw.held(me), self.value()) }
     }
 }
 
@@ -366,8 +381,9 @@ impl<T: LockFree> AtomicSlot<T> {
     #[inline]
     pub(crate) fn get(&self) -> &T {
         // SAFETY: the pointer is in bounds and aligned for `T` (checked in
-        // `Slot::new`), and stays valid as long as `self` (the slot keeps
-        // the mapping), which the returned reference cannot outlive. Every
+        // `RawSlot::new` and `Slot::from_raw`), and stays valid as long as
+        // `self` (the slot keeps the mapping), which the returned reference
+        // cannot outlive. Every
         // byte of a `LockFree` value is inside an atomic (an `UnsafeCell`),
         // so a shared reference to it is sound while other threads and
         // processes write it through their own shared references or
@@ -379,14 +395,9 @@ impl<T: LockFree> AtomicSlot<T> {
         unsafe { self.slot.value().as_ref() }
     }
 
-    /// Whether the mapping was found shrunk under us.
-    pub(crate) fn is_cut(&self) -> bool {
-        self.slot.is_cut()
-    }
-
-    /// The mapping the slot lies in.
-    pub(crate) fn map(&self) -> &Mapping {
-        self.slot.map()
+    /// See [`RawSlot::check`].
+    pub(crate) fn check(&self, name: &str) -> Result<()> {
+        self.slot.check(name)
     }
 
     /// The slot back, with its lock.

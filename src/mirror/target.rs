@@ -7,9 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::lock;
-use crate::lock::seqlock::Versions;
 use crate::lock::slot::RawSlot;
-use crate::lock::RawLock;
 use crate::segment::header::{
     self, Unusable, KIND_STORE, KIND_VALUE, LOCK_OFFSET, VERSIONS_OFFSET,
 };
@@ -63,7 +61,7 @@ impl Target {
     pub fn open(at: impl IntoLocation) -> Result<Target> {
         let loc = at.into_location()?;
         let label = loc.label();
-        let (map, writable) = crate::inspect::map_any(&loc)?;
+        let map = crate::inspect::map_any(&loc)?;
         let unusable = |reason: String| Error::Unusable {
             name: label.clone(),
             reason,
@@ -75,7 +73,9 @@ impl Target {
             Err(Unusable::Foreign(reason)) => {
                 return Err(unusable(format!("not a shmstore segment: {reason}")))
             }
-            Err(Unusable::Damaged(reason)) => return Err(unusable(format!("damaged: {reason}"))),
+            Err(Unusable::Damaged { reason, .. }) => {
+                return Err(unusable(format!("damaged: {reason}")))
+            }
         };
         let Some(layout) = mapped.layout else {
             return Err(unusable("its creator has not finished creating it".into()));
@@ -91,7 +91,6 @@ impl Target {
         check_type_name(&label, &type_name)?;
         // The value's `size` bytes end at or before the mapping's end
         // (`read_mapped` checked the layout against the mapping).
-        debug_assert_eq!(writable, map.is_writable());
         Ok(Target {
             slot: RawSlot::new(
                 Box::new(map),
@@ -156,17 +155,9 @@ impl Target {
         self.slot.is_writable()
     }
 
-    fn lock(&self) -> &RawLock {
-        self.slot.raw()
-    }
-
-    fn versions(&self) -> &Versions {
-        self.slot.versions()
-    }
-
     /// The number of committed writes.
     pub(crate) fn generation(&self) -> u64 {
-        self.versions().generation()
+        self.slot.generation()
     }
 
     /// Sleeps until the generation differs from `seen`, at most `timeout`
@@ -187,14 +178,14 @@ impl Target {
     /// overlapping writes (a local writer that commits without pause) then
     /// takes the lock for one copy, so that the mirror keeps up.
     pub(crate) fn read(&self) -> std::result::Result<(Vec<u8>, u64), Unreadable> {
-        let versions = self.versions();
+        let versions = self.slot.versions();
         let mut out = vec![0u8; self.slot.len()];
         for attempt in 0..2000u32 {
             if self.slot.is_writable() && attempt == 32 {
                 return self.read_locked(out);
             }
             if let Some(generation) = versions.copy_quiet(|| self.copy_out(&mut out)) {
-                if self.lock().is_poisoned() {
+                if self.slot.raw().is_poisoned() {
                     return Err(Unreadable::Poisoned);
                 }
                 if self.slot.is_cut() {
@@ -215,10 +206,10 @@ impl Target {
     fn read_locked(&self, mut out: Vec<u8>) -> std::result::Result<(Vec<u8>, u64), Unreadable> {
         // As a guard does, the guard commits a write a dead holder left
         // when we unlock (the lock is poisoned then, see below).
-        let held = self.slot.held(self.lock().acquire());
+        let held = self.slot.held(self.slot.raw().acquire());
         self.copy_out(&mut out);
-        let generation = self.versions().generation();
-        let poisoned = self.lock().is_poisoned();
+        let generation = self.slot.generation();
+        let poisoned = self.slot.raw().is_poisoned();
         drop(held);
         if poisoned {
             return Err(Unreadable::Poisoned);
@@ -238,7 +229,7 @@ impl Target {
                 return None;
             }
             let deadline = Instant::now() + Duration::from_millis(100);
-            if let Some(me) = self.lock().acquire_until(deadline) {
+            if let Some(me) = self.slot.raw().acquire_until(deadline) {
                 // A write that a dead holder left unfinished becomes ours,
                 // committed when we unlock, as a guard does.
                 return Some(Held {

@@ -290,14 +290,20 @@ pub(crate) enum Unusable {
     Foreign(String),
     /// Ours, but damaged, of another format version, or not consistent with
     /// itself or with the object's size.
-    Damaged(String),
+    Damaged {
+        /// Why, in words a user can act on.
+        reason: String,
+        /// The header, where it is whole and of this format version (it
+        /// still says who made the segment).
+        header: Option<Box<Header>>,
+    },
 }
 
 impl Unusable {
     /// The reason, in words a user can act on.
     pub(crate) fn reason(self) -> String {
         match self {
-            Unusable::Foreign(r) | Unusable::Damaged(r) => r,
+            Unusable::Foreign(reason) | Unusable::Damaged { reason, .. } => reason,
         }
     }
 }
@@ -314,27 +320,34 @@ pub(crate) fn identify(bytes: &[u8], file_size: u64) -> std::result::Result<Box<
             "no shmstore magic in its first bytes ({file_size} bytes long): not a shmstore segment"
         )));
     }
-    let Ok(header) = Header::read_from_prefix(bytes).map(|(h, _)| h) else {
-        return Err(Unusable::Damaged(format!(
-            "its header is cut short ({file_size} bytes long)"
-        )));
+    let damaged =
+        |reason: String, header: Option<Box<Header>>| Unusable::Damaged { reason, header };
+    let Ok(header) = Header::read_from_prefix(bytes).map(|(h, _)| Box::new(h)) else {
+        return Err(damaged(
+            format!("its header is cut short ({file_size} bytes long)"),
+            None,
+        ));
     };
     if header.version != FORMAT_VERSION {
-        return Err(Unusable::Damaged(format!(
-            "format version {} (this build reads version {FORMAT_VERSION})",
-            header.version
-        )));
+        return Err(damaged(
+            format!(
+                "format version {} (this build reads version {FORMAT_VERSION})",
+                header.version
+            ),
+            None,
+        ));
     }
     if header.header_size as usize != std::mem::size_of::<Header>() {
-        return Err(Unusable::Damaged(format!(
+        let reason = format!(
             "header size {} (expected {})",
             header.header_size,
             std::mem::size_of::<Header>()
-        )));
+        );
+        return Err(damaged(reason, Some(header)));
     }
     match header.state {
-        STATE_READY | STATE_INITIALISING | 0 => Ok(Box::new(header)),
-        other => Err(Unusable::Damaged(format!("unknown state {other}"))),
+        STATE_READY | STATE_INITIALISING | 0 => Ok(header),
+        other => Err(damaged(format!("unknown state {other}"), Some(header))),
     }
 }
 
@@ -396,7 +409,15 @@ pub(crate) fn read_mapped(map: &Mapping) -> std::result::Result<Mapped, Unusable
     map.copy_out(0, &mut buf[..n]);
     let header = identify(&buf[..n], map.len() as u64)?;
     let layout = if header.state == STATE_READY {
-        Some(consistent(&header, map.len() as u64).map_err(Unusable::Damaged)?)
+        match consistent(&header, map.len() as u64) {
+            Ok(layout) => Some(layout),
+            Err(reason) => {
+                return Err(Unusable::Damaged {
+                    reason,
+                    header: Some(header),
+                })
+            }
+        }
     } else {
         None
     };

@@ -9,6 +9,7 @@
 //! `shmstore::_design::segment` (src/_design/segment.rs).
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::path::PathBuf;
 
 use nix::errno::Errno;
 use nix::fcntl::{posix_fallocate, Flock, FlockArg};
@@ -17,6 +18,18 @@ use nix::sys::uio::{pread, pwrite};
 use nix::unistd::ftruncate;
 use zerocopy::IntoBytes;
 
+use crate::error::{Error, Result};
+use crate::segment::backend::{file, memfd, posix};
+use crate::segment::header::{check_namespace, Creator, Found, Header, Spec, LOCK_OFFSET};
+use crate::segment::init::Patience;
+use crate::segment::location::{IntoLocation, Location, Place};
+use crate::segment::name::Name;
+use crate::segment::options::{OpenMode, SharedOptions};
+use crate::sys::mapping::Mapping;
+use crate::types::shareable::Shareable;
+
+pub(crate) use crate::segment::init::Initial;
+
 pub(crate) mod backend;
 pub(crate) mod header;
 pub(crate) mod init;
@@ -24,22 +37,6 @@ pub(crate) mod location;
 pub(crate) mod name;
 pub(crate) mod options;
 pub(crate) mod sysv;
-
-use std::path::PathBuf;
-
-use crate::error::{Error, Result};
-use crate::segment::backend::{file, memfd, posix};
-use crate::segment::header::check_namespace;
-use crate::segment::header::{Creator, Found, Header, Spec, LOCK_OFFSET};
-pub(crate) use crate::segment::init::Initial;
-use crate::segment::init::Patience;
-use crate::segment::location::IntoLocation;
-use crate::segment::location::{Location, Place};
-use crate::segment::name::Name;
-use crate::segment::options::OpenMode;
-use crate::segment::options::SharedOptions;
-use crate::sys::mapping::Mapping;
-use crate::types::shareable::Shareable;
 
 /// A mapped segment and what else its handle keeps.
 pub(crate) struct Established {

@@ -18,8 +18,7 @@ use crate::segment::header::{
 };
 use crate::segment::init::{self, Initial, Patience, HEADER_LEN, MAGIC_WORDS};
 use crate::segment::location::SysvKey;
-use crate::segment::options::OpenMode;
-use crate::segment::options::SharedOptions;
+use crate::segment::options::{OpenMode, SharedOptions};
 use crate::sys::mapping::Mapping;
 use crate::sys::sysv as sys;
 

@@ -449,25 +449,7 @@ impl Heap<'_> {
                     return Err(self.corrupt("a free list holds a block in use".into()));
                 }
                 if size >= need {
-                    let header = BLOCK_ALIGN as usize;
-                    let end = at.saturating_add(usize::try_from(size).unwrap_or(usize::MAX));
-                    let link = |off: usize| -> Result<Option<usize>> {
-                        match self.u32(at + off) {
-                            0 => Ok(None),
-                            i => self.block_at(i).map(Some),
-                        }
-                    };
-                    // The block itself; its free-list neighbours, whose links
-                    // `unlink_free` rewrites; the block after it, whose
-                    // `B_PREV` a split rewrites.
-                    let neighbours = [link(B_NEXT_FREE)?, link(B_PREV_FREE)?];
-                    if held(at, end)
-                        || neighbours
-                            .into_iter()
-                            .flatten()
-                            .any(|b| held(b, b.saturating_add(header)))
-                        || held(end.saturating_add(B_PREV), end.saturating_add(B_PREV + 8))
-                    {
+                    if self.touches_held(at, size, held)? {
                         return Err(self
                             .corrupt("a free list leads into an entry this process holds".into()));
                     }
@@ -486,6 +468,32 @@ impl Heap<'_> {
             }
         }
         Ok(None)
+    }
+
+    /// Whether taking the free block at `at` (of `size` bytes) would write
+    /// into bytes `held` says this process holds: the block itself, its
+    /// free-list neighbours, whose links `unlink_free` rewrites, and the
+    /// block after it, whose `B_PREV` a split rewrites.
+    fn touches_held(
+        &self,
+        at: usize,
+        size: u64,
+        held: &dyn Fn(usize, usize) -> bool,
+    ) -> Result<bool> {
+        let end = at.saturating_add(usize::try_from(size).unwrap_or(usize::MAX));
+        if held(at, end) || held(end.saturating_add(B_PREV), end.saturating_add(B_PREV + 8)) {
+            return Ok(true);
+        }
+        for link in [B_NEXT_FREE, B_PREV_FREE] {
+            let index = self.u32(at + link);
+            if index != 0 {
+                let b = self.block_at(index)?;
+                if held(b, b.saturating_add(BLOCK_ALIGN as usize)) {
+                    return Ok(true);
+                }
+            }
+        }
+        Ok(false)
     }
 
     /// Splits the block at `at` (of `size` bytes) after `keep` bytes; the
@@ -781,8 +789,11 @@ impl Heap<'_> {
         // SAFETY: the block is RESERVED: no bucket, free list or handle
         // points at it, so no process following the protocol reads or
         // writes these bytes until it turns LIVE below, under the directory
-        // lock we hold. Every range lies inside the block (`EntryLayout`),
-        // which `take` found inside the heap.
+        // lock we hold; and no reference of this process reaches them, since
+        // `take` refuses a block in the value of an entry this process
+        // holds (the only bytes guards hand out), whatever a peer forged.
+        // Every range lies inside the block (`EntryLayout`), which `take`
+        // found inside the heap.
         unsafe {
             self.map.write_bytes(at + B_KEY, new.key);
             self.map.write_bytes(at + B_KEY + new.key.len(), type_name);

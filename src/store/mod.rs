@@ -14,8 +14,7 @@ use crate::lock::slot::{RawSlot, Slot};
 use crate::lock::RawLock;
 use crate::segment::header::{Spec, KIND_STORE, LOCK_OFFSET, VERSIONS_OFFSET};
 use crate::segment::location::IntoLocation;
-use crate::segment::options::OpenMode;
-use crate::segment::options::SharedOptions;
+use crate::segment::options::{OpenMode, SharedOptions};
 use crate::segment::Remover;
 use crate::shared::Shared;
 use crate::sys::mapping::{KeepsMapped, Mapping};
@@ -295,10 +294,10 @@ impl Store {
             align: std::mem::align_of::<T>(),
             schema: &schema,
         };
-        // A full store changes nothing a watcher would see.
-        // A forged free list can lead into an entry this process holds, to
-        // which a guard may be giving out `&mut` right now: such a block is
-        // refused before anything is written.
+        // Reserved before the change begins: a full store changes nothing a
+        // watcher would see. A forged free list can lead into an entry this
+        // process holds, to which a guard may be giving out `&mut` right
+        // now: such a block is refused before anything is written.
         let at = {
             let held = self.inner.held();
             dir.heap()
@@ -520,18 +519,28 @@ impl Store {
 
     /// The handle of entry `e`, whose hold is already counted.
     fn entry_handle<T: Shareable>(&self, key: &str, e: &EntryMeta) -> Result<Shared<T>> {
-        let base = e.at + e.layout.slot;
-        // The offsets lie inside the entry's block (checked by
-        // `Heap::entry`), aligned (the block is 64-aligned, the value offset
-        // a multiple of T's alignment, checked equal to the entry's); the
-        // `EntryRef` keeps the mapping alive, and the entry's memory held,
-        // as long as the slot.
+        let slot = Slot::from_raw(self.entry_slot(e));
+        Ok(Shared::from_entry(slot, self.entry_label(key)))
+    }
+
+    /// The lock, versions and value of entry `e`, whose hold is already
+    /// counted. The offsets lie inside the entry's block (checked by
+    /// `Heap::entry`), aligned (the block is 64-aligned, the value offset a
+    /// multiple of the entry's alignment); the `EntryRef` keeps the mapping
+    /// alive, and the entry's memory held, as long as the slot.
+    fn entry_slot(&self, e: &EntryMeta) -> RawSlot {
         let entry = EntryRef {
             store: Arc::clone(&self.inner),
             at: e.at,
         };
-        let slot = Slot::new(Box::new(entry), base, base + 16, e.at + e.layout.value);
-        Ok(Shared::from_entry(slot, self.entry_label(key)))
+        let base = e.at + e.layout.slot;
+        RawSlot::new(
+            Box::new(entry),
+            base,
+            base + 16,
+            e.at + e.layout.value,
+            e.value_size,
+        )
     }
 }
 
@@ -547,19 +556,8 @@ impl Store {
             });
         };
         self.hold(&dir, &e)?;
-        let entry = EntryRef {
-            store: Arc::clone(&self.inner),
-            at: e.at,
-        };
-        let base = e.at + e.layout.slot;
         Ok(HeldEntry {
-            slot: RawSlot::new(
-                Box::new(entry),
-                base,
-                base + 16,
-                e.at + e.layout.value,
-                e.value_size,
-            ),
+            slot: self.entry_slot(&e),
             fingerprint: e.fingerprint,
             type_name: e.type_name.clone(),
             label: self.entry_label(key),
