@@ -106,7 +106,7 @@ mod types;
 pub use atomic::SharedAtomic;
 pub use error::{Error, Result};
 pub use reader::SharedReader;
-pub use schema::{Schema, Value};
+pub use schema::{LayoutChange, Schema, Value};
 pub use segment::location::{IntoLocation, Location, SysvInfo, SysvKey};
 pub use segment::name::MAX_SEGMENT_NAME_LEN;
 pub use segment::options::SharedOptions;

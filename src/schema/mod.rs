@@ -114,9 +114,12 @@ use core::fmt;
 use std::collections::HashSet;
 
 mod codec;
+mod diff;
 mod value;
 
 pub use codec::SchemaError;
+pub(crate) use diff::recorded_changes;
+pub use diff::{LayoutChange, MAX_CHANGES};
 pub use value::Value;
 
 /// The deepest nesting a schema may have: the top-level type is level 1,
