@@ -3,6 +3,8 @@
 use std::fmt;
 use std::io;
 
+use crate::schema::LayoutChange;
+
 /// What went wrong when creating, opening or removing a shared segment.
 ///
 /// Every variant names the segment and `Display` says what to do about it.
@@ -31,6 +33,39 @@ pub enum Error {
     },
     /// The segment is a shmstore segment, but of another type or of another
     /// layout of the same type (for example a build with a field added).
+    ///
+    /// Every segment and store entry records the schema of what it holds:
+    /// `changes` lists what differs from it to this build's type (fields
+    /// added, removed, moved, resized or retyped, by name), and the message
+    /// says them after the two types and fingerprints.
+    ///
+    /// ```
+    /// use shmstore::{Error, Shared};
+    ///
+    /// mod v1 {
+    ///     #[derive(shmstore::Shareable, Clone, Copy, Default)]
+    ///     #[repr(C)]
+    ///     pub struct Config { pub a: u32, pub b: u32 }
+    /// }
+    /// mod v2 {
+    ///     #[derive(shmstore::Shareable, Clone, Copy, Default)]
+    ///     #[repr(C)]
+    ///     pub struct Config { pub a: u32, pub c: u32 }
+    /// }
+    ///
+    /// # let name = format!("doc-layout-mismatch-{}", std::process::id());
+    /// let old = Shared::create(&name, v1::Config::default())?; // an older build
+    /// # struct Unlink(String);
+    /// # impl Drop for Unlink { fn drop(&mut self) { let _ = shmstore::unlink(&self.0); } }
+    /// # let _unlink = Unlink(name.clone());
+    /// let err = Shared::<v2::Config>::open(&name).unwrap_err();
+    /// assert!(matches!(&err, Error::LayoutMismatch { changes, .. } if changes.len() == 2));
+    /// let message = err.to_string();
+    /// assert!(message.contains("field `b: u32` removed"), "{message}");
+    /// assert!(message.contains("field `c: u32` added at offset 4"), "{message}");
+    /// # drop(old);
+    /// # Ok::<(), shmstore::Error>(())
+    /// ```
     LayoutMismatch {
         /// The segment's name.
         name: String,
@@ -42,6 +77,11 @@ pub enum Error {
         found_type: String,
         /// The fingerprint in the segment.
         found_fingerprint: u64,
+        /// What differs from the segment's layout to this build's, at most
+        /// [`MAX_CHANGES`](crate::schema::MAX_CHANGES) and then a count of
+        /// the rest; empty when the segment's schema is absent, unreadable
+        /// or damaged.
+        changes: Vec<LayoutChange>,
     },
     /// The object is not a shmstore segment, or it disagrees with its own
     /// header (truncated, unknown format version, impossible offsets).
@@ -191,12 +231,24 @@ impl fmt::Display for Error {
                 expected_fingerprint,
                 found_type,
                 found_fingerprint,
-            } => write!(
-                f,
-                "`{name}` holds a `{found_type}` (layout {found_fingerprint:#018x}), \
-                 not this build's `{expected_type}` (layout {expected_fingerprint:#018x}): \
-                 open it with the same type definition it was created with, or remove it"
-            ),
+                changes,
+            } => {
+                write!(
+                    f,
+                    "`{name}` holds a `{found_type}` (layout {found_fingerprint:#018x}), \
+                     not this build's `{expected_type}` (layout {expected_fingerprint:#018x}): \
+                     open it with the same type definition it was created with, or remove it"
+                )?;
+                for (i, change) in changes.iter().enumerate() {
+                    let sep = if i == 0 {
+                        ". From its layout to this build's: "
+                    } else {
+                        "; "
+                    };
+                    write!(f, "{sep}{change}")?;
+                }
+                Ok(())
+            }
             Error::Corrupt { name, reason } => write!(
                 f,
                 "`{name}` is not a usable shmstore segment ({reason}): \

@@ -24,6 +24,7 @@ use crate::error::{Error, Result};
 use crate::lock::seqlock::Versions;
 use crate::lock::slot::Slot;
 use crate::lock::RawLock;
+use crate::schema::Schema;
 use crate::sys::mapping::Mapping;
 use crate::types::shareable::Shareable;
 
@@ -140,6 +141,10 @@ pub(crate) struct Spec {
     pub max_size: usize,
     /// The length of the schema a new segment carries after its content.
     pub schema_len: usize,
+    /// The schema of what a segment of this spec holds, to say what differs
+    /// from a segment of another layout ([`explain_mismatch`]); `None`
+    /// where the header's content has no schema (a store).
+    pub schema: Option<fn() -> Schema>,
 }
 
 impl Spec {
@@ -155,6 +160,7 @@ impl Spec {
             min_size: size,
             max_size: size,
             schema_len,
+            schema: Some(Schema::of::<T> as fn() -> Schema),
         }
     }
 
@@ -462,6 +468,7 @@ pub(crate) fn check(name: &str, spec: &Spec, bytes: &[u8], file_size: u64) -> Re
             expected_fingerprint: spec.fingerprint,
             found_type: header.type_name(),
             found_fingerprint: header.fingerprint,
+            changes: Vec::new(),
         });
     }
     if header.kind != spec.kind {
@@ -494,6 +501,55 @@ pub(crate) fn check(name: &str, spec: &Spec, bytes: &[u8], file_size: u64) -> Re
     }
     consistent(&header, file_size).map_err(corrupt)?;
     Ok(Found::Ready(header))
+}
+
+/// `err` with the changes from the segment's recorded schema to this
+/// build's filled in, if it is a [`LayoutMismatch`](Error::LayoutMismatch)
+/// found for `spec` and the segment's schema can be read; `err` as it is
+/// otherwise.
+///
+/// `header` is the segment's first bytes, as [`check`] read them, and
+/// `object_len` the object's size. Nothing of the header is trusted: the
+/// schema's place comes from its value size, alignment and schema length,
+/// checked and bounded by `object_len`, and `read(offset, len)` copies the
+/// `len` bytes at `offset` (`None` if it cannot). A schema that is absent,
+/// cannot be read, does not decode or does not describe a value of the
+/// header's size leaves the list empty.
+pub(crate) fn explain_mismatch(
+    mut err: Error,
+    spec: &Spec,
+    header: &[u8],
+    object_len: u64,
+    read: impl FnOnce(usize, usize) -> Option<Vec<u8>>,
+) -> Error {
+    if let (Error::LayoutMismatch { changes, .. }, Some(expected)) = (&mut err, spec.schema) {
+        if let Some((offset, len, value_size)) = schema_region(header, object_len) {
+            if let Some(bytes) = read(offset, len).filter(|b| b.len() == len) {
+                *changes = crate::schema::recorded_changes(&bytes, value_size, &expected());
+            }
+        }
+    }
+    err
+}
+
+/// Where the schema of the segment headed by `header` lies, `len` bytes at
+/// `offset`, and the value size it must describe, if the header's figures
+/// give a place within an object of `object_len` bytes.
+fn schema_region(header: &[u8], object_len: u64) -> Option<(usize, usize, u64)> {
+    let (h, _) = Header::read_from_prefix(header).ok()?;
+    let len = h.schema_len as usize;
+    let align = usize::try_from(h.value_align).ok()?;
+    if len == 0 || len > MAX_SCHEMA || !align.is_power_of_two() || align > 4096 {
+        return None;
+    }
+    // A value no larger than the object keeps the layout's sums far from
+    // overflowing.
+    let size = usize::try_from(h.value_size)
+        .ok()
+        .filter(|&size| size as u64 <= object_len)?;
+    let offset = Layout::new(size, align, len).schema_offset;
+    let end = offset.checked_add(len)?;
+    (end as u64 <= object_len).then_some((offset, len, h.value_size))
 }
 
 /// The slot of a single-value segment holding a `T` (a
@@ -571,6 +627,48 @@ mod tests {
             check("t", &Spec::of::<u64>(0), &v, size),
             Ok(Found::Initialising)
         ));
+    }
+
+    #[test]
+    fn a_mismatch_is_explained_only_from_a_schema_where_the_header_says() {
+        let spec = Spec::of::<u64>(Schema::of::<u64>().encode().len());
+        let mut h = Header::new(&spec, &Creator::current());
+        h.state = STATE_READY;
+        let size = spec.layout().total_size as u64;
+        let explain = |h: &Header, len: u64| {
+            let ours = Spec::of::<u32>(0);
+            let err = check("t", &ours, h.as_bytes(), len).unwrap_err();
+            let mut asked = None;
+            let err = explain_mismatch(err, &ours, h.as_bytes(), len, |offset, len| {
+                asked = Some((offset, len));
+                Some(Schema::of::<u64>().encode())
+            });
+            let Error::LayoutMismatch { changes, .. } = err else {
+                panic!("{err:?}");
+            };
+            (asked, changes.len())
+        };
+        let at = spec.layout().schema_offset;
+        assert_eq!(explain(&h, size), (Some((at, spec.schema_len)), 3));
+        // Past the object's end: not read.
+        assert_eq!(explain(&h, size - 1), (None, 0));
+        let hostile: [fn(&mut Header); 6] = [
+            |h| h.value_align = 0,
+            |h| h.value_align = 3,
+            |h| h.value_align = 1 << 40,
+            |h| h.value_size = u64::MAX,
+            |h| h.schema_len = u32::MAX,
+            |h| h.schema_len = 0,
+        ];
+        for forge in hostile {
+            let mut h = h.clone();
+            forge(&mut h);
+            assert_eq!(explain(&h, size), (None, 0), "{h:?}");
+        }
+        // Any other error is left alone.
+        let err = Error::NotFound { name: "t".into() };
+        let err = explain_mismatch(err, &spec, h.as_bytes(), size, |_, _| unreachable!());
+        assert!(matches!(err, Error::NotFound { .. }));
     }
 
     #[test]

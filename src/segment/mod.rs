@@ -319,7 +319,23 @@ fn read_header(name: &str, spec: &Spec, fd: BorrowedFd<'_>, size: u64) -> Result
     let want = buf.len().min(size as usize);
     let got = read_at(fd, &mut buf[..want])
         .map_err(|e| Error::from_errno(name, "reading the header of", e))?;
-    header::check(name, spec, &buf[..got], size)
+    header::check(name, spec, &buf[..got], size).map_err(|e| {
+        // Another layout: its recorded schema says what differs.
+        header::explain_mismatch(e, spec, &buf[..got], size, |offset, len| {
+            let mut schema = vec![0u8; len];
+            let mut done = 0;
+            while done < len {
+                let at = i64::try_from(offset + done).ok()?;
+                match pread(fd, &mut schema[done..], at) {
+                    Ok(0) => return None,
+                    Ok(n) => done += n,
+                    Err(Errno::EINTR) => {}
+                    Err(_) => return None,
+                }
+            }
+            Some(schema)
+        })
+    })
 }
 
 /// Reads up to `buf.len()` bytes from offset 0; returns how many were read.

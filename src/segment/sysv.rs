@@ -282,7 +282,16 @@ fn inspect(label: &str, spec: &Spec, map: &Mapping, locked: bool) -> Result<Seen
         // The release store of READY came after every write of the header,
         // and nobody following the protocol writes it again.
         map.copy_out(0, &mut buf[..n]);
-        return match header::check(label, spec, &buf[..n], len as u64)? {
+        let checked = header::check(label, spec, &buf[..n], len as u64).map_err(|e| {
+            // Another layout: its recorded schema (written before READY,
+            // like the header) says what differs.
+            header::explain_mismatch(e, spec, &buf[..n], len as u64, |offset, len| {
+                let mut schema = vec![0u8; len];
+                map.copy_out(offset, &mut schema);
+                Some(schema)
+            })
+        });
+        return match checked? {
             Found::Ready(h) => {
                 header::check_namespace(label, &h)?;
                 Ok(Seen::Ready)
@@ -407,6 +416,8 @@ fn wrong_size(label: &str, spec: &Spec, bytes: &[u8], len: usize) -> Error {
                 expected_fingerprint: spec.fingerprint,
                 found_type: h.type_name(),
                 found_fingerprint: h.fingerprint,
+                // Not ready: its schema may not be written yet.
+                changes: Vec::new(),
             };
         }
     }

@@ -41,6 +41,7 @@ const fn spec(content: usize) -> Spec {
         min_size: heap::MIN_CONTENT,
         max_size: usize::MAX / 2,
         schema_len: 0,
+        schema: None,
     }
 }
 
@@ -450,6 +451,19 @@ impl Store {
         Ok(key)
     }
 
+    /// What differs from the layout the entry `e` records to `T`'s: empty
+    /// if its schema is absent, runs past the mapping or does not decode.
+    fn entry_changes<T: Shareable>(&self, e: &EntryMeta) -> Vec<crate::schema::LayoutChange> {
+        let map = &self.inner.map;
+        let (offset, len) = (e.at.saturating_add(e.layout.schema), e.layout.schema_len);
+        if len == 0 || offset.checked_add(len).is_none_or(|end| end > map.len()) {
+            return Vec::new();
+        }
+        let mut recorded = vec![0u8; len];
+        map.copy_out(offset, &mut recorded);
+        crate::schema::recorded_changes(&recorded, e.value_size as u64, &crate::Schema::of::<T>())
+    }
+
     /// A handle on the entry `e`, found under `dir`, checked to be a `T`.
     fn handle<T: Shareable>(&self, dir: &Dir<'_>, key: &str, e: &EntryMeta) -> Result<Shared<T>> {
         if e.fingerprint != T::FINGERPRINT {
@@ -459,6 +473,7 @@ impl Store {
                 expected_fingerprint: T::FINGERPRINT,
                 found_type: e.type_name.clone(),
                 found_fingerprint: e.fingerprint,
+                changes: self.entry_changes::<T>(e),
             });
         }
         if e.value_size != std::mem::size_of::<T>() || e.value_align != std::mem::align_of::<T>() {

@@ -31,6 +31,8 @@ mod derive;
 mod fixed;
 /// The bytes another program sees: header, value, schema.
 mod layout;
+/// A segment or entry of another layout: the error names what differs.
+mod mismatch;
 /// Schemas: encoding, decoding, printing values, damaged encodings.
 mod schema;
 

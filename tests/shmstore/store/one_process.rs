@@ -349,8 +349,13 @@ fn an_entry_of_another_type_is_a_layout_mismatch_naming_both_types() {
             expected_fingerprint,
             ref found_type,
             found_fingerprint,
+            ref changes,
         } => {
             assert!(name.contains("count"), "{name}");
+            assert_eq!(
+                changes.first().map(ToString::to_string).as_deref(),
+                Some("type changed from `u64` to `u32`")
+            );
             assert!(name.contains(seg.name()), "{name}");
             assert_eq!(expected_type, "u32");
             assert_eq!(found_type, "u64");
