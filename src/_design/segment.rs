@@ -9,7 +9,8 @@
 //! offset 256  lock (16 bytes)
 //! offset 272  write sequence counter (8), flags (4), change time (4)
 //! offset 288  T (rounded up to T's alignment)
-//! then        the schema of T, 8-aligned: what tools decode the value with
+//! then        the schema of T, 8-aligned: what tools decode the value with,
+//!             and what a LayoutMismatch compares with this build's T
 //! ```
 //!
 //! The lock sits on the same cache line as the start of the value, so a

@@ -29,6 +29,11 @@
 //! ([`Error::LayoutMismatch`](crate::Error::LayoutMismatch)), not ours or
 //! damaged ([`Error::Corrupt`](crate::Error::Corrupt)), or from another PID
 //! namespace ([`Error::OtherPidNamespace`](crate::Error::OtherPidNamespace)).
+//! To say what differs, a `LayoutMismatch` reads the schema the segment
+//! records where its header's own figures put it, bounded by the object's
+//! size, and decodes it with every check of
+//! [`Schema::decode`](crate::Schema::decode): a schema that is damaged or
+//! does not fit gives the error without the list, never another error.
 //!
 //! # What is not guaranteed
 //!

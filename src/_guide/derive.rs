@@ -53,9 +53,62 @@
 //! build whose `T` differs in any of these is refused with
 //! [`Error::LayoutMismatch`](crate::Error::LayoutMismatch), which names both
 //! types. It records the type's schema as well (field names, offsets and
-//! kinds), which the library stores in every segment so that tools can
-//! show the value without the Rust type: see
+//! kinds), which the library stores in every segment (and every entry of a
+//! store) so that tools can show the value without the Rust type: see
 //! [`schema`](crate::schema) and [the command](super::command).
+//!
+//! # What changed
+//!
+//! From that recorded schema, `LayoutMismatch` also says what differs
+//! between the segment's layout and this build's, field by field
+//! ([`Schema::diff`](crate::Schema::diff)), in its `changes` and its
+//! message: here a field removed, one added, and the type of a nested
+//! struct's field changed.
+//!
+//! ```
+//! use shmstore::{Error, Shared};
+//!
+//! mod before {
+//!     #[derive(shmstore::Shareable, Clone, Copy, Default)]
+//!     #[repr(C)]
+//!     pub struct Limits { pub max: u32, pub min: u32 }
+//!     #[derive(shmstore::Shareable, Clone, Copy, Default)]
+//!     #[repr(C)]
+//!     pub struct Config { pub retries: u32, pub timeout_ms: u32, pub limits: Limits }
+//! }
+//! mod after {
+//!     #[derive(shmstore::Shareable, Clone, Copy, Default)]
+//!     #[repr(C)]
+//!     pub struct Limits { pub max: u64 }
+//!     #[derive(shmstore::Shareable, Clone, Copy, Default)]
+//!     #[repr(C)]
+//!     pub struct Config { pub retries: u32, pub timeout_s: u32, pub limits: Limits }
+//! }
+//!
+//! # let name = format!("doc-guide-what-changed-{}", std::process::id());
+//! # struct Unlink(String);
+//! # impl Drop for Unlink { fn drop(&mut self) { let _ = shmstore::unlink(&self.0); } }
+//! # let _unlink = Unlink(name.clone());
+//! let _old = Shared::create(&name, before::Config::default())?; // the old build
+//!
+//! let err = Shared::<after::Config>::open(&name).unwrap_err(); // the new one
+//! let Error::LayoutMismatch { changes, .. } = &err else { unreachable!() };
+//! let changes: Vec<String> = changes.iter().map(|c| c.to_string()).collect();
+//! assert_eq!(changes, [
+//!     "alignment changed from 4 to 8",
+//!     "field `timeout_ms: u32` removed",
+//!     "field `timeout_s: u32` added at offset 4",
+//!     "field `limits.min: u32` removed",
+//!     "field `limits.max` changed type from `u32` to `u64`",
+//! ]);
+//! // The message says the same after the two types and fingerprints.
+//! assert!(err.to_string().ends_with(&changes.join("; ")));
+//! # Ok::<(), shmstore::Error>(())
+//! ```
+//!
+//! A segment whose schema is missing or damaged gives the error without
+//! the list. Fields are matched by name: a renamed field is one removed and
+//! one added.
 //!
 //! A struct whose fields are all atomics is also
 //! [`LockFree`](crate::LockFree), without any attribute: see

@@ -34,6 +34,10 @@
 //! # Ok::<(), shmstore::schema::SchemaError>(())
 //! ```
 //!
+//! A build that finds a segment of another layout of its type compares the
+//! two schemas with [`Schema::diff`]: the [`LayoutChange`]s it lists are
+//! what [`Error::LayoutMismatch`](crate::Error::LayoutMismatch) says.
+//!
 //! # What a schema says
 //!
 //! Every node has a type name, a size and an alignment, and a [`Kind`]:
