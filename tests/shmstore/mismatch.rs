@@ -273,6 +273,25 @@ fn a_damaged_or_forged_schema_leaves_the_message_as_it_was() {
 }
 
 #[test]
+fn a_store_entry_with_a_damaged_schema_gives_the_message_as_it_was() {
+    let seg = Segment::new("mismatch-store-garbage");
+    let store = Store::create(seg.name(), 1 << 16).unwrap();
+    store.insert("cfg", v1_config()).unwrap();
+    // The store itself records no schema: the first is the entry's.
+    let (at, _) = schema_region(&seg.path());
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(seg.path())
+        .unwrap();
+    file.write_all_at(b"SHSC\x01\xff\xff", at).unwrap();
+
+    let changes = changes_of(&failure(store.get::<v2::Config>("cfg")));
+    assert!(changes.is_empty(), "{changes:?}");
+    let changes = changes_of(&failure(store.get_or_create("cfg", v2::Config::default())));
+    assert!(changes.is_empty(), "{changes:?}");
+}
+
+#[test]
 fn random_schema_bytes_never_panic() {
     let seg = Segment::new("mismatch-random");
     drop(Shared::create(seg.name(), v1_config()).unwrap());
