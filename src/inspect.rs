@@ -19,6 +19,7 @@ use crate::error::{Error, Result};
 use crate::lock::seqlock::{self, Versions};
 use crate::lock::slot::RawSlot;
 use crate::lock::RawLock;
+use crate::poison::PoisonInfo;
 use crate::schema::{Schema, Value};
 use crate::segment::header::{
     self, Header, Mapped, Unusable, KIND_STORE, KIND_VALUE, LOCK_OFFSET, MAGIC, VERSIONS_OFFSET,
@@ -162,6 +163,9 @@ pub struct SlotInfo {
     pub lock: LockState,
     /// Whether the lock is poisoned.
     pub poisoned: bool,
+    /// What poisoned it, as the segment records it (`None` when it is not
+    /// poisoned).
+    pub poison: Option<PoisonInfo>,
     /// How many writes have been committed.
     pub generation: u64,
     /// When the last write was committed, if the segment records it
@@ -669,6 +673,7 @@ fn inspect_file(
             },
         }
     };
+    name_poison(&mut report);
     Ok(report)
 }
 
@@ -721,7 +726,7 @@ fn inspect_sysv(seg: &SysvSegment) -> Report {
             reason: e.desc().to_owned(),
         },
     };
-    Report {
+    let mut report = Report {
         name,
         location: Location::sysv(key),
         backend: Backend::SysV,
@@ -732,7 +737,89 @@ fn inspect_sysv(seg: &SysvSegment) -> Report {
         attached: Some(seg.nattch),
         modified: Some(UNIX_EPOCH + Duration::from_secs(seg.ctime)),
         state,
+    };
+    name_poison(&mut report);
+    report
+}
+
+/// Puts the segment's name (and entries' keys) into the poison records of
+/// `report`, which `slot_info` read without them.
+fn name_poison(report: &mut Report) {
+    let name = report.name.clone();
+    let named = |slot: &mut SlotInfo, segment: String, entry: Option<(String, String)>| {
+        slot.poison = slot.poison.take().map(|p| p.named(segment, entry));
+    };
+    match &mut report.state {
+        State::Value { slot, .. } => named(slot, name, None),
+        State::Store {
+            directory, entries, ..
+        } => {
+            named(directory, name.clone(), None);
+            for e in entries.iter_mut().flatten() {
+                let entry = Some((name.clone(), e.key.clone()));
+                named(&mut e.slot, format!("{name}/{}", e.key), entry);
+            }
+        }
+        _ => {}
     }
+}
+
+/// Clears the poison of the value at `at` (or, with `entry`, of that entry
+/// of the store at `at`; for a store without `entry`, of its directory's
+/// lock), as `shmstore unpoison` does; returns what it cleared (`None`: it
+/// was not poisoned).
+///
+/// It opens the segment for writing
+/// ([`Error::PermissionDenied`] without write permission) and takes the
+/// lock, waiting for a live holder; a dead holder's lock is taken over,
+/// which commits the write it left unfinished. Then it clears the poison
+/// and releases the lock. A store entry is found by its key
+/// ([`Error::NotFound`] otherwise).
+///
+/// ```no_run
+/// if let Some(cleared) = shmstore::inspect::unpoison("jobs", None)? {
+///     println!("cleared: {cleared}");
+/// }
+/// # Ok::<(), shmstore::Error>(())
+/// ```
+pub fn unpoison(at: impl IntoLocation, entry: Option<&str>) -> Result<Option<PoisonInfo>> {
+    let loc = at.into_location()?;
+    let label = loc.label();
+    let (slot, segment, entry) = match entry {
+        Some(key) => {
+            let store = crate::Store::open(&loc)?;
+            let held = store.raw_entry(key)?;
+            (held.slot, held.label, Some((label, key.to_owned())))
+        }
+        None => {
+            let map = map_any(&loc)?;
+            if !map.is_writable() {
+                return Err(Error::PermissionDenied { name: label });
+            }
+            let mapped = header::read_mapped(&map).map_err(|u| Error::Corrupt {
+                name: label.clone(),
+                reason: u.reason(),
+            })?;
+            if mapped.layout.is_none() || !matches!(mapped.header.kind, KIND_VALUE | KIND_STORE) {
+                return Err(Error::Incomplete { name: label });
+            }
+            // Only the lock and versions are used: no value bytes.
+            let slot = RawSlot::new(
+                Box::new(map),
+                LOCK_OFFSET,
+                VERSIONS_OFFSET,
+                VERSIONS_OFFSET,
+                0,
+            );
+            (slot, label, None)
+        }
+    };
+    let me = slot.raw().acquire();
+    // Dropped at the end: commits a write a dead holder left unfinished.
+    let _held = slot.held(me);
+    let cleared = slot.raw().raw_poison();
+    slot.raw().clear_poison();
+    Ok(cleared.map(|raw| PoisonInfo::from_raw(segment, entry, raw)))
 }
 
 fn header_info(h: &Header) -> HeaderInfo {
@@ -825,7 +912,7 @@ fn entry_reports(
         .into_iter()
         .map(|e| {
             let slot = e.at + e.layout.slot;
-            let versions = map.versions(slot + 16);
+            let versions = map.versions(slot + crate::lock::LOCK_SIZE);
             let schema = read_schema(
                 map,
                 e.at + e.layout.schema,
@@ -862,6 +949,10 @@ pub(crate) fn slot_info(lock: &RawLock, versions: &Versions) -> SlotInfo {
             Some((tid, alive)) => LockState::Held { tid, alive },
         },
         poisoned: lock.is_poisoned(),
+        // Named by `name_poison` once the segment's name is known.
+        poison: lock
+            .raw_poison()
+            .map(|raw| PoisonInfo::from_raw(String::new(), None, raw)),
         generation: versions.generation(),
         changed: versions
             .changed()
@@ -982,6 +1073,7 @@ mod tests {
         SlotInfo {
             lock,
             poisoned: false,
+            poison: None,
             generation: 0,
             changed: None,
         }

@@ -95,6 +95,7 @@ pub mod inspect;
 mod lock;
 #[cfg(feature = "mirror")]
 pub mod mirror;
+mod poison;
 mod reader;
 pub mod schema;
 mod segment;
@@ -105,6 +106,7 @@ mod types;
 
 pub use atomic::SharedAtomic;
 pub use error::{Error, Result};
+pub use poison::{PoisonCause, PoisonInfo};
 pub use reader::SharedReader;
 pub use schema::{LayoutChange, Schema, Value};
 pub use segment::location::{IntoLocation, Location, SysvInfo, SysvKey};

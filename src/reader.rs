@@ -62,11 +62,10 @@ impl<T: Shareable> SharedReader<T> {
         SharedOptions::new().open_read_only(at)
     }
 
-    pub(crate) fn from_map(map: Mapping, label: String) -> SharedReader<T> {
-        SharedReader {
-            slot: crate::segment::header::value_slot(map),
-            label,
-        }
+    pub(crate) fn from_map(map: Mapping, label: String, poisoning: bool) -> SharedReader<T> {
+        let mut slot = crate::segment::header::value_slot(map);
+        slot.set_poisoning(poisoning);
+        SharedReader { slot, label }
     }
 
     /// A consistent copy of the value, taken without the lock; see
@@ -132,6 +131,16 @@ impl<T: Shareable> SharedReader<T> {
         self.slot.raw().is_poisoned() || self.slot.is_cut()
     }
 
+    /// What poisoned the lock, if it is poisoned (see
+    /// [`Shared::poison_info`](crate::Shared::poison_info)). A read-only
+    /// handle cannot clear it: a handle that may write does that
+    /// ([`Shared::clear_poison`](crate::Shared::clear_poison), or `shmstore
+    /// unpoison NAME`).
+    pub fn poison_info(&self) -> Option<crate::PoisonInfo> {
+        let raw = self.slot.raw().raw_poison()?;
+        Some(crate::PoisonInfo::from_raw(self.label.clone(), None, raw))
+    }
+
     /// `Err(`[`Error::Truncated`]`)` if another process shrank the segment
     /// while it was mapped here and this process touched a missing page;
     /// snapshots then return `Err(PoisonError)` (see
@@ -174,6 +183,10 @@ impl SharedOptions {
     ) -> Result<crate::SharedReader<T>> {
         let loc = at.into_location()?;
         let seg = crate::segment::establish::<T>(&loc, self, OpenMode::ReadOnly, None)?;
-        Ok(crate::SharedReader::from_map(seg.map, loc.label()))
+        Ok(crate::SharedReader::from_map(
+            seg.map,
+            loc.label(),
+            self.poisoning,
+        ))
     }
 }

@@ -123,11 +123,19 @@ impl<T: Shareable> Shared<T> {
 
     /// The handle of an entry of a store: `slot` keeps the store mapped,
     /// and the entry from being freed, for as long as the handle lives.
-    pub(crate) fn from_entry(slot: Slot<T>, label: String) -> Shared<T> {
-        Shared {
-            slot,
-            handle: Handle::nameless(label, None),
-        }
+    /// `label` names it in errors; `store` and `key` are what the
+    /// `shmstore` command needs to reach it.
+    pub(crate) fn from_entry(
+        mut slot: Slot<T>,
+        label: String,
+        store: &str,
+        key: &str,
+        poisoning: bool,
+    ) -> Shared<T> {
+        slot.set_poisoning(poisoning);
+        let mut handle = Handle::nameless(label, None);
+        handle.entry = Some((store.to_owned(), key.to_owned()));
+        Shared { slot, handle }
     }
 
     fn map(&self) -> &Mapping {
@@ -152,7 +160,11 @@ impl<T: Shareable> Shared<T> {
     /// panicked, or died and a locker has since taken the lock over; until
     /// [`clear_poison`](Shared::clear_poison)), and when a holder died in the
     /// middle of a write that no locker has taken over yet (noticed within
-    /// about 50 ms): the copy is then what it left, possibly half written.
+    /// a few ms of waiting when it is dead already, about 50 ms when it dies
+    /// while the snapshot waits): the copy is then what it left, possibly
+    /// half written. A handle opened with
+    /// [`SharedOptions::poisoning(false)`](SharedOptions::poisoning) never
+    /// returns `Err` for poison: see there.
     /// `into_inner()` gives the copy. A holder that died without writing
     /// changed nothing, so until someone locks, snapshots of its value are
     /// `Ok`.
@@ -288,6 +300,34 @@ impl<T: Shareable> Shared<T> {
     /// error gives a working guard over what the holder left. A holder that
     /// died is noticed within about 50 ms. Also `Err` for good once the
     /// segment was shrunk under this handle (see [`check`](Shared::check)).
+    /// A handle opened with
+    /// [`SharedOptions::poisoning(false)`](SharedOptions::poisoning) clears
+    /// the poison itself and returns `Ok` (unless the segment was
+    /// superseded by a migration).
+    ///
+    /// `PoisonError` (std's type) cannot say what happened: call
+    /// [`poison_info`](Shared::poison_info), which names the segment, the
+    /// process and thread, the cause and the time. The recovery idiom:
+    ///
+    /// ```
+    /// # use shmstore::Shared;
+    /// # let name = format!("doc-lock-{}", std::process::id());
+    /// # let c = Shared::<u64>::create(&name, 0)?;
+    /// let mut g = match c.lock() {
+    ///     Ok(g) => g,
+    ///     Err(poisoned) => {
+    ///         // who died, and how: "segment ... process 4242 ... was killed ..."
+    ///         if let Some(info) = c.poison_info() { eprintln!("{info}"); }
+    ///         let g = poisoned.into_inner();   // repair or accept the value here
+    ///         c.clear_poison();
+    ///         g
+    ///     }
+    /// };
+    /// *g += 1;
+    /// # drop(g);
+    /// # shmstore::unlink(&name)?;
+    /// # Ok::<(), shmstore::Error>(())
+    /// ```
     ///
     /// # Panics
     ///
@@ -363,9 +403,32 @@ impl<T: Shareable> Shared<T> {
     }
 
     /// Clears the poison, for every process: call it once the value has been
-    /// checked or repaired.
+    /// checked or repaired. Needs no lock, like `std::sync::Mutex::clear_poison`.
     pub fn clear_poison(&self) {
         self.raw().clear_poison();
+    }
+
+    /// What poisoned the lock, if it is poisoned: the segment (or store
+    /// entry), the process and thread, the cause and the time, as the
+    /// segment records them; its `Display` is a message a user can act on.
+    /// `None` when the lock is not poisoned (a segment shrunk under this
+    /// handle is reported by [`check`](Shared::check) instead).
+    ///
+    /// ```
+    /// # use shmstore::Shared;
+    /// # let name = format!("doc-poison-{}", std::process::id());
+    /// let c = Shared::<u64>::create(&name, 0)?;
+    /// assert_eq!(c.poison_info(), None);
+    /// # shmstore::unlink(&name)?;
+    /// # Ok::<(), shmstore::Error>(())
+    /// ```
+    pub fn poison_info(&self) -> Option<crate::PoisonInfo> {
+        let raw = self.raw().raw_poison()?;
+        Some(crate::PoisonInfo::from_raw(
+            self.handle.label.clone(),
+            self.handle.entry.clone(),
+            raw,
+        ))
     }
 
     /// Whether some thread (of any process) holds the lock now. The answer
@@ -388,7 +451,7 @@ impl<T: Shareable> Shared<T> {
         };
         // Checked after acquiring: a segment shrunk under us meanwhile has
         // zeros where the value was, which must not pass for it.
-        if self.raw().is_poisoned() || self.slot.is_cut() {
+        if (self.raw().is_poisoned() || self.slot.is_cut()) && !self.slot.recovers() {
             Err(PoisonError::new(guard))
         } else {
             Ok(guard)
@@ -471,7 +534,9 @@ impl SharedOptions {
     /// [`allow_foreign_owner`](SharedOptions::allow_foreign_owner).
     pub fn from_fd<T: Shareable>(&self, fd: OwnedFd) -> Result<Shared<T>> {
         let map = crate::segment::from_fd::<T>(&fd, self)?;
-        Ok(Shared::from_memfd(map, fd))
+        let mut shared = Shared::from_memfd(map, fd);
+        shared.slot.set_poisoning(self.poisoning);
+        Ok(shared)
     }
 
     fn establish<T: Shareable>(
@@ -482,14 +547,17 @@ impl SharedOptions {
     ) -> Result<Shared<T>> {
         let loc = at.into_location()?;
         let seg = crate::segment::establish(&loc, self, mode, value)?;
-        Ok(Shared::from_parts(
+        let mut shared = Shared::from_parts(
             seg.map,
             Handle {
                 label: loc.label(),
                 remover: seg.remover,
                 remove_on_drop: self.remove_on_drop,
                 fd: None,
+                entry: None,
             },
-        ))
+        );
+        shared.slot.set_poisoning(self.poisoning);
+        Ok(shared)
     }
 }

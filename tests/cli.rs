@@ -97,6 +97,7 @@ fn child_entry() {
         "make" => make(arg(1), arg(2), arg(3).parse().unwrap(), arg(4), arg(5)),
         "store" => store(arg(1), arg(2)),
         "relock" => relock(arg(1)),
+        "hold-entry" => hold_entry(arg(1), arg(2)),
         other => panic!("unknown role {other}"),
     };
     std::process::exit(code);
@@ -164,6 +165,20 @@ fn relock(name: &str) -> i32 {
     }
     say("poisoned");
     0
+}
+
+/// Opens the store at `name`, locks its `Counter` entry `key`, writes
+/// `value = 99` through the lock, says `ready tid=TID pid=PID` and keeps
+/// the lock until killed.
+fn hold_entry(name: &str, key: &str) -> i32 {
+    let store = shmstore::Store::open(name).expect("opening the store");
+    let entry = store.get::<Counter>(key).expect("the entry");
+    let mut g = entry.lock().expect("not poisoned");
+    g.value = 99;
+    say(format!("ready tid={} pid={}", gettid(), std::process::id()));
+    while command().is_some() {}
+    drop(g);
+    3
 }
 
 /// Creates a store at `name` with three entries (`alpha`: a `Gauge`,
@@ -554,7 +569,7 @@ const STATE_AT: u64 = 12;
 const TOTAL_SIZE_AT: u64 = 24;
 const VALUE_SIZE_AT: u64 = 40;
 const SCHEMA_LEN_AT: u64 = 108;
-const VALUE_AT: u64 = 288;
+const VALUE_AT: u64 = 304;
 const NAME_IN_GAUGE: u64 = 24;
 
 /// Where the schema of the segment at `path` starts, and its length.
@@ -678,14 +693,150 @@ fn a_killed_lock_holder_shows_as_dead() {
         out.describe()
     );
     let v = parse_json(&run(&["inspect", "--json", seg.name()]));
-    assert_eq!(
-        v["lock"],
-        json!({"state": "free", "holder_tid": null, "holder_alive": null, "poisoned": true}),
-        "{v:#}"
-    );
+    let lock = &v["lock"];
+    assert_eq!(lock["state"], "free", "{v:#}");
+    assert_eq!(lock["holder_tid"], json!(null), "{v:#}");
+    assert_eq!(lock["holder_alive"], json!(null), "{v:#}");
+    assert_eq!(lock["poisoned"], true, "{v:#}");
+    assert_eq!(lock["poison"]["cause"], "killed", "{v:#}");
+    assert_eq!(lock["poison"]["pid"], json!(pid), "{v:#}");
+    assert_eq!(lock["poison"]["tid"], json!(tid), "{v:#}");
 
     // Nobody had it mapped after the kill.
     assert_eq!(row["ATTACHED"], "0", "{row:?}");
+}
+
+#[test]
+fn unpoison_clears_a_killed_holders_poison_and_says_whose_it_was() {
+    let _w = world();
+    let seg = Segment::new("cli-unpoison");
+    let (mut kid, said) = make_gauge("posix", seg.name(), 5, "held", "hold");
+    let pid = kid.pid();
+    let tid: u32 = field(&said, "tid").parse().unwrap();
+    kid.kill();
+    kid.wait();
+    let mut next = Kid::spawn("relock", &[seg.name()]);
+    next.expect("poisoned");
+    next.wait_success();
+
+    let out = run(&["inspect", seg.name()]);
+    let text = out.ok();
+    let poison = format!("process {pid} (thread {tid}) was killed");
+    assert!(
+        normalised(text)
+            .iter()
+            .any(|l| l.starts_with("poison: ") && l.contains(&poison)),
+        "inspect does not show the poison: {}",
+        out.describe()
+    );
+
+    let out = run(&["unpoison", seg.name()]);
+    let said = out.ok();
+    assert!(
+        said.starts_with(&format!("cleared the poison of `{}`: ", seg.name()))
+            && said.contains(&poison),
+        "{}",
+        out.describe()
+    );
+    let out = run(&["inspect", seg.name()]);
+    let text = out.ok();
+    assert!(has_line(text, "lock: free"), "{}", out.describe());
+    assert!(
+        !normalised(text).iter().any(|l| l.starts_with("poison:")),
+        "{}",
+        out.describe()
+    );
+
+    let out = run(&["unpoison", seg.name()]);
+    assert!(out.ok().contains("was not poisoned"), "{}", out.describe());
+    let v = parse_json(&run(&["unpoison", "--json", seg.name()]));
+    assert_eq!(v["cleared"], json!(null), "{v:#}");
+}
+
+#[test]
+fn unpoison_entry_takes_a_dead_holders_entry_over_and_clears_it() {
+    let _w = world();
+    let seg = Segment::new("cli-unpoison-entry");
+    let mut owner = make_store(seg.name());
+    let mut kid = Kid::spawn("hold-entry", &[seg.name(), "beta"]);
+    let said = kid.expect("ready");
+    let tid: u32 = field(&said, "tid").parse().unwrap();
+    let pid = kid.pid();
+    kid.kill();
+    kid.wait();
+
+    // Not yet poisoned: nobody has taken the lock over. unpoison does.
+    let out = run(&["unpoison", seg.name(), "--entry", "beta"]);
+    let said = out.ok();
+    assert!(
+        said.contains("entry `beta`")
+            && said.contains(&format!("process {pid} (thread {tid}) was killed")),
+        "{}",
+        out.describe()
+    );
+    let v = parse_json(&run(&["inspect", "--json", seg.name()]));
+    let beta = v["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["key"] == "beta")
+        .unwrap()
+        .clone();
+    assert_eq!(beta["lock"]["state"], "free", "{v:#}");
+    assert_eq!(beta["lock"]["poison"], json!(null), "{v:#}");
+    // The dead holder's write was committed by the takeover.
+    assert_eq!(beta["value"]["value"], 99, "{v:#}");
+
+    // Poisoned by a locker that took over: inspect shows it on the entry.
+    let mut kid = Kid::spawn("hold-entry", &[seg.name(), "beta"]);
+    kid.expect("ready");
+    kid.kill();
+    kid.wait();
+    let store = shmstore::Store::open(seg.name()).unwrap();
+    drop(
+        store
+            .get::<Counter>("beta")
+            .unwrap()
+            .lock()
+            .expect_err("poisoned"),
+    );
+    let v = parse_json(&run(&["inspect", "--json", seg.name()]));
+    let beta = v["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["key"] == "beta")
+        .unwrap()
+        .clone();
+    assert_eq!(beta["lock"]["poison"]["cause"], "killed", "{v:#}");
+    let out = run(&["inspect", seg.name()]);
+    assert!(out.ok().contains("--entry beta"), "{}", out.describe());
+    run(&["unpoison", seg.name(), "--entry", "beta"]).ok();
+    assert!(store.get::<Counter>("beta").unwrap().lock().is_ok());
+
+    let out = run(&["unpoison", seg.name(), "--entry", "nope"]);
+    assert!(out.error().contains("nope"), "{}", out.describe());
+    owner.send("quit");
+    owner.wait_success();
+}
+
+#[test]
+fn unpoison_without_write_permission_fails_clearly() {
+    if common::is_root() {
+        eprintln!("skipped: root may write anything");
+        return;
+    }
+    let _w = world();
+    let seg = Segment::new("cli-unpoison-ro");
+    make_gauge("posix", seg.name(), 1, "ro", "exit");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(seg.path(), std::fs::Permissions::from_mode(0o400)).unwrap();
+    let out = run(&["unpoison", seg.name()]);
+    assert!(
+        out.error().contains("permission denied"),
+        "{}",
+        out.describe()
+    );
 }
 
 // ===========================================================================
@@ -1083,7 +1234,7 @@ fn json_output_parses_and_has_every_field() {
     assert_eq!(o["creator"]["alive"], false, "{o:#}");
     assert_eq!(
         o["lock"],
-        json!({"state": "held", "holder_tid": holder_tid, "holder_alive": false, "poisoned": false}),
+        json!({"state": "held", "holder_tid": holder_tid, "holder_alive": false, "poisoned": false, "poison": null}),
         "{o:#}"
     );
     let killed_json = o;

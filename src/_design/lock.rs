@@ -1,7 +1,7 @@
 //! The lock: a process-shared, crash-robust word inside every segment.
 //!
 //! The lock is one 64-bit word in the shared mapping, plus a sleeper count
-//! and a poison flag (16 bytes). Zero means unlocked, so the zeroed pages of
+//! and a poison record (32 bytes in all: see *Who poisoned it* below). Zero means unlocked, so the zeroed pages of
 //! a new segment hold an unlocked lock with no initialisation step.
 //!
 //! # The word
@@ -65,6 +65,24 @@
 //! [`clear_poison`](crate::Shared::clear_poison). A write the dead owner
 //! left unfinished (see [snapshots](super::seqlock)) becomes the new
 //! holder's, committed when its guard drops.
+//!
+//! # Who poisoned it
+//!
+//! The flag is a cause code (0: not poisoned; 1 killed, 2 panicked, 3
+//! superseded by a migration; any other value a peer wrote reads as
+//! poisoned for an unknown reason), and beside it the lock keeps a record:
+//! `holder`, `pid << 32 | tid` of the thread that last acquired the lock
+//! while it was not poisoned (written after acquiring, and only when it
+//! differs, so a thread taking its own lock again stores nothing), and
+//! `poisoned_at`, when the poison was recorded. While the lock is poisoned
+//! `holder` is left alone, so it names the poisoner. A waiter that takes
+//! the lock over from a dead holder records it only if the lock was not
+//! poisoned already (the first cause stays until cleared, as with std): the
+//! recorded holder when its thread id is the dead word's, else the word's
+//! thread id with the pid unknown. A panicking guard records its own
+//! thread. A migration's supersede overrides any earlier cause. Clearing
+//! sets the cause to 0 and leaves the rest, which means nothing then.
+//! [`Shared::poison_info`](crate::Shared::poison_info) reads it.
 //!
 //! `std::sync::Mutex` and `parking_lot` deadlock across processes (their
 //! sleepers park process-privately), and glibc's robust mutexes, which the

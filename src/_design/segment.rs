@@ -6,9 +6,10 @@
 //! offset 0    header (240 bytes): magic, format version, init state, kind
 //!             (one value or a store), layout fingerprint, size/align/offset
 //!             of T, total size, type name, creator, PID namespace
-//! offset 256  lock (16 bytes)
-//! offset 272  write sequence counter (8), flags (4), change time (4)
-//! offset 288  T (rounded up to T's alignment)
+//! offset 256  lock (32 bytes): word (8), sleepers (4), poison cause (4),
+//!             last holder or poisoner (8), poison time (8)
+//! offset 288  write sequence counter (8), flags (4), change time (4)
+//! offset 304  T (rounded up to T's alignment)
 //! then        the schema of T, 8-aligned: what tools decode the value with,
 //!             and what a LayoutMismatch compares with this build's T
 //! ```

@@ -73,4 +73,7 @@
 //! takes the lock over (poisoned), adopts the unfinished write and commits
 //! it when its guard drops. Until then a snapshot waits; once it sees that
 //! the holder is dead it returns what is there, reported as poisoned, since
-//! no lock holder will finish that write for it.
+//! no lock holder will finish that write for it. It checks the writer's
+//! liveness as soon as it starts napping (after spinning and yielding), so
+//! a writer that is dead already is reported within a few ms, then every
+//! 50 ms, so one that dies while it waits is reported within about 50 ms.

@@ -16,7 +16,7 @@
 //! lengths, key hash, layout fingerprint, value size, alignment, schema
 //! length and value offset, and the bitmap of handle slots holding it. The
 //! key and type name follow; then, on a 64-byte boundary, the entry's lock
-//! (16 bytes), its write counter (16 bytes) and its value: the same slot as
+//! (32 bytes), its write counter (16 bytes) and its value: the same slot as
 //! a single-value segment has, so an entry's handle is a
 //! [`Shared<T>`](crate::Shared). The value's schema (what tools decode it
 //! with) follows the value, 8-aligned.

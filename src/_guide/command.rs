@@ -13,6 +13,7 @@
 //! shmstore inspect --key 0x53484d01 --json
 //! shmstore watch my-config     # the value now and on every committed change; --entry KEY in a store
 //! shmstore rm my-config        # refuses a live or foreign segment, or another user's, without --force
+//! shmstore unpoison my-config  # clears the poison a dead or panicking holder left, saying whose it was
 //! shmstore gc --dry-run        # what gc would remove (creator dead, nobody attached, lock not held) and why the rest stays
 //! ```
 //!
@@ -60,6 +61,14 @@
 //!   [`SharedOptions::record_change_time(true)`](crate::SharedOptions::record_change_time)
 //!   (it reads the clock on every committed write, so it is off by
 //!   default); otherwise `CHANGED` is `-`.
+//! - **Poison**: `inspect` shows what poisoned a lock (a `poison:` line
+//!   under the value's or the entry's lock: process, thread, cause, time;
+//!   `poison` in `--json`). `shmstore unpoison NAME [--entry KEY]` clears
+//!   it, with write permission: it takes the lock first (taking it over
+//!   from a dead holder, which commits the write that holder left
+//!   unfinished), then prints what it cleared, or that nothing was
+//!   poisoned ([`inspect::unpoison`](crate::inspect::unpoison) does the same
+//!   from a program). Check the value before clearing.
 //! - **Watching** sleeps on the segment's change notification: with write
 //!   permission it marks the lock word as a waiting handle does, or the
 //!   segment was made with `wake_read_only`; read-only and without it, it

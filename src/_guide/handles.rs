@@ -98,7 +98,12 @@
 //! Poisoning follows [`std::sync::Mutex`]: after a holder panicked or died,
 //! every `lock()` returns `Err(PoisonError)` until
 //! [`clear_poison`](crate::Shared::clear_poison); `into_inner()` gives a
-//! working guard over what the holder left. A holder killed by any signal
+//! working guard over what the holder left, and
+//! [`poison_info`](crate::Shared::poison_info) says who poisoned it, how
+//! and when. Handles opened with
+//! [`SharedOptions::poisoning(false)`](crate::SharedOptions::poisoning)
+//! take such a lock over and clear the poison themselves, for values any
+//! partial write of which is acceptable. A holder killed by any signal
 //! (SIGKILL included) or that exited while holding the lock is noticed by
 //! the next locker within about 50 ms, also by a waiter already asleep in
 //! `lock()`. [`try_lock`](crate::Shared::try_lock) checks whether a holder

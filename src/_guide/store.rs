@@ -58,7 +58,7 @@
 //!   [`insert`](crate::Store::insert).
 //! - **Space**: the capacity is fixed at creation. An entry takes one block:
 //!   a 64-byte header, its key and type name, its lock and write counter
-//!   (32 bytes), and its value, rounded up to 64 bytes (at least 128). A
+//!   (48 bytes), and its value, rounded up to 64 bytes (at least 128). A
 //!   `u64` entry with a short key takes 192 bytes. Removing an entry frees
 //!   its block, merged with free neighbours, and any later entry may use it.
 //!   What fragmentation can cost: free space split into pieces smaller than

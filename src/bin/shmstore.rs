@@ -48,6 +48,7 @@ Examples:
   shmstore watch my-config             print the value now and on every change
   shmstore watch my-app --entry jobs/next --count 10
   shmstore rm my-counter               remove one segment
+  shmstore unpoison my-counter         clear the poison a killed holder left, saying who
   shmstore gc --dry-run                what gc would remove, and why the others stay
   shmstore mirror publish my-config --redis redis://10.0.0.5:6379/
                                        send my-config to Redis on every change"
@@ -149,6 +150,17 @@ Examples:
   shmstore rm some-other-programs-shm --force"
     )]
     Rm(RmArgs),
+
+    /// Clear the poison of a segment's lock (or of a store entry's), saying what it was
+    #[command(
+        long_about = "Clears the poison of a segment's lock, or with --entry KEY of one entry of a store, and prints what it cleared: which process and thread poisoned it, how (killed, panicked, superseded by a migration) and when; or that it was not poisoned. Needs write permission on the segment.\n\nIt takes the lock first, waiting for a running holder; a lock whose holder died is taken over, which commits the write that holder left unfinished. Check the value (`shmstore inspect`) before clearing: a holder that died or panicked may have left it half-written.",
+        after_long_help = "\
+Examples:
+  shmstore unpoison my-counter
+  shmstore unpoison my-app --entry jobs/next
+  shmstore unpoison --file /var/lib/app/state --json"
+    )]
+    Unpoison(UnpoisonArgs),
 
     /// Remove every stale shmstore segment
     #[command(
@@ -285,6 +297,19 @@ struct WatchArgs {
     count: Option<u64>,
 }
 
+/// `shmstore unpoison`.
+#[derive(Args)]
+struct UnpoisonArgs {
+    #[command(flatten)]
+    target: Target,
+    /// Clear the poison of this entry of a store
+    #[arg(short, long, value_name = "KEY")]
+    entry: Option<String>,
+    /// Print one JSON object (`cleared`: null when nothing was poisoned)
+    #[arg(long)]
+    json: bool,
+}
+
 /// `shmstore rm`.
 #[derive(Args)]
 struct RmArgs {
@@ -320,6 +345,7 @@ fn main() -> ExitCode {
         Command::Inspect(a) => cmd::inspect(&a.target, a.json),
         Command::Watch(a) => cmd::watch(&a.target, a.entry.as_deref(), a.json, a.count),
         Command::Rm(a) => cmd::rm(&a.target, a.force),
+        Command::Unpoison(a) => cmd::unpoison(&a.target, a.entry.as_deref(), a.json),
         Command::Gc(a) => cmd::gc(a.dry_run, a.force, a.json, &a.prefixes),
         #[cfg(feature = "mirror")]
         Command::Mirror(a) => mirror::mirror(&a),

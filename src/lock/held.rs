@@ -17,6 +17,9 @@ const SLOTS: usize = 16;
 struct State {
     /// This thread's owner identity; 0 until first computed.
     ident: Cell<u64>,
+    /// `pid << 32 | tid`, what a lock records as its last holder; computed
+    /// with `ident`.
+    mine: Cell<u64>,
     /// The addresses of locks this thread holds.
     held: [Cell<usize>; SLOTS],
     /// How many of `held` are in use.
@@ -30,6 +33,7 @@ thread_local! {
     static STATE: State = const {
         State {
             ident: Cell::new(0),
+            mine: Cell::new(0),
             held: [const { Cell::new(0) }; SLOTS],
             depth: Cell::new(0),
             spilled: Cell::new(0),
@@ -52,6 +56,20 @@ pub(crate) fn ident() -> u64 {
     }
 }
 
+/// This thread as a lock records its holder: `pid << 32 | tid` (see
+/// [`RawLock`](crate::lock::RawLock)'s `holder`).
+#[inline]
+pub(crate) fn mine() -> u64 {
+    let here = Here::new();
+    let v = state(&here).mine.get();
+    if v != 0 {
+        v
+    } else {
+        compute();
+        state(&here).mine.get()
+    }
+}
+
 #[cold]
 fn compute() -> u64 {
     static AT_FORK: parking_lot::Once = parking_lot::Once::new();
@@ -69,8 +87,10 @@ fn compute() -> u64 {
     let tid = nix::unistd::gettid().as_raw() as u32;
     let start = crate::lock::owner::start_time(tid).unwrap_or(0);
     let v = crate::lock::owner::compose_ident(tid, start);
+    let pid = std::process::id();
     let here = Here::new();
     state(&here).ident.set(v);
+    state(&here).mine.set(u64::from(pid) << 32 | u64::from(tid));
     v
 }
 
@@ -211,6 +231,7 @@ pub(crate) fn holding(at: usize) -> Holding {
 extern "C" fn reset_in_child() {
     let _ = STATE.try_with(|s| {
         s.ident.set(0);
+        s.mine.set(0);
         s.depth.set(0);
         s.spilled.set(0);
     });

@@ -1,6 +1,6 @@
 //! The process-shared, crash-robust lock that lives inside every segment:
 //! a 64-bit word naming its holder (thread id and start time), a sleeper
-//! count and a poison flag ([`RawLock`]); holders are tracked per thread in
+//! count and a poison record (cause, last holder, time: [`RawLock`]); holders are tracked per thread in
 //! [`held`], their liveness checked in [`owner`], guards are in [`guard`],
 //! slots (lock, counter, value) in [`slot`], snapshots in [`seqlock`].
 //!
@@ -43,6 +43,31 @@ fn identity(word: u64) -> u64 {
     word & !FLAGS
 }
 
+/// Poison causes as the lock's `poisoned` word stores them (0: not
+/// poisoned; any other value a peer wrote: poisoned, cause unknown).
+pub(crate) const POISON_KILLED: u32 = 1;
+/// A holder panicked (its guard was dropped while its thread unwound).
+pub(crate) const POISON_PANICKED: u32 = 2;
+/// The segment was migrated to a new layout and this one left behind.
+pub(crate) const POISON_SUPERSEDED: u32 = 3;
+
+/// A lock's poison record, as stored: the cause code (never 0 here), the
+/// poisoner (`pid << 32 | tid`, pid 0 when unknown) and when it was
+/// recorded (Unix time in ns). Any values a peer wrote may be in it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct RawPoison {
+    pub cause: u32,
+    pub holder: u64,
+    pub at_ns: u64,
+}
+
+/// The time now, in ns since the Unix epoch (0 before it).
+fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
 /// How a lock was acquired.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Acquired {
@@ -61,13 +86,25 @@ pub(crate) enum Acquired {
 ///
 /// Any bytes another process writes over it leave it well defined: a word
 /// that names no living thread is a lock whose holder died.
+///
+/// Beside the word it records who poisoned it and how: `poisoned` is the
+/// cause (0: not poisoned), `holder` names (`pid << 32 | tid`) the thread
+/// that last acquired the lock while it was not poisoned, and, while it is
+/// poisoned, the poisoner (it is left alone then), `poisoned_at` when the
+/// poison was recorded (Unix time in ns).
 #[repr(C)]
 #[derive(Debug)]
 pub(crate) struct RawLock {
     word: AtomicU64,
     sleepers: AtomicU32,
     poisoned: AtomicU32,
+    holder: AtomicU64,
+    poisoned_at: AtomicU64,
 }
+
+/// The lock's size in a segment: its [`Versions`](seqlock::Versions) follow.
+pub(crate) const LOCK_SIZE: usize = std::mem::size_of::<RawLock>();
+const _: () = assert!(LOCK_SIZE == 32);
 
 impl RawLock {
     /// An unlocked, unpoisoned lock (all zeroes).
@@ -76,6 +113,8 @@ impl RawLock {
             word: AtomicU64::new(0),
             sleepers: AtomicU32::new(0),
             poisoned: AtomicU32::new(0),
+            holder: AtomicU64::new(0),
+            poisoned_at: AtomicU64::new(0),
         }
     }
 
@@ -85,6 +124,22 @@ impl RawLock {
         self.word.store(0, Ordering::Relaxed);
         self.sleepers.store(0, Ordering::Relaxed);
         self.poisoned.store(0, Ordering::Relaxed);
+        self.holder.store(0, Ordering::Relaxed);
+        self.poisoned_at.store(0, Ordering::Relaxed);
+    }
+
+    /// Records the calling thread, which has just acquired the lock, as its
+    /// holder, unless the lock is poisoned (then `holder` names the
+    /// poisoner) or the record names it already (no store: the uncontended
+    /// path stays cheap).
+    #[inline]
+    fn note_holder(&self) {
+        if self.poisoned.load(Ordering::Relaxed) == 0 {
+            let mine = held::mine();
+            if self.holder.load(Ordering::Relaxed) != mine {
+                self.holder.store(mine, Ordering::Relaxed);
+            }
+        }
     }
 
     /// Acquires the lock, waiting as long as it takes. Returns the caller's
@@ -105,11 +160,22 @@ impl RawLock {
                 .expect("no deadline, so acquire_slow cannot time out");
         }
         held::acquired(self.at());
+        self.note_holder();
         me
     }
 
     /// Acquires the lock unless `deadline` passes first.
     pub(crate) fn acquire_until(&self, deadline: Instant) -> Option<u64> {
+        let me = self.acquire_until_unrecorded(deadline)?;
+        self.note_holder();
+        Some(me)
+    }
+
+    /// [`acquire_until`](RawLock::acquire_until) without recording the
+    /// caller as the last holder: for a lock in memory not yet known to be
+    /// a shmstore segment's, which must be left as it was found once the
+    /// lock is released (a foreign System V segment).
+    pub(crate) fn acquire_until_unrecorded(&self, deadline: Instant) -> Option<u64> {
         let me = held::ident();
         if self
             .word
@@ -143,6 +209,7 @@ impl RawLock {
             }
         }
         held::acquired(self.at());
+        self.note_holder();
         Some(me)
     }
 
@@ -305,7 +372,19 @@ impl RawLock {
                 Ordering::Relaxed,
             )
             .ok()?;
-        self.poisoned.store(1, Ordering::Release);
+        // Poison is sticky until cleared: the first record stays.
+        if self.poisoned.load(Ordering::Relaxed) == 0 {
+            let tid = (v & u64::from(u32::MAX) & !FLAGS) as u32;
+            let last = self.holder.load(Ordering::Relaxed);
+            // The last recorded holder is the dead one if its thread id is
+            // the word's; otherwise the dead holder's pid is unknown.
+            let holder = if last as u32 == tid {
+                last
+            } else {
+                u64::from(tid)
+            };
+            self.record(POISON_KILLED, holder);
+        }
         Some(Acquired::OwnerDied)
     }
 
@@ -460,13 +539,64 @@ impl RawLock {
         poisoned
     }
 
-    /// Marks the data as possibly inconsistent.
+    /// Marks the data as possibly inconsistent: the holder, the calling
+    /// thread, is panicking. An earlier poison stays as it was recorded.
     #[inline]
     pub(crate) fn poison(&self) {
-        self.poisoned.store(1, Ordering::Release);
+        if self.poisoned.load(Ordering::Relaxed) == 0 {
+            self.record(POISON_PANICKED, held::mine());
+        }
     }
 
-    /// Clears the poison flag.
+    /// Records a poison of `cause` by `holder`, now. Called by the holder.
+    fn record(&self, cause: u32, holder: u64) {
+        self.holder.store(holder, Ordering::Relaxed);
+        self.poisoned_at.store(now_ns(), Ordering::Relaxed);
+        // Release: who reads the cause with Acquire reads this record.
+        self.poisoned.store(cause, Ordering::Release);
+    }
+
+    /// Poisons the lock as superseded (the segment was migrated to a new
+    /// layout), naming the calling thread, which holds the lock: this
+    /// overrides any earlier cause.
+    #[allow(dead_code)] // for migrations, made by `open_or_migrate`
+    pub(crate) fn supersede(&self) {
+        self.record(POISON_SUPERSEDED, held::mine());
+    }
+
+    /// The poison record, if the lock is poisoned.
+    pub(crate) fn raw_poison(&self) -> Option<RawPoison> {
+        // A relaxed load and an acquire fence, as in `is_poisoned`.
+        let cause = self.poisoned.load(Ordering::Relaxed);
+        std::sync::atomic::fence(Ordering::Acquire);
+        (cause != 0).then(|| RawPoison {
+            cause,
+            holder: self.holder.load(Ordering::Relaxed),
+            at_ns: self.poisoned_at.load(Ordering::Relaxed),
+        })
+    }
+
+    /// Puts back a poison record [`raw_poison`](RawLock::raw_poison) gave,
+    /// e.g. to undo a [`supersede`](RawLock::supersede) a migration could
+    /// not finish (where `raw_poison` gave `None`, call
+    /// [`clear_poison`](RawLock::clear_poison) instead). Called by the
+    /// holder.
+    #[allow(dead_code)] // for migrations, made by `open_or_migrate`
+    pub(crate) fn restore_poison(&self, saved: RawPoison) {
+        self.holder.store(saved.holder, Ordering::Relaxed);
+        self.poisoned_at.store(saved.at_ns, Ordering::Relaxed);
+        self.poisoned.store(saved.cause, Ordering::Release);
+    }
+
+    /// The poison cause code (0: not poisoned; see [`RawPoison`]).
+    pub(crate) fn poison_cause(&self) -> u32 {
+        let cause = self.poisoned.load(Ordering::Relaxed);
+        std::sync::atomic::fence(Ordering::Acquire);
+        cause
+    }
+
+    /// Clears the poison (the cause; the rest of the record is ignored
+    /// while the cause is 0).
     pub fn clear_poison(&self) {
         self.poisoned.store(0, Ordering::Release);
     }

@@ -19,7 +19,7 @@ pub(crate) const WAKE_ALL: u32 = 1;
 /// Flag: every committed write records the time (`changed`), for tools.
 pub(crate) const TIMED: u32 = 2;
 
-/// The sequence counter and flags, 16 bytes after the lock.
+/// The sequence counter and flags, 32 bytes after the lock (right after it).
 #[repr(C)]
 #[derive(Debug)]
 pub(crate) struct Versions {
@@ -243,7 +243,9 @@ impl Versions {
             };
             // A write is in progress: writes are short, so spin briefly,
             // then give the CPU away (the writer may be waiting for it),
-            // then nap; meanwhile check now and then that the writer lives.
+            // then nap; check that the writer lives as soon as the naps
+            // begin (a writer already dead is reported in a few ms), then
+            // every CHECK_INTERVAL (one that dies meanwhile, within ~50 ms).
             busy += 1;
             if busy < 32 {
                 std::hint::spin_loop();
@@ -254,12 +256,15 @@ impl Versions {
             }
             if busy < 128 {
                 std::thread::yield_now();
-            } else {
-                futex::wait(&self.seq, s1 as u32, Duration::from_millis(1));
+                continue;
             }
+            futex::wait(&self.seq, s1 as u32, Duration::from_millis(1));
             let now = Instant::now();
-            let first = *since.get_or_insert(now);
-            if now.duration_since(first) >= CHECK_INTERVAL {
+            let due = match since {
+                None => true,
+                Some(last) => now.duration_since(last) >= CHECK_INTERVAL,
+            };
+            if due {
                 since = Some(now);
                 // The counter is loaded again after the lock word: a writer
                 // that committed and unlocked between the first load and

@@ -18,7 +18,7 @@ use std::time::Duration;
 use crate::error::{Error, Result};
 use crate::lock::guard::{Guard, Held};
 use crate::lock::seqlock::{self, Read, Versions};
-use crate::lock::{RawLock, CHECK_INTERVAL};
+use crate::lock::{RawLock, CHECK_INTERVAL, POISON_SUPERSEDED};
 use crate::sys::mapping::{KeepsMapped, Mapping};
 use crate::types::lockfree::LockFree;
 use crate::types::shareable::Shareable;
@@ -204,6 +204,9 @@ impl RawSlot {
 /// A [`RawSlot`] whose value is a `T`.
 pub(crate) struct Slot<T> {
     raw: RawSlot,
+    /// Whether this handle reports poison (`SharedOptions::poisoning`);
+    /// if not, it recovers from it where it may (see [`Slot::recovers`]).
+    poisoning: bool,
     _value: PhantomData<T>,
 }
 
@@ -237,7 +240,34 @@ impl<T: Shareable> Slot<T> {
         );
         Slot {
             raw,
+            poisoning: true,
             _value: PhantomData,
+        }
+    }
+
+    /// Sets whether this handle reports poison (default `true`); see
+    /// `SharedOptions::poisoning`.
+    pub(crate) fn set_poisoning(&mut self, on: bool) {
+        self.poisoning = on;
+    }
+
+    /// Whether a poison found after acquiring the lock is cleared rather
+    /// than reported: on handles that opted out of poisoning, unless the
+    /// segment was superseded (writes to a migrated segment need an
+    /// explicit `clear_poison`). Clears it if so.
+    #[inline]
+    pub(crate) fn recovers(&self) -> bool {
+        if self.poisoning || self.is_cut() {
+            return false;
+        }
+        let lock = self.raw();
+        match lock.poison_cause() {
+            0 => true,
+            POISON_SUPERSEDED => false,
+            _ => {
+                lock.clear_poison();
+                true
+            }
         }
     }
 
@@ -289,12 +319,46 @@ impl<T: Shareable> Slot<T> {
         // SAFETY: `value` points at the T these versions guard, inside the
         // mapping and aligned (checked in `RawSlot::new` and `from_raw`),
         // which the slot keeps alive.
-        match unsafe { self.versions().read(lock, self.value().as_ptr(), out) } {
+        let (ok, g) = match unsafe { self.versions().read(lock, self.value().as_ptr(), out) } {
             // Checked after the copy: a page found missing during it was
             // replaced by zeros, which must not pass for the value.
             Read::Clean(g) => (!lock.is_poisoned() && !self.is_cut(), g),
             Read::Interrupted(g) => (false, g),
+        };
+        if ok || self.poisoning || self.is_cut() {
+            return (ok, g);
         }
+        self.read_recovering(out, g)
+    }
+
+    /// [`read`](Slot::read) on a handle that opted out of poisoning, when
+    /// the copy in `out` (of generation `g`) was poisoned: takes the lock
+    /// (which commits a dead writer's unfinished write), clears the poison
+    /// and copies under the lock. A read-only handle cannot take the lock:
+    /// it keeps its copy, which is what the next holder would commit. A
+    /// superseded segment stays poisoned.
+    #[cold]
+    #[inline(never)]
+    fn read_recovering(&self, out: &mut MaybeUninit<T>, g: u64) -> (bool, u64) {
+        let lock = self.raw();
+        if lock.poison_cause() == POISON_SUPERSEDED {
+            return (false, g);
+        }
+        if !self.raw.is_writable() || lock.held_by_me() {
+            return (true, g);
+        }
+        let me = lock.acquire();
+        let held = self.raw.held(me);
+        if !self.recovers() {
+            return (false, g);
+        }
+        // SAFETY: `value` is this slot's `T` (as in `read`); this thread
+        // holds the lock, so no process that follows the protocol writes it
+        // meanwhile; the copy is racy all the same, as a peer may not.
+        unsafe { crate::sys::racy::copy_into(self.value().as_ptr(), out.as_mut_ptr()) };
+        let generation = self.versions().generation() + u64::from(held.is_writing());
+        drop(held);
+        (!self.is_cut(), generation)
     }
 
     /// See [`Shared::snapshot`](crate::Shared::snapshot).

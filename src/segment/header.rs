@@ -4,9 +4,10 @@
 //! offset 0    Header (240 bytes): magic, format version, init state, layout
 //!             fingerprint, size/align/offset of T, total size, type name,
 //!             creator, PID namespace
-//! offset 256  RawLock (16 bytes)
-//! offset 272  Versions: write sequence counter (8), flags (4), reserved (4)
-//! offset 288  T (rounded up to T's alignment)
+//! offset 256  RawLock (32 bytes): lock word (8), sleepers (4), poison
+//!             cause (4), last holder / poisoner (8), poison time (8)
+//! offset 288  Versions: write sequence counter (8), flags (4), change time (4)
+//! offset 304  T (rounded up to T's alignment)
 //! then         the schema of T (see `schema.rs`), 8-aligned, `schema_len`
 //!              bytes: what tools decode the value with
 //! ```
@@ -31,7 +32,7 @@ use crate::types::shareable::Shareable;
 /// The first eight bytes of every segment.
 pub(crate) const MAGIC: [u8; 8] = *b"SHMSTORE";
 /// The format this build writes and reads.
-pub(crate) const FORMAT_VERSION: u32 = 3;
+pub(crate) const FORMAT_VERSION: u32 = 4;
 /// The longest schema a segment may carry.
 pub(crate) const MAX_SCHEMA: usize = 64 * 1024;
 
@@ -48,9 +49,9 @@ pub(crate) const KIND_STORE: u32 = 2;
 /// Where the lock starts.
 pub(crate) const LOCK_OFFSET: usize = 256;
 /// Where the write sequence counter and flags are ([`Versions`]).
-pub(crate) const VERSIONS_OFFSET: usize = LOCK_OFFSET + 16;
+pub(crate) const VERSIONS_OFFSET: usize = LOCK_OFFSET + crate::lock::LOCK_SIZE;
 /// Bytes reserved for the lock and what later versions keep beside it.
-const LOCK_AREA: usize = 32;
+const LOCK_AREA: usize = 48;
 /// The longest type name kept in a header.
 const TYPE_NAME_LEN: usize = 128;
 
@@ -587,10 +588,12 @@ mod tests {
 
     #[test]
     fn value_shares_the_lock_cache_line() {
-        assert_eq!(Layout::value_offset_of::<u64>(), 288);
-        assert_eq!(Layout::new(3, 1, 0).total_size, 291);
-        assert_eq!(Layout::new(3, 1, 10).schema_offset, 296);
-        assert_eq!(Layout::new(3, 1, 10).total_size, 306);
+        assert_eq!(Layout::value_offset_of::<u64>(), 304);
+        assert_eq!(Layout::value_offset_of::<[u64; 2]>(), 304);
+        assert!(Layout::value_offset_of::<u64>() < LOCK_OFFSET + 64);
+        assert_eq!(Layout::new(3, 1, 0).total_size, 307);
+        assert_eq!(Layout::new(3, 1, 10).schema_offset, 312);
+        assert_eq!(Layout::new(3, 1, 10).total_size, 322);
     }
 
     #[test]

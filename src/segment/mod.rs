@@ -411,6 +411,8 @@ pub(crate) struct Handle {
     pub remover: Remover,
     pub remove_on_drop: bool,
     pub fd: Option<OwnedFd>,
+    /// For a store entry's handle: the store's name and the entry's key.
+    pub entry: Option<(String, String)>,
 }
 
 impl Handle {
@@ -422,6 +424,7 @@ impl Handle {
             remover: Remover::None,
             remove_on_drop: false,
             fd,
+            entry: None,
         }
     }
 }

@@ -27,6 +27,7 @@ pub struct SharedOptions {
     pub(crate) allow_foreign_owner: bool,
     pub(crate) wake_read_only: bool,
     pub(crate) record_change_time: bool,
+    pub(crate) poisoning: bool,
 }
 
 impl Default for SharedOptions {
@@ -45,6 +46,7 @@ impl SharedOptions {
             allow_foreign_owner: false,
             wake_read_only: false,
             record_change_time: false,
+            poisoning: true,
         }
     }
 
@@ -70,6 +72,47 @@ impl SharedOptions {
     /// value; leave it off for hot counters.
     pub fn record_change_time(&mut self, yes: bool) -> &mut Self {
         self.record_change_time = yes;
+        self
+    }
+
+    /// Whether handles opened with these options report poison (default
+    /// `true`, as `std::sync::Mutex` does).
+    ///
+    /// With `false`, [`lock`](crate::Shared::lock) and the `try_lock*`
+    /// calls of the handle take a lock over from a holder that died or
+    /// panicked, clear the poison (for every process) and return `Ok`; its
+    /// snapshots never return `Err` for poison: when they would, they take
+    /// the lock, which commits the unfinished write a dead holder left,
+    /// clear the poison and copy under the lock (a read-only
+    /// [`SharedReader`](crate::SharedReader), which cannot take the lock,
+    /// returns `Ok` with what the dead holder left, and leaves the poison
+    /// to others). [`Store`](crate::Store) handles opened with these
+    /// options pass it on to the entries they give.
+    ///
+    /// What this means for half-done writes: the next holder sees whatever
+    /// the dead or panicking holder left, possibly a value it was halfway
+    /// through changing, and nothing tells it so. Use it only for values
+    /// any partial write of which is acceptable, such as counters or
+    /// "latest" readings that the next write replaces.
+    ///
+    /// A segment superseded by a migration
+    /// ([`PoisonCause::Superseded`](crate::PoisonCause::Superseded)) stays
+    /// poisoned for these handles too: writes to a migrated segment need an
+    /// explicit [`clear_poison`](crate::Shared::clear_poison).
+    ///
+    /// ```
+    /// use shmstore::SharedOptions;
+    ///
+    /// # let name = format!("doc-poisoning-{}", std::process::id());
+    /// let hits = SharedOptions::new()
+    ///     .poisoning(false) // a counter: a lost increment is fine
+    ///     .open_or_create(&name, 0u64)?;
+    /// *hits.lock().expect("never Err for poison") += 1;
+    /// # shmstore::unlink(&name)?;
+    /// # Ok::<(), shmstore::Error>(())
+    /// ```
+    pub fn poisoning(&mut self, on: bool) -> &mut Self {
+        self.poisoning = on;
         self
     }
 

@@ -211,7 +211,7 @@ fn settle(
         // room for the lock), and ours or zeroed.
         let lock = map.raw_lock(LOCK_OFFSET);
         let me = lock
-            .acquire_until(patience.deadline())
+            .acquire_until_unrecorded(patience.deadline())
             .ok_or_else(incomplete)?;
         let outcome = match inspect(label, spec, map, true) {
             Ok(Seen::Ready) => Some(ready()),

@@ -67,7 +67,7 @@ const B_HOLDERS: usize = 56;
 /// Where the key starts.
 const B_KEY: usize = 64;
 /// Bytes of an entry's lock and versions, before its value.
-const SLOT_HEAD: usize = 32;
+const SLOT_HEAD: usize = 48;
 
 /// Block states (distinct words, so that stray bytes are noticed).
 const FREE: u32 = 0x4652_4545;
@@ -801,7 +801,9 @@ impl Heap<'_> {
             self.map.write_bytes(at + layout.schema, new.schema);
         }
         self.map.raw_lock(at + layout.slot).reset();
-        self.map.versions(at + layout.slot + 16).reset(flags);
+        self.map
+            .versions(at + layout.slot + crate::lock::LOCK_SIZE)
+            .reset(flags);
         // The one store that makes the entry exist.
         self.map
             .atomic_u32(at + B_STATE)
@@ -1204,7 +1206,7 @@ mod tests {
     fn entry_layouts_put_the_slot_on_a_line_and_fit_the_value() {
         let l = EntryLayout::new(3, 3, 8, 8, 0);
         assert_eq!(l.slot, 128);
-        assert_eq!(l.value, 160);
+        assert_eq!(l.value, 176);
         assert_eq!(l.block, 192);
         let l = EntryLayout::new(128, 128, 1, 64, 0);
         assert_eq!(l.slot, 320);

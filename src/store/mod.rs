@@ -130,6 +130,9 @@ struct Inner {
     remove_on_drop: bool,
     /// This handle's slot in the store's handle table.
     slot: usize,
+    /// Whether the entries it gives report poison
+    /// (`SharedOptions::poisoning`).
+    poisoning: bool,
     /// How many entry handles of this store handle hold each entry (by
     /// block offset). Changed only under the directory lock.
     held: Mutex<BTreeMap<usize, Holds>>,
@@ -215,6 +218,7 @@ impl Store {
             // Set once the handle is complete: a failed open removes nothing.
             remove_on_drop: false,
             slot: usize::MAX,
+            poisoning: opts.poisoning,
             held: Mutex::new(BTreeMap::new()),
         };
         let slot = {
@@ -346,7 +350,10 @@ impl Store {
             .into_iter()
             .map(|e| {
                 let lock = self.inner.map.raw_lock(e.at + e.layout.slot);
-                let versions = self.inner.map.versions(e.at + e.layout.slot + 16);
+                let versions = self
+                    .inner
+                    .map
+                    .versions(e.at + e.layout.slot + crate::lock::LOCK_SIZE);
                 EntryInfo {
                     key: String::from_utf8_lossy(&e.key).into_owned(),
                     type_name: e.type_name,
@@ -535,7 +542,13 @@ impl Store {
     /// The handle of entry `e`, whose hold is already counted.
     fn entry_handle<T: Shareable>(&self, key: &str, e: &EntryMeta) -> Result<Shared<T>> {
         let slot = Slot::from_raw(self.entry_slot(e));
-        Ok(Shared::from_entry(slot, self.entry_label(key)))
+        Ok(Shared::from_entry(
+            slot,
+            self.entry_label(key),
+            &self.inner.label,
+            key,
+            self.inner.poisoning,
+        ))
     }
 
     /// The lock, versions and value of entry `e`, whose hold is already
@@ -552,7 +565,7 @@ impl Store {
         RawSlot::new(
             Box::new(entry),
             base,
-            base + 16,
+            base + crate::lock::LOCK_SIZE,
             e.at + e.layout.value,
             e.value_size,
         )

@@ -386,12 +386,12 @@ pub fn gettid() -> u32 {
     nix::unistd::gettid().as_raw() as u32
 }
 
-/// The length of a segment holding one `T`: header and lock area (288
+/// The length of a segment holding one `T`: header and lock area (304
 /// bytes, rounded up to `T`'s alignment), the value, then its schema
 /// (8-aligned), as src/header.rs lays them out.
 pub fn segment_len<T: shmstore::Shareable>() -> usize {
     let align = std::mem::align_of::<T>();
-    let value_at = 288usize.div_ceil(align) * align;
+    let value_at = 304usize.div_ceil(align) * align;
     let end = value_at + std::mem::size_of::<T>();
     end.div_ceil(8) * 8 + shmstore::Schema::of::<T>().encode().len()
 }

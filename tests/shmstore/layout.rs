@@ -72,15 +72,15 @@ fn value_bytes_are_the_values_own_bytes_at_the_documented_offset() {
 
     let bytes = file_bytes(&name);
     assert_eq!(&bytes[..8], b"SHMSTORE", "the header starts with the magic");
-    let end = 288 + std::mem::size_of::<Reading>();
-    assert_eq!(&bytes[288..end], bytemuck::bytes_of(&value));
+    let end = 304 + std::mem::size_of::<Reading>();
+    assert_eq!(&bytes[304..end], bytemuck::bytes_of(&value));
     schema_follows::<Reading>(&bytes, end);
 
     // A write through the lock is what the file holds afterwards.
     shared.lock().unwrap().history[2] = 301;
     let mut expected = value;
     expected.history[2] = 301;
-    assert_eq!(&file_bytes(&name)[288..end], bytemuck::bytes_of(&expected));
+    assert_eq!(&file_bytes(&name)[304..end], bytemuck::bytes_of(&expected));
 }
 
 #[test]
@@ -92,7 +92,7 @@ fn an_over_aligned_value_starts_on_its_alignment() {
     };
     let shared = SharedOptions::new().create(&name, value).unwrap();
     let bytes = file_bytes(&name);
-    // 288 rounded up to 64 is 320.
+    // 304 rounded up to 64 is 320.
     assert_eq!(&bytes[320..384], bytemuck::bytes_of(&value));
     schema_follows::<Wide>(&bytes, 384);
     assert_eq!(*shared.lock().unwrap(), value);

@@ -17,6 +17,9 @@ mod common;
 // The typed handle and its lock.
 /// `SharedAtomic` on structs of atomics, from processes and threads.
 mod lockfree;
+/// What poisoned a lock (`poison_info`), clearing it, handles that opt out
+/// of poisoning.
+mod poison;
 /// `SharedReader` and snapshots: copies never torn, waiting for changes,
 /// read-only opens.
 mod readers;

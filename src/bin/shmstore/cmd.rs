@@ -193,6 +193,40 @@ pub fn inspect(t: &Target, json: bool) -> CliResult {
 }
 
 // ---------------------------------------------------------------------------
+// unpoison
+
+/// `shmstore unpoison`.
+pub fn unpoison(t: &Target, entry: Option<&str>, json: bool) -> CliResult {
+    let loc = match resolve(t)? {
+        Resolved::At(loc) => loc,
+        Resolved::SysvId(id) => {
+            return Err(CliError(format!(
+                "unpoison needs a name, a key or a file, not a System V id ({id}):                  `ipcs -m` shows its key"
+            )))
+        }
+    };
+    let what = match entry {
+        Some(key) => format!("entry `{key}` of `{loc}`"),
+        None => format!("`{loc}`"),
+    };
+    let cleared = inspect::unpoison(&loc, entry).map_err(lib_error)?;
+    if json {
+        let j = Json::Obj(vec![
+            ("name", Json::str(loc.to_string())),
+            ("entry", Json::opt(entry, Json::str)),
+            ("cleared", Json::opt(cleared.as_ref(), show::poison_json)),
+        ]);
+        out::print(&(j.render(out::stdout_is_terminal()) + "\n"));
+    } else {
+        match cleared {
+            Some(info) => out::print(&format!("cleared the poison of {what}: {info}\n")),
+            None => out::print(&format!("{what} was not poisoned: nothing to clear\n")),
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
 // watch
 
 /// What `watch` has shown.

@@ -7,6 +7,7 @@ use shmstore::inspect::{
     self, Backend, EntryReport, HeaderInfo, LockState, Report, SlotInfo, State,
 };
 use shmstore::schema::{Schema, Value};
+use shmstore::PoisonInfo;
 
 use crate::out::{self, Json};
 
@@ -179,6 +180,18 @@ fn slot_json(s: &SlotInfo) -> Json {
         ("holder_tid", holder),
         ("holder_alive", alive),
         ("poisoned", Json::Bool(s.poisoned)),
+        ("poison", Json::opt(s.poison.as_ref(), poison_json)),
+    ])
+}
+
+/// What poisoned a lock: cause, process, thread, time and the message.
+pub fn poison_json(p: &PoisonInfo) -> Json {
+    Json::Obj(vec![
+        ("cause", Json::str(p.cause().to_string())),
+        ("pid", Json::opt(p.pid(), Json::int)),
+        ("tid", Json::int(p.tid())),
+        ("time", Json::time(p.time())),
+        ("message", Json::str(p.to_string())),
     ])
 }
 
@@ -328,6 +341,9 @@ fn plural(n: u64, one: &str, many: &str) -> String {
 
 fn slot_lines(l: &mut Lines, indent: usize, s: &SlotInfo) {
     l.kv(indent, "lock", lock_text(s));
+    if let Some(p) = &s.poison {
+        l.kv(indent, "poison", p.to_string());
+    }
     l.kv(indent, "generation", s.generation.to_string());
     let changed = match s.changed {
         Some(t) => out::time_and_age(t),

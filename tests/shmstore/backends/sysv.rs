@@ -32,7 +32,7 @@ struct Large {
 const STATE_AT: usize = 12;
 const PID_NS_AT: usize = 88;
 const LOCK_AT: usize = 256;
-const VALUE_AT: usize = 288;
+const VALUE_AT: usize = 304;
 /// The size of a `Counter` segment.
 fn counter_len() -> usize {
     common::segment_len::<Counter>()

@@ -10,7 +10,7 @@
 //! backends. It then makes one to three writes, each over one part of the
 //! layout (a kind of part picked evenly, then a part of that kind), as a
 //! peer would, through the file or a second System V attachment:
-//! the header field by field, the lock word, sleeper count and poison flag,
+//! the header field by field, the lock word, sleeper count and poison record (cause, holder, time),
 //! the write counter and flags, the value, the schema after it; for a store
 //! also its meta area, handle table, buckets, free blocks, and each entry's
 //! block header, key, lock, write counter, value and schema. The parts come
@@ -188,7 +188,7 @@ fn scribble(r: &mut Rich) {
 /// flags, change time) sit in a segment (src/header.rs).
 const LOCK_AT: usize = 256;
 /// Where a `Rich` starts in its segment.
-const VALUE_AT: usize = 288;
+const VALUE_AT: usize = 304;
 
 /// The header's fields (src/header.rs): name, offset, length, and whether
 /// opening a segment checks it.
@@ -216,13 +216,15 @@ const HEADER_FIELDS: [(&str, usize, usize, bool); 19] = [
 const PID_NS_AT: usize = 88;
 
 /// A slot's fields from its lock's offset (src/lock.rs, src/seqlock.rs).
-const SLOT_FIELDS: [(&str, usize, usize); 6] = [
+const SLOT_FIELDS: [(&str, usize, usize); 8] = [
     ("lock word", 0, 8),
     ("sleepers", 8, 4),
-    ("poison flag", 12, 4),
-    ("write sequence", 16, 8),
-    ("version flags", 24, 4),
-    ("change time", 28, 4),
+    ("poison cause", 12, 4),
+    ("poison holder", 16, 8),
+    ("poison time", 24, 8),
+    ("write sequence", 32, 8),
+    ("version flags", 40, 4),
+    ("change time", 44, 4),
 ];
 
 /// The lock word's flag bits (src/lock.rs): waiters and watched.
@@ -434,7 +436,7 @@ impl StoreLayout {
         let mut t = Vec::new();
         header_targets(&mut t);
         slot_targets(&mut t, "directory", "directory", LOCK_AT);
-        t.push(area("lock area reserve".into(), "directory", 288..c));
+        t.push(area("lock area reserve".into(), "directory", 304..c));
         for (name, at, len) in [
             ("format", 0, 4),
             ("entry flags", 4, 4),
@@ -1101,8 +1103,8 @@ impl ValueExpect {
             word_live: names_holder(word, case),
             case,
             poison: u32_at(after, LOCK_AT + 12),
-            seq: u64_at(after, LOCK_AT + 16),
-            flags: u32_at(after, LOCK_AT + 24),
+            seq: u64_at(after, LOCK_AT + 32),
+            flags: u32_at(after, LOCK_AT + 40),
             value: after[VALUE_AT..value_end].to_vec(),
             schema: after[schema_at..].to_vec(),
             schema_intact: !changed(before, after, schema_at..after.len()),
@@ -1810,8 +1812,8 @@ fn my_identity() -> u64 {
     identity_of(nix::unistd::gettid().as_raw() as u32)
 }
 
-/// The offset of the write counter in a slot (after the lock's 16 bytes).
-const SEQ_AT: usize = LOCK_AT + 16;
+/// The offset of the write counter in a slot (after the lock's 32 bytes).
+const SEQ_AT: usize = LOCK_AT + 32;
 
 fn own_identity_in_a_value_lock(backend: Backend) {
     let key = Key::in_range(KEY_BASE);

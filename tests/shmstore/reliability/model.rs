@@ -150,10 +150,7 @@ const CITED: &[(&str, &str)] = &[
         "src/lock/mod.rs",
         "let flag = if others || v & WAITERS != 0 {",
     ),
-    (
-        "src/lock/mod.rs",
-        "self.poisoned.store(1, Ordering::Release);",
-    ),
+    ("src/lock/mod.rs", "self.record(POISON_KILLED, holder);"),
     // try_acquire.
     ("src/lock/mod.rs", "me | (v & WATCHED),"),
     (
@@ -989,7 +986,7 @@ impl Model {
                 }
             }
             Pc::Poison | Pc::TryPoison => {
-                // take_over_if_dead: `self.poisoned.store(1, Ordering::Release);`
+                // take_over: `self.record(POISON_KILLED, holder);`
                 if !self.bug(Bug::TakeOverWithoutPoison) {
                     n.poisoned = true;
                 }
@@ -1276,8 +1273,8 @@ impl Model {
                 n.procs[i].s = st.seq;
                 if st.seq & 1 != 0 && !self.bug(Bug::ReaderIgnoresOdd) {
                     // read_slow with an odd s1: spin or yield and try again,
-                    // or nap on seq, or (once CHECK_INTERVAL has passed) see
-                    // whether the writer still lives.
+                    // or nap on seq, or (once the naps begin, then every
+                    // CHECK_INTERVAL) see whether the writer still lives.
                     let mut q = n;
                     q.procs[i].pc = Pc::RdSeq;
                     push(out, q, "try_read: seq odd; spin", 0);

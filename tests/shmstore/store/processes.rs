@@ -46,7 +46,7 @@ const KEY_BASE: u32 = 0x6100_0000;
 /// flag bits of a lock word (src/lock.rs); read from /dev/shm to tell what
 /// a kill interrupted.
 const DIR_LOCK_AT: u64 = 256;
-const DIR_SEQ_AT: u64 = 272;
+const DIR_SEQ_AT: u64 = 288;
 const LOCK_FLAGS: u64 = (1 << 31) | (1 << 30);
 /// Where the header's state word is, and its READY value (src/header.rs).
 const STATE_AT: u64 = 12;
