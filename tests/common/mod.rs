@@ -96,6 +96,8 @@ pub struct Kid {
     stdin: Option<ChildStdin>,
     lines: Receiver<String>,
     stderr: Arc<Mutex<String>>,
+    /// Closed when the stderr reader has read to the end.
+    stderr_done: Receiver<()>,
     status: Option<ExitStatus>,
 }
 
@@ -142,7 +144,9 @@ impl Kid {
         let stderr = Arc::new(Mutex::new(String::new()));
         let mut err = child.stderr.take().unwrap();
         let sink = stderr.clone();
+        let (done, stderr_done) = mpsc::channel::<()>();
         std::thread::spawn(move || {
+            let _done = done; // dropped at the end of the child's stderr
             let mut buf = [0u8; 4096];
             while let Ok(n) = err.read(&mut buf) {
                 if n == 0 {
@@ -160,6 +164,7 @@ impl Kid {
             stdin,
             lines,
             stderr,
+            stderr_done,
             status: None,
         }
     }
@@ -168,8 +173,13 @@ impl Kid {
         self.child.id()
     }
 
-    /// What the child wrote on stderr so far (for failure messages).
+    /// What the child wrote on stderr so far (for failure messages); all
+    /// of it once the child has been reaped (the reader is given up to 2 s
+    /// to reach the end).
     pub fn stderr(&self) -> String {
+        if self.status.is_some() {
+            let _ = self.stderr_done.recv_timeout(Duration::from_secs(2));
+        }
         self.stderr.lock().unwrap().clone()
     }
 
