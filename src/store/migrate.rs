@@ -54,6 +54,10 @@ impl Store {
     /// is taken, and the panic goes on to the caller. If there is no room
     /// for the new entry: [`Error::StoreFull`], and nothing changes either.
     ///
+    /// Other errors are those of [`get`](Store::get) and
+    /// [`insert`](Store::insert); a store handle that may not write (no
+    /// opening call makes one today) gets [`Error::PermissionDenied`].
+    ///
     /// # Panics
     ///
     /// If this thread holds the old entry's lock (a guard of it, through
