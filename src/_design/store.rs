@@ -5,7 +5,8 @@
 //!
 //! ```text
 //! content+0      meta (256 bytes): format, entry flags, bucket count, heap
-//!                size, live entries, bytes in use, free-list heads
+//!                size, live entries, bytes in use, the replacement in
+//!                progress, free-list heads
 //! content+256    handle table: 64 slots of (pid, start time)
 //! content+1280   buckets: a power of two of u32 (block index + 1, 0 empty)
 //! heap           blocks, each a multiple of 64 bytes, back to back
@@ -39,14 +40,46 @@
 //! are written, then LIVE; a removed entry is unlinked from the buckets and
 //! then freed, or marked REMOVED while handles still hold it.
 //!
+//! # Replacing an entry (migration)
+//!
+//! [`Store::get_or_migrate`](crate::Store::get_or_migrate) puts a new entry
+//! in the place of an old one of the same key. The migrating process holds
+//! the old entry's lock throughout (migrators of one entry are serialised
+//! by it; the one that comes second finds the key holding the new entry and
+//! opens it) and calls the migration without the directory lock; then,
+//! under the directory lock:
+//!
+//! 1. a block is RESERVED and filled with the new entry (as for an insert);
+//! 2. the meta's replacement record (8 bytes) is set to the pair (new
+//!    block, old block);
+//! 3. **the switch**: the new block turns LIVE, one store;
+//! 4. the new block takes the old one's bucket (same key, same hash);
+//! 5. the old block is freed, or marked REMOVED while handles hold it;
+//! 6. the record is cleared.
+//!
+//! Last, the old entry is marked superseded: its lock poisoned and a write
+//! committed on it (waking its watchers), then its lock released.
+//!
+//! A SIGKILL before step 3 leaves the old entry LIVE and the new block
+//! RESERVED; after it, both LIVE. Recovery looks at the record first: if
+//! the new block named there is LIVE beside the old one, with the same key,
+//! the old one becomes REMOVED; the rest of the rebuild then proceeds as
+//! usual (a RESERVED block is freed, a REMOVED one nobody alive holds is
+//! freed, buckets are entered from the LIVE blocks). A record that does not
+//! name such a pair (damaged by a peer) changes nothing but is cleared.
+//! Outside a change the record is 0, which `check` verifies. The old
+//! entry's lock, held by the dead migrator, is taken over poisoned by its
+//! next locker, as any dead holder's.
+//!
 //! # Recovery
 //!
 //! The buckets, free lists, counters and `prev_size` hints are derived from
 //! the heap. When the directory lock is taken over from a holder that died
 //! (it is then poisoned), the next caller walks the heap and rebuilds them:
-//! RESERVED blocks (a create cut short) become free, LIVE ones are entered
-//! in the buckets again (a remove cut short is undone), and adjacent free
-//! blocks are merged. A half-made entry is thus either complete or gone.
+//! a replacement cut short after its switch is finished (see above),
+//! RESERVED blocks (a create or replacement cut short) become free, LIVE
+//! ones are entered in the buckets again (a remove cut short is undone),
+//! and adjacent free blocks are merged. A half-made entry is thus either complete or gone.
 //! [`Store::check`](crate::Store::check) verifies every invariant: the heap
 //! walk, the buckets, the free lists and the counters.
 //!

@@ -80,13 +80,49 @@
 //!   which slots hold it, so a removed entry held by a killed process is
 //!   freed once that process is found dead. A forked child must open the
 //!   store itself.
-//! - **Crashes**: a process killed in the middle of `insert` or `remove`
-//!   leaves the directory lock to the next caller, who rebuilds the
+//! - **Crashes**: a process killed in the middle of `insert`, `remove` or
+//!   `get_or_migrate` leaves the directory lock to the next caller, who rebuilds the
 //!   directory from the entries themselves. A half-made entry is gone; a
-//!   half-done removal is undone (the entry is still there). Every change to
+//!   half-done removal is undone (the entry is still there); a migration is
+//!   finished if its new entry was complete, undone otherwise. Every change to
 //!   the shape of the heap is a single 8-byte store, so the rebuild always
 //!   finds whole blocks. [`store.check()`](crate::Store::check) verifies
 //!   every invariant (tests and tools use it).
+//! - **Changing an entry's type while processes use it**:
+//!   [`store.get_or_migrate(key, init, |old: V1| -> V2 { .. })`](crate::Store::get_or_migrate)
+//!   creates the entry from `init` if the key is free, opens a `V2` found
+//!   there, and migrates a `V1`: under the old entry's lock the closure
+//!   turns a copy of the old value into the new one, and one step of the
+//!   directory puts the new entry in the key's place (a crash at any point
+//!   leaves the key with the complete old entry or the complete new one).
+//!   Exactly one of many racing processes migrates; the others open its
+//!   result. The old entry is *superseded*: its lock is poisoned and a
+//!   write committed, so old-build processes get `Err` from their next
+//!   `lock()` (and `wait_for_change` wakes them); they should drop the
+//!   handle and open the key again. A closure that panics, or a store with
+//!   no room for the new entry (`StoreFull`), changes nothing.
+//!
+//!   ```
+//!   use shmstore::{Shareable, Store};
+//!
+//!   #[derive(Shareable, Clone, Copy)]
+//!   #[repr(C)]
+//!   struct JobsV1 { done: u64 }
+//!   #[derive(Shareable, Clone, Copy)]
+//!   #[repr(C)]
+//!   struct JobsV2 { done: u64, failed: u64 }
+//!
+//!   # let name = format!("doc-guide-migrate-{}", std::process::id());
+//!   let store = Store::open_or_create(&name, 64 * 1024)?;
+//!   let old = store.insert("jobs", JobsV1 { done: 3 })?;          // the old build's entry
+//!   let new = store.get_or_migrate("jobs", JobsV2 { done: 0, failed: 0 },
+//!       |v1: JobsV1| JobsV2 { done: v1.done, failed: 0 })?;
+//!   assert_eq!(new.lock().unwrap().done, 3);
+//!   assert!(old.lock().is_err());                                 // superseded
+//!   # drop((old, new, store));
+//!   # Store::unlink(&name)?;
+//!   # Ok::<(), shmstore::Error>(())
+//!   ```
 //! - [`store.generation()`](crate::Store::generation) /
 //!   [`store.wait_for_change(seen, timeout)`](crate::Store::wait_for_change)
 //!   follow entries being created and removed; changes to values are

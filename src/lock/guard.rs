@@ -60,7 +60,6 @@ impl<'a> Held<'a> {
     }
 
     /// Whether this is the guard of `lock`.
-    #[cfg(feature = "mirror")]
     pub(crate) fn guards(&self, lock: &RawLock) -> bool {
         std::ptr::eq(self.lock, lock)
     }

@@ -559,7 +559,6 @@ impl RawLock {
     /// Poisons the lock as superseded (the segment was migrated to a new
     /// layout), naming the calling thread, which holds the lock: this
     /// overrides any earlier cause.
-    #[allow(dead_code)] // for migrations, made by `open_or_migrate`
     pub(crate) fn supersede(&self) {
         self.record(POISON_SUPERSEDED, held::mine());
     }

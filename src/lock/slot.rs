@@ -416,6 +416,26 @@ impl<T: Shareable> Slot<T> {
         self.raw.wait_for_change(seen, timeout)
     }
 
+    /// A copy of the value, made by the holder of `held`, this slot's
+    /// lock: no process that follows the protocol writes the value
+    /// meanwhile, so the copy needs no write counter (and works while the
+    /// counter says a write is pending, as after taking the lock over from
+    /// a holder that died writing).
+    pub(crate) fn copy_locked(&self, held: &Held<'_>) -> T {
+        assert!(held.guards(self.raw()), "a guard of another lock");
+        let mut out = MaybeUninit::<T>::uninit();
+        // SAFETY: `value` is this slot's `T`, in bounds and aligned (checked
+        // in `RawSlot::new` and `from_raw`), in the mapping the slot keeps
+        // alive; `out` is a separate, writable `T`. The copy is racy (a
+        // peer that ignores the lock may write meanwhile), which
+        // `copy_into` allows; it writes every byte of `out`, and any bytes
+        // are a valid T (Shareable).
+        unsafe {
+            crate::sys::racy::copy_into(self.value().as_ptr().cast_const(), out.as_mut_ptr());
+            out.assume_init()
+        }
+    }
+
     /// The guard for the lock this thread (identity `me`) has just
     /// acquired: it hands out the value.
     #[inline]

@@ -47,6 +47,9 @@ const M_BUCKETS: usize = 8;
 const M_HEAP: usize = 16;
 const M_ENTRIES: usize = 24;
 const M_USED: usize = 32;
+/// The replacement in progress (a migration): the new block's index in the
+/// low 32 bits, the old one's in the high 32; 0 outside a replacement.
+const M_REPLACING: usize = 40;
 const M_HEADS: usize = 64;
 const _: () = assert!(M_HEADS + CLASSES * 4 <= META);
 
@@ -360,6 +363,7 @@ impl Heap<'_> {
         self.push_free(first, self.geo.heap_size);
         self.set_u64(self.meta(M_ENTRIES), 0);
         self.set_u64(self.meta(M_USED), 0);
+        self.set_u64(self.meta(M_REPLACING), 0);
         self.set_u32(self.meta(M_FORMAT), FORMATTED);
     }
 
@@ -768,8 +772,69 @@ impl Heap<'_> {
     /// Makes the block `at` from [`reserve`](Heap::reserve) the LIVE entry
     /// `new`, held by handle slot `holder`; returns it. The caller checked
     /// that the key is not in the directory.
-    #[allow(unsafe_code)] // initialises memory no reference reaches: see the SAFETY comment
     pub(crate) fn fill(&self, at: usize, new: &NewEntry<'_>, holder: usize) -> Result<EntryMeta> {
+        let h = self.write_entry(at, new, holder);
+        // The one store that makes the entry exist.
+        self.map
+            .atomic_u32(at + B_STATE)
+            .store(LIVE, std::sync::atomic::Ordering::Release);
+        self.insert_bucket(at, h)?;
+        // Counters come from the segment: a damaged one must not overflow
+        // here (`check` reports it; `recover` recounts).
+        self.set_u64(self.meta(M_ENTRIES), self.entries().saturating_add(1));
+        let used = self.used().saturating_add(self.size_of(at)?);
+        self.set_u64(self.meta(M_USED), used);
+        self.entry(at)
+    }
+
+    /// Makes the block `at` from [`reserve`](Heap::reserve) the entry
+    /// `new`, held by handle slot `holder`, in place of `old`, the LIVE
+    /// entry of the same key found in bucket `i`; returns the new entry.
+    /// `old` becomes REMOVED (freed if no live process holds it).
+    ///
+    /// The record at `M_REPLACING` names both blocks first; then one store
+    /// (the new block turning LIVE) is the switch: a recovery that finds
+    /// the record and the new block LIVE removes the old entry, and one
+    /// that finds the new block still RESERVED frees it, leaving the old
+    /// entry as it was. The key names one complete entry at every moment.
+    pub(crate) fn replace(
+        &self,
+        i: u64,
+        old: &EntryMeta,
+        at: usize,
+        new: &NewEntry<'_>,
+        holder: usize,
+    ) -> Result<EntryMeta> {
+        if self.bucket(i) != self.index_of(old.at)
+            || self.state(old.at) != LIVE
+            || new.key != old.key
+        {
+            return Err(self.corrupt("an entry to replace is not where it was found".into()));
+        }
+        self.write_entry(at, new, holder);
+        let record = u64::from(self.index_of(at)) | u64::from(self.index_of(old.at)) << 32;
+        self.set_u64(self.meta(M_REPLACING), record);
+        // The one store that makes the new entry the key's.
+        self.map
+            .atomic_u32(at + B_STATE)
+            .store(LIVE, std::sync::atomic::Ordering::Release);
+        // Same key, same hash: the new block takes the old one's bucket.
+        self.set_bucket(i, self.index_of(at));
+        let used = self.used().saturating_add(self.size_of(at)?);
+        self.set_u64(self.meta(M_USED), used);
+        if self.live_holders(old.at) == 0 {
+            self.free(old.at)?;
+        } else {
+            self.set_u32(old.at + B_STATE, REMOVED);
+        }
+        self.set_u64(self.meta(M_REPLACING), 0);
+        self.entry(at)
+    }
+
+    /// Writes the entry `new`, held by handle slot `holder`, into the
+    /// RESERVED block `at`, leaving it RESERVED; returns its key's hash.
+    #[allow(unsafe_code)] // initialises memory no reference reaches: see the SAFETY comment
+    fn write_entry(&self, at: usize, new: &NewEntry<'_>, holder: usize) -> u64 {
         let (type_name, layout) = Self::plan_entry(new);
         let h = hash(new.key);
         let lens = new.key.len() as u32 | (type_name.len() as u32) << 16;
@@ -788,8 +853,8 @@ impl Heap<'_> {
         let flags = self.entry_flags();
         // SAFETY: the block is RESERVED: no bucket, free list or handle
         // points at it, so no process following the protocol reads or
-        // writes these bytes until it turns LIVE below, under the directory
-        // lock we hold; and no reference of this process reaches them, since
+        // writes these bytes until the caller turns it LIVE, under the
+        // directory lock we hold; and no reference of this process reaches them, since
         // `take` refuses a block in the value of an entry this process
         // holds (the only bytes guards hand out), whatever a peer forged.
         // Every range lies inside the block (`EntryLayout`), which `take`
@@ -801,20 +866,8 @@ impl Heap<'_> {
             self.map.write_bytes(at + layout.schema, new.schema);
         }
         self.map.raw_lock(at + layout.slot).reset();
-        self.map
-            .versions(at + layout.slot + crate::lock::LOCK_SIZE)
-            .reset(flags);
-        // The one store that makes the entry exist.
-        self.map
-            .atomic_u32(at + B_STATE)
-            .store(LIVE, std::sync::atomic::Ordering::Release);
-        self.insert_bucket(at, h)?;
-        // Counters come from the segment: a damaged one must not overflow
-        // here (`check` reports it; `recover` recounts).
-        self.set_u64(self.meta(M_ENTRIES), self.entries().saturating_add(1));
-        let used = self.used().saturating_add(self.size_of(at)?);
-        self.set_u64(self.meta(M_USED), used);
-        self.entry(at)
+        self.map.versions(at + layout.slot + crate::lock::LOCK_SIZE).reset(flags);
+        h
     }
 
     /// Takes the entry found in bucket `i` out of the directory; frees it
@@ -965,6 +1018,12 @@ impl Heap<'_> {
     /// is, every live entry is found by its key and the buckets hold
     /// nothing else, and the counters agree.
     pub(crate) fn check(&self) -> Result<()> {
+        let replacing = self.u64(self.meta(M_REPLACING));
+        if replacing != 0 {
+            return Err(self.corrupt(format!(
+                "it records a replacement of an entry ({replacing:#x}) outside a change"
+            )));
+        }
         let mut prev: Option<(u64, u32)> = None;
         let mut free_blocks = Vec::new();
         let mut live = Vec::new();
@@ -1082,6 +1141,42 @@ impl Heap<'_> {
 
     // ---- Recovery ----
 
+    /// Finishes or undoes a replacement (see [`replace`](Heap::replace))
+    /// that a holder of the directory lock left half done: if its new block
+    /// is LIVE beside the old one, of the same key, the old one becomes
+    /// REMOVED (the rest of recovery frees it unless live processes hold
+    /// it); otherwise nothing changes here, and a RESERVED new block is
+    /// freed as any. The record is then cleared. A record that names no
+    /// such pair of blocks (damaged) changes nothing but itself.
+    fn finish_replacement(&self) -> Result<()> {
+        let record = self.u64(self.meta(M_REPLACING));
+        if record == 0 {
+            return Ok(());
+        }
+        let (new_index, old_index) = (record as u32, (record >> 32) as u32);
+        if let (Ok(new), Ok(old)) = (self.block_at(new_index), self.block_at(old_index)) {
+            let mut starts = (false, false);
+            self.walk(|at, _, _| {
+                starts.0 |= at == new;
+                starts.1 |= at == old;
+                Ok(())
+            })?;
+            if new != old
+                && starts == (true, true)
+                && self.state(new) == LIVE
+                && self.state(old) == LIVE
+            {
+                if let (Ok(n), Ok(o)) = (self.entry(new), self.entry(old)) {
+                    if n.key == o.key {
+                        self.set_u32(old + B_STATE, REMOVED);
+                    }
+                }
+            }
+        }
+        self.set_u64(self.meta(M_REPLACING), 0);
+        Ok(())
+    }
+
     /// Rebuilds everything derived from the heap (see the module docs).
     pub(crate) fn recover(&self) -> Result<()> {
         if !self.formatted() {
@@ -1102,6 +1197,7 @@ impl Heap<'_> {
             .filter(|&s| self.u32(self.handle_at(s)) != 0 && !self.handle_alive(s))
             .collect();
         let dead_mask = dead.iter().fold(0u64, |m, &s| m | 1 << s);
+        self.finish_replacement()?;
 
         // Pass 1: normalise states and merge free neighbours, each merge
         // one store of a size.
@@ -1214,6 +1310,109 @@ mod tests {
         assert_eq!(l.block % BLOCK_ALIGN, 0);
         assert!(l.block > l.value as u64);
         assert!(EntryLayout::new(1, 0, 0, 1, 0).block >= MIN_BLOCK);
+    }
+
+    /// A formatted store of `capacity` bytes of heap in anonymous memory.
+    fn test_heap(capacity: u64) -> (Mapping, Geometry) {
+        let plan = plan(capacity);
+        let map = Mapping::anonymous(plan.content).unwrap();
+        for (i, b) in initial_meta(&plan, 0).chunks(8).enumerate() {
+            let word = u64::from_ne_bytes(b.try_into().unwrap());
+            map.atomic_u64(8 * i).store(word, Relaxed);
+        }
+        let geo = Geometry::read(&map, "test", 0, plan.content).unwrap();
+        Heap {
+            map: &map,
+            geo,
+            label: "test",
+        }
+        .format();
+        (map, geo)
+    }
+
+    fn entry_of(value: &[u8], fingerprint: u64) -> NewEntry<'_> {
+        NewEntry {
+            key: b"k",
+            type_name: "T",
+            fingerprint,
+            value,
+            align: 8,
+            schema: &[],
+        }
+    }
+
+    /// A replacement cut short at each of its steps: recovery leaves the
+    /// key with exactly one complete entry (the new one once it is LIVE),
+    /// and a heap that checks.
+    #[test]
+    fn recovery_finishes_or_undoes_a_replacement_cut_short() {
+        for committed in [false, true] {
+            let (map, geo) = test_heap(4096);
+            let heap = Heap {
+                map: &map,
+                geo,
+                label: "test",
+            };
+            let old_value = [1u8; 8];
+            let at = heap
+                .reserve(&entry_of(&old_value, 1), &|_, _| false)
+                .unwrap();
+            let old = heap.fill(at, &entry_of(&old_value, 1), 0).unwrap();
+            let free = heap.space().unwrap().free;
+            // The steps of `replace` up to the switch (or just before it).
+            let new_value = [2u8; 16];
+            let new = entry_of(&new_value, 2);
+            let at = heap.reserve(&new, &|_, _| false).unwrap();
+            heap.write_entry(at, &new, 0);
+            let record = u64::from(heap.index_of(at)) | u64::from(heap.index_of(old.at)) << 32;
+            heap.set_u64(heap.meta(M_REPLACING), record);
+            if committed {
+                heap.set_u32(at + B_STATE, LIVE);
+            }
+            assert!(heap.check().is_err(), "a replacement in progress checks");
+            heap.recover().unwrap();
+            heap.check().unwrap();
+            let (_, found) = heap.find(b"k").unwrap().unwrap();
+            assert_eq!(heap.entries(), 1);
+            if committed {
+                assert_eq!(found.at, at);
+                assert_eq!(found.fingerprint, 2);
+                // The old entry is kept while slot 0 (alive or never
+                // registered: not known dead) holds it, then freed.
+                heap.unhold(old.at, 0).unwrap();
+            } else {
+                assert_eq!(found.at, old.at);
+                assert_eq!(found.fingerprint, 1);
+                assert_eq!(heap.space().unwrap().free, free, "the new block leaked");
+            }
+            heap.check().unwrap();
+        }
+    }
+
+    /// A damaged record names no replacement: recovery clears it and
+    /// changes nothing else.
+    #[test]
+    fn recovery_ignores_a_damaged_replacement_record() {
+        let (map, geo) = test_heap(4096);
+        let heap = Heap {
+            map: &map,
+            geo,
+            label: "test",
+        };
+        let value = [1u8; 8];
+        let at = heap.reserve(&entry_of(&value, 1), &|_, _| false).unwrap();
+        heap.fill(at, &entry_of(&value, 1), 0).unwrap();
+        for record in [
+            1,
+            u64::MAX,
+            u64::from(heap.index_of(at)) * 0x1_0000_0001,
+            3 << 32 | 1,
+        ] {
+            heap.set_u64(heap.meta(M_REPLACING), record);
+            heap.recover().unwrap();
+            heap.check().unwrap();
+            assert_eq!(heap.find(b"k").unwrap().unwrap().1.at, at);
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! [`Store`]: many named, typed entries in one segment.
 
 mod heap;
+mod migrate;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -114,7 +115,9 @@ const fn spec(content: usize) -> Spec {
 /// A process killed while creating or removing an entry leaves the
 /// directory lock to be taken over by the next caller, which rebuilds the
 /// directory from the entries themselves: an entry whose creation was cut
-/// short is gone, one whose removal was cut short is still there. Entries'
+/// short is gone, one whose removal was cut short is still there, a key
+/// whose migration ([`get_or_migrate`](Store::get_or_migrate)) was cut
+/// short holds the complete old entry or the complete new one. Entries'
 /// own locks recover as a [`Shared`]'s does.
 #[derive(Clone)]
 pub struct Store {
@@ -269,28 +272,31 @@ impl Store {
     }
 
     fn make_unchecked<T: Shareable>(&self, key: &str, value: T, or_get: bool) -> Result<Shared<T>> {
-        const { assert!(std::mem::align_of::<T>() <= heap::MAX_ALIGN) };
         let key = self.check_key(key)?;
-        let bytes = crate::types::shareable::into_bytes(value);
         let mut dir = self.inner.lock()?;
+        self.make_locked(&mut dir, key, value, or_get)
+    }
+
+    /// [`make`](Store::make) under the directory lock, for a checked key.
+    fn make_locked<T: Shareable>(
+        &self,
+        dir: &mut Dir<'_>,
+        key: &str,
+        value: T,
+        or_get: bool,
+    ) -> Result<Shared<T>> {
+        const { assert!(std::mem::align_of::<T>() <= heap::MAX_ALIGN) };
+        let bytes = crate::types::shareable::into_bytes(value);
         if let Some((_, e)) = dir.heap().find(key.as_bytes())? {
             return if or_get {
-                self.handle(&dir, key, &e)
+                self.handle(dir, key, &e)
             } else {
                 Err(Error::AlreadyExists {
                     name: self.entry_label(key),
                 })
             };
         }
-        let schema = crate::schema::Schema::of::<T>().encode();
-        if schema.len() > usize::from(u16::MAX) {
-            return Err(Error::SchemaTooLarge {
-                name: self.entry_label(key),
-                type_name: T::TYPE_NAME,
-                len: schema.len(),
-                max: usize::from(u16::MAX),
-            });
-        }
+        let schema = Self::schema_of::<T>(&self.entry_label(key))?;
         let new = NewEntry {
             key: key.as_bytes(),
             type_name: T::TYPE_NAME,
@@ -299,19 +305,37 @@ impl Store {
             align: std::mem::align_of::<T>(),
             schema: &schema,
         };
-        // Reserved before the change begins: a full store changes nothing a
-        // watcher would see. A forged free list can lead into an entry this
-        // process holds, to which a guard may be giving out `&mut` right
-        // now: such a block is refused before anything is written.
-        let at = {
-            let held = self.inner.held();
-            dir.heap()
-                .reserve(&new, &|start, end| meets_held(&held, start, end))?
-        };
+        let at = self.reserve(dir, &new)?;
         dir.begin_change();
         let e = dir.heap().fill(at, &new, self.inner.slot)?;
-        self.hold(&dir, &e)?;
+        self.hold(dir, &e)?;
         self.entry_handle(key, &e)
+    }
+
+    /// The encoded schema of `T`, for the entry called `label`.
+    fn schema_of<T: Shareable>(label: &str) -> Result<Vec<u8>> {
+        let schema = crate::schema::Schema::of::<T>().encode();
+        if schema.len() > usize::from(u16::MAX) {
+            return Err(Error::SchemaTooLarge {
+                name: label.to_owned(),
+                type_name: T::TYPE_NAME,
+                len: schema.len(),
+                max: usize::from(u16::MAX),
+            });
+        }
+        Ok(schema)
+    }
+
+    /// A block for `new`, RESERVED; [`Error::StoreFull`] if there is none.
+    ///
+    /// Reserved before the change begins: a full store changes nothing a
+    /// watcher would see. A forged free list can lead into an entry this
+    /// process holds, to which a guard may be giving out `&mut` right now:
+    /// such a block is refused before anything is written.
+    fn reserve(&self, dir: &Dir<'_>, new: &NewEntry<'_>) -> Result<usize> {
+        let held = self.inner.held();
+        dir.heap()
+            .reserve(new, &|start, end| meets_held(&held, start, end))
     }
 
     /// Removes the entry `key` (see [Removal and handles](Store#removal-and-handles));
@@ -473,6 +497,15 @@ impl Store {
 
     /// A handle on the entry `e`, found under `dir`, checked to be a `T`.
     fn handle<T: Shareable>(&self, dir: &Dir<'_>, key: &str, e: &EntryMeta) -> Result<Shared<T>> {
+        self.check_type::<T>(key, e)?;
+        self.hold(dir, e)?;
+        self.entry_handle(key, e)
+    }
+
+    /// `Ok` if the entry `e` holds a `T`: [`Error::LayoutMismatch`] if it
+    /// holds another type, [`Error::Corrupt`] if it says it does but its
+    /// size or alignment differ.
+    fn check_type<T: Shareable>(&self, key: &str, e: &EntryMeta) -> Result<()> {
         if e.fingerprint != T::FINGERPRINT {
             return Err(Error::LayoutMismatch {
                 name: self.entry_label(key),
@@ -496,8 +529,7 @@ impl Store {
                 ),
             });
         }
-        self.hold(dir, e)?;
-        self.entry_handle(key, e)
+        Ok(())
     }
 
     /// Records that one more handle of this store handle holds the entry

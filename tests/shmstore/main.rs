@@ -52,6 +52,9 @@ mod backends {
 mod store {
     /// Hostile bytes in a store's directory and heap.
     mod hostile;
+    /// `get_or_migrate`: an entry changing type while processes use it,
+    /// migrators racing, kills in the middle of migrations.
+    mod migrate;
     /// Within one process: round trips, errors, space, waiting, capacity.
     mod one_process;
     /// Between processes: races, kills in the middle of inserts and

@@ -58,7 +58,7 @@ fn unsafe_code_is_allowed_only_where_the_crate_docs_say() {
         ("segment/mod.rs", "fn anonymous_spec("),
         ("segment/mod.rs", "fn initialise("),
         ("segment/sysv.rs", "fn settle("),
-        ("store/heap.rs", "fn fill("),
+        ("store/heap.rs", "fn write_entry("),
     ];
     for (rel, text) in library_sources() {
         let text = code(&text);
