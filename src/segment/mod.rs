@@ -12,16 +12,15 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
 
 use nix::errno::Errno;
-use nix::fcntl::{posix_fallocate, Flock, FlockArg};
-use nix::sys::stat::{fchmod, fstat, Mode};
+use nix::fcntl::posix_fallocate;
+use nix::sys::stat::fstat;
 use nix::sys::uio::{pread, pwrite};
 use nix::unistd::ftruncate;
 use zerocopy::IntoBytes;
 
 use crate::error::{Error, Result};
-use crate::segment::backend::{file, memfd, posix};
+use crate::segment::backend::memfd;
 use crate::segment::header::{check_namespace, Creator, Found, Header, Spec, LOCK_OFFSET};
-use crate::segment::init::Patience;
 use crate::segment::location::{IntoLocation, Location, Place};
 use crate::segment::name::Name;
 use crate::segment::options::{OpenMode, SharedOptions};
@@ -29,6 +28,7 @@ use crate::sys::mapping::Mapping;
 use crate::types::shareable::Shareable;
 
 pub(crate) use crate::segment::init::Initial;
+pub(crate) use crate::segment::publish::ObjectId;
 
 pub(crate) mod backend;
 pub(crate) mod header;
@@ -36,12 +36,19 @@ pub(crate) mod init;
 pub(crate) mod location;
 pub(crate) mod name;
 pub(crate) mod options;
+pub(crate) mod publish;
 pub(crate) mod sysv;
 
 /// A mapped segment and what else its handle keeps.
 pub(crate) struct Established {
     pub map: Mapping,
     pub remover: Remover,
+    /// Whether this call made the segment.
+    pub created: bool,
+    /// The object under the name when it was opened (POSIX and file):
+    /// what a migration replaces ([`publish::Prepared::replace`]).
+    #[allow(dead_code)] // read by the migration (open_or_migrate)
+    pub id: Option<ObjectId>,
 }
 
 /// Creates or opens the segment at `loc` as one holding a `T`.
@@ -80,37 +87,69 @@ pub(crate) fn establish_spec(
     initial: Option<Initial<'_>>,
 ) -> Result<Established> {
     let label = loc.label();
-    let (fd, created, remover) = match &loc.0 {
-        Place::Posix(name) => {
-            let (fd, created) = posix::open(name, mode, opts.mode)?;
-            (fd, created, Remover::Posix(name.clone()))
-        }
-        Place::File(path) => {
-            let (fd, created) = file::open(path, mode, opts.mode)?;
-            (fd, created, Remover::File(path.clone()))
-        }
+    let remover = match &loc.0 {
+        Place::Posix(name) => Remover::Posix(name.clone()),
+        Place::File(path) => Remover::File(path.clone()),
         Place::SysV(key) => {
-            let (map, id) = sysv::establish(*key, opts, mode, spec, initial)?;
+            let (map, id, created) = sysv::establish(*key, opts, mode, spec, initial)?;
             return Ok(Established {
                 map,
                 remover: Remover::SysV(id),
+                created,
+                id: None,
             });
         }
     };
-    match establish_fd(&label, opts, mode, fd, created, spec, initial) {
+    let (map, created, id) = establish_named(&label, loc, opts, mode, spec, initial)?;
+    if map.is_cut() {
         // Shrunk by another process between our size check and now: what
         // the checks read past the new end was zeros (see `sys::sigbus`).
-        Ok(map) if map.is_cut() => Err(Error::Truncated {
+        return Err(Error::Truncated {
             name: label,
             mapped: map.len() as u64,
-        }),
-        Ok(map) => Ok(Established { map, remover }),
-        Err(e) => {
-            if created && matches!(e, Error::NoSpace { .. } | Error::Io { .. }) {
-                // We made the name and could not finish it: leave nothing behind.
-                let _ = remover.remove();
+        });
+    }
+    Ok(Established {
+        map,
+        remover,
+        created,
+        id: Some(id),
+    })
+}
+
+/// Creates or opens a POSIX or file segment by publication: an existing
+/// name is opened as it is (see [`publish::open_existing`]); a new segment
+/// is made complete under a temporary name and put under the name only if
+/// the name is still free; the loser of that race opens the winner's.
+/// Returns the mapping, whether this call created it, and its object.
+fn establish_named(
+    label: &str,
+    loc: &Location,
+    opts: &SharedOptions,
+    mode: OpenMode,
+    spec: &Spec,
+    initial: Option<Initial<'_>>,
+) -> Result<(Mapping, bool, ObjectId)> {
+    loop {
+        if mode != OpenMode::Create {
+            match publish::open_existing(loc, mode.writable()) {
+                Ok((fd, id)) => return Ok((open_fd(label, opts, mode, fd, spec)?, false, id)),
+                Err(Error::NotFound { .. }) if mode == OpenMode::OpenOrCreate => {}
+                Err(e) => return Err(e),
             }
-            Err(e)
+        }
+        let initial = initial.expect("create and open_or_create pass a value");
+        let prepared = publish::prepare(loc, opts, spec, initial)?;
+        let id = prepared.id();
+        match prepared.publish()? {
+            Some(map) => return Ok((map, true, id)),
+            None if mode == OpenMode::Create => {
+                return Err(Error::AlreadyExists {
+                    name: label.to_owned(),
+                })
+            }
+            // Lost the race: open the winner's, complete by construction.
+            None => {}
         }
     }
 }
@@ -190,45 +229,33 @@ pub(crate) fn anonymous_spec(spec: &Spec, initial: Initial<'_>) -> Result<Mappin
     Ok(map)
 }
 
-fn establish_fd(
+/// Maps an existing segment of `spec` from `fd`, a regular file under a
+/// name: a name only ever shows complete segments (they are published
+/// whole), so an empty, short or unfinished object is
+/// [`Error::Corrupt`] at once, never waited for.
+fn open_fd(
     name: &str,
     opts: &SharedOptions,
     mode: OpenMode,
     fd: OwnedFd,
-    created: bool,
     spec: &Spec,
-    initial: Option<Initial<'_>>,
 ) -> Result<Mapping> {
-    let io = |op, e: Errno| Error::Io {
-        op,
+    check_owner(name, opts, &fd)?;
+    let corrupt = |reason: String| Error::Corrupt {
         name: name.to_owned(),
-        source: e.into(),
+        reason,
     };
-    if created {
-        // shm_open's mode passed through the umask; set exactly what was asked.
-        fchmod(&fd, Mode::from_bits_truncate(opts.mode as libc::mode_t))
-            .map_err(|e| io("setting the mode of", e))?;
-    } else {
-        check_owner(name, opts, &fd)?;
+    let size = fstat(&fd)
+        .map_err(|e| Error::from_errno(name, "inspecting", e))?
+        .st_size as u64;
+    if size == 0 {
+        return Err(corrupt("empty".into()));
     }
-
-    let exclusive = mode.creates();
-    let (fd, size) = lock_sized(name, fd, exclusive)?;
-
-    if size != 0 && mode == OpenMode::Create {
-        // Lost a race to a concurrent open_or_create, which initialised it.
-        return Err(Error::AlreadyExists {
-            name: name.to_owned(),
-        });
+    if size < init::HEADER_LEN as u64 {
+        return Err(corrupt(format!("{size} bytes, shorter than a header")));
     }
-    let found = if size == 0 {
-        None
-    } else {
-        Some(read_header(name, spec, fd.as_fd(), size)?)
-    };
-
-    match (found, mode) {
-        (Some(Found::Ready(h)), OpenMode::Open | OpenMode::OpenOrCreate | OpenMode::ReadOnly) => {
+    match read_header(name, spec, fd.as_fd(), size)? {
+        Found::Ready(h) => {
             check_namespace(name, &h)?;
             Mapping::map(fd.as_fd(), size as usize, mode.writable()).map_err(|e| Error::Io {
                 op: "mapping",
@@ -236,19 +263,7 @@ fn establish_fd(
                 source: e,
             })
         }
-        (Some(Found::Ready(_)), OpenMode::Create) => unreachable!("handled above"),
-        (None | Some(Found::Initialising), OpenMode::Open | OpenMode::ReadOnly) => {
-            Err(Error::Incomplete {
-                name: name.to_owned(),
-            })
-        }
-        (None | Some(Found::Initialising), OpenMode::Create | OpenMode::OpenOrCreate) => {
-            let initial = initial.expect("create and open_or_create pass a value");
-            initialise(name, fd.as_fd(), spec, initial, opts.version_flags()).inspect_err(|_| {
-                // Leave the object as empty as we found it.
-                let _ = ftruncate(&*fd, 0);
-            })
-        }
+        Found::Initialising => Err(corrupt("never finished by its creator".into())),
     }
 }
 
@@ -264,52 +279,6 @@ fn check_owner(name: &str, opts: &SharedOptions, fd: &OwnedFd) -> Result<()> {
         });
     }
     Ok(())
-}
-
-/// Takes the object's `flock` and returns it with the object's size, waiting
-/// at most [`INIT_TIMEOUT`](init::INIT_TIMEOUT) for a process that is
-/// initialising it.
-///
-/// A creator makes the name (size 0) a moment before it takes its exclusive
-/// lock; a shared-lock taker (`open`) that finds size 0 therefore lets go and
-/// waits for the creator, until the timeout says that the creator is gone.
-fn lock_sized(name: &str, fd: OwnedFd, exclusive: bool) -> Result<(Flock<OwnedFd>, u64)> {
-    let arg = if exclusive {
-        FlockArg::LockExclusiveNonblock
-    } else {
-        FlockArg::LockSharedNonblock
-    };
-    let incomplete = || Error::Incomplete {
-        name: name.to_owned(),
-    };
-    let mut patience = Patience::new();
-    let mut fd = fd;
-    loop {
-        match Flock::lock(fd, arg) {
-            Ok(locked) => {
-                let size = fstat(&*locked)
-                    .map_err(|e| Error::from_errno(name, "inspecting", e))?
-                    .st_size as u64;
-                if size != 0 || exclusive {
-                    return Ok((locked, size));
-                }
-                if patience.is_over() {
-                    return Err(incomplete());
-                }
-                fd = locked
-                    .unlock()
-                    .map_err(|(_, e)| Error::from_errno(name, "unlocking", e))?;
-            }
-            Err((back, Errno::EWOULDBLOCK | Errno::EINTR)) if !patience.is_over() => {
-                fd = back;
-            }
-            Err((_, Errno::EWOULDBLOCK)) => return Err(incomplete()),
-            Err((_, e)) => return Err(Error::from_errno(name, "locking", e)),
-        }
-        if !patience.nap() {
-            return Err(incomplete());
-        }
-    }
 }
 
 /// Reads the header of an object of `size` bytes with `pread` and checks it
@@ -395,6 +364,8 @@ pub(crate) struct Handle {
     pub remover: Remover,
     pub remove_on_drop: bool,
     pub fd: Option<OwnedFd>,
+    /// Whether the call that made this handle made its segment.
+    pub created: bool,
 }
 
 impl Handle {
@@ -406,6 +377,7 @@ impl Handle {
             remover: Remover::None,
             remove_on_drop: false,
             fd,
+            created: false,
         }
     }
 }
