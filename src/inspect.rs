@@ -1163,7 +1163,18 @@ mod tests {
                     },
                     ..stale_value()
                 },
-                "its header cannot be read",
+                "damaged (bad)",
+            ),
+            (
+                // Damaged with a header whose creator is dead: still kept.
+                Report {
+                    state: State::Damaged {
+                        reason: "truncated".into(),
+                        header: Some(header(false)),
+                    },
+                    ..stale_value()
+                },
+                "damaged (truncated)",
             ),
             (
                 Report {

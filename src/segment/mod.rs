@@ -252,7 +252,17 @@ fn open_fd(
         return Err(corrupt("empty".into()));
     }
     if size < init::HEADER_LEN as u64 {
-        return Err(corrupt(format!("{size} bytes, shorter than a header")));
+        let mut magic = [0u8; header::MAGIC.len()];
+        let got = read_at(fd.as_fd(), &mut magic)
+            .map_err(|e| Error::from_errno(name, "reading the header of", e))?;
+        let whose = if got == magic.len() && magic == header::MAGIC {
+            "cut short"
+        } else {
+            "no shmstore magic: not a shmstore segment"
+        };
+        return Err(corrupt(format!(
+            "{size} bytes, shorter than a header ({whose})"
+        )));
     }
     match read_header(name, spec, fd.as_fd(), size)? {
         Found::Ready(h) => {

@@ -426,3 +426,156 @@ impl Drop for Prepared {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::segment::value_spec;
+
+    /// A directory of its own under the system's temporary directory.
+    struct Dir(PathBuf);
+
+    impl Dir {
+        fn new(what: &str) -> Dir {
+            static N: AtomicU64 = AtomicU64::new(0);
+            let dir = std::env::temp_dir().join(format!(
+                "shmstore-publish-{what}-{}-{}",
+                std::process::id(),
+                N.fetch_add(1, Ordering::Relaxed)
+            ));
+            std::fs::create_dir_all(&dir).unwrap();
+            Dir(dir)
+        }
+
+        /// The names in it.
+        fn names(&self) -> Vec<String> {
+            let mut names: Vec<String> = std::fs::read_dir(&self.0)
+                .unwrap()
+                .flatten()
+                .filter_map(|e| e.file_name().into_string().ok())
+                .collect();
+            names.sort();
+            names
+        }
+    }
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// A prepared segment holding `value` beside `loc`.
+    fn prepared(loc: &Location, value: u64) -> Prepared {
+        let (spec, schema) = value_spec::<u64>();
+        let content = value.to_ne_bytes();
+        let initial = Initial {
+            content: &content,
+            schema: &schema,
+        };
+        prepare(loc, &SharedOptions::new(), &spec, initial).unwrap()
+    }
+
+    /// The value a published segment at `loc` holds, read from its file.
+    fn value_at(loc: &Location) -> u64 {
+        let (spec, _) = value_spec::<u64>();
+        let at = spec.layout().value_offset;
+        let bytes = std::fs::read(path_of(loc).unwrap()).unwrap();
+        u64::from_ne_bytes(bytes[at..at + 8].try_into().unwrap())
+    }
+
+    fn id_at(loc: &Location) -> ObjectId {
+        let st = fstatat(
+            AT_FDCWD,
+            &path_of(loc).unwrap(),
+            AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+        .unwrap();
+        ObjectId::of(&st)
+    }
+
+    #[test]
+    fn publish_puts_a_whole_segment_in_place_unless_the_name_exists() {
+        let dir = Dir::new("publish");
+        let loc = Location::file(dir.0.join("seg"));
+        let first = prepared(&loc, 1);
+        assert_eq!(dir.names().len(), 1, "one temporary name");
+        assert!(dir.names()[0].starts_with(TEMP_PREFIX));
+        assert!(first.publish().unwrap().is_some());
+        assert_eq!(dir.names(), ["seg"]);
+        assert_eq!(value_at(&loc), 1);
+
+        let second = prepared(&loc, 2);
+        assert!(second.publish().unwrap().is_none(), "the name existed");
+        assert_eq!(
+            dir.names(),
+            ["seg"],
+            "the loser's temporary name is removed"
+        );
+        assert_eq!(value_at(&loc), 1, "the winner's segment is untouched");
+
+        // Dropped unpublished: nothing is left.
+        drop(prepared(&loc, 3));
+        assert_eq!(dir.names(), ["seg"]);
+    }
+
+    #[test]
+    fn replace_exchanges_the_expected_object_only() {
+        let dir = Dir::new("replace");
+        let loc = Location::file(dir.0.join("seg"));
+        prepared(&loc, 1).publish().unwrap().unwrap();
+        let old = id_at(&loc);
+
+        // Another object under the name: refused, nothing changed.
+        let stranger = prepared(&loc, 2);
+        let stranger_id = stranger.id();
+        let wrong = prepared(&loc, 3);
+        assert!(matches!(
+            wrong.replace(stranger_id),
+            Err(Error::AlreadyExists { .. })
+        ));
+        assert_eq!(id_at(&loc), old, "the name holds the old object still");
+        assert_eq!(value_at(&loc), 1);
+        drop(stranger);
+        assert_eq!(dir.names(), ["seg"], "no temporary name is left");
+
+        // The right one: exchanged, the old one's name gone.
+        let new = prepared(&loc, 4);
+        let new_id = new.id();
+        new.replace(old).unwrap();
+        assert_eq!(id_at(&loc), new_id);
+        assert_eq!(value_at(&loc), 4);
+        assert_eq!(dir.names(), ["seg"]);
+    }
+
+    #[test]
+    fn replace_of_a_missing_name_is_not_found() {
+        let dir = Dir::new("replace-missing");
+        let loc = Location::file(dir.0.join("seg"));
+        let p = prepared(&loc, 1);
+        let id = p.id();
+        assert!(matches!(p.replace(id), Err(Error::NotFound { .. })));
+        assert_eq!(dir.names(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn temporary_names_of_dead_creators_are_removed_by_the_next_creator() {
+        let dir = Dir::new("dead-temps");
+        let loc = Location::file(dir.0.join("seg"));
+        // A pid that cannot run: above the kernel's pid_max limit.
+        let dead = format!("{}{}.0", temp_stem("seg"), 1 << 23);
+        let alive = format!("{}{}.0", temp_stem("seg"), std::process::id());
+        let other = format!("{}{}.0", temp_stem("other"), 1 << 23);
+        for name in [&dead, &alive, &other] {
+            std::fs::write(dir.0.join(name), b"").unwrap();
+        }
+        assert_eq!(temp_creator(&dead), Some(1 << 23));
+        assert_eq!(temp_creator("seg"), None);
+        assert_eq!(temp_creator(".shmstore-new.xyz.1.0"), None);
+        prepared(&loc, 1).publish().unwrap().unwrap();
+        let mut want = vec![alive.clone(), other.clone(), "seg".to_owned()];
+        want.sort();
+        assert_eq!(dir.names(), want, "only the dead creator's of this name go");
+        assert_eq!(remove_dead_temps(&dir.0, None), vec![other]);
+    }
+}

@@ -265,6 +265,19 @@ fn race(name: &str, kind: &str, index: u32) -> i32 {
     let got = match kind {
         "create" => Shared::create(name, init),
         "ooc" => Shared::open_or_create(name, init),
+        "store" => {
+            // Each racer asks for another capacity: the store has the winner's.
+            let asked = 64 * 1024 * (index as usize + 1);
+            match shmstore::Store::open_or_create(name, asked) {
+                Ok(s) => say(format!(
+                    "result=ok created={} capacity={} asked={asked}",
+                    s.created(),
+                    s.capacity()
+                )),
+                Err(e) => say(format!("result={} ({e})", variant(&e))),
+            }
+            return 0;
+        }
         other => panic!("unknown kind {other}"),
     };
     report_race(got);
@@ -881,12 +894,15 @@ fn open_or_create_race_initialises_exactly_once() {
         k.send("go");
     }
     let mut pads = Vec::new();
+    let mut created = 0;
     for k in &mut kids {
         let r = k.expect("result=");
         assert!(r.starts_with("ok"), "open_or_create failed in a racer: {r}");
         pads.push(field(&r, "pad").parse::<u32>().unwrap());
+        created += u32::from(field(&r, "created") == "true");
         k.wait_success();
     }
+    assert_eq!(created, 1, "created() true in {created} of {N} racers");
     let c = Shared::<Counter>::open(seg.name()).unwrap();
     let g = c.lock().expect("not poisoned");
     assert_eq!(
@@ -904,6 +920,49 @@ fn open_or_create_race_initialises_exactly_once() {
         std::fs::metadata(seg.path()).unwrap().len(),
         counter_segment_len()
     );
+}
+
+/// Stores too: of 8 processes racing `open_or_create`, each asking for
+/// another capacity, exactly one says `created()`, and every one sees the
+/// winner's capacity.
+#[test]
+fn store_open_or_create_race_says_created_in_exactly_one() {
+    const N: u32 = 8;
+    let seg = Segment::new("store-ooc-race");
+    let mut kids: Vec<Kid> = (0..N)
+        .map(|i| Kid::spawn("race", &[seg.name(), "store", &i.to_string()]))
+        .collect();
+    for k in &mut kids {
+        k.expect("ready");
+    }
+    for k in &mut kids {
+        k.send("go");
+    }
+    let mut created = Vec::new();
+    let mut capacities = std::collections::BTreeSet::new();
+    for k in &mut kids {
+        let r = k.expect("result=");
+        assert!(
+            r.starts_with("ok"),
+            "Store::open_or_create failed in a racer: {r}"
+        );
+        if field(&r, "created") == "true" {
+            created.push(field(&r, "asked").parse::<usize>().unwrap());
+        }
+        capacities.insert(field(&r, "capacity").parse::<usize>().unwrap());
+        k.wait_success();
+    }
+    assert_eq!(
+        created.len(),
+        1,
+        "created() true in {} of {N}",
+        created.len()
+    );
+    assert_eq!(capacities.len(), 1, "racers saw capacities {capacities:?}");
+    let store = shmstore::Store::open(seg.name()).unwrap();
+    assert!(!store.created());
+    assert_eq!(Some(&store.capacity()), capacities.first());
+    assert!(store.capacity() >= created[0], "the winner's capacity");
 }
 
 #[test]
