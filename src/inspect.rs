@@ -324,9 +324,17 @@ pub fn remove(report: &Report) -> Result<()> {
 }
 
 /// Whether the segment of `report` is stale, that is whether `shmstore gc`
-/// may remove it, and why: it is ours, its creator is dead, nobody has it
-/// mapped, and its lock (and, for a store, every entry's) is not held by a
-/// running thread.
+/// may remove it (and `shmstore rm` remove it without `--force`), and why:
+/// it is ours (a shmstore segment of this user), not damaged, and not
+/// live.
+///
+/// *Live*, the one definition `gc` and `rm` share: a process maps the
+/// segment (or whether one does is unknown), its creator still runs (also
+/// when it no longer maps it), or a running thread holds its lock (for a
+/// store, its directory's or an entry's). A damaged segment (our magic, a
+/// wrong header or cut short) is never stale: what it holds may still be
+/// read. A new segment's temporary name ([`State::Unfinished`]) is stale
+/// once its creator is dead.
 ///
 /// ```no_run
 /// use shmstore::inspect;

@@ -1,9 +1,10 @@
-//! Creating and opening a segment safely, whatever the backend: the
-//! descriptor-based protocol (POSIX, files, memfd; a `flock` serialises
-//! initialisation) and anonymous memory here, System V (the segment's own
-//! lock instead) in [`sysv`]; the header and its check in [`header`], a new
-//! segment's body in [`init`], names in [`name`] and [`location`], the
-//! backends that only open, seal and remove in [`backend`].
+//! Creating and opening a segment safely, whatever the backend: POSIX and
+//! file segments (published whole under their name, and looked at before
+//! they are opened: [`publish`]), memfd and anonymous memory here, System V
+//! (the segment's own lock serialises its initialisation) in [`sysv`]; the
+//! header and its check in [`header`], a new segment's body in [`init`],
+//! names in [`name`] and [`location`], the backends that only seal and
+//! remove in [`backend`].
 //!
 //! The protocol, step by step, and what each step defends against:
 //! `shmstore::_design::segment` (src/_design/segment.rs).
@@ -12,15 +13,12 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
 
 use nix::errno::Errno;
-use nix::fcntl::posix_fallocate;
 use nix::sys::stat::fstat;
-use nix::sys::uio::{pread, pwrite};
-use nix::unistd::ftruncate;
-use zerocopy::IntoBytes;
+use nix::sys::uio::pread;
 
 use crate::error::{Error, Result};
 use crate::segment::backend::memfd;
-use crate::segment::header::{check_namespace, Creator, Found, Header, Spec, LOCK_OFFSET};
+use crate::segment::header::{check_namespace, Found, Header, Spec};
 use crate::segment::location::{IntoLocation, Location, Place};
 use crate::segment::name::Name;
 use crate::segment::options::{OpenMode, SharedOptions};
@@ -165,7 +163,7 @@ pub(crate) fn memfd<T: Shareable>(value: T) -> Result<(Mapping, OwnedFd)> {
         content: &content,
         schema: &schema,
     };
-    let map = initialise(&label, fd.as_fd(), &spec, initial, 0)?;
+    let map = init::initialise(&label, fd.as_fd(), &spec, initial, 0)?;
     memfd::seal(&fd, &label)?;
     Ok((map, fd))
 }
@@ -313,56 +311,6 @@ fn read_at(fd: BorrowedFd<'_>, buf: &mut [u8]) -> nix::Result<usize> {
         }
     }
     Ok(got)
-}
-
-/// Writes a new segment of `spec` holding `initial`, in the order the
-/// module docs give.
-#[allow(unsafe_code)] // initialises memory no reference reaches: see the SAFETY comment
-fn initialise(
-    name: &str,
-    fd: BorrowedFd<'_>,
-    spec: &Spec,
-    initial: Initial<'_>,
-    flags: u32,
-) -> Result<Mapping> {
-    let layout = spec.layout();
-    let total = layout.total_size;
-    let no_space = || Error::NoSpace {
-        name: name.to_owned(),
-        size: total as u64,
-    };
-    let io = |op, e: Errno| match e {
-        Errno::ENOSPC | Errno::EFBIG | Errno::ENOMEM => no_space(),
-        e => Error::from_errno(name, op, e),
-    };
-
-    let header = Header::new(spec, &Creator::current());
-    let bytes = header.as_bytes();
-    let mut done = 0;
-    while done < bytes.len() {
-        match pwrite(fd, &bytes[done..], done as i64) {
-            Ok(n) => done += n,
-            Err(Errno::EINTR) => {}
-            Err(e) => return Err(io("writing the header of", e)),
-        }
-    }
-    ftruncate(fd, total as i64).map_err(|e| io("sizing", e))?;
-    posix_fallocate(fd, 0, total as i64).map_err(|e| io("allocating", e))?;
-
-    let map = Mapping::map(fd.as_fd(), total, true).map_err(|e| Error::Io {
-        op: "mapping",
-        name: name.to_owned(),
-        source: e,
-    })?;
-    // An object left INITIALISING by a creator that died may hold anything
-    // after the header: the lock is reset, the body written in full.
-    map.raw_lock(LOCK_OFFSET).reset();
-    // SAFETY: the mapping was made just above, of exactly `total` bytes (the
-    // spec's length), and no handle has been made of it; we hold the
-    // exclusive flock and the state is not READY, so no other process
-    // following the protocol has the object mapped.
-    unsafe { init::write_body(&map, spec, initial, flags) };
-    Ok(map)
 }
 
 /// What a handle owns of its segment besides the memory: the name errors

@@ -157,13 +157,9 @@ pub(crate) fn remove_dead_temps(dir: &Path, base: Option<&str>) -> Vec<String> {
         if stem.as_ref().is_some_and(|s| !file.starts_with(s.as_str())) {
             continue;
         }
-        match temp_creator(&file) {
-            Some(pid) if !pid_alive(pid) => {
-                if std::fs::remove_file(dir.join(&file)).is_ok() {
-                    removed.push(file);
-                }
-            }
-            _ => {}
+        let dead = temp_creator(&file).is_some_and(|pid| !pid_alive(pid));
+        if dead && std::fs::remove_file(dir.join(&file)).is_ok() {
+            removed.push(file);
         }
     }
     removed
@@ -295,7 +291,13 @@ pub(crate) fn prepare(
         // The creation mode passed through the umask; set exactly what was asked.
         fchmod(fd.as_fd(), perm)
             .map_err(|e| Error::from_errno(&label, "setting the mode of", e))?;
-        let map = super::initialise(&label, fd.as_fd(), spec, initial, opts.version_flags())?;
+        let map = crate::segment::init::initialise(
+            &label,
+            fd.as_fd(),
+            spec,
+            initial,
+            opts.version_flags(),
+        )?;
         let id = ObjectId::of_fd(&label, &fd)?;
         Ok((map, id))
     })();
