@@ -702,7 +702,7 @@ fn inspect_file(
     if let Some(pid) = publish::temp_creator(file_name) {
         report.state = State::Unfinished {
             creator_pid: pid,
-            creator_alive: publish::pid_alive(pid),
+            creator_alive: publish::temp_creator_alive(path, pid),
         };
         return Ok(report);
     }

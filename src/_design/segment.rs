@@ -70,7 +70,8 @@
 //!
 //! A creator killed at any step leaves the name as it was (absent, or the
 //! winner's) and at most a temporary name. The next creator of the same
-//! name removes those whose pid is dead (step 1); `shmstore gc` removes
+//! name removes those whose pid is dead (step 1; one whose header records
+//! another PID namespace is left alone: its pid says nothing in ours); `shmstore gc` removes
 //! every one in /dev/shm whose creator is dead; `shmstore ls` shows them
 //! only with `--all`, as "unfinished, creator dead" (or alive).
 //!

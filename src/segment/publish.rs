@@ -16,9 +16,10 @@ use nix::errno::Errno;
 use nix::fcntl::{open as nix_open, openat, renameat2, AtFlags, OFlag, RenameFlags, AT_FDCWD};
 use nix::sys::stat::{fchmod, fstat, fstatat, FileStat, Mode};
 use nix::unistd::{linkat, unlinkat, UnlinkatFlags};
+use zerocopy::FromBytes;
 
 use crate::error::{Error, Result};
-use crate::segment::header::Spec;
+use crate::segment::header::{pid_namespace, Header, Spec, MAGIC};
 use crate::segment::init::Initial;
 use crate::segment::location::{Location, Place};
 use crate::segment::options::SharedOptions;
@@ -141,6 +142,36 @@ pub(crate) fn pid_alive(pid: i32) -> bool {
     )
 }
 
+/// Whether the creator `pid` of the temporary name at `path` may still be
+/// at work: it runs, or its header (once written) records another PID
+/// namespace than ours, where our view of its pid says nothing (a
+/// container sharing the directory).
+pub(crate) fn temp_creator_alive(path: &Path, pid: i32) -> bool {
+    if pid_alive(pid) {
+        return true;
+    }
+    let mut buf = [0u8; std::mem::size_of::<Header>()];
+    // Never blocks, never follows a link: whatever is there, only a
+    // regular file's bytes are read.
+    let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
+    let Ok(fd) = nix_open(path, flags, Mode::empty()) else {
+        return false;
+    };
+    let regular = fstat(fd.as_fd()).is_ok_and(|st| kind_of(st.st_mode).is_none());
+    let file = std::fs::File::from(fd);
+    let read = std::os::unix::fs::FileExt::read_exact_at(&file, &mut buf, 0);
+    if !regular || read.is_err() {
+        return false;
+    }
+    match Header::read_from_prefix(&buf[..]) {
+        Ok((h, _)) if h.magic == MAGIC => {
+            let ours = pid_namespace();
+            h.pid_ns != 0 && ours != 0 && h.pid_ns != ours
+        }
+        _ => false,
+    }
+}
+
 /// Removes the temporary names in `dir` whose creator is dead, of the
 /// final name `base` only, or of every name when `base` is `None`.
 /// Returns the names removed.
@@ -154,11 +185,16 @@ pub(crate) fn remove_dead_temps(dir: &Path, base: Option<&str>) -> Vec<String> {
         let Ok(file) = entry.file_name().into_string() else {
             continue;
         };
+        // Only regular files: we never made anything else.
+        if !entry.file_type().is_ok_and(|t| t.is_file()) {
+            continue;
+        }
         if stem.as_ref().is_some_and(|s| !file.starts_with(s.as_str())) {
             continue;
         }
-        let dead = temp_creator(&file).is_some_and(|pid| !pid_alive(pid));
-        if dead && std::fs::remove_file(dir.join(&file)).is_ok() {
+        let path = dir.join(&file);
+        let dead = temp_creator(&file).is_some_and(|pid| !temp_creator_alive(&path, pid));
+        if dead && std::fs::remove_file(&path).is_ok() {
             removed.push(file);
         }
     }
@@ -579,5 +615,29 @@ mod tests {
         want.sort();
         assert_eq!(dir.names(), want, "only the dead creator's of this name go");
         assert_eq!(remove_dead_temps(&dir.0, None), vec![other]);
+    }
+
+    #[test]
+    fn a_dead_looking_creator_of_another_pid_namespace_is_left_alone() {
+        use zerocopy::IntoBytes;
+        let dir = Dir::new("other-ns");
+        let loc = Location::file(dir.0.join("seg"));
+        let p = prepared(&loc, 1);
+        let bytes = std::fs::read(dir.0.join(&p.temp)).unwrap();
+        drop(p);
+        let (mut h, _) = Header::read_from_prefix(&bytes[..]).unwrap();
+        h.pid_ns ^= 0x5a5a;
+        let mut theirs = bytes.clone();
+        theirs[..std::mem::size_of::<Header>()].copy_from_slice(h.as_bytes());
+        let other_ns = format!("{}{}.0", temp_stem("seg"), 1 << 23);
+        let ours_dead = format!("{}{}.1", temp_stem("seg"), 1 << 23);
+        std::fs::write(dir.0.join(&other_ns), &theirs).unwrap();
+        std::fs::write(dir.0.join(&ours_dead), &bytes).unwrap();
+        assert_eq!(
+            remove_dead_temps(&dir.0, Some("seg")),
+            vec![ours_dead],
+            "only the one whose pid says something in our namespace"
+        );
+        assert_eq!(dir.names(), vec![other_ns]);
     }
 }
