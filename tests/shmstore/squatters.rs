@@ -1,6 +1,6 @@
 //! Whatever sits under a segment's name: a FIFO, a Unix socket, a
 //! directory, a symbolic link (to a real segment, or dangling), a regular
-//! file of another program's, an empty file. Every opening call, on a POSIX
+//! file of another program's, an empty file, a character device (as root). Every opening call, on a POSIX
 //! name and on a file path, answers at once with a typed error that says
 //! what is there, never blocks, and never writes to it.
 //!
@@ -34,9 +34,11 @@ enum Kind {
     DanglingLink,
     Garbage,
     Empty,
+    /// A character device (made only as root; skipped otherwise).
+    Device,
 }
 
-const KINDS: [Kind; 7] = [
+const KINDS: [Kind; 8] = [
     Kind::Fifo,
     Kind::Socket,
     Kind::Directory,
@@ -44,6 +46,7 @@ const KINDS: [Kind; 7] = [
     Kind::DanglingLink,
     Kind::Garbage,
     Kind::Empty,
+    Kind::Device,
 ];
 
 const GARBAGE: &[u8] = b"another program's bytes, not a shmstore segment\n";
@@ -58,6 +61,7 @@ impl Kind {
             Kind::LinkToSegment | Kind::DanglingLink => "symbolic link",
             Kind::Garbage => "not a shmstore segment",
             Kind::Empty => "empty",
+            Kind::Device => "character device",
         }
     }
 }
@@ -78,7 +82,8 @@ struct Squatter {
 }
 
 impl Squatter {
-    fn new(kind: Kind, path: &Path) -> Squatter {
+    /// The object, or `None` if this kind cannot be made here.
+    fn new(kind: Kind, path: &Path) -> Option<Squatter> {
         let mut s = Squatter {
             kind,
             path: path.to_owned(),
@@ -111,8 +116,21 @@ impl Squatter {
             }
             Kind::Garbage => std::fs::write(path, GARBAGE).unwrap(),
             Kind::Empty => std::fs::write(path, b"").unwrap(),
+            Kind::Device => {
+                // The numbers of /dev/null: harmless even if opened.
+                let made = nix::sys::stat::mknod(
+                    path,
+                    nix::sys::stat::SFlag::S_IFCHR,
+                    nix::sys::stat::Mode::from_bits_truncate(0o600),
+                    nix::sys::stat::makedev(1, 3),
+                );
+                if let Err(e) = made {
+                    eprintln!("no character device under {path:?} ({e}): not tried");
+                    return None;
+                }
+            }
         }
-        s
+        Some(s)
     }
 
     /// Asserts that the object is as it was made.
@@ -169,6 +187,7 @@ impl Squatter {
                 assert!(ft.is_file());
                 assert_eq!(meta.len(), 0, "{what}: written");
             }
+            Kind::Device => assert!(ft.is_char_device(), "{what}: no longer a device"),
         }
     }
 }
@@ -243,7 +262,9 @@ fn calls() -> Vec<(&'static str, Call)> {
 fn every_call_against_every_kind(backend: &str, at: impl Fn(&str) -> (PathBuf, Location)) {
     for kind in KINDS {
         let (path, loc) = at(&format!("{kind:?}").to_lowercase());
-        let mut squatter = Squatter::new(kind, &path);
+        let Some(mut squatter) = Squatter::new(kind, &path) else {
+            continue;
+        };
         for (name, call) in calls() {
             let what = format!("{backend} {kind:?}: {name}");
             let l = loc.clone();
