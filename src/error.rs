@@ -91,8 +91,11 @@ pub enum Error {
         /// What exactly is wrong.
         reason: String,
     },
-    /// The segment exists but was never completely initialised: its creator
-    /// died before finishing, or has been initialising for several seconds.
+    /// The segment exists but was never completely initialised: a System V
+    /// segment whose creator died before finishing or has been initialising
+    /// for several seconds, or a memfd handed over unfinished. (POSIX and
+    /// file segments are published whole: an unfinished one under a name is
+    /// [`Error::Corrupt`] at once.)
     Incomplete {
         /// The segment's name.
         name: String,

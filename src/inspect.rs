@@ -25,6 +25,7 @@ use crate::segment::header::{
     self, Header, Mapped, Unusable, KIND_STORE, KIND_VALUE, LOCK_OFFSET, MAGIC, VERSIONS_OFFSET,
 };
 use crate::segment::location::{IntoLocation, Location, Place, SysvKey};
+use crate::segment::publish;
 use crate::sys::mapping::Mapping;
 use nix::fcntl::{open, OFlag};
 use nix::sys::stat::{fstat, Mode};
@@ -104,7 +105,18 @@ pub enum State {
         /// The header, if it could be parsed.
         header: Option<HeaderInfo>,
     },
-    /// The creator has not finished initialising it, or died doing so.
+    /// A new segment's temporary name (`.shmstore-new.…`): its creator is
+    /// still making it, or died doing so. `shmstore ls` shows these only
+    /// with `--all`; `shmstore gc` removes those whose creator is dead.
+    Unfinished {
+        /// The creating process.
+        creator_pid: i32,
+        /// Whether it still runs.
+        creator_alive: bool,
+    },
+    /// Our magic, but never finished: a name only ever shows complete
+    /// segments, so this one was made by an older build or left so by
+    /// someone writing to it.
     Incomplete {
         /// The header, if it was written.
         header: Option<HeaderInfo>,
@@ -214,7 +226,7 @@ impl Report {
         match &self.state {
             State::Value { header, .. } | State::Store { header, .. } => Some(header),
             State::Damaged { header, .. } | State::Incomplete { header } => header.as_ref(),
-            State::Foreign { .. } | State::Unreadable { .. } => None,
+            State::Foreign { .. } | State::Unreadable { .. } | State::Unfinished { .. } => None,
         }
     }
 
@@ -239,9 +251,10 @@ pub fn scan() -> Vec<Report> {
     let maps = Attachments::read();
     let mut out = Vec::new();
     if let Ok(dir) = std::fs::read_dir("/dev/shm") {
+        // Every object, whatever its type: FIFOs, sockets, directories and
+        // links are reported as foreign, temporary names as unfinished.
         let mut names: Vec<String> = dir
             .flatten()
-            .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
             .filter_map(|e| e.file_name().into_string().ok())
             .collect();
         names.sort();
@@ -315,9 +328,17 @@ pub fn remove(report: &Report) -> Result<()> {
 }
 
 /// Whether the segment of `report` is stale, that is whether `shmstore gc`
-/// may remove it, and why: it is ours, its creator is dead, nobody has it
-/// mapped, and its lock (and, for a store, every entry's) is not held by a
-/// running thread.
+/// may remove it (and `shmstore rm` remove it without `--force`), and why:
+/// it is ours (a shmstore segment of this user), not damaged, and not
+/// live.
+///
+/// *Live*, the one definition `gc` and `rm` share: a process maps the
+/// segment (or whether one does is unknown), its creator still runs (also
+/// when it no longer maps it), or a running thread holds its lock (for a
+/// store, its directory's or an entry's). A damaged segment (our magic, a
+/// wrong header or cut short) is never stale: what it holds may still be
+/// read. A new segment's temporary name ([`State::Unfinished`]) is stale
+/// once its creator is dead.
 ///
 /// ```no_run
 /// use shmstore::inspect;
@@ -339,12 +360,33 @@ pub fn staleness(report: &Report) -> Staleness {
                 reason: reason.clone(),
             }
         }
+        State::Damaged { reason, .. } => {
+            return Staleness::Damaged {
+                reason: reason.clone(),
+            }
+        }
         _ => report.header(),
     };
     let me = nix::unistd::geteuid().as_raw();
     if report.owner_uid != me {
         return Staleness::OtherOwner {
             uid: report.owner_uid,
+        };
+    }
+    if let State::Unfinished {
+        creator_pid,
+        creator_alive,
+    } = report.state
+    {
+        // Mapped by its creator only, while it runs.
+        return match creator_alive {
+            true => Staleness::CreatorRunning {
+                pid: creator_pid as u32,
+            },
+            false => Staleness::Stale {
+                creator_pid: Some(creator_pid as u32),
+                lock: None,
+            },
         };
     }
     match header {
@@ -406,6 +448,13 @@ pub enum Staleness {
         /// Why.
         reason: String,
     },
+    /// Our magic, but a header that is wrong or a segment cut short: never
+    /// stale, so that nobody loses what may be read from it
+    /// (`shmstore rm --force` removes it).
+    Damaged {
+        /// What is wrong.
+        reason: String,
+    },
     /// Another user owns the segment.
     OtherOwner {
         /// The owner's user id.
@@ -465,6 +514,7 @@ impl std::fmt::Display for Staleness {
             }
             Staleness::Foreign => f.write_str("not a shmstore segment"),
             Staleness::Unreadable { reason } => write!(f, "unreadable: {reason}"),
+            Staleness::Damaged { reason } => write!(f, "damaged ({reason})"),
             Staleness::OtherOwner { uid } => write!(f, "owned by uid {uid}"),
             Staleness::CreatorRunning { pid } => {
                 write!(f, "its creator, pid {pid}, is running")
@@ -575,14 +625,22 @@ fn open_path(path: &Path, writable: bool) -> nix::Result<OwnedFd> {
     } else {
         OFlag::O_RDONLY
     };
+    // Never blocks (a FIFO), never follows a link, never takes a terminal.
     open(
         path,
-        access | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        access | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_NOCTTY | OFlag::O_CLOEXEC,
         Mode::empty(),
     )
 }
 
 fn map_path(label: &str, path: &Path) -> Result<Mapping> {
+    let not_ours = |kind: &str| Error::Corrupt {
+        name: label.to_owned(),
+        reason: format!("{kind}, not a shmstore segment"),
+    };
+    if let Some(kind) = publish::foreign_kind(path) {
+        return Err(not_ours(kind));
+    }
     let (fd, writable) = match open_path(path, true) {
         Ok(fd) => (fd, true),
         Err(_) => (
@@ -590,9 +648,11 @@ fn map_path(label: &str, path: &Path) -> Result<Mapping> {
             false,
         ),
     };
-    let size = fstat(fd.as_fd())
-        .map_err(|e| Error::from_errno(label, "inspecting", e))?
-        .st_size as usize;
+    let st = fstat(fd.as_fd()).map_err(|e| Error::from_errno(label, "inspecting", e))?;
+    if let Some(kind) = publish::kind_of(st.st_mode) {
+        return Err(not_ours(kind));
+    }
+    let size = st.st_size as usize;
     if size < std::mem::size_of::<Header>() {
         return Err(Error::Corrupt {
             name: label.to_owned(),
@@ -636,9 +696,17 @@ fn inspect_file(
             reason: String::new(),
         },
     };
-    if !meta.file_type().is_file() {
+    if let Some(kind) = publish::foreign_kind(path) {
         report.state = State::Foreign {
-            reason: "not a regular file".into(),
+            reason: kind.to_owned(),
+        };
+        return Ok(report);
+    }
+    let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    if let Some(pid) = publish::temp_creator(file_name) {
+        report.state = State::Unfinished {
+            creator_pid: pid,
+            creator_alive: publish::temp_creator_alive(path, pid),
         };
         return Ok(report);
     }
@@ -651,6 +719,16 @@ fn inspect_file(
             return Ok(report);
         }
     };
+    // Swapped for something else since we looked: never read it.
+    if let Some(kind) = fstat(fd.as_fd())
+        .ok()
+        .and_then(|st| publish::kind_of(st.st_mode))
+    {
+        report.state = State::Foreign {
+            reason: kind.to_owned(),
+        };
+        return Ok(report);
+    }
     // The size of what we map is what fstat says now.
     let size = fstat(fd.as_fd()).map_or(0, |st| st.st_size as usize);
     report.size = size as u64;
@@ -1185,7 +1263,18 @@ mod tests {
                     },
                     ..stale_value()
                 },
-                "its header cannot be read",
+                "damaged (bad)",
+            ),
+            (
+                // Damaged with a header whose creator is dead: still kept.
+                Report {
+                    state: State::Damaged {
+                        reason: "truncated".into(),
+                        header: Some(header(false)),
+                    },
+                    ..stale_value()
+                },
+                "damaged (truncated)",
             ),
             (
                 Report {

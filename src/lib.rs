@@ -71,9 +71,10 @@
 //! | `types` | the unsafe traits [`Shareable`] and [`LockFree`] and their impls for primitives, atomics, arrays and the fixed-capacity types |
 //! | `segment::init` | writing a new segment's value and schema before it is published |
 //!
-//! Three functions outside them allow it for one call each: the two create
-//! protocols (descriptor backends and anonymous memory in `segment`,
-//! System V in `segment::sysv`) call `segment::init`'s body writer, and the
+//! Three functions outside them allow it for one call each: anonymous
+//! memory in `segment` and the System V create protocol in `segment::sysv`
+//! call `segment::init`'s body writer (POSIX, file and memfd segments are
+//! written by `segment::init` itself), and the
 //! store's `heap` writes a new entry's key, value and schema into a block
 //! no directory link reaches yet. The handles ([`Shared`],
 //! [`SharedReader`], [`SharedAtomic`], [`Store`], `mirror::Target`) hold

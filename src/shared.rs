@@ -87,7 +87,9 @@ impl<T: Shareable> Shared<T> {
     /// any process keeps the descriptor or a mapping.
     pub fn memfd(value: T) -> Result<Shared<T>> {
         let (map, fd) = crate::segment::memfd(value)?;
-        Ok(Shared::from_memfd(map, fd))
+        let mut shared = Shared::from_memfd(map, fd);
+        shared.handle.created = true;
+        Ok(shared)
     }
 
     /// The handle of a memfd segment, which keeps its descriptor for sharing.
@@ -110,7 +112,9 @@ impl<T: Shareable> Shared<T> {
     pub fn anonymous(value: T) -> Result<Shared<T>> {
         let map = crate::segment::anonymous(value)?;
         let label = format!("anonymous:{}", T::TYPE_NAME);
-        Ok(Shared::from_parts(map, Handle::nameless(label, None)))
+        let mut handle = Handle::nameless(label, None);
+        handle.created = true;
+        Ok(Shared::from_parts(map, handle))
     }
 
     /// The handle of the single-value segment `map`.
@@ -263,6 +267,30 @@ impl<T: Shareable> Shared<T> {
     /// `anonymous:TYPE` for nameless segments.
     pub fn name(&self) -> &str {
         &self.handle.label
+    }
+
+    /// Whether the call that made this handle made its segment: `true` from
+    /// [`create`](Shared::create), [`memfd`](Shared::memfd) and
+    /// [`anonymous`](Shared::anonymous), and from
+    /// [`open_or_create`](Shared::open_or_create) when this call created the
+    /// segment (of many processes racing, exactly one); `false` when
+    /// `open_or_create` found the segment, and from [`open`](Shared::open),
+    /// [`from_fd`](Shared::from_fd) and for a store entry's handle.
+    ///
+    /// ```
+    /// # let name = format!("doc-created-{}", std::process::id());
+    /// use shmstore::Shared;
+    ///
+    /// let first = Shared::open_or_create(&name, 1u64)?;
+    /// let second = Shared::open_or_create(&name, 2u64)?;
+    /// assert!(first.created());
+    /// assert!(!second.created()); // found it: the value is the first one's
+    /// assert_eq!(*second.lock().unwrap(), 1);
+    /// # shmstore::unlink(&name)?;
+    /// # Ok::<(), shmstore::Error>(())
+    /// ```
+    pub fn created(&self) -> bool {
+        self.handle.created
     }
 
     /// The descriptor of a memfd segment, to hand to another process
@@ -555,6 +583,7 @@ impl SharedOptions {
                 remove_on_drop: self.remove_on_drop,
                 fd: None,
                 entry: None,
+                created: seg.created,
             },
         );
         shared.slot.set_poisoning(self.poisoning);

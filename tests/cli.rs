@@ -32,7 +32,7 @@ mod common;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, FileTypeExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::mpsc::{self, Receiver};
@@ -107,6 +107,7 @@ fn child_entry() {
 /// decimal key, `file` path) with change times recorded, commits one write
 /// (generation 1), then:
 /// - `exit`: says `ready` and exits, leaving the segment behind;
+/// - `drop-stay`: drops its handle, says `ready` and runs until `quit`;
 /// - `stay`: says `ready`, then takes `set N` commands (each one committed
 ///   write of `value = N`, answered `done`) until `quit` or end of input;
 /// - `hold`: locks, says `ready tid=TID` and keeps the lock until killed.
@@ -126,6 +127,13 @@ fn make(backend: &str, at: &str, value: u64, text: &str, then: &str) -> i32 {
         "exit" => {
             drop(shared);
             say("ready");
+            0
+        }
+        "drop-stay" => {
+            // The creator runs on without mapping its segment.
+            drop(shared);
+            say("ready");
+            while command().is_some_and(|c| c != "quit") {}
             0
         }
         "stay" => {
@@ -1692,6 +1700,163 @@ fn rm_refuses_another_users_segment_without_force() {
     assert!(seg.exists());
     run(&["rm", "--force", seg.name()]).ok();
     assert!(!seg.exists());
+}
+
+/// Damaged segments (our magic, a header that is wrong, or cut short) are
+/// never stale: `gc` keeps them, `rm` refuses them without `--force`.
+#[test]
+fn damaged_segments_are_kept_by_gc_and_need_force_to_rm() {
+    let _w = whole_world();
+    let truncated = Segment::new("cli-gc-truncated");
+    make_gauge("posix", truncated.name(), 1, "cut", "exit");
+    let len = std::fs::metadata(truncated.path()).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(truncated.path())
+        .unwrap()
+        .set_len(len - 8)
+        .unwrap();
+    let bad = Segment::new("cli-gc-badheader");
+    make_gauge("posix", bad.name(), 2, "bad", "exit");
+    write_at(&bad.path(), VALUE_SIZE_AT, &(1u64 << 40).to_ne_bytes());
+    let names = [truncated.name(), bad.name()];
+
+    for extra in [&["--dry-run"][..], &[]] {
+        let rows = gc_rows(extra, &names);
+        for name in names {
+            let (action, why) = &rows[name];
+            assert_eq!(action, "kept", "{name}: {rows:#?}");
+            assert!(why.contains("damaged"), "{name}: {rows:#?}");
+        }
+    }
+    for seg in [&truncated, &bad] {
+        assert!(seg.exists(), "gc removed the damaged {}", seg.name());
+        let line = run(&["rm", seg.name()]).error().to_owned();
+        assert!(
+            line.contains("damaged") && line.contains("--force"),
+            "{line}"
+        );
+        assert!(
+            seg.exists(),
+            "rm removed the damaged {} without --force",
+            seg.name()
+        );
+        run(&["rm", "--force", seg.name()]).ok();
+        assert!(!seg.exists(), "rm --force left {}", seg.name());
+    }
+}
+
+/// One definition of live for `rm` and `gc`: a segment whose creator still
+/// runs is live even when no process maps it.
+#[test]
+fn rm_and_gc_agree_that_a_running_creator_keeps_its_segment_live() {
+    let _w = whole_world();
+    let seg = Segment::new("cli-live-creator");
+    let (mut kid, _) = make_gauge("posix", seg.name(), 1, "unmapped", "drop-stay");
+    let row = ls_row(&[], seg.name());
+    assert_eq!(row["ATTACHED"], "0", "{row:?}");
+    let (action, why) = gc_rows(&[], &[seg.name()]).remove(seg.name()).unwrap();
+    assert_eq!(action, "kept", "{why}");
+    assert!(why.contains("creator") && why.contains("running"), "{why}");
+    let line = run(&["rm", seg.name()]).error().to_owned();
+    assert!(
+        line.contains("creator") && line.contains("running") && line.contains("--force"),
+        "{line}"
+    );
+    assert!(seg.exists(), "rm removed a segment whose creator runs");
+    kid.send("quit");
+    kid.wait_success();
+    run(&["rm", seg.name()]).ok();
+    assert!(!seg.exists(), "rm left a stale segment");
+}
+
+/// A FIFO, a socket, a directory and a symbolic link under a name: listed
+/// by `ls --all` as foreign, saying what they are; `inspect`, `rm` and `gc`
+/// answer at once and leave them alone.
+#[test]
+fn objects_that_are_no_files_are_foreign_and_never_block_the_command() {
+    let _w = whole_world();
+    let fifo = Segment::new("cli-fifo");
+    nix::unistd::mkfifo(
+        &fifo.path(),
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+    )
+    .unwrap();
+    let socket = Segment::new("cli-socket");
+    let _bound = std::os::unix::net::UnixListener::bind(socket.path()).unwrap();
+    let dir = Segment::new("cli-dir");
+    std::fs::create_dir(dir.path()).unwrap();
+    let link = Segment::new("cli-link");
+    std::os::unix::fs::symlink("/nonexistent/shmstore-cli", link.path()).unwrap();
+    let kinds = [
+        (&fifo, "FIFO"),
+        (&socket, "socket"),
+        (&dir, "directory"),
+        (&link, "symbolic link"),
+    ];
+    let names: Vec<&str> = kinds.iter().map(|(s, _)| s.name()).collect();
+
+    let rows = ls_rows(&["--all"], &names);
+    let hidden = ls_rows(&[], &names);
+    for (seg, word) in kinds {
+        let row = &rows
+            .get(seg.name())
+            .unwrap_or_else(|| panic!("ls --all does not list {}: {rows:#?}", seg.name()));
+        assert!(
+            row["TYPE"].starts_with("foreign") && row["TYPE"].contains(word),
+            "{row:?}"
+        );
+        assert!(!hidden.contains_key(seg.name()), "listed without --all");
+        let out = run(&["inspect", seg.name()]);
+        assert!(out.ok().contains(word), "{}", out.describe());
+        let line = run(&["rm", seg.name()]).error().to_owned();
+        assert!(line.contains("--force"), "{line}");
+    }
+    let gc = gc_rows(&[], &names);
+    assert!(gc.is_empty(), "gc judged foreign objects: {gc:#?}");
+    assert!(std::fs::symlink_metadata(fifo.path())
+        .unwrap()
+        .file_type()
+        .is_fifo());
+    assert!(dir.path().is_dir());
+    assert!(std::fs::symlink_metadata(link.path())
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    let _ = std::fs::remove_file(fifo.path());
+    let _ = std::fs::remove_file(socket.path());
+    let _ = std::fs::remove_dir(dir.path());
+    let _ = std::fs::remove_file(link.path());
+}
+
+/// The temporary name of a new segment (`.shmstore-new.HASH.PID.N`): hidden
+/// from `ls` unless `--all`, shown as unfinished with whether its creator
+/// runs; `gc` removes it once its creator is dead.
+#[test]
+fn unfinished_temporary_names_are_hidden_and_collected_when_their_creator_is_dead() {
+    let _w = whole_world();
+    // A pid that cannot run (above the kernel's limit), and ours.
+    let n = std::process::id();
+    let dead = format!(".shmstore-new.00000000c11dead0.{}.{n}", 1 << 23);
+    let alive = format!(".shmstore-new.00000000c11a11e0.{n}.{n}");
+    for name in [&dead, &alive] {
+        std::fs::write(Path::new("/dev/shm").join(name), b"SHMSTORE").unwrap();
+    }
+    let names = [dead.as_str(), alive.as_str()];
+    assert!(ls_rows(&[], &names).is_empty(), "temporary names listed");
+    let rows = ls_rows(&["--all"], &names);
+    assert_eq!(rows[&dead]["TYPE"], "unfinished, creator dead", "{rows:#?}");
+    assert_eq!(
+        rows[&alive]["TYPE"], "unfinished, creator alive",
+        "{rows:#?}"
+    );
+
+    let gc = gc_rows(&[], &names);
+    assert_eq!(gc[&dead].0, "removed", "{gc:#?}");
+    assert_eq!(gc[&alive].0, "kept", "{gc:#?}");
+    assert!(!Path::new("/dev/shm").join(&dead).exists());
+    assert!(Path::new("/dev/shm").join(&alive).exists());
+    std::fs::remove_file(Path::new("/dev/shm").join(&alive)).unwrap();
 }
 
 // ===========================================================================

@@ -39,32 +39,72 @@
 //! | memfd | sealed `memfd_create` object | none: share the descriptor | last descriptor and mapping gone |
 //! | anonymous | `MAP_SHARED \| MAP_ANONYMOUS` memory | none: forked children inherit it | last mapping gone |
 //!
-//! # Creating and opening: objects with a descriptor
+//! # Creating POSIX and file segments: publication
 //!
-//! Every process that creates, opens or initialises an object first takes a
-//! `flock` on it: exclusive to create or initialise, shared to open. All
-//! initialisation happens under the exclusive lock, in this order:
+//! A name never shows a segment of ours mid-creation. A new segment is
+//! made complete under a temporary name in the same directory (POSIX: the
+//! tmpfs behind `shm_open`, /dev/shm on Linux; a file: the file's
+//! directory), then put under its name in one atomic step:
 //!
-//! 1. write the header with state INITIALISING (so the object carries our
-//!    magic from its first byte on, and is never mistaken for a foreign
-//!    file);
-//! 2. set the exact size and allocate every page (`posix_fallocate`), so a
-//!    full /dev/shm is an error now and never a SIGBUS later;
-//! 3. write the lock (unlocked) and the initial value;
-//! 4. publish state READY with a release store.
+//! 1. Remove the temporary names of the same final name whose creator is
+//!    dead (a creator killed mid-way leaves one; see below).
+//! 2. Make the temporary name `.shmstore-new.<hash>.<pid>.<n>` (a hidden
+//!    file; `<hash>`: 16 hex digits of FNV-1a of the final name, so it is
+//!    short enough for any valid name; `<n>`: a per-process counter) with
+//!    `O_CREAT | O_EXCL | O_NOFOLLOW`, and `fchmod` it to exactly the mode
+//!    asked for (the umask applied at creation).
+//! 3. Write the header with state INITIALISING (our magic from the first
+//!    byte on), set the exact size and allocate every page
+//!    (`posix_fallocate`: a full /dev/shm is an error now and never a
+//!    SIGBUS later), map it, write the lock (unlocked) and the initial
+//!    value, and publish state READY with a release store.
+//! 4. `renameat2(temporary, name, RENAME_NOREPLACE)`: the complete segment
+//!    appears under the name, or the call fails with `EEXIST` because the
+//!    name exists. A filesystem that refuses the flag (`EINVAL`) gets
+//!    `link(temporary, name)` + `unlink(temporary)`, which never replaces
+//!    either.
+//! 5. `EEXIST`: `create` removes its temporary name and reports
+//!    [`Error::AlreadyExists`](crate::Error::AlreadyExists);
+//!    `open_or_create` lost a race, removes its temporary name and opens
+//!    the winner's segment, complete by construction.
+//!    [`Shared::created`](crate::Shared::created) says which of the two
+//!    happened.
 //!
-//! Whoever takes the lock next sees either nothing (size 0), a complete
-//! segment, or a creator's remains in state INITIALISING: a creator that
-//! died releases its `flock` with its last descriptor, so whoever holds the
-//! lock knows nobody is still writing. `open_or_create` then initialises
-//! the object again; `open` reports
-//! [`Error::Incomplete`](crate::Error::Incomplete). A file without our
-//! magic is never written over.
+//! A creator killed at any step leaves the name as it was (absent, or the
+//! winner's) and at most a temporary name. The next creator of the same
+//! name removes those whose pid is dead (step 1; one whose header records
+//! another PID namespace is left alone: its pid says nothing in ours); `shmstore gc` removes
+//! every one in /dev/shm whose creator is dead; `shmstore ls` shows them
+//! only with `--all`, as "unfinished, creator dead" (or alive).
 //!
-//! `create` makes the name (size 0) a moment before it takes its lock, so
-//! `open` treats size 0 as "creator about to start" and waits for it, up to
-//! a few seconds (a creator killed before sizing the object leaves size 0
-//! for good; `open` then reports `Incomplete`).
+//! A migration (one segment replacing another under a name) uses the same
+//! temporary segment and `renameat2(RENAME_EXCHANGE)`, then checks that the
+//! object it took off the name (device, inode) is the one it meant to
+//! replace, and exchanges back if not.
+//!
+//! # Opening POSIX and file segments: look before opening
+//!
+//! Anyone may make objects in /dev/shm (sticky and world-writable), and a
+//! file's directory may hold anything. Whatever sits under the name, an
+//! opener answers at once, never blocks and never writes to it:
+//!
+//! 1. `fstatat(name, AT_SYMLINK_NOFOLLOW)`: anything but a regular file (a
+//!    FIFO, a socket, a directory, a symbolic link, a device) is
+//!    [`Error::Corrupt`](crate::Error::Corrupt) saying what it is ("a FIFO
+//!    (named pipe), not a shmstore segment").
+//! 2. `open` with `O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC` (POSIX
+//!    names: the tmpfs path directly, since `shm_open` would block on a
+//!    FIFO), read-write or read-only as the handle needs.
+//! 3. `fstat` again: an object swapped in between the two looks is caught
+//!    here.
+//!
+//! Since names show complete segments only, an object under a name that
+//! is empty, shorter than a header, or still INITIALISING is nobody's
+//! creation in progress: `Error::Corrupt` at once ("empty", "N bytes,
+//! shorter than a header", "never finished by its creator"), for `open`
+//! and `open_or_create` alike, and nothing is written to it. Nobody waits:
+//! the only waits left are System V's (below), whose segments have no
+//! name that could be swapped in atomically.
 //!
 //! Before anything is mapped, `fstat` gives the object's size and owner
 //! (another user's is [`Error::ForeignOwner`](crate::Error::ForeignOwner)
@@ -91,8 +131,12 @@
 //!
 //! # Creating and opening: System V
 //!
-//! A System V segment has no descriptor, so the `flock` above is not
-//! available; the lock inside the segment takes its place. A new segment is
+//! A System V segment has no name in a directory, so it cannot be
+//! published whole: it exists, zero-filled, from the moment `shmget` makes
+//! it. The lock inside the segment serialises its initialisation, and an
+//! opener waits (at most about 5 s) for a creator that has made the
+//! segment but not started writing; this is the one protocol that still
+//! waits. A new segment is
 //! zero-filled by the kernel, and all zeroes is an unlocked lock at offset
 //! 256 and state 0 in the header, so the lock works before anyone has
 //! written a byte.
@@ -125,6 +169,17 @@
 //!    holding it. A creator that died holding the lock leaves it to the
 //!    lock's dead-owner detection (taken over poisoned; cleared once
 //!    initialised).
+//!
+//! **The exception: an all-zero segment.** A segment of exactly the size a
+//! `T` (or the store) needs, every byte zero, is what `shmget` gives our
+//! creator before it writes its first byte; another program's segment that
+//! happens to be so cannot be told from it, whatever marker a creator
+//! would write first (the window between `shmget` and the first write
+//! remains). So `open_or_create` takes such a segment over and initialises
+//! it, and `open` waits for it as for a creator that has not started.
+//! Any byte that is not zero, any other size, or our magic with another
+//! type is refused and never written. (Test:
+//! `backends::sysv::open_waits_for_a_creator_that_has_not_started`.)
 //!
 //! Openers read the header of a segment that is not READY while an
 //! initialiser may be writing it, so both sides access the header only in

@@ -67,11 +67,11 @@
 //!
 //! | backend | found by | removed by | notes |
 //! |---|---|---|---|
-//! | POSIX (default) | name, in /dev/shm | `shmstore::unlink(name)` | owner and mode checked; a full /dev/shm is `NoSpace` at creation |
+//! | POSIX (default) | name, in /dev/shm | `shmstore::unlink(name)` | owner and mode checked; created under a hidden temporary name and renamed into place whole; a full /dev/shm is `NoSpace` at creation |
 //! | System V | key (a number, `ftok`, or private) | `shmstore::unlink(key)` = `IPC_RMID`: the segment lives until the last process detaches | [`sysv_info()`](crate::Shared::sysv_info) shows key, id, owner, attach count; size limits (SHMMAX, SHMMNI, SHMALL) are named in the error |
 //! | anonymous | inheritance: children forked after creation | nothing to remove: gone with the last process | `examples/fork_workers.rs` |
 //! | memfd | its descriptor, inherited or sent over a Unix socket (`send_fd`/`recv_fd`) | gone with the last descriptor and mapping | sealed against shrinking and growing: nobody can truncate it under a mapping (no SIGBUS); `from_fd` accepts only sealed memfds; `examples/memfd_socket.rs` |
-//! | file | path | `shmstore::unlink(path)` | survives reboots of the host; [`flush()`](crate::Shared::flush) (`msync`) makes what was written durable, otherwise the kernel writes back within about 30 s; a symlink at the path is refused. Not yet across PID namespaces: a file created inside a container is refused (`OtherPidNamespace`) by the same container restarted with a new PID namespace |
+//! | file | path | `shmstore::unlink(path)` | survives reboots of the host; [`flush()`](crate::Shared::flush) (`msync`) makes what was written durable, otherwise the kernel writes back within about 30 s; made in the file's directory under a temporary name and renamed into place whole (the directory must be writable); a symlink, FIFO or directory at the path is refused (`Corrupt`). Not yet across PID namespaces: a file created inside a container is refused (`OtherPidNamespace`) by the same container restarted with a new PID namespace |
 //!
 //! # System V keys
 //!

@@ -8,13 +8,13 @@
 //!
 //! ```sh
 //! cargo install shmstore --features cli   # or, in a clone: cargo run --features cli --bin shmstore -- ...
-//! shmstore ls                  # every shmstore segment; --all adds foreign ones, --json for scripts
+//! shmstore ls                  # every shmstore segment; --all adds foreign objects and unfinished ones, --json for scripts
 //! shmstore inspect my-config   # header, lock, generation, and the value field by field
 //! shmstore inspect --key 0x53484d01 --json
 //! shmstore watch my-config     # the value now and on every committed change; --entry KEY in a store
-//! shmstore rm my-config        # refuses a live or foreign segment, or another user's, without --force
+//! shmstore rm my-config        # refuses what gc would keep (live, damaged, foreign, another user's) without --force
 //! shmstore unpoison my-config  # clears the poison a dead or panicking holder left, saying whose it was
-//! shmstore gc --dry-run        # what gc would remove (creator dead, nobody attached, lock not held) and why the rest stays
+//! shmstore gc --dry-run        # what gc would remove (not live, not damaged, ours) and why the rest stays
 //! ```
 //!
 //! ```text
@@ -51,9 +51,27 @@
 //!   command decodes values with it, without the Rust type. A schema is
 //!   validated when read (depth, sizes, offsets, names, no trailing bytes):
 //!   a damaged one is reported and the value is not decoded.
-//! - **Foreign and damaged segments** are listed as such (`ls --all`) and
-//!   never decoded; `rm` refuses them without `--force`, and `gc` never
-//!   removes them.
+//! - **Foreign objects and damaged segments** are listed as such and never
+//!   decoded; `rm` refuses them without `--force`, and `gc` never removes
+//!   them. Foreign objects (another program's file, or no file at all: a
+//!   FIFO, a socket, a directory, a symbolic link, a device) are listed only
+//!   with `ls --all`, saying what they are (`foreign: a FIFO (named pipe)`);
+//!   no command blocks on them or writes to them. A damaged segment has our
+//!   magic but a header that is wrong, or was cut short: what it holds may
+//!   still be read, so only `rm --force` removes it.
+//! - **Live**, one definition for `rm` and `gc`
+//!   ([`staleness`](crate::inspect::staleness)): a segment is live while a
+//!   process maps it (or whether one does is unknown), its creator still
+//!   runs (also when it no longer maps it), or a running thread holds its
+//!   lock or, for a store, an entry's lock. `gc` removes only segments that
+//!   are ours, not damaged and not live (stale); `rm` without `--force`
+//!   refuses whatever `gc` would keep, and says why.
+//! - **Unfinished segments**: a new POSIX segment is made under a hidden
+//!   temporary name (`.shmstore-new.…`) and renamed into place whole. A
+//!   creator killed before that leaves the temporary name: `ls` shows it
+//!   only with `--all`, as `unfinished, creator dead` (or `alive`), and
+//!   `gc` removes it once its creator is dead (so does the next creator of
+//!   the same name).
 //! - **Attachments**: the kernel's count for System V; for POSIX and files,
 //!   the processes whose `/proc/PID/maps` map the segment, among those this
 //!   user may read (all, as root).

@@ -1,9 +1,10 @@
-//! Creating and opening a segment safely, whatever the backend: the
-//! descriptor-based protocol (POSIX, files, memfd; a `flock` serialises
-//! initialisation) and anonymous memory here, System V (the segment's own
-//! lock instead) in [`sysv`]; the header and its check in [`header`], a new
-//! segment's body in [`init`], names in [`name`] and [`location`], the
-//! backends that only open, seal and remove in [`backend`].
+//! Creating and opening a segment safely, whatever the backend: POSIX and
+//! file segments (published whole under their name, and looked at before
+//! they are opened: [`publish`]), memfd and anonymous memory here, System V
+//! (the segment's own lock serialises its initialisation) in [`sysv`]; the
+//! header and its check in [`header`], a new segment's body in [`init`],
+//! names in [`name`] and [`location`], the backends that only seal and
+//! remove in [`backend`].
 //!
 //! The protocol, step by step, and what each step defends against:
 //! `shmstore::_design::segment` (src/_design/segment.rs).
@@ -12,16 +13,12 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
 
 use nix::errno::Errno;
-use nix::fcntl::{posix_fallocate, Flock, FlockArg};
-use nix::sys::stat::{fchmod, fstat, Mode};
-use nix::sys::uio::{pread, pwrite};
-use nix::unistd::ftruncate;
-use zerocopy::IntoBytes;
+use nix::sys::stat::fstat;
+use nix::sys::uio::pread;
 
 use crate::error::{Error, Result};
-use crate::segment::backend::{file, memfd, posix};
-use crate::segment::header::{check_namespace, Creator, Found, Header, Spec, LOCK_OFFSET};
-use crate::segment::init::Patience;
+use crate::segment::backend::memfd;
+use crate::segment::header::{check_namespace, Found, Header, Spec};
 use crate::segment::location::{IntoLocation, Location, Place};
 use crate::segment::name::Name;
 use crate::segment::options::{OpenMode, SharedOptions};
@@ -29,6 +26,7 @@ use crate::sys::mapping::Mapping;
 use crate::types::shareable::Shareable;
 
 pub(crate) use crate::segment::init::Initial;
+pub(crate) use crate::segment::publish::ObjectId;
 
 pub(crate) mod backend;
 pub(crate) mod header;
@@ -36,12 +34,19 @@ pub(crate) mod init;
 pub(crate) mod location;
 pub(crate) mod name;
 pub(crate) mod options;
+pub(crate) mod publish;
 pub(crate) mod sysv;
 
 /// A mapped segment and what else its handle keeps.
 pub(crate) struct Established {
     pub map: Mapping,
     pub remover: Remover,
+    /// Whether this call made the segment.
+    pub created: bool,
+    /// The object under the name when it was opened (POSIX and file):
+    /// what a migration replaces ([`publish::Prepared::replace`]).
+    #[allow(dead_code)] // read by the migration (open_or_migrate)
+    pub id: Option<ObjectId>,
 }
 
 /// Creates or opens the segment at `loc` as one holding a `T`.
@@ -80,37 +85,69 @@ pub(crate) fn establish_spec(
     initial: Option<Initial<'_>>,
 ) -> Result<Established> {
     let label = loc.label();
-    let (fd, created, remover) = match &loc.0 {
-        Place::Posix(name) => {
-            let (fd, created) = posix::open(name, mode, opts.mode)?;
-            (fd, created, Remover::Posix(name.clone()))
-        }
-        Place::File(path) => {
-            let (fd, created) = file::open(path, mode, opts.mode)?;
-            (fd, created, Remover::File(path.clone()))
-        }
+    let remover = match &loc.0 {
+        Place::Posix(name) => Remover::Posix(name.clone()),
+        Place::File(path) => Remover::File(path.clone()),
         Place::SysV(key) => {
-            let (map, id) = sysv::establish(*key, opts, mode, spec, initial)?;
+            let (map, id, created) = sysv::establish(*key, opts, mode, spec, initial)?;
             return Ok(Established {
                 map,
                 remover: Remover::SysV(id),
+                created,
+                id: None,
             });
         }
     };
-    match establish_fd(&label, opts, mode, fd, created, spec, initial) {
+    let (map, created, id) = establish_named(&label, loc, opts, mode, spec, initial)?;
+    if map.is_cut() {
         // Shrunk by another process between our size check and now: what
         // the checks read past the new end was zeros (see `sys::sigbus`).
-        Ok(map) if map.is_cut() => Err(Error::Truncated {
+        return Err(Error::Truncated {
             name: label,
             mapped: map.len() as u64,
-        }),
-        Ok(map) => Ok(Established { map, remover }),
-        Err(e) => {
-            if created && matches!(e, Error::NoSpace { .. } | Error::Io { .. }) {
-                // We made the name and could not finish it: leave nothing behind.
-                let _ = remover.remove();
+        });
+    }
+    Ok(Established {
+        map,
+        remover,
+        created,
+        id: Some(id),
+    })
+}
+
+/// Creates or opens a POSIX or file segment by publication: an existing
+/// name is opened as it is (see [`publish::open_existing`]); a new segment
+/// is made complete under a temporary name and put under the name only if
+/// the name is still free; the loser of that race opens the winner's.
+/// Returns the mapping, whether this call created it, and its object.
+fn establish_named(
+    label: &str,
+    loc: &Location,
+    opts: &SharedOptions,
+    mode: OpenMode,
+    spec: &Spec,
+    initial: Option<Initial<'_>>,
+) -> Result<(Mapping, bool, ObjectId)> {
+    loop {
+        if mode != OpenMode::Create {
+            match publish::open_existing(loc, mode.writable()) {
+                Ok((fd, id)) => return Ok((open_fd(label, opts, mode, fd, spec)?, false, id)),
+                Err(Error::NotFound { .. }) if mode == OpenMode::OpenOrCreate => {}
+                Err(e) => return Err(e),
             }
-            Err(e)
+        }
+        let initial = initial.expect("create and open_or_create pass a value");
+        let prepared = publish::prepare(loc, opts, spec, initial)?;
+        let id = prepared.id();
+        match prepared.publish()? {
+            Some(map) => return Ok((map, true, id)),
+            None if mode == OpenMode::Create => {
+                return Err(Error::AlreadyExists {
+                    name: label.to_owned(),
+                })
+            }
+            // Lost the race: open the winner's, complete by construction.
+            None => {}
         }
     }
 }
@@ -126,7 +163,7 @@ pub(crate) fn memfd<T: Shareable>(value: T) -> Result<(Mapping, OwnedFd)> {
         content: &content,
         schema: &schema,
     };
-    let map = initialise(&label, fd.as_fd(), &spec, initial, 0)?;
+    let map = init::initialise(&label, fd.as_fd(), &spec, initial, 0)?;
     memfd::seal(&fd, &label)?;
     Ok((map, fd))
 }
@@ -190,45 +227,43 @@ pub(crate) fn anonymous_spec(spec: &Spec, initial: Initial<'_>) -> Result<Mappin
     Ok(map)
 }
 
-fn establish_fd(
+/// Maps an existing segment of `spec` from `fd`, a regular file under a
+/// name: a name only ever shows complete segments (they are published
+/// whole), so an empty, short or unfinished object is
+/// [`Error::Corrupt`] at once, never waited for.
+fn open_fd(
     name: &str,
     opts: &SharedOptions,
     mode: OpenMode,
     fd: OwnedFd,
-    created: bool,
     spec: &Spec,
-    initial: Option<Initial<'_>>,
 ) -> Result<Mapping> {
-    let io = |op, e: Errno| Error::Io {
-        op,
+    check_owner(name, opts, &fd)?;
+    let corrupt = |reason: String| Error::Corrupt {
         name: name.to_owned(),
-        source: e.into(),
+        reason,
     };
-    if created {
-        // shm_open's mode passed through the umask; set exactly what was asked.
-        fchmod(&fd, Mode::from_bits_truncate(opts.mode as libc::mode_t))
-            .map_err(|e| io("setting the mode of", e))?;
-    } else {
-        check_owner(name, opts, &fd)?;
+    let size = fstat(&fd)
+        .map_err(|e| Error::from_errno(name, "inspecting", e))?
+        .st_size as u64;
+    if size == 0 {
+        return Err(corrupt("empty".into()));
     }
-
-    let exclusive = mode.creates();
-    let (fd, size) = lock_sized(name, fd, exclusive)?;
-
-    if size != 0 && mode == OpenMode::Create {
-        // Lost a race to a concurrent open_or_create, which initialised it.
-        return Err(Error::AlreadyExists {
-            name: name.to_owned(),
-        });
+    if size < init::HEADER_LEN as u64 {
+        let mut magic = [0u8; header::MAGIC.len()];
+        let got = read_at(fd.as_fd(), &mut magic)
+            .map_err(|e| Error::from_errno(name, "reading the header of", e))?;
+        let whose = if got == magic.len() && magic == header::MAGIC {
+            "cut short"
+        } else {
+            "no shmstore magic: not a shmstore segment"
+        };
+        return Err(corrupt(format!(
+            "{size} bytes, shorter than a header ({whose})"
+        )));
     }
-    let found = if size == 0 {
-        None
-    } else {
-        Some(read_header(name, spec, fd.as_fd(), size)?)
-    };
-
-    match (found, mode) {
-        (Some(Found::Ready(h)), OpenMode::Open | OpenMode::OpenOrCreate | OpenMode::ReadOnly) => {
+    match read_header(name, spec, fd.as_fd(), size)? {
+        Found::Ready(h) => {
             check_namespace(name, &h)?;
             Mapping::map(fd.as_fd(), size as usize, mode.writable()).map_err(|e| Error::Io {
                 op: "mapping",
@@ -236,19 +271,7 @@ fn establish_fd(
                 source: e,
             })
         }
-        (Some(Found::Ready(_)), OpenMode::Create) => unreachable!("handled above"),
-        (None | Some(Found::Initialising), OpenMode::Open | OpenMode::ReadOnly) => {
-            Err(Error::Incomplete {
-                name: name.to_owned(),
-            })
-        }
-        (None | Some(Found::Initialising), OpenMode::Create | OpenMode::OpenOrCreate) => {
-            let initial = initial.expect("create and open_or_create pass a value");
-            initialise(name, fd.as_fd(), spec, initial, opts.version_flags()).inspect_err(|_| {
-                // Leave the object as empty as we found it.
-                let _ = ftruncate(&*fd, 0);
-            })
-        }
+        Found::Initialising => Err(corrupt("never finished by its creator".into())),
     }
 }
 
@@ -264,52 +287,6 @@ fn check_owner(name: &str, opts: &SharedOptions, fd: &OwnedFd) -> Result<()> {
         });
     }
     Ok(())
-}
-
-/// Takes the object's `flock` and returns it with the object's size, waiting
-/// at most [`INIT_TIMEOUT`](init::INIT_TIMEOUT) for a process that is
-/// initialising it.
-///
-/// A creator makes the name (size 0) a moment before it takes its exclusive
-/// lock; a shared-lock taker (`open`) that finds size 0 therefore lets go and
-/// waits for the creator, until the timeout says that the creator is gone.
-fn lock_sized(name: &str, fd: OwnedFd, exclusive: bool) -> Result<(Flock<OwnedFd>, u64)> {
-    let arg = if exclusive {
-        FlockArg::LockExclusiveNonblock
-    } else {
-        FlockArg::LockSharedNonblock
-    };
-    let incomplete = || Error::Incomplete {
-        name: name.to_owned(),
-    };
-    let mut patience = Patience::new();
-    let mut fd = fd;
-    loop {
-        match Flock::lock(fd, arg) {
-            Ok(locked) => {
-                let size = fstat(&*locked)
-                    .map_err(|e| Error::from_errno(name, "inspecting", e))?
-                    .st_size as u64;
-                if size != 0 || exclusive {
-                    return Ok((locked, size));
-                }
-                if patience.is_over() {
-                    return Err(incomplete());
-                }
-                fd = locked
-                    .unlock()
-                    .map_err(|(_, e)| Error::from_errno(name, "unlocking", e))?;
-            }
-            Err((back, Errno::EWOULDBLOCK | Errno::EINTR)) if !patience.is_over() => {
-                fd = back;
-            }
-            Err((_, Errno::EWOULDBLOCK)) => return Err(incomplete()),
-            Err((_, e)) => return Err(Error::from_errno(name, "locking", e)),
-        }
-        if !patience.nap() {
-            return Err(incomplete());
-        }
-    }
 }
 
 /// Reads the header of an object of `size` bytes with `pread` and checks it
@@ -352,56 +329,6 @@ fn read_at(fd: BorrowedFd<'_>, buf: &mut [u8]) -> nix::Result<usize> {
     Ok(got)
 }
 
-/// Writes a new segment of `spec` holding `initial`, in the order the
-/// module docs give.
-#[allow(unsafe_code)] // initialises memory no reference reaches: see the SAFETY comment
-fn initialise(
-    name: &str,
-    fd: BorrowedFd<'_>,
-    spec: &Spec,
-    initial: Initial<'_>,
-    flags: u32,
-) -> Result<Mapping> {
-    let layout = spec.layout();
-    let total = layout.total_size;
-    let no_space = || Error::NoSpace {
-        name: name.to_owned(),
-        size: total as u64,
-    };
-    let io = |op, e: Errno| match e {
-        Errno::ENOSPC | Errno::EFBIG | Errno::ENOMEM => no_space(),
-        e => Error::from_errno(name, op, e),
-    };
-
-    let header = Header::new(spec, &Creator::current());
-    let bytes = header.as_bytes();
-    let mut done = 0;
-    while done < bytes.len() {
-        match pwrite(fd, &bytes[done..], done as i64) {
-            Ok(n) => done += n,
-            Err(Errno::EINTR) => {}
-            Err(e) => return Err(io("writing the header of", e)),
-        }
-    }
-    ftruncate(fd, total as i64).map_err(|e| io("sizing", e))?;
-    posix_fallocate(fd, 0, total as i64).map_err(|e| io("allocating", e))?;
-
-    let map = Mapping::map(fd.as_fd(), total, true).map_err(|e| Error::Io {
-        op: "mapping",
-        name: name.to_owned(),
-        source: e,
-    })?;
-    // An object left INITIALISING by a creator that died may hold anything
-    // after the header: the lock is reset, the body written in full.
-    map.raw_lock(LOCK_OFFSET).reset();
-    // SAFETY: the mapping was made just above, of exactly `total` bytes (the
-    // spec's length), and no handle has been made of it; we hold the
-    // exclusive flock and the state is not READY, so no other process
-    // following the protocol has the object mapped.
-    unsafe { init::write_body(&map, spec, initial, flags) };
-    Ok(map)
-}
-
 /// What a handle owns of its segment besides the memory: the name errors
 /// give, how to remove the segment's name and whether to when the handle is
 /// dropped, and a memfd's descriptor, kept for sharing.
@@ -413,6 +340,8 @@ pub(crate) struct Handle {
     pub fd: Option<OwnedFd>,
     /// For a store entry's handle: the store's name and the entry's key.
     pub entry: Option<(String, String)>,
+    /// Whether the call that made this handle made its segment.
+    pub created: bool,
 }
 
 impl Handle {
@@ -425,6 +354,7 @@ impl Handle {
             remove_on_drop: false,
             fd,
             entry: None,
+            created: false,
         }
     }
 }

@@ -23,14 +23,14 @@ use crate::sys::mapping::Mapping;
 use crate::sys::sysv as sys;
 
 /// Creates or opens the segment of `key` as one holding a `T`; returns the
-/// attachment and the segment id.
+/// attachment, the segment id and whether this call made the segment.
 pub(crate) fn establish(
     key: SysvKey,
     opts: &SharedOptions,
     mode: OpenMode,
     spec: &Spec,
     initial: Option<Initial<'_>>,
-) -> Result<(Mapping, i32)> {
+) -> Result<(Mapping, i32, bool)> {
     let label = key.to_string();
     if key.is_private() && !mode.creates() {
         return Err(Error::InvalidName {
@@ -44,7 +44,7 @@ pub(crate) fn establish(
     loop {
         let (id, created) = get_id(&label, key, mode, spec, opts.mode)?;
         match establish_id(&label, key, id, created, opts, mode, &target, &mut patience) {
-            Ok(map) => return Ok((map, id)),
+            Ok(map) => return Ok((map, id, created)),
             // Removed between shmget and shmat: look the key up again.
             Err(Attempt::Vanished) if !patience.is_over() => {}
             Err(Attempt::Vanished) => return Err(Error::NotFound { name: label }),

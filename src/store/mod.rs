@@ -131,6 +131,8 @@ struct Inner {
     label: String,
     remover: Remover,
     remove_on_drop: bool,
+    /// Whether the call that opened this handle created the store.
+    created: bool,
     /// This handle's slot in the store's handle table.
     slot: usize,
     /// Whether the entries it gives report poison
@@ -176,8 +178,26 @@ impl Store {
     }
 
     /// Opens the store at `at`, creating it with room for `capacity` bytes
-    /// of entries if there is none (an existing store keeps its capacity).
-    /// Race-free, as [`Shared::open_or_create`].
+    /// of entries if there is none. Race-free, as
+    /// [`Shared::open_or_create`]: of many processes racing, exactly one
+    /// creates the store, and [`created`](Store::created) says which.
+    ///
+    /// An existing store is opened as it is, whatever its capacity:
+    /// `capacity` is only the new store's. [`capacity`](Store::capacity)
+    /// shows what the store has, so a program can tell that it found a
+    /// smaller (or larger) store than it asked for:
+    ///
+    /// ```
+    /// # let name = format!("doc-store-capacity-{}", std::process::id());
+    /// use shmstore::Store;
+    ///
+    /// let small = Store::open_or_create(&name, 64 * 1024)?;
+    /// let asked = Store::open_or_create(&name, 1 << 20)?;
+    /// assert!(small.created() && !asked.created());
+    /// assert_eq!(asked.capacity(), small.capacity()); // 64 KiB, not 1 MiB
+    /// # Store::unlink(&name)?;
+    /// # Ok::<(), shmstore::Error>(())
+    /// ```
     pub fn open_or_create(at: impl IntoLocation, capacity: usize) -> Result<Store> {
         SharedOptions::new().open_or_create_store(at, capacity)
     }
@@ -220,6 +240,7 @@ impl Store {
             remover: seg.remover,
             // Set once the handle is complete: a failed open removes nothing.
             remove_on_drop: false,
+            created: seg.created,
             slot: usize::MAX,
             poisoning: opts.poisoning,
             held: Mutex::new(BTreeMap::new()),
@@ -451,6 +472,15 @@ impl Store {
         let dir = self.inner.lock()?;
         let checked = dir.heap().check();
         self.inner.intact(checked)
+    }
+
+    /// Whether the call that opened this handle created the store: `true`
+    /// from [`create`](Store::create), and from
+    /// [`open_or_create`](Store::open_or_create) when this call created it;
+    /// `false` from [`open`](Store::open) and when `open_or_create` found
+    /// it. Clones answer as the handle they were cloned from.
+    pub fn created(&self) -> bool {
+        self.inner.created
     }
 
     /// The store's name as errors give it (see [`Shared::name`]).

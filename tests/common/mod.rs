@@ -494,7 +494,7 @@ pub fn report_race(got: Result<shmstore::Shared<Counter>, shmstore::Error>) {
             for _ in 0..1000 {
                 c.lock().expect("not poisoned").value += 1;
             }
-            say(format!("result=ok pad={first_pad}"));
+            say(format!("result=ok pad={first_pad} created={}", c.created()));
         }
         Err(e) => say(format!("result={} ({e})", variant(&e))),
     }

@@ -70,6 +70,10 @@ mod structure;
 /// Segments and other users: permissions, owners, squatted names.
 mod users;
 
+/// FIFOs, sockets, directories, links and other programs' files under a
+/// segment's name: every opening call answers at once and writes nothing.
+mod squatters;
+
 /// What must hold whatever happens to a segment.
 mod reliability {
     /// Hostile bytes written over any part of a segment or store.

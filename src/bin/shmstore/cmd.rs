@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use shmstore::inspect::{self, LockState, Report, State};
+use shmstore::inspect::{self, Report, Staleness, State};
 use shmstore::{Error, Location, SysvKey};
 
 use crate::out::{self, Align, Json, Table};
@@ -148,7 +148,8 @@ fn scan_sorted() -> Vec<Report> {
 pub fn ls(all: bool, json: bool) -> CliResult {
     let reports: Vec<Report> = scan_sorted()
         .into_iter()
-        .filter(|r| all || show::is_shmstore(r))
+        // New segments' temporary names only with --all.
+        .filter(|r| all || (show::is_shmstore(r) && !matches!(r.state, State::Unfinished { .. })))
         .collect();
     let tty = out::stdout_is_terminal();
     if json {
@@ -442,7 +443,10 @@ pub fn rm(t: &Target, force: bool) -> CliResult {
     })
 }
 
-/// Why `rm` without --force refuses `r`, if it does.
+/// Why `rm` without --force refuses `r`, if it does: whatever `gc` would
+/// keep (see [`inspect::staleness`], the one definition of "live" both
+/// use): not ours, another user's, damaged, or live (mapped by a process,
+/// its creator running, or a lock held by a running thread).
 fn rm_refusal(r: &Report) -> Option<String> {
     match &r.state {
         State::Foreign { reason } => {
@@ -451,6 +455,11 @@ fn rm_refusal(r: &Report) -> Option<String> {
         State::Unreadable { reason } => {
             return Some(format!(
                 "it cannot be read ({reason}), so it may not be a shmstore segment"
+            ))
+        }
+        State::Damaged { reason, .. } => {
+            return Some(format!(
+                "it is a damaged shmstore segment ({reason}): what it holds may still be read"
             ))
         }
         _ => {}
@@ -463,31 +472,17 @@ fn rm_refusal(r: &Report) -> Option<String> {
             out::user(me)
         ));
     }
-    if let Some(slot) = r.slot() {
-        if let LockState::Held { tid, alive: true } = slot.lock {
-            return Some(format!(
-                "its lock is held by thread {tid}, which is running"
-            ));
-        }
-    }
-    if let State::Store {
-        entries: Ok(entries),
-        ..
-    } = &r.state
-    {
-        for e in entries {
-            if let LockState::Held { tid, alive: true } = e.slot.lock {
-                return Some(format!(
-                    "the lock of its entry `{}` is held by thread {tid}, which is running",
-                    e.key
-                ));
-            }
-        }
-    }
-    match r.attached {
-        Some(0) | None => None,
-        Some(1) => Some("a running process has it mapped".into()),
-        Some(n) => Some(format!("{n} running processes have it mapped")),
+    match inspect::staleness(r) {
+        s if s.is_stale() => None,
+        Staleness::Attached { count: 1 } => Some("a running process has it mapped".into()),
+        Staleness::Attached { count } => Some(format!("{count} running processes have it mapped")),
+        Staleness::LockHeld { tid } => Some(format!(
+            "its lock is held by thread {tid}, which is running"
+        )),
+        Staleness::EntryLockHeld { key, tid } => Some(format!(
+            "the lock of its entry `{key}` is held by thread {tid}, which is running"
+        )),
+        why => Some(format!("it is live: {why}")),
     }
 }
 

@@ -41,6 +41,14 @@ pub fn lock_text(s: &SlotInfo) -> String {
     t
 }
 
+/// A new segment's temporary name: "unfinished, creator dead" (or alive).
+fn unfinished(creator_alive: bool) -> String {
+    format!(
+        "unfinished, creator {}",
+        if creator_alive { "alive" } else { "dead" }
+    )
+}
+
 /// The TYPE cell.
 fn type_cell(r: &Report) -> String {
     match &r.state {
@@ -52,8 +60,13 @@ fn type_cell(r: &Report) -> String {
         },
         State::Damaged { .. } => "damaged".to_owned(),
         State::Incomplete { .. } => "incomplete".to_owned(),
+        // An object that is no file at all says what it is: "a FIFO ...".
+        State::Foreign { reason } if reason.starts_with("a ") || reason.starts_with("an ") => {
+            format!("foreign: {reason}")
+        }
         State::Foreign { .. } => "foreign".to_owned(),
         State::Unreadable { .. } => "unreadable".to_owned(),
+        State::Unfinished { creator_alive, .. } => unfinished(*creator_alive),
         _ => "unknown".to_owned(),
     }
 }
@@ -122,6 +135,7 @@ pub fn state_phrase(r: &Report) -> String {
             .to_owned(),
         State::Foreign { reason } => format!("not a shmstore segment ({reason})"),
         State::Unreadable { reason } => format!("unreadable ({reason})"),
+        State::Unfinished { creator_alive, .. } => unfinished(*creator_alive),
         _ => "of a kind this tool does not know".to_owned(),
     }
 }
@@ -134,6 +148,7 @@ fn state_key(r: &Report) -> &'static str {
         State::Incomplete { .. } => "incomplete",
         State::Foreign { .. } => "foreign",
         State::Unreadable { .. } => "unreadable",
+        State::Unfinished { .. } => "unfinished",
         _ => "unknown",
     }
 }
@@ -504,6 +519,13 @@ pub fn inspect_text(r: &Report) -> String {
         }
         State::Unreadable { reason } => {
             l.kv(0, "state", format!("unreadable: {reason}"));
+        }
+        State::Unfinished {
+            creator_pid,
+            creator_alive,
+        } => {
+            l.kv(0, "state", unfinished(*creator_alive));
+            l.kv(0, "creator", format!("pid {creator_pid}"));
         }
         _ => l.kv(0, "state", "of a kind this tool does not know"),
     }

@@ -527,7 +527,7 @@ fn file_segment_refuses_links_directories_and_damaged_files() {
     let link = dir.join("link");
     std::os::unix::fs::symlink(&target, &link).unwrap();
     match Shared::<Counter>::open_or_create(link.as_path(), Counter::default()) {
-        Err(Error::InvalidName { reason, .. }) => assert!(reason.contains("symbolic link")),
+        Err(Error::Corrupt { reason, .. }) => assert!(reason.contains("symbolic link")),
         other => panic!("a symlink was followed: {other:?}"),
     }
     assert_eq!(std::fs::read(&target).unwrap(), b"do not touch");
@@ -539,7 +539,7 @@ fn file_segment_refuses_links_directories_and_damaged_files() {
         Shared::<Counter>::open_or_create(sub.as_path(), Counter::default()).unwrap_err(),
     ] {
         assert!(
-            matches!(&e, Error::InvalidName { reason, .. } if reason.contains("directory")),
+            matches!(&e, Error::Corrupt { reason, .. } if reason.contains("directory")),
             "{e:?}"
         );
     }

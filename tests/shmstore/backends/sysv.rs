@@ -449,7 +449,9 @@ fn foreign_segments_are_refused_and_left_alone() {
 
 /// A zeroed segment of the right size is one whose creator has not
 /// started: `open` waits for it (and gives up with Incomplete), and
-/// `open_or_create` initialises it.
+/// `open_or_create` initialises it. This keeps the README's stated System V
+/// exception true: such a segment made by another program (here, by the
+/// test with a raw `shmget`) is taken over, as it cannot be told from ours.
 #[test]
 fn open_waits_for_a_creator_that_has_not_started() {
     let key = new_key();

@@ -32,8 +32,10 @@
 //!    holder: afterwards `check()` passes, every entry holds a value
 //!    written whole (or is poisoned), and all its space comes back.
 //! 5. Kills during `create` / `open_or_create` / `open` of fresh names:
-//!    every name left behind opens as a valid value or is re-initialised by
-//!    `open_or_create`, no open takes longer than [`OPEN_BOUND`], and no
+//!    every name left behind opens as a valid value (new segments are
+//!    published whole, so a name never shows a half-made one), no open
+//!    takes longer than [`OPEN_BOUND`], the temporary names killed
+//!    creators leave are removed by the next creator of their name, and no
 //!    name is left in /dev/shm.
 //!
 //! Each storm prints one line of figures (`--nocapture` shows them).
@@ -75,8 +77,8 @@ const MEAN_GAP: Duration = Duration::from_millis(10);
 /// The longest the acknowledgements may stand still: a liveness bound,
 /// generous against the documented 50 ms for noticing a dead holder.
 const STALL_BOUND: Duration = Duration::from_secs(5);
-/// How long an open may take at most: it waits up to 5 s for a creator
-/// that has made the name but not sized it yet (src/segment.rs).
+/// How long an open may take at most: it never waits for a creator (a
+/// name shows complete segments only), so this bound is generous.
 const OPEN_BOUND: Duration = Duration::from_secs(10);
 /// Pause loops in the middle of a write (each a `spin_loop` hint), so that
 /// kills often land between the two halves of a value.
@@ -571,8 +573,8 @@ fn names_worker(w: &Witness, prefix: &str, slot: u64, mut rng: Rng) -> ! {
             }
             // Another worker picked the same number as a recent one.
             Err(Error::AlreadyExists { .. }) if op == "create" => {}
-            // Not there (any more), or its creator was killed.
-            Err(Error::NotFound { .. } | Error::Incomplete { .. }) if op == "open" => {}
+            // Not there (yet, or any more).
+            Err(Error::NotFound { .. }) if op == "open" => {}
             Err(e) => panic!("{op} {name}: {e}"),
         }
         if rng.below(1024) != 0 {
@@ -1154,68 +1156,43 @@ enum Left {
     Poisoned,
     /// The same, the value torn (and repaired).
     PoisonedTorn,
-    /// Its creator was killed after making the name, before sizing it:
-    /// `open` said `Incomplete` (after waiting for the creator);
-    /// `open_or_create` initialised it.
-    EmptyReinitialised,
-    /// The same, not tried with `open` first (it waits seconds).
-    EmptyReinitialisedAtOnce,
-    /// Its creator was killed in the middle of initialising it: `open` said
-    /// `Incomplete`; `open_or_create` initialised it again.
-    HalfMadeReinitialised,
 }
 
-/// Opens a name left behind, as a user would (with `open` first, if
-/// `try_open`), and says what it was.
-fn reopen(name: &str, try_open: bool) -> Result<Left, String> {
-    let empty = Path::new("/dev/shm")
-        .join(name)
-        .metadata()
-        .map_err(|e| format!("stat: {e}"))?
-        .len()
-        == 0;
-    if try_open || !empty {
-        match Shared::<Ledger>::open(name) {
-            Ok(c) => {
-                let (g, taken) = take(&c, name);
-                drop(g);
-                return Ok(match (taken.recovered, taken.torn) {
-                    (false, _) => Left::Valid,
-                    (true, false) => Left::Poisoned,
-                    (true, true) => Left::PoisonedTorn,
-                });
-            }
-            Err(Error::Incomplete { .. }) => {}
-            Err(e) => return Err(format!("open: {e}")),
-        }
-    }
-    let mark = Ledger::fresh(0xfeed);
-    let c = Shared::open_or_create(name, mark)
-        .map_err(|e| format!("open_or_create of an incomplete name: {e}"))?;
-    let v = c
-        .lock()
-        .map_err(|_| "re-initialised, yet poisoned".to_owned())?;
-    if *v != mark {
-        return Err(format!(
-            "incomplete, then open_or_create found {:?} (not its own value)",
-            *v
-        ));
-    }
-    Ok(match (empty, try_open) {
-        (false, _) => Left::HalfMadeReinitialised,
-        (true, true) => Left::EmptyReinitialised,
-        (true, false) => Left::EmptyReinitialisedAtOnce,
+/// Opens a name left behind, as a user would, and says what it was.
+fn reopen(name: &str) -> Result<Left, String> {
+    let c = Shared::<Ledger>::open(name).map_err(|e| format!("open: {e}"))?;
+    let (g, taken) = take(&c, name);
+    drop(g);
+    Ok(match (taken.recovered, taken.torn) {
+        (false, _) => Left::Valid,
+        (true, false) => Left::Poisoned,
+        (true, true) => Left::PoisonedTorn,
     })
 }
 
-/// Names left empty by killed creators that are tried with `open` first
-/// (each waits a few seconds, in threads of their own).
-const EMPTY_OPENS: usize = 8;
 /// Threads that reopen the names left behind.
 const REOPENERS: usize = 16;
 
+/// The temporary names in /dev/shm of new segments of `name`, as the
+/// crate makes them: `.shmstore-new.<FNV-1a of the name, 16 hex digits>.<pid>.<n>`.
+fn temporaries_of(name: &str) -> Vec<(String, i32)> {
+    let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    let stem = format!(".shmstore-new.{hash:016x}.");
+    std::fs::read_dir("/dev/shm")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let file = e.file_name().into_string().ok()?;
+            let pid = file.strip_prefix(&stem)?.split('.').next()?.parse().ok()?;
+            Some((file, pid))
+        })
+        .collect()
+}
+
 #[test]
-fn kills_while_creating_leave_names_that_open_or_are_reinitialised() {
+fn kills_while_creating_leave_whole_segments_or_nothing() {
     let _heavy = heavy();
     let what = "create";
     let witness_seg = Segment::new("storm-witness");
@@ -1236,42 +1213,24 @@ fn kills_while_creating_leave_names_that_open_or_are_reinitialised() {
     );
 
     // Every name left behind, reopened by a few threads at once: a valid
-    // value, or re-initialised. A few of those left empty are tried with
-    // `open` first, each in a thread of its own (it waits for a creator
-    // that has not sized the name yet, up to 5 s).
+    // value, at once (never a half-made segment).
     let issued = witness.names.load(Ordering::Relaxed);
     let left = names.present();
     assert!(
         left.iter().all(|(n, _)| *n < issued),
         "{what}: a name beyond the sequence"
     );
-    // Taken from the end: the slow ones first, one thread each.
-    let mut queue: Vec<(String, bool)> = Vec::new();
-    let mut slow: Vec<(String, bool)> = Vec::new();
-    for (_, name) in &left {
-        let empty = Path::new("/dev/shm")
-            .join(name)
-            .metadata()
-            .is_ok_and(|m| m.len() == 0);
-        if !empty {
-            queue.push((name.clone(), true));
-        } else if slow.len() < EMPTY_OPENS {
-            slow.push((name.clone(), true));
-        } else {
-            queue.push((name.clone(), false));
-        }
-    }
-    queue.append(&mut slow);
+    let queue: Vec<String> = left.iter().map(|(_, name)| name.clone()).collect();
     let queue = std::sync::Arc::new(Mutex::new(queue));
     let (tx, rx) = mpsc::channel();
-    for _ in 0..REOPENERS + EMPTY_OPENS {
+    for _ in 0..REOPENERS {
         let (tx, queue) = (tx.clone(), queue.clone());
         std::thread::spawn(move || loop {
-            let Some((name, try_open)) = queue.lock().unwrap().pop() else {
+            let Some(name) = queue.lock().unwrap().pop() else {
                 break;
             };
             let t = Instant::now();
-            let got = reopen(&name, try_open);
+            let got = reopen(&name);
             if tx.send((name, got, t.elapsed())).is_err() {
                 break;
             }
@@ -1288,13 +1247,40 @@ fn kills_while_creating_leave_names_that_open_or_are_reinitialised() {
         *states.entry(state).or_default() += 1;
         longest_reopen = longest_reopen.max(took);
     }
+    // Creators killed before publishing leave temporary names (never the
+    // name itself): the next creator of the same name removes them.
+    let mut temporaries = 0;
+    for n in 0..issued {
+        let name = format!("{}-{n}", names.prefix);
+        let temps = temporaries_of(&name);
+        if temps.is_empty() {
+            continue;
+        }
+        temporaries += temps.len();
+        for (file, pid) in &temps {
+            assert!(
+                kill(Pid::from_raw(*pid), None).is_err(),
+                "{what}: {file} of a running process after the storm"
+            );
+        }
+        let _ = shmstore::unlink(&name);
+        let c = Shared::create(&name, Ledger::fresh(0xfeed)).unwrap();
+        assert!(c.created());
+        assert_eq!(
+            temporaries_of(&name),
+            vec![],
+            "{what}: the next creator of {name} left its dead temporaries"
+        );
+        drop(c);
+        shmstore::unlink(&name).unwrap();
+    }
     names.remove_all();
     let after = names.present();
 
     let longest_open = Duration::from_micros(witness.longest_open_us.load(Ordering::Relaxed));
     eprintln!(
         "storm: {what}: workers={WORKERS} kills={} kills_while_opening={} names={issued} \
-         ops={} recoveries={} torn_repaired={} left_behind={} {states:?} \
+         ops={} recoveries={} torn_repaired={} left_behind={} temporaries={temporaries} {states:?} \
          longest_open_ms={} longest_reopen_ms={} longest_stall_ms={} duration_s={:.1}",
         out.kills,
         out.held.opening,
