@@ -100,6 +100,17 @@ pub enum Error {
         /// The segment's name.
         name: String,
     },
+    /// The segment's type cannot be changed in place where it lives:
+    /// [`SharedOptions::open_or_migrate`](crate::SharedOptions::open_or_migrate)
+    /// and [`replace_on_mismatch`](crate::SharedOptions::replace_on_mismatch)
+    /// put a new segment under the name in one step, which a System V key
+    /// (or a filesystem without `RENAME_EXCHANGE`) does not allow.
+    MigrationUnsupported {
+        /// The segment's name.
+        name: String,
+        /// Why, in words a user can act on.
+        reason: &'static str,
+    },
     /// The operating system refused access (mode bits, or a read-only mount).
     PermissionDenied {
         /// The segment's name.
@@ -262,6 +273,11 @@ impl fmt::Display for Error {
                 "shared segment `{name}` was never fully initialised (its creator died or is stuck): \
                  open_or_create initialises it, or unlink it"
             ),
+            Error::MigrationUnsupported { name, reason } => write!(
+                f,
+                "shared segment `{name}` cannot be migrated to another type in place: {reason}; \
+                 create the new type under another name (or key) and move the value over"
+            ),
             Error::PermissionDenied { name } => write!(
                 f,
                 "permission denied for shared segment `{name}`: check its owner and mode (ls -l /dev/shm for POSIX names, ipcs -m for System V keys, ls -l for files)"
@@ -387,6 +403,7 @@ impl From<Error> for io::Error {
             Error::SchemaTooLarge { .. } => io::ErrorKind::InvalidInput,
             Error::HandleLimit { .. } => io::ErrorKind::ResourceBusy,
             Error::NotWatchable { .. } => io::ErrorKind::Unsupported,
+            Error::MigrationUnsupported { .. } => io::ErrorKind::Unsupported,
             Error::Truncated { .. } => io::ErrorKind::UnexpectedEof,
             Error::Io { source, .. } => source.kind(),
             _ => io::ErrorKind::InvalidData,

@@ -23,8 +23,9 @@ pub enum PoisonCause {
     /// dropped during unwinding), as with `std::sync::Mutex`.
     Panicked,
     /// The segment was migrated to a new layout and replaced under its
-    /// name (see `SharedOptions::open_or_migrate`): this segment is the old
-    /// one. Reopen the name to reach the new one; writes here are lost to
+    /// name (see [`SharedOptions::open_or_migrate`](crate::SharedOptions::open_or_migrate)
+    /// and [`Store::get_or_migrate`](crate::Store::get_or_migrate)): this
+    /// segment (or entry) is the old one. Reopen the name to reach the new one; writes here are lost to
     /// the new segment's users.
     Superseded,
     /// The segment records a cause this build does not know (written by a

@@ -11,9 +11,9 @@ use crate::error::Result;
 use crate::lock::guard::Guard;
 use crate::lock::slot::Slot;
 use crate::lock::RawLock;
-use crate::segment::location::IntoLocation;
+use crate::segment::location::{IntoLocation, Location};
 use crate::segment::options::{OpenMode, SharedOptions};
-use crate::segment::Handle;
+use crate::segment::{Established, Handle};
 use crate::sys::mapping::Mapping;
 use crate::types::shareable::Shareable;
 
@@ -293,6 +293,39 @@ impl<T: Shareable> Shared<T> {
         self.handle.created
     }
 
+    /// Whether the call that made this handle migrated the segment from
+    /// another type ([`SharedOptions::open_or_migrate`]); `false` for every
+    /// other call, and for an `open_or_migrate` that found the new type or
+    /// nothing, or opened what another process had migrated.
+    pub fn migrated(&self) -> bool {
+        self.handle.migrated
+    }
+
+    /// What the call that made this handle replaced: with
+    /// [`SharedOptions::replace_on_mismatch`], the
+    /// [`Error::LayoutMismatch`](crate::Error::LayoutMismatch) that the
+    /// segment found under the name gave (it says what differed), before a
+    /// fresh segment took its place. `None` when nothing was replaced.
+    ///
+    /// ```
+    /// use shmstore::SharedOptions;
+    ///
+    /// # let name = format!("doc-replaced-{}", std::process::id());
+    /// shmstore::Shared::create(&name, 7u32)?; // an older build's type
+    /// let fresh = SharedOptions::new()
+    ///     .replace_on_mismatch(true)
+    ///     .open_or_create(&name, 0u64)?;
+    /// if let Some(mismatch) = fresh.replaced_mismatch() {
+    ///     eprintln!("replaced: {mismatch}"); // never silent
+    /// }
+    /// assert!(fresh.replaced_mismatch().is_some());
+    /// # shmstore::unlink(&name)?;
+    /// # Ok::<(), shmstore::Error>(())
+    /// ```
+    pub fn replaced_mismatch(&self) -> Option<&crate::Error> {
+        self.handle.replaced.as_deref()
+    }
+
     /// The descriptor of a memfd segment, to hand to another process
     /// ([`send_fd`](crate::send_fd), or inheritance); `None` for other
     /// backends.
@@ -567,6 +600,86 @@ impl SharedOptions {
         Ok(shared)
     }
 
+    /// Opens the segment at `at` as a `New`, migrating it from an `Old` if
+    /// that is what it holds: the way to change a segment's type while
+    /// processes of the old build still use it.
+    ///
+    /// - Nothing under the name: a segment holding `init` is created (as
+    ///   [`open_or_create`](SharedOptions::open_or_create)).
+    /// - A `New`: it is opened.
+    /// - An `Old`: under the old segment's lock (taken over if its holder
+    ///   died), a new segment holding `migrate(old value)` is made whole
+    ///   under a temporary name and put in place of the old one atomically:
+    ///   there is no moment when the name is missing or shows a half-made
+    ///   segment. The old segment is then marked superseded: its lock is
+    ///   poisoned with [`PoisonCause::Superseded`](crate::PoisonCause::Superseded)
+    ///   and a write is committed, so processes of the old build get `Err`
+    ///   from their next `lock()` (their
+    ///   [`wait_for_change`](Shared::wait_for_change) wakes), see the cause
+    ///   in [`poison_info`](Shared::poison_info), and reopen the name.
+    ///   Exactly one of many processes racing to migrate calls `migrate`;
+    ///   the others open its result. [`Shared::migrated`] says whether this
+    ///   call migrated.
+    /// - Anything else: [`Error::LayoutMismatch`](crate::Error::LayoutMismatch) (for `New`).
+    ///
+    /// Writes to the old segment after the migration would be lost: its
+    /// poison makes them impossible unless a process of the old build
+    /// clears it ([`Shared::clear_poison`]) on purpose; a handle opened
+    /// with [`poisoning(false)`](SharedOptions::poisoning) does not clear a
+    /// `Superseded` poison either.
+    ///
+    /// If `migrate` panics, the old segment stays under the name, its lock
+    /// is released without poisoning, and the panic goes on to the caller.
+    /// A migrating process killed at any point leaves the old segment or
+    /// the new one under the name (an old one marked superseded but still
+    /// under the name is migrated again by the next caller).
+    ///
+    /// POSIX and file segments only: a System V key cannot be moved to
+    /// another segment atomically, so a [`SysvKey`](crate::SysvKey) gives
+    /// [`Error::MigrationUnsupported`](crate::Error::MigrationUnsupported). For an entry of a store, see
+    /// [`Store::get_or_migrate`](crate::Store::get_or_migrate).
+    ///
+    /// ```
+    /// use shmstore::SharedOptions;
+    ///
+    /// mod v1 {
+    ///     #[derive(shmstore::Shareable, Clone, Copy, Default)]
+    ///     #[repr(C)]
+    ///     pub struct Config { pub workers: u32, pub _pad: u32 }
+    /// }
+    /// mod v2 {
+    ///     #[derive(shmstore::Shareable, Clone, Copy, Default)]
+    ///     #[repr(C)]
+    ///     pub struct Config { pub workers: u32, pub queue_len: u32 }
+    /// }
+    ///
+    /// # let name = format!("doc-migrate-{}", std::process::id());
+    /// let old = shmstore::Shared::create(&name, v1::Config { workers: 4, _pad: 0 })?;
+    ///
+    /// // A process of the next build:
+    /// let new = SharedOptions::new().open_or_migrate(&name, v2::Config::default(), |old: v1::Config| {
+    ///     v2::Config { workers: old.workers, queue_len: 64 }
+    /// })?;
+    /// assert!(new.migrated());
+    /// assert_eq!(new.lock().unwrap().workers, 4);
+    ///
+    /// // The old build's handle learns it at its next lock():
+    /// assert!(old.lock().is_err());
+    /// assert_eq!(old.poison_info().unwrap().cause(), shmstore::PoisonCause::Superseded);
+    /// # shmstore::unlink(&name)?;
+    /// # Ok::<(), shmstore::Error>(())
+    /// ```
+    pub fn open_or_migrate<Old: Shareable, New: Shareable>(
+        &self,
+        at: impl IntoLocation,
+        init: New,
+        migrate: impl FnOnce(Old) -> New,
+    ) -> Result<Shared<New>> {
+        let loc = at.into_location()?;
+        let (seg, migrated) = crate::segment::migrate::open_or_migrate(&loc, self, init, migrate)?;
+        Ok(self.handle(&loc, seg, migrated, None))
+    }
+
     fn establish<T: Shareable>(
         &self,
         at: impl IntoLocation,
@@ -574,7 +687,25 @@ impl SharedOptions {
         value: Option<T>,
     ) -> Result<Shared<T>> {
         let loc = at.into_location()?;
+        if mode == OpenMode::OpenOrCreate && self.replace_on_mismatch {
+            let value = value.expect("open_or_create passes a value");
+            let (seg, replaced) = crate::segment::migrate::open_or_replace(&loc, self, value)?;
+            return Ok(self.handle(&loc, seg, false, replaced));
+        }
         let seg = crate::segment::establish(&loc, self, mode, value)?;
+        Ok(self.handle(&loc, seg, false, None))
+    }
+
+    /// The handle of the segment `seg` that a call of these options
+    /// established at `loc`: `migrated` says whether it migrated it,
+    /// `replaced` what mismatch it replaced.
+    pub(crate) fn handle<T: Shareable>(
+        &self,
+        loc: &Location,
+        seg: Established,
+        migrated: bool,
+        replaced: Option<Box<crate::Error>>,
+    ) -> Shared<T> {
         let mut shared = Shared::from_parts(
             seg.map,
             Handle {
@@ -584,9 +715,11 @@ impl SharedOptions {
                 fd: None,
                 entry: None,
                 created: seg.created,
+                migrated,
+                replaced,
             },
         );
         shared.slot.set_poisoning(self.poisoning);
-        Ok(shared)
+        shared
     }
 }

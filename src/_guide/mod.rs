@@ -20,12 +20,16 @@
 //!    Redis.
 //! 10. [Costs](costs): what readers, the store and the mirror cost,
 //!     measured.
+//! 11. [Crashes and change](change): a poisoned lock and who poisoned it,
+//!     what `open_or_create` did, changing a shared type while the service
+//!     runs.
 //!
 //! How all of this works inside, and what is and is not guaranteed, is in
 //! [`_design`](crate::_design).
 
 pub mod atomics;
 pub mod backends;
+pub mod change;
 pub mod command;
 pub mod costs;
 pub mod derive;

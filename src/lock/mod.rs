@@ -580,7 +580,6 @@ impl RawLock {
     /// not finish (where `raw_poison` gave `None`, call
     /// [`clear_poison`](RawLock::clear_poison) instead). Called by the
     /// holder.
-    #[allow(dead_code)] // for migrations, made by `open_or_migrate`
     pub(crate) fn restore_poison(&self, saved: RawPoison) {
         self.holder.store(saved.holder, Ordering::Relaxed);
         self.poisoned_at.store(saved.at_ns, Ordering::Relaxed);

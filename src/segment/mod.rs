@@ -32,6 +32,7 @@ pub(crate) mod backend;
 pub(crate) mod header;
 pub(crate) mod init;
 pub(crate) mod location;
+pub(crate) mod migrate;
 pub(crate) mod name;
 pub(crate) mod options;
 pub(crate) mod publish;
@@ -45,7 +46,6 @@ pub(crate) struct Established {
     pub created: bool,
     /// The object under the name when it was opened (POSIX and file):
     /// what a migration replaces ([`publish::Prepared::replace`]).
-    #[allow(dead_code)] // read by the migration (open_or_migrate)
     pub id: Option<ObjectId>,
 }
 
@@ -86,8 +86,7 @@ pub(crate) fn establish_spec(
 ) -> Result<Established> {
     let label = loc.label();
     let remover = match &loc.0 {
-        Place::Posix(name) => Remover::Posix(name.clone()),
-        Place::File(path) => Remover::File(path.clone()),
+        Place::Posix(_) | Place::File(_) => remover_of(loc),
         Place::SysV(key) => {
             let (map, id, created) = sysv::establish(*key, opts, mode, spec, initial)?;
             return Ok(Established {
@@ -113,6 +112,16 @@ pub(crate) fn establish_spec(
         created,
         id: Some(id),
     })
+}
+
+/// How to remove the POSIX or file name `loc` (a System V segment is
+/// removed by its id, which only its opening gives).
+pub(crate) fn remover_of(loc: &Location) -> Remover {
+    match &loc.0 {
+        Place::Posix(name) => Remover::Posix(name.clone()),
+        Place::File(path) => Remover::File(path.clone()),
+        Place::SysV(_) => Remover::None,
+    }
 }
 
 /// Creates or opens a POSIX or file segment by publication: an existing
@@ -342,6 +351,11 @@ pub(crate) struct Handle {
     pub entry: Option<(String, String)>,
     /// Whether the call that made this handle made its segment.
     pub created: bool,
+    /// Whether that call migrated the segment from another type
+    /// (`open_or_migrate`).
+    pub migrated: bool,
+    /// The mismatch that call replaced (`replace_on_mismatch`).
+    pub replaced: Option<Box<Error>>,
 }
 
 impl Handle {
@@ -355,6 +369,8 @@ impl Handle {
             fd,
             entry: None,
             created: false,
+            migrated: false,
+            replaced: None,
         }
     }
 }

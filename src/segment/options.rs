@@ -28,6 +28,7 @@ pub struct SharedOptions {
     pub(crate) wake_read_only: bool,
     pub(crate) record_change_time: bool,
     pub(crate) poisoning: bool,
+    pub(crate) replace_on_mismatch: bool,
 }
 
 impl Default for SharedOptions {
@@ -47,6 +48,7 @@ impl SharedOptions {
             wake_read_only: false,
             record_change_time: false,
             poisoning: true,
+            replace_on_mismatch: false,
         }
     }
 
@@ -72,6 +74,26 @@ impl SharedOptions {
     /// value; leave it off for hot counters.
     pub fn record_change_time(&mut self, yes: bool) -> &mut Self {
         self.record_change_time = yes;
+        self
+    }
+
+    /// A development shortcut: when [`open_or_create`](SharedOptions::open_or_create)
+    /// finds a segment of another layout under the name, put a fresh
+    /// segment holding the given value in its place instead of failing with
+    /// [`Error::LayoutMismatch`](crate::Error::LayoutMismatch) (default
+    /// `false`). The old value is dropped: use it while the type changes
+    /// from one build to the next in development, never for data that must
+    /// survive (see [`open_or_migrate`](SharedOptions::open_or_migrate)).
+    ///
+    /// It is never silent: the handle's
+    /// [`replaced_mismatch`](crate::Shared::replaced_mismatch) gives the
+    /// mismatch that was replaced. The replacement is one atomic step (the
+    /// name never misses a segment); handles that are open keep the old
+    /// segment. Only a segment of ours of another layout is replaced:
+    /// anything else under the name keeps its error. System V keys cannot
+    /// be replaced atomically: [`Error::MigrationUnsupported`](crate::Error::MigrationUnsupported).
+    pub fn replace_on_mismatch(&mut self, yes: bool) -> &mut Self {
+        self.replace_on_mismatch = yes;
         self
     }
 

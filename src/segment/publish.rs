@@ -94,6 +94,17 @@ pub(crate) fn path_of(loc: &Location) -> Result<PathBuf> {
     Ok(p.dir.join(p.base))
 }
 
+/// The object under `loc`'s name now (`None` if the name is free), looked
+/// at without following a link.
+pub(crate) fn id_under(loc: &Location) -> Result<Option<ObjectId>> {
+    let path = path_of(loc)?;
+    match fstatat(AT_FDCWD, &path, AtFlags::AT_SYMLINK_NOFOLLOW) {
+        Ok(st) => Ok(Some(ObjectId::of(&st))),
+        Err(Errno::ENOENT) => Ok(None),
+        Err(e) => Err(Error::from_errno(&loc.label(), "inspecting", e)),
+    }
+}
+
 /// FNV-1a, 64 bits: a hash of a final name that is the same in every build.
 fn name_hash(name: &str) -> u64 {
     name.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
@@ -409,7 +420,6 @@ impl Prepared {
     ///
     /// A filesystem without `RENAME_EXCHANGE` gives [`Error::Io`] with
     /// `ErrorKind::Unsupported`; a name that is gone, [`Error::NotFound`].
-    #[cfg_attr(not(test), allow(dead_code))] // the migration (open_or_migrate) calls it
     pub(crate) fn replace(mut self, old: ObjectId) -> Result<Mapping> {
         let dir = self.dir.as_fd();
         let exchange =

@@ -866,7 +866,9 @@ impl Heap<'_> {
             self.map.write_bytes(at + layout.schema, new.schema);
         }
         self.map.raw_lock(at + layout.slot).reset();
-        self.map.versions(at + layout.slot + crate::lock::LOCK_SIZE).reset(flags);
+        self.map
+            .versions(at + layout.slot + crate::lock::LOCK_SIZE)
+            .reset(flags);
         h
     }
 

@@ -4,9 +4,9 @@
 //! The protocol (the directory's side is `Heap::replace`, and its crash
 //! recovery `Heap::finish_replacement`): under the old entry's lock the
 //! old value is copied out and migrated; then, under the directory lock, a
-//! block is reserved and filled with the new entry, and one store makes it
-//! the key's entry in place of the old one, which becomes REMOVED (kept
-//! while handles hold it); last the old entry is marked superseded.
+//! block is reserved and filled with the new entry, the old entry is
+//! marked superseded, and one store makes the new entry the key's in place
+//! of the old one, which becomes REMOVED (kept while handles hold it).
 
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 
@@ -202,22 +202,27 @@ impl Store {
             schema: &schema,
         };
         let at = self.reserve(dir, &entry)?;
+        // Marked before the switch, while this thread holds the old entry's
+        // lock: once the key names the new entry, no write of the old build
+        // can land in the old one unnoticed, even if this process dies
+        // between the two. A switch that fails puts the poison back as it was.
+        let saved = slot.raw().raw_poison();
+        slot.raw().supersede();
         dir.begin_change();
-        let e = dir.heap().replace(i, old, at, &entry, self.inner.slot)?;
-        mark_superseded(slot, lock);
+        let e = match dir.heap().replace(i, old, at, &entry, self.inner.slot) {
+            Ok(e) => e,
+            Err(err) => {
+                match saved {
+                    Some(saved) => slot.raw().restore_poison(saved),
+                    None => slot.raw().clear_poison(),
+                }
+                return Err(err);
+            }
+        };
+        // A write, committed when the lock is released, wakes the old
+        // entry's waiters.
+        lock.begin_write();
         self.hold(dir, &e)?;
         self.entry_handle(key, &e)
     }
-}
-
-/// Marks the old entry of a migration as superseded, as the holder of its
-/// lock (`held`): poisons the lock with the cause
-/// [`Superseded`](crate::PoisonCause::Superseded), so that handles on the
-/// old entry get `Err` from their next `lock()` (and must clear the poison
-/// to write to it; `poisoning(false)` does not clear this cause), and
-/// begins a write, committed when the lock is released, so that
-/// `wait_for_change` on it wakes.
-fn mark_superseded<T: Shareable>(slot: &Slot<T>, held: &mut Held<'_>) {
-    slot.raw().supersede();
-    held.begin_write();
 }

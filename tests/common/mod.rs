@@ -83,7 +83,28 @@ impl Drop for Segment {
     fn drop(&mut self) {
         // The type parameter does not matter to unlink.
         let _ = shmstore::unlink(&self.name);
+        // And what creators of this name killed mid-way left.
+        for temp in temporaries(&self.name) {
+            let _ = std::fs::remove_file(format!("/dev/shm/{temp}"));
+        }
     }
+}
+
+/// The temporary names in /dev/shm of segments being made under `name`
+/// (hidden files named after a hash of the final name: FNV-1a, 64 bits, in
+/// hex, as src/segment/publish.rs makes them).
+pub fn temporaries(name: &str) -> Vec<String> {
+    let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    let stem = format!(".shmstore-new.{hash:016x}.");
+    std::fs::read_dir("/dev/shm")
+        .map(|dir| {
+            dir.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .filter(|n| n.starts_with(&stem))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 // ---------------------------------------------------------------------------

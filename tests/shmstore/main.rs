@@ -17,6 +17,9 @@ mod common;
 // The typed handle and its lock.
 /// `SharedAtomic` on structs of atomics, from processes and threads.
 mod lockfree;
+/// Changing a segment's type while processes use it: `open_or_migrate`,
+/// `replace_on_mismatch`.
+mod migrate;
 /// What poisoned a lock (`poison_info`), clearing it, handles that opt out
 /// of poisoning.
 mod poison;

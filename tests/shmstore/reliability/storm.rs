@@ -1173,19 +1173,14 @@ fn reopen(name: &str) -> Result<Left, String> {
 /// Threads that reopen the names left behind.
 const REOPENERS: usize = 16;
 
-/// The temporary names in /dev/shm of new segments of `name`, as the
-/// crate makes them: `.shmstore-new.<FNV-1a of the name, 16 hex digits>.<pid>.<n>`.
+/// The temporary names in /dev/shm of new segments of `name`
+/// (`common::temporaries`), with the pid each names as its creator
+/// (`.shmstore-new.<hash>.<pid>.<n>`).
 fn temporaries_of(name: &str) -> Vec<(String, i32)> {
-    let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    });
-    let stem = format!(".shmstore-new.{hash:016x}.");
-    std::fs::read_dir("/dev/shm")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| {
-            let file = e.file_name().into_string().ok()?;
-            let pid = file.strip_prefix(&stem)?.split('.').next()?.parse().ok()?;
+    common::temporaries(name)
+        .into_iter()
+        .filter_map(|file| {
+            let pid = file.split('.').nth(3)?.parse().ok()?;
             Some((file, pid))
         })
         .collect()
