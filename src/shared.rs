@@ -505,14 +505,17 @@ impl<T: Shareable> Shared<T> {
     }
 
     /// Makes the guard for a lock this thread (identity `me`) has just acquired.
-    #[inline]
+    #[inline(always)]
     fn guard(&self, me: u64) -> LockResult<SharedGuard<'_, T>> {
+        // Checked after acquiring: a segment shrunk under us meanwhile has
+        // zeros where the value was, which must not pass for it. Decided
+        // before the guard is made, so that no call comes between making
+        // it and returning it (it then stays out of memory).
+        let poisoned = (self.raw().is_poisoned() || self.slot.is_cut()) && !self.slot.recovers();
         let guard = SharedGuard {
             guard: self.slot.guard(me),
         };
-        // Checked after acquiring: a segment shrunk under us meanwhile has
-        // zeros where the value was, which must not pass for it.
-        if (self.raw().is_poisoned() || self.slot.is_cut()) && !self.slot.recovers() {
+        if poisoned {
             Err(PoisonError::new(guard))
         } else {
             Ok(guard)

@@ -148,7 +148,10 @@ impl RawLock {
     /// # Panics
     ///
     /// If the calling thread holds the lock already (it would deadlock).
-    #[inline]
+    // Always inlined: called out of line (it grew with `note_holder`), an
+    // uncontended lock and unlock cost a fifth more (measured with the
+    // counter example).
+    #[inline(always)]
     pub(crate) fn acquire(&self) -> u64 {
         let me = held::ident();
         if self

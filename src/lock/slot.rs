@@ -254,8 +254,11 @@ impl<T: Shareable> Slot<T> {
     /// Whether a poison found after acquiring the lock is cleared rather
     /// than reported: on handles that opted out of poisoning, unless the
     /// segment was superseded (writes to a migrated segment need an
-    /// explicit `clear_poison`). Clears it if so.
-    #[inline]
+    /// explicit `clear_poison`). Clears it if so. Called only on the
+    /// poisoned path, kept out of line so that the guard of the clean path
+    /// stays in registers.
+    #[cold]
+    #[inline(never)]
     pub(crate) fn recovers(&self) -> bool {
         if self.poisoning || self.is_cut() {
             return false;
