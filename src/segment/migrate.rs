@@ -220,3 +220,42 @@ fn refuse_sysv(loc: &Location) -> Result<()> {
         _ => Ok(()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::{PoisonCause, Shared, SharedOptions};
+
+    /// A migrating process that dies after marking the old segment and
+    /// before the exchange (a window of microseconds that random kills
+    /// seldom hit): the old segment stays under the name, superseded, its
+    /// lock held by the dead; the next caller takes it over and finishes.
+    #[test]
+    fn a_migration_that_died_after_marking_is_finished_by_the_next_caller() {
+        let name = format!("shmstore-unit-migrate-{}", std::process::id());
+        let old = Shared::create(name.as_str(), 5u32).unwrap();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                // The lock stays held by this thread, which then ends.
+                old.slot.raw().acquire();
+                old.slot.raw().supersede();
+            });
+        });
+        assert_eq!(
+            old.poison_info().map(|i| i.cause()),
+            Some(PoisonCause::Superseded)
+        );
+        let new = SharedOptions::new()
+            .open_or_migrate(name.as_str(), 0u64, |v: u32| u64::from(v) + 1)
+            .unwrap();
+        assert!(new.migrated());
+        assert_eq!(*new.lock().unwrap(), 6);
+        assert!(
+            Shared::<u32>::open(name.as_str()).is_err(),
+            "the name holds the new one"
+        );
+        let info = old.poison_info().unwrap();
+        assert_eq!(info.cause(), PoisonCause::Superseded);
+        assert_eq!(info.pid(), Some(std::process::id()));
+        crate::unlink(name.as_str()).unwrap();
+    }
+}
