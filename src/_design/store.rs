@@ -49,7 +49,11 @@
 //! opens it) and calls the migration without the directory lock; then,
 //! under the directory lock:
 //!
-//! 1. a block is RESERVED and filled with the new entry (as for an insert);
+//! 1. a block is RESERVED and filled with the new entry (as for an insert),
+//!    and the old entry is marked superseded (its lock poisoned with the
+//!    cause `Superseded`; put back as it was if the replacement fails), so
+//!    that no write of the old build lands in it unnoticed once the key
+//!    names the new one, even if the migrator dies right after the switch;
 //! 2. the meta's replacement record (8 bytes) is set to the pair (new
 //!    block, old block);
 //! 3. **the switch**: the new block turns LIVE, one store;
@@ -57,8 +61,8 @@
 //! 5. the old block is freed, or marked REMOVED while handles hold it;
 //! 6. the record is cleared.
 //!
-//! Last, the old entry is marked superseded: its lock poisoned and a write
-//! committed on it (waking its watchers), then its lock released.
+//! Last, a write is committed on the old entry (waking its watchers) as its
+//! lock is released.
 //!
 //! A SIGKILL before step 3 leaves the old entry LIVE and the new block
 //! RESERVED; after it, both LIVE. Recovery looks at the record first: if
@@ -68,8 +72,10 @@
 //! freed, buckets are entered from the LIVE blocks). A record that does not
 //! name such a pair (damaged by a peer) changes nothing but is cleared.
 //! Outside a change the record is 0, which `check` verifies. The old
-//! entry's lock, held by the dead migrator, is taken over poisoned by its
-//! next locker, as any dead holder's.
+//! entry's lock, held by the dead migrator, is taken over by its next
+//! locker, as any dead holder's; it stays poisoned `Superseded` (poison is
+//! sticky), and if the switch had not happened, the next `get_or_migrate`
+//! migrates the entry again.
 //!
 //! # Recovery
 //!
