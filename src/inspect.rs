@@ -573,24 +573,30 @@ pub fn wait_for_change(
             }
         });
     }
-    let label = loc.label();
-    let map = map_any(&loc)?;
+    let slot = segment_lock(&loc.label(), map_any(&loc)?)?;
+    Ok(slot.wait_for_change(seen, timeout))
+}
+
+/// The segment's own lock and versions in `map` (of the segment `label`),
+/// as a slot without value bytes: the lock of a value, or a store's
+/// directory lock. A segment whose header is not ours and ready is refused.
+fn segment_lock(label: &str, map: Mapping) -> Result<RawSlot> {
     let mapped = header::read_mapped(&map).map_err(|u| Error::Corrupt {
-        name: label.clone(),
+        name: label.to_owned(),
         reason: u.reason(),
     })?;
     if mapped.layout.is_none() || !matches!(mapped.header.kind, KIND_VALUE | KIND_STORE) {
-        return Err(Error::Incomplete { name: label });
+        return Err(Error::Incomplete {
+            name: label.to_owned(),
+        });
     }
-    // Only the lock and versions are used: no value bytes.
-    let slot = RawSlot::new(
+    Ok(RawSlot::new(
         Box::new(map),
         LOCK_OFFSET,
         VERSIONS_OFFSET,
         VERSIONS_OFFSET,
         0,
-    );
-    Ok(slot.wait_for_change(seen, timeout))
+    ))
 }
 
 // ---------------------------------------------------------------------------
@@ -874,22 +880,7 @@ pub fn unpoison(at: impl IntoLocation, entry: Option<&str>) -> Result<Option<Poi
             if !map.is_writable() {
                 return Err(Error::PermissionDenied { name: label });
             }
-            let mapped = header::read_mapped(&map).map_err(|u| Error::Corrupt {
-                name: label.clone(),
-                reason: u.reason(),
-            })?;
-            if mapped.layout.is_none() || !matches!(mapped.header.kind, KIND_VALUE | KIND_STORE) {
-                return Err(Error::Incomplete { name: label });
-            }
-            // Only the lock and versions are used: no value bytes.
-            let slot = RawSlot::new(
-                Box::new(map),
-                LOCK_OFFSET,
-                VERSIONS_OFFSET,
-                VERSIONS_OFFSET,
-                0,
-            );
-            (slot, label, None)
+            (segment_lock(&label, map)?, label, None)
         }
     };
     let me = slot.raw().acquire();

@@ -147,4 +147,9 @@ pub mod __private {
     }
     pub use core;
     pub use std::vec::Vec;
+
+    /// Year, month and day of a day count since 1970-01-01: how the
+    /// `shmstore` command and `PoisonInfo` print times, without a
+    /// dependency.
+    pub use crate::poison::civil;
 }

@@ -224,8 +224,9 @@ fn write_utc(f: &mut fmt::Formatter<'_>, t: SystemTime) -> fmt::Result {
 }
 
 /// The proleptic Gregorian date of `days` since 1970-01-01 (Howard
-/// Hinnant's `civil_from_days`).
-fn civil(days: i64) -> (i64, u32, u32) {
+/// Hinnant's `civil_from_days`). The `shmstore` command formats its times
+/// with it too (through `__private`).
+pub fn civil(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);

@@ -250,24 +250,10 @@ fn unix(t: SystemTime) -> (i64, u32) {
     }
 }
 
-/// Year, month and day of a day count since 1970-01-01 (Howard Hinnant's
-/// `civil_from_days`).
-fn civil(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
-}
-
 /// `t` in UTC, RFC 3339 with milliseconds: `2026-11-27T05:41:02.123Z`.
 pub fn rfc3339(t: SystemTime) -> String {
     let (s, n) = unix(t);
-    let (y, mo, d) = civil(s.div_euclid(86_400));
+    let (y, mo, d) = shmstore::__private::civil(s.div_euclid(86_400));
     let sod = s.rem_euclid(86_400);
     format!(
         "{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
@@ -283,7 +269,7 @@ pub fn local_time(t: SystemTime) -> String {
     let (s, _) = unix(t);
     let offset = utc_offset(s);
     let s = s + offset;
-    let (y, mo, d) = civil(s.div_euclid(86_400));
+    let (y, mo, d) = shmstore::__private::civil(s.div_euclid(86_400));
     let sod = s.rem_euclid(86_400);
     format!(
         "{y:04}-{mo:02}-{d:02} {:02}:{:02}:{:02}",
