@@ -13,7 +13,7 @@
 //!
 //! 1. A snapshot of a 64-byte value (`Shared::snapshot`,
 //!    `SharedReader::snapshot`) against a plain copy of the same bytes out
-//!    of the same segment (`ptr::read` at offset 288 of our own mapping of
+//!    of the same segment (`ptr::read` at offset 304 of our own mapping of
 //!    `/dev/shm/NAME`) and against mmap-sync's `read` of the same 64 bytes.
 //! 2. The same for 4 KiB against a 4 KiB `memcpy`.
 //! 3. Writer commits per second with 0 and with 4 busy reader processes:
@@ -83,7 +83,7 @@ struct SyncSmall {
 
 /// Where a `Shared<T>`'s value starts in its segment, for `T` aligned to at
 /// most 32 (see the layout in src/header.rs); checked at run time below.
-const VALUE_OFFSET: usize = 288;
+const VALUE_OFFSET: usize = 304;
 /// Word 7 of a [`Small`] once a run is over.
 const STOP: u64 = u64::MAX;
 /// Busy reader processes in section 3.
@@ -290,7 +290,7 @@ fn section_small(cfg: &Config, prefix: &str) -> Result<Vec<String>, String> {
 
     let mut variants: Vec<Variant<'_>> = vec![
         (
-            "plain copy: ptr::read at offset 288 of own mapping",
+            "plain copy: ptr::read at offset 304 of own mapping",
             Box::new(|n| {
                 per_op(n, || {
                     let p = black_box(raw);
@@ -436,7 +436,7 @@ fn section_page(cfg: &Config, prefix: &str) -> Result<Vec<String>, String> {
     }
     let mut variants: Vec<Variant<'_>> = vec![
         (
-            "plain 4 KiB memcpy: ptr::read at offset 288 of own mapping",
+            "plain 4 KiB memcpy: ptr::read at offset 304 of own mapping",
             Box::new(|n| {
                 per_op(n, || {
                     let p = black_box(raw);
