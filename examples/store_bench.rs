@@ -136,9 +136,9 @@ struct Filled {
 impl Filled {
     fn new(cleanup: &mut Cleanup, keys: usize) -> Filled {
         let name = cleanup.name(&format!("{keys}keys"));
-        // An entry of a u64 under a key of up to 9 bytes takes 192 bytes;
+        // An entry of a u64 under a key of up to 9 bytes takes 256 bytes;
         // room to spare for section 3's inserts.
-        let store = Store::create(name.as_str(), keys * 192 + 64 * 1024).expect("create a store");
+        let store = Store::create(name.as_str(), keys * 256 + 64 * 1024).expect("create a store");
         let names: Vec<String> = (0..keys).map(|i| format!("key/{i}")).collect();
         for (i, key) in names.iter().enumerate() {
             store.insert::<u64>(key, i as u64).expect("insert");

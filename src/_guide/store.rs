@@ -58,8 +58,8 @@
 //!   [`insert`](crate::Store::insert).
 //! - **Space**: the capacity is fixed at creation. An entry takes one block:
 //!   a 64-byte header, its key and type name, its lock and write counter
-//!   (48 bytes), and its value, rounded up to 64 bytes (at least 128). A
-//!   `u64` entry with a short key takes 192 bytes. Removing an entry frees
+//!   (48 bytes), its value and its schema, rounded up to 64 bytes (at
+//!   least 128). A `u64` entry with a short key takes 256 bytes. Removing an entry frees
 //!   its block, merged with free neighbours, and any later entry may use it.
 //!   What fragmentation can cost: free space split into pieces smaller than
 //!   a new entry's block; [`Error::StoreFull`](crate::Error::StoreFull) then
