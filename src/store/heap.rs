@@ -318,7 +318,9 @@ impl Heap<'_> {
     /// A block index (as buckets and free lists store it) to an absolute
     /// offset, checked to leave room for a block header.
     fn block_at(&self, index: u32) -> Result<usize> {
-        let off = (u64::from(index).wrapping_sub(1)) * BLOCK_ALIGN;
+        // Index 0 (no block) is refused before any arithmetic: a damaged
+        // one must not overflow here (indexes are 32-bit, so the rest fit).
+        let off = u64::from(index.wrapping_sub(1)) * BLOCK_ALIGN;
         if index == 0 || off + MIN_BLOCK > self.geo.heap_size {
             return Err(self.corrupt(format!("block index {index} is out of the heap")));
         }
