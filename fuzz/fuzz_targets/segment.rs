@@ -14,7 +14,7 @@ use shmstore::inspect::{self, State};
 use shmstore::{Schema, Shared, SharedReader};
 use shmstore_fuzz::{
     bytes_of, damage, names_live_thread, names_me, read_fields, sample, scribble, u64_at,
-    value_parts, Rich, Unlink, LOCK_AT, VALUE_AT,
+    value_parts, Rich, Unlink, LOCK_AT, SEQ_AT, VALUE_AT,
 };
 
 fuzz_target!(|input: &[u8]| {
@@ -52,7 +52,7 @@ fn exercise(name: &str, after: &[u8]) {
         report.state
     );
     let word = u64_at(after, LOCK_AT);
-    let seq = u64_at(after, LOCK_AT + 16);
+    let seq = u64_at(after, SEQ_AT);
     let value = &after[VALUE_AT..VALUE_AT + std::mem::size_of::<Rich>()];
     assert_eq!(shared.generation(), seq >> 1);
     // A snapshot with no write in progress returns at once. (One with a

@@ -140,11 +140,14 @@ impl Drop for Unlink {
 // ---------------------------------------------------------------------------
 // Layouts
 
-/// Where the lock (word, sleepers, poison) and its write counter (sequence,
-/// flags, change time) are in a segment.
+/// Where the lock (word, sleepers, poison cause, holder or poisoner, poison
+/// time) and then its write counter (sequence, flags, change time) are in a
+/// segment.
 pub const LOCK_AT: usize = 256;
+/// Where the write counter's sequence is.
+pub const SEQ_AT: usize = LOCK_AT + 32;
 /// Where a `Rich` starts in its segment.
-pub const VALUE_AT: usize = 288;
+pub const VALUE_AT: usize = 304;
 /// The lock word's flag bits (waiters, watched).
 pub const LOCK_FLAGS: u64 = 3 << 30;
 
@@ -198,10 +201,19 @@ fn header_parts(out: &mut Vec<Part>) {
     out.push(area(240..256));
 }
 
-/// A slot's fields: lock word, sleepers, poison flag, sequence, flags,
-/// change time.
+/// A slot's fields: lock word, sleepers, poison cause, holder or poisoner,
+/// poison time, sequence, flags, change time.
 fn slot_parts(out: &mut Vec<Part>, lock: usize) {
-    for (at, len) in [(0, 8), (8, 4), (12, 4), (16, 8), (24, 4), (28, 4)] {
+    for (at, len) in [
+        (0, 8),
+        (8, 4),
+        (12, 4),
+        (16, 8),
+        (24, 8),
+        (32, 8),
+        (40, 4),
+        (44, 4),
+    ] {
         out.push(field(lock + at, len));
     }
 }
@@ -245,10 +257,10 @@ pub fn store_parts(b: &[u8]) -> Vec<Part> {
     let mut p = Vec::new();
     header_parts(&mut p);
     slot_parts(&mut p, LOCK_AT);
-    for (at, len) in [(0, 4), (4, 4), (8, 8), (16, 8), (24, 8), (32, 8)] {
+    for (at, len) in [(0, 4), (4, 4), (8, 8), (16, 8), (24, 8), (32, 8), (40, 8)] {
         p.push(field(content + at, len));
     }
-    p.push(area(content + 40..content + 256));
+    p.push(area(content + 48..content + 256));
     p.push(area(handles..buckets_at));
     p.push(area(buckets_at..heap_at));
     let mut off = 0;
