@@ -880,12 +880,11 @@ fn live_holder_is_never_taken_over_even_when_stopped() {
 // ===========================================================================
 // 6. Races to create
 
-#[test]
-fn open_or_create_race_initialises_exactly_once() {
-    const N: u32 = 8;
-    let seg = Segment::new("ooc-race");
-    let mut kids: Vec<Kid> = (0..N)
-        .map(|i| Kid::spawn("race", &[seg.name(), "ooc", &i.to_string()]))
+/// Starts `n` racers (role `race`, doing `what` on `seg`), lets them go
+/// together, and returns each one's result line once it has exited cleanly.
+fn racers(seg: &Segment, what: &str, n: u32) -> Vec<String> {
+    let mut kids: Vec<Kid> = (0..n)
+        .map(|i| Kid::spawn("race", &[seg.name(), what, &i.to_string()]))
         .collect();
     for k in &mut kids {
         k.expect("ready");
@@ -893,14 +892,25 @@ fn open_or_create_race_initialises_exactly_once() {
     for k in &mut kids {
         k.send("go");
     }
+    kids.iter_mut()
+        .map(|k| {
+            let r = k.expect("result=");
+            k.wait_success();
+            r
+        })
+        .collect()
+}
+
+#[test]
+fn open_or_create_race_initialises_exactly_once() {
+    const N: u32 = 8;
+    let seg = Segment::new("ooc-race");
     let mut pads = Vec::new();
     let mut created = 0;
-    for k in &mut kids {
-        let r = k.expect("result=");
+    for r in racers(&seg, "ooc", N) {
         assert!(r.starts_with("ok"), "open_or_create failed in a racer: {r}");
         pads.push(field(&r, "pad").parse::<u32>().unwrap());
         created += u32::from(field(&r, "created") == "true");
-        k.wait_success();
     }
     assert_eq!(created, 1, "created() true in {created} of {N} racers");
     let c = Shared::<Counter>::open(seg.name()).unwrap();
@@ -929,19 +939,9 @@ fn open_or_create_race_initialises_exactly_once() {
 fn store_open_or_create_race_says_created_in_exactly_one() {
     const N: u32 = 8;
     let seg = Segment::new("store-ooc-race");
-    let mut kids: Vec<Kid> = (0..N)
-        .map(|i| Kid::spawn("race", &[seg.name(), "store", &i.to_string()]))
-        .collect();
-    for k in &mut kids {
-        k.expect("ready");
-    }
-    for k in &mut kids {
-        k.send("go");
-    }
     let mut created = Vec::new();
     let mut capacities = std::collections::BTreeSet::new();
-    for k in &mut kids {
-        let r = k.expect("result=");
+    for r in racers(&seg, "store", N) {
         assert!(
             r.starts_with("ok"),
             "Store::open_or_create failed in a racer: {r}"
@@ -950,7 +950,6 @@ fn store_open_or_create_race_says_created_in_exactly_one() {
             created.push(field(&r, "asked").parse::<usize>().unwrap());
         }
         capacities.insert(field(&r, "capacity").parse::<usize>().unwrap());
-        k.wait_success();
     }
     assert_eq!(
         created.len(),
