@@ -171,7 +171,10 @@ impl Registry {
 
     fn remove(&self, i: usize) {
         let mut inner = self.lock();
-        if inner.slots.get_mut(i).and_then(Option::take).is_some() {
+        // Dropped after the mutex: a waker's drop may run any code,
+        // including a future's drop that comes back here.
+        let gone = inner.slots.get_mut(i).and_then(Option::take);
+        if gone.is_some() {
             inner.live -= 1;
             inner.free.insert(i);
             while inner.slots.last().is_some_and(Option::is_none) {
@@ -180,6 +183,8 @@ impl Registry {
                 inner.free.remove(&last);
             }
         }
+        drop(inner);
+        drop(gone);
     }
 
     /// Thread `k`: sleeps on its slots' words, wakes the futures whose
@@ -246,17 +251,21 @@ fn forget_range(start: usize, len: usize) {
     let Some(reg) = REGISTRY.get() else { return };
     let mut inner = reg.lock();
     let mut gone = Vec::new();
+    let mut entries = Vec::new();
     for (i, s) in inner.slots.iter_mut().enumerate() {
         if s.as_ref().is_some_and(|e| {
             let a = e.versions.as_ptr() as usize;
             a >= start && a - start < len
         }) {
-            *s = None;
+            // Dropped after the mutex, as in `remove`.
+            entries.extend(s.take());
             gone.push(i);
         }
     }
     inner.live -= gone.len();
     inner.free.extend(gone);
+    drop(inner);
+    drop(entries);
 }
 
 /// A wait for the generation of `versions` to differ from `seen`, as a
@@ -322,14 +331,18 @@ impl<'a> Waiting<'a> {
         match self.registered {
             Some(i) => {
                 let mut inner = reg.lock();
+                let mut old = None;
                 if let Some(Some(e)) = inner.slots.get_mut(i) {
                     e.expected = s as u32;
                     e.woken = false;
                     if !e.waker.will_wake(cx.waker()) {
-                        e.waker = cx.waker().clone();
+                        old = Some(std::mem::replace(&mut e.waker, cx.waker().clone()));
                     }
                 }
                 reg.poke(&inner, i);
+                drop(inner);
+                // Dropped after the mutex, as in `remove`.
+                drop(old);
             }
             None => {
                 let entry = Entry {
