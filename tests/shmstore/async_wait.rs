@@ -146,6 +146,27 @@ fn a_read_only_reader_gets_the_blocking_waits_answer() {
 }
 
 #[test]
+fn a_future_on_a_segment_shrunk_under_it_gives_the_blocking_waits_error() {
+    let seg = Segment::new("async-shrunk");
+    let s = Shared::create(seg.name(), 0u64).unwrap();
+    *s.lock().unwrap() = 1;
+    let mut kid = Kid::spawn("shrunk", &[seg.name()]);
+    kid.expect("pending");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(seg.path())
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    kid.send("go");
+    let v = kid.expect("async=");
+    let m = kid.expect("message=");
+    assert_eq!(v, "Truncated", "{m}");
+    assert_eq!(kid.expect("blocking="), "Truncated");
+    kid.wait_success();
+}
+
+#[test]
 fn dropped_and_leaked_futures_leave_nothing_registered() {
     let mut kid = Kid::spawn("cancel", &[]);
     kid.expect("ok");
@@ -214,6 +235,19 @@ fn child_entry() {
             }
         }
         "cancel" => cancel(),
+        "shrunk" => {
+            let s = Shared::<u64>::open(&args[1]).expect("open");
+            let seen = s.generation();
+            let mut fut = pin!(s.changed(seen));
+            assert!(pending(fut.as_mut()));
+            say("pending");
+            assert_eq!(command().as_deref(), Some("go"));
+            let e = futures::executor::block_on(fut).unwrap_err();
+            say(format!("async={}", truncated(&e)));
+            say(format!("message={e}"));
+            let e = s.wait_for_change(seen, Duration::ZERO).unwrap_err();
+            say(format!("blocking={}", truncated(&e)));
+        }
         "many" => many(args[1].parse().unwrap()),
         "fallback" => fallback(&args[1]),
         "waitv" => {
@@ -223,6 +257,14 @@ fn child_entry() {
             say(format!("waitv {:?}", async_wait::uses_waitv()));
         }
         other => panic!("unknown role {other}"),
+    }
+}
+
+/// "Truncated" for that error, its message otherwise.
+fn truncated(e: &shmstore::Error) -> String {
+    match e {
+        shmstore::Error::Truncated { .. } => "Truncated".to_owned(),
+        other => other.to_string(),
     }
 }
 
