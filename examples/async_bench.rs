@@ -1,8 +1,9 @@
 //! Async waiting, measured in one run:
 //!
 //! 1. wake latency from a commit in a writer process to the waiter in this
-//!    one: the blocking `wait_for_change` and `changed(seen).await` (tokio,
-//!    current-thread), median and p99, alternating on the same commits;
+//!    one: the blocking `wait_for_change`, and `changed(seen).await` under
+//!    `futures::executor::block_on` and under tokio's current-thread
+//!    runtime, median and p99, in turn on the same writer's commits;
 //! 2. 10,000 tasks awaiting 10,000 different segments: background threads,
 //!    the process's threads and memory, time for all to resolve;
 //! 3. a writer's commit cost (lock, write, unlock) with nobody waiting and
@@ -83,32 +84,46 @@ fn latency(rounds: usize) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
-    let (mut blocking, mut awaited) = (Vec::new(), Vec::new());
-    for i in 0..2 * rounds {
+    let (mut blocking, mut awaited, mut tokio) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..3 * rounds {
         let seen = s.generation();
         writeln!(to, "go").unwrap();
-        if i % 2 == 0 {
-            s.wait_for_change(seen, Duration::from_secs(10))
-                .unwrap()
-                .expect("a commit");
-            blocking.push(now_ns() - s.snapshot().unwrap().at_ns);
-        } else {
-            rt.block_on(s.changed(seen)).unwrap();
-            awaited.push(now_ns() - s.snapshot().unwrap().at_ns);
+        match i % 3 {
+            0 => {
+                s.wait_for_change(seen, Duration::from_secs(10))
+                    .unwrap()
+                    .expect("a commit");
+                blocking.push(now_ns() - s.snapshot().unwrap().at_ns);
+            }
+            1 => {
+                futures::executor::block_on(s.changed(seen)).unwrap();
+                awaited.push(now_ns() - s.snapshot().unwrap().at_ns);
+            }
+            _ => {
+                rt.block_on(s.changed(seen)).unwrap();
+                tokio.push(now_ns() - s.snapshot().unwrap().at_ns);
+            }
         }
     }
     drop(to);
     child.wait().unwrap();
     shmstore::unlink(name.as_str()).unwrap();
-    let (bm, am) = (percentile(&mut blocking, 0.5), percentile(&mut awaited, 0.5));
+    let bm = percentile(&mut blocking, 0.5);
+    let line = |what: &str, v: &mut Vec<u64>| {
+        let m = percentile(v, 0.5);
+        println!(
+            "  {what}: median {m:.1} us, p99 {:.1} us ({:.2}x the blocking median)",
+            percentile(v, 0.99),
+            m / bm
+        );
+    };
     println!(
-        "wake latency, commit in another process to the waiter ({rounds} each, alternating):\n  \
-         wait_for_change (blocking): median {bm:.1} us, p99 {:.1} us\n  \
-         changed().await (tokio):    median {am:.1} us, p99 {:.1} us ({:.2}x the blocking median)",
-        percentile(&mut blocking, 0.99),
-        percentile(&mut awaited, 0.99),
-        am / bm
+        "wake latency, commit in another process to the waiter ({rounds} each, in turn):\n  \
+         wait_for_change (blocking):                 median {bm:.1} us, p99 {:.1} us",
+        percentile(&mut blocking, 0.99)
     );
+    line("changed().await, futures::executor::block_on", &mut awaited);
+    line("changed().await, tokio current_thread      ", &mut tokio);
 }
 
 fn status(key: &str) -> u64 {

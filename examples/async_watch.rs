@@ -84,7 +84,10 @@ fn readers(name: &str) -> AnyResult<()> {
                     if tick.round == u64::MAX {
                         return Ok::<_, shmstore::Error>(());
                     }
-                    println!("reader task {task}: round {} value {}", tick.round, tick.value);
+                    println!(
+                        "reader task {task}: round {} value {}",
+                        tick.round, tick.value
+                    );
                 }
             }));
         }
