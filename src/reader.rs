@@ -137,7 +137,7 @@ impl<T: Shareable> SharedReader<T> {
                     name: self.label.clone(),
                 });
             }
-            Changed::new(self.slot.waiting(seen), move || self.check()).await
+            Changed::new(self.slot.waiting(seen), &self.label, move || self.check()).await
         }
     }
 
@@ -149,7 +149,7 @@ impl<T: Shareable> SharedReader<T> {
     #[cfg(feature = "stream")]
     pub fn changes(&self, seen: u64) -> impl futures_core::Stream<Item = Result<u64>> + Send + '_ {
         let wakes = self.wakes();
-        Changes::new(self.slot.waiting(seen), move || {
+        Changes::new(self.slot.waiting(seen), &self.label, move || {
             if wakes {
                 self.check()
             } else {

@@ -274,7 +274,8 @@ impl<T: Shareable> Shared<T> {
     /// pending futures of the process sleeps on all their counters at once
     /// (`futex_waitv`, Linux 5.16 and later) and wakes the tasks whose
     /// generation moved; on older kernels, one thread per pending future
-    /// sleeps on its counter. Threads are started on first use and stay.
+    /// sleeps on its counter. Threads start on first use and end after 10
+    /// seconds with nothing to serve.
     ///
     /// Cancel-safe: dropping the future removes its registration, and a
     /// commit afterwards wakes nobody. `Err` as for `wait_for_change`
@@ -293,7 +294,7 @@ impl<T: Shareable> Shared<T> {
     /// # }
     /// ```
     pub fn changed(&self, seen: u64) -> impl Future<Output = Result<u64>> + Send + '_ {
-        Changed::new(self.slot.waiting(seen), move || self.check())
+        Changed::new(self.slot.waiting(seen), self.name(), move || self.check())
     }
 
     /// The generations the value goes through after `seen`, as a
@@ -303,7 +304,7 @@ impl<T: Shareable> Shared<T> {
     /// returns them one after the other. The first error ends it.
     #[cfg(feature = "stream")]
     pub fn changes(&self, seen: u64) -> impl futures_core::Stream<Item = Result<u64>> + Send + '_ {
-        Changes::new(self.slot.waiting(seen), move || self.check())
+        Changes::new(self.slot.waiting(seen), self.name(), move || self.check())
     }
 
     /// The segment's name as errors give it: a POSIX name (without the

@@ -70,7 +70,7 @@
 //!   blocking `wait_for_change`.
 //! - Pending futures cost a registration each (about 600 bytes with a tokio
 //!   task) and one background thread per 127 of them; threads start on first
-//!   use and stay. Without `futex_waitv` (Linux before 5.16), one thread per
+//!   use and end after 10 seconds with nothing to serve. Without `futex_waitv` (Linux before 5.16), one thread per
 //!   pending future.
 //!
 //! # The store

@@ -37,8 +37,11 @@ use crate::sys::futex::{self, Waitv, WaitvEntry, WAITV_MAX};
 /// Set before the first registration of the process: serve as if the
 /// kernel had no `futex_waitv` (tests of the fallback).
 static FORCE_FALLBACK: AtomicBool = AtomicBool::new(false);
-/// Background threads started (they never end).
+/// Background threads running.
 static THREADS: AtomicUsize = AtomicUsize::new(0);
+/// How long a background thread with nothing to serve stays for the next
+/// registration before it ends.
+const IDLE: Duration = Duration::from_secs(10);
 
 /// Serve every later registration as on a kernel without `futex_waitv`;
 /// only before the process's first async wait.
@@ -51,7 +54,7 @@ pub(crate) fn registrations() -> usize {
     REGISTRY.get().map_or(0, |r| r.lock().live)
 }
 
-/// The number of background threads this process started for async waits.
+/// The number of background threads serving async waits in this process.
 pub(crate) fn threads() -> usize {
     THREADS.load(Ordering::Relaxed)
 }
@@ -98,9 +101,9 @@ struct Inner {
     slots: Vec<Option<Entry>>,
     free: BTreeSet<usize>,
     live: usize,
-    /// The wake-up word of each background thread; thread `k` serves slots
-    /// `k * chunk ..`.
-    workers: Vec<Arc<AtomicU32>>,
+    /// The wake-up word of each running background thread; thread `k`
+    /// serves slots `k * chunk ..`, and is `None` while not running.
+    workers: Vec<Option<Arc<AtomicU32>>>,
 }
 
 struct Registry {
@@ -134,13 +137,16 @@ impl Registry {
     }
 
     fn poke(&self, inner: &Inner, slot: usize) {
-        if let Some(w) = inner.workers.get(slot / self.chunk) {
+        if let Some(Some(w)) = inner.workers.get(slot / self.chunk) {
             w.fetch_add(1, Ordering::Release);
             futex::wake_private(w);
         }
     }
 
-    fn insert(&'static self, entry: Entry) -> usize {
+    /// Registers `entry`, starting the thread that serves its slot if it is
+    /// not running; `Err` when that thread cannot be started (the entry is
+    /// not registered then).
+    fn insert(&'static self, entry: Entry) -> std::io::Result<usize> {
         let mut inner = self.lock();
         let i = match inner.free.pop_first() {
             Some(i) => {
@@ -153,20 +159,31 @@ impl Registry {
             }
         };
         inner.live += 1;
-        while inner.workers.len() <= i / self.chunk {
-            let k = inner.workers.len();
+        let k = i / self.chunk;
+        if inner.workers.len() <= k {
+            inner.workers.resize(k + 1, None);
+        }
+        if inner.workers[k].is_none() {
             let word = Arc::new(AtomicU32::new(0));
-            inner.workers.push(word.clone());
+            let serving = word.clone();
             let spawned = std::thread::Builder::new()
                 .name(format!("shmstore-wait-{k}"))
                 .stack_size(64 << 10)
-                .spawn(move || self.serve(k, &word));
-            if spawned.is_ok() {
-                THREADS.fetch_add(1, Ordering::Relaxed);
+                .spawn(move || self.serve(k, &serving));
+            match spawned {
+                Ok(_) => {
+                    THREADS.fetch_add(1, Ordering::Relaxed);
+                    inner.workers[k] = Some(word);
+                }
+                Err(e) => {
+                    drop(inner);
+                    self.remove(i);
+                    return Err(e);
+                }
             }
         }
         self.poke(&inner, i);
-        i
+        Ok(i)
     }
 
     fn remove(&self, i: usize) {
@@ -188,27 +205,61 @@ impl Registry {
     }
 
     /// Thread `k`: sleeps on its slots' words, wakes the futures whose
-    /// generation moved.
-    fn serve(&self, k: usize, word: &AtomicU32) -> ! {
+    /// generation moved; ends after [`IDLE`] without a registration.
+    fn serve(&self, k: usize, word: &AtomicU32) {
         let mut words: Vec<WaitvEntry> = Vec::with_capacity(self.chunk + 1);
         let mut wake: Vec<Waker> = Vec::new();
+        let mut idle_since: Option<std::time::Instant> = None;
         loop {
             let poked = word.load(Ordering::Acquire);
-            words.clear();
-            words.push(WaitvEntry::private(word, poked));
-            let mut pending = false;
-            let mut single: Option<(*const AtomicU64, u32)> = None;
+            // First the futures whose generation moved, before anything
+            // else this thread does: their tasks are what waits.
             {
                 let mut inner = self.lock();
                 let end = ((k + 1) * self.chunk).min(inner.slots.len());
                 let start = (k * self.chunk).min(end);
                 for e in inner.slots[start..end].iter_mut().flatten() {
+                    if !e.woken && e.changed() {
+                        e.woken = true;
+                        wake.push(e.waker.clone());
+                    }
+                }
+            }
+            for w in wake.drain(..) {
+                w.wake();
+            }
+            // Then the words to sleep on.
+            words.clear();
+            words.push(WaitvEntry::private(word, poked));
+            let mut pending = false;
+            let mut again = false;
+            let mut single: Option<(*const AtomicU64, u32)> = None;
+            {
+                let mut inner = self.lock();
+                let end = ((k + 1) * self.chunk).min(inner.slots.len());
+                let start = (k * self.chunk).min(end);
+                if inner.slots[start..end].iter().all(Option::is_none) {
+                    let since = *idle_since.get_or_insert_with(std::time::Instant::now);
+                    if since.elapsed() >= IDLE {
+                        // Under the mutex: a registration for this slot
+                        // range now starts a new thread.
+                        inner.workers[k] = None;
+                        while inner.workers.last().is_some_and(Option::is_none) {
+                            inner.workers.pop();
+                        }
+                        THREADS.fetch_sub(1, Ordering::Relaxed);
+                        return;
+                    }
+                } else {
+                    idle_since = None;
+                }
+                for e in inner.slots[start..end].iter_mut().flatten() {
                     if e.woken {
                         continue;
                     }
                     if e.changed() {
-                        e.woken = true;
-                        wake.push(e.waker.clone());
+                        // Moved since the first pass: wake it first.
+                        again = true;
                         continue;
                     }
                     pending = true;
@@ -223,13 +274,16 @@ impl Registry {
                     }
                 }
             }
-            for w in wake.drain(..) {
-                w.wake();
+            if again {
+                continue;
             }
-            let timeout = if pending {
-                CHECK_INTERVAL
-            } else {
-                Duration::from_secs(3600)
+            // Woken futures that were neither polled nor dropped yet are
+            // looked at again after a second, so that an idle thread's ten
+            // seconds start soon after its last future went.
+            let timeout = match (pending, idle_since) {
+                (true, _) => CHECK_INTERVAL,
+                (false, None) => IDLE / 10,
+                (false, Some(_)) => IDLE,
             };
             if self.chunk > 1 {
                 futex::waitv(&words, timeout);
@@ -310,12 +364,13 @@ impl<'a> Waiting<'a> {
     }
 
     /// Polls for a change; once `Ready`, the registration is gone and the
-    /// wait may be polled again after setting a new `seen`.
-    pub(crate) fn poll_change(&mut self, cx: &mut Context<'_>) -> Poll<u64> {
+    /// wait may be polled again after setting a new `seen`. `Err` when no
+    /// thread could be started to serve the wait.
+    pub(crate) fn poll_change(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<u64>> {
         let g = self.versions.generation();
         if g != self.seen || self.cut.load(Ordering::Acquire) {
             self.unregister();
-            return Poll::Ready(g);
+            return Poll::Ready(Ok(g));
         }
         if let Some(lock) = self.lock {
             lock.mark_watched();
@@ -325,7 +380,7 @@ impl<'a> Waiting<'a> {
         let s = self.versions.seq_now();
         if s >> 1 != self.seen {
             self.unregister();
-            return Poll::Ready(s >> 1);
+            return Poll::Ready(Ok(s >> 1));
         }
         let reg = Registry::get();
         match self.registered {
@@ -355,18 +410,13 @@ impl<'a> Waiting<'a> {
                     waker: cx.waker().clone(),
                     woken: false,
                 };
-                self.registered = Some(reg.insert(entry));
+                match reg.insert(entry) {
+                    Ok(i) => self.registered = Some(i),
+                    Err(e) => return Poll::Ready(Err(e)),
+                }
             }
         }
         Poll::Pending
-    }
-}
-
-impl Future for Waiting<'_> {
-    type Output = u64;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<u64> {
-        self.get_mut().poll_change(cx)
     }
 }
 
@@ -376,16 +426,21 @@ impl Drop for Waiting<'_> {
     }
 }
 
-/// [`Waiting`] for a handle: after the change, `check` says whether the
-/// handle can still trust the answer (a cut mapping's is not).
+/// [`Waiting`] for a handle named `name`: after the change, `check` says
+/// whether the handle can still trust the answer (a cut mapping's is not).
 pub(crate) struct Changed<'a, F> {
     waiting: Waiting<'a>,
+    name: &'a str,
     check: F,
 }
 
 impl<'a, F: Fn() -> crate::Result<()> + Unpin> Changed<'a, F> {
-    pub(crate) fn new(waiting: Waiting<'a>, check: F) -> Changed<'a, F> {
-        Changed { waiting, check }
+    pub(crate) fn new(waiting: Waiting<'a>, name: &'a str, check: F) -> Changed<'a, F> {
+        Changed {
+            waiting,
+            name,
+            check,
+        }
     }
 }
 
@@ -395,7 +450,12 @@ impl<F: Fn() -> crate::Result<()> + Unpin> Future for Changed<'_, F> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<crate::Result<u64>> {
         let this = self.get_mut();
         match this.waiting.poll_change(cx) {
-            Poll::Ready(g) => Poll::Ready((this.check)().map(|()| g)),
+            Poll::Ready(Ok(g)) => Poll::Ready((this.check)().map(|()| g)),
+            Poll::Ready(Err(source)) => Poll::Ready(Err(crate::Error::Io {
+                op: "starting the thread that serves async waits",
+                name: this.name.to_owned(),
+                source,
+            })),
             Poll::Pending => Poll::Pending,
         }
     }
@@ -413,9 +473,9 @@ pub(crate) struct Changes<'a, F> {
 
 #[cfg(feature = "stream")]
 impl<'a, F: Fn() -> crate::Result<()> + Unpin> Changes<'a, F> {
-    pub(crate) fn new(waiting: Waiting<'a>, check: F) -> Changes<'a, F> {
+    pub(crate) fn new(waiting: Waiting<'a>, name: &'a str, check: F) -> Changes<'a, F> {
         Changes {
-            changed: Changed::new(waiting, check),
+            changed: Changed::new(waiting, name, check),
             done: false,
             refuse: false,
         }

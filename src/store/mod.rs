@@ -473,7 +473,9 @@ impl Store {
     /// [`Shared::changed`] is (entries are `Shared` handles: await their
     /// own `changed` for their values).
     pub fn changed(&self, seen: u64) -> impl Future<Output = Result<u64>> + Send + '_ {
-        Changed::new(self.waiting(seen), move || self.inner.intact(Ok(())))
+        Changed::new(self.waiting(seen), &self.inner.label, move || {
+            self.inner.intact(Ok(()))
+        })
     }
 
     /// [`changed`](Store::changed) again and again, as a
@@ -481,7 +483,9 @@ impl Store {
     /// [`Shared::changes`].
     #[cfg(feature = "stream")]
     pub fn changes(&self, seen: u64) -> impl futures_core::Stream<Item = Result<u64>> + Send + '_ {
-        Changes::new(self.waiting(seen), move || self.inner.intact(Ok(())))
+        Changes::new(self.waiting(seen), &self.inner.label, move || {
+            self.inner.intact(Ok(()))
+        })
     }
 
     fn waiting(&self, seen: u64) -> Waiting<'_> {

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 /// The 32-bit half of a 64-bit lock word that the kernel compares: the low
 /// half, which holds the owner's thread id and the waiters bit.
-fn low_half(word: &AtomicU64) -> *const u32 {
-    let p = word.as_ptr() as *const u32;
+fn low_half(word: *const AtomicU64) -> *const u32 {
+    let p = word as *const u32;
     if cfg!(target_endian = "little") {
         p
     } else {
@@ -20,26 +20,7 @@ fn low_half(word: &AtomicU64) -> *const u32 {
 /// Returns early on a wake, a signal, or when the value differs already; the
 /// caller re-reads the word in every case, so the reason does not matter.
 pub(crate) fn wait(word: &AtomicU64, expected: u32, timeout: Duration) {
-    let ts = libc::timespec {
-        tv_sec: timeout.as_secs().min(i64::MAX as u64) as libc::time_t,
-        tv_nsec: timeout.subsec_nanos() as libc::c_long,
-    };
-    // SAFETY: `low_half` points at 4 aligned bytes inside the live AtomicU64
-    // borrowed for this call; FUTEX_WAIT only reads them atomically in the
-    // kernel. `ts` is a valid timespec that outlives the call. The remaining
-    // arguments are unused by FUTEX_WAIT. Errors (EAGAIN, EINTR, ETIMEDOUT)
-    // need no handling, see above.
-    unsafe {
-        libc::syscall(
-            libc::SYS_futex,
-            low_half(word),
-            libc::FUTEX_WAIT,
-            expected,
-            &ts as *const libc::timespec,
-            std::ptr::null::<u32>(),
-            0u32,
-        );
-    }
+    wait_addr(word, expected, timeout)
 }
 
 /// Wakes at most `n` sleepers waiting on `word`, in any process.
@@ -159,23 +140,7 @@ pub(crate) fn waitv(words: &[WaitvEntry], timeout: Duration) -> Waitv {
 /// Sleeps while this process's own `word` equals `expected`, for at most
 /// `timeout` (a private futex).
 pub(crate) fn wait_private(word: &std::sync::atomic::AtomicU32, expected: u32, timeout: Duration) {
-    let ts = libc::timespec {
-        tv_sec: timeout.as_secs().min(i64::MAX as u64) as libc::time_t,
-        tv_nsec: timeout.subsec_nanos() as libc::c_long,
-    };
-    // SAFETY: `word` is a live AtomicU32 borrowed for the call; FUTEX_WAIT
-    // only reads it atomically. `ts` outlives the call.
-    unsafe {
-        libc::syscall(
-            libc::SYS_futex,
-            word.as_ptr(),
-            libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
-            expected,
-            &ts as *const libc::timespec,
-            std::ptr::null::<u32>(),
-            0u32,
-        );
-    }
+    sleep_on(word.as_ptr(), libc::FUTEX_PRIVATE_FLAG, expected, timeout)
 }
 
 /// Wakes every sleeper on this process's own `word` (a private futex).
@@ -198,24 +163,25 @@ pub(crate) fn wake_private(word: &std::sync::atomic::AtomicU32) {
 /// for at most `timeout`, whether or not the word is still mapped: the
 /// kernel reads the address (EFAULT if it is gone) and nothing else.
 pub(crate) fn wait_addr(word: *const AtomicU64, expected: u32, timeout: Duration) {
-    let p = word as *const u32;
-    let low = if cfg!(target_endian = "little") {
-        p
-    } else {
-        p.wrapping_add(1)
-    };
+    sleep_on(low_half(word), 0, expected, timeout)
+}
+
+/// FUTEX_WAIT (with `flags`) on the 4 bytes at `addr`.
+fn sleep_on(addr: *const u32, flags: libc::c_int, expected: u32, timeout: Duration) {
     let ts = libc::timespec {
         tv_sec: timeout.as_secs().min(i64::MAX as u64) as libc::time_t,
         tv_nsec: timeout.subsec_nanos() as libc::c_long,
     };
-    // SAFETY: the kernel reads 4 bytes at `low` with fault handling
-    // (EFAULT, not a signal, for an unmapped address) and writes nothing;
-    // `ts` outlives the call.
+    // SAFETY: the kernel reads the 4 bytes at `addr` atomically, with fault
+    // handling (EFAULT, not a signal, for an unmapped address), and writes
+    // nothing. `ts` is a valid timespec that outlives the call; the
+    // remaining arguments are unused by FUTEX_WAIT. Errors (EAGAIN, EINTR,
+    // ETIMEDOUT, EFAULT) need no handling: callers look again in every case.
     unsafe {
         libc::syscall(
             libc::SYS_futex,
-            low,
-            libc::FUTEX_WAIT,
+            addr,
+            libc::FUTEX_WAIT | flags,
             expected,
             &ts as *const libc::timespec,
             std::ptr::null::<u32>(),

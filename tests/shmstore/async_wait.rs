@@ -1,7 +1,8 @@
 //! `changed(seen).await` and `changes(seen)`: a writer in another process
 //! wakes futures under tokio (both schedulers) and `block_on`; dropped
 //! futures leave nothing registered; 10,000 pending futures on 10,000
-//! segments share the process's background threads; the thread-per-waiter
+//! segments share the process's background threads, which end once nothing
+//! is pending; the thread-per-waiter
 //! path of kernels without `futex_waitv`.
 //!
 //! The registry is per process, so the tests that count registrations or
@@ -342,10 +343,26 @@ fn many(n: usize) {
             assert_eq!(r.unwrap().unwrap(), 1);
         }
         assert_eq!(async_wait::registrations(), 0);
+        let resolved = t0.elapsed();
+        // Nothing pending: the background threads end within about ten
+        // seconds (the documented idle time), and the process's threads
+        // are the ones it had before.
+        let t1 = Instant::now();
+        while async_wait::threads() > 0 || os_threads() > threads_before {
+            assert!(
+                t1.elapsed() < Duration::from_secs(10) + PATIENCE,
+                "{} background threads, {} threads (were {threads_before}), {:?} after the last future",
+                async_wait::threads(),
+                os_threads(),
+                t1.elapsed()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         say(format!(
             "ok background_threads={threads} new_os_threads={waiting_threads} \
-             rss_growth_kib={rss} all_resolved_ms={}",
-            t0.elapsed().as_millis()
+             rss_growth_kib={rss} all_resolved_ms={} threads_gone_after_s={}",
+            resolved.as_millis(),
+            t1.elapsed().as_secs()
         ));
     });
 }
