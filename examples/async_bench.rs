@@ -1,9 +1,15 @@
 //! Async waiting, measured in one run:
 //!
 //! 1. wake latency from a commit in a writer process to the waiter in this
-//!    one: the blocking `wait_for_change`, and `changed(seen).await` under
-//!    `futures::executor::block_on` and under tokio's current-thread
-//!    runtime, median and p99, in turn on the same writer's commits;
+//!    one. The writer commits on its own clock (every 700 us), as an
+//!    independent service would; this process waits for each commit in
+//!    turn with: the blocking `wait_for_change` on its thread;
+//!    `spawn_blocking` of `wait_for_change` awaited in a tokio task (how
+//!    async code waited before `changed`); and `changed(seen).await` under
+//!    `futures::executor::block_on`, tokio's current-thread runtime and in
+//!    a task of tokio's multi-thread runtime. Each notes the time where it
+//!    runs again (its thread or task). Median and p99 of each, and the
+//!    ratio of its median to the blocking one;
 //! 2. 10,000 tasks awaiting 10,000 different segments: background threads,
 //!    the process's threads and memory, time for all to resolve;
 //! 3. a writer's commit cost (lock, write, unlock) with nobody waiting and
@@ -13,7 +19,7 @@
 //! cargo run --release --example async_bench [SCALE]   # SCALE 1: 2,000 wakes per kind (0.05 for a smoke run)
 //! ```
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -47,16 +53,18 @@ fn main() {
     commit_cost(((200_000.0 * scale) as usize).max(2000));
 }
 
-/// The writer process: one commit per line read from stdin.
+/// The writer process: a commit every 700 us until its stdin closes.
 fn writer(name: &str) {
     let s = Shared::<Stamp>::open(name).expect("open");
+    let stop = Arc::new(AtomicBool::new(false));
+    let stopping = stop.clone();
+    std::thread::spawn(move || {
+        let _ = std::io::stdin().read_to_end(&mut Vec::new());
+        stopping.store(true, Ordering::Relaxed);
+    });
     println!("ready");
-    for line in std::io::stdin().lock().lines() {
-        if line.expect("stdin") != "go" {
-            break;
-        }
-        // Let the waiter fall asleep before the commit.
-        std::thread::sleep(Duration::from_micros(500));
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_micros(700));
         let mut g = s.lock().expect("not poisoned");
         g.round += 1;
         g.at_ns = now_ns();
@@ -68,62 +76,99 @@ fn percentile(v: &mut [u64], p: f64) -> f64 {
     v[((v.len() - 1) as f64 * p) as usize] as f64 / 1000.0
 }
 
+/// The ways this process waits for a commit, in the order they take turns.
+const KINDS: [&str; 5] = [
+    "wait_for_change (blocking)",
+    "spawn_blocking(wait_for_change) awaited",
+    "changed().await, futures block_on",
+    "changed().await, tokio current_thread",
+    "changed().await, tokio multi_thread task",
+];
+
 fn latency(rounds: usize) {
     let name = format!("shmstore-async-bench-{}", std::process::id());
-    let s = Shared::create(&name, Stamp::default()).expect("create");
+    let s = Arc::new(Shared::create(&name, Stamp::default()).expect("create"));
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args(["writer", &name])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
         .expect("writer process");
-    let mut to = child.stdin.take().unwrap();
+    let to = child.stdin.take().unwrap();
     let mut from = BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
     from.read_line(&mut line).unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
+    let current = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
-    let (mut blocking, mut awaited, mut tokio) = (Vec::new(), Vec::new(), Vec::new());
-    for i in 0..3 * rounds {
+    let multi = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .unwrap();
+    let mut got: Vec<Vec<u64>> = vec![Vec::new(); KINDS.len()];
+    let ten = Duration::from_secs(10);
+    for i in 0..KINDS.len() * rounds {
         let seen = s.generation();
-        writeln!(to, "go").unwrap();
-        match i % 3 {
+        let round = s.snapshot().unwrap().round;
+        let kind = i % KINDS.len();
+        // Each waiter notes the time it runs again, in the thread or task
+        // that waited.
+        let woke = match kind {
             0 => {
-                s.wait_for_change(seen, Duration::from_secs(10))
-                    .unwrap()
-                    .expect("a commit");
-                blocking.push(now_ns() - s.snapshot().unwrap().at_ns);
+                s.wait_for_change(seen, ten).unwrap().expect("a commit");
+                now_ns()
             }
             1 => {
-                futures::executor::block_on(s.changed(seen)).unwrap();
-                awaited.push(now_ns() - s.snapshot().unwrap().at_ns);
+                let s = s.clone();
+                multi
+                    .block_on(multi.spawn(async move {
+                        let waited =
+                            tokio::task::spawn_blocking(move || s.wait_for_change(seen, ten));
+                        waited.await.unwrap().unwrap().expect("a commit");
+                        now_ns()
+                    }))
+                    .unwrap()
             }
+            2 => futures::executor::block_on(async {
+                s.changed(seen).await.unwrap();
+                now_ns()
+            }),
+            3 => current.block_on(async {
+                s.changed(seen).await.unwrap();
+                now_ns()
+            }),
             _ => {
-                rt.block_on(s.changed(seen)).unwrap();
-                tokio.push(now_ns() - s.snapshot().unwrap().at_ns);
+                let s = s.clone();
+                multi
+                    .block_on(multi.spawn(async move {
+                        s.changed(seen).await.unwrap();
+                        now_ns()
+                    }))
+                    .unwrap()
             }
-        }
+        };
+        let at = s.snapshot().unwrap();
+        if at.round == round + 1 {
+            got[kind].push(woke - at.at_ns);
+        } // else: the waiter was late for a commit; not a wake-up to count
     }
     drop(to);
     child.wait().unwrap();
     shmstore::unlink(name.as_str()).unwrap();
-    let bm = percentile(&mut blocking, 0.5);
-    let line = |what: &str, v: &mut Vec<u64>| {
+    let base = percentile(&mut got[0], 0.5);
+    println!(
+        "wake latency, commit in another process (every 700 us) to the waiter; \
+         {rounds} commits each, in turn:"
+    );
+    for (kind, v) in KINDS.iter().zip(&mut got) {
         let m = percentile(v, 0.5);
         println!(
-            "  {what}: median {m:.1} us, p99 {:.1} us ({:.2}x the blocking median)",
+            "  {kind:<40} median {m:6.1} us, p99 {:6.1} us, {:.2}x the blocking median ({} wakes)",
             percentile(v, 0.99),
-            m / bm
+            m / base,
+            v.len()
         );
-    };
-    println!(
-        "wake latency, commit in another process to the waiter ({rounds} each, in turn):\n  \
-         wait_for_change (blocking):                 median {bm:.1} us, p99 {:.1} us",
-        percentile(&mut blocking, 0.99)
-    );
-    line("changed().await, futures::executor::block_on", &mut awaited);
-    line("changed().await, tokio current_thread      ", &mut tokio);
+    }
 }
 
 fn status(key: &str) -> u64 {
