@@ -66,6 +66,7 @@
 //! | `sys` | the crate's FFI: memory mappings (`mmap`, `shmat`) and the atomic and raw views of their bytes, copies of bytes other processes may be writing (volatile loads, `rep movsb`), futex calls, System V calls, descriptor passing, the SIGBUS handler that replaces a shrunk object's missing pages |
 //! | `lock::slot` | slots: a lock, its write counter and the value they guard in a mapping the slot keeps alive; lock-free snapshots into a `T`, `&T` for values made of atomics (`SharedAtomic`), whole-value writes under the lock (the mirror), copies made under the lock (store entries' migrations) |
 //! | `lock::guard` | the guard of a held lock, which hands out `&T` and `&mut T` |
+//! | `lock::notify` | async waits: registrations of counter words in mappings their futures' handles keep alive, read by the background threads that sleep on them |
 //! | `lock::seqlock` | the snapshot protocol: copies checked against the write counter |
 //! | `lock::held` | the per-thread lock owner identity and list of held locks (a thread-local borrowed in place) |
 //! | `types` | the unsafe traits [`Shareable`] and [`LockFree`] and their impls for primitives, atomics, arrays and the fixed-capacity types |
@@ -130,6 +131,27 @@ pub struct ReadmeDoctests;
 /// Helpers that `#[derive(Shareable)]` expands to. Not a public API.
 #[doc(hidden)]
 pub mod __private {
+    /// The async waiters' registry, for tests and benchmarks.
+    pub mod async_wait {
+        /// Serve every later async wait of this process as on a kernel
+        /// without `futex_waitv` (a thread per pending future); only
+        /// before the process's first async wait.
+        pub fn force_thread_per_waiter() {
+            crate::lock::notify::force_fallback()
+        }
+        /// Pending async waits (futures registered) in this process.
+        pub fn registrations() -> usize {
+            crate::lock::notify::registrations()
+        }
+        /// Background threads started for async waits in this process.
+        pub fn threads() -> usize {
+            crate::lock::notify::threads()
+        }
+        /// Whether async waits use `futex_waitv` (`None`: none yet).
+        pub fn uses_waitv() -> Option<bool> {
+            crate::lock::notify::uses_waitv()
+        }
+    }
     pub use crate::types::lockfree::{AtomicField, LockFree};
     pub use crate::types::shareable::Fingerprint;
     pub use crate::types::shareable::Shareable;

@@ -5,11 +5,15 @@ use std::sync::LockResult;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
+use crate::lock::notify::Changed;
+#[cfg(feature = "stream")]
+use crate::lock::notify::Changes;
 use crate::lock::slot::Slot;
 use crate::segment::location::IntoLocation;
 use crate::segment::options::{OpenMode, SharedOptions};
 use crate::sys::mapping::Mapping;
 use crate::types::shareable::Shareable;
+use std::future::Future;
 
 /// A read-only handle on a segment holding a `T`: for processes that must
 /// not, or cannot, write it, such as readers of a configuration segment with
@@ -117,6 +121,44 @@ impl<T: Shareable> SharedReader<T> {
         // Checked after the wait, as on `Shared`.
         let changed = self.slot.wait_for_change(seen, timeout);
         self.check().map(|()| changed)
+    }
+
+    /// Waits, as a future, until the generation differs from `seen`; the
+    /// async form of [`wait_for_change`](SharedReader::wait_for_change),
+    /// with the same errors ([`Error::NotWatchable`] at once on a segment
+    /// whose writers do not wake read-only handles), served as
+    /// [`Shared::changed`](crate::Shared::changed) is.
+    // Not an `async fn`: the signature promises `Send`, as `Shared`'s does.
+    #[allow(clippy::manual_async_fn)]
+    pub fn changed(&self, seen: u64) -> impl Future<Output = Result<u64>> + Send + '_ {
+        async move {
+            if !self.wakes() {
+                return Err(Error::NotWatchable {
+                    name: self.label.clone(),
+                });
+            }
+            Changed::new(self.slot.waiting(seen), &self.label, move || self.check()).await
+        }
+    }
+
+    /// [`changed`](SharedReader::changed) again and again, as a
+    /// [`futures_core::Stream`] (feature `stream`); see
+    /// [`Shared::changes`](crate::Shared::changes). On a segment whose
+    /// writers do not wake read-only handles, its one item is
+    /// [`Error::NotWatchable`].
+    #[cfg(feature = "stream")]
+    pub fn changes(&self, seen: u64) -> impl futures_core::Stream<Item = Result<u64>> + Send + '_ {
+        let wakes = self.wakes();
+        Changes::new(self.slot.waiting(seen), &self.label, move || {
+            if wakes {
+                self.check()
+            } else {
+                Err(Error::NotWatchable {
+                    name: self.label.clone(),
+                })
+            }
+        })
+        .refusing(!wakes)
     }
 
     /// Whether writers of this segment wake read-only handles, so that

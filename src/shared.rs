@@ -9,6 +9,9 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use crate::error::Result;
 use crate::lock::guard::Guard;
+use crate::lock::notify::Changed;
+#[cfg(feature = "stream")]
+use crate::lock::notify::Changes;
 use crate::lock::slot::Slot;
 use crate::lock::RawLock;
 use crate::segment::location::{IntoLocation, Location};
@@ -16,6 +19,7 @@ use crate::segment::options::{OpenMode, SharedOptions};
 use crate::segment::{Established, Handle};
 use crate::sys::mapping::Mapping;
 use crate::types::shareable::Shareable;
+use std::future::Future;
 
 /// A `T` in shared memory, guarded by a lock that works across processes and
 /// recovers from holders that die.
@@ -252,14 +256,55 @@ impl<T: Shareable> Shared<T> {
     /// # }
     /// ```
     ///
-    /// In async code, run the wait on a blocking thread, e.g. with tokio:
-    /// `tokio::task::spawn_blocking(move || shared.wait_for_change(seen, t))`
-    /// with the handle in an `Arc`.
+    /// In async code, await [`changed`](Shared::changed) instead.
     pub fn wait_for_change(&self, seen: u64, timeout: Duration) -> Result<Option<u64>> {
         // Checked after the wait: a segment shrunk before or during it reads
         // as zeros, a changed generation that must not pass for a commit.
         let changed = self.slot.wait_for_change(seen, timeout);
         self.check().map(|()| changed)
+    }
+
+    /// Waits, as a future, until the generation differs from `seen`; the
+    /// new generation. The async form of
+    /// [`wait_for_change`](Shared::wait_for_change), without a timeout (put
+    /// one around it with your runtime, e.g. `tokio::time::timeout`).
+    ///
+    /// It works on any executor (only `std::future::Future` and `Waker`):
+    /// no task or thread waits per future. One background thread per 127
+    /// pending futures of the process sleeps on all their counters at once
+    /// (`futex_waitv`, Linux 5.16 and later) and wakes the tasks whose
+    /// generation moved; on older kernels, one thread per pending future
+    /// sleeps on its counter. Threads start on first use and end after 10
+    /// seconds with nothing to serve.
+    ///
+    /// Cancel-safe: dropping the future removes its registration, and a
+    /// commit afterwards wakes nobody. `Err` as for `wait_for_change`
+    /// ([`Error::Truncated`](crate::Error::Truncated) once the segment was
+    /// shrunk under this handle); an unlinked name does not matter, the
+    /// handle keeps its mapping.
+    ///
+    /// ```no_run
+    /// # use shmstore::Shared;
+    /// # async fn follow(config: &Shared<u64>) -> shmstore::Result<()> {
+    /// let mut seen = config.generation();
+    /// loop {
+    ///     seen = config.changed(seen).await?;
+    ///     println!("config changed: {:?}", config.snapshot());
+    /// }
+    /// # }
+    /// ```
+    pub fn changed(&self, seen: u64) -> impl Future<Output = Result<u64>> + Send + '_ {
+        Changed::new(self.slot.waiting(seen), self.name(), move || self.check())
+    }
+
+    /// The generations the value goes through after `seen`, as a
+    /// [`futures_core::Stream`] (feature `stream`): each item is the
+    /// generation after one or more commits (commits made while nobody
+    /// polls are seen as one change), as [`changed`](Shared::changed)
+    /// returns them one after the other. The first error ends it.
+    #[cfg(feature = "stream")]
+    pub fn changes(&self, seen: u64) -> impl futures_core::Stream<Item = Result<u64>> + Send + '_ {
+        Changes::new(self.slot.waiting(seen), self.name(), move || self.check())
     }
 
     /// The segment's name as errors give it: a POSIX name (without the

@@ -68,9 +68,40 @@
 //! lost in a rare interleaving of marking and unlocking (found by the model
 //! check, see [`_design::reliability`](crate::_design::reliability)) delays
 //! a waiter by at most that. Several commits during one wait are one
-//! change: read the value after waking. For tokio, run it on a blocking
-//! thread: `tokio::task::spawn_blocking(move || shared.wait_for_change(seen,
-//! t))` with the handle in an `Arc`.
+//! change: read the value after waking.
+//!
+//! In async code, await [`changed(seen)`](crate::Shared::changed) (on
+//! every handle above): a plain `std::future::Future`, so any executor,
+//! with the errors of `wait_for_change` and no timeout of its own (wrap it
+//! in your runtime's). No thread waits per future: one background thread
+//! per 127 pending futures of the process sleeps on all their counters at
+//! once (`futex_waitv`, Linux 5.16 and later; before that, a thread per
+//! pending future) and wakes the tasks whose generation moved. Dropping a
+//! future unregisters it. With the feature `stream`,
+//! [`changes(seen)`](crate::Shared::changes) is a `futures_core::Stream`
+//! of generations. Its cost against the blocking wait is in
+//! [`_guide::costs`](crate::_guide::costs). From `examples/async_watch.rs`,
+//! reader tasks under tokio following a writer in another process:
+//!
+//! ```no_run
+//! # use std::sync::Arc;
+//! # use shmstore::Shared;
+//! # async fn readers(shared: Arc<Shared<u64>>) -> shmstore::Result<()> {
+//! for task in 0..4 {
+//!     let shared = shared.clone();
+//!     let mut seen = shared.generation();
+//!     tokio::spawn(async move {
+//!         loop {
+//!             seen = shared.changed(seen).await?;
+//!             println!("task {task}: {:?}", shared.snapshot());
+//!         }
+//!         #[allow(unreachable_code)]
+//!         Ok::<_, shmstore::Error>(())
+//!     });
+//! }
+//! # Ok(())
+//! # }
+//! ```
 //!
 //! ```
 //! # use shmstore::Shared;

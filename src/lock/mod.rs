@@ -15,6 +15,8 @@ pub(crate) mod aliases;
 pub(crate) mod guard;
 #[allow(unsafe_code)]
 pub(crate) mod held;
+#[allow(unsafe_code)]
+pub(crate) mod notify;
 pub(crate) mod owner;
 #[allow(unsafe_code)]
 pub(crate) mod seqlock;

@@ -50,6 +50,16 @@ impl Versions {
         s
     }
 
+    /// The counter's word, which commits wake (async waiters sleep on it).
+    pub(crate) fn futex_word(&self) -> &AtomicU64 {
+        &self.seq
+    }
+
+    /// The sequence counter (odd while a write is in progress), acquired.
+    pub(crate) fn seq_now(&self) -> u64 {
+        self.seq_acquire()
+    }
+
     /// Sets generation 0 and `flags`, in a segment being initialised.
     pub(crate) fn reset(&self, flags: u32) {
         self.seq.store(0, Ordering::Relaxed);

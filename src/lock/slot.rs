@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::lock::guard::{Guard, Held};
+use crate::lock::notify::Waiting;
 use crate::lock::seqlock::{self, Read, Versions};
 use crate::lock::{RawLock, CHECK_INTERVAL, POISON_SUPERSEDED};
 use crate::sys::mapping::{KeepsMapped, Mapping};
@@ -168,6 +169,13 @@ impl RawSlot {
         }
     }
 
+    /// [`wait_for_change`](RawSlot::wait_for_change) as a future, served by
+    /// the background threads of [`notify`](crate::lock::notify).
+    pub(crate) fn waiting(&self, seen: u64) -> Waiting<'_> {
+        let lock = self.is_writable().then(|| self.raw());
+        Waiting::new(self.versions(), lock, Some(self.cut), seen)
+    }
+
     /// Whether this handle may write the value (and mark the lock word).
     pub(crate) fn is_writable(&self) -> bool {
         self.map().is_writable()
@@ -302,6 +310,11 @@ impl<T: Shareable> Slot<T> {
     #[inline]
     pub(crate) fn is_cut(&self) -> bool {
         self.raw.is_cut()
+    }
+
+    /// See [`RawSlot::waiting`].
+    pub(crate) fn waiting(&self, seen: u64) -> Waiting<'_> {
+        self.raw.waiting(seen)
     }
 
     /// The mapping the slot lies in.

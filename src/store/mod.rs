@@ -10,6 +10,9 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::lock::guard::Held;
+#[cfg(feature = "stream")]
+use crate::lock::notify::Changes;
+use crate::lock::notify::{Changed, Waiting};
 use crate::lock::seqlock::Versions;
 use crate::lock::slot::{RawSlot, Slot};
 use crate::lock::RawLock;
@@ -20,6 +23,7 @@ use crate::segment::Remover;
 use crate::shared::Shared;
 use crate::sys::mapping::{KeepsMapped, Mapping};
 use crate::types::shareable::{Fingerprint, Shareable};
+use std::future::Future;
 
 pub(crate) use heap::EntryMeta;
 pub use heap::MAX_KEY_LEN;
@@ -461,6 +465,36 @@ impl Store {
             .versions()
             .wait(seen, timeout, Some(self.inner.raw()));
         self.inner.intact(Ok(changed))
+    }
+
+    /// Waits, as a future, until an entry is created or removed after
+    /// generation `seen`; the async form of
+    /// [`wait_for_change`](Store::wait_for_change), served as
+    /// [`Shared::changed`] is (entries are `Shared` handles: await their
+    /// own `changed` for their values).
+    pub fn changed(&self, seen: u64) -> impl Future<Output = Result<u64>> + Send + '_ {
+        Changed::new(self.waiting(seen), &self.inner.label, move || {
+            self.inner.intact(Ok(()))
+        })
+    }
+
+    /// [`changed`](Store::changed) again and again, as a
+    /// [`futures_core::Stream`] (feature `stream`); see
+    /// [`Shared::changes`].
+    #[cfg(feature = "stream")]
+    pub fn changes(&self, seen: u64) -> impl futures_core::Stream<Item = Result<u64>> + Send + '_ {
+        Changes::new(self.waiting(seen), &self.inner.label, move || {
+            self.inner.intact(Ok(()))
+        })
+    }
+
+    fn waiting(&self, seen: u64) -> Waiting<'_> {
+        Waiting::new(
+            self.inner.versions(),
+            Some(self.inner.raw()),
+            self.inner.map.cut_flag(),
+            seen,
+        )
     }
 
     /// Checks the store's directory and heap through and through: every

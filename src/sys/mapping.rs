@@ -291,8 +291,22 @@ impl KeepsMapped for Mapping {
     }
 }
 
+/// Called with a mapping's address range just before it is unmapped, once
+/// something above registered it: the async waiters' registry forgets every
+/// word inside (a future that was leaked instead of dropped leaves one).
+static ON_UNMAP: std::sync::OnceLock<fn(usize, usize)> = std::sync::OnceLock::new();
+
+/// Registers the function every [`Mapping`] calls with its address range
+/// before it is unmapped (the first registration stays).
+pub(crate) fn on_unmap(f: fn(usize, usize)) {
+    let _ = ON_UNMAP.set(f);
+}
+
 impl Drop for Mapping {
     fn drop(&mut self) {
+        if let Some(f) = ON_UNMAP.get() {
+            f(self.ptr.as_ptr() as usize, self.len);
+        }
         // Out of the SIGBUS registry before the addresses can be reused.
         drop(self.watch.take());
         match self.release {

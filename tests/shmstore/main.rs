@@ -15,6 +15,9 @@
 mod common;
 
 // The typed handle and its lock.
+/// `changed(seen).await` and `changes(seen)`: async waits across processes,
+/// cancellation, 10,000 futures, the thread-per-waiter fallback.
+mod async_wait;
 /// `SharedAtomic` on structs of atomics, from processes and threads.
 mod lockfree;
 /// Changing a segment's type while processes use it: `open_or_migrate`,

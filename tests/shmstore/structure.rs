@@ -52,7 +52,7 @@ fn unsafe_code_is_allowed_only_where_the_crate_docs_say() {
     // Modules that allow it as a whole (an inner attribute, or the
     // attribute on their `mod` line).
     let whole = ["sys/mod.rs", "types/mod.rs", "segment/init.rs"];
-    let lock_modules = ["guard", "held", "seqlock", "slot"];
+    let lock_modules = ["guard", "held", "notify", "seqlock", "slot"];
     // Functions that allow it for one call each.
     let functions = [
         ("segment/mod.rs", "fn anonymous_spec("),
