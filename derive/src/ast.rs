@@ -5,13 +5,19 @@ use proc_macro2::{Group, TokenStream};
 use quote::ToTokens;
 use syn::ext::IdentExt;
 use syn::spanned::Spanned;
-use syn::{Attribute, Data, DeriveInput, Fields, Generics, Ident, LitInt, Member, Token, Type};
+use syn::{
+    Attribute, Data, DeriveInput, Fields, Generics, Ident, LitInt, LitStr, Member, Path, Token,
+    Type,
+};
 
 /// The derive's input.
 pub(crate) struct Input<'a> {
     pub ident: &'a Ident,
     pub generics: &'a Generics,
     pub repr: Repr,
+    /// The path of the `shmstore` crate from `#[shareable(crate = "...")]`,
+    /// if given.
+    pub krate: Option<Path>,
     pub body: Body<'a>,
 }
 
@@ -77,9 +83,47 @@ impl<'a> Input<'a> {
             ident: &input.ident,
             generics: &input.generics,
             repr: Repr::from_attrs(&input.attrs)?,
+            krate: krate(&input.attrs)?,
             body,
         })
     }
+}
+
+/// The path given by `#[shareable(crate = "path::to::shmstore")]`, the only
+/// key the attribute takes on the type (as `#[serde(crate = "...")]`).
+fn krate(attrs: &[Attribute]) -> syn::Result<Option<Path>> {
+    let mut krate: Option<Path> = None;
+    for attr in attrs
+        .iter()
+        .filter(|attr| attr.path().is_ident("shareable"))
+    {
+        attr.parse_nested_meta(|meta| {
+            if meta.path.is_ident("crate") {
+                let lit: LitStr = meta.value()?.parse()?;
+                if krate.is_some() {
+                    return Err(meta.error("`crate` is given twice"));
+                }
+                krate = Some(lit.parse().map_err(|_| {
+                    syn::Error::new_spanned(
+                        &lit,
+                        format_args!(
+                            "expected the path of the `shmstore` crate, such as \
+                             `\"shm\"` or `\"my_crate::reexports::shmstore\"`, not `{:?}`",
+                            lit.value()
+                        ),
+                    )
+                })?);
+                Ok(())
+            } else {
+                Err(meta.error(format_args!(
+                    "unknown `shareable` attribute `{}`: the type takes \
+                     `#[shareable(crate = \"path::to::shmstore\")]`",
+                    meta.path.to_token_stream().to_string().replace(' ', "")
+                )))
+            }
+        })?;
+    }
+    Ok(krate)
 }
 
 fn fields(fields: &Fields) -> Vec<Field<'_>> {

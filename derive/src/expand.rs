@@ -12,7 +12,10 @@
 //! [`lock_free`]).
 //!
 //! Generated code names nothing but `::shmstore::__private::...` and
-//! `::shmstore::schema::...` paths, so it works whatever the user has in
+//! `::shmstore::schema::...` paths (with the path that
+//! `#[shareable(crate = "...")]` gives instead of `::shmstore`, for a crate
+//! that depends on shmstore under another name or through a re-export), so
+//! it works whatever the user has in
 //! scope, and in `no_std` crates.
 
 use crate::ast::{Field, Layout};
@@ -26,7 +29,8 @@ use syn::{Ident, Member};
 pub(crate) fn expand(input: &Valid) -> TokenStream {
     let ident = input.ident;
     let name = ident_name(ident);
-    let private = quote!(::shmstore::__private);
+    let krate = &input.krate;
+    let private = quote!(#krate::__private);
     let mem = quote!(#private::core::mem);
     // Primitive types by path: a user's `struct u64` cannot change them.
     let prim = quote!(#private::core::primitive);
@@ -85,8 +89,9 @@ pub(crate) fn expand(input: &Valid) -> TokenStream {
 fn schema(input: &Valid) -> TokenStream {
     let ident = input.ident;
     let name = ident_name(ident);
-    let private = quote!(::shmstore::__private);
-    let schema = quote!(::shmstore::schema);
+    let krate = &input.krate;
+    let private = quote!(#krate::__private);
+    let schema = quote!(#krate::schema);
     let mem = quote!(#private::core::mem);
     let prim = quote!(#private::core::primitive);
     let count = input.fields.len();
@@ -143,8 +148,10 @@ fn lock_free(input: &Valid) -> TokenStream {
     let bounds = input.fields.iter().map(|field| {
         let ty = field.ty;
         let hrtb = hrtb(ty.span());
-        quote_spanned!(ty.span()=> #hrtb #ty: ::shmstore::__private::AtomicField<#ident>)
+        let krate = respan(&input.krate, ty.span());
+        quote_spanned!(ty.span()=> #hrtb #ty: #krate::__private::AtomicField<#ident>)
     });
+    let krate = respan(&input.krate, ident.span());
     let hrtb = hrtb(ident.span());
     // The impl's type parameter, which must not be the struct's own name.
     let mut param = "__S".to_owned();
@@ -161,23 +168,43 @@ fn lock_free(input: &Valid) -> TokenStream {
         // SAFETY: the layout checks below prove that every byte belongs to a
         // field (no padding), and the bounds that every field is made of
         // atomics only; so every byte is inside an atomic.
-        unsafe impl ::shmstore::__private::LockFree for #ident
+        unsafe impl #krate::__private::LockFree for #ident
         where
             // `LockFree: Shareable`; a struct that is not `Shareable` after
             // all (a field that is not `Send`) is reported once, above.
-            #hrtb #ident: ::shmstore::__private::Shareable,
+            #hrtb #ident: #krate::__private::Shareable,
             #(#bounds,)*
         {
         }
 
         #[automatically_derived]
         // SAFETY: as for `LockFree`, which this requires.
-        unsafe impl<#param> ::shmstore::__private::AtomicField<#param> for #ident
+        unsafe impl<#param> #krate::__private::AtomicField<#param> for #ident
         where
-            #hrtb #ident: ::shmstore::__private::LockFree,
+            #hrtb #ident: #krate::__private::LockFree,
         {
         }
     }
+}
+
+/// `tokens` with every span set to `span` (the crate's path, written into
+/// impls that carry the spans of the struct's name and fields).
+fn respan(tokens: &TokenStream, span: Span) -> TokenStream {
+    tokens
+        .clone()
+        .into_iter()
+        .map(|mut token| {
+            if let TokenTree::Group(group) = &token {
+                let mut new =
+                    proc_macro2::Group::new(group.delimiter(), respan(&group.stream(), span));
+                new.set_span(span);
+                token = TokenTree::Group(new);
+            } else {
+                token.set_span(span);
+            }
+            token
+        })
+        .collect()
 }
 
 /// The name as written, without `r#`.
@@ -199,8 +226,9 @@ fn ident_name(ident: &Ident) -> String {
 fn layout_checks(input: &Valid) -> TokenStream {
     let ident = input.ident;
     let name = ident_name(ident);
-    let mem = quote!(::shmstore::__private::core::mem);
-    let prim = quote!(::shmstore::__private::core::primitive);
+    let krate = &input.krate;
+    let mem = quote!(#krate::__private::core::mem);
+    let prim = quote!(#krate::__private::core::primitive);
     let size = quote!(#mem::size_of::<#ident>());
     let padding_note = "every byte of a value in shared memory must belong to a field: \
                         padding bytes are uninitialised, and other processes would read them";

@@ -2,7 +2,8 @@
 //!
 //! Use it through `shmstore`, which re-exports it next to the trait of the
 //! same name: `use shmstore::Shareable;`. The expansion names only
-//! `::shmstore::__private::...` and `::shmstore::schema::...` paths.
+//! `::shmstore::__private::...` and `::shmstore::schema::...` paths, or the
+//! same under the path that `#[shareable(crate = "...")]` gives.
 //!
 //! The macro works in three steps, each in its own module:
 //!
@@ -41,7 +42,14 @@ use syn::{parse_macro_input, DeriveInput};
 /// - not implement `Drop`.
 ///
 /// Anything else is a compile error, at the offending tokens, that says what
-/// to change. There are no helper attributes.
+/// to change.
+///
+/// `#[shareable(crate = "path::to::shmstore")]` on the struct makes the
+/// generated code name shmstore by that path instead of `::shmstore`, as
+/// serde's `#[serde(crate = "...")]` does: for a crate that depends on
+/// shmstore under another name (`shm = { package = "shmstore", ... }`, then
+/// `crate = "shm"`) or reaches it through another crate's re-export
+/// (`crate = "other::shmstore"`).
 ///
 /// When every field is made of atomics only (`AtomicU8`..`AtomicU64`,
 /// `AtomicI8`..`AtomicI64`, arrays of them, or other such derived structs),
@@ -59,7 +67,7 @@ use syn::{parse_macro_input, DeriveInput};
 /// `schema()` describes the struct for tools that show a segment's value
 /// without the type: a `shmstore::schema::Kind::Struct` with the name, size,
 /// alignment and each field's name, offset and `schema()`, in order.
-#[proc_macro_derive(Shareable)]
+#[proc_macro_derive(Shareable, attributes(shareable))]
 pub fn derive_shareable(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
     derive(&input)

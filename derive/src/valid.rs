@@ -4,6 +4,8 @@
 //! [`crate::expand`] writes into the expansion.
 
 use crate::ast::{Body, Field, Input, Layout, Repr};
+use proc_macro2::TokenStream;
+use quote::{quote, ToTokens};
 use syn::{Error, GenericParam, Ident, LitInt};
 
 /// An input that passed every check: a non-generic struct with at least one
@@ -14,6 +16,9 @@ pub(crate) struct Valid<'a> {
     /// `N` of `align(N)`, if given.
     pub align: Option<&'a LitInt>,
     pub fields: &'a [Field<'a>],
+    /// The path of the `shmstore` crate: `::shmstore`, or what
+    /// `#[shareable(crate = "...")]` says.
+    pub krate: TokenStream,
 }
 
 pub(crate) fn validate<'a>(input: &'a Input<'a>) -> syn::Result<Valid<'a>> {
@@ -68,6 +73,10 @@ pub(crate) fn validate<'a>(input: &'a Input<'a>) -> syn::Result<Valid<'a>> {
         layout,
         align: input.repr.align.as_ref(),
         fields,
+        krate: match &input.krate {
+            Some(path) => path.to_token_stream(),
+            None => quote!(::shmstore),
+        },
     })
 }
 

@@ -113,3 +113,30 @@
 //! A struct whose fields are all atomics is also
 //! [`LockFree`](crate::LockFree), without any attribute: see
 //! [lock-free atomics](super::atomics).
+//!
+//! # Another name for the crate
+//!
+//! The code the derive writes names the crate as `::shmstore`. A crate that
+//! depends on it under another name (`shm = { package = "shmstore", ... }`
+//! in Cargo.toml), or reaches it only through another crate's re-export,
+//! says where it is with `#[shareable(crate = "...")]`, as serde's
+//! `#[serde(crate = "...")]` does:
+//!
+//! ```
+//! # pub extern crate shmstore as shm;
+//! mod facade {
+//!     // What a crate that re-exports shmstore offers its users.
+//!     pub use shm as shmstore;
+//! }
+//!
+//! #[derive(shm::Shareable)]
+//! #[shareable(crate = "shm")]
+//! #[repr(C)]
+//! struct Renamed { count: u64 }
+//!
+//! #[derive(facade::shmstore::Shareable)]
+//! #[shareable(crate = "crate::facade::shmstore")]
+//! #[repr(C)]
+//! struct Reexported { count: u64 }
+//! # fn main() {}
+//! ```
