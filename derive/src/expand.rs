@@ -76,6 +76,26 @@ pub(crate) fn expand(input: &Valid) -> TokenStream {
     }
 }
 
+/// Only the check that every field but those at the indices `skip` is
+/// `Shareable`, with rustc's error at the field's type: what is written
+/// when some fields have a type that [`crate::valid`] refuses already.
+pub(crate) fn field_checks(input: &Valid, skip: &[usize]) -> TokenStream {
+    let krate = &input.krate;
+    let checks = input
+        .fields
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !skip.contains(i))
+        .map(|(_, field)| {
+            let ty = field.ty;
+            quote! {
+                const _: #krate::__private::core::primitive::u64 =
+                    <#ty as #krate::__private::Shareable>::FINGERPRINT;
+            }
+        });
+    quote!(#(#checks)*)
+}
+
 /// `fn schema()`: a `Kind::Struct` with each field's name, offset and
 /// schema, in declaration order.
 ///

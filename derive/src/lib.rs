@@ -42,7 +42,8 @@ use syn::{parse_macro_input, DeriveInput};
 /// - not implement `Drop`.
 ///
 /// Anything else is a compile error, at the offending tokens, that says what
-/// to change.
+/// to change; a field of type `bool`, `String`, `&str` or `Vec<T>` gets one
+/// that names its replacement: `ShmBool`, `ShmStr<N>` or `ShmVec<T, N>`.
 ///
 /// `#[shareable(crate = "path::to::shmstore")]` on the struct makes the
 /// generated code name shmstore by that path instead of `::shmstore`, as
@@ -77,6 +78,21 @@ pub fn derive_shareable(input: TokenStream) -> TokenStream {
 
 fn derive(input: &DeriveInput) -> syn::Result<proc_macro2::TokenStream> {
     let input = ast::Input::from_syn(input)?;
-    let valid = valid::validate(&input)?;
-    Ok(expand::expand(&valid))
+    let replaced = valid::replaced_types(&input);
+    let valid = valid::validate(&input).map_err(|mut error| {
+        replaced.iter().for_each(|(_, e)| error.combine(e.clone()));
+        error
+    })?;
+    let Some(((_, first), rest)) = replaced.split_first() else {
+        return Ok(expand::expand(&valid));
+    };
+    // A field of a type with a replacement: say which, and check only that
+    // the other fields are `Shareable`, so that one compile reports every
+    // field to change (and not these twice).
+    let mut error = first.clone();
+    rest.iter().for_each(|(_, e)| error.combine(e.clone()));
+    let skip: Vec<usize> = replaced.iter().map(|(i, _)| *i).collect();
+    let mut tokens = error.into_compile_error();
+    tokens.extend(expand::field_checks(&valid, &skip));
+    Ok(tokens)
 }

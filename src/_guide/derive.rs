@@ -40,7 +40,7 @@
 //! So is a `bool`, whose bytes other than 0 and 1 are undefined behaviour
 //! ([`ShmBool`](crate::ShmBool) is the flag that may live in shared memory):
 //!
-//! ```compile_fail,E0277
+//! ```compile_fail
 //! #[derive(shmstore::Shareable)]
 //! #[repr(C)]
 //! struct Flags { on: bool, _pad: [u8; 7] }

@@ -38,7 +38,8 @@ use crate::schema::{Kind, Schema};
     message = "`{Self}` cannot live in shared memory (it is not `Shareable`)",
     label = "not `Shareable`",
     note = "shared memory holds plain data that any process may overwrite: use fixed-width integers, floats, their atomics, arrays of them, or a `#[repr(C)]` struct with `#[derive(Shareable)]`",
-    note = "`bool`, `char`, `usize`/`isize`, enums, references, raw pointers and heap types such as `String`, `Vec` or `Box` are not allowed"
+    note = "`bool`, `char`, `usize`/`isize`, enums, references, raw pointers and heap types such as `String`, `Vec` or `Box` are not allowed",
+    note = "`shmstore::ShmBool` replaces `bool`, `shmstore::ShmStr<N>` a `String` or `&str`, and `shmstore::ShmVec<T, N>` a `Vec<T>`: they keep their contents inline, with a fixed capacity"
 )]
 pub unsafe trait Shareable: Sized + Send + Sync + 'static {
     /// The type's name as written in the source, kept in the segment header
