@@ -145,6 +145,9 @@ pub mod __private {
     ) -> crate::Schema {
         crate::Schema::checked(schema, type_name, size, align)
     }
+    /// What the derive's `Zeroable` and `Pod` impls name (feature `bytemuck`).
+    #[cfg(feature = "bytemuck")]
+    pub use bytemuck;
     pub use core;
     pub use std::vec::Vec;
 

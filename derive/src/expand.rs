@@ -50,6 +50,7 @@ pub(crate) fn expand(input: &Valid) -> TokenStream {
     let schema = schema(input);
     let layout_checks = layout_checks(input);
     let lock_free = lock_free(input);
+    let bytemuck = bytemuck(input);
 
     quote! {
         const _: () = {
@@ -70,6 +71,8 @@ pub(crate) fn expand(input: &Valid) -> TokenStream {
             }
 
             #lock_free
+
+            #bytemuck
 
             #layout_checks
         };
@@ -225,6 +228,43 @@ fn respan(tokens: &TokenStream, span: Span) -> TokenStream {
             token
         })
         .collect()
+}
+
+/// With the feature `bytemuck`: `bytemuck::Zeroable`, and `bytemuck::Pod`
+/// where the struct is `Copy` (which a struct with atomics is not), so that
+/// a guard can go to `bytemuck::bytes_of` without a second derive.
+///
+/// As for `LockFree`, the `Copy` bound is under a `for<'__a>`, so rustc
+/// accepts the impl whether the struct is `Copy` or not, and applies it only
+/// where it is.
+#[cfg(feature = "bytemuck")]
+fn bytemuck(input: &Valid) -> TokenStream {
+    let ident = input.ident;
+    let bytemuck = respan(&input.krate, ident.span());
+    let a = syn::Lifetime::new("'__a", Span::call_site().located_at(ident.span()));
+    quote_spanned! {ident.span()=>
+        #[automatically_derived]
+        // SAFETY: the `Shareable` impl above rests on the checks below: every
+        // field is `Shareable`, so any bit pattern (all zeros too) is a valid
+        // value of it, and there is no padding between or after the fields.
+        unsafe impl #bytemuck::__private::bytemuck::Zeroable for #ident {}
+
+        #[automatically_derived]
+        // SAFETY: as for `Zeroable`: no padding (the checks below), any bit
+        // pattern valid (every field `Shareable`), `repr(C)` or
+        // `repr(transparent)`; and `Copy`, the bound, rules out atomics and
+        // any other interior mutability.
+        unsafe impl #bytemuck::__private::bytemuck::Pod for #ident
+        where
+            for<#a> #ident: #bytemuck::__private::core::marker::Copy,
+        {
+        }
+    }
+}
+
+#[cfg(not(feature = "bytemuck"))]
+fn bytemuck(_: &Valid) -> TokenStream {
+    TokenStream::new()
 }
 
 /// The name as written, without `r#`.

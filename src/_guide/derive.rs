@@ -140,3 +140,25 @@
 //! struct Reexported { count: u64 }
 //! # fn main() {}
 //! ```
+//!
+//! # bytemuck
+//!
+//! With the feature `bytemuck`, the derive also implements
+//! `bytemuck::Zeroable`, and `bytemuck::Pod` when the struct is `Copy`
+//! (a struct with atomics is not, and stays `Zeroable` only): a guard then
+//! goes to `bytemuck::bytes_of(&*guard)` without bytemuck's own derive.
+//! Both impls rest on the checks of the `Shareable` impl (every field
+//! `Shareable`, so any bit pattern is valid; no padding). With the feature
+//! on, remove `#[derive(bytemuck::Pod, bytemuck::Zeroable)]` from types that
+//! derive `Shareable`: the impls would conflict.
+//!
+//! ```
+//! # #[cfg(feature = "bytemuck")] {
+//! #[derive(shmstore::Shareable, Clone, Copy)]
+//! #[repr(C)]
+//! struct Vertex { pos: [f32; 3], color: u32 }
+//!
+//! let v = Vertex { pos: [0.0, 1.0, 2.0], color: 7 };
+//! assert_eq!(bytemuck::bytes_of(&v).len(), 16);
+//! # }
+//! ```

@@ -405,3 +405,64 @@ fn names_used_by_the_expansion_are_fine() {
     assert_eq!(size_of::<PaddingBetweenFields>(), 12);
     assert_ne!(PaddingBetweenFields::FINGERPRINT, PaddingAtEnd::FINGERPRINT);
 }
+
+/// Feature `bytemuck`: derived types are `Zeroable`, and `Pod` when `Copy`.
+#[cfg(feature = "bytemuck")]
+mod bytemuck_impls {
+    use crate::common::Segment;
+    use shmstore::{Shareable, Shared};
+
+    #[derive(Shareable, Clone, Copy, Debug, PartialEq)]
+    #[repr(C)]
+    struct Vertex {
+        pos: [f32; 3],
+        color: u32,
+    }
+
+    /// The same struct by bytemuck's own derive, to compare.
+    #[derive(bytemuck::Zeroable, bytemuck::Pod, Clone, Copy)]
+    #[repr(C)]
+    struct TheirVertex {
+        pos: [f32; 3],
+        color: u32,
+    }
+
+    fn pod<T: bytemuck::Pod>() {}
+    fn zeroable<T: bytemuck::Zeroable>() {}
+
+    #[test]
+    fn a_guard_goes_to_bytes_of() {
+        pod::<Vertex>();
+        pod::<TheirVertex>();
+        let seg = Segment::new("bytemuck-vertex");
+        let value = Vertex {
+            pos: [1.0, 2.0, 3.0],
+            color: 0xff00_ff00,
+        };
+        let shared = Shared::create(seg.name(), value).unwrap();
+        let guard = shared.lock().unwrap();
+        let mine = bytemuck::bytes_of(&*guard);
+        let theirs = TheirVertex {
+            pos: value.pos,
+            color: value.color,
+        };
+        assert_eq!(mine, bytemuck::bytes_of(&theirs));
+        assert_eq!(*bytemuck::from_bytes::<Vertex>(mine), value);
+        let zeroed: Vertex = bytemuck::Zeroable::zeroed();
+        assert_eq!(zeroed.color, 0);
+    }
+
+    /// Atomics: `Zeroable` (as bytemuck has it for atomics), never `Pod`.
+    #[derive(Shareable)]
+    #[repr(C)]
+    struct Counters {
+        hits: core::sync::atomic::AtomicU64,
+    }
+
+    #[test]
+    fn a_struct_of_atomics_is_zeroable() {
+        zeroable::<Counters>();
+        let zeroed: Counters = bytemuck::Zeroable::zeroed();
+        assert_eq!(zeroed.hits.into_inner(), 0);
+    }
+}
