@@ -145,6 +145,7 @@ pub mod __private {
     ) -> crate::Schema {
         crate::Schema::checked(schema, type_name, size, align)
     }
+    pub use crate::types::shareable::Opaque;
     /// What the derive's `Zeroable` and `Pod` impls name (feature `bytemuck`).
     #[cfg(feature = "bytemuck")]
     pub use bytemuck;

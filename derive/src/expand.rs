@@ -40,11 +40,12 @@ pub(crate) fn expand(input: &Valid) -> TokenStream {
     // trait's `on_unimplemented` message) lands on the field's type. A separate
     // `assert_shareable::<F>()` would report every such field twice.
     let fingerprint_fields = input.fields.iter().map(|field| {
-        let Field { member, name, ty } = field;
+        let Field { member, name, .. } = field;
+        let fingerprint = field_fingerprint(input, field);
         quote! {
             .str(#name)
             .u64(#mem::offset_of!(#ident, #member) as #prim::u64)
-            .u64(<#ty as #private::Shareable>::FINGERPRINT)
+            .u64(#fingerprint)
         }
     });
     let schema = schema(input);
@@ -90,13 +91,45 @@ pub(crate) fn field_checks(input: &Valid, skip: &[usize]) -> TokenStream {
         .enumerate()
         .filter(|(i, _)| !skip.contains(i))
         .map(|(_, field)| {
-            let ty = field.ty;
+            let fingerprint = field_fingerprint(input, field);
             quote! {
-                const _: #krate::__private::core::primitive::u64 =
-                    <#ty as #krate::__private::Shareable>::FINGERPRINT;
+                const _: #krate::__private::core::primitive::u64 = #fingerprint;
             }
         });
     quote!(#(#checks)*)
+}
+
+/// A field's fingerprint: its type's `FINGERPRINT`, which is also the check
+/// that it is `Shareable`, with rustc's error at the field's type; for an
+/// opaque field, a hash of its type's name as written, size and alignment,
+/// after `<F as Opaque>::OK`, the check that it is plain bytes.
+fn field_fingerprint(input: &Valid, field: &Field) -> TokenStream {
+    let krate = &input.krate;
+    let private = quote!(#krate::__private);
+    let ty = field.ty;
+    if !field.opaque {
+        return quote!(<#ty as #private::Shareable>::FINGERPRINT);
+    }
+    let type_name = type_name(ty);
+    quote!({
+        let () = <#ty as #private::Opaque>::OK;
+        #private::Fingerprint::new()
+            .str("opaque")
+            .str(#type_name)
+            .u64(#private::core::mem::size_of::<#ty>() as #private::core::primitive::u64)
+            .u64(#private::core::mem::align_of::<#ty>() as #private::core::primitive::u64)
+            .finish()
+    })
+}
+
+/// A type as written, for an opaque field's schema and fingerprint.
+fn type_name(ty: &syn::Type) -> String {
+    ty.to_token_stream()
+        .to_string()
+        .replace(" :: ", "::")
+        .replace(" < ", "<")
+        .replace(" >", ">")
+        .replace(" ,", ",")
 }
 
 /// `fn schema()`: a `Kind::Struct` with each field's name, offset and
@@ -119,7 +152,24 @@ fn schema(input: &Valid) -> TokenStream {
     let prim = quote!(#private::core::primitive);
     let count = input.fields.len();
     let fields = input.fields.iter().map(|field| {
-        let Field { member, name, ty } = field;
+        let Field {
+            member, name, ty, ..
+        } = field;
+        if field.opaque {
+            let type_name = type_name(ty);
+            return quote! {
+                __fields.push(#schema::Field::new(
+                    #name,
+                    #mem::offset_of!(#ident, #member) as #prim::u64,
+                    #schema::Schema::new(
+                        #type_name,
+                        #mem::size_of::<#ty>() as #prim::u64,
+                        #mem::align_of::<#ty>() as #prim::u64,
+                        #schema::Kind::Opaque,
+                    ),
+                ));
+            };
+        }
         quote! {
             __fields.push(#schema::Field::new(
                 #name,

@@ -162,3 +162,31 @@
 //! assert_eq!(bytemuck::bytes_of(&v).len(), 16);
 //! # }
 //! ```
+//!
+//! A field of another crate's type that is `bytemuck::Pod` (and `Send +
+//! Sync`) but not `Shareable` may be marked `#[shareable(opaque)]`, with the
+//! same feature: the derive checks at compile time that the type is `Pod`,
+//! with an error at the field otherwise (or when the feature is off). The
+//! fingerprint covers the type's name as written, its size and alignment;
+//! the schema records it as [`Kind::Opaque`](crate::schema::Kind::Opaque)
+//! with that name, which [the command](super::command) shows as hex. `Pod`
+//! rules out padding inside the type; padding around the field is refused
+//! as for any field. The type's layout across 32- and 64-bit builds is the
+//! user's promise (the fingerprint still catches a size difference). A
+//! `#[repr(transparent)]` wrapper with one opaque field makes such a type
+//! shareable by itself:
+//!
+//! ```
+//! # #[cfg(feature = "bytemuck")] {
+//! # mod other_crate {
+//! #     #[derive(bytemuck::Pod, bytemuck::Zeroable, Clone, Copy)]
+//! #     #[repr(C)]
+//! #     pub struct Rgba { pub r: u8, pub g: u8, pub b: u8, pub a: u8 }
+//! # }
+//! #[derive(shmstore::Shareable, Clone, Copy)]
+//! #[repr(transparent)]
+//! struct Color(#[shareable(opaque)] other_crate::Rgba);
+//! # }
+//! ```
+//!
+//! zerocopy's traits are not accepted yet.

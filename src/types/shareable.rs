@@ -201,6 +201,29 @@ impl Schema {
     }
 }
 
+/// A type that a `#[shareable(opaque)]` field may have: plain bytes by
+/// another crate's account, `bytemuck::Pod` (feature `bytemuck`).
+///
+/// # Safety
+///
+/// Every bit pattern is a valid value, with no padding, pointer or drop
+/// glue; shared between threads safely.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be an opaque field: it is not `bytemuck::Pod`",
+    label = "not `bytemuck::Pod`",
+    note = "a `#[shareable(opaque)]` field may have any type that is `bytemuck::Pod + Send + Sync`, with shmstore's feature `bytemuck` on: every bit pattern valid, no padding"
+)]
+#[doc(hidden)]
+pub unsafe trait Opaque: Sized + Send + Sync + 'static {
+    /// Named by the derive, so that the error lands at the field.
+    const OK: () = ();
+}
+
+// SAFETY: `Pod` promises every bit pattern valid, no padding and no
+// pointer or drop glue (it is `Copy`); `Send + Sync` is required here.
+#[cfg(feature = "bytemuck")]
+unsafe impl<T: bytemuck::Pod + Send + Sync> Opaque for T {}
+
 #[cfg(test)]
 mod tests {
     use super::*;

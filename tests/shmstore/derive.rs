@@ -466,3 +466,77 @@ mod bytemuck_impls {
         assert_eq!(zeroed.hits.into_inner(), 0);
     }
 }
+
+/// Feature `bytemuck`: a field of another crate's `Pod` type, marked
+/// `#[shareable(opaque)]`.
+#[cfg(feature = "bytemuck")]
+mod opaque_fields {
+    use crate::common::Segment;
+    use shmstore::schema::Kind;
+    use shmstore::{Shareable, Shared};
+
+    /// As another crate would define it: `Pod`, not `Shareable`.
+    mod foreign {
+        #[derive(bytemuck::Pod, bytemuck::Zeroable, Clone, Copy, Debug, PartialEq)]
+        #[repr(C)]
+        pub struct Rgba {
+            pub r: u8,
+            pub g: u8,
+            pub b: u8,
+            pub a: u8,
+        }
+    }
+
+    #[derive(Shareable, Clone, Copy, Debug, PartialEq)]
+    #[repr(C)]
+    struct Pixel {
+        x: u32,
+        #[shareable(opaque)]
+        color: foreign::Rgba,
+    }
+
+    /// A wrapper makes the foreign type itself shareable.
+    #[derive(Shareable, Clone, Copy, Debug, PartialEq)]
+    #[repr(transparent)]
+    struct Color(#[shareable(opaque)] foreign::Rgba);
+
+    #[test]
+    fn a_foreign_pod_field_round_trips() {
+        let seg = Segment::new("opaque-pixel");
+        let color = foreign::Rgba {
+            r: 1,
+            g: 2,
+            b: 3,
+            a: 4,
+        };
+        let shared = Shared::create(seg.name(), Pixel { x: 9, color }).unwrap();
+        shared.lock().unwrap().color.g = 20;
+        let other = Shared::<Pixel>::open(seg.name()).unwrap();
+        let guard = other.lock().unwrap();
+        assert_eq!(guard.color.g, 20);
+        assert_eq!(bytemuck::bytes_of(&*guard), [9, 0, 0, 0, 1, 20, 3, 4]);
+
+        let schema = Pixel::schema();
+        let Kind::Struct { fields } = &schema.kind else {
+            panic!("not a struct: {schema:?}");
+        };
+        let color = &fields[1].schema;
+        assert!(matches!(color.kind, Kind::Opaque), "{color:?}");
+        assert_eq!(color.type_name, "foreign::Rgba");
+        assert_eq!((color.size, color.align), (4, 1));
+    }
+
+    #[test]
+    fn a_transparent_wrapper_is_shareable() {
+        let seg = Segment::new("opaque-color");
+        let rgba = foreign::Rgba {
+            r: 5,
+            g: 6,
+            b: 7,
+            a: 8,
+        };
+        let shared = Shared::create(seg.name(), Color(rgba)).unwrap();
+        assert_eq!(shared.lock().unwrap().0, rgba);
+        assert_ne!(Color::FINGERPRINT, <[u8; 4]>::FINGERPRINT);
+    }
+}

@@ -14,4 +14,11 @@ struct NotAPath {
     a: u64,
 }
 
+#[derive(Shareable)]
+#[repr(C)]
+struct UnknownFieldKey {
+    #[shareable(transparent)]
+    a: u64,
+}
+
 fn main() {}
