@@ -39,7 +39,8 @@ use crate::schema::{Kind, Schema};
     label = "not `Shareable`",
     note = "shared memory holds plain data that any process may overwrite: use fixed-width integers, floats, their atomics, arrays of them, or a `#[repr(C)]` struct with `#[derive(Shareable)]`",
     note = "`bool`, `char`, `usize`/`isize`, enums, references, raw pointers and heap types such as `String`, `Vec` or `Box` are not allowed",
-    note = "`shmstore::ShmBool` replaces `bool`, `shmstore::ShmStr<N>` a `String` or `&str`, and `shmstore::ShmVec<T, N>` a `Vec<T>`: they keep their contents inline, with a fixed capacity"
+    note = "`shmstore::ShmBool` replaces `bool`, `shmstore::ShmStr<N>` a `String` or `&str`, and `shmstore::ShmVec<T, N>` a `Vec<T>`: they keep their contents inline, with a fixed capacity",
+    note = "another crate's `bytemuck::Pod` type can be a field marked `#[shareable(opaque)]` (feature `bytemuck`), or made shareable by a `#[repr(transparent)]` wrapper with one such field"
 )]
 pub unsafe trait Shareable: Sized + Send + Sync + 'static {
     /// The type's name as written in the source, kept in the segment header
