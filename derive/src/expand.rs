@@ -102,7 +102,8 @@ pub(crate) fn field_checks(input: &Valid, skip: &[usize]) -> TokenStream {
 /// A field's fingerprint: its type's `FINGERPRINT`, which is also the check
 /// that it is `Shareable`, with rustc's error at the field's type; for an
 /// opaque field, a hash of its type's name as written, size and alignment,
-/// after `<F as Opaque>::OK`, the check that it is plain bytes.
+/// after `(&&OpaqueProbe::<F>::NEW).check()`, the check that it is plain
+/// bytes (`bytemuck::Pod` or zerocopy's traits, by the features on).
 fn field_fingerprint(input: &Valid, field: &Field) -> TokenStream {
     let krate = &input.krate;
     let private = quote!(#krate::__private);
@@ -111,8 +112,19 @@ fn field_fingerprint(input: &Valid, field: &Field) -> TokenStream {
         return quote!(<#ty as #private::Shareable>::FINGERPRINT);
     }
     let type_name = type_name(ty);
+    // The check is a function never called (trait methods cannot run in a
+    // const), spanned at the field's type so that the error lands there.
+    let spanned = respan(&private, ty.span());
+    let check = quote_spanned! {ty.span()=>
+        (&&#spanned::OpaqueProbe::<#ty>::NEW).check();
+    };
     quote!({
-        let () = <#ty as #private::Opaque>::OK;
+        #[allow(dead_code)]
+        fn __opaque_check() {
+            #[allow(unused_imports)]
+            use #private::{ViaPod as _, ViaZerocopy as _};
+            #check
+        }
         #private::Fingerprint::new()
             .str("opaque")
             .str(#type_name)

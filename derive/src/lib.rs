@@ -52,9 +52,11 @@ use syn::{parse_macro_input, DeriveInput};
 /// `crate = "shm"`) or reaches it through another crate's re-export
 /// (`crate = "other::shmstore"`).
 ///
-/// `#[shareable(opaque)]` on a field (shmstore's feature `bytemuck`) accepts
-/// a field of any `bytemuck::Pod + Send + Sync` type, recorded as opaque
-/// bytes of that type's name; see shmstore's guide, `_guide::derive`.
+/// `#[shareable(opaque)]` on a field accepts a field of any `bytemuck::Pod +
+/// Send + Sync` type (shmstore's feature `bytemuck`) or any zerocopy
+/// `FromBytes + IntoBytes + Immutable + Send + Sync` type (feature
+/// `zerocopy`), recorded as opaque bytes of that type's name; see
+/// shmstore's guide, `_guide::derive`.
 ///
 /// When every field is made of atomics only (`AtomicU8`..`AtomicU64`,
 /// `AtomicI8`..`AtomicI64`, arrays of them, or other such derived structs),

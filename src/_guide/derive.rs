@@ -141,7 +141,11 @@
 //! # fn main() {}
 //! ```
 //!
-//! # bytemuck
+//! # bytemuck and zerocopy
+//!
+//! Two features let types of those crates meet shmstore's; both are off by
+//! default and pull in no crate of their own (zerocopy is a dependency
+//! already).
 //!
 //! With the feature `bytemuck`, the derive also implements
 //! `bytemuck::Zeroable`, and `bytemuck::Pod` when the struct is `Copy`
@@ -163,18 +167,59 @@
 //! # }
 //! ```
 //!
-//! A field of another crate's type that is `bytemuck::Pod` (and `Send +
-//! Sync`) but not `Shareable` may be marked `#[shareable(opaque)]`, with the
-//! same feature: the derive checks at compile time that the type is `Pod`,
-//! with an error at the field otherwise (or when the feature is off). The
-//! fingerprint covers the type's name as written, its size and alignment;
-//! the schema records it as [`Kind::Opaque`](crate::schema::Kind::Opaque)
-//! with that name, which [the command](super::command) shows as hex. `Pod`
-//! rules out padding inside the type; padding around the field is refused
-//! as for any field. The type's layout across 32- and 64-bit builds is the
-//! user's promise (the fingerprint still catches a size difference). A
-//! `#[repr(transparent)]` wrapper with one opaque field makes such a type
-//! shareable by itself:
+//! zerocopy's traits are another matter: zerocopy documents that only its
+//! own derive may implement them, so ours does not. Put both derives on the
+//! type instead. With the feature `zerocopy`, `shmstore::zerocopy` is the
+//! zerocopy crate this build uses, so with `#[zerocopy(crate =
+//! "shmstore::zerocopy")]` its derives need no dependency of yours:
+//!
+//! ```
+//! # #[cfg(feature = "zerocopy")] {
+//! use shmstore::zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+//!
+//! #[derive(shmstore::Shareable, FromBytes, IntoBytes, KnownLayout, Immutable)]
+//! #[zerocopy(crate = "shmstore::zerocopy")]
+//! #[repr(C)]
+//! struct Packet { seq: u64, len: u32, flags: u32 }
+//!
+//! # let name = format!("guide-zerocopy-{}", std::process::id());
+//! let shared = shmstore::Shared::create(&name, Packet { seq: 1, len: 2, flags: 0 })?;
+//! let guard = shared.lock().unwrap();
+//! let bytes: &[u8] = IntoBytes::as_bytes(&*guard);
+//! assert_eq!(bytes.len(), 16);
+//! # drop(guard); shmstore::unlink(&name)?;
+//! # }
+//! # Ok::<(), shmstore::Error>(())
+//! ```
+//!
+//! A struct of atomics takes zerocopy's `FromBytes`, `IntoBytes` and
+//! `KnownLayout` next to ours, but not `Immutable` (atomics are interior
+//! mutability), which zerocopy's derive refuses.
+//!
+//! The two crates and ours accept and refuse mostly the same types: all
+//! three refuse padding, and `bool` (bytemuck's `Pod` and zerocopy's
+//! `FromBytes`), and accept fixed-width integers, floats and arrays of them.
+//! One difference is deliberate: `usize` and `isize` are `Pod` and zerocopy
+//! types, but not `Shareable`, since a 32-bit and a 64-bit process may share
+//! the memory and disagree on their size.
+//!
+//! ## Opaque fields
+//!
+//! A field of another crate's type that is plain bytes by that crate's
+//! account but not `Shareable` may be marked `#[shareable(opaque)]`: with
+//! the feature `bytemuck`, a type that is `bytemuck::Pod`; with `zerocopy`,
+//! one that is `FromBytes + IntoBytes + Immutable`; with both, either (and
+//! `Send + Sync` in every case). The derive checks this at compile time,
+//! with an error at the field that names what is missing (or, without
+//! either feature, which features allow the attribute). The fingerprint
+//! covers the type's name as written, its size and alignment; the schema
+//! records it as [`Kind::Opaque`](crate::schema::Kind::Opaque) with that
+//! name, which [the command](super::command) shows as hex bytes with the
+//! name. `Pod` and `IntoBytes` rule out padding inside the type; padding
+//! around the field is refused as for any field. The type's layout across
+//! 32- and 64-bit builds is the user's promise (the fingerprint still
+//! catches a size difference). A `#[repr(transparent)]` wrapper with one
+//! opaque field makes such a type shareable by itself:
 //!
 //! ```
 //! # #[cfg(feature = "bytemuck")] {
@@ -189,4 +234,23 @@
 //! # }
 //! ```
 //!
-//! zerocopy's traits are not accepted yet.
+//! The same with a zerocopy type:
+//!
+//! ```
+//! # #[cfg(feature = "zerocopy")] {
+//! # mod other_crate {
+//! #     use shmstore::zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+//! #     #[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Clone, Copy)]
+//! #     #[zerocopy(crate = "shmstore::zerocopy")]
+//! #     #[repr(C)]
+//! #     pub struct Stamp { pub secs: u32, pub nanos: u32 }
+//! # }
+//! #[derive(shmstore::Shareable, Clone, Copy)]
+//! #[repr(C)]
+//! struct Event {
+//!     id: u64,
+//!     #[shareable(opaque)]
+//!     at: other_crate::Stamp,
+//! }
+//! # }
+//! ```

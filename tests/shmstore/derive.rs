@@ -540,3 +540,132 @@ mod opaque_fields {
         assert_ne!(Color::FINGERPRINT, <[u8; 4]>::FINGERPRINT);
     }
 }
+
+/// Feature `zerocopy`: zerocopy's own derives, through `shmstore::zerocopy`,
+/// on the same types as ours; and opaque fields of zerocopy types.
+#[cfg(feature = "zerocopy")]
+mod zerocopy_types {
+    use crate::common::Segment;
+    use shmstore::schema::Kind;
+    use shmstore::zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+    use shmstore::{Shareable, Shared};
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    /// Both derives on one type: no dependency on zerocopy of its own.
+    #[derive(Shareable, FromBytes, IntoBytes, KnownLayout, Immutable, Debug, PartialEq)]
+    #[zerocopy(crate = "shmstore::zerocopy")]
+    #[repr(C)]
+    struct Packet {
+        seq: u64,
+        len: u32,
+        flags: u32,
+        body: [u8; 8],
+    }
+
+    #[test]
+    fn a_guard_goes_to_as_bytes() {
+        let seg = Segment::new("zerocopy-packet");
+        let value = Packet {
+            seq: 7,
+            len: 3,
+            flags: 1,
+            body: *b"abcdefgh",
+        };
+        let shared = Shared::create(seg.name(), value).unwrap();
+        shared.lock().unwrap().len = 8;
+        let other = Shared::<Packet>::open(seg.name()).unwrap();
+        let guard = other.lock().unwrap();
+        let bytes = IntoBytes::as_bytes(&*guard);
+        assert_eq!(bytes.len(), 24);
+        assert_eq!(&bytes[..8], &7u64.to_ne_bytes());
+        assert_eq!(&bytes[8..12], &8u32.to_ne_bytes());
+        assert_eq!(&bytes[16..], b"abcdefgh");
+        let back = Packet::read_from_bytes(bytes).unwrap();
+        assert_eq!(back, *guard);
+    }
+
+    /// Atomics: zerocopy's `FromBytes`, `IntoBytes` and `KnownLayout` take
+    /// them (its `Immutable` does not); ours too, and it is `LockFree`.
+    #[derive(Shareable, FromBytes, IntoBytes, KnownLayout)]
+    #[zerocopy(crate = "shmstore::zerocopy")]
+    #[repr(C)]
+    struct Counters {
+        hits: AtomicU64,
+    }
+
+    #[test]
+    fn a_struct_of_atomics_takes_both_derives() {
+        fn lock_free<T: shmstore::LockFree>() {}
+        lock_free::<Counters>();
+        let seg = Segment::new("zerocopy-counters");
+        let shared = Shared::create(
+            seg.name(),
+            Counters {
+                hits: AtomicU64::new(0),
+            },
+        )
+        .unwrap();
+        shared.lock().unwrap().hits.fetch_add(5, Ordering::Relaxed);
+        let zeroed = <Counters as shmstore::zerocopy::FromZeros>::new_zeroed();
+        assert_eq!(zeroed.hits.load(Ordering::Relaxed), 0);
+        assert_eq!(shared.lock().unwrap().hits.load(Ordering::Relaxed), 5);
+    }
+
+    /// As another crate would define it: zerocopy's, not `Shareable`.
+    mod foreign {
+        use shmstore::zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
+        #[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Clone, Copy, Debug, PartialEq)]
+        #[zerocopy(crate = "shmstore::zerocopy")]
+        #[repr(C)]
+        pub struct Stamp {
+            pub secs: u32,
+            pub nanos: u32,
+        }
+    }
+
+    #[derive(Shareable, Clone, Copy, Debug, PartialEq)]
+    #[repr(C)]
+    struct Event {
+        id: u64,
+        #[shareable(opaque)]
+        at: foreign::Stamp,
+    }
+
+    /// A wrapper makes the foreign type itself shareable.
+    #[derive(Shareable, Clone, Copy, Debug, PartialEq)]
+    #[repr(transparent)]
+    struct Stamp(#[shareable(opaque)] foreign::Stamp);
+
+    #[test]
+    fn a_foreign_zerocopy_field_round_trips() {
+        let seg = Segment::new("opaque-event");
+        let at = foreign::Stamp { secs: 1, nanos: 2 };
+        let shared = Shared::create(seg.name(), Event { id: 9, at }).unwrap();
+        shared.lock().unwrap().at.nanos = 20;
+        let other = Shared::<Event>::open(seg.name()).unwrap();
+        assert_eq!(other.lock().unwrap().at.nanos, 20);
+
+        let schema = Event::schema();
+        let Kind::Struct { fields } = &schema.kind else {
+            panic!("not a struct: {schema:?}");
+        };
+        let at = &fields[1].schema;
+        assert!(matches!(at.kind, Kind::Opaque), "{at:?}");
+        assert_eq!(at.type_name, "foreign::Stamp");
+        assert_eq!((at.size, at.align), (8, 4));
+    }
+
+    #[test]
+    fn a_transparent_wrapper_is_shareable() {
+        let seg = Segment::new("opaque-stamp");
+        let stamp = foreign::Stamp { secs: 5, nanos: 6 };
+        let shared = Shared::create(seg.name(), Stamp(stamp)).unwrap();
+        assert_eq!(
+            Shared::<Stamp>::open(seg.name()).unwrap().lock().unwrap().0,
+            stamp
+        );
+        drop(shared);
+        assert_ne!(Stamp::FINGERPRINT, <[u32; 2]>::FINGERPRINT);
+    }
+}

@@ -1,6 +1,7 @@
 use shmstore::Shareable;
 
-// Not `bytemuck::Pod`: refused at the field, with or without the feature.
+// Neither `bytemuck::Pod` nor zerocopy's traits: refused at the field, with
+// a message that depends on the features on (this directory's name).
 #[derive(Clone, Copy)]
 #[repr(C)]
 struct Handle {
