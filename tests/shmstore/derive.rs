@@ -656,6 +656,30 @@ mod zerocopy_types {
         assert_eq!((at.size, at.align), (8, 4));
     }
 
+    /// shmstore by another path (relative, through a re-export), with an
+    /// opaque field: the check names shmstore by that path too.
+    mod facade {
+        pub use shmstore as shm;
+    }
+
+    #[derive(Shareable)]
+    #[shareable(crate = "facade::shm")]
+    #[repr(C)]
+    struct Reexported {
+        #[shareable(opaque)]
+        at: foreign::Stamp,
+    }
+
+    #[test]
+    fn an_opaque_field_takes_the_crate_attribute() {
+        let schema = Reexported::schema();
+        let Kind::Struct { fields } = &schema.kind else {
+            panic!("not a struct: {schema:?}");
+        };
+        assert!(matches!(fields[0].schema.kind, Kind::Opaque), "{schema:?}");
+        assert_eq!(fields[0].schema.type_name, "foreign::Stamp");
+    }
+
     #[test]
     fn a_transparent_wrapper_is_shareable() {
         let seg = Segment::new("opaque-stamp");
