@@ -123,6 +123,13 @@ pub use types::fixed::{CapacityError, ShmBool, ShmStr, ShmVec};
 pub use types::lockfree::LockFree;
 pub use types::shareable::Shareable;
 
+/// The zerocopy crate this build uses (feature `zerocopy`), so that
+/// `#[derive(shmstore::zerocopy::FromBytes, ...)]` with
+/// `#[zerocopy(crate = "shmstore::zerocopy")]` needs no dependency of yours:
+/// see [the guide](crate::_guide::derive#bytemuck-and-zerocopy).
+#[cfg(feature = "zerocopy")]
+pub use zerocopy;
+
 /// Compiles and runs every Rust snippet of README.md as a doc test.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
@@ -167,6 +174,12 @@ pub mod __private {
     ) -> crate::Schema {
         crate::Schema::checked(schema, type_name, size, align)
     }
+    pub use crate::types::shareable::{
+        OpaqueEither, OpaqueFeature, OpaquePod, OpaqueProbe, OpaqueZerocopy, ViaPod, ViaZerocopy,
+    };
+    /// What the derive's `Zeroable` and `Pod` impls name (feature `bytemuck`).
+    #[cfg(feature = "bytemuck")]
+    pub use bytemuck;
     pub use core;
     pub use std::vec::Vec;
 

@@ -21,6 +21,8 @@
 //!     `rm` refuses live, locked, foreign and other users' segments without
 //!     `--force`.
 //! 11. Errors: one `shmstore: ` line and status 1; usage errors status 2.
+//! 12. With the feature `zerocopy`: a `#[shareable(opaque)]` field shown as
+//!     hex bytes with its type's name (next to 1).
 //!
 //! Other tests (and other programs) have segments in /dev/shm at the same
 //! time, so every assertion on `ls` or `gc` looks only at this test's own
@@ -646,6 +648,62 @@ fn ls_and_inspect_show_a_value_field_by_field() {
         let out = run(&["inspect", &form]);
         assert_gauge_fields(out.ok(), 1234, "hello");
     }
+}
+
+/// Another crate's plain-bytes type (zerocopy's), not `Shareable`.
+#[cfg(feature = "zerocopy")]
+mod foreign {
+    use shmstore::zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
+    #[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Clone, Copy)]
+    #[zerocopy(crate = "shmstore::zerocopy")]
+    #[repr(C)]
+    pub struct Stamp {
+        pub secs: u32,
+        pub nanos: u32,
+    }
+}
+
+/// A value with a `#[shareable(opaque)]` field.
+#[cfg(feature = "zerocopy")]
+#[derive(Shareable)]
+#[repr(C)]
+struct Event {
+    id: u64,
+    #[shareable(opaque)]
+    at: foreign::Stamp,
+}
+
+#[cfg(feature = "zerocopy")]
+#[test]
+fn inspect_shows_an_opaque_field_as_hex_with_its_type() {
+    let _w = world();
+    let seg = Segment::new("cli-opaque");
+    let at = foreign::Stamp {
+        secs: 0x0403_0201,
+        nanos: 0x0807_0605,
+    };
+    let shared = shmstore::Shared::create(seg.name(), Event { id: 42, at }).unwrap();
+
+    let out = run(&["inspect", seg.name()]);
+    let text = out.ok();
+    assert!(has_line(text, "id: 42"), "{}", out.describe());
+    // The bytes in memory order: the host's (little-endian on every
+    // platform shmstore supports).
+    let hex = if cfg!(target_endian = "little") {
+        "<01 02 03 04 05 06 07 08>"
+    } else {
+        "<04 03 02 01 08 07 06 05>"
+    };
+    assert!(
+        has_line(
+            text,
+            &format!("at: {hex} (8 bytes of `foreign::Stamp`, opaque)")
+        ),
+        "{}",
+        out.describe()
+    );
+    drop(shared);
 }
 
 // ===========================================================================

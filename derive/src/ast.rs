@@ -5,13 +5,19 @@ use proc_macro2::{Group, TokenStream};
 use quote::ToTokens;
 use syn::ext::IdentExt;
 use syn::spanned::Spanned;
-use syn::{Attribute, Data, DeriveInput, Fields, Generics, Ident, LitInt, Member, Token, Type};
+use syn::{
+    Attribute, Data, DeriveInput, Fields, Generics, Ident, LitInt, LitStr, Member, Path, Token,
+    Type,
+};
 
 /// The derive's input.
 pub(crate) struct Input<'a> {
     pub ident: &'a Ident,
     pub generics: &'a Generics,
     pub repr: Repr,
+    /// The path of the `shmstore` crate from `#[shareable(crate = "...")]`,
+    /// if given.
+    pub krate: Option<Path>,
     pub body: Body<'a>,
 }
 
@@ -34,6 +40,9 @@ pub(crate) struct Field<'a> {
     /// The name as written (without `r#`), or the index for a tuple field.
     pub name: String,
     pub ty: &'a Type,
+    /// `#[shareable(opaque)]`: a foreign plain-bytes type, checked as such
+    /// and recorded as opaque bytes.
+    pub opaque: bool,
 }
 
 /// Everything the `#[repr(...)]` attributes say, over all of them.
@@ -68,7 +77,7 @@ impl<'a> Input<'a> {
     pub fn from_syn(input: &'a DeriveInput) -> syn::Result<Self> {
         let body = match &input.data {
             Data::Struct(data) => Body::Struct(Struct {
-                fields: fields(&data.fields),
+                fields: fields(&data.fields)?,
             }),
             Data::Enum(data) => Body::Enum(data.enum_token),
             Data::Union(data) => Body::Union(data.union_token),
@@ -77,31 +86,97 @@ impl<'a> Input<'a> {
             ident: &input.ident,
             generics: &input.generics,
             repr: Repr::from_attrs(&input.attrs)?,
+            krate: krate(&input.attrs)?,
             body,
         })
     }
 }
 
-fn fields(fields: &Fields) -> Vec<Field<'_>> {
+/// The path given by `#[shareable(crate = "path::to::shmstore")]`, the only
+/// key the attribute takes on the type (as `#[serde(crate = "...")]`).
+fn krate(attrs: &[Attribute]) -> syn::Result<Option<Path>> {
+    let mut krate: Option<Path> = None;
+    for attr in attrs
+        .iter()
+        .filter(|attr| attr.path().is_ident("shareable"))
+    {
+        attr.parse_nested_meta(|meta| {
+            if meta.path.is_ident("crate") {
+                let lit: LitStr = meta.value()?.parse()?;
+                if krate.is_some() {
+                    return Err(meta.error("`crate` is given twice"));
+                }
+                krate = Some(lit.parse().map_err(|_| {
+                    syn::Error::new_spanned(
+                        &lit,
+                        format_args!(
+                            "expected the path of the `shmstore` crate, such as \
+                             `\"shm\"` or `\"my_crate::reexports::shmstore\"`, not `{:?}`",
+                            lit.value()
+                        ),
+                    )
+                })?);
+                Ok(())
+            } else {
+                Err(meta.error(format_args!(
+                    "unknown `shareable` attribute `{}`: the type takes \
+                     `#[shareable(crate = \"path::to::shmstore\")]`",
+                    meta.path.to_token_stream().to_string().replace(' ', "")
+                )))
+            }
+        })?;
+    }
+    Ok(krate)
+}
+
+fn fields(fields: &Fields) -> syn::Result<Vec<Field<'_>>> {
     fields
         .iter()
         .enumerate()
-        .map(|(i, field)| match &field.ident {
-            Some(ident) => Field {
-                member: Member::Named(ident.clone()),
-                name: ident.unraw().to_string(),
-                ty: &field.ty,
-            },
-            None => Field {
-                member: Member::Unnamed(syn::Index {
-                    index: i as u32,
-                    span: field.ty.span(),
-                }),
-                name: i.to_string(),
-                ty: &field.ty,
-            },
+        .map(|(i, field)| {
+            let opaque = opaque(&field.attrs)?;
+            Ok(match &field.ident {
+                Some(ident) => Field {
+                    member: Member::Named(ident.clone()),
+                    name: ident.unraw().to_string(),
+                    ty: &field.ty,
+                    opaque,
+                },
+                None => Field {
+                    member: Member::Unnamed(syn::Index {
+                        index: i as u32,
+                        span: field.ty.span(),
+                    }),
+                    name: i.to_string(),
+                    ty: &field.ty,
+                    opaque,
+                },
+            })
         })
         .collect()
+}
+
+/// Whether a field has `#[shareable(opaque)]`, the only key the attribute
+/// takes on a field.
+fn opaque(attrs: &[Attribute]) -> syn::Result<bool> {
+    let mut opaque = false;
+    for attr in attrs
+        .iter()
+        .filter(|attr| attr.path().is_ident("shareable"))
+    {
+        attr.parse_nested_meta(|meta| {
+            if meta.path.is_ident("opaque") {
+                opaque = true;
+                Ok(())
+            } else {
+                Err(meta.error(format_args!(
+                    "unknown `shareable` attribute `{}`: a field takes `#[shareable(opaque)]`",
+                    meta.path.to_token_stream().to_string().replace(' ', "")
+                )))
+            }
+        })?;
+    }
+    Ok(opaque)
 }
 
 impl Repr {

@@ -12,7 +12,10 @@
 //! [`lock_free`]).
 //!
 //! Generated code names nothing but `::shmstore::__private::...` and
-//! `::shmstore::schema::...` paths, so it works whatever the user has in
+//! `::shmstore::schema::...` paths (with the path that
+//! `#[shareable(crate = "...")]` gives instead of `::shmstore`, for a crate
+//! that depends on shmstore under another name or through a re-export), so
+//! it works whatever the user has in
 //! scope, and in `no_std` crates.
 
 use crate::ast::{Field, Layout};
@@ -26,7 +29,8 @@ use syn::{Ident, Member};
 pub(crate) fn expand(input: &Valid) -> TokenStream {
     let ident = input.ident;
     let name = ident_name(ident);
-    let private = quote!(::shmstore::__private);
+    let krate = &input.krate;
+    let private = quote!(#krate::__private);
     let mem = quote!(#private::core::mem);
     // Primitive types by path: a user's `struct u64` cannot change them.
     let prim = quote!(#private::core::primitive);
@@ -36,16 +40,18 @@ pub(crate) fn expand(input: &Valid) -> TokenStream {
     // trait's `on_unimplemented` message) lands on the field's type. A separate
     // `assert_shareable::<F>()` would report every such field twice.
     let fingerprint_fields = input.fields.iter().map(|field| {
-        let Field { member, name, ty } = field;
+        let Field { member, name, .. } = field;
+        let fingerprint = field_fingerprint(input, field);
         quote! {
             .str(#name)
             .u64(#mem::offset_of!(#ident, #member) as #prim::u64)
-            .u64(<#ty as #private::Shareable>::FINGERPRINT)
+            .u64(#fingerprint)
         }
     });
     let schema = schema(input);
     let layout_checks = layout_checks(input);
     let lock_free = lock_free(input);
+    let bytemuck = bytemuck(input);
 
     quote! {
         const _: () = {
@@ -67,9 +73,75 @@ pub(crate) fn expand(input: &Valid) -> TokenStream {
 
             #lock_free
 
+            #bytemuck
+
             #layout_checks
         };
     }
+}
+
+/// Only the check that every field but those at the indices `skip` is
+/// `Shareable`, with rustc's error at the field's type: what is written
+/// when some fields have a type that [`crate::valid`] refuses already.
+pub(crate) fn field_checks(input: &Valid, skip: &[usize]) -> TokenStream {
+    let krate = &input.krate;
+    let checks = input
+        .fields
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !skip.contains(i))
+        .map(|(_, field)| {
+            let fingerprint = field_fingerprint(input, field);
+            quote! {
+                const _: #krate::__private::core::primitive::u64 = #fingerprint;
+            }
+        });
+    quote!(#(#checks)*)
+}
+
+/// A field's fingerprint: its type's `FINGERPRINT`, which is also the check
+/// that it is `Shareable`, with rustc's error at the field's type; for an
+/// opaque field, a hash of its type's name as written, size and alignment,
+/// after `(&&OpaqueProbe::<F>::NEW).check()`, the check that it is plain
+/// bytes (`bytemuck::Pod` or zerocopy's traits, by the features on).
+fn field_fingerprint(input: &Valid, field: &Field) -> TokenStream {
+    let krate = &input.krate;
+    let private = quote!(#krate::__private);
+    let ty = field.ty;
+    if !field.opaque {
+        return quote!(<#ty as #private::Shareable>::FINGERPRINT);
+    }
+    let type_name = type_name(ty);
+    // The check is a function never called (trait methods cannot run in a
+    // const), spanned at the field's type so that the error lands there.
+    let spanned = respan(&private, ty.span());
+    let check = quote_spanned! {ty.span()=>
+        (&&#spanned::OpaqueProbe::<#ty>::NEW).check();
+    };
+    quote!({
+        #[allow(dead_code)]
+        fn __opaque_check() {
+            #[allow(unused_imports)]
+            use #private::{ViaPod as _, ViaZerocopy as _};
+            #check
+        }
+        #private::Fingerprint::new()
+            .str("opaque")
+            .str(#type_name)
+            .u64(#private::core::mem::size_of::<#ty>() as #private::core::primitive::u64)
+            .u64(#private::core::mem::align_of::<#ty>() as #private::core::primitive::u64)
+            .finish()
+    })
+}
+
+/// A type as written, for an opaque field's schema and fingerprint.
+fn type_name(ty: &syn::Type) -> String {
+    ty.to_token_stream()
+        .to_string()
+        .replace(" :: ", "::")
+        .replace(" < ", "<")
+        .replace(" >", ">")
+        .replace(" ,", ",")
 }
 
 /// `fn schema()`: a `Kind::Struct` with each field's name, offset and
@@ -85,13 +157,31 @@ pub(crate) fn expand(input: &Valid) -> TokenStream {
 fn schema(input: &Valid) -> TokenStream {
     let ident = input.ident;
     let name = ident_name(ident);
-    let private = quote!(::shmstore::__private);
-    let schema = quote!(::shmstore::schema);
+    let krate = &input.krate;
+    let private = quote!(#krate::__private);
+    let schema = quote!(#krate::schema);
     let mem = quote!(#private::core::mem);
     let prim = quote!(#private::core::primitive);
     let count = input.fields.len();
     let fields = input.fields.iter().map(|field| {
-        let Field { member, name, ty } = field;
+        let Field {
+            member, name, ty, ..
+        } = field;
+        if field.opaque {
+            let type_name = type_name(ty);
+            return quote! {
+                __fields.push(#schema::Field::new(
+                    #name,
+                    #mem::offset_of!(#ident, #member) as #prim::u64,
+                    #schema::Schema::new(
+                        #type_name,
+                        #mem::size_of::<#ty>() as #prim::u64,
+                        #mem::align_of::<#ty>() as #prim::u64,
+                        #schema::Kind::Opaque,
+                    ),
+                ));
+            };
+        }
         quote! {
             __fields.push(#schema::Field::new(
                 #name,
@@ -143,8 +233,10 @@ fn lock_free(input: &Valid) -> TokenStream {
     let bounds = input.fields.iter().map(|field| {
         let ty = field.ty;
         let hrtb = hrtb(ty.span());
-        quote_spanned!(ty.span()=> #hrtb #ty: ::shmstore::__private::AtomicField<#ident>)
+        let krate = respan(&input.krate, ty.span());
+        quote_spanned!(ty.span()=> #hrtb #ty: #krate::__private::AtomicField<#ident>)
     });
+    let krate = respan(&input.krate, ident.span());
     let hrtb = hrtb(ident.span());
     // The impl's type parameter, which must not be the struct's own name.
     let mut param = "__S".to_owned();
@@ -161,23 +253,80 @@ fn lock_free(input: &Valid) -> TokenStream {
         // SAFETY: the layout checks below prove that every byte belongs to a
         // field (no padding), and the bounds that every field is made of
         // atomics only; so every byte is inside an atomic.
-        unsafe impl ::shmstore::__private::LockFree for #ident
+        unsafe impl #krate::__private::LockFree for #ident
         where
             // `LockFree: Shareable`; a struct that is not `Shareable` after
             // all (a field that is not `Send`) is reported once, above.
-            #hrtb #ident: ::shmstore::__private::Shareable,
+            #hrtb #ident: #krate::__private::Shareable,
             #(#bounds,)*
         {
         }
 
         #[automatically_derived]
         // SAFETY: as for `LockFree`, which this requires.
-        unsafe impl<#param> ::shmstore::__private::AtomicField<#param> for #ident
+        unsafe impl<#param> #krate::__private::AtomicField<#param> for #ident
         where
-            #hrtb #ident: ::shmstore::__private::LockFree,
+            #hrtb #ident: #krate::__private::LockFree,
         {
         }
     }
+}
+
+/// `tokens` with every span set to `span` (the crate's path, written into
+/// impls that carry the spans of the struct's name and fields).
+fn respan(tokens: &TokenStream, span: Span) -> TokenStream {
+    tokens
+        .clone()
+        .into_iter()
+        .map(|mut token| {
+            if let TokenTree::Group(group) = &token {
+                let mut new =
+                    proc_macro2::Group::new(group.delimiter(), respan(&group.stream(), span));
+                new.set_span(span);
+                token = TokenTree::Group(new);
+            } else {
+                token.set_span(span);
+            }
+            token
+        })
+        .collect()
+}
+
+/// With the feature `bytemuck`: `bytemuck::Zeroable`, and `bytemuck::Pod`
+/// where the struct is `Copy` (which a struct with atomics is not), so that
+/// a guard can go to `bytemuck::bytes_of` without a second derive.
+///
+/// As for `LockFree`, the `Copy` bound is under a `for<'__a>`, so rustc
+/// accepts the impl whether the struct is `Copy` or not, and applies it only
+/// where it is.
+#[cfg(feature = "bytemuck")]
+fn bytemuck(input: &Valid) -> TokenStream {
+    let ident = input.ident;
+    let bytemuck = respan(&input.krate, ident.span());
+    let a = syn::Lifetime::new("'__a", Span::call_site().located_at(ident.span()));
+    quote_spanned! {ident.span()=>
+        #[automatically_derived]
+        // SAFETY: the `Shareable` impl above rests on the checks below: every
+        // field is `Shareable`, so any bit pattern (all zeros too) is a valid
+        // value of it, and there is no padding between or after the fields.
+        unsafe impl #bytemuck::__private::bytemuck::Zeroable for #ident {}
+
+        #[automatically_derived]
+        // SAFETY: as for `Zeroable`: no padding (the checks below), any bit
+        // pattern valid (every field `Shareable`), `repr(C)` or
+        // `repr(transparent)`; and `Copy`, the bound, rules out atomics and
+        // any other interior mutability.
+        unsafe impl #bytemuck::__private::bytemuck::Pod for #ident
+        where
+            for<#a> #ident: #bytemuck::__private::core::marker::Copy,
+        {
+        }
+    }
+}
+
+#[cfg(not(feature = "bytemuck"))]
+fn bytemuck(_: &Valid) -> TokenStream {
+    TokenStream::new()
 }
 
 /// The name as written, without `r#`.
@@ -199,8 +348,9 @@ fn ident_name(ident: &Ident) -> String {
 fn layout_checks(input: &Valid) -> TokenStream {
     let ident = input.ident;
     let name = ident_name(ident);
-    let mem = quote!(::shmstore::__private::core::mem);
-    let prim = quote!(::shmstore::__private::core::primitive);
+    let krate = &input.krate;
+    let mem = quote!(#krate::__private::core::mem);
+    let prim = quote!(#krate::__private::core::primitive);
     let size = quote!(#mem::size_of::<#ident>());
     let padding_note = "every byte of a value in shared memory must belong to a field: \
                         padding bytes are uninitialised, and other processes would read them";

@@ -2,7 +2,8 @@
 //!
 //! Use it through `shmstore`, which re-exports it next to the trait of the
 //! same name: `use shmstore::Shareable;`. The expansion names only
-//! `::shmstore::__private::...` and `::shmstore::schema::...` paths.
+//! `::shmstore::__private::...` and `::shmstore::schema::...` paths, or the
+//! same under the path that `#[shareable(crate = "...")]` gives.
 //!
 //! The macro works in three steps, each in its own module:
 //!
@@ -41,7 +42,21 @@ use syn::{parse_macro_input, DeriveInput};
 /// - not implement `Drop`.
 ///
 /// Anything else is a compile error, at the offending tokens, that says what
-/// to change. There are no helper attributes.
+/// to change; a field of type `bool`, `String`, `&str` or `Vec<T>` gets one
+/// that names its replacement: `ShmBool`, `ShmStr<N>` or `ShmVec<T, N>`.
+///
+/// `#[shareable(crate = "path::to::shmstore")]` on the struct makes the
+/// generated code name shmstore by that path instead of `::shmstore`, as
+/// serde's `#[serde(crate = "...")]` does: for a crate that depends on
+/// shmstore under another name (`shm = { package = "shmstore", ... }`, then
+/// `crate = "shm"`) or reaches it through another crate's re-export
+/// (`crate = "other::shmstore"`).
+///
+/// `#[shareable(opaque)]` on a field accepts a field of any `bytemuck::Pod +
+/// Send + Sync` type (shmstore's feature `bytemuck`) or any zerocopy
+/// `FromBytes + IntoBytes + Immutable + Send + Sync` type (feature
+/// `zerocopy`), recorded as opaque bytes of that type's name; see
+/// shmstore's guide, `_guide::derive`.
 ///
 /// When every field is made of atomics only (`AtomicU8`..`AtomicU64`,
 /// `AtomicI8`..`AtomicI64`, arrays of them, or other such derived structs),
@@ -59,7 +74,7 @@ use syn::{parse_macro_input, DeriveInput};
 /// `schema()` describes the struct for tools that show a segment's value
 /// without the type: a `shmstore::schema::Kind::Struct` with the name, size,
 /// alignment and each field's name, offset and `schema()`, in order.
-#[proc_macro_derive(Shareable)]
+#[proc_macro_derive(Shareable, attributes(shareable))]
 pub fn derive_shareable(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
     derive(&input)
@@ -69,6 +84,21 @@ pub fn derive_shareable(input: TokenStream) -> TokenStream {
 
 fn derive(input: &DeriveInput) -> syn::Result<proc_macro2::TokenStream> {
     let input = ast::Input::from_syn(input)?;
-    let valid = valid::validate(&input)?;
-    Ok(expand::expand(&valid))
+    let replaced = valid::replaced_types(&input);
+    let valid = valid::validate(&input).map_err(|mut error| {
+        replaced.iter().for_each(|(_, e)| error.combine(e.clone()));
+        error
+    })?;
+    let Some(((_, first), rest)) = replaced.split_first() else {
+        return Ok(expand::expand(&valid));
+    };
+    // A field of a type with a replacement: say which, and check only that
+    // the other fields are `Shareable`, so that one compile reports every
+    // field to change (and not these twice).
+    let mut error = first.clone();
+    rest.iter().for_each(|(_, e)| error.combine(e.clone()));
+    let skip: Vec<usize> = replaced.iter().map(|(i, _)| *i).collect();
+    let mut tokens = error.into_compile_error();
+    tokens.extend(expand::field_checks(&valid, &skip));
+    Ok(tokens)
 }

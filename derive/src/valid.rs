@@ -4,7 +4,9 @@
 //! [`crate::expand`] writes into the expansion.
 
 use crate::ast::{Body, Field, Input, Layout, Repr};
-use syn::{Error, GenericParam, Ident, LitInt};
+use proc_macro2::TokenStream;
+use quote::{quote, ToTokens};
+use syn::{Error, GenericParam, Ident, LitInt, PathArguments, Type};
 
 /// An input that passed every check: a non-generic struct with at least one
 /// field and a fixed layout.
@@ -14,6 +16,9 @@ pub(crate) struct Valid<'a> {
     /// `N` of `align(N)`, if given.
     pub align: Option<&'a LitInt>,
     pub fields: &'a [Field<'a>],
+    /// The path of the `shmstore` crate: `::shmstore`, or what
+    /// `#[shareable(crate = "...")]` says.
+    pub krate: TokenStream,
 }
 
 pub(crate) fn validate<'a>(input: &'a Input<'a>) -> syn::Result<Valid<'a>> {
@@ -68,6 +73,10 @@ pub(crate) fn validate<'a>(input: &'a Input<'a>) -> syn::Result<Valid<'a>> {
         layout,
         align: input.repr.align.as_ref(),
         fields,
+        krate: match &input.krate {
+            Some(path) => path.to_token_stream(),
+            None => quote!(::shmstore),
+        },
     })
 }
 
@@ -128,6 +137,121 @@ fn repr(repr: &Repr) -> (Option<Layout>, Vec<Error>) {
         })
         .collect();
     (repr.layout, errors)
+}
+
+/// The fields of a struct whose types cannot live in shared memory but have
+/// a replacement that can, each with an error that names the replacement;
+/// by index.
+pub(crate) fn replaced_types(input: &Input) -> Vec<(usize, Error)> {
+    let Body::Struct(data) = &input.body else {
+        return Vec::new();
+    };
+    data.fields
+        .iter()
+        .enumerate()
+        .filter_map(|(i, field)| Some((i, replaced_type(field)?)))
+        .collect()
+}
+
+/// A field of a type that cannot live in shared memory but has a
+/// replacement that can: `bool`, `String`, `str` and `Vec<T>`, recognised by
+/// how they are written. rustc would refuse them too (they are not
+/// `Shareable`), with a message that cannot name the replacement.
+fn replaced_type(field: &Field) -> Option<Error> {
+    let ty = strip_groups(field.ty);
+    let message = match ty {
+        Type::Reference(reference) if is_str(&reference.elem) => format!(
+            "`{}` cannot live in shared memory: a reference is an address, which means \
+             nothing in another process; use `shmstore::ShmStr<N>`, a string of at most `N` \
+             bytes stored inline (`ShmStr::new()`, `.set(\"...\")?`, `.as_str()`)",
+            ty.to_token_stream().to_string().replace("& ", "&")
+        ),
+        _ if is_str(ty) => "`str` cannot be a field in shared memory: its length is not \
+             fixed; use `shmstore::ShmStr<N>`, a string of at most `N` bytes stored inline \
+             (`ShmStr::new()`, `.set(\"...\")?`, `.as_str()`)"
+            .to_owned(),
+        _ if last_segment(ty, "bool").is_some_and(|args| args.is_none()) && is_bare(ty) => {
+            "`bool` cannot live in shared memory: another process may write any byte, and \
+             a `bool` holding anything but 0 or 1 is undefined behaviour; use \
+             `shmstore::ShmBool`, a flag of one byte where any value other than 0 reads as \
+             `true` (`ShmBool::new(true)`, `.get()`, `.set(false)`)"
+                .to_owned()
+        }
+        _ if last_segment(ty, "String").is_some_and(|args| args.is_none())
+            && std_path(ty, &["string", "String"]) =>
+        {
+            "`String` cannot live in shared memory: it points to heap memory of this \
+             process, which others cannot read; use `shmstore::ShmStr<N>`, a string of at \
+             most `N` bytes stored inline (`ShmStr::new()`, `.set(\"...\")?`, `.as_str()`)"
+                .to_owned()
+        }
+        _ if last_segment(ty, "Vec").is_some_and(|args| args == Some(1))
+            && std_path(ty, &["vec", "Vec"]) =>
+        {
+            "`Vec` cannot live in shared memory: it points to heap memory of this process, \
+             which others cannot read; use `shmstore::ShmVec<T, N>`, a list of at most `N` \
+             items stored inline (`ShmVec::new()`, `.push(item)?`, `.as_slice()`)"
+                .to_owned()
+        }
+        _ => return None,
+    };
+    Some(Error::new_spanned(field.ty, message))
+}
+
+fn strip_groups(mut ty: &Type) -> &Type {
+    while let Type::Group(group) = ty {
+        ty = &group.elem;
+    }
+    if let Type::Paren(paren) = ty {
+        return strip_groups(&paren.elem);
+    }
+    ty
+}
+
+fn is_str(ty: &Type) -> bool {
+    let ty = strip_groups(ty);
+    last_segment(ty, "str").is_some_and(|args| args.is_none())
+        && std_path(ty, &["primitive", "str"])
+}
+
+/// `Some(number of generic arguments or None)` when `ty` is a path whose
+/// last segment is `name`.
+fn last_segment(ty: &Type, name: &str) -> Option<Option<usize>> {
+    let Type::Path(path) = ty else { return None };
+    if path.qself.is_some() {
+        return None;
+    }
+    let last = path.path.segments.last()?;
+    if last.ident != name {
+        return None;
+    }
+    match &last.arguments {
+        PathArguments::None => Some(None),
+        PathArguments::AngleBracketed(args) => Some(Some(args.args.len())),
+        PathArguments::Parenthesized(_) => None,
+    }
+}
+
+fn is_bare(ty: &Type) -> bool {
+    matches!(ty, Type::Path(path) if path.path.segments.len() == 1 && path.path.leading_colon.is_none())
+}
+
+/// Whether `ty` is written bare (`Vec<T>`) or as a path into `std`, `alloc`
+/// or `core` ending with `tail` (`std::vec::Vec<T>`): not some other crate's
+/// type of the same name.
+fn std_path(ty: &Type, tail: &[&str]) -> bool {
+    let Type::Path(path) = ty else { return false };
+    let segments: Vec<String> = path
+        .path
+        .segments
+        .iter()
+        .map(|s| s.ident.to_string())
+        .collect();
+    match segments.as_slice() {
+        [_] => path.path.leading_colon.is_none(),
+        [krate, rest @ ..] => ["std", "alloc", "core"].contains(&krate.as_str()) && rest == tail,
+        [] => false,
+    }
 }
 
 fn missing_repr(ident: &Ident) -> Error {

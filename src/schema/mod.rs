@@ -205,8 +205,9 @@ pub enum Kind {
         /// Its fields; a tuple struct's are named `0`, `1`, ...
         fields: Vec<Field>,
     },
-    /// A type that implements `Shareable` by hand without giving a schema:
-    /// its value is shown as bytes.
+    /// A type that implements `Shareable` by hand without giving a schema,
+    /// or the type of a `#[shareable(opaque)]` field (another crate's
+    /// plain-bytes type): its value is shown as bytes, with the type name.
     Opaque,
 }
 

@@ -38,7 +38,9 @@ use crate::schema::{Kind, Schema};
     message = "`{Self}` cannot live in shared memory (it is not `Shareable`)",
     label = "not `Shareable`",
     note = "shared memory holds plain data that any process may overwrite: use fixed-width integers, floats, their atomics, arrays of them, or a `#[repr(C)]` struct with `#[derive(Shareable)]`",
-    note = "`bool`, `char`, `usize`/`isize`, enums, references, raw pointers and heap types such as `String`, `Vec` or `Box` are not allowed"
+    note = "`bool`, `char`, `usize`/`isize`, enums, references, raw pointers and heap types such as `String`, `Vec` or `Box` are not allowed",
+    note = "`shmstore::ShmBool` replaces `bool`, `shmstore::ShmStr<N>` a `String` or `&str`, and `shmstore::ShmVec<T, N>` a `Vec<T>`: they keep their contents inline, with a fixed capacity",
+    note = "another crate's `bytemuck::Pod` type (feature `bytemuck`) or zerocopy `FromBytes + IntoBytes + Immutable` type (feature `zerocopy`) can be a field marked `#[shareable(opaque)]`, or made shareable by a `#[repr(transparent)]` wrapper with one such field"
 )]
 pub unsafe trait Shareable: Sized + Send + Sync + 'static {
     /// The type's name as written in the source, kept in the segment header
@@ -197,6 +199,152 @@ impl Schema {
             core::mem::size_of::<T>(),
             core::mem::align_of::<T>(),
         )
+    }
+}
+
+// What a `#[shareable(opaque)]` field's type must be: plain bytes by another
+// crate's account, `bytemuck::Pod` (feature `bytemuck`) or zerocopy's
+// `FromBytes + IntoBytes + Immutable` (feature `zerocopy`). Blanket impls of
+// one trait for both would overlap, so each has its own marker trait, and the
+// derive's check `(&&OpaqueProbe::<F>::NEW).check()` picks whichever `F`
+// implements (autoref dispatch: `ViaPod` on `&&OpaqueProbe<F>`, then
+// `ViaZerocopy` on `&OpaqueProbe<F>`, then the inherent `check` of
+// `OpaqueProbe<F>`, whose bound fails with the message that says what is
+// missing). Every path that compiles goes through `OpaquePod` or
+// `OpaqueZerocopy`, whose blanket impls are the proof.
+
+/// A `bytemuck::Pod + Send + Sync` type (feature `bytemuck`), which a
+/// `#[shareable(opaque)]` field may have.
+///
+/// # Safety
+///
+/// Every bit pattern is a valid value, with no padding, pointer, interior
+/// mutability or drop glue; shared between threads safely.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be an opaque field: it is not `bytemuck::Pod`",
+    label = "not `bytemuck::Pod`",
+    note = "a `#[shareable(opaque)]` field may have any type that is `bytemuck::Pod + Send + Sync` (shmstore's feature `bytemuck`): every bit pattern valid, no padding"
+)]
+#[doc(hidden)]
+pub unsafe trait OpaquePod: Sized + Send + Sync + 'static {}
+
+// SAFETY: `Pod` promises every bit pattern valid, no padding, and no
+// pointer, interior mutability or drop glue (it is `Copy`); `Send + Sync`
+// is required here.
+#[cfg(feature = "bytemuck")]
+unsafe impl<T: bytemuck::Pod + Send + Sync> OpaquePod for T {}
+
+/// A zerocopy `FromBytes + IntoBytes + Immutable + Send + Sync` type
+/// (feature `zerocopy`), which a `#[shareable(opaque)]` field may have.
+///
+/// # Safety
+///
+/// As for [`OpaquePod`].
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be an opaque field: it is not zerocopy's `FromBytes + IntoBytes + Immutable`",
+    label = "not `FromBytes + IntoBytes + Immutable`",
+    note = "a `#[shareable(opaque)]` field may have any type that is `zerocopy::FromBytes + zerocopy::IntoBytes + zerocopy::Immutable + Send + Sync` (shmstore's feature `zerocopy`): every bit pattern valid, no padding, no interior mutability"
+)]
+#[doc(hidden)]
+pub unsafe trait OpaqueZerocopy: Sized + Send + Sync + 'static {}
+
+// SAFETY: `FromBytes` promises every bit pattern valid, `IntoBytes` no
+// padding (every byte initialised), `Immutable` no interior mutability;
+// neither `FromBytes` nor `IntoBytes` allows a pointer or reference field
+// whose bytes would have to be a valid address. Drop glue is ruled out by
+// the derive's `needs_drop` check on the whole struct. `Send + Sync` is
+// required here.
+#[cfg(feature = "zerocopy")]
+unsafe impl<T> OpaqueZerocopy for T where
+    T: zerocopy::FromBytes + zerocopy::IntoBytes + zerocopy::Immutable + Send + Sync + 'static
+{
+}
+
+/// The bound an opaque field's type that is neither [`OpaquePod`] nor
+/// [`OpaqueZerocopy`] fails, with both features on. Never implemented.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be an opaque field: it is neither `bytemuck::Pod` nor zerocopy's `FromBytes + IntoBytes + Immutable`",
+    label = "neither `bytemuck::Pod` nor `FromBytes + IntoBytes + Immutable`",
+    note = "a `#[shareable(opaque)]` field may have any type that is `bytemuck::Pod + Send + Sync` (feature `bytemuck`) or `zerocopy::FromBytes + zerocopy::IntoBytes + zerocopy::Immutable + Send + Sync` (feature `zerocopy`): every bit pattern valid, no padding"
+)]
+#[doc(hidden)]
+pub trait OpaqueEither {}
+
+/// The bound an opaque field fails without either feature. Never
+/// implemented.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be an opaque field: `#[shareable(opaque)]` needs shmstore's feature `bytemuck` or `zerocopy`",
+    label = "opaque field without the feature `bytemuck` or `zerocopy`",
+    note = "with the feature `bytemuck`, an opaque field may have any `bytemuck::Pod + Send + Sync` type; with `zerocopy`, any `zerocopy::FromBytes + zerocopy::IntoBytes + zerocopy::Immutable + Send + Sync` type"
+)]
+#[doc(hidden)]
+pub trait OpaqueFeature {}
+
+/// What the derive's check of an opaque field's type is called on.
+#[doc(hidden)]
+pub struct OpaqueProbe<T>(core::marker::PhantomData<fn() -> T>);
+
+impl<T> OpaqueProbe<T> {
+    /// The probe, for `(&&OpaqueProbe::<F>::NEW).check()`.
+    pub const NEW: Self = OpaqueProbe(core::marker::PhantomData);
+}
+
+/// `F: OpaquePod`: the first choice of the check.
+#[doc(hidden)]
+pub trait ViaPod {
+    /// Compiles: the type is plain bytes.
+    fn check(self);
+}
+
+impl<T: OpaquePod> ViaPod for &&OpaqueProbe<T> {
+    fn check(self) {}
+}
+
+/// `F: OpaqueZerocopy`: the second choice of the check.
+#[doc(hidden)]
+pub trait ViaZerocopy {
+    /// Compiles: the type is plain bytes.
+    fn check(self);
+}
+
+impl<T: OpaqueZerocopy> ViaZerocopy for &OpaqueProbe<T> {
+    fn check(self) {}
+}
+
+/// The last choice, when `F` is neither: a bound `F` does not meet, whose
+/// message is the error at the field.
+impl<T> OpaqueProbe<T> {
+    /// Does not compile: the type is not plain bytes by any enabled
+    /// feature's account.
+    #[cfg(all(feature = "bytemuck", not(feature = "zerocopy")))]
+    pub fn check(self)
+    where
+        T: OpaquePod,
+    {
+    }
+
+    /// Does not compile: as above.
+    #[cfg(all(feature = "zerocopy", not(feature = "bytemuck")))]
+    pub fn check(self)
+    where
+        T: OpaqueZerocopy,
+    {
+    }
+
+    /// Does not compile: as above.
+    #[cfg(all(feature = "bytemuck", feature = "zerocopy"))]
+    pub fn check(self)
+    where
+        T: OpaqueEither,
+    {
+    }
+
+    /// Does not compile: as above.
+    #[cfg(not(any(feature = "bytemuck", feature = "zerocopy")))]
+    pub fn check(self)
+    where
+        T: OpaqueFeature,
+    {
     }
 }
 

@@ -405,3 +405,291 @@ fn names_used_by_the_expansion_are_fine() {
     assert_eq!(size_of::<PaddingBetweenFields>(), 12);
     assert_ne!(PaddingBetweenFields::FINGERPRINT, PaddingAtEnd::FINGERPRINT);
 }
+
+/// Feature `bytemuck`: derived types are `Zeroable`, and `Pod` when `Copy`.
+#[cfg(feature = "bytemuck")]
+mod bytemuck_impls {
+    use crate::common::Segment;
+    use shmstore::{Shareable, Shared};
+
+    #[derive(Shareable, Clone, Copy, Debug, PartialEq)]
+    #[repr(C)]
+    struct Vertex {
+        pos: [f32; 3],
+        color: u32,
+    }
+
+    /// The same struct by bytemuck's own derive, to compare.
+    #[derive(bytemuck::Zeroable, bytemuck::Pod, Clone, Copy)]
+    #[repr(C)]
+    struct TheirVertex {
+        pos: [f32; 3],
+        color: u32,
+    }
+
+    fn pod<T: bytemuck::Pod>() {}
+    fn zeroable<T: bytemuck::Zeroable>() {}
+
+    #[test]
+    fn a_guard_goes_to_bytes_of() {
+        pod::<Vertex>();
+        pod::<TheirVertex>();
+        let seg = Segment::new("bytemuck-vertex");
+        let value = Vertex {
+            pos: [1.0, 2.0, 3.0],
+            color: 0xff00_ff00,
+        };
+        let shared = Shared::create(seg.name(), value).unwrap();
+        let guard = shared.lock().unwrap();
+        let mine = bytemuck::bytes_of(&*guard);
+        let theirs = TheirVertex {
+            pos: value.pos,
+            color: value.color,
+        };
+        assert_eq!(mine, bytemuck::bytes_of(&theirs));
+        assert_eq!(*bytemuck::from_bytes::<Vertex>(mine), value);
+        let zeroed: Vertex = bytemuck::Zeroable::zeroed();
+        assert_eq!(zeroed.color, 0);
+    }
+
+    /// Atomics: `Zeroable` (as bytemuck has it for atomics), never `Pod`.
+    #[derive(Shareable)]
+    #[repr(C)]
+    struct Counters {
+        hits: core::sync::atomic::AtomicU64,
+    }
+
+    #[test]
+    fn a_struct_of_atomics_is_zeroable() {
+        zeroable::<Counters>();
+        let zeroed: Counters = bytemuck::Zeroable::zeroed();
+        assert_eq!(zeroed.hits.into_inner(), 0);
+    }
+}
+
+/// Feature `bytemuck`: a field of another crate's `Pod` type, marked
+/// `#[shareable(opaque)]`.
+#[cfg(feature = "bytemuck")]
+mod opaque_fields {
+    use crate::common::Segment;
+    use shmstore::schema::Kind;
+    use shmstore::{Shareable, Shared};
+
+    /// As another crate would define it: `Pod`, not `Shareable`.
+    mod foreign {
+        #[derive(bytemuck::Pod, bytemuck::Zeroable, Clone, Copy, Debug, PartialEq)]
+        #[repr(C)]
+        pub struct Rgba {
+            pub r: u8,
+            pub g: u8,
+            pub b: u8,
+            pub a: u8,
+        }
+    }
+
+    #[derive(Shareable, Clone, Copy, Debug, PartialEq)]
+    #[repr(C)]
+    struct Pixel {
+        x: u32,
+        #[shareable(opaque)]
+        color: foreign::Rgba,
+    }
+
+    /// A wrapper makes the foreign type itself shareable.
+    #[derive(Shareable, Clone, Copy, Debug, PartialEq)]
+    #[repr(transparent)]
+    struct Color(#[shareable(opaque)] foreign::Rgba);
+
+    #[test]
+    fn a_foreign_pod_field_round_trips() {
+        let seg = Segment::new("opaque-pixel");
+        let color = foreign::Rgba {
+            r: 1,
+            g: 2,
+            b: 3,
+            a: 4,
+        };
+        let shared = Shared::create(seg.name(), Pixel { x: 9, color }).unwrap();
+        shared.lock().unwrap().color.g = 20;
+        let other = Shared::<Pixel>::open(seg.name()).unwrap();
+        let guard = other.lock().unwrap();
+        assert_eq!(guard.color.g, 20);
+        assert_eq!(bytemuck::bytes_of(&*guard), [9, 0, 0, 0, 1, 20, 3, 4]);
+
+        let schema = Pixel::schema();
+        let Kind::Struct { fields } = &schema.kind else {
+            panic!("not a struct: {schema:?}");
+        };
+        let color = &fields[1].schema;
+        assert!(matches!(color.kind, Kind::Opaque), "{color:?}");
+        assert_eq!(color.type_name, "foreign::Rgba");
+        assert_eq!((color.size, color.align), (4, 1));
+    }
+
+    #[test]
+    fn a_transparent_wrapper_is_shareable() {
+        let seg = Segment::new("opaque-color");
+        let rgba = foreign::Rgba {
+            r: 5,
+            g: 6,
+            b: 7,
+            a: 8,
+        };
+        let shared = Shared::create(seg.name(), Color(rgba)).unwrap();
+        assert_eq!(shared.lock().unwrap().0, rgba);
+        assert_ne!(Color::FINGERPRINT, <[u8; 4]>::FINGERPRINT);
+    }
+}
+
+/// Feature `zerocopy`: zerocopy's own derives, through `shmstore::zerocopy`,
+/// on the same types as ours; and opaque fields of zerocopy types.
+#[cfg(feature = "zerocopy")]
+mod zerocopy_types {
+    use crate::common::Segment;
+    use shmstore::schema::Kind;
+    use shmstore::zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+    use shmstore::{Shareable, Shared};
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    /// Both derives on one type: no dependency on zerocopy of its own.
+    #[derive(Shareable, FromBytes, IntoBytes, KnownLayout, Immutable, Debug, PartialEq)]
+    #[zerocopy(crate = "shmstore::zerocopy")]
+    #[repr(C)]
+    struct Packet {
+        seq: u64,
+        len: u32,
+        flags: u32,
+        body: [u8; 8],
+    }
+
+    #[test]
+    fn a_guard_goes_to_as_bytes() {
+        let seg = Segment::new("zerocopy-packet");
+        let value = Packet {
+            seq: 7,
+            len: 3,
+            flags: 1,
+            body: *b"abcdefgh",
+        };
+        let shared = Shared::create(seg.name(), value).unwrap();
+        shared.lock().unwrap().len = 8;
+        let other = Shared::<Packet>::open(seg.name()).unwrap();
+        let guard = other.lock().unwrap();
+        let bytes = IntoBytes::as_bytes(&*guard);
+        assert_eq!(bytes.len(), 24);
+        assert_eq!(&bytes[..8], &7u64.to_ne_bytes());
+        assert_eq!(&bytes[8..12], &8u32.to_ne_bytes());
+        assert_eq!(&bytes[16..], b"abcdefgh");
+        let back = Packet::read_from_bytes(bytes).unwrap();
+        assert_eq!(back, *guard);
+    }
+
+    /// Atomics: zerocopy's `FromBytes`, `IntoBytes` and `KnownLayout` take
+    /// them (its `Immutable` does not); ours too, and it is `LockFree`.
+    #[derive(Shareable, FromBytes, IntoBytes, KnownLayout)]
+    #[zerocopy(crate = "shmstore::zerocopy")]
+    #[repr(C)]
+    struct Counters {
+        hits: AtomicU64,
+    }
+
+    #[test]
+    fn a_struct_of_atomics_takes_both_derives() {
+        fn lock_free<T: shmstore::LockFree>() {}
+        lock_free::<Counters>();
+        let seg = Segment::new("zerocopy-counters");
+        let shared = Shared::create(
+            seg.name(),
+            Counters {
+                hits: AtomicU64::new(0),
+            },
+        )
+        .unwrap();
+        shared.lock().unwrap().hits.fetch_add(5, Ordering::Relaxed);
+        let zeroed = <Counters as shmstore::zerocopy::FromZeros>::new_zeroed();
+        assert_eq!(zeroed.hits.load(Ordering::Relaxed), 0);
+        assert_eq!(shared.lock().unwrap().hits.load(Ordering::Relaxed), 5);
+    }
+
+    /// As another crate would define it: zerocopy's, not `Shareable`.
+    mod foreign {
+        use shmstore::zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
+        #[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Clone, Copy, Debug, PartialEq)]
+        #[zerocopy(crate = "shmstore::zerocopy")]
+        #[repr(C)]
+        pub struct Stamp {
+            pub secs: u32,
+            pub nanos: u32,
+        }
+    }
+
+    #[derive(Shareable, Clone, Copy, Debug, PartialEq)]
+    #[repr(C)]
+    struct Event {
+        id: u64,
+        #[shareable(opaque)]
+        at: foreign::Stamp,
+    }
+
+    /// A wrapper makes the foreign type itself shareable.
+    #[derive(Shareable, Clone, Copy, Debug, PartialEq)]
+    #[repr(transparent)]
+    struct Stamp(#[shareable(opaque)] foreign::Stamp);
+
+    #[test]
+    fn a_foreign_zerocopy_field_round_trips() {
+        let seg = Segment::new("opaque-event");
+        let at = foreign::Stamp { secs: 1, nanos: 2 };
+        let shared = Shared::create(seg.name(), Event { id: 9, at }).unwrap();
+        shared.lock().unwrap().at.nanos = 20;
+        let other = Shared::<Event>::open(seg.name()).unwrap();
+        assert_eq!(other.lock().unwrap().at.nanos, 20);
+
+        let schema = Event::schema();
+        let Kind::Struct { fields } = &schema.kind else {
+            panic!("not a struct: {schema:?}");
+        };
+        let at = &fields[1].schema;
+        assert!(matches!(at.kind, Kind::Opaque), "{at:?}");
+        assert_eq!(at.type_name, "foreign::Stamp");
+        assert_eq!((at.size, at.align), (8, 4));
+    }
+
+    /// shmstore by another path (relative, through a re-export), with an
+    /// opaque field: the check names shmstore by that path too.
+    mod facade {
+        pub use shmstore as shm;
+    }
+
+    #[derive(Shareable)]
+    #[shareable(crate = "facade::shm")]
+    #[repr(C)]
+    struct Reexported {
+        #[shareable(opaque)]
+        at: foreign::Stamp,
+    }
+
+    #[test]
+    fn an_opaque_field_takes_the_crate_attribute() {
+        let schema = Reexported::schema();
+        let Kind::Struct { fields } = &schema.kind else {
+            panic!("not a struct: {schema:?}");
+        };
+        assert!(matches!(fields[0].schema.kind, Kind::Opaque), "{schema:?}");
+        assert_eq!(fields[0].schema.type_name, "foreign::Stamp");
+    }
+
+    #[test]
+    fn a_transparent_wrapper_is_shareable() {
+        let seg = Segment::new("opaque-stamp");
+        let stamp = foreign::Stamp { secs: 5, nanos: 6 };
+        let shared = Shared::create(seg.name(), Stamp(stamp)).unwrap();
+        assert_eq!(
+            Shared::<Stamp>::open(seg.name()).unwrap().lock().unwrap().0,
+            stamp
+        );
+        drop(shared);
+        assert_ne!(Stamp::FINGERPRINT, <[u32; 2]>::FINGERPRINT);
+    }
+}

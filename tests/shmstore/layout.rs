@@ -8,7 +8,9 @@
 
 use shmstore::{Schema, Shareable, Shared, SharedOptions};
 
-#[derive(Shareable, bytemuck::Pod, bytemuck::Zeroable, Clone, Copy, Debug, PartialEq)]
+// With the feature `bytemuck`, the derive implements `Pod` and `Zeroable` itself.
+#[derive(Shareable, Clone, Copy, Debug, PartialEq)]
+#[cfg_attr(not(feature = "bytemuck"), derive(bytemuck::Pod, bytemuck::Zeroable))]
 #[repr(C)]
 struct Reading {
     celsius: f64,
@@ -19,7 +21,9 @@ struct Reading {
     history: [i16; 4],
 }
 
-#[derive(Shareable, bytemuck::Pod, bytemuck::Zeroable, Clone, Copy, Debug, PartialEq)]
+// With the feature `bytemuck`, the derive implements `Pod` and `Zeroable` itself.
+#[derive(Shareable, Clone, Copy, Debug, PartialEq)]
+#[cfg_attr(not(feature = "bytemuck"), derive(bytemuck::Pod, bytemuck::Zeroable))]
 #[repr(C, align(64))]
 struct Wide {
     words: [u64; 8],

@@ -37,7 +37,9 @@ use shmstore::{Error, Location, Shareable, Shared, SharedOptions, SharedReader, 
 // Values whose every word is the same number
 
 /// 64 bytes: the writer makes every field its generation.
-#[derive(Shareable, bytemuck::Pod, bytemuck::Zeroable, Clone, Copy, Debug, PartialEq)]
+// With the feature `bytemuck`, the derive implements `Pod` and `Zeroable` itself.
+#[derive(Shareable, Clone, Copy, Debug, PartialEq)]
+#[cfg_attr(not(feature = "bytemuck"), derive(bytemuck::Pod, bytemuck::Zeroable))]
 #[repr(C)]
 struct Eight {
     a: u64,

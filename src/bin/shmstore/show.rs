@@ -391,7 +391,9 @@ fn value_lines(
             ),
         ),
         (Ok(Some(_)), None) => l.kv(indent, "value", "not decoded"),
-        (Ok(Some(_)), Some(v)) => crate::value::lines(&mut l.out, indent, "value", LABEL_WIDTH, v),
+        (Ok(Some(s)), Some(v)) => {
+            crate::value::lines(&mut l.out, indent, "value", LABEL_WIDTH, v, Some(s))
+        }
     }
 }
 

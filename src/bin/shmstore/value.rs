@@ -1,8 +1,9 @@
 //! A decoded value, one field per line: structs indented under their field,
 //! lists of structs or lists one item per line, everything else on the
-//! field's line as Rust would write it.
+//! field's line as Rust would write it. Opaque bytes (a hand-written
+//! `Shareable` type, or a `#[shareable(opaque)]` field) say their type's name.
 
-use shmstore::schema::Value;
+use shmstore::schema::{Kind, Schema, Value};
 
 /// How many items of a list of structs or lists are shown.
 const SHOWN_ITEMS: usize = 32;
@@ -19,11 +20,17 @@ fn is_inline(v: &Value) -> bool {
 }
 
 /// What is written after the label of an inline value; the type name of a
-/// struct (its fields follow on their own lines).
-fn head(v: &Value) -> String {
+/// struct (its fields follow on their own lines). `schema` is the value's,
+/// where known.
+fn head(v: &Value, schema: Option<&Schema>) -> String {
     match v {
         Value::Struct { name, .. } => name.clone(),
-        Value::Bytes(b) => format!("{v}  ({} raw bytes: no schema describes them)", b.len()),
+        Value::Bytes(b) => match schema {
+            Some(s) if matches!(s.kind, Kind::Opaque) && !s.type_name.is_empty() => {
+                format!("{v}  ({} bytes of `{}`, opaque)", b.len(), s.type_name)
+            }
+            _ => format!("{v}  ({} raw bytes: no schema describes them)", b.len()),
+        },
         Value::BadStr(_) => format!("{v}  (not UTF-8)"),
         Value::List(items) if !is_inline(v) => format!("{} items", items.len()),
         _ => v.to_string(),
@@ -33,7 +40,16 @@ fn head(v: &Value) -> String {
 /// Appends `label: value` at `indent` spaces, and, for structs and lists of
 /// them, their fields or items below, two spaces further in. `width` pads
 /// the label (with its colon) so that values in one struct line up.
-pub fn lines(out: &mut String, indent: usize, label: &str, width: usize, v: &Value) {
+/// `schema` is the one `v` was read with, if known: it names the type of
+/// opaque bytes.
+pub fn lines(
+    out: &mut String,
+    indent: usize,
+    label: &str,
+    width: usize,
+    v: &Value,
+    schema: Option<&Schema>,
+) {
     out.extend(std::iter::repeat_n(' ', indent));
     out.push_str(label);
     out.push(':');
@@ -41,20 +57,29 @@ pub fn lines(out: &mut String, indent: usize, label: &str, width: usize, v: &Val
         ' ',
         width.saturating_sub(label.len() + 1) + 1,
     ));
-    out.push_str(&head(v));
+    out.push_str(&head(v, schema));
     out.push('\n');
     match v {
         Value::Struct { fields, .. } => {
             let w = fields.iter().map(|(n, _)| n.len() + 1).max().unwrap_or(0);
-            for (name, value) in fields {
-                lines(out, indent + 2, name, w, value);
+            let schemas = match schema.map(|s| &s.kind) {
+                Some(Kind::Struct { fields: f }) if f.len() == fields.len() => Some(f),
+                _ => None,
+            };
+            for (i, (name, value)) in fields.iter().enumerate() {
+                let schema = schemas.map(|f| &f[i].schema);
+                lines(out, indent + 2, name, w, value, schema);
             }
         }
         Value::List(items) if !is_inline(v) => {
             let shown = items.len().min(SHOWN_ITEMS);
             let w = format!("[{}]:", shown.saturating_sub(1)).len();
+            let elem = match schema.map(|s| &s.kind) {
+                Some(Kind::Array { elem, .. } | Kind::List { elem, .. }) => Some(&**elem),
+                _ => None,
+            };
             for (i, item) in items.iter().take(shown).enumerate() {
-                lines(out, indent + 2, &format!("[{i}]"), w, item);
+                lines(out, indent + 2, &format!("[{i}]"), w, item, elem);
             }
             if items.len() > shown {
                 out.extend(std::iter::repeat_n(' ', indent + 2));
@@ -93,7 +118,7 @@ mod tests {
             ],
         };
         let mut out = String::new();
-        lines(&mut out, 0, "value", 13, &v);
+        lines(&mut out, 0, "value", 13, &v, None);
         assert_eq!(
             out,
             "value:        Config\n  max:    250\n  name:   \"web\"\n  limits: Limits\n    lo:   -1\n    high: 2.5\n  ports:  [80, 443]\n"
