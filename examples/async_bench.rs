@@ -86,8 +86,16 @@ const KINDS: [&str; 5] = [
 ];
 
 fn latency(rounds: usize) {
+    /// Unlinks the segment's name however the measurement ends.
+    struct Unlink(String);
+    impl Drop for Unlink {
+        fn drop(&mut self) {
+            let _ = shmstore::unlink(self.0.as_str());
+        }
+    }
     let name = format!("shmstore-async-bench-{}", std::process::id());
     let s = Arc::new(Shared::create(&name, Stamp::default()).expect("create"));
+    let _unlink = Unlink(name.clone());
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args(["writer", &name])
         .stdin(Stdio::piped())
@@ -154,7 +162,6 @@ fn latency(rounds: usize) {
     }
     drop(to);
     child.wait().unwrap();
-    shmstore::unlink(name.as_str()).unwrap();
     let base = percentile(&mut got[0], 0.5);
     println!(
         "wake latency, commit in another process (every 700 us) to the waiter; \

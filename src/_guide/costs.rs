@@ -51,27 +51,43 @@
 //!   alongside, most of it the time to wake an idle vCPU.
 //!
 //! Async waiting (`changed(seen).await`), from `cargo run --release --example
-//! async_bench -- 0.5`, one run (2026-12-06, 2 cores shared with other jobs),
-//! the blocking wait beside it in the same run:
+//! async_bench` (output in `docs/measurements/2026-12-06/async/bench.txt`),
+//! one run on a quiet 2-vCPU VM, every waiter in the same run, taking turns
+//! on the commits of one writer process that commits every 700 us on its
+//! own clock:
 //!
-//! | measured in one run | median | p99 | ratio to the blocking wait |
+//! | commit in another process to the waiter running again | median | p99 | ratio to the blocking wait |
 //! |---|---|---|---|
-//! | commit in another process to `wait_for_change` returning (blocking) | 7.4 us | 14.9 us | 1x |
-//! | same, `changed().await` under `futures::executor::block_on` | 70.8 us | 194 us | 9.6x: the goal of 1.5x not met |
-//! | same, `changed().await` under tokio's current-thread runtime | 66.4 us | 804 us | 9.0x |
-//! | 10,000 tasks awaiting 10,000 memfd segments, one process | 79 background threads (127 futures each), +6.0 MiB RSS, all resolved 24.9 ms after the first of 10,000 commits | | |
-//! | commit (lock, write, unlock): nobody waiting / 100 tasks awaiting every change | 14 / 25 ns | | |
+//! | `wait_for_change` on a thread (blocking) | 12.7 us | 28.2 us | 1x |
+//! | `spawn_blocking` of `wait_for_change`, awaited in a tokio task (the way before `changed`) | 63.4 us | 207 us | 4.99x |
+//! | `changed().await` under `futures::executor::block_on` | 20.6 us | 101 us | 1.62x |
+//! | `changed().await` under tokio's current-thread runtime | 30.9 us | 136 us | 2.43x |
+//! | `changed().await` in a task of tokio's multi-thread runtime | 61.4 us | 184 us | 4.83x |
+//!
+//! | also measured in that run | |
+//! |---|---|
+//! | 10,000 tasks awaiting 10,000 memfd segments, one process | 79 background threads (127 futures each), +5.9 MiB RSS for tasks and registrations; all resolved 33 ms after the first of 10,000 commits |
+//! | commit (lock, write, unlock): nobody waiting / 100 tasks awaiting every change | 27 / 26 ns (other runs: 15 / 26 ns) |
 //!
 //! - An awaited commit takes two wake-ups where the blocking wait takes one:
 //!   the kernel wakes the background thread asleep in `futex_waitv`, which
-//!   wakes the task's `Waker`, whose executor thread then polls. On this
-//!   loaded 2-core machine the median varied between runs from 14 us (1.9x)
-//!   to 70 us; where latency matters more than threads, keep a thread in the
-//!   blocking `wait_for_change`.
+//!   wakes the task's `Waker`, and the executor's thread then runs the task.
+//!   The second one costs what the executor's parking costs: little for
+//!   `block_on`'s thread park, more for tokio's runtimes, as much as
+//!   `spawn_blocking`'s way (whose second wake-up is the same). On this VM a
+//!   wake-up that lands on an idle vCPU takes 50 to 60 us to run (scheduler
+//!   trace), so the ratios swing between runs (1.6 to 1.8x for `block_on`,
+//!   2.4 to 2.9x for tokio's current-thread runtime in four runs). Where
+//!   latency matters more than threads, keep a thread in the blocking
+//!   `wait_for_change`.
 //! - Pending futures cost a registration each (about 600 bytes with a tokio
-//!   task) and one background thread per 127 of them; threads start on first
-//!   use and end after 10 seconds with nothing to serve. Without `futex_waitv` (Linux before 5.16), one thread per
-//!   pending future.
+//!   task) and one background thread per 127 of them (`futex_waitv` sleeps
+//!   on at most 128 words; one is the thread's own); threads start on first
+//!   use and end after 10 seconds with nothing to serve. Without
+//!   `futex_waitv` (Linux before 5.16), one thread per pending future.
+//! - A commit wakes the futex only when someone marked the lock word since
+//!   the last commit, so a writer committing faster than the awaiting tasks
+//!   come back pays for few wake-ups.
 //!
 //! # The store
 //!
