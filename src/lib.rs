@@ -141,7 +141,7 @@ pub mod __private {
     /// The async waiters' registry, for tests and benchmarks.
     pub mod async_wait {
         /// Serve every later async wait of this process as on a kernel
-        /// without `futex_waitv` (a thread per pending future); only
+        /// without `futex_waitv` (a thread per awaited counter); only
         /// before the process's first async wait.
         pub fn force_thread_per_waiter() {
             crate::lock::notify::force_fallback()
@@ -149,6 +149,10 @@ pub mod __private {
         /// Pending async waits (futures registered) in this process.
         pub fn registrations() -> usize {
             crate::lock::notify::registrations()
+        }
+        /// The counters the pending async waits of this process wait on.
+        pub fn words() -> usize {
+            crate::lock::notify::words()
         }
         /// Background threads started for async waits in this process.
         pub fn threads() -> usize {

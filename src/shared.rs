@@ -271,10 +271,11 @@ impl<T: Shareable> Shared<T> {
     ///
     /// It works on any executor (only `std::future::Future` and `Waker`):
     /// no task or thread waits per future. One background thread per 127
-    /// pending futures of the process sleeps on all their counters at once
-    /// (`futex_waitv`, Linux 5.16 and later) and wakes the tasks whose
-    /// generation moved; on older kernels, one thread per pending future
-    /// sleeps on its counter. Threads start on first use and end after 10
+    /// awaited counters (values, entries, directories) of the process sleeps
+    /// on all of them at once (`futex_waitv`, Linux 5.16 and later) and
+    /// wakes the tasks whose generation moved; futures awaiting one counter
+    /// share it. On older kernels, one thread per awaited counter sleeps on
+    /// it. Threads start on first use and end after 10
     /// seconds with nothing to serve.
     ///
     /// Cancel-safe: dropping the future removes its registration, and a

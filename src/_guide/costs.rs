@@ -66,7 +66,7 @@
 //!
 //! | also measured in that run | |
 //! |---|---|
-//! | 10,000 tasks awaiting 10,000 memfd segments, one process | 79 background threads (127 futures each), +5.9 MiB RSS for tasks and registrations; all resolved 33 ms after the first of 10,000 commits |
+//! | 10,000 tasks awaiting 10,000 memfd segments, one process | 79 background threads (127 segments each), +5.9 MiB RSS for tasks and registrations; all resolved 33 ms after the first of 10,000 commits |
 //! | commit (lock, write, unlock): nobody waiting / 100 tasks awaiting every change | 27 / 26 ns (other runs: 15 / 26 ns) |
 //!
 //! - An awaited commit takes two wake-ups where the blocking wait takes one:
@@ -81,10 +81,11 @@
 //!   latency matters more than threads, keep a thread in the blocking
 //!   `wait_for_change`.
 //! - Pending futures cost a registration each (about 600 bytes with a tokio
-//!   task) and one background thread per 127 of them (`futex_waitv` sleeps
-//!   on at most 128 words; one is the thread's own); threads start on first
-//!   use and end after 10 seconds with nothing to serve. Without
-//!   `futex_waitv` (Linux before 5.16), one thread per pending future.
+//!   task) and one background thread per 127 awaited counters, however many
+//!   futures await each (`futex_waitv` sleeps on at most 128 words; one is
+//!   the thread's own); threads start on first use and end after 10 seconds
+//!   with nothing to serve. Without `futex_waitv` (Linux before 5.16), one
+//!   thread per awaited counter.
 //! - A commit wakes the futex only when someone marked the lock word since
 //!   the last commit, so a writer committing faster than the awaiting tasks
 //!   come back pays for few wake-ups.

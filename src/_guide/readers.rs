@@ -74,9 +74,10 @@
 //! every handle above): a plain `std::future::Future`, so any executor,
 //! with the errors of `wait_for_change` and no timeout of its own (wrap it
 //! in your runtime's). No thread waits per future: one background thread
-//! per 127 pending futures of the process sleeps on all their counters at
-//! once (`futex_waitv`, Linux 5.16 and later; before that, a thread per
-//! pending future) and wakes the tasks whose generation moved. Dropping a
+//! per 127 awaited counters of the process (futures on one counter share
+//! it) sleeps on all of them at once (`futex_waitv`, Linux 5.16 and later;
+//! before that, a thread per awaited counter) and wakes the tasks whose
+//! generation moved. Dropping a
 //! future unregisters it. With the feature `stream`,
 //! [`changes(seen)`](crate::Shared::changes) is a `futures_core::Stream`
 //! of generations. Its cost against the blocking wait is in

@@ -1,8 +1,9 @@
 //! Async waiting without a thread per waiter: futures register the counter
-//! word they wait on here, and background threads sleep on every registered
-//! word at once with `futex_waitv` (Linux 5.16 and later), 127 words per
-//! thread (the kernel takes 128; one is the thread's own wake-up word), and
-//! wake the futures' `Waker`s when a generation moved.
+//! word they wait on here (futures on one counter share its word), and
+//! background threads sleep on every registered word at once with
+//! `futex_waitv` (Linux 5.16 and later), 127 words per thread (the kernel
+//! takes 128; one is the thread's own wake-up word), and wake the futures'
+//! `Waker`s when a generation moved.
 //!
 //! - A writable handle marks the lock word WATCHED before registering, as
 //!   the blocking wait does, so the next committing unlock wakes the word.
@@ -12,16 +13,16 @@
 //!   also bounds the missed-wake window the blocking wait bounds the same
 //!   way).
 //! - Without `futex_waitv` (ENOSYS: kernels before 5.16, or a seccomp
-//!   filter), each background thread serves one registration and sleeps on
-//!   its word with a plain futex wait: a thread per waiter, with the same
-//!   50 ms recheck.
+//!   filter), each background thread serves one word and sleeps on it with
+//!   a plain futex wait: a thread per awaited counter, with the same 50 ms
+//!   recheck.
 //!
 //! A registration holds raw pointers into a mapping. The future removes it
 //! when dropped; a future leaked instead (`mem::forget`) cannot, so every
 //! mapping removes the registrations inside it before it is unmapped (the
 //! `on_unmap` hook of `sys::mapping`).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 use std::pin::Pin;
 use std::ptr::NonNull;
@@ -54,6 +55,11 @@ pub(crate) fn registrations() -> usize {
     REGISTRY.get().map_or(0, |r| r.lock().live)
 }
 
+/// The number of counter words the registrations wait on.
+pub(crate) fn words() -> usize {
+    REGISTRY.get().map_or(0, |r| r.lock().by_addr.len())
+}
+
 /// The number of background threads serving async waits in this process.
 pub(crate) fn threads() -> usize {
     THREADS.load(Ordering::Relaxed)
@@ -64,55 +70,112 @@ pub(crate) fn uses_waitv() -> Option<bool> {
     REGISTRY.get().map(|r| r.chunk > 1)
 }
 
-/// One pending future's word.
-struct Entry {
+/// A counter word that pending futures wait on: one per counter, however
+/// many futures wait on it.
+struct Word {
     versions: NonNull<Versions>,
-    /// The lock word to mark watched again after a wake-up (writable handles).
+    /// The lock word to mark watched before sleeping (writable handles).
     lock: Option<NonNull<RawLock>>,
     cut: &'static AtomicBool,
     /// Whether a commit wakes the word (writable, or WAKE_ALL).
     futex: bool,
+    /// The futures waiting on it: indexes into `Inner::entries`.
+    waiters: Vec<usize>,
+}
+
+// SAFETY: the pointers lead into a mapping that stays mapped while the word
+// is registered: every future waiting on it borrows a handle owning the
+// mapping and removes itself when dropped (the word goes with its last
+// future), and the mapping removes every word inside it before it is
+// unmapped (`on_unmap`). They are only read (atomics) and only under the
+// registry's mutex, which both removals take.
+unsafe impl Send for Word {}
+
+impl Word {
+    fn versions(&self) -> &Versions {
+        // SAFETY: see `impl Send for Word`: called under the registry's
+        // mutex, while the mapping is still mapped.
+        unsafe { self.versions.as_ref() }
+    }
+}
+
+/// One pending future.
+struct Entry {
+    /// Its word's slot in `Inner::words`.
+    word: usize,
+    /// Its place in that word's `waiters`.
+    at: usize,
     seen: u64,
-    expected: u32,
     waker: Waker,
     woken: bool,
 }
 
-// SAFETY: the pointers lead into a mapping that stays mapped while the entry
-// exists: the future that registered it borrows the handle owning the
-// mapping and removes the entry when dropped, and the mapping removes every
-// entry inside it before it is unmapped (`on_unmap`). They are only read
-// (atomics) and only under the registry's mutex, which both removals take.
-unsafe impl Send for Entry {}
-
-impl Entry {
-    fn versions(&self) -> &Versions {
-        // SAFETY: see `impl Send for Entry`: called under the registry's
-        // mutex, while the mapping is still mapped.
-        unsafe { self.versions.as_ref() }
-    }
-
-    fn changed(&self) -> bool {
-        self.cut.load(Ordering::Acquire) || self.versions().generation() != self.seen
-    }
-}
-
 struct Inner {
-    slots: Vec<Option<Entry>>,
-    free: BTreeSet<usize>,
+    words: Vec<Option<Word>>,
+    free_words: BTreeSet<usize>,
+    /// The slot of each registered word, by the address of its counter.
+    by_addr: HashMap<usize, usize>,
+    entries: Vec<Option<Entry>>,
+    free_entries: Vec<usize>,
     live: usize,
     /// The wake-up word of each running background thread; thread `k`
-    /// serves slots `k * chunk ..`, and is `None` while not running.
+    /// serves word slots `k * chunk ..`, and is `None` while not running.
     workers: Vec<Option<Arc<AtomicU32>>>,
+}
+
+impl Inner {
+    /// Takes entry `id` out, and its word with it when it was the last
+    /// waiter. Returns the entry, for the caller to drop after the mutex.
+    fn take(&mut self, id: usize) -> Option<Entry> {
+        let e = self.entries.get_mut(id)?.take()?;
+        self.live -= 1;
+        self.free_entries.push(id);
+        if let Some(Some(w)) = self.words.get_mut(e.word) {
+            if e.at >= w.waiters.len() {
+                return Some(e);
+            }
+            w.waiters.swap_remove(e.at);
+            if let Some(&moved) = w.waiters.get(e.at) {
+                if let Some(Some(m)) = self.entries.get_mut(moved) {
+                    m.at = e.at;
+                }
+            }
+            if w.waiters.is_empty() {
+                self.drop_word(e.word);
+            }
+        }
+        Some(e)
+    }
+
+    fn drop_word(&mut self, slot: usize) {
+        if let Some(w) = self.words.get_mut(slot).and_then(Option::take) {
+            self.by_addr.remove(&(w.versions.as_ptr() as usize));
+            self.free_words.insert(slot);
+            while self.words.last().is_some_and(Option::is_none) {
+                let last = self.words.len() - 1;
+                self.words.pop();
+                self.free_words.remove(&last);
+            }
+        }
+    }
 }
 
 struct Registry {
     inner: Mutex<Inner>,
-    /// Registrations per background thread.
+    /// Words per background thread.
     chunk: usize,
 }
 
 static REGISTRY: OnceLock<Registry> = OnceLock::new();
+
+/// What a future waits on, as it registers.
+struct Wanted {
+    versions: NonNull<Versions>,
+    lock: Option<NonNull<RawLock>>,
+    cut: &'static AtomicBool,
+    futex: bool,
+    seen: u64,
+}
 
 impl Registry {
     fn get() -> &'static Registry {
@@ -122,8 +185,11 @@ impl Registry {
                 && futex::waitv(&[], Duration::ZERO) != Waitv::Unsupported;
             Registry {
                 inner: Mutex::new(Inner {
-                    slots: Vec::new(),
-                    free: BTreeSet::new(),
+                    words: Vec::new(),
+                    free_words: BTreeSet::new(),
+                    by_addr: HashMap::new(),
+                    entries: Vec::new(),
+                    free_entries: Vec::new(),
                     live: 0,
                     workers: Vec::new(),
                 }),
@@ -136,6 +202,7 @@ impl Registry {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Wakes the thread serving word slot `slot`, to look at it again.
     fn poke(&self, inner: &Inner, slot: usize) {
         if let Some(Some(w)) = inner.workers.get(slot / self.chunk) {
             w.fetch_add(1, Ordering::Release);
@@ -143,23 +210,57 @@ impl Registry {
         }
     }
 
-    /// Registers `entry`, starting the thread that serves its slot if it is
-    /// not running; `Err` when that thread cannot be started (the entry is
-    /// not registered then).
-    fn insert(&'static self, entry: Entry) -> std::io::Result<usize> {
+    /// Registers a future waiting on `wanted`, on the word of its counter
+    /// (registered with it if it is the first), starting the thread that
+    /// serves the word if it is not running; `Err` when that thread cannot
+    /// be started (nothing is registered then).
+    fn insert(&'static self, wanted: Wanted, waker: Waker) -> std::io::Result<usize> {
         let mut inner = self.lock();
-        let i = match inner.free.pop_first() {
-            Some(i) => {
-                inner.slots[i] = Some(entry);
-                i
-            }
+        let addr = wanted.versions.as_ptr() as usize;
+        let slot = match inner.by_addr.get(&addr) {
+            Some(&slot) => slot,
             None => {
-                inner.slots.push(Some(entry));
-                inner.slots.len() - 1
+                let word = Word {
+                    versions: wanted.versions,
+                    lock: None,
+                    cut: wanted.cut,
+                    futex: false,
+                    waiters: Vec::new(),
+                };
+                let slot = match inner.free_words.pop_first() {
+                    Some(slot) => {
+                        inner.words[slot] = Some(word);
+                        slot
+                    }
+                    None => {
+                        inner.words.push(Some(word));
+                        inner.words.len() - 1
+                    }
+                };
+                inner.by_addr.insert(addr, slot);
+                slot
             }
         };
+        let id = inner.free_entries.pop().unwrap_or(inner.entries.len());
+        if id == inner.entries.len() {
+            inner.entries.push(None);
+        }
+        let word = inner.words[slot].as_mut().expect("registered word");
+        // A writable handle's registration makes the word one the thread
+        // marks and a commit wakes.
+        word.lock = word.lock.or(wanted.lock);
+        word.futex |= wanted.futex;
+        word.waiters.push(id);
+        let at = word.waiters.len() - 1;
+        inner.entries[id] = Some(Entry {
+            word: slot,
+            at,
+            seen: wanted.seen,
+            waker,
+            woken: false,
+        });
         inner.live += 1;
-        let k = i / self.chunk;
+        let k = slot / self.chunk;
         if inner.workers.len() <= k {
             inner.workers.resize(k + 1, None);
         }
@@ -176,30 +277,43 @@ impl Registry {
                     inner.workers[k] = Some(word);
                 }
                 Err(e) => {
+                    let gone = inner.take(id);
                     drop(inner);
-                    self.remove(i);
+                    drop(gone);
                     return Err(e);
                 }
             }
         }
-        self.poke(&inner, i);
-        Ok(i)
+        self.poke(&inner, slot);
+        Ok(id)
     }
 
-    fn remove(&self, i: usize) {
+    /// A registered future polled again while its counter is unchanged:
+    /// wait again, waking `waker`.
+    fn renew(&self, id: usize, waker: &Waker) {
         let mut inner = self.lock();
+        let mut old = None;
+        let mut slot = None;
+        if let Some(Some(e)) = inner.entries.get_mut(id) {
+            e.woken = false;
+            if !e.waker.will_wake(waker) {
+                old = Some(std::mem::replace(&mut e.waker, waker.clone()));
+            }
+            slot = Some(e.word);
+        }
+        if let Some(slot) = slot {
+            self.poke(&inner, slot);
+        }
+        drop(inner);
+        // Dropped after the mutex, as in `remove`.
+        drop(old);
+    }
+
+    fn remove(&self, id: usize) {
+        let mut inner = self.lock();
+        let gone = inner.take(id);
         // Dropped after the mutex: a waker's drop may run any code,
         // including a future's drop that comes back here.
-        let gone = inner.slots.get_mut(i).and_then(Option::take);
-        if gone.is_some() {
-            inner.live -= 1;
-            inner.free.insert(i);
-            while inner.slots.last().is_some_and(Option::is_none) {
-                let last = inner.slots.len() - 1;
-                inner.slots.pop();
-                inner.free.remove(&last);
-            }
-        }
         drop(inner);
         drop(gone);
     }
@@ -216,12 +330,23 @@ impl Registry {
             // else this thread does: their tasks are what waits.
             {
                 let mut inner = self.lock();
-                let end = ((k + 1) * self.chunk).min(inner.slots.len());
+                let Inner {
+                    words: slots,
+                    entries,
+                    ..
+                } = &mut *inner;
+                let end = ((k + 1) * self.chunk).min(slots.len());
                 let start = (k * self.chunk).min(end);
-                for e in inner.slots[start..end].iter_mut().flatten() {
-                    if !e.woken && e.changed() {
-                        e.woken = true;
-                        wake.push(e.waker.clone());
+                for w in slots[start..end].iter().flatten() {
+                    let cut = w.cut.load(Ordering::Acquire);
+                    let g = w.versions().generation();
+                    for &id in &w.waiters {
+                        if let Some(Some(e)) = entries.get_mut(id) {
+                            if !e.woken && (cut || g != e.seen) {
+                                e.woken = true;
+                                wake.push(e.waker.clone());
+                            }
+                        }
                     }
                 }
             }
@@ -236,9 +361,9 @@ impl Registry {
             let mut single: Option<(*const AtomicU64, u32)> = None;
             {
                 let mut inner = self.lock();
-                let end = ((k + 1) * self.chunk).min(inner.slots.len());
+                let end = ((k + 1) * self.chunk).min(inner.words.len());
                 let start = (k * self.chunk).min(end);
-                if inner.slots[start..end].iter().all(Option::is_none) {
+                if inner.words[start..end].iter().all(Option::is_none) {
                     let since = *idle_since.get_or_insert_with(std::time::Instant::now);
                     if since.elapsed() >= IDLE {
                         // Under the mutex: a registration for this slot
@@ -253,24 +378,39 @@ impl Registry {
                 } else {
                     idle_since = None;
                 }
-                for e in inner.slots[start..end].iter_mut().flatten() {
-                    if e.woken {
+                let Inner {
+                    words: slots,
+                    entries,
+                    ..
+                } = &*inner;
+                for w in slots[start..end].iter().flatten() {
+                    let waiting = || {
+                        w.waiters
+                            .iter()
+                            .filter_map(|&id| entries.get(id).and_then(Option::as_ref))
+                            .filter(|e| !e.woken)
+                    };
+                    if waiting().next().is_none() {
                         continue;
                     }
-                    if e.changed() {
+                    if let Some(lock) = w.lock {
+                        // SAFETY: as for `Word::versions`.
+                        unsafe { lock.as_ref() }.mark_watched();
+                    }
+                    // As in `Versions::wait`: marked before the committing
+                    // unlock (which then wakes the word) or after it (and
+                    // then this load sees the commit).
+                    let s = w.versions().seq_now();
+                    if w.cut.load(Ordering::Acquire) || waiting().any(|e| e.seen != s >> 1) {
                         // Moved since the first pass: wake it first.
                         again = true;
                         continue;
                     }
                     pending = true;
-                    if e.futex {
-                        if let Some(lock) = e.lock {
-                            // SAFETY: as for `Entry::versions`.
-                            unsafe { lock.as_ref() }.mark_watched();
-                        }
-                        let seq = e.versions().futex_word();
-                        words.push(WaitvEntry::shared(seq, e.expected));
-                        single = Some((seq as *const AtomicU64, e.expected));
+                    if w.futex {
+                        let seq = w.versions().futex_word();
+                        words.push(WaitvEntry::shared(seq, s as u32));
+                        single = Some((seq as *const AtomicU64, s as u32));
                     }
                 }
             }
@@ -288,9 +428,9 @@ impl Registry {
             if self.chunk > 1 {
                 futex::waitv(&words, timeout);
             } else if let Some((seq, expected)) = single {
-                // A thread per waiter: sleep on its word. The entry may be
-                // removed meanwhile; the kernel only reads the address (or
-                // reports EFAULT), and the timeout bounds the sleep.
+                // A thread per word: sleep on it. The word may be removed
+                // meanwhile; the kernel only reads the address (or reports
+                // EFAULT), and the timeout bounds the sleep.
                 futex::wait_addr(seq, expected, timeout);
             } else {
                 futex::wait_private(word, poked, timeout);
@@ -304,22 +444,27 @@ impl Registry {
 fn forget_range(start: usize, len: usize) {
     let Some(reg) = REGISTRY.get() else { return };
     let mut inner = reg.lock();
+    let slots: Vec<usize> = inner
+        .words
+        .iter()
+        .enumerate()
+        .filter_map(|(slot, w)| {
+            let a = w.as_ref()?.versions.as_ptr() as usize;
+            (a >= start && a - start < len).then_some(slot)
+        })
+        .collect();
     let mut gone = Vec::new();
-    let mut entries = Vec::new();
-    for (i, s) in inner.slots.iter_mut().enumerate() {
-        if s.as_ref().is_some_and(|e| {
-            let a = e.versions.as_ptr() as usize;
-            a >= start && a - start < len
-        }) {
-            // Dropped after the mutex, as in `remove`.
-            entries.extend(s.take());
-            gone.push(i);
-        }
+    for slot in slots {
+        let ids = inner.words[slot]
+            .as_ref()
+            .map(|w| w.waiters.clone())
+            .unwrap_or_default();
+        // The last one takes the word with it.
+        gone.extend(ids.into_iter().filter_map(|id| inner.take(id)));
     }
-    inner.live -= gone.len();
-    inner.free.extend(gone);
+    // Dropped after the mutex, as in `remove`.
     drop(inner);
-    drop(entries);
+    drop(gone);
 }
 
 /// A wait for the generation of `versions` to differ from `seen`, as a
@@ -384,34 +529,17 @@ impl<'a> Waiting<'a> {
         }
         let reg = Registry::get();
         match self.registered {
-            Some(i) => {
-                let mut inner = reg.lock();
-                let mut old = None;
-                if let Some(Some(e)) = inner.slots.get_mut(i) {
-                    e.expected = s as u32;
-                    e.woken = false;
-                    if !e.waker.will_wake(cx.waker()) {
-                        old = Some(std::mem::replace(&mut e.waker, cx.waker().clone()));
-                    }
-                }
-                reg.poke(&inner, i);
-                drop(inner);
-                // Dropped after the mutex, as in `remove`.
-                drop(old);
-            }
+            Some(id) => reg.renew(id, cx.waker()),
             None => {
-                let entry = Entry {
+                let wanted = Wanted {
                     versions: NonNull::from(self.versions),
                     lock: self.lock.map(NonNull::from),
                     cut: self.cut,
                     futex: self.futex,
                     seen: self.seen,
-                    expected: s as u32,
-                    waker: cx.waker().clone(),
-                    woken: false,
                 };
-                match reg.insert(entry) {
-                    Ok(i) => self.registered = Some(i),
+                match reg.insert(wanted, cx.waker().clone()) {
+                    Ok(id) => self.registered = Some(id),
                     Err(e) => return Poll::Ready(Err(e)),
                 }
             }

@@ -2,7 +2,7 @@
 //! wakes futures under tokio (both schedulers) and `block_on`; dropped
 //! futures leave nothing registered; 10,000 pending futures on 10,000
 //! segments share the process's background threads, which end once nothing
-//! is pending; the thread-per-waiter
+//! is pending, and 1,000 on one segment share one word; the thread-per-waiter
 //! path of kernels without `futex_waitv`.
 //!
 //! The registry is per process, so the tests that count registrations or
@@ -184,12 +184,31 @@ fn ten_thousand_futures_on_ten_thousand_segments_share_few_threads() {
 }
 
 #[test]
-fn without_futex_waitv_a_thread_per_waiter_serves_the_futures() {
-    let seg = Segment::new("async-fallback");
+fn a_thousand_futures_on_one_segment_share_one_word_and_one_thread() {
+    awaited_in_a_child(
+        "async-crowd",
+        "crowd",
+        &["1000"],
+        "pending words=1 threads=1",
+    );
+}
+
+#[test]
+fn without_futex_waitv_a_thread_per_awaited_counter_serves_the_futures() {
+    awaited_in_a_child("async-fallback", "fallback", &[], "pending");
+}
+
+/// A child in `role` (given a new segment's name, then `args`) awaits it
+/// until it says `pending`; a writer process commits once; the child says
+/// "ok".
+fn awaited_in_a_child(prefix: &str, role: &str, args: &[&str], pending: &str) {
+    let seg = Segment::new(prefix);
     let _s = Shared::create(seg.name(), 0u64).unwrap();
     let mut w = writer_kid(seg.name());
-    let mut kid = Kid::spawn("fallback", &[seg.name()]);
-    kid.expect("pending");
+    let mut all = vec![seg.name()];
+    all.extend_from_slice(args);
+    let mut kid = Kid::spawn(role, &all);
+    kid.expect(pending);
     w.send("go");
     kid.expect("ok");
     kid.wait_success();
@@ -250,6 +269,7 @@ fn child_entry() {
             say(format!("blocking={}", truncated(&e)));
         }
         "many" => many(args[1].parse().unwrap()),
+        "crowd" => crowd(&args[1], args[2].parse().unwrap()),
         "fallback" => fallback(&args[1]),
         "waitv" => {
             let s = Shared::memfd(0u64).unwrap();
@@ -367,6 +387,41 @@ fn many(n: usize) {
     });
 }
 
+/// `n` tasks await one segment written by another process: one word, one
+/// background thread, and one commit wakes them all.
+fn crowd(name: &str, n: usize) {
+    let s = Arc::new(Shared::<u64>::open(name).unwrap());
+    let seen = s.generation();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut set = tokio::task::JoinSet::new();
+        for _ in 0..n {
+            let s = s.clone();
+            set.spawn(async move { s.changed(seen).await });
+        }
+        while async_wait::registrations() < n {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        say(format!(
+            "pending words={} threads={}",
+            async_wait::words(),
+            async_wait::threads()
+        ));
+        while let Some(r) = tokio::time::timeout(PATIENCE, set.join_next())
+            .await
+            .expect("one commit wakes every task")
+        {
+            assert_eq!(r.unwrap().unwrap(), seen + 1);
+        }
+        assert_eq!(async_wait::registrations(), 0);
+        assert_eq!(async_wait::words(), 0);
+        say("ok");
+    });
+}
+
 fn fallback(name: &str) {
     async_wait::force_thread_per_waiter();
     let s = Shared::<u64>::open(name).unwrap();
@@ -377,7 +432,7 @@ fn fallback(name: &str) {
     assert!(pending(fut.as_mut()));
     assert!(pending(fut2.as_mut()));
     assert_eq!(async_wait::uses_waitv(), Some(false));
-    assert_eq!(async_wait::threads(), 2, "a thread per pending future");
+    assert_eq!(async_wait::threads(), 2, "a thread per awaited counter");
     say("pending");
     assert_eq!(futures::executor::block_on(fut).unwrap(), seen + 1);
     *other.lock().unwrap() = 1;
