@@ -5,7 +5,14 @@
 //! ```text
 //! cargo run --release --example store_bench          # the whole run, about half a minute
 //! cargo run --release --example store_bench -- 0.1   # SCALE: iterations x 0.1 (key counts stay)
+//! cargo run --release --example store_bench -- --lookups [OPS]
 //! ```
+//!
+//! `--lookups` runs only the lookups that `compare/store.sh` sets beside
+//! Boost.Interprocess's `find` (compare/cpp/boost_find.cpp): `contains`,
+//! `get` + drop and a std `HashMap`'s `get`, of a random key and of the
+//! same key, OPS per batch (default 200,000), and prints one JSON line per
+//! figure with its 7 batches (see compare/README.md).
 //!
 //! Sections:
 //!
@@ -55,6 +62,19 @@ const DRAWS: usize = 1 << 16;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().is_some_and(|a| a == "--lookups") {
+        let ops = match &args[1..] {
+            [] => Some(200_000),
+            [n] => n.parse::<u64>().ok().filter(|&n| n > 0),
+            _ => None,
+        };
+        let Some(ops) = ops else {
+            eprintln!("usage: store_bench --lookups [OPS]   (lookups per batch, default 200000)");
+            return ExitCode::from(2);
+        };
+        lookups(ops);
+        return ExitCode::SUCCESS;
+    }
     let scale = match args.as_slice() {
         [] => Ok(1.0),
         [s] => match s.parse::<f64>() {
@@ -165,6 +185,25 @@ impl Filled {
     #[inline]
     fn random(&self, i: u64) -> &str {
         &self.names[self.draws[i as usize % DRAWS] as usize]
+    }
+
+    /// The digest of the keys a lookup figure asks for, in order: FNV-1a
+    /// of each key and a newline, over all the random draws, or of the one
+    /// key asked for every time. compare/cpp/boost_find.cpp prints the same
+    /// for the same keys.
+    fn digest(&self, same: bool) -> String {
+        let keys: Vec<&str> = if same {
+            vec![self.middle()]
+        } else {
+            (0..DRAWS as u64).map(|i| self.random(i)).collect()
+        };
+        let mut h = 0xcbf2_9ce4_8422_2325_u64;
+        for key in keys {
+            for b in key.bytes().chain([b'\n']) {
+                h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+            }
+        }
+        format!("{h:016x}")
     }
 
     /// The key asked for every time by the same-key figures.
@@ -289,6 +328,19 @@ impl<'a> Variant<'a> {
 /// that rotates by one every repetition; the statistics of each figure of
 /// each variant, in order.
 fn interleave(variants: &mut [Variant<'_>]) -> Vec<Vec<Stats>> {
+    stats_of(interleave_samples(variants))
+}
+
+/// The statistics of each figure of each variant.
+fn stats_of(samples: Vec<Vec<Vec<f64>>>) -> Vec<Vec<Stats>> {
+    samples
+        .iter()
+        .map(|v| v.iter().map(|s| Stats::of(s)).collect())
+        .collect()
+}
+
+/// [`interleave`], giving the ns per operation of each batch instead.
+fn interleave_samples(variants: &mut [Variant<'_>]) -> Vec<Vec<Vec<f64>>> {
     for v in variants.iter_mut() {
         (v.run)();
     }
@@ -306,16 +358,13 @@ fn interleave(variants: &mut [Variant<'_>]) -> Vec<Vec<Stats>> {
         }
     }
     samples
-        .iter()
-        .map(|v| v.iter().map(|s| Stats::of(s)).collect())
-        .collect()
 }
 
 /// [`interleave`] for variants given store by store, `per` for each store:
 /// runs them kind by kind instead, so that the store sizes of one kind run
 /// next to each other and a burst of noise from elsewhere on the machine
-/// hits them alike; the statistics in the order given.
-fn interleave_sizes(variants: Vec<Variant<'_>>, per: usize) -> Vec<Vec<Stats>> {
+/// hits them alike; the batches' figures in the order given.
+fn interleave_sizes(variants: Vec<Variant<'_>>, per: usize) -> Vec<Vec<Vec<f64>>> {
     let n = variants.len();
     let order: Vec<usize> = (0..per)
         .flat_map(|k| (0..n / per).map(move |s| s * per + k))
@@ -325,8 +374,8 @@ fn interleave_sizes(variants: Vec<Variant<'_>>, per: usize) -> Vec<Vec<Stats>> {
         .iter()
         .map(|&i| given[i].take().expect("each once"))
         .collect();
-    let stats = interleave(&mut kind_by_kind);
-    let mut out: Vec<Vec<Stats>> = vec![Vec::new(); n];
+    let stats = interleave_samples(&mut kind_by_kind);
+    let mut out: Vec<Vec<Vec<f64>>> = vec![Vec::new(); n];
     for (stats, &i) in stats.into_iter().zip(&order) {
         out[i] = stats;
     }
@@ -484,7 +533,7 @@ fn section_get(cfg: &Config, stores: &[Filled]) -> [[Stats; 3]; 6] {
         .collect();
     // Per store, its figures in order: random, same, get alone, drop
     // alone, contains, HashMap.
-    let stats = interleave_sizes(variants, per);
+    let stats = stats_of(interleave_sizes(variants, per));
     let per_store: Vec<Vec<Stats>> = stats
         .chunks(per)
         .map(|c| c.iter().flatten().copied().collect())
@@ -500,6 +549,88 @@ fn section_get(cfg: &Config, stores: &[Filled]) -> [[Stats; 3]; 6] {
         assert_eq!(*v.lock().expect("lock"), s.keys as u64 / 2);
     }
     rows.try_into().unwrap_or_else(|_| unreachable!("six rows"))
+}
+
+// ---------------------------------------------------------------------------
+// --lookups: the figures compare/store.sh sets beside Boost's find.
+
+/// `contains`, `get` + drop and a std `HashMap`'s `get` of a random and of
+/// the same key, `ops` per batch, at each store size: one JSON line per
+/// figure, as compare/cpp/boost_find.cpp prints them.
+fn lookups(ops: u64) {
+    let prefix = format!("store_bench_{}", std::process::id());
+    let mut cleanup = Cleanup {
+        prefix,
+        names: Vec::new(),
+    };
+    let stores: Vec<Filled> = SIZES
+        .iter()
+        .map(|&k| Filled::new(&mut cleanup, k))
+        .collect();
+    // (peer, what, key)
+    type Figure = (&'static str, &'static str, &'static str);
+    let mut figures: Vec<(Figure, &Filled)> = Vec::new();
+    let mut variants = Vec::new();
+    for s in &stores {
+        let map: HashMap<String, u64> = s
+            .names
+            .iter()
+            .enumerate()
+            .map(|(i, k)| (k.clone(), i as u64))
+            .collect();
+        let map = std::rc::Rc::new(map);
+        let same_map = std::rc::Rc::clone(&map);
+        let key = s.middle();
+        figures.push((("shmstore", "get + drop", "random"), s));
+        variants.push(Variant::one("", move || {
+            per_op(ops, |i| {
+                drop(black_box(s.store.get::<u64>(s.random(i)).expect("get")))
+            })
+        }));
+        figures.push((("shmstore", "get + drop", "same"), s));
+        variants.push(Variant::one("", move || {
+            per_op(ops, |_| {
+                drop(black_box(s.store.get::<u64>(black_box(key)).expect("get")))
+            })
+        }));
+        figures.push((("shmstore", "contains", "random"), s));
+        variants.push(Variant::one("", move || {
+            per_op(ops, |i| {
+                assert!(s.store.contains(s.random(i)).expect("contains"))
+            })
+        }));
+        figures.push((("shmstore", "contains", "same"), s));
+        variants.push(Variant::one("", move || {
+            per_op(ops, |_| {
+                assert!(s.store.contains(black_box(key)).expect("contains"))
+            })
+        }));
+        figures.push((("std", "HashMap::get", "random"), s));
+        variants.push(Variant::one("", move || {
+            per_op(ops, |i| {
+                black_box(map.get(black_box(s.random(i))).expect("in the map"));
+            })
+        }));
+        figures.push((("std", "HashMap::get", "same"), s));
+        variants.push(Variant::one("", move || {
+            per_op(ops, |_| {
+                black_box(same_map.get(black_box(key)).expect("in the map"));
+            })
+        }));
+    }
+    let per = variants.len() / stores.len();
+    let samples = interleave_sizes(variants, per);
+    for (((peer, what, key), s), samples) in figures.iter().zip(samples) {
+        let samples = &samples[0];
+        let ns: Vec<String> = samples.iter().map(|x| format!("{x:.2}")).collect();
+        println!(
+            "{{\"peer\": \"{peer}\", \"what\": \"{what}\", \"key\": \"{key}\", \"keys\": {}, \
+             \"ops\": {ops}, \"digest\": \"{}\", \"ns_per_op\": [{}]}}",
+            s.keys,
+            s.digest(*key == "same"),
+            ns.join(", ")
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -603,7 +734,7 @@ fn section_context(cfg: &Config, stores: &[Filled]) {
             })
         }));
     }
-    let stats = interleave_sizes(variants, 2);
+    let stats = stats_of(interleave_sizes(variants, 2));
     let mut rows: Vec<[Stats; 3]> = (0..2)
         .map(|row| [0, 1, 2].map(|store| stats[2 * store + row][0]))
         .collect();
