@@ -14,6 +14,12 @@
 //! same key, OPS per batch (default 200,000), and prints one JSON line per
 //! figure with its 7 batches (see compare/README.md).
 //!
+//! `--profile contains|get|hashmap KEYS OPS [same]` fills one store of KEYS
+//! keys and makes OPS lookups of one kind after a warm-up, inside the
+//! function `store_bench::profiled`, for a profiler to count
+//! (compare/lookup_parts.py runs it under callgrind; see
+//! docs/store-lookup.md).
+//!
 //! Sections:
 //!
 //! 1. `store.get::<u64>(key)` of an existing key, in stores of 10, 1,000
@@ -75,6 +81,31 @@ fn main() -> ExitCode {
         lookups(ops);
         return ExitCode::SUCCESS;
     }
+    if args.first().is_some_and(|a| a == "--profile") {
+        let parsed = match &args[1..] {
+            [op, keys, ops, rest @ ..] if rest.len() <= 1 => Profiled::parse(op).zip(
+                keys.parse::<usize>()
+                    .ok()
+                    .filter(|k| SIZES.contains(k))
+                    .zip(ops.parse::<u64>().ok().filter(|&n| n > 0))
+                    .zip(match rest {
+                        [] => Some(false),
+                        [same] if same == "same" => Some(true),
+                        _ => None,
+                    }),
+            ),
+            _ => None,
+        };
+        let Some((op, ((keys, ops), same))) = parsed else {
+            eprintln!(
+                "usage: store_bench --profile contains|get|hashmap KEYS OPS [same]   \
+                 (KEYS one of 10, 1000, 100000)"
+            );
+            return ExitCode::from(2);
+        };
+        profile(op, keys, ops, same);
+        return ExitCode::SUCCESS;
+    }
     let scale = match args.as_slice() {
         [] => Ok(1.0),
         [s] => match s.parse::<f64>() {
@@ -128,6 +159,14 @@ struct Cleanup {
 }
 
 impl Cleanup {
+    /// No segments yet; this run's names start with `store_bench_PID`.
+    fn new() -> Cleanup {
+        Cleanup {
+            prefix: format!("store_bench_{}", std::process::id()),
+            names: Vec::new(),
+        }
+    }
+
     /// A new name for a segment of this run, to be removed at the end.
     fn name(&mut self, what: &str) -> String {
         let name = format!("{}_{what}", self.prefix);
@@ -206,6 +245,15 @@ impl Filled {
         format!("{h:016x}")
     }
 
+    /// The same keys in a std `HashMap`, for scale.
+    fn map(&self) -> HashMap<String, u64> {
+        self.names
+            .iter()
+            .enumerate()
+            .map(|(i, k)| (k.clone(), i as u64))
+            .collect()
+    }
+
     /// The key asked for every time by the same-key figures.
     fn middle(&self) -> &str {
         &self.names[self.keys / 2]
@@ -215,11 +263,8 @@ impl Filled {
 fn bench(scale: f64) {
     let started = Instant::now();
     let cfg = Config::new(scale);
-    let prefix = format!("store_bench_{}", std::process::id());
-    let mut cleanup = Cleanup {
-        prefix: prefix.clone(),
-        names: Vec::new(),
-    };
+    let mut cleanup = Cleanup::new();
+    let prefix = cleanup.prefix.clone();
     println!(
         "store_bench: {} CPUs ({}), Linux {}; scale {scale}; every figure below is from this one run.",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
@@ -511,12 +556,7 @@ fn section_get(cfg: &Config, stores: &[Filled]) -> [[Stats; 3]; 6] {
                 })
             },
         ));
-        let map: HashMap<String, u64> = s
-            .names
-            .iter()
-            .enumerate()
-            .map(|(i, k)| (k.clone(), i as u64))
-            .collect();
+        let map = s.map();
         variants.push(Variant::one(
             "for scale: std HashMap<String, u64>::get, random key",
             move || {
@@ -558,11 +598,7 @@ fn section_get(cfg: &Config, stores: &[Filled]) -> [[Stats; 3]; 6] {
 /// the same key, `ops` per batch, at each store size: one JSON line per
 /// figure, as compare/cpp/boost_find.cpp prints them.
 fn lookups(ops: u64) {
-    let prefix = format!("store_bench_{}", std::process::id());
-    let mut cleanup = Cleanup {
-        prefix,
-        names: Vec::new(),
-    };
+    let mut cleanup = Cleanup::new();
     let stores: Vec<Filled> = SIZES
         .iter()
         .map(|&k| Filled::new(&mut cleanup, k))
@@ -572,13 +608,7 @@ fn lookups(ops: u64) {
     let mut figures: Vec<(Figure, &Filled)> = Vec::new();
     let mut variants = Vec::new();
     for s in &stores {
-        let map: HashMap<String, u64> = s
-            .names
-            .iter()
-            .enumerate()
-            .map(|(i, k)| (k.clone(), i as u64))
-            .collect();
-        let map = std::rc::Rc::new(map);
+        let map = std::rc::Rc::new(s.map());
         let same_map = std::rc::Rc::clone(&map);
         let key = s.middle();
         figures.push((("shmstore", "get + drop", "random"), s));
@@ -630,6 +660,64 @@ fn lookups(ops: u64) {
             s.digest(*key == "same"),
             ns.join(", ")
         );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// --profile: one kind of lookup alone, for a profiler (compare/lookup_parts.py).
+
+/// What `--profile` runs.
+#[derive(Clone, Copy)]
+enum Profiled {
+    Contains,
+    GetDrop,
+    HashMap,
+}
+
+impl Profiled {
+    fn parse(s: &str) -> Option<Profiled> {
+        Some(match s {
+            "contains" => Profiled::Contains,
+            "get" => Profiled::GetDrop,
+            "hashmap" => Profiled::HashMap,
+            _ => return None,
+        })
+    }
+}
+
+/// Fills a store of `keys` keys, then runs `ops` lookups of one kind twice:
+/// once to warm up, once in [`profiled`], the function a profiler limits
+/// its counts to (the store's filling and the warm-up stay out).
+fn profile(op: Profiled, keys: usize, ops: u64, same: bool) {
+    let mut cleanup = Cleanup::new();
+    let s = Filled::new(&mut cleanup, keys);
+    let map = s.map();
+    run_profiled(&s, &map, op, ops, same); // the warm-up, inlined here
+    let t = Instant::now();
+    profiled(&s, &map, op, ops, same);
+    eprintln!(
+        "store_bench: {ops} lookups of {keys} keys in {:.1} ns each (under a profiler: not a figure)",
+        t.elapsed().as_nanos() as f64 / ops as f64
+    );
+}
+
+#[inline(never)]
+fn profiled(s: &Filled, map: &HashMap<String, u64>, op: Profiled, ops: u64, same: bool) {
+    run_profiled(s, map, op, ops, same);
+}
+
+#[inline(always)]
+fn run_profiled(s: &Filled, map: &HashMap<String, u64>, op: Profiled, ops: u64, same: bool) {
+    let key = |i: u64| if same { s.middle() } else { s.random(i) };
+    for i in 0..ops {
+        let key = black_box(key(i));
+        match op {
+            Profiled::Contains => assert!(s.store.contains(key).expect("contains")),
+            Profiled::GetDrop => drop(black_box(s.store.get::<u64>(key).expect("get"))),
+            Profiled::HashMap => {
+                black_box(map.get(key).expect("in the map"));
+            }
+        }
     }
 }
 
