@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# usage: compare/build.sh
+# usage: compare/build.sh [counter | store]
 #
 # Builds every program of the comparison (see README.md) into
 # ${COMPARE_OUT:-<repository>/target/compare}/bin, and shmstore's `counter`
-# example in release mode. Installs the Debian packages it needs when they
-# are missing (apt-get, as root or through sudo). Safe to run again: only
-# what changed is rebuilt.
+# and `store_bench` examples in release mode; `counter` builds only what
+# run.sh runs, `store` only what store.sh runs (boost-find and store_bench).
+# Installs the Debian packages it needs when they are missing (apt-get, as
+# root or through sudo). Safe to run again: only what changed is rebuilt.
 set -Eeuo pipefail
 trap 'echo "build.sh: FAILED (line $LINENO: $BASH_COMMAND)" >&2' ERR
 
@@ -17,6 +18,14 @@ export CARGO_TARGET_DIR
 
 say() { echo "build.sh: $*" >&2; }
 die() { say "error: $*"; exit 1; }
+
+what=${1:-all}
+case $what in
+all | counter | store) ;;
+*) die "unknown set '$what' (usage: build.sh [counter | store])" ;;
+esac
+# Whether this run builds the programs of SET (counter or store).
+wanted() { [[ $what == all || $what == "$1" ]]; }
 
 # The Debian packages: the C and C++ compilers, Boost's headers
 # (Boost.Interprocess), Python 3 and `timeout` (coreutils, for run.sh).
@@ -65,6 +74,18 @@ build() {
         "$@" || die "building $(basename "$out") failed (see above)"
     fi
 }
+
+if wanted store; then
+    build "$bin/boost-find" "$here/cpp/boost_find.cpp" "$here/c/harness.h" -- \
+        g++ -O2 -Wall -Wextra -std=c++17 -pthread -o "$bin/boost-find" "$here/cpp/boost_find.cpp"
+    say "building shmstore's store_bench example (cargo, release)"
+    (cd "$repo" && cargo build -q --release --example store_bench) || die "building shmstore's store_bench example failed (see above)"
+    cp "$CARGO_TARGET_DIR/release/examples/store_bench" "$bin/shmstore-store-bench"
+fi
+if ! wanted counter; then
+    say "done: $bin"
+    exit 0
+fi
 
 CFLAGS=(-O2 -Wall -Wextra -std=gnu11 -pthread)
 c=$here/c

@@ -5,7 +5,20 @@
 //! ```text
 //! cargo run --release --example store_bench          # the whole run, about half a minute
 //! cargo run --release --example store_bench -- 0.1   # SCALE: iterations x 0.1 (key counts stay)
+//! cargo run --release --example store_bench -- --lookups [OPS]
 //! ```
+//!
+//! `--lookups` runs only the lookups that `compare/store.sh` sets beside
+//! Boost.Interprocess's `find` (compare/cpp/boost_find.cpp): `contains`,
+//! `get` + drop and a std `HashMap`'s `get`, of a random key and of the
+//! same key, OPS per batch (default 200,000), and prints one JSON line per
+//! figure with its 7 batches (see compare/README.md).
+//!
+//! `--profile contains|get|hashmap KEYS OPS [same]` fills one store of KEYS
+//! keys and makes OPS lookups of one kind after a warm-up, inside the
+//! function `store_bench::profiled`, for a profiler to count
+//! (compare/lookup_parts.py runs it under callgrind; see
+//! docs/store-lookup.md).
 //!
 //! Sections:
 //!
@@ -55,6 +68,44 @@ const DRAWS: usize = 1 << 16;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().is_some_and(|a| a == "--lookups") {
+        let ops = match &args[1..] {
+            [] => Some(200_000),
+            [n] => n.parse::<u64>().ok().filter(|&n| n > 0),
+            _ => None,
+        };
+        let Some(ops) = ops else {
+            eprintln!("usage: store_bench --lookups [OPS]   (lookups per batch, default 200000)");
+            return ExitCode::from(2);
+        };
+        lookups(ops);
+        return ExitCode::SUCCESS;
+    }
+    if args.first().is_some_and(|a| a == "--profile") {
+        let parsed = match &args[1..] {
+            [op, keys, ops, rest @ ..] if rest.len() <= 1 => Profiled::parse(op).zip(
+                keys.parse::<usize>()
+                    .ok()
+                    .filter(|k| SIZES.contains(k))
+                    .zip(ops.parse::<u64>().ok().filter(|&n| n > 0))
+                    .zip(match rest {
+                        [] => Some(false),
+                        [same] if same == "same" => Some(true),
+                        _ => None,
+                    }),
+            ),
+            _ => None,
+        };
+        let Some((op, ((keys, ops), same))) = parsed else {
+            eprintln!(
+                "usage: store_bench --profile contains|get|hashmap KEYS OPS [same]   \
+                 (KEYS one of 10, 1000, 100000)"
+            );
+            return ExitCode::from(2);
+        };
+        profile(op, keys, ops, same);
+        return ExitCode::SUCCESS;
+    }
     let scale = match args.as_slice() {
         [] => Ok(1.0),
         [s] => match s.parse::<f64>() {
@@ -108,6 +159,14 @@ struct Cleanup {
 }
 
 impl Cleanup {
+    /// No segments yet; this run's names start with `store_bench_PID`.
+    fn new() -> Cleanup {
+        Cleanup {
+            prefix: format!("store_bench_{}", std::process::id()),
+            names: Vec::new(),
+        }
+    }
+
     /// A new name for a segment of this run, to be removed at the end.
     fn name(&mut self, what: &str) -> String {
         let name = format!("{}_{what}", self.prefix);
@@ -167,6 +226,34 @@ impl Filled {
         &self.names[self.draws[i as usize % DRAWS] as usize]
     }
 
+    /// The digest of the keys a lookup figure asks for, in order: FNV-1a
+    /// of each key and a newline, over all the random draws, or of the one
+    /// key asked for every time. compare/cpp/boost_find.cpp prints the same
+    /// for the same keys.
+    fn digest(&self, same: bool) -> String {
+        let keys: Vec<&str> = if same {
+            vec![self.middle()]
+        } else {
+            (0..DRAWS as u64).map(|i| self.random(i)).collect()
+        };
+        let mut h = 0xcbf2_9ce4_8422_2325_u64;
+        for key in keys {
+            for b in key.bytes().chain([b'\n']) {
+                h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+            }
+        }
+        format!("{h:016x}")
+    }
+
+    /// The same keys in a std `HashMap`, for scale.
+    fn map(&self) -> HashMap<String, u64> {
+        self.names
+            .iter()
+            .enumerate()
+            .map(|(i, k)| (k.clone(), i as u64))
+            .collect()
+    }
+
     /// The key asked for every time by the same-key figures.
     fn middle(&self) -> &str {
         &self.names[self.keys / 2]
@@ -176,11 +263,8 @@ impl Filled {
 fn bench(scale: f64) {
     let started = Instant::now();
     let cfg = Config::new(scale);
-    let prefix = format!("store_bench_{}", std::process::id());
-    let mut cleanup = Cleanup {
-        prefix: prefix.clone(),
-        names: Vec::new(),
-    };
+    let mut cleanup = Cleanup::new();
+    let prefix = cleanup.prefix.clone();
     println!(
         "store_bench: {} CPUs ({}), Linux {}; scale {scale}; every figure below is from this one run.",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
@@ -289,6 +373,19 @@ impl<'a> Variant<'a> {
 /// that rotates by one every repetition; the statistics of each figure of
 /// each variant, in order.
 fn interleave(variants: &mut [Variant<'_>]) -> Vec<Vec<Stats>> {
+    stats_of(interleave_samples(variants))
+}
+
+/// The statistics of each figure of each variant.
+fn stats_of(samples: Vec<Vec<Vec<f64>>>) -> Vec<Vec<Stats>> {
+    samples
+        .iter()
+        .map(|v| v.iter().map(|s| Stats::of(s)).collect())
+        .collect()
+}
+
+/// [`interleave`], giving the ns per operation of each batch instead.
+fn interleave_samples(variants: &mut [Variant<'_>]) -> Vec<Vec<Vec<f64>>> {
     for v in variants.iter_mut() {
         (v.run)();
     }
@@ -306,16 +403,13 @@ fn interleave(variants: &mut [Variant<'_>]) -> Vec<Vec<Stats>> {
         }
     }
     samples
-        .iter()
-        .map(|v| v.iter().map(|s| Stats::of(s)).collect())
-        .collect()
 }
 
 /// [`interleave`] for variants given store by store, `per` for each store:
 /// runs them kind by kind instead, so that the store sizes of one kind run
 /// next to each other and a burst of noise from elsewhere on the machine
-/// hits them alike; the statistics in the order given.
-fn interleave_sizes(variants: Vec<Variant<'_>>, per: usize) -> Vec<Vec<Stats>> {
+/// hits them alike; the batches' figures in the order given.
+fn interleave_sizes(variants: Vec<Variant<'_>>, per: usize) -> Vec<Vec<Vec<f64>>> {
     let n = variants.len();
     let order: Vec<usize> = (0..per)
         .flat_map(|k| (0..n / per).map(move |s| s * per + k))
@@ -325,8 +419,8 @@ fn interleave_sizes(variants: Vec<Variant<'_>>, per: usize) -> Vec<Vec<Stats>> {
         .iter()
         .map(|&i| given[i].take().expect("each once"))
         .collect();
-    let stats = interleave(&mut kind_by_kind);
-    let mut out: Vec<Vec<Stats>> = vec![Vec::new(); n];
+    let stats = interleave_samples(&mut kind_by_kind);
+    let mut out: Vec<Vec<Vec<f64>>> = vec![Vec::new(); n];
     for (stats, &i) in stats.into_iter().zip(&order) {
         out[i] = stats;
     }
@@ -462,12 +556,7 @@ fn section_get(cfg: &Config, stores: &[Filled]) -> [[Stats; 3]; 6] {
                 })
             },
         ));
-        let map: HashMap<String, u64> = s
-            .names
-            .iter()
-            .enumerate()
-            .map(|(i, k)| (k.clone(), i as u64))
-            .collect();
+        let map = s.map();
         variants.push(Variant::one(
             "for scale: std HashMap<String, u64>::get, random key",
             move || {
@@ -484,7 +573,7 @@ fn section_get(cfg: &Config, stores: &[Filled]) -> [[Stats; 3]; 6] {
         .collect();
     // Per store, its figures in order: random, same, get alone, drop
     // alone, contains, HashMap.
-    let stats = interleave_sizes(variants, per);
+    let stats = stats_of(interleave_sizes(variants, per));
     let per_store: Vec<Vec<Stats>> = stats
         .chunks(per)
         .map(|c| c.iter().flatten().copied().collect())
@@ -500,6 +589,136 @@ fn section_get(cfg: &Config, stores: &[Filled]) -> [[Stats; 3]; 6] {
         assert_eq!(*v.lock().expect("lock"), s.keys as u64 / 2);
     }
     rows.try_into().unwrap_or_else(|_| unreachable!("six rows"))
+}
+
+// ---------------------------------------------------------------------------
+// --lookups: the figures compare/store.sh sets beside Boost's find.
+
+/// `contains`, `get` + drop and a std `HashMap`'s `get` of a random and of
+/// the same key, `ops` per batch, at each store size: one JSON line per
+/// figure, as compare/cpp/boost_find.cpp prints them.
+fn lookups(ops: u64) {
+    let mut cleanup = Cleanup::new();
+    let stores: Vec<Filled> = SIZES
+        .iter()
+        .map(|&k| Filled::new(&mut cleanup, k))
+        .collect();
+    // (peer, what, key)
+    type Figure = (&'static str, &'static str, &'static str);
+    let mut figures: Vec<(Figure, &Filled)> = Vec::new();
+    let mut variants = Vec::new();
+    for s in &stores {
+        let map = std::rc::Rc::new(s.map());
+        let same_map = std::rc::Rc::clone(&map);
+        let key = s.middle();
+        figures.push((("shmstore", "get + drop", "random"), s));
+        variants.push(Variant::one("", move || {
+            per_op(ops, |i| {
+                drop(black_box(s.store.get::<u64>(s.random(i)).expect("get")))
+            })
+        }));
+        figures.push((("shmstore", "get + drop", "same"), s));
+        variants.push(Variant::one("", move || {
+            per_op(ops, |_| {
+                drop(black_box(s.store.get::<u64>(black_box(key)).expect("get")))
+            })
+        }));
+        figures.push((("shmstore", "contains", "random"), s));
+        variants.push(Variant::one("", move || {
+            per_op(ops, |i| {
+                assert!(s.store.contains(s.random(i)).expect("contains"))
+            })
+        }));
+        figures.push((("shmstore", "contains", "same"), s));
+        variants.push(Variant::one("", move || {
+            per_op(ops, |_| {
+                assert!(s.store.contains(black_box(key)).expect("contains"))
+            })
+        }));
+        figures.push((("std", "HashMap::get", "random"), s));
+        variants.push(Variant::one("", move || {
+            per_op(ops, |i| {
+                black_box(map.get(black_box(s.random(i))).expect("in the map"));
+            })
+        }));
+        figures.push((("std", "HashMap::get", "same"), s));
+        variants.push(Variant::one("", move || {
+            per_op(ops, |_| {
+                black_box(same_map.get(black_box(key)).expect("in the map"));
+            })
+        }));
+    }
+    let per = variants.len() / stores.len();
+    let samples = interleave_sizes(variants, per);
+    for (((peer, what, key), s), samples) in figures.iter().zip(samples) {
+        let samples = &samples[0];
+        let ns: Vec<String> = samples.iter().map(|x| format!("{x:.2}")).collect();
+        println!(
+            "{{\"peer\": \"{peer}\", \"what\": \"{what}\", \"key\": \"{key}\", \"keys\": {}, \
+             \"ops\": {ops}, \"digest\": \"{}\", \"ns_per_op\": [{}]}}",
+            s.keys,
+            s.digest(*key == "same"),
+            ns.join(", ")
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// --profile: one kind of lookup alone, for a profiler (compare/lookup_parts.py).
+
+/// What `--profile` runs.
+#[derive(Clone, Copy)]
+enum Profiled {
+    Contains,
+    GetDrop,
+    HashMap,
+}
+
+impl Profiled {
+    fn parse(s: &str) -> Option<Profiled> {
+        Some(match s {
+            "contains" => Profiled::Contains,
+            "get" => Profiled::GetDrop,
+            "hashmap" => Profiled::HashMap,
+            _ => return None,
+        })
+    }
+}
+
+/// Fills a store of `keys` keys, then runs `ops` lookups of one kind twice:
+/// once to warm up, once in [`profiled`], the function a profiler limits
+/// its counts to (the store's filling and the warm-up stay out).
+fn profile(op: Profiled, keys: usize, ops: u64, same: bool) {
+    let mut cleanup = Cleanup::new();
+    let s = Filled::new(&mut cleanup, keys);
+    let map = s.map();
+    run_profiled(&s, &map, op, ops, same); // the warm-up, inlined here
+    let t = Instant::now();
+    profiled(&s, &map, op, ops, same);
+    eprintln!(
+        "store_bench: {ops} lookups of {keys} keys in {:.1} ns each (under a profiler: not a figure)",
+        t.elapsed().as_nanos() as f64 / ops as f64
+    );
+}
+
+#[inline(never)]
+fn profiled(s: &Filled, map: &HashMap<String, u64>, op: Profiled, ops: u64, same: bool) {
+    run_profiled(s, map, op, ops, same);
+}
+
+#[inline(always)]
+fn run_profiled(s: &Filled, map: &HashMap<String, u64>, op: Profiled, ops: u64, same: bool) {
+    let key = |i: u64| if same { s.middle() } else { s.random(i) };
+    for i in 0..ops {
+        let key = black_box(key(i));
+        match op {
+            Profiled::Contains => assert!(s.store.contains(key).expect("contains")),
+            Profiled::GetDrop => drop(black_box(s.store.get::<u64>(key).expect("get"))),
+            Profiled::HashMap => {
+                black_box(map.get(key).expect("in the map"));
+            }
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -603,7 +822,7 @@ fn section_context(cfg: &Config, stores: &[Filled]) {
             })
         }));
     }
-    let stats = interleave_sizes(variants, 2);
+    let stats = stats_of(interleave_sizes(variants, 2));
     let mut rows: Vec<[Stats; 3]> = (0..2)
         .map(|row| [0, 1, 2].map(|store| stats[2 * store + row][0]))
         .collect();
