@@ -114,7 +114,8 @@ const fn spec(content: usize) -> Spec {
 /// A `Store` handle takes one of 64 slots in the store, so at most 64 can
 /// be open at once over all processes ([`Error::HandleLimit`]). Clone it to
 /// share it between threads (clones share the slot). A forked child must
-/// open the store itself, not use its parent's handle.
+/// open the store itself, not use its parent's handle. A [`StoreReader`]
+/// (the store opened for reading only) takes no slot.
 ///
 /// # Crashes
 ///
@@ -654,6 +655,19 @@ fn entry_changes<T: Shareable>(map: &Mapping, e: &EntryMeta) -> Vec<crate::schem
     crate::schema::recorded_changes(&recorded, e.value_size as u64, &crate::Schema::of::<T>())
 }
 
+/// `r`, unless the store `label` in `map` was found shrunk under this
+/// process (then what `r` was computed from was partly zeros):
+/// [`Error::Truncated`].
+fn intact<R>(map: &Mapping, label: &str, r: Result<R>) -> Result<R> {
+    if map.is_cut() {
+        return Err(Error::Truncated {
+            name: label.to_owned(),
+            mapped: map.len() as u64,
+        });
+    }
+    r
+}
+
 /// What [`Store::entries`] says of the entry `e` of the store in `map`.
 fn entry_info(map: &Mapping, e: EntryMeta) -> EntryInfo {
     let lock = map.raw_lock(e.at + e.layout.slot);
@@ -790,16 +804,10 @@ impl Inner {
         self.map.versions(VERSIONS_OFFSET)
     }
 
-    /// `r`, unless the store was found shrunk under this process (then
-    /// what `r` was computed from was partly zeros): [`Error::Truncated`].
+    /// `r`, unless the store was found shrunk under this process: see
+    /// [`intact`].
     fn intact<R>(&self, r: Result<R>) -> Result<R> {
-        if self.map.is_cut() {
-            return Err(Error::Truncated {
-                name: self.label.clone(),
-                mapped: self.map.len() as u64,
-            });
-        }
-        r
+        intact(&self.map, &self.label, r)
     }
 
     fn held(&self) -> std::sync::MutexGuard<'_, BTreeMap<usize, Holds>> {

@@ -329,16 +329,9 @@ impl Inner {
         self.map.raw_lock(LOCK_OFFSET)
     }
 
-    /// `r`, unless the store was found shrunk under this process:
-    /// [`Error::Truncated`].
+    /// `r`, unless the store was found shrunk under this process.
     fn intact<R>(&self, r: Result<R>) -> Result<R> {
-        if self.map.is_cut() {
-            return Err(Error::Truncated {
-                name: self.label.clone(),
-                mapped: self.map.len() as u64,
-            });
-        }
-        r
+        super::intact(&self.map, &self.label, r)
     }
 
     /// What `read` finds in the directory in a moment no change overlapped

@@ -1,6 +1,7 @@
 //! Whatever bytes another process writes over a store's directory and heap,
-//! every operation returns a value or an error: never a panic, a hang or a
-//! read outside the mapping.
+//! every operation (of a `Store`, and of a `StoreReader` reading the
+//! damaged bytes without the lock) returns a value or an error: never a
+//! panic, a hang or a read outside the mapping.
 
 use crate::common;
 
@@ -9,7 +10,7 @@ use std::os::unix::fs::FileExt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use common::Segment;
-use shmstore::{Error, Shareable, Store};
+use shmstore::{Error, Shareable, Store, StoreReader};
 
 #[derive(Shareable, Clone, Copy, Debug, Default, PartialEq)]
 #[repr(C)]
@@ -55,6 +56,27 @@ fn exercise(store: &Store) -> usize {
     errors
 }
 
+/// Every read-only operation once, before any handle that may write has
+/// repaired anything; returns how many ended in an error.
+fn exercise_reader(reader: &StoreReader) -> usize {
+    let mut errors = 0;
+    let mut count = |r: Result<(), Error>| {
+        if r.is_err() {
+            errors += 1;
+        }
+    };
+    count(reader.check());
+    count(reader.entries().map(drop));
+    count(reader.contains("k4").map(drop));
+    count(reader.len().map(drop));
+    count(reader.get::<u64>("k1").map(|h| drop(h.snapshot())));
+    count(reader.get::<Pair>("p2").and_then(|h| {
+        drop(h.snapshot());
+        h.check()
+    }));
+    errors
+}
+
 #[test]
 fn random_bytes_over_a_store_give_errors_not_panics() {
     let seg = Segment::new("store-hostile");
@@ -93,9 +115,15 @@ fn random_bytes_over_a_store_give_errors_not_panics() {
             file.write_all_at(&bytes, start).unwrap();
         }
         drop(file);
-        let outcome = catch_unwind(AssertUnwindSafe(|| match Store::open(seg.name()) {
-            Ok(store) => exercise(&store),
-            Err(_) => 1,
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            let read = match StoreReader::open(seg.name()) {
+                Ok(reader) => exercise_reader(&reader),
+                Err(_) => 1,
+            };
+            read + match Store::open(seg.name()) {
+                Ok(store) => exercise(&store),
+                Err(_) => 1,
+            }
         }));
         match outcome {
             Ok(errors) => failed_ops += errors,
