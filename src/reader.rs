@@ -209,12 +209,10 @@ impl<T: Shareable> SharedReader<T> {
     /// [`Error::NotWatchable`]. Also `Err` ([`Error::Truncated`]) once the
     /// segment was shrunk under this handle, as on
     /// [`Shared::wait_for_change`](crate::Shared::wait_for_change). On the
-    /// entry of a store, [`Error::NotFound`] once the entry was removed
-    /// (at once if that was seen before the call, else when the wait ends).
+    /// entry of a store, [`Error::NotFound`] once the entry was removed:
+    /// at once if it was removed before the call, else when the wait ends.
     pub fn wait_for_change(&self, seen: u64, timeout: Duration) -> Result<Option<u64>> {
-        if self.entry.as_ref().is_some_and(|e| e.is_gone()) {
-            return self.check().map(|()| None);
-        }
+        self.entry_check()?;
         if !self.wakes() {
             return Err(Error::NotWatchable {
                 name: self.label.clone(),
@@ -234,6 +232,7 @@ impl<T: Shareable> SharedReader<T> {
     #[allow(clippy::manual_async_fn)]
     pub fn changed(&self, seen: u64) -> impl Future<Output = Result<u64>> + Send + '_ {
         async move {
+            self.entry_check()?;
             if !self.wakes() {
                 return Err(Error::NotWatchable {
                     name: self.label.clone(),
@@ -272,9 +271,7 @@ impl<T: Shareable> SharedReader<T> {
     /// Whether a holder panicked or died while holding the lock (since the
     /// poison was last cleared by a handle that may write).
     pub fn is_poisoned(&self) -> bool {
-        self.slot.raw().is_poisoned()
-            || self.slot.is_cut()
-            || self.entry.as_ref().is_some_and(|e| e.check().is_err())
+        self.slot.raw().is_poisoned() || self.slot.is_cut() || self.entry_check().is_err()
     }
 
     /// What poisoned the lock, if it is poisoned (see
@@ -297,6 +294,12 @@ impl<T: Shareable> SharedReader<T> {
     /// [Removed entries](crate::StoreReader#removed-entries)).
     pub fn check(&self) -> Result<()> {
         self.slot.check(&self.label)?;
+        self.entry_check()
+    }
+
+    /// For a store's entry, `Ok` while it is in the store (see
+    /// [`check`](SharedReader::check)); `Ok` for a segment.
+    fn entry_check(&self) -> Result<()> {
         self.entry.as_ref().map_or(Ok(()), |e| e.check())
     }
 

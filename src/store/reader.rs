@@ -363,7 +363,7 @@ impl Inner {
                 continue;
             }
             let first = *since.get_or_insert_with(Instant::now);
-            if self.raw().holder_died() || first.elapsed() >= PATIENCE {
+            if self.left_mid_change() || first.elapsed() >= PATIENCE {
                 self.intact(Ok(()))?;
                 return Err(Error::Io {
                     op: "reading the directory of",
@@ -377,6 +377,19 @@ impl Inner {
             }
             std::thread::sleep(Duration::from_millis(1));
         }
+    }
+}
+
+impl Inner {
+    /// Whether the directory is in the middle of a change that nobody
+    /// alive is making: its lock's holder died, or (damage) nobody holds
+    /// it. The counter is loaded again after the lock word: a writer that
+    /// committed and unlocked in between was not interrupted.
+    fn left_mid_change(&self) -> bool {
+        let versions = self.versions();
+        let lock = self.raw();
+        let seq = versions.seq_now();
+        seq & 1 == 1 && (lock.holder_died() || !lock.is_locked()) && versions.seq_now() == seq
     }
 }
 

@@ -197,6 +197,12 @@ fn a_reader_of_a_removed_entry_is_told_and_never_shown_another_entry() {
     assert_eq!(r.get::<u64>("a").unwrap().snapshot().unwrap(), plain_of(11));
     assert_eq!(b.snapshot().unwrap(), plain_of(2));
     b.check().unwrap();
+    // Removed while nothing read it: a wait says so at once.
+    store.remove("b").unwrap();
+    assert!(matches!(
+        b.wait_for_change(b.generation(), Duration::from_secs(60)),
+        Err(Error::NotFound { .. })
+    ));
     store.check().unwrap();
 }
 
