@@ -65,7 +65,7 @@
 //! | module | what it does with `unsafe` |
 //! |---|---|
 //! | `sys` | the crate's FFI: memory mappings (`mmap`, `shmat`) and the atomic and raw views of their bytes, copies of bytes other processes may be writing (volatile loads, `rep movsb`), futex calls, System V calls, descriptor passing, the SIGBUS handler that replaces a shrunk object's missing pages |
-//! | `lock::slot` | slots: a lock, its write counter and the value they guard in a mapping the slot keeps alive; lock-free snapshots into a `T`, `&T` for values made of atomics (`SharedAtomic`), whole-value writes under the lock (the mirror), copies made under the lock (store entries' migrations) |
+//! | `lock::slot` | slots: a lock, its write counter and the value they guard in a mapping the slot keeps alive; lock-free snapshots into a `T`, `&T` for values made of atomics (`SharedAtomic`), whole-value writes under the lock (the mirror), copies made under the lock (store entries' migrations), unchecked copies of a removed entry's bytes (its read-only handle) |
 //! | `lock::guard` | the guard of a held lock, which hands out `&T` and `&mut T` |
 //! | `lock::notify` | async waits: registrations of counter words in mappings their futures' handles keep alive, read by the background threads that sleep on them |
 //! | `lock::seqlock` | the snapshot protocol: copies checked against the write counter |
