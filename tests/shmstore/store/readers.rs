@@ -132,6 +132,16 @@ fn a_reader_looks_up_lists_and_waits_without_a_handle_slot() {
         Some(g + 1)
     );
     assert_eq!(r.generation(), store.generation());
+
+    // The async form of the directory's wait.
+    let g = r.generation();
+    let s = store.clone();
+    let inserter = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(50));
+        s.insert::<u32>("later", 2).unwrap();
+    });
+    assert_eq!(futures::executor::block_on(r.changed(g)).unwrap(), g + 1);
+    inserter.join().unwrap();
 }
 
 #[test]
@@ -178,6 +188,10 @@ fn a_reader_of_a_removed_entry_is_told_and_never_shown_another_entry() {
     assert!(matches!(a.check(), Err(Error::NotFound { .. })));
     assert!(matches!(
         a.wait_for_change(a.generation(), Duration::from_secs(60)),
+        Err(Error::NotFound { .. })
+    ));
+    assert!(matches!(
+        futures::executor::block_on(a.changed(0)),
         Err(Error::NotFound { .. })
     ));
     let mut out = 0u64;
