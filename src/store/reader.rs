@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 use super::heap::{EntryLayout, EntryMeta, Geometry, Heap};
 use super::{check_key, check_type, entry_info, map_store, EntryInfo};
 use crate::error::{Error, Result};
+#[cfg(feature = "stream")]
+use crate::lock::notify::Changes;
 use crate::lock::notify::{Changed, Waiting};
 use crate::lock::seqlock::Versions;
 use crate::lock::slot::Slot;
@@ -243,13 +245,32 @@ impl StoreReader {
     pub fn changed(&self, seen: u64) -> impl Future<Output = Result<u64>> + Send + '_ {
         async move {
             self.watchable()?;
-            let waiting =
-                Waiting::new(self.inner.versions(), None, self.inner.map.cut_flag(), seen);
-            Changed::new(waiting, &self.inner.label, move || {
+            Changed::new(self.waiting(seen), &self.inner.label, move || {
                 self.inner.intact(Ok(()))
             })
             .await
         }
+    }
+
+    /// [`changed`](StoreReader::changed) again and again, as a
+    /// [`futures_core::Stream`] (feature `stream`); see
+    /// [`Store::changes`](crate::Store::changes). On a store whose writers
+    /// do not wake read-only handles, its one item is
+    /// [`Error::NotWatchable`].
+    #[cfg(feature = "stream")]
+    pub fn changes(&self, seen: u64) -> impl futures_core::Stream<Item = Result<u64>> + Send + '_ {
+        let wakes = self.wakes();
+        Changes::new(self.waiting(seen), &self.inner.label, move || {
+            self.watchable()?;
+            self.inner.intact(Ok(()))
+        })
+        .refusing(!wakes)
+    }
+
+    /// A wait for the directory's generation to differ from `seen`, by a
+    /// handle that cannot mark the lock word.
+    fn waiting(&self, seen: u64) -> Waiting<'_> {
+        Waiting::new(self.inner.versions(), None, self.inner.map.cut_flag(), seen)
     }
 
     /// Whether the store's writers wake read-only handles, so that

@@ -144,6 +144,46 @@ fn a_reader_looks_up_lists_and_waits_without_a_handle_slot() {
     inserter.join().unwrap();
 }
 
+#[cfg(feature = "stream")]
+#[test]
+fn a_reader_streams_the_directory_generations() {
+    use futures::StreamExt;
+    let seg = Segment::new("store-reader-stream");
+    let store = SharedOptions::new()
+        .wake_read_only(true)
+        .create_store(seg.name(), 16 * 1024)
+        .unwrap();
+    let r = StoreReader::open(seg.name()).unwrap();
+    let s = store.clone();
+    let inserter = std::thread::spawn(move || {
+        for i in 0..3 {
+            std::thread::sleep(Duration::from_millis(20));
+            s.insert::<u64>(&format!("k{i}"), i).unwrap();
+        }
+    });
+    futures::executor::block_on(async {
+        let mut changes = std::pin::pin!(r.changes(0));
+        let mut last = 0;
+        while last < 3 {
+            let g = changes.next().await.unwrap().unwrap();
+            assert!(g > last, "{g} after {last}");
+            last = g;
+        }
+    });
+    inserter.join().unwrap();
+    // Without wake_read_only: one item, the error.
+    let quiet = Segment::new("store-reader-stream-nowake");
+    let _store = Store::create(quiet.name(), 16 * 1024).unwrap();
+    let r = StoreReader::open(quiet.name()).unwrap();
+    futures::executor::block_on(async {
+        let mut changes = std::pin::pin!(r.changes(0));
+        assert!(matches!(
+            changes.next().await,
+            Some(Err(Error::NotWatchable { .. }))
+        ));
+    });
+}
+
 #[test]
 fn a_reader_of_a_store_whose_writers_do_not_wake_it_cannot_wait() {
     let seg = Segment::new("store-reader-nowake");
