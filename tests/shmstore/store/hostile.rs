@@ -36,45 +36,41 @@ impl Lcg {
     }
 }
 
-/// Every store operation once; returns how many ended in an error.
+/// How many of `results` are errors.
+fn errors<const N: usize>(results: [Result<(), Error>; N]) -> usize {
+    results.iter().filter(|r| r.is_err()).count()
+}
+
+/// Every store operation once, in order; returns how many ended in an
+/// error.
 fn exercise(store: &Store) -> usize {
-    let mut errors = 0;
-    let mut count = |r: Result<(), Error>| {
-        if r.is_err() {
-            errors += 1;
-        }
-    };
-    count(store.check());
-    count(store.entries().map(drop));
-    count(store.get::<u64>("k1").map(|h| drop(h.lock())));
-    count(store.get::<Pair>("k2").map(|h| drop(h.snapshot())));
-    count(store.get_or_create::<u64>("fresh", 9).map(drop));
-    count(store.insert::<Pair>("other", Pair::default()).map(drop));
-    count(store.remove("k3"));
-    count(store.free_bytes().map(drop));
-    count(store.len().map(drop));
-    errors
+    errors([
+        store.check(),
+        store.entries().map(drop),
+        store.get::<u64>("k1").map(|h| drop(h.lock())),
+        store.get::<Pair>("k2").map(|h| drop(h.snapshot())),
+        store.get_or_create::<u64>("fresh", 9).map(drop),
+        store.insert::<Pair>("other", Pair::default()).map(drop),
+        store.remove("k3"),
+        store.free_bytes().map(drop),
+        store.len().map(drop),
+    ])
 }
 
 /// Every read-only operation once, before any handle that may write has
 /// repaired anything; returns how many ended in an error.
 fn exercise_reader(reader: &StoreReader) -> usize {
-    let mut errors = 0;
-    let mut count = |r: Result<(), Error>| {
-        if r.is_err() {
-            errors += 1;
-        }
-    };
-    count(reader.check());
-    count(reader.entries().map(drop));
-    count(reader.contains("k4").map(drop));
-    count(reader.len().map(drop));
-    count(reader.get::<u64>("k1").map(|h| drop(h.snapshot())));
-    count(reader.get::<Pair>("p2").and_then(|h| {
-        drop(h.snapshot());
-        h.check()
-    }));
-    errors
+    errors([
+        reader.check(),
+        reader.entries().map(drop),
+        reader.contains("k4").map(drop),
+        reader.len().map(drop),
+        reader.get::<u64>("k1").map(|h| drop(h.snapshot())),
+        reader.get::<Pair>("p2").and_then(|h| {
+            drop(h.snapshot());
+            h.check()
+        }),
+    ])
 }
 
 #[test]
