@@ -88,6 +88,8 @@
 //! RESERVED blocks (a create or replacement cut short) become free, LIVE
 //! ones are entered in the buckets again (a remove cut short is undone),
 //! and adjacent free blocks are merged. A half-made entry is thus either complete or gone.
+//! The rebuild counts as a change of the directory (its generation moves),
+//! so a reader without the lock never trusts a look-up it overlapped.
 //! [`Store::check`](crate::Store::check) verifies every invariant: the heap
 //! walk, the buckets, the free lists and the counters.
 //!

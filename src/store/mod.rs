@@ -820,15 +820,21 @@ impl Inner {
         let lock = self.raw();
         let me = lock.acquire();
         // A change a dead holder left unfinished becomes ours.
-        let dir = Dir {
+        let mut dir = Dir {
             inner: self,
             held: Held::new(lock, self.versions(), me),
         };
         // A store shrunk under us: no rebuilding from zeros.
         self.intact(Ok(()))?;
-        let heap = dir.heap();
-        if lock.is_poisoned() || dir.held.is_writing() || !heap.formatted() {
-            heap.recover()?;
+        let formatted = dir.heap().formatted();
+        if lock.is_poisoned() || dir.held.is_writing() || !formatted {
+            // Rebuilding a directory in use is a change: readers without
+            // the lock (`StoreReader`) must not trust a look-up it overlaps.
+            // (Formatting a new one is not: there is nothing to find yet.)
+            if formatted {
+                dir.begin_change();
+            }
+            dir.heap().recover()?;
             lock.clear_poison();
         }
         Ok(dir)
@@ -941,5 +947,35 @@ impl SharedOptions {
         capacity: usize,
     ) -> Result<crate::Store> {
         crate::Store::establish(self, at, OpenMode::OpenOrCreate, capacity)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A directory rebuilt after a holder died (here: panicked) holding its
+    /// lock, without a change of its own, counts as a change: a reader
+    /// without the lock must not trust a look-up the rebuild overlapped.
+    #[test]
+    fn rebuilding_the_directory_moves_its_generation() {
+        let name = format!("shmstore-unit-rebuild-{}", std::process::id());
+        let store = Store::create(&name, 16 * 1024).unwrap();
+        store.insert::<u64>("k", 1).unwrap();
+        let reader = StoreReader::open(&name).unwrap();
+        let entry = reader.get::<u64>("k").unwrap();
+        let g = store.generation();
+        let lock = store.inner.raw();
+        let me = lock.acquire();
+        lock.poison();
+        lock.release(me, false);
+        assert_eq!(store.generation(), g, "poisoning is no change");
+        assert_eq!(store.len().unwrap(), 1);
+        assert_eq!(store.generation(), g + 1, "the rebuild is a change");
+        assert_eq!(reader.generation(), g + 1);
+        assert_eq!(entry.snapshot().unwrap(), 1, "the entry is found again");
+        store.check().unwrap();
+        drop((entry, reader, store));
+        Store::unlink(&name).unwrap();
     }
 }
