@@ -44,7 +44,8 @@
 //! - [`SharedOptions`]: mode, removal on drop, foreign owners, waking
 //!   read-only watchers. [`Location`] and [`SysvKey`]: where a segment
 //!   lives.
-//! - [`Store`]: many named, typed entries in one segment.
+//! - [`Store`]: many named, typed entries in one segment; [`StoreReader`]:
+//!   a store opened for reading only.
 //! - [`ShmStr`], [`ShmVec`], [`ShmBool`]: text, lists and flags that may
 //!   live in shared memory.
 //! - [`Error`]: one variant for each thing a caller can act on.
@@ -64,7 +65,7 @@
 //! | module | what it does with `unsafe` |
 //! |---|---|
 //! | `sys` | the crate's FFI: memory mappings (`mmap`, `shmat`) and the atomic and raw views of their bytes, copies of bytes other processes may be writing (volatile loads, `rep movsb`), futex calls, System V calls, descriptor passing, the SIGBUS handler that replaces a shrunk object's missing pages |
-//! | `lock::slot` | slots: a lock, its write counter and the value they guard in a mapping the slot keeps alive; lock-free snapshots into a `T`, `&T` for values made of atomics (`SharedAtomic`), whole-value writes under the lock (the mirror), copies made under the lock (store entries' migrations) |
+//! | `lock::slot` | slots: a lock, its write counter and the value they guard in a mapping the slot keeps alive; lock-free snapshots into a `T`, `&T` for values made of atomics (`SharedAtomic`), whole-value writes under the lock (the mirror), copies made under the lock (store entries' migrations), unchecked copies of a removed entry's bytes (its read-only handle) |
 //! | `lock::guard` | the guard of a held lock, which hands out `&T` and `&mut T` |
 //! | `lock::notify` | async waits: registrations of counter words in mappings their futures' handles keep alive, read by the background threads that sleep on them |
 //! | `lock::seqlock` | the snapshot protocol: copies checked against the write counter |
@@ -78,7 +79,8 @@
 //! written by `segment::init` itself), and the
 //! store's `heap` writes a new entry's key, value and schema into a block
 //! no directory link reaches yet. The handles ([`Shared`],
-//! [`SharedReader`], [`SharedAtomic`], [`Store`], `mirror::Target`) hold
+//! [`SharedReader`], [`SharedAtomic`], [`Store`], [`StoreReader`],
+//! `mirror::Target`) hold
 //! slots and contain no `unsafe` code. The `shmstore` command denies it too,
 //! but for one call to `localtime_r`.
 
@@ -117,7 +119,7 @@ pub use segment::options::SharedOptions;
 pub use segment::unlink;
 pub use shared::{Shared, SharedGuard};
 pub use shmstore_derive::Shareable;
-pub use store::{EntryInfo, Store, MAX_KEY_LEN};
+pub use store::{EntryInfo, Store, StoreReader, MAX_KEY_LEN};
 pub use sys::fdpass::{recv_fd, send_fd};
 pub use types::fixed::{CapacityError, ShmBool, ShmStr, ShmVec};
 pub use types::lockfree::LockFree;

@@ -1,7 +1,7 @@
 //! [`SharedReader<T>`], the read-only handle.
 
 use std::fmt;
-use std::sync::LockResult;
+use std::sync::{LockResult, PoisonError};
 use std::time::Duration;
 
 use crate::error::{Error, Result};
@@ -57,6 +57,38 @@ pub struct SharedReader<T: Shareable> {
     /// lock's is_poisoned / is_locked / liveness).
     slot: Slot<T>,
     label: String,
+    /// For an entry of a store ([`StoreReader::get`](crate::StoreReader::get)):
+    /// how to tell that the entry is still in the store. `None` for a
+    /// segment of its own.
+    entry: Option<Box<dyn Membership>>,
+}
+
+/// What a read-only handle on a store's entry asks of its store, which
+/// cannot keep the entry from being removed and its bytes reused (a
+/// read-only mapping cannot mark the entry as held).
+pub(crate) trait Membership: Send + Sync {
+    /// Whether the entry is still where the handle found it, asked after
+    /// each read of its value: the read was made while it was.
+    fn confirm(&self) -> Presence;
+    /// Whether the entry was found gone (a sticky answer, without a
+    /// look-up).
+    fn is_gone(&self) -> bool;
+    /// `Ok` while the entry is in the store, [`Error::NotFound`] once it
+    /// is not, or the error that kept the store from saying.
+    fn check(&self) -> Result<()>;
+}
+
+/// An entry's presence in its store, as [`Membership::confirm`] finds it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Presence {
+    /// No change to the store's directory since the entry was last
+    /// confirmed: a read made since then read the entry.
+    Unchanged,
+    /// The directory changed, and the entry was found again in the same
+    /// place: a read made before this answer must be made again.
+    Confirmed,
+    /// The entry is no longer in the store (or cannot be confirmed).
+    Gone,
 }
 
 impl<T: Shareable> SharedReader<T> {
@@ -69,19 +101,76 @@ impl<T: Shareable> SharedReader<T> {
     pub(crate) fn from_map(map: Mapping, label: String, poisoning: bool) -> SharedReader<T> {
         let mut slot = crate::segment::header::value_slot(map);
         slot.set_poisoning(poisoning);
-        SharedReader { slot, label }
+        SharedReader {
+            slot,
+            label,
+            entry: None,
+        }
+    }
+
+    /// The handle of a store's entry, whose slot is `slot`, called `label`
+    /// in errors, whose presence `entry` confirms.
+    pub(crate) fn from_entry(
+        mut slot: Slot<T>,
+        label: String,
+        poisoning: bool,
+        entry: Box<dyn Membership>,
+    ) -> SharedReader<T> {
+        slot.set_poisoning(poisoning);
+        SharedReader {
+            slot,
+            label,
+            entry: Some(entry),
+        }
+    }
+
+    /// `read(true)`, and for a store's entry, confirmed to have read the
+    /// entry: read again after the directory changed, and `Err(PoisonError)`
+    /// once the entry is gone, holding what `read(false)` copies then
+    /// without waiting on a write counter that nobody may keep any more.
+    #[inline]
+    fn confirmed<R>(&self, mut read: impl FnMut(bool) -> LockResult<R>) -> LockResult<R> {
+        let Some(entry) = &self.entry else {
+            return read(true);
+        };
+        let poisoned = |got: LockResult<R>| {
+            Err(PoisonError::new(
+                got.unwrap_or_else(PoisonError::into_inner),
+            ))
+        };
+        if entry.is_gone() {
+            return poisoned(read(false));
+        }
+        loop {
+            let got = read(true);
+            match entry.confirm() {
+                Presence::Unchanged => return got,
+                Presence::Confirmed => continue,
+                Presence::Gone => return poisoned(got),
+            }
+        }
     }
 
     /// A consistent copy of the value, taken without the lock; see
     /// [`Shared::snapshot`](crate::Shared::snapshot), which behaves the same.
+    ///
+    /// On the entry of a store (from [`StoreReader::get`](crate::StoreReader::get)),
+    /// also `Err(PoisonError)` once the entry has been removed from the
+    /// store: see [Removed entries](crate::StoreReader#removed-entries).
     #[inline]
     pub fn snapshot(&self) -> LockResult<T> {
-        self.slot.snapshot()
+        self.confirmed(|counted| match counted {
+            true => self.slot.snapshot(),
+            false => Ok(self.slot.copy_unchecked()),
+        })
     }
 
     /// [`snapshot`](SharedReader::snapshot), with the generation of the copy.
     pub fn snapshot_with_generation(&self) -> LockResult<(T, u64)> {
-        self.slot.snapshot_with_generation()
+        self.confirmed(|counted| match counted {
+            true => self.slot.snapshot_with_generation(),
+            false => Ok((self.slot.copy_unchecked(), self.slot.generation())),
+        })
     }
 
     /// [`snapshot`](SharedReader::snapshot) into a value the caller already has,
@@ -91,11 +180,19 @@ impl<T: Shareable> SharedReader<T> {
     /// `snapshot` returns it. `out` holds the copy either way.
     #[inline]
     pub fn snapshot_into(&self, out: &mut T) -> LockResult<u64> {
-        self.slot.snapshot_into(out)
+        self.confirmed(|counted| match counted {
+            true => self.slot.snapshot_into(out),
+            false => {
+                *out = self.slot.copy_unchecked();
+                Ok(self.slot.generation())
+            }
+        })
     }
 
     /// How many writes have been committed (see
-    /// [`Shared::generation`](crate::Shared::generation)).
+    /// [`Shared::generation`](crate::Shared::generation)). On the entry of
+    /// a store removed since, a number without meaning:
+    /// [`check`](SharedReader::check) says whether it is still there.
     pub fn generation(&self) -> u64 {
         self.slot.generation()
     }
@@ -111,8 +208,11 @@ impl<T: Shareable> SharedReader<T> {
     /// whose writers wake on every commit; on others it fails at once with
     /// [`Error::NotWatchable`]. Also `Err` ([`Error::Truncated`]) once the
     /// segment was shrunk under this handle, as on
-    /// [`Shared::wait_for_change`](crate::Shared::wait_for_change).
+    /// [`Shared::wait_for_change`](crate::Shared::wait_for_change). On the
+    /// entry of a store, [`Error::NotFound`] once the entry was removed:
+    /// at once if it was removed before the call, else when the wait ends.
     pub fn wait_for_change(&self, seen: u64, timeout: Duration) -> Result<Option<u64>> {
+        self.entry_check()?;
         if !self.wakes() {
             return Err(Error::NotWatchable {
                 name: self.label.clone(),
@@ -132,6 +232,7 @@ impl<T: Shareable> SharedReader<T> {
     #[allow(clippy::manual_async_fn)]
     pub fn changed(&self, seen: u64) -> impl Future<Output = Result<u64>> + Send + '_ {
         async move {
+            self.entry_check()?;
             if !self.wakes() {
                 return Err(Error::NotWatchable {
                     name: self.label.clone(),
@@ -170,7 +271,7 @@ impl<T: Shareable> SharedReader<T> {
     /// Whether a holder panicked or died while holding the lock (since the
     /// poison was last cleared by a handle that may write).
     pub fn is_poisoned(&self) -> bool {
-        self.slot.raw().is_poisoned() || self.slot.is_cut()
+        self.slot.raw().is_poisoned() || self.slot.is_cut() || self.entry_check().is_err()
     }
 
     /// What poisoned the lock, if it is poisoned (see
@@ -187,8 +288,19 @@ impl<T: Shareable> SharedReader<T> {
     /// while it was mapped here and this process touched a missing page;
     /// snapshots then return `Err(PoisonError)` (see
     /// [`Shared::check`](crate::Shared::check)).
+    ///
+    /// On the entry of a store, also [`Error::NotFound`] once the entry
+    /// has been removed from the store (see
+    /// [Removed entries](crate::StoreReader#removed-entries)).
     pub fn check(&self) -> Result<()> {
-        self.slot.check(&self.label)
+        self.slot.check(&self.label)?;
+        self.entry_check()
+    }
+
+    /// For a store's entry, `Ok` while it is in the store (see
+    /// [`check`](SharedReader::check)); `Ok` for a segment.
+    fn entry_check(&self) -> Result<()> {
+        self.entry.as_ref().map_or(Ok(()), |e| e.check())
     }
 
     /// Whether some thread (of any process) holds the lock now.

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
 use shmstore::inspect::{self, State};
-use shmstore::{Shareable, Shared, ShmStr, ShmVec, Store};
+use shmstore::{Shareable, Shared, ShmStr, ShmVec, Store, StoreReader};
 use shmstore_fuzz::{
     damage, names_live_thread, names_me, sample, store_parts, u64_at, Point, Rich, Unlink, LOCK_AT,
 };
@@ -77,6 +77,23 @@ fuzz_target!(|input: &[u8]| {
 });
 
 fn exercise(name: &str) {
+    // Read-only first: the damaged bytes as they are, before a handle that
+    // may write repairs them.
+    if let Ok(reader) = StoreReader::open(name) {
+        let _ = reader.check();
+        let _ = (reader.len(), reader.contains("count"), reader.generation());
+        if let Ok(list) = reader.entries() {
+            for e in list {
+                match e.key.as_str() {
+                    "rich" => peek::<Rich>(&reader, &e.key),
+                    "point" => peek::<Point>(&reader, &e.key),
+                    "name" => peek::<ShmStr<16>>(&reader, &e.key),
+                    "vec" => peek::<ShmVec<u32, 5>>(&reader, &e.key),
+                    other => peek::<u64>(&reader, other),
+                }
+            }
+        }
+    }
     let Ok(store) = Store::open(name) else {
         return;
     };
@@ -113,6 +130,14 @@ fn exercise(name: &str) {
         let after = store.check();
         assert!(after.is_ok(), "consistent before, then: {:?}", after.err());
     }
+}
+
+/// Reads entry `key` as a `T` through a read-only handle: a snapshot and
+/// its checks.
+fn peek<T: Shareable + Copy + Debug>(reader: &StoreReader, key: &str) {
+    let Ok(h) = reader.get::<T>(key) else { return };
+    let _ = format!("{:?}", h.snapshot());
+    let _ = (h.check(), h.is_poisoned());
 }
 
 /// Reads entry `key` as a `T`: its lock, then a snapshot.

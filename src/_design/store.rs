@@ -24,10 +24,12 @@
 //!
 //! # Consistency
 //!
-//! Everything here is read and written under the store's directory lock
-//! (the segment's own robust lock), with relaxed atomic loads and stores:
-//! the lock orders them, and a peer that writes without it can make us read
-//! garbage but never cause a data race or an access outside the mapping.
+//! Everything here is written under the store's directory lock (the
+//! segment's own robust lock), with relaxed atomic loads and stores, and
+//! read under it by `Store` handles: the lock orders them, and a peer that
+//! writes without it can make us read garbage but never cause a data race
+//! or an access outside the mapping. Read-only handles read without it (see
+//! [Readers without the lock](#readers-without-the-lock)).
 //! Every number read from the store is checked before it is used as an
 //! offset; what fails a check is [`Error::Corrupt`](crate::Error::Corrupt).
 //!
@@ -86,8 +88,33 @@
 //! RESERVED blocks (a create or replacement cut short) become free, LIVE
 //! ones are entered in the buckets again (a remove cut short is undone),
 //! and adjacent free blocks are merged. A half-made entry is thus either complete or gone.
+//! The rebuild counts as a change of the directory (its generation moves),
+//! so a reader without the lock never trusts a look-up it overlapped.
 //! [`Store::check`](crate::Store::check) verifies every invariant: the heap
 //! walk, the buckets, the free lists and the counters.
+//!
+//! # Readers without the lock
+//!
+//! A [`StoreReader`](crate::StoreReader) maps the store read-only, so it
+//! can neither take the directory lock nor set a bit in an entry. It reads
+//! the directory as a snapshot reads a value: the directory's write
+//! counter (the segment's, which every change under the directory lock
+//! makes odd and then commits) is loaded before and after a look-up or
+//! listing, and a read that a change overlapped is thrown away and made
+//! again. The reads go through the same checked accessors, so a torn read
+//! is harmless garbage until it is thrown away; an error from a read no
+//! change overlapped is the directory's own.
+//!
+//! An entry's read-only handle cannot keep the entry's block from being
+//! freed and given to another entry. It records the directory generation
+//! at which it found the entry; after each read of the value it loads the
+//! counter again, and if a change began since, looks the key up again: the
+//! same block, layout and fingerprint mean the read may be trusted only if
+//! made again now; anything else means the entry is gone, and the handle
+//! says so (poisoned snapshots, `NotFound`) from then on. A block's bytes
+//! after its header change only when the block is filled for a new entry,
+//! which takes a change after the one that removed the entry, so a read
+//! made while the counter has not moved read the entry.
 //!
 //! # Handles
 //!

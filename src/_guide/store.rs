@@ -76,7 +76,8 @@
 //!   when the last one is dropped.
 //! - **Handles**: a `Store` handle takes one of 64 slots in the store (clone
 //!   it to share it between threads; at most 64 open at once, else
-//!   [`Error::HandleLimit`](crate::Error::HandleLimit)). Each entry records
+//!   [`Error::HandleLimit`](crate::Error::HandleLimit); a read-only
+//!   [`StoreReader`](crate::StoreReader) takes none). Each entry records
 //!   which slots hold it, so a removed entry held by a killed process is
 //!   freed once that process is found dead. A forked child must open the
 //!   store itself.
@@ -127,6 +128,44 @@
 //!   [`store.wait_for_change(seen, timeout)`](crate::Store::wait_for_change)
 //!   follow entries being created and removed; changes to values are
 //!   followed on the entries.
+//!
+//! # Reading a store with read permission only
+//!
+//! [`StoreReader::open(name)`](crate::StoreReader::open) (or
+//! [`SharedOptions::open_store_read_only`](crate::SharedOptions::open_store_read_only))
+//! opens a store for reading only, as [`SharedReader`](crate::SharedReader)
+//! opens a single value: mapped `PROT_READ`, so read permission on the
+//! segment is enough (a store created with `SharedOptions::mode(0o640)`
+//! for its group), and it takes none of the store's handle slots. It has
+//! [`get::<T>(key)`](crate::StoreReader::get), which gives the entry as a
+//! `SharedReader<T>` (snapshots and waits, no lock), `contains`, `entries`,
+//! `len`, `generation`, `wait_for_change` and `check`. Its waits, and its
+//! entries', need a store created with
+//! [`wake_read_only(true)`](crate::SharedOptions::wake_read_only).
+//!
+//! ```
+//! use shmstore::{SharedOptions, StoreReader};
+//!
+//! # let name = format!("doc-guide-store-reader-{}", std::process::id());
+//! let store = SharedOptions::new().mode(0o640).create_store(&name, 64 * 1024)?;
+//! store.insert::<u64>("jobs", 7)?;
+//!
+//! // In a process of the group:
+//! let reader = StoreReader::open(&name)?;
+//! let jobs = reader.get::<u64>("jobs")?;
+//! assert_eq!(jobs.snapshot().unwrap(), 7);
+//! store.remove("jobs")?;
+//! assert!(jobs.snapshot().is_err());    // removed: never another entry's bytes
+//! assert!(jobs.check().is_err());       // Error::NotFound
+//! # drop((jobs, reader, store));
+//! # shmstore::unlink(&name)?;
+//! # Ok::<(), shmstore::Error>(())
+//! ```
+//!
+//! A reader takes no lock: it reads the directory again when a change
+//! overlapped its read, and an entry's handle notices that the entry was
+//! removed (a `Store`'s handles keep a removed entry alive; a reader
+//! cannot), as [Removed entries](crate::StoreReader#removed-entries) says.
 //!
 //! `cargo run --release --example store` runs three worker processes that
 //! take jobs from a shared counter and keep per-worker statistics beside it

@@ -96,6 +96,16 @@ impl Versions {
         (self.seq.load(Ordering::Relaxed) == s1).then_some(s1 >> 1)
     }
 
+    /// The sequence counter (odd while a write is in progress), loaded
+    /// after every load this thread made before the call: what a reader
+    /// compares with the count it started from once it has read what the
+    /// counter guards.
+    pub(crate) fn seq_after_reads(&self) -> u64 {
+        // Orders the caller's earlier loads before the load of `seq`.
+        fence(Ordering::Acquire);
+        self.seq_acquire()
+    }
+
     /// Whether a write is in progress (or was left unfinished by a holder
     /// that died). Only meaningful to the lock holder.
     #[inline]

@@ -327,6 +327,23 @@ impl<T: Shareable> Slot<T> {
         self.raw.check(name)
     }
 
+    /// A copy of whatever bytes the value holds now, without the lock and
+    /// without the write counter, so possibly torn: for a handle that knows
+    /// its value is no longer kept by anyone (a store entry removed and
+    /// perhaps reused), whose counter it must not wait on. Only loads.
+    pub(crate) fn copy_unchecked(&self) -> T {
+        let mut out = MaybeUninit::<T>::uninit();
+        // SAFETY: `value` points at `size_of::<T>()` bytes inside the
+        // mapping and aligned for `T` (checked in `RawSlot::new` and
+        // `from_raw`), which the slot keeps alive; `out` is a separate,
+        // writable `T`; the racy copy reads bytes other processes may be
+        // writing without making a reference to them.
+        unsafe { crate::sys::racy::copy_into(self.value().as_ptr(), out.as_mut_ptr()) };
+        // SAFETY: the copy wrote every byte of `out`, and any bytes are a
+        // valid `T` (Shareable).
+        unsafe { out.assume_init() }
+    }
+
     /// A consistent copy of the value into `out`, without the lock; whether
     /// it is clean and unpoisoned, and its generation. Only loads.
     #[inline(always)]

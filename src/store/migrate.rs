@@ -113,7 +113,7 @@ impl Store {
         init: New,
         migrate: impl FnOnce(Old) -> New,
     ) -> Result<Shared<New>> {
-        let key = self.check_key(key)?;
+        let key = super::check_key(key)?;
         if !self.inner.map.is_writable() {
             return Err(Error::PermissionDenied {
                 name: self.entry_label(key),

@@ -2,6 +2,7 @@
 
 mod heap;
 mod migrate;
+mod reader;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -28,6 +29,7 @@ use std::future::Future;
 pub(crate) use heap::EntryMeta;
 pub use heap::MAX_KEY_LEN;
 use heap::{Geometry, Heap, NewEntry};
+pub use reader::StoreReader;
 
 /// The type name a store's header records.
 const STORE_TYPE: &str = "shmstore::Store";
@@ -112,7 +114,8 @@ const fn spec(content: usize) -> Spec {
 /// A `Store` handle takes one of 64 slots in the store, so at most 64 can
 /// be open at once over all processes ([`Error::HandleLimit`]). Clone it to
 /// share it between threads (clones share the slot). A forked child must
-/// open the store itself, not use its parent's handle.
+/// open the store itself, not use its parent's handle. A [`StoreReader`]
+/// (the store opened for reading only) takes no slot.
 ///
 /// # Crashes
 ///
@@ -218,25 +221,7 @@ impl Store {
         mode: OpenMode,
         capacity: usize,
     ) -> Result<Store> {
-        let loc = at.into_location()?;
-        let label = loc.label();
-        let capacity = capacity as u64;
-        if capacity > heap::MAX_HEAP {
-            return Err(Error::NoSpace {
-                name: label,
-                size: capacity,
-            });
-        }
-        let plan = heap::plan(capacity);
-        let spec = spec(plan.content);
-        let meta = heap::initial_meta(&plan, opts.version_flags());
-        let initial = mode.creates().then_some(crate::segment::Initial {
-            content: &meta,
-            schema: &[],
-        });
-        let seg = crate::segment::establish_spec(&loc, opts, mode, &spec, initial)?;
-        let value_offset = spec.layout().value_offset;
-        let geo = Geometry::read(&seg.map, &label, value_offset, seg.map.len() - value_offset)?;
+        let (seg, geo, label) = map_store(opts, at, mode, capacity)?;
         let mut inner = Inner {
             map: seg.map,
             geo,
@@ -266,7 +251,7 @@ impl Store {
     /// [`Error::LayoutMismatch`] (naming both types) if the entry holds
     /// another type, or another layout of `T`.
     pub fn get<T: Shareable>(&self, key: &str) -> Result<Shared<T>> {
-        let key = self.check_key(key)?;
+        let key = check_key(key)?;
         let dir = self.inner.lock()?;
         let got = match dir.heap().find(key.as_bytes())? {
             Some((_, e)) => self.handle(&dir, key, &e),
@@ -297,7 +282,7 @@ impl Store {
     }
 
     fn make_unchecked<T: Shareable>(&self, key: &str, value: T, or_get: bool) -> Result<Shared<T>> {
-        let key = self.check_key(key)?;
+        let key = check_key(key)?;
         let mut dir = self.inner.lock()?;
         self.make_locked(&mut dir, key, value, or_get)
     }
@@ -366,7 +351,7 @@ impl Store {
     /// Removes the entry `key` (see [Removal and handles](Store#removal-and-handles));
     /// [`Error::NotFound`] if there is none.
     pub fn remove(&self, key: &str) -> Result<()> {
-        let key = self.check_key(key)?;
+        let key = check_key(key)?;
         let mut dir = self.inner.lock()?;
         let removed = match dir.heap().find(key.as_bytes())? {
             Some((i, e)) => {
@@ -382,7 +367,7 @@ impl Store {
 
     /// Whether the key is in the store.
     pub fn contains(&self, key: &str) -> Result<bool> {
-        let key = self.check_key(key)?;
+        let key = check_key(key)?;
         let dir = self.inner.lock()?;
         let found = dir.heap().find(key.as_bytes()).map(|e| e.is_some());
         self.inner.intact(found)
@@ -397,22 +382,7 @@ impl Store {
         drop(dir);
         let infos: Vec<EntryInfo> = list
             .into_iter()
-            .map(|e| {
-                let lock = self.inner.map.raw_lock(e.at + e.layout.slot);
-                let versions = self
-                    .inner
-                    .map
-                    .versions(e.at + e.layout.slot + crate::lock::LOCK_SIZE);
-                EntryInfo {
-                    key: String::from_utf8_lossy(&e.key).into_owned(),
-                    type_name: e.type_name,
-                    size: e.value_size,
-                    fingerprint: e.fingerprint,
-                    generation: versions.generation(),
-                    locked: lock.is_locked(),
-                    poisoned: lock.is_poisoned(),
-                }
-            })
+            .map(|e| entry_info(&self.inner.map, e))
             .collect();
         self.inner.intact(Ok(infos))
     }
@@ -526,39 +496,6 @@ impl Store {
         format!("{}/{key}", self.inner.label)
     }
 
-    fn check_key<'k>(&self, key: &'k str) -> Result<&'k str> {
-        let bad = |reason| Error::InvalidName {
-            name: key.to_owned(),
-            reason,
-        };
-        if key.is_empty() {
-            return Err(bad("an entry key cannot be empty"));
-        }
-        if key.len() > MAX_KEY_LEN {
-            return Err(bad("an entry key is at most 128 bytes"));
-        }
-        let allowed = |b: u8| b.is_ascii_alphanumeric() || b"_-./:@+".contains(&b);
-        if !key.bytes().all(allowed) {
-            return Err(bad(
-                "an entry key holds only ASCII letters, digits and `_ - . / : @ +`",
-            ));
-        }
-        Ok(key)
-    }
-
-    /// What differs from the layout the entry `e` records to `T`'s: empty
-    /// if its schema is absent, runs past the mapping or does not decode.
-    fn entry_changes<T: Shareable>(&self, e: &EntryMeta) -> Vec<crate::schema::LayoutChange> {
-        let map = &self.inner.map;
-        let (offset, len) = (e.at.saturating_add(e.layout.schema), e.layout.schema_len);
-        if len == 0 || offset.checked_add(len).is_none_or(|end| end > map.len()) {
-            return Vec::new();
-        }
-        let mut recorded = vec![0u8; len];
-        map.copy_out(offset, &mut recorded);
-        crate::schema::recorded_changes(&recorded, e.value_size as u64, &crate::Schema::of::<T>())
-    }
-
     /// A handle on the entry `e`, found under `dir`, checked to be a `T`.
     fn handle<T: Shareable>(&self, dir: &Dir<'_>, key: &str, e: &EntryMeta) -> Result<Shared<T>> {
         self.check_type::<T>(key, e)?;
@@ -566,34 +503,9 @@ impl Store {
         self.entry_handle(key, e)
     }
 
-    /// `Ok` if the entry `e` holds a `T`: [`Error::LayoutMismatch`] if it
-    /// holds another type, [`Error::Corrupt`] if it says it does but its
-    /// size or alignment differ.
+    /// `Ok` if the entry `e`, of key `key`, holds a `T` (see [`check_type`]).
     fn check_type<T: Shareable>(&self, key: &str, e: &EntryMeta) -> Result<()> {
-        if e.fingerprint != T::FINGERPRINT {
-            return Err(Error::LayoutMismatch {
-                name: self.entry_label(key),
-                expected_type: T::TYPE_NAME,
-                expected_fingerprint: T::FINGERPRINT,
-                found_type: e.type_name.clone(),
-                found_fingerprint: e.fingerprint,
-                changes: self.entry_changes::<T>(e),
-            });
-        }
-        if e.value_size != std::mem::size_of::<T>() || e.value_align != std::mem::align_of::<T>() {
-            return Err(Error::Corrupt {
-                name: self.entry_label(key),
-                reason: format!(
-                    "the entry says its `{}` is {} bytes aligned to {}, but it is {} aligned to {}",
-                    T::TYPE_NAME,
-                    e.value_size,
-                    e.value_align,
-                    std::mem::size_of::<T>(),
-                    std::mem::align_of::<T>()
-                ),
-            });
-        }
-        Ok(())
+        check_type::<T>(&self.inner.map, &self.entry_label(key), e)
     }
 
     /// Records that one more handle of this store handle holds the entry
@@ -672,7 +584,7 @@ impl Store {
     /// Holds the entry `key`, whatever its type: its lock, versions and
     /// value stay where they are while the result lives.
     pub(crate) fn raw_entry(&self, key: &str) -> Result<HeldEntry> {
-        let key = self.check_key(key)?;
+        let key = check_key(key)?;
         let dir = self.inner.lock()?;
         let Some((_, e)) = dir.heap().find(key.as_bytes())? else {
             return Err(Error::NotFound {
@@ -698,6 +610,99 @@ pub(crate) struct HeldEntry {
     pub(crate) type_name: String,
     /// Its name in errors (`store/key`).
     pub(crate) label: String,
+}
+
+/// `Ok` if the entry `e` (called `label` in errors), in `map`, holds a
+/// `T`: [`Error::LayoutMismatch`] if it
+/// holds another type, [`Error::Corrupt`] if it says it does but its
+/// size or alignment differ.
+fn check_type<T: Shareable>(map: &Mapping, label: &str, e: &EntryMeta) -> Result<()> {
+    if e.fingerprint != T::FINGERPRINT {
+        return Err(Error::LayoutMismatch {
+            name: label.to_owned(),
+            expected_type: T::TYPE_NAME,
+            expected_fingerprint: T::FINGERPRINT,
+            found_type: e.type_name.clone(),
+            found_fingerprint: e.fingerprint,
+            changes: entry_changes::<T>(map, e),
+        });
+    }
+    if e.value_size != std::mem::size_of::<T>() || e.value_align != std::mem::align_of::<T>() {
+        return Err(Error::Corrupt {
+            name: label.to_owned(),
+            reason: format!(
+                "the entry says its `{}` is {} bytes aligned to {}, but it is {} aligned to {}",
+                T::TYPE_NAME,
+                e.value_size,
+                e.value_align,
+                std::mem::size_of::<T>(),
+                std::mem::align_of::<T>()
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// What differs from the layout the entry `e` records to `T`'s: empty
+/// if its schema is absent, runs past the mapping or does not decode.
+fn entry_changes<T: Shareable>(map: &Mapping, e: &EntryMeta) -> Vec<crate::schema::LayoutChange> {
+    let (offset, len) = (e.at.saturating_add(e.layout.schema), e.layout.schema_len);
+    if len == 0 || offset.checked_add(len).is_none_or(|end| end > map.len()) {
+        return Vec::new();
+    }
+    let mut recorded = vec![0u8; len];
+    map.copy_out(offset, &mut recorded);
+    crate::schema::recorded_changes(&recorded, e.value_size as u64, &crate::Schema::of::<T>())
+}
+
+/// `r`, unless the store `label` in `map` was found shrunk under this
+/// process (then what `r` was computed from was partly zeros):
+/// [`Error::Truncated`].
+fn intact<R>(map: &Mapping, label: &str, r: Result<R>) -> Result<R> {
+    if map.is_cut() {
+        return Err(Error::Truncated {
+            name: label.to_owned(),
+            mapped: map.len() as u64,
+        });
+    }
+    r
+}
+
+/// What [`Store::entries`] says of the entry `e` of the store in `map`.
+fn entry_info(map: &Mapping, e: EntryMeta) -> EntryInfo {
+    let lock = map.raw_lock(e.at + e.layout.slot);
+    let versions = map.versions(e.at + e.layout.slot + crate::lock::LOCK_SIZE);
+    EntryInfo {
+        key: String::from_utf8_lossy(&e.key).into_owned(),
+        type_name: e.type_name,
+        size: e.value_size,
+        fingerprint: e.fingerprint,
+        generation: versions.generation(),
+        locked: lock.is_locked(),
+        poisoned: lock.is_poisoned(),
+    }
+}
+
+/// `key` if it is a valid entry key (see [Keys](Store#keys)), else
+/// [`Error::InvalidName`].
+fn check_key(key: &str) -> Result<&str> {
+    let bad = |reason| Error::InvalidName {
+        name: key.to_owned(),
+        reason,
+    };
+    if key.is_empty() {
+        return Err(bad("an entry key cannot be empty"));
+    }
+    if key.len() > MAX_KEY_LEN {
+        return Err(bad("an entry key is at most 128 bytes"));
+    }
+    let allowed = |b: u8| b.is_ascii_alphanumeric() || b"_-./:@+".contains(&b);
+    if !key.bytes().all(allowed) {
+        return Err(bad(
+            "an entry key holds only ASCII letters, digits and `_ - . / : @ +`",
+        ));
+    }
+    Ok(key)
 }
 
 /// Whether bytes `start..end` of the store's mapping meet the value of an
@@ -750,6 +755,37 @@ pub(crate) fn list_entries(
     last
 }
 
+/// Creates or opens (as `mode` says) the store segment at `at`, of
+/// `capacity` bytes of entries if it is made; returns it with its checked
+/// geometry and its name as errors give it.
+fn map_store(
+    opts: &SharedOptions,
+    at: impl IntoLocation,
+    mode: OpenMode,
+    capacity: usize,
+) -> Result<(crate::segment::Established, Geometry, String)> {
+    let loc = at.into_location()?;
+    let label = loc.label();
+    let capacity = capacity as u64;
+    if capacity > heap::MAX_HEAP {
+        return Err(Error::NoSpace {
+            name: label,
+            size: capacity,
+        });
+    }
+    let plan = heap::plan(capacity);
+    let spec = spec(plan.content);
+    let meta = heap::initial_meta(&plan, opts.version_flags());
+    let initial = mode.creates().then_some(crate::segment::Initial {
+        content: &meta,
+        schema: &[],
+    });
+    let seg = crate::segment::establish_spec(&loc, opts, mode, &spec, initial)?;
+    let value_offset = spec.layout().value_offset;
+    let geo = Geometry::read(&seg.map, &label, value_offset, seg.map.len() - value_offset)?;
+    Ok((seg, geo, label))
+}
+
 impl fmt::Debug for Store {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Store")
@@ -768,16 +804,10 @@ impl Inner {
         self.map.versions(VERSIONS_OFFSET)
     }
 
-    /// `r`, unless the store was found shrunk under this process (then
-    /// what `r` was computed from was partly zeros): [`Error::Truncated`].
+    /// `r`, unless the store was found shrunk under this process: see
+    /// [`intact`].
     fn intact<R>(&self, r: Result<R>) -> Result<R> {
-        if self.map.is_cut() {
-            return Err(Error::Truncated {
-                name: self.label.clone(),
-                mapped: self.map.len() as u64,
-            });
-        }
-        r
+        intact(&self.map, &self.label, r)
     }
 
     fn held(&self) -> std::sync::MutexGuard<'_, BTreeMap<usize, Holds>> {
@@ -790,15 +820,21 @@ impl Inner {
         let lock = self.raw();
         let me = lock.acquire();
         // A change a dead holder left unfinished becomes ours.
-        let dir = Dir {
+        let mut dir = Dir {
             inner: self,
             held: Held::new(lock, self.versions(), me),
         };
         // A store shrunk under us: no rebuilding from zeros.
         self.intact(Ok(()))?;
-        let heap = dir.heap();
-        if lock.is_poisoned() || dir.held.is_writing() || !heap.formatted() {
-            heap.recover()?;
+        let formatted = dir.heap().formatted();
+        if lock.is_poisoned() || dir.held.is_writing() || !formatted {
+            // Rebuilding a directory in use is a change: readers without
+            // the lock (`StoreReader`) must not trust a look-up it overlaps.
+            // (Formatting a new one is not: there is nothing to find yet.)
+            if formatted {
+                dir.begin_change();
+            }
+            dir.heap().recover()?;
             lock.clear_poison();
         }
         Ok(dir)
@@ -911,5 +947,35 @@ impl SharedOptions {
         capacity: usize,
     ) -> Result<crate::Store> {
         crate::Store::establish(self, at, OpenMode::OpenOrCreate, capacity)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A directory rebuilt after a holder died (here: panicked) holding its
+    /// lock, without a change of its own, counts as a change: a reader
+    /// without the lock must not trust a look-up the rebuild overlapped.
+    #[test]
+    fn rebuilding_the_directory_moves_its_generation() {
+        let name = format!("shmstore-unit-rebuild-{}", std::process::id());
+        let store = Store::create(&name, 16 * 1024).unwrap();
+        store.insert::<u64>("k", 1).unwrap();
+        let reader = StoreReader::open(&name).unwrap();
+        let entry = reader.get::<u64>("k").unwrap();
+        let g = store.generation();
+        let lock = store.inner.raw();
+        let me = lock.acquire();
+        lock.poison();
+        lock.release(me, false);
+        assert_eq!(store.generation(), g, "poisoning is no change");
+        assert_eq!(store.len().unwrap(), 1);
+        assert_eq!(store.generation(), g + 1, "the rebuild is a change");
+        assert_eq!(reader.generation(), g + 1);
+        assert_eq!(entry.snapshot().unwrap(), 1, "the entry is found again");
+        store.check().unwrap();
+        drop((entry, reader, store));
+        Store::unlink(&name).unwrap();
     }
 }

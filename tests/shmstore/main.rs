@@ -66,6 +66,9 @@ mod store {
     /// Between processes: races, kills in the middle of inserts and
     /// removes, dead holders.
     mod processes;
+    /// `StoreReader`: look-ups without the lock, removed entries, another
+    /// user reading, look-ups while another process changes the directory.
+    mod readers;
 }
 
 /// The crate's layout rules, on its sources: where `unsafe` is allowed,

@@ -1,6 +1,7 @@
 //! Whatever bytes another process writes over a store's directory and heap,
-//! every operation returns a value or an error: never a panic, a hang or a
-//! read outside the mapping.
+//! every operation (of a `Store`, and of a `StoreReader` reading the
+//! damaged bytes without the lock) returns a value or an error: never a
+//! panic, a hang or a read outside the mapping.
 
 use crate::common;
 
@@ -9,7 +10,7 @@ use std::os::unix::fs::FileExt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use common::Segment;
-use shmstore::{Error, Shareable, Store};
+use shmstore::{Error, Shareable, Store, StoreReader};
 
 #[derive(Shareable, Clone, Copy, Debug, Default, PartialEq)]
 #[repr(C)]
@@ -35,24 +36,41 @@ impl Lcg {
     }
 }
 
-/// Every store operation once; returns how many ended in an error.
+/// How many of `results` are errors.
+fn errors<const N: usize>(results: [Result<(), Error>; N]) -> usize {
+    results.iter().filter(|r| r.is_err()).count()
+}
+
+/// Every store operation once, in order; returns how many ended in an
+/// error.
 fn exercise(store: &Store) -> usize {
-    let mut errors = 0;
-    let mut count = |r: Result<(), Error>| {
-        if r.is_err() {
-            errors += 1;
-        }
-    };
-    count(store.check());
-    count(store.entries().map(drop));
-    count(store.get::<u64>("k1").map(|h| drop(h.lock())));
-    count(store.get::<Pair>("k2").map(|h| drop(h.snapshot())));
-    count(store.get_or_create::<u64>("fresh", 9).map(drop));
-    count(store.insert::<Pair>("other", Pair::default()).map(drop));
-    count(store.remove("k3"));
-    count(store.free_bytes().map(drop));
-    count(store.len().map(drop));
-    errors
+    errors([
+        store.check(),
+        store.entries().map(drop),
+        store.get::<u64>("k1").map(|h| drop(h.lock())),
+        store.get::<Pair>("k2").map(|h| drop(h.snapshot())),
+        store.get_or_create::<u64>("fresh", 9).map(drop),
+        store.insert::<Pair>("other", Pair::default()).map(drop),
+        store.remove("k3"),
+        store.free_bytes().map(drop),
+        store.len().map(drop),
+    ])
+}
+
+/// Every read-only operation once, before any handle that may write has
+/// repaired anything; returns how many ended in an error.
+fn exercise_reader(reader: &StoreReader) -> usize {
+    errors([
+        reader.check(),
+        reader.entries().map(drop),
+        reader.contains("k4").map(drop),
+        reader.len().map(drop),
+        reader.get::<u64>("k1").map(|h| drop(h.snapshot())),
+        reader.get::<Pair>("p2").and_then(|h| {
+            drop(h.snapshot());
+            h.check()
+        }),
+    ])
 }
 
 #[test]
@@ -93,9 +111,15 @@ fn random_bytes_over_a_store_give_errors_not_panics() {
             file.write_all_at(&bytes, start).unwrap();
         }
         drop(file);
-        let outcome = catch_unwind(AssertUnwindSafe(|| match Store::open(seg.name()) {
-            Ok(store) => exercise(&store),
-            Err(_) => 1,
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            let read = match StoreReader::open(seg.name()) {
+                Ok(reader) => exercise_reader(&reader),
+                Err(_) => 1,
+            };
+            read + match Store::open(seg.name()) {
+                Ok(store) => exercise(&store),
+                Err(_) => 1,
+            }
         }));
         match outcome {
             Ok(errors) => failed_ops += errors,
