@@ -58,16 +58,16 @@
 //!
 //! | commit in another process to the waiter running again | median | p99 | ratio to the blocking wait |
 //! |---|---|---|---|
-//! | `wait_for_change` on a thread (blocking) | 12.7 us | 28.2 us | 1x |
-//! | `spawn_blocking` of `wait_for_change`, awaited in a tokio task (the way before `changed`) | 63.4 us | 207 us | 4.99x |
-//! | `changed().await` under `futures::executor::block_on` | 20.6 us | 101 us | 1.62x |
-//! | `changed().await` under tokio's current-thread runtime | 30.9 us | 136 us | 2.43x |
-//! | `changed().await` in a task of tokio's multi-thread runtime | 61.4 us | 184 us | 4.83x |
+//! | `wait_for_change` on a thread (blocking) | 11.4 us | 29.3 us | 1x |
+//! | `spawn_blocking` of `wait_for_change`, awaited in a tokio task (the way before `changed`) | 58.5 us | 201 us | 5.14x |
+//! | `changed().await` under `futures::executor::block_on` | 19.6 us | 102 us | 1.72x |
+//! | `changed().await` under tokio's current-thread runtime | 34.4 us | 121 us | 3.02x |
+//! | `changed().await` in a task of tokio's multi-thread runtime | 58.3 us | 171 us | 5.13x |
 //!
 //! | also measured in that run | |
 //! |---|---|
-//! | 10,000 tasks awaiting 10,000 memfd segments, one process | 79 background threads (127 segments each), +5.9 MiB RSS for tasks and registrations; all resolved 33 ms after the first of 10,000 commits |
-//! | commit (lock, write, unlock): nobody waiting / 100 tasks awaiting every change | 27 / 26 ns (other runs: 15 / 26 ns) |
+//! | 10,000 tasks awaiting 10,000 memfd segments, one process | 79 background threads (127 segments each), +6.7 MiB RSS for tasks and registrations; all resolved 29 ms after the first of 10,000 commits |
+//! | commit (lock, write, unlock): nobody waiting / 100 tasks awaiting every change | 15 / 39 ns (earlier runs: 15 / 26 and 27 / 26 ns) |
 //!
 //! - An awaited commit takes two wake-ups where the blocking wait takes one:
 //!   the kernel wakes the background thread asleep in `futex_waitv`, which
@@ -77,7 +77,7 @@
 //!   `spawn_blocking`'s way (whose second wake-up is the same). On this VM a
 //!   wake-up that lands on an idle vCPU takes 50 to 60 us to run (scheduler
 //!   trace), so the ratios swing between runs (1.6 to 1.8x for `block_on`,
-//!   2.4 to 2.9x for tokio's current-thread runtime in four runs). Where
+//!   2.4 to 3.0x for tokio's current-thread runtime in five runs). Where
 //!   latency matters more than threads, keep a thread in the blocking
 //!   `wait_for_change`.
 //! - Pending futures cost a registration each (about 600 bytes with a tokio
