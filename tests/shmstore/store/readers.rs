@@ -434,6 +434,7 @@ fn look_ups_during_inserts_and_removes_never_give_a_wrong_value_or_type() {
                 }
             }
             Err(Error::NotFound { .. }) | Err(Error::LayoutMismatch { .. }) => missing += 1,
+            Err(e) if busy(&e) => {}
             Err(e) => panic!("get {key}: {e}"),
         }
         match r.get::<Tagged>(&key) {
@@ -445,6 +446,7 @@ fn look_ups_during_inserts_and_removes_never_give_a_wrong_value_or_type() {
                 Err(_) => refused += 1,
             },
             Err(Error::NotFound { .. }) | Err(Error::LayoutMismatch { .. }) => missing += 1,
+            Err(e) if busy(&e) => {}
             Err(e) => panic!("get {key}: {e}"),
         }
         // Handles kept across changes: their entry's value, or refused.
@@ -455,14 +457,27 @@ fn look_ups_during_inserts_and_removes_never_give_a_wrong_value_or_type() {
         }
         held.retain(|(_, h)| h.check().is_ok());
         if i % 64 == 0 {
-            for e in r.entries().unwrap() {
-                let n: u64 = e.key[1..].parse().unwrap();
-                assert!(n < KEYS, "{}", e.key);
+            match r.entries() {
+                Ok(list) => {
+                    for e in list {
+                        let n: u64 = e.key[1..].parse().unwrap();
+                        assert!(n < KEYS, "{}", e.key);
+                    }
+                }
+                // A listing needs one quiet moment as long as itself,
+                // which constant changes may not leave.
+                Err(e) if busy(&e) => {}
+                Err(e) => panic!("entries: {e}"),
             }
         }
     }
     let done = k.expect("done");
     k.wait_success();
+    // Once the changes stop, the listing answers.
+    for e in r.entries().unwrap() {
+        let n: u64 = e.key[1..].parse().unwrap();
+        assert!(n < KEYS, "{}", e.key);
+    }
     r.check().unwrap();
     store.check().unwrap();
     println!(
@@ -473,4 +488,11 @@ fn look_ups_during_inserts_and_removes_never_give_a_wrong_value_or_type() {
         plain > 0 && tagged > 0 && missing > 0,
         "the keys never changed"
     );
+}
+
+/// The documented answer of a lock-free look-up that found no quiet moment
+/// for a second: possible under constant changes in a slow (sanitized)
+/// build, never a wrong value.
+fn busy(e: &Error) -> bool {
+    matches!(e, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::TimedOut)
 }
