@@ -41,9 +41,6 @@ pub(crate) fn wake(word: &AtomicU64, n: i32) {
     }
 }
 
-/// `futex_waitv(2)`'s syscall number (Linux 5.16 and later): the same on
-/// every architecture that has it (the generic table).
-const SYS_FUTEX_WAITV: libc::c_long = 449;
 /// `FUTEX2_SIZE_U32`: each word of a `futex_waitv` is 32 bits.
 const FUTEX2_SIZE_U32: u32 = 0x02;
 /// The most words one `futex_waitv` call sleeps on (the kernel's limit).
@@ -123,7 +120,7 @@ pub(crate) fn waitv(words: &[WaitvEntry], timeout: Duration) -> Waitv {
     // that outlives the call. Errors other than ENOSYS mean "look again".
     let rc = unsafe {
         libc::syscall(
-            SYS_FUTEX_WAITV,
+            libc::SYS_futex_waitv,
             words.as_ptr(),
             words.len() as libc::c_uint,
             0u32,

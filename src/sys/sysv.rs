@@ -143,7 +143,10 @@ pub(crate) fn stat(id: i32) -> Result<ShmStat, Errno> {
 /// keeping owner and group). Only its owner, creator or root may.
 pub(crate) fn set_mode(id: i32, mode: u32) -> Result<(), Errno> {
     let mut ds = stat_raw(id)?;
-    ds.shm_perm.mode = (mode & 0o777) as libc::c_ushort;
+    // The field is 16 bits wide on some architectures and 32 on others
+    // (x86_64, aarch64): nine permission bits fit either, by `From`.
+    let bits = (mode & 0o777) as u16;
+    ds.shm_perm.mode = bits.into();
     // SAFETY: IPC_SET reads one `struct shmid_ds` (uid, gid and the mode
     // bits of its shm_perm) from the pointer, which points at a valid,
     // initialised one owned by this frame; the kernel does not keep it.
