@@ -91,6 +91,67 @@
 // inside the crate itself too.
 extern crate self as shmstore;
 
+// The one place that says which targets shmstore builds for, and why the
+// others are refused: see `_design::platforms`. On a refused target the
+// crate's items are left out (`supported!`), so that the refusal is the
+// only error a user sees, not whatever Linux-only call fails first.
+#[cfg(not(target_os = "linux"))]
+compile_error!(
+    "shmstore supports Linux only (tested on x86_64 and aarch64, compiled for riscv64gc, \
+     powerpc64le and s390x). It relies on Linux's futexes shared between processes (the \
+     lock, change waits, futex_waitv for async waits), /proc for a lock holder's liveness and \
+     start time, memfd seals, PID namespace ids, System V limits (SHM_INFO) and /dev/shm to \
+     list segments. macOS and FreeBSD have equivalents for most of these but no port exists \
+     yet: the port plan is the design note shmstore::_design::platforms \
+     (src/_design/platforms.rs)."
+);
+#[cfg(all(target_os = "linux", not(target_pointer_width = "64")))]
+compile_error!(
+    "shmstore needs a 64-bit target: its lock word is one 64-bit atomic (owner thread id and \
+     start time) taken with an 8-byte compare-exchange, and read-only handles make relaxed \
+     8-byte atomic loads from read-only mappings, which 32-bit targets may implement with a \
+     read-modify-write (cmpxchg8b on i686) that faults there. 32-bit Linux (i686, armv7) is \
+     refused: see the design note shmstore::_design::platforms (src/_design/platforms.rs)."
+);
+#[cfg(all(
+    target_os = "linux",
+    target_pointer_width = "64",
+    not(any(
+        target_arch = "x86_64",
+        target_arch = "aarch64",
+        target_arch = "loongarch64",
+        target_arch = "powerpc64",
+        target_arch = "riscv64",
+        target_arch = "s390x"
+    ))
+))]
+compile_error!(
+    "shmstore builds only for 64-bit targets whose relaxed 8-byte atomic loads work on \
+     read-only memory (x86_64, aarch64, riscv64, powerpc64, s390x, loongarch64): read-only \
+     handles make such loads from read-only mappings. See the design note \
+     shmstore::_design::platforms (src/_design/platforms.rs)."
+);
+
+/// Each item only on the targets the `compile_error!`s above accept.
+macro_rules! supported {
+    ($($item:item)*) => {$(
+        #[cfg(all(
+            target_os = "linux",
+            target_pointer_width = "64",
+            any(
+                target_arch = "x86_64",
+                target_arch = "aarch64",
+                target_arch = "loongarch64",
+                target_arch = "powerpc64",
+                target_arch = "riscv64",
+                target_arch = "s390x"
+            )
+        ))]
+        $item
+    )*};
+}
+
+supported! {
 pub mod _design;
 pub mod _guide;
 mod atomic;
@@ -193,4 +254,5 @@ pub mod __private {
     /// `shmstore` command and `PoisonInfo` print times, without a
     /// dependency.
     pub use crate::poison::civil;
+}
 }
