@@ -1,6 +1,8 @@
 //! System V shared-memory calls: safe wrappers over libc's `shmget`, `shmat`
 //! and `shmctl` (`shmdt` is in [`Mapping`]'s drop). nix and rustix have none
-//! of them.
+//! of them. Linux's own here: the `shmid_ds` fields read (`__key`), the
+//! limits and usage (`IPC_INFO`, `SHM_INFO`, `SHM_DEST`), and the list of
+//! segments (`/proc/sysvipc/shm`); the calls themselves are POSIX (XSI).
 //!
 //! Everything here returns the raw [`Errno`]; `backend/sysv.rs` turns it
 //! into an [`Error`](crate::Error) that says what to do.
@@ -248,6 +250,42 @@ pub(crate) fn page_size() -> u64 {
         .ok()
         .flatten()
         .map_or(4096, |n| n as u64)
+}
+
+/// A System V segment as [`list`] finds it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Listed {
+    pub key: i32,
+    pub id: i32,
+    pub mode: u32,
+    pub size: u64,
+    pub nattch: u64,
+    pub uid: u32,
+    pub ctime: u64,
+}
+
+/// Every System V segment of this IPC namespace, as `/proc/sysvipc/shm`
+/// lists them (empty if it cannot be read).
+pub(crate) fn list() -> Vec<Listed> {
+    let Ok(text) = std::fs::read_to_string("/proc/sysvipc/shm") else {
+        return Vec::new();
+    };
+    text.lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            // key shmid perms size cpid lpid nattch uid gid cuid cgid atime dtime ctime ...
+            Some(Listed {
+                key: f.first()?.parse::<i64>().ok()? as i32,
+                id: f.get(1)?.parse().ok()?,
+                mode: u32::from_str_radix(f.get(2)?, 8).ok()?,
+                size: f.get(3)?.parse().ok()?,
+                nattch: f.get(6)?.parse().ok()?,
+                uid: f.get(7)?.parse().ok()?,
+                ctime: f.get(13).and_then(|t| t.parse().ok()).unwrap_or(0),
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]
