@@ -53,9 +53,11 @@
 //!   `shmstore` command (feature `cli`) does. `mirror` (feature `mirror`):
 //!   values kept in step across hosts through Redis.
 //!
-//! Linux only: it relies on futexes, `/proc` and tmpfs semantics; 64-bit
-//! targets whose relaxed 8-byte atomic loads work on read-only memory
-//! (x86-64 and aarch64 among them).
+//! Linux only, 64-bit: tested on x86_64 and aarch64, compiled for
+//! riscv64gc, powerpc64le and s390x; it relies on futexes, `/proc` and
+//! tmpfs semantics, and other systems and 32-bit targets are refused at
+//! compile time. [`_design::platforms`] says why, and what a port to macOS
+//! or FreeBSD would use.
 //!
 //! # Where `unsafe` is allowed
 //!
