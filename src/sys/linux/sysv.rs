@@ -67,6 +67,9 @@ pub(crate) struct ShmStat {
 }
 
 impl ShmStat {
+    // `shm_perm.mode` is u16 on x86_64 and u32 elsewhere: the conversion
+    // is the identity on the second.
+    #[allow(clippy::useless_conversion)]
     fn from_raw(ds: &libc::shmid_ds) -> ShmStat {
         ShmStat {
             key: ds.shm_perm.__key,
@@ -145,10 +148,14 @@ pub(crate) fn stat(id: i32) -> Result<ShmStat, Errno> {
 /// keeping owner and group). Only its owner, creator or root may.
 pub(crate) fn set_mode(id: i32, mode: u32) -> Result<(), Errno> {
     let mut ds = stat_raw(id)?;
-    // The field is 16 bits wide on some architectures and 32 on others
-    // (x86_64, aarch64): nine permission bits fit either, by `From`.
+    // The field is 16 bits wide on some architectures (x86_64) and 32 on
+    // others (aarch64, riscv64, powerpc64le, s390x): nine permission bits
+    // fit either, by `From`, which is the identity where it is 16 bits.
     let bits = (mode & 0o777) as u16;
-    ds.shm_perm.mode = bits.into();
+    #[allow(clippy::useless_conversion)]
+    {
+        ds.shm_perm.mode = bits.into();
+    }
     // SAFETY: IPC_SET reads one `struct shmid_ds` (uid, gid and the mode
     // bits of its shm_perm) from the pointer, which points at a valid,
     // initialised one owned by this frame; the kernel does not keep it.

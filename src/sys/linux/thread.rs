@@ -41,7 +41,7 @@ pub(crate) fn probe(tid: u32) -> Probe {
         return Probe::Gone;
     }
     match stat(tid) {
-        Ok((state, _)) if matches!(state, b'Z' | b'X' | b'x') => Probe::Exited,
+        Ok((b'Z' | b'X' | b'x', _)) => Probe::Exited,
         Ok((_, start)) => Probe::Running { start },
         Err(e) if e.kind() == io::ErrorKind::NotFound => Probe::Gone,
         Err(_) => Probe::Unknown,
