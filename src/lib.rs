@@ -95,8 +95,8 @@ extern crate self as shmstore;
 
 // The one place that says which targets shmstore builds for, and why the
 // others are refused: see `_design::platforms`. On a refused target the
-// crate's items are left out (`supported!`), so that the refusal is the
-// only error a user sees, not whatever Linux-only call fails first.
+// crate's items are left out (`on_accepted_targets!`), so that the refusal
+// is the only error a user sees, not whatever Linux-only call fails first.
 #[cfg(not(target_os = "linux"))]
 compile_error!(
     "shmstore supports Linux only (tested on x86_64 and aarch64, compiled for riscv64gc, \
@@ -115,45 +115,36 @@ compile_error!(
      read-modify-write (cmpxchg8b on i686) that faults there. 32-bit Linux (i686, armv7) is \
      refused: see the design note shmstore::_design::platforms (src/_design/platforms.rs)."
 );
-#[cfg(all(
-    target_os = "linux",
-    target_pointer_width = "64",
-    not(any(
-        target_arch = "x86_64",
-        target_arch = "aarch64",
-        target_arch = "loongarch64",
-        target_arch = "powerpc64",
-        target_arch = "riscv64",
-        target_arch = "s390x"
-    ))
-))]
-compile_error!(
-    "shmstore builds only for 64-bit targets whose relaxed 8-byte atomic loads work on \
-     read-only memory (x86_64, aarch64, riscv64, powerpc64, s390x, loongarch64): read-only \
-     handles make such loads from read-only mappings. See the design note \
-     shmstore::_design::platforms (src/_design/platforms.rs)."
-);
 
-/// Each item only on the targets the `compile_error!`s above accept.
-macro_rules! supported {
-    ($($item:item)*) => {$(
-        #[cfg(all(
-            target_os = "linux",
-            target_pointer_width = "64",
-            any(
-                target_arch = "x86_64",
-                target_arch = "aarch64",
-                target_arch = "loongarch64",
-                target_arch = "powerpc64",
-                target_arch = "riscv64",
-                target_arch = "s390x"
-            )
-        ))]
-        $item
-    )*};
+/// The crate's items, each only on the targets shmstore accepts: Linux,
+/// 64-bit, on the architectures listed where the macro is used, whose
+/// relaxed 8-byte atomic loads work on read-only memory; on other 64-bit
+/// Linux architectures, one `compile_error!` that says so.
+macro_rules! on_accepted_targets {
+    (architectures $archs:tt, $($item:item)*) => {
+        #[cfg(all(target_os = "linux", target_pointer_width = "64", not(any $archs)))]
+        compile_error!(
+            "shmstore builds only for 64-bit targets whose relaxed 8-byte atomic loads work on \
+             read-only memory (x86_64, aarch64, riscv64, powerpc64, s390x, loongarch64): \
+             read-only handles make such loads from read-only mappings. See the design note \
+             shmstore::_design::platforms (src/_design/platforms.rs)."
+        );
+        $(
+            #[cfg(all(target_os = "linux", target_pointer_width = "64", any $archs))]
+            $item
+        )*
+    };
 }
 
-supported! {
+on_accepted_targets! {
+architectures (
+    target_arch = "x86_64",
+    target_arch = "aarch64",
+    target_arch = "loongarch64",
+    target_arch = "powerpc64",
+    target_arch = "riscv64",
+    target_arch = "s390x"
+),
 pub mod _design;
 pub mod _guide;
 mod atomic;

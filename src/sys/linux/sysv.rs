@@ -262,12 +262,19 @@ pub(crate) fn page_size() -> u64 {
 /// A System V segment as [`list`] finds it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Listed {
+    /// The key (`IPC_PRIVATE`, 0, for private segments).
     pub key: i32,
+    /// The segment id.
     pub id: i32,
+    /// The whole mode: permission bits plus `SHM_DEST` and `SHM_LOCKED`.
     pub mode: u32,
+    /// The size asked for at creation.
     pub size: u64,
+    /// The number of attachments, in all processes.
     pub nattch: u64,
+    /// Owner user id.
     pub uid: u32,
+    /// The last change, in seconds since 1970 (0 if not listed).
     pub ctime: u64,
 }
 
