@@ -27,6 +27,7 @@ use crate::segment::header::{
 use crate::segment::location::{IntoLocation, Location, Place, SysvKey};
 use crate::segment::publish;
 use crate::sys::mapping::Mapping;
+use crate::sys::sysv;
 use nix::fcntl::{open, OFlag};
 use nix::sys::stat::{fstat, Mode};
 
@@ -266,7 +267,7 @@ pub fn scan() -> Vec<Report> {
             }
         }
     }
-    for seg in sysv_segments() {
+    for seg in sysv::list() {
         out.push(inspect_sysv(&seg));
     }
     out
@@ -309,7 +310,7 @@ fn inspect_with(loc: &Location, maps: &Attachments) -> Result<Report> {
         ),
         Place::SysV(key) => {
             let label = key.to_string();
-            let seg = sysv_segments()
+            let seg = sysv::list()
                 .into_iter()
                 .find(|s| s.key == key.key() && !key.is_private())
                 .ok_or(Error::NotFound { name: label })?;
@@ -761,40 +762,7 @@ fn inspect_file(
     Ok(report)
 }
 
-/// A System V segment as /proc/sysvipc/shm lists it.
-struct SysvSegment {
-    key: i32,
-    id: i32,
-    mode: u32,
-    size: u64,
-    nattch: u64,
-    uid: u32,
-    ctime: u64,
-}
-
-fn sysv_segments() -> Vec<SysvSegment> {
-    let Ok(text) = std::fs::read_to_string("/proc/sysvipc/shm") else {
-        return Vec::new();
-    };
-    text.lines()
-        .skip(1)
-        .filter_map(|line| {
-            let f: Vec<&str> = line.split_whitespace().collect();
-            // key shmid perms size cpid lpid nattch uid gid cuid cgid atime dtime ctime ...
-            Some(SysvSegment {
-                key: f.first()?.parse::<i64>().ok()? as i32,
-                id: f.get(1)?.parse().ok()?,
-                mode: u32::from_str_radix(f.get(2)?, 8).ok()?,
-                size: f.get(3)?.parse().ok()?,
-                nattch: f.get(6)?.parse().ok()?,
-                uid: f.get(7)?.parse().ok()?,
-                ctime: f.get(13).and_then(|t| t.parse().ok()).unwrap_or(0),
-            })
-        })
-        .collect()
-}
-
-fn inspect_sysv(seg: &SysvSegment) -> Report {
+fn inspect_sysv(seg: &sysv::Listed) -> Report {
     let key = SysvKey::new(seg.key);
     let name = if key.is_private() {
         format!("private:{}", seg.id)
@@ -1084,34 +1052,9 @@ struct Attachments {
 
 impl Attachments {
     fn read() -> Attachments {
-        let mut counts: HashMap<PathBuf, u64> = HashMap::new();
-        let me = std::process::id().to_string();
-        if let Ok(dir) = std::fs::read_dir("/proc") {
-            for e in dir.flatten() {
-                let pid = e.file_name();
-                let Some(pid) = pid.to_str() else { continue };
-                if !pid.bytes().all(|b| b.is_ascii_digit()) || pid == me {
-                    continue;
-                }
-                // Gone meanwhile, or not ours to read: not counted.
-                let Ok(text) = std::fs::read_to_string(e.path().join("maps")) else {
-                    continue;
-                };
-                let mut seen = std::collections::HashSet::new();
-                for line in text.lines() {
-                    // address perms offset dev inode path
-                    let Some(path) = line.split_whitespace().nth(5) else {
-                        continue;
-                    };
-                    let path = line[line.find(path).unwrap_or(0)..].trim_end();
-                    let path = path.strip_suffix(" (deleted)").unwrap_or(path);
-                    if path.starts_with('/') && seen.insert(path.to_owned()) {
-                        *counts.entry(PathBuf::from(path)).or_default() += 1;
-                    }
-                }
-            }
+        Attachments {
+            counts: crate::sys::maps::mapped_files(),
         }
-        Attachments { counts }
     }
 
     fn count(&self, path: &Path) -> Option<u64> {

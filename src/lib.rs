@@ -53,9 +53,11 @@
 //!   `shmstore` command (feature `cli`) does. `mirror` (feature `mirror`):
 //!   values kept in step across hosts through Redis.
 //!
-//! Linux only: it relies on futexes, `/proc` and tmpfs semantics; 64-bit
-//! targets whose relaxed 8-byte atomic loads work on read-only memory
-//! (x86-64 and aarch64 among them).
+//! Linux only, 64-bit: tested on x86_64 and aarch64, compiled for
+//! riscv64gc, powerpc64le and s390x; it relies on futexes, `/proc` and
+//! tmpfs semantics, and other systems and 32-bit targets are refused at
+//! compile time. [`_design::platforms`] says why, and what a port to macOS
+//! or FreeBSD would use.
 //!
 //! # Where `unsafe` is allowed
 //!
@@ -91,6 +93,58 @@
 // inside the crate itself too.
 extern crate self as shmstore;
 
+// The one place that says which targets shmstore builds for, and why the
+// others are refused: see `_design::platforms`. On a refused target the
+// crate's items are left out (`on_accepted_targets!`), so that the refusal
+// is the only error a user sees, not whatever Linux-only call fails first.
+#[cfg(not(target_os = "linux"))]
+compile_error!(
+    "shmstore supports Linux only (tested on x86_64 and aarch64, compiled for riscv64gc, \
+     powerpc64le and s390x). It relies on Linux's futexes shared between processes (the \
+     lock, change waits, futex_waitv for async waits), /proc for a lock holder's liveness and \
+     start time, memfd seals, PID namespace ids, System V limits (SHM_INFO) and /dev/shm to \
+     list segments. macOS and FreeBSD have equivalents for most of these but no port exists \
+     yet: the port plan is the design note shmstore::_design::platforms \
+     (src/_design/platforms.rs)."
+);
+#[cfg(all(target_os = "linux", not(target_pointer_width = "64")))]
+compile_error!(
+    "shmstore needs a 64-bit target: its lock word is one 64-bit atomic (owner thread id and \
+     start time) taken with an 8-byte compare-exchange, and read-only handles make relaxed \
+     8-byte atomic loads from read-only mappings, which 32-bit targets may implement with a \
+     read-modify-write (cmpxchg8b on i686) that faults there. 32-bit Linux (i686, armv7) is \
+     refused: see the design note shmstore::_design::platforms (src/_design/platforms.rs)."
+);
+
+/// The crate's items, each only on the targets shmstore accepts: Linux,
+/// 64-bit, on the architectures listed where the macro is used, whose
+/// relaxed 8-byte atomic loads work on read-only memory; on other 64-bit
+/// Linux architectures, one `compile_error!` that says so.
+macro_rules! on_accepted_targets {
+    (architectures $archs:tt, $($item:item)*) => {
+        #[cfg(all(target_os = "linux", target_pointer_width = "64", not(any $archs)))]
+        compile_error!(
+            "shmstore builds only for 64-bit targets whose relaxed 8-byte atomic loads work on \
+             read-only memory (x86_64, aarch64, riscv64, powerpc64, s390x, loongarch64): \
+             read-only handles make such loads from read-only mappings. See the design note \
+             shmstore::_design::platforms (src/_design/platforms.rs)."
+        );
+        $(
+            #[cfg(all(target_os = "linux", target_pointer_width = "64", any $archs))]
+            $item
+        )*
+    };
+}
+
+on_accepted_targets! {
+architectures (
+    target_arch = "x86_64",
+    target_arch = "aarch64",
+    target_arch = "loongarch64",
+    target_arch = "powerpc64",
+    target_arch = "riscv64",
+    target_arch = "s390x"
+),
 pub mod _design;
 pub mod _guide;
 mod atomic;
@@ -193,4 +247,5 @@ pub mod __private {
     /// `shmstore` command and `PoisonInfo` print times, without a
     /// dependency.
     pub use crate::poison::civil;
+}
 }

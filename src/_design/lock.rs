@@ -58,7 +58,9 @@
 //! then takes the lock over with a compare-and-swap (only one waiter can win
 //! it) and sets the poison flag, which the typed layer reports as a
 //! [`PoisonError`](std::sync::PoisonError), as `std::sync::Mutex` does for a
-//! panic. The data the dead owner wrote stays as it left it.
+//! panic. The data the dead owner wrote stays as it left it. (These are
+//! Linux's calls, in `sys/linux/thread.rs`; what macOS and FreeBSD offer
+//! instead, and what a port would lose, is in [platforms](super::platforms).)
 //!
 //! A guard dropped while its thread panics sets the same flag. The flag
 //! lives in the segment, so every process sees the poison until one calls

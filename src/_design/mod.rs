@@ -16,6 +16,8 @@
 //! 5. [Trust](trust): what another process that maps a segment can and
 //!    cannot do to this one, and what is not guaranteed.
 //! 6. [Reliability](reliability): how the guarantees are tested, in short.
+//! 7. [Platforms](platforms): what shmstore runs on and what it refuses,
+//!    where its Linux code is, and the plan for macOS and FreeBSD.
 //!
 //! # The layers
 //!
@@ -29,10 +31,13 @@
 //! it, the backends only open, seal and unlink objects of their kind; at
 //! the bottom, a small layer of operating-system calls (futexes, mappings,
 //! the SIGBUS handler, System V calls, descriptor passing) holds the
-//! crate's `unsafe` code, each block with the argument for its soundness.
+//! crate's `unsafe` code, each block with the argument for its soundness;
+//! what in it is Linux's own sits in files a port replaces (see
+//! [platforms]).
 //! The lock sits beside the segment layer and knows nothing of it.
 
 pub mod lock;
+pub mod platforms;
 pub mod reliability;
 pub mod segment;
 pub mod seqlock;

@@ -44,7 +44,9 @@
 //! A name never shows a segment of ours mid-creation. A new segment is
 //! made complete under a temporary name in the same directory (POSIX: the
 //! tmpfs behind `shm_open`, /dev/shm on Linux; a file: the file's
-//! directory), then put under its name in one atomic step:
+//! directory), then put under its name in one atomic step (Linux's
+//! `renameat2`; other systems would need another protocol, see
+//! [platforms](super::platforms)):
 //!
 //! 1. Remove the temporary names of the same final name whose creator is
 //!    dead (a creator killed mid-way leaves one; see below).

@@ -84,7 +84,7 @@ fn compute() -> u64 {
         // identity and could unlock the parent's lock: refuse to go on.
         assert_eq!(rc, 0, "shmstore: pthread_atfork failed ({rc})");
     });
-    let tid = nix::unistd::gettid().as_raw() as u32;
+    let tid = crate::sys::thread::current_tid();
     let start = crate::lock::owner::start_time(tid).unwrap_or(0);
     let v = crate::lock::owner::compose_ident(tid, start);
     let pid = std::process::id();

@@ -10,7 +10,6 @@
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-pub(crate) mod aliases;
 #[allow(unsafe_code)]
 pub(crate) mod guard;
 #[allow(unsafe_code)]
@@ -234,7 +233,7 @@ impl RawLock {
             Holding::Here => true,
             Holding::Others(held) => held
                 .into_iter()
-                .any(|other| aliases::same_memory(other, self.at()).unwrap_or(true)),
+                .any(|other| crate::sys::maps::same_memory(other, self.at()).unwrap_or(true)),
         }
     }
 

@@ -12,21 +12,6 @@ use nix::sys::mman::{mmap, munmap, MapFlags, ProtFlags};
 
 use super::sigbus;
 
-// Atomic loads on read-only mappings are defined only where the standard
-// library says relaxed 8-byte loads work on read-only memory (see
-// `Mapping::atomic_u32`).
-#[cfg(not(any(
-    target_arch = "x86_64",
-    target_arch = "aarch64",
-    target_arch = "loongarch64",
-    target_arch = "powerpc64",
-    target_arch = "riscv64",
-    target_arch = "s390x"
-)))]
-compile_error!(
-    "shmstore needs a 64-bit target whose relaxed 8-byte atomic loads work on read-only memory"
-);
-
 /// `len` bytes of a shared object, mapped shared, read-write or (for
 /// read-only handles) read-only.
 #[derive(Debug)]
@@ -253,7 +238,8 @@ impl Mapping {
     /// never a store or read-modify-write: handles made of read-only
     /// mappings take no lock and mark no word (`RawSlot::wait_for_change`
     /// checks `is_writable`), and `FUTEX_WAIT` only reads. Building for a
-    /// target outside that table is refused below.
+    /// target outside that table is refused (the `compile_error!`s of the
+    /// crate root).
     pub(crate) fn atomic_u32(&self, offset: usize) -> &AtomicU32 {
         // SAFETY: `at` checked bounds and alignment; the mapping lives as
         // long as the returned borrow of `self`; any bit pattern is a valid

@@ -42,6 +42,14 @@ fn code(text: &str) -> &str {
         .map_or(text, |i| &text[..i])
 }
 
+/// `code` without its comments (doc comments included), line by line.
+fn without_comments(code: &str) -> String {
+    code.lines()
+        .map(|l| l.split("//").next().unwrap_or(""))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 #[test]
 fn unsafe_code_is_allowed_only_where_the_crate_docs_say() {
     let lib = fs::read_to_string(src().join("lib.rs")).unwrap();
@@ -119,11 +127,7 @@ fn sys_imports_nothing_above_it() {
             continue;
         }
         // Code only: doc links may name anything.
-        let code: String = code(&text)
-            .lines()
-            .map(|l| l.split("//").next().unwrap_or(""))
-            .collect::<Vec<_>>()
-            .join("\n");
+        let code = without_comments(code(&text));
         for (at, _) in code.match_indices("crate::") {
             let path = &code[at + "crate::".len()..];
             assert!(
@@ -132,6 +136,50 @@ fn sys_imports_nothing_above_it() {
                 path.split(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':'))
                     .next()
                     .unwrap_or("")
+            );
+        }
+    }
+}
+
+#[test]
+fn the_accepted_targets_are_listed_in_one_place() {
+    for (rel, text) in library_sources() {
+        if rel != "lib.rs" {
+            assert!(
+                !without_comments(code(&text)).contains("compile_error!"),
+                "src/{rel} refuses targets of its own: the crate root lists them all, \
+                 and says why (see _design::platforms)"
+            );
+        }
+    }
+}
+
+#[test]
+fn linux_only_calls_live_in_sys_linux() {
+    // Left outside on purpose, each listed in _design::platforms: the
+    // creator's PID namespace in the header, the publication of POSIX
+    // segments in /dev/shm (renameat2), the mirror's host name.
+    let left = ["segment/header.rs", "segment/publish.rs", "mirror/mod.rs"];
+    let linux_only = [
+        "\"/proc",
+        "gettid(",
+        "memfd_create(",
+        "SYS_futex",
+        "F_ADD_SEALS",
+        "F_GET_SEALS",
+        "IPC_INFO",
+        "renameat2(",
+    ];
+    for (rel, text) in library_sources() {
+        if rel.starts_with("sys/linux/") || left.contains(&rel.as_str()) {
+            continue;
+        }
+        let code = without_comments(code(&text));
+        for call in linux_only {
+            assert!(
+                !code.contains(call),
+                "src/{rel} uses `{call}` itself: Linux's own calls go in src/sys/linux/, \
+                 which a port replaces (see _design::platforms)"
             );
         }
     }

@@ -1,11 +1,10 @@
-//! Whether two addresses of this process reach the same memory.
-//!
-//! One segment can be mapped twice in a process (two handles on one name),
-//! so one lock can sit at two addresses. When a lock word names the calling
-//! thread but the thread recorded taking a lock at another address only,
-//! this tells a relock through a second mapping (the thread does hold it)
-//! from a word a peer wrote (it does not). Rare and slow by design: it reads
-//! `/proc/self/maps`.
+//! What this process and others map, from `/proc/PID/maps`: whether two
+//! addresses of this process reach the same memory (one segment mapped
+//! twice, see `lock::RawLock`), and which files other processes map (the
+//! `attached` count of `inspect`). Rare and slow by design.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
 
 /// Where a mapped address's bytes live: the backing object (device and
 /// inode) and the offset in it. Shared anonymous and System V mappings have
@@ -39,6 +38,12 @@ fn backing(maps: &str, addr: usize) -> Option<Option<(String, u64, u64)>> {
 /// Whether `a` and `b`, two addresses of this process, reach the same bytes:
 /// `Some(true)` if so, `Some(false)` if not, `None` if it cannot be told
 /// (`/proc` unreadable, or an address not mapped).
+///
+/// One segment can be mapped twice in a process (two handles on one name),
+/// so one lock can sit at two addresses. When a lock word names the calling
+/// thread but the thread recorded taking a lock at another address only,
+/// this tells a relock through a second mapping (the thread does hold it)
+/// from a word a peer wrote (it does not).
 pub(crate) fn same_memory(a: usize, b: usize) -> Option<bool> {
     if a == b {
         return Some(true);
@@ -46,6 +51,41 @@ pub(crate) fn same_memory(a: usize, b: usize) -> Option<bool> {
     let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
     let (x, y) = (backing(&maps, a)?, backing(&maps, b)?);
     Some(matches!((x, y), (Some(x), Some(y)) if x == y))
+}
+
+/// How many processes other than this one map each file, among the
+/// processes whose `/proc/PID/maps` this user may read (others, and
+/// processes gone meanwhile, are not counted).
+pub(crate) fn mapped_files() -> HashMap<PathBuf, u64> {
+    let mut counts: HashMap<PathBuf, u64> = HashMap::new();
+    let me = std::process::id().to_string();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return counts;
+    };
+    for e in dir.flatten() {
+        let pid = e.file_name();
+        let Some(pid) = pid.to_str() else { continue };
+        if !pid.bytes().all(|b| b.is_ascii_digit()) || pid == me {
+            continue;
+        }
+        // Gone meanwhile, or not ours to read: not counted.
+        let Ok(text) = std::fs::read_to_string(e.path().join("maps")) else {
+            continue;
+        };
+        let mut seen = std::collections::HashSet::new();
+        for line in text.lines() {
+            // address perms offset dev inode path
+            let Some(path) = line.split_whitespace().nth(5) else {
+                continue;
+            };
+            let path = line[line.find(path).unwrap_or(0)..].trim_end();
+            let path = path.strip_suffix(" (deleted)").unwrap_or(path);
+            if path.starts_with('/') && seen.insert(path.to_owned()) {
+                *counts.entry(PathBuf::from(path)).or_default() += 1;
+            }
+        }
+    }
+    counts
 }
 
 #[cfg(test)]

@@ -1,6 +1,8 @@
 //! System V shared-memory calls: safe wrappers over libc's `shmget`, `shmat`
 //! and `shmctl` (`shmdt` is in [`Mapping`]'s drop). nix and rustix have none
-//! of them.
+//! of them. Linux's own here: the `shmid_ds` fields read (`__key`), the
+//! limits and usage (`IPC_INFO`, `SHM_INFO`, `SHM_DEST`), and the list of
+//! segments (`/proc/sysvipc/shm`); the calls themselves are POSIX (XSI).
 //!
 //! Everything here returns the raw [`Errno`]; `backend/sysv.rs` turns it
 //! into an [`Error`](crate::Error) that says what to do.
@@ -65,6 +67,9 @@ pub(crate) struct ShmStat {
 }
 
 impl ShmStat {
+    // `shm_perm.mode` is u16 on x86_64 and u32 elsewhere: the conversion
+    // is the identity on the second.
+    #[allow(clippy::useless_conversion)]
     fn from_raw(ds: &libc::shmid_ds) -> ShmStat {
         ShmStat {
             key: ds.shm_perm.__key,
@@ -143,10 +148,14 @@ pub(crate) fn stat(id: i32) -> Result<ShmStat, Errno> {
 /// keeping owner and group). Only its owner, creator or root may.
 pub(crate) fn set_mode(id: i32, mode: u32) -> Result<(), Errno> {
     let mut ds = stat_raw(id)?;
-    // The field is 16 bits wide on some architectures and 32 on others
-    // (x86_64, aarch64): nine permission bits fit either, by `From`.
+    // The field is 16 bits wide on some architectures (x86_64) and 32 on
+    // others (aarch64, riscv64, powerpc64le, s390x): nine permission bits
+    // fit either, by `From`, which is the identity where it is 16 bits.
     let bits = (mode & 0o777) as u16;
-    ds.shm_perm.mode = bits.into();
+    #[allow(clippy::useless_conversion)]
+    {
+        ds.shm_perm.mode = bits.into();
+    }
     // SAFETY: IPC_SET reads one `struct shmid_ds` (uid, gid and the mode
     // bits of its shm_perm) from the pointer, which points at a valid,
     // initialised one owned by this frame; the kernel does not keep it.
@@ -248,6 +257,49 @@ pub(crate) fn page_size() -> u64 {
         .ok()
         .flatten()
         .map_or(4096, |n| n as u64)
+}
+
+/// A System V segment as [`list`] finds it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Listed {
+    /// The key (`IPC_PRIVATE`, 0, for private segments).
+    pub key: i32,
+    /// The segment id.
+    pub id: i32,
+    /// The whole mode: permission bits plus `SHM_DEST` and `SHM_LOCKED`.
+    pub mode: u32,
+    /// The size asked for at creation.
+    pub size: u64,
+    /// The number of attachments, in all processes.
+    pub nattch: u64,
+    /// Owner user id.
+    pub uid: u32,
+    /// The last change, in seconds since 1970 (0 if not listed).
+    pub ctime: u64,
+}
+
+/// Every System V segment of this IPC namespace, as `/proc/sysvipc/shm`
+/// lists them (empty if it cannot be read).
+pub(crate) fn list() -> Vec<Listed> {
+    let Ok(text) = std::fs::read_to_string("/proc/sysvipc/shm") else {
+        return Vec::new();
+    };
+    text.lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            // key shmid perms size cpid lpid nattch uid gid cuid cgid atime dtime ctime ...
+            Some(Listed {
+                key: f.first()?.parse::<i64>().ok()? as i32,
+                id: f.get(1)?.parse().ok()?,
+                mode: u32::from_str_radix(f.get(2)?, 8).ok()?,
+                size: f.get(3)?.parse().ok()?,
+                nattch: f.get(6)?.parse().ok()?,
+                uid: f.get(7)?.parse().ok()?,
+                ctime: f.get(13).and_then(|t| t.parse().ok()).unwrap_or(0),
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]
