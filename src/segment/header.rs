@@ -647,7 +647,7 @@ mod tests {
         assert!(err.to_string().contains("cut short"), "{err}");
 
         let mut v = ok.clone();
-        v[8] = 9; // version
+        v[8..12].copy_from_slice(&9u32.to_ne_bytes()); // version
         assert!(check("t", &Spec::of::<u64>(0), &v, size)
             .unwrap_err()
             .to_string()
@@ -664,7 +664,7 @@ mod tests {
         assert!(err.to_string().contains("truncated"), "{err}");
 
         let mut v = ok.clone();
-        v[STATE_OFFSET] = STATE_INITIALISING as u8;
+        v[STATE_OFFSET..STATE_OFFSET + 4].copy_from_slice(&STATE_INITIALISING.to_ne_bytes());
         assert!(matches!(
             check("t", &Spec::of::<u64>(0), &v, size),
             Ok(Found::Initialising)
