@@ -91,6 +91,32 @@ pub enum Error {
         /// What exactly is wrong.
         reason: String,
     },
+    /// The segment was made by a build of the other byte order (a
+    /// big-endian host's, read on a little-endian one, or the other way
+    /// round), which happens with files on a disk that several hosts share:
+    /// its numbers would read as other numbers here, so it is refused,
+    /// whatever type it holds. Nothing was changed.
+    ///
+    /// ```
+    /// use shmstore::ByteOrder;
+    ///
+    /// let e = shmstore::Error::OtherByteOrder {
+    ///     name: "/mnt/shared/config.shm".into(),
+    ///     found: ByteOrder::NATIVE.other(),
+    /// };
+    /// assert!(e.to_string().contains(&format!(
+    ///     "made by a {} build, and this build is {}",
+    ///     ByteOrder::NATIVE.other(),
+    ///     ByteOrder::NATIVE
+    /// )));
+    /// ```
+    OtherByteOrder {
+        /// The segment's name.
+        name: String,
+        /// The byte order of the build that made it (this build's is
+        /// [`ByteOrder::NATIVE`]).
+        found: ByteOrder,
+    },
     /// The segment exists but was never completely initialised: a System V
     /// segment whose creator died before finishing or has been initialising
     /// for several seconds, or a memfd handed over unfinished. (POSIX and
@@ -220,6 +246,44 @@ pub enum Error {
     },
 }
 
+/// The order in which a build stores the bytes of a number: what a
+/// segment's header shows of the build that made it, and what a mirrored
+/// value carries (see [`Error::OtherByteOrder`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ByteOrder {
+    /// Least significant byte first (x86_64, aarch64, riscv64, powerpc64le).
+    Little,
+    /// Most significant byte first (s390x, powerpc64).
+    Big,
+}
+
+impl ByteOrder {
+    /// This build's byte order.
+    pub const NATIVE: ByteOrder = if cfg!(target_endian = "big") {
+        ByteOrder::Big
+    } else {
+        ByteOrder::Little
+    };
+
+    /// The other byte order.
+    pub const fn other(self) -> ByteOrder {
+        match self {
+            ByteOrder::Little => ByteOrder::Big,
+            ByteOrder::Big => ByteOrder::Little,
+        }
+    }
+}
+
+impl fmt::Display for ByteOrder {
+    /// `little-endian` or `big-endian`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ByteOrder::Little => "little-endian",
+            ByteOrder::Big => "big-endian",
+        })
+    }
+}
+
 /// `Result` with [`Error`] as the default error type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -267,6 +331,13 @@ impl fmt::Display for Error {
                 f,
                 "`{name}` is not a usable shmstore segment ({reason}): \
                  nothing was changed; inspect it, or unlink it if it is yours"
+            ),
+            Error::OtherByteOrder { name, found } => write!(
+                f,
+                "`{name}` was made by a {found} build, and this build is {}: its numbers would \
+                 read as other numbers here, so it is refused and nothing was changed; open it \
+                 from a {found} host, or create it anew under another name here",
+                ByteOrder::NATIVE
             ),
             Error::Incomplete { name } => write!(
                 f,

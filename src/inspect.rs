@@ -15,7 +15,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::error::{Error, Result};
+use crate::error::{ByteOrder, Error, Result};
 use crate::lock::seqlock::{self, Versions};
 use crate::lock::slot::RawSlot;
 use crate::lock::RawLock;
@@ -98,6 +98,14 @@ pub enum State {
     Unreadable {
         /// Why.
         reason: String,
+    },
+    /// Our magic, but made by a build of the other byte order (a file on
+    /// a disk that hosts of both byte orders share): its numbers would read
+    /// as other numbers here, so nothing past the magic is decoded, and
+    /// opening it gives [`Error::OtherByteOrder`].
+    OtherByteOrder {
+        /// The byte order of the build that made it.
+        found: ByteOrder,
     },
     /// Our magic, but something in it is wrong.
     Damaged {
@@ -227,7 +235,10 @@ impl Report {
         match &self.state {
             State::Value { header, .. } | State::Store { header, .. } => Some(header),
             State::Damaged { header, .. } | State::Incomplete { header } => header.as_ref(),
-            State::Foreign { .. } | State::Unreadable { .. } | State::Unfinished { .. } => None,
+            State::Foreign { .. }
+            | State::Unreadable { .. }
+            | State::Unfinished { .. }
+            | State::OtherByteOrder { .. } => None,
         }
     }
 
@@ -366,6 +377,7 @@ pub fn staleness(report: &Report) -> Staleness {
                 reason: reason.clone(),
             }
         }
+        State::OtherByteOrder { found } => return Staleness::OtherByteOrder { found: *found },
         _ => report.header(),
     };
     let me = nix::unistd::geteuid().as_raw();
@@ -456,6 +468,13 @@ pub enum Staleness {
         /// What is wrong.
         reason: String,
     },
+    /// Made by a build of the other byte order: never stale, as whether
+    /// its creator runs or a lock is held cannot be read from here (another
+    /// host's file, most likely; `shmstore rm --force` removes it).
+    OtherByteOrder {
+        /// The byte order of the build that made it.
+        found: ByteOrder,
+    },
     /// Another user owns the segment.
     OtherOwner {
         /// The owner's user id.
@@ -516,6 +535,11 @@ impl std::fmt::Display for Staleness {
             Staleness::Foreign => f.write_str("not a shmstore segment"),
             Staleness::Unreadable { reason } => write!(f, "unreadable: {reason}"),
             Staleness::Damaged { reason } => write!(f, "damaged ({reason})"),
+            Staleness::OtherByteOrder { found } => write!(
+                f,
+                "made by a {found} build, and this build is {}",
+                ByteOrder::NATIVE
+            ),
             Staleness::OtherOwner { uid } => write!(f, "owned by uid {uid}"),
             Staleness::CreatorRunning { pid } => {
                 write!(f, "its creator, pid {pid}, is running")
@@ -582,10 +606,7 @@ pub fn wait_for_change(
 /// as a slot without value bytes: the lock of a value, or a store's
 /// directory lock. A segment whose header is not ours and ready is refused.
 fn segment_lock(label: &str, map: Mapping) -> Result<RawSlot> {
-    let mapped = header::read_mapped(&map).map_err(|u| Error::Corrupt {
-        name: label.to_owned(),
-        reason: u.reason(),
-    })?;
+    let mapped = header::read_mapped(&map).map_err(|u| u.into_error(label))?;
     if mapped.layout.is_none() || !matches!(mapped.header.kind, KIND_VALUE | KIND_STORE) {
         return Err(Error::Incomplete {
             name: label.to_owned(),
@@ -895,6 +916,7 @@ pub(crate) fn read_state(map: &Mapping) -> State {
                 header: header.map(|h| header_info(&h)),
             };
         }
+        Err(Unusable::OtherByteOrder(found)) => return State::OtherByteOrder { found },
     };
     let Some(layout) = layout else {
         return State::Incomplete {
@@ -1209,6 +1231,15 @@ mod tests {
                     ..stale_value()
                 },
                 "damaged (truncated)",
+            ),
+            (
+                Report {
+                    state: State::OtherByteOrder {
+                        found: ByteOrder::NATIVE.other(),
+                    },
+                    ..stale_value()
+                },
+                "made by a",
             ),
             (
                 Report {

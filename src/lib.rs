@@ -163,7 +163,7 @@ mod sys;
 mod types;
 
 pub use atomic::SharedAtomic;
-pub use error::{Error, Result};
+pub use error::{ByteOrder, Error, Result};
 pub use poison::{PoisonCause, PoisonInfo};
 pub use reader::SharedReader;
 pub use schema::{LayoutChange, Schema, Value};

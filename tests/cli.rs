@@ -1138,6 +1138,30 @@ fn a_damaged_schema_is_reported_not_decoded() {
     assert_schema_reported(&seg, 4322, "intact");
 }
 
+/// Checks that `inspect` (text and `--json`) reports the segment `name`
+/// (made by `make_gauge` with 8765 and "intact") in the state `state` (the
+/// start of its line) and `json_state`, and does not decode its value;
+/// returns the JSON.
+#[track_caller]
+fn assert_reported_not_decoded(name: &str, state: &str, json_state: &str) -> Json {
+    let out = run(&["inspect", name]);
+    let text = out.ok();
+    assert!(
+        normalised(text).iter().any(|l| l.starts_with(state)),
+        "not reported as `{state}`: {}",
+        out.describe()
+    );
+    assert!(
+        !has_line(text, "value: 8765") && !text.contains("intact"),
+        "decoded anyway: {}",
+        out.describe()
+    );
+    let v = parse_json(&run(&["inspect", "--json", name]));
+    assert_eq!(v["state"], json_state, "{v:#}");
+    assert_eq!(v["value"], Json::Null, "{v:#}");
+    v
+}
+
 #[test]
 fn a_damaged_header_is_reported_not_decoded() {
     let _w = world();
@@ -1150,25 +1174,8 @@ fn a_damaged_header_is_reported_not_decoded() {
     assert_eq!(row["TYPE"], "damaged", "{row:?}");
     assert_eq!(row["LOCK"], "-", "{row:?}");
 
-    let out = run(&["inspect", seg.name()]);
-    let text = out.ok();
-    assert!(
-        normalised(text)
-            .iter()
-            .any(|l| l.starts_with("state: damaged")),
-        "not reported damaged: {}",
-        out.describe()
-    );
-    assert!(
-        !has_line(text, "value: 8765") && !text.contains("intact"),
-        "decoded anyway: {}",
-        out.describe()
-    );
-
-    let v = parse_json(&run(&["inspect", "--json", seg.name()]));
-    assert_eq!(v["state"], "damaged", "{v:#}");
+    let v = assert_reported_not_decoded(seg.name(), "state: damaged", "damaged");
     assert!(v["reason"].is_string(), "{v:#}");
-    assert_eq!(v["value"], Json::Null, "{v:#}");
 
     // A header cut off: a segment shorter than a header, with our magic.
     let short = Segment::new("cli-shortheader");
@@ -1181,6 +1188,56 @@ fn a_damaged_header_is_reported_not_decoded() {
             .iter()
             .any(|l| l.starts_with("state: damaged")),
         "{}",
+        out.describe()
+    );
+}
+
+/// A segment made by a build of the other byte order (its header forged by
+/// hand, every number's bytes reversed), as a file on a disk shared with a
+/// host of the other byte order would be: `ls` and `inspect` say so, never
+/// decode it, and `rm` keeps it without --force.
+#[test]
+fn a_segment_of_the_other_byte_order_is_reported_as_such() {
+    let _w = world();
+    let both = format!(
+        "made by a {} build, and this build is {}",
+        common::other_byte_order(),
+        common::this_byte_order()
+    );
+    let seg = Segment::new("cli-byteorder");
+    make_gauge("posix", seg.name(), 8765, "intact", "exit");
+    common::forge_other_byte_order(&seg.path());
+
+    let row = ls_row(&[], seg.name());
+    assert_eq!(
+        row["TYPE"],
+        format!(
+            "{} (not this build's byte order)",
+            common::other_byte_order()
+        ),
+        "{row:?}"
+    );
+    assert_eq!(row["LOCK"], "-", "{row:?}");
+
+    let state = format!("state: other byte order: {both}");
+    let v = assert_reported_not_decoded(seg.name(), &state, "other-byte-order");
+    assert!(
+        v["reason"].as_str().is_some_and(|r| r.contains(&both)),
+        "{v:#}"
+    );
+
+    let line = run(&["rm", seg.name()]).error().to_owned();
+    assert!(line.contains("another byte order"), "{line}");
+    assert!(seg.exists(), "rm removed it without --force");
+
+    // A file segment on a shared disk: the same.
+    let path = TempPath::new("cli-byteorder-file");
+    make_gauge("file", path.text(), 4321, "on disk", "exit");
+    common::forge_other_byte_order(&path.0);
+    let out = run(&["inspect", "--file", path.text()]);
+    assert!(
+        normalised(out.ok()).iter().any(|l| l.starts_with(&state)),
+        "not reported: {}",
         out.describe()
     );
 }

@@ -189,6 +189,30 @@ impl Redis {
             .unwrap_or(0)
     }
 
+    /// Puts a record of a `Config` in the object's hash by hand, as a
+    /// mirror of `origin` would: generation 1, revision 1.
+    fn forge(&self, object: &str, value: &[u8], fingerprint: &str, origin: &str) {
+        let _: () = redis::cmd("HSET")
+            .arg(format!("shmstore:mirror:{object}"))
+            .arg("value")
+            .arg(value)
+            .arg("fingerprint")
+            .arg(fingerprint)
+            .arg(&["type", "Config", "size", "16", "generation", "1"])
+            .arg(&["origin", origin, "rev", "1"])
+            .query(&mut self.con())
+            .unwrap();
+    }
+
+    /// Publishes `msg` on the object's channel by hand.
+    fn announce(&self, object: &str, msg: &[u8]) {
+        let _: i64 = redis::cmd("PUBLISH")
+            .arg(format!("shmstore:mirror:{object}"))
+            .arg(msg)
+            .query(&mut self.con())
+            .unwrap();
+    }
+
     /// The version in the object's value, as stored in Redis.
     fn version(&self, object: &str) -> Option<u64> {
         let v = self.field(object, "value")?;
@@ -764,26 +788,7 @@ fn values_of_another_layout_or_malformed_are_refused_never_written() {
 
     // Garbage in Redis for another object: refused, never written.
     let bad = object("garbage");
-    let key = format!("shmstore:mirror:{bad}");
-    let mut con = redis.con();
-    let _: () = redis::cmd("HSET")
-        .arg(&key)
-        .arg(&["value", "12345", "fingerprint"])
-        .arg(Config::FINGERPRINT.to_string())
-        .arg(&[
-            "type",
-            "Config",
-            "size",
-            "16",
-            "generation",
-            "1",
-            "origin",
-            "x",
-            "rev",
-            "1",
-        ])
-        .query(&mut con)
-        .unwrap();
+    redis.forge(&bad, b"12345", &Config::FINGERPRINT.to_string(), "x");
     let mut b = Host::start(spec(redis.port, &bad, seg.name(), "subscribe", "host-b"));
     // The hash is refused once B has subscribed: announcements reach it.
     assert!(common::eventually(PATIENCE, || b.stat("refused") >= 1));
@@ -794,11 +799,7 @@ fn values_of_another_layout_or_malformed_are_refused_never_written() {
         b"3\nnot-a-number\n16\n1\nx\nConfig\n0123456789abcdef",
         b"4\n1\n16\n1\nx\nConfig\n0123456789abcdef",
     ] {
-        let _: i64 = redis::cmd("PUBLISH")
-            .arg(&key)
-            .arg(msg)
-            .query(&mut con)
-            .unwrap();
+        redis.announce(&bad, msg);
     }
     assert!(common::eventually(PATIENCE, || b.stat("refused") >= 6));
     assert_eq!(b.get(), (0, 0), "B wrote something it refused");
@@ -806,6 +807,65 @@ fn values_of_another_layout_or_malformed_are_refused_never_written() {
     let mut a2 = Host::start(spec(redis.port, &bad, seg.name(), "publish", "host-a2"));
     a2.set(3);
     b.until(3, SLOW).expect("B got the valid value");
+}
+
+/// A value published by a build of the other byte order (a record and an
+/// announcement forged by hand, as such a build writes them: the numbers'
+/// bytes reversed, the fingerprint field saying `be64` or `le64`) is
+/// refused by a subscriber with a message that names both byte orders, and
+/// never written; a publisher of this byte order does not write over it.
+#[test]
+fn a_value_of_the_other_byte_order_is_refused_never_written() {
+    if !can_run() {
+        return;
+    }
+    let redis = Redis::start();
+    let obj = object("byteorder");
+    let seg = Segment::new("mirror-byteorder");
+    let token = if cfg!(target_endian = "little") {
+        "be64"
+    } else {
+        "le64"
+    };
+    let fingerprint = format!("{}:{token}", Config::FINGERPRINT);
+    // `Config::of(v)` in the other byte order.
+    let value = |v: u64| {
+        let mut bytes = v.swap_bytes().to_ne_bytes().to_vec();
+        bytes.extend_from_slice(&(v * 3).swap_bytes().to_ne_bytes());
+        bytes
+    };
+    redis.forge(&obj, &value(5), &fingerprint, "host-other");
+    let both = |why: &str| {
+        why.contains(&format!("{} 64-bit build", common::other_byte_order()))
+            && why.contains(&format!("{} 64-bit build", common::this_byte_order()))
+    };
+
+    let mut b = Host::start(spec(redis.port, &obj, seg.name(), "subscribe", "host-b"));
+    assert!(common::eventually(PATIENCE, || b.stat("refused") >= 1));
+    let why = b.refusal();
+    assert!(both(&why), "refusal: {why}");
+    assert_eq!(b.get(), (0, 0), "B wrote a value of the other byte order");
+
+    // An announcement of the other byte order: refused too.
+    let mut msg = format!("2\n{fingerprint}\n16\n2\nhost-other\nConfig\n").into_bytes();
+    msg.extend_from_slice(&value(6));
+    redis.announce(&obj, &msg);
+    assert!(common::eventually(PATIENCE, || b.stat("refused") >= 2));
+    assert!(both(&b.refusal()), "refusal: {}", b.refusal());
+    assert_eq!(b.get(), (0, 0), "B wrote a value of the other byte order");
+
+    // A publisher of this byte order is refused by the script.
+    let mut a = Host::start(spec(redis.port, &obj, seg.name(), "publish", "host-a"));
+    a.set(7);
+    assert!(common::eventually(PATIENCE, || a.stat("refused") >= 1));
+    let why = a.refusal();
+    assert!(both(&why), "refusal: {why}");
+    assert_eq!(redis.field(&obj, "value"), Some(value(5)), "overwritten");
+    assert_eq!(
+        redis.field(&obj, "fingerprint"),
+        Some(fingerprint.into_bytes())
+    );
+    assert_eq!(b.stat("applied"), 0);
 }
 
 /// Two hosts that both write converge to the last write that reached

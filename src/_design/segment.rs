@@ -24,6 +24,35 @@
 //! reference is ever made to header bytes that another process may be
 //! writing.
 //!
+//! # Byte order and pointer width
+//!
+//! A segment holds its numbers (header, lock, counters, the value) in the
+//! byte order of the build that made it: segments in memory never leave
+//! their host, but a file segment on a disk that several hosts share may
+//! meet a build of the other byte order (s390x and powerpc64 are
+//! big-endian; x86_64, aarch64, riscv64 and powerpc64le little-endian). The
+//! magic is bytes, the same in either order; the format version is a small
+//! number, so one that reads as a large number here and as a small one
+//! with its bytes reversed was written in the other order ("format version
+//! 67108864" is version 4 of a big-endian build, read on a little-endian
+//! one). Every reader checks it first, before anything else of the header
+//! is read as numbers: `open` and its variants give
+//! [`Error::OtherByteOrder`](crate::Error::OtherByteOrder), which names
+//! both byte orders, whatever type the segment holds, and change nothing;
+//! [`inspect`](crate::inspect) reports
+//! [`State::OtherByteOrder`](crate::inspect::State::OtherByteOrder) (never
+//! stale: whether its users run cannot be read from here), and `shmstore
+//! ls`/`inspect` say so. The layout fingerprint is not what tells byte
+//! orders apart: it is computed from the type alone, the same on every
+//! host, and it is itself a number in the header.
+//!
+//! Pointer width needs no mark: every field of the header is a fixed-width
+//! integer, `Shareable` types have no `usize`, `isize` or pointers, and the
+//! fingerprint covers each type's size and alignment (which differ for
+//! `u64` fields in a 32-bit x86 build), so a layout that pointer width
+//! changed would be another layout. And 32-bit targets are refused at
+//! compile time: the lock word and sequence counter are 64-bit atomics.
+//!
 //! # Backends
 //!
 //! Where segments come from. A backend only produces a mapping (or an open

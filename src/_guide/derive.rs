@@ -57,6 +57,14 @@
 //! store) so that tools can show the value without the Rust type: see
 //! [`schema`](crate::schema) and [the command](super::command).
 //!
+//! The fingerprint depends on the type only, so it is the same on every
+//! host; the byte order that the value's numbers are stored in is told
+//! apart elsewhere: by the segment's header (a segment of the other byte
+//! order is [`Error::OtherByteOrder`](crate::Error::OtherByteOrder), see
+//! [segments](crate::_design::segment#byte-order-and-pointer-width)) and by
+//! what a [mirror](super::mirror) sends with
+//! the value.
+//!
 //! # What changed
 //!
 //! From that recorded schema, `LayoutMismatch` also says what differs

@@ -57,7 +57,10 @@
 //!   from the local one is refused (counted in `Stats::refused`, reported as
 //!   an `Event`, printed by the command) and never written; so is anything
 //!   malformed. A publisher of another layout is refused too: give a changed
-//!   type a new object name.
+//!   type a new object name. A value published by a build of another byte
+//!   order or pointer width (an s390x host's, read on x86_64) is refused the
+//!   same way, with a message that names both, never written as other
+//!   numbers; and a publisher does not write over one.
 //! - **Direction** is explicit: `publish`, `subscribe` or `both`. With
 //!   `both`, the last write to reach Redis wins (Redis numbers the writes;
 //!   hosts' generations are never compared); every host converges to it,

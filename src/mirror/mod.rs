@@ -42,7 +42,8 @@
 //!
 //! For the object named `NAME`, the hash `shmstore:mirror:NAME` holds the
 //! latest value: `value` (its bytes), `fingerprint` (of its layout, in
-//! decimal), `type` (its type name), `size`, `generation` (on the host that
+//! decimal, followed by the publisher's byte order and pointer width unless
+//! they are little-endian 64-bit: see below), `type` (its type name), `size`, `generation` (on the host that
 //! wrote it), `origin` (which mirror wrote it) and `rev` (Redis's count of
 //! writes). A small Lua script (`EVALSHA`) checks, stores and announces a
 //! value in one atomic step: it refuses a value whose fingerprint differs
@@ -60,15 +61,36 @@
 //!
 //! # Type safety across the network
 //!
-//! A value is written into local memory only if its fingerprint, type name
+//! A value is written into local memory only if it was published by a
+//! build of this byte order and pointer width, its fingerprint, type name
 //! and size are the local value's, and its bytes are exactly that many.
-//! Anything else (another layout, another type, missing or malformed
+//! Anything else (another byte order, another layout, another type, missing or malformed
 //! fields, any bytes at all in Redis) is refused: counted in
 //! [`Stats::refused`], reported as [`Event::Refused`] and by
 //! [`Mirror::last_refusal`], and never written. A publisher whose type
 //! differs from the one Redis holds under that name is refused by the
 //! script the same way: give a changed type a new object name (or delete
 //! the key).
+//!
+//! # Byte order and pointer width
+//!
+//! A value's bytes are its numbers in the byte order of the build that
+//! published it, and the layout fingerprint is the same on every host, so
+//! the record also says which build that was. A little-endian 64-bit
+//! build (x86_64, aarch64, riscv64, powerpc64le) writes the fingerprint
+//! field as before, the fingerprint alone; any other build appends a colon
+//! and its byte order and pointer width: `1234:be64` from s390x. So every
+//! record written before the field existed counts as little-endian 64-bit,
+//! which is all that earlier builds could be, and older and newer
+//! little-endian builds mirror each other as before. A subscriber refuses a
+//! value of another byte order or pointer width before anything else
+//! (reported as [`Event::Refused`], with both named: "published by a
+//! big-endian 64-bit build ..., and this host is a little-endian 64-bit
+//! build") and never writes it. The fingerprint field differs, so the
+//! publishing script refuses a write over the value of another byte order
+//! as it refuses another layout, and the publisher reports that with both
+//! byte orders named. Older builds, which know no such suffix, refuse such
+//! records as malformed. An unknown suffix is malformed too.
 //!
 //! # Writing a remote value
 //!
@@ -263,7 +285,8 @@ pub struct Stats {
     pub echoes: u64,
     /// Remote values written into local memory.
     pub applied: u64,
-    /// Values refused: another layout, or malformed.
+    /// Values refused: another layout, another byte order or pointer
+    /// width, or malformed.
     pub refused: u64,
     /// Connections lost or failed (each followed by a retry).
     pub disconnects: u64,

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use redis::{RedisError, RedisResult, Value};
 
 use super::target::{Target, Unreadable};
-use super::wire::{self, Record};
+use super::wire::{self, Build, Record};
 use super::{Direction, Event, OnEvent, Stats};
 
 /// How often idle threads look at the stop flag.
@@ -430,7 +430,7 @@ fn send(
     let reply: RedisResult<Value> = script
         .key(&core.cfg.key)
         .arg(bytes)
-        .arg(target.fingerprint().to_string())
+        .arg(wire::fingerprint_field(target.fingerprint(), Build::NATIVE))
         .arg(target.type_name())
         .arg(target.size())
         .arg(generation)
@@ -472,17 +472,30 @@ fn send(
                     .map(|b| String::from_utf8_lossy(b).into_owned())
                     .unwrap_or_default()
             };
-            core.refuse(format!(
-                "Redis holds `{}` as `{}` (fingerprint {}), this host's value is `{}` \
-                 (fingerprint {}): not published; use another object name for another \
-                 layout, or delete the key `{}`",
-                core.cfg.object,
-                text(2),
-                text(1),
-                target.type_name(),
-                target.fingerprint(),
-                core.cfg.key
-            ));
+            let held = items.get(1).and_then(wire::bytes).unwrap_or_default();
+            let reason = match wire::parse_fingerprint(held) {
+                Ok((_, build)) if build != Build::NATIVE => format!(
+                    "Redis holds `{}` from a {build} build, and this host is a {} build: \
+                     its numbers mean other numbers here, so this host's value is not \
+                     published over it; use another object name for this host's build, \
+                     or delete the key `{}`",
+                    core.cfg.object,
+                    Build::NATIVE,
+                    core.cfg.key
+                ),
+                _ => format!(
+                    "Redis holds `{}` as `{}` (fingerprint {}), this host's value is `{}` \
+                     (fingerprint {}): not published; use another object name for another \
+                     layout, or delete the key `{}`",
+                    core.cfg.object,
+                    text(2),
+                    text(1),
+                    target.type_name(),
+                    target.fingerprint(),
+                    core.cfg.key
+                ),
+            };
+            core.refuse(reason);
         }
         _ => core.refuse(format!("an unexpected reply from Redis: {reply:?}")),
     }
@@ -629,6 +642,18 @@ fn offer(core: &Core, heard: &mut Heard, record: Record, fetched: bool) {
 /// Whether a record may be written into the local value.
 fn check(core: &Core, r: &Record) -> Result<(), String> {
     let t = &core.cfg.target;
+    // First: of another byte order, every number in it (the fingerprint
+    // aside, which is the layout's and the same) would read wrong here.
+    if r.build != Build::NATIVE {
+        return Err(format!(
+            "`{}` in Redis was published by a {} build (from {}), and this host is a {} build: \
+             its numbers would read as other numbers here, not written",
+            core.cfg.object,
+            r.build,
+            r.origin,
+            Build::NATIVE
+        ));
+    }
     if r.fingerprint != t.fingerprint() || r.type_name != t.type_name() {
         return Err(format!(
             "`{}` in Redis holds `{}` (fingerprint {}, from {}), this host's `{}` holds `{}` \

@@ -76,6 +76,7 @@ impl Target {
             Err(Unusable::Damaged { reason, .. }) => {
                 return Err(unusable(format!("damaged: {reason}")))
             }
+            Err(other) => return Err(Error::Shm(other.into_error(&label))),
         };
         let Some(layout) = mapped.layout else {
             return Err(unusable("its creator has not finished creating it".into()));

@@ -2,7 +2,11 @@
 //! back is checked. Any bytes may come from Redis: parsing never panics,
 //! and a record is used only if every field is present and well-formed.
 
+use std::fmt;
+
 use redis::Value;
+
+use crate::error::ByteOrder;
 
 /// The prefix of every key and channel a mirror uses.
 pub(crate) const PREFIX: &str = "shmstore:mirror:";
@@ -34,12 +38,110 @@ redis.call('PUBLISH', ARGV[7], rev .. '\n' .. ARGV[2] .. '\n' .. ARGV[4] .. '\n'
 return {1, rev}
 "#;
 
+/// What a value's bytes mean besides its layout: the byte order and
+/// pointer width of the build that published it.
+///
+/// It travels in the fingerprint field, after the fingerprint and a colon
+/// (`1234:be64`), except for a little-endian 64-bit build's, whose field is
+/// the fingerprint alone: as every earlier build's was, so a record without
+/// it is a little-endian 64-bit build's, and such builds old and new read
+/// each other's records. A build of another byte order or width has
+/// another fingerprint field, so the publishing script refuses its write
+/// over the value of another, as it refuses another layout, and older
+/// builds refuse its records as malformed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Build {
+    pub order: ByteOrder,
+    /// `usize::BITS`.
+    pub pointer_bits: u32,
+}
+
+impl Build {
+    /// This build.
+    pub(crate) const NATIVE: Build = Build {
+        order: ByteOrder::NATIVE,
+        pointer_bits: usize::BITS,
+    };
+
+    /// What every build before the field existed was.
+    const IMPLIED: Build = Build {
+        order: ByteOrder::Little,
+        pointer_bits: 64,
+    };
+
+    /// `le64`, `be64`, `le32`, ...
+    fn token(self) -> String {
+        let order = match self.order {
+            ByteOrder::Little => "le",
+            ByteOrder::Big => "be",
+        };
+        format!("{order}{}", self.pointer_bits)
+    }
+
+    fn parse(token: &str) -> Option<Build> {
+        let (order, bits) = match token.split_at_checked(2)? {
+            ("le", bits) => (ByteOrder::Little, bits),
+            ("be", bits) => (ByteOrder::Big, bits),
+            _ => return None,
+        };
+        let pointer_bits = match bits {
+            "16" => 16,
+            "32" => 32,
+            "64" => 64,
+            _ => return None,
+        };
+        Some(Build {
+            order,
+            pointer_bits,
+        })
+    }
+}
+
+impl fmt::Display for Build {
+    /// `big-endian 64-bit`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}-bit", self.order, self.pointer_bits)
+    }
+}
+
+/// The fingerprint field of a value of layout `fingerprint` published by
+/// `build` (see [`Build`]).
+pub(crate) fn fingerprint_field(fingerprint: u64, build: Build) -> String {
+    if build == Build::IMPLIED {
+        fingerprint.to_string()
+    } else {
+        format!("{fingerprint}:{}", build.token())
+    }
+}
+
+/// Parses a fingerprint field (see [`Build`]).
+pub(crate) fn parse_fingerprint(b: &[u8]) -> Result<(u64, Build), String> {
+    let bad = || format!("the fingerprint is not a number: {:?}", shorten(b));
+    let s = std::str::from_utf8(b).map_err(|_| bad())?;
+    let (number, build) = match s.split_once(':') {
+        None => (s, Build::IMPLIED),
+        Some((number, token)) => {
+            let build = Build::parse(token).ok_or_else(|| {
+                format!(
+                    "the fingerprint names an unknown byte order or pointer width: {:?}",
+                    shorten(b)
+                )
+            })?;
+            (number, build)
+        }
+    };
+    let fingerprint = number.parse::<u64>().map_err(|_| bad())?;
+    Ok((fingerprint, build))
+}
+
 /// One value as Redis holds or announces it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Record {
     /// Redis's revision: every accepted write counts one.
     pub rev: u64,
     pub fingerprint: u64,
+    /// The byte order and pointer width of the build that published it.
+    pub build: Build,
     pub type_name: String,
     pub size: u64,
     /// The generation of the value on the host that published it.
@@ -67,7 +169,7 @@ pub(crate) fn parse_message(payload: &[u8]) -> Result<Record, String> {
             .ok_or_else(|| format!("an announcement without {what}"))
     };
     let rev = number(next("a revision")?, "revision")?;
-    let fingerprint = number(next("a fingerprint")?, "fingerprint")?;
+    let (fingerprint, build) = parse_fingerprint(next("a fingerprint")?)?;
     let size = number(next("a size")?, "size")?;
     let generation = number(next("a generation")?, "generation")?;
     let origin = text(next("an origin")?, "origin")?;
@@ -76,6 +178,7 @@ pub(crate) fn parse_message(payload: &[u8]) -> Result<Record, String> {
     Ok(Record {
         rev,
         fingerprint,
+        build,
         type_name,
         size,
         generation,
@@ -107,9 +210,11 @@ pub(crate) fn parse_hash(reply: &Value) -> Result<Option<Record>, String> {
             .and_then(|(_, v)| bytes(v))
             .ok_or_else(|| format!("the hash has no `{name}` field"))
     };
+    let (fingerprint, build) = parse_fingerprint(field("fingerprint")?)?;
     Ok(Some(Record {
         rev: number(field("rev")?, "rev")?,
-        fingerprint: number(field("fingerprint")?, "fingerprint")?,
+        fingerprint,
+        build,
         type_name: text(field("type")?, "type")?,
         size: number(field("size")?, "size")?,
         generation: number(field("generation")?, "generation")?,
@@ -190,6 +295,56 @@ mod tests {
     }
 
     #[test]
+    fn the_fingerprint_field_carries_byte_order_and_pointer_width() {
+        let builds = [
+            (ByteOrder::Little, 64, "42"),
+            (ByteOrder::Big, 64, "42:be64"),
+            (ByteOrder::Little, 32, "42:le32"),
+            (ByteOrder::Big, 32, "42:be32"),
+        ];
+        for (order, pointer_bits, field) in builds {
+            let build = Build {
+                order,
+                pointer_bits,
+            };
+            assert_eq!(fingerprint_field(42, build), field);
+            assert_eq!(parse_fingerprint(field.as_bytes()), Ok((42, build)));
+        }
+        // What every earlier build wrote, and what this build writes.
+        assert_eq!(parse_fingerprint(b"7").unwrap().1, Build::IMPLIED);
+        let native = fingerprint_field(7, Build::NATIVE);
+        assert_eq!(parse_fingerprint(native.as_bytes()), Ok((7, Build::NATIVE)));
+        for bad in [
+            &b""[..],
+            b":be64",
+            b"42:",
+            b"42:be",
+            b"42:BE64",
+            b"42:xx64",
+            b"42:be63",
+            b"42:be64:le64",
+            b"42 be64",
+            b"42:\xffe64",
+            b"42:be\xff",
+            b"-1:le64",
+            b"99999999999999999999999:be64",
+        ] {
+            assert!(parse_fingerprint(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn a_record_of_another_byte_order_says_so() {
+        let r = parse_message(b"7\n42:be64\n3\n9\nhost-a/1\nConfig\nabc").unwrap();
+        assert_eq!((r.fingerprint, r.build.order), (42, ByteOrder::Big));
+        assert_eq!(r.build.to_string(), "big-endian 64-bit");
+        let r = parse_message(b"7\n42\n3\n9\nhost-a/1\nConfig\nabc").unwrap();
+        assert_eq!(r.build, Build::IMPLIED);
+        assert_eq!(r.build.to_string(), "little-endian 64-bit");
+        assert!(parse_message(b"7\n42:zz64\n3\n9\nhost-a/1\nConfig\nabc").is_err());
+    }
+
+    #[test]
     fn a_hash_needs_every_field() {
         let s = |x: &str| Value::BulkString(x.as_bytes().to_vec());
         let full = vec![
@@ -217,6 +372,12 @@ mod tests {
             assert!(parse_hash(&Value::Array(cut)).is_err());
         }
         assert!(parse_hash(&Value::Array(full[..13].to_vec())).is_err());
+        let mut big = full.clone();
+        big[3] = s("5:be64");
+        let r = parse_hash(&Value::Array(big.clone())).unwrap().unwrap();
+        assert_eq!((r.fingerprint, r.build.order), (5, ByteOrder::Big));
+        big[3] = s("5:be64x");
+        assert!(parse_hash(&Value::Array(big)).is_err());
         assert!(parse_hash(&Value::Int(3)).is_err());
     }
 }

@@ -21,7 +21,7 @@
 
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
-use crate::error::{Error, Result};
+use crate::error::{ByteOrder, Error, Result};
 use crate::lock::seqlock::Versions;
 use crate::lock::slot::Slot;
 use crate::lock::RawLock;
@@ -55,8 +55,10 @@ const LOCK_AREA: usize = 48;
 /// The longest type name kept in a header.
 const TYPE_NAME_LEN: usize = 128;
 
-/// The segment header, as stored (native byte order: segments never leave
-/// the host).
+/// The segment header, as stored, in the byte order of the build that made
+/// it: a header of the other byte order is recognised by its format version
+/// ([`identify`]) and refused, never read as other numbers. Every field has
+/// a fixed width, so the pointer width of the build does not change it.
 #[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Clone, Debug)]
 #[repr(C)]
 pub(crate) struct Header {
@@ -304,6 +306,8 @@ pub(crate) enum Unusable {
         /// still says who made the segment).
         header: Option<Box<Header>>,
     },
+    /// Ours, made by a build of the other byte order (whose order this is).
+    OtherByteOrder(ByteOrder),
 }
 
 impl Unusable {
@@ -311,14 +315,41 @@ impl Unusable {
     pub(crate) fn reason(self) -> String {
         match self {
             Unusable::Foreign(reason) | Unusable::Damaged { reason, .. } => reason,
+            Unusable::OtherByteOrder(found) => format!(
+                "made by a {found} build, and this build is {}: its numbers would read as \
+                 other numbers here",
+                ByteOrder::NATIVE
+            ),
+        }
+    }
+
+    /// The error for the segment `name`: [`Error::OtherByteOrder`] for a
+    /// segment of the other byte order, [`Error::Corrupt`] saying why for
+    /// anything else.
+    pub(crate) fn into_error(self, name: &str) -> Error {
+        let name = name.to_owned();
+        match self {
+            Unusable::OtherByteOrder(found) => Error::OtherByteOrder { name, found },
+            other => Error::Corrupt {
+                name,
+                reason: other.reason(),
+            },
         }
     }
 }
 
+/// Whether a format version was written by a build of the other byte order:
+/// versions are small numbers, so one that is large here and small with
+/// its bytes reversed was.
+fn byte_swapped(version: u32) -> bool {
+    version > 0xffff && version.swap_bytes() <= 0xffff
+}
+
 /// The header in `bytes` (the first bytes of an object of `file_size`
 /// bytes), as far as every reader checks it whatever it expects the
-/// segment to hold: our magic, a header not cut short, this build's format
-/// version and header size, and a known state: READY, INITIALISING, or 0
+/// segment to hold: our magic, a format version not written in the other
+/// byte order ([`Unusable::OtherByteOrder`]), a header not cut short, this
+/// build's format version and header size, and a known state: READY, INITIALISING, or 0
 /// (a System V creator between its magic and its state). A ready header is
 /// then checked against itself and the object with [`consistent`].
 pub(crate) fn identify(bytes: &[u8], file_size: u64) -> std::result::Result<Box<Header>, Unusable> {
@@ -326,6 +357,14 @@ pub(crate) fn identify(bytes: &[u8], file_size: u64) -> std::result::Result<Box<
         return Err(Unusable::Foreign(format!(
             "no shmstore magic in its first bytes ({file_size} bytes long): not a shmstore segment"
         )));
+    }
+    // Before anything else of the header is read as numbers: the magic is
+    // bytes, the same in either byte order, the version is not.
+    if let Some(version) = bytes.get(8..12) {
+        let version = u32::from_ne_bytes(version.try_into().unwrap_or_default());
+        if version != FORMAT_VERSION && byte_swapped(version) {
+            return Err(Unusable::OtherByteOrder(ByteOrder::NATIVE.other()));
+        }
     }
     let damaged =
         |reason: String, header: Option<Box<Header>>| Unusable::Damaged { reason, header };
@@ -444,7 +483,7 @@ pub(crate) struct Mapped {
 /// use: [`identify`], then the spec, then [`consistent`].
 ///
 /// The order of the checks decides which error wins: not ours at all
-/// (`Corrupt`), then another type or layout (`LayoutMismatch`, whatever the
+/// (`Corrupt`) or of the other byte order (`OtherByteOrder`), then another type or layout (`LayoutMismatch`, whatever the
 /// sizes), then disagreement with the spec, with itself or with the object
 /// (`Corrupt`).
 pub(crate) fn check(name: &str, spec: &Spec, bytes: &[u8], file_size: u64) -> Result<Found> {
@@ -452,7 +491,7 @@ pub(crate) fn check(name: &str, spec: &Spec, bytes: &[u8], file_size: u64) -> Re
         name: name.to_owned(),
         reason,
     };
-    let header = identify(bytes, file_size).map_err(|u| corrupt(u.reason()))?;
+    let header = identify(bytes, file_size).map_err(|u| u.into_error(name))?;
     match header.state {
         STATE_READY => {}
         STATE_INITIALISING => return Ok(Found::Initialising),
@@ -608,7 +647,7 @@ mod tests {
         assert!(err.to_string().contains("cut short"), "{err}");
 
         let mut v = ok.clone();
-        v[8] = 9; // version
+        v[8..12].copy_from_slice(&9u32.to_ne_bytes()); // version
         assert!(check("t", &Spec::of::<u64>(0), &v, size)
             .unwrap_err()
             .to_string()
@@ -625,7 +664,7 @@ mod tests {
         assert!(err.to_string().contains("truncated"), "{err}");
 
         let mut v = ok.clone();
-        v[STATE_OFFSET] = STATE_INITIALISING as u8;
+        v[STATE_OFFSET..STATE_OFFSET + 4].copy_from_slice(&STATE_INITIALISING.to_ne_bytes());
         assert!(matches!(
             check("t", &Spec::of::<u64>(0), &v, size),
             Ok(Found::Initialising)
@@ -672,6 +711,81 @@ mod tests {
         let err = Error::NotFound { name: "t".into() };
         let err = explain_mismatch(err, &spec, h.as_bytes(), size, |_, _| unreachable!());
         assert!(matches!(err, Error::NotFound { .. }));
+    }
+
+    /// `h` as a build of the other byte order writes it: every number's
+    /// bytes reversed, the magic and type name as they are.
+    fn byte_swapped_header(h: &Header) -> Header {
+        Header {
+            magic: h.magic,
+            version: h.version.swap_bytes(),
+            state: h.state.swap_bytes(),
+            header_size: h.header_size.swap_bytes(),
+            kind: h.kind.swap_bytes(),
+            total_size: h.total_size.swap_bytes(),
+            fingerprint: h.fingerprint.swap_bytes(),
+            value_size: h.value_size.swap_bytes(),
+            value_align: h.value_align.swap_bytes(),
+            value_offset: h.value_offset.swap_bytes(),
+            lock_offset: h.lock_offset.swap_bytes(),
+            creator_pid: h.creator_pid.swap_bytes(),
+            creator_uid: h.creator_uid.swap_bytes(),
+            creator_start: h.creator_start.swap_bytes(),
+            pid_ns: h.pid_ns.swap_bytes(),
+            created_unix_ns: h.created_unix_ns.swap_bytes(),
+            type_name_len: h.type_name_len.swap_bytes(),
+            schema_len: h.schema_len.swap_bytes(),
+            type_name: h.type_name,
+        }
+    }
+
+    #[test]
+    fn a_header_of_the_other_byte_order_is_refused_as_such() {
+        let spec = Spec::of::<u64>(0);
+        let size = spec.layout().total_size as u64;
+        let mut h = Header::new(&spec, &Creator::current());
+        h.state = STATE_READY;
+        let other = byte_swapped_header(&h);
+        let err = check("t", &spec, other.as_bytes(), size).unwrap_err();
+        let Error::OtherByteOrder { name, found } = &err else {
+            panic!("{err:?}");
+        };
+        assert_eq!((name.as_str(), *found), ("t", ByteOrder::NATIVE.other()));
+        let message = err.to_string();
+        let both = format!(
+            "made by a {} build, and this build is {}",
+            ByteOrder::NATIVE.other(),
+            ByteOrder::NATIVE
+        );
+        assert!(message.contains(&both), "{message}");
+        // Whatever the state, kind or size, and in a header cut short too:
+        // the version says it before anything else is read.
+        for len in [12, 40, other.as_bytes().len()] {
+            assert!(matches!(
+                identify(&other.as_bytes()[..len], 3),
+                Err(Unusable::OtherByteOrder(found)) if found == ByteOrder::NATIVE.other()
+            ));
+        }
+        let older = Header {
+            version: 1u32.swap_bytes(),
+            ..other.clone()
+        };
+        assert!(matches!(
+            identify(older.as_bytes(), size),
+            Err(Unusable::OtherByteOrder(_))
+        ));
+        // A damaged version that is large either way is no byte order's.
+        for version in [0xdead_beef, 0x0102_0304, u32::MAX] {
+            let v = Header {
+                version,
+                ..h.clone()
+            };
+            let err = check("t", &spec, v.as_bytes(), size).unwrap_err();
+            assert!(
+                matches!(&err, Error::Corrupt { reason, .. } if reason.contains("format version")),
+                "{err:?}"
+            );
+        }
     }
 
     #[test]

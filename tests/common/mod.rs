@@ -26,6 +26,59 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+/// The numbers in a segment's header (src/segment/header.rs, `Header`):
+/// the offset and width of each; the magic and the type name are bytes.
+pub const HEADER_NUMBERS: [(usize, usize); 17] = [
+    (8, 4),   // version
+    (12, 4),  // state
+    (16, 4),  // header_size
+    (20, 4),  // kind
+    (24, 8),  // total_size
+    (32, 8),  // fingerprint
+    (40, 8),  // value_size
+    (48, 8),  // value_align
+    (56, 8),  // value_offset
+    (64, 8),  // lock_offset
+    (72, 4),  // creator_pid
+    (76, 4),  // creator_uid
+    (80, 8),  // creator_start
+    (88, 8),  // pid_ns
+    (96, 8),  // created_unix_ns
+    (104, 4), // type_name_len
+    (108, 4), // schema_len
+];
+
+/// Rewrites the header of the segment file at `path` as a build of the
+/// other byte order writes it: the bytes of every number reversed, built by
+/// hand from the documented layout. Returns the file's new contents.
+pub fn forge_other_byte_order(path: &std::path::Path) -> Vec<u8> {
+    let mut bytes = std::fs::read(path).expect("reading the segment");
+    for (at, len) in HEADER_NUMBERS {
+        bytes[at..at + len].reverse();
+    }
+    std::fs::write(path, &bytes).expect("writing the forged header");
+    bytes
+}
+
+/// `big-endian` or `little-endian`: the byte order of builds other than
+/// this one, as messages name it.
+pub fn other_byte_order() -> &'static str {
+    if cfg!(target_endian = "little") {
+        "big-endian"
+    } else {
+        "little-endian"
+    }
+}
+
+/// This build's byte order, as messages name it.
+pub fn this_byte_order() -> &'static str {
+    if cfg!(target_endian = "little") {
+        "little-endian"
+    } else {
+        "big-endian"
+    }
+}
+
 /// The variable that carries a child's role (`role:arg:arg...`).
 pub const CHILD_ENV: &str = "SHMSTORE_CHILD";
 /// The variable that carries the entry test a child was started for.
@@ -468,6 +521,7 @@ pub fn variant(e: &shmstore::Error) -> &'static str {
         Error::PermissionDenied { .. } => "PermissionDenied",
         Error::ForeignOwner { .. } => "ForeignOwner",
         Error::OtherPidNamespace { .. } => "OtherPidNamespace",
+        Error::OtherByteOrder { .. } => "OtherByteOrder",
         Error::NoSpace { .. } => "NoSpace",
         Error::SysvLimit { .. } => "SysvLimit",
         Error::Io { .. } => "Io",

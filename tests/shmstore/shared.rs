@@ -1232,6 +1232,51 @@ fn unknown_format_version_is_corrupt() {
     assert_eq!(contents(&seg), before);
 }
 
+/// A segment made by a build of the other byte order (its header forged by
+/// hand: every number's bytes reversed) is refused as such by every way of
+/// opening it, left as it is, and `inspect` says why.
+#[test]
+fn a_segment_of_the_other_byte_order_is_refused_as_such() {
+    let seg = Segment::new("byteorder");
+    valid_segment(&seg, 42);
+    let before = common::forge_other_byte_order(&seg.path());
+    let both = format!(
+        "made by a {} build, and this build is {}",
+        common::other_byte_order(),
+        common::this_byte_order()
+    );
+    for e in [
+        failure(Shared::<Counter>::open(seg.name())),
+        failure(Shared::<Counter>::open_or_create(
+            seg.name(),
+            Counter::default(),
+        )),
+        // Another type would be refused too: the byte order comes first.
+        failure(Shared::<Wider>::open(seg.name())),
+        failure(shmstore::SharedReader::<Counter>::open(seg.name())),
+        failure(shmstore::Store::open(seg.name())),
+    ] {
+        assert!(
+            matches!(&e, Error::OtherByteOrder { found, .. }
+                if *found == shmstore::ByteOrder::NATIVE.other()),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains(&both), "{e}");
+    }
+    assert_eq!(contents(&seg), before, "the segment was changed");
+    let report = shmstore::inspect::report(seg.name()).unwrap();
+    assert!(
+        matches!(report.state, shmstore::inspect::State::OtherByteOrder { found }
+            if found == shmstore::ByteOrder::NATIVE.other()),
+        "{:?}",
+        report.state
+    );
+    // Never stale: whether anyone uses it cannot be told from here.
+    let staleness = shmstore::inspect::staleness(&report);
+    assert!(!staleness.is_stale());
+    assert!(staleness.to_string().contains(&both), "{staleness}");
+}
+
 /// Our magic in state INITIALISING under a name: never a creator at work
 /// (creators work under a temporary name), so it is `Corrupt` at once, and
 /// `open_or_create` leaves it as it is.

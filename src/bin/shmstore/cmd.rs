@@ -462,6 +462,13 @@ fn rm_refusal(r: &Report) -> Option<String> {
                 "it is a damaged shmstore segment ({reason}): what it holds may still be read"
             ))
         }
+        State::OtherByteOrder { .. } => {
+            return Some(format!(
+                "it is a shmstore segment of another byte order ({}): whether anyone uses \
+                 it cannot be told from here",
+                inspect::staleness(r)
+            ))
+        }
         _ => {}
     }
     let me = out::our_uid();

@@ -7,7 +7,7 @@ use shmstore::inspect::{
     self, Backend, EntryReport, HeaderInfo, LockState, Report, SlotInfo, State,
 };
 use shmstore::schema::{Schema, Value};
-use shmstore::PoisonInfo;
+use shmstore::{ByteOrder, PoisonInfo};
 
 use crate::out::{self, Json};
 
@@ -59,6 +59,7 @@ fn type_cell(r: &Report) -> String {
             Err(_) => "store (damaged directory)".to_owned(),
         },
         State::Damaged { .. } => "damaged".to_owned(),
+        State::OtherByteOrder { found } => format!("{found} (not this build's byte order)"),
         State::Incomplete { .. } => "incomplete".to_owned(),
         // An object that is no file at all says what it is: "a FIFO ...".
         State::Foreign { reason } if reason.starts_with("a ") || reason.starts_with("an ") => {
@@ -130,6 +131,7 @@ pub fn state_phrase(r: &Report) -> String {
         State::Value { .. } => "a value".to_owned(),
         State::Store { .. } => "a store".to_owned(),
         State::Damaged { reason, .. } => format!("damaged ({reason})"),
+        State::OtherByteOrder { found } => format!("of another byte order ({})", made_by(*found)),
         State::Incomplete { .. } => "incomplete (its creator has not finished creating it, \
                                      or died doing so)"
             .to_owned(),
@@ -145,6 +147,7 @@ fn state_key(r: &Report) -> &'static str {
         State::Value { .. } => "value",
         State::Store { .. } => "store",
         State::Damaged { .. } => "damaged",
+        State::OtherByteOrder { .. } => "other-byte-order",
         State::Incomplete { .. } => "incomplete",
         State::Foreign { .. } => "foreign",
         State::Unreadable { .. } => "unreadable",
@@ -153,13 +156,23 @@ fn state_key(r: &Report) -> &'static str {
     }
 }
 
-fn state_reason(r: &Report) -> Option<&str> {
+fn state_reason(r: &Report) -> Option<String> {
     match &r.state {
         State::Damaged { reason, .. }
         | State::Foreign { reason }
-        | State::Unreadable { reason } => Some(reason),
+        | State::Unreadable { reason } => Some(reason.clone()),
+        State::OtherByteOrder { found } => Some(made_by(*found)),
         _ => None,
     }
+}
+
+/// Why a segment of the other byte order is not decoded.
+fn made_by(found: ByteOrder) -> String {
+    format!(
+        "made by a {found} build, and this build is {}: its numbers would read as other \
+         numbers here",
+        ByteOrder::NATIVE
+    )
 }
 
 /// `0x` and 16 hexadecimal digits.
@@ -503,6 +516,14 @@ pub fn inspect_text(r: &Report) -> String {
                 header_lines(&mut l, h);
             }
             l.kv(0, "value", "not decoded: the segment fails its checks");
+        }
+        State::OtherByteOrder { found } => {
+            l.kv(0, "state", format!("other byte order: {}", made_by(*found)));
+            l.kv(
+                0,
+                "value",
+                format!("not decoded: open or inspect it from a {found} host"),
+            );
         }
         State::Incomplete { header } => {
             l.kv(

@@ -519,6 +519,44 @@ fn file_lock_held_at_a_crash_is_recovered_after_reopening() {
     checker.wait_success();
 }
 
+/// A file segment on a disk that a host of the other byte order shares:
+/// its header (forged by hand, every number's bytes reversed) is refused by
+/// `open` and by a mirror's `Target::open` with a message that names both
+/// byte orders, and the file is left as it is.
+#[test]
+fn a_file_of_the_other_byte_order_is_refused_with_both_byte_orders() {
+    let dir = TempDir::new("byteorder");
+    let path = dir.join("config.shm");
+    drop(Shared::create(path.as_path(), Counter::default()).unwrap());
+    let before = common::forge_other_byte_order(&path);
+    let both = format!(
+        "made by a {} build, and this build is {}",
+        common::other_byte_order(),
+        common::this_byte_order()
+    );
+    let e = Shared::<Counter>::open(path.as_path()).unwrap_err();
+    assert!(
+        matches!(&e, Error::OtherByteOrder { found, .. }
+            if *found == shmstore::ByteOrder::NATIVE.other()),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains(&both), "{e}");
+    let e = Shared::<Counter>::open_or_create(path.as_path(), Counter::default()).unwrap_err();
+    assert!(matches!(e, Error::OtherByteOrder { .. }), "{e:?}");
+    #[cfg(feature = "mirror")]
+    {
+        match shmstore::mirror::Target::open(path.as_path()) {
+            Err(e) => assert!(e.to_string().contains(&both), "{e}"),
+            Ok(_) => panic!("a mirror took a file of the other byte order"),
+        }
+    }
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        before,
+        "the file was changed"
+    );
+}
+
 #[test]
 fn file_segment_refuses_links_directories_and_damaged_files() {
     let dir = TempDir::new("file-bad");
