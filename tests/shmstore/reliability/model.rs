@@ -218,7 +218,7 @@ const CITED: &[(&str, &str)] = &[
     (
         "src/lock/seqlock.rs",
         "if self.seq_acquire() == s1 && (lock.holder_died() || !lock.is_locked()) \
-         && self.seq_acquire() == s1 {",
+         && self.seq_after_reads() == s1 {",
     ),
     ("src/lock/seqlock.rs", "return Read::Interrupted(s1 >> 1);"),
     // wait.
@@ -1386,7 +1386,8 @@ impl Model {
             }
             Pc::RdGiveUpSeq => {
                 // read_slow, after the lock word:
-                // `&& self.seq.load(Ordering::Acquire) == s1 {`
+                // `&& self.seq_after_reads() == s1 {` (an acquire fence, then
+                // the load: on weakly ordered CPUs too, after the lock word)
                 if st.seq == p.s {
                     n.procs[i].justified |= Self::writer_died(st);
                     n.procs[i].pc = Pc::RdIntA;
