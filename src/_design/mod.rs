@@ -16,6 +16,9 @@
 //! 5. [Trust](trust): what another process that maps a segment can and
 //!    cannot do to this one, and what is not guaranteed.
 //! 6. [Reliability](reliability): how the guarantees are tested, in short.
+//! 7. [Memory ordering](ordering): every atomic and fence of the lock,
+//!    the snapshots, the segments and the store, reviewed for ARM's weaker
+//!    memory model, and what emulation on x86 cannot show.
 //!
 //! # The layers
 //!
@@ -33,6 +36,7 @@
 //! The lock sits beside the segment layer and knows nothing of it.
 
 pub mod lock;
+pub mod ordering;
 pub mod reliability;
 pub mod segment;
 pub mod seqlock;

@@ -18,7 +18,9 @@
 //! breadth-first, with a visited set over the whole state (shared words,
 //! every process's program counter and locals, who is asleep on which futex,
 //! who is dead). Shared memory is sequentially consistent in the model: each
-//! step sees the latest value of every word.
+//! step sees the latest value of every word. Which orderings make the real
+//! code behave so on weakly ordered CPUs is a separate review
+//! (`shmstore::_design::ordering`, src/_design/ordering.rs).
 //!
 //! - **Futex**: `wait(addr, expected)` compares and goes to sleep in one step
 //!   (or returns at once when the word differs); a sleeper leaves only when a
