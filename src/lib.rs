@@ -28,8 +28,8 @@
 //!   text, lists and flags, the store, the `shmstore` command, mirroring,
 //!   and what each costs.
 //! - [`_design`]: how it works: the lock and poisoning, snapshots, the
-//!   segment protocol, the store's heap and its recovery, trust, and how
-//!   the guarantees are tested.
+//!   segment protocol, the store's heap and its recovery, trust, how the
+//!   guarantees are tested, and the memory-ordering review.
 //!
 //! # The types
 //!

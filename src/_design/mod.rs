@@ -18,6 +18,9 @@
 //! 6. [Reliability](reliability): how the guarantees are tested, in short.
 //! 7. [Platforms](platforms): what shmstore runs on and what it refuses,
 //!    where its Linux code is, and the plan for macOS and FreeBSD.
+//! 8. [Memory ordering](ordering): every atomic and fence of the lock,
+//!    the snapshots, the segments and the store, reviewed for ARM's weaker
+//!    memory model, and what emulation on x86 cannot show.
 //!
 //! # The layers
 //!
@@ -37,6 +40,7 @@
 //! The lock sits beside the segment layer and knows nothing of it.
 
 pub mod lock;
+pub mod ordering;
 pub mod platforms;
 pub mod reliability;
 pub mod segment;

@@ -48,7 +48,9 @@
 //! of seqlocks in Rust: the language's memory model does not define a
 //! non-atomic read that races with a write, and offers no per-byte atomic
 //! copy yet; volatile loads close the gap in practice (they compile to plain
-//! loads, as relaxed atomic loads would), not in the model.
+//! loads, as relaxed atomic loads would), not in the model. The counter's
+//! loads and stores, and the fences around the copy that make this hold on
+//! ARM as on x86, are in [memory ordering](super::ordering).
 //!
 //! # Waiting
 //!

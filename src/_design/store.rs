@@ -37,7 +37,11 @@
 //! sizes reaches exactly its end, at every moment, because each change to
 //! its shape is one 8-byte store (a split writes the new block's header
 //! inside the old block and then shrinks the old one; a merge grows the
-//! first block over the second). Entry states change by one store too: a
+//! first block over the second). Those stores are release stores, and a
+//! walk loads each size before an acquire fence, so a walk without the
+//! lock that sees a new size also sees the header it leads to, on weakly
+//! ordered CPUs (ARM) too, not only on x86; the format word is published
+//! the same way (see [memory ordering](super::ordering)). Entry states change by one store too: a
 //! block taken for a new entry is RESERVED until its key, lock and value
 //! are written, then LIVE; a removed entry is unlinked from the buckets and
 //! then freed, or marked REMOVED while handles still hold it.

@@ -289,10 +289,14 @@ impl Versions {
                 // The counter is loaded again after the lock word: a writer
                 // that committed and unlocked between the first load and
                 // the lock check was not interrupted (found by the model
-                // check, tests/shmstore/reliability/model.rs).
+                // check, tests/shmstore/reliability/model.rs). "After" must
+                // hold on weakly ordered CPUs too: the lock word is loaded
+                // relaxed, so an acquire fence comes between it and the
+                // second load (`seq_after_reads`); a word found free by an
+                // unlock's release then shows that unlock's commit.
                 if self.seq_acquire() == s1
                     && (lock.holder_died() || !lock.is_locked())
-                    && self.seq_acquire() == s1
+                    && self.seq_after_reads() == s1
                 {
                     // Nobody alive is finishing this write: take what is
                     // there.

@@ -5,7 +5,7 @@
 //! The layout, the recovery after a crash, and what is checked:
 //! `shmstore::_design::store` (src/_design/store.rs).
 
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{fence, Ordering, Ordering::Relaxed};
 
 use crate::error::{Error, Result};
 use crate::sys::mapping::Mapping;
@@ -284,9 +284,14 @@ impl Heap<'_> {
         self.geo.content + field
     }
 
-    /// Whether the heap has been formatted.
+    /// Whether the heap has been formatted. Acquires the format word
+    /// (a relaxed load and an acquire fence, which read-only mappings
+    /// allow): a reader without the lock that sees it formatted sees the
+    /// heap [`format`](Heap::format) wrote before it.
     pub(crate) fn formatted(&self) -> bool {
-        self.u32(self.meta(M_FORMAT)) == FORMATTED
+        let formatted = self.u32(self.meta(M_FORMAT)) == FORMATTED;
+        fence(Ordering::Acquire);
+        formatted
     }
 
     /// The versions flags entries are made with.
@@ -346,6 +351,20 @@ impl Heap<'_> {
         self.u32(at + B_STATE)
     }
 
+    /// Stores the size of the block at `at`, with release ordering: every
+    /// change to the heap's shape is one such store, and a walk without the
+    /// lock that loads the new size (then an acquire fence, see
+    /// [`walk`](Heap::walk)) also sees the header it leads to, written
+    /// before. Not all of these changes bump the directory's generation
+    /// (a block is reserved before the change begins, a removed entry is
+    /// freed when its last holder lets go), so this ordering is what keeps
+    /// such a walk on block boundaries on weakly ordered CPUs.
+    fn set_size(&self, at: usize, size: u64) {
+        self.map
+            .atomic_u64(at + B_SIZE)
+            .store(size, Ordering::Release);
+    }
+
     /// Formats an empty heap: one free block, no entries. Also what a
     /// store whose formatting was cut short gets again.
     pub(crate) fn format(&self) {
@@ -359,14 +378,17 @@ impl Heap<'_> {
             self.set_u32(self.meta(M_HEADS + 4 * c), 0);
         }
         let first = self.geo.heap_at;
-        self.set_u64(first + B_SIZE, self.geo.heap_size);
+        self.set_size(first, self.geo.heap_size);
         self.set_u64(first + B_PREV, 0);
         self.set_u32(first + B_STATE, FREE);
         self.push_free(first, self.geo.heap_size);
         self.set_u64(self.meta(M_ENTRIES), 0);
         self.set_u64(self.meta(M_USED), 0);
         self.set_u64(self.meta(M_REPLACING), 0);
-        self.set_u32(self.meta(M_FORMAT), FORMATTED);
+        // Release: who acquires FORMATTED (`formatted`) sees all the above.
+        self.map
+            .atomic_u32(self.meta(M_FORMAT))
+            .store(FORMATTED, Ordering::Release);
     }
 
     // ---- Free lists ----
@@ -506,11 +528,12 @@ impl Heap<'_> {
     /// rest becomes a free block.
     fn split(&self, at: usize, size: u64, keep: u64) -> Result<()> {
         let rest = at + keep as usize;
-        self.set_u64(rest + B_SIZE, size - keep);
+        self.set_size(rest, size - keep);
         self.set_u64(rest + B_PREV, keep);
         self.set_u32(rest + B_STATE, FREE);
-        // The one store that makes the new block appear in the walk.
-        self.set_u64(at + B_SIZE, keep);
+        // The one store that makes the new block appear in the walk
+        // (release: its header above is seen with it).
+        self.set_size(at, keep);
         self.set_next_prev(rest, size - keep);
         self.push_free(rest, size - keep);
         Ok(())
@@ -539,7 +562,7 @@ impl Heap<'_> {
                 let next_size = self.size_of(next)?;
                 self.unlink_free(next, next_size)?;
                 size += next_size;
-                self.set_u64(at + B_SIZE, size);
+                self.set_size(at, size);
             }
         }
         // The previous block, found through the hint and checked.
@@ -551,7 +574,7 @@ impl Heap<'_> {
                 self.unlink_free(prev, prev_size)?;
                 size += prev_size;
                 at = prev;
-                self.set_u64(at + B_SIZE, size);
+                self.set_size(at, size);
             }
         }
         self.set_next_prev(at, size);
@@ -578,6 +601,10 @@ impl Heap<'_> {
         while off < self.geo.heap_size {
             let at = self.abs(off);
             let size = self.size_of(at)?;
+            // Pairs with the release store of the size (`set_size`): the
+            // block this size leads to is read after it, also without the
+            // lock and on weakly ordered CPUs.
+            fence(Ordering::Acquire);
             f(at, size, self.state(at))?;
             off += size;
         }
@@ -1234,7 +1261,7 @@ impl Heap<'_> {
             off += size;
             match prev {
                 Some((p, psize)) if state == FREE && self.state(p) == FREE => {
-                    self.set_u64(p + B_SIZE, psize + size);
+                    self.set_size(p, psize + size);
                     prev = Some((p, psize + size));
                 }
                 _ => {

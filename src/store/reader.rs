@@ -404,13 +404,17 @@ impl Inner {
 impl Inner {
     /// Whether the directory is in the middle of a change that nobody
     /// alive is making: its lock's holder died, or (damage) nobody holds
-    /// it. The counter is loaded again after the lock word: a writer that
-    /// committed and unlocked in between was not interrupted.
+    /// it. The counter is loaded again after the lock word, past an
+    /// acquire fence (`seq_after_reads`; the word is loaded relaxed, and
+    /// weakly ordered CPUs could otherwise load the counter first): a writer
+    /// that committed and unlocked in between was not interrupted.
     fn left_mid_change(&self) -> bool {
         let versions = self.versions();
         let lock = self.raw();
         let seq = versions.seq_now();
-        seq & 1 == 1 && (lock.holder_died() || !lock.is_locked()) && versions.seq_now() == seq
+        seq & 1 == 1
+            && (lock.holder_died() || !lock.is_locked())
+            && versions.seq_after_reads() == seq
     }
 }
 

@@ -18,7 +18,9 @@
 //! breadth-first, with a visited set over the whole state (shared words,
 //! every process's program counter and locals, who is asleep on which futex,
 //! who is dead). Shared memory is sequentially consistent in the model: each
-//! step sees the latest value of every word.
+//! step sees the latest value of every word. Which orderings make the real
+//! code behave so on weakly ordered CPUs is a separate review
+//! (`shmstore::_design::ordering`, src/_design/ordering.rs).
 //!
 //! - **Futex**: `wait(addr, expected)` compares and goes to sleep in one step
 //!   (or returns at once when the word differs); a sleeper leaves only when a
@@ -218,7 +220,7 @@ const CITED: &[(&str, &str)] = &[
     (
         "src/lock/seqlock.rs",
         "if self.seq_acquire() == s1 && (lock.holder_died() || !lock.is_locked()) \
-         && self.seq_acquire() == s1 {",
+         && self.seq_after_reads() == s1 {",
     ),
     ("src/lock/seqlock.rs", "return Read::Interrupted(s1 >> 1);"),
     // wait.
@@ -1386,7 +1388,8 @@ impl Model {
             }
             Pc::RdGiveUpSeq => {
                 // read_slow, after the lock word:
-                // `&& self.seq.load(Ordering::Acquire) == s1 {`
+                // `&& self.seq_after_reads() == s1 {` (an acquire fence, then
+                // the load: on weakly ordered CPUs too, after the lock word)
                 if st.seq == p.s {
                     n.procs[i].justified |= Self::writer_died(st);
                     n.procs[i].pc = Pc::RdIntA;
