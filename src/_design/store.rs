@@ -92,6 +92,10 @@
 //! RESERVED blocks (a create or replacement cut short) become free, LIVE
 //! ones are entered in the buckets again (a remove cut short is undone),
 //! and adjacent free blocks are merged. A half-made entry is thus either complete or gone.
+//! The heap is formatted under the first directory lock; formatting first
+//! sets the format word to "formatting", so a process killed while
+//! formatting leaves a heap that is formatted again, and only a format word
+//! of zero over a heap in use (damage) is refused as `Corrupt`.
 //! The rebuild counts as a change of the directory (its generation moves),
 //! so a reader without the lock never trusts a look-up it overlapped.
 //! [`Store::check`](crate::Store::check) verifies every invariant: the heap

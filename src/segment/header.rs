@@ -453,6 +453,10 @@ pub(crate) fn read_mapped(map: &Mapping) -> std::result::Result<Mapped, Unusable
     let mut buf = [0u8; std::mem::size_of::<Header>()];
     let n = map.len().min(buf.len());
     map.copy_out(0, &mut buf[..n]);
+    // The copy read `state` with plain loads: order every later read (the
+    // schema, the value, the counters) after it, so that a READY seen here
+    // comes with what its creator wrote before its release store of READY.
+    std::sync::atomic::fence(std::sync::atomic::Ordering::Acquire);
     let header = identify(&buf[..n], map.len() as u64)?;
     let layout = if header.state == STATE_READY {
         match consistent(&header, map.len() as u64) {

@@ -15,6 +15,9 @@ use crate::types::shareable::Fingerprint;
 const UNFORMATTED: u32 = 0;
 /// `format` of a formatted store of this build.
 pub(crate) const FORMATTED: u32 = 0x5354_3031; // "ST01"
+/// `format` while [`Heap::format`] runs: left only by a process that died
+/// formatting, whose heap holds no entry yet, so it is formatted again.
+const FORMATTING: u32 = 0x5354_3030; // "ST00"
 
 /// Bytes of the meta area.
 pub(crate) const META: usize = 256;
@@ -368,6 +371,11 @@ impl Heap<'_> {
     /// Formats an empty heap: one free block, no entries. Also what a
     /// store whose formatting was cut short gets again.
     pub(crate) fn format(&self) {
+        // First of all: a process killed from here on leaves a heap that
+        // says it was being formatted, not one that looks used.
+        self.map
+            .atomic_u32(self.meta(M_FORMAT))
+            .store(FORMATTING, Ordering::Release);
         for b in 0..self.geo.buckets as usize {
             self.set_u32(self.geo.buckets_at + 4 * b, 0);
         }
@@ -1212,10 +1220,14 @@ impl Heap<'_> {
     pub(crate) fn recover(&self) -> Result<()> {
         if !self.formatted() {
             // Formatting is for a heap nobody has used: a creator that died
-            // before formatting left zeros. A damaged format word over a
-            // used heap must not erase every entry.
+            // before formatting left zeros, one that died formatting left
+            // FORMATTING. A damaged format word over a used heap must not
+            // erase every entry.
             let first = self.abs(0);
-            if self.u32(self.meta(M_FORMAT)) != UNFORMATTED || self.u64(first + B_SIZE) != 0 {
+            let word = self.u32(self.meta(M_FORMAT));
+            let unused = word == FORMATTING
+                || (word == UNFORMATTED && self.u64(first + B_SIZE) == 0);
+            if !unused {
                 return Err(self.corrupt(
                     "its format word is damaged over a heap in use; nothing was erased".into(),
                 ));
@@ -1444,6 +1456,32 @@ mod tests {
             heap.check().unwrap();
             assert_eq!(heap.find(b"k").unwrap().unwrap().1.at, at);
         }
+    }
+
+    #[test]
+    fn a_format_cut_short_is_formatted_again_and_damage_is_refused() {
+        let (map, geo) = test_heap(4096);
+        let heap = Heap {
+            map: &map,
+            geo,
+            label: "test",
+        };
+        // A creator killed in `format` after it wrote the first block's
+        // size (what a kill storm under emulation found).
+        heap.set_u32(heap.meta(M_FORMAT), FORMATTING);
+        heap.set_u64(heap.abs(0) + B_SIZE, 4096);
+        heap.recover().unwrap();
+        assert!(heap.formatted());
+        heap.check().unwrap();
+
+        // Zero over a heap in use is damage: refused, nothing erased.
+        let value = [1u8; 8];
+        let at = heap.reserve(&entry_of(&value, 1), &|_, _| false).unwrap();
+        heap.fill(at, &entry_of(&value, 1), 0).unwrap();
+        heap.set_u32(heap.meta(M_FORMAT), UNFORMATTED);
+        assert!(matches!(heap.recover(), Err(Error::Corrupt { .. })));
+        heap.set_u32(heap.meta(M_FORMAT), FORMATTED);
+        assert_eq!(heap.find(b"k").unwrap().unwrap().1.at, at);
     }
 
     #[test]

@@ -28,10 +28,11 @@ const REP_MOVSB_FROM: usize = 512;
 /// data race, and so undefined behaviour; it is *not* an atomic load. Every
 /// seqlock written in Rust today (crossbeam's `AtomicCell` fallback among
 /// them) lives with this gap. What this crate relies on instead is what the
-/// targets it builds for (x86-64 and aarch64 Linux) and LLVM do: a volatile
-/// load of an aligned 1-, 2-, 4-, 8- or 16-byte chunk is one plain load
-/// instruction, which cannot fault on mapped memory and returns some bytes
-/// that were there; the compiler cannot assume anything about the value it
+/// targets it builds for (64-bit Linux: x86-64, aarch64, riscv64,
+/// powerpc64le, s390x) and LLVM do: a volatile load of an aligned 1-, 2-, 4-
+/// or 8-byte chunk is one plain load instruction (a 16-byte chunk is one
+/// load where the target has one, and two 8-byte loads where it has not),
+/// which cannot fault on mapped memory and returns some bytes that were there; the compiler cannot assume anything about the value it
 /// returns. The bytes are then never trusted: every `Shareable` bit pattern
 /// is a valid value, and the caller's sequence counter decides whether the
 /// copy is used or thrown away. The writers race with are in other

@@ -300,7 +300,10 @@ impl Place {
         match self.kind {
             Kind::Sysv => sysv_stat(self.key()).map(|(_, ds)| {
                 let p = ds.shm_perm;
-                (p.uid, p.gid, u32::from(p.mode) & 0o777)
+                // `mode` is 16 bits on x86_64, 32 on aarch64.
+                #[allow(clippy::useless_conversion)]
+                let mode = u32::from(p.mode);
+                (p.uid, p.gid, mode & 0o777)
             }),
             _ => self
                 .path()
