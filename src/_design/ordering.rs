@@ -78,7 +78,7 @@
 //! | State INITIALISING | Release store | The same openers; they read the header only when it says so. |
 //! | Value, schema, counter, then state READY (`write_body`) | Plain and relaxed stores, then a Release store | The opener's state load + fence (System V, `sysv.rs`); every handle is made after it. |
 //! | Descriptor-backed segments (POSIX, file, memfd) | Published by `link`, `rename` or descriptor passing | The creator writes everything, READY included, before the system call that makes the name or the descriptor reachable; the kernel's locks on that path order those stores before any opener's reads. |
-//! | Untyped readers (`inspect`, the command, the mirror): `header::read_mapped` | A racy copy of the header, then its state trusted | Each caller today loads the counter or the poison cause (load + fence) before it reads the schema or value, which orders those reads after the READY it saw. A fence in `read_mapped` itself would make that independent of the callers. |
+//! | Untyped readers (`inspect`, the command, the mirror): `header::read_mapped` | A racy copy of the header, then its state trusted | An acquire fence right after the copy orders every later read (schema, value, counters) after the READY it saw, whatever the caller does next. |
 //!
 //! # The store
 //!
@@ -93,7 +93,7 @@
 //! |---|---|---|
 //! | A change of the directory (insert, remove, replace, rebuild) | `begin_write` / commit of the directory's counter | The reader's `copy_quiet`. |
 //! | A block's size: split, merge, rebuild, format (`set_size`) | Release store | The walk's `fence(Acquire)` after each size it loads: a walk that sees a new size sees the header it leads to. **Changed**: see below. |
-//! | The format word (`format`, `formatted`) | Release store, load + fence | A reader that sees the heap formatted sees the formatted heap. **Changed**. |
+//! | The format word (`format`, `formatted`) | Release stores ("formatting" first, then FORMATTED), load + fence | A reader that sees the heap formatted sees the formatted heap. **Changed**. |
 //! | An entry turning LIVE (`fill`, `replace`) | Release store | Stronger than needed: the directory's counter orders it. |
 //! | Holder bits, handle table | Relaxed | Read without the lock only as figures. |
 //! | A migration's `supersede` of the old entry | A poison record (above), under the old entry's lock | Made before the switch; the old entry's next holder or snapshot sees it through that lock's release or the cause's acquire. |
