@@ -6,6 +6,7 @@
 //! `shmstore::_design::store` (src/_design/store.rs).
 
 use std::sync::atomic::{fence, Ordering, Ordering::Relaxed};
+use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::sys::mapping::Mapping;
@@ -251,6 +252,67 @@ pub(crate) struct NewEntry<'a> {
 pub(crate) struct Space {
     pub free: u64,
     pub largest: u64,
+}
+
+/// Blocks a piece of a listing visits, at most, before it ends at the next
+/// entry: a piece holds the directory lock (or needs a quiet moment) for
+/// about 1,024 x 0.3 µs at most.
+const PIECE_BLOCKS: usize = 1024;
+/// How long a piece of a listing runs, at most, before it ends at the next
+/// entry (on slow or emulated CPUs, where [`PIECE_BLOCKS`] takes longer).
+const PIECE_TIME: Duration = Duration::from_micros(250);
+/// How many entries back a piece looks for one still in its place when the
+/// last listed was removed, before it starts again at the heap's start.
+const LOOK_BACK: usize = 64;
+/// Pieces that had to go back (see [`Heap::list_piece`]) after which the
+/// rest of a listing is made in one piece, so that it ends whatever the
+/// churn.
+const MAX_GOING_BACK: usize = 16;
+
+/// One piece of a listing: see [`Heap::list_piece`].
+pub(crate) struct Piece {
+    /// The entries it found, in heap order.
+    pub entries: Vec<EntryMeta>,
+    /// Whether it reached the heap's end.
+    pub done: bool,
+    /// Whether the last entry listed before it had been removed, so that
+    /// it started further back.
+    pub went_back: bool,
+}
+
+/// Every entry of a store, listed in pieces: `piece(listed, bounded)` makes
+/// the next piece ([`Heap::list_piece`]) under the directory lock, or in a
+/// moment no change overlapped, and lets go before the next. Each key comes
+/// once (the last listed of it), in heap order.
+///
+/// An entry present for the whole listing is found by at least one piece
+/// (each starts at a block boundary no later than where the one
+/// before stopped, and walks the heap from there), so it comes exactly
+/// once. After [`MAX_GOING_BACK`] pieces that went back, the rest is one
+/// piece, so that a listing ends under any churn.
+pub(crate) fn in_pieces<E>(
+    mut piece: impl FnMut(&[EntryMeta], bool) -> std::result::Result<Piece, E>,
+) -> std::result::Result<Vec<EntryMeta>, E> {
+    let mut listed: Vec<EntryMeta> = Vec::new();
+    let mut went_back = 0;
+    loop {
+        let p = piece(&listed, went_back < MAX_GOING_BACK)?;
+        went_back += usize::from(p.went_back);
+        listed.extend(p.entries);
+        if p.done {
+            break;
+        }
+    }
+    // A key listed twice was removed and made again, or passed twice after
+    // going back: keep its last listing.
+    let mut seen = std::collections::HashSet::new();
+    let mut once: Vec<EntryMeta> = listed
+        .into_iter()
+        .rev()
+        .filter(|e| seen.insert(e.key.clone()))
+        .collect();
+    once.sort_by_key(|e| e.at);
+    Ok(once)
 }
 
 /// The store's directory and heap, to be used only while holding the
@@ -605,7 +667,18 @@ impl Heap<'_> {
 
     /// Calls `f(at, size, state)` for every block, in heap order.
     fn walk(&self, mut f: impl FnMut(usize, u64, u32) -> Result<()>) -> Result<()> {
-        let mut off = 0;
+        self.walk_from(0, |at, size, state| f(at, size, state).map(|()| true))?;
+        Ok(())
+    }
+
+    /// Calls `f(at, size, state)` for every block from heap offset `off`
+    /// (a block's start) on, in heap order, until it returns `false`;
+    /// returns the heap offset after the last block it was called for.
+    fn walk_from(
+        &self,
+        mut off: u64,
+        mut f: impl FnMut(usize, u64, u32) -> Result<bool>,
+    ) -> Result<u64> {
         while off < self.geo.heap_size {
             let at = self.abs(off);
             let size = self.size_of(at)?;
@@ -613,10 +686,12 @@ impl Heap<'_> {
             // block this size leads to is read after it, also without the
             // lock and on weakly ordered CPUs.
             fence(Ordering::Acquire);
-            f(at, size, self.state(at))?;
             off += size;
+            if !f(at, size, self.state(at))? {
+                break;
+            }
         }
-        Ok(())
+        Ok(off)
     }
 
     // ---- Entries ----
@@ -1031,12 +1106,66 @@ impl Heap<'_> {
         Ok(())
     }
 
-    /// Every entry in the directory, in heap order.
-    pub(crate) fn list(&self) -> Result<Vec<EntryMeta>> {
-        self.blocks_in(LIVE)?
-            .into_iter()
-            .map(|at| self.entry(at))
-            .collect()
+    /// The next piece of a listing in pieces (see [`in_pieces`]) that has
+    /// listed `listed` so far: the entries from the end of the last of
+    /// them still in its place on, over at most [`PIECE_BLOCKS`] blocks
+    /// and [`PIECE_TIME`] if `bounded` (then up to the next entry), else to
+    /// the heap's end.
+    ///
+    /// Where it starts (see `_design::store`, "Listing in pieces"): an entry
+    /// found in the directory by its key, at the offset it was listed at,
+    /// is a block there now (entries never move while present), so the
+    /// heap offset after it starts a block and a walk from there stays on
+    /// block boundaries. The last entry listed is tried first; if it was
+    /// removed, the ones before it (at most [`LOOK_BACK`]); if none is
+    /// left, the heap's start.
+    pub(crate) fn list_piece(&self, listed: &[EntryMeta], bounded: bool) -> Result<Piece> {
+        if bounded {
+            let until = Instant::now() + PIECE_TIME;
+            self.piece(listed, PIECE_BLOCKS, Some(until))
+        } else {
+            self.piece(listed, usize::MAX, None)
+        }
+    }
+
+    /// [`list_piece`](Heap::list_piece) over at most `blocks` blocks and
+    /// until `until` (then up to the next entry).
+    fn piece(&self, listed: &[EntryMeta], blocks: usize, until: Option<Instant>) -> Result<Piece> {
+        if !self.formatted() {
+            // Nothing was ever made in it.
+            return Ok(Piece {
+                entries: Vec::new(),
+                done: true,
+                went_back: false,
+            });
+        }
+        let mut start = None;
+        for (back, e) in listed.iter().rev().take(LOOK_BACK).enumerate() {
+            if self.find(&e.key)?.is_some_and(|(_, now)| now.at == e.at) {
+                start = Some((self.rel(e.at) + self.size_of(e.at)?, back > 0));
+                break;
+            }
+        }
+        let (start, went_back) = start.unwrap_or((0, !listed.is_empty()));
+        let (mut entries, mut seen, mut spent) = (Vec::new(), 0usize, false);
+        let end = self.walk_from(start, |at, _, state| {
+            seen += 1;
+            // The clock only now and then: a block costs a few nanoseconds.
+            spent = spent
+                || seen >= blocks
+                || (seen % 64 == 0 && until.is_some_and(|t| Instant::now() >= t));
+            if state != LIVE {
+                return Ok(true);
+            }
+            entries.push(self.entry(at)?);
+            // A piece ends after an entry: where the next one starts.
+            Ok(!spent)
+        })?;
+        Ok(Piece {
+            entries,
+            done: end >= self.geo.heap_size,
+            went_back,
+        })
     }
 
     /// The blocks in `state`, in heap order.
@@ -1482,6 +1611,88 @@ mod tests {
         assert!(matches!(heap.recover(), Err(Error::Corrupt { .. })));
         heap.set_u32(heap.meta(M_FORMAT), FORMATTED);
         assert_eq!(heap.find(b"k").unwrap().unwrap().1.at, at);
+    }
+
+    /// Listing in pieces of a few blocks while entries around the place
+    /// where each piece stopped are removed (free blocks merging over it,
+    /// the last entry listed among them) and created (free blocks split):
+    /// every entry present throughout is listed exactly once, no key twice.
+    #[test]
+    fn a_listing_in_pieces_survives_removals_and_merges_between_pieces() {
+        let (map, geo) = test_heap(1 << 20);
+        let heap = Heap {
+            map: &map,
+            geo,
+            label: "test",
+        };
+        let value = [7u8; 8];
+        let put = |key: &str| {
+            let new = NewEntry {
+                key: key.as_bytes(),
+                ..entry_of(&value, 1)
+            };
+            let at = heap.reserve(&new, &|_, _| false).unwrap();
+            heap.fill(at, &new, 0).unwrap();
+        };
+        let take = |key: &str| {
+            if let Some((i, e)) = heap.find(key.as_bytes()).unwrap() {
+                heap.remove(i, &e).unwrap();
+            }
+        };
+        // Stayers and churners interleaved in the heap.
+        for i in 0..300 {
+            put(&format!("stay/{i}"));
+            put(&format!("churn/{i}/0"));
+            put(&format!("churn/{i}/1"));
+        }
+        for seed in 0..20u64 {
+            let mut rng = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+            let mut next = move || {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                rng
+            };
+            let mut made = 0u64;
+            let listed = in_pieces(|listed, _| {
+                // Remove the churners last listed (merging their blocks
+                // with free neighbours), and some at random; make new ones.
+                for e in listed.iter().rev().take(3) {
+                    let key = String::from_utf8(e.key.clone()).unwrap();
+                    if key.starts_with("churn/") && next() % 2 == 0 {
+                        take(&key);
+                    }
+                }
+                for _ in 0..4 {
+                    let i = next() % 300;
+                    match next() % 3 {
+                        0 => take(&format!("churn/{i}/0")),
+                        1 => take(&format!("churn/{i}/1")),
+                        _ => {
+                            made += 1;
+                            put(&format!("churn/new/{seed}/{made}"));
+                        }
+                    }
+                }
+                heap.check().unwrap();
+                heap.piece(listed, 1 + (next() % 5) as usize, None)
+            })
+            .unwrap();
+            let keys: Vec<String> = listed
+                .iter()
+                .map(|e| String::from_utf8(e.key.clone()).unwrap())
+                .collect();
+            let unique: std::collections::BTreeSet<&String> = keys.iter().collect();
+            assert_eq!(unique.len(), keys.len(), "a key listed twice");
+            for i in 0..300 {
+                let stay = format!("stay/{i}");
+                assert!(unique.contains(&stay), "seed {seed}: {stay} missed");
+            }
+            for made in 1..=made {
+                take(&format!("churn/new/{seed}/{made}"));
+            }
+            heap.check().unwrap();
+        }
     }
 
     #[test]

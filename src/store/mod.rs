@@ -374,12 +374,27 @@ impl Store {
     }
 
     /// Every entry, in no particular order: key, type name, size,
-    /// fingerprint, generation, lock state. A list taken at one moment;
-    /// entries may come and go right after.
+    /// fingerprint, generation, lock state.
+    ///
+    /// The list is read in pieces, each under the directory lock for well
+    /// under a millisecond, whatever the store's size, so that other
+    /// processes' `get`, `insert` and `remove` never wait long for a
+    /// listing. What it says while other processes change the store:
+    ///
+    /// - an entry present for the whole call is listed exactly once;
+    /// - an entry created or removed during the call may or may not be
+    ///   listed;
+    /// - no key is listed twice (a key removed and created again during
+    ///   the call is listed at most once, as either entry).
+    ///
+    /// For a list of one moment, compare [`generation`](Store::generation)
+    /// before and after the call: if it did not move, nothing was created
+    /// or removed meanwhile, and the list is the whole directory.
     pub fn entries(&self) -> Result<Vec<EntryInfo>> {
-        let dir = self.inner.lock()?;
-        let list = self.inner.intact(dir.heap().list())?;
-        drop(dir);
+        let list = heap::in_pieces(|listed, bounded| {
+            let dir = self.inner.lock()?;
+            self.inner.intact(dir.heap().list_piece(listed, bounded))
+        })?;
         let infos: Vec<EntryInfo> = list
             .into_iter()
             .map(|e| entry_info(&self.inner.map, e))
@@ -722,8 +737,8 @@ fn meets_held(held: &BTreeMap<usize, Holds>, start: usize, end: usize) -> bool {
 }
 
 /// The entries of the store whose content is at `content` (`size` bytes)
-/// of a read-only mapping, read without the directory lock: a listing that
-/// overlapped a change is taken again.
+/// of a read-only mapping, read without the directory lock, in pieces (see
+/// [`Store::entries`]): a piece that overlapped a change is read again.
 pub(crate) fn list_entries(
     map: &Mapping,
     content: usize,
@@ -739,20 +754,20 @@ pub(crate) fn list_entries(
         return Ok(Vec::new());
     }
     let versions = map.versions(VERSIONS_OFFSET);
-    let mut last = Err("the directory kept changing".to_owned());
-    for _ in 0..50 {
-        let mut listed = None;
-        let quiet = versions.copy_quiet(|| listed = Some(heap.list()));
-        if let (Some(_), Some(listed)) = (quiet, listed) {
-            last = listed.map_err(|e| match e {
-                Error::Corrupt { reason, .. } => reason,
-                e => e.to_string(),
-            });
-            break;
+    heap::in_pieces(|listed, bounded| {
+        for _ in 0..50 {
+            let mut piece = None;
+            let quiet = versions.copy_quiet(|| piece = Some(heap.list_piece(listed, bounded)));
+            if let (Some(_), Some(piece)) = (quiet, piece) {
+                return piece.map_err(|e| match e {
+                    Error::Corrupt { reason, .. } => reason,
+                    e => e.to_string(),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(2));
         }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    last
+        Err("the directory kept changing".to_owned())
+    })
 }
 
 /// Creates or opens (as `mode` says) the store segment at `at`, of

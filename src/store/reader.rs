@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::heap::{EntryLayout, EntryMeta, Geometry, Heap};
+use super::heap::{in_pieces, EntryLayout, EntryMeta, Geometry, Heap};
 use super::{check_key, check_type, entry_info, map_store, EntryInfo};
 use crate::error::{Error, Result};
 #[cfg(feature = "stream")]
@@ -86,9 +86,8 @@ const PATIENCE: Duration = Duration::from_secs(1);
 /// lock's holder died in the middle of a change (a handle that may write
 /// repairs that when it next takes the lock), it fails with [`Error::Io`]
 /// of kind [`TimedOut`](std::io::ErrorKind::TimedOut). A listing
-/// ([`entries`](StoreReader::entries)) needs a quiet moment as long as the
-/// listing, so on a large store under constant changes it is the call most
-/// likely to fail so.
+/// ([`entries`](StoreReader::entries)) is read in pieces, each needing a
+/// quiet moment of well under a millisecond, whatever the store's size.
 ///
 /// # Removed entries
 ///
@@ -182,18 +181,20 @@ impl StoreReader {
     }
 
     /// Every entry, in no particular order, as [`Store::entries`](crate::Store::entries)
-    /// lists them: a list of one moment of the directory (see
-    /// [Concurrent changes](StoreReader#concurrent-changes)).
+    /// lists them, in pieces, with the same promises: an entry present for
+    /// the whole call is listed exactly once, one created or removed during
+    /// the call may or may not be, no key twice. Each piece needs a short
+    /// quiet moment of the directory (see
+    /// [Concurrent changes](StoreReader#concurrent-changes)), not the
+    /// whole listing.
     pub fn entries(&self) -> Result<Vec<EntryInfo>> {
-        let map = &self.inner.map;
-        let (list, _) = self.inner.quiet(|heap| {
-            if !heap.formatted() {
-                return Ok(Vec::new());
-            }
-            let list = heap.list()?;
-            Ok(list.into_iter().map(|e| entry_info(map, e)).collect())
+        let list = in_pieces(|listed, bounded| {
+            let (piece, _) = self.inner.quiet(|heap| heap.list_piece(listed, bounded))?;
+            Ok::<_, Error>(piece)
         })?;
-        Ok(list)
+        let map = &self.inner.map;
+        let infos = list.into_iter().map(|e| entry_info(map, e)).collect();
+        self.inner.intact(Ok(infos))
     }
 
     /// How many entries there are.
