@@ -1625,11 +1625,14 @@ mod tests {
             geo,
             label: "test",
         };
-        let value = [7u8; 8];
-        let put = |key: &str| {
+        let value = [7u8; 512];
+        // Entries of several sizes, so that blocks freed and merged where a
+        // piece stopped are split again elsewhere, with entries' bytes
+        // over the headers that were there.
+        let put = |key: &str, len: usize| {
             let new = NewEntry {
                 key: key.as_bytes(),
-                ..entry_of(&value, 1)
+                ..entry_of(&value[..len], 1)
             };
             let at = heap.reserve(&new, &|_, _| false).unwrap();
             heap.fill(at, &new, 0).unwrap();
@@ -1641,9 +1644,9 @@ mod tests {
         };
         // Stayers and churners interleaved in the heap.
         for i in 0..300 {
-            put(&format!("stay/{i}"));
-            put(&format!("churn/{i}/0"));
-            put(&format!("churn/{i}/1"));
+            put(&format!("stay/{i}"), 8);
+            put(&format!("churn/{i}/0"), 8);
+            put(&format!("churn/{i}/1"), 8);
         }
         for seed in 0..20u64 {
             let mut rng = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
@@ -1670,7 +1673,8 @@ mod tests {
                         1 => take(&format!("churn/{i}/1")),
                         _ => {
                             made += 1;
-                            put(&format!("churn/new/{seed}/{made}"));
+                            let len = [8, 40, 72, 200, 400][(next() % 5) as usize];
+                            put(&format!("churn/new/{seed}/{made}"), len);
                         }
                     }
                 }

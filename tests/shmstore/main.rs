@@ -58,6 +58,9 @@ mod backends {
 mod store {
     /// Hostile bytes in a store's directory and heap.
     mod hostile;
+    /// `entries()` of a large store while other processes change it and
+    /// look entries up: none missed or repeated, nobody stalled.
+    mod listing;
     /// `get_or_migrate`: an entry changing type while processes use it,
     /// migrators racing, kills in the middle of migrations.
     mod migrate;
