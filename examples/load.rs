@@ -6,7 +6,7 @@
 //! cargo run --release --example load            # 10 s per scenario, 16 processes
 //! cargo run --release --example load -- 60      # SECONDS per scenario
 //! cargo run --release --example load -- 60 32   # SECONDS and PROCS (2..=60)
-//! cargo run --release --example load -- 60 16 store   # one scenario: lock, hold or store
+//! cargo run --release --example load -- 60 16 store   # one scenario: lock, hold, store or list
 //! ```
 //!
 //! Scenarios, one after the other, each with PROCS worker processes (this
@@ -20,8 +20,14 @@
 //!    they hold it.
 //! 3. `store`: every process locks its own entry of one `Store`, and one
 //!    time in four one of four entries all of them share, adding one.
+//! 4. `list`: up to 4 processes `get` (and drop) random entries of a store
+//!    of 100,000 entries, the first half of the run alone, the second half
+//!    while this process lists the store (`entries()`) again and again;
+//!    it prints the longest single `get` of each half (a listing holds the
+//!    directory lock, which `get` takes, only in short pieces), how long a
+//!    listing took, and checks that every listing found every entry.
 //!
-//! For each it prints a table per process (acquisitions, share of a fair
+//! For each of the first three it prints a table per process (acquisitions, share of a fair
 //! 1/PROCS, the longest single `lock()` and how many took over 50 ms, time
 //! on a CPU and time waiting for one, and resident memory, open descriptors
 //! and mappings after a warm-up and at the end) and a summary: acquisitions
@@ -90,7 +96,12 @@ const SCENARIOS: &[(&str, &str)] = &[
     ("lock", "one lock"),
     ("hold", "one lock, held 2 us"),
     ("store", "store entries"),
+    ("list", "get during entries() of 100,000"),
 ];
+/// Entries of the store the `list` scenario lists.
+const LIST_KEYS: u64 = 100_000;
+/// Most processes that `get` in the `list` scenario.
+const LIST_PROCS: usize = 4;
 /// How long the parent waits for a process beyond the end of a run.
 const PATIENCE: Duration = Duration::from_secs(60);
 
@@ -120,6 +131,7 @@ fn main() -> ExitCode {
             "lock" => hammer_lock(name, index, Duration::ZERO),
             "hold" => hammer_lock(name, index, HOLD),
             "store" => hammer_store(name, index),
+            "list" => get_during_listings(name, index),
             other => panic!("unknown scenario {other}"),
         }
         return ExitCode::SUCCESS;
@@ -145,7 +157,7 @@ fn main() -> ExitCode {
             && (2..=MAX_PROCS).contains(&p)
             && only.is_none_or(|o| SCENARIOS.iter().any(|&(kind, _)| kind == o))
     }) else {
-        eprintln!("usage: load [SECONDS [PROCS [lock|hold|store]]]   (default 10 s per scenario, 16 processes, every scenario; PROCS 2..={MAX_PROCS})");
+        eprintln!("usage: load [SECONDS [PROCS [lock|hold|store|list]]]   (default 10 s per scenario, 16 processes, every scenario; PROCS 2..={MAX_PROCS})");
         return ExitCode::from(2);
     };
     if run_all(Duration::from_secs_f64(secs), procs, only) {
@@ -357,6 +369,41 @@ fn hammer_store(name: &str, index: usize) {
         now = after;
     }
     t.report(name, shared_count);
+}
+
+/// `get`s (and drops) random entries `key/N` of the store at `name` until
+/// the end of the run, timing each; reports the longest and the count, of
+/// those made while the `listing` entry said 0 and while it said 1.
+fn get_during_listings(name: &str, index: usize) {
+    let store = Store::open(name).expect("opening the store");
+    let listing = store.get::<u64>("listing").expect("the listing flag");
+    let (_, end) = wait_for_go();
+    let mut rng = 0x9e37_79b9_7f4a_7c15_u64 ^ index as u64;
+    let (mut gets, mut longest) = ([0u64; 2], [Duration::ZERO; 2]);
+    let mut now = Instant::now();
+    while now < end {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        let phase = usize::from(listing.snapshot().expect("nobody dies") != 0);
+        let key = list_key(rng % LIST_KEYS);
+        drop(store.get::<u64>(&key).expect("get"));
+        let after = Instant::now();
+        gets[phase] += 1;
+        longest[phase] = longest[phase].max(after - now);
+        now = after;
+    }
+    say(&format!(
+        "done alone={} alone_us={} listing={} listing_us={}",
+        gets[0],
+        longest[0].as_micros(),
+        gets[1],
+        longest[1].as_micros()
+    ));
+}
+
+fn list_key(i: u64) -> String {
+    format!("key/{i}")
 }
 
 fn own_key(index: usize) -> String {
@@ -581,6 +628,8 @@ fn run_all(run: Duration, procs: usize, only: Option<&str>) -> bool {
         let clock = CpuClock::now();
         ok &= if kind == "store" {
             scenario_store(&name, procs, run, &before)
+        } else if kind == "list" {
+            scenario_list(&name, procs.min(LIST_PROCS), run)
         } else {
             scenario_lock(kind, &name, procs, run, &before)
         };
@@ -651,6 +700,71 @@ fn scenario_store(name: &str, procs: usize, run: Duration, before: &BTreeSet<Str
         check.map_or_else(|e| e.to_string(), |()| "consistent".into())
     );
     summarise(&outcomes, run, &seen, name, (lost_ok, lost))
+}
+
+/// The `list` scenario: `procs` processes `get` entries of a store of
+/// [`LIST_KEYS`], alone for the first half of `run`, then while this
+/// process lists the store.
+fn scenario_list(name: &str, procs: usize, run: Duration) -> bool {
+    let store = Store::create(name, 32 << 20).expect("creating the store");
+    for i in 0..LIST_KEYS {
+        drop(store.insert::<u64>(&list_key(i), i).expect("insert"));
+    }
+    let listing = store.insert::<u64>("listing", 0).expect("insert");
+    let mut workers: Vec<Worker> = (0..procs).map(|i| Worker::spawn("list", name, i)).collect();
+    for w in &mut workers {
+        w.expect("ready", PATIENCE);
+    }
+    let start = SystemTime::now() + Duration::from_millis(50);
+    let go = format!("go {} {}\n", unix_ms(start), unix_ms(start + run));
+    for w in &mut workers {
+        w.stdin.write_all(go.as_bytes()).expect("starting a worker");
+    }
+    std::thread::sleep(Duration::from_millis(50) + run / 2);
+    *listing.lock().expect("nobody dies") = 1;
+    let end = Instant::now() + run / 2;
+    let (mut listings, mut complete, mut took) = (0u32, true, Duration::ZERO);
+    while Instant::now() < end {
+        let t = Instant::now();
+        let n = store.entries().expect("entries").len() as u64;
+        took += t.elapsed();
+        listings += 1;
+        complete &= n == LIST_KEYS + 1;
+    }
+    *listing.lock().expect("nobody dies") = 0;
+    let lines: Vec<String> = workers
+        .iter_mut()
+        .map(|w| w.expect("done", PATIENCE))
+        .collect();
+    for w in &mut workers {
+        let status = w.child.wait().expect("waitpid");
+        assert!(status.success(), "worker {} {status}", w.child.id());
+    }
+    let most = |key: &str| lines.iter().map(|l| field(l, key)).max().unwrap_or(0);
+    let sum = |key: &str| lines.iter().map(|l| field(l, key)).sum::<u64>();
+    println!(
+        "{procs} processes get (and drop) random entries of {LIST_KEYS} entries; longest single get:"
+    );
+    println!(
+        "  no listing running:        {:>9} us  ({} gets)",
+        most("alone_us"),
+        sum("alone")
+    );
+    println!(
+        "  while entries() runs:      {:>9} us  ({} gets, {listings} listings, {:.1} ms each)",
+        most("listing_us"),
+        sum("listing"),
+        took.as_secs_f64() * 1e3 / f64::from(listings.max(1))
+    );
+    let check = store.check();
+    println!(
+        "every listing found every entry: {}; store.check(): {}",
+        yes(complete && listings > 0),
+        check
+            .as_ref()
+            .map_or_else(|e| e.to_string(), |()| "consistent".into())
+    );
+    complete && listings > 0 && check.is_ok()
 }
 
 fn yes(b: bool) -> &'static str {

@@ -31,6 +31,10 @@ pub use heap::MAX_KEY_LEN;
 use heap::{Geometry, Heap, NewEntry};
 pub use reader::StoreReader;
 
+/// How long [`Store::entries`] lets the directory lock go between pieces,
+/// at least.
+const PIECE_PAUSE: Duration = Duration::from_micros(20);
+
 /// The type name a store's header records.
 const STORE_TYPE: &str = "shmstore::Store";
 
@@ -392,6 +396,12 @@ impl Store {
     /// or removed meanwhile, and the list is the whole directory.
     pub fn entries(&self) -> Result<Vec<EntryInfo>> {
         let list = heap::in_pieces(|listed, bounded| {
+            if !listed.is_empty() {
+                // Let the processes that waited for the last piece in: a
+                // waiter woken by its unlock needs a moment to run, and
+                // taking the lock again at once would keep it out.
+                std::thread::sleep(PIECE_PAUSE);
+            }
             let dir = self.inner.lock()?;
             self.inner.intact(dir.heap().list_piece(listed, bounded))
         })?;
