@@ -124,6 +124,53 @@
 //! which takes a change after the one that removed the entry, so a read
 //! made while the counter has not moved read the entry.
 //!
+//! # Listing in pieces
+//!
+//! [`Store::entries`](crate::Store::entries) walks the heap in pieces: each
+//! piece takes the directory lock, walks at most 1,024 blocks or 250 µs
+//! (then on to the next LIVE block, so that it ends after an entry), and
+//! lets the lock go; the next piece starts where this one stopped, after at
+//! least 20 µs (a waiter woken by the unlock needs a moment to run; taking
+//! the lock again at once kept it out). A listing of any size holds the
+//! lock for well under a millisecond at a time.
+//!
+//! Between pieces other processes create and remove entries: free blocks
+//! are split, and blocks freed are merged with their free neighbours, so
+//! the offset where a piece stopped may by then lie inside a free block, or
+//! inside a new entry's bytes (a walk that trusted it would read a stale
+//! header, or a value, as a block size, and report a healthy store as
+//! damaged, or list garbage). What stays put is an entry that is still
+//! present: entries never move, and while one is in the directory its
+//! block starts where it did and is as long as it was. So a piece resumes
+//! after an entry it re-validates:
+//!
+//! 1. the last entry listed is looked up by its key, under the lock; if
+//!    the directory names the block it was listed at, that block is LIVE
+//!    there now, and the offset after it (its size read now) starts a
+//!    block: the piece walks on from there;
+//! 2. if it was removed (or its key names another block), the entries
+//!    listed before it are tried, latest first, up to 64 of them; the piece
+//!    walks from after the first still in place, passing again blocks
+//!    that earlier pieces saw;
+//! 3. if none is left, it walks from the heap's start.
+//!
+//! Every piece thus starts on a block boundary no later than the furthest
+//! point walked so far, and walks the heap as it is now from there: an
+//! entry present for the whole listing lies before that point (and was
+//! listed) or after it (and will be). It may be listed twice after a
+//! piece went back, and a key removed and created again may be listed as
+//! both entries: the listing keeps each key's last listing, in heap order.
+//! An entry created or removed during the listing may or may not be in
+//! it. After 16 pieces that had to go back (the entries a piece stopped at
+//! removed before the next, again and again), the rest is listed in one
+//! piece, as every listing was before, so that a listing ends under any
+//! churn.
+//!
+//! [`StoreReader::entries`](crate::StoreReader::entries) and the listings
+//! of `inspect` read the same pieces without the lock, each in a quiet
+//! moment of the directory (see above): the look-ups that re-validate
+//! where a piece starts are made in that moment too.
+//!
 //! # Handles
 //!
 //! Each `Store` handle takes a slot of the handle table. A process's
