@@ -445,8 +445,8 @@ impl<T: Shareable> Shared<T> {
     /// over, poisoned.
     #[inline]
     pub fn lock(&self) -> LockResult<SharedGuard<'_, T>> {
-        let me = self.raw().acquire();
-        self.guard(me)
+        let (me, poisoned) = self.raw().acquire_checked();
+        self.guard(me, poisoned)
     }
 
     /// Locks the value if that is possible without waiting: it is free, or
@@ -457,7 +457,9 @@ impl<T: Shareable> Shared<T> {
     /// [`try_lock_for`](Shared::try_lock_for).
     pub fn try_lock(&self) -> TryLockResult<SharedGuard<'_, T>> {
         match self.raw().try_acquire() {
-            Some(me) => self.guard(me).map_err(TryLockError::Poisoned),
+            Some(me) => self
+                .guard(me, self.raw().is_poisoned())
+                .map_err(TryLockError::Poisoned),
             None => Err(TryLockError::WouldBlock),
         }
     }
@@ -482,7 +484,9 @@ impl<T: Shareable> Shared<T> {
     /// As [`lock`](Shared::lock), if this thread holds the lock already.
     pub fn try_lock_until(&self, deadline: Instant) -> TryLockResult<SharedGuard<'_, T>> {
         match self.raw().acquire_until(deadline) {
-            Some(me) => self.guard(me).map_err(TryLockError::Poisoned),
+            Some(me) => self
+                .guard(me, self.raw().is_poisoned())
+                .map_err(TryLockError::Poisoned),
             None => Err(TryLockError::WouldBlock),
         }
     }
@@ -550,14 +554,15 @@ impl<T: Shareable> Shared<T> {
         self.raw().holder_tid()
     }
 
-    /// Makes the guard for a lock this thread (identity `me`) has just acquired.
+    /// Makes the guard for a lock this thread (identity `me`) has just
+    /// acquired, whose poison cause (read after acquiring) was `poisoned`.
     #[inline(always)]
-    fn guard(&self, me: u64) -> LockResult<SharedGuard<'_, T>> {
+    fn guard(&self, me: u64, poisoned: bool) -> LockResult<SharedGuard<'_, T>> {
         // Checked after acquiring: a segment shrunk under us meanwhile has
         // zeros where the value was, which must not pass for it. Decided
         // before the guard is made, so that no call comes between making
         // it and returning it (it then stays out of memory).
-        let poisoned = (self.raw().is_poisoned() || self.slot.is_cut()) && !self.slot.recovers();
+        let poisoned = (poisoned || self.slot.is_cut()) && !self.slot.recovers();
         let guard = SharedGuard {
             guard: self.slot.guard(me),
         };

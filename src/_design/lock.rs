@@ -36,7 +36,13 @@
 //! per thread); `unlock` is one compare-and-swap back to 0. Two atomic
 //! read-modify-writes, no system call. Beside them, each thread notes the
 //! address of every lock it takes in a thread-local list, and strikes it off
-//! on unlock (a few plain instructions; see below).
+//! on unlock (a few plain instructions; see below); the guard loads the
+//! poison cause once and records its holder with one store; it keeps the
+//! write counter it read, so a write costs two stores and no load. The
+//! guard's drop is inlined where it dies: anything unusual (a panic, locks
+//! released out of order, a segment that time-stamps or wakes every commit,
+//! a sleeper's or watcher's bit in the word) is one cold call. What each
+//! part costs, in instructions, is in [costs](crate::_guide::costs).
 //!
 //! # Contended path
 //!
@@ -74,8 +80,8 @@
 //! superseded by a migration; any other value a peer wrote reads as
 //! poisoned for an unknown reason), and beside it the lock keeps a record:
 //! `holder`, `pid << 32 | tid` of the thread that last acquired the lock
-//! while it was not poisoned (written after acquiring, and only when it
-//! differs, so a thread taking its own lock again stores nothing), and
+//! while it was not poisoned (stored after acquiring, a plain store to the
+//! cache line the acquiring compare-and-swap made this thread's), and
 //! `poisoned_at`, when the poison was recorded. While the lock is poisoned
 //! `holder` is left alone, so it names the poisoner. A waiter that takes
 //! the lock over from a dead holder records it only if the lock was not

@@ -33,7 +33,8 @@
 //! | `V` mark (`mark_watched`) | Acquire read-modify-write | Made before the committing unlock, the unlock's exchange sees it and wakes; made after, it reads the unlock's value (or a later locker's, which continues the unlock's release sequence), so it synchronises with the unlock and the watcher's next load of the counter sees the commit. |
 //! | Poison record (`record`, `restore_poison`) | `holder`, `poisoned_at` Relaxed, then the cause Release | Readers load the cause (load + fence) before the rest (`is_poisoned`, `raw_poison`, `poison_cause`), so a cause seen comes with its record. It is written by the holder before its unlock, which publishes it too. |
 //! | `clear_poison` | Release | A store of 0; nothing depends on it but the flag. |
-//! | `holder` (`note_holder`) | Relaxed | Written under the lock, read under it or after a poison cause is acquired. |
+//! | The guard's poison check (`note_holder`, on every acquire) | Relaxed load, no fence | Read right after the acquiring exchange, which synchronises with the previous holder's release: every cause recorded under the lock (by a panicking holder or a take-over, both holders then) happens before it, so coherence makes the load see it. The fence of `is_poisoned` ordered only later loads of the record, which the guard does not read; `poison_info` and `recovers` read the cause again with load + fence. A concurrent `clear_poison` may be seen or not, as before. **Changed**: see below. |
+//! | `holder` (`note_holder`) | Relaxed | Written under the lock (now on every acquire of an unpoisoned lock), read under it or after a poison cause is acquired. |
 //! | Reads for diagnosis (`is_locked`, `holder_tid`, `holder`, `held_by_me`) | Relaxed | Momentary answers; where one decides something, the check is ordered as described below. |
 //!
 //! A holder that dies does not release. What it wrote before dying (the
@@ -50,15 +51,15 @@
 //!
 //! | Operation | Ordering | Pairs with |
 //! |---|---|---|
-//! | `begin_write`: the odd counter | Relaxed store, then `fence(Release)` | The reader's `fence(Acquire)` before its second load: a reader whose copy saw any byte stored after the fence sees the odd (or a later) counter then, and throws the copy away. Without the fence the value's stores could become visible before the odd counter. |
-//! | `end_write`: the even counter | Release store | The reader's first load + fence: a reader that starts from the new counter sees the whole value it publishes. |
+//! | `begin_write`: the odd counter (the kept one plus one) | Relaxed store, then `fence(Release)` | The reader's `fence(Acquire)` before its second load: a reader whose copy saw any byte stored after the fence sees the odd (or a later) counter then, and throws the copy away. Without the fence the value's stores could become visible before the odd counter. |
+//! | `end_write` (and its copy in `release_plain` for segments without flags): the even counter | Release store | The reader's first load + fence: a reader that starts from the new counter sees the whole value it publishes. |
 //! | A snapshot (`try_read`, `copy_quiet`) | load + fence, volatile copy, `fence(Acquire)`, relaxed load | The fence after the copy orders the copy's loads before the second counter load, as the writer's release fence requires. |
 //! | `seq_after_reads` | `fence(Acquire)`, then load + fence | For a check made after reading something the counter guards: an entry's value, then the directory's counter ([`StoreReader`](crate::StoreReader) entries), or the lock word, then the counter (below). |
 //! | The dead-writer check in `read_slow` | counter (load + fence), lock word (relaxed), counter again after a fence | The unlock's release exchange: a lock word found free by that unlock makes its commit visible to the second counter load, so a writer that committed just then is not taken for a dead one. **Changed**: see below. |
 //! | `wait` (the watcher's sleep) | generation (load + fence), `V` mark (acquire), counter (load + fence), futex wait | The committing unlock (release) or its futex wake. A woken watcher loads the counter again with acquire before it returns. |
 //! | Wake-all commits (read-only watchers) | Release commit, then futex wake | The kernel's futex: a waiter's in-kernel comparison and a waker's wake are ordered by the futex's hash-bucket lock, so a sleeper either sees the new counter or is woken. Its re-check is an acquire load. |
 //! | `changed` time stamp | Relaxed | A figure for tools; it may be one commit behind the generation read beside it. |
-//! | `write_pending` in a new guard | Relaxed | Read by the new holder, after the lock's acquire. |
+//! | `seq_held` in a new guard | Relaxed | Read by the new holder, after the lock's acquire, which shows the last holder's commit (made before its release). The guard keeps the value: only the holder writes the counter while the lock is held, so `begin_write` stores it plus one and the commit stores that plus one, the values the loads they replace would have given. Any value a peer that ignores the lock wrote meanwhile is overwritten, as it was before. |
 //! | `reset` (new segment or entry) | Relaxed | Published by the segment's READY release or the directory's commit. |
 //!
 //! One gap remains that no ordering closes: the copy reads the value with
@@ -132,10 +133,15 @@
 //! | `Versions::read_slow` (snapshots waiting behind a write) | second counter load + fence after the relaxed lock-word load | `seq_after_reads`: the fence first | A snapshot poisoned (an "interrupted" write) although the writer was alive and had just committed. |
 //! | `store::reader` `left_mid_change` | the same | the same fix | A read-only look-up or listing failing at once with "the directory did not stop changing, or a process died changing it". |
 //! | `store::heap`: block sizes, the walk, the format word | relaxed stores and loads, correct only if stores are seen in order | release stores, acquire fences in the walk and in `formatted` | A listing by a read-only handle reporting a healthy store damaged ("block ... says size 0"), or walking off block boundaries, while another process inserted (a split before the change begins) or let go of a removed entry (a merge outside any change). |
+//! | The guard's poison check after acquiring (`Shared::lock`) | load + fence (`is_poisoned`), after a relaxed load of the same cause for the holder record | one relaxed load for both (issue 18: a fence less, `dmb ishld` on ARM) | Nothing: a weakening with no effect on what is seen, argued in the table above. |
 //!
 //! Nothing else needed changing: the lock's acquire and release, the
 //! seqlock's two fences, the segment's publication and the wake protocol
-//! were right under the model, not only on x86.
+//! were right under the model, not only on x86. The last row is not a fix
+//! but a cost cut on the uncontended path (issue 18), reviewed here; the
+//! same work made the guard keep the write counter it reads on acquiring
+//! (`seq_held` above), which changes no ordering: the stores and their
+//! orderings are the same, only the loads before them are gone.
 //!
 //! # What tests and emulation can show
 //!

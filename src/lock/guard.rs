@@ -8,7 +8,7 @@ use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
 use std::ptr::NonNull;
 
-use crate::lock::seqlock::Versions;
+use crate::lock::seqlock::{Rest, Versions};
 use crate::lock::RawLock;
 use crate::types::shareable::Shareable;
 
@@ -19,11 +19,15 @@ pub(crate) struct Held<'a> {
     versions: &'a Versions,
     /// The holder's identity, as the lock word names it.
     me: u64,
+    /// The write counter as this holder keeps it: read once when the lock
+    /// was taken (nobody else writes it while the lock is held), odd once
+    /// this holder has begun a write or if it adopted one (see
+    /// `seqlock.rs`). Beginning and committing a write then store it
+    /// without loading it again.
+    seq: u64,
     /// Whether the thread was panicking already when it took the lock (a
     /// guard taken during unwinding does not poison on its way out).
     panicking: bool,
-    /// Whether this holder has begun a write (see `seqlock.rs`).
-    writing: bool,
     _not_send: PhantomData<*const ()>,
 }
 
@@ -31,14 +35,14 @@ impl<'a> Held<'a> {
     /// The guard of `lock`, which this thread (identity `me`) has just
     /// acquired. A write that a dead holder left unfinished becomes this
     /// guard's, committed when it drops.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn new(lock: &'a RawLock, versions: &'a Versions, me: u64) -> Held<'a> {
         Held {
             lock,
             versions,
             me,
+            seq: versions.seq_held(),
             panicking: std::thread::panicking(),
-            writing: versions.write_pending(),
             _not_send: PhantomData,
         }
     }
@@ -46,17 +50,17 @@ impl<'a> Held<'a> {
     /// Marks a write as begun (once): the generation counts one more when
     /// the lock is released, and lock-free readers throw away copies that
     /// overlap it. Call before the first store to what the lock guards.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn begin_write(&mut self) {
-        if !self.writing {
-            self.writing = true;
-            self.versions.begin_write();
+        if self.seq & 1 == 0 {
+            self.seq = self.seq.wrapping_add(1);
+            self.versions.begin_write(self.seq);
         }
     }
 
     /// Whether this holder is writing (began a write, or adopted one).
     pub(crate) fn is_writing(&self) -> bool {
-        self.writing
+        self.seq & 1 != 0
     }
 
     /// Whether this is the guard of `lock`.
@@ -65,12 +69,50 @@ impl<'a> Held<'a> {
     }
 }
 
+/// The drop of a guard (of `lock`, `versions`, `me`, `seq` and
+/// `panicking` as in [`Held`]) off its usual path. With no `rest`, nothing
+/// is done yet: the thread panics (which poisons the lock unless the guard
+/// was taken during the unwinding), or the lock is not the last one the
+/// thread took (or not on its list at all: a guard a forked child
+/// inherited). Otherwise the lock is struck off the list, and `rest` is
+/// what remains.
+///
+/// Out of line and in one call, so that the usual drop stays small enough
+/// to be inlined where the guard dies; it takes the guard's fields as
+/// values, since a reference to the guard would keep the guard in memory
+/// on the usual path too, where its fields can stay in registers.
+#[cold]
+#[inline(never)]
+fn drop_slow(
+    lock: &RawLock,
+    versions: &Versions,
+    me: u64,
+    seq: u64,
+    panicking: bool,
+    rest: Option<Rest>,
+) {
+    match rest {
+        None => {
+            let poison = !panicking && std::thread::panicking();
+            versions.unlock(lock, me, seq, poison);
+        }
+        Some(rest) => versions.release_rest(lock, me, seq, rest),
+    }
+}
+
 impl Drop for Held<'_> {
-    #[inline]
+    #[inline(always)]
     fn drop(&mut self) {
-        let poison = !self.panicking && std::thread::panicking();
-        self.versions
-            .unlock(self.lock, self.me, self.writing, poison);
+        let (lock, versions, me, seq) = (self.lock, self.versions, self.me, self.seq);
+        let rest = if std::thread::panicking() || !lock.strike_off_last() {
+            None
+        } else {
+            match versions.release_plain(lock, me, seq) {
+                Rest::Done => return,
+                rest => Some(rest),
+            }
+        };
+        drop_slow(lock, versions, me, seq, self.panicking, rest);
     }
 }
 
@@ -118,7 +160,7 @@ impl<T: Shareable> Deref for Guard<'_, T> {
 }
 
 impl<T: Shareable> DerefMut for Guard<'_, T> {
-    #[inline]
+    #[inline(always)]
     fn deref_mut(&mut self) -> &mut T {
         self.held.begin_write();
         // SAFETY: as in `deref`; the lock gives this thread exclusive

@@ -70,7 +70,23 @@ pub(crate) fn mine() -> u64 {
     }
 }
 
+/// This thread's owner identity and its record as a holder (what
+/// [`ident`] and [`mine`] return), from one look at the thread's state:
+/// the two are computed together, so one test covers both.
+#[inline(always)]
+pub(crate) fn ident_and_mine() -> (u64, u64) {
+    let here = Here::new();
+    let s = state(&here);
+    let v = s.ident.get();
+    if v != 0 {
+        (v, s.mine.get())
+    } else {
+        (compute(), s.mine.get())
+    }
+}
+
 #[cold]
+#[inline(never)]
 fn compute() -> u64 {
     static AT_FORK: parking_lot::Once = parking_lot::Once::new();
     AT_FORK.call_once(|| {
@@ -125,7 +141,7 @@ fn state(_here: &Here) -> &State {
 }
 
 /// Records that this thread now holds the lock at `at`.
-#[inline]
+#[inline(always)]
 pub(crate) fn acquired(at: usize) {
     let here = Here::new();
     let s = state(&here);
@@ -140,6 +156,7 @@ pub(crate) fn acquired(at: usize) {
 }
 
 #[cold]
+#[inline(never)]
 fn spill(s: &State, at: usize) {
     // Gone only while the thread's own destructors run; the lock is then
     // not recorded, and its release, not finding the list either, goes
@@ -156,25 +173,36 @@ fn spill(s: &State, at: usize) {
 /// on it: the caller is a guard that a forked child inherited from its
 /// parent, whose thread still holds the lock (the child's list starts
 /// empty).
-#[inline]
+#[inline(always)]
 pub(crate) fn released(at: usize) -> bool {
+    // Locks are mostly released in the opposite order of taking them.
+    released_last(at) || released_out_of_order(at)
+}
+
+/// [`released`] when the lock at `at` is the last one this thread took,
+/// as it mostly is: strikes it off and returns `true`. Otherwise `false`,
+/// with nothing changed: the caller then calls `released`.
+#[inline(always)]
+pub(crate) fn released_last(at: usize) -> bool {
     let here = Here::new();
     let s = state(&here);
     let top = s.depth.get().wrapping_sub(1);
-    // Locks are mostly released in the opposite order of taking them.
-    // (One comparison tells both that there is a top and that it is in
-    // the slots.)
+    // One comparison tells both that there is a top and that it is in the
+    // slots.
     match s.held.get(top) {
         Some(slot) if slot.get() == at => {
             s.depth.set(top);
             true
         }
-        _ => released_out_of_order(s, at),
+        _ => false,
     }
 }
 
 #[cold]
-fn released_out_of_order(s: &State, at: usize) -> bool {
+#[inline(never)]
+fn released_out_of_order(at: usize) -> bool {
+    let here = Here::new();
+    let s = state(&here);
     let d = s.depth.get();
     if let Some(i) = (0..d).rev().find(|&i| s.held[i].get() == at) {
         for j in i..d - 1 {

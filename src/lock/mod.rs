@@ -129,18 +129,24 @@ impl RawLock {
         self.poisoned_at.store(0, Ordering::Relaxed);
     }
 
-    /// Records the calling thread, which has just acquired the lock, as its
-    /// holder, unless the lock is poisoned (then `holder` names the
-    /// poisoner) or the record names it already (no store: the uncontended
-    /// path stays cheap).
-    #[inline]
-    fn note_holder(&self) {
-        if self.poisoned.load(Ordering::Relaxed) == 0 {
-            let mine = held::mine();
-            if self.holder.load(Ordering::Relaxed) != mine {
-                self.holder.store(mine, Ordering::Relaxed);
-            }
+    /// Records the calling thread (`mine`, its `pid << 32 | tid`), which has
+    /// just acquired the lock, as its holder, unless the lock is poisoned
+    /// (then `holder` names the poisoner); says whether it is poisoned.
+    ///
+    /// One relaxed load of the cause serves both: it is read after the
+    /// lock's acquire, so it shows every poison recorded by earlier holders
+    /// (who poison only while holding the lock); nothing else is read on
+    /// its word's account (the record has its own acquiring reads,
+    /// `raw_poison`). The store is unconditional: the lock word's cache
+    /// line is this thread's already, and a store costs less than the load
+    /// and test that would avoid it.
+    #[inline(always)]
+    fn note_holder(&self, mine: u64) -> bool {
+        let poisoned = self.poisoned.load(Ordering::Relaxed) != 0;
+        if !poisoned {
+            self.holder.store(mine, Ordering::Relaxed);
         }
+        poisoned
     }
 
     /// Acquires the lock, waiting as long as it takes. Returns the caller's
@@ -149,29 +155,49 @@ impl RawLock {
     /// # Panics
     ///
     /// If the calling thread holds the lock already (it would deadlock).
+    #[inline(always)]
+    pub(crate) fn acquire(&self) -> u64 {
+        self.acquire_checked().0
+    }
+
+    /// [`acquire`](RawLock::acquire), and whether the lock is poisoned (as
+    /// [`is_poisoned`](RawLock::is_poisoned) would say right after): the
+    /// uncontended path of every guard, one compare-and-swap, the note in
+    /// the thread's list of held locks and one load of the poison cause.
+    ///
+    /// # Panics
+    ///
+    /// As `acquire`.
     // Always inlined: called out of line (it grew with `note_holder`), an
     // uncontended lock and unlock cost a fifth more (measured with the
     // counter example).
     #[inline(always)]
-    pub(crate) fn acquire(&self) -> u64 {
-        let me = held::ident();
+    pub(crate) fn acquire_checked(&self) -> (u64, bool) {
+        let (me, mine) = held::ident_and_mine();
         if self
             .word
             .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
             .is_err()
         {
-            self.acquire_slow(me, None)
-                .expect("no deadline, so acquire_slow cannot time out");
+            self.acquire_contended(me);
         }
         held::acquired(self.at());
-        self.note_holder();
-        me
+        (me, self.note_holder(mine))
+    }
+
+    /// The slow path of `acquire_checked`, out of line so that its
+    /// `Option` and panic stay off the fast path.
+    #[cold]
+    #[inline(never)]
+    fn acquire_contended(&self, me: u64) {
+        self.acquire_slow(me, None)
+            .expect("no deadline, so acquire_slow cannot time out");
     }
 
     /// Acquires the lock unless `deadline` passes first.
     pub(crate) fn acquire_until(&self, deadline: Instant) -> Option<u64> {
         let me = self.acquire_until_unrecorded(deadline)?;
-        self.note_holder();
+        self.note_holder(held::mine());
         Some(me)
     }
 
@@ -213,7 +239,7 @@ impl RawLock {
             }
         }
         held::acquired(self.at());
-        self.note_holder();
+        self.note_holder(held::mine());
         Some(me)
     }
 
@@ -459,27 +485,44 @@ impl RawLock {
     /// caller is a guard that a forked child inherited, whose lock (and
     /// write in progress) belongs to the parent's thread, which still holds
     /// it; the child must then leave the lock alone.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn strike_off(&self) -> bool {
         held::released(self.at())
+    }
+
+    /// [`strike_off`](RawLock::strike_off) if this lock is the last one
+    /// the thread took (`true`); otherwise `false`, nothing done.
+    #[inline(always)]
+    pub(crate) fn strike_off_last(&self) -> bool {
+        held::released_last(self.at())
     }
 
     /// The rest of [`release`](RawLock::release), after
     /// [`strike_off`](RawLock::strike_off) returned `true`.
     #[inline]
     pub(crate) fn release_word(&self, me: u64, wrote: bool) -> bool {
-        if self
-            .word
-            .compare_exchange(me, 0, Ordering::Release, Ordering::Relaxed)
-            .is_err()
-        {
+        if !self.release_free(me) {
             return self.release_slow(me, wrote);
         }
         false
     }
 
+    /// Releases the lock if its word is exactly `me` (nobody waits or
+    /// watches); `false`, with nothing done, otherwise: then
+    /// [`release_slow`](RawLock::release_slow) does the rest.
+    #[inline(always)]
+    pub(crate) fn release_free(&self, me: u64) -> bool {
+        self.word
+            .compare_exchange(me, 0, Ordering::Release, Ordering::Relaxed)
+            .is_ok()
+    }
+
+    /// Releases the lock held by `me` whose word others marked (`W`, `V`),
+    /// or finds it no longer `me`'s (`false`, nothing done). Returns
+    /// whether the watchers must be woken (see [`release`](RawLock::release)).
     #[cold]
-    fn release_slow(&self, me: u64, wrote: bool) -> bool {
+    #[inline(never)]
+    pub(crate) fn release_slow(&self, me: u64, wrote: bool) -> bool {
         // `W` and `V` are the only bits others may change while we hold the
         // lock; `W` is cleared here and its sleeper woken, `V` as said above.
         let mut v = self.word.load(Ordering::Relaxed);

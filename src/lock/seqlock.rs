@@ -30,6 +30,20 @@ pub(crate) struct Versions {
     changed: AtomicU32,
 }
 
+/// What [`Versions::release_plain`] left to do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Rest {
+    /// Nothing: the write (if any) is committed and the lock released.
+    Done,
+    /// Everything: the segment time stamps or wakes every commit, and
+    /// this holder wrote (nothing is committed or released yet).
+    Flagged,
+    /// The write (if any) is committed, but the lock word was not just the
+    /// holder's identity: a waiter or watcher marked it (`W`, `V`), or it
+    /// is no longer the holder's. Not released yet.
+    Marked,
+}
+
 /// What a lock-free read found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Read {
@@ -106,11 +120,17 @@ impl Versions {
         self.seq_acquire()
     }
 
-    /// Whether a write is in progress (or was left unfinished by a holder
-    /// that died). Only meaningful to the lock holder.
-    #[inline]
-    pub(crate) fn write_pending(&self) -> bool {
-        self.seq.load(Ordering::Relaxed) & 1 != 0
+    /// The counter as its lock's holder sees it (odd: a write is in
+    /// progress, or was left unfinished by a holder that died). Only
+    /// meaningful to the lock holder, who keeps it for
+    /// [`begin_write`](Versions::begin_write) and
+    /// [`end_write`](Versions::end_write): nobody else writes the counter
+    /// while the lock is held.
+    #[inline(always)]
+    pub(crate) fn seq_held(&self) -> u64 {
+        // Relaxed: read after the lock's acquire, which shows the last
+        // holder's commit (made before its releasing unlock).
+        self.seq.load(Ordering::Relaxed)
     }
 
     /// Whether every committed write must wake the futex.
@@ -119,32 +139,34 @@ impl Versions {
         self.flags.load(Ordering::Relaxed) & WAKE_ALL != 0
     }
 
-    /// Marks a write as begun. Called by the lock holder only, before its
-    /// first store to the value.
-    #[inline]
-    pub(crate) fn begin_write(&self) {
-        let s = self.seq.load(Ordering::Relaxed);
-        self.seq.store(s | 1, Ordering::Relaxed);
+    /// Marks a write as begun: stores `odd`, the counter the holder read
+    /// ([`seq_held`](Versions::seq_held)) plus one. Called by the lock
+    /// holder only, before its first store to the value.
+    #[inline(always)]
+    pub(crate) fn begin_write(&self, odd: u64) {
+        debug_assert!(odd & 1 == 1);
+        self.seq.store(odd, Ordering::Relaxed);
         // Orders the odd `seq` before the stores to the value that follow.
         fence(Ordering::Release);
     }
 
     /// Commits the write begun by [`begin_write`](Versions::begin_write)
-    /// (or adopted from a dead holder). Called by the lock holder only.
+    /// (or adopted from a dead holder), whose odd counter is `odd`. Called
+    /// by the lock holder only.
     ///
     /// Returns the flags, for the caller to see whether it must wake.
-    #[inline]
-    fn end_write(&self) -> u32 {
+    #[inline(always)]
+    fn end_write(&self, odd: u64) -> u32 {
         let flags = self.flags.load(Ordering::Relaxed);
         if flags & TIMED != 0 {
             self.stamp();
         }
-        let s = self.seq.load(Ordering::Relaxed);
-        self.seq.store((s | 1).wrapping_add(1), Ordering::Release);
+        self.seq.store(odd.wrapping_add(1), Ordering::Release);
         flags
     }
 
     #[cold]
+    #[inline(never)]
     fn stamp(&self) {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -160,29 +182,77 @@ impl Versions {
     }
 
     /// Releases `lock`, held by `me`, committing the write this holder
-    /// began if `wrote`, and wakes the watchers that must know: those who
-    /// marked the lock word, or every one if the segment wakes read-only
-    /// watchers. What every guard does when it drops.
+    /// began if `seq` (the counter as the holder keeps it) is odd, and wakes
+    /// the watchers that must know: those who marked the lock word, or every
+    /// one if the segment wakes read-only watchers. What every guard does
+    /// when it drops (in two steps on its usual path, see `Held`'s drop).
     ///
     /// `poison` (the holder is panicking) poisons the lock first, as
     /// `std::sync::Mutex` does. A guard that a forked child inherited does
     /// nothing, whether or not it panics: the lock and the write in
     /// progress are its parent's, whose thread still holds them.
-    #[inline]
-    pub(crate) fn unlock(&self, lock: &RawLock, me: u64, wrote: bool, poison: bool) {
+    pub(crate) fn unlock(&self, lock: &RawLock, me: u64, seq: u64, poison: bool) {
         if !lock.strike_off() {
             return;
         }
         if poison {
             lock.poison();
         }
-        let flags = if wrote { self.end_write() } else { 0 };
-        if lock.release_word(me, wrote) || flags & WAKE_ALL != 0 {
+        let rest = self.release_plain(lock, me, seq);
+        if rest != Rest::Done {
+            self.release_rest(lock, me, seq, rest);
+        }
+    }
+
+    /// The usual rest of [`unlock`](Versions::unlock) once the lock is
+    /// struck off the thread's list (and poisoned if it had to be): commits
+    /// the write if `seq` is odd and releases the lock, unless there is
+    /// more to do; then [`release_rest`](Versions::release_rest) does it.
+    ///
+    /// Always inlined: what it costs is a test of `seq`, one load of the
+    /// flags and the commit's store if it is odd, and the unlocking
+    /// compare-and-swap. Time stamps, wake-ups and a word that others
+    /// marked (`W`, `V`) are left to the cold rest.
+    #[inline(always)]
+    pub(crate) fn release_plain(&self, lock: &RawLock, me: u64, seq: u64) -> Rest {
+        let wrote = seq & 1 != 0;
+        // Nothing to stamp or wake for every commit: the usual case.
+        if wrote && self.flags.load(Ordering::Relaxed) != 0 {
+            return Rest::Flagged;
+        }
+        if wrote {
+            // `end_write` without flags to act on.
+            self.seq.store(seq.wrapping_add(1), Ordering::Release);
+        }
+        if lock.release_free(me) {
+            Rest::Done
+        } else {
+            Rest::Marked
+        }
+    }
+
+    /// What [`release_plain`](Versions::release_plain) left to do, which it
+    /// said (never [`Rest::Done`]).
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn release_rest(&self, lock: &RawLock, me: u64, seq: u64, rest: Rest) {
+        let wrote = seq & 1 != 0;
+        let (wake, flags) = match rest {
+            Rest::Done => return,
+            Rest::Flagged => {
+                let flags = self.end_write(seq);
+                (lock.release_word(me, wrote), flags)
+            }
+            Rest::Marked => (lock.release_slow(me, wrote), 0),
+        };
+        if wake || flags & WAKE_ALL != 0 {
             self.wake();
         }
     }
 
     /// Wakes every thread asleep in [`wait`](Versions::wait).
+    #[cold]
+    #[inline(never)]
     pub(crate) fn wake(&self) {
         futex::wake(&self.seq, i32::MAX);
     }

@@ -827,6 +827,58 @@ fn panic_in_a_thread_poisons_the_handle() {
     b.wait_success();
 }
 
+/// Every way a guard can end: dropped in the order the locks were taken
+/// (not the reverse), taken while the thread unwinds from a panic (which
+/// must not poison), and held through a panic (which must). Each unlocks,
+/// and each write is committed exactly once.
+#[test]
+fn guards_unlock_and_commit_in_any_drop_order_and_during_unwinding() {
+    let (sa, sb) = (Segment::new("drop-order-a"), Segment::new("drop-order-b"));
+    let a = Shared::create(sa.name(), Counter::default()).unwrap();
+    let b = Shared::create(sb.name(), Counter::default()).unwrap();
+    let (ga0, gb0) = (a.generation(), b.generation());
+
+    // Taken a then b, dropped a then b: a is not the last lock taken.
+    let mut ga = a.lock().unwrap();
+    let mut gb = b.lock().unwrap();
+    ga.value += 1;
+    gb.value += 1;
+    drop(ga);
+    assert!(!a.is_locked() && b.is_locked());
+    drop(gb);
+    assert!(!b.is_locked());
+    assert_eq!((a.generation(), b.generation()), (ga0 + 1, gb0 + 1));
+    // A guard that writes nothing commits nothing.
+    drop(a.lock().unwrap());
+    assert_eq!(a.generation(), ga0 + 1);
+
+    /// Locks and writes `a` while its thread unwinds.
+    struct OnUnwind<'a>(&'a Shared<Counter>);
+    impl Drop for OnUnwind<'_> {
+        fn drop(&mut self) {
+            let mut g = self.0.lock().expect("not poisoned");
+            g.value += 10;
+        }
+    }
+    let held = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let _late = OnUnwind(&a);
+        let mut g = b.lock().unwrap();
+        g.value += 1;
+        panic!("deliberate panic while holding b");
+    }));
+    assert!(held.is_err());
+    assert!(
+        !a.is_poisoned(),
+        "a guard taken during unwinding does not poison"
+    );
+    assert!(b.is_poisoned(), "a guard held through a panic poisons");
+    assert!(!a.is_locked() && !b.is_locked());
+    assert_eq!(a.lock().unwrap().value, 11);
+    assert_eq!(a.generation(), ga0 + 2);
+    assert_eq!(b.lock().expect_err("poisoned").into_inner().value, 2);
+    assert_eq!(b.generation(), gb0 + 2);
+}
+
 #[test]
 fn a_thread_that_ends_holding_the_lock_is_a_dead_holder() {
     let seg = Segment::new("thread-ends");

@@ -188,24 +188,28 @@ const CITED: &[(&str, &str)] = &[
         "src/lock/mod.rs",
         "identity(self.word.load(Ordering::Relaxed)) != 0",
     ),
-    // Versions: begin_write, end_write, unlock, wake.
+    // Versions: seq_held, begin_write, end_write (and its flagless copy in
+    // release_plain), release_plain, release_rest, wake.
+    ("src/lock/seqlock.rs", "self.seq.load(Ordering::Relaxed)"),
     (
         "src/lock/seqlock.rs",
-        "self.seq.store(s | 1, Ordering::Relaxed);",
+        "self.seq.store(odd, Ordering::Relaxed);",
     ),
     (
         "src/lock/seqlock.rs",
-        "self.seq.store((s | 1).wrapping_add(1), Ordering::Release);",
+        "self.seq.store(odd.wrapping_add(1), Ordering::Release);",
     ),
     (
         "src/lock/seqlock.rs",
-        "if lock.release_word(me, wrote) || flags & WAKE_ALL != 0 {",
+        "self.seq.store(seq.wrapping_add(1), Ordering::Release);",
     ),
+    ("src/lock/seqlock.rs", "if lock.release_free(me) {"),
+    (
+        "src/lock/seqlock.rs",
+        "Rest::Marked => (lock.release_slow(me, wrote), 0),",
+    ),
+    ("src/lock/seqlock.rs", "if wake || flags & WAKE_ALL != 0 {"),
     ("src/lock/seqlock.rs", "futex::wake(&self.seq, i32::MAX);"),
-    (
-        "src/lock/seqlock.rs",
-        "self.seq.load(Ordering::Relaxed) & 1 != 0",
-    ),
     // try_read and read_slow.
     ("src/lock/seqlock.rs", "let s1 = self.seq_acquire();"),
     (
@@ -232,11 +236,12 @@ const CITED: &[(&str, &str)] = &[
         "futex::wait(&self.seq, s as u32, left.min(CHECK_INTERVAL));",
     ),
     // The guard: Shared::guard, DerefMut and Drop.
-    ("src/lock/guard.rs", "writing: versions.write_pending(),"),
-    ("src/lock/guard.rs", "self.versions.begin_write();"),
+    ("src/lock/guard.rs", "seq: versions.seq_held(),"),
+    ("src/lock/guard.rs", "self.seq = self.seq.wrapping_add(1);"),
+    ("src/lock/guard.rs", "self.versions.begin_write(self.seq);"),
     (
         "src/lock/guard.rs",
-        ".unlock(self.lock, self.me, self.writing, poison);",
+        "match versions.release_plain(lock, me, seq) {",
     ),
     // RawSlot::wait_for_change: only a writable handle marks the word.
     (
@@ -339,14 +344,12 @@ enum Pc {
     // RawLock::release).
     GuardPending,
     GuardPoison,
-    BeginLoad,
     BeginStore,
     // The alternative fix `WritersTakeTheMark` (not in the code).
     BeginMarkLoad,
     BeginMarkCas,
     WriteA,
     WriteB,
-    EndLoad,
     EndStore,
     RelFast,
     RelLoad,
@@ -410,13 +413,11 @@ impl Pc {
                 | TryPoison
                 | GuardPending
                 | GuardPoison
-                | BeginLoad
                 | BeginStore
                 | BeginMarkLoad
                 | BeginMarkCas
                 | WriteA
                 | WriteB
-                | EndLoad
                 | EndStore
                 | RelFast
                 | RelLoad
@@ -1088,8 +1089,10 @@ impl Model {
 
             // ---- the guard ----------------------------------------------
             Pc::GuardPending => {
-                // Shared::guard: `writing: self.versions().write_pending(),`
-                // (`self.seq.load(Ordering::Relaxed) & 1 != 0`)
+                // Held::new: `seq: versions.seq_held(),` (a relaxed load the
+                // guard keeps: only the holder writes `seq` while it holds
+                // the lock, so begin_write and end_write store from it
+                // without loading `seq` again; odd: a write is pending)
                 n.procs[i].writing = st.seq & 1 != 0;
                 // Fix WritersTakeTheMark: the dead writer may have taken a
                 // mark, so the adopter wakes after its commit.
@@ -1107,7 +1110,7 @@ impl Model {
                 // The user's code: no write, or a write through DerefMut
                 // (which begins one unless the guard adopted a pending one).
                 let mut q = n;
-                q.procs[i].pc = if p.writing { Pc::EndLoad } else { Pc::RelFast };
+                q.procs[i].pc = if p.writing { Pc::EndStore } else { Pc::RelFast };
                 out.push(Succ {
                     st: q,
                     pid,
@@ -1116,7 +1119,11 @@ impl Model {
                     bad: bad.clone(),
                 });
                 let mut q = n;
-                q.procs[i].pc = if p.writing { Pc::WriteA } else { Pc::BeginLoad };
+                q.procs[i].pc = if p.writing {
+                    Pc::WriteA
+                } else {
+                    Pc::BeginStore
+                };
                 out.push(Succ {
                     st: q,
                     pid,
@@ -1125,22 +1132,20 @@ impl Model {
                     bad,
                 });
             }
-            Pc::BeginLoad => {
-                // Versions::begin_write: `let s = self.seq.load(Ordering::Relaxed);`
-                n.procs[i].s = st.seq;
-                n.procs[i].pc = Pc::BeginStore;
-                push(out, n, "begin_write: load seq", 0);
-            }
             Pc::BeginStore => {
-                // Versions::begin_write: `self.seq.store(s | 1, Ordering::Relaxed);`
-                n.seq = p.s | 1;
+                // Held::begin_write: `self.seq = self.seq.wrapping_add(1);`
+                // (even: no write pending), then Versions::begin_write:
+                // `self.seq.store(odd, Ordering::Relaxed);`
+                debug_assert!(p.s & 1 == 0);
+                n.seq = p.s + 1;
+                n.procs[i].s = p.s + 1;
                 n.procs[i].writing = true;
                 n.procs[i].pc = if self.fixed(Fix::WritersTakeTheMark) {
                     Pc::BeginMarkLoad
                 } else {
                     Pc::WriteA
                 };
-                push(out, n, "begin_write: seq = s|1", 0);
+                push(out, n, "begin_write: seq = s+1 (s kept from the guard)", 0);
             }
             Pc::BeginMarkLoad => {
                 // Fix WritersTakeTheMark: `let v = lock.word.load(Relaxed)`
@@ -1174,25 +1179,21 @@ impl Model {
             }
             Pc::WriteB => {
                 n.b = (p.s >> 1) + 1;
-                n.procs[i].pc = Pc::EndLoad;
+                n.procs[i].pc = Pc::EndStore;
                 push(out, n, "write value word b", 0);
             }
-            Pc::EndLoad => {
-                // SharedGuard::drop -> Versions::unlock -> end_write:
-                // `let s = self.seq.load(Ordering::Relaxed);`
-                n.procs[i].s = st.seq;
-                n.procs[i].pc = Pc::EndStore;
-                push(out, n, "end_write: load seq", 0);
-            }
             Pc::EndStore => {
-                // end_write: `self.seq.store((s | 1).wrapping_add(1), Ordering::Release);`
-                n.seq = (p.s | 1) + 1;
+                // Held's drop -> Versions::release_plain (or end_write):
+                // `self.seq.store(seq.wrapping_add(1), Ordering::Release);`
+                // with `seq` the guard's odd counter (no load of `seq`).
+                debug_assert!(p.s & 1 == 1);
+                n.seq = p.s + 1;
                 let g = usize::from(n.seq >> 1);
                 assert!(g < MAX_GEN, "raise MAX_GEN");
                 n.history[g] = (st.a << 4) | st.b;
                 n.pending_dead = false;
                 n.procs[i].pc = Pc::RelFast;
-                push(out, n, "end_write: seq = (s|1)+1 (committed)", 0);
+                push(out, n, "end_write: seq = s+1 (committed)", 0);
             }
             Pc::RelFast => {
                 // RawLock::release:
