@@ -133,12 +133,12 @@
 //! | `Versions::read_slow` (snapshots waiting behind a write) | second counter load + fence after the relaxed lock-word load | `seq_after_reads`: the fence first | A snapshot poisoned (an "interrupted" write) although the writer was alive and had just committed. |
 //! | `store::reader` `left_mid_change` | the same | the same fix | A read-only look-up or listing failing at once with "the directory did not stop changing, or a process died changing it". |
 //! | `store::heap`: block sizes, the walk, the format word | relaxed stores and loads, correct only if stores are seen in order | release stores, acquire fences in the walk and in `formatted` | A listing by a read-only handle reporting a healthy store damaged ("block ... says size 0"), or walking off block boundaries, while another process inserted (a split before the change begins) or let go of a removed entry (a merge outside any change). |
-//! | The guard's poison check after acquiring (`Shared::lock`) | load + fence (`is_poisoned`), after a relaxed load of the same cause for the holder record | one relaxed load for both (issue 18: a fence less, `dmb ishld` on ARM) | Nothing: a weakening with no effect on what is seen, argued in the table above. |
+//! | The guard's poison check after acquiring (`Shared::lock`) | load + fence (`is_poisoned`), after a relaxed load of the same cause for the holder record | one relaxed load for both (a fence less on the uncontended path: `dmb ishld` on ARM) | Nothing: a weakening with no effect on what is seen, argued in the table above. |
 //!
 //! Nothing else needed changing: the lock's acquire and release, the
 //! seqlock's two fences, the segment's publication and the wake protocol
 //! were right under the model, not only on x86. The last row is not a fix
-//! but a cost cut on the uncontended path (issue 18), reviewed here; the
+//! but a cost cut on the uncontended path, reviewed here; the
 //! same work made the guard keep the write counter it reads on acquiring
 //! (`seq_held` above), which changes no ordering: the stores and their
 //! orderings are the same, only the loads before them are gone.
