@@ -1332,7 +1332,17 @@ fn json_output_parses_and_has_every_field() {
     let store = Segment::new("cli-json-store");
     let _skid = make_store(store.name());
 
-    let all = parse_json(&run(&["ls", "--json"]));
+    // A command another test runs meanwhile (`ls`, `inspect`) maps every
+    // segment for a moment, and counts as attached then: look again, a few
+    // times, until only the creator is.
+    let mut all = parse_json(&run(&["ls", "--json"]));
+    for _ in 0..10 {
+        if json_entry(&all, seg.name())["attached"] == 1 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        all = parse_json(&run(&["ls", "--json"]));
+    }
     let o = json_entry(&all, seg.name());
     let size = std::fs::metadata(seg.path()).unwrap().len();
     assert_eq!(o["backend"], "posix", "{o:#}");
