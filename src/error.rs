@@ -154,13 +154,6 @@ pub enum Error {
         /// Our effective user id.
         our_uid: u32,
     },
-    /// The segment was made by a process in another PID namespace (another
-    /// container): its lock owners' process ids mean nothing here, so dead
-    /// holders could not be told from live ones.
-    OtherPidNamespace {
-        /// The segment's name.
-        name: String,
-    },
     /// Not enough shared memory to create the segment (a full `/dev/shm`).
     /// Nothing was left behind.
     NoSpace {
@@ -362,12 +355,6 @@ impl fmt::Display for Error {
                 "shared segment `{name}` belongs to uid {owner_uid}, not to us (uid {our_uid}): \
                  refused, as anyone can create a name in /dev/shm or a System V key first; \
                  use SharedOptions::allow_foreign_owner if that user is trusted"
-            ),
-            Error::OtherPidNamespace { name } => write!(
-                f,
-                "shared segment `{name}` was created in another PID namespace (container): \
-                 lock holders there cannot be checked for liveness from here; \
-                 share the PID namespace, or use one segment per namespace"
             ),
             Error::NoSpace { name, size } => write!(
                 f,

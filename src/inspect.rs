@@ -265,9 +265,11 @@ pub fn scan() -> Vec<Report> {
     if let Ok(dir) = std::fs::read_dir("/dev/shm") {
         // Every object, whatever its type: FIFOs, sockets, directories and
         // links are reported as foreign, temporary names as unfinished.
+        // System V segments' stand-ins belong to their segments.
         let mut names: Vec<String> = dir
             .flatten()
             .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|n| !n.starts_with(crate::sys::sysv::STAND_IN_PREFIX))
             .collect();
         names.sort();
         for name in names {

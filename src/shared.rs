@@ -5,7 +5,7 @@ use std::ops::{Deref, DerefMut};
 use std::sync::{LockResult, PoisonError, TryLockError, TryLockResult};
 use std::time::{Duration, Instant};
 
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{BorrowedFd, OwnedFd};
 
 use crate::error::Result;
 use crate::lock::guard::Guard;
@@ -96,10 +96,14 @@ impl<T: Shareable> Shared<T> {
         Ok(shared)
     }
 
-    /// The handle of a memfd segment, which keeps its descriptor for sharing.
+    /// The handle of a memfd segment. The descriptor it was made from is
+    /// closed: the handle lends its mapping's own description of the
+    /// memfd for sharing instead ([`as_fd`](Shared::as_fd)), one
+    /// descriptor in all.
     pub(crate) fn from_memfd(map: Mapping, fd: OwnedFd) -> Shared<T> {
+        drop(fd);
         let label = format!("memfd:{}", T::TYPE_NAME);
-        Shared::from_parts(map, Handle::nameless(label, Some(fd)))
+        Shared::from_parts(map, Handle::nameless(label, true))
     }
 
     /// Maps a segment from a descriptor handed over by another process
@@ -116,7 +120,7 @@ impl<T: Shareable> Shared<T> {
     pub fn anonymous(value: T) -> Result<Shared<T>> {
         let map = crate::segment::anonymous(value)?;
         let label = format!("anonymous:{}", T::TYPE_NAME);
-        let mut handle = Handle::nameless(label, None);
+        let mut handle = Handle::nameless(label, false);
         handle.created = true;
         Ok(Shared::from_parts(map, handle))
     }
@@ -141,7 +145,7 @@ impl<T: Shareable> Shared<T> {
         poisoning: bool,
     ) -> Shared<T> {
         slot.set_poisoning(poisoning);
-        let mut handle = Handle::nameless(label, None);
+        let mut handle = Handle::nameless(label, false);
         handle.entry = Some((store.to_owned(), key.to_owned()));
         Shared { slot, handle }
     }
@@ -376,7 +380,11 @@ impl<T: Shareable> Shared<T> {
     /// ([`send_fd`](crate::send_fd), or inheritance); `None` for other
     /// backends.
     pub fn as_fd(&self) -> Option<BorrowedFd<'_>> {
-        self.handle.fd.as_ref().map(|fd| fd.as_fd())
+        if self.handle.shares_fd {
+            self.map().descriptor()
+        } else {
+            None
+        }
     }
 
     /// For a System V segment, what the kernel says of it now: key, id,
@@ -766,7 +774,7 @@ impl SharedOptions {
                 label: loc.label(),
                 remover: seg.remover,
                 remove_on_drop: self.remove_on_drop,
-                fd: None,
+                shares_fd: false,
                 entry: None,
                 created: seg.created,
                 migrated,

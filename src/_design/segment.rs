@@ -34,7 +34,7 @@
 //! magic is bytes, the same in either order; the format version is a small
 //! number, so one that reads as a large number here and as a small one
 //! with its bytes reversed was written in the other order ("format version
-//! 67108864" is version 4 of a big-endian build, read on a little-endian
+//! 83886080" is version 5 of a big-endian build, read on a little-endian
 //! one). Every reader checks it first, before anything else of the header
 //! is read as numbers: `open` and its variants give
 //! [`Error::OtherByteOrder`](crate::Error::OtherByteOrder), which names

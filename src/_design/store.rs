@@ -7,7 +7,7 @@
 //! content+0      meta (256 bytes): format, entry flags, bucket count, heap
 //!                size, live entries, bytes in use, the replacement in
 //!                progress, free-list heads
-//! content+256    handle table: 64 slots of (pid, start time)
+//! content+256    handle table: 64 slots of (pid, incarnation)
 //! content+1280   buckets: a power of two of u32 (block index + 1, 0 empty)
 //! heap           blocks, each a multiple of 64 bytes, back to back
 //! ```

@@ -1,7 +1,8 @@
 //! Who is this thread, as a lock owner, and which locks it holds.
 //!
-//! The identity is the thread's kernel thread id and the low 32 bits of its
-//! start time, cached per thread and reset in a forked child. Beside it,
+//! The identity is the thread's kernel thread id and its process's
+//! incarnation (see `sys::presence`), cached per thread and reset in a
+//! forked child. Beside it,
 //! each thread keeps the addresses of the locks it holds: a lock word that
 //! names this thread is only this thread's lock if it is on that list (or
 //! reaches the same memory as a lock on it). Anything else is a word a peer
@@ -101,8 +102,11 @@ fn compute() -> u64 {
         assert_eq!(rc, 0, "shmstore: pthread_atfork failed ({rc})");
     });
     let tid = crate::sys::thread::current_tid();
-    let start = crate::lock::owner::start_time(tid).unwrap_or(0);
-    let v = crate::lock::owner::compose_ident(tid, start);
+    // A process that cannot show itself to others must not take locks:
+    // they would take them over as a dead holder's.
+    let x = crate::sys::presence::incarnation()
+        .unwrap_or_else(|e| panic!("shmstore: cannot draw this process's incarnation: {e}"));
+    let v = crate::lock::owner::compose_ident(tid, x);
     let pid = std::process::id();
     let here = Here::new();
     state(&here).ident.set(v);

@@ -23,6 +23,7 @@ pub(crate) mod seqlock;
 pub(crate) mod slot;
 
 use crate::sys::futex;
+use crate::sys::presence::{self, Presence};
 use held::Holding;
 
 /// How long a waiter sees the same owner before it checks whether the owner is
@@ -404,7 +405,7 @@ impl RawLock {
             .ok()?;
         // Poison is sticky until cleared: the first record stays.
         if self.poisoned.load(Ordering::Relaxed) == 0 {
-            let tid = (v & u64::from(u32::MAX) & !FLAGS) as u32;
+            let tid = owner::tid_of(v);
             let last = self.holder.load(Ordering::Relaxed);
             // The last recorded holder is the dead one if its thread id is
             // the word's; otherwise the dead holder's pid is unknown.
@@ -426,12 +427,17 @@ impl RawLock {
         if identity(v) == 0 {
             return false;
         }
-        if identity(v) == held::ident() {
+        let me = held::ident();
+        if identity(v) == me {
             return !self.held_by_this_thread();
         }
-        let tid = (v & u64::from(u32::MAX) & !FLAGS) as u32;
-        let start = (v >> 32) as u32;
-        !owner::is_alive(tid, start)
+        let x = owner::incarnation_of(v);
+        if x == owner::incarnation_of(me) {
+            // Another thread of this process: is it still running?
+            return !owner::thread_runs(owner::tid_of(v));
+        }
+        // Another process: does it still show itself in this segment?
+        presence::presence(self.at(), x) == Presence::Absent
     }
 
     /// The holder's thread id and whether it is alive, if the lock is held
@@ -441,8 +447,7 @@ impl RawLock {
         if identity(v) == 0 {
             return None;
         }
-        let tid = (v & u64::from(u32::MAX) & !FLAGS) as u32;
-        Some((tid, !self.is_dead_holder(v)))
+        Some((owner::tid_of(v), !self.is_dead_holder(v)))
     }
 
     /// Whether the calling thread holds the lock (took it and has not
@@ -572,7 +577,7 @@ impl RawLock {
     /// The thread id of the holder, if the lock is held.
     pub fn holder_tid(&self) -> Option<u32> {
         let v = self.word.load(Ordering::Relaxed);
-        (identity(v) != 0).then_some((v & u64::from(u32::MAX) & !FLAGS) as u32)
+        (identity(v) != 0).then_some(owner::tid_of(v))
     }
 
     /// Whether a holder died or panicked while holding the lock since the
@@ -657,6 +662,7 @@ impl Default for RawLock {
 #[allow(unsafe_code)] // a counter the lock guards, to test mutual exclusion
 mod tests {
     use super::*;
+    use std::os::fd::AsFd;
     use std::sync::Arc;
 
     #[test]
@@ -706,12 +712,13 @@ mod tests {
 
     #[test]
     fn a_word_naming_no_live_thread_is_taken_over_and_poisons() {
-        let l = RawLock::new();
-        // A thread id nobody has, as a dead holder or a damaged word leaves it.
-        l.word.store(
-            owner::compose_ident(owner::TID_LIMIT - 1, 7),
-            Ordering::Relaxed,
-        );
+        let (map, _) = two_mappings();
+        let l = map.raw_lock(64);
+        // An incarnation nobody shows in this segment, as a dead holder or a
+        // damaged word leaves it.
+        let x = presence::incarnation().unwrap() ^ 1;
+        l.word
+            .store(owner::compose_ident(7, x), Ordering::Relaxed);
         let me = l.try_acquire().expect("taken over");
         assert!(l.is_poisoned());
         l.release(me, false);
@@ -721,6 +728,37 @@ mod tests {
         assert!(l.is_poisoned());
         l.release(me, false);
         assert!(!l.is_locked());
+        // A thread of this process that no longer runs.
+        let gone = std::thread::spawn(crate::sys::thread::current_tid)
+            .join()
+            .unwrap();
+        l.clear_poison();
+        l.word.store(
+            owner::compose_ident(gone, presence::incarnation().unwrap()),
+            Ordering::Relaxed,
+        );
+        let me = l.try_acquire().expect("taken over from an ended thread");
+        assert!(l.is_poisoned());
+        l.release(me, false);
+    }
+
+    #[test]
+    fn a_holder_another_process_shows_is_alive_until_it_goes() {
+        let (fd, map, _) = segment();
+        let l = map.raw_lock(64);
+        // Another process, as the kernel sees it: another description of
+        // the object holding an incarnation's byte.
+        let x = presence::incarnation().unwrap() ^ 2;
+        let other = presence::tests::show(fd.as_fd(), x);
+        l.word.store(owner::compose_ident(7, x), Ordering::Relaxed);
+        assert!(l.try_acquire().is_none(), "a live holder keeps its lock");
+        assert!(l.acquire_until(Instant::now() + Duration::from_millis(120)).is_none());
+        assert_eq!(l.holder(), Some((7, true)));
+        drop(other); // the process dies
+        assert_eq!(l.holder(), Some((7, false)));
+        let me = l.try_acquire().expect("taken over from a dead process");
+        assert!(l.is_poisoned());
+        l.release(me, false);
     }
 
     #[test]
@@ -824,13 +862,22 @@ mod tests {
 
     /// Two mappings of one memfd: the same lock at two addresses.
     fn two_mappings() -> (crate::sys::mapping::Mapping, crate::sys::mapping::Mapping) {
+        let (_, a, b) = segment();
+        (a, b)
+    }
+
+    /// A memfd and two mappings of it.
+    fn segment() -> (
+        std::os::fd::OwnedFd,
+        crate::sys::mapping::Mapping,
+        crate::sys::mapping::Mapping,
+    ) {
         use nix::sys::memfd::{memfd_create, MFdFlags};
-        use std::os::fd::AsFd;
         let fd = memfd_create(c"shmstore-lock-test", MFdFlags::MFD_CLOEXEC).unwrap();
         nix::unistd::ftruncate(&fd, 4096).unwrap();
         let a = crate::sys::mapping::Mapping::map(fd.as_fd(), 4096, true).unwrap();
         let b = crate::sys::mapping::Mapping::map(fd.as_fd(), 4096, true).unwrap();
-        (a, b)
+        (fd, a, b)
     }
 
     #[test]

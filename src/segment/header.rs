@@ -32,7 +32,7 @@ use crate::types::shareable::Shareable;
 /// The first eight bytes of every segment.
 pub(crate) const MAGIC: [u8; 8] = *b"SHMSTORE";
 /// The format this build writes and reads.
-pub(crate) const FORMAT_VERSION: u32 = 4;
+pub(crate) const FORMAT_VERSION: u32 = 5;
 /// The longest schema a segment may carry.
 pub(crate) const MAX_SCHEMA: usize = 64 * 1024;
 
@@ -220,18 +220,6 @@ impl Creator {
     }
 }
 
-/// Refuses a segment made in another PID namespace (its lock owners' thread
-/// ids cannot be checked from here).
-pub(crate) fn check_namespace(name: &str, h: &Header) -> Result<()> {
-    let ours = pid_namespace();
-    if h.pid_ns != 0 && ours != 0 && h.pid_ns != ours {
-        return Err(Error::OtherPidNamespace {
-            name: name.to_owned(),
-        });
-    }
-    Ok(())
-}
-
 /// The inode of this process's PID namespace (0 where it cannot be read).
 pub(crate) fn pid_namespace() -> u64 {
     use std::os::unix::fs::MetadataExt;
@@ -287,7 +275,7 @@ impl Header {
 #[derive(Debug)]
 pub(crate) enum Found {
     /// Our magic and a complete, ready header.
-    Ready(Box<Header>),
+    Ready,
     /// Our magic, but the creator has not finished (or died while writing it).
     Initialising,
 }
@@ -544,7 +532,7 @@ pub(crate) fn check(name: &str, spec: &Spec, bytes: &[u8], file_size: u64) -> Re
         )));
     }
     consistent(&header, file_size).map_err(corrupt)?;
-    Ok(Found::Ready(header))
+    Ok(Found::Ready)
 }
 
 /// `err` with the changes from the segment's recorded schema to this
@@ -625,7 +613,7 @@ mod tests {
         let size = Spec::of::<u64>(0).layout().total_size as u64;
         assert!(matches!(
             check("t", &Spec::of::<u64>(0), &bytes, size),
-            Ok(Found::Ready(_))
+            Ok(Found::Ready)
         ));
     }
 

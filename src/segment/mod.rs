@@ -18,7 +18,7 @@ use nix::sys::uio::pread;
 
 use crate::error::{Error, Result};
 use crate::segment::backend::memfd;
-use crate::segment::header::{check_namespace, Found, Header, Spec};
+use crate::segment::header::{Found, Header, Spec};
 use crate::segment::location::{IntoLocation, Location, Place};
 use crate::segment::name::Name;
 use crate::segment::options::{OpenMode, SharedOptions};
@@ -187,8 +187,7 @@ pub(crate) fn from_fd<T: Shareable>(fd: &OwnedFd, opts: &SharedOptions) -> Resul
         .map_err(|e| Error::from_errno(&label, "inspecting", e))?
         .st_size as u64;
     match read_header(&label, &value_spec::<T>().0, fd.as_fd(), size)? {
-        Found::Ready(h) => {
-            check_namespace(&label, &h)?;
+        Found::Ready => {
             Mapping::map(fd.as_fd(), size as usize, true).map_err(|e| Error::Io {
                 op: "mapping",
                 name: label,
@@ -272,8 +271,7 @@ fn open_fd(
         )));
     }
     match read_header(name, spec, fd.as_fd(), size)? {
-        Found::Ready(h) => {
-            check_namespace(name, &h)?;
+        Found::Ready => {
             Mapping::map(fd.as_fd(), size as usize, mode.writable()).map_err(|e| Error::Io {
                 op: "mapping",
                 name: name.to_owned(),
@@ -340,13 +338,15 @@ fn read_at(fd: BorrowedFd<'_>, buf: &mut [u8]) -> nix::Result<usize> {
 
 /// What a handle owns of its segment besides the memory: the name errors
 /// give, how to remove the segment's name and whether to when the handle is
-/// dropped, and a memfd's descriptor, kept for sharing.
+/// dropped, and whether it lends its descriptor for sharing (a memfd's).
 #[derive(Debug)]
 pub(crate) struct Handle {
     pub label: String,
     pub remover: Remover,
     pub remove_on_drop: bool,
-    pub fd: Option<OwnedFd>,
+    /// Whether the mapping's descriptor is to be lent for sharing (a
+    /// memfd: see `Mapping::descriptor`).
+    pub shares_fd: bool,
     /// For a store entry's handle: the store's name and the entry's key.
     pub entry: Option<(String, String)>,
     /// Whether the call that made this handle made its segment.
@@ -361,12 +361,12 @@ pub(crate) struct Handle {
 impl Handle {
     /// A handle that removes nothing: a nameless segment's, or a store
     /// entry's.
-    pub(crate) fn nameless(label: String, fd: Option<OwnedFd>) -> Handle {
+    pub(crate) fn nameless(label: String, shares_fd: bool) -> Handle {
         Handle {
             label,
             remover: Remover::None,
             remove_on_drop: false,
-            fd,
+            shares_fd,
             entry: None,
             created: false,
             migrated: false,

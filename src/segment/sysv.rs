@@ -292,10 +292,7 @@ fn inspect(label: &str, spec: &Spec, map: &Mapping, locked: bool) -> Result<Seen
             })
         });
         return match checked? {
-            Found::Ready(h) => {
-                header::check_namespace(label, &h)?;
-                Ok(Seen::Ready)
-            }
+            Found::Ready => Ok(Seen::Ready),
             // Its state changed back under us: someone wrote over it.
             Found::Initialising if spec.fits(len) => Ok(Seen::NotReady),
             Found::Initialising => Err(wrong_size(label, spec, &buf[..n], len)),
@@ -335,12 +332,8 @@ fn inspect(label: &str, spec: &Spec, map: &Mapping, locked: bool) -> Result<Seen
         }
         if state == STATE_INITIALISING {
             // The header is complete (its release store came after it):
-            // check what can be checked before anyone waits on the lock,
-            // whose holders' ids mean nothing in another PID namespace.
+            // check what can be checked before anyone waits on the lock.
             header::check(label, spec, &buf[..n], len as u64)?;
-            if let Ok((h, _)) = Header::read_from_prefix(&buf[..n]) {
-                header::check_namespace(label, &h)?;
-            }
         }
         return Ok(Seen::NotReady);
     }

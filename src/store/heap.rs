@@ -1053,18 +1053,26 @@ impl Heap<'_> {
         self.set_u64(self.handle_at(slot) + 8, 0);
     }
 
-    /// Whether the process in handle slot `slot` is alive.
+    /// Whether the process in handle slot `slot` is alive: it still shows
+    /// its incarnation in this store (see `lock::owner::present`), in
+    /// whatever PID namespace it runs.
     fn handle_alive(&self, slot: usize) -> bool {
-        let pid = self.u32(self.handle_at(slot));
-        let start = self.u64(self.handle_at(slot) + 8);
-        pid != 0 && crate::lock::owner::is_alive(pid, start as u32)
+        let at = self.handle_at(slot);
+        let pid = self.u32(at);
+        let x = self.u64(at + 8);
+        let addr = self.map.atomic_u64(at + 8) as *const _ as usize;
+        pid != 0 && crate::lock::owner::present(addr, x)
     }
 
     /// Takes a handle slot for this process: a free one, else one whose
     /// process died (after clearing its bits from every entry).
     pub(crate) fn register(&self) -> Result<usize> {
         let pid = std::process::id();
-        let start = crate::lock::owner::start_time(pid).unwrap_or(0);
+        let x = crate::lock::owner::incarnation().map_err(|e| Error::Io {
+            op: "registering with",
+            name: self.label.to_owned(),
+            source: e,
+        })?;
         let mut chosen = (0..HANDLE_SLOTS).find(|&s| self.u32(self.handle_at(s)) == 0);
         if chosen.is_none() {
             chosen = (0..HANDLE_SLOTS).find(|&s| !self.handle_alive(s));
@@ -1079,7 +1087,7 @@ impl Heap<'_> {
             });
         };
         self.set_u32(self.handle_at(slot), pid);
-        self.set_u64(self.handle_at(slot) + 8, start);
+        self.set_u64(self.handle_at(slot) + 8, x);
         Ok(slot)
     }
 

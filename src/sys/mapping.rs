@@ -4,13 +4,13 @@
 
 use std::io;
 use std::num::NonZeroUsize;
-use std::os::fd::BorrowedFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, AtomicU64};
 
 use nix::sys::mman::{mmap, munmap, MapFlags, ProtFlags};
 
-use super::sigbus;
+use super::{memfd, presence, sigbus};
 
 /// `len` bytes of a shared object, mapped shared, read-write or (for
 /// read-only handles) read-only.
@@ -23,6 +23,10 @@ pub(crate) struct Mapping {
     /// For mappings of descriptors, which another process can shrink under
     /// us: the entry that lets a SIGBUS there be caught (see `sigbus`).
     watch: Option<sigbus::Registration>,
+    /// This process's presence in the segment's object, which tells other
+    /// processes, in any PID namespace, that lock words naming this
+    /// process name a live one (see `presence`).
+    presence: Option<presence::Registration>,
 }
 
 /// How a mapping is given back.
@@ -65,8 +69,17 @@ impl Mapping {
             release: Release::Munmap,
             writable,
             watch: None,
+            presence: None,
         };
         map.watch = Some(sigbus::register(ptr.as_ptr() as usize, len, writable)?);
+        match presence::register(fd, ptr.as_ptr() as usize, len, writable) {
+            Ok(r) => map.presence = Some(r),
+            // A process that cannot show itself must not take locks.
+            Err(e) if writable => return Err(e),
+            // A reader only asks about others; without the registration
+            // every holder counts as alive to it.
+            Err(_) => {}
+        }
         Ok(map)
     }
 
@@ -85,13 +98,24 @@ impl Mapping {
                 MapFlags::MAP_SHARED,
             )
         }?;
-        Ok(Mapping {
+        let mut map = Mapping {
             ptr: ptr.cast(),
             len,
             release: Release::Munmap,
             writable: true,
             watch: None,
-        })
+            presence: None,
+        };
+        // No object stands behind anonymous memory: an empty memfd stands
+        // for it, inherited by forked children with the mapping.
+        let stand_in = memfd::create("shmstore-anonymous")?;
+        map.presence = Some(presence::register(
+            stand_in.as_fd(),
+            ptr.as_ptr() as usize,
+            len,
+            true,
+        )?);
+        Ok(map)
     }
 
     /// Takes ownership of a System V attachment: `shmdt` on drop.
@@ -110,7 +134,31 @@ impl Mapping {
             release: Release::Shmdt,
             writable,
             watch: None,
+            presence: None,
         }
+    }
+
+    /// This process's description of the mapped object (see
+    /// `presence::Registration::descriptor`); `None` for anonymous memory
+    /// and System V.
+    pub(crate) fn descriptor(&self) -> Option<BorrowedFd<'_>> {
+        match self.release {
+            Release::Munmap => self.presence.as_ref()?.descriptor(),
+            Release::Shmdt => None,
+        }
+    }
+
+    /// Registers this mapping's presence through `fd`, an object that
+    /// stands for the mapped memory (a System V segment's stand-in).
+    pub(crate) fn show_presence(
+        &mut self,
+        fd: BorrowedFd<'_>,
+        writable: bool,
+    ) -> Result<(), nix::errno::Errno> {
+        let r = presence::register(fd, self.ptr.as_ptr() as usize, self.len, writable)
+            .map_err(|e| nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))?;
+        self.presence = Some(r);
+        Ok(())
     }
 
     /// Copies `out.len()` bytes from `offset`, for bytes another process

@@ -22,4 +22,4 @@ pub(crate) mod sigbus;
 
 #[cfg_attr(target_os = "linux", path = "linux/mod.rs")]
 mod os;
-pub(crate) use os::{futex, maps, memfd, sysv, thread};
+pub(crate) use os::{futex, maps, memfd, presence, sysv, thread};

@@ -520,7 +520,6 @@ pub fn variant(e: &shmstore::Error) -> &'static str {
         Error::Incomplete { .. } => "Incomplete",
         Error::PermissionDenied { .. } => "PermissionDenied",
         Error::ForeignOwner { .. } => "ForeignOwner",
-        Error::OtherPidNamespace { .. } => "OtherPidNamespace",
         Error::OtherByteOrder { .. } => "OtherByteOrder",
         Error::NoSpace { .. } => "NoSpace",
         Error::SysvLimit { .. } => "SysvLimit",

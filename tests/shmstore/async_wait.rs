@@ -329,7 +329,39 @@ fn os_threads() -> usize {
     std::fs::read_dir("/proc/self/task").unwrap().count()
 }
 
+/// Raises this process's limit on open descriptors to at least `want`
+/// (as root, past the hard limit too); says what it is now.
+fn allow_descriptors(want: u64) -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is a valid rlimit that outlives the calls.
+    unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+        if lim.rlim_cur < want {
+            let more = libc::rlimit {
+                rlim_cur: want,
+                rlim_max: lim.rlim_max.max(want),
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &more) != 0 {
+                lim.rlim_cur = lim.rlim_max;
+                libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+            }
+        }
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+    }
+    lim.rlim_cur
+}
+
 fn many(n: usize) {
+    // A memfd handle keeps one descriptor (its presence in the segment,
+    // which it also lends for sharing).
+    let limit = allow_descriptors(n as u64 + 1024);
+    assert!(
+        limit >= n as u64 + 64,
+        "{n} memfd segments need {n} descriptors; the limit is {limit}"
+    );
     let segments: Vec<Arc<Shared<u64>>> = (0..n)
         .map(|_| Arc::new(Shared::memfd(0u64).unwrap()))
         .collect();

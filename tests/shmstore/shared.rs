@@ -1070,6 +1070,7 @@ fn create_racing_open_or_create_loses_with_already_exists() {
 #[test]
 fn open_racing_create_sees_all_or_nothing() {
     let mut seen = std::collections::BTreeMap::<&str, u32>::new();
+    let mut first = None;
     for _ in 0..300 {
         let seg = Segment::new("open-race");
         let start = Barrier::new(2);
@@ -1100,12 +1101,15 @@ fn open_racing_create_sees_all_or_nothing() {
         });
         match opened {
             Ok(v) => assert_eq!(v, 9),
-            Err(e) => *seen.entry(variant(&e)).or_default() += 1,
+            Err(e) => {
+                first.get_or_insert_with(|| e.to_string());
+                *seen.entry(variant(&e)).or_default() += 1
+            }
         }
     }
     assert!(
         seen.is_empty(),
-        "open racing a live creator failed with {seen:?} (out of 300 rounds)"
+        "open racing a live creator failed with {seen:?} (out of 300 rounds), first: {first:?}"
     );
 }
 
@@ -1360,7 +1364,7 @@ fn unfinished_segment_under_a_name_is_corrupt_and_left_alone() {
 }
 
 #[test]
-fn segment_of_another_pid_namespace_is_refused() {
+fn segment_of_another_pid_namespace_opens_and_works() {
     let seg = Segment::new("pidns");
     valid_segment(&seg, 42);
     let ours = std::fs::metadata("/proc/self/ns/pid").unwrap().ino();
@@ -1371,9 +1375,13 @@ fn segment_of_another_pid_namespace_is_refused() {
         ours,
         "the header records our PID namespace"
     );
+    // Made in another namespace, as a container's segment is: its lock
+    // holders are told apart by the kernel's record of who has it open,
+    // which every namespace can read.
     patch(&seg, PID_NS_AT, &(ours ^ 0x5a5a).to_ne_bytes());
-    let e = failure(Shared::<Counter>::open(seg.name()));
-    assert!(matches!(e, Error::OtherPidNamespace { .. }), "{e:?}");
+    let c = Shared::<Counter>::open(seg.name()).unwrap();
+    c.lock().unwrap().value += 1;
+    assert_eq!(c.lock().unwrap().value, 43);
 }
 
 #[test]

@@ -5,4 +5,5 @@ pub(crate) mod futex;
 pub(crate) mod maps;
 pub(crate) mod memfd;
 pub(crate) mod sysv;
+pub(crate) mod presence;
 pub(crate) mod thread;

@@ -8,6 +8,7 @@
 //! into an [`Error`](crate::Error) that says what to do.
 
 use std::mem::MaybeUninit;
+use std::os::fd::AsFd;
 use std::ptr::NonNull;
 
 use nix::errno::Errno;
@@ -54,6 +55,8 @@ pub(crate) struct ShmStat {
     pub key: i32,
     /// Owner user id (`shm_perm.uid`).
     pub uid: u32,
+    /// Creator user id (`shm_perm.cuid`).
+    pub cuid: u32,
     /// The whole `shm_perm.mode`: permission bits plus `SHM_DEST` and
     /// `SHM_LOCKED`.
     pub mode: u32,
@@ -74,6 +77,7 @@ impl ShmStat {
         ShmStat {
             key: ds.shm_perm.__key,
             uid: ds.shm_perm.uid,
+            cuid: ds.shm_perm.cuid,
             mode: u32::from(ds.shm_perm.mode),
             size: ds.shm_segsz,
             cpid: ds.shm_cpid,
@@ -107,6 +111,11 @@ pub(crate) struct Usage {
 #[allow(clippy::useless_conversion)]
 fn ulong(v: libc::c_ulong) -> u64 {
     u64::from(v)
+}
+
+/// The errno of an I/O error (EIO when it has none).
+fn errno_of(e: &std::io::Error) -> Errno {
+    Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))
 }
 
 /// Turns a -1 return into the errno.
@@ -169,7 +178,83 @@ pub(crate) fn remove(id: i32) -> Result<(), Errno> {
     // SAFETY: IPC_RMID ignores the buffer argument; a null pointer is what
     // the manual page passes.
     check(unsafe { libc::shmctl(id, libc::IPC_RMID, std::ptr::null_mut()) })?;
+    // Nobody can find the segment any more: its stand-in goes too (those
+    // attached keep their descriptions of it).
+    let _ = std::fs::remove_file(stand_in_path(id));
     Ok(())
+}
+
+/// The prefix of the names of System V segments' stand-ins in /dev/shm.
+pub(crate) const STAND_IN_PREFIX: &str = ".shmstore-sysv.";
+
+/// Where segment `id`'s stand-in lives: a name in /dev/shm made of this IPC
+/// namespace's inode and the id, which no other live segment has.
+fn stand_in_path(id: i32) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let ns = std::fs::metadata("/proc/self/ns/ipc").map_or(0, |m| m.ino());
+    format!("/dev/shm/{STAND_IN_PREFIX}{ns}.{id}")
+}
+
+/// The stand-in of segment `id` (described by `st`): an empty file in
+/// /dev/shm that stands for the segment where a descriptor is needed (a
+/// System V segment has none), so that processes can show their presence
+/// in it (see `presence`). The segment's owner (or root) makes it, with
+/// the segment's owner and permission bits; it must be a regular file of
+/// the segment's owner, its creator or root (an owner can give a segment
+/// away), or it is refused (someone else's file in the way).
+fn stand_in(id: i32, st: &ShmStat, writable: bool) -> std::io::Result<std::os::fd::OwnedFd> {
+    use nix::fcntl::{open, OFlag};
+    use nix::sys::stat::{fchmod, fstat, Mode};
+    let path = stand_in_path(id);
+    let access = if writable {
+        OFlag::O_RDWR
+    } else {
+        OFlag::O_RDONLY
+    };
+    let flags = access | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
+    let mode = Mode::from_bits_truncate((st.mode & 0o666) as libc::mode_t);
+    // Someone else's object in the way, or none where only the owner can
+    // make one: the segment cannot be used (EACCES, as for a segment one
+    // may not access).
+    let refused = |_why: &str| std::io::Error::from_raw_os_error(libc::EACCES);
+    loop {
+        match open(path.as_str(), flags, Mode::empty()) {
+            Ok(fd) => {
+                let got = fstat(&fd)?;
+                if got.st_mode & libc::S_IFMT != libc::S_IFREG {
+                    return Err(refused("not a regular file"));
+                }
+                if ![st.uid, st.cuid, 0].contains(&got.st_uid) {
+                    return Err(refused("owned by another user than the segment"));
+                }
+                return Ok(fd);
+            }
+            Err(Errno::ENOENT) => {
+                let me = nix::unistd::geteuid().as_raw();
+                if ![st.uid, st.cuid, 0].contains(&me) {
+                    return Err(refused("missing (the segment's owner makes it)"));
+                }
+                let made = open(
+                    path.as_str(),
+                    OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                    Mode::S_IRUSR | Mode::S_IWUSR,
+                );
+                match made {
+                    Ok(fd) => {
+                        if me != st.uid {
+                            nix::unistd::fchown(&fd, Some(st.uid.into()), None)?;
+                        }
+                        // Not under the umask: the segment's own bits.
+                        fchmod(&fd, mode)?;
+                    }
+                    Err(Errno::EEXIST) => {}
+                    Err(e) => return Err(e.into()),
+                }
+                // Opened again, as anyone else would, with the access asked.
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 /// Attaches segment `id` at an address the kernel chooses, read-write or
@@ -203,7 +288,15 @@ pub(crate) fn attach(id: i32, writable: bool) -> Result<(Mapping, ShmStat), Errn
             // the segment attached (see above), and shmat mapped all of it,
             // rounded up to whole pages, so every byte of
             // `ptr..ptr + st.size` is mapped.
-            let map = unsafe { Mapping::from_sysv(ptr, st.size, writable) };
+            let mut map = unsafe { Mapping::from_sysv(ptr, st.size, writable) };
+            match stand_in(id, &st, writable) {
+                Ok(fd) => map.show_presence(fd.as_fd(), writable)?,
+                // A process that cannot show itself must not take locks.
+                Err(e) if writable => return Err(errno_of(&e)),
+                // A reader only asks about others; without the stand-in
+                // every holder counts as alive to it.
+                Err(_) => {}
+            }
             Ok((map, st))
         }
         Err(e) => {

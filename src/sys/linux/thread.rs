@@ -48,6 +48,21 @@ pub(crate) fn probe(tid: u32) -> Probe {
     }
 }
 
+/// Whether thread `tid` of this process still runs: `Some(false)` if this
+/// process has no such thread or it has exited, `None` if `/proc` cannot
+/// tell.
+pub(crate) fn runs_here(tid: u32) -> Option<bool> {
+    match std::fs::read(format!("/proc/self/task/{tid}/stat")) {
+        Ok(text) => match parse_stat(&text) {
+            Some((b'Z' | b'X' | b'x', _)) => Some(false),
+            Some(_) => Some(true),
+            None => None,
+        },
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Some(false),
+        Err(_) => None,
+    }
+}
+
 /// The start time of thread `tid`, in clock ticks after boot.
 pub(crate) fn start_time(tid: u32) -> Option<u64> {
     stat(tid).ok().map(|(_, start)| start)

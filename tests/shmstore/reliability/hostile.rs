@@ -59,14 +59,14 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::ops::Range;
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{LockResult, TryLockError};
 use std::time::{Duration, Instant};
 
-use common::{Key, Segment};
+use common::{Counter, Key, Segment};
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
@@ -207,13 +207,12 @@ const HEADER_FIELDS: [(&str, usize, usize, bool); 19] = [
     ("creator_pid", 72, 4, false),
     ("creator_uid", 76, 4, false),
     ("creator_start", 80, 8, false),
-    ("pid_ns", 88, 8, true),
+    ("pid_ns", 88, 8, false),
     ("created_unix_ns", 96, 8, false),
     ("type_name_len", 104, 4, false),
     ("schema_len", 108, 4, true),
     ("type_name", 112, 128, false),
 ];
-const PID_NS_AT: usize = 88;
 
 /// A slot's fields from its lock's offset (src/lock.rs, src/seqlock.rs).
 const SLOT_FIELDS: [(&str, usize, usize); 8] = [
@@ -525,8 +524,8 @@ enum Payload {
     Delta(i64),
     /// The lock identity of a thread that lives throughout the case.
     LiveHolder,
-    /// The identity of a live thread id with another start time: a
-    /// recycled id, as a dead holder leaves it.
+    /// A live thread id under an incarnation no process shows: a process
+    /// that died, as its held lock leaves the word.
     DeadHolder,
     /// The identity of the very thread that then uses the segment, which
     /// holds no lock there: a word it must not take for its own relock.
@@ -578,23 +577,38 @@ fn hits(groups: Vec<Vec<usize>>) -> impl Strategy<Value = Vec<Hit>> {
     )
 }
 
-/// The lock identity (src/lock.rs) of thread `tid`: its id and the low 32
-/// bits of its start time.
-fn identity_of(tid: u32) -> u64 {
-    (u64::from(start_time(tid).expect("a live thread") as u32) << 32) | u64::from(tid)
+/// The bits of a lock identity (src/lock/owner.rs) that hold the thread id;
+/// the others, but for the flags, hold the process's incarnation.
+const TID_MASK: u64 = (1 << 22) - 1;
+
+/// This process's part of every lock identity it writes: its incarnation,
+/// read once from a lock word this process wrote.
+fn process_part() -> u64 {
+    static PART: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *PART.get_or_init(|| {
+        let seg = Segment::new("hostile-ident");
+        let c = Shared::create(seg.name(), Counter::default()).unwrap();
+        let g = c.lock().unwrap();
+        let bytes = std::fs::read(seg.path()).unwrap();
+        drop(g);
+        u64_at(&bytes, LOCK_AT) & !LOCK_FLAGS & !TID_MASK
+    })
 }
 
-/// The start time of thread `tid` (`/proc`, field 22), if it exists and
-/// is not a zombie.
-fn start_time(tid: u32) -> Option<u64> {
-    let text = std::fs::read_to_string(format!("/proc/{tid}/task/{tid}/stat")).ok()?;
-    let rest = &text[text.rfind(')')? + 1..];
-    let mut fields = rest.split_whitespace();
-    let state = fields.next()?;
-    if matches!(state, "Z" | "X" | "x") {
-        return None;
-    }
-    fields.nth(18)?.parse().ok()
+/// The lock identity of thread `tid` of this process.
+fn identity_of(tid: u32) -> u64 {
+    process_part() | u64::from(tid)
+}
+
+/// Whether thread `tid` of this process runs (exists and is not a zombie).
+fn runs_here(tid: u64) -> bool {
+    let Ok(text) = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")) else {
+        return false;
+    };
+    let state = text
+        .rfind(')')
+        .and_then(|at| text[at + 1..].split_whitespace().next());
+    !matches!(state, None | Some("Z" | "X" | "x"))
 }
 
 /// Whether a lock word names a live thread other than `case` (the thread
@@ -603,20 +617,14 @@ fn names_holder(word: u64, case: u64) -> bool {
     names_live_thread(word) && word & !LOCK_FLAGS != case
 }
 
-/// Whether a lock word names a thread that is alive, as README's "How the
-/// lock works" defines it: the thread id exists, is not a zombie, and has
-/// the start time the word records (0: not recorded).
+/// Whether a lock word names a thread that is alive, as `_design::lock`
+/// defines it: its incarnation is one a live process shows in the segment
+/// (in these tests, only this process uses it), and, for this process, the
+/// thread id is one of its threads that runs.
 fn names_live_thread(word: u64) -> bool {
     let ident = word & !LOCK_FLAGS;
-    let tid = ident as u32;
-    let start = (ident >> 32) as u32;
-    if tid == 0 || tid >= 1 << 22 {
-        return false;
-    }
-    match start_time(tid) {
-        Some(s) => start == 0 || s as u32 == start,
-        None => false,
-    }
+    let tid = ident & TID_MASK;
+    ident & !TID_MASK == process_part() && tid != 0 && runs_here(tid)
 }
 
 /// Applies `hits` to the segment through `place`; says what each hit.
@@ -648,9 +656,8 @@ fn apply(place: &Place, targets: &[Target], hits: &[Hit], ids: Ids) -> Vec<Strin
             Payload::LiveHolder => ids.live.to_ne_bytes()[..width].to_vec(),
             Payload::CaseThread => ids.case.to_ne_bytes()[..width].to_vec(),
             Payload::DeadHolder => {
-                let pid = std::process::id();
-                let start = (identity_of(pid) >> 32) as u32 ^ 0x8000_0000;
-                let dead = (u64::from(start.max(1)) << 32) | u64::from(pid);
+                // This process's pid under an incarnation no process shows.
+                let dead = identity_of(std::process::id()) ^ (1 << 63);
                 dead.to_ne_bytes()[..width].to_vec()
             }
         };
@@ -674,14 +681,11 @@ fn only_within(before: &[u8], after: &[u8], ranges: &[Range<usize>]) -> bool {
 }
 
 /// Whether a header damaged this way must be refused by `open`: a field it
-/// checks differs (a PID namespace only when it names another one).
+/// checks differs.
 fn header_refused(before: &[u8], after: &[u8]) -> bool {
-    let ours = std::fs::metadata("/proc/self/ns/pid").map_or(0, |m| m.ino());
-    HEADER_FIELDS.iter().any(|&(_, at, len, checked)| {
-        checked
-            && changed(before, after, at..at + len)
-            && (at != PID_NS_AT || (u64_at(after, at) != 0 && u64_at(after, at) != ours))
-    })
+    HEADER_FIELDS
+        .iter()
+        .any(|&(_, at, len, checked)| checked && changed(before, after, at..at + len))
 }
 
 // ===========================================================================
@@ -1197,7 +1201,7 @@ fn use_value_segment(loc: &Location, x: &ValueExpect, tally: &mut Tally) {
     match slot.lock {
         LockState::Free => assert_eq!(x.word & !LOCK_FLAGS, 0),
         LockState::Held { tid, alive } => {
-            assert_eq!(u64::from(tid), x.word & !LOCK_FLAGS & 0xffff_ffff);
+            assert_eq!(u64::from(tid), x.word & TID_MASK);
             assert!(
                 alive == x.word_live || alive == names_holder(x.word, x.case),
                 "inspect judges the holder otherwise"
