@@ -23,10 +23,15 @@
 //!    poisoned, with the value as it was left.
 //! 4. User namespaces: the root of a user namespace mapped to uid 65534
 //!    (`unshare -U -r` as 65534) opens and counts in 65534's private (0600)
-//!    segment, and cannot open a private segment of the real root's.
+//!    segment; a private segment of the real root's is `PermissionDenied`
+//!    to it, and one everyone may write (0666) `ForeignOwner`.
 //! 5. Kill storms across namespaces: workers in PID namespaces of their own,
 //!    SIGKILLed at random while they hold the lock or wait for it, lose no
 //!    acknowledged increment.
+//!
+//! Every child in a PID namespace of its own is its init (pid 1), so a
+//! lock that told holders apart by pid alone would mistake them for each
+//! other: these tests catch that too.
 //!
 //! Everything here needs root (new PID namespaces): when the tests do not
 //! run as root they print "skip: needs root" and pass.
@@ -796,7 +801,8 @@ fn file_segment_reopened_by_a_restarted_container() {
 /// namespace mapped to 65534 (what `unshare -U -r` run by 65534 makes, a
 /// rootless container) opens it and counts. The same root cannot open a
 /// private segment of the real root's: `PermissionDenied` (the kernel
-/// refuses the open before shmstore looks at the owner).
+/// refuses the open before shmstore looks at the owner); one of the real
+/// root's that everyone may write is `ForeignOwner`.
 #[test]
 fn user_namespace_opens_its_mapped_owners_segment() {
     needs_root!();
@@ -855,6 +861,31 @@ fn user_namespace_opens_its_mapped_owners_segment() {
         field(&line, "outcome"),
         "PermissionDenied",
         "root of a user namespace opened the real root's private segment: {line}"
+    );
+    finish(&mut k);
+    assert_eq!(r.lock().unwrap().value, 42);
+
+    // One everyone may write (0666): the kernel lets the open through, and
+    // the owner check refuses it, as it refuses any other user's. Inside
+    // the namespace root's uid is not mapped: the owner shows as the
+    // overflow uid (65534).
+    let open_to_all = Place::new(Kind::Posix, "ns-user-0666", &dir);
+    let r = SharedOptions::new()
+        .mode(0o666)
+        .create(
+            &open_to_all.loc,
+            Counter {
+                value: 42,
+                ..Counter::default()
+            },
+        )
+        .unwrap();
+    let mut k = start(rootless, "count", &open_to_all, &["1"]);
+    let line = k.expect("opened");
+    assert_eq!(
+        field(&line, "outcome"),
+        "ForeignOwner",
+        "root of a user namespace and the real root's segment for everyone: {line}"
     );
     finish(&mut k);
     assert_eq!(r.lock().unwrap().value, 42);
