@@ -11,7 +11,10 @@
 //!
 //! Every child is SIGKILLed and reaped when its [`Kid`] is dropped, and gets
 //! SIGKILL from the kernel if the thread that started it goes away, so no
-//! child outlives its test even when an assertion fails. Every segment name
+//! child outlives its test even when an assertion fails. [`Kid::spawn_in`]
+//! starts one in namespaces of its own (a PID namespace, where it is init
+//! under a process of ours that reaps it, a mount namespace, a user
+//! namespace) or as another user; the same holds for it. Every segment name
 //! comes from [`Segment`], which unlinks it when dropped.
 
 #![allow(dead_code)]
@@ -173,6 +176,9 @@ pub struct Kid {
     /// Closed when the stderr reader has read to the end.
     stderr_done: Receiver<()>,
     status: Option<ExitStatus>,
+    /// The process playing the role, when it is not `child` (a child in a
+    /// PID namespace of its own).
+    player: Option<u32>,
 }
 
 impl Kid {
@@ -180,28 +186,39 @@ impl Kid {
     /// `child_entry` test of the file this is called from.
     #[track_caller]
     pub fn spawn(role: &str, args: &[&str]) -> Kid {
-        let mut spec = role.to_owned();
-        for a in args {
-            assert!(!a.contains(':'), "argument {a:?} may not contain ':'");
-            spec.push(':');
-            spec.push_str(a);
-        }
         let entry = entry_of(std::panic::Location::caller().file());
-        let exe = std::env::current_exe().expect("current_exe");
-        let mut child = Command::new(exe)
-            .args(["--exact", &entry, "--nocapture", "--test-threads=1", "-q"])
-            .env(CHILD_ENV, &spec)
-            .env(ENTRY_ENV, &entry)
-            .env(PARENT_ENV, std::process::id().to_string())
-            // Roles put large values on the stack of the harness's thread.
-            .env("RUST_MIN_STACK", (16 << 20).to_string())
-            .env_remove("RUST_BACKTRACE")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawning a child process");
+        let (mut cmd, spec) = command_for(role, args, &entry);
+        let child = cmd.spawn().expect("spawning a child process");
+        Kid::started(child, spec, None)
+    }
 
+    /// Like [`Kid::spawn`], in the namespaces (and as the user) `apart`
+    /// says: see [`Apart`]. In a PID namespace of its own the child plays
+    /// its role as the namespace's init (pid 1), under a process of ours
+    /// that waits for it (the one [`Kid::pid`] names); [`Kid::player`] is
+    /// the player's pid as this process sees it.
+    #[track_caller]
+    pub fn spawn_in(apart: Apart, role: &str, args: &[&str]) -> Kid {
+        use std::os::unix::process::CommandExt;
+        let entry = entry_of(std::panic::Location::caller().file());
+        let (mut cmd, spec) = command_for(role, args, &entry);
+        if apart.pid_ns {
+            // The player's parent is outside its namespace: getppid() says 0.
+            cmd.env(PARENT_ENV, "0");
+        }
+        let setup = apart.setup();
+        // SAFETY: the closure runs in the forked child before exec, where
+        // only async-signal-safe calls are allowed: it makes system calls
+        // only (`Setup::run`), on buffers made before the fork, and does not
+        // allocate, lock or touch anything another thread may hold.
+        unsafe {
+            cmd.pre_exec(move || setup.run());
+        }
+        let child = cmd.spawn().expect("spawning a child process apart");
+        Kid::started(child, spec, apart.pid_ns.then_some(apart))
+    }
+
+    fn started(mut child: Child, spec: String, apart: Option<Apart>) -> Kid {
         let (tx, lines) = mpsc::channel();
         let out = child.stdout.take().unwrap();
         std::thread::spawn(move || {
@@ -232,6 +249,16 @@ impl Kid {
             }
         });
         let stdin = child.stdin.take();
+        // The player exists once spawn returns (it has exec'd); it may
+        // have ended already, which the status of `child` then tells.
+        let player = apart.and_then(|_| {
+            let outer = child.id();
+            match players_of(outer).as_slice() {
+                [] => None,
+                [one] => Some(*one),
+                more => panic!("process {outer} should have one child, has {more:?}"),
+            }
+        });
         Kid {
             child,
             role: spec,
@@ -240,11 +267,34 @@ impl Kid {
             stderr,
             stderr_done,
             status: None,
+            player,
         }
     }
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// The process that plays the role, as this process sees it: the
+    /// child itself, or for a child in a PID namespace of its own (see
+    /// [`Kid::spawn_in`]) the child's child, init of that namespace.
+    pub fn player(&self) -> u32 {
+        self.player.unwrap_or_else(|| self.child.id())
+    }
+
+    /// SIGKILLs the process that plays the role (see [`Kid::player`]);
+    /// reaps nothing.
+    pub fn kill_player(&mut self) {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.player() as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .expect("SIGKILL");
+    }
+
+    /// Closes the child's stdin (its end of input).
+    pub fn close_stdin(&mut self) {
+        self.stdin = None;
     }
 
     /// What the child wrote on stderr so far (for failure messages); all
@@ -351,10 +401,307 @@ impl Kid {
 impl Drop for Kid {
     fn drop(&mut self) {
         if self.status.is_none() {
+            if let Some(player) = self.player {
+                // The process between us and the player reaps it and exits
+                // (once its stdin is closed, if it keeps a zombie). Only
+                // while the player is its child: its pid may be free again.
+                if parent_of(player) == Some(self.child.id()) {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(player as i32),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
+                self.stdin = None;
+                if self.wait_within(Duration::from_secs(5)).is_some() {
+                    return;
+                }
+            }
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
     }
+}
+
+/// The command that runs this binary again to play `role` with `args` in
+/// the test `entry`, and the role as the child gets it.
+fn command_for(role: &str, args: &[&str], entry: &str) -> (Command, String) {
+    let mut spec = role.to_owned();
+    for a in args {
+        assert!(!a.contains(':'), "argument {a:?} may not contain ':'");
+        spec.push(':');
+        spec.push_str(a);
+    }
+    let exe = std::env::current_exe().expect("current_exe");
+    let mut cmd = Command::new(exe);
+    cmd.args(["--exact", entry, "--nocapture", "--test-threads=1", "-q"])
+        .env(CHILD_ENV, &spec)
+        .env(ENTRY_ENV, entry)
+        .env(PARENT_ENV, std::process::id().to_string())
+        // Roles put large values on the stack of the harness's thread.
+        .env("RUST_MIN_STACK", (16 << 20).to_string())
+        .env_remove("RUST_BACKTRACE")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    (cmd, spec)
+}
+
+// ---------------------------------------------------------------------------
+// Children in namespaces of their own
+
+/// Where [`Kid::spawn_in`] starts a child, as `unshare(1)` would: `unshare
+/// -p -f --kill-child` for `pid_ns`, with `--mount-proc` for `mount_proc`,
+/// `setpriv --reuid --regid --clear-groups` for `user`, `unshare -U -r`
+/// for `user_ns`. All of it needs root (but `user_ns` alone).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Apart {
+    /// A PID namespace of its own, where the child is init (pid 1). It
+    /// dies with the process of ours that waits for it.
+    pub pid_ns: bool,
+    /// Also a mount namespace of its own (mounts private) with a /proc of
+    /// its PID namespace; it sees the same files, /tmp and /dev/shm.
+    pub mount_proc: bool,
+    /// Runs as this user id and group id, with no other groups.
+    pub user: Option<u32>,
+    /// A user namespace of its own where it is root (uid and gid 0), mapped
+    /// to the user it runs as outside.
+    pub user_ns: bool,
+    /// With `pid_ns`: when the player dies, the process that waits for it
+    /// leaves it a zombie until the child's stdin is closed (or the `Kid`
+    /// dropped).
+    pub keep_zombie: bool,
+}
+
+impl Apart {
+    /// In a PID namespace of its own.
+    pub fn pid_ns() -> Apart {
+        Apart {
+            pid_ns: true,
+            ..Apart::default()
+        }
+    }
+
+    /// In PID and mount namespaces of its own, with its own /proc.
+    pub fn container() -> Apart {
+        Apart {
+            pid_ns: true,
+            mount_proc: true,
+            ..Apart::default()
+        }
+    }
+
+    fn setup(&self) -> Setup {
+        assert!(
+            self.pid_ns || !(self.mount_proc || self.keep_zombie),
+            "mount_proc and keep_zombie need pid_ns"
+        );
+        let uid = self.user.unwrap_or_else(|| nix::unistd::geteuid().as_raw());
+        let gid = self.user.unwrap_or_else(|| nix::unistd::getegid().as_raw());
+        Setup {
+            apart: *self,
+            parent: std::process::id() as libc::pid_t,
+            uid_map: format!("0 {uid} 1\n").into_bytes(),
+            gid_map: format!("0 {gid} 1\n").into_bytes(),
+        }
+    }
+}
+
+/// What the child of [`Kid::spawn_in`] does between fork and exec, with
+/// everything it needs made beforehand.
+struct Setup {
+    apart: Apart,
+    /// The test process, which the child's parent-death signal watches.
+    parent: libc::pid_t,
+    uid_map: Vec<u8>,
+    gid_map: Vec<u8>,
+}
+
+/// `Err` with the last OS error if `rc` is negative.
+fn os(rc: libc::c_long) -> std::io::Result<()> {
+    if rc < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+impl Setup {
+    /// Runs in the forked child, before exec: system calls only.
+    fn run(&self) -> std::io::Result<()> {
+        let a = self.apart;
+        if let Some(id) = a.user {
+            // SAFETY: setgroups with a count of 0 reads no pointer; setgid
+            // and setuid take integers. The child is single-threaded.
+            unsafe {
+                os(libc::setgroups(0, std::ptr::null()).into())?;
+                os(libc::setgid(id).into())?;
+                os(libc::setuid(id).into())?;
+                // Changing users made /proc/self root's: make it ours again
+                // to write the maps below.
+                os(libc::prctl(libc::PR_SET_DUMPABLE, 1).into())?;
+            }
+        }
+        if a.user_ns {
+            // SAFETY: unshare takes flags; the child is single-threaded, as
+            // a new user namespace requires.
+            os(unsafe { libc::unshare(libc::CLONE_NEWUSER) }.into())?;
+            write_all(c"/proc/self/setgroups", b"deny")?;
+            write_all(c"/proc/self/uid_map", &self.uid_map)?;
+            write_all(c"/proc/self/gid_map", &self.gid_map)?;
+        }
+        if !a.pid_ns {
+            return Ok(());
+        }
+        let mut flags = libc::CLONE_NEWPID;
+        if a.mount_proc {
+            flags |= libc::CLONE_NEWNS;
+        }
+        // SAFETY: prctl(PR_SET_PDEATHSIG) and getppid take and return
+        // integers; unshare takes flags.
+        unsafe {
+            os(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong).into())?;
+            if libc::getppid() != self.parent {
+                libc::_exit(99);
+            }
+            os(libc::unshare(flags).into())?;
+        }
+        // SAFETY: this child of a fork has one thread, so forking it again
+        // is sound; both sides go on with system calls only.
+        let player = unsafe { libc::fork() };
+        os(player.into())?;
+        if player > 0 {
+            self.wait_for(player);
+        }
+        // The player: init of the new PID namespace. It dies with the
+        // process above (which its parent-death signal watches).
+        // SAFETY: as above; the strings are NUL-terminated literals and the
+        // other pointers may be null for these calls.
+        unsafe {
+            os(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong).into())?;
+            if a.mount_proc {
+                // Mounts made here must not reach the test's namespace.
+                os(libc::mount(
+                    std::ptr::null(),
+                    c"/".as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_REC | libc::MS_PRIVATE,
+                    std::ptr::null(),
+                )
+                .into())?;
+                os(libc::mount(
+                    c"proc".as_ptr(),
+                    c"/proc".as_ptr(),
+                    c"proc".as_ptr(),
+                    libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                    std::ptr::null(),
+                )
+                .into())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The process between the test and the player: waits for the player,
+    /// then ends as it ended (the same signal, or the same exit code).
+    fn wait_for(&self, player: libc::pid_t) -> ! {
+        // SAFETY: system calls on integers and on local buffers: closing
+        // descriptors this process does not use (among them the one std
+        // waits on to learn that exec happened, which the player closes on
+        // exec), waiting, reading one byte, exiting.
+        unsafe {
+            if libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) < 0 {
+                for fd in 3..1024 {
+                    libc::close(fd);
+                }
+            }
+            if self.apart.keep_zombie {
+                let mut info = std::mem::zeroed::<libc::siginfo_t>();
+                while libc::waitid(
+                    libc::P_PID,
+                    player as libc::id_t,
+                    &mut info,
+                    libc::WEXITED | libc::WNOWAIT,
+                ) < 0
+                    && *libc::__errno_location() == libc::EINTR
+                {}
+                // Dead and not reaped: a zombie until stdin ends.
+                let mut byte = 0u8;
+                while libc::read(0, (&mut byte as *mut u8).cast(), 1) > 0 {}
+            }
+            let mut status = 0;
+            while libc::waitpid(player, &mut status, 0) < 0 {
+                if *libc::__errno_location() != libc::EINTR {
+                    libc::_exit(98);
+                }
+            }
+            if libc::WIFSIGNALED(status) {
+                let sig = libc::WTERMSIG(status);
+                libc::signal(sig, libc::SIG_DFL);
+                libc::kill(libc::getpid(), sig);
+                libc::_exit(128 + sig);
+            }
+            libc::_exit(libc::WEXITSTATUS(status))
+        }
+    }
+}
+
+/// Writes `bytes` to the file at `path` with one `write` (the way files
+/// under /proc/self want their contents).
+fn write_all(path: &std::ffi::CStr, bytes: &[u8]) -> std::io::Result<()> {
+    // SAFETY: `path` is NUL-terminated; `bytes` is valid for its length;
+    // the descriptor is closed before returning.
+    unsafe {
+        let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+        os(fd.into())?;
+        let n = libc::write(fd, bytes.as_ptr().cast(), bytes.len());
+        libc::close(fd);
+        os(n as libc::c_long)?;
+    }
+    Ok(())
+}
+
+/// The children of process `pid` (from each process's `PPid`).
+fn players_of(pid: u32) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|p| parent_of(*p) == Some(pid))
+        .collect()
+}
+
+/// The parent of process `pid` (`PPid` in /proc/PID/status), if it exists.
+fn parent_of(pid: u32) -> Option<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("PPid:"))?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// The ids of process `pid` in each PID namespace it is in, from ours
+/// down to its own (`NSpid` in /proc/PID/status).
+pub fn ns_pids(pid: u32) -> Vec<u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| l.strip_prefix("NSpid:")).map(|v| {
+                v.split_whitespace()
+                    .filter_map(|n| n.parse().ok())
+                    .collect()
+            })
+        })
+        .unwrap_or_default()
+}
+
+/// The inode of the PID namespace of process `pid` (`self` for this one).
+pub fn pid_ns_of(pid: &str) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(format!("/proc/{pid}/ns/pid"))
+        .map(|m| m.ino())
+        .unwrap_or_else(|e| panic!("/proc/{pid}/ns/pid: {e}"))
 }
 
 /// The `child_entry` test of the test file at `file` (a path that ends in

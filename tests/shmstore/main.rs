@@ -82,6 +82,10 @@ mod structure;
 /// Segments and other users: permissions, owners, squatted names.
 mod users;
 
+/// Segments shared across PID namespaces (containers) and user namespaces:
+/// counting, dead holders taken over, a restarted container, kill storms.
+mod namespaces;
+
 /// FIFOs, sockets, directories, links and other programs' files under a
 /// segment's name: every opening call answers at once and writes nothing.
 mod squatters;
