@@ -1,10 +1,12 @@
 //! Which processes have a segment open, as the kernel tells it to every
-//! PID namespace: each process that maps a segment for writing holds an
-//! open file description lock (`F_OFD_SETLK`) on one byte of the segment's
-//! object, far past its end, at an offset given by the process's
-//! *incarnation*; the kernel drops the lock when the process dies (before
-//! it becomes a zombie), whichever namespace it ran in, and another
-//! process asks with `F_OFD_GETLK` whether the byte is still locked.
+//! PID namespace: each process that maps a segment holds an open file
+//! description lock (`F_OFD_SETLK`) on one byte of the segment's object,
+//! far past its end, at an offset given by the process's *incarnation*:
+//! for writing if it maps the segment for writing (only those may hold its
+//! locks), for reading if it only reads. The kernel drops the lock when the
+//! process dies (before it becomes a zombie), whichever namespace it ran
+//! in, and another process asks with `F_OFD_GETLK` whether the byte is
+//! still locked.
 //!
 //! The incarnation is 40 random bits, drawn when the process first needs
 //! it and again in a forked child. Lock words name their holder by
@@ -162,9 +164,10 @@ impl Registration {
     }
 }
 
-/// Registers the mapping `start..start + len` of the object `fd` refers to;
-/// for a writable mapping, this process's incarnation is locked in the
-/// object (drawn first if needed).
+/// Registers the mapping `start..start + len` of the object `fd` refers to:
+/// this process's incarnation is locked in the object (drawn first if
+/// needed), for writing if `writable`, else for reading (which may fail:
+/// a reader then works unregistered).
 ///
 /// Fails if `/proc/self/fd` cannot reopen the object, or if another
 /// process holds this incarnation's byte (only a peer that forged it could:
@@ -216,16 +219,20 @@ pub(crate) fn register(
         e.writable = true;
         e.registered = 0;
     }
-    if writable {
-        let locked = incarnation_locked(entries).and_then(|x| {
-            let e = &mut entries[i];
-            if e.registered != x {
-                set_lock(e.fd, x)?;
-                e.registered = x;
-            }
-            Ok(())
-        });
-        if let Err(err) = locked {
+    let locked = incarnation_locked(entries).and_then(|x| {
+        let e = &mut entries[i];
+        if e.registered != x {
+            set_lock(e.fd, x, e.writable)?;
+            e.registered = x;
+        }
+        Ok(())
+    });
+    match locked {
+        Ok(()) => {}
+        // A reader only shows that it has the segment mapped (for `gc`):
+        // without it, it still works.
+        Err(_) if !entries[i].writable => {}
+        Err(err) => {
             if entries[i].ranges.is_empty() {
                 let e = entries.swap_remove(i);
                 if e.fd >= 0 {
@@ -272,15 +279,16 @@ fn incarnation_locked(entries: &mut [Entry]) -> io::Result<u64> {
     Err(last)
 }
 
-/// Locks `x` in every writable entry; on failure unlocks what it locked.
+/// Locks `x` in every entry (for writing where it is writable, else for
+/// reading); on failure unlocks what it locked.
 fn lock_everywhere(entries: &mut [Entry], x: u64) -> io::Result<()> {
     for i in 0..entries.len() {
-        if !entries[i].writable || entries[i].fd < 0 {
+        if entries[i].fd < 0 {
             continue;
         }
-        if let Err(e) = set_lock(entries[i].fd, x) {
+        if let Err(e) = set_lock(entries[i].fd, x, entries[i].writable) {
             for done in &mut entries[..i] {
-                if done.writable && done.fd >= 0 {
+                if done.fd >= 0 {
                     let _ = unlock(done.fd, x);
                     done.registered = 0;
                 }
@@ -346,36 +354,60 @@ pub(crate) fn presence(addr: usize, x: u64) -> Presence {
         return Presence::Unknown;
     }
     match get_lock(e.fd, BASE + x as i64, 1) {
-        Ok(Some((libc::F_WRLCK, _))) => Presence::Present,
+        Ok(Some((libc::F_WRLCK, _, _))) => Presence::Present,
         Ok(_) => Presence::Absent,
         Err(_) => Presence::Unknown,
     }
 }
 
-/// Whether some process (this one included) has the object `fd` refers to
-/// mapped for writing, as far as the kernel's locks say: `Some(true)` if
-/// an incarnation's byte is locked, `Some(false)` if none is, `None` if
-/// the kernel could not be asked.
-pub(crate) fn anyone_present(fd: BorrowedFd<'_>) -> Option<bool> {
+/// How many processes show themselves in an object: those that map it for
+/// writing and those that only read it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Count {
+    pub writers: u64,
+    pub readers: u64,
+}
+
+/// How many processes (this one included) show themselves in the object
+/// `fd` refers to, in any PID namespace; `None` if the kernel could not be
+/// asked. A peer with read access can add read locks of its own: readers
+/// are an upper bound, writers are exact.
+pub(crate) fn count(fd: BorrowedFd<'_>) -> Option<Count> {
     // A description of our own, so that this process's own lock (held
     // through the registry's description) counts too.
     let own = reopen(fd.as_raw_fd(), false).ok()?;
-    let got = get_lock(own, BASE, SPAN);
+    let mut n = Count::default();
+    // The kernel reports one conflicting lock of a range, not necessarily
+    // the first: split the range around each one found.
+    let mut ranges = vec![(BASE, BASE + SPAN)];
+    let mut ok = true;
+    while let Some((from, to)) = ranges.pop() {
+        if from >= to {
+            continue;
+        }
+        match get_lock(own, from, to - from) {
+            Ok(None) => {}
+            Ok(Some((kind, at, len))) => {
+                let at = at.max(from);
+                let end = if len == 0 { to } else { (at + len).min(to) };
+                let bytes = (end - at).max(1) as u64;
+                if kind == libc::F_WRLCK {
+                    n.writers += bytes;
+                } else {
+                    n.readers += bytes;
+                }
+                ranges.push((from, at));
+                ranges.push((end, to));
+            }
+            Err(_) => {
+                ok = false;
+                break;
+            }
+        }
+    }
     // SAFETY: `own` was opened above and is closed once.
     unsafe { libc::close(own) };
-    match got {
-        Ok(Some((libc::F_WRLCK, _))) => Some(true),
-        // A read lock on the range is none of ours: look past it.
-        Ok(Some((_, start))) if start >= BASE && start < BASE + SPAN => {
-            let own = reopen(fd.as_raw_fd(), false).ok()?;
-            let rest = get_lock(own, start + 1, BASE + SPAN - start - 1);
-            // SAFETY: as above.
-            unsafe { libc::close(own) };
-            Some(matches!(rest, Ok(Some((libc::F_WRLCK, _)))))
-        }
-        Ok(_) => Some(false),
-        Err(_) => None,
-    }
+    ok.then_some(n)
 }
 
 /// Opens a new description of the object `fd` refers to (through
@@ -429,9 +461,11 @@ fn flock(kind: i32, start: i64, len: i64) -> libc::flock {
     f
 }
 
-/// Locks incarnation `x`'s byte for writing through `fd`, without waiting.
-fn set_lock(fd: RawFd, x: u64) -> io::Result<()> {
-    let f = flock(libc::F_WRLCK, BASE + x as i64, 1);
+/// Locks incarnation `x`'s byte through `fd`, for writing (`write`) or
+/// reading, without waiting.
+fn set_lock(fd: RawFd, x: u64, write: bool) -> io::Result<()> {
+    let kind = if write { libc::F_WRLCK } else { libc::F_RDLCK };
+    let f = flock(kind, BASE + x as i64, 1);
     // SAFETY: `f` is a valid flock that outlives the call; `fd` is open.
     if unsafe { libc::fcntl(fd, libc::F_OFD_SETLK, &f) } != 0 {
         return Err(io::Error::last_os_error());
@@ -448,15 +482,20 @@ fn unlock(fd: RawFd, x: u64) -> io::Result<()> {
     Ok(())
 }
 
-/// The first lock that another description holds on `start..start + len`
-/// of the object `fd` refers to, as its type and start; `None` if none.
-fn get_lock(fd: RawFd, start: i64, len: i64) -> io::Result<Option<(i32, i64)>> {
+/// A lock that another description holds on `start..start + len` of the
+/// object `fd` refers to, as its type, start and length (0: to the end);
+/// `None` if none.
+fn get_lock(fd: RawFd, start: i64, len: i64) -> io::Result<Option<(i32, i64, i64)>> {
     let mut f = flock(libc::F_WRLCK, start, len);
     // SAFETY: `f` is a valid flock the kernel may write, outliving the call.
     if unsafe { libc::fcntl(fd, libc::F_OFD_GETLK, &mut f) } != 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok((i32::from(f.l_type) != libc::F_UNLCK).then_some((i32::from(f.l_type), f.l_start as i64)))
+    Ok((i32::from(f.l_type) != libc::F_UNLCK).then_some((
+        i32::from(f.l_type),
+        f.l_start as i64,
+        f.l_len as i64,
+    )))
 }
 
 /// Installs the fork handlers once.
@@ -539,7 +578,7 @@ pub(crate) mod tests {
     /// process would, until the returned description is dropped.
     pub(crate) fn show(fd: BorrowedFd<'_>, x: u64) -> OwnedFd {
         let own = reopen(fd.as_raw_fd(), true).unwrap();
-        set_lock(own, x).unwrap();
+        set_lock(own, x, true).unwrap();
         // SAFETY: `own` was just opened and nothing else owns it.
         unsafe { OwnedFd::from_raw_fd(own) }
     }
@@ -567,16 +606,35 @@ pub(crate) mod tests {
         let other = reopen(fd.as_raw_fd(), false).unwrap();
         assert_eq!(
             get_lock(other, BASE + x as i64, 1).unwrap(),
-            Some((libc::F_WRLCK, BASE + x as i64))
+            Some((libc::F_WRLCK, BASE + x as i64, 1))
         );
         assert_eq!(get_lock(other, BASE + (x ^ 1) as i64, 1).unwrap(), None);
-        assert_eq!(anyone_present(fd.as_fd()), Some(true));
+        let one = Count {
+            writers: 1,
+            readers: 0,
+        };
+        assert_eq!(count(fd.as_fd()), Some(one));
+        // Two more processes, one of them a reader.
+        let w = tests::show(fd.as_fd(), x ^ 4);
+        let rd = reopen(fd.as_raw_fd(), false).unwrap();
+        set_lock(rd, x ^ 8, false).unwrap();
+        assert_eq!(
+            count(fd.as_fd()),
+            Some(Count {
+                writers: 2,
+                readers: 1
+            })
+        );
+        drop(w);
+        // SAFETY: opened above, closed once.
+        unsafe { libc::close(rd) };
+        assert_eq!(count(fd.as_fd()), Some(one));
         // An unregistered address is unknown.
         assert_eq!(presence(0x2000_0000, x ^ 1), Presence::Unknown);
         assert_eq!(presence(0x1000_0010, x ^ 1), Presence::Absent);
         drop(r);
         assert_eq!(get_lock(other, BASE + x as i64, 1).unwrap(), None);
-        assert_eq!(anyone_present(fd.as_fd()), Some(false));
+        assert_eq!(count(fd.as_fd()), Some(Count::default()));
         // SAFETY: opened above, closed once.
         unsafe { libc::close(other) };
     }
