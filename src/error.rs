@@ -5,6 +5,10 @@ use std::io;
 
 use crate::schema::LayoutChange;
 
+/// The user id Linux shows for an owner a user namespace does not map
+/// (`/proc/sys/kernel/overflowuid`, 65534 unless changed).
+const OVERFLOW_UID: u32 = 65534;
+
 /// What went wrong when creating, opening or removing a shared segment.
 ///
 /// Every variant names the segment and `Display` says what to do about it.
@@ -350,12 +354,23 @@ impl fmt::Display for Error {
                 name,
                 owner_uid,
                 our_uid,
-            } => write!(
-                f,
-                "shared segment `{name}` belongs to uid {owner_uid}, not to us (uid {our_uid}): \
-                 refused, as anyone can create a name in /dev/shm or a System V key first; \
-                 use SharedOptions::allow_foreign_owner if that user is trusted"
-            ),
+            } => {
+                write!(f, "shared segment `{name}` belongs to uid {owner_uid}")?;
+                if *owner_uid == OVERFLOW_UID {
+                    // What a user namespace shows for an owner it does not map.
+                    write!(
+                        f,
+                        " (or, seen from a user namespace such as a rootless container's, \
+                         to a user outside it)"
+                    )?;
+                }
+                write!(
+                    f,
+                    ", not to us (uid {our_uid}): refused, as anyone can create a name in \
+                     /dev/shm or a System V key first; use SharedOptions::allow_foreign_owner \
+                     if that user is trusted"
+                )
+            }
             Error::NoSpace { name, size } => write!(
                 f,
                 "not enough shared memory to create `{name}` ({size} bytes): \

@@ -101,16 +101,16 @@ extern crate self as shmstore;
 compile_error!(
     "shmstore supports Linux only (tested on x86_64 and aarch64, compiled for riscv64gc, \
      powerpc64le and s390x). It relies on Linux's futexes shared between processes (the \
-     lock, change waits, futex_waitv for async waits), /proc for a lock holder's liveness and \
-     start time, memfd seals, PID namespace ids, System V limits (SHM_INFO) and /dev/shm to \
-     list segments. macOS and FreeBSD have equivalents for most of these but no port exists \
+     lock, change waits, futex_waitv for async waits), open file description locks and /proc for \
+     a lock holder's liveness, memfd seals, System V limits (SHM_INFO) and /dev/shm to list \
+     segments. macOS and FreeBSD have equivalents for most of these but no port exists \
      yet: the port plan is the design note shmstore::_design::platforms \
      (src/_design/platforms.rs)."
 );
 #[cfg(all(target_os = "linux", not(target_pointer_width = "64")))]
 compile_error!(
     "shmstore needs a 64-bit target: its lock word is one 64-bit atomic (owner thread id and \
-     start time) taken with an 8-byte compare-exchange, and read-only handles make relaxed \
+     process incarnation) taken with an 8-byte compare-exchange, and read-only handles make relaxed \
      8-byte atomic loads from read-only mappings, which 32-bit targets may implement with a \
      read-modify-write (cmpxchg8b on i686) that faults there. 32-bit Linux (i686, armv7) is \
      refused: see the design note shmstore::_design::platforms (src/_design/platforms.rs)."

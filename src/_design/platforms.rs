@@ -16,7 +16,7 @@
 //! Linux-only call fails to resolve first. The reasons:
 //!
 //! - **32-bit targets.** The lock is one 64-bit word (owner thread id and
-//!   start time) taken with an 8-byte compare-exchange, and read-only
+//!   process incarnation) taken with an 8-byte compare-exchange, and read-only
 //!   handles make relaxed 8-byte atomic loads from read-only mappings. The
 //!   standard library defines such loads on read-only memory only up to
 //!   the pointer width ("Atomic accesses to read-only memory" in
@@ -39,13 +39,14 @@
 //! ```text
 //! #[cfg_attr(target_os = "linux", path = "linux/mod.rs")]
 //! mod os;
-//! pub(crate) use os::{futex, maps, memfd, sysv, thread};
+//! pub(crate) use os::{futex, maps, memfd, presence, sysv, thread};
 //! ```
 //!
 //! | file | Linux mechanism | a port provides |
 //! |---|---|---|
 //! | `sys/linux/futex.rs` | `futex` `FUTEX_WAIT`/`FUTEX_WAKE` (shared and `_PRIVATE`), `futex_waitv` | wait and wake on a shared 32-bit word; `waitv` may answer `Unsupported` (the async waits then use a thread per awaited counter, as on Linux before 5.16) |
-//! | `sys/linux/thread.rs` | `gettid`, `kill(tid, 0)`, `/proc/TID/task/TID/stat` (state, start time) | the calling thread's id; whether a thread id runs, is a zombie or is gone, and its start time |
+//! | `sys/linux/thread.rs` | `gettid`, `kill(tid, 0)`, `/proc/TID/task/TID/stat` (state, start time), `/proc/self/task/TID/stat` | the calling thread's id; whether a thread of this process runs; whether a process id runs (creators and temporary names) |
+//! | `sys/linux/presence.rs` | open file description locks (`F_OFD_SETLK`, `F_OFD_GETLK`) on bytes past a segment's end, descriptions reopened through `/proc/self/fd`, `pthread_atfork`, `getrandom` | which processes, in any PID namespace, have a segment open (see [the lock](super::lock)) |
 //! | `sys/linux/maps.rs` | `/proc/self/maps`, `/proc/*/maps` | whether two addresses reach the same memory; which files other processes map (may answer "unknown") |
 //! | `sys/linux/memfd.rs` | `memfd_create`, `F_ADD_SEALS`, `F_GET_SEALS` | an anonymous object whose size can be sealed, or nothing (the memfd backend is then left out) |
 //! | `sys/linux/sysv.rs` | `shmget`/`shmat`/`shmctl` with Linux's `shmid_ds`, `IPC_INFO`, `SHM_INFO`, `SHM_DEST`, `/proc/sysvipc/shm` | the same calls with the system's structures, its limits (sysctl), and the list of segments |
@@ -62,8 +63,8 @@
 //!   call: a port needs another way to publish a complete segment under
 //!   its name atomically (below).
 //! - `segment/header.rs`: the creator's PID namespace (the inode of
-//!   `/proc/self/ns/pid`), to know whether a recorded process id can be
-//!   checked from here.
+//!   `/proc/self/ns/pid`), to know whether the recorded creator's process
+//!   id can be checked from here (`inspect`).
 //! - The `shmstore` command's `watch` reads `/proc/sysvipc/shm` to notice a
 //!   System V segment's removal (it sees only the public API).
 //! - `mirror` reads the host name from `/proc/sys/kernel/hostname`.
@@ -103,38 +104,36 @@
 //! takes): a port answers `Unsupported` and keeps that path; the costs
 //! chapter of the guide says what it costs.
 //!
-//! ## Lock holders: thread ids, liveness, start times
+//! ## Lock holders: thread ids, incarnations, liveness
 //!
 //! The lock word names its holder by kernel thread id (below 2^22 on Linux)
-//! and the low half of its start time, and a waiter checks the holder with
-//! `kill(tid, 0)` and `/proc/TID/task/TID/stat` (see [the lock](super::lock)).
+//! and its process's incarnation, and a waiter checks a holder of another
+//! process with an open file description lock on the segment's object (see
+//! [the lock](super::lock)), a thread of its own with
+//! `/proc/self/task/TID`.
 //!
-//! - **macOS**: no `/proc`. Thread ids are 64-bit (`pthread_threadid_np`),
-//!   too wide for the word's 32-bit half; a process's liveness and start
-//!   time come from `proc_pidinfo(pid, PROC_PIDTBSDINFO)`
-//!   (`pbi_start_tvsec`, `pbi_start_tvusec`) (checked: libproc headers),
-//!   but there is no call that says whether thread N of another process
-//!   still runs. So the owner would be a process (pid, start time) plus a
-//!   per-process thread number: **a holder thread that exits without
-//!   unlocking while its process lives would no longer be detected**
-//!   (Linux detects it); a killed or crashed process still is.
-//! - **FreeBSD**: `thr_self` gives the calling thread's id (`lwpid_t`,
-//!   32-bit); `sysctl` `KERN_PROC_PID | KERN_PROC_INC_THREAD` returns a
-//!   `kinfo_proc` per thread with `ki_tid` and `ki_start` (whether
-//!   `ki_start` is the thread's or the process's start time is to be
-//!   verified); procfs exists but is not mounted by default. Thread ids
-//!   are not below 2^22 (they start above `PID_MAX`): the word's id limit
-//!   (`TID_LIMIT`, in `sys::thread`) becomes per-OS.
+//! - **macOS**: no open file description locks (`F_OFD_*` are Linux's);
+//!   `flock(2)` locks whole files per open file description, so one
+//!   liveness file per process and segment (or a directory of them) would
+//!   take the bytes' place, at a descriptor each. Thread ids are 64-bit
+//!   (`pthread_threadid_np`), too wide for the word's 22 bits: a
+//!   per-process thread number would take their place, and a thread of the
+//!   process itself that exits holding a lock would be told by that
+//!   number's table.
+//! - **FreeBSD**: no `F_OFD_*` either (to be verified on 14); `flock(2)`
+//!   as on macOS. `thr_self` gives the calling thread's id (`lwpid_t`,
+//!   32-bit), not below 2^22 (ids start above `PID_MAX`): the word's id
+//!   limit (`TID_LIMIT`, in `sys::thread`) becomes per-OS, or a per-process
+//!   thread number is used as on macOS.
 //!
 //! ## PID namespaces
 //!
-//! Linux records the creator's PID namespace so that a process id from
-//! another namespace is not checked here. macOS has one process-id space.
-//! FreeBSD jails share the system's process ids but hide processes outside
-//! the jail (to be verified: whether `kill(pid, 0)` answers `ESRCH` for
-//! them); the jail id (`jail_get`, `security.jail.jailed`) would take the
-//! namespace's place, so that a holder in another jail counts as alive
-//! (unknown), never as dead.
+//! Linux tells liveness through file locks, which the kernel keeps per
+//! object whatever the PID namespace, so processes in different namespaces
+//! share segments (containers of one pod, `docker --ipc=container:NAME`).
+//! macOS has one process-id space. FreeBSD jails that share a file system
+//! would get the same from `flock(2)`; the creator's pid, which `inspect`
+//! shows, is then the jail's view.
 //!
 //! ## memfd and seals
 //!
@@ -201,15 +200,15 @@
 //!
 //! | guarantee | macOS | FreeBSD |
 //! |---|---|---|
-//! | a lock whose holder *process* died is poisoned, never stuck | kept (process liveness and start time) | kept |
-//! | a lock whose holder *thread* exited while its process lives is poisoned | lost (no cross-process thread liveness) | kept if `kinfo_proc` gives thread start times |
+//! | a lock whose holder *process* died is poisoned, never stuck | kept (`flock` files) | kept (`flock` files) |
+//! | a lock whose holder *thread* exited while its process lives is poisoned (by the process's other threads) | kept (a per-process thread table) | kept |
 //! | sleeping waiters, no spinning | macOS 14.4+ (`os_sync_*`), else a private API | kept (`_umtx_op`) |
 //! | async waits on many counters with few threads | one thread per awaited counter | one thread per awaited counter |
 //! | memfd segments that no peer can truncate | no memfd backend | kept |
 //! | names up to 255 bytes, `ls`/`gc` without a registry | 31 characters; a registry needed | kept if the kernel's list can be read |
 //! | System V segments of useful sizes | 4 MiB by default | kept |
 //!
-//! A port is done when `sys/<os>/` holds the five files above, the items
+//! A port is done when `sys/<os>/` holds the six files above, the items
 //! left outside `sys/` have their per-OS answer, the compile-time refusal
 //! in `src/lib.rs` admits the OS, and the whole test suite runs there in
 //! CI: until then the refusal stays.

@@ -176,7 +176,8 @@
 //! Each `Store` handle takes a slot of the handle table. A process's
 //! handles on an entry set that slot's bit in the entry's bitmap; a removed
 //! entry's memory is freed once no bit is set. Bits of slots whose process
-//! is dead (checked with its pid and start time) are cleared when an entry
+//! is dead (its incarnation no longer shown in the store: see
+//! [the lock](super::lock)) are cleared when an entry
 //! is removed, when a slot is reused, when space runs out, and on recovery,
 //! so a killed process leaks nothing.
 //!

@@ -10,6 +10,11 @@
 //!   accessed atomically; a lock word that names no live thread is a lock
 //!   whose holder died, and one that names the calling thread without that
 //!   thread holding the lock names no holder (see [the lock](super::lock));
+//! - nothing in a segment names a file or a descriptor: which processes
+//!   live is asked of the kernel, through this process's own description of
+//!   the segment's object (a System V segment's stand-in is found by name,
+//!   and refused unless it is a regular file of the segment's owner,
+//!   creator or root);
 //! - every bit pattern of a [`Shareable`](crate::Shareable) type is valid,
 //!   which the derive proves at compile time, and the fixed-capacity types
 //!   ([`ShmStr`](crate::ShmStr), [`ShmVec`](crate::ShmVec),
@@ -27,8 +32,7 @@
 //! create a name in /dev/shm first and choose what the opener reads), of
 //! another type or layout
 //! ([`Error::LayoutMismatch`](crate::Error::LayoutMismatch)), not ours or
-//! damaged ([`Error::Corrupt`](crate::Error::Corrupt)), or from another PID
-//! namespace ([`Error::OtherPidNamespace`](crate::Error::OtherPidNamespace)).
+//! or damaged ([`Error::Corrupt`](crate::Error::Corrupt)).
 //! To say what differs, a `LayoutMismatch` reads the schema the segment
 //! records where its header's own figures put it, bounded by the object's
 //! size, and decodes it with every check of
@@ -52,9 +56,11 @@
 //!   for a peer that never unlocks
 //!   ([`try_lock_for`](crate::Shared::try_lock_for) gives up when its time
 //!   is up). The one identity that is told apart is the caller's own.
-//! - A dead holder is noticed only when someone waits, within about 50 ms;
-//!   where `/proc` hides other users' processes, an invisible holder counts
-//!   as alive.
+//! - A dead holder is noticed only when someone waits, within about 50 ms.
+//!   A peer that can write the segment can also lock its incarnation bytes,
+//!   and so make a dead holder look alive (as it can write a live holder's
+//!   identity into the word); a peer that may only read can place read
+//!   locks, which never count as a holder.
 //! - A program that installs a SIGBUS handler of its own after opening
 //!   segments, without calling the previous one, turns the protection
 //!   against shrunk segments off for itself.

@@ -72,6 +72,12 @@
 //! - The counts depend on the caller: the same loop inlined into the
 //!   example's `main`, where the lock's pointers do not all fit in
 //!   registers, runs 77.
+//! - Telling a dead holder from a live one across PID namespaces adds no
+//!   instruction here: the identity holds the process's incarnation where
+//!   it held a start time (see `_design::lock`, *Who is alive*). It costs
+//!   one descriptor per segment a process has open (a memfd handle lends
+//!   it for sharing), about 1.4 us more per open, and 0.15 us per holder
+//!   check (where the `/proc` read it replaces took 2 us).
 //!
 //! # Readers
 //!
