@@ -23,6 +23,8 @@
 //! 11. [Crashes and change](change): a poisoned lock and who poisoned it,
 //!     what `open_or_create` did, changing a shared type while the service
 //!     runs.
+//! 12. [Containers](containers): processes in different PID namespaces
+//!     (a Kubernetes pod, Docker's `--ipc=container:`), rootless containers.
 //!
 //! How all of this works inside, and what is and is not guaranteed, is in
 //! [`_design`](crate::_design).
@@ -31,6 +33,7 @@ pub mod atomics;
 pub mod backends;
 pub mod change;
 pub mod command;
+pub mod containers;
 pub mod costs;
 pub mod derive;
 pub mod fixed;
