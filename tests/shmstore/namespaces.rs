@@ -648,6 +648,7 @@ fn taken_over(b: &mut Kid, killed_ns: u64, what: &str) {
         "{what}: taken over {after:?} after the kill"
     );
     assert!(took < RECOVERY, "{what}: lock() took {took:?}");
+    eprintln!("{what}: taken over {after:?} after the kill");
 }
 
 /// Child A (a PID namespace of its own) holds the lock; child B (a
