@@ -1629,6 +1629,72 @@ fn removed_entry_whose_holder_dies_gives_its_space_to_a_new_entry() {
     store.check().unwrap();
 }
 
+/// The same across PID namespaces: a process in a container of its own
+/// holds the removed entry; while it lives its space is not given away,
+/// and once it is killed it is. Root only.
+#[test]
+fn a_holder_in_another_pid_namespace_keeps_its_entry_until_it_dies() {
+    if !common::is_root() {
+        eprintln!("skip: needs root");
+        return;
+    }
+    let seg = Segment::new("removed-held-ns");
+    let store = Store::create(seg.name(), HOLD_CAP).unwrap();
+    let whole = Whole64::new();
+    let mut a = Kid::spawn_in(
+        common::Apart::container(),
+        "hold-entry",
+        &[seg.name(), "big", "insert"],
+    );
+    a.expect("holding");
+    store.remove("big").unwrap();
+    // Its handle slot names a live process this namespace cannot see: its
+    // space stays its own.
+    assert_eq!(
+        variant(&common::failure(store.insert("whole", *whole))),
+        "StoreFull",
+        "the entry of a live holder in another PID namespace was given away"
+    );
+    a.send("bump");
+    assert_eq!(a.expect("bumped"), "serial=2");
+
+    a.kill_player();
+    a.wait();
+    whole_fits(&store, &*whole, "after its holder in another namespace died");
+    assert_eq!(store.free_bytes().unwrap(), store.capacity());
+    store.check().unwrap();
+}
+
+/// An entry's lock held by a process in another PID namespace that is
+/// killed: the next locker here gets it back poisoned within a second.
+/// Root only.
+#[test]
+fn an_entry_lock_holder_killed_in_another_pid_namespace_is_taken_over() {
+    if !common::is_root() {
+        eprintln!("skip: needs root");
+        return;
+    }
+    let seg = Segment::new("entry-poison-ns");
+    let store = Store::create(seg.name(), HOLD_CAP).unwrap();
+    drop(store.insert("victim", Counter::default()).unwrap());
+    let mut a = Kid::spawn_in(
+        common::Apart::container(),
+        "lock-and-die",
+        &[seg.name(), "victim"],
+    );
+    a.expect("locked");
+    let victim = store.get::<Counter>("victim").unwrap();
+    assert!(
+        victim.try_lock_for(Duration::from_millis(200)).is_err(),
+        "a live holder in another namespace keeps its lock"
+    );
+    a.kill_player();
+    let t0 = Instant::now();
+    let got = victim.lock();
+    assert!(t0.elapsed() < Duration::from_secs(1), "took {:?}", t0.elapsed());
+    assert_eq!(got.expect_err("poisoned").into_inner().value, 42);
+}
+
 #[test]
 fn free_bytes_counts_removed_entries_whose_holders_died_as_free() {
     // What free_bytes says once the only holder of a removed entry is dead.
