@@ -737,7 +737,10 @@ mod tests {
             owner::compose_ident(gone, presence::incarnation().unwrap()),
             Ordering::Relaxed,
         );
-        let me = l.try_acquire().expect("taken over from an ended thread");
+        // Waited for: a joined thread may still be on its way out.
+        let me = l
+            .acquire_until(Instant::now() + Duration::from_secs(2))
+            .expect("taken over from an ended thread");
         assert!(l.is_poisoned());
         l.release(me, false);
     }
