@@ -316,6 +316,9 @@ fn limits(base: &str) -> i32 {
     // Nothing was left of the failed attempts.
     let text = std::fs::read_to_string("/proc/sysvipc/shm").unwrap();
     say(format!("segments={}", text.lines().count() - 1));
+    // Removed while its namespace lives, with what stands for it in
+    // /dev/shm (which outlives the namespace).
+    shmstore::unlink(key(2)).unwrap();
     0
 }
 
