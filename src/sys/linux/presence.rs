@@ -493,8 +493,8 @@ fn get_lock(fd: RawFd, start: i64, len: i64) -> io::Result<Option<(i32, i64, i64
     }
     Ok((i32::from(f.l_type) != libc::F_UNLCK).then_some((
         i32::from(f.l_type),
-        f.l_start as i64,
-        f.l_len as i64,
+        f.l_start,
+        f.l_len,
     )))
 }
 
