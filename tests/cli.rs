@@ -2066,6 +2066,8 @@ fn gc_keeps_a_segment_present_in_another_pid_namespace_until_its_processes_die()
     assert_eq!(o["present"], json!({"writers": 1, "readers": 0}), "{o:#}");
     assert_eq!(o["creator"]["pid"], 1, "{o:#}");
     assert_eq!(o["creator"]["pid_namespace"], "other", "{o:#}");
+    // Whether it runs cannot be checked from here: neither true nor false.
+    assert_eq!(o["creator"]["alive"], Json::Null, "{o:#}");
     assert_eq!(o["stale"], false, "{o:#}");
     let out = run(&["inspect", seg.name()]);
     let text = out.ok();

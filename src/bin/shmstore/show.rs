@@ -341,7 +341,15 @@ pub fn report_json(r: &Report, detail: bool) -> Json {
                 Json::Obj(vec![
                     ("pid", Json::int(h.creator_pid)),
                     ("uid", Json::int(h.creator_uid)),
-                    ("alive", Json::Bool(h.creator_alive)),
+                    // Unknown (null) for a creator of another PID
+                    // namespace: it cannot be checked from here.
+                    (
+                        "alive",
+                        match h.creator_namespace {
+                            PidNamespace::Other => Json::Null,
+                            _ => Json::Bool(h.creator_alive),
+                        },
+                    ),
                     (
                         "pid_namespace",
                         Json::str(namespace_key(h.creator_namespace)),
