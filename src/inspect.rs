@@ -295,7 +295,6 @@ pub enum LockState {
     },
 }
 
-
 /// One entry of a store.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
@@ -517,9 +516,9 @@ pub fn remove_stand_in(stand_in: &StandIn) -> Result<()> {
 /// namespace cannot be checked from here: its segment is live while any
 /// process is present in it, and while that cannot be told
 /// ([`Staleness::CreatorElsewhere`]); once the kernel tells that every
-/// process that mapped it is gone, it is stale like any other. A damaged segment (our magic, a
-/// wrong header or cut short) is never stale: what it holds may still be
-/// read. A new segment's temporary name ([`State::Unfinished`]) is stale
+/// process that mapped it is gone, it is stale like any other. A damaged
+/// segment (our magic, a wrong header or cut short) is never stale: what
+/// it holds may still be read. A new segment's temporary name ([`State::Unfinished`]) is stale
 /// once its creator is dead.
 ///
 /// ```no_run
