@@ -482,9 +482,6 @@ pub fn remove_stand_in(stand_in: &StandIn) -> Result<()> {
         name: name.clone(),
         source: e,
     };
-    if sysv::exists(stand_in.sysv_id) {
-        return Err(busy("its System V segment exists"));
-    }
     let fd = open_path(&stand_in.path, false).map_err(|e| io(e.into()))?;
     let st = fstat(fd.as_fd()).map_err(|e| io(e.into()))?;
     if publish::kind_of(st.st_mode).is_some() {
@@ -494,6 +491,11 @@ pub fn remove_stand_in(stand_in: &StandIn) -> Result<()> {
         Some(c) if c.writers == 0 && c.readers == 0 => {}
         Some(_) => return Err(busy("processes that attached its segment still use it")),
         None => return Err(busy("whether processes use it cannot be told")),
+    }
+    // Asked last, just before the unlink: a segment made with this id
+    // since exists before its users open the stand-in.
+    if sysv::exists(stand_in.sysv_id) {
+        return Err(busy("its System V segment exists"));
     }
     // The same file as the one looked at (not one made since).
     let now = std::fs::symlink_metadata(&stand_in.path).map_err(io)?;
