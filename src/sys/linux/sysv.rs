@@ -286,6 +286,12 @@ fn stand_in(id: i32, st: &ShmStat, writable: bool) -> std::io::Result<std::os::f
                 }
                 return Ok(fd);
             }
+            // A reader only asks about others, and every writer makes the
+            // stand-in: missing, it means a segment removed (IPC_RMID) that
+            // is still attached. Made now, it would outlive the segment
+            // (and `shmstore ls`, which attaches read-only, would leave
+            // files behind).
+            Err(Errno::ENOENT) if !writable => return Err(Errno::ENOENT.into()),
             Err(Errno::ENOENT) => {
                 let me = nix::unistd::geteuid().as_raw();
                 if ![st.uid, st.cuid, 0].contains(&me) {
