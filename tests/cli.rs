@@ -21,15 +21,15 @@
 //!     `rm` refuses live, locked, foreign and other users' segments without
 //!     `--force`.
 //! 11. Errors: one `shmstore: ` line and status 1; usage errors status 2.
-//! 10b. Across PID namespaces (as root): a segment whose creator, in a
-//!     PID namespace of its own, holds it open is shown present (`1
-//!     writer`, creator `pid 1 in another PID namespace`) and kept by `gc`,
-//!     then removed once that process is killed; a reader there keeps it
-//!     too; a lock holder there (of a value or a store entry) is shown with
-//!     its pid there, alive, then dead; `gc` removes orphaned System V
-//!     stand-ins of this IPC namespace only.
 //! 12. With the feature `zerocopy`: a `#[shareable(opaque)]` field shown as
 //!     hex bytes with its type's name (next to 1).
+//! 13. Across PID namespaces (as root, section 10b): a segment whose
+//!     creator, in a PID namespace of its own, holds it open is shown
+//!     present (`1 writer`, creator `pid 1 in another PID namespace`) and
+//!     kept by `gc`, then removed once that process is killed; a reader
+//!     there keeps it too; a lock holder there (of a value or a store
+//!     entry) is shown with its pid there, alive, then dead; `gc` removes
+//!     orphaned System V stand-ins of this IPC namespace only.
 //!
 //! Other tests (and other programs) have segments in /dev/shm at the same
 //! time, so every assertion on `ls` or `gc` looks only at this test's own
