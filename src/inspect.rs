@@ -77,12 +77,79 @@ pub struct Report {
     /// `/proc/*/maps`. Processes whose maps this user may not read (other
     /// users', unless root) are not counted.
     pub attached: Option<u64>,
+    /// The processes that show themselves in the segment, in any PID
+    /// namespace (see [`Presence`]); `None` when that cannot be told (a
+    /// System V segment whose stand-in is missing, or an object that is
+    /// not a shmstore segment's).
+    pub present: Option<Presence>,
     /// The file's modification time (System V: the last change of its
     /// attributes). Writes through mappings do not change it; see
     /// [`SlotInfo::changed`].
     pub modified: Option<SystemTime>,
     /// What is in it.
     pub state: State,
+}
+
+/// The processes that show themselves in a segment, as the kernel tells
+/// every PID namespace that shares the segment: each process that maps a
+/// segment holds a lock on its object that the kernel drops when the
+/// process dies, whichever namespace it runs in (processes of another IPC
+/// namespace, or that share a file from another host, are not seen).
+///
+/// `writers` (mapped for writing: only those can hold its locks) is exact;
+/// `readers` (mapped read-only) is an upper bound, as any process that may
+/// read the segment can add to it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Presence {
+    /// Processes that map the segment for writing.
+    pub writers: u64,
+    /// Processes that map it read-only.
+    pub readers: u64,
+}
+
+impl From<crate::sys::presence::Count> for Presence {
+    fn from(c: crate::sys::presence::Count) -> Presence {
+        Presence {
+            writers: c.writers,
+            readers: c.readers,
+        }
+    }
+}
+
+impl Presence {
+    /// Whether no process shows itself in the segment.
+    pub fn is_empty(&self) -> bool {
+        self.writers == 0 && self.readers == 0
+    }
+}
+
+/// `1 writer`, `2 writers, 1 reader`, `none`.
+impl std::fmt::Display for Presence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let part = |n: u64, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
+        match (self.writers, self.readers) {
+            (0, 0) => f.write_str("none"),
+            (w, 0) => f.write_str(&part(w, "writer")),
+            (0, r) => f.write_str(&part(r, "reader")),
+            (w, r) => write!(f, "{}, {}", part(w, "writer"), part(r, "reader")),
+        }
+    }
+}
+
+/// Where a process is, seen from the PID namespace of the process that
+/// inspects: a segment's creator or a lock's holder.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PidNamespace {
+    /// In this PID namespace: its pid is the one shown.
+    This,
+    /// In another PID namespace: its pid is the one that namespace gives
+    /// it, which may name another process here (or none).
+    Other,
+    /// It cannot be told (a holder that is dead, or whose process may not
+    /// be looked at; a creator recorded without its namespace).
+    Unknown,
 }
 
 /// What a segment holds, as far as it can be told.
@@ -168,8 +235,16 @@ pub struct HeaderInfo {
     /// The creator's user id.
     pub creator_uid: u32,
     /// Whether the creating process is still running (the same process:
-    /// its start time is checked too).
+    /// its start time is checked too). Always `false` for a creator in
+    /// another PID namespace ([`creator_namespace`](Self::creator_namespace)),
+    /// which cannot be checked from here.
     pub creator_alive: bool,
+    /// The creator's PID namespace, as the header records it: this one (its
+    /// pid is checked), another one (then `creator_pid` is the pid that
+    /// namespace gave it, and only whether processes are still
+    /// [present](Report::present) can tell whether the segment is in use),
+    /// or unknown (not recorded: checked as in this one).
+    pub creator_namespace: PidNamespace,
     /// When it was created.
     pub created: SystemTime,
     /// The value's size (for a store: its directory and heap).
@@ -201,11 +276,22 @@ pub enum LockState {
     /// Nobody.
     Free,
     /// Thread `tid`, alive or dead.
+    #[non_exhaustive]
     Held {
-        /// The holder's thread id.
+        /// The holder's thread id, as its own PID namespace numbers it.
         tid: u32,
-        /// Whether it is still running.
+        /// Whether it is still running (told by the kernel in any PID
+        /// namespace; when it cannot be told, it counts as running).
         alive: bool,
+        /// Its process id, as its own PID namespace numbers it, when the
+        /// lock records it (the last holder recorded is this thread; not
+        /// while the lock is poisoned, when the record names the poisoner,
+        /// unless that is the same thread).
+        pid: Option<u32>,
+        /// Whether the holder is a process of this PID namespace: only a
+        /// running holder can be placed ([`PidNamespace::Unknown`] for a
+        /// dead one).
+        namespace: PidNamespace,
     },
 }
 
@@ -341,17 +427,100 @@ pub fn remove(report: &Report) -> Result<()> {
     }
 }
 
+/// The stand-in of a System V segment that no longer exists (see
+/// [`orphaned_stand_ins`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StandIn {
+    /// Its path (`/dev/shm/.shmstore-sysv.IPCNS.ID`).
+    pub path: PathBuf,
+    /// The id of the segment it stood for.
+    pub sysv_id: i32,
+    /// Its owner's user id.
+    pub owner_uid: u32,
+}
+
+/// The stand-ins left behind in /dev/shm by System V segments of this IPC
+/// namespace that no longer exist: what `shmstore gc` removes besides
+/// stale segments.
+///
+/// A System V segment has no file, so its users show themselves in an
+/// empty file in /dev/shm that stands for it, named after the IPC
+/// namespace and the segment's id; [`remove`] removes it with its segment,
+/// but a segment removed by other means (`ipcrm`, or a process killed
+/// between the two steps) leaves it behind. Stand-ins of other IPC
+/// namespaces that share this /dev/shm are never listed: whether their
+/// segments exist cannot be told from here.
+pub fn orphaned_stand_ins() -> Vec<StandIn> {
+    sysv::orphaned_stand_ins()
+        .into_iter()
+        .filter_map(|(path, id)| {
+            let meta = std::fs::symlink_metadata(&path).ok()?;
+            Some(StandIn {
+                path,
+                sysv_id: id,
+                owner_uid: meta.uid(),
+            })
+        })
+        .collect()
+}
+
+/// Removes an orphaned stand-in, if it still is one: its segment still
+/// does not exist and no process shows itself in it (one that attached
+/// the segment before it was removed keeps its presence there until it
+/// detaches). Otherwise an [`Error::Io`] of kind
+/// [`ResourceBusy`](std::io::ErrorKind::ResourceBusy) says why it stays.
+pub fn remove_stand_in(stand_in: &StandIn) -> Result<()> {
+    let name = stand_in.path.display().to_string();
+    let busy = |reason: &str| Error::Io {
+        op: "removing",
+        name: name.clone(),
+        source: std::io::Error::new(std::io::ErrorKind::ResourceBusy, reason.to_owned()),
+    };
+    let io = |e: std::io::Error| Error::Io {
+        op: "removing",
+        name: name.clone(),
+        source: e,
+    };
+    let fd = open_path(&stand_in.path, false).map_err(|e| io(e.into()))?;
+    let st = fstat(fd.as_fd()).map_err(|e| io(e.into()))?;
+    if publish::kind_of(st.st_mode).is_some() {
+        return Err(busy("not a regular file"));
+    }
+    match crate::sys::presence::count(fd.as_fd()) {
+        Some(c) if c.writers == 0 && c.readers == 0 => {}
+        Some(_) => return Err(busy("processes that attached its segment still use it")),
+        None => return Err(busy("whether processes use it cannot be told")),
+    }
+    // Asked last, just before the unlink: a segment made with this id
+    // since exists before its users open the stand-in.
+    if sysv::exists(stand_in.sysv_id) {
+        return Err(busy("its System V segment exists"));
+    }
+    // The same file as the one looked at (not one made since).
+    let now = std::fs::symlink_metadata(&stand_in.path).map_err(io)?;
+    if (now.dev(), now.ino()) != (st.st_dev, st.st_ino) {
+        return Err(busy("it was replaced meanwhile"));
+    }
+    std::fs::remove_file(&stand_in.path).map_err(io)
+}
+
 /// Whether the segment of `report` is stale, that is whether `shmstore gc`
 /// may remove it (and `shmstore rm` remove it without `--force`), and why:
 /// it is ours (a shmstore segment of this user), not damaged, and not
 /// live.
 ///
-/// *Live*, the one definition `gc` and `rm` share: a process maps the
-/// segment (or whether one does is unknown), its creator still runs (also
+/// *Live*, the one definition `gc` and `rm` share: a process shows itself
+/// in the segment ([`Report::present`], in any PID namespace) or maps it
+/// here (or whether one does is unknown), its creator still runs (also
 /// when it no longer maps it), or a running thread holds its lock (for a
-/// store, its directory's or an entry's). A damaged segment (our magic, a
-/// wrong header or cut short) is never stale: what it holds may still be
-/// read. A new segment's temporary name ([`State::Unfinished`]) is stale
+/// store, its directory's or an entry's). A creator in another PID
+/// namespace cannot be checked from here: its segment is live while any
+/// process is present in it, and while that cannot be told
+/// ([`Staleness::CreatorElsewhere`]); once the kernel tells that every
+/// process that mapped it is gone, it is stale like any other. A damaged
+/// segment (our magic, a wrong header or cut short) is never stale: what
+/// it holds may still be read. A new segment's temporary name ([`State::Unfinished`]) is stale
 /// once its creator is dead.
 ///
 /// ```no_run
@@ -400,6 +569,7 @@ pub fn staleness(report: &Report) -> Staleness {
             },
             false => Staleness::Stale {
                 creator_pid: Some(creator_pid as u32),
+                creator_elsewhere: false,
                 lock: None,
             },
         };
@@ -410,13 +580,27 @@ pub fn staleness(report: &Report) -> Staleness {
         None if matches!(report.state, State::Incomplete { .. }) => {}
         None => return Staleness::NoHeader,
     }
+    if let Some(p) = report.present.filter(|p| !p.is_empty()) {
+        return Staleness::Present {
+            writers: p.writers,
+            readers: p.readers,
+        };
+    }
+    let elsewhere = header.is_some_and(|h| h.creator_namespace == PidNamespace::Other);
+    if elsewhere && report.present.is_none() {
+        return Staleness::CreatorElsewhere {
+            pid: header.map_or(0, |h| h.creator_pid),
+        };
+    }
     match report.attached {
         Some(0) => {}
         Some(count) => return Staleness::Attached { count },
         None => return Staleness::AttachedUnknown,
     }
     let live = |s: &SlotInfo| match s.lock {
-        LockState::Held { tid, alive: true } => Some(tid),
+        LockState::Held {
+            tid, alive: true, ..
+        } => Some(tid),
         _ => None,
     };
     if let Some(tid) = report.slot().and_then(live) {
@@ -436,6 +620,7 @@ pub fn staleness(report: &Report) -> Staleness {
     }
     Staleness::Stale {
         creator_pid: header.map(|h| h.creator_pid),
+        creator_elsewhere: elsewhere,
         lock: report.slot().map(|s| s.lock),
     }
 }
@@ -452,6 +637,10 @@ pub enum Staleness {
         /// The creator, which is dead; `None` for a segment left incomplete
         /// before its creator was recorded.
         creator_pid: Option<u32>,
+        /// Whether the creator ran in another PID namespace: then it is
+        /// not known to be dead, only to have left the segment with every
+        /// other process (none is [present](Report::present)).
+        creator_elsewhere: bool,
         /// The segment's own lock (a store's directory lock): free, or held
         /// by a thread that is dead; `None` if it could not be read.
         lock: Option<LockState>,
@@ -496,6 +685,21 @@ pub enum Staleness {
     },
     /// Whether any process has the segment mapped is unknown.
     AttachedUnknown,
+    /// Processes show themselves in the segment (in this PID namespace or
+    /// another).
+    Present {
+        /// How many map it for writing.
+        writers: u64,
+        /// How many map it read-only (at most).
+        readers: u64,
+    },
+    /// Its creator ran in another PID namespace, where whether it still
+    /// runs cannot be checked, and whether any process is present in the
+    /// segment cannot be told either.
+    CreatorElsewhere {
+        /// Its process id in that namespace.
+        pid: u32,
+    },
     /// A running thread holds the segment's lock.
     LockHeld {
         /// The holder's thread id.
@@ -522,10 +726,18 @@ impl Staleness {
 impl std::fmt::Display for Staleness {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Staleness::Stale { creator_pid, lock } => {
-                match creator_pid {
-                    Some(pid) => write!(f, "creator pid {pid} dead")?,
-                    None => f.write_str("incomplete, no creator recorded")?,
+            Staleness::Stale {
+                creator_pid,
+                creator_elsewhere,
+                lock,
+            } => {
+                match (creator_pid, creator_elsewhere) {
+                    (Some(pid), true) => write!(
+                        f,
+                        "creator pid {pid} in another PID namespace, no process present"
+                    )?,
+                    (Some(pid), false) => write!(f, "creator pid {pid} dead")?,
+                    (None, _) => f.write_str("incomplete, no creator recorded")?,
                 }
                 f.write_str(", not mapped by any process")?;
                 match lock {
@@ -549,6 +761,19 @@ impl std::fmt::Display for Staleness {
             Staleness::NoHeader => f.write_str("its header cannot be read"),
             Staleness::Attached { count } => write!(f, "{count} attached"),
             Staleness::AttachedUnknown => f.write_str("whether anyone has it mapped is unknown"),
+            Staleness::Present { writers, readers } => write!(
+                f,
+                "{} present",
+                Presence {
+                    writers: *writers,
+                    readers: *readers
+                }
+            ),
+            Staleness::CreatorElsewhere { pid } => write!(
+                f,
+                "its creator, pid {pid}, is in another PID namespace, and whether any \
+                 process is present cannot be told"
+            ),
             Staleness::LockHeld { .. } => f.write_str("its lock is held by a running thread"),
             Staleness::EntryLockHeld { key, .. } => {
                 write!(f, "the lock of entry `{key}` is held by a running thread")
@@ -721,6 +946,7 @@ fn inspect_file(
         mode: meta.mode() & 0o777,
         sysv_id: None,
         attached: maps.count(path),
+        present: None,
         modified: meta.modified().ok(),
         state: State::Foreign {
             reason: String::new(),
@@ -759,6 +985,9 @@ fn inspect_file(
         };
         return Ok(report);
     }
+    // Counted before this process maps it (which shows this process as a
+    // reader too).
+    report.present = crate::sys::presence::count(fd.as_fd()).map(Presence::from);
     // The size of what we map is what fstat says now.
     let size = fstat(fd.as_fd()).map_or(0, |st| st.st_size as usize);
     report.size = size as u64;
@@ -781,6 +1010,10 @@ fn inspect_file(
             },
         }
     };
+    if matches!(report.state, State::Foreign { .. }) {
+        // Nothing of ours shows itself in another program's object.
+        report.present = None;
+    }
     name_poison(&mut report);
     Ok(report)
 }
@@ -792,6 +1025,11 @@ fn inspect_sysv(seg: &sysv::Listed) -> Report {
     } else {
         format!("{:#010x}", seg.key as u32)
     };
+    // Counted before this process attaches it (which shows this process
+    // as a reader too).
+    let present = sysv::open_stand_in(seg.id)
+        .and_then(|fd| crate::sys::presence::count(fd.as_fd()))
+        .map(Presence::from);
     let state = match crate::sys::sysv::attach(seg.id, false) {
         Ok((map, _)) if map.len() >= MAGIC.len() => read_state(&map),
         Ok(_) => State::Foreign {
@@ -801,6 +1039,7 @@ fn inspect_sysv(seg: &sysv::Listed) -> Report {
             reason: e.desc().to_owned(),
         },
     };
+    let present = present.filter(|_| !matches!(state, State::Foreign { .. }));
     let mut report = Report {
         name,
         location: Location::sysv(key),
@@ -810,6 +1049,7 @@ fn inspect_sysv(seg: &sysv::Listed) -> Report {
         mode: seg.mode & 0o777,
         sysv_id: Some(seg.id),
         attached: Some(seg.nattch),
+        present,
         modified: Some(UNIX_EPOCH + Duration::from_secs(seg.ctime)),
         state,
     };
@@ -889,19 +1129,26 @@ fn header_info(h: &Header) -> HeaderInfo {
         version: h.version,
         creator_pid: h.creator_pid,
         creator_uid: h.creator_uid,
-        creator_alive: creator_alive(h),
+        creator_alive: creator_namespace(h) != PidNamespace::Other && creator_alive(h),
+        creator_namespace: creator_namespace(h),
         created: UNIX_EPOCH + Duration::from_nanos(h.created_unix_ns),
         value_size: h.value_size,
     }
 }
 
-/// Whether the creator runs, as far as this namespace can tell (one in
-/// another PID namespace counts as running: it cannot be checked).
-fn creator_alive(h: &Header) -> bool {
+/// The creator's PID namespace, seen from this one.
+fn creator_namespace(h: &Header) -> PidNamespace {
     let ours = crate::segment::header::pid_namespace();
-    if h.pid_ns != 0 && ours != 0 && h.pid_ns != ours {
-        return true;
+    match (h.pid_ns, ours) {
+        (0, _) | (_, 0) => PidNamespace::Unknown,
+        (theirs, ours) if theirs == ours => PidNamespace::This,
+        _ => PidNamespace::Other,
     }
+}
+
+/// Whether the creator runs, checked in this namespace (a creator of
+/// another one is left to the caller: see `creator_namespace`).
+fn creator_alive(h: &Header) -> bool {
     h.creator_pid != 0
         && h.creator_pid < crate::lock::owner::TID_LIMIT
         && crate::lock::owner::is_alive(h.creator_pid, h.creator_start as u32)
@@ -1005,10 +1252,7 @@ fn entry_reports(
 /// The lock and generation of a slot.
 pub(crate) fn slot_info(lock: &RawLock, versions: &Versions) -> SlotInfo {
     SlotInfo {
-        lock: match lock.holder() {
-            None => LockState::Free,
-            Some((tid, alive)) => LockState::Held { tid, alive },
-        },
+        lock: lock_state(lock),
         poisoned: lock.is_poisoned(),
         // Named by `name_poison` once the segment's name is known.
         poison: lock
@@ -1019,6 +1263,63 @@ pub(crate) fn slot_info(lock: &RawLock, versions: &Versions) -> SlotInfo {
             .changed()
             .map(|s| UNIX_EPOCH + Duration::from_secs(u64::from(s))),
     }
+}
+
+/// Who holds `lock`, and where (see [`LockState::Held`]).
+fn lock_state(lock: &RawLock) -> LockState {
+    use crate::lock::owner;
+    use crate::sys::presence::{self, Presence};
+    let (word, record) = lock.holder_words();
+    let Some((tid, alive)) = lock.holder() else {
+        return LockState::Free;
+    };
+    // The record names the holder if its thread id is the word's (the same
+    // word: the holder may have changed between the two looks).
+    let pid = (owner::tid_of(word) == tid && record as u32 == tid && record >> 32 != 0)
+        .then_some((record >> 32) as u32);
+    let x = owner::incarnation_of(word);
+    let addr = lock as *const RawLock as usize;
+    let namespace = if !alive || owner::tid_of(word) != tid {
+        PidNamespace::Unknown
+    } else if presence::incarnation().is_ok_and(|mine| mine == x) {
+        // This process's own thread.
+        PidNamespace::This
+    } else if presence::presence(addr, x) != Presence::Present {
+        PidNamespace::Unknown
+    } else {
+        // Alive, shown in the segment: a thread of this namespace if the
+        // process this namespace numbers as the thread's own holds the
+        // incarnation's presence lock; else one of another namespace
+        // (its thread id names no thread here, or another process's).
+        match thread_group(tid) {
+            None => PidNamespace::Other,
+            Some(tgid) if pid.is_some_and(|p| p != tgid) => PidNamespace::Other,
+            Some(tgid) => match presence::shown_by(addr, tgid, x) {
+                Some(true) => PidNamespace::This,
+                Some(false) => PidNamespace::Other,
+                None => PidNamespace::Unknown,
+            },
+        }
+    };
+    LockState::Held {
+        tid,
+        alive,
+        pid,
+        namespace,
+    }
+}
+
+/// The process (thread group) of thread `tid` of this PID namespace;
+/// `None` if there is no such thread here.
+fn thread_group(tid: u32) -> Option<u32> {
+    if tid == 0 {
+        return None;
+    }
+    let status = std::fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Tgid:"))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 /// The schema stored at `offset` (`len` bytes), checked against the value's
@@ -1100,8 +1401,18 @@ mod tests {
             creator_pid: 4242,
             creator_uid: 0,
             creator_alive,
+            creator_namespace: PidNamespace::This,
             created: UNIX_EPOCH,
             value_size: 8,
+        }
+    }
+
+    fn held(tid: u32, alive: bool) -> LockState {
+        LockState::Held {
+            tid,
+            alive,
+            pid: None,
+            namespace: PidNamespace::Unknown,
         }
     }
 
@@ -1126,6 +1437,7 @@ mod tests {
             mode: 0o600,
             sysv_id: None,
             attached: Some(0),
+            present: Some(Presence::default()),
             modified: None,
             state: State::Value {
                 header: header(false),
@@ -1148,6 +1460,7 @@ mod tests {
             staleness(&r),
             Staleness::Stale {
                 creator_pid: Some(4242),
+                creator_elsewhere: false,
                 lock: Some(LockState::Free)
             }
         );
@@ -1159,14 +1472,25 @@ mod tests {
 
         let mut dead_holder = stale_value();
         if let State::Value { slot: s, .. } = &mut dead_holder.state {
-            *s = slot(LockState::Held {
-                tid: 7,
-                alive: false,
-            });
+            *s = slot(held(7, false));
         }
         assert_eq!(
             said(&dead_holder),
             stale("creator pid 4242 dead, not mapped by any process, lock holder 7 dead")
+        );
+
+        // A creator in another PID namespace, with nobody present: stale,
+        // said so.
+        let mut elsewhere = stale_value();
+        if let State::Value { header: h, .. } = &mut elsewhere.state {
+            h.creator_namespace = PidNamespace::Other;
+        }
+        assert_eq!(
+            said(&elsewhere),
+            stale(
+                "creator pid 4242 in another PID namespace, no process present, not mapped \
+                 by any process, lock free"
+            )
         );
 
         let incomplete = Report {
@@ -1258,13 +1582,39 @@ mod tests {
                 "whether anyone has it mapped is unknown",
             ),
             (
+                // Present in another namespace, mapped by nobody here.
+                Report {
+                    present: Some(Presence {
+                        writers: 1,
+                        readers: 2,
+                    }),
+                    ..stale_value()
+                },
+                "1 writer, 2 readers present",
+            ),
+            (
+                Report {
+                    present: Some(Presence {
+                        writers: 0,
+                        readers: 1,
+                    }),
+                    ..stale_value()
+                },
+                "1 reader present",
+            ),
+            (
+                Report {
+                    present: None,
+                    ..elsewhere.clone()
+                },
+                "its creator, pid 4242, is in another PID namespace, and whether any process \
+                 is present cannot be told",
+            ),
+            (
                 Report {
                     state: State::Value {
                         header: header(false),
-                        slot: slot(LockState::Held {
-                            tid: 7,
-                            alive: true,
-                        }),
+                        slot: slot(held(7, true)),
                         schema: Ok(None),
                         value: None,
                     },
@@ -1282,10 +1632,7 @@ mod tests {
                             type_name: "Counter".into(),
                             size: 8,
                             fingerprint: 1,
-                            slot: slot(LockState::Held {
-                                tid: 9,
-                                alive: true,
-                            }),
+                            slot: slot(held(9, true)),
                             schema: Ok(None),
                             value: None,
                         }]),

@@ -23,6 +23,13 @@
 //! 11. Errors: one `shmstore: ` line and status 1; usage errors status 2.
 //! 12. With the feature `zerocopy`: a `#[shareable(opaque)]` field shown as
 //!     hex bytes with its type's name (next to 1).
+//! 13. Across PID namespaces (as root, section 10b): a segment whose
+//!     creator, in a PID namespace of its own, holds it open is shown
+//!     present (`1 writer`, creator `pid 1 in another PID namespace`) and
+//!     kept by `gc`, then removed once that process is killed; a reader
+//!     there keeps it too; a lock holder there (of a value or a store
+//!     entry) is shown with its pid there, alive, then dead; `gc` removes
+//!     orphaned System V stand-ins of this IPC namespace only.
 //!
 //! Other tests (and other programs) have segments in /dev/shm at the same
 //! time, so every assertion on `ls` or `gc` looks only at this test's own
@@ -41,7 +48,9 @@ use std::sync::mpsc::{self, Receiver};
 use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
-use common::{command, field, gettid, role, say, Counter, Key, Kid, Segment, PATIENCE};
+use common::{
+    command, eventually, field, gettid, role, say, Apart, Counter, Key, Kid, Segment, PATIENCE,
+};
 use serde_json::{json, Value as Json};
 use shmstore::{Shareable, SharedOptions, ShmStr, SysvKey};
 
@@ -100,6 +109,7 @@ fn child_entry() {
         "store" => store(arg(1), arg(2)),
         "relock" => relock(arg(1)),
         "hold-entry" => hold_entry(arg(1), arg(2)),
+        "read" => read(arg(1)),
         other => panic!("unknown role {other}"),
     };
     std::process::exit(code);
@@ -189,6 +199,20 @@ fn hold_entry(name: &str, key: &str) -> i32 {
     while command().is_some() {}
     drop(g);
     3
+}
+
+/// Opens the `Gauge` at `name` read-only, says `ready value=N` and runs
+/// until the end of its input (or until killed).
+fn read(name: &str) -> i32 {
+    let reader = SharedOptions::new()
+        .open_read_only::<Gauge>(name)
+        .expect("opening the segment read-only");
+    say(format!(
+        "ready value={}",
+        reader.snapshot().expect("not poisoned").value
+    ));
+    while command().is_some() {}
+    0
 }
 
 /// Creates a store at `name` with three entries (`alpha`: a `Gauge`,
@@ -419,8 +443,8 @@ fn table(
     rows
 }
 
-const LS_COLUMNS: [&str; 9] = [
-    "NAME", "BACKEND", "SIZE", "TYPE", "CREATOR", "ATTACHED", "LOCK", "GEN", "CHANGED",
+const LS_COLUMNS: [&str; 10] = [
+    "NAME", "BACKEND", "SIZE", "TYPE", "CREATOR", "ATTACHED", "PRESENT", "LOCK", "GEN", "CHANGED",
 ];
 
 /// The rows of `ls` (with `extra` arguments) whose NAME is one of `names`.
@@ -1352,7 +1376,8 @@ fn json_output_parses_and_has_every_field() {
     assert!(o["type"].as_str().unwrap().ends_with("Gauge"), "{o:#}");
     assert_eq!(
         o["creator"],
-        json!({"pid": kid.pid(), "uid": nix::unistd::geteuid().as_raw(), "alive": true}),
+        json!({"pid": kid.pid(), "uid": nix::unistd::geteuid().as_raw(), "alive": true,
+               "pid_namespace": "this"}),
         "{o:#}"
     );
     assert_eq!(o["attached"], 1, "{o:#}");
@@ -1361,13 +1386,18 @@ fn json_output_parses_and_has_every_field() {
     assert_eq!(o["lock"]["poisoned"], false, "{o:#}");
     assert!(o["changed"].is_string(), "{o:#}");
     assert_eq!(o["stale"], false, "{o:#}");
+    // Its creator shows itself in it (another test's `ls` may add a reader
+    // for a moment).
+    assert_eq!(o["present"]["writers"], 1, "{o:#}");
 
     let o = json_entry(&all, killed.name());
     assert_eq!(o["creator"]["pid"], holder_pid, "{o:#}");
     assert_eq!(o["creator"]["alive"], false, "{o:#}");
     assert_eq!(
         o["lock"],
-        json!({"state": "held", "holder_tid": holder_tid, "holder_alive": false, "poisoned": false, "poison": null}),
+        json!({"state": "held", "holder_tid": holder_tid, "holder_alive": false,
+               "holder_pid": holder_pid, "holder_pid_namespace": "unknown",
+               "poisoned": false, "poison": null}),
         "{o:#}"
     );
     let killed_json = o;
@@ -1414,6 +1444,7 @@ fn json_output_parses_and_has_every_field() {
     // The killed holder's segment: nobody has it mapped, so it is stale.
     let o = killed_json;
     assert_eq!(o["attached"], 0, "{o:#}");
+    assert_eq!(o["present"]["writers"], 0, "{o:#}");
     assert_eq!(o["stale"], true, "{o:#}");
 }
 
@@ -1982,6 +2013,358 @@ fn unfinished_temporary_names_are_hidden_and_collected_when_their_creator_is_dea
     assert!(!Path::new("/dev/shm").join(&dead).exists());
     assert!(Path::new("/dev/shm").join(&alive).exists());
     std::fs::remove_file(Path::new("/dev/shm").join(&alive)).unwrap();
+}
+
+// ===========================================================================
+// 10b. Across PID namespaces
+//
+// Children in PID (and mount) namespaces of their own, as containers that
+// share /dev/shm and the System V IPC namespace with the host: `ls` and
+// `inspect` say who is present and where a lock holder is; `gc` keeps a
+// segment while a process of any namespace is present in it, and removes
+// it once the kernel tells that all of them are gone. They need root (new
+// PID namespaces): without it they print "skip: needs root" and pass.
+
+/// Whether the tests of this section can run here.
+fn can_make_namespaces() -> bool {
+    if common::is_root() {
+        return true;
+    }
+    eprintln!("skip: needs root");
+    false
+}
+
+/// The `ls` row of `name` once `ok` holds for it (within 5 s).
+#[track_caller]
+fn ls_row_once(
+    name: &str,
+    what: &str,
+    ok: impl Fn(&HashMap<String, String>) -> bool,
+) -> HashMap<String, String> {
+    let mut row = ls_row(&[], name);
+    let shown = eventually(Duration::from_secs(5), || {
+        row = ls_row(&[], name);
+        ok(&row)
+    });
+    assert!(shown, "{name}: never {what}: {row:?}");
+    row
+}
+
+#[test]
+fn gc_keeps_a_segment_present_in_another_pid_namespace_until_its_processes_die() {
+    if !can_make_namespaces() {
+        return;
+    }
+    // No other test's `ls` maps the segment meanwhile (it would be a reader).
+    let _w = whole_world();
+    let seg = Segment::new("cli-ns-creator");
+    let mut creator = Kid::spawn_in(
+        Apart::container(),
+        "make",
+        &["posix", seg.name(), "7", "apart", "stay"],
+    );
+    creator.expect("ready");
+
+    let row = ls_row(&[], seg.name());
+    // The creator is init of its own namespace: pid 1 there.
+    assert_eq!(row["CREATOR"], "pid 1 in another PID namespace", "{row:?}");
+    assert_eq!(row["PRESENT"], "1 writer", "{row:?}");
+    let o = json_entry(&parse_json(&run(&["ls", "--json"])), seg.name());
+    assert_eq!(o["present"], json!({"writers": 1, "readers": 0}), "{o:#}");
+    assert_eq!(o["creator"]["pid"], 1, "{o:#}");
+    assert_eq!(o["creator"]["pid_namespace"], "other", "{o:#}");
+    // Whether it runs cannot be checked from here: neither true nor false.
+    assert_eq!(o["creator"]["alive"], Json::Null, "{o:#}");
+    assert_eq!(o["stale"], false, "{o:#}");
+    let out = run(&["inspect", seg.name()]);
+    let text = out.ok();
+    assert!(
+        normalised(text)
+            .iter()
+            .any(|l| l.starts_with("creator: pid 1 (in another PID namespace)")),
+        "{}",
+        out.describe()
+    );
+    assert!(
+        has_line(text, "present: 1 writer (in any PID namespace)"),
+        "{}",
+        out.describe()
+    );
+
+    let rows = gc_rows(&[], &[seg.name()]);
+    let (action, why) = &rows[seg.name()];
+    assert_eq!(action, "kept", "{rows:#?}");
+    assert_eq!(why, "1 writer present", "{rows:#?}");
+    assert!(seg.exists(), "gc removed a segment its creator uses");
+    let refused = run(&["rm", seg.name()]).error().to_owned();
+    assert!(refused.contains("1 writer present"), "{refused}");
+
+    // Once the creator is gone, nothing keeps the segment: it used to be
+    // kept forever, its creator's liveness being unknowable from here.
+    creator.kill_player();
+    ls_row_once(seg.name(), "left by its creator", |r| {
+        r["PRESENT"] == "none" && r["ATTACHED"] == "0"
+    });
+    let rows = gc_rows(&[], &[seg.name()]);
+    let (action, why) = &rows[seg.name()];
+    assert_eq!(action, "removed", "{rows:#?}");
+    assert_eq!(
+        why,
+        "creator pid 1 in another PID namespace, no process present, not mapped by any \
+         process, lock free",
+        "{rows:#?}"
+    );
+    assert!(!seg.exists(), "gc left the segment");
+}
+
+#[test]
+fn a_reader_in_another_pid_namespace_keeps_gc_away() {
+    if !can_make_namespaces() {
+        return;
+    }
+    let _w = whole_world();
+    let seg = Segment::new("cli-ns-reader");
+    make_gauge("posix", seg.name(), 8, "read", "exit");
+    let mut reader = Kid::spawn_in(Apart::container(), "read", &[seg.name()]);
+    assert_eq!(reader.expect("ready"), "value=8");
+
+    let row = ls_row(&[], seg.name());
+    assert_eq!(row["PRESENT"], "1 reader", "{row:?}");
+    let rows = gc_rows(&[], &[seg.name()]);
+    assert_eq!(
+        rows[seg.name()],
+        ("kept".to_owned(), "1 reader present".to_owned()),
+        "{rows:#?}"
+    );
+    assert!(seg.exists(), "gc removed a segment a reader uses");
+
+    reader.kill_player();
+    ls_row_once(seg.name(), "left by its reader", |r| {
+        r["PRESENT"] == "none" && r["ATTACHED"] == "0"
+    });
+    let rows = gc_rows(&[], &[seg.name()]);
+    assert_eq!(rows[seg.name()].0, "removed", "{rows:#?}");
+    assert!(!seg.exists(), "gc left the segment");
+}
+
+#[test]
+fn a_lock_holder_in_another_pid_namespace_is_shown_as_such() {
+    if !can_make_namespaces() {
+        return;
+    }
+    let _w = world();
+    let seg = Segment::new("cli-ns-holder");
+    let mut holder = Kid::spawn_in(
+        Apart::container(),
+        "make",
+        &["posix", seg.name(), "9", "held", "hold"],
+    );
+    let said = holder.expect("ready");
+    let tid: u32 = field(&said, "tid").parse().unwrap();
+    // A holder in this namespace, for comparison.
+    let here = Segment::new("cli-ns-holder-here");
+    let (mut local, said) = make_gauge("posix", here.name(), 10, "here", "hold");
+    let local_tid: u32 = field(&said, "tid").parse().unwrap();
+    // A store entry locked from another namespace.
+    let store = Segment::new("cli-ns-holder-store");
+    let _skid = make_store(store.name());
+    let mut entry_holder = Kid::spawn_in(Apart::container(), "hold-entry", &[store.name(), "beta"]);
+    let said = entry_holder.expect("ready");
+    let entry_tid: u32 = field(&said, "tid").parse().unwrap();
+    assert_eq!(field(&said, "pid"), "1", "{said}");
+
+    let apart = format!("held by {tid} (pid 1 in another PID namespace, alive)");
+    let row = ls_row(&[], seg.name());
+    assert_eq!(row["LOCK"], apart, "{row:?}");
+    let out = run(&["inspect", seg.name()]);
+    assert!(
+        has_line(out.ok(), &format!("lock: {apart}")),
+        "{}",
+        out.describe()
+    );
+    let v = parse_json(&run(&["inspect", "--json", seg.name()]));
+    assert_eq!(v["lock"]["holder_tid"], tid, "{v:#}");
+    assert_eq!(v["lock"]["holder_pid"], 1, "{v:#}");
+    assert_eq!(v["lock"]["holder_pid_namespace"], "other", "{v:#}");
+    assert_eq!(v["lock"]["holder_alive"], true, "{v:#}");
+
+    let v = parse_json(&run(&["inspect", "--json", here.name()]));
+    assert_eq!(v["lock"]["holder_tid"], local_tid, "{v:#}");
+    assert_eq!(v["lock"]["holder_pid"], local.pid(), "{v:#}");
+    assert_eq!(v["lock"]["holder_pid_namespace"], "this", "{v:#}");
+    let row = ls_row(&[], here.name());
+    assert_eq!(
+        row["LOCK"],
+        format!("held by {local_tid} (alive)"),
+        "{row:?}"
+    );
+
+    let out = run(&["inspect", store.name()]);
+    let entry_line = format!("lock: held by {entry_tid} (pid 1 in another PID namespace, alive)");
+    assert!(has_line(out.ok(), &entry_line), "{}", out.describe());
+    let v = parse_json(&run(&["inspect", "--json", store.name()]));
+    let beta = v["entries"]
+        .as_array()
+        .and_then(|e| e.iter().find(|e| e["key"] == "beta"))
+        .unwrap_or_else(|| panic!("no entry beta: {v:#}"));
+    assert_eq!(beta["lock"]["holder_pid_namespace"], "other", "{v:#}");
+    assert_eq!(beta["lock"]["holder_pid"], 1, "{v:#}");
+
+    // Killed: dead, wherever it ran.
+    holder.kill_player();
+    entry_holder.kill_player();
+    local.kill();
+    local.wait();
+    let dead = format!("held by {tid} (dead)");
+    ls_row_once(seg.name(), "shown with its holder dead", |r| {
+        r["LOCK"] == dead
+    });
+    let out = run(&["inspect", seg.name()]);
+    assert!(
+        has_line(out.ok(), &format!("lock: {dead}")),
+        "{}",
+        out.describe()
+    );
+    let v = parse_json(&run(&["inspect", "--json", seg.name()]));
+    assert_eq!(v["lock"]["holder_alive"], false, "{v:#}");
+    assert_eq!(v["lock"]["holder_pid"], 1, "{v:#}");
+    let row = ls_row(&[], here.name());
+    assert_eq!(
+        row["LOCK"],
+        format!("held by {local_tid} (dead)"),
+        "{row:?}"
+    );
+    let entry_dead = format!("lock: held by {entry_tid} (dead)");
+    let mut text = String::new();
+    let shown = eventually(Duration::from_secs(5), || {
+        text = run(&["inspect", store.name()]).ok().to_owned();
+        has_line(&text, &entry_dead)
+    });
+    assert!(shown, "the entry's holder not shown dead:\n{text}");
+}
+
+/// Removes a file on drop (a stand-in a test made, if gc did not).
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// The stand-in name of System V segment `id` in the IPC namespace of
+/// inode `ns`.
+fn stand_in_name(ns: u64, id: i32) -> String {
+    format!(".shmstore-sysv.{ns}.{id}")
+}
+
+/// This process's IPC namespace inode.
+fn ipc_namespace() -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self/ns/ipc").unwrap().ino()
+}
+
+#[test]
+fn gc_removes_orphaned_sysv_stand_ins_only() {
+    let _w = whole_world();
+    let ns = ipc_namespace();
+    // A segment removed behind the library's back (as `ipcrm` does).
+    let gone = Key::in_range(KEY_BASE);
+    make_gauge("sysv", &gone.arg(), 11, "gone", "exit");
+    let gone_id = json_entry(&parse_json(&run(&["ls", "--json"])), &key_text(&gone))["sysv_id"]
+        .as_i64()
+        .expect("a System V id") as i32;
+    let removed_name = stand_in_name(ns, gone_id);
+    let removed_path = Path::new("/dev/shm").join(&removed_name);
+    let _clean = RemoveOnDrop(removed_path.clone());
+    assert!(removed_path.exists(), "no stand-in for the segment");
+    // SAFETY: IPC_RMID takes no buffer (a null pointer, as the manual page
+    // passes); `gone_id` is the id of this test's own segment.
+    let rc = unsafe { libc::shmctl(gone_id, libc::IPC_RMID, std::ptr::null_mut()) };
+    assert_eq!(
+        rc,
+        0,
+        "shmctl(IPC_RMID): {}",
+        std::io::Error::last_os_error()
+    );
+    // One made by hand, for an id no segment has.
+    let listed_ids = std::fs::read_to_string("/proc/sysvipc/shm").unwrap();
+    let free_id = (0x7ff0_0000 + (std::process::id() & 0xffff) as i32..)
+        .find(|id| {
+            !listed_ids
+                .lines()
+                .any(|l| l.split_whitespace().nth(1) == Some(&id.to_string()))
+        })
+        .unwrap();
+    let by_hand_name = stand_in_name(ns, free_id);
+    let by_hand = Path::new("/dev/shm").join(&by_hand_name);
+    let _clean2 = RemoveOnDrop(by_hand.clone());
+    std::fs::write(&by_hand, b"").unwrap();
+    // One of another IPC namespace (whose segments cannot be seen here).
+    let foreign_ns_name = stand_in_name(ns ^ 1, free_id);
+    let foreign_ns = Path::new("/dev/shm").join(&foreign_ns_name);
+    let _clean3 = RemoveOnDrop(foreign_ns.clone());
+    std::fs::write(&foreign_ns, b"").unwrap();
+    // A live segment's.
+    let live = Key::in_range(KEY_BASE);
+    let (_kid, _) = make_gauge("sysv", &live.arg(), 12, "live", "stay");
+    let live_id = json_entry(&parse_json(&run(&["ls", "--json"])), &key_text(&live))["sysv_id"]
+        .as_i64()
+        .expect("a System V id") as i32;
+    let live_name = stand_in_name(ns, live_id);
+    let live_path = Path::new("/dev/shm").join(&live_name);
+    assert!(live_path.exists(), "no stand-in for the live segment");
+    // Its creator shows itself in it through the stand-in.
+    let row = ls_row(&[], &key_text(&live));
+    assert_eq!(row["PRESENT"], "1 writer", "{row:?}");
+
+    // `ls` never lists stand-ins, even with --all.
+    let everything = run(&["ls", "--all"]);
+    assert!(
+        !everything.ok().contains(".shmstore-sysv."),
+        "{}",
+        everything.describe()
+    );
+
+    let names = [
+        removed_name.as_str(),
+        by_hand_name.as_str(),
+        foreign_ns_name.as_str(),
+        live_name.as_str(),
+    ];
+    let rows = gc_rows(&["--dry-run"], &names);
+    for (name, id) in [(&removed_name, gone_id), (&by_hand_name, free_id)] {
+        assert_eq!(
+            rows.get(name.as_str()),
+            Some(&(
+                "would remove".to_owned(),
+                format!("stand-in of System V segment id {id}, which no longer exists")
+            )),
+            "{rows:#?}"
+        );
+    }
+    assert!(!rows.contains_key(&foreign_ns_name), "{rows:#?}");
+    assert!(!rows.contains_key(&live_name), "{rows:#?}");
+    assert!(
+        removed_path.exists() && by_hand.exists(),
+        "a dry run removed a stand-in"
+    );
+
+    let rows = gc_rows(&[], &names);
+    for name in [&removed_name, &by_hand_name] {
+        assert_eq!(rows[name.as_str()].0, "removed", "{rows:#?}");
+    }
+    assert!(
+        !removed_path.exists(),
+        "gc left the stand-in of a removed segment"
+    );
+    assert!(!by_hand.exists(), "gc left an orphaned stand-in");
+    assert!(
+        foreign_ns.exists(),
+        "gc removed another IPC namespace's stand-in"
+    );
+    assert!(live_path.exists(), "gc removed a live segment's stand-in");
+    assert!(listed(&key_text(&live)), "gc removed the live segment");
 }
 
 // ===========================================================================

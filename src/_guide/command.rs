@@ -19,13 +19,13 @@
 //!
 //! ```text
 //! $ shmstore ls --all          # (run in a PID namespace of its own, hence pid 3)
-//! NAME         BACKEND  SIZE  TYPE               CREATOR        ATTACHED  LOCK              GEN  CHANGED
-//! try-config   posix     548  Config             pid 3 dead            0  held by 3 (dead)    1  1s ago
-//! try-counter  posix     368  Counter            pid 3 dead            0  free                0  -
-//! try-damaged  posix     368  damaged            pid 3 dead            0  -                   -  -
-//! try-foreign  posix      15  foreign            -                     0  -                   -  -
-//! try-store    posix     70K  store (3 entries)  pid 3 dead            0  free                3  1s ago
-//! 0x53484d7e   sysv      368  incomplete         pid 3 dead            0  -                   -  -
+//! NAME         BACKEND  SIZE  TYPE               CREATOR        ATTACHED  PRESENT  LOCK              GEN  CHANGED
+//! try-config   posix     548  Config             pid 3 dead            0  none     held by 3 (dead)    1  1s ago
+//! try-counter  posix     368  Counter            pid 3 dead            0  none     free                0  -
+//! try-damaged  posix     368  damaged            pid 3 dead            0  none     -                   -  -
+//! try-foreign  posix      15  foreign            -                     0  -        -                   -  -
+//! try-store    posix     70K  store (3 entries)  pid 3 dead            0  none     free                3  1s ago
+//! 0x53484d7e   sysv      368  incomplete         pid 3 dead            0  none     -                   -  -
 //!
 //! $ shmstore inspect try-config
 //! name:         try-config
@@ -61,11 +61,25 @@
 //!   still be read, so only `rm --force` removes it.
 //! - **Live**, one definition for `rm` and `gc`
 //!   ([`staleness`](crate::inspect::staleness)): a segment is live while a
-//!   process maps it (or whether one does is unknown), its creator still
-//!   runs (also when it no longer maps it), or a running thread holds its
-//!   lock or, for a store, an entry's lock. `gc` removes only segments that
-//!   are ours, not damaged and not live (stale); `rm` without `--force`
-//!   refuses whatever `gc` would keep, and says why.
+//!   process maps it or is present in it (or whether one does is unknown),
+//!   its creator still runs (also when it no longer maps it), or a running
+//!   thread holds its lock or, for a store, an entry's lock. `gc` removes
+//!   only segments that are ours, not damaged and not live (stale); `rm`
+//!   without `--force` refuses whatever `gc` would keep, and says why.
+//! - **Other PID namespaces** (containers sharing /dev/shm or System V
+//!   segments): `PRESENT` counts the processes that show themselves in a
+//!   segment, in any namespace, as the kernel tells it (`1 writer`, `2
+//!   writers, 1 reader`; `present:` in `inspect`, `present` in `--json`),
+//!   where `ATTACHED` sees this namespace only. A creator of another
+//!   namespace is shown as `pid 1 in another PID namespace` (its pid
+//!   there): whether it still runs cannot be checked from here, so its
+//!   segment stays while any process is present in it and becomes stale
+//!   once none is. A lock holder of another namespace is shown as `held by
+//!   7 (pid 1 in another PID namespace, alive)` (`holder_pid` and
+//!   `holder_pid_namespace` in `--json`); once it dies, `held by 7
+//!   (dead)`. `gc` also removes the stand-ins (`.shmstore-sysv.*` in
+//!   /dev/shm) that System V segments of this IPC namespace removed by
+//!   other means (`ipcrm`) left behind.
 //! - **Unfinished segments**: a new POSIX segment is made under a hidden
 //!   temporary name (`.shmstore-new.…`) and renamed into place whole. A
 //!   creator killed before that leaves the temporary name: `ls` shows it

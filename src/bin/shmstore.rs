@@ -73,11 +73,15 @@ segment without key\n\
   TYPE      the type it holds, `store (N entries)`, `damaged` (shmstore's magic, but it \
 fails its checks) or `incomplete` (its creator has not finished creating it, or died doing \
 so)\n\
-  CREATOR   the process that created it, and whether it still runs\n\
-  ATTACHED  how many processes have it mapped (- when unknown: other users' processes \
-cannot be seen)\n\
-  LOCK      free, or held by a thread that is alive or dead; poisoned after a holder died \
-or panicked. For a store: its directory's lock, and how many entries are locked\n\
+  CREATOR   the process that created it, and whether it still runs (`in another PID \
+namespace` when it ran in another container: that cannot be checked from here)\n\
+  ATTACHED  how many processes of this PID namespace have it mapped (- when unknown: other \
+users' processes cannot be seen)\n\
+  PRESENT   the processes that show themselves in it, in any PID namespace (containers \
+sharing /dev/shm or System V segments): `1 writer`, `2 writers, 1 reader`, `none`\n\
+  LOCK      free, or held by a thread that is alive or dead (a holder in another PID \
+namespace says so, with its pid there); poisoned after a holder died or panicked. For a \
+store: its directory's lock, and how many entries are locked\n\
   GEN       the generation: how many writes were committed (for a store: how many times \
 entries came or went)\n\
   CHANGED   when the last write was committed, if the segment records it\n\n\
@@ -165,8 +169,13 @@ Examples:
     /// Remove every stale shmstore segment
     #[command(
         long_about = "Removes every stale shmstore segment: one whose creator no longer \
-runs, that no process has mapped, and whose lock (and, for a store, every entry's) is not \
-held by a running thread. Each segment is checked again just before it is removed.\n\n\
+runs, that no process has mapped or is present in (in any PID namespace), and whose lock \
+(and, for a store, every entry's) is not held by a running thread. A creator in another \
+PID namespace cannot be checked from here: its segment is removed only once no process is \
+present in it. Each segment is checked again just before it is removed.\n\n\
+It also removes the stand-ins that System V segments of this IPC namespace left behind in \
+/dev/shm (`.shmstore-sysv.*`) when they were removed by other means (ipcrm), once no \
+process uses them; never those of other IPC namespaces.\n\n\
 Segments of other users are left alone unless --force. Segments of other programs \
 (foreign) are never removed by gc, and neither is a segment whose lock is held by a \
 running thread, even with --force; `shmstore rm --force` removes one by name.\n\n\

@@ -450,6 +450,16 @@ impl RawLock {
         Some((owner::tid_of(v), !self.is_dead_holder(v)))
     }
 
+    /// The lock word and the holder record (`pid << 32 | tid`, see
+    /// [`RawLock`]), one momentary look at each: what inspection tells of
+    /// the holder beyond [`holder`](RawLock::holder).
+    pub(crate) fn holder_words(&self) -> (u64, u64) {
+        (
+            self.word.load(Ordering::Relaxed),
+            self.holder.load(Ordering::Relaxed),
+        )
+    }
+
     /// Whether the calling thread holds the lock (took it and has not
     /// released it, whatever a peer wrote over the word since).
     pub(crate) fn held_by_me(&self) -> bool {

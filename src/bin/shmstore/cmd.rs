@@ -167,6 +167,7 @@ pub fn ls(all: bool, json: bool) -> CliResult {
         ("TYPE", Align::Left),
         ("CREATOR", Align::Left),
         ("ATTACHED", Align::Right),
+        ("PRESENT", Align::Left),
         ("LOCK", Align::Left),
         ("GEN", Align::Right),
         ("CHANGED", Align::Left),
@@ -483,6 +484,10 @@ fn rm_refusal(r: &Report) -> Option<String> {
         s if s.is_stale() => None,
         Staleness::Attached { count: 1 } => Some("a running process has it mapped".into()),
         Staleness::Attached { count } => Some(format!("{count} running processes have it mapped")),
+        Staleness::Present { .. } => Some(format!(
+            "processes use it ({}, in any PID namespace)",
+            inspect::staleness(r)
+        )),
         Staleness::LockHeld { tid } => Some(format!(
             "its lock is held by thread {tid}, which is running"
         )),
@@ -496,9 +501,11 @@ fn rm_refusal(r: &Report) -> Option<String> {
 // ---------------------------------------------------------------------------
 // gc
 
-/// What gc does with one segment.
+/// What gc does with one segment (or System V stand-in).
 struct GcRow {
-    report: Report,
+    name: String,
+    backend: String,
+    sysv_id: Option<i32>,
     action: &'static str,
     reason: String,
 }
@@ -526,7 +533,54 @@ pub fn gc(dry_run: bool, force: bool, json: bool, prefixes: &[String]) -> CliRes
             },
         };
         rows.push(GcRow {
-            report,
+            name: report.name.clone(),
+            backend: report.backend.to_string(),
+            sysv_id: report.sysv_id,
+            action,
+            reason,
+        });
+    }
+    // What System V segments removed by other means left behind.
+    for stand_in in inspect::orphaned_stand_ins() {
+        let name = stand_in
+            .path
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        if !prefixes.is_empty() && !prefixes.iter().any(|p| name.starts_with(p.as_str())) {
+            continue;
+        }
+        let why = format!(
+            "stand-in of System V segment id {}, which no longer exists",
+            stand_in.sysv_id
+        );
+        let (action, reason) = if stand_in.owner_uid != out::our_uid() && !force {
+            (
+                "kept",
+                format!(
+                    "{why}; owned by {}; --force includes it",
+                    out::user(stand_in.owner_uid)
+                ),
+            )
+        } else if dry_run {
+            ("would remove", why)
+        } else {
+            match inspect::remove_stand_in(&stand_in) {
+                Ok(()) => ("removed", why),
+                Err(Error::Io { source, .. })
+                    if source.kind() == std::io::ErrorKind::ResourceBusy =>
+                {
+                    ("kept", format!("{why}, but {source}"))
+                }
+                Err(e) => {
+                    failed += 1;
+                    ("failed", e.to_string())
+                }
+            }
+        };
+        rows.push(GcRow {
+            name,
+            backend: "sysv".to_owned(),
+            sysv_id: Some(stand_in.sysv_id),
             action,
             reason,
         });
@@ -537,9 +591,9 @@ pub fn gc(dry_run: bool, force: bool, json: bool, prefixes: &[String]) -> CliRes
             .iter()
             .map(|r| {
                 Json::Obj(vec![
-                    ("name", Json::str(&r.report.name)),
-                    ("backend", Json::str(r.report.backend.to_string())),
-                    ("sysv_id", Json::opt(r.report.sysv_id, Json::int)),
+                    ("name", Json::str(&r.name)),
+                    ("backend", Json::str(&r.backend)),
+                    ("sysv_id", Json::opt(r.sysv_id, Json::int)),
                     ("action", Json::str(r.action)),
                     ("reason", Json::str(&r.reason)),
                 ])
@@ -555,8 +609,8 @@ pub fn gc(dry_run: bool, force: bool, json: bool, prefixes: &[String]) -> CliRes
         ]);
         for r in &rows {
             table.row(vec![
-                r.report.name.clone(),
-                r.report.backend.to_string(),
+                r.name.clone(),
+                r.backend.clone(),
                 r.action.to_owned(),
                 r.reason.clone(),
             ]);

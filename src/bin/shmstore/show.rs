@@ -4,7 +4,7 @@
 use std::time::SystemTime;
 
 use shmstore::inspect::{
-    self, Backend, EntryReport, HeaderInfo, LockState, Report, SlotInfo, State,
+    self, Backend, EntryReport, HeaderInfo, LockState, PidNamespace, Report, SlotInfo, State,
 };
 use shmstore::schema::{Schema, Value};
 use shmstore::{ByteOrder, PoisonInfo};
@@ -17,21 +17,43 @@ pub fn is_shmstore(r: &Report) -> bool {
     r.is_ours()
 }
 
-/// `pid 4242 alive` / `pid 4242 dead`.
-fn creator_cell(h: &HeaderInfo) -> String {
-    format!(
-        "pid {} {}",
-        h.creator_pid,
-        if h.creator_alive { "alive" } else { "dead" }
-    )
+/// Whether the creator runs: `alive`, `dead`, or `in another PID
+/// namespace` (where it cannot be checked).
+fn creator_liveness(h: &HeaderInfo) -> &'static str {
+    match (h.creator_namespace, h.creator_alive) {
+        (PidNamespace::Other, _) => "in another PID namespace",
+        (_, true) => "alive",
+        (_, false) => "dead",
+    }
 }
 
-/// `free`, `held by 4243 (alive)`, `held by 4243 (dead)`, with `, poisoned`.
+/// `pid 4242 alive` / `pid 4242 dead` / `pid 1 in another PID namespace`.
+fn creator_cell(h: &HeaderInfo) -> String {
+    format!("pid {} {}", h.creator_pid, creator_liveness(h))
+}
+
+/// `free`, `held by 4243 (alive)`, `held by 4243 (dead)`, `held by 7 (pid 1
+/// in another PID namespace, alive)`, with `, poisoned`.
 pub fn lock_text(s: &SlotInfo) -> String {
     let mut t = match s.lock {
         LockState::Free => "free".to_owned(),
-        LockState::Held { tid, alive } => {
-            format!("held by {tid} ({})", if alive { "alive" } else { "dead" })
+        LockState::Held {
+            tid,
+            alive,
+            pid,
+            namespace,
+            ..
+        } => {
+            let alive = if alive { "alive" } else { "dead" };
+            match (namespace, pid) {
+                (PidNamespace::Other, Some(pid)) => {
+                    format!("held by {tid} (pid {pid} in another PID namespace, {alive})")
+                }
+                (PidNamespace::Other, None) => {
+                    format!("held by {tid} (in another PID namespace, {alive})")
+                }
+                _ => format!("held by {tid} ({alive})"),
+            }
         }
         _ => "unknown".to_owned(),
     };
@@ -119,6 +141,7 @@ pub fn ls_row(r: &Report, tty: bool) -> Vec<String> {
         type_cell(r),
         r.header().map_or_else(dash, creator_cell),
         r.attached.map_or_else(dash, |n| n.to_string()),
+        r.present.map_or_else(dash, |p| p.to_string()),
         lock_cell(r),
         slot.map_or_else(dash, |s| s.generation.to_string()),
         slot.and_then(|s| s.changed).map_or_else(dash, out::age),
@@ -197,16 +220,39 @@ fn sysv_key(r: &Report) -> Option<String> {
 // ---------------------------------------------------------------------------
 // JSON
 
+/// `this`, `other`, `unknown`.
+fn namespace_key(ns: PidNamespace) -> &'static str {
+    match ns {
+        PidNamespace::This => "this",
+        PidNamespace::Other => "other",
+        _ => "unknown",
+    }
+}
+
 fn slot_json(s: &SlotInfo) -> Json {
-    let (state, holder, alive) = match s.lock {
-        LockState::Free => ("free", Json::Null, Json::Null),
-        LockState::Held { tid, alive } => ("held", Json::int(tid), Json::Bool(alive)),
-        _ => ("unknown", Json::Null, Json::Null),
+    let (state, holder, alive, pid, namespace) = match s.lock {
+        LockState::Free => ("free", Json::Null, Json::Null, Json::Null, Json::Null),
+        LockState::Held {
+            tid,
+            alive,
+            pid,
+            namespace,
+            ..
+        } => (
+            "held",
+            Json::int(tid),
+            Json::Bool(alive),
+            Json::opt(pid, Json::int),
+            Json::str(namespace_key(namespace)),
+        ),
+        _ => ("unknown", Json::Null, Json::Null, Json::Null, Json::Null),
     };
     Json::Obj(vec![
         ("state", Json::str(state)),
         ("holder_tid", holder),
         ("holder_alive", alive),
+        ("holder_pid", pid),
+        ("holder_pid_namespace", namespace),
         ("poisoned", Json::Bool(s.poisoned)),
         ("poison", Json::opt(s.poison.as_ref(), poison_json)),
     ])
@@ -270,6 +316,15 @@ pub fn report_json(r: &Report, detail: bool) -> Json {
         ("owner", Json::opt(out::user_name(r.owner_uid), Json::str)),
         ("mode", Json::str(format!("{:04o}", r.mode))),
         ("attached", Json::opt(r.attached, Json::int)),
+        (
+            "present",
+            Json::opt(r.present, |p| {
+                Json::Obj(vec![
+                    ("writers", Json::int(p.writers)),
+                    ("readers", Json::int(p.readers)),
+                ])
+            }),
+        ),
         ("modified", Json::opt(r.modified, Json::time)),
         ("state", Json::str(state_key(r))),
         ("reason", Json::opt(state_reason(r), Json::str)),
@@ -286,7 +341,19 @@ pub fn report_json(r: &Report, detail: bool) -> Json {
                 Json::Obj(vec![
                     ("pid", Json::int(h.creator_pid)),
                     ("uid", Json::int(h.creator_uid)),
-                    ("alive", Json::Bool(h.creator_alive)),
+                    // Unknown (null) for a creator of another PID
+                    // namespace: it cannot be checked from here.
+                    (
+                        "alive",
+                        match h.creator_namespace {
+                            PidNamespace::Other => Json::Null,
+                            _ => Json::Bool(h.creator_alive),
+                        },
+                    ),
+                    (
+                        "pid_namespace",
+                        Json::str(namespace_key(h.creator_namespace)),
+                    ),
                 ])
             }),
         ),
@@ -419,7 +486,7 @@ fn header_lines(l: &mut Lines, h: &HeaderInfo) {
         format!(
             "pid {} ({}), {}",
             h.creator_pid,
-            if h.creator_alive { "alive" } else { "dead" },
+            creator_liveness(h),
             out::user(h.creator_uid)
         ),
     );
@@ -458,6 +525,17 @@ pub fn inspect_text(r: &Report) -> String {
             |n| plural(n, "process", "processes"),
         ),
     );
+    if r.is_ours() {
+        l.kv(
+            0,
+            "present",
+            match r.present {
+                Some(p) if p.is_empty() => "no process (in any PID namespace)".to_owned(),
+                Some(p) => format!("{p} (in any PID namespace)"),
+                None => "unknown".to_owned(),
+            },
+        );
+    }
     if let Some(m) = r.modified {
         l.kv(0, "modified", out::time_and_age(m));
     }

@@ -360,6 +360,59 @@ pub(crate) fn presence(addr: usize, x: u64) -> Presence {
     }
 }
 
+/// Whether process `pid`, as this PID namespace numbers it, is the one that
+/// shows incarnation `x` in the object mapped at `addr` in this process:
+/// whether one of its descriptors of that object holds `x`'s byte for
+/// writing, as `/proc/PID/fdinfo` lists the locks of each descriptor (open
+/// file description locks included). `Some(false)` if it does not (or there
+/// is no such process here); `None` if that cannot be told (the address is
+/// in no registered mapping, or `/proc/PID/fd` may not be read).
+pub(crate) fn shown_by(addr: usize, pid: u32, x: u64) -> Option<bool> {
+    use std::os::unix::fs::MetadataExt;
+    if x == 0 || x >= 1 << INCARNATION_BITS || pid == 0 {
+        return Some(false);
+    }
+    let (dev, ino) = {
+        let mut reg = REGISTRY.lock();
+        let e = reg
+            .entries()
+            .iter()
+            .find(|e| e.ranges.iter().any(|&(s, l)| addr >= s && addr - s < l))?;
+        (e.dev, e.ino)
+    };
+    let dir = match std::fs::read_dir(format!("/proc/{pid}/fd")) {
+        Ok(dir) => dir,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Some(false),
+        Err(_) => return None,
+    };
+    let start = (BASE + x as i64).to_string();
+    for fd in dir.flatten() {
+        let Ok(m) = std::fs::metadata(fd.path()) else {
+            continue;
+        };
+        if m.dev() != dev || m.ino() != ino {
+            continue;
+        }
+        let info = format!("/proc/{pid}/fdinfo/{}", fd.file_name().to_string_lossy());
+        let Ok(info) = std::fs::read_to_string(info) else {
+            continue;
+        };
+        // `lock:\t1: OFDLCK ADVISORY WRITE -1 00:1a:1234 START END`
+        let holds = info.lines().any(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            f.first() == Some(&"lock:")
+                && f.contains(&"OFDLCK")
+                && f.contains(&"WRITE")
+                && f.len() >= 2
+                && f[f.len() - 2] == start
+        });
+        if holds {
+            return Some(true);
+        }
+    }
+    Some(false)
+}
+
 /// How many processes show themselves in an object: those that map it for
 /// writing and those that only read it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -485,6 +538,8 @@ fn unlock(fd: RawFd, x: u64) -> io::Result<()> {
 /// A lock that another description holds on `start..start + len` of the
 /// object `fd` refers to, as its type, start and length (0: to the end);
 /// `None` if none.
+// `off_t` is i64 here, narrower on some 32-bit targets.
+#[allow(clippy::unnecessary_cast)]
 fn get_lock(fd: RawFd, start: i64, len: i64) -> io::Result<Option<(i32, i64, i64)>> {
     let mut f = flock(libc::F_WRLCK, start, len);
     // SAFETY: `f` is a valid flock the kernel may write, outliving the call.
@@ -594,6 +649,21 @@ pub(crate) mod tests {
         assert_eq!(&out[..n], b"/proc/self/fd/0\0");
         let n = proc_fd_path(1234567, &mut out);
         assert_eq!(&out[..n], b"/proc/self/fd/1234567\0");
+    }
+
+    #[test]
+    fn the_process_showing_an_incarnation_is_found_by_its_descriptors() {
+        let fd = memfd();
+        let r = register(fd.as_fd(), 0x3000_0000, 4096, true).unwrap();
+        let x = incarnation().unwrap();
+        let me = std::process::id();
+        assert_eq!(shown_by(0x3000_0010, me, x), Some(true));
+        assert_eq!(shown_by(0x3000_0010, me, x ^ 1), Some(false));
+        // No such process here.
+        assert_eq!(shown_by(0x3000_0010, u32::MAX >> 1, x), Some(false));
+        // An address in no registered mapping.
+        assert_eq!(shown_by(0x3800_0000, me, x), None);
+        drop(r);
     }
 
     #[test]

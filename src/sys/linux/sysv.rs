@@ -190,11 +190,68 @@ pub(crate) const STAND_IN_PREFIX: &str = ".shmstore-sysv.";
 /// Where segment `id`'s stand-in lives: a name in /dev/shm made of this IPC
 /// namespace's inode and the id, which no other live segment has.
 fn stand_in_path(id: i32) -> String {
-    use std::os::unix::fs::MetadataExt;
-    // The calling thread's: a thread may have an IPC namespace of its own
-    // (`unshare`), where `/proc/self` would give the main thread's.
-    let ns = std::fs::metadata("/proc/thread-self/ns/ipc").map_or(0, |m| m.ino());
+    let ns = ipc_namespace();
     format!("/dev/shm/{STAND_IN_PREFIX}{ns}.{id}")
+}
+
+/// This IPC namespace's inode number, which stand-ins' names begin with
+/// (0 if it cannot be read): the calling thread's, as a thread may have an
+/// IPC namespace of its own (`unshare`), where `/proc/self` would give the
+/// main thread's.
+fn ipc_namespace() -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/thread-self/ns/ipc").map_or(0, |m| m.ino())
+}
+
+/// Segment `id`'s stand-in, opened for reading only to count who shows
+/// itself in it (see `presence::count`); never made. `None` if it is
+/// missing, is not a regular file, or belongs to someone other than the
+/// segment's owner, creator or root (then what it says is not the
+/// segment's).
+pub(crate) fn open_stand_in(id: i32) -> Option<std::os::fd::OwnedFd> {
+    use nix::fcntl::{open, OFlag};
+    use nix::sys::stat::{fstat, Mode};
+    let st = stat(id).ok()?;
+    let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
+    let fd = open(stand_in_path(id).as_str(), flags, Mode::empty()).ok()?;
+    let got = fstat(&fd).ok()?;
+    (got.st_mode & libc::S_IFMT == libc::S_IFREG && [st.uid, st.cuid, 0].contains(&got.st_uid))
+        .then_some(fd)
+}
+
+/// The stand-ins in /dev/shm of this IPC namespace's segments that no
+/// longer exist (removed by something other than `remove`, or by a process
+/// that died between the two steps), as path and segment id. Stand-ins of
+/// other IPC namespaces sharing this /dev/shm are never among them: their
+/// segments cannot be seen from here.
+pub(crate) fn orphaned_stand_ins() -> Vec<(std::path::PathBuf, i32)> {
+    let ns = ipc_namespace();
+    if ns == 0 {
+        return Vec::new();
+    }
+    let Ok(dir) = std::fs::read_dir("/dev/shm") else {
+        return Vec::new();
+    };
+    let ours = format!("{STAND_IN_PREFIX}{ns}.");
+    // Listed before the names are read: a segment made meanwhile has its
+    // stand-in made after it exists, and is seen by `exists` below.
+    let mut out: Vec<(std::path::PathBuf, i32)> = dir
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let id: i32 = name.strip_prefix(&ours)?.parse().ok()?;
+            (id >= 0).then(|| (e.path(), id))
+        })
+        .collect();
+    out.retain(|&(_, id)| !exists(id));
+    out.sort();
+    out
+}
+
+/// Whether segment `id` exists in this IPC namespace (listed, or known to
+/// `IPC_STAT`, which also answers for a segment this user may not list).
+pub(crate) fn exists(id: i32) -> bool {
+    list().iter().any(|s| s.id == id) || !matches!(stat(id), Err(Errno::EINVAL | Errno::EIDRM))
 }
 
 /// The stand-in of segment `id` (described by `st`): an empty file in
@@ -231,6 +288,12 @@ fn stand_in(id: i32, st: &ShmStat, writable: bool) -> std::io::Result<std::os::f
                 }
                 return Ok(fd);
             }
+            // A reader only asks about others, and every writer makes the
+            // stand-in: missing, it means a segment removed (IPC_RMID) that
+            // is still attached. Made now, it would outlive the segment
+            // (and `shmstore ls`, which attaches read-only, would leave
+            // files behind).
+            Err(Errno::ENOENT) if !writable => return Err(Errno::ENOENT.into()),
             Err(Errno::ENOENT) => {
                 let me = nix::unistd::geteuid().as_raw();
                 if ![st.uid, st.cuid, 0].contains(&me) {

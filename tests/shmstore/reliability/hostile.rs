@@ -1200,7 +1200,7 @@ fn use_value_segment(loc: &Location, x: &ValueExpect, tally: &mut Tally) {
     };
     match slot.lock {
         LockState::Free => assert_eq!(x.word & !LOCK_FLAGS, 0),
-        LockState::Held { tid, alive } => {
+        LockState::Held { tid, alive, .. } => {
             assert_eq!(u64::from(tid), x.word & TID_MASK);
             assert!(
                 alive == x.word_live || alive == names_holder(x.word, x.case),
