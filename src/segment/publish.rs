@@ -154,33 +154,37 @@ pub(crate) fn pid_alive(pid: i32) -> bool {
 }
 
 /// Whether the creator `pid` of the temporary name at `path` may still be
-/// at work: it runs, or its header (once written) records another PID
-/// namespace than ours, where our view of its pid says nothing (a
-/// container sharing the directory).
+/// at work. A creator maps its new segment for writing while it makes it,
+/// and so shows itself there in whatever PID namespace it runs (see
+/// `sys::presence`): anyone shown means at work. Otherwise a header that
+/// names another PID namespace means its creator is gone (our view of its
+/// pid would say nothing); a header of ours, or none yet (a creator between
+/// making the object and mapping it), leaves it to the pid.
 pub(crate) fn temp_creator_alive(path: &Path, pid: i32) -> bool {
-    if pid_alive(pid) {
-        return true;
-    }
     let mut buf = [0u8; std::mem::size_of::<Header>()];
     // Never blocks, never follows a link: whatever is there, only a
     // regular file's bytes are read.
     let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
     let Ok(fd) = nix_open(path, flags, Mode::empty()) else {
-        return false;
+        return pid_alive(pid);
     };
     let regular = fstat(fd.as_fd()).is_ok_and(|st| kind_of(st.st_mode).is_none());
+    if !regular {
+        return pid_alive(pid);
+    }
+    if crate::sys::presence::count(fd.as_fd()).is_some_and(|n| n.writers > 0) {
+        return true;
+    }
     let file = std::fs::File::from(fd);
-    let read = std::os::unix::fs::FileExt::read_exact_at(&file, &mut buf, 0);
-    if !regular || read.is_err() {
-        return false;
-    }
-    match Header::read_from_prefix(&buf[..]) {
-        Ok((h, _)) if h.magic == MAGIC => {
+    if std::os::unix::fs::FileExt::read_exact_at(&file, &mut buf, 0).is_ok() {
+        if let Ok((h, _)) = Header::read_from_prefix(&buf[..]) {
             let ours = pid_namespace();
-            h.pid_ns != 0 && ours != 0 && h.pid_ns != ours
+            if h.magic == MAGIC && h.pid_ns != 0 && ours != 0 && h.pid_ns != ours {
+                return false;
+            }
         }
-        _ => false,
     }
+    pid_alive(pid)
 }
 
 /// Removes the temporary names in `dir` whose creator is dead, of the
@@ -628,7 +632,8 @@ mod tests {
     }
 
     #[test]
-    fn a_dead_looking_creator_of_another_pid_namespace_is_left_alone() {
+    fn a_creator_of_another_pid_namespace_is_at_work_while_it_shows_itself() {
+        use std::os::fd::AsFd;
         use zerocopy::IntoBytes;
         let dir = Dir::new("other-ns");
         let loc = Location::file(dir.0.join("seg"));
@@ -643,11 +648,18 @@ mod tests {
         let ours_dead = format!("{}{}.1", temp_stem("seg"), 1 << 23);
         std::fs::write(dir.0.join(&other_ns), &theirs).unwrap();
         std::fs::write(dir.0.join(&ours_dead), &bytes).unwrap();
+        // Its creator, in another namespace, has it mapped: it shows itself.
+        let file = std::fs::File::open(dir.0.join(&other_ns)).unwrap();
+        let creator = crate::sys::presence::tests::show(file.as_fd(), 0x77);
         assert_eq!(
             remove_dead_temps(&dir.0, Some("seg")),
             vec![ours_dead],
-            "only the one whose pid says something in our namespace"
+            "a creator shown in the object is at work, whatever its pid says here"
         );
-        assert_eq!(dir.names(), vec![other_ns]);
+        assert_eq!(dir.names(), vec![other_ns.clone()]);
+        // It died: nobody shows itself, and its pid says nothing here.
+        drop(creator);
+        assert_eq!(remove_dead_temps(&dir.0, Some("seg")), vec![other_ns]);
+        assert!(dir.names().is_empty());
     }
 }

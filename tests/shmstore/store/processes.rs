@@ -1660,7 +1660,11 @@ fn a_holder_in_another_pid_namespace_keeps_its_entry_until_it_dies() {
 
     a.kill_player();
     a.wait();
-    whole_fits(&store, &*whole, "after its holder in another namespace died");
+    whole_fits(
+        &store,
+        &*whole,
+        "after its holder in another namespace died",
+    );
     assert_eq!(store.free_bytes().unwrap(), store.capacity());
     store.check().unwrap();
 }
@@ -1691,7 +1695,11 @@ fn an_entry_lock_holder_killed_in_another_pid_namespace_is_taken_over() {
     a.kill_player();
     let t0 = Instant::now();
     let got = victim.lock();
-    assert!(t0.elapsed() < Duration::from_secs(1), "took {:?}", t0.elapsed());
+    assert!(
+        t0.elapsed() < Duration::from_secs(1),
+        "took {:?}",
+        t0.elapsed()
+    );
     assert_eq!(got.expect_err("poisoned").into_inner().value, 42);
 }
 
