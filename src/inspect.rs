@@ -1291,7 +1291,7 @@ fn lock_state(lock: &RawLock) -> LockState {
         // process this namespace numbers as the thread's own holds the
         // incarnation's presence lock; else one of another namespace
         // (its thread id names no thread here, or another process's).
-        match thread_group(tid) {
+        match crate::sys::thread::thread_group(tid) {
             None => PidNamespace::Other,
             Some(tgid) if pid.is_some_and(|p| p != tgid) => PidNamespace::Other,
             Some(tgid) => match presence::shown_by(addr, tgid, x) {
@@ -1307,19 +1307,6 @@ fn lock_state(lock: &RawLock) -> LockState {
         pid,
         namespace,
     }
-}
-
-/// The process (thread group) of thread `tid` of this PID namespace;
-/// `None` if there is no such thread here.
-fn thread_group(tid: u32) -> Option<u32> {
-    if tid == 0 {
-        return None;
-    }
-    let status = std::fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("Tgid:"))
-        .and_then(|v| v.trim().parse().ok())
 }
 
 /// The schema stored at `offset` (`len` bytes), checked against the value's

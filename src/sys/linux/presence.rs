@@ -222,7 +222,7 @@ pub(crate) fn register(
     let locked = incarnation_locked(entries).and_then(|x| {
         let e = &mut entries[i];
         if e.registered != x {
-            set_lock(e.fd, x, e.writable)?;
+            set_lock_patiently(e.fd, x, e.writable)?;
             e.registered = x;
         }
         Ok(())
@@ -524,6 +524,27 @@ fn set_lock(fd: RawFd, x: u64, write: bool) -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// [`set_lock`], waiting up to 200 ms while the byte is taken. A child
+/// this process started (`posix_spawn`, or `fork` before its handlers ran)
+/// shares this process's descriptions until it execs, so a description this
+/// process just closed may hold its lock a moment longer; a lock held for
+/// longer is another process's (a forgery, or two processes that drew the
+/// same 40 bits).
+fn set_lock_patiently(fd: RawFd, x: u64, write: bool) -> io::Result<()> {
+    let until = std::time::Instant::now() + std::time::Duration::from_millis(200);
+    loop {
+        match set_lock(fd, x, write) {
+            Err(e)
+                if matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::EACCES))
+                    && std::time::Instant::now() < until =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            other => return other,
+        }
+    }
 }
 
 fn unlock(fd: RawFd, x: u64) -> io::Result<()> {

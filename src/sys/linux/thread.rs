@@ -63,6 +63,19 @@ pub(crate) fn runs_here(tid: u32) -> Option<bool> {
     }
 }
 
+/// The process (thread group) of thread `tid` of this PID namespace;
+/// `None` if there is no such thread here.
+pub(crate) fn thread_group(tid: u32) -> Option<u32> {
+    if tid == 0 {
+        return None;
+    }
+    let status = std::fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Tgid:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
 /// The start time of thread `tid`, in clock ticks after boot.
 pub(crate) fn start_time(tid: u32) -> Option<u64> {
     stat(tid).ok().map(|(_, start)| start)

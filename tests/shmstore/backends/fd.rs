@@ -96,10 +96,10 @@ fn fd_hold(fd: i32) -> i32 {
 
 /// Tries to shrink and to grow the inherited memfd; says what happened.
 fn fd_truncate(fd: i32) -> i32 {
-    let _c = inherited(fd); // mapped here too while we try
-                            // SAFETY: as in `inherited`; a second OwnedFd for the same number would
-                            // close it twice, so borrow it instead.
-    let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    // Mapped here too while we try; `from_fd` closes the inherited number
+    // once mapped, and the handle lends its own description of the memfd.
+    let c = inherited(fd);
+    let borrowed = c.as_fd().expect("a memfd handle lends its descriptor");
     let shrink = nix::unistd::ftruncate(borrowed, 0);
     let grow = nix::unistd::ftruncate(borrowed, 1 << 20);
     say(format!("shrink {shrink:?} grow {grow:?}"));
