@@ -94,6 +94,9 @@ mod squatters;
 mod reliability {
     /// Hostile bytes written over any part of a segment or store.
     mod hostile;
+    /// Forked children, memfd descriptors sent to other processes, and the
+    /// descriptors handles keep.
+    mod inherited;
     /// Sixteen processes on one lock and on one store: nothing lost,
     /// everyone served, nothing grows.
     mod load;

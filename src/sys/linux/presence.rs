@@ -410,6 +410,21 @@ pub(crate) fn count(fd: BorrowedFd<'_>) -> Option<Count> {
     ok.then_some(n)
 }
 
+/// A description of this process's own of the object `fd` refers to, for
+/// reading and writing: what a descriptor received from another process
+/// is mapped through. The one received may be the sender's own description
+/// (a memfd handle lends it, see `Registration::descriptor`), which shows
+/// the sender's presence; a mapping keeps the description it was made
+/// from for as long as it lives, so mapping that one would keep a dead
+/// sender present (and its locks held) for as long as the segment is
+/// mapped here.
+pub(crate) fn own_description(fd: BorrowedFd<'_>) -> io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    let own = reopen(fd.as_raw_fd(), true)?;
+    // SAFETY: `reopen` returned a descriptor that nothing else owns.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(own) })
+}
+
 /// Opens a new description of the object `fd` refers to (through
 /// `/proc/self/fd`), close-on-exec, for reading and writing or reading.
 fn reopen(fd: RawFd, writable: bool) -> io::Result<RawFd> {
