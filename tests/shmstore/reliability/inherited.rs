@@ -423,3 +423,20 @@ fn handles_leave_no_descriptor_behind() {
     drop(store);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// A handle dropped while another reference to its process's description
+/// lives (as a child being spawned holds every descriptor until it execs)
+/// leaves no presence behind: the process maps the segment again at once,
+/// and a lock it held is taken over as a dead holder's would be.
+#[test]
+fn a_dropped_handle_leaves_no_presence_in_a_copied_descriptor() {
+    let c = Shared::<Counter>::memfd(Counter::default()).unwrap();
+    // What a spawning child holds: another reference to the description.
+    let lingering = c.as_fd().unwrap().try_clone_to_owned().unwrap();
+    let reader = c.as_fd().unwrap().try_clone_to_owned().unwrap();
+    drop(c);
+    let again = Shared::<Counter>::from_fd(reader)
+        .expect("mapped again while a copy of the old description lives");
+    assert!(again.try_lock().is_ok());
+    drop(lingering);
+}
