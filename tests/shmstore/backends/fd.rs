@@ -96,12 +96,14 @@ fn fd_hold(fd: i32) -> i32 {
 
 /// Tries to shrink and to grow the inherited memfd; says what happened.
 fn fd_truncate(fd: i32) -> i32 {
+    // SAFETY: as in `inherited`; `from_fd` closes the descriptor it is
+    // given, so the peer keeps a duplicate of its own to truncate through.
+    let kept = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }
+        .try_clone_to_owned()
+        .expect("dup");
     let _c = inherited(fd); // mapped here too while we try
-                            // SAFETY: as in `inherited`; a second OwnedFd for the same number would
-                            // close it twice, so borrow it instead.
-    let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
-    let shrink = nix::unistd::ftruncate(borrowed, 0);
-    let grow = nix::unistd::ftruncate(borrowed, 1 << 20);
+    let shrink = nix::unistd::ftruncate(&kept, 0);
+    let grow = nix::unistd::ftruncate(&kept, 1 << 20);
     say(format!("shrink {shrink:?} grow {grow:?}"));
     0
 }
