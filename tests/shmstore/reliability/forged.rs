@@ -28,7 +28,7 @@ use crate::common;
 
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, MetadataExt};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{mpsc, TryLockError};
 use std::time::{Duration, Instant};
 
@@ -97,7 +97,7 @@ fn incarnation_of(word: u64) -> u64 {
     ((ident >> 32) << 8) | ((ident >> 22) & 0xff)
 }
 
-fn word_in(path: &PathBuf) -> u64 {
+fn word_in(path: &Path) -> u64 {
     let file = std::fs::File::open(path).expect("the segment's file");
     let mut b = [0u8; 8];
     file.read_exact_at(&mut b, LOCK_AT).unwrap();
@@ -105,7 +105,7 @@ fn word_in(path: &PathBuf) -> u64 {
 }
 
 /// Writes `word` over the lock word, as a peer with write access would.
-fn forge_word(path: &PathBuf, word: u64) {
+fn forge_word(path: &Path, word: u64) {
     let file = std::fs::OpenOptions::new()
         .write(true)
         .open(path)
@@ -226,7 +226,7 @@ fn a_lock_word_naming_no_process_is_taken_over_poisoned() {
         ident(1, 1),
         ident(NO_SUCH_TID, (1 << 40) - 1),
         ident(common::gettid() + 1, 0),
-        u64::MAX & !LOCK_FLAGS,
+        !LOCK_FLAGS,
     ];
     // Random incarnations and thread ids, with random flags.
     words.extend(
@@ -269,7 +269,7 @@ fn handle_at(bytes: &[u8], slot: usize) -> usize {
 }
 
 /// The slots of the store's handle table: (pid, incarnation) each.
-fn slots(path: &PathBuf) -> Vec<(u32, u64)> {
+fn slots(path: &Path) -> Vec<(u32, u64)> {
     let b = std::fs::read(path).unwrap();
     (0..64)
         .map(|s| {
@@ -282,7 +282,7 @@ fn slots(path: &PathBuf) -> Vec<(u32, u64)> {
         .collect()
 }
 
-fn forge_slot(path: &PathBuf, slot: usize, pid: u32, x: u64) {
+fn forge_slot(path: &Path, slot: usize, pid: u32, x: u64) {
     let b = std::fs::read(path).unwrap();
     let at = handle_at(&b, slot) as u64;
     let file = std::fs::OpenOptions::new().write(true).open(path).unwrap();
@@ -293,7 +293,7 @@ fn forge_slot(path: &PathBuf, slot: usize, pid: u32, x: u64) {
 /// Sets bits `holders` in the holder bitmap of the entry keyed `key`
 /// (src/store/heap.rs: blocks after the handle table and the buckets, each
 /// a 64-byte header, the bitmap at +56, then the key).
-fn forge_holders(path: &PathBuf, key: &str, holders: u64) {
+fn forge_holders(path: &Path, key: &str, holders: u64) {
     let b = std::fs::read(path).unwrap();
     let u64_at = |at: usize| u64::from_ne_bytes(b[at..at + 8].try_into().unwrap()) as usize;
     let content = u64_at(56);
@@ -508,7 +508,7 @@ fn open_squatted(tag: &str, squat: impl FnOnce(&PathBuf)) -> (Result<(), Error>,
 }
 
 /// A refusal that names the stand-in and says what is wrong with it.
-fn assert_names(tag: &str, got: &Result<(), Error>, path: &PathBuf, what: &str) {
+fn assert_names(tag: &str, got: &Result<(), Error>, path: &Path, what: &str) {
     let Err(e) = got else {
         panic!("{tag}: opened through a squatted stand-in")
     };
