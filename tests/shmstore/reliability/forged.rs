@@ -23,6 +23,10 @@
 //!    peer read-locks): opening answers at once with a typed error that
 //!    names the stand-in and what is wrong with it, follows no link and
 //!    writes nothing through it.
+//! 5. A reader of a POSIX segment that read-locks every incarnation's byte
+//!    keeps writers out (a process that cannot show itself must not take
+//!    locks): opening for writing says so at once, reading still works,
+//!    and writers open again once the reader lets go.
 
 use crate::common;
 
@@ -564,18 +568,7 @@ fn read_locked_incarnations_in_a_stand_in_are_a_clear_error_at_once() {
     let mut holder = None;
     let (got, path) = open_squatted("read-locked", |p| {
         std::fs::write(p, b"").unwrap();
-        let f = std::fs::File::open(p).unwrap();
-        // A read lock on every incarnation's byte, as any reader could take.
-        // SAFETY: `flock` is plain integers, for which zeroes are valid.
-        let mut fl: libc::flock = unsafe { std::mem::zeroed() };
-        fl.l_type = libc::F_RDLCK as libc::c_short;
-        fl.l_whence = libc::SEEK_SET as libc::c_short;
-        fl.l_start = 1 << 56;
-        fl.l_len = 1 << 40;
-        // SAFETY: `fl` is a valid flock that outlives the call.
-        let rc = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_OFD_SETLK, &fl) };
-        assert_eq!(rc, 0, "{}", std::io::Error::last_os_error());
-        holder = Some(f);
+        holder = Some(read_lock_incarnations(p));
     });
     match &got {
         Ok(()) => {}
@@ -590,4 +583,62 @@ fn tempdir(tag: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
+}
+
+/// Holds a read lock on every incarnation's byte of the object at `path`,
+/// as any process that may read it can, until dropped.
+fn read_lock_incarnations(path: &Path) -> std::fs::File {
+    let f = std::fs::File::open(path).unwrap();
+    // SAFETY: `flock` is plain integers, for which zeroes are valid.
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = libc::F_RDLCK as libc::c_short;
+    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    fl.l_start = 1 << 56;
+    fl.l_len = 1 << 40;
+    // SAFETY: `fl` is a valid flock that outlives the call.
+    let rc = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_OFD_SETLK, &fl) };
+    assert_eq!(rc, 0, "{}", std::io::Error::last_os_error());
+    f
+}
+
+/// A reader of a POSIX segment that read-locks every incarnation's byte
+/// keeps writers out (a process that cannot show itself must not take
+/// locks): opening for writing says so at once; reading still works; once
+/// the reader lets go, writers open again.
+#[test]
+fn read_locked_incarnations_in_a_segment_refuse_writers_clearly() {
+    let seg = Segment::new("forged-rdlock");
+    drop(
+        Shared::create(
+            seg.name(),
+            Counter {
+                value: 4,
+                ..Counter::default()
+            },
+        )
+        .unwrap(),
+    );
+    let holder = read_lock_incarnations(&seg.path());
+    let name = seg.name().to_owned();
+    let (got, read) = within(Duration::from_secs(20), "opening", move || {
+        let got = Shared::<Counter>::open(name.as_str()).map(drop);
+        let read = shmstore::SharedReader::<Counter>::open(name.as_str())
+            .map(|r| r.snapshot().unwrap().value);
+        (got, read)
+    });
+    let msg = match got {
+        Err(e) => e.to_string(),
+        Ok(()) => panic!("opened for writing without showing itself"),
+    };
+    assert!(msg.contains("holds a lock"), "{msg}");
+    assert_eq!(read.unwrap(), 4, "readers still read");
+    drop(holder);
+    assert_eq!(
+        Shared::<Counter>::open(seg.name())
+            .unwrap()
+            .lock()
+            .unwrap()
+            .value,
+        4
+    );
 }
