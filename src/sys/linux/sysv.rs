@@ -186,7 +186,12 @@ pub(crate) const STAND_IN_PREFIX: &str = ".shmstore-sysv.";
 /// namespace's inode and the id, which no other live segment has.
 fn stand_in_path(id: i32) -> String {
     use std::os::unix::fs::MetadataExt;
-    let ns = std::fs::metadata("/proc/self/ns/ipc").map_or(0, |m| m.ino());
+    // The calling thread's namespace, which its System V calls use: a
+    // thread may have one of its own (unshare), and /proc/self shows the
+    // main thread's.
+    let ns = std::fs::metadata("/proc/thread-self/ns/ipc")
+        .or_else(|_| std::fs::metadata("/proc/self/ns/ipc"))
+        .map_or(0, |m| m.ino());
     format!("/dev/shm/{STAND_IN_PREFIX}{ns}.{id}")
 }
 
