@@ -6,7 +6,11 @@
 //! An input is a list of writes, each `selector:u8 position:u16 length:u8`
 //! followed by `length % 17` bytes: the selector picks a part of the
 //! layout, the position a byte in it (a field is always written from its
-//! start), the bytes are what a peer writes there.
+//! start), the bytes are what a peer writes there. A length byte of 0xf8
+//! or more is followed by 4 bytes instead, and writes a record shaped as
+//! the library writes them (see [`record`]): a lock word naming this
+//! process, a process next to it or none, or a store handle slot naming
+//! this process, one that is gone or garbage.
 
 use std::ops::Range;
 use std::os::unix::fs::FileExt;
@@ -289,6 +293,43 @@ pub fn store_parts(b: &[u8]) -> Vec<Part> {
 }
 
 /// Writes what `input` says over the object at `path`.
+/// Length bytes from this value on make a write of a record shaped as the
+/// library writes them, naming this process (see [`record`]).
+const RECORDS: u8 = 0xf8;
+
+/// The bytes of record `kind` (0-7) made with `arg`: lock words and store
+/// handle slots as src/lock/owner.rs and src/store/heap.rs encode them,
+/// naming this process's incarnation (a live one), one next to it or one
+/// made of `arg` (no process's), with thread ids and pids from `arg`.
+pub fn record(kind: u8, arg: u32) -> Vec<u8> {
+    let mine = my_incarnation();
+    let other = (u64::from(arg) << 8 | u64::from(arg >> 24)) & ((1 << 40) - 1);
+    let flags = u64::from(arg >> 30) << 30;
+    // SAFETY: gettid takes no arguments and cannot fail.
+    let me = unsafe { libc::gettid() } as u32;
+    let slot = |pid: u32, x: u64| {
+        let mut b = pid.to_ne_bytes().to_vec();
+        b.extend_from_slice(&[0; 4]);
+        b.extend_from_slice(&x.to_ne_bytes());
+        b
+    };
+    match kind {
+        // This process, any thread id (mostly none it has).
+        0 => (identity(arg, mine) | flags).to_ne_bytes().to_vec(),
+        // This process's main thread (or, in a thread, another thread).
+        1 => (identity(std::process::id(), mine) | flags).to_ne_bytes().to_vec(),
+        // A process next to this one, this thread's id.
+        2 => (identity(me, mine ^ 1) | flags).to_ne_bytes().to_vec(),
+        // No process's incarnation.
+        3 => (identity(arg, other) | flags).to_ne_bytes().to_vec(),
+        // A handle slot naming this process, one that is gone, garbage.
+        4 => slot(arg | 1, mine),
+        5 => slot(arg | 1, other),
+        6 => slot(arg, u64::from(arg) << 32 | u64::from(arg)),
+        _ => slot(0, mine),
+    }
+}
+
 pub fn damage(path: &Path, parts: &[Part], input: &[u8]) {
     let file = std::fs::OpenOptions::new()
         .write(true)
@@ -298,10 +339,24 @@ pub fn damage(path: &Path, parts: &[Part], input: &[u8]) {
     while rest.len() >= 4 {
         let part = &parts[usize::from(rest[0]) % parts.len()];
         let pos = usize::from(u16::from_le_bytes([rest[1], rest[2]]));
-        let n = usize::from(rest[3]) % 17;
+        let shape = rest[3];
         rest = &rest[4..];
-        let bytes = &rest[..n.min(rest.len())];
-        rest = &rest[bytes.len()..];
+        let record;
+        let bytes = if shape >= RECORDS {
+            // A record of this process's identity: the next 4 bytes say
+            // which (see `record`).
+            let mut arg = [0u8; 4];
+            let got = rest.len().min(4);
+            arg[..got].copy_from_slice(&rest[..got]);
+            rest = &rest[got..];
+            record = self::record(shape - RECORDS, u32::from_le_bytes(arg));
+            &record[..]
+        } else {
+            let n = usize::from(shape) % 17;
+            let bytes = &rest[..n.min(rest.len())];
+            rest = &rest[bytes.len()..];
+            bytes
+        };
         let len = part.range.len();
         if len == 0 || bytes.is_empty() {
             continue;
@@ -320,41 +375,62 @@ pub fn damage(path: &Path, parts: &[Part], input: &[u8]) {
 // ---------------------------------------------------------------------------
 // Lock identities
 
-/// The start time of thread `tid` (`/proc`, field 22), if it exists and is
-/// not a zombie.
-fn start_time(tid: u32) -> Option<u64> {
-    let text = std::fs::read_to_string(format!("/proc/{tid}/task/{tid}/stat")).ok()?;
-    let rest = &text[text.rfind(')')? + 1..];
-    let mut fields = rest.split_whitespace();
-    if matches!(fields.next()?, "Z" | "X" | "x") {
-        return None;
-    }
-    fields.nth(18)?.parse().ok()
+/// The bits of a lock identity (src/lock/owner.rs) that hold the thread id.
+const TID_MASK: u64 = (1 << 22) - 1;
+
+/// The lock identity of thread `tid` of the process of incarnation `x`
+/// (src/lock/owner.rs): the thread id in bits 0-21, the incarnation's low
+/// 8 bits in bits 22-29 and its high 32 bits in bits 32-63.
+pub fn identity(tid: u32, x: u64) -> u64 {
+    ((x >> 8) << 32) | ((x & 0xff) << 22) | (u64::from(tid) & TID_MASK)
 }
 
-/// The lock identity of the calling thread (src/lock.rs): its id and the
-/// low 32 bits of its start time.
-pub fn my_identity() -> u64 {
-    thread_local! {
-        static ME: u64 = {
-            // SAFETY: gettid takes no arguments and cannot fail.
-            let tid = unsafe { libc::gettid() } as u32;
-            let start = start_time(tid).unwrap_or(0);
-            (u64::from(start as u32) << 32) | u64::from(tid)
-        };
-    }
-    ME.with(|me| *me)
-}
-
-/// Whether a lock word names a live thread, as the README's "How the lock
-/// works" defines it.
-pub fn names_live_thread(word: u64) -> bool {
+/// The incarnation a lock identity names.
+pub fn incarnation_of(word: u64) -> u64 {
     let ident = word & !LOCK_FLAGS;
-    let (tid, start) = (ident as u32, (ident >> 32) as u32);
-    if tid == 0 || tid >= 1 << 22 {
+    ((ident >> 32) << 8) | ((ident >> 22) & 0xff)
+}
+
+/// This process's incarnation (see src/sys/linux/presence.rs), read once
+/// off a lock word it wrote.
+pub fn my_incarnation() -> u64 {
+    static MINE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *MINE.get_or_init(|| {
+        let name = name("incarnation");
+        let _unlink = Unlink(name.clone());
+        let c = shmstore::Shared::create(name.as_str(), 0u64).expect("a segment");
+        let g = c.lock().expect("a fresh lock");
+        let word = u64_at(&std::fs::read(path(&name)).expect("its file"), LOCK_AT);
+        drop(g);
+        incarnation_of(word)
+    })
+}
+
+/// Whether thread `tid` of this process runs (exists and is not a zombie).
+fn runs_here(tid: u32) -> bool {
+    let Ok(text) = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")) else {
         return false;
-    }
-    start_time(tid).is_some_and(|s| start == 0 || s as u32 == start)
+    };
+    let state = text
+        .rfind(')')
+        .and_then(|at| text[at + 1..].split_whitespace().next());
+    !matches!(state, None | Some("Z" | "X" | "x"))
+}
+
+/// The lock identity of the calling thread.
+pub fn my_identity() -> u64 {
+    // SAFETY: gettid takes no arguments and cannot fail.
+    let tid = unsafe { libc::gettid() } as u32;
+    identity(tid, my_incarnation())
+}
+
+/// Whether a lock word names a live thread, as `_design::lock` defines it:
+/// its incarnation is one a live process shows in the segment (here only
+/// this process uses it), and the thread id is one of this process's
+/// threads that runs.
+pub fn names_live_thread(word: u64) -> bool {
+    let tid = (word & TID_MASK) as u32;
+    incarnation_of(word) == my_incarnation() && tid != 0 && runs_here(tid)
 }
 
 /// Whether a lock word names the calling thread. The targets hold no lock

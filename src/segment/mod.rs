@@ -188,7 +188,17 @@ pub(crate) fn from_fd<T: Shareable>(fd: &OwnedFd, opts: &SharedOptions) -> Resul
         .st_size as u64;
     match read_header(&label, &value_spec::<T>().0, fd.as_fd(), size)? {
         Found::Ready => {
-            Mapping::map(fd.as_fd(), size as usize, true).map_err(|e| Error::Io {
+            // Through a description of this process's own: the one received
+            // may carry the sender's presence, which a mapping made from it
+            // would keep alive after the sender died.
+            let own = crate::sys::presence::own_description(fd.as_fd()).map_err(|e| {
+                Error::Io {
+                    op: "reopening",
+                    name: label.clone(),
+                    source: e,
+                }
+            })?;
+            Mapping::map(own.as_fd(), size as usize, true).map_err(|e| Error::Io {
                 op: "mapping",
                 name: label,
                 source: e,

@@ -139,7 +139,13 @@ fn establish_id(
             our_uid: ours,
         }));
     }
-    let (map, _) = sys::attach(id, mode.writable()).map_err(|e| match e {
+    let (map, _) = sys::attach_explained(id, mode.writable()).map_err(|e| match e.errno {
+        // The stand-in was the trouble: say which file and what is wrong.
+        errno if !e.why.is_empty() => Attempt::Failed(Error::Io {
+            op: "attaching",
+            name: label.to_owned(),
+            source: std::io::Error::new(std::io::Error::from(errno).kind(), e.why),
+        }),
         Errno::ENOMEM => Attempt::Failed(Error::NoSpace {
             name: label.to_owned(),
             size: st.size as u64,

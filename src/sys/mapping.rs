@@ -74,6 +74,15 @@ impl Mapping {
         map.watch = Some(sigbus::register(ptr.as_ptr() as usize, len, writable)?);
         match presence::register(fd, ptr.as_ptr() as usize, len, writable) {
             Ok(r) => map.presence = Some(r),
+            // Anyone who may read the object can lock the bytes where
+            // processes show themselves: say so rather than a bare EAGAIN.
+            Err(e) if writable && e.raw_os_error() == Some(libc::EAGAIN) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::WouldBlock,
+                    "another process holds a lock on the bytes of the object \
+                     where this process would show itself",
+                ))
+            }
             // A process that cannot show itself must not take locks.
             Err(e) if writable => return Err(e),
             // A reader only asks about others; without the registration

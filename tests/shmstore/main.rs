@@ -92,8 +92,14 @@ mod squatters;
 
 /// What must hold whatever happens to a segment.
 mod reliability {
+    /// Lock words, store handle slots and System V stand-ins written by a
+    /// peer that does not own them: no hang, at worst a poisoned take-over.
+    mod forged;
     /// Hostile bytes written over any part of a segment or store.
     mod hostile;
+    /// Forked children, memfd descriptors sent to other processes, and the
+    /// descriptors handles keep.
+    mod inherited;
     /// Sixteen processes on one lock and on one store: nothing lost,
     /// everyone served, nothing grows.
     mod load;

@@ -132,12 +132,23 @@ impl Drop for Registration {
             e.ranges.swap_remove(r);
         }
         if e.ranges.is_empty() {
-            let e = entries.swap_remove(i);
-            if e.fd >= 0 {
-                // SAFETY: the entry owned `fd`, and is gone now.
-                unsafe { libc::close(e.fd) };
-            }
+            close_entry(entries.swap_remove(i));
         }
+    }
+}
+
+/// Closes an entry's description, unlocking its incarnation first: closing
+/// alone would leave the lock for as long as another reference to the
+/// description lives (a child this process is spawning holds one until it
+/// execs), where it would refuse this process's next description of the
+/// object and keep the process present after it let go.
+fn close_entry(e: Entry) {
+    if e.fd >= 0 {
+        if e.registered != 0 {
+            let _ = unlock(e.fd, e.registered);
+        }
+        // SAFETY: the entry owned `fd`, and is gone now.
+        unsafe { libc::close(e.fd) };
     }
 }
 
@@ -203,6 +214,11 @@ pub(crate) fn register(
         // `Registration::descriptor`).
         let own = reopen(fd.as_raw_fd(), true)?;
         let e = &mut entries[i];
+        if e.fd >= 0 && e.registered != 0 {
+            // The read lock goes with the description it was taken through,
+            // whoever else still refers to it (see `close_entry`).
+            let _ = unlock(e.fd, e.registered);
+        }
         if e.fd >= 0 {
             // SAFETY: `own` was opened above; `e.fd` is the entry's own
             // descriptor, which dup3 makes refer to `own`'s description.
@@ -234,11 +250,7 @@ pub(crate) fn register(
         Err(_) if !entries[i].writable => {}
         Err(err) => {
             if entries[i].ranges.is_empty() {
-                let e = entries.swap_remove(i);
-                if e.fd >= 0 {
-                    // SAFETY: the entry owned `fd`, and is gone now.
-                    unsafe { libc::close(e.fd) };
-                }
+                close_entry(entries.swap_remove(i));
             }
             return Err(err);
         }
@@ -461,6 +473,21 @@ pub(crate) fn count(fd: BorrowedFd<'_>) -> Option<Count> {
     // SAFETY: `own` was opened above and is closed once.
     unsafe { libc::close(own) };
     ok.then_some(n)
+}
+
+/// A description of this process's own of the object `fd` refers to, for
+/// reading and writing: what a descriptor received from another process
+/// is mapped through. The one received may be the sender's own description
+/// (a memfd handle lends it, see `Registration::descriptor`), which shows
+/// the sender's presence; a mapping keeps the description it was made
+/// from for as long as it lives, so mapping that one would keep a dead
+/// sender present (and its locks held) for as long as the segment is
+/// mapped here.
+pub(crate) fn own_description(fd: BorrowedFd<'_>) -> io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    let own = reopen(fd.as_raw_fd(), true)?;
+    // SAFETY: `reopen` returned a descriptor that nothing else owns.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(own) })
 }
 
 /// Opens a new description of the object `fd` refers to (through

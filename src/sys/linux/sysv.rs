@@ -113,11 +113,6 @@ fn ulong(v: libc::c_ulong) -> u64 {
     u64::from(v)
 }
 
-/// The errno of an I/O error (EIO when it has none).
-fn errno_of(e: &std::io::Error) -> Errno {
-    Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))
-}
-
 /// Turns a -1 return into the errno.
 fn check(rc: libc::c_int) -> Result<libc::c_int, Errno> {
     if rc == -1 {
@@ -200,7 +195,9 @@ fn stand_in_path(id: i32) -> String {
 /// main thread's.
 fn ipc_namespace() -> u64 {
     use std::os::unix::fs::MetadataExt;
-    std::fs::metadata("/proc/thread-self/ns/ipc").map_or(0, |m| m.ino())
+    std::fs::metadata("/proc/thread-self/ns/ipc")
+        .or_else(|_| std::fs::metadata("/proc/self/ns/ipc"))
+        .map_or(0, |m| m.ino())
 }
 
 /// Segment `id`'s stand-in, opened for reading only to count who shows
@@ -254,14 +251,24 @@ pub(crate) fn exists(id: i32) -> bool {
     list().iter().any(|s| s.id == id) || !matches!(stat(id), Err(Errno::EINVAL | Errno::EIDRM))
 }
 
+/// What is wrong with a segment's stand-in: the system's error, with the
+/// stand-in's path and what was found there, for the user to act on.
+#[derive(Debug)]
+pub(crate) struct StandInError {
+    pub errno: Errno,
+    /// The stand-in's path and what is wrong with it, in words.
+    pub why: String,
+}
+
 /// The stand-in of segment `id` (described by `st`): an empty file in
 /// /dev/shm that stands for the segment where a descriptor is needed (a
 /// System V segment has none), so that processes can show their presence
 /// in it (see `presence`). The segment's owner (or root) makes it, with
 /// the segment's owner and permission bits; it must be a regular file of
 /// the segment's owner, its creator or root (an owner can give a segment
-/// away), or it is refused (someone else's file in the way).
-fn stand_in(id: i32, st: &ShmStat, writable: bool) -> std::io::Result<std::os::fd::OwnedFd> {
+/// away), or it is refused (someone else's object in the way). Opening it
+/// never follows a link and never waits (a FIFO in the way).
+fn stand_in(id: i32, st: &ShmStat, writable: bool) -> Result<std::os::fd::OwnedFd, StandInError> {
     use nix::fcntl::{open, OFlag};
     use nix::sys::stat::{fchmod, fstat, Mode};
     let path = stand_in_path(id);
@@ -272,19 +279,37 @@ fn stand_in(id: i32, st: &ShmStat, writable: bool) -> std::io::Result<std::os::f
     };
     let flags = access | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
     let mode = Mode::from_bits_truncate((st.mode & 0o666) as libc::mode_t);
+    let fail = |errno: Errno, what: &str| StandInError {
+        errno,
+        why: format!("its stand-in {path} {what}"),
+    };
     // Someone else's object in the way, or none where only the owner can
     // make one: the segment cannot be used (EACCES, as for a segment one
     // may not access).
-    let refused = |_why: &str| std::io::Error::from_raw_os_error(libc::EACCES);
+    let refused = |what: &str| fail(Errno::EACCES, what);
     loop {
         match open(path.as_str(), flags, Mode::empty()) {
             Ok(fd) => {
-                let got = fstat(&fd)?;
-                if got.st_mode & libc::S_IFMT != libc::S_IFREG {
-                    return Err(refused("not a regular file"));
+                let got = fstat(&fd).map_err(|e| fail(e, "cannot be inspected"))?;
+                let kind = match got.st_mode & libc::S_IFMT {
+                    libc::S_IFREG => None,
+                    libc::S_IFIFO => Some("a FIFO"),
+                    libc::S_IFDIR => Some("a directory"),
+                    libc::S_IFSOCK => Some("a socket"),
+                    libc::S_IFCHR | libc::S_IFBLK => Some("a device"),
+                    _ => Some("something else"),
+                };
+                if let Some(kind) = kind {
+                    return Err(refused(&format!(
+                        "is {kind}, not a regular file (someone else's object in the way)"
+                    )));
                 }
                 if ![st.uid, st.cuid, 0].contains(&got.st_uid) {
-                    return Err(refused("owned by another user than the segment"));
+                    return Err(refused(&format!(
+                        "is owned by user {}, not by the segment's owner {}, its creator {} \
+                         or root (someone else's file in the way)",
+                        got.st_uid, st.uid, st.cuid
+                    )));
                 }
                 return Ok(fd);
             }
@@ -293,11 +318,14 @@ fn stand_in(id: i32, st: &ShmStat, writable: bool) -> std::io::Result<std::os::f
             // is still attached. Made now, it would outlive the segment
             // (and `shmstore ls`, which attaches read-only, would leave
             // files behind).
-            Err(Errno::ENOENT) if !writable => return Err(Errno::ENOENT.into()),
+            Err(Errno::ENOENT) if !writable => return Err(fail(Errno::ENOENT, "is missing")),
             Err(Errno::ENOENT) => {
                 let me = nix::unistd::geteuid().as_raw();
                 if ![st.uid, st.cuid, 0].contains(&me) {
-                    return Err(refused("missing (the segment's owner makes it)"));
+                    return Err(refused(&format!(
+                        "is missing, and only the segment's owner {} (or root) may make it",
+                        st.uid
+                    )));
                 }
                 let made = open(
                     path.as_str(),
@@ -306,18 +334,30 @@ fn stand_in(id: i32, st: &ShmStat, writable: bool) -> std::io::Result<std::os::f
                 );
                 match made {
                     Ok(fd) => {
+                        let cannot = |e| fail(e, "cannot be given the segment's owner and mode");
                         if me != st.uid {
-                            nix::unistd::fchown(&fd, Some(st.uid.into()), None)?;
+                            nix::unistd::fchown(&fd, Some(st.uid.into()), None).map_err(cannot)?;
                         }
                         // Not under the umask: the segment's own bits.
-                        fchmod(&fd, mode)?;
+                        fchmod(&fd, mode).map_err(cannot)?;
                     }
                     Err(Errno::EEXIST) => {}
-                    Err(e) => return Err(e.into()),
+                    Err(e) => return Err(fail(e, "cannot be made")),
                 }
                 // Opened again, as anyone else would, with the access asked.
             }
-            Err(e) => return Err(e.into()),
+            // O_NOFOLLOW: a symbolic link in the way.
+            Err(Errno::ELOOP) => {
+                return Err(refused(
+                    "is a symbolic link, which is never followed (someone else's object in the way)",
+                ))
+            }
+            Err(Errno::EISDIR) => {
+                return Err(refused(
+                    "is a directory, not a regular file (someone else's object in the way)",
+                ))
+            }
+            Err(e) => return Err(fail(e, "cannot be opened")),
         }
     }
 }
@@ -331,6 +371,19 @@ fn stand_in(id: i32, st: &ShmStat, writable: bool) -> std::io::Result<std::os::f
 /// segment with an attachment is never destroyed, so its id cannot name
 /// another segment meanwhile, and a segment's size never changes.
 pub(crate) fn attach(id: i32, writable: bool) -> Result<(Mapping, ShmStat), Errno> {
+    attach_explained(id, writable).map_err(|e| e.errno)
+}
+
+/// [`attach`], saying what is wrong with the segment's stand-in when that
+/// is why it failed (`why` empty otherwise).
+pub(crate) fn attach_explained(
+    id: i32,
+    writable: bool,
+) -> Result<(Mapping, ShmStat), StandInError> {
+    let bare = |errno| StandInError {
+        errno,
+        why: String::new(),
+    };
     let flags = if writable { 0 } else { libc::SHM_RDONLY };
     // SAFETY: a null address lets the kernel choose one that is free, so
     // the attachment overlaps no memory Rust already uses; flags 0 ask for
@@ -339,12 +392,12 @@ pub(crate) fn attach(id: i32, writable: bool) -> Result<(Mapping, ShmStat), Errn
     let p = unsafe { libc::shmat(id, std::ptr::null(), flags) };
     // shmat reports errors as (void *)-1, not as null.
     if p as isize == -1 {
-        return Err(Errno::last());
+        return Err(bare(Errno::last()));
     }
     let Some(ptr) = NonNull::new(p.cast::<u8>()) else {
         // Never happens (the kernel does not hand out page 0), but a null
         // attachment must not become a Mapping.
-        return Err(Errno::EFAULT);
+        return Err(bare(Errno::EFAULT));
     };
     match stat(id) {
         Ok(st) => {
@@ -355,9 +408,22 @@ pub(crate) fn attach(id: i32, writable: bool) -> Result<(Mapping, ShmStat), Errn
             // `ptr..ptr + st.size` is mapped.
             let mut map = unsafe { Mapping::from_sysv(ptr, st.size, writable) };
             match stand_in(id, &st, writable) {
-                Ok(fd) => map.show_presence(fd.as_fd(), writable)?,
+                Ok(fd) => map.show_presence(fd.as_fd(), writable).map_err(|errno| {
+                    let path = stand_in_path(id);
+                    StandInError {
+                        errno,
+                        why: if errno == Errno::EAGAIN {
+                            format!(
+                                "another process holds a lock on the bytes of its stand-in \
+                                 {path} where this process would show itself"
+                            )
+                        } else {
+                            format!("this process cannot show itself in its stand-in {path}")
+                        },
+                    }
+                })?,
                 // A process that cannot show itself must not take locks.
-                Err(e) if writable => return Err(errno_of(&e)),
+                Err(e) if writable => return Err(e),
                 // A reader only asks about others; without the stand-in
                 // every holder counts as alive to it.
                 Err(_) => {}
@@ -365,6 +431,7 @@ pub(crate) fn attach(id: i32, writable: bool) -> Result<(Mapping, ShmStat), Errn
             Ok((map, st))
         }
         Err(e) => {
+            let e = bare(e);
             // SAFETY: `p` is what the shmat above returned; nothing else
             // detaches it, and no reference into the attachment was made.
             unsafe { libc::shmdt(p) };
