@@ -202,9 +202,10 @@
 //!   that finds its incarnation's byte taken in a segment draws again
 //!   (before it holds any lock), or, if it already uses other segments,
 //!   fails to open that one (`Error::Io`).
-//! - A process that receives a memfd's descriptor and keeps it without
-//!   mapping it ([`Shared::from_fd`](crate::Shared::from_fd) drops it once
-//!   mapped) keeps the sender's presence alive while it holds it.
+//! - A process that receives a memfd's descriptor and keeps it, or maps it
+//!   itself with `mmap`, keeps the sender's presence alive while it holds
+//!   it ([`Shared::from_fd`](crate::Shared::from_fd) maps a description of
+//!   its own and closes the one it was given).
 //! - Removing a System V segment's stand-in from /dev/shm while the segment
 //!   is in use (only its owner or root can) splits its users into two
 //!   groups that cannot see each other's liveness: don't.

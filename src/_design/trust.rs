@@ -60,7 +60,9 @@
 //!   A peer that can write the segment can also lock its incarnation bytes,
 //!   and so make a dead holder look alive (as it can write a live holder's
 //!   identity into the word); a peer that may only read can place read
-//!   locks, which never count as a holder.
+//!   locks, which never count as a holder, but can so take the byte a new
+//!   writer would show itself in: that writer's open is refused with an
+//!   error that says so, while the peer keeps the lock.
 //! - A program that installs a SIGBUS handler of its own after opening
 //!   segments, without calling the previous one, turns the protection
 //!   against shrunk segments off for itself.
