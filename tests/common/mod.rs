@@ -146,6 +146,45 @@ impl Drop for Segment {
     }
 }
 
+/// A directory of one test's files (file segments, witnesses) under the
+/// temporary directory, unique to this process and call, removed with
+/// everything in it when dropped.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    /// A new directory of mode 0755.
+    pub fn new(test: &str) -> TempDir {
+        TempDir::with_mode(test, 0o755)
+    }
+
+    /// A new directory of mode `mode` (1777, as /tmp, lets every user
+    /// create files, each removable by its owner only).
+    pub fn with_mode(test: &str, mode: u32) -> TempDir {
+        use std::os::unix::fs::PermissionsExt;
+        let n = SEQ.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("shmstore-{test}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode)).unwrap();
+        TempDir(dir)
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+
+    /// The path of `name` in it.
+    pub fn join(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// The temporary names in /dev/shm of segments being made under `name`
 /// (hidden files named after a hash of the final name: FNV-1a, 64 bits, in
 /// hex, as src/segment/publish.rs makes them).

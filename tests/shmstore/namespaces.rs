@@ -42,15 +42,15 @@
 
 use crate::common;
 
-use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{
     command, eventually, field, is_root, ns_pids, pid_ns_of, proc_state, role, say, variant, Apart,
-    Counter, Key, Kid, Segment,
+    Counter, Key, Kid, Segment, TempDir,
 };
 use shmstore::{Location, Shareable, Shared, SharedOptions, SysvKey};
 
@@ -399,32 +399,6 @@ enum Kind {
 }
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
-
-/// A directory for one test's files (file segments, the storm's witness),
-/// removed with everything in it when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(test: &str) -> TempDir {
-        let n = SEQ.fetch_add(1, Ordering::Relaxed);
-        let dir =
-            std::env::temp_dir().join(format!("shmstore-ns-{test}-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir(&dir).unwrap();
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-        TempDir(dir)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// A place for one segment on one backend, emptied when dropped.
 struct Place {

@@ -26,11 +26,13 @@ use crate::common;
 
 use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
 use std::os::unix::process::ExitStatusExt;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{command, eventually, field, heavy, is_root, role, say, Counter, Key, Kid, Segment};
+use common::{
+    command, eventually, field, heavy, is_root, role, say, Counter, Key, Kid, Segment, TempDir,
+};
 use shmstore::{Error, Location, Shareable, Shared, SharedOptions, SharedReader, SysvKey};
 
 // ===========================================================================
@@ -160,38 +162,9 @@ impl<T: Shareable> Handle<T> {
 // ===========================================================================
 // Names, keys and files that clean up after themselves
 
-static SEQ: AtomicU32 = AtomicU32::new(0);
-
 /// A key of this file's range (see `common::Key`).
 fn new_key() -> Key {
     Key::in_range(0x5000_0000)
-}
-
-/// A directory of our own under the temporary directory, removed with all
-/// it holds when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(test: &str) -> TempDir {
-        let n = SEQ.fetch_add(1, Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!(
-            "shmstore-readers-{test}-{}-{n}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// Where a child finds a segment: a backend and a target, as two arguments.

@@ -45,11 +45,11 @@
 
 use crate::common;
 
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use common::{is_root, role, say, Counter, Key, Kid, Segment};
+use common::{is_root, role, say, Counter, Key, Kid, Segment, TempDir};
 use shmstore::{Error, Location, Shared, SharedOptions, SharedReader, Store, SysvKey};
 
 /// This file's range of System V keys (see `common::Key`).
@@ -203,33 +203,6 @@ enum Kind {
 const KINDS: [Kind; 3] = [Kind::Posix, Kind::Sysv, Kind::File];
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
-
-/// A directory of file segments for one test, removed with everything in
-/// it when dropped. Mode 1777, as /tmp: everyone may create files in it,
-/// and only a file's owner (or root) may remove it.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(test: &str, mode: u32) -> TempDir {
-        let n = SEQ.fetch_add(1, Ordering::Relaxed);
-        let dir =
-            std::env::temp_dir().join(format!("shmstore-users-{test}-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir(&dir).unwrap();
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode)).unwrap();
-        TempDir(dir)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// A place for one segment on one backend, emptied when dropped (the
 /// segment guards of `common`, or the test's directory for files).
@@ -416,7 +389,7 @@ fn count(s: &Store) -> u64 {
 #[test]
 fn another_users_private_segments_are_permission_denied() {
     needs_root!();
-    let dir = TempDir::new("private", 0o1777);
+    let dir = TempDir::with_mode("private", 0o1777);
     for kind in KINDS {
         let a = Place::new(kind, "private", &dir);
         let c = roots_counter(&a, 0o600);
@@ -449,7 +422,7 @@ fn another_users_private_segments_are_permission_denied() {
 #[test]
 fn another_users_store_is_foreign_unless_allowed() {
     needs_root!();
-    let dir = TempDir::new("public", 0o1777);
+    let dir = TempDir::with_mode("public", 0o1777);
     for kind in KINDS {
         let b = Place::new(kind, "public-store", &dir);
         let s = roots_store(&b, 0o666);
@@ -485,7 +458,7 @@ fn another_users_store_is_foreign_unless_allowed() {
 #[test]
 fn root_refuses_a_store_given_to_another_user() {
     needs_root!();
-    let dir = TempDir::new("given", 0o1777);
+    let dir = TempDir::with_mode("given", 0o1777);
     for kind in KINDS {
         let b = Place::new(kind, "given-store", &dir);
         drop(roots_store(&b, 0o600));
@@ -529,7 +502,7 @@ fn root_refuses_a_store_given_to_another_user() {
 #[test]
 fn a_name_squatted_by_another_user_is_refused_unless_allowed() {
     needs_root!();
-    let dir = TempDir::new("squat", 0o1777);
+    let dir = TempDir::with_mode("squat", 0o1777);
     let refused = "ForeignOwner(65534,0)";
     for kind in KINDS {
         let a = Place::new(kind, "squat", &dir);
@@ -615,7 +588,7 @@ fn a_name_squatted_by_another_user_is_refused_unless_allowed() {
 #[test]
 fn read_permission_alone_reads_and_refuses_every_write() {
     needs_root!();
-    let dir = TempDir::new("readable", 0o1777);
+    let dir = TempDir::with_mode("readable", 0o1777);
     for kind in KINDS {
         let a = Place::new(kind, "readable", &dir);
         let c = roots_counter(&a, 0o644);
@@ -669,7 +642,7 @@ fn read_permission_alone_reads_and_refuses_every_write() {
 #[test]
 fn another_user_cannot_create_a_file_segment_in_a_directory_they_may_not_write() {
     needs_root!();
-    let dir = TempDir::new("closed", 0o755);
+    let dir = TempDir::with_mode("closed", 0o755);
     let a = Place::new(Kind::File, "closed", &dir);
     assert_eq!(
         a.as_nobody(&["make-shared", "make-store"]),

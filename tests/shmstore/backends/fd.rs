@@ -5,11 +5,11 @@ use crate::common;
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::TryLockError;
 use std::time::{Duration, Instant};
 
-use common::{role, say, Counter, Kid};
+use common::{role, say, Counter, Kid, TempDir};
 use nix::fcntl::{fcntl, FcntlArg, FdFlag};
 use shmstore::{recv_fd, send_fd, Error, Shareable, Shared};
 
@@ -280,28 +280,6 @@ fn inheritable(c: &Shared<Counter>) -> OwnedFd {
         .unwrap();
     fcntl(&fd, FcntlArg::F_SETFD(FdFlag::empty())).unwrap();
     fd
-}
-
-/// A temporary directory, removed with what is in it when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(test: &str) -> TempDir {
-        let p = std::env::temp_dir().join(format!("shmstore-test-{test}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir(&p).unwrap();
-        TempDir(p)
-    }
-
-    fn join(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// What the kernel says descriptor `fd` of this process is: a memfd reads
