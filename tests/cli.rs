@@ -1356,12 +1356,13 @@ fn json_output_parses_and_has_every_field() {
     let store = Segment::new("cli-json-store");
     let _skid = make_store(store.name());
 
-    // A command another test runs meanwhile (`ls`, `inspect`) maps every
-    // segment for a moment, and counts as attached then: look again, a few
-    // times, until only the creator is.
+    // A command another test runs meanwhile (`ls`, `inspect`, `watch`) maps
+    // every segment for a moment, and counts as attached (and present) then:
+    // look again, a few times, until only the creator is.
     let mut all = parse_json(&run(&["ls", "--json"]));
     for _ in 0..10 {
-        if json_entry(&all, seg.name())["attached"] == 1 {
+        let o = json_entry(&all, seg.name());
+        if o["attached"] == 1 && o["present"]["writers"] == 1 && o["present"]["readers"] == 0 {
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(200));
