@@ -1,5 +1,5 @@
 //! The process-shared, crash-robust lock that lives inside every segment:
-//! a 64-bit word naming its holder (thread id and start time), a sleeper
+//! a 64-bit word naming its holder (thread id and process incarnation), a sleeper
 //! count and a poison record (cause, last holder, time: [`RawLock`]); holders are tracked per thread in
 //! [`held`], their liveness checked in [`owner`], guards are in [`guard`],
 //! slots (lock, counter, value) in [`slot`], snapshots in [`seqlock`].

@@ -1,6 +1,9 @@
-//! Is a lock owner still alive? Thread ids from the lock word are checked
-//! against the system (`sys::thread`), with the owner's start time to see
-//! through recycled ids.
+//! Is a lock owner still alive? A lock word names its holder by thread id
+//! and process incarnation (`compose_ident`): a thread of this process is
+//! checked in `/proc/self/task` (`sys::thread`), another process by whether
+//! it still shows its incarnation in the segment (`sys::presence`). Process
+//! ids recorded elsewhere (a segment's creator) are still checked with their
+//! start time (`is_alive`).
 
 use crate::sys::thread::{self, Probe};
 
