@@ -166,8 +166,10 @@
 //! Dropping the [`Mirror`] stops its threads (within about 100 ms, or the
 //! I/O timeout if a command is in flight).
 
+mod link;
 mod run;
 mod target;
+mod url;
 mod wire;
 
 use std::fmt;
@@ -237,6 +239,59 @@ pub enum Event {
         /// Why.
         reason: String,
     },
+    /// A store's entry was stored in Redis and announced.
+    EntryPublished {
+        /// The entry's key.
+        key: String,
+        /// Its revision in Redis.
+        rev: u64,
+        /// Its local generation.
+        generation: u64,
+    },
+    /// A store entry's value from Redis was written into the local entry.
+    EntryApplied {
+        /// The entry's key.
+        key: String,
+        /// Its revision in Redis.
+        rev: u64,
+        /// The mirror that published it.
+        origin: String,
+        /// The local generation its write has.
+        generation: u64,
+    },
+    /// A store entry was created here because the publisher's store has
+    /// it.
+    EntryCreated {
+        /// The entry's key.
+        key: String,
+        /// Its type name.
+        type_name: String,
+        /// The mirror that published it.
+        origin: String,
+    },
+    /// A store entry was removed here because the publisher removed it
+    /// (handles open here keep working, as after
+    /// [`Store::remove`](crate::Store::remove)).
+    EntryRemoved {
+        /// The entry's key.
+        key: String,
+        /// The mirror that removed it.
+        origin: String,
+    },
+    /// The sentinels named another primary, and the mirror now talks to
+    /// it (`HOST:PORT` each).
+    Failover {
+        /// The primary before.
+        from: String,
+        /// The primary now.
+        to: String,
+    },
+    /// The mirror stopped for good: Redis refused its credentials, or a
+    /// command its user may not run (see [`Mirror::failure`]).
+    Stopped {
+        /// Why.
+        error: String,
+    },
 }
 
 impl fmt::Display for Event {
@@ -264,6 +319,28 @@ impl fmt::Display for Event {
                 "applied rev={rev} origin={origin} generation={generation}"
             ),
             Event::Refused { reason } => write!(f, "refused: {reason}"),
+            Event::EntryPublished {
+                key,
+                rev,
+                generation,
+            } => write!(f, "published {key} rev={rev} generation={generation}"),
+            Event::EntryApplied {
+                key,
+                rev,
+                origin,
+                generation,
+            } => write!(
+                f,
+                "applied {key} rev={rev} origin={origin} generation={generation}"
+            ),
+            Event::EntryCreated {
+                key,
+                type_name,
+                origin,
+            } => write!(f, "created {key} ({type_name}) origin={origin}"),
+            Event::EntryRemoved { key, origin } => write!(f, "removed {key} origin={origin}"),
+            Event::Failover { from, to } => write!(f, "failover: the primary was {from}, is {to}"),
+            Event::Stopped { error } => write!(f, "stopped: {error}"),
         }
     }
 }
@@ -290,6 +367,14 @@ pub struct Stats {
     pub refused: u64,
     /// Connections lost or failed (each followed by a retry).
     pub disconnects: u64,
+    /// Store entries created here because the publisher has them.
+    pub created: u64,
+    /// Store entries removed here because the publisher removed them.
+    pub removed: u64,
+    /// Remote values not written because one of a later revision was
+    /// written already (an older write that a failed-over Redis still
+    /// held, or that arrived late).
+    pub stale: u64,
 }
 
 /// What can go wrong when a mirror starts. (Once it runs, failures are
@@ -313,9 +398,17 @@ pub enum Error {
     },
     /// The Redis URL is not one.
     InvalidUrl {
-        /// The URL.
+        /// The URL, without its password.
         url: String,
         /// The client's complaint.
+        reason: String,
+    },
+    /// Redis refused the credentials (a wrong user name or password):
+    /// retrying cannot help, so the mirror does not start.
+    Refused {
+        /// The server, without the password.
+        server: String,
+        /// What Redis said.
         reason: String,
     },
     /// An object name or origin that cannot be used.
@@ -345,9 +438,11 @@ impl fmt::Display for Error {
             Error::InvalidUrl { url, reason } => {
                 write!(
                     f,
-                    "`{url}` is not a Redis URL ({reason}): give redis://HOST:PORT/"
+                    "`{url}` is not a Redis URL ({reason}): give redis://[USER:PASSWORD@]HOST:PORT/ \
+                     or redis+sentinel://[USER:PASSWORD@]HOST:PORT[,HOST:PORT...]/MASTER"
                 )
             }
+            Error::Refused { server, reason } => f.write_str(&link::explain_fatal_text(server, reason)),
             Error::InvalidName { name, reason } => write!(f, "{name:?}: {reason}"),
         }
     }
@@ -382,23 +477,39 @@ pub struct MirrorOptions {
     check_interval: Duration,
     max_backoff: Duration,
     on_event: Option<OnEvent>,
+    allowed_primaries: Vec<String>,
+    any_primary: bool,
+    sentinel_password: Option<String>,
 }
 
 impl fmt::Debug for MirrorOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MirrorOptions")
-            .field("url", &self.url)
+            .field("url", &link::redact(&self.url))
             .field("origin", &self.origin)
             .field("io_timeout", &self.io_timeout)
             .field("check_interval", &self.check_interval)
             .field("max_backoff", &self.max_backoff)
+            .field("allowed_primaries", &self.allowed_primaries)
+            .field("any_primary", &self.any_primary)
             .finish_non_exhaustive()
     }
 }
 
 impl MirrorOptions {
-    /// Mirroring through the Redis server at `url` (`redis://HOST:PORT/`,
-    /// optionally with a user, password and database number).
+    /// Mirroring through Redis at `url`:
+    ///
+    /// - one server: `redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]`
+    ///   (`rediss://` for TLS, with the feature `mirror-tls`);
+    /// - the primary that Redis Sentinel names:
+    ///   `redis+sentinel://[[USER]:PASSWORD@]HOST:PORT[,HOST:PORT...]/MASTER[/DB]`,
+    ///   the sentinels' addresses and the master's name in their
+    ///   configuration; the user and password are the data servers' (see
+    ///   [`sentinel_password`](MirrorOptions::sentinel_password) for the
+    ///   sentinels' own), and `rediss+sentinel://` talks TLS to them.
+    ///
+    /// A password never appears in what a mirror prints, reports or
+    /// returns: URLs are shown as `redis://USER:***@HOST/`.
     pub fn new(url: impl Into<String>) -> MirrorOptions {
         MirrorOptions {
             url: url.into(),
@@ -407,7 +518,36 @@ impl MirrorOptions {
             check_interval: Duration::from_secs(1),
             max_backoff: Duration::from_secs(2),
             on_event: None,
+            allowed_primaries: Vec::new(),
+            any_primary: false,
+            sentinel_password: None,
         }
+    }
+
+    /// With Sentinel: a host (as the sentinels name it, usually an IP
+    /// address) the primary may be on, besides the sentinels' own hosts.
+    ///
+    /// A mirror follows a primary only to a host it was told of: the
+    /// sentinels' hosts in the URL, and those allowed here. A sentinel
+    /// that names any other (misconfigured, or not the user's) is not
+    /// followed: the mirror reports it and asks again after a pause.
+    pub fn allow_primary(&mut self, host: impl Into<String>) -> &mut Self {
+        self.allowed_primaries.push(host.into());
+        self
+    }
+
+    /// With Sentinel: follows a primary on whatever host the sentinels
+    /// name (see [`allow_primary`](MirrorOptions::allow_primary)).
+    pub fn allow_any_primary(&mut self) -> &mut Self {
+        self.any_primary = true;
+        self
+    }
+
+    /// With Sentinel: the password the sentinels themselves require (their
+    /// `requirepass`), if any; the URL's is the data servers'.
+    pub fn sentinel_password(&mut self, password: impl Into<String>) -> &mut Self {
+        self.sentinel_password = Some(password.into());
+        self
     }
 
     /// The name this mirror writes as its values' `origin` (default: the
@@ -485,22 +625,59 @@ impl MirrorOptions {
                 name: target.name().to_owned(),
             });
         }
-        let client = redis::Client::open(self.url.as_str()).map_err(|e| Error::InvalidUrl {
-            url: self.url.clone(),
-            reason: e.to_string(),
-        })?;
-        Ok(run::start(run::Config {
-            key: format!("{}{object}", wire::PREFIX),
-            object: object.to_owned(),
-            origin,
-            target,
-            direction,
-            client,
-            io_timeout: self.io_timeout,
-            check_interval: self.check_interval,
-            max_backoff: self.max_backoff,
-            on_event: self.on_event.clone(),
-        }))
+        let runner = self.runner()?;
+        Ok(run::start(
+            run::Config {
+                key: format!("{}{object}", wire::PREFIX),
+                object: object.to_owned(),
+                origin,
+                target,
+                direction,
+                check_interval: self.check_interval,
+            },
+            runner,
+        ))
+    }
+
+    /// The link to Redis, tried once: credentials Redis refuses are an
+    /// error now ([`Error::Refused`]), not a mirror that retries forever.
+    /// Redis unreachable is not an error: the mirror connects when it can.
+    fn runner(&self) -> Result<link::Runner> {
+        let shown = link::redact(&self.url);
+        let invalid = |reason: String| Error::InvalidUrl {
+            url: shown.clone(),
+            reason,
+        };
+        let servers = match url::parse(&self.url).map_err(invalid)? {
+            url::Parsed::One(info) => link::Servers::One(
+                redis::Client::open(info).map_err(|e| invalid(e.to_string()))?,
+            ),
+            url::Parsed::Sentinel(mut s) => {
+                s.auth.password = self.sentinel_password.clone();
+                if self.any_primary {
+                    s.allowed = None;
+                } else if let Some(allowed) = &mut s.allowed {
+                    allowed.extend(self.allowed_primaries.iter().cloned());
+                }
+                link::Servers::Sentinel(s)
+            }
+        };
+        let link = link::Link::new(
+            servers,
+            shown.clone(),
+            self.io_timeout,
+            self.max_backoff,
+            self.on_event.clone(),
+        );
+        if let Err(e) = link.connect() {
+            if link::is_fatal(&e) {
+                return Err(Error::Refused {
+                    server: shown,
+                    reason: e.to_string(),
+                });
+            }
+        }
+        Ok(link::Runner::new(link))
     }
 }
 

@@ -7,21 +7,18 @@
 //! - The applier takes the local lock, then the mailbox's record, and
 //!   writes it.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use redis::{RedisError, RedisResult, Value};
+use redis::{RedisResult, Value};
 
+use super::link::{is_connection_error, Runner, TICK};
 use super::target::{Target, Unreadable};
 use super::wire::{self, Build, Record};
-use super::{Direction, Event, OnEvent, Stats};
+use super::{Direction, Event, Stats};
 
-/// How often idle threads look at the stop flag.
-const TICK: Duration = Duration::from_millis(100);
-/// The first pause before reconnecting.
-const FIRST_BACKOFF: Duration = Duration::from_millis(50);
 
 /// What a mirror is started with.
 pub(crate) struct Config {
@@ -30,27 +27,24 @@ pub(crate) struct Config {
     pub origin: String,
     pub target: Target,
     pub direction: Direction,
-    pub client: redis::Client,
-    pub io_timeout: Duration,
     pub check_interval: Duration,
-    pub max_backoff: Duration,
-    pub on_event: Option<OnEvent>,
 }
 
 /// What the threads share.
 struct Core {
     cfg: Config,
+    /// The connections, the stop flag, lost connections, failure.
+    runner: Runner,
     /// The local generation when the mirror started: what a `both`
     /// mirror that finds another host's value in Redis does not send.
     start_generation: u64,
-    stop: AtomicBool,
     published: AtomicU64,
     unchanged: AtomicU64,
     skipped: AtomicU64,
     echoes: AtomicU64,
     applied: AtomicU64,
     refused: AtomicU64,
-    disconnects: AtomicU64,
+    stale: AtomicU64,
     last_refusal: Mutex<Option<String>>,
     /// The local generation of the last remote value written here, set
     /// before the write is committed: the publisher does not send it back.
@@ -93,13 +87,23 @@ impl Mirror {
             echoes: get(&c.echoes),
             applied: get(&c.applied),
             refused: get(&c.refused),
-            disconnects: get(&c.disconnects),
+            disconnects: get(&c.runner.disconnects),
+            stale: get(&c.stale),
+            ..Stats::default()
         }
     }
 
     /// Why the last refused value was refused.
     pub fn last_refusal(&self) -> Option<String> {
         lock(&self.core.last_refusal).clone()
+    }
+
+    /// Why the mirror stopped by itself, if it did: Redis refused its
+    /// credentials, or a command this user may not run. Every other
+    /// failure is retried, never this one (also reported as
+    /// [`Event::Stopped`]).
+    pub fn failure(&self) -> Option<String> {
+        self.core.runner.failure()
     }
 
     /// The origin this mirror writes.
@@ -123,7 +127,7 @@ impl Mirror {
 
 impl Drop for Mirror {
     fn drop(&mut self) {
-        self.core.stop.store(true, Ordering::Relaxed);
+        self.core.runner.stop();
         self.core.mail.notify_all();
         for t in self.threads.drain(..) {
             let _ = t.join();
@@ -131,20 +135,20 @@ impl Drop for Mirror {
     }
 }
 
-pub(crate) fn start(cfg: Config) -> Mirror {
+pub(crate) fn start(cfg: Config, runner: Runner) -> Mirror {
     let direction = cfg.direction;
     let start_generation = cfg.target.generation();
     let core = Arc::new(Core {
         cfg,
+        runner,
         start_generation,
-        stop: AtomicBool::new(false),
         published: AtomicU64::new(0),
         unchanged: AtomicU64::new(0),
         skipped: AtomicU64::new(0),
         echoes: AtomicU64::new(0),
         applied: AtomicU64::new(0),
         refused: AtomicU64::new(0),
-        disconnects: AtomicU64::new(0),
+        stale: AtomicU64::new(0),
         last_refusal: Mutex::new(None),
         applied_generation: Mutex::new(None),
         // A `both` mirror's local value at start is not a write waiting
@@ -171,19 +175,17 @@ pub(crate) fn start(cfg: Config) -> Mirror {
     Mirror { core, threads }
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Core {
     fn stopped(&self) -> bool {
-        self.stop.load(Ordering::Relaxed)
+        self.runner.stopped()
     }
 
     fn event(&self, e: Event) {
-        if let Some(f) = &self.cfg.on_event {
-            f(&e);
-        }
+        self.runner.event(e);
     }
 
     fn refuse(&self, reason: String) {
@@ -193,103 +195,7 @@ impl Core {
     }
 
     fn connect(&self) -> RedisResult<redis::Connection> {
-        let con = self
-            .cfg
-            .client
-            .get_connection_with_timeout(self.cfg.io_timeout)?;
-        con.set_read_timeout(Some(self.cfg.io_timeout))?;
-        con.set_write_timeout(Some(self.cfg.io_timeout))?;
-        Ok(con)
-    }
-
-    /// Sleeps `d` unless stopped meanwhile.
-    fn pause(&self, d: Duration) {
-        let end = Instant::now() + d;
-        while !self.stopped() {
-            let now = Instant::now();
-            if now >= end {
-                return;
-            }
-            std::thread::sleep((end - now).min(TICK));
-        }
-    }
-
-    /// Runs `session` until stopped, reconnecting after each failure with
-    /// a growing pause.
-    fn keep_connected(&self, side: &'static str, mut session: impl FnMut() -> RedisResult<()>) {
-        let mut backoff = Backoff::new(self.cfg.max_backoff);
-        while !self.stopped() {
-            let started = Instant::now();
-            match session() {
-                Ok(()) => return,
-                Err(e) => {
-                    // A connection that worked for a while starts over
-                    // with short pauses.
-                    if started.elapsed() > self.cfg.max_backoff * 2 {
-                        backoff.reset();
-                    }
-                    let retry_in = backoff.next();
-                    self.disconnects.fetch_add(1, Ordering::Relaxed);
-                    self.event(Event::Disconnected {
-                        side,
-                        error: e.to_string(),
-                        retry_in,
-                    });
-                    self.pause(retry_in);
-                }
-            }
-        }
-    }
-
-    /// Whether an error from Redis means the connection is unusable (as
-    /// opposed to Redis refusing this one command).
-    fn is_connection_error(e: &RedisError) -> bool {
-        e.is_io_error()
-            || e.is_timeout()
-            || e.is_connection_dropped()
-            || e.is_connection_refusal()
-            || matches!(
-                e.kind(),
-                redis::ErrorKind::BusyLoadingError
-                    | redis::ErrorKind::TryAgain
-                    | redis::ErrorKind::MasterDown
-            )
-    }
-}
-
-/// Pauses that double, with jitter, up to a maximum.
-struct Backoff {
-    next: Duration,
-    max: Duration,
-    seed: u64,
-}
-
-impl Backoff {
-    fn new(max: Duration) -> Backoff {
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(1, |d| d.subsec_nanos() as u64 | 1);
-        Backoff {
-            next: FIRST_BACKOFF,
-            max,
-            seed,
-        }
-    }
-
-    fn reset(&mut self) {
-        self.next = FIRST_BACKOFF;
-    }
-
-    fn next(&mut self) -> Duration {
-        let d = self.next.min(self.max);
-        self.next = (self.next * 2).min(self.max);
-        // xorshift: 75% to 125% of the pause, so that many hosts that lost
-        // Redis together do not come back in step.
-        self.seed ^= self.seed << 13;
-        self.seed ^= self.seed >> 7;
-        self.seed ^= self.seed << 17;
-        let permille = 750 + self.seed % 501;
-        d * permille as u32 / 1000
+        self.runner.link.connect()
     }
 }
 
@@ -321,7 +227,7 @@ fn publisher(core: &Core) {
         unreadable: None,
         first: true,
     };
-    core.keep_connected("publish", || {
+    core.runner.keep_connected("publish", || {
         let mut con = core.connect()?;
         let script = redis::Script::new(wire::PUBLISH_SCRIPT);
         publish_session(core, &mut con, &script, &mut sent)
@@ -343,7 +249,7 @@ fn publish_session(
         .query(con)
     {
         Ok(held) => held,
-        Err(e) if Core::is_connection_error(&e) => return Err(e),
+        Err(e) if is_connection_error(&e) => return Err(e),
         Err(e) => {
             // Something else under our key (WRONGTYPE): the script will be
             // refused too, and say so for each change.
@@ -440,7 +346,7 @@ fn send(
         .invoke(con);
     let reply = match reply {
         Ok(r) => r,
-        Err(e) if Core::is_connection_error(&e) => return Err(e),
+        Err(e) if is_connection_error(&e) => return Err(e),
         Err(e) => {
             core.refuse(format!("Redis refused `{}`: {e}", core.cfg.object));
             sent.handle(core, generation);
@@ -527,7 +433,7 @@ fn listener(core: &Core) {
         last: None,
         refused: None,
     };
-    core.keep_connected("subscribe", || {
+    core.runner.keep_connected("subscribe", || {
         let mut commands = core.connect()?;
         let mut sub = core.connect()?;
         listen_session(core, &mut commands, &mut sub, &mut heard)
@@ -580,7 +486,7 @@ fn listen_session(
 fn fetch(core: &Core, commands: &mut redis::Connection, heard: &mut Heard) -> RedisResult<u64> {
     let reply: Value = match redis::cmd("HGETALL").arg(&core.cfg.key).query(commands) {
         Ok(v) => v,
-        Err(e) if Core::is_connection_error(&e) => return Err(e),
+        Err(e) if is_connection_error(&e) => return Err(e),
         Err(e) => {
             // WRONGTYPE and the like: something else is under our key.
             core.refuse(format!("Redis refused reading `{}`: {e}", core.cfg.key));
@@ -699,7 +605,7 @@ fn applier(core: &Core) {
         }
         // The lock first, then the newest record: whatever arrived while
         // the lock was busy replaces what was there.
-        let Some(mut held) = target.lock_unless(&core.stop) else {
+        let Some(mut held) = target.lock_unless(core.runner.stop_flag()) else {
             return;
         };
         let Some(Mail { record, repair }) = lock(&core.mailbox).take() else {
