@@ -49,9 +49,23 @@ Examples:
   shmstore watch my-app --entry jobs/next --count 10
   shmstore rm my-counter               remove one segment
   shmstore unpoison my-counter         clear the poison a killed holder left, saying who
+  shmstore gc --dry-run                what gc would remove, and why the others stay"
+)]
+#[cfg_attr(
+    feature = "mirror",
+    command(after_long_help = "\
+Examples:
+  shmstore ls                          list shmstore segments
+  shmstore ls --all --json             every segment, foreign ones too, as JSON
+  shmstore inspect my-counter          header, lock and value of /dev/shm/my-counter
+  shmstore inspect --key 0x53484d01    a System V segment by key
+  shmstore watch my-config             print the value now and on every change
+  shmstore watch my-app --entry jobs/next --count 10
+  shmstore rm my-counter               remove one segment
+  shmstore unpoison my-counter         clear the poison a killed holder left, saying who
   shmstore gc --dry-run                what gc would remove, and why the others stay
   shmstore mirror publish my-config --redis redis://10.0.0.5:6379/
-                                       send my-config to Redis on every change"
+                                       send my-config to Redis on every change")
 )]
 struct Cli {
     #[command(subcommand)]
@@ -201,15 +215,25 @@ reach Redis wins).\n\n\
 No type is needed: the value's bytes travel with its layout fingerprint, type name and size \
 from the segment's header, and a segment of another layout refuses them (reported, never \
 written). The local segment must exist already, created by the program that uses it.\n\n\
-Runs until interrupted, printing one line per event: connected, published, applied, refused, \
-disconnected (it reconnects by itself, with growing pauses, for as long as it takes). Run one \
-mirror per object per host.",
+Runs until interrupted, printing one line per event (one JSON object per line with --json): \
+connected, published, applied, refused, disconnected (it reconnects by itself, with growing \
+pauses, for as long as it takes), failover (Sentinel named a new primary). Credentials that \
+Redis refuses end it at once with status 1, as does a command its Redis user may not run. Run \
+one mirror per object per host.\n\n\
+The Redis URL comes from --redis, else from the file --redis-url-file names, else from the \
+environment variable SHMSTORE_REDIS_URL, else redis://127.0.0.1:6379/. A password in --redis \
+is visible to every user of the host (ps); the file and the variable are not. With Sentinel, \
+SHMSTORE_SENTINEL_PASSWORD gives the sentinels' own password, if they require one. Passwords \
+are never printed.",
         after_long_help = "\
 Examples:
   shmstore mirror publish app-config --redis redis://10.0.0.5:6379/
   shmstore mirror subscribe app-config --redis redis://10.0.0.5:6379/
   shmstore mirror subscribe my-app --entry limits --object limits --redis redis://r:6379/
-  shmstore mirror both --file /var/lib/app/state --object app-state --redis redis://r:6379/"
+  shmstore mirror both --file /var/lib/app/state --object app-state --redis redis://r:6379/
+  SHMSTORE_REDIS_URL=redis://mirror:PASSWORD@r:6379/ shmstore mirror publish app-config --json
+  shmstore mirror subscribe app-config --redis-url-file /run/secrets/redis-url
+      (the file holds redis+sentinel://mirror:PASSWORD@10.0.0.7:26379,10.0.0.8:26379/main)"
     )]
     Mirror(MirrorArgs),
 }
@@ -238,9 +262,25 @@ struct MirrorArgs {
     /// Mirror this entry of a store
     #[arg(short, long, value_name = "KEY")]
     entry: Option<String>,
-    /// The Redis server
-    #[arg(long, value_name = "URL", default_value = "redis://127.0.0.1:6379/")]
-    redis: String,
+    /// The Redis server: redis://[[USER]:PASSWORD@]HOST[:PORT][/DB], or
+    /// redis+sentinel://[[USER]:PASSWORD@]HOST:PORT[,HOST:PORT...]/MASTER[/DB] for the primary
+    /// that Redis Sentinel names. A password here shows in `ps`: prefer --redis-url-file or
+    /// SHMSTORE_REDIS_URL [default: the file, else SHMSTORE_REDIS_URL, else
+    /// redis://127.0.0.1:6379/]
+    #[arg(long, value_name = "URL", conflicts_with = "redis_url_file")]
+    redis: Option<String>,
+    /// Read the Redis URL (as for --redis) from this file's first line
+    #[arg(long, value_name = "PATH")]
+    redis_url_file: Option<PathBuf>,
+    /// With Sentinel: a host the primary may be on besides the sentinels' own (repeat for more)
+    #[arg(long, value_name = "HOST")]
+    allow_primary: Vec<String>,
+    /// With Sentinel: follow a primary on any host the sentinels name
+    #[arg(long)]
+    allow_any_primary: bool,
+    /// Print one JSON object per line per event (for supervisors and log collectors)
+    #[arg(long)]
+    json: bool,
     /// The object's name in Redis, the same on every host (default: the segment's name,
     /// with /KEY for an entry)
     #[arg(long, value_name = "NAME")]

@@ -4,7 +4,7 @@
 //! a whole store) runs its threads on one [`Runner`].
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use redis::{ErrorKind, RedisError, RedisResult};
@@ -137,7 +137,7 @@ impl Link {
                 format!("{at}, which the sentinels name for `{}`, is not its primary (yet)", s.master),
             )));
         }
-        let mut last = super::run::lock(&self.primary);
+        let mut last = lock(&self.primary);
         if last.as_deref() != Some(at.as_str()) {
             if let Some(from) = last.replace(at.clone()) {
                 self.event(Event::Failover { from, to: at });
@@ -278,7 +278,7 @@ impl Runner {
 
     /// Why the mirror stopped by itself (see [`is_fatal`]).
     pub(crate) fn failure(&self) -> Option<String> {
-        super::run::lock(&self.failure).clone()
+        lock(&self.failure).clone()
     }
 
     pub(crate) fn event(&self, e: Event) {
@@ -338,7 +338,7 @@ impl Runner {
     /// Stops the mirror for good, saying why (once).
     fn fail(&self, error: String) {
         {
-            let mut failure = super::run::lock(&self.failure);
+            let mut failure = lock(&self.failure);
             if failure.is_some() {
                 return;
             }
@@ -364,6 +364,12 @@ pub(crate) fn explain_fatal_text(shown: &str, said: &str) -> String {
     } else {
         format!("{shown} refused the credentials: wrong user name or password ({said})")
     }
+}
+
+/// Locks `m`, whatever a panicking holder left (every value guarded here
+/// is whole after each statement).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Pauses that double, with jitter, up to a maximum.

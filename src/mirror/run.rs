@@ -8,13 +8,13 @@
 //!   writes it.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use redis::{RedisResult, Value};
 
-use super::link::{is_connection_error, Runner, TICK};
+use super::link::{is_connection_error, lock, Runner, TICK};
 use super::target::{Target, Unreadable};
 use super::wire::{self, Build, Record};
 use super::{Direction, Event, Stats};
@@ -45,6 +45,10 @@ struct Core {
     applied: AtomicU64,
     refused: AtomicU64,
     stale: AtomicU64,
+    /// The largest revision this mirror has published, or handed to the
+    /// applier, or found to be its own: an older one is never written
+    /// here, and every write this mirror publishes gets a larger one.
+    newest_rev: AtomicU64,
     last_refusal: Mutex<Option<String>>,
     /// The local generation of the last remote value written here, set
     /// before the write is committed: the publisher does not send it back.
@@ -106,6 +110,12 @@ impl Mirror {
         self.core.runner.failure()
     }
 
+    /// The Redis address it uses, without the password (what its
+    /// messages show).
+    pub fn redis(&self) -> &str {
+        self.core.runner.link.shown()
+    }
+
     /// The origin this mirror writes.
     pub fn origin(&self) -> &str {
         &self.core.cfg.origin
@@ -149,6 +159,7 @@ pub(crate) fn start(cfg: Config, runner: Runner) -> Mirror {
         applied: AtomicU64::new(0),
         refused: AtomicU64::new(0),
         stale: AtomicU64::new(0),
+        newest_rev: AtomicU64::new(0),
         last_refusal: Mutex::new(None),
         applied_generation: Mutex::new(None),
         // A `both` mirror's local value at start is not a write waiting
@@ -175,9 +186,6 @@ pub(crate) fn start(cfg: Config, runner: Runner) -> Mirror {
     Mirror { core, threads }
 }
 
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 impl Core {
     fn stopped(&self) -> bool {
@@ -343,6 +351,7 @@ fn send(
         .arg(&core.cfg.origin)
         .arg(&core.cfg.key)
         .arg(if init { "init" } else { "set" })
+        .arg(core.newest_rev.load(Ordering::Relaxed))
         .invoke(con);
     let reply = match reply {
         Ok(r) => r,
@@ -361,6 +370,7 @@ fn send(
     match items.first().and_then(wire::integer) {
         Some(1) => {
             let rev = items.get(1).and_then(wire::integer).unwrap_or(0) as u64;
+            core.newest_rev.fetch_max(rev, Ordering::Relaxed);
             sent.stored = Some(generation);
             core.published.fetch_add(1, Ordering::Relaxed);
             core.event(Event::Published { rev, generation });
@@ -426,12 +436,15 @@ struct Heard {
     last: Option<(String, u64)>,
     /// The last refused record's stamp and revision, reported once.
     refused: Option<(String, u64, u64)>,
+    /// The last stale record's stamp, counted once.
+    stale: Option<(String, u64)>,
 }
 
 fn listener(core: &Core) {
     let mut heard = Heard {
         last: None,
         refused: None,
+        stale: None,
     };
     core.runner.keep_connected("subscribe", || {
         let mut commands = core.connect()?;
@@ -536,6 +549,18 @@ fn offer(core: &Core, heard: &mut Heard, record: Record, fetched: bool) {
         }
         return;
     }
+    let newest = core.newest_rev.load(Ordering::Relaxed);
+    if record.rev < newest {
+        // Older than a write this host has: what a Redis that failed over
+        // (or restarted) kept of a write it later lost. Its publisher, if
+        // alive, sends its newest value again, with a larger revision.
+        if heard.stale.as_ref() != Some(&stamp) {
+            core.stale.fetch_add(1, Ordering::Relaxed);
+            heard.stale = Some(stamp);
+        }
+        return;
+    }
+    core.newest_rev.fetch_max(record.rev, Ordering::Relaxed);
     heard.last = Some(stamp);
     if record.origin == core.cfg.origin && !repair {
         // Our own write: the local value is it, or newer.

@@ -14,11 +14,18 @@ pub(crate) const PREFIX: &str = "shmstore:mirror:";
 /// Stores a value and announces it, atomically, unless Redis holds a value
 /// of another layout under that name (refused: returns `{-1, fingerprint,
 /// type}`), or exactly these bytes already (nothing changes: `{0, rev}`),
-/// or, in `init` mode, anything at all (`{2, rev}`). Otherwise counts one
-/// more revision and returns `{1, rev}`.
+/// or, in `init` mode, anything at all (`{2, rev}`). Otherwise gives the
+/// write the next revision and returns `{1, rev}`.
+///
+/// A revision is larger than the one stored, than `floor` (the largest
+/// this mirror has seen), and than the server's clock in microseconds. So
+/// revisions never go backwards, even on a server that lost writes: a
+/// replica promoted after a failover, or a server restarted without its
+/// data, numbers its first write past any the old one gave (unless its
+/// clock is behind the old server's by more than the failover took).
 ///
 /// KEYS[1]: the object's hash. ARGV: value, fingerprint, type name, size,
-/// generation, origin, channel, mode (`set` or `init`).
+/// generation, origin, channel, mode (`set` or `init`), floor.
 pub(crate) const PUBLISH_SCRIPT: &str = r#"
 if ARGV[8] == 'init' and redis.call('EXISTS', KEYS[1]) == 1 then
   return {2, tonumber(redis.call('HGET', KEYS[1], 'rev')) or 0}
@@ -30,12 +37,15 @@ end
 if fp and redis.call('HGET', KEYS[1], 'value') == ARGV[1] then
   return {0, tonumber(redis.call('HGET', KEYS[1], 'rev')) or 0}
 end
-local rev = redis.call('HINCRBY', KEYS[1], 'rev', 1)
-redis.call('HSET', KEYS[1], 'value', ARGV[1], 'fingerprint', ARGV[2], 'type', ARGV[3],
-  'size', ARGV[4], 'generation', ARGV[5], 'origin', ARGV[6])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local stored = tonumber(redis.call('HGET', KEYS[1], 'rev')) or 0
+local rev = string.format('%.0f', math.max(stored + 1, (tonumber(ARGV[9]) or 0) + 1, now))
+redis.call('HSET', KEYS[1], 'rev', rev, 'value', ARGV[1], 'fingerprint', ARGV[2],
+  'type', ARGV[3], 'size', ARGV[4], 'generation', ARGV[5], 'origin', ARGV[6])
 redis.call('PUBLISH', ARGV[7], rev .. '\n' .. ARGV[2] .. '\n' .. ARGV[4] .. '\n' ..
   ARGV[5] .. '\n' .. ARGV[6] .. '\n' .. ARGV[3] .. '\n' .. ARGV[1])
-return {1, rev}
+return {1, tonumber(rev)}
 "#;
 
 /// What a value's bytes mean besides its layout: the byte order and

@@ -5,10 +5,10 @@
 
 use std::time::SystemTime;
 
-use shmstore::mirror::{Direction, MirrorOptions, Target};
+use shmstore::mirror::{Direction, Event, MirrorOptions, Target};
 
 use crate::cmd::{resolve, CliError, CliResult, Resolved};
-use crate::out;
+use crate::out::{self, Json};
 use crate::MirrorArgs;
 
 /// `shmstore mirror`.
@@ -33,11 +33,22 @@ pub fn mirror(a: &MirrorArgs) -> CliResult {
         crate::MirrorDirection::Subscribe => Direction::Subscribe,
         crate::MirrorDirection::Both => Direction::Both,
     };
-    let mut opts = MirrorOptions::new(a.redis.clone());
+    let url = redis_url(a)?;
+    let mut opts = MirrorOptions::new(url.clone());
     if let Some(origin) = &a.origin {
         opts.origin(origin.clone());
     }
-    opts.on_event(|e| println!("{} {e}", out::local_time(SystemTime::now())));
+    for host in &a.allow_primary {
+        opts.allow_primary(host.clone());
+    }
+    if a.allow_any_primary {
+        opts.allow_any_primary();
+    }
+    if let Ok(pw) = std::env::var("SHMSTORE_SENTINEL_PASSWORD") {
+        opts.sentinel_password(pw);
+    }
+    let json = a.json;
+    opts.on_event(move |e| print_event(e, json));
     let what = format!(
         "{} ({}, {} bytes, fingerprint {:#018x})",
         target.name(),
@@ -45,22 +56,191 @@ pub fn mirror(a: &MirrorArgs) -> CliResult {
         target.size(),
         target.fingerprint()
     );
+    let (type_name, size, fingerprint) = (
+        target.type_name().to_owned(),
+        target.size(),
+        target.fingerprint(),
+    );
+    let name = target.name().to_owned();
     let m = opts
         .start(&object, target, direction)
         .map_err(|e| CliError(e.to_string()))?;
-    println!(
-        "{} mirroring {what} as `{object}` ({}) through {} as origin {}",
-        out::local_time(SystemTime::now()),
-        match direction {
-            Direction::Publish => "publish",
-            Direction::Subscribe => "subscribe",
-            Direction::Both => "both",
-        },
-        a.redis,
-        m.origin()
-    );
-    // Runs until interrupted; the mirror's threads do the work.
-    loop {
-        std::thread::park();
+    let way = match direction {
+        Direction::Publish => "publish",
+        Direction::Subscribe => "subscribe",
+        Direction::Both => "both",
+    };
+    let shown = m.redis().to_owned();
+    if json {
+        line(Json::Obj(vec![
+            ("time", Json::time(SystemTime::now())),
+            ("event", Json::str("started")),
+            ("segment", Json::str(name)),
+            ("type", Json::str(type_name)),
+            ("size", Json::int(size as u64)),
+            ("fingerprint", Json::str(format!("{fingerprint:#018x}"))),
+            ("object", Json::str(object.as_str())),
+            ("direction", Json::str(way)),
+            ("redis", Json::str(shown)),
+            ("origin", Json::str(m.origin())),
+        ]));
+    } else {
+        println!(
+            "{} mirroring {what} as `{object}` ({way}) through {shown} as origin {}",
+            out::local_time(SystemTime::now()),
+            m.origin()
+        );
     }
+    // Runs until interrupted, or until Redis refuses us for good.
+    loop {
+        if let Some(why) = m.failure() {
+            return Err(CliError(why));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// The Redis URL: `--redis`, else the first line of `--redis-url-file`,
+/// else `SHMSTORE_REDIS_URL`, else the local default.
+fn redis_url(a: &MirrorArgs) -> Result<String, CliError> {
+    if let Some(url) = &a.redis {
+        if has_password(url) {
+            eprintln!(
+                "shmstore: warning: the password in --redis is visible to every user of this \
+                 host (ps); give the URL in a file (--redis-url-file) or in SHMSTORE_REDIS_URL"
+            );
+        }
+        return Ok(url.clone());
+    }
+    if let Some(path) = &a.redis_url_file {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            CliError(format!(
+                "cannot read the Redis URL from {}: {e}",
+                path.display()
+            ))
+        })?;
+        let url = text.lines().next().unwrap_or("").trim();
+        if url.is_empty() {
+            return Err(CliError(format!(
+                "{} holds no Redis URL on its first line",
+                path.display()
+            )));
+        }
+        return Ok(url.to_owned());
+    }
+    match std::env::var("SHMSTORE_REDIS_URL") {
+        Ok(url) if !url.trim().is_empty() => Ok(url.trim().to_owned()),
+        _ => Ok("redis://127.0.0.1:6379/".to_owned()),
+    }
+}
+
+/// Whether a URL carries a password (`USER:PASSWORD@` or `PASSWORD@`).
+fn has_password(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    authority.contains('@')
+}
+
+/// Prints one event: a line of text, or a JSON object on one line.
+fn print_event(e: &Event, json: bool) {
+    if !json {
+        println!("{} {e}", out::local_time(SystemTime::now()));
+        return;
+    }
+    let mut f: Vec<(&'static str, Json)> = vec![("time", Json::time(SystemTime::now()))];
+    let mut kind = |k: &'static str| f.push(("event", Json::str(k)));
+    match e {
+        Event::Connected { side } => {
+            kind("connected");
+            f.push(("side", Json::str(*side)));
+        }
+        Event::Disconnected {
+            side,
+            error,
+            retry_in,
+        } => {
+            kind("disconnected");
+            f.push(("side", Json::str(*side)));
+            f.push(("error", Json::str(error.as_str())));
+            f.push(("retry_in_ms", Json::int(retry_in.as_millis() as u64)));
+        }
+        Event::Published { rev, generation } => {
+            kind("published");
+            f.push(("rev", Json::int(*rev)));
+            f.push(("generation", Json::int(*generation)));
+        }
+        Event::Applied {
+            rev,
+            origin,
+            generation,
+        } => {
+            kind("applied");
+            f.push(("rev", Json::int(*rev)));
+            f.push(("origin", Json::str(origin.as_str())));
+            f.push(("generation", Json::int(*generation)));
+        }
+        Event::EntryPublished {
+            key,
+            rev,
+            generation,
+        } => {
+            kind("published");
+            f.push(("entry", Json::str(key.as_str())));
+            f.push(("rev", Json::int(*rev)));
+            f.push(("generation", Json::int(*generation)));
+        }
+        Event::EntryApplied {
+            key,
+            rev,
+            origin,
+            generation,
+        } => {
+            kind("applied");
+            f.push(("entry", Json::str(key.as_str())));
+            f.push(("rev", Json::int(*rev)));
+            f.push(("origin", Json::str(origin.as_str())));
+            f.push(("generation", Json::int(*generation)));
+        }
+        Event::EntryCreated {
+            key,
+            type_name,
+            origin,
+        } => {
+            kind("created");
+            f.push(("entry", Json::str(key.as_str())));
+            f.push(("type", Json::str(type_name.as_str())));
+            f.push(("origin", Json::str(origin.as_str())));
+        }
+        Event::EntryRemoved { key, origin } => {
+            kind("removed");
+            f.push(("entry", Json::str(key.as_str())));
+            f.push(("origin", Json::str(origin.as_str())));
+        }
+        Event::Refused { reason } => {
+            kind("refused");
+            f.push(("reason", Json::str(reason.as_str())));
+        }
+        Event::Failover { from, to } => {
+            kind("failover");
+            f.push(("from", Json::str(from.as_str())));
+            f.push(("to", Json::str(to.as_str())));
+        }
+        Event::Stopped { error } => {
+            kind("stopped");
+            f.push(("error", Json::str(error.as_str())));
+        }
+        other => {
+            kind("other");
+            f.push(("text", Json::str(other.to_string())));
+        }
+    }
+    line(Json::Obj(f));
+}
+
+/// One JSON object on one line, flushed (a supervisor reads it at once).
+fn line(j: Json) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{}", j.render(false));
+    let _ = out.flush();
 }
