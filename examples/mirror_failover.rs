@@ -109,7 +109,9 @@ fn main() {
             if left.is_zero() {
                 return None;
             }
-            reader.wait_for_change(g, left.min(Duration::from_millis(50))).unwrap();
+            reader
+                .wait_for_change(g, left.min(Duration::from_millis(50)))
+                .unwrap();
         }
     };
 

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{command, field, is_root, role, say, Kid, Segment, PATIENCE};
+use common::{command, field, is_root, own_dev_shm, role, say, Kid, Segment, PATIENCE};
 use shmstore::mirror::{MirrorOptions, Target};
 use shmstore::{Shareable, Shared, Store};
 
@@ -463,40 +463,6 @@ fn child_entry() {
         other => panic!("unknown role {other}"),
     };
     std::process::exit(code);
-}
-
-/// Moves this process (its only thread that matters: this one, which
-/// starts every other) into a mount namespace of its own, with a fresh
-/// tmpfs on /dev/shm. See tests/shmstore/shared.rs (`small_tmpfs`).
-fn own_dev_shm() {
-    let err = std::io::Error::last_os_error;
-    // SAFETY: unshare takes flags only; it moves this thread (and the
-    // threads and processes it starts afterwards) into the new namespace.
-    let rc = unsafe { libc::unshare(libc::CLONE_NEWNS) };
-    assert_eq!(rc, 0, "unshare: {}", err());
-    // SAFETY: a propagation change: the target is a valid C string, the
-    // source, type and data may be null.
-    let rc = unsafe {
-        libc::mount(
-            std::ptr::null(),
-            c"/".as_ptr(),
-            std::ptr::null(),
-            libc::MS_REC | libc::MS_PRIVATE,
-            std::ptr::null(),
-        )
-    };
-    assert_eq!(rc, 0, "making mounts private: {}", err());
-    // SAFETY: all pointers are valid C strings that outlive the call.
-    let rc = unsafe {
-        libc::mount(
-            c"shmstore-mirror-test".as_ptr(),
-            c"/dev/shm".as_ptr(),
-            c"tmpfs".as_ptr(),
-            0,
-            c"size=1m,mode=1777".as_ptr().cast(),
-        )
-    };
-    assert_eq!(rc, 0, "mounting a tmpfs on /dev/shm: {}", err());
 }
 
 fn host<T: Versioned>(s: &HostSpec<'_>) -> i32 {

@@ -78,10 +78,31 @@ fn ask(port: u16, auth: Option<&str>, cmd: &str) -> Option<Vec<String>> {
     Some(lines)
 }
 
+/// The primary's port, as the sentinel on `port` names it.
+fn named_by(port: u16) -> Option<u16> {
+    let lines = ask(
+        port,
+        None,
+        &format!("SENTINEL GET-MASTER-ADDR-BY-NAME {MASTER}"),
+    )?;
+    // *2, $9, 127.0.0.1, $5, PORT
+    lines.get(4).and_then(|p| p.parse().ok())
+}
+
 impl Setup {
     /// Starts everything and waits until the replica is in sync and every
     /// sentinel knows the replica and the other sentinels.
     pub fn start() -> Setup {
+        Setup::with(true)
+    }
+
+    /// The primary alone, with its password and ACL user (no replica, no
+    /// sentinels): see [`direct_url`](Setup::direct_url).
+    pub fn single() -> Setup {
+        Setup::with(false)
+    }
+
+    fn with(sentinels: bool) -> Setup {
         for program in ["redis-server", "redis-sentinel"] {
             if Command::new(program)
                 .arg("--version")
@@ -108,7 +129,12 @@ impl Setup {
             sentinels: Vec::new(),
         };
         let primary = free_port();
-        for replica_of in [None, Some(primary)] {
+        let replicas: &[Option<u16>] = if sentinels {
+            &[None, Some(primary)]
+        } else {
+            &[None]
+        };
+        for &replica_of in replicas {
             let port = if replica_of.is_none() {
                 primary
             } else {
@@ -132,7 +158,7 @@ impl Setup {
                 proc: None,
             });
         }
-        for _ in 0..3 {
+        for _ in 0..if sentinels { 3 } else { 0 } {
             let port = free_port();
             let conf = setup.dir.join(format!("sentinel-{port}.conf"));
             let text = format!(
@@ -155,11 +181,13 @@ impl Setup {
         for i in 0..setup.servers.len() {
             Setup::up(&mut setup.servers[i]);
         }
-        setup.wait_synced();
-        for i in 0..setup.sentinels.len() {
-            Setup::up(&mut setup.sentinels[i]);
+        if sentinels {
+            setup.wait_synced();
+            for i in 0..setup.sentinels.len() {
+                Setup::up(&mut setup.sentinels[i]);
+            }
+            setup.wait_known();
         }
-        setup.wait_known();
         setup
     }
 
@@ -222,9 +250,10 @@ impl Setup {
             std::thread::sleep(Duration::from_millis(100));
             for s in &self.sentinels {
                 let info = ask(s.port, None, "INFO sentinel").unwrap_or_default();
-                let ready = info
-                    .iter()
-                    .any(|l| l.contains(&format!("name={MASTER},status=ok")) && l.contains("slaves=1,sentinels=3"));
+                let ready = info.iter().any(|l| {
+                    l.contains(&format!("name={MASTER},status=ok"))
+                        && l.contains("slaves=1,sentinels=3")
+                });
                 if !ready {
                     continue 'wait;
                 }
@@ -241,7 +270,24 @@ impl Setup {
             .iter()
             .map(|s| format!("127.0.0.1:{}", s.port))
             .collect();
-        format!("redis+sentinel://{user}:{password}@{}/{MASTER}", hosts.join(","))
+        format!(
+            "redis+sentinel://{user}:{password}@{}/{MASTER}",
+            hosts.join(",")
+        )
+    }
+
+    /// `redis://USER:PASSWORD@127.0.0.1:PORT/` of the (first) primary;
+    /// `USER` may be empty (the legacy password alone).
+    pub fn direct_url(&self, user: &str, password: &str) -> String {
+        format!(
+            "redis://{user}:{password}@127.0.0.1:{}/",
+            self.servers[0].port
+        )
+    }
+
+    /// The port of the (first) primary.
+    pub fn first_port(&self) -> u16 {
+        self.servers[0].port
     }
 
     /// The sentinels' ports, comma-separated.
@@ -252,18 +298,37 @@ impl Setup {
 
     /// The port of the primary, as the first sentinel that answers names it.
     pub fn primary(&self) -> Option<u16> {
-        for s in &self.sentinels {
-            let lines = ask(
-                s.port,
-                None,
-                &format!("SENTINEL GET-MASTER-ADDR-BY-NAME {MASTER}"),
-            );
-            // *2, $9, 127.0.0.1, $5, PORT
-            if let Some(port) = lines.and_then(|l| l.get(4).and_then(|p| p.parse().ok())) {
-                return Some(port);
-            }
+        self.sentinels.iter().find_map(|s| named_by(s.port))
+    }
+
+    /// The port of a server that is up and is not `primary`.
+    pub fn replica(&self, primary: u16) -> Option<u16> {
+        self.servers
+            .iter()
+            .find(|n| n.port != primary && n.proc.is_some())
+            .map(|n| n.port)
+    }
+
+    /// Cuts the replica on `port` off its primary (it cannot log in
+    /// again: its `masterauth` is made wrong), or lets it back. A cut
+    /// replica falls behind: what the primary acknowledges meanwhile, a
+    /// failover loses. (Stopping the replica would not do: what the
+    /// primary sent waits in the socket, and a stopped replica reads it
+    /// all when it goes on, even after the primary died.)
+    pub fn cut(&self, port: u16, cut: bool) {
+        let pw = if cut {
+            "not-the-password"
+        } else {
+            ADMIN_PASSWORD
+        };
+        let reply = self.admin(port, &format!("CONFIG SET masterauth {pw}"));
+        assert!(
+            reply.iter().filter(|l| *l == "+OK").count() >= 2,
+            "{reply:?}"
+        );
+        if cut {
+            self.admin(port, "CLIENT KILL TYPE master");
         }
-        None
     }
 
     /// Kills (SIGKILL) the server on `port`.
@@ -272,9 +337,21 @@ impl Setup {
         n.proc = None;
     }
 
-    /// Starts the server on `port` again (the sentinels make it a replica
-    /// of the current primary).
+    /// Starts the server on `port` again, once no sentinel names it as
+    /// the primary any more (the sentinels then make it a replica of the
+    /// current primary, within about a second). Restarted sooner, a killed
+    /// primary comes back as an empty primary that some sentinels still
+    /// name, and clients may write there until it is made a replica.
     pub fn restart(&mut self, port: u16) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self
+            .sentinels
+            .iter()
+            .any(|s| named_by(s.port) == Some(port))
+        {
+            assert!(Instant::now() < deadline, "the sentinels still name {port}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let n = self.servers.iter_mut().find(|n| n.port == port).unwrap();
         Setup::up(n);
     }
@@ -286,7 +363,11 @@ impl Setup {
     pub fn wait_promotion(&self, old: u16, timeout: Duration) -> Option<(u16, Instant)> {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
-            for n in self.servers.iter().filter(|n| n.port != old && n.proc.is_some()) {
+            for n in self
+                .servers
+                .iter()
+                .filter(|n| n.port != old && n.proc.is_some())
+            {
                 let reply = self.admin(n.port, "ROLE");
                 // +OK (AUTH), *3, $6, master, ...
                 if reply.get(3).map(String::as_str) == Some("master") {

@@ -669,7 +669,10 @@ impl MirrorOptions {
             self.max_backoff,
             self.on_event.clone(),
         );
-        if let Err(e) = link.connect() {
+        let tried = link
+            .connect()
+            .and_then(|mut con| redis::cmd("PING").query::<()>(&mut con));
+        if let Err(e) = tried {
             if link::is_fatal(&e) {
                 return Err(Error::Refused {
                     server: shown,
