@@ -460,6 +460,14 @@ fn child_entry() {
                 _ => host::<OtherConfig>(&spec),
             }
         }
+        "store-host" => store_host(&StoreSpec {
+            port: arg(1).parse().unwrap(),
+            object: arg(2),
+            store: arg(3),
+            direction: arg(4),
+            origin: arg(5),
+            capacity: arg(6).parse().unwrap(),
+        }),
         other => panic!("unknown role {other}"),
     };
     std::process::exit(code);
@@ -1110,3 +1118,420 @@ fn a_mirror_in_one_process_follows_its_publisher() {
         && sb.stats().applied >= 1));
     drop((pa, sb));
 }
+
+// ---------------------------------------------------------------------------
+// Whole stores
+
+/// A large entry type, for stores that fill up.
+#[derive(Shareable, Clone, Copy, Debug, PartialEq)]
+#[repr(C)]
+struct Big {
+    version: u64,
+    limit: u64,
+    data: [u64; 126],
+}
+
+impl Default for Big {
+    fn default() -> Self {
+        Big::of(0)
+    }
+}
+
+impl Versioned for Big {
+    fn of(v: u64) -> Self {
+        Big {
+            version: v,
+            limit: v * 3,
+            data: [v; 126],
+        }
+    }
+    fn version(&self) -> u64 {
+        self.version
+    }
+    fn limit(&self) -> u64 {
+        self.limit
+    }
+}
+
+/// How a store host is started.
+struct StoreSpec<'a> {
+    port: u16,
+    object: &'a str,
+    store: &'a str,
+    direction: &'a str,
+    origin: &'a str,
+    capacity: usize,
+}
+
+/// A "host" with a store of its own (in its own /dev/shm), mirrored
+/// whole; commands name entries by key and type (`config`, `other`,
+/// `big`).
+struct StoreHost {
+    kid: Kid,
+}
+
+impl StoreHost {
+    /// Starts a host whose store holds `entries` (`key:type:version`)
+    /// before its mirror starts.
+    fn start(s: StoreSpec<'_>, entries: &[&str]) -> StoreHost {
+        let port = s.port.to_string();
+        let capacity = s.capacity.to_string();
+        let mut kid = Kid::spawn(
+            "store-host",
+            &[&port, s.object, s.store, s.direction, s.origin, &capacity],
+        );
+        let line = kid.expect("shm");
+        let ours = std::fs::metadata("/dev/shm").unwrap().dev();
+        let theirs: u64 = field(&line, "dev").parse().unwrap();
+        assert_ne!(theirs, ours, "host {} shares our /dev/shm", s.origin);
+        for e in entries {
+            let [key, ty, v] = e.split(':').collect::<Vec<_>>()[..] else {
+                panic!("{e}")
+            };
+            kid.send(&format!("put {key} {ty} {v}"));
+            kid.expect("put");
+        }
+        kid.send("start");
+        kid.expect("ready");
+        StoreHost { kid }
+    }
+
+    fn ask(&mut self, cmd: &str, reply: &str) -> String {
+        self.kid.send(cmd);
+        self.kid.expect(reply)
+    }
+
+    /// Creates (or writes) the entry `key` of type `ty` with version `v`.
+    fn put(&mut self, key: &str, ty: &str, v: u64) {
+        self.ask(&format!("put {key} {ty} {v}"), "put");
+    }
+
+    fn rm(&mut self, key: &str) {
+        self.ask(&format!("rm {key}"), "rm");
+    }
+
+    /// Waits until the entry `key` opens as `ty` with version `v`.
+    fn until(&mut self, key: &str, ty: &str, v: u64, ms: u64) -> bool {
+        let r = self.ask(&format!("until {key} {ty} {v} {ms}"), "");
+        if r.starts_with("reached") {
+            return true;
+        }
+        assert!(
+            ms < SLOW,
+            "{key} never reached {ty} {v} ({r}); the host's log:\n{}",
+            self.kid.stderr()
+        );
+        false
+    }
+
+    /// Waits until there is no entry `key`.
+    fn gone(&mut self, key: &str, ms: u64) -> bool {
+        let r = self.ask(&format!("gone {key} {ms}"), "");
+        r.starts_with("reached")
+    }
+
+    /// Whether an entry `key` exists and, if so, its type and version:
+    /// `-`, or `TYPE VERSION`.
+    fn has(&mut self, key: &str) -> String {
+        self.ask(&format!("has {key}"), "has")
+    }
+
+    fn keys(&mut self) -> Vec<String> {
+        let r = self.ask("keys", "keys");
+        let mut keys: Vec<String> = r.split_whitespace().map(str::to_owned).collect();
+        keys.sort();
+        keys
+    }
+
+    fn stat(&mut self, name: &str) -> u64 {
+        let r = self.ask("stats", "stats");
+        field(&r, name).parse().unwrap()
+    }
+
+    fn refusal(&mut self) -> String {
+        self.ask("refusal", "refusal")
+    }
+
+    /// Waits until the mirror's stat `name` is at least `n`.
+    fn stat_reaches(&mut self, name: &str, n: u64) -> bool {
+        common::eventually(PATIENCE, || self.stat(name) >= n)
+    }
+}
+
+fn store_spec<'a>(
+    port: u16,
+    object: &'a str,
+    store: &'a str,
+    direction: &'a str,
+    origin: &'a str,
+) -> StoreSpec<'a> {
+    StoreSpec {
+        port,
+        object,
+        store,
+        direction,
+        origin,
+        capacity: 64 * 1024,
+    }
+}
+
+/// `(type, version)` of entry `key`, if it opens as one of the test types.
+fn entry_version(store: &Store, key: &str) -> Option<(&'static str, u64)> {
+    if let Ok(e) = store.get::<Config>(key) {
+        return Some(("config", e.snapshot().unwrap().version));
+    }
+    if let Ok(e) = store.get::<OtherConfig>(key) {
+        return Some(("other", e.snapshot().unwrap().version));
+    }
+    if let Ok(e) = store.get::<Big>(key) {
+        let v = e.snapshot().unwrap();
+        assert_eq!(v.data, [v.version; 126], "a mixed value");
+        return Some(("big", v.version));
+    }
+    None
+}
+
+fn put_entry(store: &Store, key: &str, ty: &str, v: u64) {
+    fn put<T: Versioned>(store: &Store, key: &str, v: u64) {
+        let e = store.get_or_create::<T>(key, T::default()).unwrap();
+        *e.lock().unwrap() = T::of(v);
+    }
+    match ty {
+        "config" => put::<Config>(store, key, v),
+        "other" => put::<OtherConfig>(store, key, v),
+        _ => put::<Big>(store, key, v),
+    }
+}
+
+fn store_host(s: &StoreSpec<'_>) -> i32 {
+    own_dev_shm();
+    say(format!(
+        "shm dev={}",
+        std::fs::metadata("/dev/shm").unwrap().dev()
+    ));
+    let store = Store::create(s.store, s.capacity).unwrap();
+    let mut mirror = None;
+    while let Some(line) = command() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let num = |i: usize| words[i].parse::<u64>().unwrap();
+        match words[0] {
+            "start" => {
+                let origin = s.origin.to_owned();
+                let mut opts = MirrorOptions::new(format!("redis://127.0.0.1:{}/", s.port));
+                opts.origin(s.origin)
+                    .io_timeout(Duration::from_millis(500))
+                    .check_interval(Duration::from_millis(200))
+                    .max_backoff(Duration::from_millis(400))
+                    .on_event(move |e| eprintln!("[{origin}] {e}"));
+                mirror = Some(
+                    match s.direction {
+                        "publish" => opts.publish_store(s.object, &store),
+                        "subscribe" => opts.subscribe_store(s.object, &store),
+                        _ => opts.both_store(s.object, &store),
+                    }
+                    .unwrap(),
+                );
+                say("ready");
+            }
+            "put" => {
+                put_entry(&store, words[1], words[2], num(3));
+                say("put");
+            }
+            "rm" => {
+                store.remove(words[1]).unwrap();
+                say("rm");
+            }
+            "until" | "gone" => {
+                let gone = words[0] == "gone";
+                let (key, ms) = (words[1], num(words.len() - 1));
+                let deadline = Instant::now() + Duration::from_millis(ms);
+                loop {
+                    let g = store.generation();
+                    let now = entry_version(&store, key);
+                    let reached = if gone {
+                        now.is_none() && !store.contains(key).unwrap()
+                    } else {
+                        now == Some((words[2], num(3)))
+                    };
+                    if reached {
+                        say("reached");
+                        break;
+                    }
+                    if Instant::now() > deadline {
+                        say(format!("timeout now={now:?}"));
+                        break;
+                    }
+                    // Entries' writes do not move the store's generation:
+                    // look again after a moment either way.
+                    store.wait_for_change(g, Duration::from_millis(10)).unwrap();
+                }
+            }
+            "has" => match entry_version(&store, words[1]) {
+                Some((ty, v)) => say(format!("has {ty} {v}")),
+                None if store.contains(words[1]).unwrap() => say("has ?"),
+                None => say("has -"),
+            },
+            "keys" => {
+                let keys: Vec<String> = store
+                    .entries()
+                    .unwrap()
+                    .into_iter()
+                    .map(|e| e.key)
+                    .collect();
+                store.check().unwrap();
+                say(format!("keys {}", keys.join(" ")));
+            }
+            "stats" => {
+                let st = mirror.as_ref().unwrap().stats();
+                say(format!(
+                    "stats published={} applied={} refused={} echoes={} unchanged={} skipped={} created={} removed={} stale={}",
+                    st.published, st.applied, st.refused, st.echoes, st.unchanged, st.skipped, st.created, st.removed, st.stale
+                ));
+            }
+            "refusal" => {
+                let r = mirror.as_ref().unwrap().last_refusal();
+                say(format!("refusal {}", r.unwrap_or_default()));
+            }
+            "quit" => break,
+            other => panic!("unknown command {other}"),
+        }
+    }
+    drop(mirror);
+    0
+}
+
+/// A publisher's whole store reaches a subscriber on another host: entries
+/// of two types created there (opened with `get::<T>`), values following,
+/// a removal removing, a local entry the publisher never had removed, and
+/// a host that joins late getting the current set.
+#[test]
+fn a_whole_store_follows_its_publisher() {
+    if !can_run() {
+        return;
+    }
+    let redis = Redis::start();
+    let obj = object("store");
+    let seg = Segment::new("mirror-store");
+    let mut a = StoreHost::start(
+        store_spec(redis.port, &obj, seg.name(), "publish", "host-a"),
+        &["a:config:1", "b:other:2", "c:config:3"],
+    );
+    let mut b = StoreHost::start(
+        store_spec(redis.port, &obj, seg.name(), "subscribe", "host-b"),
+        &["only-b:config:9"],
+    );
+    assert!(b.until("a", "config", 1, SLOW));
+    assert!(b.until("b", "other", 2, SLOW));
+    assert!(b.until("c", "config", 3, SLOW));
+    // Values follow, one entry at a time.
+    a.put("a", "config", 5);
+    a.put("b", "other", 6);
+    assert!(b.until("a", "config", 5, SLOW));
+    assert!(b.until("b", "other", 6, SLOW));
+    // A removal, a creation.
+    a.rm("c");
+    a.put("d/new", "config", 7);
+    assert!(b.gone("c", SLOW), "c was not removed on B");
+    assert!(b.until("d/new", "config", 7, SLOW));
+    // The subscribed store follows the publisher's entry set.
+    assert!(b.gone("only-b", SLOW), "B kept an entry A never had");
+    assert_eq!(b.keys(), ["a", "b", "d/new"]);
+    assert!(b.stat("created") >= 4);
+    assert!(b.stat("removed") >= 2);
+    assert_eq!(b.stat("refused"), 0, "{}", b.refusal());
+
+    // A late joiner gets the current set.
+    let mut c = StoreHost::start(
+        store_spec(redis.port, &obj, seg.name(), "subscribe", "host-c"),
+        &[],
+    );
+    assert!(c.until("a", "config", 5, SLOW));
+    assert!(c.until("b", "other", 6, SLOW));
+    assert!(c.until("d/new", "config", 7, SLOW));
+    assert_eq!(c.keys(), ["a", "b", "d/new"]);
+    assert_eq!(c.stat("refused"), 0, "{}", c.refusal());
+    // And both keep following.
+    a.put("a", "config", 8);
+    assert!(b.until("a", "config", 8, SLOW));
+    assert!(c.until("a", "config", 8, SLOW));
+}
+
+/// An entry whose local type differs is refused and left alone; the
+/// others follow.
+#[test]
+fn a_store_entry_of_another_local_type_is_refused_the_others_follow() {
+    if !can_run() {
+        return;
+    }
+    let redis = Redis::start();
+    let obj = object("store-type");
+    let seg = Segment::new("mirror-store-type");
+    let mut b = StoreHost::start(
+        store_spec(redis.port, &obj, seg.name(), "subscribe", "host-b"),
+        &["shared:other:4"],
+    );
+    let mut a = StoreHost::start(
+        store_spec(redis.port, &obj, seg.name(), "publish", "host-a"),
+        &["shared:config:1", "plain:config:2"],
+    );
+    assert!(b.until("plain", "config", 2, SLOW));
+    assert!(b.stat_reaches("refused", 1));
+    let why = b.refusal();
+    assert!(
+        why.contains("OtherConfig") && why.contains("`Config`"),
+        "refusal: {why}"
+    );
+    a.put("shared", "config", 10);
+    a.put("plain", "config", 11);
+    assert!(b.until("plain", "config", 11, SLOW));
+    assert_eq!(
+        b.has("shared"),
+        "other 4",
+        "B's entry of another type was written"
+    );
+}
+
+/// A subscriber whose store has no room for an entry says so, keeps the
+/// rest following, and creates it once room appears.
+#[test]
+fn a_full_subscriber_store_reports_the_entry_and_creates_it_when_room_appears() {
+    if !can_run() {
+        return;
+    }
+    let redis = Redis::start();
+    let obj = object("store-full");
+    let seg = Segment::new("mirror-store-full");
+    let mut a = StoreHost::start(
+        store_spec(redis.port, &obj, seg.name(), "publish", "host-a"),
+        &["small:config:1", "big:big:2"],
+    );
+    // Room for `small` and one `big`: B's own `pad` takes the place of A's
+    // `big` until B removes it.
+    let mut b = StoreHost::start(
+        StoreSpec {
+            capacity: FULL_CAPACITY,
+            ..store_spec(redis.port, &obj, seg.name(), "both", "host-b")
+        },
+        &["pad:big:0"],
+    );
+    assert!(b.until("small", "config", 1, SLOW));
+    assert!(b.stat_reaches("refused", 1));
+    let why = b.refusal();
+    assert!(
+        why.contains("store full") && why.contains("big"),
+        "refusal: {why}"
+    );
+    assert_eq!(b.has("big"), "-");
+    // The rest keeps working.
+    a.put("small", "config", 3);
+    assert!(b.until("small", "config", 3, SLOW));
+    assert_eq!(b.has("pad"), "big 0");
+    // Room appears: `big` comes.
+    b.rm("pad");
+    assert!(b.until("big", "big", 2, SLOW));
+    a.put("big", "big", 4);
+    assert!(b.until("big", "big", 4, SLOW));
+}
+
+/// A capacity with room for a `Config` entry and one `Big` entry, not two.
+const FULL_CAPACITY: usize = 2 * 1024 + 256;

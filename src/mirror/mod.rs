@@ -168,6 +168,7 @@
 
 mod link;
 mod run;
+pub mod store;
 mod target;
 mod url;
 mod wire;
@@ -177,6 +178,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use run::Mirror;
+pub use store::StoreMirror;
 pub use target::Target;
 
 /// What a mirror does with its object.
