@@ -213,6 +213,15 @@ impl Redis {
             .unwrap();
     }
 
+    /// Publishes `msg` on a store object's channel by hand.
+    fn announce_store(&self, object: &str, msg: &[u8]) {
+        let _: i64 = redis::cmd("PUBLISH")
+            .arg(format!("shmstore:store:{object}"))
+            .arg(msg)
+            .query(&mut self.con())
+            .unwrap();
+    }
+
     /// The version in the object's value, as stored in Redis.
     fn version(&self, object: &str) -> Option<u64> {
         let v = self.field(object, "value")?;
@@ -1535,3 +1544,184 @@ fn a_full_subscriber_store_reports_the_entry_and_creates_it_when_room_appears() 
 
 /// A capacity with room for a `Config` entry and one `Big` entry, not two.
 const FULL_CAPACITY: usize = 2 * 1024 + 256;
+
+/// A record of a `Config` entry as a publisher writes it into a store's
+/// hash: `REV\nGEN\nORIGIN\nFINGERPRINT\nSIZE\nALIGN\nTYPE\nSCHEMA_LEN\n`,
+/// the schema, the value; `size` and `schema` as given (to forge them).
+fn store_record(rev: u64, size: usize, align: usize, schema: &[u8], value: &[u8]) -> Vec<u8> {
+    let mut b = format!(
+        "{rev}\n1\nforger\n{}\n{size}\n{align}\nConfig\n{}\n",
+        Config::FINGERPRINT,
+        schema.len()
+    )
+    .into_bytes();
+    b.extend_from_slice(schema);
+    b.extend_from_slice(value);
+    b
+}
+
+/// Forged fields in a store's hash and forged announcements on its
+/// channel: refused, and nothing written beyond what valid records do;
+/// thousands of valid-looking fake entries create at most what fits.
+#[test]
+fn forged_store_records_are_refused_and_fake_entries_create_at_most_what_fits() {
+    if !can_run() {
+        return;
+    }
+    let redis = Redis::start();
+    let obj = object("store-forged");
+    let seg = Segment::new("mirror-store-forged");
+    let hash = format!("shmstore:store:{obj}");
+    let schema = shmstore::Schema::of::<Config>().encode();
+    let good = |v: u64| {
+        let mut value = v.to_ne_bytes().to_vec();
+        value.extend_from_slice(&(v * 3).to_ne_bytes());
+        value
+    };
+    let hset = |field: &[u8], value: &[u8]| {
+        let _: () = redis::cmd("HSET")
+            .arg(&hash)
+            .arg(field)
+            .arg(value)
+            .query(&mut redis.con())
+            .unwrap();
+    };
+    // One valid entry, and forged ones of every kind.
+    hset(b"valid", &store_record(5, 16, 8, &schema, &good(1)));
+    hset(b"bad key!", &store_record(5, 16, 8, &schema, &good(2)));
+    hset(
+        b"huge",
+        &store_record(5, 1 << 30, 8, &schema, &vec![7u8; 200_000]),
+    );
+    hset(b"short", &store_record(5, 16, 8, &schema, &good(3)[..10]));
+    hset(
+        b"bad-schema",
+        &store_record(5, 16, 8, b"SHSCgarbage", &good(4)),
+    );
+    let u32_schema = shmstore::Schema::of::<u32>().encode();
+    hset(
+        b"other-schema",
+        &store_record(5, 16, 8, &u32_schema, &good(5)),
+    );
+    hset(b"bad-align", &store_record(5, 16, 3, &schema, &good(6)));
+    hset(b"garbage", b"\xff\xfe\n\n\n");
+    hset(b"#rev", b"5");
+    let mut b = StoreHost::start(
+        StoreSpec {
+            capacity: 16 * 1024,
+            ..store_spec(redis.port, &obj, seg.name(), "subscribe", "host-b")
+        },
+        &["mine:config:9"],
+    );
+    assert!(b.until("valid", "config", 1, SLOW));
+    assert!(b.stat_reaches("refused", 7));
+    // Announcements: a bad key, a removal of an entry B does not have, a
+    // huge value, garbage.
+    let announce = |msg: &[u8]| redis.announce_store(&obj, msg);
+    announce(b"bad key\n6\n-\nforger");
+    announce(b"nothing-here\n6\n-\nforger");
+    let mut huge = b"valid\n".to_vec();
+    huge.extend(store_record(6, 1 << 20, 8, &schema, &vec![1u8; 1 << 20]));
+    announce(&huge);
+    announce(b"\xff\n\n");
+    announce(b"");
+    assert!(b.stat_reaches("refused", 12));
+    // Nothing but the valid entry came; B's own entry is untouched (no
+    // publisher completed the hash: nothing local is removed).
+    assert_eq!(b.keys(), ["mine", "valid"]);
+    assert_eq!(b.has("valid"), "config 1");
+    assert_eq!(b.has("mine"), "config 9");
+    assert_eq!(b.stat("created"), 1);
+    assert_eq!(b.stat("removed"), 0);
+
+    // Thousands of valid-looking fake entries: what fits is created, the
+    // rest refused as "store full"; the store stays consistent.
+    let mut pipe = redis::pipe();
+    for i in 0..3000 {
+        pipe.cmd("HSET")
+            .arg(&hash)
+            .arg(format!("fake-{i}"))
+            .arg(store_record(7, 16, 8, &schema, &good(i)))
+            .ignore();
+    }
+    pipe.cmd("HSET").arg(&hash).arg("#rev").arg("7").ignore();
+    let _: () = pipe.query(&mut redis.con()).unwrap();
+    assert!(b.stat_reaches("refused", 100));
+    let why = b.refusal();
+    assert!(why.contains("store full"), "refusal: {why}");
+    let keys = b.keys();
+    assert!(
+        keys.len() > 10 && keys.len() * 256 <= 16 * 1024,
+        "{} entries in a 16 KiB store",
+        keys.len()
+    );
+    assert_eq!(b.has("mine"), "config 9");
+    assert_eq!(b.has("valid"), "config 1");
+}
+
+/// `both_store`: creations, values and removals made on either host reach
+/// the other, and the hosts converge.
+#[test]
+fn both_stores_converge_on_creations_values_and_removals() {
+    if !can_run() {
+        return;
+    }
+    let redis = Redis::start();
+    let obj = object("store-both");
+    let seg = Segment::new("mirror-store-both");
+    let mut a = StoreHost::start(
+        store_spec(redis.port, &obj, seg.name(), "both", "host-a"),
+        &["from-a:config:1"],
+    );
+    let mut b = StoreHost::start(
+        store_spec(redis.port, &obj, seg.name(), "both", "host-b"),
+        &["from-b:other:2"],
+    );
+    assert!(b.until("from-a", "config", 1, SLOW));
+    assert!(a.until("from-b", "other", 2, SLOW));
+    // Values either way.
+    b.put("from-a", "config", 3);
+    assert!(a.until("from-a", "config", 3, SLOW));
+    a.put("from-b", "other", 4);
+    assert!(b.until("from-b", "other", 4, SLOW));
+    // Creations and removals either way.
+    a.put("new", "config", 5);
+    assert!(b.until("new", "config", 5, SLOW));
+    b.rm("from-a");
+    assert!(a.gone("from-a", SLOW), "B's removal did not reach A");
+    a.rm("new");
+    assert!(b.gone("new", SLOW), "A's removal did not reach B");
+    // Both write one entry at once: they converge on one value.
+    for v in 10..30 {
+        a.put("from-b", "other", v);
+        b.put("from-b", "other", 100 + v);
+    }
+    let settled = common::eventually(PATIENCE, || {
+        std::thread::sleep(Duration::from_millis(300));
+        a.has("from-b") == b.has("from-b")
+    });
+    assert!(
+        settled,
+        "A has {}, B has {}",
+        a.has("from-b"),
+        b.has("from-b")
+    );
+    assert_eq!(a.keys(), ["from-b"]);
+    assert_eq!(b.keys(), ["from-b"]);
+    // Nothing echoes: the store's revision stops moving.
+    let rev = || redis_rev(&redis, &obj);
+    let mut last = rev();
+    assert!(common::eventually(PATIENCE, || {
+        std::thread::sleep(Duration::from_millis(300));
+        let now = rev();
+        std::mem::replace(&mut last, now.clone()) == now
+    }));
+}
+
+fn redis_rev(redis: &Redis, obj: &str) -> Option<Vec<u8>> {
+    redis::cmd("HGET")
+        .arg(format!("shmstore:store:{obj}"))
+        .arg("#rev")
+        .query(&mut redis.con())
+        .unwrap()
+}
