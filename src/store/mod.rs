@@ -319,11 +319,18 @@ impl Store {
             align: std::mem::align_of::<T>(),
             schema: &schema,
         };
-        let at = self.reserve(dir, &new)?;
-        dir.begin_change();
-        let e = dir.heap().fill(at, &new, self.inner.slot)?;
-        self.hold(dir, &e)?;
+        let e = self.fill_locked(dir, &new)?;
         self.entry_handle(key, &e)
+    }
+
+    /// Makes the entry `new`, whose key is not in the directory, held by
+    /// this handle; [`Error::StoreFull`] if there is no room.
+    fn fill_locked(&self, dir: &mut Dir<'_>, new: &NewEntry<'_>) -> Result<EntryMeta> {
+        let at = self.reserve(dir, new)?;
+        dir.begin_change();
+        let e = dir.heap().fill(at, new, self.inner.slot)?;
+        self.hold(dir, &e)?;
+        Ok(e)
     }
 
     /// The encoded schema of `T`, for the entry called `label`.
@@ -616,18 +623,30 @@ impl Store {
     pub(crate) fn raw_entry(&self, key: &str) -> Result<HeldEntry> {
         let key = check_key(key)?;
         let dir = self.inner.lock()?;
-        let Some((_, e)) = dir.heap().find(key.as_bytes())? else {
-            return Err(Error::NotFound {
-                name: self.entry_label(key),
-            });
-        };
+        let e = self.found(&dir, key)?;
         self.hold(&dir, &e)?;
-        Ok(HeldEntry {
-            slot: self.entry_slot(&e),
+        Ok(self.held_entry(key, &e))
+    }
+
+    /// The entry `key` (a checked key), found under `dir`;
+    /// [`Error::NotFound`] if there is none.
+    fn found(&self, dir: &Dir<'_>, key: &str) -> Result<EntryMeta> {
+        match dir.heap().find(key.as_bytes())? {
+            Some((_, e)) => Ok(e),
+            None => Err(Error::NotFound {
+                name: self.entry_label(key),
+            }),
+        }
+    }
+
+    /// The untyped handle of entry `e`, whose hold is already counted.
+    fn held_entry(&self, key: &str, e: &EntryMeta) -> HeldEntry {
+        HeldEntry {
+            slot: self.entry_slot(e),
             fingerprint: e.fingerprint,
             type_name: e.type_name.clone(),
             label: self.entry_label(key),
-        })
+        }
     }
 }
 
@@ -651,11 +670,7 @@ impl Store {
     pub(crate) fn entry_shape(&self, key: &str) -> Result<EntryShape> {
         let key = check_key(key)?;
         let dir = self.inner.lock()?;
-        let Some((_, e)) = dir.heap().find(key.as_bytes())? else {
-            return Err(Error::NotFound {
-                name: self.entry_label(key),
-            });
-        };
+        let e = self.found(&dir, key)?;
         drop(dir);
         let (offset, len) = (e.at.saturating_add(e.layout.schema), e.layout.schema_len);
         let mut schema = vec![0u8; len];
@@ -719,16 +734,8 @@ impl Store {
             align: new.align,
             schema: new.schema,
         };
-        let at = self.reserve(&dir, &entry)?;
-        dir.begin_change();
-        let e = dir.heap().fill(at, &entry, self.inner.slot)?;
-        self.hold(&dir, &e)?;
-        Ok(HeldEntry {
-            slot: self.entry_slot(&e),
-            fingerprint: e.fingerprint,
-            type_name: e.type_name.clone(),
-            label: self.entry_label(key),
-        })
+        let e = self.fill_locked(&mut dir, &entry)?;
+        Ok(self.held_entry(key, &e))
     }
 }
 

@@ -96,8 +96,10 @@
 //! (`HSCAN` of 256 fields, through a script that replaces a record larger
 //! than the local store by its length, so that it never crosses the
 //! network). Every [`check_interval`](MirrorOptions::check_interval) they
-//! read `#rev` alone, and the whole hash again only if it moved (or an
-//! entry is waiting for room).
+//! read `#rev` alone, and the whole hash again only if it went back
+//! (Redis lost writes), if it named a write that was still not announced
+//! to them one interval later (pub/sub lost a message), or if an entry is
+//! waiting for room: never once per change.
 //!
 //! Tombstones stay in the hash (a few dozen bytes per removed key): they
 //! tell a host that reconnects, or a `both` host, that a key was removed
@@ -627,12 +629,10 @@ fn collect(core: &Core, p: &mut Published, init: bool, ops: &mut Vec<Op>) {
                 continue;
             }
         };
-        if core.both() {
-            if lock(&core.ours).get(key) == Some(&Ours::Wrote(generation)) {
-                core.counts.echoes.fetch_add(1, Ordering::Relaxed);
-                handle(core, t, key, generation);
-                continue;
-            }
+        if core.both() && lock(&core.ours).get(key) == Some(&Ours::Wrote(generation)) {
+            core.counts.echoes.fetch_add(1, Ordering::Relaxed);
+            handle(core, t, key, generation);
+            continue;
         }
         let mode = if init && !waited { "init" } else { "set" };
         handle(core, t, key, generation);
@@ -771,13 +771,21 @@ fn listen_session(
     core.event(Event::Connected { side: "subscribe" });
     *last = resync(core, commands)?;
     let mut checked = Instant::now();
+    // The newest revision announced in this session, and the store's
+    // revision read at the last check if it was newer: announced to us by
+    // the next check unless something was missed.
+    let mut heard = last.unwrap_or(0);
+    let mut ahead: Option<u64> = None;
     loop {
         if core.stopped() {
             return Ok(());
         }
         match pubsub.get_message() {
             Ok(msg) => match wire::parse_announcement(msg.get_payload_bytes(), core.capacity) {
-                Ok(record) => offer(core, record, Came::Announced),
+                Ok(record) => {
+                    heard = heard.max(record.rev);
+                    offer(core, record, Came::Announced)
+                }
                 Err(reason) => core.refuse(format!(
                     "an announcement for `{}` refused: {reason}",
                     core.object
@@ -788,8 +796,17 @@ fn listen_session(
         }
         if checked.elapsed() >= core.check_interval {
             let now = hget_number(core, commands, wire::REV_FIELD)?;
-            if now != *last || core.incomplete.swap(false, Ordering::Relaxed) {
+            // Read the whole hash only if it went back (Redis lost
+            // writes), or holds a write not announced to us within a
+            // check interval, or a record waits for room.
+            let missed = ahead.is_some_and(|rev| rev > heard);
+            if now < *last || missed || core.incomplete.swap(false, Ordering::Relaxed) {
                 *last = resync(core, commands)?;
+                heard = heard.max(last.unwrap_or(0));
+                ahead = None;
+            } else {
+                *last = now;
+                ahead = now.filter(|&rev| rev > heard);
             }
             checked = Instant::now();
         }
