@@ -206,17 +206,17 @@ impl Redis {
 
     /// Publishes `msg` on the object's channel by hand.
     fn announce(&self, object: &str, msg: &[u8]) {
-        let _: i64 = redis::cmd("PUBLISH")
-            .arg(format!("shmstore:mirror:{object}"))
-            .arg(msg)
-            .query(&mut self.con())
-            .unwrap();
+        self.publish(&format!("shmstore:mirror:{object}"), msg);
     }
 
     /// Publishes `msg` on a store object's channel by hand.
     fn announce_store(&self, object: &str, msg: &[u8]) {
+        self.publish(&format!("shmstore:store:{object}"), msg);
+    }
+
+    fn publish(&self, channel: &str, msg: &[u8]) {
         let _: i64 = redis::cmd("PUBLISH")
-            .arg(format!("shmstore:store:{object}"))
+            .arg(channel)
             .arg(msg)
             .query(&mut self.con())
             .unwrap();
@@ -646,13 +646,7 @@ fn host<T: Versioned>(s: &HostSpec<'_>) -> i32 {
                 rx.recv().unwrap();
                 say("held");
             }
-            "stats" => {
-                let st = mirror.as_ref().unwrap().stats();
-                say(format!(
-                    "stats published={} applied={} refused={} echoes={} unchanged={} skipped={} disconnects={}",
-                    st.published, st.applied, st.refused, st.echoes, st.unchanged, st.skipped, st.disconnects
-                ));
-            }
+            "stats" => say_stats(&mirror.as_ref().unwrap().stats()),
             "printed" => {
                 // Whether the command printed a line with all these words.
                 let deadline = Instant::now() + Duration::from_secs(10);
@@ -670,10 +664,7 @@ fn host<T: Versioned>(s: &HostSpec<'_>) -> i32 {
                 };
                 say(format!("printed {}", found.unwrap_or_else(|| "-".into())));
             }
-            "refusal" => {
-                let r = mirror.as_ref().unwrap().last_refusal();
-                say(format!("refusal {}", r.unwrap_or_default()));
-            }
+            "refusal" => say_refusal(mirror.as_ref().unwrap().last_refusal()),
             "quit" => break,
             other => panic!("unknown command {other}"),
         }
@@ -681,6 +672,29 @@ fn host<T: Versioned>(s: &HostSpec<'_>) -> i32 {
     drop(mirror);
     drop(cli);
     0
+}
+
+/// Answers `stats`: every counter of a mirror.
+fn say_stats(st: &shmstore::mirror::Stats) {
+    say(format!(
+        "stats published={} applied={} refused={} echoes={} unchanged={} skipped={} \
+         disconnects={} created={} removed={} stale={}",
+        st.published,
+        st.applied,
+        st.refused,
+        st.echoes,
+        st.unchanged,
+        st.skipped,
+        st.disconnects,
+        st.created,
+        st.removed,
+        st.stale
+    ));
+}
+
+/// Answers `refusal`: why the last refusal was made.
+fn say_refusal(r: Option<String>) {
+    say(format!("refusal {}", r.unwrap_or_default()));
 }
 
 struct KillOnDrop(Child);
@@ -1175,8 +1189,21 @@ struct StoreSpec<'a> {
 /// A "host" with a store of its own (in its own /dev/shm), mirrored
 /// whole; commands name entries by key and type (`config`, `other`,
 /// `big`).
-struct StoreHost {
-    kid: Kid,
+struct StoreHost(Host);
+
+/// `ask`, `stat` and `refusal` are a value host's.
+impl std::ops::Deref for StoreHost {
+    type Target = Host;
+
+    fn deref(&self) -> &Host {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for StoreHost {
+    fn deref_mut(&mut self) -> &mut Host {
+        &mut self.0
+    }
 }
 
 impl StoreHost {
@@ -1202,12 +1229,7 @@ impl StoreHost {
         }
         kid.send("start");
         kid.expect("ready");
-        StoreHost { kid }
-    }
-
-    fn ask(&mut self, cmd: &str, reply: &str) -> String {
-        self.kid.send(cmd);
-        self.kid.expect(reply)
+        StoreHost(Host { kid })
     }
 
     /// Creates (or writes) the entry `key` of type `ty` with version `v`.
@@ -1252,35 +1274,52 @@ impl StoreHost {
         keys
     }
 
-    fn stat(&mut self, name: &str) -> u64 {
-        let r = self.ask("stats", "stats");
-        field(&r, name).parse().unwrap()
-    }
-
-    fn refusal(&mut self) -> String {
-        self.ask("refusal", "refusal")
-    }
-
     /// Waits until the mirror's stat `name` is at least `n`.
     fn stat_reaches(&mut self, name: &str, n: u64) -> bool {
         common::eventually(PATIENCE, || self.stat(name) >= n)
     }
 }
 
-fn store_spec<'a>(
-    port: u16,
-    object: &'a str,
-    store: &'a str,
-    direction: &'a str,
-    origin: &'a str,
-) -> StoreSpec<'a> {
-    StoreSpec {
-        port,
-        object,
-        store,
-        direction,
-        origin,
-        capacity: 64 * 1024,
+/// A store test's Redis, object name and store name.
+struct StoreTest {
+    redis: Redis,
+    obj: String,
+    seg: Segment,
+}
+
+/// `None` without root.
+fn store_test(test: &str) -> Option<StoreTest> {
+    can_run().then(|| StoreTest {
+        redis: Redis::start(),
+        obj: object(test),
+        seg: Segment::new(&format!("mirror-{test}")),
+    })
+}
+
+impl StoreTest {
+    /// A host mirroring the test's store (64 KiB) in `direction`.
+    fn host(&self, direction: &str, origin: &str, entries: &[&str]) -> StoreHost {
+        self.host_sized(64 * 1024, direction, origin, entries)
+    }
+
+    fn host_sized(
+        &self,
+        capacity: usize,
+        direction: &str,
+        origin: &str,
+        entries: &[&str],
+    ) -> StoreHost {
+        StoreHost::start(
+            StoreSpec {
+                port: self.redis.port,
+                object: &self.obj,
+                store: self.seg.name(),
+                direction,
+                origin,
+                capacity,
+            },
+            entries,
+        )
     }
 }
 
@@ -1390,17 +1429,8 @@ fn store_host(s: &StoreSpec<'_>) -> i32 {
                 store.check().unwrap();
                 say(format!("keys {}", keys.join(" ")));
             }
-            "stats" => {
-                let st = mirror.as_ref().unwrap().stats();
-                say(format!(
-                    "stats published={} applied={} refused={} echoes={} unchanged={} skipped={} created={} removed={} stale={}",
-                    st.published, st.applied, st.refused, st.echoes, st.unchanged, st.skipped, st.created, st.removed, st.stale
-                ));
-            }
-            "refusal" => {
-                let r = mirror.as_ref().unwrap().last_refusal();
-                say(format!("refusal {}", r.unwrap_or_default()));
-            }
+            "stats" => say_stats(&mirror.as_ref().unwrap().stats()),
+            "refusal" => say_refusal(mirror.as_ref().unwrap().last_refusal()),
             "quit" => break,
             other => panic!("unknown command {other}"),
         }
@@ -1415,20 +1445,15 @@ fn store_host(s: &StoreSpec<'_>) -> i32 {
 /// a host that joins late getting the current set.
 #[test]
 fn a_whole_store_follows_its_publisher() {
-    if !can_run() {
+    let Some(t) = store_test("store") else {
         return;
-    }
-    let redis = Redis::start();
-    let obj = object("store");
-    let seg = Segment::new("mirror-store");
-    let mut a = StoreHost::start(
-        store_spec(redis.port, &obj, seg.name(), "publish", "host-a"),
+    };
+    let mut a = t.host(
+        "publish",
+        "host-a",
         &["a:config:1", "b:other:2", "c:config:3"],
     );
-    let mut b = StoreHost::start(
-        store_spec(redis.port, &obj, seg.name(), "subscribe", "host-b"),
-        &["only-b:config:9"],
-    );
+    let mut b = t.host("subscribe", "host-b", &["only-b:config:9"]);
     assert!(b.until("a", "config", 1, SLOW));
     assert!(b.until("b", "other", 2, SLOW));
     assert!(b.until("c", "config", 3, SLOW));
@@ -1450,10 +1475,7 @@ fn a_whole_store_follows_its_publisher() {
     assert_eq!(b.stat("refused"), 0, "{}", b.refusal());
 
     // A late joiner gets the current set.
-    let mut c = StoreHost::start(
-        store_spec(redis.port, &obj, seg.name(), "subscribe", "host-c"),
-        &[],
-    );
+    let mut c = t.host("subscribe", "host-c", &[]);
     assert!(c.until("a", "config", 5, SLOW));
     assert!(c.until("b", "other", 6, SLOW));
     assert!(c.until("d/new", "config", 7, SLOW));
@@ -1469,20 +1491,11 @@ fn a_whole_store_follows_its_publisher() {
 /// others follow.
 #[test]
 fn a_store_entry_of_another_local_type_is_refused_the_others_follow() {
-    if !can_run() {
+    let Some(t) = store_test("store-type") else {
         return;
-    }
-    let redis = Redis::start();
-    let obj = object("store-type");
-    let seg = Segment::new("mirror-store-type");
-    let mut b = StoreHost::start(
-        store_spec(redis.port, &obj, seg.name(), "subscribe", "host-b"),
-        &["shared:other:4"],
-    );
-    let mut a = StoreHost::start(
-        store_spec(redis.port, &obj, seg.name(), "publish", "host-a"),
-        &["shared:config:1", "plain:config:2"],
-    );
+    };
+    let mut b = t.host("subscribe", "host-b", &["shared:other:4"]);
+    let mut a = t.host("publish", "host-a", &["shared:config:1", "plain:config:2"]);
     assert!(b.until("plain", "config", 2, SLOW));
     assert!(b.stat_reaches("refused", 1));
     let why = b.refusal();
@@ -1504,25 +1517,13 @@ fn a_store_entry_of_another_local_type_is_refused_the_others_follow() {
 /// rest following, and creates it once room appears.
 #[test]
 fn a_full_subscriber_store_reports_the_entry_and_creates_it_when_room_appears() {
-    if !can_run() {
+    let Some(t) = store_test("store-full") else {
         return;
-    }
-    let redis = Redis::start();
-    let obj = object("store-full");
-    let seg = Segment::new("mirror-store-full");
-    let mut a = StoreHost::start(
-        store_spec(redis.port, &obj, seg.name(), "publish", "host-a"),
-        &["small:config:1", "big:big:2"],
-    );
+    };
+    let mut a = t.host("publish", "host-a", &["small:config:1", "big:big:2"]);
     // Room for `small` and one `big`: B's own `pad` takes the place of A's
     // `big` until B removes it.
-    let mut b = StoreHost::start(
-        StoreSpec {
-            capacity: FULL_CAPACITY,
-            ..store_spec(redis.port, &obj, seg.name(), "both", "host-b")
-        },
-        &["pad:big:0"],
-    );
+    let mut b = t.host_sized(FULL_CAPACITY, "both", "host-b", &["pad:big:0"]);
     assert!(b.until("small", "config", 1, SLOW));
     assert!(b.stat_reaches("refused", 1));
     let why = b.refusal();
@@ -1565,13 +1566,10 @@ fn store_record(rev: u64, size: usize, align: usize, schema: &[u8], value: &[u8]
 /// thousands of valid-looking fake entries create at most what fits.
 #[test]
 fn forged_store_records_are_refused_and_fake_entries_create_at_most_what_fits() {
-    if !can_run() {
+    let Some(t) = store_test("store-forged") else {
         return;
-    }
-    let redis = Redis::start();
-    let obj = object("store-forged");
-    let seg = Segment::new("mirror-store-forged");
-    let hash = format!("shmstore:store:{obj}");
+    };
+    let hash = format!("shmstore:store:{}", t.obj);
     let schema = shmstore::Schema::of::<Config>().encode();
     let good = |v: u64| {
         let mut value = v.to_ne_bytes().to_vec();
@@ -1583,7 +1581,7 @@ fn forged_store_records_are_refused_and_fake_entries_create_at_most_what_fits() 
             .arg(&hash)
             .arg(field)
             .arg(value)
-            .query(&mut redis.con())
+            .query(&mut t.redis.con())
             .unwrap();
     };
     // One valid entry, and forged ones of every kind.
@@ -1606,18 +1604,12 @@ fn forged_store_records_are_refused_and_fake_entries_create_at_most_what_fits() 
     hset(b"bad-align", &store_record(5, 16, 3, &schema, &good(6)));
     hset(b"garbage", b"\xff\xfe\n\n\n");
     hset(b"#rev", b"5");
-    let mut b = StoreHost::start(
-        StoreSpec {
-            capacity: 16 * 1024,
-            ..store_spec(redis.port, &obj, seg.name(), "subscribe", "host-b")
-        },
-        &["mine:config:9"],
-    );
+    let mut b = t.host_sized(16 * 1024, "subscribe", "host-b", &["mine:config:9"]);
     assert!(b.until("valid", "config", 1, SLOW));
     assert!(b.stat_reaches("refused", 7));
     // Announcements: a bad key, a removal of an entry B does not have, a
     // huge value, garbage.
-    let announce = |msg: &[u8]| redis.announce_store(&obj, msg);
+    let announce = |msg: &[u8]| t.redis.announce_store(&t.obj, msg);
     announce(b"bad key\n6\n-\nforger");
     announce(b"nothing-here\n6\n-\nforger");
     let mut huge = b"valid\n".to_vec();
@@ -1645,7 +1637,7 @@ fn forged_store_records_are_refused_and_fake_entries_create_at_most_what_fits() 
             .ignore();
     }
     pipe.cmd("HSET").arg(&hash).arg("#rev").arg("7").ignore();
-    let _: () = pipe.query(&mut redis.con()).unwrap();
+    let _: () = pipe.query(&mut t.redis.con()).unwrap();
     assert!(b.stat_reaches("refused", 100));
     let why = b.refusal();
     assert!(why.contains("store full"), "refusal: {why}");
@@ -1663,20 +1655,11 @@ fn forged_store_records_are_refused_and_fake_entries_create_at_most_what_fits() 
 /// the other, and the hosts converge.
 #[test]
 fn both_stores_converge_on_creations_values_and_removals() {
-    if !can_run() {
+    let Some(t) = store_test("store-both") else {
         return;
-    }
-    let redis = Redis::start();
-    let obj = object("store-both");
-    let seg = Segment::new("mirror-store-both");
-    let mut a = StoreHost::start(
-        store_spec(redis.port, &obj, seg.name(), "both", "host-a"),
-        &["from-a:config:1"],
-    );
-    let mut b = StoreHost::start(
-        store_spec(redis.port, &obj, seg.name(), "both", "host-b"),
-        &["from-b:other:2"],
-    );
+    };
+    let mut a = t.host("both", "host-a", &["from-a:config:1"]);
+    let mut b = t.host("both", "host-b", &["from-b:other:2"]);
     assert!(b.until("from-a", "config", 1, SLOW));
     assert!(a.until("from-b", "other", 2, SLOW));
     // Values either way.
@@ -1709,7 +1692,7 @@ fn both_stores_converge_on_creations_values_and_removals() {
     assert_eq!(a.keys(), ["from-b"]);
     assert_eq!(b.keys(), ["from-b"]);
     // Nothing echoes: the store's revision stops moving.
-    let rev = || redis_rev(&redis, &obj);
+    let rev = || redis_rev(&t.redis, &t.obj);
     let mut last = rev();
     assert!(common::eventually(PATIENCE, || {
         std::thread::sleep(Duration::from_millis(300));
