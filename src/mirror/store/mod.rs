@@ -136,8 +136,10 @@
 //! entry with a local write waiting to be sent (that write reaches Redis
 //! later, and wins), and this mirror's own writes of remote records are
 //! not sent back. At start, Redis's record wins for every key Redis knows
-//! (an entry or a tombstone); local entries Redis has never heard of are
-//! published. Corners, documented rather than solved:
+//! (an entry or a tombstone) over a local entry not written since the
+//! mirror started; local entries Redis has never heard of, and local
+//! writes made after the start, are published. Corners, documented rather
+//! than solved:
 //!
 //! - a key created on two hosts with two types: the later write wins in
 //!   Redis, and the host whose entry has the other type refuses it (its
@@ -218,6 +220,16 @@ impl MirrorOptions {
             128,
             "an origin is 1 to 128 printable bytes without spaces",
         )?;
+        // A `both` mirror starting lets Redis's records win over these
+        // (unless they change before it has connected).
+        let at_start = match direction {
+            Direction::Both => store
+                .entries()?
+                .into_iter()
+                .map(|e| (e.key, e.generation))
+                .collect(),
+            _ => HashMap::new(),
+        };
         let runner = self.runner()?;
         let hash = format!("{}{object}", wire::PREFIX);
         let core = Arc::new(Core {
@@ -240,6 +252,7 @@ impl MirrorOptions {
             handled: Mutex::new(HashMap::new()),
             incomplete: AtomicBool::new(false),
             refused: Mutex::new(HashSet::new()),
+            at_start: Mutex::new(at_start),
         });
         let mut threads = Vec::new();
         let spawn = |name: &str, f: fn(&Core)| {
@@ -392,6 +405,8 @@ struct Core {
     incomplete: AtomicBool,
     /// Refusals already reported: key and revision.
     refused: Mutex<HashSet<(String, u64)>>,
+    /// `both`: the local entries' generations when the mirror started.
+    at_start: Mutex<HashMap<String, u64>>,
 }
 
 impl Core {
@@ -617,7 +632,6 @@ fn collect(core: &Core, p: &mut Published, init: bool, ops: &mut Vec<Op>) {
         if t.handled == Some(g) && !init {
             continue;
         }
-        let waited = t.handled.is_some_and(|h| h != g);
         let (bytes, generation) = match t.target.read() {
             Ok(read) => read,
             Err(why) => {
@@ -634,7 +648,9 @@ fn collect(core: &Core, p: &mut Published, init: bool, ops: &mut Vec<Op>) {
             handle(core, t, key, generation);
             continue;
         }
-        let mode = if init && !waited { "init" } else { "set" };
+        // Unchanged since the start: Redis's record, if any, wins.
+        let untouched = init && lock(&core.at_start).get(key) == Some(&generation);
+        let mode = if untouched { "init" } else { "set" };
         handle(core, t, key, generation);
         ops.push(Op {
             key: key.clone(),
