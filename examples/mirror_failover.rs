@@ -21,6 +21,7 @@
 //! redis-server redis-sentinel`). The two "hosts" are two segments and two
 //! mirrors in this one process, each with its own connections and threads.
 
+#[allow(dead_code)] // its CPU clock is for the other benchmarks
 #[path = "common/machine.rs"]
 mod machine;
 #[path = "common/sentinel.rs"]

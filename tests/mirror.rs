@@ -206,8 +206,17 @@ impl Redis {
 
     /// Publishes `msg` on the object's channel by hand.
     fn announce(&self, object: &str, msg: &[u8]) {
+        self.publish(&format!("shmstore:mirror:{object}"), msg);
+    }
+
+    /// Publishes `msg` on a store object's channel by hand.
+    fn announce_store(&self, object: &str, msg: &[u8]) {
+        self.publish(&format!("shmstore:store:{object}"), msg);
+    }
+
+    fn publish(&self, channel: &str, msg: &[u8]) {
         let _: i64 = redis::cmd("PUBLISH")
-            .arg(format!("shmstore:mirror:{object}"))
+            .arg(channel)
             .arg(msg)
             .query(&mut self.con())
             .unwrap();
@@ -460,6 +469,14 @@ fn child_entry() {
                 _ => host::<OtherConfig>(&spec),
             }
         }
+        "store-host" => store_host(&StoreSpec {
+            port: arg(1).parse().unwrap(),
+            object: arg(2),
+            store: arg(3),
+            direction: arg(4),
+            origin: arg(5),
+            capacity: arg(6).parse().unwrap(),
+        }),
         other => panic!("unknown role {other}"),
     };
     std::process::exit(code);
@@ -595,13 +612,7 @@ fn host<T: Versioned>(s: &HostSpec<'_>) -> i32 {
                 rx.recv().unwrap();
                 say("held");
             }
-            "stats" => {
-                let st = mirror.as_ref().unwrap().stats();
-                say(format!(
-                    "stats published={} applied={} refused={} echoes={} unchanged={} skipped={} disconnects={}",
-                    st.published, st.applied, st.refused, st.echoes, st.unchanged, st.skipped, st.disconnects
-                ));
-            }
+            "stats" => say_stats(&mirror.as_ref().unwrap().stats()),
             "printed" => {
                 // Whether the command printed a line with all these words.
                 let deadline = Instant::now() + Duration::from_secs(10);
@@ -619,10 +630,7 @@ fn host<T: Versioned>(s: &HostSpec<'_>) -> i32 {
                 };
                 say(format!("printed {}", found.unwrap_or_else(|| "-".into())));
             }
-            "refusal" => {
-                let r = mirror.as_ref().unwrap().last_refusal();
-                say(format!("refusal {}", r.unwrap_or_default()));
-            }
+            "refusal" => say_refusal(mirror.as_ref().unwrap().last_refusal()),
             "quit" => break,
             other => panic!("unknown command {other}"),
         }
@@ -630,6 +638,29 @@ fn host<T: Versioned>(s: &HostSpec<'_>) -> i32 {
     drop(mirror);
     drop(cli);
     0
+}
+
+/// Answers `stats`: every counter of a mirror.
+fn say_stats(st: &shmstore::mirror::Stats) {
+    say(format!(
+        "stats published={} applied={} refused={} echoes={} unchanged={} skipped={} \
+         disconnects={} created={} removed={} stale={}",
+        st.published,
+        st.applied,
+        st.refused,
+        st.echoes,
+        st.unchanged,
+        st.skipped,
+        st.disconnects,
+        st.created,
+        st.removed,
+        st.stale
+    ));
+}
+
+/// Answers `refusal`: why the last refusal was made.
+fn say_refusal(r: Option<String>) {
+    say(format!("refusal {}", r.unwrap_or_default()));
 }
 
 struct KillOnDrop(Child);
@@ -1081,4 +1112,571 @@ fn a_mirror_in_one_process_follows_its_publisher() {
     assert!(common::eventually(PATIENCE, || pa.stats().published >= 1
         && sb.stats().applied >= 1));
     drop((pa, sb));
+}
+
+// ---------------------------------------------------------------------------
+// Whole stores
+
+/// A large entry type, for stores that fill up.
+#[derive(Shareable, Clone, Copy, Debug, PartialEq)]
+#[repr(C)]
+struct Big {
+    version: u64,
+    limit: u64,
+    data: [u64; 126],
+}
+
+impl Default for Big {
+    fn default() -> Self {
+        Big::of(0)
+    }
+}
+
+impl Versioned for Big {
+    fn of(v: u64) -> Self {
+        Big {
+            version: v,
+            limit: v * 3,
+            data: [v; 126],
+        }
+    }
+    fn version(&self) -> u64 {
+        self.version
+    }
+    fn limit(&self) -> u64 {
+        self.limit
+    }
+}
+
+/// How a store host is started.
+struct StoreSpec<'a> {
+    port: u16,
+    object: &'a str,
+    store: &'a str,
+    direction: &'a str,
+    origin: &'a str,
+    capacity: usize,
+}
+
+/// A "host" with a store of its own (in its own /dev/shm), mirrored
+/// whole; commands name entries by key and type (`config`, `other`,
+/// `big`).
+struct StoreHost(Host);
+
+/// `ask`, `stat` and `refusal` are a value host's.
+impl std::ops::Deref for StoreHost {
+    type Target = Host;
+
+    fn deref(&self) -> &Host {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for StoreHost {
+    fn deref_mut(&mut self) -> &mut Host {
+        &mut self.0
+    }
+}
+
+impl StoreHost {
+    /// Starts a host whose store holds `entries` (`key:type:version`)
+    /// before its mirror starts.
+    fn start(s: StoreSpec<'_>, entries: &[&str]) -> StoreHost {
+        let port = s.port.to_string();
+        let capacity = s.capacity.to_string();
+        let mut kid = Kid::spawn(
+            "store-host",
+            &[&port, s.object, s.store, s.direction, s.origin, &capacity],
+        );
+        let line = kid.expect("shm");
+        let ours = std::fs::metadata("/dev/shm").unwrap().dev();
+        let theirs: u64 = field(&line, "dev").parse().unwrap();
+        assert_ne!(theirs, ours, "host {} shares our /dev/shm", s.origin);
+        for e in entries {
+            let [key, ty, v] = e.split(':').collect::<Vec<_>>()[..] else {
+                panic!("{e}")
+            };
+            kid.send(&format!("put {key} {ty} {v}"));
+            kid.expect("put");
+        }
+        kid.send("start");
+        kid.expect("ready");
+        StoreHost(Host { kid })
+    }
+
+    /// Creates (or writes) the entry `key` of type `ty` with version `v`.
+    fn put(&mut self, key: &str, ty: &str, v: u64) {
+        self.ask(&format!("put {key} {ty} {v}"), "put");
+    }
+
+    fn rm(&mut self, key: &str) {
+        self.ask(&format!("rm {key}"), "rm");
+    }
+
+    /// Waits until the entry `key` opens as `ty` with version `v`.
+    fn until(&mut self, key: &str, ty: &str, v: u64, ms: u64) -> bool {
+        let r = self.ask(&format!("until {key} {ty} {v} {ms}"), "");
+        if r.starts_with("reached") {
+            return true;
+        }
+        assert!(
+            ms < SLOW,
+            "{key} never reached {ty} {v} ({r}); the host's log:\n{}",
+            self.kid.stderr()
+        );
+        false
+    }
+
+    /// Waits until there is no entry `key`.
+    fn gone(&mut self, key: &str, ms: u64) -> bool {
+        let r = self.ask(&format!("gone {key} {ms}"), "");
+        r.starts_with("reached")
+    }
+
+    /// Whether an entry `key` exists and, if so, its type and version:
+    /// `-`, or `TYPE VERSION`.
+    fn has(&mut self, key: &str) -> String {
+        self.ask(&format!("has {key}"), "has")
+    }
+
+    fn keys(&mut self) -> Vec<String> {
+        let r = self.ask("keys", "keys");
+        let mut keys: Vec<String> = r.split_whitespace().map(str::to_owned).collect();
+        keys.sort();
+        keys
+    }
+
+    /// Waits until the mirror's stat `name` is at least `n`.
+    fn stat_reaches(&mut self, name: &str, n: u64) -> bool {
+        common::eventually(PATIENCE, || self.stat(name) >= n)
+    }
+}
+
+/// A store test's Redis, object name and store name.
+struct StoreTest {
+    redis: Redis,
+    obj: String,
+    seg: Segment,
+}
+
+/// `None` without root.
+fn store_test(test: &str) -> Option<StoreTest> {
+    can_run().then(|| StoreTest {
+        redis: Redis::start(),
+        obj: object(test),
+        seg: Segment::new(&format!("mirror-{test}")),
+    })
+}
+
+impl StoreTest {
+    /// A host mirroring the test's store (64 KiB) in `direction`.
+    fn host(&self, direction: &str, origin: &str, entries: &[&str]) -> StoreHost {
+        self.host_sized(64 * 1024, direction, origin, entries)
+    }
+
+    fn host_sized(
+        &self,
+        capacity: usize,
+        direction: &str,
+        origin: &str,
+        entries: &[&str],
+    ) -> StoreHost {
+        StoreHost::start(
+            StoreSpec {
+                port: self.redis.port,
+                object: &self.obj,
+                store: self.seg.name(),
+                direction,
+                origin,
+                capacity,
+            },
+            entries,
+        )
+    }
+}
+
+/// `(type, version)` of entry `key`, if it opens as one of the test types.
+fn entry_version(store: &Store, key: &str) -> Option<(&'static str, u64)> {
+    if let Ok(e) = store.get::<Config>(key) {
+        return Some(("config", e.snapshot().unwrap().version));
+    }
+    if let Ok(e) = store.get::<OtherConfig>(key) {
+        return Some(("other", e.snapshot().unwrap().version));
+    }
+    if let Ok(e) = store.get::<Big>(key) {
+        let v = e.snapshot().unwrap();
+        assert_eq!(v.data, [v.version; 126], "a mixed value");
+        return Some(("big", v.version));
+    }
+    None
+}
+
+fn put_entry(store: &Store, key: &str, ty: &str, v: u64) {
+    fn put<T: Versioned>(store: &Store, key: &str, v: u64) {
+        let e = store.get_or_create::<T>(key, T::default()).unwrap();
+        *e.lock().unwrap() = T::of(v);
+    }
+    match ty {
+        "config" => put::<Config>(store, key, v),
+        "other" => put::<OtherConfig>(store, key, v),
+        _ => put::<Big>(store, key, v),
+    }
+}
+
+fn store_host(s: &StoreSpec<'_>) -> i32 {
+    own_dev_shm();
+    say(format!(
+        "shm dev={}",
+        std::fs::metadata("/dev/shm").unwrap().dev()
+    ));
+    let store = Store::create(s.store, s.capacity).unwrap();
+    let mut mirror = None;
+    while let Some(line) = command() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let num = |i: usize| words[i].parse::<u64>().unwrap();
+        match words[0] {
+            "start" => {
+                let origin = s.origin.to_owned();
+                let mut opts = MirrorOptions::new(format!("redis://127.0.0.1:{}/", s.port));
+                opts.origin(s.origin)
+                    .io_timeout(Duration::from_millis(500))
+                    .check_interval(Duration::from_millis(200))
+                    .max_backoff(Duration::from_millis(400))
+                    .on_event(move |e| eprintln!("[{origin}] {e}"));
+                mirror = Some(
+                    match s.direction {
+                        "publish" => opts.publish_store(s.object, &store),
+                        "subscribe" => opts.subscribe_store(s.object, &store),
+                        _ => opts.both_store(s.object, &store),
+                    }
+                    .unwrap(),
+                );
+                say("ready");
+            }
+            "put" => {
+                put_entry(&store, words[1], words[2], num(3));
+                say("put");
+            }
+            "rm" => {
+                store.remove(words[1]).unwrap();
+                say("rm");
+            }
+            "until" | "gone" => {
+                let gone = words[0] == "gone";
+                let (key, ms) = (words[1], num(words.len() - 1));
+                let deadline = Instant::now() + Duration::from_millis(ms);
+                loop {
+                    let g = store.generation();
+                    let now = entry_version(&store, key);
+                    let reached = if gone {
+                        now.is_none() && !store.contains(key).unwrap()
+                    } else {
+                        now == Some((words[2], num(3)))
+                    };
+                    if reached {
+                        say("reached");
+                        break;
+                    }
+                    if Instant::now() > deadline {
+                        say(format!("timeout now={now:?}"));
+                        break;
+                    }
+                    // Entries' writes do not move the store's generation:
+                    // look again after a moment either way.
+                    store.wait_for_change(g, Duration::from_millis(10)).unwrap();
+                }
+            }
+            "has" => match entry_version(&store, words[1]) {
+                Some((ty, v)) => say(format!("has {ty} {v}")),
+                None if store.contains(words[1]).unwrap() => say("has ?"),
+                None => say("has -"),
+            },
+            "keys" => {
+                let keys: Vec<String> = store
+                    .entries()
+                    .unwrap()
+                    .into_iter()
+                    .map(|e| e.key)
+                    .collect();
+                store.check().unwrap();
+                say(format!("keys {}", keys.join(" ")));
+            }
+            "stats" => say_stats(&mirror.as_ref().unwrap().stats()),
+            "refusal" => say_refusal(mirror.as_ref().unwrap().last_refusal()),
+            "quit" => break,
+            other => panic!("unknown command {other}"),
+        }
+    }
+    drop(mirror);
+    0
+}
+
+/// A publisher's whole store reaches a subscriber on another host: entries
+/// of two types created there (opened with `get::<T>`), values following,
+/// a removal removing, a local entry the publisher never had removed, and
+/// a host that joins late getting the current set.
+#[test]
+fn a_whole_store_follows_its_publisher() {
+    let Some(t) = store_test("store") else {
+        return;
+    };
+    let mut a = t.host(
+        "publish",
+        "host-a",
+        &["a:config:1", "b:other:2", "c:config:3"],
+    );
+    let mut b = t.host("subscribe", "host-b", &["only-b:config:9"]);
+    assert!(b.until("a", "config", 1, SLOW));
+    assert!(b.until("b", "other", 2, SLOW));
+    assert!(b.until("c", "config", 3, SLOW));
+    // Values follow, one entry at a time.
+    a.put("a", "config", 5);
+    a.put("b", "other", 6);
+    assert!(b.until("a", "config", 5, SLOW));
+    assert!(b.until("b", "other", 6, SLOW));
+    // A removal, a creation.
+    a.rm("c");
+    a.put("d/new", "config", 7);
+    assert!(b.gone("c", SLOW), "c was not removed on B");
+    assert!(b.until("d/new", "config", 7, SLOW));
+    // The subscribed store follows the publisher's entry set.
+    assert!(b.gone("only-b", SLOW), "B kept an entry A never had");
+    assert_eq!(b.keys(), ["a", "b", "d/new"]);
+    assert!(b.stat("created") >= 4);
+    assert!(b.stat("removed") >= 2);
+    assert_eq!(b.stat("refused"), 0, "{}", b.refusal());
+
+    // A late joiner gets the current set.
+    let mut c = t.host("subscribe", "host-c", &[]);
+    assert!(c.until("a", "config", 5, SLOW));
+    assert!(c.until("b", "other", 6, SLOW));
+    assert!(c.until("d/new", "config", 7, SLOW));
+    assert_eq!(c.keys(), ["a", "b", "d/new"]);
+    assert_eq!(c.stat("refused"), 0, "{}", c.refusal());
+    // And both keep following.
+    a.put("a", "config", 8);
+    assert!(b.until("a", "config", 8, SLOW));
+    assert!(c.until("a", "config", 8, SLOW));
+}
+
+/// An entry whose local type differs is refused and left alone; the
+/// others follow.
+#[test]
+fn a_store_entry_of_another_local_type_is_refused_the_others_follow() {
+    let Some(t) = store_test("store-type") else {
+        return;
+    };
+    let mut b = t.host("subscribe", "host-b", &["shared:other:4"]);
+    let mut a = t.host("publish", "host-a", &["shared:config:1", "plain:config:2"]);
+    assert!(b.until("plain", "config", 2, SLOW));
+    assert!(b.stat_reaches("refused", 1));
+    let why = b.refusal();
+    assert!(
+        why.contains("OtherConfig") && why.contains("`Config`"),
+        "refusal: {why}"
+    );
+    a.put("shared", "config", 10);
+    a.put("plain", "config", 11);
+    assert!(b.until("plain", "config", 11, SLOW));
+    assert_eq!(
+        b.has("shared"),
+        "other 4",
+        "B's entry of another type was written"
+    );
+}
+
+/// A subscriber whose store has no room for an entry says so, keeps the
+/// rest following, and creates it once room appears.
+#[test]
+fn a_full_subscriber_store_reports_the_entry_and_creates_it_when_room_appears() {
+    let Some(t) = store_test("store-full") else {
+        return;
+    };
+    let mut a = t.host("publish", "host-a", &["small:config:1", "big:big:2"]);
+    // Room for `small` and one `big`: B's own `pad` takes the place of A's
+    // `big` until B removes it.
+    let mut b = t.host_sized(FULL_CAPACITY, "both", "host-b", &["pad:big:0"]);
+    assert!(b.until("small", "config", 1, SLOW));
+    assert!(b.stat_reaches("refused", 1));
+    let why = b.refusal();
+    assert!(
+        why.contains("store full") && why.contains("big"),
+        "refusal: {why}"
+    );
+    assert_eq!(b.has("big"), "-");
+    // The rest keeps working.
+    a.put("small", "config", 3);
+    assert!(b.until("small", "config", 3, SLOW));
+    assert_eq!(b.has("pad"), "big 0");
+    // Room appears: `big` comes.
+    b.rm("pad");
+    assert!(b.until("big", "big", 2, SLOW));
+    a.put("big", "big", 4);
+    assert!(b.until("big", "big", 4, SLOW));
+}
+
+/// A capacity with room for a `Config` entry and one `Big` entry, not two.
+const FULL_CAPACITY: usize = 2 * 1024 + 256;
+
+/// A record of a `Config` entry as a publisher writes it into a store's
+/// hash: `REV\nGEN\nORIGIN\nFINGERPRINT\nSIZE\nALIGN\nTYPE\nSCHEMA_LEN\n`,
+/// the schema, the value; `size` and `schema` as given (to forge them).
+fn store_record(rev: u64, size: usize, align: usize, schema: &[u8], value: &[u8]) -> Vec<u8> {
+    let mut b = format!(
+        "{rev}\n1\nforger\n{}\n{size}\n{align}\nConfig\n{}\n",
+        Config::FINGERPRINT,
+        schema.len()
+    )
+    .into_bytes();
+    b.extend_from_slice(schema);
+    b.extend_from_slice(value);
+    b
+}
+
+/// Forged fields in a store's hash and forged announcements on its
+/// channel: refused, and nothing written beyond what valid records do;
+/// thousands of valid-looking fake entries create at most what fits.
+#[test]
+fn forged_store_records_are_refused_and_fake_entries_create_at_most_what_fits() {
+    let Some(t) = store_test("store-forged") else {
+        return;
+    };
+    let hash = format!("shmstore:store:{}", t.obj);
+    let schema = shmstore::Schema::of::<Config>().encode();
+    let good = |v: u64| {
+        let mut value = v.to_ne_bytes().to_vec();
+        value.extend_from_slice(&(v * 3).to_ne_bytes());
+        value
+    };
+    let hset = |field: &[u8], value: &[u8]| {
+        let _: () = redis::cmd("HSET")
+            .arg(&hash)
+            .arg(field)
+            .arg(value)
+            .query(&mut t.redis.con())
+            .unwrap();
+    };
+    // One valid entry, and forged ones of every kind.
+    hset(b"valid", &store_record(5, 16, 8, &schema, &good(1)));
+    hset(b"bad key!", &store_record(5, 16, 8, &schema, &good(2)));
+    hset(
+        b"huge",
+        &store_record(5, 1 << 30, 8, &schema, &vec![7u8; 200_000]),
+    );
+    hset(b"short", &store_record(5, 16, 8, &schema, &good(3)[..10]));
+    hset(
+        b"bad-schema",
+        &store_record(5, 16, 8, b"SHSCgarbage", &good(4)),
+    );
+    let u32_schema = shmstore::Schema::of::<u32>().encode();
+    hset(
+        b"other-schema",
+        &store_record(5, 16, 8, &u32_schema, &good(5)),
+    );
+    hset(b"bad-align", &store_record(5, 16, 3, &schema, &good(6)));
+    hset(b"garbage", b"\xff\xfe\n\n\n");
+    hset(b"#rev", b"5");
+    let mut b = t.host_sized(16 * 1024, "subscribe", "host-b", &["mine:config:9"]);
+    assert!(b.until("valid", "config", 1, SLOW));
+    assert!(b.stat_reaches("refused", 7));
+    // Announcements: a bad key, a removal of an entry B does not have, a
+    // huge value, garbage.
+    let announce = |msg: &[u8]| t.redis.announce_store(&t.obj, msg);
+    announce(b"bad key\n6\n-\nforger");
+    announce(b"nothing-here\n6\n-\nforger");
+    let mut huge = b"valid\n".to_vec();
+    huge.extend(store_record(6, 1 << 20, 8, &schema, &vec![1u8; 1 << 20]));
+    announce(&huge);
+    announce(b"\xff\n\n");
+    announce(b"");
+    assert!(b.stat_reaches("refused", 12));
+    // Nothing but the valid entry came; B's own entry is untouched (no
+    // publisher completed the hash: nothing local is removed).
+    assert_eq!(b.keys(), ["mine", "valid"]);
+    assert_eq!(b.has("valid"), "config 1");
+    assert_eq!(b.has("mine"), "config 9");
+    assert_eq!(b.stat("created"), 1);
+    assert_eq!(b.stat("removed"), 0);
+
+    // Thousands of valid-looking fake entries: what fits is created, the
+    // rest refused as "store full"; the store stays consistent.
+    let mut pipe = redis::pipe();
+    for i in 0..3000 {
+        pipe.cmd("HSET")
+            .arg(&hash)
+            .arg(format!("fake-{i}"))
+            .arg(store_record(7, 16, 8, &schema, &good(i)))
+            .ignore();
+    }
+    pipe.cmd("HSET").arg(&hash).arg("#rev").arg("7").ignore();
+    let _: () = pipe.query(&mut t.redis.con()).unwrap();
+    assert!(b.stat_reaches("refused", 100));
+    let why = b.refusal();
+    assert!(why.contains("store full"), "refusal: {why}");
+    let keys = b.keys();
+    assert!(
+        keys.len() > 10 && keys.len() * 256 <= 16 * 1024,
+        "{} entries in a 16 KiB store",
+        keys.len()
+    );
+    assert_eq!(b.has("mine"), "config 9");
+    assert_eq!(b.has("valid"), "config 1");
+}
+
+/// `both_store`: creations, values and removals made on either host reach
+/// the other, and the hosts converge.
+#[test]
+fn both_stores_converge_on_creations_values_and_removals() {
+    let Some(t) = store_test("store-both") else {
+        return;
+    };
+    let mut a = t.host("both", "host-a", &["from-a:config:1"]);
+    let mut b = t.host("both", "host-b", &["from-b:other:2"]);
+    assert!(b.until("from-a", "config", 1, SLOW));
+    assert!(a.until("from-b", "other", 2, SLOW));
+    // Values either way.
+    b.put("from-a", "config", 3);
+    assert!(a.until("from-a", "config", 3, SLOW));
+    a.put("from-b", "other", 4);
+    assert!(b.until("from-b", "other", 4, SLOW));
+    // Creations and removals either way.
+    a.put("new", "config", 5);
+    assert!(b.until("new", "config", 5, SLOW));
+    b.rm("from-a");
+    assert!(a.gone("from-a", SLOW), "B's removal did not reach A");
+    a.rm("new");
+    assert!(b.gone("new", SLOW), "A's removal did not reach B");
+    // Both write one entry at once: they converge on one value.
+    for v in 10..30 {
+        a.put("from-b", "other", v);
+        b.put("from-b", "other", 100 + v);
+    }
+    let settled = common::eventually(PATIENCE, || {
+        std::thread::sleep(Duration::from_millis(300));
+        a.has("from-b") == b.has("from-b")
+    });
+    assert!(
+        settled,
+        "A has {}, B has {}",
+        a.has("from-b"),
+        b.has("from-b")
+    );
+    assert_eq!(a.keys(), ["from-b"]);
+    assert_eq!(b.keys(), ["from-b"]);
+    // Nothing echoes: the store's revision stops moving.
+    let rev = || redis_rev(&t.redis, &t.obj);
+    let mut last = rev();
+    assert!(common::eventually(PATIENCE, || {
+        std::thread::sleep(Duration::from_millis(300));
+        let now = rev();
+        std::mem::replace(&mut last, now.clone()) == now
+    }));
+}
+
+fn redis_rev(redis: &Redis, obj: &str) -> Option<Vec<u8>> {
+    redis::cmd("HGET")
+        .arg(format!("shmstore:store:{obj}"))
+        .arg("#rev")
+        .query(&mut redis.con())
+        .unwrap()
 }

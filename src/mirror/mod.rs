@@ -30,6 +30,16 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! # Whole stores
+//!
+//! [`publish_store`](MirrorOptions::publish_store),
+//! [`subscribe_store`](MirrorOptions::subscribe_store) and
+//! [`both_store`](MirrorOptions::both_store) mirror every entry of a
+//! [`Store`](crate::Store), and entries being created and removed, through
+//! one Redis hash, as a [`StoreMirror`]. What follows the publisher, what
+//! is refused, what a full store does and what is in Redis: see the
+//! [`store`] module.
+//!
 //! # Direction
 //!
 //! A mirror [publishes](MirrorOptions::publish) (local commits go to
@@ -168,6 +178,7 @@
 
 mod link;
 mod run;
+pub mod store;
 mod target;
 mod url;
 mod wire;
@@ -177,6 +188,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use run::Mirror;
+pub use store::StoreMirror;
 pub use target::Target;
 
 /// What a mirror does with its object.

@@ -40,7 +40,7 @@ pub(crate) const MAX_HEAP: u64 = (u32::MAX as u64 - 1) * BLOCK_ALIGN;
 /// The longest key, in bytes.
 pub const MAX_KEY_LEN: usize = 128;
 /// The longest type name kept in an entry.
-const MAX_TYPE_LEN: usize = 128;
+pub(crate) const MAX_TYPE_LEN: usize = 128;
 /// The largest value alignment an entry can have: blocks are aligned to 64.
 pub(crate) const MAX_ALIGN: usize = 64;
 

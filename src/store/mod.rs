@@ -319,11 +319,18 @@ impl Store {
             align: std::mem::align_of::<T>(),
             schema: &schema,
         };
-        let at = self.reserve(dir, &new)?;
-        dir.begin_change();
-        let e = dir.heap().fill(at, &new, self.inner.slot)?;
-        self.hold(dir, &e)?;
+        let e = self.fill_locked(dir, &new)?;
         self.entry_handle(key, &e)
+    }
+
+    /// Makes the entry `new`, whose key is not in the directory, held by
+    /// this handle; [`Error::StoreFull`] if there is no room.
+    fn fill_locked(&self, dir: &mut Dir<'_>, new: &NewEntry<'_>) -> Result<EntryMeta> {
+        let at = self.reserve(dir, new)?;
+        dir.begin_change();
+        let e = dir.heap().fill(at, new, self.inner.slot)?;
+        self.hold(dir, &e)?;
+        Ok(e)
     }
 
     /// The encoded schema of `T`, for the entry called `label`.
@@ -395,7 +402,17 @@ impl Store {
     /// before and after the call: if it did not move, nothing was created
     /// or removed meanwhile, and the list is the whole directory.
     pub fn entries(&self) -> Result<Vec<EntryInfo>> {
-        let list = heap::in_pieces(|listed, bounded| {
+        let list = self.list()?;
+        let infos: Vec<EntryInfo> = list
+            .into_iter()
+            .map(|e| entry_info(&self.inner.map, e))
+            .collect();
+        self.inner.intact(Ok(infos))
+    }
+
+    /// Every entry's metadata, read in pieces (see [`entries`](Store::entries)).
+    fn list(&self) -> Result<Vec<EntryMeta>> {
+        heap::in_pieces(|listed, bounded| {
             if !listed.is_empty() {
                 // Let the processes that waited for the last piece in: a
                 // waiter woken by its unlock needs a moment to run, and
@@ -404,12 +421,7 @@ impl Store {
             }
             let dir = self.inner.lock()?;
             self.inner.intact(dir.heap().list_piece(listed, bounded))
-        })?;
-        let infos: Vec<EntryInfo> = list
-            .into_iter()
-            .map(|e| entry_info(&self.inner.map, e))
-            .collect();
-        self.inner.intact(Ok(infos))
+        })
     }
 
     /// How many entries there are.
@@ -611,19 +623,141 @@ impl Store {
     pub(crate) fn raw_entry(&self, key: &str) -> Result<HeldEntry> {
         let key = check_key(key)?;
         let dir = self.inner.lock()?;
-        let Some((_, e)) = dir.heap().find(key.as_bytes())? else {
-            return Err(Error::NotFound {
-                name: self.entry_label(key),
-            });
-        };
+        let e = self.found(&dir, key)?;
         self.hold(&dir, &e)?;
-        Ok(HeldEntry {
-            slot: self.entry_slot(&e),
+        Ok(self.held_entry(key, &e))
+    }
+
+    /// The entry `key` (a checked key), found under `dir`;
+    /// [`Error::NotFound`] if there is none.
+    fn found(&self, dir: &Dir<'_>, key: &str) -> Result<EntryMeta> {
+        match dir.heap().find(key.as_bytes())? {
+            Some((_, e)) => Ok(e),
+            None => Err(Error::NotFound {
+                name: self.entry_label(key),
+            }),
+        }
+    }
+
+    /// The untyped handle of entry `e`, whose hold is already counted.
+    fn held_entry(&self, key: &str, e: &EntryMeta) -> HeldEntry {
+        HeldEntry {
+            slot: self.entry_slot(e),
             fingerprint: e.fingerprint,
             type_name: e.type_name.clone(),
             label: self.entry_label(key),
-        })
+        }
     }
+}
+
+/// What a whole-store mirror needs of the store: entries' places and
+/// shapes, and entries made from their parts.
+#[cfg_attr(not(feature = "mirror"), allow(dead_code))]
+impl Store {
+    /// Every entry's key and place (its block's offset: while an entry is
+    /// held, no other entry takes its place, so a key found at another
+    /// place is another entry), as [`entries`](Store::entries) lists them.
+    pub(crate) fn entry_places(&self) -> Result<Vec<(String, usize)>> {
+        let list = self.list()?;
+        let places = list
+            .into_iter()
+            .map(|e| (String::from_utf8_lossy(&e.key).into_owned(), e.at))
+            .collect();
+        self.inner.intact(Ok(places))
+    }
+
+    /// The place, alignment and encoded schema of the entry `key` now.
+    pub(crate) fn entry_shape(&self, key: &str) -> Result<EntryShape> {
+        let key = check_key(key)?;
+        let dir = self.inner.lock()?;
+        let e = self.found(&dir, key)?;
+        drop(dir);
+        let (offset, len) = (e.at.saturating_add(e.layout.schema), e.layout.schema_len);
+        let mut schema = vec![0u8; len];
+        if len > 0 && offset.checked_add(len).is_some_and(|end| end <= self.inner.map.len()) {
+            self.inner.map.copy_out(offset, &mut schema);
+        } else {
+            schema.clear();
+        }
+        self.inner.intact(Ok(EntryShape {
+            at: e.at,
+            align: e.value_align,
+            schema,
+        }))
+    }
+
+    /// Creates the entry `new.key` from its parts, held by this handle as
+    /// [`raw_entry`](Store::raw_entry) holds one; the parts are checked as
+    /// a typed [`insert`](Store::insert) would have them:
+    /// [`Error::AlreadyExists`] if the key is taken, [`Error::StoreFull`]
+    /// if there is no room, [`Error::InvalidName`] for a bad key, and
+    /// [`Error::Corrupt`] for parts no type could have (an alignment that
+    /// is not a power of two up to 64, a type name longer than 128 bytes,
+    /// a value larger than the store, a schema over 64 KiB).
+    pub(crate) fn create_raw(&self, new: &RawEntry<'_>) -> Result<HeldEntry> {
+        let key = check_key(new.key)?;
+        let label = self.entry_label(key);
+        let bad = |reason: String| Error::Corrupt {
+            name: label.clone(),
+            reason,
+        };
+        if !new.align.is_power_of_two() || new.align > heap::MAX_ALIGN {
+            return Err(bad(format!("an alignment of {}", new.align)));
+        }
+        if new.type_name.is_empty() || new.type_name.len() > heap::MAX_TYPE_LEN {
+            return Err(bad(format!("a type name of {} bytes", new.type_name.len())));
+        }
+        if new.value.len() > self.capacity() || new.schema.len() > usize::from(u16::MAX) {
+            return Err(bad(format!(
+                "a value of {} bytes and a schema of {}, in a store of {}",
+                new.value.len(),
+                new.schema.len(),
+                self.capacity()
+            )));
+        }
+        let made = self.create_raw_locked(key, new);
+        self.inner.intact(made)
+    }
+
+    fn create_raw_locked(&self, key: &str, new: &RawEntry<'_>) -> Result<HeldEntry> {
+        let mut dir = self.inner.lock()?;
+        if dir.heap().find(key.as_bytes())?.is_some() {
+            return Err(Error::AlreadyExists {
+                name: self.entry_label(key),
+            });
+        }
+        let entry = NewEntry {
+            key: key.as_bytes(),
+            type_name: new.type_name,
+            fingerprint: new.fingerprint,
+            value: new.value,
+            align: new.align,
+            schema: new.schema,
+        };
+        let e = self.fill_locked(&mut dir, &entry)?;
+        Ok(self.held_entry(key, &e))
+    }
+}
+
+/// Where an entry is, and what only its block records of its type.
+#[cfg_attr(not(feature = "mirror"), allow(dead_code))]
+pub(crate) struct EntryShape {
+    /// Its block's offset (see [`Store::entry_places`]).
+    pub(crate) at: usize,
+    pub(crate) align: usize,
+    /// Its encoded schema (empty if it has none).
+    pub(crate) schema: Vec<u8>,
+}
+
+/// An entry's parts, for [`Store::create_raw`].
+#[cfg_attr(not(feature = "mirror"), allow(dead_code))]
+pub(crate) struct RawEntry<'a> {
+    pub(crate) key: &'a str,
+    pub(crate) type_name: &'a str,
+    pub(crate) fingerprint: u64,
+    pub(crate) align: usize,
+    pub(crate) schema: &'a [u8],
+    pub(crate) value: &'a [u8],
 }
 
 /// An entry held without its type.
@@ -710,7 +844,7 @@ fn entry_info(map: &Mapping, e: EntryMeta) -> EntryInfo {
 
 /// `key` if it is a valid entry key (see [Keys](Store#keys)), else
 /// [`Error::InvalidName`].
-fn check_key(key: &str) -> Result<&str> {
+pub(crate) fn check_key(key: &str) -> Result<&str> {
     let bad = |reason| Error::InvalidName {
         name: key.to_owned(),
         reason,
