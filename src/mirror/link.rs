@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use redis::{ErrorKind, RedisError, RedisResult};
 
-use super::{Event, OnEvent};
+use super::{Event, OnEvent, Stats};
 
 /// How often idle threads look at the stop flag.
 pub(crate) const TICK: Duration = Duration::from_millis(100);
@@ -242,13 +242,36 @@ pub(crate) fn is_connection_error(e: &RedisError) -> bool {
         || is_fatal(e)
 }
 
-/// What the threads of one mirror share to talk to Redis: the link, the
-/// stop flag, the count of lost connections and why the mirror stopped
-/// by itself, if it did.
+/// The counters behind [`Stats`], bumped by a mirror's threads.
+#[derive(Default)]
+pub(crate) struct Counts {
+    pub published: AtomicU64,
+    pub unchanged: AtomicU64,
+    pub skipped: AtomicU64,
+    pub echoes: AtomicU64,
+    pub applied: AtomicU64,
+    pub refused: AtomicU64,
+    pub disconnects: AtomicU64,
+    pub created: AtomicU64,
+    pub removed: AtomicU64,
+    pub stale: AtomicU64,
+}
+
+impl Counts {
+    /// Counts one more in `counter`.
+    pub(crate) fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// What the threads of one mirror share to talk to Redis and to report:
+/// the link, the stop flag, the counters, the last refusal and why the
+/// mirror stopped by itself, if it did.
 pub(crate) struct Runner {
     pub(crate) link: Link,
     stop: AtomicBool,
-    pub(crate) disconnects: AtomicU64,
+    pub(crate) counts: Counts,
+    last_refusal: Mutex<Option<String>>,
     failure: Mutex<Option<String>>,
 }
 
@@ -257,9 +280,40 @@ impl Runner {
         Runner {
             link,
             stop: AtomicBool::new(false),
-            disconnects: AtomicU64::new(0),
+            counts: Counts::default(),
+            last_refusal: Mutex::new(None),
             failure: Mutex::new(None),
         }
+    }
+
+    /// What the mirror did so far.
+    pub(crate) fn stats(&self) -> Stats {
+        let c = &self.counts;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        Stats {
+            published: get(&c.published),
+            unchanged: get(&c.unchanged),
+            skipped: get(&c.skipped),
+            echoes: get(&c.echoes),
+            applied: get(&c.applied),
+            refused: get(&c.refused),
+            disconnects: get(&c.disconnects),
+            created: get(&c.created),
+            removed: get(&c.removed),
+            stale: get(&c.stale),
+        }
+    }
+
+    /// Counts a refusal, keeps its reason and reports it.
+    pub(crate) fn refuse(&self, reason: String) {
+        Counts::bump(&self.counts.refused);
+        *lock(&self.last_refusal) = Some(reason.clone());
+        self.event(Event::Refused { reason });
+    }
+
+    /// Why the last refused value was refused.
+    pub(crate) fn last_refusal(&self) -> Option<String> {
+        lock(&self.last_refusal).clone()
     }
 
     pub(crate) fn stopped(&self) -> bool {
@@ -323,7 +377,7 @@ impl Runner {
                         backoff.reset();
                     }
                     let retry_in = backoff.next();
-                    self.disconnects.fetch_add(1, Ordering::Relaxed);
+                    Counts::bump(&self.counts.disconnects);
                     self.event(Event::Disconnected {
                         side,
                         error: e.to_string(),

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use redis::{RedisResult, Value};
 
-use super::link::{is_connection_error, lock, Runner, TICK};
+use super::link::{is_connection_error, lock, Counts, Runner, TICK};
 use super::target::{Target, Unreadable};
 use super::wire::{self, Build, Record};
 use super::{Direction, Event, Stats};
@@ -38,18 +38,10 @@ struct Core {
     /// The local generation when the mirror started: what a `both`
     /// mirror that finds another host's value in Redis does not send.
     start_generation: u64,
-    published: AtomicU64,
-    unchanged: AtomicU64,
-    skipped: AtomicU64,
-    echoes: AtomicU64,
-    applied: AtomicU64,
-    refused: AtomicU64,
-    stale: AtomicU64,
     /// The largest revision this mirror has published, or handed to the
     /// applier, or found to be its own: an older one is never written
     /// here, and every write this mirror publishes gets a larger one.
     newest_rev: AtomicU64,
-    last_refusal: Mutex<Option<String>>,
     /// The local generation of the last remote value written here, set
     /// before the write is committed: the publisher does not send it back.
     applied_generation: Mutex<Option<u64>>,
@@ -82,24 +74,12 @@ impl std::fmt::Debug for Mirror {
 impl Mirror {
     /// What it did so far.
     pub fn stats(&self) -> Stats {
-        let c = &self.core;
-        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        Stats {
-            published: get(&c.published),
-            unchanged: get(&c.unchanged),
-            skipped: get(&c.skipped),
-            echoes: get(&c.echoes),
-            applied: get(&c.applied),
-            refused: get(&c.refused),
-            disconnects: get(&c.runner.disconnects),
-            stale: get(&c.stale),
-            ..Stats::default()
-        }
+        self.core.runner.stats()
     }
 
     /// Why the last refused value was refused.
     pub fn last_refusal(&self) -> Option<String> {
-        lock(&self.core.last_refusal).clone()
+        self.core.runner.last_refusal()
     }
 
     /// Why the mirror stopped by itself, if it did: Redis refused its
@@ -152,15 +132,7 @@ pub(crate) fn start(cfg: Config, runner: Runner) -> Mirror {
         cfg,
         runner,
         start_generation,
-        published: AtomicU64::new(0),
-        unchanged: AtomicU64::new(0),
-        skipped: AtomicU64::new(0),
-        echoes: AtomicU64::new(0),
-        applied: AtomicU64::new(0),
-        refused: AtomicU64::new(0),
-        stale: AtomicU64::new(0),
         newest_rev: AtomicU64::new(0),
-        last_refusal: Mutex::new(None),
         applied_generation: Mutex::new(None),
         // A `both` mirror's local value at start is not a write waiting
         // to be sent: Redis's value, if any, replaces it.
@@ -197,9 +169,7 @@ impl Core {
     }
 
     fn refuse(&self, reason: String) {
-        self.refused.fetch_add(1, Ordering::Relaxed);
-        *lock(&self.last_refusal) = Some(reason.clone());
-        self.event(Event::Refused { reason });
+        self.runner.refuse(reason);
     }
 
     fn connect(&self) -> RedisResult<redis::Connection> {
@@ -337,7 +307,7 @@ fn send(
         }
     };
     if !init && *lock(&core.applied_generation) == Some(generation) {
-        core.echoes.fetch_add(1, Ordering::Relaxed);
+        Counts::bump(&core.runner.counts.echoes);
         sent.handle(core, generation);
         return Ok(());
     }
@@ -372,13 +342,13 @@ fn send(
             let rev = items.get(1).and_then(wire::integer).unwrap_or(0) as u64;
             core.newest_rev.fetch_max(rev, Ordering::Relaxed);
             sent.stored = Some(generation);
-            core.published.fetch_add(1, Ordering::Relaxed);
+            Counts::bump(&core.runner.counts.published);
             core.event(Event::Published { rev, generation });
         }
         // Another host restored it first: the subscriber takes that.
         Some(2) => {}
         Some(0) => {
-            core.unchanged.fetch_add(1, Ordering::Relaxed);
+            Counts::bump(&core.runner.counts.unchanged);
         }
         Some(-1) => {
             let text = |i: usize| {
@@ -555,7 +525,7 @@ fn offer(core: &Core, heard: &mut Heard, record: Record, fetched: bool) {
         // (or restarted) kept of a write it later lost. Its publisher, if
         // alive, sends its newest value again, with a larger revision.
         if heard.stale.as_ref() != Some(&stamp) {
-            core.stale.fetch_add(1, Ordering::Relaxed);
+            Counts::bump(&core.runner.counts.stale);
             heard.stale = Some(stamp);
         }
         return;
@@ -645,14 +615,14 @@ fn applier(core: &Core) {
         }
         if held.holds(&record.value) {
             if !repair {
-                core.skipped.fetch_add(1, Ordering::Relaxed);
+                Counts::bump(&core.runner.counts.skipped);
             }
             continue;
         }
         let generation = held.write(&record.value);
         *lock(&core.applied_generation) = Some(generation);
         drop(held);
-        core.applied.fetch_add(1, Ordering::Relaxed);
+        Counts::bump(&core.runner.counts.applied);
         core.event(Event::Applied {
             rev: record.rev,
             origin: record.origin,

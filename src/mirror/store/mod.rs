@@ -171,7 +171,7 @@ use std::time::{Duration, Instant};
 
 use redis::{RedisResult, Value};
 
-use super::link::{is_connection_error, Runner, TICK};
+use super::link::{is_connection_error, Counts, Runner, TICK};
 use super::link::lock;
 use super::target::Target;
 use super::{check_name, default_origin, Direction, Error, Event, MirrorOptions, Result, Stats};
@@ -244,8 +244,6 @@ impl MirrorOptions {
             store: store.clone(),
             runner,
             floor: AtomicU64::new(0),
-            counts: Counts::default(),
-            last_refusal: Mutex::new(None),
             mailbox: Mutex::new(Mailbox::default()),
             mail: Condvar::new(),
             room: Condvar::new(),
@@ -299,25 +297,17 @@ impl std::fmt::Debug for StoreMirror {
 impl StoreMirror {
     /// What it did so far, over all entries.
     pub fn stats(&self) -> Stats {
-        let c = &self.core.counts;
-        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        Stats {
-            published: get(&c.published),
-            unchanged: get(&c.unchanged),
-            skipped: get(&c.skipped),
-            echoes: get(&c.echoes),
-            applied: get(&c.applied),
-            refused: get(&c.refused),
-            disconnects: get(&self.core.runner.disconnects),
-            created: get(&c.created),
-            removed: get(&c.removed),
-            stale: get(&c.stale),
-        }
+        self.core.runner.stats()
     }
 
     /// Why the last refused record (or local entry) was refused.
     pub fn last_refusal(&self) -> Option<String> {
-        lock(&self.core.last_refusal).clone()
+        self.core.runner.last_refusal()
+    }
+
+    /// The Redis address it uses, without the password.
+    pub fn redis(&self) -> &str {
+        self.core.runner.link.shown()
     }
 
     /// Why the mirror stopped by itself, if it did (see
@@ -351,18 +341,6 @@ impl Drop for StoreMirror {
     }
 }
 
-#[derive(Default)]
-struct Counts {
-    published: AtomicU64,
-    unchanged: AtomicU64,
-    skipped: AtomicU64,
-    echoes: AtomicU64,
-    applied: AtomicU64,
-    refused: AtomicU64,
-    created: AtomicU64,
-    removed: AtomicU64,
-    stale: AtomicU64,
-}
 
 /// What this mirror's applier did to an entry, for its publisher (`both`):
 /// not to be sent back.
@@ -387,8 +365,6 @@ struct Core {
     runner: Runner,
     /// The highest revision seen: the script's floor.
     floor: AtomicU64,
-    counts: Counts,
-    last_refusal: Mutex<Option<String>>,
     /// Records waiting for the applier, newest per key.
     mailbox: Mutex<Mailbox>,
     mail: Condvar,
@@ -421,9 +397,7 @@ impl Core {
     }
 
     fn refuse(&self, reason: String) {
-        self.counts.refused.fetch_add(1, Ordering::Relaxed);
-        *lock(&self.last_refusal) = Some(reason.clone());
-        self.event(Event::Refused { reason });
+        self.runner.refuse(reason);
     }
 
     fn connect(&self) -> RedisResult<redis::Connection> {
@@ -646,7 +620,7 @@ fn collect(core: &Core, p: &mut Published, init: bool, ops: &mut Vec<Op>) {
             }
         };
         if core.both() && lock(&core.ours).get(key) == Some(&Ours::Wrote(generation)) {
-            core.counts.echoes.fetch_add(1, Ordering::Relaxed);
+            Counts::bump(&core.runner.counts.echoes);
             handle(core, t, key, generation);
             continue;
         }
@@ -720,7 +694,7 @@ fn send(core: &Core, con: &mut redis::Connection, sha: &str, ops: Vec<Op>) -> Re
             core.saw_rev(rev);
             match items.first().and_then(super::wire::integer) {
                 Some(1) => {
-                    core.counts.published.fetch_add(1, Ordering::Relaxed);
+                    Counts::bump(&core.runner.counts.published);
                     if op.mode != "del" {
                         core.event(Event::EntryPublished {
                             key: op.key.clone(),
@@ -730,7 +704,7 @@ fn send(core: &Core, con: &mut redis::Connection, sha: &str, ops: Vec<Op>) -> Re
                     }
                 }
                 Some(0) => {
-                    core.counts.unchanged.fetch_add(1, Ordering::Relaxed);
+                    Counts::bump(&core.runner.counts.unchanged);
                 }
                 _ => core.refuse(format!("an unexpected reply from Redis: {reply:?}")),
             }
@@ -891,7 +865,7 @@ fn resync(core: &Core, con: &mut redis::Connection) -> RedisResult<Option<u64>> 
                 if refusals <= 10 {
                     core.refuse(format!("a field of `{}` refused: {reason}", core.hash));
                 } else {
-                    core.counts.refused.fetch_add(1, Ordering::Relaxed);
+                    Counts::bump(&core.runner.counts.refused);
                 }
                 return;
             }
@@ -1091,7 +1065,7 @@ fn apply(core: &Core, cache: &mut HashMap<String, Local>, mail: Mail) {
     let seen = lock(&core.seen).get(&key).copied();
     if let Some(seen) = seen {
         if record.rev < seen {
-            core.counts.stale.fetch_add(1, Ordering::Relaxed);
+            Counts::bump(&core.runner.counts.stale);
             return;
         }
         if record.rev == seen && !(came == Came::Fetched && core.both()) {
@@ -1156,7 +1130,7 @@ fn remove(core: &Core, cache: &mut HashMap<String, Local>, key: &str, rev: u64, 
             if core.both() {
                 lock(&core.ours).insert(key.to_owned(), Ours::Removed);
             }
-            core.counts.removed.fetch_add(1, Ordering::Relaxed);
+            Counts::bump(&core.runner.counts.removed);
             core.event(Event::EntryRemoved {
                 key: key.to_owned(),
                 origin: origin.to_owned(),
@@ -1203,7 +1177,7 @@ fn write(core: &Core, cache: &mut HashMap<String, Local>, r: &Record, e: &wire::
     }
     if held.holds(&e.value) {
         if came == Came::Announced {
-            core.counts.skipped.fetch_add(1, Ordering::Relaxed);
+            Counts::bump(&core.runner.counts.skipped);
         }
         drop(held);
         mark(core, &r.key, r.rev);
@@ -1215,7 +1189,7 @@ fn write(core: &Core, cache: &mut HashMap<String, Local>, r: &Record, e: &wire::
     }
     drop(held);
     mark(core, &r.key, r.rev);
-    core.counts.applied.fetch_add(1, Ordering::Relaxed);
+    Counts::bump(&core.runner.counts.applied);
     core.event(Event::EntryApplied {
         key: r.key.clone(),
         rev: r.rev,
@@ -1242,7 +1216,7 @@ fn create(core: &Core, cache: &mut HashMap<String, Local>, r: &Record, e: &wire:
             }
             drop(held);
             mark(core, &r.key, r.rev);
-            core.counts.created.fetch_add(1, Ordering::Relaxed);
+            Counts::bump(&core.runner.counts.created);
             core.event(Event::EntryCreated {
                 key: r.key.clone(),
                 type_name: e.type_name.clone(),
