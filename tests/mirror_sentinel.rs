@@ -19,8 +19,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{command, field, is_root, own_dev_shm, role, say, Kid, Segment, PATIENCE};
-use shmstore::mirror::{Error, Event, MirrorOptions};
-use shmstore::{Shareable, Shared};
+use shmstore::mirror::{Error, Event, MirrorOptions, Stats};
+use shmstore::{Shareable, Shared, Store};
 
 use sentinel::{Setup, ADMIN_PASSWORD, PASSWORD, USER};
 
@@ -309,19 +309,55 @@ fn host(ports: &str, object: &str, direction: &str, origin: &str) -> i32 {
         }
         eprintln!("[{tag}] {e}");
     });
+    // And a store: an entry `seq` that follows the value, and entries
+    // created and removed as the writer goes.
+    let store = Store::create("failover-store", 64 * 1024).unwrap();
+    if direction == "publish" {
+        store.insert("seq", 0u64).unwrap();
+    }
+    let mut store_opts = opts.clone();
+    store_opts.origin(format!("{origin}-store"));
+    let store_object = format!("{object}-store");
     let start = || {
         let target = Shared::<Seq>::open(seg).unwrap();
-        match direction {
-            "publish" => opts.publish(object, target),
-            _ => opts.subscribe(object, target),
-        }
-        .unwrap()
+        let (value, whole) = match direction {
+            "publish" => (
+                opts.publish(object, target),
+                store_opts.publish_store(&store_object, &store),
+            ),
+            _ => (
+                opts.subscribe(object, target),
+                store_opts.subscribe_store(&store_object, &store),
+            ),
+        };
+        (value.unwrap(), whole.unwrap())
     };
     let mut mirror = Some(start());
 
-    // Every value local readers see, in order: none older than one before.
+    // Every value local readers see, in order: none older than one before
+    // (the value's, and the store entry `seq`'s).
     let stop = Arc::new(AtomicBool::new(false));
     let backwards = Arc::new(Mutex::new(Vec::<(u64, u64)>::new()));
+    let entry_watcher = {
+        let (stop, backwards, store) = (stop.clone(), backwards.clone(), store.clone());
+        std::thread::spawn(move || {
+            let mut last = 0;
+            let mut entry = None;
+            while !stop.load(Ordering::Relaxed) {
+                let Some(e) = &entry else {
+                    entry = store.get::<u64>("seq").ok();
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                };
+                let (v, g) = e.snapshot_with_generation().unwrap();
+                if v < last {
+                    backwards.lock().unwrap().push((last, v));
+                }
+                last = last.max(v);
+                e.wait_for_change(g, Duration::from_millis(50)).unwrap();
+            }
+        })
+    };
     let watcher = {
         let (stop, backwards) = (stop.clone(), backwards.clone());
         let r = Shared::<Seq>::open(seg).unwrap();
@@ -338,17 +374,28 @@ fn host(ports: &str, object: &str, direction: &str, origin: &str) -> i32 {
             }
         })
     };
-    // The publisher's writer: one new value every 5 ms while running.
+    // The publisher's writer: one new value every 5 ms while running, in
+    // the segment and the store's `seq`; every 50th creates an entry and
+    // removes the one made three before.
     let writing = Arc::new(AtomicBool::new(false));
     let written = Arc::new(AtomicU64::new(0));
     let writer = {
         let (stop, writing, written) = (stop.clone(), writing.clone(), written.clone());
         let w = Shared::<Seq>::open(seg).unwrap();
+        let store = store.clone();
+        let seq = (direction == "publish").then(|| store.get::<u64>("seq").unwrap());
         std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
-                if writing.load(Ordering::Relaxed) {
+                if let (true, Some(seq)) = (writing.load(Ordering::Relaxed), &seq) {
                     let n = written.load(Ordering::Relaxed) + 1;
                     *w.lock().unwrap() = Seq::of(n);
+                    *seq.lock().unwrap() = n;
+                    if n % 50 == 0 {
+                        store.insert(&format!("e{}", n / 50), n).unwrap();
+                        if n / 50 > 3 {
+                            store.remove(&format!("e{}", n / 50 - 3)).unwrap();
+                        }
+                    }
                     written.store(n, Ordering::Relaxed);
                 }
                 std::thread::sleep(Duration::from_millis(5));
@@ -388,17 +435,34 @@ fn host(ports: &str, object: &str, direction: &str, origin: &str) -> i32 {
                 mirror = Some(start());
                 say("attached");
             }
+            "entries" => {
+                let mut list: Vec<String> = store
+                    .entries()
+                    .unwrap()
+                    .into_iter()
+                    .map(|e| {
+                        let v = *store.get::<u64>(&e.key).unwrap().lock().unwrap();
+                        format!("{}={v}", e.key)
+                    })
+                    .collect();
+                list.sort();
+                say(format!("entries list={}", list.join(",")));
+            }
             "report" => {
                 let b = backwards.lock().unwrap();
-                let st = mirror.as_ref().map(|m| m.stats()).unwrap_or_default();
+                let (value, whole) = mirror
+                    .as_ref()
+                    .map(|(m, s)| (m.stats(), s.stats()))
+                    .unwrap_or_default();
+                let sum = |f: fn(&Stats) -> u64| f(&value) + f(&whole);
                 say(format!(
                     "report backwards={} first={:?} failovers={} stale={} applied={} published={}",
                     b.len(),
                     b.first(),
                     failovers.load(Ordering::Relaxed),
-                    st.stale,
-                    st.applied,
-                    st.published
+                    sum(|s| s.stale),
+                    sum(|s| s.applied),
+                    sum(|s| s.published)
                 ));
             }
             "quit" => break,
@@ -407,6 +471,7 @@ fn host(ports: &str, object: &str, direction: &str, origin: &str) -> i32 {
     }
     stop.store(true, Ordering::Relaxed);
     watcher.join().unwrap();
+    entry_watcher.join().unwrap();
     writer.join().unwrap();
     drop(mirror);
     0
@@ -429,8 +494,9 @@ fn reports(hosts: &mut [(&str, &mut Kid)]) -> u64 {
     stale
 }
 
-/// Asks `h` to wait for `seq` until 15 s after `promoted`.
-fn converges(name: &str, h: &mut Kid, seq: u64, promoted: Instant) {
+/// Asks `h` to wait for `seq` until 15 s after `promoted`, and for its
+/// store to hold the entries `entries` says (`key=value,...`).
+fn converges(name: &str, h: &mut Kid, seq: u64, entries: &str, promoted: Instant) {
     let budget = Duration::from_secs(15).saturating_sub(promoted.elapsed());
     h.send(&format!("until {seq} {}", budget.as_millis()));
     let r = h.expect("until");
@@ -440,6 +506,29 @@ fn converges(name: &str, h: &mut Kid, seq: u64, promoted: Instant) {
         "{name} did not converge to {seq} within 15 s of the promotion: {r}\n{}",
         h.stderr()
     );
+    let mut held = String::new();
+    let same = common::eventually(
+        Duration::from_secs(15).saturating_sub(promoted.elapsed()),
+        || {
+            h.send("entries");
+            held = field(&h.expect("entries"), "list").to_owned();
+            held == entries
+        },
+    );
+    assert!(
+        same,
+        "{name}'s store did not converge within 15 s of the promotion: it holds {held}, the \
+         publisher {entries}\n{}",
+        h.stderr()
+    );
+}
+
+/// The publisher's entries, as `converges` compares them.
+fn entries(a: &mut Kid) -> String {
+    a.send("entries");
+    let list = field(&a.expect("entries"), "list").to_owned();
+    assert!(list.contains("seq=") && list.contains("e"), "{list}");
+    list
 }
 
 /// Kills the primary after stopping its replica for `lag`, so that the
@@ -497,8 +586,9 @@ fn a_killed_primary_fails_over_and_every_host_converges_without_going_back() {
     std::thread::sleep(Duration::from_secs(1));
     a.send("halt");
     let last: u64 = field(&a.expect("halted"), "last").parse().unwrap();
-    converges("B", &mut b, last, promoted);
-    converges("C", &mut c, last, promoted);
+    let set = entries(&mut a);
+    converges("B", &mut b, last, &set, promoted);
+    converges("C", &mut c, last, &set, promoted);
     reports(&mut [("A", &mut a), ("B", &mut b), ("C", &mut c)]);
 
     // 2. The publisher's mirror is down during the failover: the promoted
@@ -514,10 +604,11 @@ fn a_killed_primary_fails_over_and_every_host_converges_without_going_back() {
     std::thread::sleep(Duration::from_millis(300));
     a.send("halt");
     let held: u64 = field(&a.expect("halted"), "last").parse().unwrap();
+    let set = entries(&mut a);
     a.send("detach");
     a.expect("detached");
-    converges("B", &mut b, held, Instant::now());
-    converges("C", &mut c, held, Instant::now());
+    converges("B", &mut b, held, &set, Instant::now());
+    converges("C", &mut c, held, &set, Instant::now());
     let promoted = {
         let old = setup.primary().unwrap();
         let replica = setup.replica(old).unwrap();
@@ -545,8 +636,9 @@ fn a_killed_primary_fails_over_and_every_host_converges_without_going_back() {
     std::thread::sleep(Duration::from_millis(500));
     a.send("halt");
     let last: u64 = field(&a.expect("halted"), "last").parse().unwrap();
-    converges("B", &mut b, last, promoted);
-    converges("C", &mut c, last, promoted);
+    let set = entries(&mut a);
+    converges("B", &mut b, last, &set, promoted);
+    converges("C", &mut c, last, &set, promoted);
     reports(&mut [("A", &mut a), ("B", &mut b), ("C", &mut c)]);
     for h in [&mut a, &mut b, &mut c] {
         h.send("quit");

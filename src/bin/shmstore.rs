@@ -206,17 +206,20 @@ Examples:
     /// Keep a segment in step with other hosts through Redis
     #[cfg(feature = "mirror")]
     #[command(
-        long_about = "Keeps a segment (or an entry of a store, with --entry) in step with the \
-same object on other hosts, through a Redis server. `publish` stores the local value in Redis \
+        long_about = "Keeps a segment (or an entry of a store, with --entry, or a whole store, \
+with --store) in step with the same object on other hosts, through a Redis server. `publish` stores the local value in Redis \
 and announces it, now and on every committed change; `subscribe` writes Redis's latest value \
 into the local segment, now and on every announcement, under the segment's lock, so local \
 readers see it as if a local process had written it; `both` does both (the last write to \
 reach Redis wins).\n\n\
 No type is needed: the value's bytes travel with its layout fingerprint, type name and size \
 from the segment's header, and a segment of another layout refuses them (reported, never \
-written). The local segment must exist already, created by the program that uses it.\n\n\
+written). The local segment must exist already, created by the program that uses it. With \
+--store, every entry of the store follows: a subscribing store gets the publisher's entries \
+(created with their types), their values, and their removals.\n\n\
 Runs until interrupted, printing one line per event (one JSON object per line with --json): \
-connected, published, applied, refused, disconnected (it reconnects by itself, with growing \
+connected, published, applied, created, removed, refused, disconnected (it reconnects by \
+itself, with growing \
 pauses, for as long as it takes), failover (Sentinel named a new primary). Credentials that \
 Redis refuses end it at once with status 1, as does a command its Redis user may not run. Run \
 one mirror per object per host.\n\n\
@@ -230,6 +233,7 @@ Examples:
   shmstore mirror publish app-config --redis redis://10.0.0.5:6379/
   shmstore mirror subscribe app-config --redis redis://10.0.0.5:6379/
   shmstore mirror subscribe my-app --entry limits --object limits --redis redis://r:6379/
+  shmstore mirror publish my-app --store --redis redis://r:6379/   (every entry of the store)
   shmstore mirror both --file /var/lib/app/state --object app-state --redis redis://r:6379/
   SHMSTORE_REDIS_URL=redis://mirror:PASSWORD@r:6379/ shmstore mirror publish app-config --json
   shmstore mirror subscribe app-config --redis-url-file /run/secrets/redis-url
@@ -262,6 +266,9 @@ struct MirrorArgs {
     /// Mirror this entry of a store
     #[arg(short, long, value_name = "KEY")]
     entry: Option<String>,
+    /// Mirror the whole store: every entry, and entries created and removed
+    #[arg(long, conflicts_with = "entry")]
+    store: bool,
     /// The Redis server: redis://[[USER]:PASSWORD@]HOST[:PORT][/DB], or
     /// redis+sentinel://[[USER]:PASSWORD@]HOST:PORT[,HOST:PORT...]/MASTER[/DB] for the primary
     /// that Redis Sentinel names. A password here shows in `ps`: prefer --redis-url-file or

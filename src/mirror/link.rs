@@ -201,7 +201,7 @@ impl Link {
         by_port: u16,
     ) -> RedisResult<(String, u16)> {
         match &s.allowed {
-            Some(hosts) if !hosts.iter().any(|h| *h == host) => Err(RedisError::from((
+            Some(hosts) if !hosts.contains(&host) => Err(RedisError::from((
                 ErrorKind::TryAgain,
                 "primary not allowed",
                 format!(

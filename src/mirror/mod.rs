@@ -618,20 +618,7 @@ impl MirrorOptions {
     /// Starts a mirror of `target` as `object` in `direction`. Returns once
     /// its threads run; it connects (and reconnects) in the background.
     pub fn start(&self, object: &str, target: Target, direction: Direction) -> Result<Mirror> {
-        check_name(
-            object,
-            200,
-            "an object name is 1 to 200 printable bytes without spaces",
-        )?;
-        let origin = match &self.origin {
-            Some(o) => o.clone(),
-            None => default_origin(),
-        };
-        check_name(
-            &origin,
-            128,
-            "an origin is 1 to 128 printable bytes without spaces",
-        )?;
+        let origin = self.names(object)?;
         if direction.subscribes() && !target.is_writable() {
             return Err(Error::ReadOnly {
                 name: target.name().to_owned(),
@@ -693,6 +680,27 @@ impl MirrorOptions {
             }
         }
         Ok(link::Runner::new(link))
+    }
+}
+
+impl MirrorOptions {
+    /// Checks the object's name and this mirror's origin; the origin.
+    fn names(&self, object: &str) -> Result<String> {
+        check_name(
+            object,
+            200,
+            "an object name is 1 to 200 printable bytes without spaces",
+        )?;
+        let origin = match &self.origin {
+            Some(o) => o.clone(),
+            None => default_origin(),
+        };
+        check_name(
+            &origin,
+            128,
+            "an origin is 1 to 128 printable bytes without spaces",
+        )?;
+        Ok(origin)
     }
 }
 

@@ -159,23 +159,6 @@ pub(crate) fn start(cfg: Config, runner: Runner) -> Mirror {
 }
 
 
-impl Core {
-    fn stopped(&self) -> bool {
-        self.runner.stopped()
-    }
-
-    fn event(&self, e: Event) {
-        self.runner.event(e);
-    }
-
-    fn refuse(&self, reason: String) {
-        self.runner.refuse(reason);
-    }
-
-    fn connect(&self) -> RedisResult<redis::Connection> {
-        self.runner.link.connect()
-    }
-}
 
 // ---------------------------------------------------------------------------
 // Publishing
@@ -206,7 +189,7 @@ fn publisher(core: &Core) {
         first: true,
     };
     core.runner.keep_connected("publish", || {
-        let mut con = core.connect()?;
+        let mut con = core.runner.link.connect()?;
         let script = redis::Script::new(wire::PUBLISH_SCRIPT);
         publish_session(core, &mut con, &script, &mut sent)
     });
@@ -231,11 +214,11 @@ fn publish_session(
         Err(e) => {
             // Something else under our key (WRONGTYPE): the script will be
             // refused too, and say so for each change.
-            core.refuse(format!("Redis refused reading `{}`: {e}", core.cfg.key));
+            core.runner.refuse(format!("Redis refused reading `{}`: {e}", core.cfg.key));
             vec![None, None]
         }
     };
-    core.event(Event::Connected { side: "publish" });
+    core.runner.event(Event::Connected { side: "publish" });
     let origin = held.first().cloned().flatten();
     let generation = held
         .get(1)
@@ -269,7 +252,7 @@ fn publish_session(
         send(core, con, script, sent, init)?;
     }
     loop {
-        if core.stopped() {
+        if core.runner.stopped() {
             return Ok(());
         }
         let g = target.generation();
@@ -299,7 +282,7 @@ fn send(
         Err(why) => {
             if sent.unreadable != Some(why) {
                 sent.unreadable = Some(why);
-                core.refuse(format!("`{}`: {why}", target.name()));
+                core.runner.refuse(format!("`{}`: {why}", target.name()));
             }
             // Looked at again after a while, or at the next commit.
             target.wait(target.generation(), TICK);
@@ -327,7 +310,7 @@ fn send(
         Ok(r) => r,
         Err(e) if is_connection_error(&e) => return Err(e),
         Err(e) => {
-            core.refuse(format!("Redis refused `{}`: {e}", core.cfg.object));
+            core.runner.refuse(format!("Redis refused `{}`: {e}", core.cfg.object));
             sent.handle(core, generation);
             return Ok(());
         }
@@ -343,7 +326,7 @@ fn send(
             core.newest_rev.fetch_max(rev, Ordering::Relaxed);
             sent.stored = Some(generation);
             Counts::bump(&core.runner.counts.published);
-            core.event(Event::Published { rev, generation });
+            core.runner.event(Event::Published { rev, generation });
         }
         // Another host restored it first: the subscriber takes that.
         Some(2) => {}
@@ -381,9 +364,9 @@ fn send(
                     core.cfg.key
                 ),
             };
-            core.refuse(reason);
+            core.runner.refuse(reason);
         }
-        _ => core.refuse(format!("an unexpected reply from Redis: {reply:?}")),
+        _ => core.runner.refuse(format!("an unexpected reply from Redis: {reply:?}")),
     }
     Ok(())
 }
@@ -417,8 +400,8 @@ fn listener(core: &Core) {
         stale: None,
     };
     core.runner.keep_connected("subscribe", || {
-        let mut commands = core.connect()?;
-        let mut sub = core.connect()?;
+        let mut commands = core.runner.link.connect()?;
+        let mut sub = core.runner.link.connect()?;
         listen_session(core, &mut commands, &mut sub, &mut heard)
     });
 }
@@ -434,13 +417,13 @@ fn listen_session(
     // announced to us.
     pubsub.subscribe(&core.cfg.key)?;
     pubsub.set_read_timeout(Some(TICK.min(core.cfg.check_interval)))?;
-    core.event(Event::Connected { side: "subscribe" });
+    core.runner.event(Event::Connected { side: "subscribe" });
     // The newest revision seen in this session: an announcement read after
     // the hash may be older than what the hash gave.
     let mut newest = fetch(core, commands, heard)?;
     let mut checked = Instant::now();
     loop {
-        if core.stopped() {
+        if core.runner.stopped() {
             return Ok(());
         }
         match pubsub.get_message() {
@@ -450,7 +433,7 @@ fn listen_session(
                     offer(core, heard, record, false);
                 }
                 Ok(_) => {}
-                Err(reason) => core.refuse(format!(
+                Err(reason) => core.runner.refuse(format!(
                     "a malformed announcement for `{}`: {reason}",
                     core.cfg.object
                 )),
@@ -472,7 +455,7 @@ fn fetch(core: &Core, commands: &mut redis::Connection, heard: &mut Heard) -> Re
         Err(e) if is_connection_error(&e) => return Err(e),
         Err(e) => {
             // WRONGTYPE and the like: something else is under our key.
-            core.refuse(format!("Redis refused reading `{}`: {e}", core.cfg.key));
+            core.runner.refuse(format!("Redis refused reading `{}`: {e}", core.cfg.key));
             return Ok(0);
         }
     };
@@ -487,7 +470,7 @@ fn fetch(core: &Core, commands: &mut redis::Connection, heard: &mut Heard) -> Re
             let seen = ("malformed".to_owned(), reason.len() as u64, 0);
             if heard.refused.as_ref() != Some(&seen) {
                 heard.refused = Some(seen);
-                core.refuse(format!(
+                core.runner.refuse(format!(
                     "`{}` in Redis is malformed: {reason}",
                     core.cfg.key
                 ));
@@ -515,7 +498,7 @@ fn offer(core: &Core, heard: &mut Heard, record: Record, fetched: bool) {
         let seen = (stamp.0, stamp.1, record.rev);
         if heard.refused.as_ref() != Some(&seen) {
             heard.refused = Some(seen);
-            core.refuse(reason);
+            core.runner.refuse(reason);
         }
         return;
     }
@@ -588,7 +571,7 @@ fn applier(core: &Core) {
         {
             let mut mail = lock(&core.mailbox);
             while mail.is_none() {
-                if core.stopped() {
+                if core.runner.stopped() {
                     return;
                 }
                 mail = core
@@ -623,7 +606,7 @@ fn applier(core: &Core) {
         *lock(&core.applied_generation) = Some(generation);
         drop(held);
         Counts::bump(&core.runner.counts.applied);
-        core.event(Event::Applied {
+        core.runner.event(Event::Applied {
             rev: record.rev,
             origin: record.origin,
             generation,

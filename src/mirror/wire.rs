@@ -250,14 +250,17 @@ pub(crate) fn integer(v: &Value) -> Option<i64> {
     }
 }
 
-fn number(b: &[u8], what: &str) -> Result<u64, String> {
+/// A decimal number of digits only (no sign, no spaces).
+pub(crate) fn number(b: &[u8], what: &str) -> Result<u64, String> {
     std::str::from_utf8(b)
         .ok()
+        .filter(|s| !s.is_empty() && s.bytes().all(|c| c.is_ascii_digit()))
         .and_then(|s| s.parse::<u64>().ok())
         .ok_or_else(|| format!("the {what} is not a number: {:?}", shorten(b)))
 }
 
-fn text(b: &[u8], what: &str) -> Result<String, String> {
+/// A line of at most 256 bytes of text without control characters.
+pub(crate) fn text(b: &[u8], what: &str) -> Result<String, String> {
     match std::str::from_utf8(b) {
         Ok(s) if s.len() <= 256 && !s.chars().any(char::is_control) => Ok(s.to_owned()),
         _ => Err(format!(
@@ -268,7 +271,7 @@ fn text(b: &[u8], what: &str) -> Result<String, String> {
 }
 
 /// At most 40 bytes of `b`, for messages.
-fn shorten(b: &[u8]) -> String {
+pub(crate) fn shorten(b: &[u8]) -> String {
     let s = String::from_utf8_lossy(&b[..b.len().min(40)]).into_owned();
     if b.len() > 40 {
         s + "..."

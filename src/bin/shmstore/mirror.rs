@@ -1,11 +1,12 @@
-//! `shmstore mirror`: keeps a segment (or a store entry) in step with the
-//! same object on other hosts, through Redis. Without a type: the value's
+//! `shmstore mirror`: keeps a segment (a store entry, a whole store) in
+//! step with the same object on other hosts, through Redis. Without a type: the value's
 //! bytes travel with the fingerprint, type name and size from the
 //! segment's header, and only a segment of the same layout takes them.
 
 use std::time::SystemTime;
 
-use shmstore::mirror::{Direction, Event, MirrorOptions, Target};
+use shmstore::mirror::{Direction, Event, Mirror, MirrorOptions, StoreMirror, Target};
+use shmstore::Store;
 
 use crate::cmd::{resolve, CliError, CliResult, Resolved};
 use crate::out::{self, Json};
@@ -22,19 +23,17 @@ pub fn mirror(a: &MirrorArgs) -> CliResult {
             )))
         }
     };
-    let target = match &a.entry {
-        Some(key) => Target::open_entry(&loc, key),
-        None => Target::open(&loc),
-    }
-    .map_err(|e| CliError(e.to_string()))?;
-    let object = a.object.clone().unwrap_or_else(|| target.name().to_owned());
     let direction = match a.direction {
         crate::MirrorDirection::Publish => Direction::Publish,
         crate::MirrorDirection::Subscribe => Direction::Subscribe,
         crate::MirrorDirection::Both => Direction::Both,
     };
-    let url = redis_url(a)?;
-    let mut opts = MirrorOptions::new(url.clone());
+    let way = match direction {
+        Direction::Publish => "publish",
+        Direction::Subscribe => "subscribe",
+        Direction::Both => "both",
+    };
+    let mut opts = MirrorOptions::new(redis_url(a)?);
     if let Some(origin) = &a.origin {
         opts.origin(origin.clone());
     }
@@ -49,54 +48,104 @@ pub fn mirror(a: &MirrorArgs) -> CliResult {
     }
     let json = a.json;
     opts.on_event(move |e| print_event(e, json));
-    let what = format!(
-        "{} ({}, {} bytes, fingerprint {:#018x})",
-        target.name(),
-        target.type_name(),
-        target.size(),
-        target.fingerprint()
-    );
-    let (type_name, size, fingerprint) = (
-        target.type_name().to_owned(),
-        target.size(),
-        target.fingerprint(),
-    );
-    let name = target.name().to_owned();
-    let m = opts
-        .start(&object, target, direction)
-        .map_err(|e| CliError(e.to_string()))?;
-    let way = match direction {
-        Direction::Publish => "publish",
-        Direction::Subscribe => "subscribe",
-        Direction::Both => "both",
+    let fail = |e: shmstore::mirror::Error| CliError(e.to_string());
+
+    // What is mirrored, for the first line: (JSON fields, text).
+    let (running, about, what) = if a.store {
+        let store = Store::open(&loc).map_err(|e| CliError(e.to_string()))?;
+        let object = a.object.clone().unwrap_or_else(|| store.name().to_owned());
+        let entries = store.len().map_err(|e| CliError(e.to_string()))?;
+        let m = match direction {
+            Direction::Publish => opts.publish_store(&object, &store),
+            Direction::Subscribe => opts.subscribe_store(&object, &store),
+            _ => opts.both_store(&object, &store),
+        }
+        .map_err(fail)?;
+        let about = vec![
+            ("store", Json::str(store.name())),
+            ("entries", Json::int(entries as u64)),
+            ("object", Json::str(object.as_str())),
+        ];
+        let what = format!(
+            "the store {} ({entries} entries) as `{object}`",
+            store.name()
+        );
+        (Running::Store(m), about, what)
+    } else {
+        let target = match &a.entry {
+            Some(key) => Target::open_entry(&loc, key),
+            None => Target::open(&loc),
+        }
+        .map_err(fail)?;
+        let object = a.object.clone().unwrap_or_else(|| target.name().to_owned());
+        let about = vec![
+            ("segment", Json::str(target.name())),
+            ("type", Json::str(target.type_name())),
+            ("size", Json::int(target.size() as u64)),
+            (
+                "fingerprint",
+                Json::str(format!("{:#018x}", target.fingerprint())),
+            ),
+            ("object", Json::str(object.as_str())),
+        ];
+        let what = format!(
+            "{} ({}, {} bytes, fingerprint {:#018x}) as `{object}`",
+            target.name(),
+            target.type_name(),
+            target.size(),
+            target.fingerprint()
+        );
+        let m = opts.start(&object, target, direction).map_err(fail)?;
+        (Running::Value(m), about, what)
     };
-    let shown = m.redis().to_owned();
+    let (redis, origin) = running.names();
     if json {
-        line(Json::Obj(vec![
+        let mut fields = vec![
             ("time", Json::time(SystemTime::now())),
             ("event", Json::str("started")),
-            ("segment", Json::str(name)),
-            ("type", Json::str(type_name)),
-            ("size", Json::int(size as u64)),
-            ("fingerprint", Json::str(format!("{fingerprint:#018x}"))),
-            ("object", Json::str(object.as_str())),
+        ];
+        fields.extend(about);
+        fields.extend([
             ("direction", Json::str(way)),
-            ("redis", Json::str(shown)),
-            ("origin", Json::str(m.origin())),
-        ]));
+            ("redis", Json::str(redis)),
+            ("origin", Json::str(origin)),
+        ]);
+        line(Json::Obj(fields));
     } else {
         println!(
-            "{} mirroring {what} as `{object}` ({way}) through {shown} as origin {}",
+            "{} mirroring {what} ({way}) through {redis} as origin {origin}",
             out::local_time(SystemTime::now()),
-            m.origin()
         );
     }
     // Runs until interrupted, or until Redis refuses us for good.
     loop {
-        if let Some(why) = m.failure() {
+        if let Some(why) = running.failure() {
             return Err(CliError(why));
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// A running mirror of either kind.
+enum Running {
+    Value(Mirror),
+    Store(StoreMirror),
+}
+
+impl Running {
+    /// The Redis address (without the password) and the origin.
+    fn names(&self) -> (&str, &str) {
+        match self {
+            Running::Value(m) => (m.redis(), m.origin()),
+            Running::Store(m) => (m.redis(), m.origin()),
+        }
+    }
+
+    fn failure(&self) -> Option<String> {
+        match self {
+            Running::Value(m) => m.failure(),
+            Running::Store(m) => m.failure(),
+        }
     }
 }
 

@@ -174,7 +174,7 @@ use redis::{RedisResult, Value};
 use super::link::{is_connection_error, Counts, Runner, TICK};
 use super::link::lock;
 use super::target::Target;
-use super::{check_name, default_origin, Direction, Error, Event, MirrorOptions, Result, Stats};
+use super::{Direction, Error, Event, MirrorOptions, Result, Stats};
 use crate::store::RawEntry;
 use crate::Store;
 use wire::{Body, Record};
@@ -208,20 +208,7 @@ impl MirrorOptions {
     }
 
     fn start_store(&self, object: &str, store: &Store, direction: Direction) -> Result<StoreMirror> {
-        check_name(
-            object,
-            200,
-            "an object name is 1 to 200 printable bytes without spaces",
-        )?;
-        let origin = match &self.origin {
-            Some(o) => o.clone(),
-            None => default_origin(),
-        };
-        check_name(
-            &origin,
-            128,
-            "an origin is 1 to 128 printable bytes without spaces",
-        )?;
+        let origin = self.names(object)?;
         // A `both` mirror starting lets Redis's records win over these
         // (unless they change before it has connected).
         let at_start = match direction {
@@ -388,21 +375,6 @@ struct Core {
 }
 
 impl Core {
-    fn stopped(&self) -> bool {
-        self.runner.stopped()
-    }
-
-    fn event(&self, e: Event) {
-        self.runner.event(e);
-    }
-
-    fn refuse(&self, reason: String) {
-        self.runner.refuse(reason);
-    }
-
-    fn connect(&self) -> RedisResult<redis::Connection> {
-        self.runner.link.connect()
-    }
 
     fn saw_rev(&self, rev: u64) {
         self.floor.fetch_max(rev, Ordering::Relaxed);
@@ -459,14 +431,14 @@ fn publisher(core: &Core) {
         first: true,
     };
     core.runner.keep_connected("publish", || {
-        let mut con = core.connect()?;
+        let mut con = core.runner.link.connect()?;
         publish_session(core, &mut con, &mut p)
     });
 }
 
 fn publish_session(core: &Core, con: &mut redis::Connection, p: &mut Published) -> RedisResult<()> {
     let sha = redis::Script::new(wire::WRITE_SCRIPT).load(con)?;
-    core.event(Event::Connected { side: "publish" });
+    core.runner.event(Event::Connected { side: "publish" });
     // Every entry again: a first start, or Redis may have lost writes.
     relist(core, p);
     if core.direction == Direction::Publish {
@@ -497,7 +469,7 @@ fn publish_session(core: &Core, con: &mut redis::Connection, p: &mut Published) 
             .query(con)?;
     }
     loop {
-        if core.stopped() {
+        if core.runner.stopped() {
             return Ok(());
         }
         if p.listed != Some(core.store.generation()) {
@@ -531,7 +503,7 @@ fn relist(core: &Core, p: &mut Published) {
     let places = match core.store.entry_places() {
         Ok(places) => places,
         Err(e) => {
-            core.refuse(format!("listing `{}`: {e}", core.store.name()));
+            core.runner.refuse(format!("listing `{}`: {e}", core.store.name()));
             // Looked at again at the next change.
             p.listed = Some(generation);
             return;
@@ -563,7 +535,7 @@ fn relist(core: &Core, p: &mut Published) {
                 p.tracked.insert(key.clone(), t);
             }
             Ok(None) => {} // removed meanwhile: the next listing says so
-            Err(e) => core.refuse(format!("`{}` is not published: {e}", key)),
+            Err(e) => core.runner.refuse(format!("`{}` is not published: {e}", key)),
         }
     }
     p.listed = Some(generation);
@@ -612,7 +584,7 @@ fn collect(core: &Core, p: &mut Published, init: bool, ops: &mut Vec<Op>) {
             Ok(read) => read,
             Err(why) => {
                 if t.handled != Some(g) {
-                    core.refuse(format!("`{}` is not published: {why}", t.target.name()));
+                    core.runner.refuse(format!("`{}` is not published: {why}", t.target.name()));
                 }
                 // Again at its next commit.
                 t.handled = Some(g);
@@ -677,7 +649,7 @@ fn send(core: &Core, con: &mut redis::Connection, sha: &str, ops: Vec<Op>) -> Re
             Ok(r) => r,
             Err(e) if is_connection_error(&e) => return Err(e),
             Err(e) => {
-                core.refuse(format!("Redis refused writing `{}`: {e}", core.hash));
+                core.runner.refuse(format!("Redis refused writing `{}`: {e}", core.hash));
                 continue;
             }
         };
@@ -696,7 +668,7 @@ fn send(core: &Core, con: &mut redis::Connection, sha: &str, ops: Vec<Op>) -> Re
                 Some(1) => {
                     Counts::bump(&core.runner.counts.published);
                     if op.mode != "del" {
-                        core.event(Event::EntryPublished {
+                        core.runner.event(Event::EntryPublished {
                             key: op.key.clone(),
                             rev,
                             generation: op.generation,
@@ -706,7 +678,7 @@ fn send(core: &Core, con: &mut redis::Connection, sha: &str, ops: Vec<Op>) -> Re
                 Some(0) => {
                     Counts::bump(&core.runner.counts.unchanged);
                 }
-                _ => core.refuse(format!("an unexpected reply from Redis: {reply:?}")),
+                _ => core.runner.refuse(format!("an unexpected reply from Redis: {reply:?}")),
             }
         }
     }
@@ -743,8 +715,8 @@ struct Mailbox {
 fn listener(core: &Core) {
     let mut last = None;
     core.runner.keep_connected("subscribe", || {
-        let mut commands = core.connect()?;
-        let mut sub = core.connect()?;
+        let mut commands = core.runner.link.connect()?;
+        let mut sub = core.runner.link.connect()?;
         listen_session(core, &mut commands, &mut sub, &mut last)
     });
 }
@@ -760,7 +732,7 @@ fn listen_session(
     // announced to us.
     pubsub.subscribe(&core.hash)?;
     pubsub.set_read_timeout(Some(TICK.min(core.check_interval)))?;
-    core.event(Event::Connected { side: "subscribe" });
+    core.runner.event(Event::Connected { side: "subscribe" });
     *last = resync(core, commands)?;
     let mut checked = Instant::now();
     // The newest revision announced in this session, and the store's
@@ -769,7 +741,7 @@ fn listen_session(
     let mut heard = last.unwrap_or(0);
     let mut ahead: Option<u64> = None;
     loop {
-        if core.stopped() {
+        if core.runner.stopped() {
             return Ok(());
         }
         match pubsub.get_message() {
@@ -778,7 +750,7 @@ fn listen_session(
                     heard = heard.max(record.rev);
                     offer(core, record, Came::Announced)
                 }
-                Err(reason) => core.refuse(format!(
+                Err(reason) => core.runner.refuse(format!(
                     "an announcement for `{}` refused: {reason}",
                     core.object
                 )),
@@ -836,7 +808,7 @@ fn scan(
             };
             f(field, super::wire::bytes(value));
         }
-        if cursor == b"0" || core.stopped() {
+        if cursor == b"0" || core.runner.stopped() {
             return Ok(());
         }
     }
@@ -863,7 +835,7 @@ fn resync(core: &Core, con: &mut redis::Connection) -> RedisResult<Option<u64>> 
             Err(reason) => {
                 refusals += 1;
                 if refusals <= 10 {
-                    core.refuse(format!("a field of `{}` refused: {reason}", core.hash));
+                    core.runner.refuse(format!("a field of `{}` refused: {reason}", core.hash));
                 } else {
                     Counts::bump(&core.runner.counts.refused);
                 }
@@ -889,7 +861,7 @@ fn resync(core: &Core, con: &mut redis::Connection) -> RedisResult<Option<u64>> 
         Ok(()) => {}
         Err(e) if is_connection_error(&e) => return Err(e),
         Err(e) => {
-            core.refuse(format!("Redis refused reading `{}`: {e}", core.hash));
+            core.runner.refuse(format!("Redis refused reading `{}`: {e}", core.hash));
             return Ok(before);
         }
     }
@@ -930,7 +902,7 @@ fn refuse_once(core: &Core, key: &str, rev: u64, reason: String) {
         refused.insert((key.to_owned(), rev))
     };
     if fresh {
-        core.refuse(reason);
+        core.runner.refuse(reason);
     }
 }
 
@@ -950,7 +922,7 @@ fn offer(core: &Core, record: Record, came: Came) {
         Body::Removed => 0,
     } + record.key.len();
     let mut mb = lock(&core.mailbox);
-    while mb.bytes > core.capacity && !core.stopped() {
+    while mb.bytes > core.capacity && !core.runner.stopped() {
         mb = core
             .room
             .wait_timeout(mb, TICK)
@@ -988,7 +960,7 @@ fn applier(core: &Core) {
         let (records, sweep) = {
             let mut mb = lock(&core.mailbox);
             while mb.records.is_empty() && mb.sweep.is_empty() {
-                if core.stopped() {
+                if core.runner.stopped() {
                     return;
                 }
                 mb = core
@@ -1002,7 +974,7 @@ fn applier(core: &Core) {
         };
         core.room.notify_all();
         for (_, mail) in records {
-            if core.stopped() {
+            if core.runner.stopped() {
                 return;
             }
             apply(core, &mut cache, mail);
@@ -1131,7 +1103,7 @@ fn remove(core: &Core, cache: &mut HashMap<String, Local>, key: &str, rev: u64, 
                 lock(&core.ours).insert(key.to_owned(), Ours::Removed);
             }
             Counts::bump(&core.runner.counts.removed);
-            core.event(Event::EntryRemoved {
+            core.runner.event(Event::EntryRemoved {
                 key: key.to_owned(),
                 origin: origin.to_owned(),
             });
@@ -1190,7 +1162,7 @@ fn write(core: &Core, cache: &mut HashMap<String, Local>, r: &Record, e: &wire::
     drop(held);
     mark(core, &r.key, r.rev);
     Counts::bump(&core.runner.counts.applied);
-    core.event(Event::EntryApplied {
+    core.runner.event(Event::EntryApplied {
         key: r.key.clone(),
         rev: r.rev,
         origin: r.origin.clone(),
@@ -1217,7 +1189,7 @@ fn create(core: &Core, cache: &mut HashMap<String, Local>, r: &Record, e: &wire:
             drop(held);
             mark(core, &r.key, r.rev);
             Counts::bump(&core.runner.counts.created);
-            core.event(Event::EntryCreated {
+            core.runner.event(Event::EntryCreated {
                 key: r.key.clone(),
                 type_name: e.type_name.clone(),
                 origin: r.origin.clone(),

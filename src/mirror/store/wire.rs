@@ -5,7 +5,7 @@
 //! is used only if every part is present, well-formed and plausible for
 //! the local store.
 
-use crate::mirror::wire::{self as value_wire, Build};
+use crate::mirror::wire::{self as value_wire, number, text, Build};
 use crate::schema::Schema;
 
 /// The prefix of a store's hash and channel.
@@ -22,7 +22,9 @@ pub(crate) const FULL_FIELD: &str = "#full";
 
 /// Stores one entry's record (`set`: unless Redis holds the same content;
 /// `init`: only if Redis holds nothing for the key) or its tombstone
-/// (`del`: unless Redis holds none or a tombstone already), gives it a
+/// (`del`: unless Redis holds a tombstone already; also when it holds no
+/// record at all, since subscribers may have the entry from a write Redis
+/// lost in a failover), gives it a
 /// revision, bumps the store's and announces `KEY\nRECORD` on the channel.
 /// Returns `{1, rev}` when written, `{0, rev}` when nothing changed.
 ///
@@ -52,7 +54,7 @@ end
 if ARGV[1] == 'init' and old then
   return {0, string.format('%.0f', oldrev)}
 end
-if ARGV[1] == 'del' and (not old or oldbody == '-') then
+if ARGV[1] == 'del' and oldbody == '-' then
   return {0, string.format('%.0f', oldrev)}
 end
 if ARGV[1] == 'set' and oldbody == ARGV[7] then
@@ -254,34 +256,6 @@ pub(crate) fn parse_record(key: String, b: &[u8], capacity: usize) -> Result<Rec
             value: value.to_vec(),
         }),
     })
-}
-
-fn number(b: &[u8], what: &str) -> Result<u64, String> {
-    std::str::from_utf8(b)
-        .ok()
-        .filter(|s| !s.is_empty() && s.bytes().all(|c| c.is_ascii_digit()))
-        .and_then(|s| s.parse::<u64>().ok())
-        .ok_or_else(|| format!("the {what} is not a number: {:?}", shorten(b)))
-}
-
-fn text(b: &[u8], what: &str) -> Result<String, String> {
-    match std::str::from_utf8(b) {
-        Ok(s) if s.len() <= 256 && !s.chars().any(char::is_control) => Ok(s.to_owned()),
-        _ => Err(format!(
-            "the {what} is not a short line of text: {:?}",
-            shorten(b)
-        )),
-    }
-}
-
-/// At most 40 bytes of `b`, for messages.
-fn shorten(b: &[u8]) -> String {
-    let s = String::from_utf8_lossy(&b[..b.len().min(40)]).into_owned();
-    if b.len() > 40 {
-        s + "..."
-    } else {
-        s
-    }
 }
 
 #[cfg(test)]
