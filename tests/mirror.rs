@@ -533,27 +533,7 @@ fn host<T: Versioned>(s: &HostSpec<'_>) -> i32 {
             if store.is_some() {
                 cmd.args(["--entry", "cfg"]);
             }
-            // SAFETY: prctl is async-signal-safe and touches no memory: the
-            // command dies with this host.
-            unsafe {
-                cmd.pre_exec(|| {
-                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
-                    Ok(())
-                });
-            }
-            let mut child = cmd
-                .stdout(Stdio::piped())
-                .spawn()
-                .expect("running shmstore");
-            // What the command prints, for `printed`.
-            let out = child.stdout.take().unwrap();
-            let lines = cli_lines.clone();
-            std::thread::spawn(move || {
-                for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
-                    lines.lock().unwrap().push(line);
-                }
-            });
-            cli = Some(KillOnDrop(child));
+            cli = Some(spawn_collecting(cmd, &cli_lines));
         }
     }
     say("ready");
@@ -613,23 +593,7 @@ fn host<T: Versioned>(s: &HostSpec<'_>) -> i32 {
                 say("held");
             }
             "stats" => say_stats(&mirror.as_ref().unwrap().stats()),
-            "printed" => {
-                // Whether the command printed a line with all these words.
-                let deadline = Instant::now() + Duration::from_secs(10);
-                let found = loop {
-                    let hit = cli_lines
-                        .lock()
-                        .unwrap()
-                        .iter()
-                        .find(|l| words[1..].iter().all(|w| l.contains(w)))
-                        .cloned();
-                    if hit.is_some() || Instant::now() > deadline {
-                        break hit;
-                    }
-                    std::thread::sleep(Duration::from_millis(20));
-                };
-                say(format!("printed {}", found.unwrap_or_else(|| "-".into())));
-            }
+            "printed" => say(printed(&cli_lines, &words[1..])),
             "refusal" => say_refusal(mirror.as_ref().unwrap().last_refusal()),
             "quit" => break,
             other => panic!("unknown command {other}"),
@@ -661,6 +625,50 @@ fn say_stats(st: &shmstore::mirror::Stats) {
 /// Answers `refusal`: why the last refusal was made.
 fn say_refusal(r: Option<String>) {
     say(format!("refusal {}", r.unwrap_or_default()));
+}
+
+/// Runs the command `cmd` (killed when this host dies), keeping each line
+/// it prints in `lines`.
+fn spawn_collecting(mut cmd: Command, lines: &Arc<std::sync::Mutex<Vec<String>>>) -> KillOnDrop {
+    // SAFETY: prctl is async-signal-safe and touches no memory: the
+    // command dies with this host.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
+            Ok(())
+        });
+    }
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("running shmstore");
+    let out = child.stdout.take().unwrap();
+    let lines = lines.clone();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            lines.lock().unwrap().push(line);
+        }
+    });
+    KillOnDrop(child)
+}
+
+/// `printed LINE`: the first line the command printed with all `words`
+/// (waiting up to 10 s), or `printed -`.
+fn printed(lines: &std::sync::Mutex<Vec<String>>, words: &[&str]) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let found = loop {
+        let hit = lines
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|l| words.iter().all(|w| l.contains(w)))
+            .cloned();
+        if hit.is_some() || Instant::now() > deadline {
+            break hit;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    format!("printed {}", found.unwrap_or_else(|| "-".into()))
 }
 
 struct KillOnDrop(Child);
@@ -1182,6 +1190,16 @@ impl StoreHost {
     /// Starts a host whose store holds `entries` (`key:type:version`)
     /// before its mirror starts.
     fn start(s: StoreSpec<'_>, entries: &[&str]) -> StoreHost {
+        StoreHost::started(s, entries, "start")
+    }
+
+    /// As [`start`](StoreHost::start), with `shmstore mirror ... --store
+    /// --json` as its mirror.
+    fn start_cli(s: StoreSpec<'_>, entries: &[&str]) -> StoreHost {
+        StoreHost::started(s, entries, "start-cli")
+    }
+
+    fn started(s: StoreSpec<'_>, entries: &[&str], start: &str) -> StoreHost {
         let port = s.port.to_string();
         let capacity = s.capacity.to_string();
         let mut kid = Kid::spawn(
@@ -1199,7 +1217,7 @@ impl StoreHost {
             kid.send(&format!("put {key} {ty} {v}"));
             kid.expect("put");
         }
-        kid.send("start");
+        kid.send(start);
         kid.expect("ready");
         StoreHost(Host { kid })
     }
@@ -1331,6 +1349,8 @@ fn store_host(s: &StoreSpec<'_>) -> i32 {
     ));
     let store = Store::create(s.store, s.capacity).unwrap();
     let mut mirror = None;
+    let mut cli = None;
+    let cli_lines = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
     while let Some(line) = command() {
         let words: Vec<&str> = line.split_whitespace().collect();
         let num = |i: usize| words[i].parse::<u64>().unwrap();
@@ -1353,6 +1373,16 @@ fn store_host(s: &StoreSpec<'_>) -> i32 {
                 );
                 say("ready");
             }
+            "start-cli" => {
+                let url = format!("redis://127.0.0.1:{}/", s.port);
+                let mut cmd = Command::new(cli_path());
+                cmd.args(["mirror", s.direction, s.store, "--store", "--json"])
+                    .args(["--object", s.object, "--origin", s.origin])
+                    .env("SHMSTORE_REDIS_URL", url);
+                cli = Some(spawn_collecting(cmd, &cli_lines));
+                say("ready");
+            }
+            "printed" => say(printed(&cli_lines, &words[1..])),
             "put" => {
                 put_entry(&store, words[1], words[2], num(3));
                 say("put");
@@ -1408,6 +1438,7 @@ fn store_host(s: &StoreSpec<'_>) -> i32 {
         }
     }
     drop(mirror);
+    drop(cli);
     0
 }
 
@@ -1457,6 +1488,44 @@ fn a_whole_store_follows_its_publisher() {
     a.put("a", "config", 8);
     assert!(b.until("a", "config", 8, SLOW));
     assert!(c.until("a", "config", 8, SLOW));
+}
+
+/// `shmstore mirror subscribe STORE --store --json`, without a type: the
+/// publisher's entries are created with their types, follow, and go;
+/// each event is one JSON line.
+#[test]
+fn the_command_mirrors_a_whole_store_and_prints_json_events() {
+    let Some(t) = store_test("store-cli") else {
+        return;
+    };
+    let mut a = t.host("publish", "host-a", &["a:config:1", "b:other:2"]);
+    let mut b = StoreHost::start_cli(
+        StoreSpec {
+            port: t.redis.port,
+            object: &t.obj,
+            store: t.seg.name(),
+            direction: "subscribe",
+            origin: "host-b",
+            capacity: 64 * 1024,
+        },
+        &[],
+    );
+    assert!(b.until("a", "config", 1, SLOW));
+    assert!(b.until("b", "other", 2, SLOW));
+    a.put("a", "config", 3);
+    assert!(b.until("a", "config", 3, SLOW));
+    a.rm("b");
+    assert!(b.gone("b", SLOW), "b was not removed through the command");
+    for words in [
+        r#""event":"started" "store":"#,
+        r#""event":"created" "entry":"a" "origin":"host-a""#,
+        r#""event":"applied" "entry":"a""#,
+        r#""event":"removed" "entry":"b""#,
+    ] {
+        let said = b.ask(&format!("printed {words}"), "printed");
+        assert_ne!(said, "-", "the command printed no line with {words}");
+        assert!(said.starts_with('{') && said.ends_with('}'), "{said}");
+    }
 }
 
 /// An entry whose local type differs is refused and left alone; the
