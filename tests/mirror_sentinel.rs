@@ -154,6 +154,69 @@ fn passwords_are_checked_at_start_and_never_shown() {
     }
 }
 
+/// TLS (`rediss://`, feature `mirror-tls`) with a private CA's root
+/// certificate: values flow, authenticated. Without that root the server's
+/// certificate is not trusted: the mirror reports it and retries, and
+/// nothing flows.
+#[cfg(feature = "mirror-tls")]
+#[test]
+fn tls_with_a_private_root_certificate_carries_values_and_an_unknown_one_is_refused() {
+    let setup = Setup::single_tls();
+    let obj = object("tls");
+    let (a_seg, b_seg) = (Segment::new("tls-a"), Segment::new("tls-b"));
+    let a = Shared::<Seq>::create(a_seg.name(), Seq::of(0)).unwrap();
+    let b = Shared::<Seq>::create(b_seg.name(), Seq::of(0)).unwrap();
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let url = setup.tls_url(USER, PASSWORD);
+
+    // The system's roots do not know the CA: no connection.
+    let untrusted = options(url.clone(), &events)
+        .subscribe(&obj, Shared::<Seq>::open(b_seg.name()).unwrap())
+        .unwrap();
+    assert!(
+        common::eventually(PATIENCE, || untrusted.stats().disconnects >= 2),
+        "a server whose certificate nobody vouches for was trusted"
+    );
+    let said = events.lock().unwrap().join("\n");
+    assert!(said.to_lowercase().contains("certificate"), "{said}");
+    drop(untrusted);
+
+    let mut opts = options(url, &events);
+    opts.tls_root_certificate(setup.ca());
+    let _p = opts
+        .publish(&obj, Shared::<Seq>::open(a_seg.name()).unwrap())
+        .unwrap();
+    let _s = opts
+        .subscribe(&obj, Shared::<Seq>::open(b_seg.name()).unwrap())
+        .unwrap();
+    *a.lock().unwrap() = Seq::of(11);
+    assert!(reaches(&b, 11, PATIENCE), "B never got 11 over TLS");
+    // A wrong password over TLS is refused as over plain TCP.
+    let err = {
+        let mut o = options(setup.tls_url(USER, "wrong-pw-4"), &events);
+        o.tls_root_certificate(setup.ca());
+        o.publish(&obj, Shared::<Seq>::open(a_seg.name()).unwrap())
+            .expect_err("a wrong password over TLS")
+    };
+    assert!(matches!(err, Error::Refused { .. }), "{err:?}");
+}
+
+/// Without the feature, a TLS URL is an error that names it.
+#[cfg(not(feature = "mirror-tls"))]
+#[test]
+fn a_tls_url_without_the_feature_says_which_feature() {
+    let seg = Segment::new("no-tls");
+    let _a = Shared::<Seq>::create(seg.name(), Seq::of(0)).unwrap();
+    let err = MirrorOptions::new("rediss://u:secret@127.0.0.1:1/")
+        .publish(&object("no-tls"), Shared::<Seq>::open(seg.name()).unwrap())
+        .expect_err("TLS without the feature");
+    let said = err.to_string();
+    assert!(
+        said.contains("mirror-tls") && !said.contains("secret"),
+        "{said}"
+    );
+}
+
 /// A user whose ACL does not allow what a mirror runs: the mirror stops
 /// and says why, once, instead of retrying forever.
 #[test]

@@ -52,6 +52,9 @@ pub struct Setup {
     dir: PathBuf,
     servers: Vec<Node>,
     sentinels: Vec<Node>,
+    /// With TLS: the primary's TLS port (besides its plain one) and the
+    /// CA certificate (PEM) its certificate is signed by.
+    tls: Option<(u16, Vec<u8>)>,
 }
 
 fn free_port() -> u16 {
@@ -78,6 +81,76 @@ fn ask(port: u16, auth: Option<&str>, cmd: &str) -> Option<Vec<String>> {
     Some(lines)
 }
 
+/// Makes a CA and a server certificate for 127.0.0.1 signed by it in
+/// `dir` (`ca.pem`, `server.pem`, `server.key`) with `openssl`; the CA's
+/// certificate.
+fn make_certificates(dir: &std::path::Path) -> Vec<u8> {
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("running openssl (apt-get install -y openssl)");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let key = ["-newkey", "rsa:2048", "-nodes"];
+    openssl(
+        &[
+            &["req", "-x509"][..],
+            &key,
+            &[
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=shmstore test CA",
+            ],
+        ]
+        .concat(),
+    );
+    openssl(
+        &[
+            &["req"][..],
+            &key,
+            &[
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+                "-subj",
+                "/CN=127.0.0.1",
+            ],
+        ]
+        .concat(),
+    );
+    std::fs::write(dir.join("ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "ext",
+    ]);
+    std::fs::read(dir.join("ca.pem")).unwrap()
+}
+
 /// The primary's port, as the sentinel on `port` names it.
 fn named_by(port: u16) -> Option<u16> {
     let lines = ask(
@@ -93,16 +166,23 @@ impl Setup {
     /// Starts everything and waits until the replica is in sync and every
     /// sentinel knows the replica and the other sentinels.
     pub fn start() -> Setup {
-        Setup::with(true)
+        Setup::with(true, false)
     }
 
     /// The primary alone, with its password and ACL user (no replica, no
     /// sentinels): see [`direct_url`](Setup::direct_url).
     pub fn single() -> Setup {
-        Setup::with(false)
+        Setup::with(false, false)
     }
 
-    fn with(sentinels: bool) -> Setup {
+    /// [`single`](Setup::single), also listening for TLS (see
+    /// [`tls_url`](Setup::tls_url)) with a certificate for 127.0.0.1 from a
+    /// CA made for the run ([`ca`](Setup::ca)).
+    pub fn single_tls() -> Setup {
+        Setup::with(false, true)
+    }
+
+    fn with(sentinels: bool, tls: bool) -> Setup {
         for program in ["redis-server", "redis-sentinel"] {
             if Command::new(program)
                 .arg("--version")
@@ -127,7 +207,19 @@ impl Setup {
             dir,
             servers: Vec::new(),
             sentinels: Vec::new(),
+            tls: None,
         };
+        let mut tls_conf = String::new();
+        if tls {
+            let port = free_port();
+            let ca = make_certificates(&setup.dir);
+            let d = setup.dir.display();
+            tls_conf = format!(
+                "tls-port {port}\ntls-cert-file {d}/server.pem\ntls-key-file {d}/server.key\n\
+                 tls-ca-cert-file {d}/ca.pem\ntls-auth-clients no\n"
+            );
+            setup.tls = Some((port, ca));
+        }
         let primary = free_port();
         let replicas: &[Option<u16>] = if sentinels {
             &[None, Some(primary)]
@@ -149,6 +241,8 @@ impl Setup {
             );
             if let Some(p) = replica_of {
                 text.push_str(&format!("replicaof 127.0.0.1 {p}\n"));
+            } else {
+                text.push_str(&tls_conf);
             }
             std::fs::write(&conf, text).unwrap();
             setup.servers.push(Node {
@@ -283,6 +377,17 @@ impl Setup {
             "redis://{user}:{password}@127.0.0.1:{}/",
             self.servers[0].port
         )
+    }
+
+    /// `rediss://USER:PASSWORD@127.0.0.1:TLS_PORT/` (with `single_tls`).
+    pub fn tls_url(&self, user: &str, password: &str) -> String {
+        let (port, _) = self.tls.as_ref().expect("a setup with TLS");
+        format!("rediss://{user}:{password}@127.0.0.1:{port}/")
+    }
+
+    /// The CA certificate (PEM) the TLS port's certificate is signed by.
+    pub fn ca(&self) -> Vec<u8> {
+        self.tls.as_ref().expect("a setup with TLS").1.clone()
     }
 
     /// The port of the (first) primary.

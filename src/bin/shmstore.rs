@@ -279,6 +279,10 @@ struct MirrorArgs {
     /// Read the Redis URL (as for --redis) from this file's first line
     #[arg(long, value_name = "PATH")]
     redis_url_file: Option<PathBuf>,
+    /// With rediss:// (TLS): trust this CA certificate (PEM) instead of the system's roots
+    #[cfg(feature = "mirror-tls")]
+    #[arg(long, value_name = "PATH")]
+    tls_ca_file: Option<PathBuf>,
     /// With Sentinel: a host the primary may be on besides the sentinels' own (repeat for more)
     #[arg(long, value_name = "HOST")]
     allow_primary: Vec<String>,

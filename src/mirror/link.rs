@@ -19,7 +19,7 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(50);
 /// Where the data lives.
 pub(crate) enum Servers {
     /// One Redis server.
-    One(redis::Client),
+    One(redis::ConnectionInfo),
     /// Whichever server the sentinels name as the primary.
     Sentinel(Sentinel),
 }
@@ -53,6 +53,10 @@ pub(crate) struct Link {
     primary: Mutex<Option<String>>,
     /// The sentinel that answered last: asked first next time.
     first_sentinel: AtomicU64,
+    /// A root certificate (PEM) that TLS connections trust instead of the
+    /// system's.
+    #[cfg_attr(not(feature = "mirror-tls"), allow(dead_code))]
+    tls_root: Option<Vec<u8>>,
 }
 
 impl Link {
@@ -62,6 +66,7 @@ impl Link {
         io_timeout: Duration,
         max_backoff: Duration,
         on_event: Option<OnEvent>,
+        tls_root: Option<Vec<u8>>,
     ) -> Link {
         Link {
             servers,
@@ -71,7 +76,24 @@ impl Link {
             on_event,
             primary: Mutex::new(None),
             first_sentinel: AtomicU64::new(0),
+            tls_root,
         }
+    }
+
+    /// A client for `info`, trusting the root certificate given, if any
+    /// (for TLS addresses).
+    pub(crate) fn client(&self, info: redis::ConnectionInfo) -> RedisResult<redis::Client> {
+        #[cfg(feature = "mirror-tls")]
+        if let (Some(pem), redis::ConnectionAddr::TcpTls { .. }) = (&self.tls_root, &info.addr) {
+            return redis::Client::build_with_tls(
+                info,
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem.clone()),
+                },
+            );
+        }
+        redis::Client::open(info)
     }
 
     /// The address as messages give it (no password).
@@ -89,7 +111,7 @@ impl Link {
     /// timeout set.
     pub(crate) fn connect(&self) -> RedisResult<redis::Connection> {
         match &self.servers {
-            Servers::One(client) => self.open(client),
+            Servers::One(info) => self.open(&self.client(info.clone())?),
             Servers::Sentinel(s) => self.connect_primary(s),
         }
     }
@@ -120,8 +142,7 @@ impl Link {
             },
             _ => redis::ConnectionAddr::Tcp(host.clone(), port),
         };
-        let client = redis::Client::open(info)?;
-        let mut con = self.open(&client)?;
+        let mut con = self.open(&self.client(info)?)?;
         let role: redis::Value = redis::cmd("ROLE").query(&mut con)?;
         let is_primary = match &role {
             redis::Value::Array(items) => {

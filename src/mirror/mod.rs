@@ -492,6 +492,7 @@ pub struct MirrorOptions {
     allowed_primaries: Vec<String>,
     any_primary: bool,
     sentinel_password: Option<String>,
+    tls_root: Option<Vec<u8>>,
 }
 
 impl fmt::Debug for MirrorOptions {
@@ -533,7 +534,18 @@ impl MirrorOptions {
             allowed_primaries: Vec::new(),
             any_primary: false,
             sentinel_password: None,
+            tls_root: None,
         }
+    }
+
+    /// With TLS (`rediss://`, feature `mirror-tls`): trust this root
+    /// certificate (PEM), a private CA's, instead of the system's roots.
+    /// (The system's roots are read as OpenSSL does: the `SSL_CERT_FILE`
+    /// environment variable names another file of them.)
+    #[cfg(feature = "mirror-tls")]
+    pub fn tls_root_certificate(&mut self, pem: impl Into<Vec<u8>>) -> &mut Self {
+        self.tls_root = Some(pem.into());
+        self
     }
 
     /// With Sentinel: a host (as the sentinels name it, usually an IP
@@ -648,9 +660,7 @@ impl MirrorOptions {
             reason,
         };
         let servers = match url::parse(&self.url).map_err(invalid)? {
-            url::Parsed::One(info) => link::Servers::One(
-                redis::Client::open(info).map_err(|e| invalid(e.to_string()))?,
-            ),
+            url::Parsed::One(info) => link::Servers::One(info),
             url::Parsed::Sentinel(mut s) => {
                 s.auth.password = self.sentinel_password.clone();
                 if self.any_primary {
@@ -667,6 +677,7 @@ impl MirrorOptions {
             self.io_timeout,
             self.max_backoff,
             self.on_event.clone(),
+            self.tls_root.clone(),
         );
         let tried = link
             .connect()

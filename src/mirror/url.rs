@@ -20,6 +20,7 @@ pub(crate) fn parse(url: &str) -> Result<Parsed, String> {
     let tls = match scheme {
         "redis+sentinel" => false,
         "rediss+sentinel" => true,
+        "rediss" if !cfg!(feature = "mirror-tls") => return Err(NO_TLS.into()),
         _ => {
             return url
                 .into_connection_info()
@@ -100,12 +101,18 @@ pub(crate) fn parse(url: &str) -> Result<Parsed, String> {
     }))
 }
 
+/// What a TLS URL gets from a build without TLS.
+const NO_TLS: &str = "TLS (rediss://) needs shmstore's feature `mirror-tls`";
+
 /// A TLS address to fill in with the primary's host and port.
 fn tls_addr() -> Result<redis::ConnectionAddr, String> {
-    match "rediss://localhost/".into_connection_info() {
-        Ok(info) => Ok(info.addr),
-        Err(_) => Err("TLS (rediss+sentinel://) needs the feature `mirror-tls`".into()),
+    if !cfg!(feature = "mirror-tls") {
+        return Err(NO_TLS.into());
     }
+    "rediss://localhost/"
+        .into_connection_info()
+        .map(|info| info.addr)
+        .map_err(|e| e.to_string())
 }
 
 /// Percent-decodes `s`; `None` if it is not valid UTF-8 afterwards.

@@ -43,6 +43,16 @@ pub fn mirror(a: &MirrorArgs) -> CliResult {
     if a.allow_any_primary {
         opts.allow_any_primary();
     }
+    #[cfg(feature = "mirror-tls")]
+    if let Some(path) = &a.tls_ca_file {
+        let pem = std::fs::read(path).map_err(|e| {
+            CliError(format!(
+                "cannot read the CA certificate {}: {e}",
+                path.display()
+            ))
+        })?;
+        opts.tls_root_certificate(pem);
+    }
     if let Ok(pw) = std::env::var("SHMSTORE_SENTINEL_PASSWORD") {
         opts.sentinel_password(pw);
     }
