@@ -484,6 +484,23 @@ impl Setup {
         None
     }
 
+    /// Waits until a sentinel names `primary`; when it first did (within
+    /// 5 ms).
+    pub fn wait_named(&self, primary: u16, timeout: Duration) -> Option<Instant> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self
+                .sentinels
+                .iter()
+                .any(|s| named_by(s.port) == Some(primary))
+            {
+                return Some(Instant::now());
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        None
+    }
+
     /// Runs `cmd` (inline) on the server on `port` as the admin; its reply
     /// lines.
     pub fn admin(&self, port: u16, cmd: &str) -> Vec<String> {

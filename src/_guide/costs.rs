@@ -198,3 +198,19 @@
 //! Throughput moves with the machine's load (28,000/s and 12,000/s in a
 //! quieter run). In the benchmark both "hosts" share one /dev/shm; in the
 //! tests they do not.
+//!
+//! A whole store of 10,000 entries (`--example mirror_store_bench`, quiet
+//! 2-vCPU VM, `docs/measurements/2026-12-07/mirror/store.txt`): one entry
+//! (32 value bytes) changing sends that entry only, 360 bytes to Redis and
+//! 267 from it per change; commit to `wait_for_change` on the other store
+//! 2.6 ms median, 3.5 ms p99 (the publisher looks at its entries'
+//! generations every 2 ms); the first full copy took 165 ms. Looking costs:
+//! 13% of one CPU for a publisher and a subscriber of 10,000 entries that
+//! nothing changes.
+//!
+//! After a Sentinel failover (`--example mirror_failover`, ten failovers,
+//! default options, `docs/measurements/2026-12-07/mirror/failover.txt`): a
+//! subscriber holds the value written while no primary existed 898 ms
+//! (median; worst 953 ms) after the replica became the primary, which is
+//! when the sentinels first name it to clients (the mirror follows their
+//! `+switch-master` announcement within the 5 ms the example can tell).

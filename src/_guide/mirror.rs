@@ -1,4 +1,4 @@
-//! Mirroring: one value kept in step across hosts through Redis.
+//! Mirroring: values and whole stores kept in step across hosts through Redis.
 //!
 //! Shared memory ends at the host. With the `mirror` feature, a shared value
 //! (a `Shared<T>`, a segment opened without its type, or a store entry) is
@@ -41,6 +41,17 @@
 //! shmstore mirror publish app-config --redis redis://redis-host:6379/
 //! shmstore mirror subscribe app-config --redis redis://redis-host:6379/
 //! shmstore mirror subscribe my-app --entry limits --object limits --redis redis://redis-host:6379/
+//! shmstore mirror subscribe my-app --store --redis redis://redis-host:6379/   # every entry
+//! ```
+//!
+//! In production, with a password kept out of `ps` and a Sentinel setup that
+//! survives the loss of the primary (`--json` prints one event per line for a
+//! supervisor):
+//!
+//! ```sh
+//! echo 'redis+sentinel://mirror:PASSWORD@10.0.0.7:26379,10.0.0.8:26379,10.0.0.9:26379/main' \
+//!     > /run/secrets/redis-url
+//! shmstore mirror publish my-app --store --redis-url-file /run/secrets/redis-url --json
 //! ```
 //!
 //! - **How**: the latest value lives in the Redis hash `shmstore:mirror:NAME`
@@ -66,6 +77,18 @@
 //!   hosts' generations are never compared); every host converges to it,
 //!   and a host's own applied values are never sent back. Run one mirror
 //!   per object per host.
+//! - **Whole stores** (`publish_store`, `subscribe_store`, `both_store`,
+//!   `--store`): every entry's value, and entries created and removed,
+//!   follow the publisher; each entry keeps its type checks; one entry's
+//!   change sends that entry only (the `store` module of
+//!   [`shmstore::mirror`]).
+//! - **Authentication, TLS, Sentinel**: ACL users and the legacy password in
+//!   the URL (never printed); a refused password is an error, not a retry
+//!   loop; `rediss://` with the feature `mirror-tls`;
+//!   `redis+sentinel://` follows the primary the sentinels name, and
+//!   revisions never go backwards, so no host goes back to an older value
+//!   after a failover (what can be lost, and for how long: the module
+//!   docs).
 //! - **Failures**: Redis down or restarted, or the network cut: commands
 //!   time out (2 s), the mirror reconnects with backoff (50 ms doubling to
 //!   2 s, with jitter), local readers keep the last good value meanwhile,
@@ -77,13 +100,14 @@
 //!   per object per host; with `both`, a host can be one value behind for up
 //!   to the check interval (1 s) after a rare race; a remote value is
 //!   written even when the local lock is poisoned (the poison stays for
-//!   local users to clear); the command runs until killed and has no
-//!   `--json`.
+//!   local users to clear); the command runs until killed (or until Redis
+//!   refuses its credentials).
 //!
 //! `cargo run --release --features mirror --example mirror` runs two hosts
 //! (as root, each in its own mount namespace with its own /dev/shm) kept in
-//! step through a `redis-server` it starts itself. What a mirror costs is
-//! in [costs](super::costs).
+//! step through a `redis-server` it starts itself; `mirror_failover` fails
+//! a Sentinel setup over ten times and `mirror_store_bench` measures a store
+//! of 10,000 entries. What a mirror costs is in [costs](super::costs).
 //!
 #![cfg_attr(
     not(feature = "mirror"),

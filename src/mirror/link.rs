@@ -167,6 +167,40 @@ impl Link {
         Ok(con)
     }
 
+    /// Waits until `end`, `stop`, or a sentinel's announcement that the
+    /// master `s.master` has a new primary; `Err` if no sentinel could be
+    /// asked (the caller then just waits).
+    fn watch_switch(&self, s: &Sentinel, end: Instant, stop: &AtomicBool) -> RedisResult<()> {
+        let i = self.first_sentinel.load(Ordering::Relaxed) as usize % s.sentinels.len();
+        let (host, port) = &s.sentinels[i];
+        let info = redis::ConnectionInfo {
+            addr: redis::ConnectionAddr::Tcp(host.clone(), *port),
+            redis: s.auth.clone(),
+        };
+        let mut con = self.open(&redis::Client::open(info)?)?;
+        let mut sub = con.as_pubsub();
+        sub.subscribe("+switch-master")?;
+        while !stop.load(Ordering::Relaxed) {
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(());
+            }
+            sub.set_read_timeout(Some(left.min(TICK)))?;
+            match sub.get_message() {
+                // "MASTER OLD-HOST OLD-PORT NEW-HOST NEW-PORT"
+                Ok(msg) => {
+                    let text = msg.get_payload_bytes();
+                    if text.split(|&b| b == b' ').next() == Some(s.master.as_bytes()) {
+                        return Ok(());
+                    }
+                }
+                Err(e) if e.is_timeout() => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
     /// The primary's host and port, from the first sentinel that knows.
     fn ask_sentinels(&self, s: &Sentinel) -> RedisResult<(String, u16)> {
         let n = s.sentinels.len();
@@ -404,9 +438,22 @@ impl Runner {
                         error: e.to_string(),
                         retry_in,
                     });
-                    self.pause(retry_in);
+                    self.pause_for_retry(retry_in);
                 }
             }
+        }
+    }
+
+    /// The pause before a retry: with Sentinel, it ends early when a
+    /// sentinel announces a new primary for the master (`+switch-master`),
+    /// so that a failover is followed at once, not after the pause.
+    fn pause_for_retry(&self, d: Duration) {
+        let Servers::Sentinel(s) = &self.link.servers else {
+            return self.pause(d);
+        };
+        let end = Instant::now() + d;
+        if self.link.watch_switch(s, end, &self.stop).is_err() {
+            self.pause(end.saturating_duration_since(Instant::now()));
         }
     }
 

@@ -54,12 +54,23 @@
 //! latest value: `value` (its bytes), `fingerprint` (of its layout, in
 //! decimal, followed by the publisher's byte order and pointer width unless
 //! they are little-endian 64-bit: see below), `type` (its type name), `size`, `generation` (on the host that
-//! wrote it), `origin` (which mirror wrote it) and `rev` (Redis's count of
-//! writes). A small Lua script (`EVALSHA`) checks, stores and announces a
+//! wrote it), `origin` (which mirror wrote it) and `rev` (its revision,
+//! below). A small Lua script (`EVALSHA`) checks, stores and announces a
 //! value in one atomic step: it refuses a value whose fingerprint differs
 //! from the one stored, changes nothing when the bytes are those already
-//! stored, else counts `rev` up, writes the hash and `PUBLISH`es the record
-//! (six lines of fields, then the bytes) on the channel of the same name.
+//! stored, else gives the write the next revision, writes the hash and
+//! `PUBLISH`es the record (six lines of fields, then the bytes) on the
+//! channel of the same name.
+//!
+//! A revision is the largest of: the stored one plus one, the largest this
+//! mirror has seen plus one, and the Redis server's clock in microseconds.
+//! So each write to reach Redis has a larger revision than every write
+//! before it, also on a server that lost writes (a replica promoted by a
+//! failover, a server restarted empty), and a subscriber never writes a
+//! value with a smaller revision than one it has written (counted in
+//! [`Stats::stale`]): no host ever goes back to an older value. (The clock
+//! part assumes the servers' clocks differ by less than a failover takes:
+//! seconds.)
 //!
 //! Subscribers `SUBSCRIBE` first and then read the hash (`HGETALL`), so no
 //! write falls between the two. Announcements carry the record, so a
@@ -172,6 +183,64 @@
 //! - [`Stats::disconnects`] counts lost and failed connections, and
 //!   [`Event::Disconnected`] reports each, with the pause before the next
 //!   try.
+//! - Redis refuses the credentials, or a command the mirror needs is not
+//!   allowed to its user: no retry can mend that, so starting the mirror
+//!   fails with [`Error::Refused`] (it tries one connection first), or a
+//!   running mirror stops, once, with [`Event::Stopped`] and
+//!   [`Mirror::failure`] saying why.
+//!
+//! # Authentication and TLS
+//!
+//! The URL carries the credentials: `redis://USER:PASSWORD@HOST:PORT/` for
+//! an ACL user, `redis://:PASSWORD@HOST:PORT/` for the legacy
+//! `requirepass`. Passwords never appear in what a mirror prints, reports
+//! or returns: every URL is shown as `redis://USER:***@HOST:PORT/`
+//! ([`Mirror::redis`], `Debug`, errors, events). The least a mirror's ACL
+//! user needs (tested):
+//!
+//! ```text
+//! user mirror on >PASSWORD resetchannels ~shmstore:* &shmstore:* +@read +@write +@pubsub +@scripting +@connection +role +time
+//! ```
+//!
+//! `rediss://` (and `rediss+sentinel://`) talk TLS, with the feature
+//! `mirror-tls` (it adds rustls, ring and rustls-native-certs): the
+//! server's certificate must be signed by a root the system trusts (or the
+//! file `SSL_CERT_FILE` names), or by the root certificate given to
+//! [`tls_root_certificate`](MirrorOptions::tls_root_certificate). Without
+//! the feature, a TLS URL is an [`Error::InvalidUrl`] that says so.
+//!
+//! # Failover through Redis Sentinel
+//!
+//! A URL `redis+sentinel://[USER:PASSWORD@]HOST:PORT[,HOST:PORT...]/MASTER`
+//! names sentinels and the master's name in their configuration. Each
+//! connection asks the sentinels (the one that answered last first) for
+//! the current primary, connects to it, and checks that it says it is the
+//! primary (`ROLE`). When the primary dies, connections fail; while the
+//! mirror waits to retry it listens to a sentinel's `+switch-master`
+//! announcements, so it reconnects as soon as the sentinels have promoted
+//! a replica, reports [`Event::Failover`], and converges as after any
+//! reconnection (measured by the example `mirror_failover`: see the
+//! README). A primary demoted to a replica answers writes with `READONLY`,
+//! which also makes the mirror ask the sentinels again.
+//!
+//! A mirror follows a primary only to a host it was told of: the
+//! sentinels' own hosts in the URL, and those given to
+//! [`allow_primary`](MirrorOptions::allow_primary) (or any, with
+//! [`allow_any_primary`](MirrorOptions::allow_any_primary)). A sentinel
+//! that names another host, misconfigured or not the user's, is reported
+//! and not followed. The sentinels' own password, if they require one, is
+//! [`sentinel_password`](MirrorOptions::sentinel_password).
+//!
+//! **What a failover can lose.** Redis replicates asynchronously: a write
+//! the old primary acknowledged but had not yet sent to the replica is not
+//! on the new primary. Subscribers that had applied it keep it (they never
+//! go back, see the revisions above), the others keep the older value, and
+//! the publisher sends its current value again as soon as it reaches the
+//! new primary (it finds its last write missing). So while the publisher
+//! lives, hosts disagree for as long as the failover takes plus one
+//! reconnection. If the publisher's host died with the primary, its last
+//! unreplicated writes are lost from Redis until it writes again; store
+//! mirrors send their entries, creations and removals again the same way.
 //!
 //! Dropping the [`Mirror`] stops its threads (within about 100 ms, or the
 //! I/O timeout if a command is in flight).
