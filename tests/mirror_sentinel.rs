@@ -53,6 +53,32 @@ fn options(url: String, events: &Arc<Mutex<Vec<String>>>) -> MirrorOptions {
     o
 }
 
+/// Two "hosts" in one process: two segments, and the events of their
+/// mirrors.
+struct Pair {
+    a_seg: Segment,
+    b_seg: Segment,
+    a: Shared<Seq>,
+    b: Shared<Seq>,
+    events: Arc<Mutex<Vec<String>>>,
+}
+
+impl Pair {
+    fn new(test: &str) -> Pair {
+        let (a_seg, b_seg) = (
+            Segment::new(&format!("{test}-a")),
+            Segment::new(&format!("{test}-b")),
+        );
+        Pair {
+            a: Shared::create(a_seg.name(), Seq::of(0)).unwrap(),
+            b: Shared::create(b_seg.name(), Seq::of(0)).unwrap(),
+            a_seg,
+            b_seg,
+            events: Arc::new(Mutex::new(Vec::new())),
+        }
+    }
+}
+
 /// Waits until `b` holds `seq`.
 fn reaches(b: &Shared<Seq>, seq: u64, within: Duration) -> bool {
     let deadline = Instant::now() + within;
@@ -80,10 +106,13 @@ fn reaches(b: &Shared<Seq>, seq: u64, within: Duration) -> bool {
 fn passwords_are_checked_at_start_and_never_shown() {
     let setup = Setup::single();
     let obj = object("auth");
-    let (a_seg, b_seg) = (Segment::new("auth-a"), Segment::new("auth-b"));
-    let a = Shared::<Seq>::create(a_seg.name(), Seq::of(0)).unwrap();
-    let b = Shared::<Seq>::create(b_seg.name(), Seq::of(0)).unwrap();
-    let events = Arc::new(Mutex::new(Vec::new()));
+    let Pair {
+        a_seg,
+        b_seg,
+        a,
+        b,
+        events,
+    } = Pair::new("auth");
 
     // Wrong: an ACL user's password, the legacy password, none at all.
     for (url, secret) in [
@@ -163,10 +192,13 @@ fn passwords_are_checked_at_start_and_never_shown() {
 fn tls_with_a_private_root_certificate_carries_values_and_an_unknown_one_is_refused() {
     let setup = Setup::single_tls();
     let obj = object("tls");
-    let (a_seg, b_seg) = (Segment::new("tls-a"), Segment::new("tls-b"));
-    let a = Shared::<Seq>::create(a_seg.name(), Seq::of(0)).unwrap();
-    let b = Shared::<Seq>::create(b_seg.name(), Seq::of(0)).unwrap();
-    let events = Arc::new(Mutex::new(Vec::new()));
+    let Pair {
+        a_seg,
+        b_seg,
+        a,
+        b,
+        events,
+    } = Pair::new("tls");
     let url = setup.tls_url(USER, PASSWORD);
 
     // The system's roots do not know the CA: no connection.

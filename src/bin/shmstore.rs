@@ -23,6 +23,24 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+/// The examples `shmstore --help` ends with, then `$more` (the mirror's, in
+/// builds that have it).
+macro_rules! examples {
+    ($($more:literal)?) => {
+        concat!("\
+Examples:
+  shmstore ls                          list shmstore segments
+  shmstore ls --all --json             every segment, foreign ones too, as JSON
+  shmstore inspect my-counter          header, lock and value of /dev/shm/my-counter
+  shmstore inspect --key 0x53484d01    a System V segment by key
+  shmstore watch my-config             print the value now and on every change
+  shmstore watch my-app --entry jobs/next --count 10
+  shmstore rm my-counter               remove one segment
+  shmstore unpoison my-counter         clear the poison a killed holder left, saying who
+  shmstore gc --dry-run                what gc would remove, and why the others stay", $($more)?)
+    };
+}
+
 /// The command line.
 #[derive(Parser)]
 #[command(
@@ -39,33 +57,13 @@ lock word's \"watched\" bit as any waiting handle does, so that writers wake it.
 is not a shmstore segment is never decoded.\n\n\
 Output is an aligned table on a terminal and tab-separated columns in a pipe; --json gives \
 machine-readable output. Errors are one line on standard error and exit status 1.",
-    after_long_help = "\
-Examples:
-  shmstore ls                          list shmstore segments
-  shmstore ls --all --json             every segment, foreign ones too, as JSON
-  shmstore inspect my-counter          header, lock and value of /dev/shm/my-counter
-  shmstore inspect --key 0x53484d01    a System V segment by key
-  shmstore watch my-config             print the value now and on every change
-  shmstore watch my-app --entry jobs/next --count 10
-  shmstore rm my-counter               remove one segment
-  shmstore unpoison my-counter         clear the poison a killed holder left, saying who
-  shmstore gc --dry-run                what gc would remove, and why the others stay"
+    after_long_help = examples!()
 )]
 #[cfg_attr(
     feature = "mirror",
-    command(after_long_help = "\
-Examples:
-  shmstore ls                          list shmstore segments
-  shmstore ls --all --json             every segment, foreign ones too, as JSON
-  shmstore inspect my-counter          header, lock and value of /dev/shm/my-counter
-  shmstore inspect --key 0x53484d01    a System V segment by key
-  shmstore watch my-config             print the value now and on every change
-  shmstore watch my-app --entry jobs/next --count 10
-  shmstore rm my-counter               remove one segment
-  shmstore unpoison my-counter         clear the poison a killed holder left, saying who
-  shmstore gc --dry-run                what gc would remove, and why the others stay
+    command(after_long_help = examples!("
   shmstore mirror publish my-config --redis redis://10.0.0.5:6379/
-                                       send my-config to Redis on every change")
+                                       send my-config to Redis on every change"))
 )]
 struct Cli {
     #[command(subcommand)]

@@ -319,6 +319,32 @@ impl Counts {
     }
 }
 
+/// Starts a mirror's threads on `core`: a listener and an applier if it
+/// subscribes, a publisher if it publishes; named `shmstore-KIND-ROLE`.
+pub(crate) fn spawn_threads<C: Send + Sync + 'static>(
+    core: &std::sync::Arc<C>,
+    kind: &str,
+    direction: super::Direction,
+    [listener, applier, publisher]: [fn(&C); 3],
+) -> Vec<std::thread::JoinHandle<()>> {
+    let spawn = |role: &str, f: fn(&C)| {
+        let core = std::sync::Arc::clone(core);
+        std::thread::Builder::new()
+            .name(format!("shmstore-{kind}-{role}"))
+            .spawn(move || f(&core))
+            .expect("spawning a mirror thread")
+    };
+    let mut threads = Vec::new();
+    if direction.subscribes() {
+        threads.push(spawn("listen", listener));
+        threads.push(spawn("apply", applier));
+    }
+    if direction.publishes() {
+        threads.push(spawn("publish", publisher));
+    }
+    threads
+}
+
 /// What the threads of one mirror share to talk to Redis and to report:
 /// the link, the stop flag, the counters, the last refusal and why the
 /// mirror stopped by itself, if it did.

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use redis::{RedisResult, Value};
 
-use super::link::{is_connection_error, lock, Counts, Runner, TICK};
+use super::link::{is_connection_error, lock, spawn_threads, Counts, Runner, TICK};
 use super::target::{Target, Unreadable};
 use super::wire::{self, Build, Record};
 use super::{Direction, Event, Stats};
@@ -140,21 +140,7 @@ pub(crate) fn start(cfg: Config, runner: Runner) -> Mirror {
         mailbox: Mutex::new(None),
         mail: Condvar::new(),
     });
-    let mut threads = Vec::new();
-    let spawn = |name: &str, f: fn(&Core)| {
-        let core = Arc::clone(&core);
-        std::thread::Builder::new()
-            .name(format!("shmstore-mirror-{name}"))
-            .spawn(move || f(&core))
-            .expect("spawning a mirror thread")
-    };
-    if direction.subscribes() {
-        threads.push(spawn("listen", listener));
-        threads.push(spawn("apply", applier));
-    }
-    if direction.publishes() {
-        threads.push(spawn("publish", publisher));
-    }
+    let threads = spawn_threads(&core, "mirror", direction, [listener, applier, publisher]);
     Mirror { core, threads }
 }
 

@@ -171,7 +171,7 @@ use std::time::{Duration, Instant};
 
 use redis::{RedisResult, Value};
 
-use super::link::{is_connection_error, Counts, Runner, TICK};
+use super::link::{is_connection_error, spawn_threads, Counts, Runner, TICK};
 use super::link::lock;
 use super::target::Target;
 use super::{Direction, Error, Event, MirrorOptions, Result, Stats};
@@ -241,21 +241,7 @@ impl MirrorOptions {
             refused: Mutex::new(HashSet::new()),
             at_start: Mutex::new(at_start),
         });
-        let mut threads = Vec::new();
-        let spawn = |name: &str, f: fn(&Core)| {
-            let core = Arc::clone(&core);
-            std::thread::Builder::new()
-                .name(format!("shmstore-store-{name}"))
-                .spawn(move || f(&core))
-                .expect("spawning a mirror thread")
-        };
-        if direction.subscribes() {
-            threads.push(spawn("listen", listener));
-            threads.push(spawn("apply", applier));
-        }
-        if direction.publishes() {
-            threads.push(spawn("publish", publisher));
-        }
+        let threads = spawn_threads(&core, "store", direction, [listener, applier, publisher]);
         Ok(StoreMirror { core, threads })
     }
 }
