@@ -294,7 +294,7 @@ fn a_user_without_the_permissions_stops_the_mirror_with_a_reason() {
 #[cfg(feature = "cli")]
 #[test]
 fn the_command_reads_the_url_from_a_file_or_the_environment_and_hides_the_password() {
-    let setup = Setup::single();
+    let mut setup = Setup::single();
     let seg = Segment::new("auth-cli");
     let a = Shared::<Seq>::create(seg.name(), Seq::of(1)).unwrap();
     let dir = common::TempDir::new("mirror-url");
@@ -322,8 +322,21 @@ fn the_command_reads_the_url_from_a_file_or_the_environment_and_hides_the_passwo
     let _kill = KillOnDrop(child.id());
     let cmdline = std::fs::read(format!("/proc/{}/cmdline", child.id())).unwrap();
     assert!(!String::from_utf8_lossy(&cmdline).contains(PASSWORD));
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut next = || lines.next().unwrap().unwrap();
+    // Its lines, each within 30 s (a test that waits for a line that never
+    // comes fails instead of hanging).
+    let (tx, rx) = std::sync::mpsc::channel();
+    let out = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let next = || {
+        rx.recv_timeout(Duration::from_secs(30))
+            .expect("the command printed nothing for 30 s")
+    };
     let started = next();
     assert!(
         started.starts_with('{') && started.contains(r#""event":"started""#),
@@ -349,6 +362,24 @@ fn the_command_reads_the_url_from_a_file_or_the_environment_and_hides_the_passwo
         assert!(seen.len() < 10, "no published event: {seen:#?}");
     };
     assert!(published.contains(r#""rev":"#), "{published}");
+    // Redis restarted while nothing is written: the idle publisher's
+    // check of its connection finds it gone, and the command says it
+    // reconnected.
+    setup.kill(setup.first_port());
+    setup.restart(setup.first_port());
+    let mut seen = Vec::new();
+    loop {
+        let l = next();
+        if l.contains(r#""event":"reconnected""#) {
+            break;
+        }
+        seen.push(l);
+        assert!(seen.len() < 50, "no reconnected event: {seen:#?}");
+    }
+    assert!(
+        seen.iter().any(|l| l.contains(r#""event":"disconnected""#)),
+        "{seen:#?}"
+    );
     let _ = child.kill();
     let _ = child.wait();
     let err = std::io::read_to_string(child.stderr.take().unwrap()).unwrap();
@@ -364,6 +395,53 @@ impl Drop for KillOnDrop {
         // SAFETY: kill takes a pid and a signal number, no pointers.
         unsafe { libc::kill(self.0 as i32, libc::SIGKILL) };
     }
+}
+
+/// A sentinel that names a primary on a host the mirror was not told of
+/// is not followed: the mirror says so and nothing flows, until the host
+/// is allowed.
+#[test]
+fn a_primary_on_a_host_not_allowed_is_not_followed() {
+    let setup = Setup::start();
+    // The sentinels by name; they name the primary by address.
+    let url = setup
+        .url(USER, PASSWORD)
+        .replace("127.0.0.1:", "localhost:");
+    let Pair {
+        a_seg,
+        b_seg,
+        a,
+        b,
+        events,
+    } = Pair::new("allowed");
+    let obj = object("allowed");
+    let refused = options(url.clone(), &events)
+        .subscribe(&obj, Shared::<Seq>::open(b_seg.name()).unwrap())
+        .unwrap();
+    assert!(
+        common::eventually(PATIENCE, || refused.stats().disconnects >= 2),
+        "the mirror followed a primary on a host it was not told of"
+    );
+    let said = events.lock().unwrap().join("\n");
+    assert!(
+        said.contains("127.0.0.1") && said.contains("not allowed"),
+        "{said}"
+    );
+    drop(refused);
+
+    let mut opts = options(url, &events);
+    opts.allow_primary("127.0.0.1");
+    let _p = opts
+        .publish(&obj, Shared::<Seq>::open(a_seg.name()).unwrap())
+        .unwrap();
+    let _s = opts
+        .subscribe(&obj, Shared::<Seq>::open(b_seg.name()).unwrap())
+        .unwrap();
+    *a.lock().unwrap() = Seq::of(5);
+    assert!(
+        reaches(&b, 5, PATIENCE),
+        "B never got 5 with the host allowed"
+    );
 }
 
 // ---------------------------------------------------------------------------

@@ -217,8 +217,8 @@ written). The local segment must exist already, created by the program that uses
 (created with their types), their values, and their removals.\n\n\
 Runs until interrupted, printing one line per event (one JSON object per line with --json): \
 connected, published, applied, created, removed, refused, disconnected (it reconnects by \
-itself, with growing \
-pauses, for as long as it takes), failover (Sentinel named a new primary). Credentials that \
+itself, with growing pauses, for as long as it takes), reconnected, failover (Sentinel named a \
+new primary). Credentials that \
 Redis refuses end it at once with status 1, as does a command its Redis user may not run. Run \
 one mirror per object per host.\n\n\
 The Redis URL comes from --redis, else from the file --redis-url-file names, else from the \

@@ -520,6 +520,40 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Keeps an idle connection checked: a publisher that has nothing to send
+/// would otherwise learn that Redis went away (a failover, a restart that
+/// lost its data) only at its next write, and restore what Redis lost only
+/// then.
+pub(crate) struct Heartbeat {
+    last: Instant,
+    every: Duration,
+}
+
+impl Heartbeat {
+    pub(crate) fn new(every: Duration) -> Heartbeat {
+        Heartbeat {
+            last: Instant::now(),
+            every,
+        }
+    }
+
+    /// The connection was just used.
+    pub(crate) fn used(&mut self) {
+        self.last = Instant::now();
+    }
+
+    /// `PING`s `con` if it was not used for the check interval; `Err` if
+    /// it is dead (the session then starts again, and restores what Redis
+    /// lost).
+    pub(crate) fn check(&mut self, con: &mut redis::Connection) -> RedisResult<()> {
+        if self.last.elapsed() >= self.every {
+            redis::cmd("PING").query::<()>(con)?;
+            self.used();
+        }
+        Ok(())
+    }
+}
+
 /// Pauses that double, with jitter, up to a maximum.
 pub(crate) struct Backoff {
     next: Duration,

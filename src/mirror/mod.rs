@@ -180,6 +180,10 @@
 //!   a lost value only if no other host has restored one first (the
 //!   script's `init` mode), so a host's stale value never replaces a
 //!   fresher one. So every host converges to the latest value.
+//! - A publisher with nothing to send checks its connection every
+//!   [`check_interval`](MirrorOptions::check_interval) (`PING`), so that a
+//!   Redis that went away and came back (or failed over) gets what it lost
+//!   without waiting for the next local write.
 //! - [`Stats::disconnects`] counts lost and failed connections, and
 //!   [`Event::Disconnected`] reports each, with the pause before the next
 //!   try.
@@ -659,7 +663,8 @@ impl MirrorOptions {
     }
 
     /// How often a subscriber that heard nothing reads the hash anyway,
-    /// which also checks the connection (default 1 s).
+    /// and a publisher with nothing to send checks its connection
+    /// (default 1 s).
     pub fn check_interval(&mut self, every: Duration) -> &mut Self {
         self.check_interval = every.max(Duration::from_millis(10));
         self

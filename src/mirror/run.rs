@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use redis::{RedisResult, Value};
 
-use super::link::{is_connection_error, lock, spawn_threads, Counts, Runner, TICK};
+use super::link::{is_connection_error, lock, spawn_threads, Counts, Heartbeat, Runner, TICK};
 use super::target::{Target, Unreadable};
 use super::wire::{self, Build, Record};
 use super::{Direction, Event, Stats};
@@ -237,6 +237,7 @@ fn publish_session(
             && sent.handled == Some(target.generation());
         send(core, con, script, sent, init)?;
     }
+    let mut heartbeat = Heartbeat::new(core.cfg.check_interval);
     loop {
         if core.runner.stopped() {
             return Ok(());
@@ -244,8 +245,10 @@ fn publish_session(
         let g = target.generation();
         if Some(g) != sent.handled {
             send(core, con, script, sent, false)?;
+            heartbeat.used();
             continue;
         }
+        heartbeat.check(con)?;
         target.wait(g, TICK);
     }
 }

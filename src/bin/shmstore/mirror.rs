@@ -57,7 +57,27 @@ pub fn mirror(a: &MirrorArgs) -> CliResult {
         opts.sentinel_password(pw);
     }
     let json = a.json;
-    opts.on_event(move |e| print_event(e, json));
+    // Sides whose connection was lost: their next `connected` is a
+    // reconnection.
+    let lost = std::sync::Mutex::new(Vec::<&'static str>::new());
+    opts.on_event(move |e| {
+        let again = {
+            let mut lost = lost.lock().unwrap_or_else(|p| p.into_inner());
+            match e {
+                Event::Disconnected { side, .. } if !lost.contains(side) => {
+                    lost.push(side);
+                    false
+                }
+                Event::Connected { side } => {
+                    let was = lost.contains(side);
+                    lost.retain(|s| s != side);
+                    was
+                }
+                _ => false,
+            }
+        };
+        print_event(e, again, json)
+    });
     let fail = |e: shmstore::mirror::Error| CliError(e.to_string());
 
     // What is mirrored, for the first line: (JSON fields, text).
@@ -200,17 +220,22 @@ fn has_password(url: &str) -> bool {
     authority.contains('@')
 }
 
-/// Prints one event: a line of text, or a JSON object on one line.
-fn print_event(e: &Event, json: bool) {
+/// Prints one event: a line of text, or a JSON object on one line. A
+/// connection made `again` (after one was lost) is `reconnected`.
+fn print_event(e: &Event, again: bool, json: bool) {
     if !json {
-        println!("{} {e}", out::local_time(SystemTime::now()));
+        let text = match e {
+            Event::Connected { side } if again => format!("reconnected ({side})"),
+            _ => e.to_string(),
+        };
+        println!("{} {text}", out::local_time(SystemTime::now()));
         return;
     }
     let mut f: Vec<(&'static str, Json)> = vec![("time", Json::time(SystemTime::now()))];
     let mut kind = |k: &'static str| f.push(("event", Json::str(k)));
     match e {
         Event::Connected { side } => {
-            kind("connected");
+            kind(if again { "reconnected" } else { "connected" });
             f.push(("side", Json::str(*side)));
         }
         Event::Disconnected {

@@ -171,7 +171,7 @@ use std::time::{Duration, Instant};
 
 use redis::{RedisResult, Value};
 
-use super::link::{is_connection_error, spawn_threads, Counts, Runner, TICK};
+use super::link::{is_connection_error, spawn_threads, Counts, Heartbeat, Runner, TICK};
 use super::link::lock;
 use super::target::Target;
 use super::{Direction, Error, Event, MirrorOptions, Result, Stats};
@@ -454,6 +454,7 @@ fn publish_session(core: &Core, con: &mut redis::Connection, p: &mut Published) 
             .arg(&core.origin)
             .query(con)?;
     }
+    let mut heartbeat = Heartbeat::new(core.check_interval);
     loop {
         if core.runner.stopped() {
             return Ok(());
@@ -464,9 +465,11 @@ fn publish_session(core: &Core, con: &mut redis::Connection, p: &mut Published) 
         let mut ops = Vec::new();
         collect(core, p, false, &mut ops);
         if ops.is_empty() {
+            heartbeat.check(con)?;
             std::thread::sleep(POLL);
         } else {
             send(core, con, &sha, ops)?;
+            heartbeat.used();
         }
     }
 }
