@@ -91,6 +91,8 @@ CFLAGS=(-O2 -Wall -Wextra -std=gnu11 -pthread)
 c=$here/c
 build "$bin/c-atomic" "$c/atomic_counter.c" "$c/harness.h" -- \
     gcc "${CFLAGS[@]}" -o "$bin/c-atomic" "$c/atomic_counter.c"
+build "$bin/c-cas-floor" "$c/cas_floor.c" "$c/harness.h" -- \
+    gcc "${CFLAGS[@]}" -o "$bin/c-cas-floor" "$c/cas_floor.c"
 # name ROBUST SYSV
 for variant in "c-pthread-plain 0 0" "c-pthread-robust 1 0" "c-sysv-pthread 1 1"; do
     read -r name robust sysv <<<"$variant"

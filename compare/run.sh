@@ -41,6 +41,7 @@ done
 # name, share of ITERS (1/n), command in $bin
 PEERS=(
     "c-atomic            1  c-atomic"
+    "c-cas-floor         1  c-cas-floor"
     "c-pthread-plain     1  c-pthread-plain"
     "c-pthread-robust    1  c-pthread-robust"
     "c-sysv-pthread      1  c-sysv-pthread"
