@@ -7,6 +7,7 @@
 //! cargo run --release --example load -- 60      # SECONDS per scenario
 //! cargo run --release --example load -- 60 32   # SECONDS and PROCS (2..=60)
 //! cargo run --release --example load -- 60 16 store   # one scenario: lock, hold, store or list
+//! cargo run --release --example load -- 10 1 list      # list with one getter: no CPU shared
 //! ```
 //!
 //! Scenarios, one after the other, each with PROCS worker processes (this
@@ -23,9 +24,13 @@
 //! 4. `list`: up to 4 processes `get` (and drop) random entries of a store
 //!    of 100,000 entries, the first half of the run alone, the second half
 //!    while this process lists the store (`entries()`) again and again;
-//!    it prints the longest single `get` of each half (a listing holds the
-//!    directory lock, which `get` takes, only in short pieces), how long a
-//!    listing took, and checks that every listing found every entry.
+//!    it prints, for each half, the longest single `get`, the 99.99th
+//!    percentile and how many took over 1 ms and over 2 ms (a listing holds
+//!    the directory lock, which `get` takes, only in short pieces), how long
+//!    a listing took, and checks that every listing found every entry. With
+//!    PROCS 1 (`load 10 1 list`) one process gets while this one lists, so
+//!    on two CPUs neither waits for a CPU: what is left of a long `get` is
+//!    the lock, and the scheduler's and the machine's own pauses.
 //!
 //! For each of the first three it prints a table per process (acquisitions, share of a fair
 //! 1/PROCS, the longest single `lock()` and how many took over 50 ms, time
@@ -154,10 +159,10 @@ fn main() -> ExitCode {
     let Some((secs, procs, only)) = parsed.filter(|&(s, p, only): &(f64, usize, _)| {
         s > 0.0
             && s <= 3600.0
-            && (2..=MAX_PROCS).contains(&p)
+            && ((2..=MAX_PROCS).contains(&p) || (p == 1 && only == Some("list")))
             && only.is_none_or(|o| SCENARIOS.iter().any(|&(kind, _)| kind == o))
     }) else {
-        eprintln!("usage: load [SECONDS [PROCS [lock|hold|store|list]]]   (default 10 s per scenario, 16 processes, every scenario; PROCS 2..={MAX_PROCS})");
+        eprintln!("usage: load [SECONDS [PROCS [lock|hold|store|list]]]   (default 10 s per scenario, 16 processes, every scenario; PROCS 2..={MAX_PROCS}, or 1 for list alone)");
         return ExitCode::from(2);
     };
     if run_all(Duration::from_secs_f64(secs), procs, only) {
@@ -372,14 +377,15 @@ fn hammer_store(name: &str, index: usize) {
 }
 
 /// `get`s (and drops) random entries `key/N` of the store at `name` until
-/// the end of the run, timing each; reports the longest and the count, of
-/// those made while the `listing` entry said 0 and while it said 1.
+/// the end of the run, timing each; reports, of those made while the
+/// `listing` entry said 0 and while it said 1, the count, the longest, the
+/// 99.99th percentile and how many took over 1 and over 2 ms.
 fn get_during_listings(name: &str, index: usize) {
     let store = Store::open(name).expect("opening the store");
     let listing = store.get::<u64>("listing").expect("the listing flag");
     let (_, end) = wait_for_go();
     let mut rng = 0x9e37_79b9_7f4a_7c15_u64 ^ index as u64;
-    let (mut gets, mut longest) = ([0u64; 2], [Duration::ZERO; 2]);
+    let mut times = [GetTimes::default(), GetTimes::default()];
     let mut now = Instant::now();
     while now < end {
         rng ^= rng << 13;
@@ -389,17 +395,51 @@ fn get_during_listings(name: &str, index: usize) {
         let key = list_key(rng % LIST_KEYS);
         drop(store.get::<u64>(&key).expect("get"));
         let after = Instant::now();
-        gets[phase] += 1;
-        longest[phase] = longest[phase].max(after - now);
+        times[phase].add(after - now);
         now = after;
     }
-    say(&format!(
-        "done alone={} alone_us={} listing={} listing_us={}",
-        gets[0],
-        longest[0].as_micros(),
-        gets[1],
-        longest[1].as_micros()
-    ));
+    let [alone, during] = times.map(|t| t.fields());
+    say(&format!("done alone {alone} listing {during}"));
+}
+
+/// How long `get`s took: a count per power of two of microseconds.
+#[derive(Default)]
+struct GetTimes {
+    /// `buckets[k]`: gets that took from 2^(k-1) to 2^k - 1 us (`buckets[0]`: under 1 us; the last, 2^30 us and more).
+    buckets: [u64; 32],
+    longest: Duration,
+    over_1ms: u64,
+    over_2ms: u64,
+}
+
+impl GetTimes {
+    fn add(&mut self, took: Duration) {
+        let us = took.as_micros() as u64;
+        self.buckets[((64 - us.leading_zeros()) as usize).min(31)] += 1;
+        self.longest = self.longest.max(took);
+        self.over_1ms += u64::from(us > 1000);
+        self.over_2ms += u64::from(us > 2000);
+    }
+
+    /// `gets=N longest_us=N p9999_us=N over_1ms=N over_2ms=N`, the
+    /// percentile as the upper end of its power-of-two bucket.
+    fn fields(&self) -> String {
+        let gets: u64 = self.buckets.iter().sum();
+        let (mut seen, mut p9999) = (0, 0);
+        for (k, &n) in self.buckets.iter().enumerate() {
+            seen += n;
+            if seen * 10_000 >= gets * 9_999 {
+                p9999 = (1u64 << k) - 1;
+                break;
+            }
+        }
+        format!(
+            "gets={gets} longest_us={} p9999_us={p9999} over_1ms={} over_2ms={}",
+            self.longest.as_micros(),
+            self.over_1ms,
+            self.over_2ms
+        )
+    }
 }
 
 fn list_key(i: u64) -> String {
@@ -740,20 +780,46 @@ fn scenario_list(name: &str, procs: usize, run: Duration) -> bool {
         let status = w.child.wait().expect("waitpid");
         assert!(status.success(), "worker {} {status}", w.child.id());
     }
-    let most = |key: &str| lines.iter().map(|l| field(l, key)).max().unwrap_or(0);
-    let sum = |key: &str| lines.iter().map(|l| field(l, key)).sum::<u64>();
+    // Each line: `done alone gets=.. longest_us=.. ... listing gets=.. ...`.
+    let phase = |l: &String, which: &str, key: &str| -> u64 {
+        let part = match (l.find(" alone "), l.find(" listing ")) {
+            (Some(a), Some(b)) if which == "alone" => &l[a..b],
+            (Some(_), Some(b)) => &l[b..],
+            _ => "",
+        };
+        field(part, key)
+    };
+    let most = |which: &str, key: &str| {
+        lines
+            .iter()
+            .map(|l| phase(l, which, key))
+            .max()
+            .unwrap_or(0)
+    };
+    let sum = |which: &str, key: &str| lines.iter().map(|l| phase(l, which, key)).sum::<u64>();
     println!(
-        "{procs} processes get (and drop) random entries of {LIST_KEYS} entries; longest single get:"
+        "{procs} process{} get (and drop) random entries of {LIST_KEYS} entries:",
+        if procs == 1 { "" } else { "es" }
     );
     println!(
-        "  no listing running:        {:>9} us  ({} gets)",
-        most("alone_us"),
-        sum("alone")
+        "  {:<26} {:>10} {:>12} {:>12} {:>9} {:>9}",
+        "", "gets", "longest us", "p99.99 us", "> 1 ms", "> 2 ms"
     );
+    for (which, label) in [
+        ("alone", "no listing running:"),
+        ("listing", "while entries() runs:"),
+    ] {
+        println!(
+            "  {label:<26} {:>10} {:>12} {:>12} {:>9} {:>9}",
+            sum(which, "gets"),
+            most(which, "longest_us"),
+            most(which, "p9999_us"),
+            sum(which, "over_1ms"),
+            sum(which, "over_2ms"),
+        );
+    }
     println!(
-        "  while entries() runs:      {:>9} us  ({} gets, {listings} listings, {:.1} ms each)",
-        most("listing_us"),
-        sum("listing"),
+        "  {listings} listings, {:.1} ms each (p99.99: the upper end of its power-of-two bucket)",
         took.as_secs_f64() * 1e3 / f64::from(listings.max(1))
     );
     let check = store.check();
