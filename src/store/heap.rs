@@ -10,12 +10,13 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::sys::mapping::Mapping;
-use crate::types::shareable::Fingerprint;
 
 /// `format` before the first directory lock formats the heap.
 const UNFORMATTED: u32 = 0;
 /// `format` of a formatted store of this build.
-pub(crate) const FORMATTED: u32 = 0x5354_3031; // "ST01"
+/// "ST02": keys hashed by [`hash`] (8 bytes at a time); "ST01" stores
+/// (FNV-1a) are refused, as the store's fingerprint includes this word.
+pub(crate) const FORMATTED: u32 = 0x5354_3032; // "ST02"
 /// `format` while [`Heap::format`] runs: left only by a process that died
 /// formatting, whose heap holds no entry yet, so it is formatted again.
 const FORMATTING: u32 = 0x5354_3030; // "ST00"
@@ -178,9 +179,35 @@ impl Geometry {
     }
 }
 
-/// The hash of a key.
+/// The hash of a key: 8 bytes at a time, read little-endian whatever the
+/// CPU, so that every process (of any architecture and byte order) agrees
+/// on it; the stored hashes and the buckets depend on it. Not meant to
+/// resist chosen keys: probes are bounded, and a peer can write anything
+/// into the directory anyway.
 pub(crate) fn hash(key: &[u8]) -> u64 {
-    Fingerprint::new().bytes(key).finish()
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut h = (key.len() as u64).wrapping_mul(K);
+    let mut chunks = key.chunks_exact(8);
+    for c in &mut chunks {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        h = (h ^ u64::from_le_bytes(w)).wrapping_mul(K);
+        h ^= h >> 32;
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let mut w = [0u8; 8];
+        w[..rest.len()].copy_from_slice(rest);
+        h = (h ^ u64::from_le_bytes(w)).wrapping_mul(K);
+    }
+    // MurmurHash3's finaliser: every bit of the input moves every bit of
+    // the result, so the low bits (the home bucket) and the high bits (the
+    // bucket's tag) are both well spread.
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^ (h >> 33)
 }
 
 /// Where an entry's parts lie in its block, and how big the block is.
@@ -235,6 +262,39 @@ pub(crate) struct EntryMeta {
     pub value_align: usize,
     pub layout: EntryLayout,
     pub holders: u64,
+}
+
+/// What a lookup needs of a LIVE or REMOVED block, checked as
+/// [`Heap::entry`] checks it, without copying its key or type name: where
+/// its parts are, and what its type's check compares.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Shape {
+    /// The block's absolute offset in the mapping.
+    pub at: usize,
+    pub key_len: usize,
+    pub type_len: usize,
+    pub fingerprint: u64,
+    pub value_size: usize,
+    pub value_align: usize,
+    pub layout: EntryLayout,
+}
+
+impl Shape {
+    /// The entry as holding it needs it (`Store::hold`, `entry_slot`), for
+    /// the key `key` it was found by: its type name is left empty, as a
+    /// lookup does not read it (errors read it: [`Heap::type_name`]).
+    pub(crate) fn meta(&self, key: &[u8]) -> EntryMeta {
+        EntryMeta {
+            at: self.at,
+            key: key.to_vec(),
+            type_name: String::new(),
+            fingerprint: self.fingerprint,
+            value_size: self.value_size,
+            value_align: self.value_align,
+            layout: self.layout,
+            holders: 0,
+        }
+    }
 }
 
 /// What a new entry is made of.
@@ -698,6 +758,24 @@ impl Heap<'_> {
 
     /// Reads and checks the entry in the block at `at`.
     pub(crate) fn entry(&self, at: usize) -> Result<EntryMeta> {
+        let shape = self.shape(at)?;
+        let mut key = vec![0u8; shape.key_len];
+        self.map.copy_out(at + B_KEY, &mut key);
+        Ok(EntryMeta {
+            at,
+            key,
+            type_name: self.type_name(&shape),
+            fingerprint: shape.fingerprint,
+            value_size: shape.value_size,
+            value_align: shape.value_align,
+            layout: shape.layout,
+            holders: self.u64(at + B_HOLDERS),
+        })
+    }
+
+    /// Reads and checks the header of the entry in the block at `at`: what
+    /// [`entry`](Heap::entry) checks, without its copies.
+    pub(crate) fn shape(&self, at: usize) -> Result<Shape> {
         let size = self.size_of(at)?;
         let state = self.state(at);
         if state != LIVE && state != REMOVED {
@@ -731,24 +809,28 @@ impl Heap<'_> {
                 "an entry's value at {value_off} ({value_size} bytes) does not fit its {size}-byte block"
             )));
         }
-        let mut key = vec![0u8; key_len];
-        self.map.copy_out(at + B_KEY, &mut key);
-        let mut type_name = vec![0u8; type_len];
-        self.map.copy_out(at + B_KEY + key_len, &mut type_name);
-        let type_name = String::from_utf8_lossy(&type_name)
-            .chars()
-            .map(|c| if c.is_control() { '?' } else { c })
-            .collect();
-        Ok(EntryMeta {
+        Ok(Shape {
             at,
-            key,
-            type_name,
+            key_len,
+            type_len,
             fingerprint: self.u64(at + B_FINGERPRINT),
             value_size: value_size as usize,
             value_align,
             layout,
-            holders: self.u64(at + B_HOLDERS),
         })
+    }
+
+    /// The type name of the entry `shape` (checked by [`shape`](Heap::shape)
+    /// to lie inside its block), printable: bytes that are not UTF-8 or are
+    /// control characters show as replacement characters or `?`.
+    pub(crate) fn type_name(&self, shape: &Shape) -> String {
+        let mut type_name = vec![0u8; shape.type_len];
+        self.map
+            .copy_out(shape.at + B_KEY + shape.key_len, &mut type_name);
+        String::from_utf8_lossy(&type_name)
+            .chars()
+            .map(|c| if c.is_control() { '?' } else { c })
+            .collect()
     }
 
     fn bucket(&self, i: u64) -> u32 {
@@ -761,6 +843,24 @@ impl Heap<'_> {
 
     /// The bucket and entry of `key`, if it is in the directory.
     pub(crate) fn find(&self, key: &[u8]) -> Result<Option<(u64, EntryMeta)>> {
+        match self.locate(key)? {
+            Some((i, at)) => Ok(Some((i, self.entry(at)?))),
+            None => Ok(None),
+        }
+    }
+
+    /// The bucket and entry shape of `key`, if it is in the directory: a
+    /// [`find`](Heap::find) that copies nothing out.
+    pub(crate) fn lookup(&self, key: &[u8]) -> Result<Option<(u64, Shape)>> {
+        match self.locate(key)? {
+            Some((i, at)) => Ok(Some((i, self.shape(at)?))),
+            None => Ok(None),
+        }
+    }
+
+    /// The bucket of `key` and its block's offset, if it is in the
+    /// directory; at most one probe per bucket, whatever a peer wrote.
+    fn locate(&self, key: &[u8]) -> Result<Option<(u64, usize)>> {
         let h = hash(key);
         let mask = self.geo.buckets - 1;
         let mut i = h & mask;
@@ -775,7 +875,7 @@ impl Heap<'_> {
                 && self.u32(at + B_LENS) & 0xffff == key.len() as u32
                 && self.key_is(at, key)
             {
-                return Ok(Some((i, self.entry(at)?)));
+                return Ok(Some((i, at)));
             }
             i = (i + 1) & mask;
         }

@@ -28,7 +28,7 @@ use std::future::Future;
 
 pub(crate) use heap::EntryMeta;
 pub use heap::MAX_KEY_LEN;
-use heap::{Geometry, Heap, NewEntry};
+use heap::{Geometry, Heap, NewEntry, Shape};
 pub use reader::StoreReader;
 
 /// How long [`Store::entries`] lets the directory lock go between pieces,
@@ -257,7 +257,7 @@ impl Store {
     pub fn get<T: Shareable>(&self, key: &str) -> Result<Shared<T>> {
         let key = check_key(key)?;
         let dir = self.inner.lock()?;
-        let got = match dir.heap().find(key.as_bytes())? {
+        let got = match dir.heap().lookup(key.as_bytes())? {
             Some((_, e)) => self.handle(&dir, key, &e),
             None => Err(Error::NotFound {
                 name: self.entry_label(key),
@@ -301,7 +301,7 @@ impl Store {
     ) -> Result<Shared<T>> {
         const { assert!(std::mem::align_of::<T>() <= heap::MAX_ALIGN) };
         let bytes = crate::types::shareable::into_bytes(value);
-        if let Some((_, e)) = dir.heap().find(key.as_bytes())? {
+        if let Some((_, e)) = dir.heap().lookup(key.as_bytes())? {
             return if or_get {
                 self.handle(dir, key, &e)
             } else {
@@ -380,7 +380,7 @@ impl Store {
     pub fn contains(&self, key: &str) -> Result<bool> {
         let key = check_key(key)?;
         let dir = self.inner.lock()?;
-        let found = dir.heap().find(key.as_bytes()).map(|e| e.is_some());
+        let found = dir.heap().lookup(key.as_bytes()).map(|e| e.is_some());
         self.inner.intact(found)
     }
 
@@ -533,16 +533,18 @@ impl Store {
         format!("{}/{key}", self.inner.label)
     }
 
-    /// A handle on the entry `e`, found under `dir`, checked to be a `T`.
-    fn handle<T: Shareable>(&self, dir: &Dir<'_>, key: &str, e: &EntryMeta) -> Result<Shared<T>> {
-        self.check_type::<T>(key, e)?;
-        self.hold(dir, e)?;
-        self.entry_handle(key, e)
+    /// A handle on the entry `e` of key `key`, found under `dir`, checked
+    /// to be a `T`.
+    fn handle<T: Shareable>(&self, dir: &Dir<'_>, key: &str, e: &Shape) -> Result<Shared<T>> {
+        self.check_type::<T>(dir, key, e)?;
+        let e = e.meta(key.as_bytes());
+        self.hold(dir, &e)?;
+        self.entry_handle(key, &e)
     }
 
     /// `Ok` if the entry `e`, of key `key`, holds a `T` (see [`check_type`]).
-    fn check_type<T: Shareable>(&self, key: &str, e: &EntryMeta) -> Result<()> {
-        check_type::<T>(&self.inner.map, &self.entry_label(key), e)
+    fn check_type<T: Shareable>(&self, dir: &Dir<'_>, key: &str, e: &Shape) -> Result<()> {
+        check_type::<T>(&dir.heap(), e, || self.entry_label(key))
     }
 
     /// Records that one more handle of this store handle holds the entry
@@ -771,24 +773,28 @@ pub(crate) struct HeldEntry {
     pub(crate) label: String,
 }
 
-/// `Ok` if the entry `e` (called `label` in errors), in `map`, holds a
-/// `T`: [`Error::LayoutMismatch`] if it
-/// holds another type, [`Error::Corrupt`] if it says it does but its
-/// size or alignment differ.
-fn check_type<T: Shareable>(map: &Mapping, label: &str, e: &EntryMeta) -> Result<()> {
+/// `Ok` if the entry `e` of `heap` (called `label()` in errors) holds a
+/// `T`: [`Error::LayoutMismatch`] if it holds another type,
+/// [`Error::Corrupt`] if it says it does but its size or alignment differ.
+/// Only an error reads the entry's type name and schema.
+fn check_type<T: Shareable>(
+    heap: &Heap<'_>,
+    e: &Shape,
+    label: impl FnOnce() -> String,
+) -> Result<()> {
     if e.fingerprint != T::FINGERPRINT {
         return Err(Error::LayoutMismatch {
-            name: label.to_owned(),
+            name: label(),
             expected_type: T::TYPE_NAME,
             expected_fingerprint: T::FINGERPRINT,
-            found_type: e.type_name.clone(),
+            found_type: heap.type_name(e),
             found_fingerprint: e.fingerprint,
-            changes: entry_changes::<T>(map, e),
+            changes: entry_changes::<T>(heap.map, e),
         });
     }
     if e.value_size != std::mem::size_of::<T>() || e.value_align != std::mem::align_of::<T>() {
         return Err(Error::Corrupt {
-            name: label.to_owned(),
+            name: label(),
             reason: format!(
                 "the entry says its `{}` is {} bytes aligned to {}, but it is {} aligned to {}",
                 T::TYPE_NAME,
@@ -804,7 +810,7 @@ fn check_type<T: Shareable>(map: &Mapping, label: &str, e: &EntryMeta) -> Result
 
 /// What differs from the layout the entry `e` records to `T`'s: empty
 /// if its schema is absent, runs past the mapping or does not decode.
-fn entry_changes<T: Shareable>(map: &Mapping, e: &EntryMeta) -> Vec<crate::schema::LayoutChange> {
+fn entry_changes<T: Shareable>(map: &Mapping, e: &Shape) -> Vec<crate::schema::LayoutChange> {
     let (offset, len) = (e.at.saturating_add(e.layout.schema), e.layout.schema_len);
     if len == 0 || offset.checked_add(len).is_none_or(|end| end > map.len()) {
         return Vec::new();
@@ -842,8 +848,22 @@ fn entry_info(map: &Mapping, e: EntryMeta) -> EntryInfo {
     }
 }
 
+/// The bytes a key may hold: ASCII letters, digits and `_ - . / : @ +`.
+static KEY_BYTES: [bool; 256] = {
+    let mut allowed = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        allowed[b] = c.is_ascii_alphanumeric()
+            || matches!(c, b'_' | b'-' | b'.' | b'/' | b':' | b'@' | b'+');
+        b += 1;
+    }
+    allowed
+};
+
 /// `key` if it is a valid entry key (see [Keys](Store#keys)), else
 /// [`Error::InvalidName`].
+#[inline]
 pub(crate) fn check_key(key: &str) -> Result<&str> {
     let bad = |reason| Error::InvalidName {
         name: key.to_owned(),
@@ -855,8 +875,7 @@ pub(crate) fn check_key(key: &str) -> Result<&str> {
     if key.len() > MAX_KEY_LEN {
         return Err(bad("an entry key is at most 128 bytes"));
     }
-    let allowed = |b: u8| b.is_ascii_alphanumeric() || b"_-./:@+".contains(&b);
-    if !key.bytes().all(allowed) {
+    if !key.bytes().all(|b| KEY_BYTES[usize::from(b)]) {
         return Err(bad(
             "an entry key holds only ASCII letters, digits and `_ - . / : @ +`",
         ));

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::heap::{in_pieces, EntryLayout, EntryMeta, Geometry, Heap};
+use super::heap::{in_pieces, EntryLayout, Geometry, Heap, Shape};
 use super::{check_key, check_type, entry_info, map_store, EntryInfo};
 use crate::error::{Error, Result};
 #[cfg(feature = "stream")]
@@ -146,7 +146,7 @@ impl StoreReader {
         let Some(e) = found else {
             return Err(Error::NotFound { name: label });
         };
-        check_type::<T>(&self.inner.map, &label, &e)?;
+        check_type::<T>(&self.inner.heap(), &e, || label.clone())?;
         // Inside the entry's block, aligned: `Heap::entry` checked the
         // layout, `check_type` the value's alignment.
         let lock = e.at + e.layout.slot;
@@ -158,7 +158,7 @@ impl StoreReader {
         );
         let entry = Entry {
             store: Arc::clone(&self.inner),
-            key: e.key,
+            key: key.as_bytes().to_vec(),
             at: e.at,
             layout: e.layout,
             fingerprint: e.fingerprint,
@@ -327,11 +327,11 @@ impl fmt::Debug for StoreReader {
 
 /// The entry of `key`, if the directory has it (none in a store never
 /// formatted).
-fn find(heap: &Heap<'_>, key: &[u8]) -> Result<Option<EntryMeta>> {
+fn find(heap: &Heap<'_>, key: &[u8]) -> Result<Option<Shape>> {
     if !heap.formatted() {
         return Ok(None);
     }
-    Ok(heap.find(key)?.map(|(_, e)| e))
+    Ok(heap.lookup(key)?.map(|(_, e)| e))
 }
 
 impl Inner {
