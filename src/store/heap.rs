@@ -14,7 +14,8 @@ use crate::sys::mapping::Mapping;
 /// `format` before the first directory lock formats the heap.
 const UNFORMATTED: u32 = 0;
 /// `format` of a formatted store of this build.
-/// "ST02": keys hashed by [`hash`] (8 bytes at a time); "ST01" stores
+/// "ST02": keys hashed by [`hash`] (8 bytes at a time), 8-byte buckets
+/// with a tag ([`BUCKET_BYTES`]); "ST01" stores
 /// (FNV-1a) are refused, as the store's fingerprint includes this word.
 pub(crate) const FORMATTED: u32 = 0x5354_3032; // "ST02"
 /// `format` while [`Heap::format`] runs: left only by a process that died
@@ -27,6 +28,10 @@ pub(crate) const META: usize = 256;
 pub(crate) const HANDLE_SLOTS: usize = 64;
 /// Bytes of one handle slot.
 const HANDLE_BYTES: usize = 16;
+/// Bytes of one bucket: a `u64`, the block's index in its low 32 bits and
+/// the high 32 bits of its key's hash (the tag) in the high 32, so that a
+/// probe past another key reads no block.
+const BUCKET_BYTES: usize = 8;
 /// Block sizes are multiples of this, and blocks start on it.
 pub(crate) const BLOCK_ALIGN: u64 = 64;
 /// The smallest block; a free remainder smaller than this is not split off.
@@ -120,12 +125,22 @@ pub(crate) fn plan(capacity: u64) -> Plan {
 }
 
 fn bucket_bytes(buckets: u64) -> usize {
-    ((buckets * 4).div_ceil(BLOCK_ALIGN) * BLOCK_ALIGN) as usize
+    ((buckets * BUCKET_BYTES as u64).div_ceil(BLOCK_ALIGN) * BLOCK_ALIGN) as usize
+}
+
+/// The bucket of the block of index `index` whose key hashes to `h`.
+fn bucket_word(index: u32, h: u64) -> u64 {
+    u64::from(index) | (h & !u64::from(u32::MAX))
+}
+
+/// The block index a bucket holds (0: none).
+fn bucket_index(word: u64) -> u32 {
+    word as u32
 }
 
 /// The smallest content a store can have.
 pub(crate) const MIN_CONTENT: usize =
-    META + HANDLE_BYTES * HANDLE_SLOTS + (MIN_BUCKETS as usize * 4) + MIN_BLOCK as usize;
+    META + HANDLE_BYTES * HANDLE_SLOTS + (MIN_BUCKETS as usize * BUCKET_BYTES) + MIN_BLOCK as usize;
 
 /// The meta area of a new store: what its content starts with.
 pub(crate) fn initial_meta(plan: &Plan, flags: u32) -> Vec<u8> {
@@ -498,8 +513,8 @@ impl Heap<'_> {
         self.map
             .atomic_u32(self.meta(M_FORMAT))
             .store(FORMATTING, Ordering::Release);
-        for b in 0..self.geo.buckets as usize {
-            self.set_u32(self.geo.buckets_at + 4 * b, 0);
+        for b in 0..self.geo.buckets {
+            self.set_bucket(b, 0);
         }
         for h in 0..HANDLE_SLOTS {
             self.clear_handle(h);
@@ -833,12 +848,13 @@ impl Heap<'_> {
             .collect()
     }
 
-    fn bucket(&self, i: u64) -> u32 {
-        self.u32(self.geo.buckets_at + 4 * i as usize)
+    /// Bucket `i`'s word (see [`BUCKET_BYTES`]), loaded whole.
+    fn bucket(&self, i: u64) -> u64 {
+        self.u64(self.geo.buckets_at + BUCKET_BYTES * i as usize)
     }
 
-    fn set_bucket(&self, i: u64, v: u32) {
-        self.set_u32(self.geo.buckets_at + 4 * i as usize, v);
+    fn set_bucket(&self, i: u64, word: u64) {
+        self.set_u64(self.geo.buckets_at + BUCKET_BYTES * i as usize, word);
     }
 
     /// The bucket and entry of `key`, if it is in the directory.
@@ -862,12 +878,19 @@ impl Heap<'_> {
     /// directory; at most one probe per bucket, whatever a peer wrote.
     fn locate(&self, key: &[u8]) -> Result<Option<(u64, usize)>> {
         let h = hash(key);
+        let tag = bucket_word(0, h);
         let mask = self.geo.buckets - 1;
         let mut i = h & mask;
         for _ in 0..self.geo.buckets {
-            let index = self.bucket(i);
+            let word = self.bucket(i);
+            let index = bucket_index(word);
             if index == 0 {
                 return Ok(None);
+            }
+            // Another key's tag: its block is not read.
+            if word ^ tag > u64::from(u32::MAX) {
+                i = (i + 1) & mask;
+                continue;
             }
             let at = self.block_at(index)?;
             if self.u64(at + B_HASH) == h
@@ -899,8 +922,8 @@ impl Heap<'_> {
         let mask = self.geo.buckets - 1;
         let mut i = h & mask;
         for _ in 0..self.geo.buckets {
-            if self.bucket(i) == 0 {
-                self.set_bucket(i, self.index_of(at));
+            if bucket_index(self.bucket(i)) == 0 {
+                self.set_bucket(i, bucket_word(self.index_of(at), h));
                 return Ok(());
             }
             i = (i + 1) & mask;
@@ -916,7 +939,8 @@ impl Heap<'_> {
         let mut j = i;
         for _ in 0..self.geo.buckets {
             j = (j + 1) & mask;
-            let index = self.bucket(j);
+            let word = self.bucket(j);
+            let index = bucket_index(word);
             if index == 0 {
                 break;
             }
@@ -929,7 +953,7 @@ impl Heap<'_> {
                 hole < home || home <= j
             };
             if !stays {
-                self.set_bucket(hole, index);
+                self.set_bucket(hole, word);
                 hole = j;
             }
         }
@@ -1017,13 +1041,13 @@ impl Heap<'_> {
         new: &NewEntry<'_>,
         holder: usize,
     ) -> Result<EntryMeta> {
-        if self.bucket(i) != self.index_of(old.at)
+        if bucket_index(self.bucket(i)) != self.index_of(old.at)
             || self.state(old.at) != LIVE
             || new.key != old.key
         {
             return Err(self.corrupt("an entry to replace is not where it was found".into()));
         }
-        self.write_entry(at, new, holder);
+        let h = self.write_entry(at, new, holder);
         let record = u64::from(self.index_of(at)) | u64::from(self.index_of(old.at)) << 32;
         self.set_u64(self.meta(M_REPLACING), record);
         // The one store that makes the new entry the key's.
@@ -1031,7 +1055,7 @@ impl Heap<'_> {
             .atomic_u32(at + B_STATE)
             .store(LIVE, std::sync::atomic::Ordering::Release);
         // Same key, same hash: the new block takes the old one's bucket.
-        self.set_bucket(i, self.index_of(at));
+        self.set_bucket(i, bucket_word(self.index_of(at), h));
         let used = self.used().saturating_add(self.size_of(at)?);
         self.set_u64(self.meta(M_USED), used);
         if self.live_holders(old.at) == 0 {
@@ -1378,14 +1402,24 @@ impl Heap<'_> {
         // Buckets: exactly the live entries, each found by its key.
         let mut in_buckets = 0;
         for b in 0..self.geo.buckets {
-            let index = self.bucket(b);
-            if index != 0 {
-                let at = self.block_at(index)?;
-                if self.state(at) != LIVE {
-                    return Err(self.corrupt(format!("bucket {b} points at a block not in use")));
+            let word = self.bucket(b);
+            let index = bucket_index(word);
+            if index == 0 {
+                if word != 0 {
+                    return Err(self.corrupt(format!("bucket {b} has a tag but no block")));
                 }
-                in_buckets += 1;
+                continue;
             }
+            let at = self.block_at(index)?;
+            if self.state(at) != LIVE {
+                return Err(self.corrupt(format!("bucket {b} points at a block not in use")));
+            }
+            if bucket_word(index, self.u64(at + B_HASH)) != word {
+                return Err(self.corrupt(format!(
+                    "bucket {b}'s tag is not its entry's key hash"
+                )));
+            }
+            in_buckets += 1;
         }
         for &at in &live {
             let e = self.entry(at)?;
@@ -1565,6 +1599,12 @@ impl Heap<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // The key hash of `k`, `key/99999` and a 20-byte key, worked out
+    // independently of this code (from its definition, byte by byte).
+    const HASH_K: u64 = 0xac75_c326_25ee_4551;
+    const HASH_KEY_99999: u64 = 0xa091_e94e_e471_d843;
+    const HASH_20: u64 = 0xeb1c_ac0b_95a9_dc43;
 
     #[test]
     fn plans_leave_the_bucket_table_at_most_half_full() {
@@ -1805,6 +1845,47 @@ mod tests {
             }
             heap.check().unwrap();
         }
+    }
+
+    /// The key hash is part of the store format, shared by processes of
+    /// any architecture: these values must never change without a new
+    /// format word.
+    #[test]
+    fn the_key_hash_is_the_same_everywhere() {
+        assert_eq!(hash(b"k"), HASH_K);
+        assert_eq!(hash(b"key/99999"), HASH_KEY_99999);
+        assert_eq!(hash(b"a-key-of-exactly-16b"), HASH_20);
+        assert_ne!(hash(b"key/1"), hash(b"key/2"));
+        assert_ne!(hash(b"ab"), hash(b"ab\0"));
+    }
+
+    /// A bucket's tag decides whether a probe reads the block: a forged
+    /// tag makes its key a miss (never another entry), `check` reports it,
+    /// and recovery rebuilds the bucket from the entry.
+    #[test]
+    fn a_forged_bucket_tag_is_a_miss_that_check_reports_and_recovery_repairs() {
+        let (map, geo) = test_heap(4096);
+        let heap = Heap {
+            map: &map,
+            geo,
+            label: "test",
+        };
+        let value = [1u8; 8];
+        let at = heap.reserve(&entry_of(&value, 1), &|_, _| false).unwrap();
+        heap.fill(at, &entry_of(&value, 1), 0).unwrap();
+        let (i, _) = heap.lookup(b"k").unwrap().unwrap();
+        let word = heap.bucket(i);
+        assert_eq!(bucket_index(word), heap.index_of(at));
+        heap.set_bucket(i, word ^ 1 << 40);
+        assert!(heap.lookup(b"k").unwrap().is_none());
+        assert!(matches!(heap.check(), Err(Error::Corrupt { .. })));
+        // A tag with no block is damage too, and an empty bucket to a probe.
+        heap.set_bucket(i, bucket_word(0, u64::MAX));
+        assert!(heap.lookup(b"k").unwrap().is_none());
+        assert!(matches!(heap.check(), Err(Error::Corrupt { .. })));
+        heap.recover().unwrap();
+        heap.check().unwrap();
+        assert_eq!(heap.lookup(b"k").unwrap().unwrap().1.at, at);
     }
 
     #[test]
