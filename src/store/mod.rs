@@ -35,6 +35,12 @@ pub use reader::StoreReader;
 /// at least.
 const PIECE_PAUSE: Duration = Duration::from_micros(20);
 
+/// How many times [`Store::contains`] reads the directory without its lock
+/// before it takes the lock: changes are short, so a read overlapped by
+/// this many is rare, and one left unfinished by a process that died needs
+/// the lock to be repaired.
+const QUIET_TRIES: u32 = 8;
+
 /// The type name a store's header records.
 const STORE_TYPE: &str = "shmstore::Store";
 
@@ -377,8 +383,22 @@ impl Store {
     }
 
     /// Whether the key is in the store.
+    ///
+    /// Takes no lock: the directory is read as a [`StoreReader`] reads it,
+    /// and the answer is that of a moment no change overlapped (a read a
+    /// change overlapped is made again; after a few, the lookup takes the
+    /// directory lock, as it does when a process died changing the
+    /// directory, to repair it).
     pub fn contains(&self, key: &str) -> Result<bool> {
         let key = check_key(key)?;
+        let heap = self.inner.heap();
+        for _ in 0..QUIET_TRIES {
+            let read = |heap: &Heap<'_>| reader::find(heap, key.as_bytes());
+            if let Some((found, _)) = reader::read_quiet(&heap, self.inner.versions(), read) {
+                return self.inner.intact(found.map(|e| e.is_some()));
+            }
+            std::hint::spin_loop();
+        }
         let dir = self.inner.lock()?;
         let found = dir.heap().lookup(key.as_bytes()).map(|e| e.is_some());
         self.inner.intact(found)
@@ -974,6 +994,17 @@ impl fmt::Debug for Store {
 }
 
 impl Inner {
+    /// The directory and heap: to be changed only under the directory lock
+    /// ([`Dir::heap`]), and read without it only as [`reader::read_quiet`]
+    /// reads them.
+    fn heap(&self) -> Heap<'_> {
+        Heap {
+            map: &self.map,
+            geo: self.geo,
+            label: &self.label,
+        }
+    }
+
     fn raw(&self) -> &RawLock {
         self.map.raw_lock(LOCK_OFFSET)
     }
@@ -1051,11 +1082,7 @@ struct Dir<'a> {
 
 impl Dir<'_> {
     fn heap(&self) -> Heap<'_> {
-        Heap {
-            map: &self.inner.map,
-            geo: self.inner.geo,
-            label: &self.inner.label,
-        }
+        self.inner.heap()
     }
 
     /// Marks the directory as changing: its generation counts one more when

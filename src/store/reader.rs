@@ -327,11 +327,33 @@ impl fmt::Debug for StoreReader {
 
 /// The entry of `key`, if the directory has it (none in a store never
 /// formatted).
-fn find(heap: &Heap<'_>, key: &[u8]) -> Result<Option<Shape>> {
+pub(super) fn find(heap: &Heap<'_>, key: &[u8]) -> Result<Option<Shape>> {
     if !heap.formatted() {
         return Ok(None);
     }
     Ok(heap.lookup(key)?.map(|(_, e)| e))
+}
+
+/// One read of the directory of `heap` without its lock, as a snapshot
+/// reads a value: `read` runs if no change is in progress (`versions`, the
+/// directory's, says so), and what it found counts, with the generation of
+/// that moment, only if no change began meanwhile; `None` if the read must
+/// be made again. What `StoreReader` and [`Store::contains`](crate::Store::contains)
+/// look up with.
+///
+/// `read` only loads, through the heap's checked accessors (every offset
+/// checked against the heap before use, every probe and walk bounded), so
+/// a read that a change tore, or that met bytes a peer forged, gives a
+/// value or an error, never a panic or a load outside the mapping; a torn
+/// one is thrown away here.
+pub(super) fn read_quiet<R>(
+    heap: &Heap<'_>,
+    versions: &Versions,
+    read: impl FnOnce(&Heap<'_>) -> Result<R>,
+) -> Option<(Result<R>, u64)> {
+    let mut got = None;
+    let generation = versions.copy_quiet(|| got = Some(read(heap)))?;
+    got.map(|got| (got, generation))
 }
 
 impl Inner {
@@ -367,11 +389,8 @@ impl Inner {
         let mut tries = 0u32;
         let mut since: Option<Instant> = None;
         loop {
-            let mut got = None;
-            if let Some(generation) = versions.copy_quiet(|| got = Some(read(&heap))) {
-                if let Some(got) = got {
-                    return self.intact(got).map(|r| (r, generation));
-                }
+            if let Some((got, generation)) = read_quiet(&heap, versions, &mut read) {
+                return self.intact(got).map(|r| (r, generation));
             }
             // A change is being made, or overlapped the read: changes are
             // short, so spin, then yield, then nap.
