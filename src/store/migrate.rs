@@ -224,6 +224,6 @@ impl Store {
         // entry's waiters.
         lock.begin_write();
         self.hold(dir, &e)?;
-        self.entry_handle(key, &e)
+        self.entry_handle(e)
     }
 }

@@ -145,7 +145,8 @@ pub struct Store {
 struct Inner {
     map: Mapping,
     geo: Geometry,
-    label: String,
+    /// The store's name in errors, shared with its entries' handles.
+    label: Arc<str>,
     remover: Remover,
     remove_on_drop: bool,
     /// Whether the call that opened this handle created the store.
@@ -235,7 +236,7 @@ impl Store {
         let mut inner = Inner {
             map: seg.map,
             geo,
-            label,
+            label: Arc::from(label),
             remover: seg.remover,
             // Set once the handle is complete: a failed open removes nothing.
             remove_on_drop: false,
@@ -326,7 +327,7 @@ impl Store {
             schema: &schema,
         };
         let e = self.fill_locked(dir, &new)?;
-        self.entry_handle(key, &e)
+        self.entry_handle(e)
     }
 
     /// Makes the entry `new`, whose key is not in the directory, held by
@@ -559,7 +560,7 @@ impl Store {
         self.check_type::<T>(dir, key, e)?;
         let e = e.meta(key.as_bytes());
         self.hold(dir, &e)?;
-        self.entry_handle(key, &e)
+        self.entry_handle(e)
     }
 
     /// `Ok` if the entry `e`, of key `key`, holds a `T` (see [`check_type`]).
@@ -587,7 +588,7 @@ impl Store {
         } || after.is_some_and(|s| s < end);
         if overlaps {
             return Err(Error::Corrupt {
-                name: self.inner.label.clone(),
+                name: self.inner.label.to_string(),
                 reason: format!(
                     "its entry `{}` would share bytes with another entry this process holds: \
                      its directory is damaged (check() says where)",
@@ -606,13 +607,17 @@ impl Store {
         Ok(())
     }
 
-    /// The handle of entry `e`, whose hold is already counted.
-    fn entry_handle<T: Shareable>(&self, key: &str, e: &EntryMeta) -> Result<Shared<T>> {
-        let slot = Slot::from_raw(self.entry_slot(e));
+    /// The handle of entry `e`, whose hold is already counted. Its name
+    /// in errors is made of the store's name and `e`'s key only if an
+    /// error needs it.
+    fn entry_handle<T: Shareable>(&self, e: EntryMeta) -> Result<Shared<T>> {
+        let slot = Slot::from_raw(self.entry_slot(&e));
+        // A checked key (ASCII) as the caller gave it, or as it wrote it.
+        let key = String::from_utf8(e.key)
+            .unwrap_or_else(|bad| String::from_utf8_lossy(bad.as_bytes()).into_owned());
         Ok(Shared::from_entry(
             slot,
-            self.entry_label(key),
-            &self.inner.label,
+            Arc::clone(&self.inner.label),
             key,
             self.inner.poisoning,
         ))
