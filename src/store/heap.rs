@@ -1641,13 +1641,26 @@ mod tests {
             map.atomic_u64(8 * i).store(word, Relaxed);
         }
         let geo = Geometry::read(&map, "test", 0, plan.content).unwrap();
+        heap_of(&map, geo).format();
+        (map, geo)
+    }
+
+    /// The heap of a store from [`test_heap`].
+    fn heap_of(map: &Mapping, geo: Geometry) -> Heap<'_> {
         Heap {
-            map: &map,
+            map,
             geo,
             label: "test",
         }
-        .format();
-        (map, geo)
+    }
+
+    /// Makes the entry `k` (a `u64`-sized value, fingerprint 1), held by
+    /// slot 0; returns its block.
+    fn put_k(heap: &Heap<'_>) -> usize {
+        let value = [1u8; 8];
+        let at = heap.reserve(&entry_of(&value, 1), &|_, _| false).unwrap();
+        heap.fill(at, &entry_of(&value, 1), 0).unwrap();
+        at
     }
 
     fn entry_of(value: &[u8], fingerprint: u64) -> NewEntry<'_> {
@@ -1668,11 +1681,7 @@ mod tests {
     fn recovery_finishes_or_undoes_a_replacement_cut_short() {
         for committed in [false, true] {
             let (map, geo) = test_heap(4096);
-            let heap = Heap {
-                map: &map,
-                geo,
-                label: "test",
-            };
+            let heap = heap_of(&map, geo);
             let old_value = [1u8; 8];
             let at = heap
                 .reserve(&entry_of(&old_value, 1), &|_, _| false)
@@ -1714,14 +1723,8 @@ mod tests {
     #[test]
     fn recovery_ignores_a_damaged_replacement_record() {
         let (map, geo) = test_heap(4096);
-        let heap = Heap {
-            map: &map,
-            geo,
-            label: "test",
-        };
-        let value = [1u8; 8];
-        let at = heap.reserve(&entry_of(&value, 1), &|_, _| false).unwrap();
-        heap.fill(at, &entry_of(&value, 1), 0).unwrap();
+        let heap = heap_of(&map, geo);
+        let at = put_k(&heap);
         for record in [
             1,
             u64::MAX,
@@ -1738,11 +1741,7 @@ mod tests {
     #[test]
     fn a_format_cut_short_is_formatted_again_and_damage_is_refused() {
         let (map, geo) = test_heap(4096);
-        let heap = Heap {
-            map: &map,
-            geo,
-            label: "test",
-        };
+        let heap = heap_of(&map, geo);
         // A creator killed in `format` after it wrote the first block's
         // size (what a kill storm under emulation found).
         heap.set_u32(heap.meta(M_FORMAT), FORMATTING);
@@ -1752,9 +1751,7 @@ mod tests {
         heap.check().unwrap();
 
         // Zero over a heap in use is damage: refused, nothing erased.
-        let value = [1u8; 8];
-        let at = heap.reserve(&entry_of(&value, 1), &|_, _| false).unwrap();
-        heap.fill(at, &entry_of(&value, 1), 0).unwrap();
+        let at = put_k(&heap);
         heap.set_u32(heap.meta(M_FORMAT), UNFORMATTED);
         assert!(matches!(heap.recover(), Err(Error::Corrupt { .. })));
         heap.set_u32(heap.meta(M_FORMAT), FORMATTED);
@@ -1768,11 +1765,7 @@ mod tests {
     #[test]
     fn a_listing_in_pieces_survives_removals_and_merges_between_pieces() {
         let (map, geo) = test_heap(1 << 20);
-        let heap = Heap {
-            map: &map,
-            geo,
-            label: "test",
-        };
+        let heap = heap_of(&map, geo);
         let value = [7u8; 512];
         // Entries of several sizes, so that blocks freed and merged where a
         // piece stopped are split again elsewhere, with entries' bytes
@@ -1865,14 +1858,8 @@ mod tests {
     #[test]
     fn a_forged_bucket_tag_is_a_miss_that_check_reports_and_recovery_repairs() {
         let (map, geo) = test_heap(4096);
-        let heap = Heap {
-            map: &map,
-            geo,
-            label: "test",
-        };
-        let value = [1u8; 8];
-        let at = heap.reserve(&entry_of(&value, 1), &|_, _| false).unwrap();
-        heap.fill(at, &entry_of(&value, 1), 0).unwrap();
+        let heap = heap_of(&map, geo);
+        let at = put_k(&heap);
         let (i, _) = heap.lookup(b"k").unwrap().unwrap();
         let word = heap.bucket(i);
         assert_eq!(bucket_index(word), heap.index_of(at));

@@ -234,7 +234,14 @@ fn buckets_changing_under_look_ups_never_give_a_wrong_entry() {
     store.check().unwrap();
     for i in 0..16u64 {
         assert!(store.contains(&format!("k{i}")).unwrap());
-        assert_eq!(store.get::<u64>(&format!("k{i}")).unwrap().snapshot().unwrap(), 1000 + i);
+        assert_eq!(
+            store
+                .get::<u64>(&format!("k{i}"))
+                .unwrap()
+                .snapshot()
+                .unwrap(),
+            1000 + i
+        );
     }
     eprintln!("{right} lookups found their key, {missed} missed or met damage");
     assert!(right > 0);

@@ -563,7 +563,11 @@ fn store_look_ups_without_the_lock_are_right_during_inserts_and_removes() {
     while Instant::now() < end {
         i += 1;
         let n = i % KEYS;
-        assert!(store.contains(&format!("stay{}", i % 4)).unwrap(), "stay{}", i % 4);
+        assert!(
+            store.contains(&format!("stay{}", i % 4)).unwrap(),
+            "stay{}",
+            i % 4
+        );
         assert!(!store.contains(&format!("never{}", i % 4)).unwrap());
         let key = format!("k{n}");
         if store.contains(&key).unwrap() {
@@ -586,7 +590,10 @@ fn store_look_ups_without_the_lock_are_right_during_inserts_and_removes() {
     k.wait_success();
     store.check().unwrap();
     println!("{i} rounds against {done}: {found} found, {absent} absent, {values} values");
-    assert!(found > 0 && absent > 0, "the churned keys were seen both ways");
+    assert!(
+        found > 0 && absent > 0,
+        "the churned keys were seen both ways"
+    );
 }
 
 /// The documented answer of a lock-free look-up that found no quiet moment
