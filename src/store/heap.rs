@@ -249,7 +249,10 @@ impl EntryLayout {
     ) -> EntryLayout {
         let slot =
             (B_KEY + key_len + type_len).div_ceil(BLOCK_ALIGN as usize) * BLOCK_ALIGN as usize;
-        let value = (slot + SLOT_HEAD).div_ceil(align) * align;
+        // `align` is a power of two (callers check it): rounding up is a
+        // mask, not a division.
+        debug_assert!(align.is_power_of_two());
+        let value = (slot + SLOT_HEAD + align - 1) & !(align - 1);
         let schema = (value + size).div_ceil(8) * 8;
         let block = ((schema + schema_len) as u64)
             .div_ceil(BLOCK_ALIGN)
@@ -872,6 +875,12 @@ impl Heap<'_> {
             Some((i, at)) => Ok(Some((i, self.shape(at)?))),
             None => Ok(None),
         }
+    }
+
+    /// Whether `key` is in the directory: a LIVE entry holds it (the
+    /// entry's other header fields are checked when it is used).
+    pub(crate) fn contains(&self, key: &[u8]) -> Result<bool> {
+        Ok(self.locate(key)?.is_some())
     }
 
     /// The bucket of `key` and its block's offset, if it is in the

@@ -394,14 +394,14 @@ impl Store {
         let key = check_key(key)?;
         let heap = self.inner.heap();
         for _ in 0..QUIET_TRIES {
-            let read = |heap: &Heap<'_>| reader::find(heap, key.as_bytes());
+            let read = |heap: &Heap<'_>| reader::has(heap, key.as_bytes());
             if let Some((found, _)) = reader::read_quiet(&heap, self.inner.versions(), read) {
-                return self.inner.intact(found.map(|e| e.is_some()));
+                return self.inner.intact(found);
             }
             std::hint::spin_loop();
         }
         let dir = self.inner.lock()?;
-        let found = dir.heap().lookup(key.as_bytes()).map(|e| e.is_some());
+        let found = dir.heap().contains(key.as_bytes());
         self.inner.intact(found)
     }
 

@@ -176,8 +176,8 @@ impl StoreReader {
     /// Whether the key is in the store.
     pub fn contains(&self, key: &str) -> Result<bool> {
         let key = check_key(key)?;
-        let (found, _) = self.inner.quiet(|heap| find(heap, key.as_bytes()))?;
-        Ok(found.is_some())
+        let (found, _) = self.inner.quiet(|heap| has(heap, key.as_bytes()))?;
+        Ok(found)
     }
 
     /// Every entry, in no particular order, as [`Store::entries`](crate::Store::entries)
@@ -327,11 +327,16 @@ impl fmt::Debug for StoreReader {
 
 /// The entry of `key`, if the directory has it (none in a store never
 /// formatted).
-pub(super) fn find(heap: &Heap<'_>, key: &[u8]) -> Result<Option<Shape>> {
+fn find(heap: &Heap<'_>, key: &[u8]) -> Result<Option<Shape>> {
     if !heap.formatted() {
         return Ok(None);
     }
     Ok(heap.lookup(key)?.map(|(_, e)| e))
+}
+
+/// Whether the directory has `key` (not a store never formatted).
+pub(super) fn has(heap: &Heap<'_>, key: &[u8]) -> Result<bool> {
+    Ok(heap.formatted() && heap.contains(key)?)
 }
 
 /// One read of the directory of `heap` without its lock, as a snapshot
