@@ -920,10 +920,19 @@ impl Heap<'_> {
         if self.rel(at) + (B_KEY + key.len()) as u64 > self.geo.heap_size {
             return false; // a damaged bucket or block: not this key
         }
-        let mut stored = [0u8; MAX_KEY_LEN];
-        let stored = &mut stored[..key.len().min(MAX_KEY_LEN)];
-        self.map.copy_out(at + B_KEY, stored);
-        stored == key
+        // A word at a time: the key starts 8-aligned (blocks are
+        // 64-aligned), and the words up to its rounded-up end lie in the
+        // heap too (its size and `at` are multiples of 64). Bytes past the
+        // key's end in its last word (the type name's) are not compared.
+        let mut word_at = at + B_KEY;
+        for chunk in key.chunks(8) {
+            let stored = self.u64(word_at).to_ne_bytes();
+            if stored[..chunk.len()] != *chunk {
+                return false;
+            }
+            word_at += 8;
+        }
+        true
     }
 
     /// Enters the block at `at` (whose key hashes to `h`) in the buckets.
