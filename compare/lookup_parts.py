@@ -40,20 +40,25 @@ REPO = os.path.dirname(HERE)
 # (pattern on a frame's demangled name, part); within one frame the first
 # rule that matches wins, so specific rules come first.
 PARTS = [
-    (r"shmstore::store::Store::check_key", "key validation"),
+    (r"shmstore::store::(Store::)?check_key|shmstore::store::KEY_BYTES", "key validation"),
     (r"shmstore::store::heap::hash|shmstore::types::shareable::Fingerprint", "hashing the key"),
-    (r"shmstore::store::heap::Heap::entry\b|drop_in_place<.*EntryMeta", "directory reads: the entry's record (EntryMeta)"),
-    (r"shmstore::store::heap::Heap::(find|key_is|bucket|block_at)\b", "probing: buckets, block checks, key compare"),
-    (r"shmstore::store::Store::check_type", "type check"),
+    (r"shmstore::store::heap::Heap::(entry|shape|type_name)\b|drop_in_place<.*EntryMeta",
+     "directory reads: the entry's header (and record)"),
+    (r"shmstore::store::heap::Heap::(find|lookup|locate|contains|key_is|bucket|block_at)\b|"
+     r"shmstore::store::heap::bucket_", "probing: buckets, block checks, key compare"),
+    (r"shmstore::store::(Store::)?check_type", "type check"),
+    (r"shmstore::store::reader::(read_quiet|find|has)\b|shmstore::lock::seqlock::Versions::copy_quiet",
+     "lock-free read: the directory's counter around the lookup"),
     (r"shmstore::store::(Store::hold|Inner::held)|shmstore::store::heap::Heap::(un)?hold|"
      r"shmstore::store::EntryRef|shmstore::store::Holds", "handle bookkeeping: hold counts (BTreeMap) and holder bits"),
     (r"shmstore::store::Store::(entry_handle|entry_slot|entry_label)|shmstore::shared::|shmstore::segment::Handle|"
+     r"shmstore::segment::Label|shmstore::store::heap::Shape::meta|"
      r"shmstore::lock::slot::(Raw)?Slot|drop_in_place<shmstore::(shared|lock::slot|segment)",
-     "handle: making and freeing the Shared (names, Box, Arc)"),
+     "handle: making and freeing the Shared (key, Box, Arc)"),
     (r"shmstore::store::Inner::lock|shmstore::store::Dir|shmstore::lock::", "directory lock: take and release"),
     (r"shmstore::store::Inner::intact|shmstore::sys::mapping::Mapping::is_cut", "truncation check (intact), with moving the result"),
     (r"std::collections::hash|hashbrown", "std HashMap::get"),
-    (r"shmstore::store::Store::(get|contains)\b", "the rest of get / contains (results, moves)"),
+    (r"shmstore::store::Store::(get|contains|handle)\b", "the rest of get / contains (results, moves)"),
     (r"^store_bench::", "the benchmark's loop and key pick"),
 ]
 PHASES = [

@@ -135,7 +135,7 @@ impl<T: LockFree> Deref for SharedAtomic<T> {
 impl<T: LockFree> fmt::Debug for SharedAtomic<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SharedAtomic")
-            .field("name", &&self.handle.label)
+            .field("name", &self.handle.label.as_str())
             .field("type", &T::TYPE_NAME)
             .finish_non_exhaustive()
     }

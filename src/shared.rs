@@ -16,7 +16,7 @@ use crate::lock::slot::Slot;
 use crate::lock::RawLock;
 use crate::segment::location::{IntoLocation, Location};
 use crate::segment::options::{OpenMode, SharedOptions};
-use crate::segment::{Established, Handle};
+use crate::segment::{Established, Handle, Label};
 use crate::sys::mapping::Mapping;
 use crate::types::shareable::Shareable;
 use std::future::Future;
@@ -103,7 +103,7 @@ impl<T: Shareable> Shared<T> {
     pub(crate) fn from_memfd(map: Mapping, fd: OwnedFd) -> Shared<T> {
         drop(fd);
         let label = format!("memfd:{}", T::TYPE_NAME);
-        Shared::from_parts(map, Handle::nameless(label, true))
+        Shared::from_parts(map, Handle::nameless(Label::whole(label), true))
     }
 
     /// Maps a segment from a descriptor handed over by another process
@@ -120,7 +120,7 @@ impl<T: Shareable> Shared<T> {
     pub fn anonymous(value: T) -> Result<Shared<T>> {
         let map = crate::segment::anonymous(value)?;
         let label = format!("anonymous:{}", T::TYPE_NAME);
-        let mut handle = Handle::nameless(label, false);
+        let mut handle = Handle::nameless(Label::whole(label), false);
         handle.created = true;
         Ok(Shared::from_parts(map, handle))
     }
@@ -135,19 +135,20 @@ impl<T: Shareable> Shared<T> {
 
     /// The handle of an entry of a store: `slot` keeps the store mapped,
     /// and the entry from being freed, for as long as the handle lives.
-    /// `label` names it in errors; `store` and `key` are what the
+    /// It is called `store/key` in errors (put together only when asked
+    /// for); `store` and `key` are also what the
     /// `shmstore` command needs to reach it.
     pub(crate) fn from_entry(
         mut slot: Slot<T>,
-        label: String,
-        store: &str,
-        key: &str,
+        store: std::sync::Arc<str>,
+        key: String,
         poisoning: bool,
     ) -> Shared<T> {
         slot.set_poisoning(poisoning);
-        let mut handle = Handle::nameless(label, false);
-        handle.entry = Some((store.to_owned(), key.to_owned()));
-        Shared { slot, handle }
+        Shared {
+            slot,
+            handle: Handle::nameless(Label::entry(store, key), false),
+        }
     }
 
     fn map(&self) -> &Mapping {
@@ -402,7 +403,7 @@ impl<T: Shareable> Shared<T> {
     pub fn flush(&self) -> Result<()> {
         self.map().flush().map_err(|e| crate::Error::Io {
             op: "flushing",
-            name: self.handle.label.clone(),
+            name: self.handle.label.as_str().to_owned(),
             source: e,
         })
     }
@@ -544,8 +545,8 @@ impl<T: Shareable> Shared<T> {
     pub fn poison_info(&self) -> Option<crate::PoisonInfo> {
         let raw = self.raw().raw_poison()?;
         Some(crate::PoisonInfo::from_raw(
-            self.handle.label.clone(),
-            self.handle.entry.clone(),
+            self.handle.label.as_str().to_owned(),
+            self.handle.label.entry_names(),
             raw,
         ))
     }
@@ -585,7 +586,7 @@ impl<T: Shareable> Shared<T> {
 impl<T: Shareable> fmt::Debug for Shared<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Shared")
-            .field("name", &self.handle.label)
+            .field("name", &self.handle.label.as_str())
             .field("type", &T::TYPE_NAME)
             .field("size", &std::mem::size_of::<T>())
             .field("locked", &self.is_locked())
@@ -771,11 +772,10 @@ impl SharedOptions {
         let mut shared = Shared::from_parts(
             seg.map,
             Handle {
-                label: loc.label(),
+                label: Label::whole(loc.label()),
                 remover: seg.remover,
                 remove_on_drop: self.remove_on_drop,
                 shares_fd: false,
-                entry: None,
                 created: seg.created,
                 migrated,
                 replaced,

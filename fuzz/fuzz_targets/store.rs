@@ -98,7 +98,21 @@ fn exercise(name: &str) {
         return;
     };
     let consistent = store.check().is_ok();
+    // The lookup without the lock, on the bytes as they are: it answers
+    // as the listing does where the store checks.
+    let never = store.contains("never-made");
     if let Ok(list) = store.entries() {
+        if consistent {
+            // (A key a peer wrote may be no valid key: InvalidName.)
+            for e in &list {
+                let found = store.contains(&e.key);
+                assert!(!matches!(found, Ok(false)), "{} listed, not found", e.key);
+            }
+            let listed = list.iter().any(|e| e.key == "never-made");
+            if let Ok(found) = never {
+                assert_eq!(found, listed, "a key never made");
+            }
+        }
         for e in list {
             match e.key.as_str() {
                 "count" => visit::<u64>(&store, &e.key),

@@ -257,7 +257,7 @@ pub fn store_parts(b: &[u8]) -> Vec<Part> {
     let heap_size = u64_at(b, content + 16) as usize;
     let handles = content + 256;
     let buckets_at = handles + 64 * 16;
-    let heap_at = buckets_at + (buckets * 4).div_ceil(64) * 64;
+    let heap_at = buckets_at + (buckets * 8).div_ceil(64) * 64;
     let mut p = Vec::new();
     header_parts(&mut p);
     slot_parts(&mut p, LOCK_AT);
@@ -267,6 +267,14 @@ pub fn store_parts(b: &[u8]) -> Vec<Part> {
     p.push(area(content + 48..content + 256));
     p.push(area(handles..buckets_at));
     p.push(area(buckets_at..heap_at));
+    // Each bucket in use: its block index and its tag (the low and high
+    // halves of a `u64`).
+    for at in (buckets_at..heap_at).step_by(8) {
+        if u64_at(b, at) != 0 {
+            p.push(field(at, 4));
+            p.push(field(at + 4, 4));
+        }
+    }
     let mut off = 0;
     while off < heap_size {
         let at = heap_at + off;

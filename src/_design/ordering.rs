@@ -89,6 +89,12 @@
 //! reads them without the lock, between two loads of the directory's
 //! counter (`copy_quiet`, the seqlock above): a look-up or listing no
 //! change overlapped sees the directory as its last commit left it.
+//! [`Store::contains`](crate::Store::contains) looks up the same way, with
+//! the same function (`store::reader::read_quiet`), and takes the lock only
+//! after repeated overlaps. A bucket (block index and tag) is one `u64`,
+//! stored and loaded whole (relaxed): a read never pairs one bucket's index
+//! with another's tag, and a torn combination of buckets is thrown away
+//! with the read.
 //!
 //! | Operation | Ordering | Pairs with |
 //! |---|---|---|

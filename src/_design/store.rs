@@ -8,7 +8,9 @@
 //!                size, live entries, bytes in use, the replacement in
 //!                progress, free-list heads
 //! content+256    handle table: 64 slots of (pid, incarnation)
-//! content+1280   buckets: a power of two of u32 (block index + 1, 0 empty)
+//! content+1280   buckets: a power of two of u64, each the block index + 1
+//!                (0: empty) in its low 32 bits and the high 32 bits of
+//!                its key's hash (the tag) in its high 32
 //! heap           blocks, each a multiple of 64 bytes, back to back
 //! ```
 //!
@@ -22,13 +24,31 @@
 //! [`Shared<T>`](crate::Shared). The value's schema (what tools decode it
 //! with) follows the value, 8-aligned.
 //!
+//! # Looking a key up
+//!
+//! A key's hash (8 bytes at a time, read little-endian, then MurmurHash3's
+//! finaliser: the same on every architecture and byte order, as processes
+//! of several kinds may share a store) picks its home bucket (the low
+//! bits) and its tag (the high 32 bits); collisions probe the next buckets
+//! in turn (linear probing, at most one pass over the table, whatever the
+//! bytes say). A bucket is loaded whole, as one `u64`: one whose tag is not
+//! the key's is passed without reading its block, so a probe reads the
+//! bucket line and, for the key's own entry only, the block's header line
+//! (full hash, state, lengths, and what `get` checks: fingerprint, value
+//! size, alignment, offsets) and its key (the next line; the header has no room left for it). A lookup copies
+//! nothing out of the entry but the key it compares; the type name and the
+//! schema are read only to report a `LayoutMismatch`. Removing an entry
+//! moves the later buckets of its run back (no tombstones), reading their
+//! blocks' hashes for their home buckets.
+//!
 //! # Consistency
 //!
 //! Everything here is written under the store's directory lock (the
 //! segment's own robust lock), with relaxed atomic loads and stores, and
 //! read under it by `Store` handles: the lock orders them, and a peer that
 //! writes without it can make us read garbage but never cause a data race
-//! or an access outside the mapping. Read-only handles read without it (see
+//! or an access outside the mapping. Read-only handles, and
+//! [`Store::contains`](crate::Store::contains), read without it (see
 //! [Readers without the lock](#readers-without-the-lock)).
 //! Every number read from the store is checked before it is used as an
 //! offset; what fails a check is [`Error::Corrupt`](crate::Error::Corrupt).
@@ -112,6 +132,13 @@
 //! again. The reads go through the same checked accessors, so a torn read
 //! is harmless garbage until it is thrown away; an error from a read no
 //! change overlapped is the directory's own.
+//!
+//! [`Store::contains`](crate::Store::contains) reads the same way, with the
+//! same code: a look-up no change overlapped is the answer; after 8 that
+//! changes overlapped (or with a change left unfinished by a process that
+//! died, which only the lock's next holder repairs), it takes the directory
+//! lock instead. `get` takes the lock once, as it must to mark the entry
+//! held, and looks up under it.
 //!
 //! An entry's read-only handle cannot keep the entry's block from being
 //! freed and given to another entry. It records the directory generation

@@ -45,7 +45,7 @@ impl<T: Shareable> From<Shared<T>> for Target {
             slot: slot.into_raw(),
             fingerprint: T::FINGERPRINT,
             type_name: T::TYPE_NAME.to_owned(),
-            label: handle.label.clone(),
+            label: handle.label.as_str().to_owned(),
             _handle: Some(handle),
         }
     }

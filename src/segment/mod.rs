@@ -11,6 +11,7 @@
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
 
 use nix::errno::Errno;
 use nix::sys::stat::fstat;
@@ -351,14 +352,12 @@ fn read_at(fd: BorrowedFd<'_>, buf: &mut [u8]) -> nix::Result<usize> {
 /// dropped, and whether it lends its descriptor for sharing (a memfd's).
 #[derive(Debug)]
 pub(crate) struct Handle {
-    pub label: String,
+    pub label: Label,
     pub remover: Remover,
     pub remove_on_drop: bool,
     /// Whether the mapping's descriptor is to be lent for sharing (a
     /// memfd: see `Mapping::descriptor`).
     pub shares_fd: bool,
-    /// For a store entry's handle: the store's name and the entry's key.
-    pub entry: Option<(String, String)>,
     /// Whether the call that made this handle made its segment.
     pub created: bool,
     /// Whether that call migrated the segment from another type
@@ -371,17 +370,68 @@ pub(crate) struct Handle {
 impl Handle {
     /// A handle that removes nothing: a nameless segment's, or a store
     /// entry's.
-    pub(crate) fn nameless(label: String, shares_fd: bool) -> Handle {
+    pub(crate) fn nameless(label: Label, shares_fd: bool) -> Handle {
         Handle {
             label,
             remover: Remover::None,
             remove_on_drop: false,
             shares_fd,
-            entry: None,
             created: false,
             migrated: false,
             replaced: None,
         }
+    }
+}
+
+/// A handle's name in errors: given whole (a segment's, made when it is
+/// opened), or, for a store entry's handle, `STORE/KEY` put together from
+/// its parts the first time it is asked for, so that making an entry's
+/// handle formats nothing.
+#[derive(Debug)]
+pub(crate) struct Label {
+    whole: OnceLock<String>,
+    /// For a store entry's handle: the store's name and the entry's key.
+    entry: Option<(Arc<str>, String)>,
+}
+
+impl Label {
+    /// The name `label`, as it is.
+    pub(crate) fn whole(label: String) -> Label {
+        Label {
+            whole: OnceLock::from(label),
+            entry: None,
+        }
+    }
+
+    /// The name of the entry `key` of the store called `store`.
+    pub(crate) fn entry(store: Arc<str>, key: String) -> Label {
+        Label {
+            whole: OnceLock::new(),
+            entry: Some((store, key)),
+        }
+    }
+
+    /// The name.
+    pub(crate) fn as_str(&self) -> &str {
+        self.whole.get_or_init(|| match &self.entry {
+            Some((store, key)) => format!("{store}/{key}"),
+            None => String::new(),
+        })
+    }
+
+    /// For a store entry's handle: the store's name and the entry's key.
+    pub(crate) fn entry_names(&self) -> Option<(String, String)> {
+        self.entry
+            .as_ref()
+            .map(|(store, key)| (store.to_string(), key.clone()))
+    }
+}
+
+impl std::ops::Deref for Label {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        self.as_str()
     }
 }
 

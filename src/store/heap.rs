@@ -10,12 +10,14 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::sys::mapping::Mapping;
-use crate::types::shareable::Fingerprint;
 
 /// `format` before the first directory lock formats the heap.
 const UNFORMATTED: u32 = 0;
 /// `format` of a formatted store of this build.
-pub(crate) const FORMATTED: u32 = 0x5354_3031; // "ST01"
+/// "ST02": keys hashed by [`hash`] (8 bytes at a time), 8-byte buckets
+/// with a tag ([`BUCKET_BYTES`]); "ST01" stores
+/// (FNV-1a) are refused, as the store's fingerprint includes this word.
+pub(crate) const FORMATTED: u32 = 0x5354_3032; // "ST02"
 /// `format` while [`Heap::format`] runs: left only by a process that died
 /// formatting, whose heap holds no entry yet, so it is formatted again.
 const FORMATTING: u32 = 0x5354_3030; // "ST00"
@@ -26,6 +28,10 @@ pub(crate) const META: usize = 256;
 pub(crate) const HANDLE_SLOTS: usize = 64;
 /// Bytes of one handle slot.
 const HANDLE_BYTES: usize = 16;
+/// Bytes of one bucket: a `u64`, the block's index in its low 32 bits and
+/// the high 32 bits of its key's hash (the tag) in the high 32, so that a
+/// probe past another key reads no block.
+const BUCKET_BYTES: usize = 8;
 /// Block sizes are multiples of this, and blocks start on it.
 pub(crate) const BLOCK_ALIGN: u64 = 64;
 /// The smallest block; a free remainder smaller than this is not split off.
@@ -119,12 +125,22 @@ pub(crate) fn plan(capacity: u64) -> Plan {
 }
 
 fn bucket_bytes(buckets: u64) -> usize {
-    ((buckets * 4).div_ceil(BLOCK_ALIGN) * BLOCK_ALIGN) as usize
+    ((buckets * BUCKET_BYTES as u64).div_ceil(BLOCK_ALIGN) * BLOCK_ALIGN) as usize
+}
+
+/// The bucket of the block of index `index` whose key hashes to `h`.
+fn bucket_word(index: u32, h: u64) -> u64 {
+    u64::from(index) | (h & !u64::from(u32::MAX))
+}
+
+/// The block index a bucket holds (0: none).
+fn bucket_index(word: u64) -> u32 {
+    word as u32
 }
 
 /// The smallest content a store can have.
 pub(crate) const MIN_CONTENT: usize =
-    META + HANDLE_BYTES * HANDLE_SLOTS + (MIN_BUCKETS as usize * 4) + MIN_BLOCK as usize;
+    META + HANDLE_BYTES * HANDLE_SLOTS + (MIN_BUCKETS as usize * BUCKET_BYTES) + MIN_BLOCK as usize;
 
 /// The meta area of a new store: what its content starts with.
 pub(crate) fn initial_meta(plan: &Plan, flags: u32) -> Vec<u8> {
@@ -178,9 +194,35 @@ impl Geometry {
     }
 }
 
-/// The hash of a key.
+/// The hash of a key: 8 bytes at a time, read little-endian whatever the
+/// CPU, so that every process (of any architecture and byte order) agrees
+/// on it; the stored hashes and the buckets depend on it. Not meant to
+/// resist chosen keys: probes are bounded, and a peer can write anything
+/// into the directory anyway.
 pub(crate) fn hash(key: &[u8]) -> u64 {
-    Fingerprint::new().bytes(key).finish()
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut h = (key.len() as u64).wrapping_mul(K);
+    let mut chunks = key.chunks_exact(8);
+    for c in &mut chunks {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        h = (h ^ u64::from_le_bytes(w)).wrapping_mul(K);
+        h ^= h >> 32;
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let mut w = [0u8; 8];
+        w[..rest.len()].copy_from_slice(rest);
+        h = (h ^ u64::from_le_bytes(w)).wrapping_mul(K);
+    }
+    // MurmurHash3's finaliser: every bit of the input moves every bit of
+    // the result, so the low bits (the home bucket) and the high bits (the
+    // bucket's tag) are both well spread.
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^ (h >> 33)
 }
 
 /// Where an entry's parts lie in its block, and how big the block is.
@@ -207,7 +249,10 @@ impl EntryLayout {
     ) -> EntryLayout {
         let slot =
             (B_KEY + key_len + type_len).div_ceil(BLOCK_ALIGN as usize) * BLOCK_ALIGN as usize;
-        let value = (slot + SLOT_HEAD).div_ceil(align) * align;
+        // `align` is a power of two (callers check it): rounding up is a
+        // mask, not a division.
+        debug_assert!(align.is_power_of_two());
+        let value = (slot + SLOT_HEAD + align - 1) & !(align - 1);
         let schema = (value + size).div_ceil(8) * 8;
         let block = ((schema + schema_len) as u64)
             .div_ceil(BLOCK_ALIGN)
@@ -235,6 +280,39 @@ pub(crate) struct EntryMeta {
     pub value_align: usize,
     pub layout: EntryLayout,
     pub holders: u64,
+}
+
+/// What a lookup needs of a LIVE or REMOVED block, checked as
+/// [`Heap::entry`] checks it, without copying its key or type name: where
+/// its parts are, and what its type's check compares.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Shape {
+    /// The block's absolute offset in the mapping.
+    pub at: usize,
+    pub key_len: usize,
+    pub type_len: usize,
+    pub fingerprint: u64,
+    pub value_size: usize,
+    pub value_align: usize,
+    pub layout: EntryLayout,
+}
+
+impl Shape {
+    /// The entry as holding it needs it (`Store::hold`, `entry_slot`), for
+    /// the key `key` it was found by: its type name is left empty, as a
+    /// lookup does not read it (errors read it: [`Heap::type_name`]).
+    pub(crate) fn meta(&self, key: &[u8]) -> EntryMeta {
+        EntryMeta {
+            at: self.at,
+            key: key.to_vec(),
+            type_name: String::new(),
+            fingerprint: self.fingerprint,
+            value_size: self.value_size,
+            value_align: self.value_align,
+            layout: self.layout,
+            holders: 0,
+        }
+    }
 }
 
 /// What a new entry is made of.
@@ -438,8 +516,8 @@ impl Heap<'_> {
         self.map
             .atomic_u32(self.meta(M_FORMAT))
             .store(FORMATTING, Ordering::Release);
-        for b in 0..self.geo.buckets as usize {
-            self.set_u32(self.geo.buckets_at + 4 * b, 0);
+        for b in 0..self.geo.buckets {
+            self.set_bucket(b, 0);
         }
         for h in 0..HANDLE_SLOTS {
             self.clear_handle(h);
@@ -698,6 +776,24 @@ impl Heap<'_> {
 
     /// Reads and checks the entry in the block at `at`.
     pub(crate) fn entry(&self, at: usize) -> Result<EntryMeta> {
+        let shape = self.shape(at)?;
+        let mut key = vec![0u8; shape.key_len];
+        self.map.copy_out(at + B_KEY, &mut key);
+        Ok(EntryMeta {
+            at,
+            key,
+            type_name: self.type_name(&shape),
+            fingerprint: shape.fingerprint,
+            value_size: shape.value_size,
+            value_align: shape.value_align,
+            layout: shape.layout,
+            holders: self.u64(at + B_HOLDERS),
+        })
+    }
+
+    /// Reads and checks the header of the entry in the block at `at`: what
+    /// [`entry`](Heap::entry) checks, without its copies.
+    pub(crate) fn shape(&self, at: usize) -> Result<Shape> {
         let size = self.size_of(at)?;
         let state = self.state(at);
         if state != LIVE && state != REMOVED {
@@ -731,43 +827,79 @@ impl Heap<'_> {
                 "an entry's value at {value_off} ({value_size} bytes) does not fit its {size}-byte block"
             )));
         }
-        let mut key = vec![0u8; key_len];
-        self.map.copy_out(at + B_KEY, &mut key);
-        let mut type_name = vec![0u8; type_len];
-        self.map.copy_out(at + B_KEY + key_len, &mut type_name);
-        let type_name = String::from_utf8_lossy(&type_name)
-            .chars()
-            .map(|c| if c.is_control() { '?' } else { c })
-            .collect();
-        Ok(EntryMeta {
+        Ok(Shape {
             at,
-            key,
-            type_name,
+            key_len,
+            type_len,
             fingerprint: self.u64(at + B_FINGERPRINT),
             value_size: value_size as usize,
             value_align,
             layout,
-            holders: self.u64(at + B_HOLDERS),
         })
     }
 
-    fn bucket(&self, i: u64) -> u32 {
-        self.u32(self.geo.buckets_at + 4 * i as usize)
+    /// The type name of the entry `shape` (checked by [`shape`](Heap::shape)
+    /// to lie inside its block), printable: bytes that are not UTF-8 or are
+    /// control characters show as replacement characters or `?`.
+    pub(crate) fn type_name(&self, shape: &Shape) -> String {
+        let mut type_name = vec![0u8; shape.type_len];
+        self.map
+            .copy_out(shape.at + B_KEY + shape.key_len, &mut type_name);
+        String::from_utf8_lossy(&type_name)
+            .chars()
+            .map(|c| if c.is_control() { '?' } else { c })
+            .collect()
     }
 
-    fn set_bucket(&self, i: u64, v: u32) {
-        self.set_u32(self.geo.buckets_at + 4 * i as usize, v);
+    /// Bucket `i`'s word (see [`BUCKET_BYTES`]), loaded whole.
+    fn bucket(&self, i: u64) -> u64 {
+        self.u64(self.geo.buckets_at + BUCKET_BYTES * i as usize)
+    }
+
+    fn set_bucket(&self, i: u64, word: u64) {
+        self.set_u64(self.geo.buckets_at + BUCKET_BYTES * i as usize, word);
     }
 
     /// The bucket and entry of `key`, if it is in the directory.
     pub(crate) fn find(&self, key: &[u8]) -> Result<Option<(u64, EntryMeta)>> {
+        match self.locate(key)? {
+            Some((i, at)) => Ok(Some((i, self.entry(at)?))),
+            None => Ok(None),
+        }
+    }
+
+    /// The bucket and entry shape of `key`, if it is in the directory: a
+    /// [`find`](Heap::find) that copies nothing out.
+    pub(crate) fn lookup(&self, key: &[u8]) -> Result<Option<(u64, Shape)>> {
+        match self.locate(key)? {
+            Some((i, at)) => Ok(Some((i, self.shape(at)?))),
+            None => Ok(None),
+        }
+    }
+
+    /// Whether `key` is in the directory: a LIVE entry holds it (the
+    /// entry's other header fields are checked when it is used).
+    pub(crate) fn contains(&self, key: &[u8]) -> Result<bool> {
+        Ok(self.locate(key)?.is_some())
+    }
+
+    /// The bucket of `key` and its block's offset, if it is in the
+    /// directory; at most one probe per bucket, whatever a peer wrote.
+    fn locate(&self, key: &[u8]) -> Result<Option<(u64, usize)>> {
         let h = hash(key);
+        let tag = bucket_word(0, h);
         let mask = self.geo.buckets - 1;
         let mut i = h & mask;
         for _ in 0..self.geo.buckets {
-            let index = self.bucket(i);
+            let word = self.bucket(i);
+            let index = bucket_index(word);
             if index == 0 {
                 return Ok(None);
+            }
+            // Another key's tag: its block is not read.
+            if word ^ tag > u64::from(u32::MAX) {
+                i = (i + 1) & mask;
+                continue;
             }
             let at = self.block_at(index)?;
             if self.u64(at + B_HASH) == h
@@ -775,7 +907,7 @@ impl Heap<'_> {
                 && self.u32(at + B_LENS) & 0xffff == key.len() as u32
                 && self.key_is(at, key)
             {
-                return Ok(Some((i, self.entry(at)?)));
+                return Ok(Some((i, at)));
             }
             i = (i + 1) & mask;
         }
@@ -788,10 +920,19 @@ impl Heap<'_> {
         if self.rel(at) + (B_KEY + key.len()) as u64 > self.geo.heap_size {
             return false; // a damaged bucket or block: not this key
         }
-        let mut stored = [0u8; MAX_KEY_LEN];
-        let stored = &mut stored[..key.len().min(MAX_KEY_LEN)];
-        self.map.copy_out(at + B_KEY, stored);
-        stored == key
+        // A word at a time: the key starts 8-aligned (blocks are
+        // 64-aligned), and the words up to its rounded-up end lie in the
+        // heap too (its size and `at` are multiples of 64). Bytes past the
+        // key's end in its last word (the type name's) are not compared.
+        let mut word_at = at + B_KEY;
+        for chunk in key.chunks(8) {
+            let stored = self.u64(word_at).to_ne_bytes();
+            if stored[..chunk.len()] != *chunk {
+                return false;
+            }
+            word_at += 8;
+        }
+        true
     }
 
     /// Enters the block at `at` (whose key hashes to `h`) in the buckets.
@@ -799,8 +940,8 @@ impl Heap<'_> {
         let mask = self.geo.buckets - 1;
         let mut i = h & mask;
         for _ in 0..self.geo.buckets {
-            if self.bucket(i) == 0 {
-                self.set_bucket(i, self.index_of(at));
+            if bucket_index(self.bucket(i)) == 0 {
+                self.set_bucket(i, bucket_word(self.index_of(at), h));
                 return Ok(());
             }
             i = (i + 1) & mask;
@@ -816,7 +957,8 @@ impl Heap<'_> {
         let mut j = i;
         for _ in 0..self.geo.buckets {
             j = (j + 1) & mask;
-            let index = self.bucket(j);
+            let word = self.bucket(j);
+            let index = bucket_index(word);
             if index == 0 {
                 break;
             }
@@ -829,7 +971,7 @@ impl Heap<'_> {
                 hole < home || home <= j
             };
             if !stays {
-                self.set_bucket(hole, index);
+                self.set_bucket(hole, word);
                 hole = j;
             }
         }
@@ -917,13 +1059,13 @@ impl Heap<'_> {
         new: &NewEntry<'_>,
         holder: usize,
     ) -> Result<EntryMeta> {
-        if self.bucket(i) != self.index_of(old.at)
+        if bucket_index(self.bucket(i)) != self.index_of(old.at)
             || self.state(old.at) != LIVE
             || new.key != old.key
         {
             return Err(self.corrupt("an entry to replace is not where it was found".into()));
         }
-        self.write_entry(at, new, holder);
+        let h = self.write_entry(at, new, holder);
         let record = u64::from(self.index_of(at)) | u64::from(self.index_of(old.at)) << 32;
         self.set_u64(self.meta(M_REPLACING), record);
         // The one store that makes the new entry the key's.
@@ -931,7 +1073,7 @@ impl Heap<'_> {
             .atomic_u32(at + B_STATE)
             .store(LIVE, std::sync::atomic::Ordering::Release);
         // Same key, same hash: the new block takes the old one's bucket.
-        self.set_bucket(i, self.index_of(at));
+        self.set_bucket(i, bucket_word(self.index_of(at), h));
         let used = self.used().saturating_add(self.size_of(at)?);
         self.set_u64(self.meta(M_USED), used);
         if self.live_holders(old.at) == 0 {
@@ -1278,14 +1420,24 @@ impl Heap<'_> {
         // Buckets: exactly the live entries, each found by its key.
         let mut in_buckets = 0;
         for b in 0..self.geo.buckets {
-            let index = self.bucket(b);
-            if index != 0 {
-                let at = self.block_at(index)?;
-                if self.state(at) != LIVE {
-                    return Err(self.corrupt(format!("bucket {b} points at a block not in use")));
+            let word = self.bucket(b);
+            let index = bucket_index(word);
+            if index == 0 {
+                if word != 0 {
+                    return Err(self.corrupt(format!("bucket {b} has a tag but no block")));
                 }
-                in_buckets += 1;
+                continue;
             }
+            let at = self.block_at(index)?;
+            if self.state(at) != LIVE {
+                return Err(self.corrupt(format!("bucket {b} points at a block not in use")));
+            }
+            if bucket_word(index, self.u64(at + B_HASH)) != word {
+                return Err(self.corrupt(format!(
+                    "bucket {b}'s tag is not its entry's key hash"
+                )));
+            }
+            in_buckets += 1;
         }
         for &at in &live {
             let e = self.entry(at)?;
@@ -1466,6 +1618,12 @@ impl Heap<'_> {
 mod tests {
     use super::*;
 
+    // The key hash of `k`, `key/99999` and a 20-byte key, worked out
+    // independently of this code (from its definition, byte by byte).
+    const HASH_K: u64 = 0xac75_c326_25ee_4551;
+    const HASH_KEY_99999: u64 = 0xa091_e94e_e471_d843;
+    const HASH_20: u64 = 0xeb1c_ac0b_95a9_dc43;
+
     #[test]
     fn plans_leave_the_bucket_table_at_most_half_full() {
         for cap in [0, 1, 4096, 1 << 20, 100 << 20] {
@@ -1501,13 +1659,26 @@ mod tests {
             map.atomic_u64(8 * i).store(word, Relaxed);
         }
         let geo = Geometry::read(&map, "test", 0, plan.content).unwrap();
+        heap_of(&map, geo).format();
+        (map, geo)
+    }
+
+    /// The heap of a store from [`test_heap`].
+    fn heap_of(map: &Mapping, geo: Geometry) -> Heap<'_> {
         Heap {
-            map: &map,
+            map,
             geo,
             label: "test",
         }
-        .format();
-        (map, geo)
+    }
+
+    /// Makes the entry `k` (a `u64`-sized value, fingerprint 1), held by
+    /// slot 0; returns its block.
+    fn put_k(heap: &Heap<'_>) -> usize {
+        let value = [1u8; 8];
+        let at = heap.reserve(&entry_of(&value, 1), &|_, _| false).unwrap();
+        heap.fill(at, &entry_of(&value, 1), 0).unwrap();
+        at
     }
 
     fn entry_of(value: &[u8], fingerprint: u64) -> NewEntry<'_> {
@@ -1528,11 +1699,7 @@ mod tests {
     fn recovery_finishes_or_undoes_a_replacement_cut_short() {
         for committed in [false, true] {
             let (map, geo) = test_heap(4096);
-            let heap = Heap {
-                map: &map,
-                geo,
-                label: "test",
-            };
+            let heap = heap_of(&map, geo);
             let old_value = [1u8; 8];
             let at = heap
                 .reserve(&entry_of(&old_value, 1), &|_, _| false)
@@ -1574,14 +1741,8 @@ mod tests {
     #[test]
     fn recovery_ignores_a_damaged_replacement_record() {
         let (map, geo) = test_heap(4096);
-        let heap = Heap {
-            map: &map,
-            geo,
-            label: "test",
-        };
-        let value = [1u8; 8];
-        let at = heap.reserve(&entry_of(&value, 1), &|_, _| false).unwrap();
-        heap.fill(at, &entry_of(&value, 1), 0).unwrap();
+        let heap = heap_of(&map, geo);
+        let at = put_k(&heap);
         for record in [
             1,
             u64::MAX,
@@ -1598,11 +1759,7 @@ mod tests {
     #[test]
     fn a_format_cut_short_is_formatted_again_and_damage_is_refused() {
         let (map, geo) = test_heap(4096);
-        let heap = Heap {
-            map: &map,
-            geo,
-            label: "test",
-        };
+        let heap = heap_of(&map, geo);
         // A creator killed in `format` after it wrote the first block's
         // size (what a kill storm under emulation found).
         heap.set_u32(heap.meta(M_FORMAT), FORMATTING);
@@ -1612,9 +1769,7 @@ mod tests {
         heap.check().unwrap();
 
         // Zero over a heap in use is damage: refused, nothing erased.
-        let value = [1u8; 8];
-        let at = heap.reserve(&entry_of(&value, 1), &|_, _| false).unwrap();
-        heap.fill(at, &entry_of(&value, 1), 0).unwrap();
+        let at = put_k(&heap);
         heap.set_u32(heap.meta(M_FORMAT), UNFORMATTED);
         assert!(matches!(heap.recover(), Err(Error::Corrupt { .. })));
         heap.set_u32(heap.meta(M_FORMAT), FORMATTED);
@@ -1628,11 +1783,7 @@ mod tests {
     #[test]
     fn a_listing_in_pieces_survives_removals_and_merges_between_pieces() {
         let (map, geo) = test_heap(1 << 20);
-        let heap = Heap {
-            map: &map,
-            geo,
-            label: "test",
-        };
+        let heap = heap_of(&map, geo);
         let value = [7u8; 512];
         // Entries of several sizes, so that blocks freed and merged where a
         // piece stopped are split again elsewhere, with entries' bytes
@@ -1705,6 +1856,41 @@ mod tests {
             }
             heap.check().unwrap();
         }
+    }
+
+    /// The key hash is part of the store format, shared by processes of
+    /// any architecture: these values must never change without a new
+    /// format word.
+    #[test]
+    fn the_key_hash_is_the_same_everywhere() {
+        assert_eq!(hash(b"k"), HASH_K);
+        assert_eq!(hash(b"key/99999"), HASH_KEY_99999);
+        assert_eq!(hash(b"a-key-of-exactly-16b"), HASH_20);
+        assert_ne!(hash(b"key/1"), hash(b"key/2"));
+        assert_ne!(hash(b"ab"), hash(b"ab\0"));
+    }
+
+    /// A bucket's tag decides whether a probe reads the block: a forged
+    /// tag makes its key a miss (never another entry), `check` reports it,
+    /// and recovery rebuilds the bucket from the entry.
+    #[test]
+    fn a_forged_bucket_tag_is_a_miss_that_check_reports_and_recovery_repairs() {
+        let (map, geo) = test_heap(4096);
+        let heap = heap_of(&map, geo);
+        let at = put_k(&heap);
+        let (i, _) = heap.lookup(b"k").unwrap().unwrap();
+        let word = heap.bucket(i);
+        assert_eq!(bucket_index(word), heap.index_of(at));
+        heap.set_bucket(i, word ^ 1 << 40);
+        assert!(heap.lookup(b"k").unwrap().is_none());
+        assert!(matches!(heap.check(), Err(Error::Corrupt { .. })));
+        // A tag with no block is damage too, and an empty bucket to a probe.
+        heap.set_bucket(i, bucket_word(0, u64::MAX));
+        assert!(heap.lookup(b"k").unwrap().is_none());
+        assert!(matches!(heap.check(), Err(Error::Corrupt { .. })));
+        heap.recover().unwrap();
+        heap.check().unwrap();
+        assert_eq!(heap.lookup(b"k").unwrap().unwrap().1.at, at);
     }
 
     #[test]

@@ -123,14 +123,15 @@ impl Store {
             // What the key holds now.
             let old = {
                 let mut dir = self.inner.lock()?;
-                let Some((_, e)) = dir.heap().find(key.as_bytes())? else {
+                let Some((_, s)) = dir.heap().lookup(key.as_bytes())? else {
                     return self.make_locked(&mut dir, key, init, true);
                 };
-                if e.fingerprint != Old::FINGERPRINT {
+                if s.fingerprint != Old::FINGERPRINT {
                     // A `New` (opened), or anything else (LayoutMismatch).
-                    return self.handle::<New>(&dir, key, &e);
+                    return self.handle::<New>(&dir, key, &s);
                 }
-                self.check_type::<Old>(key, &e)?;
+                self.check_type::<Old>(&dir, key, &s)?;
+                let e = s.meta(key.as_bytes());
                 self.hold(&dir, &e)?;
                 e
             };
@@ -223,6 +224,6 @@ impl Store {
         // entry's waiters.
         lock.begin_write();
         self.hold(dir, &e)?;
-        self.entry_handle(key, &e)
+        self.entry_handle(e)
     }
 }

@@ -28,12 +28,18 @@ use std::future::Future;
 
 pub(crate) use heap::EntryMeta;
 pub use heap::MAX_KEY_LEN;
-use heap::{Geometry, Heap, NewEntry};
+use heap::{Geometry, Heap, NewEntry, Shape};
 pub use reader::StoreReader;
 
 /// How long [`Store::entries`] lets the directory lock go between pieces,
 /// at least.
 const PIECE_PAUSE: Duration = Duration::from_micros(20);
+
+/// How many times [`Store::contains`] reads the directory without its lock
+/// before it takes the lock: changes are short, so a read overlapped by
+/// this many is rare, and one left unfinished by a process that died needs
+/// the lock to be repaired.
+const QUIET_TRIES: u32 = 8;
 
 /// The type name a store's header records.
 const STORE_TYPE: &str = "shmstore::Store";
@@ -139,7 +145,8 @@ pub struct Store {
 struct Inner {
     map: Mapping,
     geo: Geometry,
-    label: String,
+    /// The store's name in errors, shared with its entries' handles.
+    label: Arc<str>,
     remover: Remover,
     remove_on_drop: bool,
     /// Whether the call that opened this handle created the store.
@@ -229,7 +236,7 @@ impl Store {
         let mut inner = Inner {
             map: seg.map,
             geo,
-            label,
+            label: Arc::from(label),
             remover: seg.remover,
             // Set once the handle is complete: a failed open removes nothing.
             remove_on_drop: false,
@@ -257,7 +264,7 @@ impl Store {
     pub fn get<T: Shareable>(&self, key: &str) -> Result<Shared<T>> {
         let key = check_key(key)?;
         let dir = self.inner.lock()?;
-        let got = match dir.heap().find(key.as_bytes())? {
+        let got = match dir.heap().lookup(key.as_bytes())? {
             Some((_, e)) => self.handle(&dir, key, &e),
             None => Err(Error::NotFound {
                 name: self.entry_label(key),
@@ -301,7 +308,7 @@ impl Store {
     ) -> Result<Shared<T>> {
         const { assert!(std::mem::align_of::<T>() <= heap::MAX_ALIGN) };
         let bytes = crate::types::shareable::into_bytes(value);
-        if let Some((_, e)) = dir.heap().find(key.as_bytes())? {
+        if let Some((_, e)) = dir.heap().lookup(key.as_bytes())? {
             return if or_get {
                 self.handle(dir, key, &e)
             } else {
@@ -320,7 +327,7 @@ impl Store {
             schema: &schema,
         };
         let e = self.fill_locked(dir, &new)?;
-        self.entry_handle(key, &e)
+        self.entry_handle(e)
     }
 
     /// Makes the entry `new`, whose key is not in the directory, held by
@@ -377,10 +384,24 @@ impl Store {
     }
 
     /// Whether the key is in the store.
+    ///
+    /// Takes no lock: the directory is read as a [`StoreReader`] reads it,
+    /// and the answer is that of a moment no change overlapped (a read a
+    /// change overlapped is made again; after a few, the lookup takes the
+    /// directory lock, as it does when a process died changing the
+    /// directory, to repair it).
     pub fn contains(&self, key: &str) -> Result<bool> {
         let key = check_key(key)?;
+        let heap = self.inner.heap();
+        for _ in 0..QUIET_TRIES {
+            let read = |heap: &Heap<'_>| reader::has(heap, key.as_bytes());
+            if let Some((found, _)) = reader::read_quiet(&heap, self.inner.versions(), read) {
+                return self.inner.intact(found);
+            }
+            std::hint::spin_loop();
+        }
         let dir = self.inner.lock()?;
-        let found = dir.heap().find(key.as_bytes()).map(|e| e.is_some());
+        let found = dir.heap().contains(key.as_bytes());
         self.inner.intact(found)
     }
 
@@ -533,16 +554,18 @@ impl Store {
         format!("{}/{key}", self.inner.label)
     }
 
-    /// A handle on the entry `e`, found under `dir`, checked to be a `T`.
-    fn handle<T: Shareable>(&self, dir: &Dir<'_>, key: &str, e: &EntryMeta) -> Result<Shared<T>> {
-        self.check_type::<T>(key, e)?;
-        self.hold(dir, e)?;
-        self.entry_handle(key, e)
+    /// A handle on the entry `e` of key `key`, found under `dir`, checked
+    /// to be a `T`.
+    fn handle<T: Shareable>(&self, dir: &Dir<'_>, key: &str, e: &Shape) -> Result<Shared<T>> {
+        self.check_type::<T>(dir, key, e)?;
+        let e = e.meta(key.as_bytes());
+        self.hold(dir, &e)?;
+        self.entry_handle(e)
     }
 
     /// `Ok` if the entry `e`, of key `key`, holds a `T` (see [`check_type`]).
-    fn check_type<T: Shareable>(&self, key: &str, e: &EntryMeta) -> Result<()> {
-        check_type::<T>(&self.inner.map, &self.entry_label(key), e)
+    fn check_type<T: Shareable>(&self, dir: &Dir<'_>, key: &str, e: &Shape) -> Result<()> {
+        check_type::<T>(&dir.heap(), e, || self.entry_label(key))
     }
 
     /// Records that one more handle of this store handle holds the entry
@@ -565,7 +588,7 @@ impl Store {
         } || after.is_some_and(|s| s < end);
         if overlaps {
             return Err(Error::Corrupt {
-                name: self.inner.label.clone(),
+                name: self.inner.label.to_string(),
                 reason: format!(
                     "its entry `{}` would share bytes with another entry this process holds: \
                      its directory is damaged (check() says where)",
@@ -584,13 +607,17 @@ impl Store {
         Ok(())
     }
 
-    /// The handle of entry `e`, whose hold is already counted.
-    fn entry_handle<T: Shareable>(&self, key: &str, e: &EntryMeta) -> Result<Shared<T>> {
-        let slot = Slot::from_raw(self.entry_slot(e));
+    /// The handle of entry `e`, whose hold is already counted. Its name
+    /// in errors is made of the store's name and `e`'s key only if an
+    /// error needs it.
+    fn entry_handle<T: Shareable>(&self, e: EntryMeta) -> Result<Shared<T>> {
+        let slot = Slot::from_raw(self.entry_slot(&e));
+        // A checked key (ASCII) as the caller gave it, or as it wrote it.
+        let key = String::from_utf8(e.key)
+            .unwrap_or_else(|bad| String::from_utf8_lossy(bad.as_bytes()).into_owned());
         Ok(Shared::from_entry(
             slot,
-            self.entry_label(key),
-            &self.inner.label,
+            Arc::clone(&self.inner.label),
             key,
             self.inner.poisoning,
         ))
@@ -771,24 +798,28 @@ pub(crate) struct HeldEntry {
     pub(crate) label: String,
 }
 
-/// `Ok` if the entry `e` (called `label` in errors), in `map`, holds a
-/// `T`: [`Error::LayoutMismatch`] if it
-/// holds another type, [`Error::Corrupt`] if it says it does but its
-/// size or alignment differ.
-fn check_type<T: Shareable>(map: &Mapping, label: &str, e: &EntryMeta) -> Result<()> {
+/// `Ok` if the entry `e` of `heap` (called `label()` in errors) holds a
+/// `T`: [`Error::LayoutMismatch`] if it holds another type,
+/// [`Error::Corrupt`] if it says it does but its size or alignment differ.
+/// Only an error reads the entry's type name and schema.
+fn check_type<T: Shareable>(
+    heap: &Heap<'_>,
+    e: &Shape,
+    label: impl FnOnce() -> String,
+) -> Result<()> {
     if e.fingerprint != T::FINGERPRINT {
         return Err(Error::LayoutMismatch {
-            name: label.to_owned(),
+            name: label(),
             expected_type: T::TYPE_NAME,
             expected_fingerprint: T::FINGERPRINT,
-            found_type: e.type_name.clone(),
+            found_type: heap.type_name(e),
             found_fingerprint: e.fingerprint,
-            changes: entry_changes::<T>(map, e),
+            changes: entry_changes::<T>(heap.map, e),
         });
     }
     if e.value_size != std::mem::size_of::<T>() || e.value_align != std::mem::align_of::<T>() {
         return Err(Error::Corrupt {
-            name: label.to_owned(),
+            name: label(),
             reason: format!(
                 "the entry says its `{}` is {} bytes aligned to {}, but it is {} aligned to {}",
                 T::TYPE_NAME,
@@ -804,7 +835,7 @@ fn check_type<T: Shareable>(map: &Mapping, label: &str, e: &EntryMeta) -> Result
 
 /// What differs from the layout the entry `e` records to `T`'s: empty
 /// if its schema is absent, runs past the mapping or does not decode.
-fn entry_changes<T: Shareable>(map: &Mapping, e: &EntryMeta) -> Vec<crate::schema::LayoutChange> {
+fn entry_changes<T: Shareable>(map: &Mapping, e: &Shape) -> Vec<crate::schema::LayoutChange> {
     let (offset, len) = (e.at.saturating_add(e.layout.schema), e.layout.schema_len);
     if len == 0 || offset.checked_add(len).is_none_or(|end| end > map.len()) {
         return Vec::new();
@@ -842,8 +873,22 @@ fn entry_info(map: &Mapping, e: EntryMeta) -> EntryInfo {
     }
 }
 
+/// The bytes a key may hold: ASCII letters, digits and `_ - . / : @ +`.
+static KEY_BYTES: [bool; 256] = {
+    let mut allowed = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        allowed[b] = c.is_ascii_alphanumeric()
+            || matches!(c, b'_' | b'-' | b'.' | b'/' | b':' | b'@' | b'+');
+        b += 1;
+    }
+    allowed
+};
+
 /// `key` if it is a valid entry key (see [Keys](Store#keys)), else
 /// [`Error::InvalidName`].
+#[inline]
 pub(crate) fn check_key(key: &str) -> Result<&str> {
     let bad = |reason| Error::InvalidName {
         name: key.to_owned(),
@@ -855,8 +900,7 @@ pub(crate) fn check_key(key: &str) -> Result<&str> {
     if key.len() > MAX_KEY_LEN {
         return Err(bad("an entry key is at most 128 bytes"));
     }
-    let allowed = |b: u8| b.is_ascii_alphanumeric() || b"_-./:@+".contains(&b);
-    if !key.bytes().all(allowed) {
+    if !key.bytes().all(|b| KEY_BYTES[usize::from(b)]) {
         return Err(bad(
             "an entry key holds only ASCII letters, digits and `_ - . / : @ +`",
         ));
@@ -955,6 +999,17 @@ impl fmt::Debug for Store {
 }
 
 impl Inner {
+    /// The directory and heap: to be changed only under the directory lock
+    /// ([`Dir::heap`]), and read without it only as [`reader::read_quiet`]
+    /// reads them.
+    fn heap(&self) -> Heap<'_> {
+        Heap {
+            map: &self.map,
+            geo: self.geo,
+            label: &self.label,
+        }
+    }
+
     fn raw(&self) -> &RawLock {
         self.map.raw_lock(LOCK_OFFSET)
     }
@@ -1032,11 +1087,7 @@ struct Dir<'a> {
 
 impl Dir<'_> {
     fn heap(&self) -> Heap<'_> {
-        Heap {
-            map: &self.inner.map,
-            geo: self.inner.geo,
-            label: &self.inner.label,
-        }
+        self.inner.heap()
     }
 
     /// Marks the directory as changing: its generation counts one more when

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::heap::{in_pieces, EntryLayout, EntryMeta, Geometry, Heap};
+use super::heap::{in_pieces, EntryLayout, Geometry, Heap, Shape};
 use super::{check_key, check_type, entry_info, map_store, EntryInfo};
 use crate::error::{Error, Result};
 #[cfg(feature = "stream")]
@@ -146,7 +146,7 @@ impl StoreReader {
         let Some(e) = found else {
             return Err(Error::NotFound { name: label });
         };
-        check_type::<T>(&self.inner.map, &label, &e)?;
+        check_type::<T>(&self.inner.heap(), &e, || label.clone())?;
         // Inside the entry's block, aligned: `Heap::entry` checked the
         // layout, `check_type` the value's alignment.
         let lock = e.at + e.layout.slot;
@@ -158,7 +158,7 @@ impl StoreReader {
         );
         let entry = Entry {
             store: Arc::clone(&self.inner),
-            key: e.key,
+            key: key.as_bytes().to_vec(),
             at: e.at,
             layout: e.layout,
             fingerprint: e.fingerprint,
@@ -176,8 +176,8 @@ impl StoreReader {
     /// Whether the key is in the store.
     pub fn contains(&self, key: &str) -> Result<bool> {
         let key = check_key(key)?;
-        let (found, _) = self.inner.quiet(|heap| find(heap, key.as_bytes()))?;
-        Ok(found.is_some())
+        let (found, _) = self.inner.quiet(|heap| has(heap, key.as_bytes()))?;
+        Ok(found)
     }
 
     /// Every entry, in no particular order, as [`Store::entries`](crate::Store::entries)
@@ -327,11 +327,38 @@ impl fmt::Debug for StoreReader {
 
 /// The entry of `key`, if the directory has it (none in a store never
 /// formatted).
-fn find(heap: &Heap<'_>, key: &[u8]) -> Result<Option<EntryMeta>> {
+fn find(heap: &Heap<'_>, key: &[u8]) -> Result<Option<Shape>> {
     if !heap.formatted() {
         return Ok(None);
     }
-    Ok(heap.find(key)?.map(|(_, e)| e))
+    Ok(heap.lookup(key)?.map(|(_, e)| e))
+}
+
+/// Whether the directory has `key` (not a store never formatted).
+pub(super) fn has(heap: &Heap<'_>, key: &[u8]) -> Result<bool> {
+    Ok(heap.formatted() && heap.contains(key)?)
+}
+
+/// One read of the directory of `heap` without its lock, as a snapshot
+/// reads a value: `read` runs if no change is in progress (`versions`, the
+/// directory's, says so), and what it found counts, with the generation of
+/// that moment, only if no change began meanwhile; `None` if the read must
+/// be made again. What `StoreReader` and [`Store::contains`](crate::Store::contains)
+/// look up with.
+///
+/// `read` only loads, through the heap's checked accessors (every offset
+/// checked against the heap before use, every probe and walk bounded), so
+/// a read that a change tore, or that met bytes a peer forged, gives a
+/// value or an error, never a panic or a load outside the mapping; a torn
+/// one is thrown away here.
+pub(super) fn read_quiet<R>(
+    heap: &Heap<'_>,
+    versions: &Versions,
+    read: impl FnOnce(&Heap<'_>) -> Result<R>,
+) -> Option<(Result<R>, u64)> {
+    let mut got = None;
+    let generation = versions.copy_quiet(|| got = Some(read(heap)))?;
+    got.map(|got| (got, generation))
 }
 
 impl Inner {
@@ -367,11 +394,8 @@ impl Inner {
         let mut tries = 0u32;
         let mut since: Option<Instant> = None;
         loop {
-            let mut got = None;
-            if let Some(generation) = versions.copy_quiet(|| got = Some(read(&heap))) {
-                if let Some(got) = got {
-                    return self.intact(got).map(|r| (r, generation));
-                }
+            if let Some((got, generation)) = read_quiet(&heap, versions, &mut read) {
+                return self.intact(got).map(|r| (r, generation));
             }
             // A change is being made, or overlapped the read: changes are
             // short, so spin, then yield, then nap.

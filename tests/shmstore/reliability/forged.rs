@@ -302,7 +302,7 @@ fn forge_holders(path: &Path, key: &str, holders: u64) {
     let u64_at = |at: usize| u64::from_ne_bytes(b[at..at + 8].try_into().unwrap()) as usize;
     let content = u64_at(56);
     let (buckets, heap_size) = (u64_at(content + 8), u64_at(content + 16));
-    let heap_at = handle_at(&b, 64) + (buckets * 4).div_ceil(64) * 64;
+    let heap_at = handle_at(&b, 64) + (buckets * 8).div_ceil(64) * 64;
     let mut at = heap_at;
     while at < heap_at + heap_size {
         let key_len = u32::from_ne_bytes(b[at + 20..at + 24].try_into().unwrap()) as usize & 0xffff;

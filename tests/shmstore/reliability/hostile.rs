@@ -332,6 +332,8 @@ struct StoreLayout {
     content: usize,
     handles: Range<usize>,
     buckets: Range<usize>,
+    /// Where each bucket in use lies.
+    used_buckets: Vec<usize>,
     blocks: Vec<Block>,
 }
 
@@ -368,8 +370,14 @@ impl StoreLayout {
         let heap_size = u64_at(b, content + 16) as usize;
         let handles = content + 256..content + 256 + 64 * 16;
         let buckets_at = handles.end;
-        let heap_at = buckets_at + (buckets * 4).div_ceil(64) * 64;
+        let heap_at = buckets_at + (buckets * 8).div_ceil(64) * 64;
         assert_eq!(heap_at + heap_size, content + u64_at(b, 40) as usize);
+        // Buckets are `u64`s: the block index in the low half, the key
+        // hash's high half (the tag) in the high half.
+        let used_buckets = (buckets_at..heap_at)
+            .step_by(8)
+            .filter(|&at| u64_at(b, at) != 0)
+            .collect();
         let mut blocks = Vec::new();
         let mut off = 0;
         while off < heap_size {
@@ -405,6 +413,7 @@ impl StoreLayout {
             content,
             handles,
             buckets: buckets_at..heap_at,
+            used_buckets,
             blocks,
         }
     }
@@ -462,6 +471,21 @@ impl StoreLayout {
         ));
         t.push(area("handle table".into(), "handles", self.handles.clone()));
         t.push(area("buckets".into(), "buckets", self.buckets.clone()));
+        let (index_at, tag_at) = if cfg!(target_endian = "little") {
+            (0, 4)
+        } else {
+            (4, 0)
+        };
+        for &at in &self.used_buckets {
+            let n = (at - self.buckets.start) / 8;
+            t.push(field(
+                format!("bucket {n} block index"),
+                "buckets",
+                at + index_at,
+                4,
+            ));
+            t.push(field(format!("bucket {n} tag"), "buckets", at + tag_at, 4));
+        }
         for b in &self.blocks {
             match &b.entry {
                 Some(e) => {

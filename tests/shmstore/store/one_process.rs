@@ -1540,3 +1540,34 @@ fn a_panic_holding_an_entry_poisons_that_entry_only() {
     assert_eq!(*a.lock().unwrap(), 100);
     assert!(store.entries().unwrap().iter().all(|e| !e.poisoned));
 }
+
+/// A store made by a build before the 8-byte buckets and the word-wise key
+/// hash (format word "ST01") says so in its header's fingerprint: it is
+/// refused at `open`, by a `Store` and a `StoreReader`, as of another
+/// layout, never read with the wrong buckets.
+#[test]
+fn a_store_of_the_earlier_format_is_refused_at_open() {
+    use std::os::unix::fs::FileExt;
+    let seg = Segment::new("store-old-format");
+    drop(Store::create(seg.name(), 16 * 1024).unwrap());
+    let old = shmstore::__private::Fingerprint::new()
+        .str("shmstore::Store")
+        .u64(0x5354_3031)
+        .finish();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(seg.path())
+        .unwrap()
+        .write_all_at(&old.to_ne_bytes(), 32)
+        .unwrap();
+    match Store::open(seg.name()) {
+        Err(Error::LayoutMismatch {
+            found_fingerprint, ..
+        }) => assert_eq!(found_fingerprint, old),
+        other => panic!("an old store opened: {other:?}"),
+    }
+    assert!(matches!(
+        shmstore::StoreReader::open(seg.name()),
+        Err(Error::LayoutMismatch { .. })
+    ));
+}

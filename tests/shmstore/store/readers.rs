@@ -544,6 +544,58 @@ fn listings_during_inserts_and_removes_never_find_the_store_damaged() {
     assert!(listings > 0, "no listing found a quiet moment");
 }
 
+/// `Store::contains` reads the directory without the lock while another
+/// process inserts and removes entries: keys present throughout are
+/// always found, keys never made never are, and the churned keys are seen
+/// both ways; `get` of a churned key gives its own value or nothing.
+#[test]
+fn store_look_ups_without_the_lock_are_right_during_inserts_and_removes() {
+    let seg = Segment::new("store-contains-churn");
+    let store = Store::create(seg.name(), 16 * 1024).unwrap();
+    for i in 0..4u64 {
+        store.insert::<u64>(&format!("stay{i}"), i).unwrap();
+    }
+    let mut k = Kid::spawn("churn", &[seg.name(), "2500"]);
+    k.expect("ready");
+    let (mut found, mut absent, mut values) = (0u64, 0u64, 0u64);
+    let mut i = 0u64;
+    let end = Instant::now() + Duration::from_millis(2000);
+    while Instant::now() < end {
+        i += 1;
+        let n = i % KEYS;
+        assert!(
+            store.contains(&format!("stay{}", i % 4)).unwrap(),
+            "stay{}",
+            i % 4
+        );
+        assert!(!store.contains(&format!("never{}", i % 4)).unwrap());
+        let key = format!("k{n}");
+        if store.contains(&key).unwrap() {
+            found += 1;
+        } else {
+            absent += 1;
+        }
+        if i % 8 == 0 {
+            match store.get::<u64>(&key) {
+                Ok(h) => {
+                    assert_eq!(h.snapshot().unwrap(), plain_of(n), "{key}");
+                    values += 1;
+                }
+                Err(Error::NotFound { .. }) | Err(Error::LayoutMismatch { .. }) => {}
+                Err(e) => panic!("get {key}: {e}"),
+            }
+        }
+    }
+    let done = k.expect("done");
+    k.wait_success();
+    store.check().unwrap();
+    println!("{i} rounds against {done}: {found} found, {absent} absent, {values} values");
+    assert!(
+        found > 0 && absent > 0,
+        "the churned keys were seen both ways"
+    );
+}
+
 /// The documented answer of a lock-free look-up that found no quiet moment
 /// for a second: possible under constant changes in a slow (sanitized)
 /// build, never a wrong value.
