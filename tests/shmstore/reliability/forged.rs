@@ -301,11 +301,15 @@ fn mark(path: &Path) -> usize {
     u64::from_ne_bytes(b[at..at + 8].try_into().unwrap()) as usize
 }
 
-fn forge_mark(path: &Path, mark: usize) {
-    let b = std::fs::read(path).unwrap();
-    let at = (content_of(&b) + MARK_FROM_CONTENT) as u64;
+/// Writes `bytes` at `at` of the file at `path`, as a peer would.
+fn poke(path: &Path, at: usize, bytes: &[u8]) {
     let file = std::fs::OpenOptions::new().write(true).open(path).unwrap();
-    file.write_all_at(&(mark as u64).to_ne_bytes(), at).unwrap();
+    file.write_all_at(bytes, at as u64).unwrap();
+}
+
+fn forge_mark(path: &Path, mark: usize) {
+    let at = content_of(&std::fs::read(path).unwrap()) + MARK_FROM_CONTENT;
+    poke(path, at, &(mark as u64).to_ne_bytes());
 }
 
 /// The used slots of the store's handle table: (pid, hold list, incarnation) each.
@@ -325,12 +329,10 @@ fn slots(path: &Path) -> Vec<(u32, u32, u64)> {
 }
 
 fn forge_slot(path: &Path, slot: usize, pid: u32, list: u32, x: u64) {
-    let b = std::fs::read(path).unwrap();
-    let at = handle_at(&b, slot) as u64;
-    let file = std::fs::OpenOptions::new().write(true).open(path).unwrap();
-    file.write_all_at(&pid.to_ne_bytes(), at).unwrap();
-    file.write_all_at(&list.to_ne_bytes(), at + 4).unwrap();
-    file.write_all_at(&x.to_ne_bytes(), at + 8).unwrap();
+    let at = handle_at(&std::fs::read(path).unwrap(), slot);
+    poke(path, at, &pid.to_ne_bytes());
+    poke(path, at + 4, &list.to_ne_bytes());
+    poke(path, at + 8, &x.to_ne_bytes());
 }
 
 /// Where block index `index` (as slots and buckets name blocks) starts
@@ -375,19 +377,14 @@ fn forge_count(path: &Path, key: &str, delta: u64) {
     let b = std::fs::read(path).unwrap();
     let at = block_at(&b, index) + 56;
     let old = u64::from_ne_bytes(b[at..at + 8].try_into().unwrap());
-    let file = std::fs::OpenOptions::new().write(true).open(path).unwrap();
-    file.write_all_at(&old.wrapping_add(delta).to_ne_bytes(), at as u64)
-        .unwrap();
+    poke(path, at, &old.wrapping_add(delta).to_ne_bytes());
 }
 
 /// Writes `words` (u32 each) at `offset` of the block of index `index`.
 fn forge_block(path: &Path, index: u32, offset: usize, words: &[u32]) {
-    let b = std::fs::read(path).unwrap();
-    let at = (block_at(&b, index) + offset) as u64;
-    let file = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    let at = block_at(&std::fs::read(path).unwrap(), index) + offset;
     for (i, w) in words.iter().enumerate() {
-        file.write_all_at(&w.to_ne_bytes(), at + 4 * i as u64)
-            .unwrap();
+        poke(path, at + 4 * i, &w.to_ne_bytes());
     }
 }
 
@@ -599,9 +596,8 @@ fn a_table_of_live_slots_is_full_not_a_hang() {
     live.expect("ready");
     let table = slots(&seg.path());
     let x = table.iter().find(|s| s.0 == live.pid()).unwrap().2;
-    let used = table.len();
     for slot in 0..HANDLE_SLOTS {
-        if slot >= used || table[slot].0 == 0 {
+        if table.get(slot).is_none_or(|s| s.0 == 0) {
             forge_slot(&seg.path(), slot, 1, 0, x);
         }
     }
