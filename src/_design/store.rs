@@ -194,10 +194,12 @@
 //! u32 block indexes of the entries the slot holds. The first hold
 //! allocates a 128-byte block (24 entries); a full list moves to a block
 //! twice its size (allocate, copy, switch the slot's index, free the old
-//! one); a list left empty is freed. The process keeps each held entry's
-//! position in its list, so letting go is O(1): the last entry of the list
-//! takes its place (swap-remove), and its position is updated. A handle
-//! that holds no entry takes no space; one that holds *n* takes 4*n* bytes
+//! one). A list left empty is kept for the handle's next hold (a `get` +
+//! drop of one entry then allocates nothing), and freed by `reclaim`
+//! (below), so `free_bytes` and a store short of room see it free. The
+//! process keeps each held entry's position in its list, so letting go is
+//! O(1): the last entry of the list takes its place (swap-remove), and its
+//! position is updated. A handle that holds *n* entries takes 4*n* bytes
 //! of the store's capacity, at least 128. An insert reserves the room for
 //! its hold before it makes the entry, so that a made entry is always held.
 //!
@@ -220,7 +222,8 @@
 //! below the mark is alive (one OFD lock query each: see
 //! [the lock](super::lock)), and for each dead one walks its list,
 //! counting each entry down and freeing REMOVED ones that reach 0, then
-//! frees the list and clears the slot. It never walks the heap. A list
+//! frees the list and clears the slot; a live slot's empty list is freed
+//! too. It never walks the heap. A list
 //! forged by a peer is read through the same checks (its block, owner and
 //! length; each entry named must be an entry's block outside what this
 //! process holds), and an entry reaching 0 through a dead slot's list is

@@ -84,8 +84,9 @@
 //!   table is 64 KiB of the segment, but memory is given to it only for
 //!   the slots ever used (tmpfs allocates pages as they are touched). Each
 //!   handle keeps the list of the entries it holds in the store's space (4
-//!   bytes an entry, in a 128-byte block at first, freed when it holds
-//!   nothing), and each entry a count of the handles holding it, so a
+//!   bytes an entry, in a 128-byte block at first; an emptied list is kept
+//!   for the next `get` until `free_bytes` or a store short of room frees
+//!   it), and each entry a count of the handles holding it, so a
 //!   removed entry held by a killed process is freed once that process is
 //!   found dead (by `free_bytes`, an insert that finds no room, or the
 //!   rebuild after a crash), at a cost that depends on the dead handles'

@@ -1166,9 +1166,10 @@ impl Heap<'_> {
 
     /// Handle slot `slot` no longer holds the entry at `at`, at position
     /// `pos` of its hold list: the last entry of the list takes its place
-    /// (returned, as a block offset, if there was one after it), a list
-    /// left empty is freed, the entry's count goes down, and the entry is
-    /// freed if it was removed and that was its last holder.
+    /// (returned, as a block offset, if there was one after it), the
+    /// entry's count goes down, and the entry is freed if it was removed
+    /// and that was its last holder. A list left empty is kept for the
+    /// next hold ([`reclaim`](Heap::reclaim) frees it).
     pub(crate) fn unhold(&self, at: usize, slot: usize, pos: u32) -> Result<Option<usize>> {
         let state = self.state(at);
         if state != LIVE && state != REMOVED {
@@ -1185,11 +1186,6 @@ impl Heap<'_> {
         let moved = self.item(&list, last);
         self.set_item(&list, pos, moved);
         self.set_u32(list.at + L_LEN, last);
-        if last == 0 {
-            // A handle that holds nothing takes no space.
-            self.set_u32(self.handle_at(slot) + H_LIST, 0);
-            self.free(list.at)?;
-        }
         let count = self.u64(at + B_HOLDERS).saturating_sub(1);
         self.set_u64(at + B_HOLDERS, count);
         if state == REMOVED && count == 0 {
@@ -1204,13 +1200,22 @@ impl Heap<'_> {
 
     /// Frees removed entries whose holders have all died: forgets the
     /// holds of every dead process's handle slot (below the mark) and
-    /// clears the slot. Costs one presence query per slot used and a step
-    /// per hold of the dead slots, never a walk of the heap. `held` is as
-    /// for `take`.
+    /// clears the slot; and frees the empty hold lists of live slots (their
+    /// next hold makes a new one). Costs one presence query per slot used
+    /// and a step per hold of the dead slots, never a walk of the heap.
+    /// `held` is as for `take`.
     pub(crate) fn reclaim(&self, held: &dyn Fn(usize, usize) -> bool) -> Result<()> {
-        let dead: Vec<usize> = (0..self.mark())
-            .filter(|&s| self.u32(self.handle_at(s) + H_PID) != 0 && !self.handle_alive(s))
-            .collect();
+        let mut dead = Vec::new();
+        for slot in (0..self.mark()).filter(|&s| self.u32(self.handle_at(s) + H_PID) != 0) {
+            if !self.handle_alive(slot) {
+                dead.push(slot);
+            } else if let Ok(Some(list)) = self.hold_list(slot) {
+                if list.len == 0 && !held(list.at, list.at + L_ITEMS) {
+                    self.set_u32(self.handle_at(slot) + H_LIST, 0);
+                    self.free(list.at)?;
+                }
+            }
+        }
         self.forget(&dead, held)
     }
 
@@ -2110,6 +2115,8 @@ mod tests {
             }
             heap.check().unwrap();
         }
+        assert_eq!(heap.hold_list(slot).unwrap().unwrap().len, 0);
+        heap.reclaim(&|_, _| false).unwrap();
         assert!(heap.hold_list(slot).unwrap().is_none(), "an empty list is freed");
         for i in (0..100).filter(|i| i % 3 != 0) {
             let (b, e) = heap.find(format!("k{i}").as_bytes()).unwrap().unwrap();

@@ -108,7 +108,9 @@ const fn spec(content: usize) -> Spec {
 /// Each `Store` handle that holds entries (through the [`Shared`] handles
 /// it gave out) keeps a list of them in the store's space: 4 bytes per
 /// held entry, in a block of 128 bytes at first (24 entries) that doubles
-/// when full, freed when the handle holds nothing. An insert makes room
+/// when full. A list left empty is kept for the handle's next `get`, and
+/// freed by [`free_bytes`](Store::free_bytes) or when the store runs out
+/// of room, so it is never what makes an insert fail. An insert makes room
 /// for it before it makes the entry, and a `get` can fail with
 /// [`Error::StoreFull`] only if even that does not fit (a handle that
 /// already holds entries rarely needs more).
@@ -529,7 +531,8 @@ impl Store {
     }
 
     /// Checks the store's directory and heap through and through: every
-    /// block, free list, bucket and counter. `Ok` means consistent;
+    /// block, free list, bucket and counter, the handle table, and each
+    /// handle's hold list against the entries' counts of holders. `Ok` means consistent;
     /// [`Error::Corrupt`] says what is wrong. Takes the directory lock for
     /// a time proportional to the number of entries; meant for tests,
     /// tools and diagnostics, not for every operation.

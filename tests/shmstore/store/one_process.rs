@@ -1365,6 +1365,31 @@ fn four_thousand_store_handles_can_be_open_and_the_next_is_refused() {
     handles[0].check().unwrap();
 }
 
+/// A store made by a build of the previous layout (64 handle slots, a
+/// mask of holders in each entry: format word `ST01`, in the header's
+/// fingerprint) is refused as another layout, not misread.
+#[test]
+fn a_store_of_the_previous_layout_is_refused() {
+    use std::os::unix::fs::FileExt;
+    let seg = Segment::new("old-layout");
+    drop(Store::create(seg.name(), 4096).unwrap());
+    let old = shmstore::__private::Fingerprint::new()
+        .str("shmstore::Store")
+        .u64(0x5354_3031)
+        .finish();
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(seg.path())
+        .unwrap();
+    file.write_all_at(&old.to_ne_bytes(), 32).unwrap();
+    match failure(Store::open(seg.name())) {
+        Error::LayoutMismatch {
+            found_fingerprint, ..
+        } => assert_eq!(found_fingerprint, old),
+        e => panic!("expected LayoutMismatch, got {e:?}"),
+    }
+}
+
 #[test]
 fn a_refused_open_does_not_remove_the_store() {
     let seg = Segment::new("slots-remove");
