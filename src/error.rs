@@ -188,8 +188,9 @@ pub enum Error {
         largest_free: u64,
     },
     /// Every handle slot of a [`Store`](crate::Store) is taken by a live
-    /// process: at most `limit` `Store` handles can be open at once, in all
-    /// processes together.
+    /// process: at most `limit` (4,096) `Store` handles can be open at
+    /// once, in all processes together; slots of processes that died are
+    /// reused.
     HandleLimit {
         /// The store's name.
         name: String,

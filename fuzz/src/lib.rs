@@ -256,16 +256,29 @@ pub fn store_parts(b: &[u8]) -> Vec<Part> {
     let buckets = u64_at(b, content + 8) as usize;
     let heap_size = u64_at(b, content + 16) as usize;
     let handles = content + 256;
-    let buckets_at = handles + 64 * 16;
+    // 4,096 slots of 16 bytes; those below the mark (meta +48) are read.
+    let buckets_at = handles + 4096 * 16;
+    let used = (u64_at(b, content + 48) as usize).clamp(1, 4096);
     let heap_at = buckets_at + (buckets * 8).div_ceil(64) * 64;
     let mut p = Vec::new();
     header_parts(&mut p);
     slot_parts(&mut p, LOCK_AT);
-    for (at, len) in [(0, 4), (4, 4), (8, 8), (16, 8), (24, 8), (32, 8), (40, 8)] {
+    for (at, len) in [
+        (0, 4),
+        (4, 4),
+        (8, 8),
+        (16, 8),
+        (24, 8),
+        (32, 8),
+        (40, 8),
+        (48, 8),
+    ] {
         p.push(field(content + at, len));
     }
-    p.push(area(content + 48..content + 256));
+    p.push(area(content + 56..content + 256));
     p.push(area(handles..buckets_at));
+    p.push(area(handles..handles + 16 * used));
+    p.push(field(handles + 4, 4));
     p.push(area(buckets_at..heap_at));
     // Each bucket in use: its block index and its tag (the low and high
     // halves of a `u64`).
@@ -315,9 +328,9 @@ pub fn record(kind: u8, arg: u32) -> Vec<u8> {
     let flags = u64::from(arg >> 30) << 30;
     // SAFETY: gettid takes no arguments and cannot fail.
     let me = unsafe { libc::gettid() } as u32;
-    let slot = |pid: u32, x: u64| {
+    let slot = |pid: u32, list: u32, x: u64| {
         let mut b = pid.to_ne_bytes().to_vec();
-        b.extend_from_slice(&[0; 4]);
+        b.extend_from_slice(&list.to_ne_bytes());
         b.extend_from_slice(&x.to_ne_bytes());
         b
     };
@@ -330,11 +343,12 @@ pub fn record(kind: u8, arg: u32) -> Vec<u8> {
         2 => (identity(me, mine ^ 1) | flags).to_ne_bytes().to_vec(),
         // No process's incarnation.
         3 => (identity(arg, other) | flags).to_ne_bytes().to_vec(),
-        // A handle slot naming this process, one that is gone, garbage.
-        4 => slot(arg | 1, mine),
-        5 => slot(arg | 1, other),
-        6 => slot(arg, u64::from(arg) << 32 | u64::from(arg)),
-        _ => slot(0, mine),
+        // A handle slot naming this process, one that is gone, garbage,
+        // with no hold list, a block near the heap's start, any index.
+        4 => slot(arg | 1, 0, mine),
+        5 => slot(arg | 1, arg >> 24, other),
+        6 => slot(arg, arg, u64::from(arg) << 32 | u64::from(arg)),
+        _ => slot(0, 0, mine),
     }
 }
 

@@ -102,7 +102,7 @@
 //! | A block's size: split, merge, rebuild, format (`set_size`) | Release store | The walk's `fence(Acquire)` after each size it loads: a walk that sees a new size sees the header it leads to. **Changed**: see below. |
 //! | The format word (`format`, `formatted`) | Release stores ("formatting" first, then FORMATTED), load + fence | A reader that sees the heap formatted sees the formatted heap. **Changed**. |
 //! | An entry turning LIVE (`fill`, `replace`) | Release store | Stronger than needed: the directory's counter orders it. |
-//! | Holder bits, handle table | Relaxed | Read without the lock only as figures. |
+//! | Holder counts, hold lists, handle table and its mark | Relaxed, under the directory lock | Read without the lock only as figures; a hold list is a heap block, shaped by `set_size` as any. |
 //! | A migration's `supersede` of the old entry | A poison record (above), under the old entry's lock | Made before the switch; the old entry's next holder or snapshot sees it through that lock's release or the cause's acquire. |
 //! | The stalled-change check (`left_mid_change`) | counter, lock word, `seq_after_reads` | As the snapshot's dead-writer check. **Changed**. |
 //! | An entry's membership check (read-only entry handles) | `seq_after_reads` after the value's copy | A change that removed the entry and gave its block to another made the counter odd (release fence) before storing to the block: a copy that saw any such byte sees the counter moved. |

@@ -6,9 +6,10 @@
 //! ```text
 //! content+0      meta (256 bytes): format, entry flags, bucket count, heap
 //!                size, live entries, bytes in use, the replacement in
-//!                progress, free-list heads
-//! content+256    handle table: 64 slots of (pid, incarnation)
-//! content+1280   buckets: a power of two of u64, each the block index + 1
+//!                progress, handle slots ever used, free-list heads
+//! content+256    handle table: 4,096 slots of (pid u32, hold list u32,
+//!                incarnation u64)
+//! content+65792  buckets: a power of two of u64, each the block index + 1
 //!                (0: empty) in its low 32 bits and the high 32 bits of
 //!                its key's hash (the tag) in its high 32
 //! heap           blocks, each a multiple of 64 bytes, back to back
@@ -17,7 +18,7 @@
 //! A block starts with a 64-byte header: its size, the size of the block
 //! before it (a hint), its state, and for an entry its key and type name
 //! lengths, key hash, layout fingerprint, value size, alignment, schema
-//! length and value offset, and the bitmap of handle slots holding it. The
+//! length and value offset, and the count of handle slots holding it. The
 //! key and type name follow; then, on a 64-byte boundary, the entry's lock
 //! (32 bytes), its write counter (16 bytes) and its value: the same slot as
 //! a single-value segment has, so an entry's handle is a
@@ -109,9 +110,11 @@
 //! the heap. When the directory lock is taken over from a holder that died
 //! (it is then poisoned), the next caller walks the heap and rebuilds them:
 //! a replacement cut short after its switch is finished (see above),
-//! RESERVED blocks (a create or replacement cut short) become free, LIVE
-//! ones are entered in the buckets again (a remove cut short is undone),
-//! and adjacent free blocks are merged. A half-made entry is thus either complete or gone.
+//! dead processes' handle slots are cleared and the holds recounted (see
+//! [Handles](#handles)), RESERVED blocks (a create or replacement cut
+//! short) and HOLDS blocks no live slot names become free, LIVE ones are
+//! entered in the buckets again (a remove cut short is undone), and
+//! adjacent free blocks are merged. A half-made entry is thus either complete or gone.
 //! The heap is formatted under the first directory lock; formatting first
 //! sets the format word to "formatting", so a process killed while
 //! formatting leaves a heap that is formatted again, and only a format word
@@ -119,12 +122,12 @@
 //! The rebuild counts as a change of the directory (its generation moves),
 //! so a reader without the lock never trusts a look-up it overlapped.
 //! [`Store::check`](crate::Store::check) verifies every invariant: the heap
-//! walk, the buckets, the free lists and the counters.
+//! walk, the buckets, the free lists, the counters and the holds.
 //!
 //! # Readers without the lock
 //!
 //! A [`StoreReader`](crate::StoreReader) maps the store read-only, so it
-//! can neither take the directory lock nor set a bit in an entry. It reads
+//! can neither take the directory lock nor hold an entry. It reads
 //! the directory as a snapshot reads a value: the directory's write
 //! counter (the segment's, which every change under the directory lock
 //! makes odd and then commits) is loaded before and after a look-up or
@@ -149,7 +152,9 @@
 //! says so (poisoned snapshots, `NotFound`) from then on. A block's bytes
 //! after its header change only when the block is filled for a new entry,
 //! which takes a change after the one that removed the entry, so a read
-//! made while the counter has not moved read the entry.
+//! made while the counter has not moved read the entry. (A freed block
+//! can also become a hold list without a change of its own, but only after
+//! the change that removed the entry: the counter has moved already.)
 //!
 //! # Listing in pieces
 //!
@@ -200,13 +205,60 @@
 //!
 //! # Handles
 //!
-//! Each `Store` handle takes a slot of the handle table. A process's
-//! handles on an entry set that slot's bit in the entry's bitmap; a removed
-//! entry's memory is freed once no bit is set. Bits of slots whose process
-//! is dead (its incarnation no longer shown in the store: see
-//! [the lock](super::lock)) are cleared when an entry
-//! is removed, when a slot is reused, when space runs out, and on recovery,
-//! so a killed process leaks nothing.
+//! Each `Store` handle takes a slot of the handle table: 4,096 slots of 16
+//! bytes (pid, the index of the slot's hold list, the process's
+//! incarnation). The table is 64 KiB, but tmpfs gives a page memory only
+//! when it is first touched, and only slots below the meta's high-water
+//! mark (the slots ever used) are read or written: `register` takes the
+//! first free slot below the mark, else raises it, else (all 4,096 used)
+//! reclaims the dead processes' slots first, and only 4,096 live handles
+//! make [`HandleLimit`](crate::Error::HandleLimit). Formatting sets the
+//! mark to 0 and touches no slot.
+//!
+//! What a handle holds is recorded twice: each entry's header counts the
+//! slots holding it, and each slot has a *hold list*, a heap block in state
+//! HOLDS whose header names its owner slot and its length, followed by the
+//! u32 block indexes of the entries the slot holds. The first hold
+//! allocates a 128-byte block (24 entries); a full list moves to a block
+//! twice its size (allocate, copy, switch the slot's index, free the old
+//! one). A list left empty is kept for the handle's next hold (a `get` +
+//! drop of one entry then allocates nothing), and freed by `reclaim`
+//! (below), so `free_bytes` and a store short of room see it free. The
+//! process keeps each held entry's position in its list, so letting go is
+//! O(1): the last entry of the list takes its place (swap-remove), and its
+//! position is updated. A handle that holds *n* entries takes 4*n* bytes
+//! of the store's capacity, at least 128. An insert reserves the room for
+//! its hold before it makes the entry, so that a made entry is always held.
+//!
+//! All of this changes under the directory lock: a slot's list when its
+//! store handle first holds an entry and when its last handle of it drops,
+//! an entry's count with it. A process killed in the middle of any of it
+//! leaves the directory lock poisoned, and the rebuild (see
+//! [Recovery](#recovery)) clears the slots of dead processes, frees every
+//! HOLDS block no live slot names (their lists, and a move cut short),
+//! recomputes every entry's count from the live slots' lists, and frees
+//! REMOVED entries left with none. A live slot's list that is not a HOLDS
+//! block of its own is `Corrupt` (nothing it may hold is freed); list
+//! entries that name no entry are not counted.
+//!
+//! A removed entry with a count of 0 is freed at once; otherwise it is
+//! REMOVED, and freed by the `unhold` that brings its count to 0. Removal
+//! scans no slot. Entries whose last holders died are freed by `reclaim`
+//! (called by `free_bytes`, by an insert or a hold list that finds no room,
+//! and by `register` when the table is full): it asks whether each slot
+//! below the mark is alive (one OFD lock query each: see
+//! [the lock](super::lock)), and for each dead one walks its list,
+//! counting each entry down and freeing REMOVED ones that reach 0, then
+//! frees the list and clears the slot; a live slot's empty list is freed
+//! too. It never walks the heap. A list
+//! forged by a peer is read through the same checks (its block, owner and
+//! length; each entry named must be an entry's block outside what this
+//! process holds), and an entry reaching 0 through a dead slot's list is
+//! freed only if no live slot's list names it, so forged lists never free
+//! an entry a live handle holds. [`Store::check`](crate::Store::check)
+//! verifies the table and the lists against the counts, and reports a
+//! mismatch, a HOLDS block no slot names, or a REMOVED entry held by no one
+//! as `Corrupt`.
 //!
 //! ```
 //! use shmstore::Store;

@@ -69,18 +69,29 @@
 //!   churn test of 100,000 creates and removes of mixed sizes, with live
 //!   data under half the capacity, never fails and ends with every byte free
 //!   again. Besides the capacity, the segment holds a table of 4 bytes per
-//!   64 bytes of capacity (the key index) and 1.3 KiB of headers.
+//!   64 bytes of capacity (the key index), the handle table (64 KiB, given
+//!   memory only as slots are used) and 0.5 KiB of headers. A `Store`
+//!   handle holding entries takes 4 bytes of the capacity per entry held,
+//!   at least 128 (see Handles).
 //! - **Removal**: `remove` takes the key out at once (the key can be created
 //!   again, even with another type). Handles that are open keep working on
 //!   the removed entry, as with `shmstore::unlink`, and its space is freed
 //!   when the last one is dropped.
-//! - **Handles**: a `Store` handle takes one of 64 slots in the store (clone
-//!   it to share it between threads; at most 64 open at once, else
-//!   [`Error::HandleLimit`](crate::Error::HandleLimit); a read-only
-//!   [`StoreReader`](crate::StoreReader) takes none). Each entry records
-//!   which slots hold it, so a removed entry held by a killed process is
-//!   freed once that process is found dead. A forked child must open the
-//!   store itself.
+//! - **Handles**: a `Store` handle takes one of 4,096 slots in the store
+//!   (clone it to share it between threads; up to 4,096 open at once over
+//!   all processes, else [`Error::HandleLimit`](crate::Error::HandleLimit);
+//!   a read-only [`StoreReader`](crate::StoreReader) takes none). The
+//!   table is 64 KiB of the segment, but memory is given to it only for
+//!   the slots ever used (tmpfs allocates pages as they are touched). Each
+//!   handle keeps the list of the entries it holds in the store's space (4
+//!   bytes an entry, in a 128-byte block at first; an emptied list is kept
+//!   for the next `get` until `free_bytes` or a store short of room frees
+//!   it), and each entry a count of the handles holding it, so a
+//!   removed entry held by a killed process is freed once that process is
+//!   found dead (by `free_bytes`, an insert that finds no room, or the
+//!   rebuild after a crash), at a cost that depends on the dead handles'
+//!   holds, not on the number of slots. A forked child must open the store
+//!   itself.
 //! - **Crashes**: a process killed in the middle of `insert`, `remove` or
 //!   `get_or_migrate` leaves the directory lock to the next caller, who rebuilds the
 //!   directory from the entries themselves. A half-made entry is gone; a

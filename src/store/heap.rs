@@ -5,6 +5,7 @@
 //! The layout, the recovery after a crash, and what is checked:
 //! `shmstore::_design::store` (src/_design/store.rs).
 
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{fence, Ordering, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
@@ -15,8 +16,9 @@ use crate::sys::mapping::Mapping;
 const UNFORMATTED: u32 = 0;
 /// `format` of a formatted store of this build.
 /// "ST02": keys hashed by [`hash`] (8 bytes at a time), 8-byte buckets
-/// with a tag ([`BUCKET_BYTES`]); "ST01" stores
-/// (FNV-1a) are refused, as the store's fingerprint includes this word.
+/// with a tag ([`BUCKET_BYTES`]), 4,096 handle slots with hold lists and a
+/// holder count per entry; "ST01" stores (FNV-1a, 64 slots, holder bits)
+/// are refused, as the store's fingerprint includes this word.
 pub(crate) const FORMATTED: u32 = 0x5354_3032; // "ST02"
 /// `format` while [`Heap::format`] runs: left only by a process that died
 /// formatting, whose heap holds no entry yet, so it is formatted again.
@@ -24,10 +26,17 @@ const FORMATTING: u32 = 0x5354_3030; // "ST00"
 
 /// Bytes of the meta area.
 pub(crate) const META: usize = 256;
-/// Handle slots in a store.
-pub(crate) const HANDLE_SLOTS: usize = 64;
-/// Bytes of one handle slot.
+/// Handle slots in a store: at most this many `Store` handles are open at
+/// once. The table is 64 KiB, but only the pages of slots ever used are
+/// touched (see [`M_SLOTS`]), so tmpfs gives it memory only as handles come.
+pub(crate) const HANDLE_SLOTS: usize = 4096;
+/// Bytes of one handle slot: the process id (u32, 0 for a free slot), the
+/// index of the slot's hold list block (u32, 0 for none) and the process's
+/// incarnation (u64).
 const HANDLE_BYTES: usize = 16;
+const H_PID: usize = 0;
+const H_LIST: usize = 4;
+const H_INCARNATION: usize = 8;
 /// Bytes of one bucket: a `u64`, the block's index in its low 32 bits and
 /// the high 32 bits of its key's hash (the tag) in the high 32, so that a
 /// probe past another key reads no block.
@@ -60,6 +69,9 @@ const M_USED: usize = 32;
 /// The replacement in progress (a migration): the new block's index in the
 /// low 32 bits, the old one's in the high 32; 0 outside a replacement.
 const M_REPLACING: usize = 40;
+/// How many handle slots were ever used (the high-water mark): slots at and
+/// above it are free and never read, so scans of the table stop there.
+const M_SLOTS: usize = 48;
 const M_HEADS: usize = 64;
 const _: () = assert!(M_HEADS + CLASSES * 4 <= META);
 
@@ -76,6 +88,8 @@ const B_VALUE_SIZE: usize = 40;
 const B_VALUE_ALIGN: usize = 48; // u16
 const B_SCHEMA_LEN: usize = 50; // u16
 const B_VALUE_OFFSET: usize = 52;
+/// How many handle slots hold the entry (a count, rebuilt from the slots'
+/// hold lists by recovery).
 const B_HOLDERS: usize = 56;
 /// Where the key starts.
 const B_KEY: usize = 64;
@@ -87,6 +101,19 @@ const FREE: u32 = 0x4652_4545;
 const RESERVED: u32 = 0x5253_5644;
 const LIVE: u32 = 0x4c49_5645;
 const REMOVED: u32 = 0x5245_4d44;
+/// A handle slot's hold list: the block indexes of the entries it holds.
+const HOLDS: u32 = 0x484f_4c44;
+
+// Hold list fields (offsets from the block's start).
+/// The handle slot whose list it is (u32).
+const L_OWNER: usize = 20;
+/// How many entries it names (u32).
+const L_LEN: usize = 24;
+/// Where the entries' block indexes (u32 each) start.
+const L_ITEMS: usize = 32;
+/// The size of a slot's first hold list (24 entries); a full list moves to a
+/// block twice its size.
+const FIRST_LIST: u64 = 128;
 
 /// Where the parts of a store lie in its mapping (absolute offsets), as
 /// computed here from its size: the numbers in the store are only checked
@@ -279,7 +306,6 @@ pub(crate) struct EntryMeta {
     pub value_size: usize,
     pub value_align: usize,
     pub layout: EntryLayout,
-    pub holders: u64,
 }
 
 /// What a lookup needs of a LIVE or REMOVED block, checked as
@@ -310,7 +336,6 @@ impl Shape {
             value_size: self.value_size,
             value_align: self.value_align,
             layout: self.layout,
-            holders: 0,
         }
     }
 }
@@ -330,6 +355,17 @@ pub(crate) struct NewEntry<'a> {
 pub(crate) struct Space {
     pub free: u64,
     pub largest: u64,
+}
+
+/// A handle slot's hold list, checked (see [`Heap::hold_list`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct HoldList {
+    /// The block's absolute offset.
+    at: usize,
+    /// How many entries its block has room for.
+    room: u32,
+    /// How many it names.
+    len: u32,
 }
 
 /// Blocks a piece of a listing visits, at most, before it ends at the next
@@ -383,7 +419,7 @@ pub(crate) fn in_pieces<E>(
     }
     // A key listed twice was removed and made again, or passed twice after
     // going back: keep its last listing.
-    let mut seen = std::collections::HashSet::new();
+    let mut seen = HashSet::new();
     let mut once: Vec<EntryMeta> = listed
         .into_iter()
         .rev()
@@ -519,9 +555,9 @@ impl Heap<'_> {
         for b in 0..self.geo.buckets {
             self.set_bucket(b, 0);
         }
-        for h in 0..HANDLE_SLOTS {
-            self.clear_handle(h);
-        }
+        // No slot is used yet: the table past the mark is never read (and
+        // its pages are not touched here).
+        self.set_u64(self.meta(M_SLOTS), 0);
         for c in 0..CLASSES {
             self.set_u32(self.meta(M_HEADS + 4 * c), 0);
         }
@@ -787,7 +823,6 @@ impl Heap<'_> {
             value_size: shape.value_size,
             value_align: shape.value_align,
             layout: shape.layout,
-            holders: self.u64(at + B_HOLDERS),
         })
     }
 
@@ -993,41 +1028,77 @@ impl Heap<'_> {
     }
 
     /// Takes a block for `new` (RESERVED until [`fill`](Heap::fill) makes
-    /// it an entry); [`Error::StoreFull`] if there is no room.
-    /// `held` is as for `take`.
+    /// it an entry), and room for one more entry in handle slot `slot`'s
+    /// hold list, so that holding the new entry cannot fail for want of
+    /// space once it exists; [`Error::StoreFull`] if there is no room for
+    /// both (then nothing is taken). `held` is as for `take`.
     pub(crate) fn reserve(
         &self,
         new: &NewEntry<'_>,
+        slot: usize,
         held: &dyn Fn(usize, usize) -> bool,
     ) -> Result<usize> {
         let (_, layout) = Self::plan_entry(new);
-        Ok(match self.take(layout.block, held)? {
-            Some(at) => at,
-            None => {
-                // Entries removed while held by processes that have died
-                // since: their space is free now.
-                self.reclaim()?;
-                match self.take(layout.block, held)? {
-                    Some(at) => at,
-                    None => {
-                        let space = self.space()?;
-                        return Err(Error::StoreFull {
-                            name: self.label.to_owned(),
-                            needed: layout.block,
-                            free: space.free,
-                            largest_free: space.largest,
-                        });
-                    }
-                }
+        let at = self.take_room(layout.block, held)?;
+        match self.room_to_hold(slot, held) {
+            Ok(_) => Ok(at),
+            Err(Error::StoreFull { needed, .. }) => {
+                self.unreserve(at)?;
+                let space = self.space()?;
+                Err(Error::StoreFull {
+                    name: self.label.to_owned(),
+                    needed: layout.block + needed,
+                    free: space.free,
+                    largest_free: space.largest,
+                })
             }
+            Err(e) => {
+                self.unreserve(at)?;
+                Err(e)
+            }
+        }
+    }
+
+    /// Gives back a block [`reserve`](Heap::reserve) took and nothing
+    /// filled.
+    fn unreserve(&self, at: usize) -> Result<()> {
+        if self.state(at) != RESERVED {
+            return Err(self.corrupt("a reserved block was taken from under us".into()));
+        }
+        // `free` takes the block's size off the bytes in use, which a
+        // RESERVED block is not counted in yet.
+        let used = self.used().saturating_add(self.size_of(at)?);
+        self.set_u64(self.meta(M_USED), used);
+        self.free(at)
+    }
+
+    /// A free block of at least `need` bytes, RESERVED (see `take`), after
+    /// reclaiming dead processes' holds if there is none at first;
+    /// [`Error::StoreFull`] if there is none then either.
+    fn take_room(&self, need: u64, held: &dyn Fn(usize, usize) -> bool) -> Result<usize> {
+        if let Some(at) = self.take(need, held)? {
+            return Ok(at);
+        }
+        // Entries removed while held by processes that have died since:
+        // their space is free now.
+        self.reclaim(held)?;
+        if let Some(at) = self.take(need, held)? {
+            return Ok(at);
+        }
+        let space = self.space()?;
+        Err(Error::StoreFull {
+            name: self.label.to_owned(),
+            needed: need,
+            free: space.free,
+            largest_free: space.largest,
         })
     }
 
     /// Makes the block `at` from [`reserve`](Heap::reserve) the LIVE entry
-    /// `new`, held by handle slot `holder`; returns it. The caller checked
-    /// that the key is not in the directory.
-    pub(crate) fn fill(&self, at: usize, new: &NewEntry<'_>, holder: usize) -> Result<EntryMeta> {
-        let h = self.write_entry(at, new, holder);
+    /// `new`, held by no handle yet ([`hold`](Heap::hold) follows); returns
+    /// it. The caller checked that the key is not in the directory.
+    pub(crate) fn fill(&self, at: usize, new: &NewEntry<'_>) -> Result<EntryMeta> {
+        let h = self.write_entry(at, new);
         // The one store that makes the entry exist.
         self.map
             .atomic_u32(at + B_STATE)
@@ -1042,8 +1113,8 @@ impl Heap<'_> {
     }
 
     /// Makes the block `at` from [`reserve`](Heap::reserve) the entry
-    /// `new`, held by handle slot `holder`, in place of `old`, the LIVE
-    /// entry of the same key found in bucket `i`; returns the new entry.
+    /// `new` (held by no handle yet), in place of `old`, the LIVE entry of
+    /// the same key found in bucket `i`; returns the new entry.
     /// `old` becomes REMOVED (freed if no live process holds it).
     ///
     /// The record at `M_REPLACING` names both blocks first; then one store
@@ -1057,7 +1128,6 @@ impl Heap<'_> {
         old: &EntryMeta,
         at: usize,
         new: &NewEntry<'_>,
-        holder: usize,
     ) -> Result<EntryMeta> {
         if bucket_index(self.bucket(i)) != self.index_of(old.at)
             || self.state(old.at) != LIVE
@@ -1065,7 +1135,7 @@ impl Heap<'_> {
         {
             return Err(self.corrupt("an entry to replace is not where it was found".into()));
         }
-        let h = self.write_entry(at, new, holder);
+        let h = self.write_entry(at, new);
         let record = u64::from(self.index_of(at)) | u64::from(self.index_of(old.at)) << 32;
         self.set_u64(self.meta(M_REPLACING), record);
         // The one store that makes the new entry the key's.
@@ -1076,7 +1146,7 @@ impl Heap<'_> {
         self.set_bucket(i, bucket_word(self.index_of(at), h));
         let used = self.used().saturating_add(self.size_of(at)?);
         self.set_u64(self.meta(M_USED), used);
-        if self.live_holders(old.at) == 0 {
+        if self.u64(old.at + B_HOLDERS) == 0 {
             self.free(old.at)?;
         } else {
             self.set_u32(old.at + B_STATE, REMOVED);
@@ -1085,10 +1155,10 @@ impl Heap<'_> {
         self.entry(at)
     }
 
-    /// Writes the entry `new`, held by handle slot `holder`, into the
-    /// RESERVED block `at`, leaving it RESERVED; returns its key's hash.
+    /// Writes the entry `new`, held by no handle, into the RESERVED block
+    /// `at`, leaving it RESERVED; returns its key's hash.
     #[allow(unsafe_code)] // initialises memory no reference reaches: see the SAFETY comment
-    fn write_entry(&self, at: usize, new: &NewEntry<'_>, holder: usize) -> u64 {
+    fn write_entry(&self, at: usize, new: &NewEntry<'_>) -> u64 {
         let (type_name, layout) = Self::plan_entry(new);
         let h = hash(new.key);
         let lens = new.key.len() as u32 | (type_name.len() as u32) << 16;
@@ -1103,7 +1173,7 @@ impl Heap<'_> {
             .atomic_u16(at + B_SCHEMA_LEN)
             .store(new.schema.len() as u16, Relaxed);
         self.set_u32(at + B_VALUE_OFFSET, layout.value as u32);
-        self.set_u64(at + B_HOLDERS, 1 << holder);
+        self.set_u64(at + B_HOLDERS, 0);
         let flags = self.entry_flags();
         // SAFETY: the block is RESERVED: no bucket, free list or handle
         // points at it, so no process following the protocol reads or
@@ -1127,12 +1197,13 @@ impl Heap<'_> {
     }
 
     /// Takes the entry found in bucket `i` out of the directory; frees it
-    /// unless live processes hold it.
+    /// at once if no handle slot holds it, else marks it REMOVED (the last
+    /// [`unhold`](Heap::unhold), or [`reclaim`](Heap::reclaim) of its dead
+    /// holders, frees it).
     pub(crate) fn remove(&self, i: u64, entry: &EntryMeta) -> Result<()> {
         self.delete_bucket(i)?;
         self.set_u64(self.meta(M_ENTRIES), self.entries().saturating_sub(1));
-        let holders = self.live_holders(entry.at);
-        if holders == 0 {
+        if self.u64(entry.at + B_HOLDERS) == 0 {
             self.free(entry.at)
         } else {
             self.set_u32(entry.at + B_STATE, REMOVED);
@@ -1140,59 +1211,229 @@ impl Heap<'_> {
         }
     }
 
-    /// Marks handle slot `holder` as holding the entry at `at`.
-    pub(crate) fn hold(&self, at: usize, holder: usize) {
-        let h = self.u64(at + B_HOLDERS);
-        self.set_u64(at + B_HOLDERS, h | 1 << holder);
+    // ---- Hold lists ----
+
+    /// Handle slot `slot`'s hold list, checked: a HOLDS block of that slot,
+    /// no longer than its block; `None` if the slot has none.
+    fn hold_list(&self, slot: usize) -> Result<Option<HoldList>> {
+        let index = self.u32(self.handle_at(slot) + H_LIST);
+        if index == 0 {
+            return Ok(None);
+        }
+        let at = self.block_at(index)?;
+        let size = self.size_of(at)?;
+        if self.state(at) != HOLDS || self.u32(at + L_OWNER) as usize != slot {
+            return Err(self.corrupt(format!(
+                "handle slot {slot} names a hold list that is not its own"
+            )));
+        }
+        // `size_of` checked the block to be at least 64 bytes.
+        let room = ((size - L_ITEMS as u64) / 4).min(u64::from(u32::MAX)) as u32;
+        let len = self.u32(at + L_LEN);
+        if len > room {
+            return Err(self.corrupt(format!(
+                "handle slot {slot}'s hold list says {len} entries, its block has room for {room}"
+            )));
+        }
+        Ok(Some(HoldList { at, room, len }))
     }
 
-    /// Handle slot `holder` no longer holds the entry at `at`; frees it if
-    /// it was removed and nobody else holds it.
-    pub(crate) fn unhold(&self, at: usize, holder: usize) -> Result<()> {
+    /// Entry `i` (below the list's length) of a checked hold list.
+    fn item(&self, list: &HoldList, i: u32) -> u32 {
+        self.u32(list.at + L_ITEMS + 4 * i as usize)
+    }
+
+    fn set_item(&self, list: &HoldList, i: u32, index: u32) {
+        self.set_u32(list.at + L_ITEMS + 4 * i as usize, index);
+    }
+
+    /// Handle slot `slot`'s hold list with room for one more entry: its
+    /// first (a 128-byte block), or a full one moved to a block twice its
+    /// size (allocate, copy, switch the slot's index, free the old one: a
+    /// process killed in between leaves a HOLDS block no slot names, which
+    /// recovery frees). [`Error::StoreFull`] if there is no room for it.
+    /// `held` is as for `take`.
+    pub(crate) fn room_to_hold(
+        &self,
+        slot: usize,
+        held: &dyn Fn(usize, usize) -> bool,
+    ) -> Result<HoldList> {
+        let old = self.hold_list(slot)?;
+        let need = match &old {
+            Some(list) if list.len < list.room => return Ok(*list),
+            Some(list) => self.size_of(list.at)?.saturating_mul(2),
+            None => FIRST_LIST,
+        };
+        let at = self.take_room(need, held)?;
+        let size = self.size_of(at)?;
+        let len = old.map_or(0, |l| l.len);
+        self.set_u32(at + L_OWNER, slot as u32);
+        self.set_u32(at + L_LEN, len);
+        let list = HoldList {
+            at,
+            room: ((size - L_ITEMS as u64) / 4).min(u64::from(u32::MAX)) as u32,
+            len,
+        };
+        if let Some(old) = &old {
+            for i in 0..len {
+                self.set_item(&list, i, self.item(old, i));
+            }
+        }
+        self.set_u32(at + B_STATE, HOLDS);
+        self.set_u64(self.meta(M_USED), self.used().saturating_add(size));
+        self.set_u32(self.handle_at(slot) + H_LIST, self.index_of(at));
+        if let Some(old) = old {
+            self.free(old.at)?;
+        }
+        Ok(list)
+    }
+
+    /// Handle slot `slot` holds the entry at `at` from now on: one more in
+    /// the entry's count, and the entry at the end of the slot's hold list;
+    /// returns its position there (for [`unhold`](Heap::unhold)).
+    /// [`Error::StoreFull`] if the list must grow and there is no room.
+    pub(crate) fn hold(
+        &self,
+        at: usize,
+        slot: usize,
+        held: &dyn Fn(usize, usize) -> bool,
+    ) -> Result<u32> {
+        let list = self.room_to_hold(slot, held)?;
+        self.set_item(&list, list.len, self.index_of(at));
+        self.set_u32(list.at + L_LEN, list.len + 1);
+        let count = self.u64(at + B_HOLDERS).saturating_add(1);
+        self.set_u64(at + B_HOLDERS, count);
+        Ok(list.len)
+    }
+
+    /// Handle slot `slot` no longer holds the entry at `at`, at position
+    /// `pos` of its hold list: the last entry of the list takes its place
+    /// (returned, as a block offset, if there was one after it), the
+    /// entry's count goes down, and the entry is freed if it was removed
+    /// and that was its last holder. A list left empty is kept for the
+    /// next hold ([`reclaim`](Heap::reclaim) frees it).
+    pub(crate) fn unhold(&self, at: usize, slot: usize, pos: u32) -> Result<Option<usize>> {
         let state = self.state(at);
         if state != LIVE && state != REMOVED {
             return Err(self.corrupt("a held entry's block was freed".into()));
         }
-        let h = self.u64(at + B_HOLDERS) & !(1 << holder);
-        self.set_u64(at + B_HOLDERS, h);
-        if state == REMOVED && self.live_holders(at) == 0 {
+        let list = self.hold_list(slot)?;
+        let Some(list) = list.filter(|l| pos < l.len && self.item(l, pos) == self.index_of(at))
+        else {
+            return Err(self.corrupt(format!(
+                "handle slot {slot}'s hold list lost an entry it holds"
+            )));
+        };
+        let last = list.len - 1;
+        let moved = self.item(&list, last);
+        self.set_item(&list, pos, moved);
+        self.set_u32(list.at + L_LEN, last);
+        let count = self.u64(at + B_HOLDERS).saturating_sub(1);
+        self.set_u64(at + B_HOLDERS, count);
+        if state == REMOVED && count == 0 {
             self.free(at)?;
         }
-        Ok(())
+        Ok(if pos < last {
+            self.block_at(moved).ok()
+        } else {
+            None
+        })
     }
 
-    /// Clears the bits of dead processes from the entry at `at`; returns
-    /// the bits left.
-    fn live_holders(&self, at: usize) -> u64 {
-        let mut h = self.u64(at + B_HOLDERS);
-        for slot in 0..HANDLE_SLOTS {
-            if h & 1 << slot != 0 && !self.handle_alive(slot) {
-                h &= !(1 << slot);
+    /// Frees removed entries whose holders have all died: forgets the
+    /// holds of every dead process's handle slot (below the mark) and
+    /// clears the slot; and frees the empty hold lists of live slots (their
+    /// next hold makes a new one). Costs one presence query per slot used
+    /// and a step per hold of the dead slots, never a walk of the heap.
+    /// `held` is as for `take`.
+    pub(crate) fn reclaim(&self, held: &dyn Fn(usize, usize) -> bool) -> Result<()> {
+        let mut dead = Vec::new();
+        for slot in (0..self.mark()).filter(|&s| self.u32(self.handle_at(s) + H_PID) != 0) {
+            if !self.handle_alive(slot) {
+                dead.push(slot);
+            } else if let Ok(Some(list)) = self.hold_list(slot) {
+                if list.len == 0 && !held(list.at, list.at + L_ITEMS) {
+                    self.set_u32(self.handle_at(slot) + H_LIST, 0);
+                    self.free(list.at)?;
+                }
             }
         }
-        self.set_u64(at + B_HOLDERS, h);
-        h
+        self.forget(&dead, held)
     }
 
-    /// Frees removed entries that no live process holds.
-    pub(crate) fn reclaim(&self) -> Result<()> {
-        for at in self.blocks_in(REMOVED)? {
-            if self.live_holders(at) == 0 {
+    /// Forgets the holds of handle slots `slots` (dead, or this process's
+    /// own being given back) and clears them: each held entry's count goes
+    /// down, removed entries left with none are freed, and so are the
+    /// slots' hold lists. A list or an entry of it that does not check is
+    /// skipped (recovery frees a HOLDS block no slot names); an entry
+    /// reaching 0 is freed only if no other slot's list names it, so that
+    /// a forged list never frees an entry a live handle holds.
+    fn forget(&self, slots: &[usize], held: &dyn Fn(usize, usize) -> bool) -> Result<()> {
+        let mut candidates = Vec::new();
+        for &slot in slots {
+            if let Ok(Some(list)) = self.hold_list(slot) {
+                let end = list.at + L_ITEMS + 4 * list.room as usize;
+                if !held(list.at, end) {
+                    for i in 0..list.len {
+                        if let Some(at) = self.let_go(self.item(&list, i), held) {
+                            candidates.push(at);
+                        }
+                    }
+                    self.free(list.at)?;
+                }
+            }
+            self.clear_handle(slot);
+        }
+        if candidates.is_empty() {
+            return Ok(());
+        }
+        let mut named = HashSet::new();
+        for slot in (0..self.mark()).filter(|&s| self.u32(self.handle_at(s) + H_PID) != 0) {
+            if let Ok(Some(list)) = self.hold_list(slot) {
+                named.extend((0..list.len).map(|i| self.item(&list, i)));
+            }
+        }
+        for at in candidates {
+            let unheld = self.state(at) == REMOVED && self.u64(at + B_HOLDERS) == 0;
+            if unheld && !named.contains(&self.index_of(at)) {
                 self.free(at)?;
             }
         }
         Ok(())
     }
 
+    /// One hold less on the entry of block index `index`, if it names an
+    /// entry outside what this process holds; returns the entry if it is
+    /// removed and has no holder left.
+    fn let_go(&self, index: u32, held: &dyn Fn(usize, usize) -> bool) -> Option<usize> {
+        let at = self.block_at(index).ok()?;
+        let state = self.state(at);
+        // A header is never inside a value this process holds: bytes there
+        // are not a header, whatever they say.
+        if (state != LIVE && state != REMOVED) || held(at, at + B_KEY) || self.entry(at).is_err()
+        {
+            return None;
+        }
+        let count = self.u64(at + B_HOLDERS).saturating_sub(1);
+        self.set_u64(at + B_HOLDERS, count);
+        (state == REMOVED && count == 0).then_some(at)
+    }
+
     // ---- Handle slots ----
+
+    /// How many handle slots were ever used: scans stop there.
+    fn mark(&self) -> usize {
+        self.u64(self.meta(M_SLOTS)).min(HANDLE_SLOTS as u64) as usize
+    }
 
     fn handle_at(&self, slot: usize) -> usize {
         self.geo.handles_at + HANDLE_BYTES * slot
     }
 
     fn clear_handle(&self, slot: usize) {
-        self.set_u32(self.handle_at(slot), 0);
-        self.set_u64(self.handle_at(slot) + 8, 0);
+        self.set_u32(self.handle_at(slot) + H_PID, 0);
+        self.set_u32(self.handle_at(slot) + H_LIST, 0);
+        self.set_u64(self.handle_at(slot) + H_INCARNATION, 0);
     }
 
     /// Whether the process in handle slot `slot` is alive: it still shows
@@ -1200,14 +1441,16 @@ impl Heap<'_> {
     /// whatever PID namespace it runs.
     fn handle_alive(&self, slot: usize) -> bool {
         let at = self.handle_at(slot);
-        let pid = self.u32(at);
-        let x = self.u64(at + 8);
-        let addr = self.map.atomic_u64(at + 8) as *const _ as usize;
+        let pid = self.u32(at + H_PID);
+        let x = self.u64(at + H_INCARNATION);
+        let addr = self.map.atomic_u64(at + H_INCARNATION) as *const _ as usize;
         pid != 0 && crate::lock::owner::present(addr, x)
     }
 
-    /// Takes a handle slot for this process: a free one, else one whose
-    /// process died (after clearing its bits from every entry).
+    /// Takes a handle slot for this process: the first free one below the
+    /// mark, else the one at the mark (raising it), else, with all
+    /// [`HANDLE_SLOTS`] used, the first freed by reclaiming dead
+    /// processes' slots; [`Error::HandleLimit`] if every one is alive.
     pub(crate) fn register(&self) -> Result<usize> {
         let pid = std::process::id();
         let x = crate::lock::owner::incarnation().map_err(|e| Error::Io {
@@ -1215,45 +1458,31 @@ impl Heap<'_> {
             name: self.label.to_owned(),
             source: e,
         })?;
-        let mut chosen = (0..HANDLE_SLOTS).find(|&s| self.u32(self.handle_at(s)) == 0);
-        if chosen.is_none() {
-            chosen = (0..HANDLE_SLOTS).find(|&s| !self.handle_alive(s));
-            if let Some(slot) = chosen {
-                self.forget_holder(slot)?;
+        let mark = self.mark();
+        let free = |s: &usize| self.u32(self.handle_at(*s) + H_PID) == 0;
+        let slot = match (0..mark).find(free) {
+            Some(slot) => slot,
+            None if mark < HANDLE_SLOTS => {
+                self.set_u64(self.meta(M_SLOTS), mark as u64 + 1);
+                mark
             }
-        }
-        let Some(slot) = chosen else {
-            return Err(Error::HandleLimit {
-                name: self.label.to_owned(),
-                limit: HANDLE_SLOTS,
-            });
+            None => {
+                self.reclaim(&|_, _| false)?;
+                (0..mark).find(free).ok_or_else(|| Error::HandleLimit {
+                    name: self.label.to_owned(),
+                    limit: HANDLE_SLOTS,
+                })?
+            }
         };
-        self.set_u32(self.handle_at(slot), pid);
-        self.set_u64(self.handle_at(slot) + 8, x);
+        self.set_u32(self.handle_at(slot) + H_PID, pid);
+        self.set_u32(self.handle_at(slot) + H_LIST, 0);
+        self.set_u64(self.handle_at(slot) + H_INCARNATION, x);
         Ok(slot)
     }
 
-    /// Gives handle slot `slot` back.
-    pub(crate) fn unregister(&self, slot: usize) -> Result<()> {
-        self.forget_holder(slot)?;
-        self.clear_handle(slot);
-        Ok(())
-    }
-
-    /// Clears `slot`'s bit from every entry, freeing removed entries that
-    /// nobody holds any more.
-    fn forget_holder(&self, slot: usize) -> Result<()> {
-        let mut held = Vec::new();
-        self.walk(|at, _, state| {
-            if (state == LIVE || state == REMOVED) && self.u64(at + B_HOLDERS) & 1 << slot != 0 {
-                held.push(at);
-            }
-            Ok(())
-        })?;
-        for at in held {
-            self.unhold(at, slot)?;
-        }
-        Ok(())
+    /// Gives handle slot `slot` back, with whatever it still holds.
+    pub(crate) fn unregister(&self, slot: usize, held: &dyn Fn(usize, usize) -> bool) -> Result<()> {
+        self.forget(&[slot], held)
     }
 
     /// The next piece of a listing in pieces (see [`in_pieces`]) that has
@@ -1318,23 +1547,12 @@ impl Heap<'_> {
         })
     }
 
-    /// The blocks in `state`, in heap order.
-    fn blocks_in(&self, state: u32) -> Result<Vec<usize>> {
-        let mut found = Vec::new();
-        self.walk(|at, _, s| {
-            if s == state {
-                found.push(at);
-            }
-            Ok(())
-        })?;
-        Ok(found)
-    }
-
     /// Checks every invariant of the directory and heap: blocks tile the
     /// heap, no two free blocks are neighbours, the `prev_size` hints are
     /// right, every free block is on its size class's list and nothing else
     /// is, every live entry is found by its key and the buckets hold
-    /// nothing else, and the counters agree.
+    /// nothing else, the counters agree, and the holds agree (see
+    /// [`check_holds`](Heap::check_holds)).
     pub(crate) fn check(&self) -> Result<()> {
         let replacing = self.u64(self.meta(M_REPLACING));
         if replacing != 0 {
@@ -1345,6 +1563,8 @@ impl Heap<'_> {
         let mut prev: Option<(u64, u32)> = None;
         let mut free_blocks = Vec::new();
         let mut live = Vec::new();
+        let mut entries = Vec::new();
+        let mut lists = Vec::new();
         let mut used = 0;
         let mut off = 0;
         while off < self.geo.heap_size {
@@ -1370,10 +1590,16 @@ impl Heap<'_> {
                 LIVE => {
                     self.entry(at)?;
                     live.push(at);
+                    entries.push(at);
                     used += size;
                 }
                 REMOVED => {
                     self.entry(at)?;
+                    entries.push(at);
+                    used += size;
+                }
+                HOLDS => {
+                    lists.push(at);
                     used += size;
                 }
                 other => {
@@ -1464,6 +1690,85 @@ impl Heap<'_> {
                 self.used()
             )));
         }
+        self.check_holds(&entries, &lists)
+    }
+
+    /// Checks the handle table and the holds, given the heap's entry blocks
+    /// and HOLDS blocks (in heap order): the mark is at most
+    /// [`HANDLE_SLOTS`]; each used slot's hold list checks, is a HOLDS
+    /// block of its own and names entries only, each once; every HOLDS
+    /// block is a used slot's list; every entry's count is the number of
+    /// lists naming it; and no removed entry is left without a holder.
+    fn check_holds(&self, entries: &[usize], lists: &[usize]) -> Result<()> {
+        let mark = self.u64(self.meta(M_SLOTS));
+        if mark > HANDLE_SLOTS as u64 {
+            return Err(self.corrupt(format!(
+                "it says {mark} handle slots were used, of {HANDLE_SLOTS}"
+            )));
+        }
+        let mut counts = vec![0u64; entries.len()];
+        let mut named = vec![false; lists.len()];
+        for slot in 0..self.mark() {
+            let at = self.handle_at(slot);
+            if self.u32(at + H_PID) == 0 {
+                if self.u32(at + H_LIST) != 0 {
+                    return Err(self.corrupt(format!("free handle slot {slot} names a hold list")));
+                }
+                continue;
+            }
+            let Some(list) = self.hold_list(slot)? else {
+                continue;
+            };
+            match lists.binary_search(&list.at) {
+                Ok(k) if !named[k] => named[k] = true,
+                _ => {
+                    return Err(self.corrupt(format!(
+                        "handle slot {slot}'s hold list is not a block of its own"
+                    )))
+                }
+            }
+            let mut mine = HashSet::new();
+            for i in 0..list.len {
+                let index = self.item(&list, i);
+                let k = self
+                    .block_at(index)
+                    .ok()
+                    .and_then(|at| entries.binary_search(&at).ok());
+                match k {
+                    Some(k) if mine.insert(k) => counts[k] += 1,
+                    Some(_) => {
+                        return Err(self.corrupt(format!(
+                            "handle slot {slot}'s hold list names an entry twice"
+                        )))
+                    }
+                    None => {
+                        return Err(self.corrupt(format!(
+                            "handle slot {slot}'s hold list names block {index}, not an entry"
+                        )))
+                    }
+                }
+            }
+        }
+        if named.contains(&false) {
+            return Err(self.corrupt("a hold list belongs to no handle slot".into()));
+        }
+        for (&at, &count) in entries.iter().zip(&counts) {
+            let says = self.u64(at + B_HOLDERS);
+            let key = || String::from_utf8_lossy(&self.entry(at).map(|e| e.key).unwrap_or_default())
+                .into_owned();
+            if says != count {
+                return Err(self.corrupt(format!(
+                    "entry `{}` says {says} handle slots hold it, their hold lists say {count}",
+                    key()
+                )));
+            }
+            if count == 0 && self.state(at) == REMOVED {
+                return Err(self.corrupt(format!(
+                    "removed entry `{}` is held by no handle but was not freed",
+                    key()
+                )));
+            }
+        }
         Ok(())
     }
 
@@ -1524,12 +1829,8 @@ impl Heap<'_> {
             self.format();
             return Ok(());
         }
-        // Dead processes' handle slots.
-        let dead: Vec<usize> = (0..HANDLE_SLOTS)
-            .filter(|&s| self.u32(self.handle_at(s)) != 0 && !self.handle_alive(s))
-            .collect();
-        let dead_mask = dead.iter().fold(0u64, |m, &s| m | 1 << s);
         self.finish_replacement()?;
+        let (keep, counts) = self.recount_holds()?;
 
         // Pass 1: normalise states and merge free neighbours, each merge
         // one store of a size.
@@ -1545,10 +1846,15 @@ impl Heap<'_> {
                 FREE => {}
                 RESERVED => state = FREE,
                 LIVE | REMOVED => {
-                    let e = self.entry(at)?;
-                    let holders = e.holders & !dead_mask;
+                    self.entry(at)?;
+                    let holders = counts.get(&at).copied().unwrap_or(0);
                     self.set_u64(at + B_HOLDERS, holders);
                     if state == REMOVED && holders == 0 {
+                        state = FREE;
+                    }
+                }
+                HOLDS => {
+                    if !keep.contains(&at) {
                         state = FREE;
                     }
                 }
@@ -1607,10 +1913,51 @@ impl Heap<'_> {
         }
         self.set_u64(self.meta(M_ENTRIES), live.len() as u64);
         self.set_u64(self.meta(M_USED), used);
-        for slot in dead {
-            self.clear_handle(slot);
-        }
         Ok(())
+    }
+
+    /// The holds as the live handle slots' lists say: clears dead
+    /// processes' slots (their lists are then named by no slot), and
+    /// returns the HOLDS blocks live slots name (in heap order) and how
+    /// many of their lists name each entry block. A list entry that names
+    /// no entry is not counted; a live slot whose list is not a HOLDS
+    /// block of its own is [`Error::Corrupt`] (its holds are unknown, and
+    /// nothing it may hold is freed).
+    fn recount_holds(&self) -> Result<(HashSet<usize>, HashMap<usize, u64>)> {
+        let mut entries = Vec::new();
+        let mut lists = Vec::new();
+        self.walk(|at, _, state| {
+            match state {
+                LIVE | REMOVED => entries.push(at),
+                HOLDS => lists.push(at),
+                _ => {}
+            }
+            Ok(())
+        })?;
+        let mut keep = HashSet::new();
+        let mut counts = HashMap::new();
+        for slot in 0..self.mark() {
+            if self.u32(self.handle_at(slot) + H_PID) == 0 || !self.handle_alive(slot) {
+                self.clear_handle(slot);
+                continue;
+            }
+            let Some(list) = self.hold_list(slot)? else {
+                continue;
+            };
+            if lists.binary_search(&list.at).is_err() || !keep.insert(list.at) {
+                return Err(self.corrupt(format!(
+                    "handle slot {slot}'s hold list is not a block of its own"
+                )));
+            }
+            for i in 0..list.len {
+                if let Ok(at) = self.block_at(self.item(&list, i)) {
+                    if entries.binary_search(&at).is_ok() {
+                        *counts.entry(at).or_insert(0) += 1;
+                    }
+                }
+            }
+        }
+        Ok((keep, counts))
     }
 }
 
@@ -1673,12 +2020,17 @@ mod tests {
     }
 
     /// Makes the entry `k` (a `u64`-sized value, fingerprint 1), held by
-    /// slot 0; returns its block.
+    /// no handle; returns its block.
     fn put_k(heap: &Heap<'_>) -> usize {
         let value = [1u8; 8];
-        let at = heap.reserve(&entry_of(&value, 1), &|_, _| false).unwrap();
-        heap.fill(at, &entry_of(&value, 1), 0).unwrap();
+        let at = bare_reserve(heap, &entry_of(&value, 1)).unwrap();
+        heap.fill(at, &entry_of(&value, 1)).unwrap();
         at
+    }
+
+    /// A block for `new`, with no handle to hold it.
+    fn bare_reserve(heap: &Heap<'_>, new: &NewEntry<'_>) -> Result<usize> {
+        heap.take_room(Heap::plan_entry(new).1.block, &|_, _| false)
     }
 
     fn entry_of(value: &[u8], fingerprint: u64) -> NewEntry<'_> {
@@ -1701,16 +2053,15 @@ mod tests {
             let (map, geo) = test_heap(4096);
             let heap = heap_of(&map, geo);
             let old_value = [1u8; 8];
-            let at = heap
-                .reserve(&entry_of(&old_value, 1), &|_, _| false)
+            let at = bare_reserve(&heap, &entry_of(&old_value, 1))
                 .unwrap();
-            let old = heap.fill(at, &entry_of(&old_value, 1), 0).unwrap();
+            let old = heap.fill(at, &entry_of(&old_value, 1)).unwrap();
             let free = heap.space().unwrap().free;
             // The steps of `replace` up to the switch (or just before it).
             let new_value = [2u8; 16];
             let new = entry_of(&new_value, 2);
-            let at = heap.reserve(&new, &|_, _| false).unwrap();
-            heap.write_entry(at, &new, 0);
+            let at = bare_reserve(&heap, &new).unwrap();
+            heap.write_entry(at, &new);
             let record = u64::from(heap.index_of(at)) | u64::from(heap.index_of(old.at)) << 32;
             heap.set_u64(heap.meta(M_REPLACING), record);
             if committed {
@@ -1724,9 +2075,8 @@ mod tests {
             if committed {
                 assert_eq!(found.at, at);
                 assert_eq!(found.fingerprint, 2);
-                // The old entry is kept while slot 0 (alive or never
-                // registered: not known dead) holds it, then freed.
-                heap.unhold(old.at, 0).unwrap();
+                // No handle held the old entry: it is freed.
+                assert_eq!(heap.space().unwrap().free, free, "the old block leaked");
             } else {
                 assert_eq!(found.at, old.at);
                 assert_eq!(found.fingerprint, 1);
@@ -1793,8 +2143,8 @@ mod tests {
                 key: key.as_bytes(),
                 ..entry_of(&value[..len], 1)
             };
-            let at = heap.reserve(&new, &|_, _| false).unwrap();
-            heap.fill(at, &new, 0).unwrap();
+            let at = bare_reserve(&heap, &new).unwrap();
+            heap.fill(at, &new).unwrap();
         };
         let take = |key: &str| {
             if let Some((i, e)) = heap.find(key.as_bytes()).unwrap() {
@@ -1891,6 +2241,100 @@ mod tests {
         heap.recover().unwrap();
         heap.check().unwrap();
         assert_eq!(heap.lookup(b"k").unwrap().unwrap().1.at, at);
+    }
+
+    /// Entries `k0`.. made in `heap`, each held by `slot`: their blocks
+    /// and their places in the slot's hold list.
+    fn made_and_held(heap: &Heap<'_>, slot: usize, n: usize) -> (Vec<usize>, HashMap<usize, u32>) {
+        let value = [3u8; 8];
+        let (mut made, mut held) = (Vec::new(), HashMap::new());
+        for i in 0..n {
+            let key = format!("k{i}");
+            let new = NewEntry {
+                key: key.as_bytes(),
+                ..entry_of(&value, 1)
+            };
+            let at = bare_reserve(heap, &new).unwrap();
+            let e = heap.fill(at, &new).unwrap();
+            held.insert(e.at, heap.hold(e.at, slot, &|_, _| false).unwrap());
+            made.push(e.at);
+        }
+        (made, held)
+    }
+
+    /// One slot holding many entries: its list grows (moving to blocks
+    /// twice the size) and lets go in any order, counts and lists checking
+    /// at every step; removed entries are freed with their last hold, and
+    /// an emptied list is freed.
+    #[test]
+    fn a_hold_list_grows_moves_and_lets_go_in_any_order() {
+        let (map, geo) = test_heap(1 << 16);
+        let heap = heap_of(&map, geo);
+        let free = heap.space().unwrap().free;
+        let slot = heap.register().unwrap();
+        let (made, mut held) = made_and_held(&heap, slot, 100);
+        heap.check().unwrap();
+        let list = heap.hold_list(slot).unwrap().unwrap();
+        assert_eq!(list.len, 100);
+        assert!(heap.size_of(list.at).unwrap() >= 512, "moved to larger blocks");
+        for i in (0..100).step_by(3) {
+            let (b, e) = heap.find(format!("k{i}").as_bytes()).unwrap().unwrap();
+            heap.remove(b, &e).unwrap();
+        }
+        heap.check().unwrap();
+        let mut order = made.clone();
+        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+        for i in (1..order.len()).rev() {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            order.swap(i, (rng % (i as u64 + 1)) as usize);
+        }
+        for at in order {
+            let pos = held.remove(&at).unwrap();
+            if let Some(moved) = heap.unhold(at, slot, pos).unwrap() {
+                *held.get_mut(&moved).unwrap() = pos;
+            }
+            heap.check().unwrap();
+        }
+        assert_eq!(heap.hold_list(slot).unwrap().unwrap().len, 0);
+        heap.reclaim(&|_, _| false).unwrap();
+        assert!(heap.hold_list(slot).unwrap().is_none(), "an empty list is freed");
+        for i in (0..100).filter(|i| i % 3 != 0) {
+            let (b, e) = heap.find(format!("k{i}").as_bytes()).unwrap().unwrap();
+            heap.remove(b, &e).unwrap();
+        }
+        assert_eq!(heap.space().unwrap().free, free);
+        heap.unregister(slot, &|_, _| false).unwrap();
+        heap.check().unwrap();
+    }
+
+    /// A move of a full hold list cut short (the larger block made, the
+    /// slot not switched to it): `check` finds a list no slot names, and
+    /// recovery frees it, keeps the slot's list and recounts every entry.
+    #[test]
+    fn recovery_frees_a_hold_list_whose_move_was_cut_short() {
+        let (map, geo) = test_heap(1 << 16);
+        let heap = heap_of(&map, geo);
+        let slot = heap.register().unwrap();
+        let (made, _) = made_and_held(&heap, slot, 24);
+        let list = heap.hold_list(slot).unwrap().unwrap();
+        assert_eq!((list.len, list.room), (24, 24), "a full first list");
+        let free = heap.space().unwrap().free;
+        // The first steps of `room_to_hold`'s move.
+        let at = heap.take_room(256, &|_, _| false).unwrap();
+        heap.set_u32(at + L_OWNER, slot as u32);
+        heap.set_u32(at + L_LEN, 24);
+        heap.set_u32(at + B_STATE, HOLDS);
+        heap.set_u64(heap.meta(M_USED), heap.used() + 256);
+        // And a count gone wrong, as a kill between two stores leaves it.
+        heap.set_u64(made[5] + B_HOLDERS, 7);
+        assert!(heap.check().is_err());
+        heap.recover().unwrap();
+        heap.check().unwrap();
+        assert_eq!(heap.space().unwrap().free, free);
+        assert_eq!(heap.hold_list(slot).unwrap().unwrap().at, list.at);
+        assert_eq!(heap.u64(made[5] + B_HOLDERS), 1);
     }
 
     #[test]

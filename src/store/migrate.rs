@@ -210,7 +210,7 @@ impl Store {
         let saved = slot.raw().raw_poison();
         slot.raw().supersede();
         dir.begin_change();
-        let e = match dir.heap().replace(i, old, at, &entry, self.inner.slot) {
+        let e = match dir.heap().replace(i, old, at, &entry) {
             Ok(e) => e,
             Err(err) => {
                 match saved {

@@ -111,6 +111,16 @@ const fn spec(content: usize) -> Spec {
 /// too small for a large entry, which [`Error::StoreFull`] then reports
 /// (how much was asked, how much is free, and the largest free piece).
 ///
+/// Each `Store` handle that holds entries (through the [`Shared`] handles
+/// it gave out) keeps a list of them in the store's space: 4 bytes per
+/// held entry, in a block of 128 bytes at first (24 entries) that doubles
+/// when full. A list left empty is kept for the handle's next `get`, and
+/// freed by [`free_bytes`](Store::free_bytes) or when the store runs out
+/// of room, so it is never what makes an insert fail. An insert makes room
+/// for it before it makes the entry, and a `get` can fail with
+/// [`Error::StoreFull`] only if even that does not fit (a handle that
+/// already holds entries rarely needs more).
+///
 /// # Removal and handles
 ///
 /// [`remove`](Store::remove) takes the key out at once: later `get`s find
@@ -121,11 +131,22 @@ const fn spec(content: usize) -> Spec {
 ///
 /// # Handles and processes
 ///
-/// A `Store` handle takes one of 64 slots in the store, so at most 64 can
-/// be open at once over all processes ([`Error::HandleLimit`]). Clone it to
-/// share it between threads (clones share the slot). A forked child must
-/// open the store itself, not use its parent's handle. A [`StoreReader`]
-/// (the store opened for reading only) takes no slot.
+/// A `Store` handle takes one of 4,096 slots in the store, so up to 4,096
+/// can be open at once over all processes ([`Error::HandleLimit`] past
+/// that, when every slot belongs to a live process). The table takes
+/// 64 KiB of the segment, but shared memory is given pages only as they
+/// are touched, and only the slots ever used are: a store that has seen
+/// 10 handles costs one page of it. Clone a handle to share it between
+/// threads (clones share the slot). A forked child must open the store
+/// itself, not use its parent's handle. A [`StoreReader`] (the store
+/// opened for reading only) takes no slot.
+///
+/// What a handle holds is recorded in the store (see [Space](Store#space)),
+/// so a removed entry that a killed process held is freed once that
+/// process is found dead: by [`free_bytes`](Store::free_bytes), by an
+/// insert that finds no room, by an open that finds every slot used, and
+/// by the rebuild after a crash. Neither a `get` nor that recovery looks
+/// at more than the slots in use and the dead handles' own entries.
 ///
 /// # Crashes
 ///
@@ -335,10 +356,12 @@ impl Store {
     fn fill_locked(&self, dir: &mut Dir<'_>, new: &NewEntry<'_>) -> Result<EntryMeta> {
         let at = self.reserve(dir, new)?;
         dir.begin_change();
-        let e = dir.heap().fill(at, new, self.inner.slot)?;
+        let e = dir.heap().fill(at, new)?;
         self.hold(dir, &e)?;
         Ok(e)
     }
+
+
 
     /// The encoded schema of `T`, for the entry called `label`.
     fn schema_of<T: Shareable>(label: &str) -> Result<Vec<u8>> {
@@ -360,10 +383,12 @@ impl Store {
     /// watcher would see. A forged free list can lead into an entry this
     /// process holds, to which a guard may be giving out `&mut` right now:
     /// such a block is refused before anything is written.
+    /// Room for one more entry in this handle's hold list is made too (see
+    /// `Heap::reserve`).
     fn reserve(&self, dir: &Dir<'_>, new: &NewEntry<'_>) -> Result<usize> {
         let held = self.inner.held();
         dir.heap()
-            .reserve(new, &|start, end| meets_held(&held, start, end))
+            .reserve(new, self.inner.slot, &|start, end| meets_held(&held, start, end))
     }
 
     /// Removes the entry `key` (see [Removal and handles](Store#removal-and-handles));
@@ -468,9 +493,10 @@ impl Store {
     pub fn free_bytes(&self) -> Result<usize> {
         let dir = self.inner.lock()?;
         // Removed entries whose holders have died since count as free.
+        let held = self.inner.held();
         let free = dir
             .heap()
-            .reclaim()
+            .reclaim(&|start, end| meets_held(&held, start, end))
             .and_then(|()| dir.heap().space())
             .map(|s| s.free as usize);
         self.inner.intact(free)
@@ -526,7 +552,8 @@ impl Store {
     }
 
     /// Checks the store's directory and heap through and through: every
-    /// block, free list, bucket and counter. `Ok` means consistent;
+    /// block, free list, bucket and counter, the handle table, and each
+    /// handle's hold list against the entries' counts of holders. `Ok` means consistent;
     /// [`Error::Corrupt`] says what is wrong. Takes the directory lock for
     /// a time proportional to the number of entries; meant for tests,
     /// tools and diagnostics, not for every operation.
@@ -569,8 +596,10 @@ impl Store {
     }
 
     /// Records that one more handle of this store handle holds the entry
-    /// `e`: its bit in the entry, and the count that clears the bit when
-    /// the last such handle drops (both under the directory lock).
+    /// `e`, under the directory lock: the first puts the entry in this
+    /// handle's hold list in the store (one more in the entry's count) and
+    /// notes where; later ones only count here, and the last to drop
+    /// takes it out again ([`EntryRef`]'s drop).
     ///
     /// Refuses an entry whose bytes overlap those of another entry this
     /// process holds: a directory forged by a peer can place an entry
@@ -596,14 +625,22 @@ impl Store {
                 ),
             });
         }
-        dir.heap().hold(e.at, self.inner.slot);
-        held.entry(e.at)
-            .or_insert(Holds {
-                count: 0,
+        if let Some(h) = held.get_mut(&e.at) {
+            h.count += 1;
+            return Ok(());
+        }
+        let pos = dir
+            .heap()
+            .hold(e.at, self.inner.slot, &|start, end| meets_held(&held, start, end))?;
+        held.insert(
+            e.at,
+            Holds {
+                count: 1,
                 value: e.at + e.layout.value,
                 end,
-            })
-            .count += 1;
+                pos,
+            },
+        );
         Ok(())
     }
 
@@ -1059,7 +1096,10 @@ impl Drop for Inner {
     fn drop(&mut self) {
         if self.slot != usize::MAX {
             if let Ok(dir) = self.lock() {
-                let _ = dir.heap().unregister(self.slot);
+                let held = self.held();
+                let _ = dir
+                    .heap()
+                    .unregister(self.slot, &|start, end| meets_held(&held, start, end));
             }
         }
         if self.remove_on_drop {
@@ -1075,6 +1115,8 @@ struct Holds {
     /// Where the entry's value starts (what a guard hands out).
     value: usize,
     end: usize,
+    /// The entry's position in this handle's hold list in the store.
+    pos: u32,
 }
 
 /// The directory lock, held.
@@ -1116,19 +1158,19 @@ impl Drop for EntryRef {
             return;
         };
         let mut held = self.store.held();
-        let count = &mut held
-            .entry(self.at)
-            .or_insert(Holds {
-                count: 1,
-                value: 0,
-                end: 0,
-            })
-            .count;
-        *count -= 1;
-        if *count == 0 {
+        let Some(h) = held.get_mut(&self.at) else {
+            return;
+        };
+        h.count -= 1;
+        if h.count == 0 {
+            let pos = h.pos;
             held.remove(&self.at);
-            drop(held);
-            let _ = dir.heap().unhold(self.at, self.store.slot);
+            // The last entry of the list took this one's place.
+            if let Ok(Some(moved)) = dir.heap().unhold(self.at, self.store.slot, pos) {
+                if let Some(m) = held.get_mut(&moved) {
+                    m.pos = pos;
+                }
+            }
         }
     }
 }

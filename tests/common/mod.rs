@@ -97,6 +97,11 @@ const TAG: &str = "@@ ";
 /// guard against hanging forever: nothing is measured with it.
 pub const PATIENCE: Duration = Duration::from_secs(30);
 
+/// The bytes a store handle's first hold list takes from the store while
+/// the handle holds entries (src/store/heap.rs `FIRST_LIST`: up to 24 held
+/// entries; `free_bytes` frees an emptied one).
+pub const HOLD_LIST: usize = 128;
+
 // ---------------------------------------------------------------------------
 // Names
 

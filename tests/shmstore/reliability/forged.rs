@@ -15,9 +15,13 @@
 //!    smallest and the largest, with any flags) is taken over, poisoned,
 //!    within 1 s.
 //! 3. Store handle slots forged to name a live process, a dead one or
-//!    garbage, and marked as holders of an entry: the store keeps working,
-//!    the removed entry's space comes back once the live process is gone,
-//!    and new handles find slots wherever the forged ones name nobody.
+//!    garbage, with hold lists that are not theirs or not lists, and an
+//!    entry's count of holders forged: the store keeps working, `check`
+//!    says what is wrong, the removed entry's space comes back once the
+//!    live process is gone and the directory is rebuilt, and new handles
+//!    find slots wherever the forged ones name nobody. A dead process's
+//!    hold list forged in every way never frees an entry a live handle
+//!    holds.
 //! 4. The stand-in of a System V segment (a FIFO, a symbolic link, a
 //!    directory, another user's file, a file whose incarnation bytes a
 //!    peer read-locks): opening answers at once with a typed error that
@@ -54,6 +58,13 @@ const KEY_BASE: u32 = 0x6600_0000;
 const HANDLES_FROM_CONTENT: usize = 256;
 /// A store handle slot's size.
 const HANDLE_BYTES: usize = 16;
+/// Handle slots in a store.
+const HANDLE_SLOTS: usize = 4096;
+/// Where the meta's count of handle slots ever used is, from the content.
+const MARK_FROM_CONTENT: usize = 48;
+/// The states of an entry's block (src/store/heap.rs).
+const LIVE_OR_REMOVED: (u32, u32) = (0x4c49_5645, 0x5245_4d44);
+const FREE: u32 = 0x4652_4545;
 
 // ===========================================================================
 // Roles played by child processes
@@ -63,7 +74,7 @@ fn child_entry() {
     let Some(args) = role() else { return };
     match args[0].as_str() {
         "keep" => keep(&args[1]),
-        "keep-store" => keep_store(&args[1]),
+        "keep-store" => keep_store(&args[1], &args[2..]),
         other => panic!("unknown role {other}"),
     }
 }
@@ -79,11 +90,17 @@ fn keep(name: &str) {
     while command().is_some() {}
 }
 
-/// Opens the store `name` and keeps it open until stdin closes.
-fn keep_store(name: &str) {
+/// Opens the store `name`, gets the entries `keys` (each a `Counter`),
+/// and keeps them until stdin closes.
+fn keep_store(name: &str, keys: &[String]) {
     let store = Store::open(name).expect("open the store");
+    let held: Vec<_> = keys
+        .iter()
+        .map(|k| store.get::<Counter>(k).expect("get"))
+        .collect();
     say("ready");
     while command().is_some() {}
+    drop(held);
     drop(store);
 }
 
@@ -266,56 +283,116 @@ fn a_lock_word_naming_no_process_is_taken_over_poisoned() {
 // ===========================================================================
 // Store handle slots
 
-/// Where handle slot `slot` of the store in `bytes` starts.
-fn handle_at(bytes: &[u8], slot: usize) -> usize {
-    let content = u64::from_ne_bytes(bytes[56..64].try_into().unwrap()) as usize;
-    content + HANDLES_FROM_CONTENT + HANDLE_BYTES * slot
+/// Where the store's content starts (the header's value offset).
+fn content_of(bytes: &[u8]) -> usize {
+    u64::from_ne_bytes(bytes[56..64].try_into().unwrap()) as usize
 }
 
-/// The slots of the store's handle table: (pid, incarnation) each.
-fn slots(path: &Path) -> Vec<(u32, u64)> {
+/// Where handle slot `slot` of the store in `bytes` starts.
+fn handle_at(bytes: &[u8], slot: usize) -> usize {
+    content_of(bytes) + HANDLES_FROM_CONTENT + HANDLE_BYTES * slot
+}
+
+/// How many handle slots the store says were ever used (the mark: the
+/// slots past it are not read).
+fn mark(path: &Path) -> usize {
     let b = std::fs::read(path).unwrap();
-    (0..64)
+    let at = content_of(&b) + MARK_FROM_CONTENT;
+    u64::from_ne_bytes(b[at..at + 8].try_into().unwrap()) as usize
+}
+
+/// Writes `bytes` at `at` of the file at `path`, as a peer would.
+fn poke(path: &Path, at: usize, bytes: &[u8]) {
+    let file = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    file.write_all_at(bytes, at as u64).unwrap();
+}
+
+fn forge_mark(path: &Path, mark: usize) {
+    let at = content_of(&std::fs::read(path).unwrap()) + MARK_FROM_CONTENT;
+    poke(path, at, &(mark as u64).to_ne_bytes());
+}
+
+/// The used slots of the store's handle table: (pid, hold list, incarnation) each.
+fn slots(path: &Path) -> Vec<(u32, u32, u64)> {
+    let mark = mark(path);
+    let b = std::fs::read(path).unwrap();
+    (0..mark)
         .map(|s| {
             let at = handle_at(&b, s);
             (
                 u32::from_ne_bytes(b[at..at + 4].try_into().unwrap()),
+                u32::from_ne_bytes(b[at + 4..at + 8].try_into().unwrap()),
                 u64::from_ne_bytes(b[at + 8..at + 16].try_into().unwrap()),
             )
         })
         .collect()
 }
 
-fn forge_slot(path: &Path, slot: usize, pid: u32, x: u64) {
-    let b = std::fs::read(path).unwrap();
-    let at = handle_at(&b, slot) as u64;
-    let file = std::fs::OpenOptions::new().write(true).open(path).unwrap();
-    file.write_all_at(&pid.to_ne_bytes(), at).unwrap();
-    file.write_all_at(&x.to_ne_bytes(), at + 8).unwrap();
+fn forge_slot(path: &Path, slot: usize, pid: u32, list: u32, x: u64) {
+    let at = handle_at(&std::fs::read(path).unwrap(), slot);
+    poke(path, at, &pid.to_ne_bytes());
+    poke(path, at + 4, &list.to_ne_bytes());
+    poke(path, at + 8, &x.to_ne_bytes());
 }
 
-/// Sets bits `holders` in the holder bitmap of the entry keyed `key`
-/// (src/store/heap.rs: blocks after the handle table and the buckets, each
-/// a 64-byte header, the bitmap at +56, then the key).
-fn forge_holders(path: &Path, key: &str, holders: u64) {
+/// Where block index `index` (as slots and buckets name blocks) starts
+/// (src/store/heap.rs: blocks after the handle table and the buckets).
+fn block_at(bytes: &[u8], index: u32) -> usize {
+    let content = content_of(bytes);
+    let buckets = u64::from_ne_bytes(bytes[content + 8..content + 16].try_into().unwrap());
+    let heap_at = handle_at(bytes, HANDLE_SLOTS) + ((buckets * 8).div_ceil(64) * 64) as usize;
+    heap_at + 64 * (index as usize - 1)
+}
+
+/// The block index of the entry keyed `key`, or of the first free block
+/// if `key` is empty (each block a 64-byte header, its size first, its
+/// state at +16, the key lengths at +20, then the key).
+fn index_of_entry(path: &Path, key: &str) -> u32 {
     let b = std::fs::read(path).unwrap();
-    let u64_at = |at: usize| u64::from_ne_bytes(b[at..at + 8].try_into().unwrap()) as usize;
-    let content = u64_at(56);
-    let (buckets, heap_size) = (u64_at(content + 8), u64_at(content + 16));
-    let heap_at = handle_at(&b, 64) + (buckets * 8).div_ceil(64) * 64;
+    let content = content_of(&b);
+    let heap_size = u64::from_ne_bytes(b[content + 16..content + 24].try_into().unwrap()) as usize;
+    let heap_at = block_at(&b, 1);
     let mut at = heap_at;
     while at < heap_at + heap_size {
         let key_len = u32::from_ne_bytes(b[at + 20..at + 24].try_into().unwrap()) as usize & 0xffff;
-        if b.get(at + 64..at + 64 + key_len) == Some(key.as_bytes()) {
-            let file = std::fs::OpenOptions::new().write(true).open(path).unwrap();
-            let old = u64_at(at + 56) as u64;
-            file.write_all_at(&(old | holders).to_ne_bytes(), at as u64 + 56)
-                .unwrap();
-            return;
+        let state = u32::from_ne_bytes(b[at + 16..at + 20].try_into().unwrap());
+        let found = if key.is_empty() {
+            state == FREE
+        } else {
+            (state == LIVE_OR_REMOVED.0 || state == LIVE_OR_REMOVED.1)
+                && b.get(at + 64..at + 64 + key_len) == Some(key.as_bytes())
+        };
+        if found {
+            return ((at - heap_at) / 64 + 1) as u32;
         }
-        at += u64_at(at).max(64);
+        at += (u64::from_ne_bytes(b[at..at + 8].try_into().unwrap()) as usize).max(64);
     }
     panic!("no entry {key}");
+}
+
+/// Adds `delta` to the count of handle slots holding the entry keyed `key`
+/// (at +56 of its block).
+fn forge_count(path: &Path, key: &str, delta: u64) {
+    let index = index_of_entry(path, key);
+    let b = std::fs::read(path).unwrap();
+    let at = block_at(&b, index) + 56;
+    let old = u64::from_ne_bytes(b[at..at + 8].try_into().unwrap());
+    poke(path, at, &old.wrapping_add(delta).to_ne_bytes());
+}
+
+/// Writes `words` (u32 each) at `offset` of the block of index `index`.
+fn forge_block(path: &Path, index: u32, offset: usize, words: &[u32]) {
+    let at = block_at(&std::fs::read(path).unwrap(), index) + offset;
+    for (i, w) in words.iter().enumerate() {
+        poke(path, at + 4 * i, &w.to_ne_bytes());
+    }
+}
+
+/// Makes the next user of the store rebuild its directory, as after a
+/// process killed holding the directory lock: a lock word naming a thread
+/// of no process.
+fn forge_dead_directory_holder(path: &Path) {
+    forge_word(path, ident(NO_SUCH_TID, (1 << 40) - 1));
 }
 
 /// Runs `f` on a thread of its own; fails if it takes longer than `limit`.
@@ -335,8 +412,9 @@ fn within<R: Send + 'static>(
 }
 
 #[test]
-fn forged_handle_slots_neither_hang_nor_keep_space_forever() {
+fn forged_handle_slots_and_counts_neither_hang_nor_keep_space_forever() {
     let seg = Segment::new("forged-slots");
+    let path = seg.path();
     let store = Store::create(seg.name(), 64 << 10).unwrap();
     let free = store.free_bytes().unwrap();
     store
@@ -350,55 +428,63 @@ fn forged_handle_slots_neither_hang_nor_keep_space_forever() {
         .unwrap();
     let held = store.get::<Counter>("doomed").unwrap();
 
-    // A live process with the store open, and one that had it and is gone.
-    let mut live = Kid::spawn("keep-store", &[seg.name()]);
+    // A live process holding the entry, and one that had it and is gone.
+    let mut live = Kid::spawn("keep-store", &[seg.name(), "doomed"]);
     live.expect("ready");
-    let mut gone = Kid::spawn("keep-store", &[seg.name()]);
+    let mut gone = Kid::spawn("keep-store", &[seg.name(), "doomed"]);
     gone.expect("ready");
-    let table = slots(&seg.path());
-    let x_of = |pid: u32| {
-        table
+    let table = slots(&path);
+    let slot_of = |pid: u32| {
+        *table
             .iter()
             .find(|s| s.0 == pid)
             .unwrap_or_else(|| panic!("no slot of process {pid}: {table:?}"))
-            .1
     };
-    let (live_x, gone_x) = (x_of(live.pid()), x_of(gone.pid()));
+    let ((_, live_list, live_x), (_, _, gone_x)) = (slot_of(live.pid()), slot_of(gone.pid()));
     gone.close_stdin();
     gone.wait_success();
 
-    // Forged slots: the live process again, the dead one, garbage.
-    let forged: [(usize, u32, u64); 5] = [
-        (40, 1, live_x),
-        (41, gone.pid(), gone_x),
-        (42, u32::MAX, u64::MAX),
-        (43, 12345, 0),
-        (44, 1, 1 << 40),
+    // Forged slots past the mark (and the mark raised over them): the live
+    // process again, naming its hold list; the dead one; garbage, naming
+    // no block, a block out of the heap, an entry.
+    let at = mark(&path);
+    let doomed = index_of_entry(&path, "doomed");
+    let forged: [(u32, u32, u64); 5] = [
+        (1, live_list, live_x),
+        (gone.pid(), 0, gone_x),
+        (u32::MAX, u32::MAX, u64::MAX),
+        (12345, 7, 0),
+        (1, doomed, 1 << 40),
     ];
-    for &(slot, pid, x) in &forged {
-        forge_slot(&seg.path(), slot, pid, x);
+    for (i, &(pid, list, x)) in forged.iter().enumerate() {
+        forge_slot(&path, at + i, pid, list, x);
     }
-    forge_holders(
-        &seg.path(),
-        "doomed",
-        forged.iter().fold(0, |m, f| m | 1 << f.0),
-    );
+    forge_mark(&path, at + forged.len());
+    // And a count of holders no list accounts for.
+    forge_count(&path, "doomed", 5);
 
     let name = seg.name().to_owned();
     let after = within(Duration::from_secs(20), "using the store", move || {
         let store = Store::open(&name).unwrap();
         store.remove("doomed").unwrap();
         assert!(!store.contains("doomed").unwrap());
-        store.check().unwrap();
+        match store.check() {
+            Err(Error::Corrupt { reason, .. }) => assert!(reason.contains("hold"), "{reason}"),
+            other => panic!("forged holds pass the check: {other:?}"),
+        }
         store
     });
     drop(held);
     assert!(
         after.free_bytes().unwrap() < free,
-        "a removed entry that a live process's slot holds keeps its space"
+        "a removed entry that a live process holds keeps its space"
     );
     live.close_stdin();
     live.wait_success();
+    // The forged count keeps the entry until the directory is rebuilt from
+    // the hold lists, as after a crash: then it comes back.
+    assert!(after.free_bytes().unwrap() < free);
+    forge_dead_directory_holder(&path);
     assert!(
         common::eventually(Duration::from_secs(5), || after.free_bytes().unwrap()
             == free),
@@ -407,18 +493,17 @@ fn forged_handle_slots_neither_hang_nor_keep_space_forever() {
     );
     after.check().unwrap();
 
-    // Every slot forged to name nobody: new handles still find slots.
+    // Every used slot forged to name nobody: new handles still find slots.
     let name = seg.name().to_owned();
-    let path = seg.path();
     let mine: Vec<usize> = slots(&path)
         .iter()
         .enumerate()
         .filter(|(_, s)| s.0 == std::process::id())
         .map(|(i, _)| i)
         .collect();
-    for slot in (0..64).filter(|s| !mine.contains(s)) {
+    for slot in (0..mark(&path)).filter(|s| !mine.contains(s)) {
         let junk = randoms(1)[0];
-        forge_slot(&path, slot, junk as u32 | 1, junk >> 24);
+        forge_slot(&path, slot, junk as u32 | 1, 0, junk >> 24);
     }
     within(
         Duration::from_secs(20),
@@ -432,6 +517,77 @@ fn forged_handle_slots_neither_hang_nor_keep_space_forever() {
     drop(store);
 }
 
+/// A dead process's hold list forged in each way a peer could (entries
+/// named more often than held, out of the heap, at a free block; longer
+/// than its block; owned by another slot): reclaiming it never hangs or
+/// panics, and never frees an entry a live handle holds; a rebuild of the
+/// directory then makes every count right again.
+#[test]
+fn forged_hold_lists_never_free_an_entry_a_live_handle_holds() {
+    let seg = Segment::new("forged-lists");
+    let path = seg.path();
+    let store = Store::create(seg.name(), 64 << 10).unwrap();
+    let free = store.free_bytes().unwrap();
+    for key in ["kept", "other"] {
+        store.insert(key, Counter::default()).unwrap();
+    }
+    let kept = index_of_entry(&path, "kept");
+    let my_slot = slots(&path)
+        .iter()
+        .position(|s| s.0 == std::process::id())
+        .unwrap();
+    // (what, where in the list block, the words written there)
+    let forgeries: [(&str, usize, Vec<u32>); 5] = [
+        (
+            "held entries named thrice",
+            24,
+            vec![3, 0, kept, kept, kept],
+        ),
+        ("an entry out of the heap", 32, vec![u32::MAX]),
+        ("a free block", 32, vec![0]), // found below, once the list is made
+        ("longer than its block", 24, vec![u32::MAX]),
+        ("owned by another slot", 20, vec![my_slot as u32]),
+    ];
+    for (what, offset, words) in forgeries {
+        let held = store.get::<Counter>("kept").unwrap();
+        let mut kid = Kid::spawn("keep-store", &[seg.name(), "kept", "other"]);
+        kid.expect("ready");
+        let (_, list, _) = *slots(&path).iter().find(|s| s.0 == kid.pid()).unwrap();
+        assert_ne!(list, 0, "a handle holding entries has a hold list");
+        kid.kill();
+        kid.wait();
+        let words = match words[..] {
+            [0] => vec![index_of_entry(&path, "")],
+            _ => words,
+        };
+        forge_block(&path, list, offset, &words);
+        store.remove("kept").unwrap();
+        let name = seg.name().to_owned();
+        within(Duration::from_secs(20), what, move || {
+            let store = Store::open(&name).unwrap();
+            store.free_bytes().unwrap();
+            let _ = store.check();
+        });
+        // Still held here: not freed, and it works.
+        held.lock().unwrap().value += 1;
+        assert!(held.snapshot().unwrap().value >= 1, "{what}");
+        assert!(!store.contains("kept").unwrap(), "{what}");
+        drop(held);
+        // The rebuild recounts every entry from the live lists.
+        forge_dead_directory_holder(&path);
+        store.free_bytes().unwrap();
+        store
+            .check()
+            .unwrap_or_else(|e| panic!("{what}: after the rebuild: {e}"));
+        store.insert("kept", Counter::default()).unwrap();
+        assert_eq!(index_of_entry(&path, "kept"), kept, "{what}");
+    }
+    store.remove("kept").unwrap();
+    store.remove("other").unwrap();
+    assert_eq!(store.free_bytes().unwrap(), free);
+    store.check().unwrap();
+}
+
 #[test]
 fn a_table_of_live_slots_is_full_not_a_hang() {
     let seg = Segment::new("forged-full");
@@ -439,12 +595,13 @@ fn a_table_of_live_slots_is_full_not_a_hang() {
     let mut live = Kid::spawn("keep-store", &[seg.name()]);
     live.expect("ready");
     let table = slots(&seg.path());
-    let x = table.iter().find(|s| s.0 == live.pid()).unwrap().1;
-    for (slot, s) in table.iter().enumerate() {
-        if s.0 == 0 {
-            forge_slot(&seg.path(), slot, 1, x);
+    let x = table.iter().find(|s| s.0 == live.pid()).unwrap().2;
+    for slot in 0..HANDLE_SLOTS {
+        if table.get(slot).is_none_or(|s| s.0 == 0) {
+            forge_slot(&seg.path(), slot, 1, 0, x);
         }
     }
+    forge_mark(&seg.path(), HANDLE_SLOTS);
     let name = seg.name().to_owned();
     let got = within(Duration::from_secs(20), "opening a full table", move || {
         Store::open(&name).map(drop)

@@ -331,6 +331,8 @@ struct StoreLayout {
     len: usize,
     content: usize,
     handles: Range<usize>,
+    /// The meta's count of handle slots ever used, as it was.
+    mark: [u8; 8],
     buckets: Range<usize>,
     /// Where each bucket in use lies.
     used_buckets: Vec<usize>,
@@ -340,6 +342,9 @@ struct StoreLayout {
 const FREE: u32 = 0x4652_4545;
 const LIVE: u32 = 0x4c49_5645;
 const REMOVED: u32 = 0x5245_4d44;
+const HOLDS: u32 = 0x484f_4c44;
+/// Handle slots of a store, 16 bytes each.
+const HANDLE_SLOTS: usize = 4096;
 
 /// A block header's fields (src/store/heap.rs), for entries and free blocks.
 const ENTRY_FIELDS: [(&str, usize, usize); 11] = [
@@ -353,7 +358,15 @@ const ENTRY_FIELDS: [(&str, usize, usize); 11] = [
     ("value align", 48, 2),
     ("schema length", 50, 2),
     ("value offset", 52, 4),
-    ("holders", 56, 8),
+    ("holder count", 56, 8),
+];
+/// A hold list's header fields (src/store/heap.rs), before its entries.
+const HOLDS_FIELDS: [(&str, usize, usize); 5] = [
+    ("size", 0, 8),
+    ("prev_size", 8, 8),
+    ("state", 16, 4),
+    ("owner slot", 20, 4),
+    ("length", 24, 4),
 ];
 const FREE_FIELDS: [(&str, usize, usize); 5] = [
     ("size", 0, 8),
@@ -368,7 +381,7 @@ impl StoreLayout {
         let content = u64_at(b, 56) as usize; // the header's value_offset
         let buckets = u64_at(b, content + 8) as usize;
         let heap_size = u64_at(b, content + 16) as usize;
-        let handles = content + 256..content + 256 + 64 * 16;
+        let handles = content + 256..content + 256 + HANDLE_SLOTS * 16;
         let buckets_at = handles.end;
         let heap_at = buckets_at + (buckets * 8).div_ceil(64) * 64;
         assert_eq!(heap_at + heap_size, content + u64_at(b, 40) as usize);
@@ -412,6 +425,7 @@ impl StoreLayout {
             len: b.len(),
             content,
             handles,
+            mark: b[content + 48..content + 56].try_into().unwrap(),
             buckets: buckets_at..heap_at,
             used_buckets,
             blocks,
@@ -457,10 +471,17 @@ impl StoreLayout {
         }
         t.push(area("meta free-list heads".into(), "meta", c + 64..c + 192));
         t.push(area("meta spare".into(), "meta", c + 40..c + 64));
+        t.push(field("meta slots used".into(), "meta", c + 48, 8));
         t.push(field(
             "handle 0 pid".into(),
             "handles",
             self.handles.start,
+            4,
+        ));
+        t.push(field(
+            "handle 0 hold list".into(),
+            "handles",
+            self.handles.start + 4,
             4,
         ));
         t.push(field(
@@ -470,6 +491,13 @@ impl StoreLayout {
             8,
         ));
         t.push(area("handle table".into(), "handles", self.handles.clone()));
+        // The slots ever used (below the mark), which scans read.
+        let used = (u64::from_ne_bytes(self.mark) as usize).clamp(1, HANDLE_SLOTS);
+        t.push(area(
+            "used handle slots".into(),
+            "handles",
+            self.handles.start..self.handles.start + 16 * used,
+        ));
         t.push(area("buckets".into(), "buckets", self.buckets.clone()));
         let (index_at, tag_at) = if cfg!(target_endian = "little") {
             (0, 4)
@@ -509,6 +537,18 @@ impl StoreLayout {
                         format!("{what} schema"),
                         "entry schema",
                         e.schema.clone(),
+                    ));
+                }
+                None if b.state == HOLDS => {
+                    let what = format!("hold list at {}", b.at);
+                    for (name, at, len) in HOLDS_FIELDS {
+                        t.push(field(format!("{what} {name}"), "hold list", b.at + at, len));
+                    }
+                    t.push(field(format!("{what} first"), "hold list", b.at + 32, 4));
+                    t.push(area(
+                        format!("{what} entries"),
+                        "hold list",
+                        b.at + 32..b.at + b.size,
                     ));
                 }
                 None => {

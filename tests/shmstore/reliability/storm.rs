@@ -253,12 +253,12 @@ page!(BigPage, 120);
 
 /// A value as large as the heap of a store of `STORE_CAP` bytes (the
 /// arithmetic of store/processes.rs: with the key `whole` and a type
-/// name of 8 letters, its block is exactly the heap). It fits only when
-/// every byte of the store is free.
+/// name of 8 letters, its block and the inserting handle's first hold list
+/// are exactly the heap). It fits only when every byte of the store is free.
 #[derive(Shareable, Clone, Copy)]
 #[repr(C)]
 struct Whole256 {
-    words: [u64; (STORE_CAP - 256) / 8],
+    words: [u64; (STORE_CAP - 256 - common::HOLD_LIST) / 8],
 }
 
 /// What taking a lock found.
@@ -1093,7 +1093,7 @@ fn store_survives_a_kill_storm_with_exact_accounting_and_a_sound_directory() {
     }
     assert!(store.is_empty().unwrap());
     let whole = Box::new(Whole256 {
-        words: [7; (STORE_CAP - 256) / 8],
+        words: [7; (STORE_CAP - 256 - common::HOLD_LIST) / 8],
     });
     match store.insert("whole", *whole) {
         Ok(h) => drop(h),

@@ -570,7 +570,13 @@ fn a_full_store_says_how_full_and_takes_entries_again_after_removals() {
         }
         assert!(keys.len() < 4096 / 64, "4096 bytes never fill up");
     };
-    assert!(keys.len() >= 4096 / 256, "only {} entries fit", keys.len());
+    // Each insert's handle is dropped at once, but the store handle's hold
+    // list takes 128 bytes while the entry is being made.
+    assert!(
+        keys.len() >= (4096 - common::HOLD_LIST) / 256,
+        "only {} entries fit",
+        keys.len()
+    );
     let text = full.to_string();
     match full {
         Error::StoreFull {
@@ -943,7 +949,9 @@ fn a_removed_entry_lives_on_in_its_handles_until_the_last_is_dropped() {
     let old_too = store.get::<u64>("k").unwrap();
     let other = Store::open(seg.name()).unwrap();
     let old_elsewhere = other.get::<u64>("k").unwrap();
-    let one = empty - store.free_bytes().unwrap();
+    // Each store handle holding entries has a hold list in the store.
+    let lists = 2 * common::HOLD_LIST;
+    let one = empty - store.free_bytes().unwrap() - lists;
     let g = store.generation();
 
     store.remove("k").unwrap();
@@ -961,7 +969,7 @@ fn a_removed_entry_lives_on_in_its_handles_until_the_last_is_dropped() {
     assert_eq!(old_elsewhere.snapshot().unwrap(), 11);
     assert_eq!(
         store.free_bytes().unwrap(),
-        empty - one,
+        empty - one - lists,
         "a held entry's space is not free"
     );
 
@@ -985,7 +993,11 @@ fn a_removed_entry_lives_on_in_its_handles_until_the_last_is_dropped() {
     assert_eq!(store.free_bytes().unwrap(), both);
     assert_eq!(old_elsewhere.snapshot().unwrap(), 12);
     drop(old_elsewhere);
-    assert_eq!(store.free_bytes().unwrap(), both + one);
+    assert_eq!(
+        store.free_bytes().unwrap(),
+        both + one + common::HOLD_LIST,
+        "the entry and `other`'s hold list, now empty, are free"
+    );
     store.check().unwrap();
 
     // An entry handle outlives its Store handle, and still holds the entry.
@@ -1290,23 +1302,26 @@ fn threads_creating_and_removing_at_once_keep_the_store_consistent() {
 // ===========================================================================
 // 9. Handle slots
 
+/// Store handles that can be open at once, in all processes.
+const HANDLE_SLOTS: usize = 4096;
+
 #[test]
-fn sixty_four_store_handles_can_be_open_and_the_next_is_refused() {
+fn four_thousand_store_handles_can_be_open_and_the_next_is_refused() {
     let seg = Segment::new("slots");
     let mut handles = vec![Store::create(seg.name(), 4096).unwrap()];
-    for _ in 1..64 {
+    for _ in 1..HANDLE_SLOTS {
         handles.push(Store::open(seg.name()).unwrap());
     }
     let refused = failure(Store::open(seg.name()));
     let text = refused.to_string();
     match refused {
         Error::HandleLimit { ref name, limit } => {
-            assert_eq!(limit, 64);
+            assert_eq!(limit, HANDLE_SLOTS);
             assert!(name.contains(seg.name()), "{name}");
         }
         ref e => panic!("expected HandleLimit, got {e:?}"),
     }
-    assert!(text.contains("64") && text.contains("Clone"), "{text}");
+    assert!(text.contains("4096") && text.contains("Clone"), "{text}");
     assert!(matches!(
         Store::open_or_create(seg.name(), 4096),
         Err(Error::HandleLimit { .. })
@@ -1325,8 +1340,16 @@ fn sixty_four_store_handles_can_be_open_and_the_next_is_refused() {
     );
     drop(clones);
 
+    // Every handle holds an entry: each has a hold list in the store.
+    let held: Vec<_> = handles[..8]
+        .iter()
+        .map(|h| h.get::<u64>("via-clone").unwrap())
+        .collect();
+    handles[0].check().unwrap();
+    drop(held);
+
     // A dropped handle gives its slot back, even one holding entries.
-    let held = handles[63].get::<u64>("via-clone").unwrap();
+    let held = handles[HANDLE_SLOTS - 1].get::<u64>("via-clone").unwrap();
     drop(handles.pop());
     drop(held);
     handles.push(Store::open(seg.name()).unwrap());
@@ -1335,9 +1358,36 @@ fn sixty_four_store_handles_can_be_open_and_the_next_is_refused() {
         Err(Error::HandleLimit { .. })
     ));
     handles.truncate(1);
-    let more: Vec<Store> = (1..64).map(|_| Store::open(seg.name()).unwrap()).collect();
+    let more: Vec<Store> = (1..HANDLE_SLOTS)
+        .map(|_| Store::open(seg.name()).unwrap())
+        .collect();
     drop(more);
     handles[0].check().unwrap();
+}
+
+/// A store made by a build of the previous layout (64 handle slots, a
+/// mask of holders in each entry: format word `ST01`, in the header's
+/// fingerprint) is refused as another layout, not misread.
+#[test]
+fn a_store_of_the_previous_layout_is_refused() {
+    use std::os::unix::fs::FileExt;
+    let seg = Segment::new("old-layout");
+    drop(Store::create(seg.name(), 4096).unwrap());
+    let old = shmstore::__private::Fingerprint::new()
+        .str("shmstore::Store")
+        .u64(0x5354_3031)
+        .finish();
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(seg.path())
+        .unwrap();
+    file.write_all_at(&old.to_ne_bytes(), 32).unwrap();
+    match failure(Store::open(seg.name())) {
+        Error::LayoutMismatch {
+            found_fingerprint, ..
+        } => assert_eq!(found_fingerprint, old),
+        e => panic!("expected LayoutMismatch, got {e:?}"),
+    }
 }
 
 #[test]
@@ -1345,7 +1395,9 @@ fn a_refused_open_does_not_remove_the_store() {
     let seg = Segment::new("slots-remove");
     let first = Store::create(seg.name(), 4096).unwrap();
     first.insert::<u64>("kept", 5).unwrap();
-    let handles: Vec<Store> = (1..64).map(|_| Store::open(seg.name()).unwrap()).collect();
+    let handles: Vec<Store> = (1..HANDLE_SLOTS)
+        .map(|_| Store::open(seg.name()).unwrap())
+        .collect();
     assert!(matches!(
         SharedOptions::new()
             .remove_on_drop(true)

@@ -55,7 +55,7 @@ const STATE_READY: u32 = 2;
 /// area), and its value once the first directory lock has formatted it
 /// (src/store/heap.rs).
 const FORMAT_AT: u64 = 320;
-const FORMATTED: u32 = 0x5354_3031;
+const FORMATTED: u32 = 0x5354_3032;
 
 // ===========================================================================
 // Values that check themselves
@@ -197,20 +197,21 @@ fn kind_info(kind: usize) -> (&'static str, usize) {
 /// A value that takes a store's whole heap: the block of key `whole` and
 /// type `WholeNNN` (128 bytes for the header, key and type name, 32 bytes of
 /// lock and versions, the value, then its schema of less than 96 bytes,
-/// rounded up to 64) is exactly the capacity. It can be inserted only when
-/// nothing else takes any space.
+/// rounded up to 64) and the inserting handle's first hold list (128 bytes)
+/// are exactly the capacity. It can be inserted only when nothing else
+/// takes any space.
 macro_rules! whole {
     ($name:ident, $cap:expr) => {
         #[derive(Shareable, Clone, Copy)]
         #[repr(C)]
         struct $name {
-            words: [u64; ($cap - 256) / 8],
+            words: [u64; ($cap - 256 - 128) / 8],
         }
 
         impl $name {
             fn new() -> Box<$name> {
                 Box::new($name {
-                    words: [7; ($cap - 256) / 8],
+                    words: [7; ($cap - 256 - 128) / 8],
                 })
             }
         }
@@ -387,6 +388,7 @@ fn child_entry() {
         "racer" => racer(arg(1), arg(2).parse().unwrap()),
         "churn-until-killed" => churn_until_killed(arg(1), arg(2).parse().unwrap()),
         "hold-entry" => hold_entry(arg(1), arg(2), arg(3)),
+        "hold-many-until-killed" => hold_many_until_killed(arg(1), arg(2).parse().unwrap()),
         "lock-and-die" => lock_and_die(arg(1), arg(2)),
         "rewrite-forever" => rewrite_forever(arg(1), arg(2)),
         "poison-check" => poison_check(arg(1), arg(2), arg(3)),
@@ -786,6 +788,25 @@ fn hold_entry(name: &str, key: &str, how: &str) -> i32 {
         }
     }
     0
+}
+
+/// Gets the `u64` entries `held/0` to `held/{n-1}` one after the other,
+/// keeping every handle (so that its store handle's hold list grows, moving
+/// to larger blocks), drops them all, and again, until killed; says
+/// "ready" after the first round.
+fn hold_many_until_killed(name: &str, n: usize) -> i32 {
+    let store = open_store(name);
+    let mut said = false;
+    loop {
+        let held: Vec<Shared<u64>> = (0..n)
+            .map(|i| store.get::<u64>(&format!("held/{i}")).expect("get"))
+            .collect();
+        drop(held);
+        if !said {
+            say("ready");
+            said = true;
+        }
+    }
 }
 
 /// Locks the Counter `key`, writes 42 and its pid, says so, and holds the
@@ -1521,6 +1542,108 @@ fn survivors_keep_working_while_other_processes_die_mid_change() {
 // ===========================================================================
 // 4. Handles of processes that die
 
+/// 256 processes hold handles of one store at once, each having opened it
+/// and got the same entry; a random quarter of them are killed (SIGKILL),
+/// the entry is removed, and the others let go and exit: the entry's
+/// space, and every byte the processes' handles took, is free again, and
+/// the store checks.
+#[test]
+fn a_removed_entry_held_by_256_processes_a_quarter_killed_is_freed() {
+    const HOLDERS: usize = 256;
+    let _heavy = heavy();
+    let seg = Segment::new("many-holders");
+    let store = Store::create(seg.name(), 1 << 20).unwrap();
+    let before = store.free_bytes().unwrap();
+    drop(store.insert("big", Large::make("big", 1)).unwrap());
+    let with_big = store.free_bytes().unwrap();
+    let mut kids: Vec<Kid> = (0..HOLDERS)
+        .map(|_| Kid::spawn("hold-entry", &[seg.name(), "big", "get"]))
+        .collect();
+    for kid in &mut kids {
+        kid.expect("holding");
+    }
+    assert_eq!(
+        store.free_bytes().unwrap(),
+        with_big - HOLDERS * common::HOLD_LIST,
+        "each holder's handle has a hold list"
+    );
+
+    let mut rng = Rng::new(u64::from(std::process::id()));
+    let mut killed = BTreeSet::new();
+    while killed.len() < HOLDERS / 4 {
+        killed.insert(rng.below(HOLDERS as u64) as usize);
+    }
+    for &i in &killed {
+        kids[i].kill();
+        kids[i].wait();
+    }
+    store.remove("big").unwrap();
+    assert!(!store.contains("big").unwrap());
+    assert!(
+        store.free_bytes().unwrap() < before,
+        "live processes hold the removed entry"
+    );
+    for (i, kid) in kids.iter_mut().enumerate() {
+        if !killed.contains(&i) {
+            kid.send("quit");
+        }
+    }
+    for (i, kid) in kids.iter_mut().enumerate() {
+        if !killed.contains(&i) {
+            kid.wait_success();
+        }
+    }
+    assert_eq!(
+        store.free_bytes().unwrap(),
+        before,
+        "the entry and every holder's hold list are free again (killed: {killed:?})"
+    );
+    store.check().unwrap();
+}
+
+/// A process killed at random points while its hold list grows and shrinks
+/// (many gets kept, then dropped, in a loop): after the next caller's
+/// recovery the store checks, and everything it held is free once it is
+/// found dead.
+#[test]
+fn sigkill_while_a_hold_list_grows_leaves_a_consistent_store() {
+    const KILLS: u64 = 20;
+    const HELD: usize = 200;
+    let _heavy = heavy();
+    let seg = Segment::new("hold-list-kill");
+    let store = Store::create(seg.name(), 1 << 20).unwrap();
+    for i in 0..HELD {
+        drop(store.insert::<u64>(&format!("held/{i}"), 0).unwrap());
+    }
+    let base = store.free_bytes().unwrap();
+    let mut rng = Rng::new(0x005e_ed0f_4015);
+    let mut rebuilt = 0;
+    for round in 0..KILLS {
+        let generation = store.generation();
+        let mut kid = Kid::spawn("hold-many-until-killed", &[seg.name(), &HELD.to_string()]);
+        kid.expect("ready");
+        std::thread::sleep(Duration::from_micros(rng.below(5_000)));
+        kid.kill();
+        let status = kid.wait();
+        assert_eq!(status.signal(), Some(9), "round {round}: {}", kid.stderr());
+        store
+            .check()
+            .unwrap_or_else(|e| panic!("round {round}: after the kill: {e}"));
+        // A rebuild of the directory is a change; gets are not.
+        rebuilt += u32::from(store.generation() != generation);
+        assert_eq!(
+            store.free_bytes().unwrap(),
+            base,
+            "round {round}: the killed process's holds were not all freed"
+        );
+        store.check().unwrap();
+        assert_eq!(store.len().unwrap(), HELD, "round {round}");
+    }
+    // Most of a get's time is under the directory lock.
+    assert!(rebuilt > 0, "no kill landed under the directory lock");
+    eprintln!("{rebuilt} of {KILLS} kills landed under the directory lock");
+}
+
 #[test]
 fn dead_holders_space_comes_back_when_the_entry_is_removed() {
     let seg = Segment::new("dead-holder");
@@ -1541,7 +1664,11 @@ fn dead_holders_space_comes_back_when_the_entry_is_removed() {
     let h = store.get::<Large>("big").unwrap();
     assert_eq!(h.lock().unwrap().verify("big"), Ok(1));
     drop(h);
-    assert_eq!(store.free_bytes().unwrap(), full);
+    assert_eq!(
+        store.free_bytes().unwrap(),
+        full + common::HOLD_LIST,
+        "the dead process's hold list is freed once it is found dead"
+    );
 
     // Removed, it goes at once: the dead process's handle counts for nothing.
     store.remove("big").unwrap();
