@@ -5,7 +5,7 @@
 //! ```text
 //! cargo run --release --example load            # 10 s per scenario, 16 processes
 //! cargo run --release --example load -- 60      # SECONDS per scenario
-//! cargo run --release --example load -- 60 32   # SECONDS and PROCS (2..=60)
+//! cargo run --release --example load -- 60 32   # SECONDS and PROCS (2..=256)
 //! cargo run --release --example load -- 60 16 store   # one scenario: lock, hold, store or list
 //! cargo run --release --example load -- 10 1 list      # list with one getter: no CPU shared
 //! ```
@@ -62,9 +62,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use shmstore::{Shareable, Shared, Store};
 
-/// Most processes a run may have (the store gives each one a handle slot,
-/// 64 in all, and the tallies have room for this many).
-const MAX_PROCS: usize = 60;
+/// Most processes a run may have (the tallies have room for this many; the
+/// store, which gives each one a handle slot, has 4,096).
+const MAX_PROCS: usize = 256;
 /// Entries every process of the store scenario shares, besides its own.
 const SHARED_KEYS: usize = 4;
 /// One acquisition in this many is of a shared entry.
