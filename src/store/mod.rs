@@ -28,7 +28,7 @@ use std::future::Future;
 
 pub(crate) use heap::EntryMeta;
 pub use heap::MAX_KEY_LEN;
-use heap::{Geometry, Heap, NewEntry, Shape};
+use heap::{Geometry, Heap, NewEntry, Probe, Shape};
 pub use reader::StoreReader;
 
 /// How long [`Store::entries`] lets the directory lock go between pieces,
@@ -394,11 +394,15 @@ impl Store {
         let key = check_key(key)?;
         let heap = self.inner.heap();
         for _ in 0..QUIET_TRIES {
-            let read = |heap: &Heap<'_>| reader::has(heap, key.as_bytes());
-            if let Some((found, _)) = reader::read_quiet(&heap, self.inner.versions(), read) {
-                return self.inner.intact(found);
+            let read = |heap: &Heap<'_>| reader::probe(heap, key.as_bytes());
+            match reader::read_quiet(&heap, self.inner.versions(), read) {
+                Some((Probe::Found { .. }, _)) => return self.inner.intact(Ok(true)),
+                Some((Probe::Missing, _)) => return self.inner.intact(Ok(false)),
+                // A damaged bucket: the locked lookup repairs what a dead
+                // process left, or says what is damaged.
+                Some((Probe::Damaged(_), _)) => break,
+                None => std::hint::spin_loop(),
             }
-            std::hint::spin_loop();
         }
         let dir = self.inner.lock()?;
         let found = dir.heap().contains(key.as_bytes());
@@ -848,14 +852,20 @@ fn entry_changes<T: Shareable>(map: &Mapping, e: &Shape) -> Vec<crate::schema::L
 /// `r`, unless the store `label` in `map` was found shrunk under this
 /// process (then what `r` was computed from was partly zeros):
 /// [`Error::Truncated`].
+#[inline]
 fn intact<R>(map: &Mapping, label: &str, r: Result<R>) -> Result<R> {
     if map.is_cut() {
-        return Err(Error::Truncated {
-            name: label.to_owned(),
-            mapped: map.len() as u64,
-        });
+        return Err(truncated(map, label));
     }
     r
+}
+
+#[cold]
+fn truncated(map: &Mapping, label: &str) -> Error {
+    Error::Truncated {
+        name: label.to_owned(),
+        mapped: map.len() as u64,
+    }
 }
 
 /// What [`Store::entries`] says of the entry `e` of the store in `map`.
@@ -1020,6 +1030,7 @@ impl Inner {
 
     /// `r`, unless the store was found shrunk under this process: see
     /// [`intact`].
+    #[inline]
     fn intact<R>(&self, r: Result<R>) -> Result<R> {
         intact(&self.map, &self.label, r)
     }

@@ -319,6 +319,35 @@ impl Mapping {
         // SAFETY: as for `atomic_u32`.
         unsafe { AtomicU64::from_ptr(self.at::<u64>(offset).as_ptr()) }
     }
+
+    /// The `count` 32-bit atomics from `offset`: one check of bounds and
+    /// alignment for them all (a lookup reads a block's fields through one
+    /// such slice instead of checking each).
+    pub(crate) fn atomic_u32s(&self, offset: usize, count: usize) -> &[AtomicU32] {
+        let p = self.words::<u32>(offset, count);
+        // SAFETY: as for `atomic_u32`, for each of the `count` words, which
+        // `words` checked to lie inside the mapping, aligned.
+        unsafe { std::slice::from_raw_parts(p.cast::<AtomicU32>(), count) }
+    }
+
+    /// The `count` 64-bit atomics from `offset`, checked once: see
+    /// [`atomic_u32s`](Mapping::atomic_u32s).
+    pub(crate) fn atomic_u64s(&self, offset: usize, count: usize) -> &[AtomicU64] {
+        let p = self.words::<u64>(offset, count);
+        // SAFETY: as for `atomic_u32s`.
+        unsafe { std::slice::from_raw_parts(p.cast::<AtomicU64>(), count) }
+    }
+
+    /// A pointer to `count` words of type `U` at `offset`, checked to lie
+    /// in the mapping and to be aligned.
+    fn words<U>(&self, offset: usize, count: usize) -> *mut U {
+        let len = count
+            .checked_mul(std::mem::size_of::<U>())
+            .expect("a word count that overflows");
+        let p = self.range(offset, len).cast::<U>();
+        assert!(p.is_aligned(), "misaligned offset {offset}");
+        p
+    }
 }
 
 /// Keeps a mapping alive for a handle: the mapping itself, or a hold on
