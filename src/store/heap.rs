@@ -995,10 +995,10 @@ impl Heap<'_> {
             }
             let at = self.abs(off);
             let block = self.map.atomic_u64s(at, words);
-            let halves = self.map.atomic_u32s(at + B_STATE, 2);
+            let halves = Mapping::halves(block);
             if block[B_HASH / 8].load(Relaxed) == h
-                && halves[0].load(Relaxed) == LIVE
-                && halves[1].load(Relaxed) & 0xffff == key.len() as u32
+                && halves[B_STATE / 4].load(Relaxed) == LIVE
+                && halves[B_LENS / 4].load(Relaxed) & 0xffff == key.len() as u32
                 && key_is(&block[B_KEY / 8..], key)
             {
                 return Probe::Found {

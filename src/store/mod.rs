@@ -392,16 +392,33 @@ impl Store {
     /// directory, to repair it).
     pub fn contains(&self, key: &str) -> Result<bool> {
         let key = check_key(key)?;
-        let heap = self.inner.heap();
-        for _ in 0..QUIET_TRIES {
-            let read = |heap: &Heap<'_>| reader::probe(heap, key.as_bytes());
-            match reader::read_quiet(&heap, self.inner.versions(), read) {
-                Some((Probe::Found { .. }, _)) => return self.inner.intact(Ok(true)),
-                Some((Probe::Missing, _)) => return self.inner.intact(Ok(false)),
-                // A damaged bucket: the locked lookup repairs what a dead
-                // process left, or says what is damaged.
-                Some((Probe::Damaged(_), _)) => break,
-                None => std::hint::spin_loop(),
+        match self.contains_quiet(key) {
+            Some(found) => self.inner.intact(Ok(found)),
+            None => self.contains_contended(key),
+        }
+    }
+
+    /// [`contains`](Store::contains) in one read without the lock: `None`
+    /// if a change overlapped it, or if it met a damaged bucket.
+    #[inline]
+    fn contains_quiet(&self, key: &str) -> Option<bool> {
+        let read = |heap: &Heap<'_>| reader::probe(heap, key.as_bytes());
+        match reader::read_quiet(&self.inner.heap(), self.inner.versions(), read)? {
+            (Probe::Found { .. }, _) => Some(true),
+            (Probe::Missing, _) => Some(false),
+            (Probe::Damaged(_), _) => None,
+        }
+    }
+
+    /// [`contains`](Store::contains) when its first read was not quiet:
+    /// a few more tries, then the directory lock (which repairs what a
+    /// dead process left, and says what is damaged).
+    #[cold]
+    fn contains_contended(&self, key: &str) -> Result<bool> {
+        for _ in 1..QUIET_TRIES {
+            std::hint::spin_loop();
+            if let Some(found) = self.contains_quiet(key) {
+                return self.inner.intact(Ok(found));
             }
         }
         let dir = self.inner.lock()?;
@@ -910,7 +927,8 @@ pub(crate) fn check_key(key: &str) -> Result<&str> {
     if key.len() > MAX_KEY_LEN {
         return Err(bad("an entry key is at most 128 bytes"));
     }
-    if !key.bytes().all(|b| KEY_BYTES[usize::from(b)]) {
+    // Every byte looked up, without a branch per byte (keys are short).
+    if !key.bytes().fold(true, |ok, b| ok & KEY_BYTES[usize::from(b)]) {
         return Err(bad(
             "an entry key holds only ASCII letters, digits and `_ - . / : @ +`",
         ));
