@@ -142,8 +142,8 @@
 //! changes overlapped (or with a change left unfinished by a process that
 //! died, which only the lock's next holder repairs, or on a bucket that
 //! points outside the heap, which the locked look-up reports as
-//! `Corrupt`), it takes the directory lock instead. `get` takes the lock once, as it must to mark the entry
-//! held, and looks up under it.
+//! `Corrupt`), it takes the directory lock instead. `get` takes the lock
+//! once, as it must to mark the entry held, and looks up under it.
 //!
 //! An entry's read-only handle cannot keep the entry's block from being
 //! freed and given to another entry. It records the directory generation

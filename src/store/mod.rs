@@ -389,7 +389,8 @@ impl Store {
     /// and the answer is that of a moment no change overlapped (a read a
     /// change overlapped is made again; after a few, the lookup takes the
     /// directory lock, as it does when a process died changing the
-    /// directory, to repair it).
+    /// directory, to repair it, or when a bucket points outside the heap,
+    /// to report it as [`Error::Corrupt`]).
     pub fn contains(&self, key: &str) -> Result<bool> {
         let key = check_key(key)?;
         match self.contains_quiet(key) {
