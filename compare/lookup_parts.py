@@ -44,10 +44,10 @@ PARTS = [
     (r"shmstore::store::heap::hash|shmstore::types::shareable::Fingerprint", "hashing the key"),
     (r"shmstore::store::heap::Heap::(entry|shape|type_name)\b|drop_in_place<.*EntryMeta",
      "directory reads: the entry's header (and record)"),
-    (r"shmstore::store::heap::Heap::(find|lookup|locate|contains|key_is|bucket|block_at)\b|"
-     r"shmstore::store::heap::bucket_", "probing: buckets, block checks, key compare"),
+    (r"shmstore::store::heap::Heap::(find|lookup|locate|probe|contains|key_is|bucket|block_at)\b|"
+     r"shmstore::store::heap::(bucket_|key_is\b)", "probing: buckets, block checks, key compare"),
     (r"shmstore::store::(Store::)?check_type", "type check"),
-    (r"shmstore::store::reader::(read_quiet|find|has)\b|shmstore::lock::seqlock::Versions::copy_quiet",
+    (r"shmstore::store::reader::(read_quiet|find|has|probe)\b|shmstore::lock::seqlock::Versions::copy_quiet",
      "lock-free read: the directory's counter around the lookup"),
     (r"shmstore::store::(Store::hold|Inner::held)|shmstore::store::heap::Heap::(un)?hold|"
      r"shmstore::store::EntryRef|shmstore::store::Holds", "handle bookkeeping: hold counts (BTreeMap) and holder bits"),
@@ -69,6 +69,11 @@ PHASES = [
 ALLOC = {"malloc", "calloc", "realloc"}
 FREE = {"free"}
 PARTS_RE = [(re.compile(p), n) for p, n in PARTS]
+LOCK = "directory lock: take and release"
+QUIET = "lock-free read: the directory's counter around the lookup"
+QUIET_RE = re.compile(r"shmstore::store::reader::read_quiet|shmstore::lock::seqlock::Versions::copy_quiet|"
+                      r"shmstore::store::Inner::versions")
+TAKES_LOCK_RE = re.compile(r"shmstore::store::(Inner::lock|Dir)\b")
 PHASES_RE = [(re.compile(p), n) for p, n in PHASES]
 
 
@@ -80,6 +85,11 @@ def classify(chain):
             part = next((n for r, n in PARTS_RE if r.search(frame)), None)
         if phase is None:
             phase = next((n for r, n in PHASES_RE if r.search(frame)), None)
+    # The directory's counter read around a lookup without the lock (its
+    # loads are `lock::` functions) is the lock-free read, not the lock.
+    if (part == LOCK and any(QUIET_RE.search(f) for f in chain)
+            and not any(TAKES_LOCK_RE.search(f) for f in chain)):
+        part = QUIET
     return phase, part
 
 

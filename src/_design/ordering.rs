@@ -94,7 +94,14 @@
 //! after repeated overlaps. A bucket (block index and tag) is one `u64`,
 //! stored and loaded whole (relaxed): a read never pairs one bucket's index
 //! with another's tag, and a torn combination of buckets is thrown away
-//! with the read.
+//! with the read. A probe reads a block's header and key through one
+//! checked slice of `u64` atomics, and its 32-bit fields (state, lengths)
+//! through the same bytes as `u32` atomics (`Mapping::halves`): each field
+//! is loaded at the one size it is always stored at, so no access mixes
+//! sizes on the same bytes; the orderings are those above (relaxed loads
+//! between the counter's two loads and the fence after the copy), which
+//! the first read of `Store::contains` now makes inline rather than
+//! through a call.
 //!
 //! | Operation | Ordering | Pairs with |
 //! |---|---|---|

@@ -36,7 +36,11 @@
 //! the key's is passed without reading its block, so a probe reads the
 //! bucket line and, for the key's own entry only, the block's header line
 //! (full hash, state, lengths, and what `get` checks: fingerprint, value
-//! size, alignment, offsets) and its key (the next line; the header has no room left for it). A lookup copies
+//! size, alignment, offsets) and its key (the next line; the header has no
+//! room left for it). The header and the key's words are read through one
+//! slice of the mapping, bounds and alignment checked once for the block
+//! (a block index is first checked to leave room in the heap for a header
+//! and a key of this length), not once per field. A lookup copies
 //! nothing out of the entry but the key it compares; the type name and the
 //! schema are read only to report a `LayoutMismatch`. Removing an entry
 //! moves the later buckets of its run back (no tombstones), reading their
@@ -139,9 +143,10 @@
 //! [`Store::contains`](crate::Store::contains) reads the same way, with the
 //! same code: a look-up no change overlapped is the answer; after 8 that
 //! changes overlapped (or with a change left unfinished by a process that
-//! died, which only the lock's next holder repairs), it takes the directory
-//! lock instead. `get` takes the lock once, as it must to mark the entry
-//! held, and looks up under it.
+//! died, which only the lock's next holder repairs, or on a bucket that
+//! points outside the heap, which the locked look-up reports as
+//! `Corrupt`), it takes the directory lock instead. `get` takes the lock
+//! once, as it must to mark the entry held, and looks up under it.
 //!
 //! An entry's read-only handle cannot keep the entry's block from being
 //! freed and given to another entry. It records the directory generation

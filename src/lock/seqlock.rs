@@ -99,6 +99,7 @@ impl Versions {
     /// read with racy loads ([`racy`](crate::sys::racy)), and returns the
     /// generation it copied if no write began meanwhile; `None` if the copy
     /// must be thrown away.
+    #[inline]
     pub(crate) fn copy_quiet(&self, copy: impl FnOnce()) -> Option<u64> {
         let s1 = self.seq_acquire();
         if s1 & 1 != 0 {

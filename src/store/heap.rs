@@ -6,7 +6,7 @@
 //! `shmstore::_design::store` (src/_design/store.rs).
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{fence, Ordering, Ordering::Relaxed};
+use std::sync::atomic::{fence, AtomicU64, Ordering, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
@@ -238,9 +238,7 @@ pub(crate) fn hash(key: &[u8]) -> u64 {
     }
     let rest = chunks.remainder();
     if !rest.is_empty() {
-        let mut w = [0u8; 8];
-        w[..rest.len()].copy_from_slice(rest);
-        h = (h ^ u64::from_le_bytes(w)).wrapping_mul(K);
+        h = (h ^ tail_le(rest)).wrapping_mul(K);
     }
     // MurmurHash3's finaliser: every bit of the input moves every bit of
     // the result, so the low bits (the home bucket) and the high bits (the
@@ -250,6 +248,63 @@ pub(crate) fn hash(key: &[u8]) -> u64 {
     h ^= h >> 33;
     h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
     h ^ (h >> 33)
+}
+
+/// The 1 to 7 bytes `rest`, zero-padded to 8 and read little-endian:
+/// the last word of a key, for [`hash`] and the key compare of a probe,
+/// without a copy (two overlapping loads, or three bytes).
+#[inline]
+fn tail_le(rest: &[u8]) -> u64 {
+    let n = rest.len();
+    debug_assert!((1..8).contains(&n));
+    let u32_at = |i: usize| {
+        let mut w = [0u8; 4];
+        w.copy_from_slice(&rest[i..i + 4]);
+        u64::from(u32::from_le_bytes(w))
+    };
+    if n >= 4 {
+        // Bytes 0..4 and n-4..n: they overlap on equal bytes.
+        u32_at(0) | u32_at(n - 4) << (8 * (n - 4))
+    } else {
+        let b = |i: usize| u64::from(rest[i]) << (8 * i);
+        b(0) | b(n / 2) | b(n - 1)
+    }
+}
+
+/// Whether the words `stored` (loaded from a block, at least as many as
+/// `key` takes) begin with the bytes of `key`; bytes past the key's end in
+/// its last word are not compared.
+#[inline]
+fn key_is(stored: &[AtomicU64], key: &[u8]) -> bool {
+    let mut chunks = key.chunks_exact(8);
+    for (word, chunk) in stored.iter().zip(&mut chunks) {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(chunk);
+        if word.load(Relaxed) != u64::from_ne_bytes(w) {
+            return false;
+        }
+    }
+    let rest = chunks.remainder();
+    if rest.is_empty() {
+        return true;
+    }
+    let Some(last) = stored.get(key.len() / 8) else {
+        return false;
+    };
+    // The word's bytes in memory order, read little-endian as `tail_le` reads.
+    let last = u64::from_le_bytes(last.load(Relaxed).to_ne_bytes());
+    last & (u64::MAX >> (64 - 8 * rest.len())) == tail_le(rest)
+}
+
+/// What a [probe](Heap::probe) for a key found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Probe {
+    /// The key's entry: its bucket and its block's offset.
+    Found { bucket: u64, at: usize },
+    /// No entry has the key.
+    Missing,
+    /// A bucket on the way holds this block index, outside the heap.
+    Damaged(u32),
 }
 
 /// Where an entry's parts lie in its block, and how big the block is.
@@ -506,9 +561,14 @@ impl Heap<'_> {
         // one must not overflow here (indexes are 32-bit, so the rest fit).
         let off = u64::from(index.wrapping_sub(1)) * BLOCK_ALIGN;
         if index == 0 || off + MIN_BLOCK > self.geo.heap_size {
-            return Err(self.corrupt(format!("block index {index} is out of the heap")));
+            return Err(self.out_of_heap(index));
         }
         Ok(self.abs(off))
+    }
+
+    #[cold]
+    fn out_of_heap(&self, index: u32) -> Error {
+        self.corrupt(format!("block index {index} is out of the heap"))
     }
 
     fn index_of(&self, at: usize) -> u32 {
@@ -919,55 +979,70 @@ impl Heap<'_> {
     }
 
     /// The bucket of `key` and its block's offset, if it is in the
-    /// directory; at most one probe per bucket, whatever a peer wrote.
+    /// directory: a [`probe`](Heap::probe), a damaged bucket as
+    /// [`Error::Corrupt`].
     fn locate(&self, key: &[u8]) -> Result<Option<(u64, usize)>> {
+        match self.probe(key) {
+            Probe::Found { bucket, at } => Ok(Some((bucket, at))),
+            Probe::Missing => Ok(None),
+            Probe::Damaged(index) => Err(self.out_of_heap(index)),
+        }
+    }
+
+    /// Looks for `key` (a valid key, at most [`MAX_KEY_LEN`] bytes) in
+    /// the buckets: at most one probe per bucket, whatever a peer wrote.
+    /// A bucket whose tag differs is passed without reading its block; a
+    /// block whose tag matches is read through one checked slice of its
+    /// header and of the words a key of this length takes (bounds checked
+    /// once for the block, not per field), and holds the key if its hash,
+    /// state (LIVE), key length and key bytes are the key's. Only loads:
+    /// what a read without the lock may call (see `reader::read_quiet`).
+    #[inline]
+    pub(crate) fn probe(&self, key: &[u8]) -> Probe {
         let h = hash(key);
         let tag = bucket_word(0, h);
         let mask = self.geo.buckets - 1;
+        let buckets = self
+            .map
+            .atomic_u64s(self.geo.buckets_at, self.geo.buckets as usize);
+        // The header's words and the key's, rounded up to whole words: the
+        // words past the key's end in its last word (the type name's) are
+        // not compared.
+        let words = B_KEY / 8 + key.len().div_ceil(8);
         let mut i = h & mask;
         for _ in 0..self.geo.buckets {
-            let word = self.bucket(i);
+            let word = buckets[i as usize].load(Relaxed);
+            i = (i + 1) & mask;
             let index = bucket_index(word);
             if index == 0 {
-                return Ok(None);
+                return Probe::Missing;
             }
             // Another key's tag: its block is not read.
             if word ^ tag > u64::from(u32::MAX) {
-                i = (i + 1) & mask;
                 continue;
             }
-            let at = self.block_at(index)?;
-            if self.u64(at + B_HASH) == h
-                && self.state(at) == LIVE
-                && self.u32(at + B_LENS) & 0xffff == key.len() as u32
-                && self.key_is(at, key)
+            let off = u64::from(index - 1) * BLOCK_ALIGN;
+            if off + MIN_BLOCK > self.geo.heap_size {
+                return Probe::Damaged(index);
+            }
+            if off + (words * 8) as u64 > self.geo.heap_size {
+                continue; // a damaged block: not this key
+            }
+            let at = self.abs(off);
+            let block = self.map.atomic_u64s(at, words);
+            let halves = Mapping::halves(block);
+            if block[B_HASH / 8].load(Relaxed) == h
+                && halves[B_STATE / 4].load(Relaxed) == LIVE
+                && halves[B_LENS / 4].load(Relaxed) & 0xffff == key.len() as u32
+                && key_is(&block[B_KEY / 8..], key)
             {
-                return Ok(Some((i, at)));
+                return Probe::Found {
+                    bucket: (i.wrapping_sub(1)) & mask,
+                    at,
+                };
             }
-            i = (i + 1) & mask;
         }
-        Ok(None)
-    }
-
-    /// Whether the key stored in the block at `at` is `key` (whose length
-    /// the caller compared, at most [`MAX_KEY_LEN`]).
-    fn key_is(&self, at: usize, key: &[u8]) -> bool {
-        if self.rel(at) + (B_KEY + key.len()) as u64 > self.geo.heap_size {
-            return false; // a damaged bucket or block: not this key
-        }
-        // A word at a time: the key starts 8-aligned (blocks are
-        // 64-aligned), and the words up to its rounded-up end lie in the
-        // heap too (its size and `at` are multiples of 64). Bytes past the
-        // key's end in its last word (the type name's) are not compared.
-        let mut word_at = at + B_KEY;
-        for chunk in key.chunks(8) {
-            let stored = self.u64(word_at).to_ne_bytes();
-            if stored[..chunk.len()] != *chunk {
-                return false;
-            }
-            word_at += 8;
-        }
-        true
+        Probe::Missing
     }
 
     /// Enters the block at `at` (whose key hashes to `h`) in the buckets.
@@ -2218,6 +2293,43 @@ mod tests {
         assert_eq!(hash(b"a-key-of-exactly-16b"), HASH_20);
         assert_ne!(hash(b"key/1"), hash(b"key/2"));
         assert_ne!(hash(b"ab"), hash(b"ab\0"));
+    }
+
+    /// A key's last 1 to 7 bytes read without a copy are the bytes
+    /// zero-padded and read little-endian, whatever the bytes.
+    #[test]
+    fn a_key_tail_reads_as_its_bytes_zero_padded() {
+        let bytes = [0x01, 0xff, 0x80, 0x7f, 0x00, 0x5a, 0xa5];
+        for n in 1..8 {
+            for start in 0..bytes.len() {
+                let rest: Vec<u8> = (0..n).map(|i| bytes[(start + i) % bytes.len()]).collect();
+                let mut w = [0u8; 8];
+                w[..n].copy_from_slice(&rest);
+                assert_eq!(tail_le(&rest), u64::from_le_bytes(w), "{rest:x?}");
+            }
+        }
+    }
+
+    /// A probe finds a key only by its whole bytes and length: a key that
+    /// is a prefix of a stored one, or has it as a prefix, is a miss.
+    #[test]
+    fn a_probe_tells_keys_that_share_a_prefix_apart() {
+        let (map, geo) = test_heap(1 << 16);
+        let heap = heap_of(&map, geo);
+        let keys = ["a", "ab", "abc", "abcdefg", "abcdefgh", "abcdefghi", "abcdefgh/abcdefgh"];
+        let value = [1u8; 8];
+        for key in keys.iter().step_by(2) {
+            let new = NewEntry {
+                key: key.as_bytes(),
+                ..entry_of(&value, 1)
+            };
+            let at = bare_reserve(&heap, &new).unwrap();
+            heap.fill(at, &new).unwrap();
+        }
+        for (n, key) in keys.iter().enumerate() {
+            let found = matches!(heap.probe(key.as_bytes()), Probe::Found { .. });
+            assert_eq!(found, n % 2 == 0, "{key}");
+        }
     }
 
     /// A bucket's tag decides whether a probe reads the block: a forged

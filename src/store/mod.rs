@@ -28,7 +28,7 @@ use std::future::Future;
 
 pub(crate) use heap::EntryMeta;
 pub use heap::MAX_KEY_LEN;
-use heap::{Geometry, Heap, NewEntry, Shape};
+use heap::{Geometry, Heap, NewEntry, Probe, Shape};
 pub use reader::StoreReader;
 
 /// How long [`Store::entries`] lets the directory lock go between pieces,
@@ -414,16 +414,38 @@ impl Store {
     /// and the answer is that of a moment no change overlapped (a read a
     /// change overlapped is made again; after a few, the lookup takes the
     /// directory lock, as it does when a process died changing the
-    /// directory, to repair it).
+    /// directory, to repair it, or when a bucket points outside the heap,
+    /// to report it as [`Error::Corrupt`]).
     pub fn contains(&self, key: &str) -> Result<bool> {
         let key = check_key(key)?;
-        let heap = self.inner.heap();
-        for _ in 0..QUIET_TRIES {
-            let read = |heap: &Heap<'_>| reader::has(heap, key.as_bytes());
-            if let Some((found, _)) = reader::read_quiet(&heap, self.inner.versions(), read) {
-                return self.inner.intact(found);
-            }
+        match self.contains_quiet(key) {
+            Some(found) => self.inner.intact(Ok(found)),
+            None => self.contains_contended(key),
+        }
+    }
+
+    /// [`contains`](Store::contains) in one read without the lock: `None`
+    /// if a change overlapped it, or if it met a damaged bucket.
+    #[inline]
+    fn contains_quiet(&self, key: &str) -> Option<bool> {
+        let read = |heap: &Heap<'_>| reader::probe(heap, key.as_bytes());
+        match reader::read_quiet(&self.inner.heap(), self.inner.versions(), read)? {
+            (Probe::Found { .. }, _) => Some(true),
+            (Probe::Missing, _) => Some(false),
+            (Probe::Damaged(_), _) => None,
+        }
+    }
+
+    /// [`contains`](Store::contains) when its first read was not quiet:
+    /// a few more tries, then the directory lock (which repairs what a
+    /// dead process left, and says what is damaged).
+    #[cold]
+    fn contains_contended(&self, key: &str) -> Result<bool> {
+        for _ in 1..QUIET_TRIES {
             std::hint::spin_loop();
+            if let Some(found) = self.contains_quiet(key) {
+                return self.inner.intact(Ok(found));
+            }
         }
         let dir = self.inner.lock()?;
         let found = dir.heap().contains(key.as_bytes());
@@ -885,14 +907,20 @@ fn entry_changes<T: Shareable>(map: &Mapping, e: &Shape) -> Vec<crate::schema::L
 /// `r`, unless the store `label` in `map` was found shrunk under this
 /// process (then what `r` was computed from was partly zeros):
 /// [`Error::Truncated`].
+#[inline]
 fn intact<R>(map: &Mapping, label: &str, r: Result<R>) -> Result<R> {
     if map.is_cut() {
-        return Err(Error::Truncated {
-            name: label.to_owned(),
-            mapped: map.len() as u64,
-        });
+        return Err(truncated(map, label));
     }
     r
+}
+
+#[cold]
+fn truncated(map: &Mapping, label: &str) -> Error {
+    Error::Truncated {
+        name: label.to_owned(),
+        mapped: map.len() as u64,
+    }
 }
 
 /// What [`Store::entries`] says of the entry `e` of the store in `map`.
@@ -937,7 +965,8 @@ pub(crate) fn check_key(key: &str) -> Result<&str> {
     if key.len() > MAX_KEY_LEN {
         return Err(bad("an entry key is at most 128 bytes"));
     }
-    if !key.bytes().all(|b| KEY_BYTES[usize::from(b)]) {
+    // Every byte looked up, without a branch per byte (keys are short).
+    if !key.bytes().fold(true, |ok, b| ok & KEY_BYTES[usize::from(b)]) {
         return Err(bad(
             "an entry key holds only ASCII letters, digits and `_ - . / : @ +`",
         ));
@@ -1057,6 +1086,7 @@ impl Inner {
 
     /// `r`, unless the store was found shrunk under this process: see
     /// [`intact`].
+    #[inline]
     fn intact<R>(&self, r: Result<R>) -> Result<R> {
         intact(&self.map, &self.label, r)
     }

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::heap::{in_pieces, EntryLayout, Geometry, Heap, Shape};
+use super::heap::{in_pieces, EntryLayout, Geometry, Heap, Probe, Shape};
 use super::{check_key, check_type, entry_info, map_store, EntryInfo};
 use crate::error::{Error, Result};
 #[cfg(feature = "stream")]
@@ -339,6 +339,17 @@ pub(super) fn has(heap: &Heap<'_>, key: &[u8]) -> Result<bool> {
     Ok(heap.formatted() && heap.contains(key)?)
 }
 
+/// What a probe for `key` finds in the directory: [`has`] without building
+/// an error (a store never formatted has no key).
+#[inline]
+pub(super) fn probe(heap: &Heap<'_>, key: &[u8]) -> Probe {
+    if heap.formatted() {
+        heap.probe(key)
+    } else {
+        Probe::Missing
+    }
+}
+
 /// One read of the directory of `heap` without its lock, as a snapshot
 /// reads a value: `read` runs if no change is in progress (`versions`, the
 /// directory's, says so), and what it found counts, with the generation of
@@ -351,11 +362,12 @@ pub(super) fn has(heap: &Heap<'_>, key: &[u8]) -> Result<bool> {
 /// a read that a change tore, or that met bytes a peer forged, gives a
 /// value or an error, never a panic or a load outside the mapping; a torn
 /// one is thrown away here.
+#[inline]
 pub(super) fn read_quiet<R>(
     heap: &Heap<'_>,
     versions: &Versions,
-    read: impl FnOnce(&Heap<'_>) -> Result<R>,
-) -> Option<(Result<R>, u64)> {
+    read: impl FnOnce(&Heap<'_>) -> R,
+) -> Option<(R, u64)> {
     let mut got = None;
     let generation = versions.copy_quiet(|| got = Some(read(heap)))?;
     got.map(|got| (got, generation))

@@ -319,6 +319,39 @@ impl Mapping {
         // SAFETY: as for `atomic_u32`.
         unsafe { AtomicU64::from_ptr(self.at::<u64>(offset).as_ptr()) }
     }
+
+    /// The `count` 64-bit atomics from `offset`: one check of bounds and
+    /// alignment for them all (a lookup reads a block's fields through one
+    /// such slice instead of checking each).
+    pub(crate) fn atomic_u64s(&self, offset: usize, count: usize) -> &[AtomicU64] {
+        let p = self.words::<u64>(offset, count);
+        // SAFETY: as for `atomic_u32`, for each of the `count` words, which
+        // `words` checked to lie inside the mapping, aligned.
+        unsafe { std::slice::from_raw_parts(p.cast::<AtomicU64>(), count) }
+    }
+
+    /// The 64-bit atomics `words` (of this mapping) as twice as many 32-bit
+    /// ones: a block's 32-bit fields read through the check already made
+    /// for its 64-bit words. The caller keeps to one size per field (the
+    /// bytes a 64-bit load reads are never read or written as halves).
+    pub(crate) fn halves(words: &[AtomicU64]) -> &[AtomicU32] {
+        // SAFETY: the same bytes, valid for the same borrow; `AtomicU32`
+        // has half the size of `AtomicU64` and a smaller alignment, and any
+        // bit pattern is a valid u32. Only atomic accesses are made to
+        // them, as for `atomic_u32`.
+        unsafe { std::slice::from_raw_parts(words.as_ptr().cast::<AtomicU32>(), words.len() * 2) }
+    }
+
+    /// A pointer to `count` words of type `U` at `offset`, checked to lie
+    /// in the mapping and to be aligned.
+    fn words<U>(&self, offset: usize, count: usize) -> *mut U {
+        let len = count
+            .checked_mul(std::mem::size_of::<U>())
+            .expect("a word count that overflows");
+        let p = self.range(offset, len).cast::<U>();
+        assert!(p.is_aligned(), "misaligned offset {offset}");
+        p
+    }
 }
 
 /// Keeps a mapping alive for a handle: the mapping itself, or a hold on

@@ -246,3 +246,42 @@ fn buckets_changing_under_look_ups_never_give_a_wrong_entry() {
     eprintln!("{right} lookups found their key, {missed} missed or met damage");
     assert!(right > 0);
 }
+
+/// A bucket that carries a key's tag but a block index outside the heap:
+/// `contains` (which reads without the lock first) and `get` both say the
+/// directory is damaged, `StoreReader::contains` too; once the bucket is
+/// put back, the key is found again.
+#[test]
+fn a_bucket_pointing_outside_the_heap_is_corrupt_to_every_lookup() {
+    let seg = Segment::new("store-bucket-outside");
+    let path = seg.path();
+    let store = Store::create(seg.name(), 16 * 1024).unwrap();
+    store.insert::<u64>("k", 7).unwrap();
+    let table = bucket_table(&path);
+    let bytes = std::fs::read(&path).unwrap();
+    let at = (table.start..table.end)
+        .step_by(8)
+        .find(|&at| {
+            let word = &bytes[at as usize..at as usize + 8];
+            u64::from_ne_bytes(word.try_into().unwrap()) != 0
+        })
+        .expect("the entry's bucket");
+    let word = u64::from_ne_bytes(bytes[at as usize..at as usize + 8].try_into().unwrap());
+    let file = OpenOptions::new().write(true).open(&path).unwrap();
+    let forged = (word & !u64::from(u32::MAX)) | u64::from(u32::MAX - 1);
+    file.write_all_at(&forged.to_ne_bytes(), at).unwrap();
+    let damaged = |r: Result<bool, Error>, what: &str| match r {
+        Err(Error::Corrupt { reason, .. }) => {
+            assert!(reason.contains("out of the heap"), "{what}: {reason}")
+        }
+        other => panic!("{what}: {other:?}"),
+    };
+    damaged(store.contains("k"), "Store::contains");
+    damaged(store.get::<u64>("k").map(|_| true), "Store::get");
+    let reader = StoreReader::open(seg.name()).unwrap();
+    damaged(reader.contains("k"), "StoreReader::contains");
+    file.write_all_at(&word.to_ne_bytes(), at).unwrap();
+    assert!(store.contains("k").unwrap());
+    assert!(reader.contains("k").unwrap());
+    assert_eq!(store.get::<u64>("k").unwrap().snapshot().unwrap(), 7);
+}
