@@ -97,6 +97,15 @@ const TAG: &str = "@@ ";
 /// guard against hanging forever: nothing is measured with it.
 pub const PATIENCE: Duration = Duration::from_secs(30);
 
+/// A store's layout as tests that write its bytes need it (src/store/heap.rs):
+/// its handle table starts 256 bytes into the content, 4,096 slots of 16
+/// bytes, then the buckets (8 bytes each).
+pub const STORE_HANDLES_FROM_CONTENT: usize = 256;
+/// See [`STORE_HANDLES_FROM_CONTENT`].
+pub const STORE_HANDLE_SLOTS: usize = 4096;
+/// See [`STORE_HANDLES_FROM_CONTENT`].
+pub const STORE_HANDLE_BYTES: usize = 16;
+
 /// The bytes a store handle's first hold list takes from the store while
 /// the handle holds entries (src/store/heap.rs `FIRST_LIST`: up to 24 held
 /// entries; `free_bytes` frees an emptied one).

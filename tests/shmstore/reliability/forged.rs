@@ -54,12 +54,10 @@ const LOCK_FLAGS: u64 = 3 << 30;
 const NO_SUCH_TID: u32 = (1 << 22) - 3;
 /// This file's range of System V keys (see `common::Key`).
 const KEY_BASE: u32 = 0x6600_0000;
-/// Where a store's handle table starts, from its content (src/store/heap.rs).
-const HANDLES_FROM_CONTENT: usize = 256;
-/// A store handle slot's size.
-const HANDLE_BYTES: usize = 16;
-/// Handle slots in a store.
-const HANDLE_SLOTS: usize = 4096;
+use common::{
+    STORE_HANDLES_FROM_CONTENT as HANDLES_FROM_CONTENT, STORE_HANDLE_BYTES as HANDLE_BYTES,
+    STORE_HANDLE_SLOTS as HANDLE_SLOTS,
+};
 /// Where the meta's count of handle slots ever used is, from the content.
 const MARK_FROM_CONTENT: usize = 48;
 /// The states of an entry's block (src/store/heap.rs).

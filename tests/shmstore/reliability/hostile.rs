@@ -343,8 +343,7 @@ const FREE: u32 = 0x4652_4545;
 const LIVE: u32 = 0x4c49_5645;
 const REMOVED: u32 = 0x5245_4d44;
 const HOLDS: u32 = 0x484f_4c44;
-/// Handle slots of a store, 16 bytes each.
-const HANDLE_SLOTS: usize = 4096;
+use common::STORE_HANDLE_SLOTS as HANDLE_SLOTS;
 
 /// A block header's fields (src/store/heap.rs), for entries and free blocks.
 const ENTRY_FIELDS: [(&str, usize, usize); 11] = [

@@ -138,7 +138,9 @@ fn bucket_table(path: &std::path::Path) -> std::ops::Range<u64> {
     let u64_at = |at: usize| u64::from_ne_bytes(b[at..at + 8].try_into().unwrap());
     let content = u64_at(56) as usize;
     let buckets = u64_at(content + 8);
-    let start = (content + 256 + 64 * 16) as u64;
+    let start = (content
+        + common::STORE_HANDLES_FROM_CONTENT
+        + common::STORE_HANDLE_SLOTS * common::STORE_HANDLE_BYTES) as u64;
     start..start + 8 * buckets
 }
 
