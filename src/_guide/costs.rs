@@ -161,27 +161,31 @@
 //!
 //! # The store
 //!
-//! `cargo run --release --example store_bench` (output in
-//! `docs/measurements/2026-11-27/store/bench.txt`; ratios within one run):
+//! `compare/store.sh` (output in `docs/measurements/2026-12-07/store/`;
+//! 2-vCPU VM with nothing else running; ns per lookup of a random key,
+//! medians of 7 batches of 200,000, Boost.Interprocess's `find` and a std
+//! `HashMap` in the same run):
 //!
-//! | what | 10 keys | 1,000 keys | 100,000 keys | 100k / 10 |
-//! |---|---|---|---|---|
-//! | `get` + drop of the handle, random key | 422 ns | 421 ns | 920 ns | 2.18 (a std `HashMap` on the same keys: 10.4) |
-//! | `get` + drop, same key | 369 ns | 424 ns | 513 ns | 1.39 |
-//! | `contains` (the lookup alone) | 181 ns | 189 ns | 722 ns | 3.99 |
+//! | what | 10 keys | 1,000 keys | 100,000 keys |
+//! |---|---|---|---|
+//! | Boost `managed_shared_memory::find<uint64_t>` | 55.9 | 158 | 514 |
+//! | `contains` | 11.5 (0.21x Boost) | 17.1 (0.11x) | 207 (0.40x) |
+//! | `get::<u64>` + drop of the handle | 203 (3.62x) | 210 (1.33x) | 606 (1.18x) |
+//! | std `HashMap<String, u64>::get` | 12.2 | 18.1 | 111 |
 //!
 //! - `get` does not grow with the number of keys (the key index is a hash
 //!   table, 1.1 probes on average); what grows at 100,000 keys is cache and
 //!   TLB misses in a 19 MB segment, as for the std `HashMap` beside it.
 //! - An entry locks exactly as a `Shared<T>` does: lock + increment +
 //!   unlock 19.9 ns for an entry against 20.2 ns for a `Shared<u64>` in its
-//!   own segment (0.98), `snapshot()` 1.84 against 1.79 ns (1.03), in the
-//!   same run.
-//! - Most of a `get` is making the handle (and its drop takes the directory
-//!   lock again), yet it is 19 times cheaper than opening a segment of its
-//!   own (367 ns against 6.9 µs). Keep handles rather than looking entries
+//!   own segment (0.98), `snapshot()` 1.84 against 1.79 ns (1.03), in one
+//!   run of `store_bench` (`docs/measurements/2026-11-27/store/bench.txt`).
+//! - Most of a `get` is holding the entry (under the directory lock, which
+//!   its drop takes again) and making the handle, yet it was 19 times
+//!   cheaper than opening a segment of its own already when it cost 367 ns
+//!   (against 6.9 µs, same run). Keep handles rather than looking entries
 //!   up for every use.
-//! - Since these figures, lookups do less (counted in instructions, which
+//! - Lookups do less than they did (counted in instructions, which
 //!   the machine's load does not change: `compare/lookup_parts.py`, see
 //!   `docs/store-lookup.md`): `contains` takes no lock, allocates nothing
 //!   and copies nothing out of the entry (about 2,100 instructions down to
@@ -196,17 +200,26 @@
 //!   the drop.
 //! - A `get` whose store handle does not hold the entry yet appends it to
 //!   the handle's hold list and counts it in the entry (a drop swaps it out
-//!   again): a few stores, the same with 1 or 4,096 store handles open.
-//!   Recovering the holds of killed processes costs one presence query
-//!   per slot in use and a step per entry the dead handles held.
-//!   `cargo run --release --example store_handles` prints both.
+//!   again): a few stores, the same with 1 or 4,096 store handles open
+//!   (`get` + drop 206.7 and 206.6 ns). Recovering the holds of killed
+//!   processes costs one presence query per slot in use and a step per
+//!   entry the dead handles held: 1.7 ms for 4,095 handles of 16 killed
+//!   processes, beside 43 µs for the heap walk `free_bytes` makes anyway.
+//!   `cargo run --release --example store_handles` prints both
+//!   (`docs/measurements/2026-12-07/store/handles.txt`).
 //! - `entries()` reads about 0.3 µs per entry. It used to hold the
 //!   directory lock for the whole listing, about 35 ms at 100,000 entries,
 //!   blocking `get`, `insert` and `remove` in every process meanwhile; it
 //!   now holds it in pieces of at most 1,024 blocks or 250 µs (see
 //!   [listing in pieces](crate::_design::store#listing-in-pieces)); the
-//!   load example's `list` scenario prints the longest `get` during
-//!   listings. Figures above were measured before that change.
+//!   load example's `list` scenario times every `get` during listings. With
+//!   one getting process while another lists 100,000 entries again and
+//!   again (`load 10 1 list`, so that neither waits for a CPU): 99.99% of
+//!   6.8 million gets took under 255 µs (under 63 µs with no listing), 4
+//!   took over 1 ms and 1 over 2 ms, 6.7 ms: the pieces bound the work
+//!   done under the lock, not how long the scheduler may keep a process
+//!   that holds it off its CPU
+//!   (`docs/measurements/2026-12-07/store/load-list.txt`).
 //!
 //! # The mirror
 //!
