@@ -780,7 +780,7 @@ impl Heap<'_> {
     fn size_of(&self, at: usize) -> Result<u64> {
         let size = self.u64(at + B_SIZE);
         let off = self.rel(at);
-        let left = self.heap_size().checked_sub(off).unwrap_or(0);
+        let left = self.heap_size().saturating_sub(off);
         if size < BLOCK_ALIGN || size % BLOCK_ALIGN != 0 || size > left {
             return Err(self.corrupt(format!("block at heap offset {off} says size {size}")));
         }
