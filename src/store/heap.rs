@@ -334,6 +334,18 @@ impl Room {
         }
     }
 
+    /// For a holder of the directory lock: the heap's size now, if the
+    /// heap can be used without a closer look: its size fits what the
+    /// object holds, and its bucket table is the one in place (else
+    /// `Heap::checked` and `Heap::table_bytes` say whether it is sound).
+    #[inline]
+    pub(crate) fn plain(&self, map: &Mapping, geo: &Geometry) -> Option<u64> {
+        let meta = map.atomic_u64s(geo.content, META / 8);
+        let size = meta[M_HEAP / 8].load(Relaxed);
+        let plain = size <= self.known.load(Relaxed) && meta[M_TABLE / 8].load(Relaxed) == 0;
+        plain.then_some(size)
+    }
+
     /// The bytes of heap the mapping reaches (the most it can use).
     fn reach(map: &Mapping, geo: &Geometry) -> u64 {
         (map.len() as u64).saturating_sub(geo.heap_at as u64) / BLOCK_ALIGN * BLOCK_ALIGN
@@ -617,7 +629,7 @@ struct Table {
 /// directory lock.
 pub(crate) struct Heap<'a> {
     pub map: &'a Mapping,
-    pub geo: Geometry,
+    pub geo: &'a Geometry,
     pub label: &'a str,
     /// What the object is known to hold.
     room: &'a Room,
@@ -631,11 +643,11 @@ impl<'a> Heap<'a> {
     /// says the heap is larger than the object.
     pub(crate) fn checked(
         map: &'a Mapping,
-        geo: Geometry,
+        geo: &'a Geometry,
         label: &'a str,
         room: &'a Room,
     ) -> Result<Heap<'a>> {
-        match room.heap_size(map, &geo) {
+        match room.heap_size(map, geo) {
             Ok(size) => Ok(Heap {
                 map,
                 geo,
@@ -661,12 +673,12 @@ impl<'a> Heap<'a> {
     #[inline]
     pub(crate) fn bounded(
         map: &'a Mapping,
-        geo: Geometry,
+        geo: &'a Geometry,
         label: &'a str,
         room: &'a Room,
     ) -> Heap<'a> {
         let size = room
-            .heap_size(map, &geo)
+            .heap_size(map, geo)
             .unwrap_or_else(|_| room.known.load(Relaxed));
         Heap {
             map,
@@ -674,6 +686,51 @@ impl<'a> Heap<'a> {
             label,
             room,
             size: Cell::new(size),
+        }
+    }
+}
+
+impl<'a> Heap<'a> {
+    /// A view of a heap of `size` bytes, which the caller checked against
+    /// the object (a holder of the directory lock, which keeps the size it
+    /// found when it took the lock, and after each growth it makes).
+    #[inline]
+    pub(crate) fn of_size(
+        map: &'a Mapping,
+        geo: &'a Geometry,
+        label: &'a str,
+        room: &'a Room,
+        size: u64,
+    ) -> Heap<'a> {
+        Heap {
+            map,
+            geo,
+            label,
+            room,
+            size: Cell::new(size),
+        }
+    }
+
+    /// A view for a lookup without the lock ([`probe`](Heap::probe)), as
+    /// cheap as can be: bounded by what this process knows the object
+    /// holds (one load of its own), not by `M_HEAP`. Every read stays
+    /// inside the object; a bucket that leads past the heap (damage, or an
+    /// entry of a growth this process has not seen yet: `fstat` tells, see
+    /// [`checked`](Heap::checked)) is [`Probe::Damaged`], never a hit. For
+    /// probes only: a walk needs the heap's end.
+    #[inline]
+    pub(crate) fn for_probe(
+        map: &'a Mapping,
+        geo: &'a Geometry,
+        label: &'a str,
+        room: &'a Room,
+    ) -> Heap<'a> {
+        Heap {
+            map,
+            geo,
+            label,
+            room,
+            size: Cell::new(room.known.load(Relaxed)),
         }
     }
 }
@@ -690,7 +747,7 @@ impl Heap<'_> {
     /// grow is mapped as it is).
     pub(crate) fn max_heap(&self) -> u64 {
         let max = self.u64(self.meta(M_MAX_HEAP)).min(MAX_HEAP);
-        max.min(Room::reach(self.map, &self.geo)).max(self.heap_size())
+        max.min(Room::reach(self.map, self.geo)).max(self.heap_size())
     }
 
     fn corrupt(&self, reason: String) -> Error {
@@ -1189,6 +1246,13 @@ impl Heap<'_> {
         Ok(t.block.map(|at| (at, t.at + t.count as usize * BUCKET_BYTES)))
     }
 
+    /// [`table_block`](Heap::table_block) out of line, for the probe: the
+    /// table in place is the common case, and its path stays short.
+    #[inline(never)]
+    fn moved_table(&self, word: u64) -> Option<Table> {
+        self.table_block(word)
+    }
+
     /// The TABLE block `word` (an [`M_TABLE`] other than 0) names, if it
     /// is one: inside the heap, in state TABLE, with room for `2^log`
     /// buckets from its byte [`B_KEY`]. Only loads.
@@ -1266,7 +1330,7 @@ impl Heap<'_> {
         let t = if word == 0 {
             self.table_in_place()
         } else {
-            match self.table_block(word) {
+            match self.moved_table(word) {
                 Some(t) => t,
                 None => return Probe::Damaged(0),
             }
@@ -1497,7 +1561,7 @@ impl Heap<'_> {
                 })
             }
         }
-        if self.room.learn(self.map, &self.geo, object) < new {
+        if self.room.learn(self.map, self.geo, object) < new {
             // The mapping does not reach it (checked by `max_heap`): never.
             return Ok(false);
         }
@@ -2563,7 +2627,7 @@ mod tests {
     /// The heap of a store from [`test_heap`], as it is now.
     fn heap_of(map: &Mapping, geo: Geometry) -> Heap<'_> {
         let room = Box::leak(Box::new(Room::new(map, &geo, map.len())));
-        Heap::checked(map, geo, "test", room).unwrap()
+        Heap::checked(map, Box::leak(Box::new(geo)), "test", room).unwrap()
     }
 
     /// Makes the entry `k` (a `u64`-sized value, fingerprint 1), held by
@@ -3135,10 +3199,10 @@ mod tests {
         for forged in [map.len() as u64, u64::MAX, (1 << 16) + 64] {
             heap.set_u64(heap.meta(M_HEAP), forged);
             assert!(matches!(
-                Heap::checked(&map, geo, "test", &room),
+                Heap::checked(&map, &geo, "test", &room),
                 Err(Error::Corrupt { .. })
             ));
-            let cut = Heap::bounded(&map, geo, "test", &room);
+            let cut = Heap::bounded(&map, &geo, "test", &room);
             assert!(cut.heap_size() <= (map.len() - geo.heap_at) as u64);
             let _ = cut.probe(b"k");
             let _ = cut.check();

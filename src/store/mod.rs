@@ -435,11 +435,7 @@ impl Store {
                 Err(Error::StoreFull { needed, .. }) => *needed,
                 _ => return r,
             };
-            if !dir.heap().can_grow() {
-                return r;
-            }
-            dir.begin_change();
-            if !dir.heap().grow(needed)? {
+            if !dir.heap().can_grow() || !dir.grow(needed)? {
                 return r;
             }
         }
@@ -483,7 +479,11 @@ impl Store {
     #[inline]
     fn contains_quiet(&self, key: &str) -> Option<bool> {
         let read = |heap: &Heap<'_>| reader::probe(heap, key.as_bytes());
-        match reader::read_quiet(|| self.inner.heap(), self.inner.versions(), read)? {
+        let inner = &self.inner;
+        // Bounded by what this process knows of its object, not `M_HEAP`:
+        // the view can be made before the read.
+        let heap = Heap::for_probe(&inner.map, &inner.geo, &inner.label, &inner.room);
+        match reader::read_quiet(|| &heap, inner.versions(), read)? {
             (Probe::Found { .. }, _) => Some(true),
             (Probe::Missing, _) => Some(false),
             (Probe::Damaged(_), _) => None,
@@ -495,6 +495,9 @@ impl Store {
     /// dead process left, and says what is damaged).
     #[cold]
     fn contains_contended(&self, key: &str) -> Result<bool> {
+        // A bucket past the heap this process knew: another process may
+        // have grown the store (the view learns its size now).
+        let _ = Heap::checked(&self.inner.map, &self.inner.geo, &self.inner.label, &self.inner.room);
         for _ in 1..QUIET_TRIES {
             std::hint::spin_loop();
             if let Some(found) = self.contains_quiet(key) {
@@ -1067,7 +1070,7 @@ pub(crate) fn list_entries(
     let geo =
         Geometry::read(map, "store", content, size, &|| None).map_err(|e| e.to_string())?;
     let room = Room::new(map, &geo, content + size);
-    if !Heap::bounded(map, geo, "store", &room).formatted() {
+    if !Heap::bounded(map, &geo, "store", &room).formatted() {
         return Ok(Vec::new());
     }
     let versions = map.versions(VERSIONS_OFFSET);
@@ -1076,7 +1079,7 @@ pub(crate) fn list_entries(
             let mut piece = None;
             let quiet = versions.copy_quiet(|| {
                 piece = Some(
-                    Heap::checked(map, geo, "store", &room)
+                    Heap::checked(map, &geo, "store", &room)
                         .and_then(|heap| heap.list_piece(listed, bounded)),
                 )
             });
@@ -1098,7 +1101,7 @@ pub(crate) fn list_entries(
 pub(crate) fn capacity_of(map: &Mapping, content: usize, size: usize) -> Option<(u64, u64)> {
     let geo = Geometry::read(map, "store", content, size, &|| None).ok()?;
     let room = Room::new(map, &geo, content + size);
-    let heap = Heap::checked(map, geo, "store", &room).ok()?;
+    let heap = Heap::checked(map, &geo, "store", &room).ok()?;
     Some((heap.heap_size(), geo.max_heap))
 }
 
@@ -1178,7 +1181,7 @@ impl Inner {
     /// reads them.
     #[inline]
     fn heap(&self) -> Heap<'_> {
-        Heap::bounded(&self.map, self.geo, &self.label, &self.room)
+        Heap::bounded(&self.map, &self.geo, &self.label, &self.room)
     }
 
     fn raw(&self) -> &RawLock {
@@ -1209,21 +1212,14 @@ impl Inner {
         let mut dir = Dir {
             inner: self,
             held: Held::new(lock, self.versions(), me),
+            size: 0,
         };
         // A store shrunk under us: no rebuilding from zeros.
         self.intact(Ok(()))?;
-        // A heap larger than the object, or a bucket table that is not a
-        // table, or lies over an entry this process holds: damage, which
-        // no rebuild repairs.
-        let heap = Heap::checked(&self.map, self.geo, &self.label, &self.room)?;
-        if let Some((start, end)) = heap.table_bytes()? {
-            if meets_held(&self.held(), start, end) {
-                return Err(Error::Corrupt {
-                    name: self.label.to_string(),
-                    reason: "its bucket table lies over an entry this process holds".into(),
-                });
-            }
-        }
+        dir.size = match self.room.plain(&self.map, &self.geo) {
+            Some(size) => size,
+            None => self.check_heap()?,
+        };
         let formatted = dir.heap().formatted();
         if lock.is_poisoned() || dir.held.is_writing() || !formatted {
             // Rebuilding a directory in use is a change: readers without
@@ -1236,6 +1232,28 @@ impl Inner {
             lock.clear_poison();
         }
         Ok(dir)
+    }
+}
+
+impl Inner {
+    /// For a holder of the directory lock whose heap grew past what this
+    /// process knew, or whose bucket table moved into the heap: a heap
+    /// larger than the object, or a bucket table that is not a table, or
+    /// lies over an entry this process holds, is damage, which no rebuild
+    /// repairs ([`Error::Corrupt`]).
+    /// Returns the heap's size.
+    #[cold]
+    fn check_heap(&self) -> Result<u64> {
+        let heap = Heap::checked(&self.map, &self.geo, &self.label, &self.room)?;
+        if let Some((start, end)) = heap.table_bytes()? {
+            if meets_held(&self.held(), start, end) {
+                return Err(Error::Corrupt {
+                    name: self.label.to_string(),
+                    reason: "its bucket table lies over an entry this process holds".into(),
+                });
+            }
+        }
+        Ok(heap.heap_size())
     }
 }
 
@@ -1272,11 +1290,25 @@ struct Dir<'a> {
     /// The directory lock; a change (its generation odd until the lock is
     /// released) is a write.
     held: Held<'a>,
+    /// The heap's size, checked when the lock was taken: only this holder
+    /// changes it while it holds the lock ([`Dir::grow`]).
+    size: u64,
 }
 
 impl Dir<'_> {
+    #[inline]
     fn heap(&self) -> Heap<'_> {
-        self.inner.heap()
+        let inner = self.inner;
+        Heap::of_size(&inner.map, &inner.geo, &inner.label, &inner.room, self.size)
+    }
+
+    /// Grows the heap (`Heap::grow`) as a change of the directory.
+    fn grow(&mut self, needed: u64) -> Result<bool> {
+        self.begin_change();
+        let heap = self.heap();
+        let grown = heap.grow(needed)?;
+        self.size = heap.heap_size();
+        Ok(grown)
     }
 
     /// Marks the directory as changing: its generation counts one more when

@@ -374,19 +374,19 @@ pub(super) fn probe(heap: &Heap<'_>, key: &[u8]) -> Probe {
 /// value or an error, never a panic or a load outside the mapping; a torn
 /// one is thrown away here.
 #[inline]
-pub(super) fn read_quiet<'a, R>(
-    view: impl FnOnce() -> Heap<'a>,
+pub(super) fn read_quiet<'h, 'a: 'h, R>(
+    view: impl FnOnce() -> &'h Heap<'a>,
     versions: &Versions,
     read: impl FnOnce(&Heap<'a>) -> R,
 ) -> Option<(R, u64)> {
     let mut got = None;
-    let generation = versions.copy_quiet(|| got = Some(read(&view())))?;
+    let generation = versions.copy_quiet(|| got = Some(read(view())))?;
     got.map(|got| (got, generation))
 }
 
 impl Inner {
     fn heap(&self) -> Heap<'_> {
-        Heap::bounded(&self.map, self.geo, &self.label, &self.room)
+        Heap::bounded(&self.map, &self.geo, &self.label, &self.room)
     }
 
     fn versions(&self) -> &Versions {
@@ -417,7 +417,7 @@ impl Inner {
             let mut got = None;
             let quiet = versions.copy_quiet(|| {
                 got = Some(
-                    Heap::checked(&self.map, self.geo, &self.label, &self.room)
+                    Heap::checked(&self.map, &self.geo, &self.label, &self.room)
                         .and_then(|heap| read(&heap)),
                 )
             });
