@@ -476,6 +476,7 @@ fn child_entry() {
             direction: arg(4),
             origin: arg(5),
             capacity: arg(6).parse().unwrap(),
+            max: arg(7).parse().unwrap(),
         }),
         other => panic!("unknown role {other}"),
     };
@@ -1164,6 +1165,8 @@ struct StoreSpec<'a> {
     direction: &'a str,
     origin: &'a str,
     capacity: usize,
+    /// Its `max_capacity`.
+    max: usize,
 }
 
 /// A "host" with a store of its own (in its own /dev/shm), mirrored
@@ -1201,10 +1204,18 @@ impl StoreHost {
 
     fn started(s: StoreSpec<'_>, entries: &[&str], start: &str) -> StoreHost {
         let port = s.port.to_string();
-        let capacity = s.capacity.to_string();
+        let (capacity, max) = (s.capacity.to_string(), s.max.to_string());
         let mut kid = Kid::spawn(
             "store-host",
-            &[&port, s.object, s.store, s.direction, s.origin, &capacity],
+            &[
+                &port,
+                s.object,
+                s.store,
+                s.direction,
+                s.origin,
+                &capacity,
+                &max,
+            ],
         );
         let line = kid.expect("shm");
         let ours = std::fs::metadata("/dev/shm").unwrap().dev();
@@ -1292,9 +1303,22 @@ impl StoreTest {
         self.host_sized(64 * 1024, direction, origin, entries)
     }
 
+    /// A host whose store never grows past `capacity`.
     fn host_sized(
         &self,
         capacity: usize,
+        direction: &str,
+        origin: &str,
+        entries: &[&str],
+    ) -> StoreHost {
+        self.host_growing(capacity, capacity, direction, origin, entries)
+    }
+
+    /// A host whose store of `capacity` bytes may grow to `max`.
+    fn host_growing(
+        &self,
+        capacity: usize,
+        max: usize,
         direction: &str,
         origin: &str,
         entries: &[&str],
@@ -1307,6 +1331,7 @@ impl StoreTest {
                 direction,
                 origin,
                 capacity,
+                max,
             },
             entries,
         )
@@ -1347,9 +1372,8 @@ fn store_host(s: &StoreSpec<'_>) -> i32 {
         "shm dev={}",
         std::fs::metadata("/dev/shm").unwrap().dev()
     ));
-    // A store of a fixed capacity: the tests fill it on purpose.
     let store = SharedOptions::new()
-        .max_capacity(s.capacity)
+        .max_capacity(s.max)
         .create_store(s.store, s.capacity)
         .unwrap();
     let mut mirror = None;
@@ -1495,6 +1519,27 @@ fn a_whole_store_follows_its_publisher() {
     assert!(c.until("a", "config", 8, SLOW));
 }
 
+/// A subscriber's store far smaller than its publisher's grows to take
+/// every entry, also one larger than the store was made: nothing refused.
+#[test]
+fn a_small_subscriber_store_grows_to_take_its_publishers_entries() {
+    let Some(t) = store_test("store-grows") else {
+        return;
+    };
+    let entries: Vec<String> = (0..24).map(|i| format!("big/{i}:big:{i}")).collect();
+    let entries: Vec<&str> = entries.iter().map(String::as_str).collect();
+    let mut a = t.host("publish", "host-a", &entries);
+    // 512 bytes: not even one `Big` (1 KiB) fits before it grows.
+    let mut b = t.host_growing(512, 1 << 20, "subscribe", "host-b", &[]);
+    for i in 0..24 {
+        assert!(b.until(&format!("big/{i}"), "big", i, SLOW), "big/{i}");
+    }
+    a.put("big/0", "big", 100);
+    assert!(b.until("big/0", "big", 100, SLOW));
+    assert_eq!(b.keys().len(), 24);
+    assert_eq!(b.stat("refused"), 0, "{}", b.refusal());
+}
+
 /// `shmstore mirror subscribe STORE --store --json`, without a type: the
 /// publisher's entries are created with their types, follow, and go;
 /// each event is one JSON line.
@@ -1512,6 +1557,7 @@ fn the_command_mirrors_a_whole_store_and_prints_json_events() {
             direction: "subscribe",
             origin: "host-b",
             capacity: 64 * 1024,
+            max: 64 * 1024,
         },
         &[],
     );

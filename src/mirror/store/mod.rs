@@ -127,8 +127,9 @@
 //! alignment, a removal of an entry this store does not have: each is
 //! refused (`Event::Refused`, counted) and changes nothing. Thousands of
 //! forged entries create at most what fits in the store (the rest are
-//! refused as "store full"), and records wait to be written in a mailbox
-//! that holds at most about the store's capacity in bytes.
+//! refused as "store full" once the store has grown to its most), and
+//! records wait to be written in a mailbox that holds at most about the
+//! store's current capacity in bytes.
 //!
 //! # `both_store`
 //!
@@ -227,7 +228,6 @@ impl MirrorOptions {
             origin,
             direction,
             check_interval: self.check_interval,
-            capacity: store.capacity(),
             store: store.clone(),
             runner,
             floor: AtomicU64::new(0),
@@ -333,7 +333,6 @@ struct Core {
     origin: String,
     direction: Direction,
     check_interval: Duration,
-    capacity: usize,
     store: Store,
     runner: Runner,
     /// The highest revision seen: the script's floor.
@@ -361,6 +360,11 @@ struct Core {
 }
 
 impl Core {
+    /// The largest value a record may carry: what this store can grow to
+    /// (a larger one could never be created here).
+    fn largest_record(&self) -> usize {
+        self.store.max_capacity()
+    }
 
     fn saw_rev(&self, rev: u64) {
         self.floor.fetch_max(rev, Ordering::Relaxed);
@@ -734,7 +738,7 @@ fn listen_session(
             return Ok(());
         }
         match pubsub.get_message() {
-            Ok(msg) => match wire::parse_announcement(msg.get_payload_bytes(), core.capacity) {
+            Ok(msg) => match wire::parse_announcement(msg.get_payload_bytes(), core.largest_record()) {
                 Ok(record) => {
                     heard = heard.max(record.rev);
                     offer(core, record, Came::Announced)
@@ -812,7 +816,7 @@ fn resync(core: &Core, con: &mut redis::Connection) -> RedisResult<Option<u64>> 
         .arg(wire::FULL_FIELD)
         .query(con)?;
     // A record is its value and at most a few hundred bytes more.
-    let max = core.capacity + 64 * 1024 + 1024;
+    let max = core.largest_record() + 64 * 1024 + 1024;
     let mut names: HashSet<String> = HashSet::new();
     let mut refusals = 0u64;
     let result = scan(core, con, max, |field, value| {
@@ -835,10 +839,10 @@ fn resync(core: &Core, con: &mut redis::Connection) -> RedisResult<Option<u64>> 
             names.insert(key.clone());
         }
         let parsed = match value {
-            Some(v) => wire::parse_record(key.clone(), v, core.capacity),
+            Some(v) => wire::parse_record(key.clone(), v, core.largest_record()),
             None => Err(format!(
-                "`{key}`: a record larger than this store ({} bytes)",
-                core.capacity
+                "`{key}`: a record larger than this store can grow to ({} bytes)",
+                core.largest_record()
             )),
         };
         match parsed {
@@ -911,7 +915,7 @@ fn offer(core: &Core, record: Record, came: Came) {
         Body::Removed => 0,
     } + record.key.len();
     let mut mb = lock(&core.mailbox);
-    while mb.bytes > core.capacity && !core.runner.stopped() {
+    while mb.bytes > core.store.capacity() && !core.runner.stopped() {
         mb = core
             .room
             .wait_timeout(mb, TICK)
