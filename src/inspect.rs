@@ -10,7 +10,7 @@
 //! damaged header, directory or schema is reported as such.
 
 use std::collections::HashMap;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -994,33 +994,51 @@ fn inspect_file(
     // reader too).
     report.present = crate::sys::presence::count(fd.as_fd()).map(Presence::from);
     // The size of what we map is what fstat says now.
-    let size = fstat(fd.as_fd()).map_or(0, |st| st.st_size as usize);
-    report.size = size as u64;
-    report.state = if size < MAGIC.len() {
-        State::Foreign {
-            reason: format!("{size} bytes: too short to be a shmstore segment"),
+    let object_size = || fstat(fd.as_fd()).map_or(0, |st| st.st_size as usize);
+    let mut size = object_size();
+    for attempt in 1.. {
+        report.size = size as u64;
+        report.state = read_object(fd.as_fd(), size);
+        // A store that grew while we read it (its heap past what we mapped)
+        // is read again at its new size.
+        let unread = matches!(
+            &report.state,
+            State::Store { entries: Err(_), .. } | State::Store { capacity: None, .. }
+        );
+        let now = object_size();
+        if !unread || now <= size || attempt == 3 {
+            break;
         }
-    } else {
-        match Mapping::map(fd.as_fd(), size, false) {
-            // A segment shrunk while we read it gave zeros for its missing
-            // part (see `sys::sigbus`): nothing read from it can be shown.
-            Ok(map) => match read_state(&map) {
-                _ if map.is_cut() => State::Unreadable {
-                    reason: format!("it was shrunk below {size} bytes while being read"),
-                },
-                state => state,
-            },
-            Err(e) => State::Unreadable {
-                reason: e.to_string(),
-            },
-        }
-    };
+        size = now;
+    }
     if matches!(report.state, State::Foreign { .. }) {
         // Nothing of ours shows itself in another program's object.
         report.present = None;
     }
     name_poison(&mut report);
     Ok(report)
+}
+
+/// What the first `size` bytes of the object `fd` say.
+fn read_object(fd: BorrowedFd<'_>, size: usize) -> State {
+    if size < MAGIC.len() {
+        return State::Foreign {
+            reason: format!("{size} bytes: too short to be a shmstore segment"),
+        };
+    }
+    match Mapping::map(fd, size, false) {
+        // A segment shrunk while we read it gave zeros for its missing
+        // part (see `sys::sigbus`): nothing read from it can be shown.
+        Ok(map) => match read_state(&map) {
+            _ if map.is_cut() => State::Unreadable {
+                reason: format!("it was shrunk below {size} bytes while being read"),
+            },
+            state => state,
+        },
+        Err(e) => State::Unreadable {
+            reason: e.to_string(),
+        },
+    }
 }
 
 fn inspect_sysv(seg: &sysv::Listed) -> Report {
