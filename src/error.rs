@@ -158,12 +158,14 @@ pub enum Error {
         /// Our effective user id.
         our_uid: u32,
     },
-    /// Not enough shared memory to create the segment (a full `/dev/shm`).
-    /// Nothing was left behind.
+    /// Not enough shared memory to create the segment, or to grow a
+    /// [`Store`](crate::Store) (a full `/dev/shm`, or a full filesystem for
+    /// a file store). Nothing was left behind: a store that could not grow
+    /// is as it was.
     NoSpace {
         /// The segment's name.
         name: String,
-        /// The bytes it needed.
+        /// The bytes it needed (the whole object, for a store that grows).
         size: u64,
     },
     /// A read-only handle was asked to wait for changes on a segment whose
@@ -174,8 +176,10 @@ pub enum Error {
         name: String,
     },
     /// A [`Store`](crate::Store) has no free space for a new entry this
-    /// big. Removing entries frees space; `largest_free` below `needed`
-    /// while `free` is above it means the free space is in pieces.
+    /// big, and has grown as far as it may
+    /// ([`SharedOptions::max_capacity`](crate::SharedOptions::max_capacity)).
+    /// Removing entries frees space; `largest_free` below `needed` while
+    /// `free` is above it means the free space is in pieces.
     StoreFull {
         /// The store's name.
         name: String,
@@ -374,7 +378,7 @@ impl fmt::Display for Error {
             }
             Error::NoSpace { name, size } => write!(
                 f,
-                "not enough shared memory to create `{name}` ({size} bytes): \
+                "not enough shared memory to create or grow `{name}` ({size} bytes): \
                  free some (df -h /dev/shm for POSIX segments, ipcs -m for System V) or raise the limit; nothing was left behind"
             ),
             Error::NotWatchable { name } => write!(
@@ -392,8 +396,8 @@ impl fmt::Display for Error {
             } => write!(
                 f,
                 "store `{name}` is full: the entry needs {needed} bytes, {free} bytes are free \
-                 (the largest free piece is {largest_free} bytes); remove entries, \
-                 or create the store with a larger capacity"
+                 (the largest free piece is {largest_free} bytes) and it has grown as far as \
+                 it may; remove entries, or create the store with a larger max_capacity"
             ),
             Error::HandleLimit { name, limit } => write!(
                 f,

@@ -215,6 +215,11 @@ pub enum State {
         /// The directory's lock, and its generation (entries created or
         /// removed).
         directory: SlotInfo,
+        /// The bytes its entries can take now, and at most once it has
+        /// grown as far as it may (see
+        /// [`Store::max_capacity`](crate::Store::max_capacity)); `None`
+        /// if its directory is damaged.
+        capacity: Option<(u64, u64)>,
         /// The entries, or why they could not be read.
         entries: std::result::Result<Vec<EntryReport>, String>,
     },
@@ -1199,8 +1204,11 @@ pub(crate) fn read_state(map: &Mapping) -> State {
                 value,
             }
         }
+        // A store grows past the size its header was made with: its heap
+        // is what its meta says, inside the object as it is now.
         KIND_STORE => State::Store {
-            entries: entry_reports(map, layout.value_offset, size),
+            entries: entry_reports(map, layout.value_offset, map.len() - layout.value_offset),
+            capacity: crate::store::capacity_of(map, layout.value_offset, map.len() - layout.value_offset),
             header,
             directory,
         },
@@ -1614,6 +1622,7 @@ mod tests {
                     state: State::Store {
                         header: header(false),
                         directory: slot(LockState::Free),
+                        capacity: Some((4096, 4096)),
                         entries: Ok(vec![EntryReport {
                             key: "jobs".into(),
                             type_name: "Counter".into(),

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use common::{command, field, is_root, own_dev_shm, role, say, Kid, Segment, PATIENCE};
 use shmstore::mirror::{MirrorOptions, Target};
-use shmstore::{Shareable, Shared, Store};
+use shmstore::{Shareable, Shared, SharedOptions, Store};
 
 /// What the hosts share: a version and a value derived from it, so that a
 /// torn or mixed value would show.
@@ -1347,7 +1347,11 @@ fn store_host(s: &StoreSpec<'_>) -> i32 {
         "shm dev={}",
         std::fs::metadata("/dev/shm").unwrap().dev()
     ));
-    let store = Store::create(s.store, s.capacity).unwrap();
+    // A store of a fixed capacity: the tests fill it on purpose.
+    let store = SharedOptions::new()
+        .max_capacity(s.capacity)
+        .create_store(s.store, s.capacity)
+        .unwrap();
     let mut mirror = None;
     let mut cli = None;
     let cli_lines = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));

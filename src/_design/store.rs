@@ -4,16 +4,29 @@
 //! counter (those of its directory), then:
 //!
 //! ```text
-//! content+0      meta (256 bytes): format, entry flags, bucket count, heap
-//!                size, live entries, bytes in use, the replacement in
-//!                progress, handle slots ever used, free-list heads
+//! content+0      meta (256 bytes): format ("ST03"), entry flags, bucket
+//!                count of the table in place (8), heap size now (16), live
+//!                entries, bytes in use, the replacement in progress,
+//!                handle slots ever used, free-list heads (64..192), the
+//!                bucket table in use (192), the most heap (200)
 //! content+256    handle table: 4,096 slots of (pid u32, hold list u32,
 //!                incarnation u64)
-//! content+65792  buckets: a power of two of u64, each the block index + 1
-//!                (0: empty) in its low 32 bits and the high 32 bits of
-//!                its key's hash (the tag) in its high 32
-//! heap           blocks, each a multiple of 64 bytes, back to back
+//! content+65792  buckets in place: a power of two of u64, each the block
+//!                index + 1 (0: empty) in its low 32 bits and the high 32
+//!                bits of its key's hash (the tag) in its high 32
+//! heap           blocks, each a multiple of 64 bytes, back to back, up to
+//!                the heap size now; the object may hold more (a growth
+//!                cut short), the mapping reaches the most heap
 //! ```
+//!
+//! The meta fields are u64, native-endian, at these offsets from the
+//! content's start: `M_HEAP` (16), the heap's size now; `M_TABLE` (192), the
+//! bucket table in use, 0 for the table in place, else a TABLE block's
+//! index in the low 32 bits and log2 of its bucket count in the high 32
+//! (its buckets start at the block's byte 64); `M_MAX_HEAP` (200), the most
+//! heap the store may grow to. The header keeps the size the store was
+//! created with: a store's object may be larger than its header says (it
+//! grew), never smaller.
 //!
 //! A block starts with a 64-byte header: its size, the size of the block
 //! before it (a hint), its state, and for an entry its key and type name
@@ -108,6 +121,83 @@
 //! sticky), and if the switch had not happened, the next `get_or_migrate`
 //! migrates the entry again.
 //!
+//! # Growth
+//!
+//! A store grows in place: one object, never a second one, so `shmstore
+//! ls`, `inspect`, `rm`, `gc` and `unlink` see one object of its current
+//! size. Each process maps a store of a backend that grows (POSIX and
+//! file) once, as long as its tables and the most heap (`M_MAX_HEAP`),
+//! whatever the object holds now: Linux maps a shared object past its
+//! end, and the pages past it are never touched until the object covers
+//! them. The mapping never moves, so entries' handles (which point into
+//! it) stay valid. An opener maps the object as it is first, checks the
+//! meta (the heap inside the object, at least 128 bytes, a multiple of
+//! 64; the most heap at least the heap, at most `MAX_HEAP`, 256 GiB, a
+//! bound on the address space a forged value can make us reserve), then
+//! maps the reservation and drops the first mapping. The whole reservation
+//! is in the SIGBUS registry: a peer that shrinks the object still makes
+//! the handle `Truncated`, as before.
+//!
+//! Each process knows how much heap its object holds (a number of its
+//! own, the object's size at opening). Every view of the heap (one per
+//! operation) loads `M_HEAP` and compares it with that number: one load
+//! and a compare on every lookup; only when the heap says more (another
+//! process grew it) does the process `fstat` the object and learn its new
+//! size. A heap that still says more than the object holds is damage:
+//! `Corrupt` under the lock, and a view cut to the object for a read
+//! without it (which a quiet read then reports, or a retry takes to the
+//! lock), so nothing is ever read past the object.
+//!
+//! An insert (or a hold list, or a bucket table) that finds no free block,
+//! even after reclaiming dead processes' holds, grows the heap under the
+//! directory lock, as a change (the generation moves): to twice its size,
+//! or to what it needs plus 128 bytes if more, rounded to 64 and capped at
+//! the most. The steps, and what a process killed after each leaves:
+//!
+//! 1. `posix_fallocate` of the object to the new size (a full `/dev/shm`
+//!    or filesystem is `NoSpace`, and the store is as it was). Killed here:
+//!    the object is larger than the heap, which is accepted; the next
+//!    growth reuses the room.
+//! 2. One FREE block is written from the old end to the new one, past
+//!    `M_HEAP`, where nothing reads yet. Killed here: as after 1.
+//! 3. The commit: `M_HEAP` takes the new size (release store).
+//! 4. The new block goes on its free list; if the heap's last block was
+//!    free, it is unlinked, extended over the new block (its size stored
+//!    last) and listed again. Killed between 3 and 4: a free block on no
+//!    list, or two free neighbours; recovery's rebuild walks the heap,
+//!    merges them and lists them.
+//!
+//! A store at its most, or whose object cannot grow, fails the insert with
+//! `StoreFull`, whose figures are those of the heap at its most.
+//! System V stores never grow (`shmget` fixes a segment's size; the
+//! creator stores its capacity as its most). There are no memfd or
+//! anonymous stores; were there, they could not grow either: a memfd's
+//! size is sealed (`F_SEAL_GROW` with `F_SEAL_SHRINK`, so that no peer can
+//! shrink it under us; growth would need a seal against shrinking only),
+//! and an anonymous shared mapping cannot be extended for the processes
+//! that inherited it.
+//!
+//! # Bucket tables
+//!
+//! The table in place has a bucket per 64 bytes of the heap the store was
+//! created with, so it holds every entry that heap can (at least 128 bytes
+//! each) at most half full. A heap that grew holds more: before an insert
+//! makes the live entries more than half the buckets of the table in use,
+//! the directory moves to a table four times as large (at least), in a
+//! heap block of state TABLE: the block is taken (growing the heap if need
+//! be), its buckets filled from the table in use, then `M_TABLE` names it
+//! (release store: the commit), then the old table's block is freed (the
+//! table in place just stays unused). It is a change of the directory, so
+//! lock-free lookups that overlapped it are made again. A lookup loads
+//! `M_TABLE` once per probe and checks the block it names (inside the
+//! heap, state TABLE, room for its buckets); a forged `M_TABLE` is
+//! `Corrupt` from the locked path and a miss or a retry from a lock-free
+//! one, never a read outside the heap. The directory lock also refuses a
+//! table over an entry this process holds. A process killed before the
+//! commit leaves a TABLE block `M_TABLE` does not name, one killed after
+//! it the old one: recovery frees any TABLE block but the named one, and
+//! rebuilds the named one's buckets from the walk.
+//!
 //! # Recovery
 //!
 //! The buckets, free lists, counters and `prev_size` hints are derived from
@@ -116,7 +206,8 @@
 //! a replacement cut short after its switch is finished (see above),
 //! dead processes' handle slots are cleared and the holds recounted (see
 //! [Handles](#handles)), RESERVED blocks (a create or replacement cut
-//! short) and HOLDS blocks no live slot names become free, LIVE ones are
+//! short) and HOLDS blocks no live slot names become free, so does a
+//! TABLE block `M_TABLE` does not name (a table move cut short), LIVE ones are
 //! entered in the buckets again (a remove cut short is undone), and
 //! adjacent free blocks are merged. A half-made entry is thus either complete or gone.
 //! The heap is formatted under the first directory lock; formatting first
@@ -126,7 +217,9 @@
 //! The rebuild counts as a change of the directory (its generation moves),
 //! so a reader without the lock never trusts a look-up it overlapped.
 //! [`Store::check`](crate::Store::check) verifies every invariant: the heap
-//! walk, the buckets, the free lists, the counters and the holds.
+//! size (a multiple of 64, at most the most), the heap walk, the one TABLE
+//! block (the one named, if any), the buckets (at most half full), the free
+//! lists, the counters and the holds.
 //!
 //! # Readers without the lock
 //!

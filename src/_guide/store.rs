@@ -56,7 +56,23 @@
 //!   associated function `Store::create(name, capacity)` and a method
 //!   `store.create(key, value)`, so creating an entry that must be new is
 //!   [`insert`](crate::Store::insert).
-//! - **Space**: the capacity is fixed at creation. An entry takes one block:
+//! - **Growth**: a store grows in place when an entry does not fit, up to
+//!   [`SharedOptions::max_capacity`](crate::SharedOptions::max_capacity)
+//!   (default: the larger of its capacity and 1 GiB, a bound on a runaway
+//!   writer); past it, inserts fail with `StoreFull`. Entries never move,
+//!   so every handle stays valid, and other processes use the new room
+//!   without reopening. [`capacity`](crate::Store::capacity) is the size
+//!   now, [`max_capacity`](crate::Store::max_capacity) the most. POSIX and
+//!   file stores grow; System V stores do not (`shmget` fixes a segment's
+//!   size: their most is their capacity). What it costs: the insert that
+//!   grows the store allocates the new room (`posix_fallocate`, a full
+//!   `/dev/shm` is `Error::NoSpace`) and, when the key index fills, moves
+//!   it to a table four times larger (a pass over the entries); lookups
+//!   pay one more load and compare. Each process reserves address space
+//!   for the store at its most when it opens it (address space, not
+//!   memory: pages come only as the store grows). Use
+//!   `max_capacity(capacity)` for a store that never grows.
+//! - **Space**: a store starts with the capacity given at creation. An entry takes one block:
 //!   a 64-byte header, its key and type name, its lock and write counter
 //!   (48 bytes), its value and its schema, rounded up to 64 bytes (at
 //!   least 128). A `u64` entry with a short key takes 256 bytes. Removing an entry frees
@@ -68,8 +84,9 @@
 //!   practice (freed blocks fit the next entry of the same size exactly); a
 //!   churn test of 100,000 creates and removes of mixed sizes, with live
 //!   data under half the capacity, never fails and ends with every byte free
-//!   again. Besides the capacity, the segment holds a table of 4 bytes per
-//!   64 bytes of capacity (the key index), the handle table (64 KiB, given
+//!   again. Besides the capacity, the segment holds a table of 8 bytes per
+//!   64 bytes of capacity (the key index; a store that grew moves it into
+//!   its heap), the handle table (64 KiB, given
 //!   memory only as slots are used) and 0.5 KiB of headers. A `Store`
 //!   handle holding entries takes 4 bytes of the capacity per entry held,
 //!   at least 128 (see Handles).

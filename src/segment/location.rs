@@ -51,6 +51,13 @@ impl Location {
     pub(crate) fn label(&self) -> String {
         self.to_string()
     }
+
+    /// Whether an object at this place can grow while it is mapped: a
+    /// POSIX object or a file can (`posix_fallocate`); a System V segment
+    /// cannot (`shmget` fixes its size).
+    pub(crate) fn grows(&self) -> bool {
+        !matches!(self.0, Place::SysV(_))
+    }
 }
 
 impl fmt::Display for Location {

@@ -29,6 +29,7 @@ pub struct SharedOptions {
     pub(crate) record_change_time: bool,
     pub(crate) poisoning: bool,
     pub(crate) replace_on_mismatch: bool,
+    pub(crate) max_capacity: Option<usize>,
 }
 
 impl Default for SharedOptions {
@@ -49,6 +50,7 @@ impl SharedOptions {
             record_change_time: false,
             poisoning: true,
             replace_on_mismatch: false,
+            max_capacity: None,
         }
     }
 
@@ -162,6 +164,46 @@ impl SharedOptions {
     /// handles that are open keep working; new opens get `NotFound`.
     pub fn remove_on_drop(&mut self, yes: bool) -> &mut Self {
         self.remove_on_drop = yes;
+        self
+    }
+
+    /// For a [`Store`](crate::Store) this call creates: the most bytes of
+    /// entries it may grow to. A store whose entries do not fit grows in
+    /// place, up to this; [`Error::StoreFull`](crate::Error::StoreFull)
+    /// comes only past it. `max_capacity(capacity)` (or less) makes a
+    /// store that never grows.
+    ///
+    /// The default is the larger of the store's capacity and 1 GiB: a
+    /// bound on a runaway writer, not a cost. Each process that opens the
+    /// store reserves address space for the store at its most (never
+    /// memory: pages come only as the store grows), and a growth that
+    /// finds the filesystem full (`/dev/shm`, or a file store's) fails
+    /// with [`Error::NoSpace`](crate::Error::NoSpace) before `max_capacity`
+    /// is reached. A value above the most a store can hold (256 GiB, its
+    /// 32-bit block indexes of 64 bytes) is taken as that most.
+    ///
+    /// The value is kept in the store, so every process agrees on it: the
+    /// creator's wins, and opening ignores this option. System V stores
+    /// never grow (`shmget` fixes a segment's size): their most is their
+    /// capacity.
+    ///
+    /// ```
+    /// use shmstore::{SharedOptions, Store};
+    ///
+    /// # let name = format!("doc-max-capacity-{}", std::process::id());
+    /// let store = SharedOptions::new()
+    ///     .max_capacity(1 << 20)
+    ///     .create_store(&name, 64 * 1024)?;
+    /// assert_eq!((store.capacity(), store.max_capacity()), (64 * 1024, 1 << 20));
+    /// for i in 0..2_000 {
+    ///     store.insert::<u64>(&format!("n/{i}"), i)?; // grows past 64 KiB
+    /// }
+    /// assert!(store.capacity() > 64 * 1024);
+    /// # Store::unlink(&name)?;
+    /// # Ok::<(), shmstore::Error>(())
+    /// ```
+    pub fn max_capacity(&mut self, bytes: usize) -> &mut Self {
+        self.max_capacity = Some(bytes);
         self
     }
 

@@ -5,6 +5,7 @@
 //! The layout, the recovery after a crash, and what is checked:
 //! `shmstore::_design::store` (src/_design/store.rs).
 
+use std::cell::Cell;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{fence, AtomicU64, Ordering, Ordering::Relaxed};
 use std::time::{Duration, Instant};
@@ -15,11 +16,14 @@ use crate::sys::mapping::Mapping;
 /// `format` before the first directory lock formats the heap.
 const UNFORMATTED: u32 = 0;
 /// `format` of a formatted store of this build.
-/// "ST02": keys hashed by [`hash`] (8 bytes at a time), 8-byte buckets
-/// with a tag ([`BUCKET_BYTES`]), 4,096 handle slots with hold lists and a
-/// holder count per entry; "ST01" stores (FNV-1a, 64 slots, holder bits)
-/// are refused, as the store's fingerprint includes this word.
-pub(crate) const FORMATTED: u32 = 0x5354_3032; // "ST02"
+/// "ST03": a heap that grows in place up to [`M_MAX_HEAP`], its bucket
+/// table moved to a TABLE block of the heap when it fills ([`M_TABLE`]);
+/// keys hashed by [`hash`] (8 bytes at a time), 8-byte buckets with a tag
+/// ([`BUCKET_BYTES`]), 4,096 handle slots with hold lists and a holder
+/// count per entry. "ST02" stores (the same without growth) and "ST01"
+/// stores (FNV-1a, 64 slots, holder bits) are refused, as the store's
+/// fingerprint includes this word.
+pub(crate) const FORMATTED: u32 = 0x5354_3033; // "ST03"
 /// `format` while [`Heap::format`] runs: left only by a process that died
 /// formatting, whose heap holds no entry yet, so it is formatted again.
 const FORMATTING: u32 = 0x5354_3030; // "ST00"
@@ -73,7 +77,14 @@ const M_REPLACING: usize = 40;
 /// above it are free and never read, so scans of the table stop there.
 const M_SLOTS: usize = 48;
 const M_HEADS: usize = 64;
-const _: () = assert!(M_HEADS + CLASSES * 4 <= META);
+/// The bucket table in use: 0 for the one in place after the handle slots
+/// (of [`M_BUCKETS`] buckets); else a TABLE block's index in the low 32
+/// bits and log2 of its bucket count in the high 32 (its buckets start at
+/// the block's byte [`B_KEY`]).
+const M_TABLE: usize = 192;
+/// The most bytes of heap the store may grow to (set at creation).
+const M_MAX_HEAP: usize = 200;
+const _: () = assert!(M_HEADS + CLASSES * 4 <= M_TABLE && M_MAX_HEAP + 8 <= META);
 
 // Block header fields (offsets from the block's start).
 const B_SIZE: usize = 0;
@@ -103,6 +114,8 @@ const LIVE: u32 = 0x4c49_5645;
 const REMOVED: u32 = 0x5245_4d44;
 /// A handle slot's hold list: the block indexes of the entries it holds.
 const HOLDS: u32 = 0x484f_4c44;
+/// A bucket table (see [`M_TABLE`]).
+const TABLE: u32 = 0x5441_424c;
 
 // Hold list fields (offsets from the block's start).
 /// The handle slot whose list it is (u32).
@@ -121,11 +134,23 @@ const FIRST_LIST: u64 = 128;
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Geometry {
     pub content: usize,
+    /// The buckets of the table in place (the first table; see [`M_TABLE`]).
     pub buckets: u64,
     pub buckets_at: usize,
     pub handles_at: usize,
     pub heap_at: usize,
-    pub heap_size: u64,
+    /// The most heap the store may grow to, as its meta said at opening
+    /// (checked: at least the heap, at most [`MAX_HEAP`]).
+    pub max_heap: u64,
+}
+
+impl Geometry {
+    /// The bytes of the mapping (from its start) that the store may ever
+    /// use: the tables and the heap at its most. A store of a backend that
+    /// grows is mapped this long from the start (see `_design::store`).
+    pub(crate) fn reservation(&self) -> usize {
+        self.heap_at + self.max_heap as usize
+    }
 }
 
 /// The shape of a new store.
@@ -135,19 +160,25 @@ pub(crate) struct Plan {
     pub content: usize,
     pub buckets: u64,
     pub heap: u64,
+    /// The most heap it may grow to.
+    pub max_heap: u64,
 }
 
-/// The shape of a new store with `capacity` bytes of heap.
-pub(crate) fn plan(capacity: u64) -> Plan {
+/// The shape of a new store with `capacity` bytes of heap, which may grow
+/// to `max_capacity` (at least the capacity, at most [`MAX_HEAP`]).
+pub(crate) fn plan(capacity: u64, max_capacity: u64) -> Plan {
     let heap = capacity.max(MIN_BLOCK).div_ceil(BLOCK_ALIGN) * BLOCK_ALIGN;
     // Every block is at least MIN_BLOCK = 2 * 64 bytes, so with a bucket
-    // per 64 bytes of heap the table is never more than half full.
+    // per 64 bytes of heap the table is never more than half full (until
+    // the heap grows: then entries move to a larger table, see `rehash`).
     let buckets = (heap / BLOCK_ALIGN).max(MIN_BUCKETS).next_power_of_two();
     let tables = META + HANDLE_BYTES * HANDLE_SLOTS + bucket_bytes(buckets);
+    let max_heap = (max_capacity.min(MAX_HEAP).div_ceil(BLOCK_ALIGN) * BLOCK_ALIGN).max(heap);
     Plan {
         content: tables + heap as usize,
         buckets,
         heap,
+        max_heap,
     }
 }
 
@@ -171,23 +202,37 @@ pub(crate) const MIN_CONTENT: usize =
 
 /// The meta area of a new store: what its content starts with.
 pub(crate) fn initial_meta(plan: &Plan, flags: u32) -> Vec<u8> {
-    let Plan { buckets, heap, .. } = *plan;
+    let Plan {
+        buckets,
+        heap,
+        max_heap,
+        ..
+    } = *plan;
     let mut meta = vec![0u8; META];
     meta[M_FORMAT..M_FORMAT + 4].copy_from_slice(&UNFORMATTED.to_ne_bytes());
     meta[M_FLAGS..M_FLAGS + 4].copy_from_slice(&flags.to_ne_bytes());
     meta[M_BUCKETS..M_BUCKETS + 8].copy_from_slice(&buckets.to_ne_bytes());
     meta[M_HEAP..M_HEAP + 8].copy_from_slice(&heap.to_ne_bytes());
+    meta[M_MAX_HEAP..M_MAX_HEAP + 8].copy_from_slice(&max_heap.to_ne_bytes());
     meta
 }
 
 impl Geometry {
-    /// The geometry of the store whose content starts at `content` and is
-    /// `size` bytes long, checked against what its meta says.
+    /// The geometry of the store whose content starts at `content`, of
+    /// which the object held `size` bytes when it was mapped, checked
+    /// against what its meta says: the heap fits the object (a heap smaller
+    /// than the object is a growth cut short, whose room the next growth
+    /// reuses), and the most it may grow to is at least the heap and at
+    /// most [`MAX_HEAP`]. A heap that says more than `size` is checked
+    /// again against the object's size now (`now`, the whole object's
+    /// size, from `fstat`, read after the heap's size): another process
+    /// may have grown the store since it was mapped.
     pub(crate) fn read(
         map: &Mapping,
         label: &str,
         content: usize,
         size: usize,
+        now: &dyn Fn() -> Option<u64>,
     ) -> Result<Geometry> {
         let corrupt = |reason: String| Error::Corrupt {
             name: label.to_owned(),
@@ -200,24 +245,110 @@ impl Geometry {
         let handles_at = content + META;
         let buckets_at = handles_at + HANDLE_BYTES * HANDLE_SLOTS;
         let heap_at = buckets_at + bucket_bytes(buckets);
-        let heap_size = (size as u64).checked_sub((heap_at - content) as u64);
         let stored = map.atomic_u64(content + M_HEAP).load(Relaxed);
-        match heap_size {
-            Some(h) if h == stored && h >= MIN_BLOCK && h % BLOCK_ALIGN == 0 && h <= MAX_HEAP => {
+        let max_heap = map.atomic_u64(content + M_MAX_HEAP).load(Relaxed);
+        let tables = (heap_at - content) as u64;
+        let mut room = (size as u64).checked_sub(tables);
+        if room.is_some_and(|room| stored > room) {
+            if let Some(object) = now() {
+                room = object.checked_sub(content as u64 + tables);
+            }
+        }
+        match room {
+            Some(room)
+                if stored <= room
+                    && stored >= MIN_BLOCK
+                    && stored % BLOCK_ALIGN == 0
+                    && (stored..=MAX_HEAP).contains(&max_heap)
+                    && max_heap % BLOCK_ALIGN == 0 =>
+            {
                 Ok(Geometry {
                     content,
                     buckets,
                     buckets_at,
                     handles_at,
                     heap_at,
-                    heap_size: h,
+                    max_heap,
                 })
             }
             _ => Err(corrupt(format!(
-                "its store says {buckets} buckets and {stored} bytes of heap, \
-                 which do not fit its {size} bytes"
+                "its store says {buckets} buckets and {stored} bytes of heap, growing to at \
+                 most {max_heap}, which do not fit its {size} bytes"
             ))),
         }
+    }
+}
+
+/// How much heap this process knows its store's object to hold: the
+/// object's size at opening, and again (one `fstat`) each time the heap
+/// says more, after another process grew it. Never more than the mapping
+/// reaches, so that no view of the heap reads past it, whatever a peer
+/// writes in the meta.
+#[derive(Debug)]
+pub(crate) struct Room {
+    known: AtomicU64,
+}
+
+impl Room {
+    /// The room of a store of geometry `geo` whose object was `object`
+    /// bytes long when it was mapped.
+    pub(crate) fn new(map: &Mapping, geo: &Geometry, object: usize) -> Room {
+        let room = Room {
+            known: AtomicU64::new(0),
+        };
+        room.learn(map, geo, object as u64);
+        room
+    }
+
+    /// Records that the object holds `object` bytes now (bounded by the
+    /// mapping; rounded down to whole blocks); returns the heap room.
+    fn learn(&self, map: &Mapping, geo: &Geometry, object: u64) -> u64 {
+        let reach = object.min(map.len() as u64);
+        let room = reach.saturating_sub(geo.heap_at as u64) / BLOCK_ALIGN * BLOCK_ALIGN;
+        self.known.fetch_max(room, Relaxed).max(room)
+    }
+
+    /// The heap's size now (`M_HEAP`), if the object holds it: a load and
+    /// a compare, and an `fstat` only when the heap grew past what this
+    /// process knew; `Err(size)` with the size the heap says if it is
+    /// larger than the object (damage).
+    #[inline]
+    fn heap_size(&self, map: &Mapping, geo: &Geometry) -> std::result::Result<u64, u64> {
+        let stored = map.atomic_u64(geo.content + M_HEAP).load(Relaxed);
+        if stored <= self.known.load(Relaxed) {
+            return Ok(stored);
+        }
+        self.refresh(map, geo, stored)
+    }
+
+    #[cold]
+    fn refresh(&self, map: &Mapping, geo: &Geometry, stored: u64) -> std::result::Result<u64, u64> {
+        let room = match map.object_len() {
+            Some(object) => self.learn(map, geo, object),
+            None => self.known.load(Relaxed),
+        };
+        if stored <= room {
+            Ok(stored)
+        } else {
+            Err(stored)
+        }
+    }
+
+    /// For a holder of the directory lock: the heap's size now, if the
+    /// heap can be used without a closer look: its size fits what the
+    /// object holds, and its bucket table is the one in place (else
+    /// `Heap::checked` and `Heap::table_bytes` say whether it is sound).
+    #[inline]
+    pub(crate) fn plain(&self, map: &Mapping, geo: &Geometry) -> Option<u64> {
+        let meta = map.atomic_u64s(geo.content, META / 8);
+        let size = meta[M_HEAP / 8].load(Relaxed);
+        let plain = size <= self.known.load(Relaxed) && meta[M_TABLE / 8].load(Relaxed) == 0;
+        plain.then_some(size)
+    }
+
+    /// The bytes of heap the mapping reaches (the most it can use).
+    fn reach(map: &Mapping, geo: &Geometry) -> u64 {
+        (map.len() as u64).saturating_sub(geo.heap_at as u64) / BLOCK_ALIGN * BLOCK_ALIGN
     }
 }
 
@@ -484,15 +615,141 @@ pub(crate) fn in_pieces<E>(
     Ok(once)
 }
 
+/// A bucket table: where its buckets start (absolute), how many there are
+/// (a power of two), and the TABLE block it lies in (`None`: the table in
+/// place).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Table {
+    at: usize,
+    count: u64,
+    block: Option<usize>,
+}
+
 /// The store's directory and heap, to be used only while holding the
 /// directory lock.
 pub(crate) struct Heap<'a> {
     pub map: &'a Mapping,
-    pub geo: Geometry,
+    pub geo: &'a Geometry,
     pub label: &'a str,
+    /// What the object is known to hold.
+    room: &'a Room,
+    /// The heap's size in this view: `M_HEAP` when it was made, and again
+    /// after [`grow`](Heap::grow).
+    size: Cell<u64>,
+}
+
+impl<'a> Heap<'a> {
+    /// A view of the heap as it is now; [`Error::Corrupt`] if the meta
+    /// says the heap is larger than the object.
+    pub(crate) fn checked(
+        map: &'a Mapping,
+        geo: &'a Geometry,
+        label: &'a str,
+        room: &'a Room,
+    ) -> Result<Heap<'a>> {
+        match room.heap_size(map, geo) {
+            Ok(size) => Ok(Heap {
+                map,
+                geo,
+                label,
+                room,
+                size: Cell::new(size),
+            }),
+            Err(stored) => Err(Error::Corrupt {
+                name: label.to_owned(),
+                reason: format!(
+                    "its store directory is damaged: its heap says {stored} bytes, more than \
+                     its object holds"
+                ),
+            }),
+        }
+    }
+
+    /// A view of the heap as it is now, for a read without the lock or a
+    /// holder of the lock that checked it ([`checked`](Heap::checked)): a
+    /// heap that says it is larger than the object is cut to the object,
+    /// so that every read stays inside it (what such a read finds is
+    /// thrown away, or reported by the next `checked`).
+    #[inline]
+    pub(crate) fn bounded(
+        map: &'a Mapping,
+        geo: &'a Geometry,
+        label: &'a str,
+        room: &'a Room,
+    ) -> Heap<'a> {
+        let size = room
+            .heap_size(map, geo)
+            .unwrap_or_else(|_| room.known.load(Relaxed));
+        Heap {
+            map,
+            geo,
+            label,
+            room,
+            size: Cell::new(size),
+        }
+    }
+}
+
+impl<'a> Heap<'a> {
+    /// A view of a heap of `size` bytes, which the caller checked against
+    /// the object (a holder of the directory lock, which keeps the size it
+    /// found when it took the lock, and after each growth it makes).
+    #[inline]
+    pub(crate) fn of_size(
+        map: &'a Mapping,
+        geo: &'a Geometry,
+        label: &'a str,
+        room: &'a Room,
+        size: u64,
+    ) -> Heap<'a> {
+        Heap {
+            map,
+            geo,
+            label,
+            room,
+            size: Cell::new(size),
+        }
+    }
+
+    /// A view for a lookup without the lock ([`probe`](Heap::probe)), as
+    /// cheap as can be: bounded by what this process knows the object
+    /// holds (one load of its own), not by `M_HEAP`. Every read stays
+    /// inside the object; a bucket that leads past the heap (damage, or an
+    /// entry of a growth this process has not seen yet: `fstat` tells, see
+    /// [`checked`](Heap::checked)) is [`Probe::Damaged`], never a hit. For
+    /// probes only: a walk needs the heap's end.
+    #[inline]
+    pub(crate) fn for_probe(
+        map: &'a Mapping,
+        geo: &'a Geometry,
+        label: &'a str,
+        room: &'a Room,
+    ) -> Heap<'a> {
+        Heap {
+            map,
+            geo,
+            label,
+            room,
+            size: Cell::new(room.known.load(Relaxed)),
+        }
+    }
 }
 
 impl Heap<'_> {
+    /// The heap's size in this view.
+    #[inline]
+    pub(crate) fn heap_size(&self) -> u64 {
+        self.size.get()
+    }
+
+    /// The most bytes of heap the store may grow to: what its meta says,
+    /// as far as the mapping reaches (a store of a backend that cannot
+    /// grow is mapped as it is).
+    pub(crate) fn max_heap(&self) -> u64 {
+        let max = self.u64(self.meta(M_MAX_HEAP)).min(MAX_HEAP);
+        max.min(Room::reach(self.map, self.geo)).max(self.heap_size())
+    }
+
     fn corrupt(&self, reason: String) -> Error {
         Error::Corrupt {
             name: self.label.to_owned(),
@@ -560,7 +817,7 @@ impl Heap<'_> {
         // Index 0 (no block) is refused before any arithmetic: a damaged
         // one must not overflow here (indexes are 32-bit, so the rest fit).
         let off = u64::from(index.wrapping_sub(1)) * BLOCK_ALIGN;
-        if index == 0 || off + MIN_BLOCK > self.geo.heap_size {
+        if index == 0 || off + MIN_BLOCK > self.heap_size() {
             return Err(self.out_of_heap(index));
         }
         Ok(self.abs(off))
@@ -580,7 +837,8 @@ impl Heap<'_> {
     fn size_of(&self, at: usize) -> Result<u64> {
         let size = self.u64(at + B_SIZE);
         let off = self.rel(at);
-        if size < BLOCK_ALIGN || size % BLOCK_ALIGN != 0 || size > self.geo.heap_size - off {
+        let left = self.heap_size().saturating_sub(off);
+        if size < BLOCK_ALIGN || size % BLOCK_ALIGN != 0 || size > left {
             return Err(self.corrupt(format!("block at heap offset {off} says size {size}")));
         }
         Ok(size)
@@ -612,9 +870,11 @@ impl Heap<'_> {
         self.map
             .atomic_u32(self.meta(M_FORMAT))
             .store(FORMATTING, Ordering::Release);
-        for b in 0..self.geo.buckets {
-            self.set_bucket(b, 0);
+        let t = self.table_in_place();
+        for b in 0..t.count {
+            self.set_bucket(t, b, 0);
         }
+        self.set_u64(self.meta(M_TABLE), 0);
         // No slot is used yet: the table past the mark is never read (and
         // its pages are not touched here).
         self.set_u64(self.meta(M_SLOTS), 0);
@@ -622,10 +882,10 @@ impl Heap<'_> {
             self.set_u32(self.meta(M_HEADS + 4 * c), 0);
         }
         let first = self.geo.heap_at;
-        self.set_size(first, self.geo.heap_size);
+        self.set_size(first, self.heap_size());
         self.set_u64(first + B_PREV, 0);
         self.set_u32(first + B_STATE, FREE);
-        self.push_free(first, self.geo.heap_size);
+        self.push_free(first, self.heap_size());
         self.set_u64(self.meta(M_ENTRIES), 0);
         self.set_u64(self.meta(M_USED), 0);
         self.set_u64(self.meta(M_REPLACING), 0);
@@ -733,7 +993,7 @@ impl Heap<'_> {
                     return Ok(Some(at));
                 }
                 steps += 1;
-                if steps > self.geo.heap_size / BLOCK_ALIGN {
+                if steps > self.heap_size() / BLOCK_ALIGN {
                     return Err(self.corrupt("a free list loops".into()));
                 }
                 index = self.u32(at + B_NEXT_FREE);
@@ -787,7 +1047,7 @@ impl Heap<'_> {
     /// precedes it.
     fn set_next_prev(&self, at: usize, size: u64) {
         let next = self.rel(at) + size;
-        if next < self.geo.heap_size {
+        if next < self.heap_size() {
             self.set_u64(self.abs(next) + B_PREV, size);
         }
     }
@@ -800,7 +1060,7 @@ impl Heap<'_> {
         self.set_u32(at + B_STATE, FREE);
         // The next block.
         let next_off = self.rel(at) + size;
-        if next_off < self.geo.heap_size {
+        if next_off < self.heap_size() {
             let next = self.abs(next_off);
             if self.state(next) == FREE {
                 let next_size = self.size_of(next)?;
@@ -853,7 +1113,7 @@ impl Heap<'_> {
         mut off: u64,
         mut f: impl FnMut(usize, u64, u32) -> Result<bool>,
     ) -> Result<u64> {
-        while off < self.geo.heap_size {
+        while off < self.heap_size() {
             let at = self.abs(off);
             let size = self.size_of(at)?;
             // Pairs with the release store of the size (`set_size`): the
@@ -946,13 +1206,73 @@ impl Heap<'_> {
             .collect()
     }
 
-    /// Bucket `i`'s word (see [`BUCKET_BYTES`]), loaded whole.
-    fn bucket(&self, i: u64) -> u64 {
-        self.u64(self.geo.buckets_at + BUCKET_BYTES * i as usize)
+    /// Bucket `i`'s word (see [`BUCKET_BYTES`]) of table `t`, loaded whole.
+    fn bucket(&self, t: Table, i: u64) -> u64 {
+        self.u64(t.at + BUCKET_BYTES * i as usize)
     }
 
-    fn set_bucket(&self, i: u64, word: u64) {
-        self.set_u64(self.geo.buckets_at + BUCKET_BYTES * i as usize, word);
+    fn set_bucket(&self, t: Table, i: u64, word: u64) {
+        self.set_u64(t.at + BUCKET_BYTES * i as usize, word);
+    }
+
+    /// The table in place after the handle slots.
+    fn table_in_place(&self) -> Table {
+        Table {
+            at: self.geo.buckets_at,
+            count: self.geo.buckets,
+            block: None,
+        }
+    }
+
+    /// The bucket table in use ([`M_TABLE`]), checked: the table in place,
+    /// or a TABLE block inside the heap with room for its buckets;
+    /// [`Error::Corrupt`] otherwise.
+    fn table(&self) -> Result<Table> {
+        let word = self.u64(self.meta(M_TABLE));
+        if word == 0 {
+            return Ok(self.table_in_place());
+        }
+        self.table_block(word).ok_or_else(|| {
+            self.corrupt(format!(
+                "its bucket table ({word:#x}) is not a table block of the heap"
+            ))
+        })
+    }
+
+    /// The bytes of the TABLE block in use, if the table moved into the
+    /// heap ([`Error::Corrupt`] if `M_TABLE` names no table block).
+    pub(crate) fn table_bytes(&self) -> Result<Option<(usize, usize)>> {
+        let t = self.table()?;
+        Ok(t.block.map(|at| (at, t.at + t.count as usize * BUCKET_BYTES)))
+    }
+
+    /// [`table_block`](Heap::table_block) out of line, for the probe: the
+    /// table in place is the common case, and its path stays short.
+    #[inline(never)]
+    fn moved_table(&self, word: u64) -> Option<Table> {
+        self.table_block(word)
+    }
+
+    /// The TABLE block `word` (an [`M_TABLE`] other than 0) names, if it
+    /// is one: inside the heap, in state TABLE, with room for `2^log`
+    /// buckets from its byte [`B_KEY`]. Only loads.
+    #[inline]
+    fn table_block(&self, word: u64) -> Option<Table> {
+        let log = word >> 32;
+        if !(MIN_BUCKETS.trailing_zeros() as u64..=32).contains(&log) {
+            return None;
+        }
+        let count = 1u64 << log;
+        let at = self.block_at(word as u32).ok()?;
+        let size = self.size_of(at).ok()?;
+        if self.state(at) != TABLE || B_KEY as u64 + count * BUCKET_BYTES as u64 > size {
+            return None;
+        }
+        Some(Table {
+            at: at + B_KEY,
+            count,
+            block: Some(at),
+        })
     }
 
     /// The bucket and entry of `key`, if it is in the directory.
@@ -985,7 +1305,10 @@ impl Heap<'_> {
         match self.probe(key) {
             Probe::Found { bucket, at } => Ok(Some((bucket, at))),
             Probe::Missing => Ok(None),
-            Probe::Damaged(index) => Err(self.out_of_heap(index)),
+            Probe::Damaged(index) => Err(match self.table() {
+                Err(e) => e,
+                Ok(_) => self.out_of_heap(index),
+            }),
         }
     }
 
@@ -1001,16 +1324,25 @@ impl Heap<'_> {
     pub(crate) fn probe(&self, key: &[u8]) -> Probe {
         let h = hash(key);
         let tag = bucket_word(0, h);
-        let mask = self.geo.buckets - 1;
-        let buckets = self
-            .map
-            .atomic_u64s(self.geo.buckets_at, self.geo.buckets as usize);
+        // The table in use: one load, and a look at its block once it
+        // moved into the heap.
+        let word = self.u64(self.meta(M_TABLE));
+        let t = if word == 0 {
+            self.table_in_place()
+        } else {
+            match self.moved_table(word) {
+                Some(t) => t,
+                None => return Probe::Damaged(0),
+            }
+        };
+        let mask = t.count - 1;
+        let buckets = self.map.atomic_u64s(t.at, t.count as usize);
         // The header's words and the key's, rounded up to whole words: the
         // words past the key's end in its last word (the type name's) are
         // not compared.
         let words = B_KEY / 8 + key.len().div_ceil(8);
         let mut i = h & mask;
-        for _ in 0..self.geo.buckets {
+        for _ in 0..t.count {
             let word = buckets[i as usize].load(Relaxed);
             i = (i + 1) & mask;
             let index = bucket_index(word);
@@ -1022,10 +1354,10 @@ impl Heap<'_> {
                 continue;
             }
             let off = u64::from(index - 1) * BLOCK_ALIGN;
-            if off + MIN_BLOCK > self.geo.heap_size {
+            if off + MIN_BLOCK > self.heap_size() {
                 return Probe::Damaged(index);
             }
-            if off + (words * 8) as u64 > self.geo.heap_size {
+            if off + (words * 8) as u64 > self.heap_size() {
                 continue; // a damaged block: not this key
             }
             let at = self.abs(off);
@@ -1047,11 +1379,16 @@ impl Heap<'_> {
 
     /// Enters the block at `at` (whose key hashes to `h`) in the buckets.
     fn insert_bucket(&self, at: usize, h: u64) -> Result<()> {
-        let mask = self.geo.buckets - 1;
+        self.insert_bucket_in(self.table()?, at, h)
+    }
+
+    /// Enters the block at `at` (whose key hashes to `h`) in table `t`.
+    fn insert_bucket_in(&self, t: Table, at: usize, h: u64) -> Result<()> {
+        let mask = t.count - 1;
         let mut i = h & mask;
-        for _ in 0..self.geo.buckets {
-            if bucket_index(self.bucket(i)) == 0 {
-                self.set_bucket(i, bucket_word(self.index_of(at), h));
+        for _ in 0..t.count {
+            if bucket_index(self.bucket(t, i)) == 0 {
+                self.set_bucket(t, i, bucket_word(self.index_of(at), h));
                 return Ok(());
             }
             i = (i + 1) & mask;
@@ -1062,12 +1399,13 @@ impl Heap<'_> {
     /// Takes bucket `i` out, moving later entries of its run back so that
     /// lookups still find them (no tombstones).
     fn delete_bucket(&self, i: u64) -> Result<()> {
-        let mask = self.geo.buckets - 1;
+        let t = self.table()?;
+        let mask = t.count - 1;
         let mut hole = i;
         let mut j = i;
-        for _ in 0..self.geo.buckets {
+        for _ in 0..t.count {
             j = (j + 1) & mask;
-            let word = self.bucket(j);
+            let word = self.bucket(t, j);
             let index = bucket_index(word);
             if index == 0 {
                 break;
@@ -1081,11 +1419,11 @@ impl Heap<'_> {
                 hole < home || home <= j
             };
             if !stays {
-                self.set_bucket(hole, word);
+                self.set_bucket(t, hole, word);
                 hole = j;
             }
         }
-        self.set_bucket(hole, 0);
+        self.set_bucket(t, hole, 0);
         Ok(())
     }
 
@@ -1169,6 +1507,159 @@ impl Heap<'_> {
         })
     }
 
+    // ---- Growth ----
+
+    /// Whether the heap is below the most it may grow to.
+    pub(crate) fn can_grow(&self) -> bool {
+        self.heap_size() < self.max_heap()
+    }
+
+    /// Grows the heap, in place, for a block of `need` bytes that found no
+    /// room: to twice its size, or to what `need` takes if more, up to
+    /// [`max_heap`](Heap::max_heap); `Ok(false)` if it is there already or
+    /// its object cannot grow. The steps (see `_design::store`, "Growth"):
+    ///
+    /// 1. the object is allocated to the new size (`posix_fallocate`): a
+    ///    full filesystem is [`Error::NoSpace`];
+    /// 2. the new room becomes one FREE block, its header written past
+    ///    the heap's end, where nothing is read yet;
+    /// 3. the commit: `M_HEAP` takes the new size (release);
+    /// 4. the new block goes on its free list, merged first with the last
+    ///    block if that one is free.
+    ///
+    /// A process killed before 3 leaves the object larger than the heap
+    /// (the next growth uses it); after 3, a free block that no list holds
+    /// or two free neighbours, which recovery's rebuild merges and lists.
+    /// Runs inside a change of the directory (its generation moves).
+    pub(crate) fn grow(&self, need: u64) -> Result<bool> {
+        let old = self.heap_size();
+        let max = self.max_heap();
+        if old >= max {
+            return Ok(false);
+        }
+        let want = old
+            .saturating_mul(2)
+            .max(old.saturating_add(need).saturating_add(MIN_BLOCK));
+        let new = want.div_ceil(BLOCK_ALIGN).saturating_mul(BLOCK_ALIGN).min(max);
+        let last = self.last_block()?;
+        // 1. The object.
+        let object = self.geo.heap_at as u64 + new;
+        match self.map.grow_object(object) {
+            Ok(true) => {}
+            Ok(false) => return Ok(false),
+            Err(e) if crate::sys::mapping::is_no_space(&e) => {
+                return Err(Error::NoSpace {
+                    name: self.label.to_owned(),
+                    size: object,
+                })
+            }
+            Err(e) => {
+                return Err(Error::Io {
+                    op: "growing",
+                    name: self.label.to_owned(),
+                    source: e,
+                })
+            }
+        }
+        if self.room.learn(self.map, self.geo, object) < new {
+            // The mapping does not reach it (checked by `max_heap`): never.
+            return Ok(false);
+        }
+        // 2. The new room's block, past the heap's end.
+        let added = new - old;
+        let region = self.abs(old);
+        self.set_u64(region + B_PREV, last.map_or(0, |(_, size)| size));
+        self.set_u32(region + B_STATE, FREE);
+        self.set_size(region, added);
+        // 3. The commit.
+        self.map
+            .atomic_u64(self.meta(M_HEAP))
+            .store(new, Ordering::Release);
+        self.size.set(new);
+        // 4. Onto a free list.
+        match last {
+            Some((at, size)) if self.state(at) == FREE => {
+                self.unlink_free(at, size)?;
+                self.set_size(at, size + added);
+                self.push_free(at, size + added);
+            }
+            _ => self.push_free(region, added),
+        }
+        Ok(true)
+    }
+
+    /// The last block of the heap (its offset and size).
+    fn last_block(&self) -> Result<Option<(usize, u64)>> {
+        let mut last = None;
+        self.walk(|at, size, _| {
+            last = Some((at, size));
+            Ok(())
+        })?;
+        Ok(last)
+    }
+
+    // ---- Bucket tables ----
+
+    /// Whether one more entry would fill the bucket table in use past
+    /// half of its buckets: then [`rehash`](Heap::rehash) first.
+    pub(crate) fn needs_rehash(&self) -> Result<bool> {
+        let t = self.table()?;
+        Ok(self.entries().saturating_add(1) > t.count / 2)
+    }
+
+    /// Moves the directory to a bucket table four times as large (at
+    /// least), in a TABLE block of the heap: the block is taken
+    /// ([`Error::StoreFull`] if there is no room: grow and call again),
+    /// filled from the table in use, then named in `M_TABLE` (release: the
+    /// commit), and the old table's block, if it was one, is freed (the
+    /// table in place just stays unused). A process killed before the
+    /// commit leaves a TABLE block that `M_TABLE` does not name, and one
+    /// killed after it the old one: recovery frees it. Runs inside a
+    /// change of the directory, so lock-free lookups that overlapped it
+    /// are made again. `held` is as for `take`.
+    pub(crate) fn rehash(&self, held: &dyn Fn(usize, usize) -> bool) -> Result<()> {
+        let old = self.table()?;
+        let want = self.entries().saturating_add(1).saturating_mul(2);
+        let mut count = old.count.saturating_mul(4);
+        while count < want && count < 1 << 32 {
+            count *= 2;
+        }
+        let bytes = (B_KEY as u64 + count * BUCKET_BYTES as u64).div_ceil(BLOCK_ALIGN) * BLOCK_ALIGN;
+        if count > 1 << 32 || bytes > MAX_HEAP {
+            return Err(self.corrupt(format!("it counts {} entries", self.entries())));
+        }
+        let at = self.take_room(bytes, held)?;
+        let t = Table {
+            at: at + B_KEY,
+            count,
+            block: Some(at),
+        };
+        for b in 0..count {
+            self.set_bucket(t, b, 0);
+        }
+        for b in 0..old.count {
+            let index = bucket_index(self.bucket(old, b));
+            if index != 0 {
+                let e = self.block_at(index)?;
+                self.insert_bucket_in(t, e, self.u64(e + B_HASH))?;
+            }
+        }
+        self.set_u32(at + B_STATE, TABLE);
+        self.set_u64(
+            self.meta(M_USED),
+            self.used().saturating_add(self.size_of(at)?),
+        );
+        // The commit: lookups from now on probe the new table.
+        let word = u64::from(self.index_of(at)) | u64::from(count.trailing_zeros()) << 32;
+        self.map
+            .atomic_u64(self.meta(M_TABLE))
+            .store(word, Ordering::Release);
+        if let Some(b) = old.block {
+            self.free(b)?;
+        }
+        Ok(())
+    }
+
     /// Makes the block `at` from [`reserve`](Heap::reserve) the LIVE entry
     /// `new`, held by no handle yet ([`hold`](Heap::hold) follows); returns
     /// it. The caller checked that the key is not in the directory.
@@ -1204,7 +1695,9 @@ impl Heap<'_> {
         at: usize,
         new: &NewEntry<'_>,
     ) -> Result<EntryMeta> {
-        if bucket_index(self.bucket(i)) != self.index_of(old.at)
+        let t = self.table()?;
+        if i >= t.count
+            || bucket_index(self.bucket(t, i)) != self.index_of(old.at)
             || self.state(old.at) != LIVE
             || new.key != old.key
         {
@@ -1218,7 +1711,7 @@ impl Heap<'_> {
             .atomic_u32(at + B_STATE)
             .store(LIVE, std::sync::atomic::Ordering::Release);
         // Same key, same hash: the new block takes the old one's bucket.
-        self.set_bucket(i, bucket_word(self.index_of(at), h));
+        self.set_bucket(t, i, bucket_word(self.index_of(at), h));
         let used = self.used().saturating_add(self.size_of(at)?);
         self.set_u64(self.meta(M_USED), used);
         if self.u64(old.at + B_HOLDERS) == 0 {
@@ -1617,7 +2110,7 @@ impl Heap<'_> {
         })?;
         Ok(Piece {
             entries,
-            done: end >= self.geo.heap_size,
+            done: end >= self.heap_size(),
             went_back,
         })
     }
@@ -1635,6 +2128,14 @@ impl Heap<'_> {
                 "it records a replacement of an entry ({replacing:#x}) outside a change"
             )));
         }
+        let (heap, max) = (self.heap_size(), self.u64(self.meta(M_MAX_HEAP)));
+        if heap < MIN_BLOCK || heap % BLOCK_ALIGN != 0 || heap > max || max > MAX_HEAP {
+            return Err(self.corrupt(format!(
+                "its heap says {heap} bytes, growing to at most {max}"
+            )));
+        }
+        let table = self.table()?;
+        let mut table_seen = table.block.is_none();
         let mut prev: Option<(u64, u32)> = None;
         let mut free_blocks = Vec::new();
         let mut live = Vec::new();
@@ -1642,7 +2143,7 @@ impl Heap<'_> {
         let mut lists = Vec::new();
         let mut used = 0;
         let mut off = 0;
-        while off < self.geo.heap_size {
+        while off < self.heap_size() {
             let at = self.abs(off);
             let size = self.size_of(at)?;
             let state = self.state(at);
@@ -1677,6 +2178,15 @@ impl Heap<'_> {
                     lists.push(at);
                     used += size;
                 }
+                TABLE if table.block == Some(at) => {
+                    table_seen = true;
+                    used += size;
+                }
+                TABLE => {
+                    return Err(self.corrupt(format!(
+                        "block at heap offset {off} is a bucket table not in use"
+                    )))
+                }
                 other => {
                     return Err(self.corrupt(format!(
                         "block at heap offset {off} is in state {other:#x} outside a change"
@@ -1685,6 +2195,9 @@ impl Heap<'_> {
             }
             prev = Some((size, state));
             off += size;
+        }
+        if !table_seen {
+            return Err(self.corrupt("its bucket table is not a block of the heap".into()));
         }
         // Free lists: exactly the free blocks, each in its class.
         let mut listed = 0;
@@ -1718,10 +2231,12 @@ impl Heap<'_> {
                 free_blocks.len()
             )));
         }
-        // Buckets: exactly the live entries, each found by its key.
+        // Buckets: exactly the live entries, each found by its key, with
+        // the table at most half full.
         let mut in_buckets = 0;
-        for b in 0..self.geo.buckets {
-            let word = self.bucket(b);
+        let t = table;
+        for b in 0..t.count {
+            let word = self.bucket(t, b);
             let index = bucket_index(word);
             if index == 0 {
                 if word != 0 {
@@ -1751,6 +2266,12 @@ impl Heap<'_> {
                     )))
                 }
             }
+        }
+        if in_buckets as u64 > t.count / 2 {
+            return Err(self.corrupt(format!(
+                "its bucket table of {} holds {in_buckets} entries",
+                t.count
+            )));
         }
         if in_buckets != live.len() || self.entries() != live.len() as u64 {
             return Err(self.corrupt(format!(
@@ -1905,6 +2426,8 @@ impl Heap<'_> {
             return Ok(());
         }
         self.finish_replacement()?;
+        let table = self.table()?;
+        let mut table_seen = table.block.is_none();
         let (keep, counts) = self.recount_holds()?;
 
         // Pass 1: normalise states and merge free neighbours, each merge
@@ -1913,7 +2436,7 @@ impl Heap<'_> {
         let mut prev: Option<(usize, u64)> = None; // (at, size) of the block before
         let mut live = Vec::new();
         let mut used = 0;
-        while off < self.geo.heap_size {
+        while off < self.heap_size() {
             let at = self.abs(off);
             let size = self.size_of(at)?;
             let mut state = self.state(at);
@@ -1933,6 +2456,10 @@ impl Heap<'_> {
                         state = FREE;
                     }
                 }
+                // A table left by a move cut short (the new one before
+                // its commit, the old one after it).
+                TABLE if table.block != Some(at) => state = FREE,
+                TABLE => table_seen = true,
                 other => {
                     return Err(self.corrupt(format!(
                         "block at heap offset {off} is in unknown state {other:#x}"
@@ -1963,6 +2490,9 @@ impl Heap<'_> {
             }
         }
 
+        if !table_seen {
+            return Err(self.corrupt("its bucket table is not a block of the heap".into()));
+        }
         // Pass 2: free lists and buckets from scratch.
         for c in 0..CLASSES {
             self.set_u32(self.meta(M_HEADS + 4 * c), 0);
@@ -1973,8 +2503,9 @@ impl Heap<'_> {
             }
             Ok(())
         })?;
-        for b in 0..self.geo.buckets {
-            self.set_bucket(b, 0);
+        let t = table;
+        for b in 0..t.count {
+            self.set_bucket(t, b, 0);
         }
         for &at in &live {
             let e = self.entry(at)?;
@@ -1984,7 +2515,7 @@ impl Heap<'_> {
                     String::from_utf8_lossy(&e.key)
                 )));
             }
-            self.insert_bucket(at, hash(&e.key))?;
+            self.insert_bucket_in(t, at, hash(&e.key))?;
         }
         self.set_u64(self.meta(M_ENTRIES), live.len() as u64);
         self.set_u64(self.meta(M_USED), used);
@@ -2049,7 +2580,7 @@ mod tests {
     #[test]
     fn plans_leave_the_bucket_table_at_most_half_full() {
         for cap in [0, 1, 4096, 1 << 20, 100 << 20] {
-            let p = plan(cap);
+            let p = plan(cap, cap);
             let heap = p.content - META - HANDLE_BYTES * HANDLE_SLOTS - bucket_bytes(p.buckets);
             assert_eq!(heap as u64, p.heap);
             assert!(p.heap >= cap.max(MIN_BLOCK));
@@ -2074,24 +2605,29 @@ mod tests {
 
     /// A formatted store of `capacity` bytes of heap in anonymous memory.
     fn test_heap(capacity: u64) -> (Mapping, Geometry) {
-        let plan = plan(capacity);
-        let map = Mapping::anonymous(plan.content).unwrap();
+        test_growing_heap(capacity, capacity)
+    }
+
+    /// A formatted store of `capacity` bytes of heap that may grow to
+    /// `max` bytes, in anonymous memory as long as its heap at its most
+    /// (growth within it needs no allocation).
+    fn test_growing_heap(capacity: u64, max: u64) -> (Mapping, Geometry) {
+        let plan = plan(capacity, max);
+        let tables = plan.content - plan.heap as usize;
+        let map = Mapping::anonymous(tables + plan.max_heap as usize).unwrap();
         for (i, b) in initial_meta(&plan, 0).chunks(8).enumerate() {
             let word = u64::from_ne_bytes(b.try_into().unwrap());
             map.atomic_u64(8 * i).store(word, Relaxed);
         }
-        let geo = Geometry::read(&map, "test", 0, plan.content).unwrap();
+        let geo = Geometry::read(&map, "test", 0, plan.content, &|| None).unwrap();
         heap_of(&map, geo).format();
         (map, geo)
     }
 
-    /// The heap of a store from [`test_heap`].
+    /// The heap of a store from [`test_heap`], as it is now.
     fn heap_of(map: &Mapping, geo: Geometry) -> Heap<'_> {
-        Heap {
-            map,
-            geo,
-            label: "test",
-        }
+        let room = Box::leak(Box::new(Room::new(map, &geo, map.len())));
+        Heap::checked(map, Box::leak(Box::new(geo)), "test", room).unwrap()
     }
 
     /// Makes the entry `k` (a `u64`-sized value, fingerprint 1), held by
@@ -2341,13 +2877,14 @@ mod tests {
         let heap = heap_of(&map, geo);
         let at = put_k(&heap);
         let (i, _) = heap.lookup(b"k").unwrap().unwrap();
-        let word = heap.bucket(i);
+        let t = heap.table().unwrap();
+        let word = heap.bucket(t, i);
         assert_eq!(bucket_index(word), heap.index_of(at));
-        heap.set_bucket(i, word ^ 1 << 40);
+        heap.set_bucket(t, i, word ^ 1 << 40);
         assert!(heap.lookup(b"k").unwrap().is_none());
         assert!(matches!(heap.check(), Err(Error::Corrupt { .. })));
         // A tag with no block is damage too, and an empty bucket to a probe.
-        heap.set_bucket(i, bucket_word(0, u64::MAX));
+        heap.set_bucket(t, i, bucket_word(0, u64::MAX));
         assert!(heap.lookup(b"k").unwrap().is_none());
         assert!(matches!(heap.check(), Err(Error::Corrupt { .. })));
         heap.recover().unwrap();
@@ -2447,6 +2984,264 @@ mod tests {
         assert_eq!(heap.space().unwrap().free, free);
         assert_eq!(heap.hold_list(slot).unwrap().unwrap().at, list.at);
         assert_eq!(heap.u64(made[5] + B_HOLDERS), 1);
+    }
+
+    /// Makes the entry `key` in `heap` as a store does: a larger bucket
+    /// table first if it is needed, and the heap grown whenever there is
+    /// no room. Returns its block.
+    fn put_growing(heap: &Heap<'_>, key: &str, value: &[u8]) -> usize {
+        let no = |_: usize, _: usize| false;
+        let new = NewEntry {
+            key: key.as_bytes(),
+            ..entry_of(value, 1)
+        };
+        loop {
+            let r = if heap.needs_rehash().unwrap() {
+                heap.rehash(&no).map(|()| None)
+            } else {
+                bare_reserve(heap, &new).map(Some)
+            };
+            match r {
+                Ok(Some(at)) => return heap.fill(at, &new).unwrap().at,
+                Ok(None) => {}
+                Err(Error::StoreFull { needed, .. }) => {
+                    assert!(heap.grow(needed).unwrap(), "{key}: the heap did not grow")
+                }
+                Err(e) => panic!("{key}: {e}"),
+            }
+        }
+    }
+
+    /// A heap of 4 KiB takes many times that, in place: entries made before
+    /// a growth stay where they were with their values, lookups find every
+    /// entry through the tables that replaced the one in place, and the
+    /// heap checks; at its most, it is full as a fixed one is.
+    #[test]
+    fn a_heap_grows_in_place_and_its_buckets_move_to_larger_tables() {
+        let (map, geo) = test_growing_heap(4096, 1 << 20);
+        let heap = heap_of(&map, geo);
+        assert_eq!(geo.buckets, 64);
+        let mut made = Vec::new();
+        for i in 0..3000u32 {
+            let value = i.to_ne_bytes().repeat(2);
+            let at = put_growing(&heap, &format!("key/{i}"), &value);
+            made.push(at);
+            if i % 500 == 0 {
+                heap.check().unwrap();
+            }
+        }
+        heap.check().unwrap();
+        assert!(heap.heap_size() > 100 * 4096, "{}", heap.heap_size());
+        assert_ne!(heap.u64(heap.meta(M_TABLE)), 0, "the table moved");
+        assert!(heap.table().unwrap().count >= 6000);
+        for (i, &at) in made.iter().enumerate() {
+            let (_, e) = heap.find(format!("key/{i}").as_bytes()).unwrap().unwrap();
+            assert_eq!(e.at, at, "entries never move");
+            let mut v = [0u8; 8];
+            map.copy_out(at + e.layout.value, &mut v);
+            assert_eq!(v[..4], (i as u32).to_ne_bytes());
+        }
+        // A fresh view (another process's) sees the grown heap.
+        assert_eq!(heap_of(&map, geo).heap_size(), heap.heap_size());
+        // Up to the most, then full.
+        let value = [0u8; 8];
+        let mut i = 0;
+        loop {
+            let key = format!("fill/{i}");
+            let new = NewEntry {
+                key: key.as_bytes(),
+                ..entry_of(&value, 1)
+            };
+            if heap.needs_rehash().unwrap() {
+                match heap.rehash(&|_, _| false) {
+                    Err(Error::StoreFull { needed, .. }) if heap.grow(needed).unwrap() => continue,
+                    Err(Error::StoreFull { .. }) => break,
+                    r => r.unwrap(),
+                }
+            }
+            match bare_reserve(&heap, &new) {
+                Ok(at) => {
+                    heap.fill(at, &new).unwrap();
+                }
+                Err(Error::StoreFull { needed, .. }) => {
+                    if !heap.grow(needed).unwrap() {
+                        break;
+                    }
+                }
+                Err(e) => panic!("{e}"),
+            }
+            i += 1;
+        }
+        assert_eq!(heap.heap_size(), 1 << 20);
+        assert!(!heap.can_grow());
+        heap.check().unwrap();
+        // A fixed heap never grows.
+        let (map, geo) = test_heap(4096);
+        let fixed = heap_of(&map, geo);
+        assert!(!fixed.can_grow());
+        assert!(!fixed.grow(4096).unwrap());
+    }
+
+    /// A growth cut short at each of its steps (see `Heap::grow`): before
+    /// its commit nothing changed but the object's size; after it, the new
+    /// block is found by recovery's rebuild (merged with a free last block
+    /// if there was one). Either way the heap checks, and grows again.
+    #[test]
+    fn recovery_after_a_growth_cut_short_at_each_step() {
+        for last_free in [false, true] {
+            for step in 1..=3 {
+                let (map, geo) = test_growing_heap(4096, 1 << 16);
+                let heap = heap_of(&map, geo);
+                if !last_free {
+                    // Entries up to the end: the last block is in use.
+                    let value = [5u8; 8];
+                    let mut i = 0;
+                    while bare_reserve(&heap, &entry_of(&value, 1)).is_ok_and(|at| {
+                        let key = format!("e{i}");
+                        i += 1;
+                        let new = NewEntry {
+                            key: key.as_bytes(),
+                            ..entry_of(&value, 1)
+                        };
+                        heap.fill(at, &new).is_ok()
+                    }) {}
+                }
+                let before = heap.space().unwrap().free;
+                let old = heap.heap_size();
+                let new = 2 * old;
+                let last = heap.last_block().unwrap().unwrap();
+                assert_eq!(heap.state(last.0) == FREE, last_free);
+                // 1. The object (all there, in anonymous memory).
+                assert!(map.grow_object((geo.heap_at as u64) + new).unwrap());
+                if step >= 2 {
+                    let region = heap.abs(old);
+                    heap.set_u64(region + B_PREV, last.1);
+                    heap.set_u32(region + B_STATE, FREE);
+                    heap.set_size(region, new - old);
+                }
+                if step >= 3 {
+                    heap.set_u64(heap.meta(M_HEAP), new);
+                }
+                let after = heap_of(&map, geo);
+                after.recover().unwrap();
+                after.check().unwrap();
+                let grown = if step >= 3 { new } else { old };
+                assert_eq!(after.heap_size(), grown, "step {step}");
+                assert_eq!(after.space().unwrap().free, before + (grown - old));
+                assert!(after.grow(64).unwrap());
+                after.check().unwrap();
+            }
+        }
+    }
+
+    /// A move of the bucket table cut short: before its commit, the new
+    /// TABLE block is named by nothing; after it, the old one. `check`
+    /// reports the stray table and recovery frees it, keeping every entry.
+    #[test]
+    fn recovery_frees_a_bucket_table_left_by_a_move_cut_short() {
+        let (map, geo) = test_growing_heap(1 << 16, 1 << 20);
+        let heap = heap_of(&map, geo);
+        for i in 0..(geo.buckets / 2) {
+            put_growing(&heap, &format!("k{i}"), &[1u8; 8]);
+        }
+        // Move once, so that the table in use is a block.
+        put_growing(&heap, "one-more", &[1u8; 8]);
+        heap.check().unwrap();
+        assert!(heap.table().unwrap().block.is_some());
+        for committed in [false, true] {
+            // The steps of `rehash` up to its commit (or past it, without
+            // freeing the old table).
+            let t = heap.table().unwrap();
+            let bytes = (B_KEY as u64 + t.count * 8).div_ceil(64) * 64;
+            let at = loop {
+                match heap.take_room(bytes, &|_, _| false) {
+                    Ok(at) => break at,
+                    Err(Error::StoreFull { needed, .. }) => assert!(heap.grow(needed).unwrap()),
+                    Err(e) => panic!("{e}"),
+                }
+            };
+            let free = heap.space().unwrap().free + heap.size_of(at).unwrap();
+            heap.set_u32(at + B_STATE, TABLE);
+            heap.set_u64(heap.meta(M_USED), heap.used() + heap.size_of(at).unwrap());
+            let word = u64::from(heap.index_of(at)) | u64::from(t.count.trailing_zeros()) << 32;
+            if committed {
+                for b in 0..t.count {
+                    heap.set_u64(at + B_KEY + 8 * b as usize, 0);
+                }
+                heap.set_u64(heap.meta(M_TABLE), word);
+            }
+            assert!(matches!(heap.check(), Err(Error::Corrupt { .. })));
+            heap.recover().unwrap();
+            heap.check().unwrap();
+            assert_eq!(heap.table().unwrap().block, Some(if committed { at } else { t.block.unwrap() }));
+            for i in 0..(geo.buckets / 2) {
+                assert!(heap.contains(format!("k{i}").as_bytes()).unwrap());
+            }
+            if !committed {
+                assert_eq!(heap.space().unwrap().free, free, "the new table leaked");
+            }
+        }
+    }
+
+    /// Forged sizes and tables: a heap larger than the object, a table
+    /// outside the heap, of another state, or with more buckets than its
+    /// block holds, a most past [`MAX_HEAP`]: [`Error::Corrupt`] from the
+    /// checked paths, a miss or a cut view from the lock-free ones, never
+    /// a read outside the mapping.
+    #[test]
+    fn forged_heap_sizes_and_tables_are_corrupt_never_a_crash() {
+        let (map, geo) = test_growing_heap(4096, 1 << 16);
+        let heap = heap_of(&map, geo);
+        let at = put_k(&heap);
+        let room = Room::new(&map, &geo, geo.heap_at + 4096);
+        // A heap past the object (the mapping reaches 64 KiB of heap; the
+        // object, in this test, whatever the mapping holds).
+        for forged in [map.len() as u64, u64::MAX, (1 << 16) + 64] {
+            heap.set_u64(heap.meta(M_HEAP), forged);
+            assert!(matches!(
+                Heap::checked(&map, &geo, "test", &room),
+                Err(Error::Corrupt { .. })
+            ));
+            let cut = Heap::bounded(&map, &geo, "test", &room);
+            assert!(cut.heap_size() <= (map.len() - geo.heap_at) as u64);
+            let _ = cut.probe(b"k");
+            let _ = cut.check();
+        }
+        heap.set_u64(heap.meta(M_HEAP), 4096);
+        // Tables that are not tables.
+        let stray = bare_reserve(&heap, &entry_of(&[0u8; 8], 1)).unwrap();
+        let index = |at: usize| u64::from(heap.index_of(at));
+        heap.set_u32(stray + B_STATE, TABLE);
+        for word in [
+            u64::from(u32::MAX) | 10 << 32,
+            index(at) | 4 << 32,
+            index(stray) | 10 << 32,
+            index(stray) | 63 << 32,
+            index(stray) | 1 << 32,
+        ] {
+            heap.set_u64(heap.meta(M_TABLE), word);
+            let view = heap_of(&map, geo);
+            assert!(matches!(view.probe(b"k"), Probe::Damaged(_)), "{word:#x}");
+            assert!(matches!(view.find(b"k"), Err(Error::Corrupt { .. })), "{word:#x}");
+            assert!(matches!(view.check(), Err(Error::Corrupt { .. })), "{word:#x}");
+            assert!(matches!(view.recover(), Err(Error::Corrupt { .. })), "{word:#x}");
+            assert!(view.table_bytes().is_err());
+        }
+        heap.set_u64(heap.meta(M_TABLE), 0);
+        heap.set_u32(stray + B_STATE, RESERVED);
+        heap.recover().unwrap();
+        heap.check().unwrap();
+        // A most past the format's limit, or below the heap.
+        let size = geo.heap_at - geo.content + 4096;
+        for forged in [u64::MAX, MAX_HEAP + 64, 64, 4096 + 1] {
+            heap.set_u64(heap.meta(M_MAX_HEAP), forged);
+            assert!(matches!(
+                Geometry::read(&map, "test", 0, size, &|| None),
+                Err(Error::Corrupt { .. })
+            ));
+            // Views already open stay inside their mapping.
+            assert!(heap.max_heap() <= (map.len() - geo.heap_at) as u64);
+        }
     }
 
     #[test]

@@ -128,11 +128,11 @@ impl Store {
                 };
                 if s.fingerprint != Old::FINGERPRINT {
                     // A `New` (opened), or anything else (LayoutMismatch).
-                    return self.handle::<New>(&dir, key, &s);
+                    return self.handle::<New>(&mut dir, key, &s);
                 }
                 self.check_type::<Old>(&dir, key, &s)?;
                 let e = s.meta(key.as_bytes());
-                self.hold(&dir, &e)?;
+                self.hold(&mut dir, &e)?;
                 e
             };
             // Held until the end: the old entry's block stays as it is.

@@ -28,7 +28,7 @@ use std::future::Future;
 
 pub(crate) use heap::EntryMeta;
 pub use heap::MAX_KEY_LEN;
-use heap::{Geometry, Heap, NewEntry, Probe, Shape};
+use heap::{Geometry, Heap, NewEntry, Probe, Room, Shape};
 pub use reader::StoreReader;
 
 /// How long [`Store::entries`] lets the directory lock go between pieces,
@@ -104,12 +104,18 @@ const fn spec(content: usize) -> Spec {
 ///
 /// # Space
 ///
-/// A store has a fixed capacity, chosen at creation. Each entry takes one
+/// A store starts with the capacity chosen at creation, and grows in place
+/// when an entry does not fit, up to its
+/// [`max_capacity`](SharedOptions::max_capacity) (by default the larger of
+/// its capacity and 1 GiB): entries never move, so every handle stays
+/// valid, and other processes use the new room without reopening the
+/// store. System V stores do not grow. Each entry takes one
 /// block of its key, type name, lock and value, rounded up to 64 bytes
 /// (at least 128). Removing an entry frees its block, merged with free
 /// neighbours, for entries of any size; free space can still be in pieces
 /// too small for a large entry, which [`Error::StoreFull`] then reports
-/// (how much was asked, how much is free, and the largest free piece).
+/// (how much was asked, how much is free, and the largest free piece) once
+/// the store has grown as far as it may.
 ///
 /// Each `Store` handle that holds entries (through the [`Shared`] handles
 /// it gave out) keeps a list of them in the store's space: 4 bytes per
@@ -166,6 +172,8 @@ pub struct Store {
 struct Inner {
     map: Mapping,
     geo: Geometry,
+    /// How much heap the object is known to hold.
+    room: Room,
     /// The store's name in errors, shared with its entries' handles.
     label: Arc<str>,
     remover: Remover,
@@ -205,7 +213,9 @@ pub struct EntryInfo {
 
 impl Store {
     /// Creates a new store at `at` with room for `capacity` bytes of
-    /// entries, with the default [`SharedOptions`]; fails with
+    /// entries, with the default [`SharedOptions`] (so growing up to the
+    /// larger of `capacity` and 1 GiB: see
+    /// [`SharedOptions::max_capacity`]); fails with
     /// [`Error::AlreadyExists`] if the name exists.
     pub fn create(at: impl IntoLocation, capacity: usize) -> Result<Store> {
         SharedOptions::new().create_store(at, capacity)
@@ -253,10 +263,11 @@ impl Store {
         mode: OpenMode,
         capacity: usize,
     ) -> Result<Store> {
-        let (seg, geo, label) = map_store(opts, at, mode, capacity)?;
+        let (seg, geo, room, label) = map_store(opts, at, mode, capacity)?;
         let mut inner = Inner {
             map: seg.map,
             geo,
+            room,
             label: Arc::from(label),
             remover: seg.remover,
             // Set once the handle is complete: a failed open removes nothing.
@@ -284,9 +295,9 @@ impl Store {
     /// another type, or another layout of `T`.
     pub fn get<T: Shareable>(&self, key: &str) -> Result<Shared<T>> {
         let key = check_key(key)?;
-        let dir = self.inner.lock()?;
+        let mut dir = self.inner.lock()?;
         let got = match dir.heap().lookup(key.as_bytes())? {
-            Some((_, e)) => self.handle(&dir, key, &e),
+            Some((_, e)) => self.handle(&mut dir, key, &e),
             None => Err(Error::NotFound {
                 name: self.entry_label(key),
             }),
@@ -354,6 +365,7 @@ impl Store {
     /// Makes the entry `new`, whose key is not in the directory, held by
     /// this handle; [`Error::StoreFull`] if there is no room.
     fn fill_locked(&self, dir: &mut Dir<'_>, new: &NewEntry<'_>) -> Result<EntryMeta> {
+        self.make_bucket_room(dir)?;
         let at = self.reserve(dir, new)?;
         dir.begin_change();
         let e = dir.heap().fill(at, new)?;
@@ -385,10 +397,48 @@ impl Store {
     /// such a block is refused before anything is written.
     /// Room for one more entry in this handle's hold list is made too (see
     /// `Heap::reserve`).
-    fn reserve(&self, dir: &Dir<'_>, new: &NewEntry<'_>) -> Result<usize> {
+    ///
+    /// A store that has no room grows first, if it may (see
+    /// [`growing`](Store::growing)).
+    fn reserve(&self, dir: &mut Dir<'_>, new: &NewEntry<'_>) -> Result<usize> {
         let held = self.inner.held();
-        dir.heap()
-            .reserve(new, self.inner.slot, &|start, end| meets_held(&held, start, end))
+        self.growing(dir, |heap| {
+            heap.reserve(new, self.inner.slot, &|start, end| {
+                meets_held(&held, start, end)
+            })
+        })
+    }
+
+    /// Moves the directory to a larger bucket table if one more entry
+    /// would fill the one in use past half (`Heap::rehash`), growing the
+    /// store for it if need be: a change of the directory.
+    fn make_bucket_room(&self, dir: &mut Dir<'_>) -> Result<()> {
+        if !dir.heap().needs_rehash()? {
+            return Ok(());
+        }
+        dir.begin_change();
+        let held = self.inner.held();
+        self.growing(dir, |heap| {
+            heap.rehash(&|start, end| meets_held(&held, start, end))
+        })
+    }
+
+    /// What `f` gives, run again after growing the store each time it
+    /// finds the store full ([`Error::StoreFull`]) while the store may
+    /// grow (`Heap::grow`; a change of the directory, whose generation
+    /// moves). Each growth at least doubles the heap or reaches its most,
+    /// so this ends; at the most, `f`'s `StoreFull` is the answer.
+    fn growing<R>(&self, dir: &mut Dir<'_>, mut f: impl FnMut(&Heap<'_>) -> Result<R>) -> Result<R> {
+        loop {
+            let r = f(&dir.heap());
+            let needed = match &r {
+                Err(Error::StoreFull { needed, .. }) => *needed,
+                _ => return r,
+            };
+            if !dir.heap().can_grow() || !dir.grow(needed)? {
+                return r;
+            }
+        }
     }
 
     /// Removes the entry `key` (see [Removal and handles](Store#removal-and-handles));
@@ -429,7 +479,11 @@ impl Store {
     #[inline]
     fn contains_quiet(&self, key: &str) -> Option<bool> {
         let read = |heap: &Heap<'_>| reader::probe(heap, key.as_bytes());
-        match reader::read_quiet(&self.inner.heap(), self.inner.versions(), read)? {
+        let inner = &self.inner;
+        // Bounded by what this process knows of its object, not `M_HEAP`:
+        // the view can be made before the read.
+        let heap = Heap::for_probe(&inner.map, &inner.geo, &inner.label, &inner.room);
+        match reader::read_quiet(|| &heap, inner.versions(), read)? {
             (Probe::Found { .. }, _) => Some(true),
             (Probe::Missing, _) => Some(false),
             (Probe::Damaged(_), _) => None,
@@ -441,6 +495,9 @@ impl Store {
     /// dead process left, and says what is damaged).
     #[cold]
     fn contains_contended(&self, key: &str) -> Result<bool> {
+        // A bucket past the heap this process knew: another process may
+        // have grown the store (the view learns its size now).
+        let _ = Heap::checked(&self.inner.map, &self.inner.geo, &self.inner.label, &self.inner.room);
         for _ in 1..QUIET_TRIES {
             std::hint::spin_loop();
             if let Some(found) = self.contains_quiet(key) {
@@ -504,10 +561,20 @@ impl Store {
         Ok(self.len()? == 0)
     }
 
-    /// The bytes entries can take in all (the capacity it was created with,
-    /// rounded up to 64).
+    /// The bytes entries can take in all now: the capacity the store was
+    /// created with (rounded up to 64), and more once it grew (see
+    /// [Space](Store#space)); at most [`max_capacity`](Store::max_capacity).
     pub fn capacity(&self) -> usize {
-        self.inner.geo.heap_size as usize
+        self.inner.heap().heap_size() as usize
+    }
+
+    /// The bytes entries may take in all once the store has grown as far
+    /// as it may: [`SharedOptions::max_capacity`] as its creator set it
+    /// (the same in every process), or the capacity for a store that does
+    /// not grow (System V). Past it, inserts fail with
+    /// [`Error::StoreFull`].
+    pub fn max_capacity(&self) -> usize {
+        self.inner.heap().max_heap() as usize
     }
 
     /// The bytes free for new entries now, in all (see
@@ -605,7 +672,7 @@ impl Store {
 
     /// A handle on the entry `e` of key `key`, found under `dir`, checked
     /// to be a `T`.
-    fn handle<T: Shareable>(&self, dir: &Dir<'_>, key: &str, e: &Shape) -> Result<Shared<T>> {
+    fn handle<T: Shareable>(&self, dir: &mut Dir<'_>, key: &str, e: &Shape) -> Result<Shared<T>> {
         self.check_type::<T>(dir, key, e)?;
         let e = e.meta(key.as_bytes());
         self.hold(dir, &e)?;
@@ -627,7 +694,7 @@ impl Store {
     /// process holds: a directory forged by a peer can place an entry
     /// inside another's value, and two handles here must never hand out
     /// `&mut` to the same bytes.
-    fn hold(&self, dir: &Dir<'_>, e: &EntryMeta) -> Result<()> {
+    fn hold(&self, dir: &mut Dir<'_>, e: &EntryMeta) -> Result<()> {
         let end = e.at + e.layout.value + e.value_size;
         let mut held = self.inner.held();
         let before = held.range(..=e.at).next_back().map(|(&s, h)| (s, h.end));
@@ -651,9 +718,11 @@ impl Store {
             h.count += 1;
             return Ok(());
         }
-        let pos = dir
-            .heap()
-            .hold(e.at, self.inner.slot, &|start, end| meets_held(&held, start, end))?;
+        let pos = self.growing(dir, |heap| {
+            heap.hold(e.at, self.inner.slot, &|start, end| {
+                meets_held(&held, start, end)
+            })
+        })?;
         held.insert(
             e.at,
             Holds {
@@ -708,9 +777,9 @@ impl Store {
     /// value stay where they are while the result lives.
     pub(crate) fn raw_entry(&self, key: &str) -> Result<HeldEntry> {
         let key = check_key(key)?;
-        let dir = self.inner.lock()?;
+        let mut dir = self.inner.lock()?;
         let e = self.found(&dir, key)?;
-        self.hold(&dir, &e)?;
+        self.hold(&mut dir, &e)?;
         Ok(self.held_entry(key, &e))
     }
 
@@ -793,12 +862,12 @@ impl Store {
         if new.type_name.is_empty() || new.type_name.len() > heap::MAX_TYPE_LEN {
             return Err(bad(format!("a type name of {} bytes", new.type_name.len())));
         }
-        if new.value.len() > self.capacity() || new.schema.len() > usize::from(u16::MAX) {
+        if new.value.len() > self.max_capacity() || new.schema.len() > usize::from(u16::MAX) {
             return Err(bad(format!(
-                "a value of {} bytes and a schema of {}, in a store of {}",
+                "a value of {} bytes and a schema of {}, in a store of at most {}",
                 new.value.len(),
                 new.schema.len(),
-                self.capacity()
+                self.max_capacity()
             )));
         }
         let made = self.create_raw_locked(key, new);
@@ -998,20 +1067,22 @@ pub(crate) fn list_entries(
     content: usize,
     size: usize,
 ) -> std::result::Result<Vec<EntryMeta>, String> {
-    let geo = Geometry::read(map, "store", content, size).map_err(|e| e.to_string())?;
-    let heap = Heap {
-        map,
-        geo,
-        label: "store",
-    };
-    if !heap.formatted() {
+    let geo =
+        Geometry::read(map, "store", content, size, &|| None).map_err(|e| e.to_string())?;
+    let room = Room::new(map, &geo, content + size);
+    if !Heap::bounded(map, &geo, "store", &room).formatted() {
         return Ok(Vec::new());
     }
     let versions = map.versions(VERSIONS_OFFSET);
     heap::in_pieces(|listed, bounded| {
         for _ in 0..50 {
             let mut piece = None;
-            let quiet = versions.copy_quiet(|| piece = Some(heap.list_piece(listed, bounded)));
+            let quiet = versions.copy_quiet(|| {
+                piece = Some(
+                    Heap::checked(map, &geo, "store", &room)
+                        .and_then(|heap| heap.list_piece(listed, bounded)),
+                )
+            });
             if let (Some(_), Some(piece)) = (quiet, piece) {
                 return piece.map_err(|e| match e {
                     Error::Corrupt { reason, .. } => reason,
@@ -1024,15 +1095,31 @@ pub(crate) fn list_entries(
     })
 }
 
+/// The heap's size now and the most it may grow to, of the store whose
+/// content is at `content` (`size` bytes of the object) of a read-only
+/// mapping; `None` if its meta does not check.
+pub(crate) fn capacity_of(map: &Mapping, content: usize, size: usize) -> Option<(u64, u64)> {
+    let geo = Geometry::read(map, "store", content, size, &|| None).ok()?;
+    let room = Room::new(map, &geo, content + size);
+    let heap = Heap::checked(map, &geo, "store", &room).ok()?;
+    Some((heap.heap_size(), geo.max_heap))
+}
+
 /// Creates or opens (as `mode` says) the store segment at `at`, of
 /// `capacity` bytes of entries if it is made; returns it with its checked
-/// geometry and its name as errors give it.
+/// geometry, what its object holds and its name as errors give it.
+///
+/// The object is mapped as it is first, its meta checked (the heap inside
+/// the object, its most at most [`heap::MAX_HEAP`]), then, for a backend
+/// that grows (POSIX and file), mapped again as long as the heap may grow
+/// (see `_design::store`, "Growth"): that mapping never moves, so entries'
+/// handles stay valid while the store grows.
 fn map_store(
     opts: &SharedOptions,
     at: impl IntoLocation,
     mode: OpenMode,
     capacity: usize,
-) -> Result<(crate::segment::Established, Geometry, String)> {
+) -> Result<(crate::segment::Established, Geometry, Room, String)> {
     let loc = at.into_location()?;
     let label = loc.label();
     let capacity = capacity as u64;
@@ -1042,18 +1129,42 @@ fn map_store(
             size: capacity,
         });
     }
-    let plan = heap::plan(capacity);
+    // A System V segment's size is fixed by `shmget`: it cannot grow.
+    let max = if loc.grows() {
+        opts.max_capacity
+            .map_or(capacity.max(DEFAULT_MAX_CAPACITY), |m| m as u64)
+    } else {
+        capacity
+    };
+    let plan = heap::plan(capacity, max);
     let spec = spec(plan.content);
     let meta = heap::initial_meta(&plan, opts.version_flags());
     let initial = mode.creates().then_some(crate::segment::Initial {
         content: &meta,
         schema: &[],
     });
-    let seg = crate::segment::establish_spec(&loc, opts, mode, &spec, initial)?;
+    let mut seg = crate::segment::establish_spec(&loc, opts, mode, &spec, initial)?;
     let value_offset = spec.layout().value_offset;
-    let geo = Geometry::read(&seg.map, &label, value_offset, seg.map.len() - value_offset)?;
-    Ok((seg, geo, label))
+    let object = seg.map.len();
+    let now = || seg.map.object_len();
+    let geo = Geometry::read(&seg.map, &label, value_offset, object - value_offset, &now)?;
+    if geo.reservation() > object {
+        let reserved = seg.map.reserve(geo.reservation()).map_err(|e| Error::Io {
+            op: "reserving address space for",
+            name: label.clone(),
+            source: e,
+        })?;
+        if let Some(map) = reserved {
+            seg.map = map;
+        }
+    }
+    let room = Room::new(&seg.map, &geo, object);
+    Ok((seg, geo, room, label))
 }
+
+/// The most a store grows to unless [`SharedOptions::max_capacity`] says
+/// otherwise (or its capacity is larger): 1 GiB.
+pub(crate) const DEFAULT_MAX_CAPACITY: u64 = 1 << 30;
 
 impl fmt::Debug for Store {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -1068,12 +1179,9 @@ impl Inner {
     /// The directory and heap: to be changed only under the directory lock
     /// ([`Dir::heap`]), and read without it only as [`reader::read_quiet`]
     /// reads them.
+    #[inline]
     fn heap(&self) -> Heap<'_> {
-        Heap {
-            map: &self.map,
-            geo: self.geo,
-            label: &self.label,
-        }
+        Heap::bounded(&self.map, &self.geo, &self.label, &self.room)
     }
 
     fn raw(&self) -> &RawLock {
@@ -1104,9 +1212,14 @@ impl Inner {
         let mut dir = Dir {
             inner: self,
             held: Held::new(lock, self.versions(), me),
+            size: 0,
         };
         // A store shrunk under us: no rebuilding from zeros.
         self.intact(Ok(()))?;
+        dir.size = match self.room.plain(&self.map, &self.geo) {
+            Some(size) => size,
+            None => self.check_heap()?,
+        };
         let formatted = dir.heap().formatted();
         if lock.is_poisoned() || dir.held.is_writing() || !formatted {
             // Rebuilding a directory in use is a change: readers without
@@ -1119,6 +1232,28 @@ impl Inner {
             lock.clear_poison();
         }
         Ok(dir)
+    }
+}
+
+impl Inner {
+    /// For a holder of the directory lock whose heap grew past what this
+    /// process knew, or whose bucket table moved into the heap: a heap
+    /// larger than the object, or a bucket table that is not a table, or
+    /// lies over an entry this process holds, is damage, which no rebuild
+    /// repairs ([`Error::Corrupt`]).
+    /// Returns the heap's size.
+    #[cold]
+    fn check_heap(&self) -> Result<u64> {
+        let heap = Heap::checked(&self.map, &self.geo, &self.label, &self.room)?;
+        if let Some((start, end)) = heap.table_bytes()? {
+            if meets_held(&self.held(), start, end) {
+                return Err(Error::Corrupt {
+                    name: self.label.to_string(),
+                    reason: "its bucket table lies over an entry this process holds".into(),
+                });
+            }
+        }
+        Ok(heap.heap_size())
     }
 }
 
@@ -1155,11 +1290,25 @@ struct Dir<'a> {
     /// The directory lock; a change (its generation odd until the lock is
     /// released) is a write.
     held: Held<'a>,
+    /// The heap's size, checked when the lock was taken: only this holder
+    /// changes it while it holds the lock ([`Dir::grow`]).
+    size: u64,
 }
 
 impl Dir<'_> {
+    #[inline]
     fn heap(&self) -> Heap<'_> {
-        self.inner.heap()
+        let inner = self.inner;
+        Heap::of_size(&inner.map, &inner.geo, &inner.label, &inner.room, self.size)
+    }
+
+    /// Grows the heap (`Heap::grow`) as a change of the directory.
+    fn grow(&mut self, needed: u64) -> Result<bool> {
+        self.begin_change();
+        let heap = self.heap();
+        let grown = heap.grow(needed)?;
+        self.size = heap.heap_size();
+        Ok(grown)
     }
 
     /// Marks the directory as changing: its generation counts one more when

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::heap::{in_pieces, EntryLayout, Geometry, Heap, Probe, Shape};
+use super::heap::{in_pieces, EntryLayout, Geometry, Heap, Probe, Room, Shape};
 use super::{check_key, check_type, entry_info, map_store, EntryInfo};
 use crate::error::{Error, Result};
 #[cfg(feature = "stream")]
@@ -118,6 +118,8 @@ pub struct StoreReader {
 struct Inner {
     map: Mapping,
     geo: Geometry,
+    /// How much heap the object is known to hold.
+    room: Room,
     label: String,
     /// Whether the entries it gives report poison
     /// (`SharedOptions::poisoning`).
@@ -210,10 +212,17 @@ impl StoreReader {
         Ok(self.len()? == 0)
     }
 
-    /// The bytes entries can take in all (see
-    /// [`Store::capacity`](crate::Store::capacity)).
+    /// The bytes entries can take in all now (see
+    /// [`Store::capacity`](crate::Store::capacity)): more once the store
+    /// grew.
     pub fn capacity(&self) -> usize {
-        self.inner.geo.heap_size as usize
+        self.inner.heap().heap_size() as usize
+    }
+
+    /// The bytes entries may take once the store has grown as far as it
+    /// may (see [`Store::max_capacity`](crate::Store::max_capacity)).
+    pub fn max_capacity(&self) -> usize {
+        self.inner.heap().max_heap() as usize
     }
 
     /// How many times entries have been created or removed (see
@@ -350,8 +359,10 @@ pub(super) fn probe(heap: &Heap<'_>, key: &[u8]) -> Probe {
     }
 }
 
-/// One read of the directory of `heap` without its lock, as a snapshot
-/// reads a value: `read` runs if no change is in progress (`versions`, the
+/// One read of the directory without its lock, as a snapshot reads a
+/// value: `read` runs on the heap as `view` gives it at that moment (its
+/// size read after the generation, so that a quiet read sees the heap of
+/// its moment, grown or not) if no change is in progress (`versions`, the
 /// directory's, says so), and what it found counts, with the generation of
 /// that moment, only if no change began meanwhile; `None` if the read must
 /// be made again. What `StoreReader` and [`Store::contains`](crate::Store::contains)
@@ -363,23 +374,19 @@ pub(super) fn probe(heap: &Heap<'_>, key: &[u8]) -> Probe {
 /// value or an error, never a panic or a load outside the mapping; a torn
 /// one is thrown away here.
 #[inline]
-pub(super) fn read_quiet<R>(
-    heap: &Heap<'_>,
+pub(super) fn read_quiet<'h, 'a: 'h, R>(
+    view: impl FnOnce() -> &'h Heap<'a>,
     versions: &Versions,
-    read: impl FnOnce(&Heap<'_>) -> R,
+    read: impl FnOnce(&Heap<'a>) -> R,
 ) -> Option<(R, u64)> {
     let mut got = None;
-    let generation = versions.copy_quiet(|| got = Some(read(heap)))?;
+    let generation = versions.copy_quiet(|| got = Some(read(view())))?;
     got.map(|got| (got, generation))
 }
 
 impl Inner {
     fn heap(&self) -> Heap<'_> {
-        Heap {
-            map: &self.map,
-            geo: self.geo,
-            label: &self.label,
-        }
+        Heap::bounded(&self.map, &self.geo, &self.label, &self.room)
     }
 
     fn versions(&self) -> &Versions {
@@ -401,12 +408,20 @@ impl Inner {
     /// accessors, so a read that a change tore is harmless before it is
     /// thrown away; an error from a quiet read is the directory's own.
     fn quiet<R>(&self, mut read: impl FnMut(&Heap<'_>) -> Result<R>) -> Result<(R, u64)> {
-        let heap = self.heap();
         let versions = self.versions();
         let mut tries = 0u32;
         let mut since: Option<Instant> = None;
         loop {
-            if let Some((got, generation)) = read_quiet(&heap, versions, &mut read) {
+            // A heap that says it is larger than the object is damage: an
+            // error, as from a `Store`, not a read cut to the object.
+            let mut got = None;
+            let quiet = versions.copy_quiet(|| {
+                got = Some(
+                    Heap::checked(&self.map, &self.geo, &self.label, &self.room)
+                        .and_then(|heap| read(&heap)),
+                )
+            });
+            if let (Some(generation), Some(got)) = (quiet, got) {
                 return self.intact(got).map(|r| (r, generation));
             }
             // A change is being made, or overlapped the read: changes are
@@ -546,11 +561,12 @@ impl SharedOptions {
     /// [`allow_foreign_owner`](SharedOptions::allow_foreign_owner) and
     /// [`poisoning`](SharedOptions::poisoning) (for the entries it gives).
     pub fn open_store_read_only(&self, at: impl IntoLocation) -> Result<crate::StoreReader> {
-        let (seg, geo, label) = map_store(self, at, OpenMode::ReadOnly, 0)?;
+        let (seg, geo, room, label) = map_store(self, at, OpenMode::ReadOnly, 0)?;
         Ok(StoreReader {
             inner: Arc::new(Inner {
                 map: seg.map,
                 geo,
+                room,
                 label,
                 poisoning: self.poisoning,
             }),

@@ -127,6 +127,65 @@ impl Mapping {
         Ok(map)
     }
 
+    /// Maps `len` bytes of the object this mapping maps, as this one is
+    /// mapped (read-write or read-only), for a store that grows in place:
+    /// `len` may exceed the object, whose pages past its end are never
+    /// touched until it grows over them (Linux maps a shared object past
+    /// its end; only a touch of such a page faults). The new mapping is
+    /// entered in the SIGBUS registry whole, so a peer that shrinks the
+    /// object still makes it *cut*, not a crash. `Ok(None)` for a mapping
+    /// whose object cannot grow under it (anonymous memory, System V) or
+    /// that has no description of its object to map it through.
+    pub(crate) fn reserve(&self, len: usize) -> io::Result<Option<Mapping>> {
+        if self.watch.is_none() {
+            return Ok(None);
+        }
+        match self.descriptor() {
+            Some(fd) => Mapping::map(fd, len, self.writable).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// How many bytes the mapped object holds now: `fstat` of its
+    /// description for a mapping of a descriptor, the mapping's length
+    /// for anonymous memory and System V (whose size never changes);
+    /// `None` if it cannot be told.
+    pub(crate) fn object_len(&self) -> Option<u64> {
+        if self.watch.is_none() {
+            return Some(self.len as u64);
+        }
+        let fd = self.descriptor()?;
+        nix::sys::stat::fstat(fd).ok().map(|st| st.st_size as u64)
+    }
+
+    /// Makes the mapped object at least `len` bytes long, its pages
+    /// allocated (`posix_fallocate`), for a mapping at least that long (see
+    /// [`reserve`](Mapping::reserve)): `Ok(true)` once it is, `Ok(false)`
+    /// for an object that cannot grow (anonymous memory and System V, unless
+    /// the mapping already covers `len`; a read-only mapping; a mapping
+    /// shorter than `len`). A full filesystem is an error that
+    /// [`is_no_space`] recognises.
+    pub(crate) fn grow_object(&self, len: u64) -> io::Result<bool> {
+        if len > self.len as u64 {
+            return Ok(false);
+        }
+        if self.watch.is_none() {
+            // All of it is there already.
+            return Ok(true);
+        }
+        let Some(fd) = self.descriptor().filter(|_| self.writable) else {
+            return Ok(false);
+        };
+        let len = i64::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        loop {
+            match nix::fcntl::posix_fallocate(fd, 0, len) {
+                Ok(()) => return Ok(true),
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
     /// Takes ownership of a System V attachment: `shmdt` on drop.
     ///
     /// # Safety
@@ -352,6 +411,15 @@ impl Mapping {
         assert!(p.is_aligned(), "misaligned offset {offset}");
         p
     }
+}
+
+/// Whether `e` (from [`Mapping::grow_object`]) says the filesystem or the
+/// memory behind it is full: `ENOSPC`, `EFBIG` or `ENOMEM`.
+pub(crate) fn is_no_space(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::ENOSPC | libc::EFBIG | libc::ENOMEM)
+    )
 }
 
 /// Keeps a mapping alive for a handle: the mapping itself, or a hold on

@@ -555,6 +555,7 @@ pub fn inspect_text(r: &Report) -> String {
         State::Store {
             header,
             directory,
+            capacity,
             entries,
         } => {
             l.kv(0, "type", format!("store ({})", header.type_name));
@@ -563,10 +564,22 @@ pub fn inspect_text(r: &Report) -> String {
                 0,
                 "store size",
                 format!(
-                    "{} (directory and heap)",
+                    "{} (directory and heap, as created)",
                     plural(header.value_size, "byte", "bytes")
                 ),
             );
+            match capacity {
+                Some((now, max)) => l.kv(
+                    0,
+                    "capacity",
+                    format!(
+                        "{} (grows to at most {})",
+                        plural(*now, "byte", "bytes"),
+                        plural(*max, "byte", "bytes")
+                    ),
+                ),
+                None => l.kv(0, "capacity", "unreadable: its directory is damaged"),
+            }
             l.kv(0, "directory", "");
             slot_lines(&mut l, 2, directory);
             match entries {

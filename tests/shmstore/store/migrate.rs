@@ -235,7 +235,11 @@ fn a_panicking_migration_changes_nothing() {
 #[test]
 fn no_room_for_the_new_entry_is_store_full_and_changes_nothing() {
     let seg = Segment::new("migrate-full");
-    let store = Store::create(seg.name(), 1024).unwrap();
+    // A store that never grows: it is full on purpose.
+    let store = shmstore::SharedOptions::new()
+        .max_capacity(1024)
+        .create_store(seg.name(), 1024)
+        .unwrap();
     let old = store.insert("k", v1(3)).unwrap();
     let free = store.free_bytes().unwrap();
     let gen = store.generation();

@@ -557,10 +557,19 @@ fn opening_a_missing_store_and_recreating_one_are_typed_errors() {
 // ===========================================================================
 // 3. A full store
 
+/// A store that never grows (its `max_capacity` is its capacity): for the
+/// tests that fill it on purpose.
+fn fixed_store(name: &str, capacity: usize) -> Store {
+    SharedOptions::new()
+        .max_capacity(capacity)
+        .create_store(name, capacity)
+        .unwrap()
+}
+
 #[test]
 fn a_full_store_says_how_full_and_takes_entries_again_after_removals() {
     let seg = Segment::new("full");
-    let store = Store::create(seg.name(), 4096).unwrap();
+    let store = fixed_store(seg.name(), 4096);
     let mut keys = Vec::new();
     let full = loop {
         let key = format!("k{:02}", keys.len());
@@ -598,7 +607,7 @@ fn a_full_store_says_how_full_and_takes_entries_again_after_removals() {
     }
     assert!(text.contains(seg.name()), "{text}");
     assert!(text.contains("remove entries"), "{text}");
-    assert!(text.contains("larger capacity"), "{text}");
+    assert!(text.contains("larger max_capacity"), "{text}");
 
     // The failed insert left nothing behind.
     assert_eq!(store.len().unwrap(), keys.len());
@@ -645,7 +654,7 @@ fn a_full_store_says_how_full_and_takes_entries_again_after_removals() {
 #[test]
 fn a_failed_insert_changes_nothing_a_watcher_sees() {
     let seg = Segment::new("full-watch");
-    let store = Store::create(seg.name(), 4096).unwrap();
+    let store = fixed_store(seg.name(), 4096);
     store.insert("big", V1024::filled(1)).unwrap();
     store.insert("big2", V1024::filled(2)).unwrap();
     let seen = store.generation();
@@ -672,6 +681,125 @@ fn a_failed_insert_changes_nothing_a_watcher_sees() {
         None,
         "a watcher was told of a change that did not happen"
     );
+    store.check().unwrap();
+}
+
+/// A store created small takes many times its capacity: it grows in place,
+/// handles taken before a growth still read and write their entries, a
+/// reader opened before it sees the new entries, `capacity()` shows the
+/// growth, and past `max_capacity` inserts fail with `StoreFull` as a
+/// fixed store's do.
+#[test]
+fn a_store_grows_in_place_up_to_its_max_capacity_and_handles_stay_valid() {
+    let seg = Segment::new("grows");
+    let store = SharedOptions::new()
+        .max_capacity(1 << 20)
+        .create_store(seg.name(), 16 * 1024)
+        .unwrap();
+    assert_eq!(
+        (store.capacity(), store.max_capacity()),
+        (16 * 1024, 1 << 20)
+    );
+    let reader = shmstore::StoreReader::open(seg.name()).unwrap();
+    let other = Store::open(seg.name()).unwrap();
+    let first = store.insert::<u64>("first", 1).unwrap();
+    let mut kept = Vec::new();
+    let mut n = 0u64;
+    let full = loop {
+        match store.insert::<u64>(&format!("n/{n}"), n) {
+            Ok(h) => {
+                if n % 97 == 0 {
+                    kept.push((n, h));
+                }
+                n += 1;
+            }
+            Err(e) => break e,
+        }
+        assert!(n < 1 << 20, "1 MiB never fills up");
+    };
+    assert!(matches!(full, Error::StoreFull { .. }), "{full:?}");
+    assert!(n > 30 * 16 * 1024 / 256, "only {n} entries fit");
+    assert_eq!(store.capacity(), 1 << 20);
+    assert_eq!(other.capacity(), 1 << 20, "another handle sees the growth");
+    assert_eq!(reader.capacity(), 1 << 20);
+    assert_eq!(reader.max_capacity(), 1 << 20);
+    *first.lock().unwrap() += 10;
+    assert_eq!(*other.get::<u64>("first").unwrap().lock().unwrap(), 11);
+    for (i, h) in &kept {
+        assert_eq!(*h.lock().unwrap(), *i);
+        *h.lock().unwrap() += 1;
+        assert_eq!(
+            reader
+                .get::<u64>(&format!("n/{i}"))
+                .unwrap()
+                .snapshot()
+                .unwrap(),
+            i + 1
+        );
+    }
+    assert!(other.contains(&format!("n/{}", n - 1)).unwrap());
+    assert_eq!(reader.len().unwrap() as u64, n + 1);
+    store.check().unwrap();
+    reader.check().unwrap();
+    // Room made by removals is used again, as in a fixed store.
+    store.remove("n/1").unwrap();
+    store.insert::<u64>("again", 0).unwrap();
+    store.check().unwrap();
+
+    // A fixed store (max_capacity = capacity) never grows.
+    let seg = Segment::new("fixed");
+    let fixed = SharedOptions::new()
+        .max_capacity(4096)
+        .create_store(seg.name(), 4096)
+        .unwrap();
+    assert_eq!((fixed.capacity(), fixed.max_capacity()), (4096, 4096));
+    let mut i = 0;
+    while fixed.insert::<u64>(&format!("k{i}"), 0).is_ok() {
+        i += 1;
+        assert!(i < 64);
+    }
+    assert!(i >= 10, "{i}");
+    assert_eq!(fixed.capacity(), 4096);
+    fixed.check().unwrap();
+}
+
+/// A store created with the fewest buckets (16) takes thousands of
+/// entries: its key index moves to larger tables in its heap, and every
+/// entry is found by `contains`, `get` and `entries`, also through another
+/// handle and a reader; `check` finds the directory consistent.
+#[test]
+fn a_store_of_16_buckets_takes_thousands_of_entries() {
+    let seg = Segment::new("rehash");
+    let store = SharedOptions::new()
+        .max_capacity(8 << 20)
+        .create_store(seg.name(), 128)
+        .unwrap();
+    let other = Store::open(seg.name()).unwrap();
+    let reader = shmstore::StoreReader::open(seg.name()).unwrap();
+    const N: u32 = 5000;
+    for i in 0..N {
+        store.insert::<u32>(&format!("key/{i}"), i).unwrap();
+        if i % 1000 == 0 {
+            store.check().unwrap();
+        }
+    }
+    store.check().unwrap();
+    for i in 0..N {
+        let key = format!("key/{i}");
+        assert!(store.contains(&key).unwrap(), "{key}");
+        assert!(reader.contains(&key).unwrap(), "{key}");
+        assert_eq!(*other.get::<u32>(&key).unwrap().lock().unwrap(), i);
+    }
+    assert!(!store.contains("key/none").unwrap());
+    let listed = store.entries().unwrap();
+    assert_eq!(listed.len(), N as usize);
+    assert_eq!(reader.entries().unwrap().len(), N as usize);
+    for i in (0..N).step_by(2) {
+        other.remove(&format!("key/{i}")).unwrap();
+    }
+    for i in 0..N {
+        assert_eq!(store.contains(&format!("key/{i}")).unwrap(), i % 2 == 1);
+    }
     store.check().unwrap();
 }
 
@@ -866,7 +994,7 @@ fn a_small_store_under_churn_finds_exactly_the_keys_it_holds() {
     const KEYS: usize = 48;
     const OPS: usize = 20_000;
     let seg = Segment::new("small-churn");
-    let store = Store::create(seg.name(), 4096).unwrap();
+    let store = fixed_store(seg.name(), 4096);
     let key = |i: usize| format!("k{i:02}");
     let each = footprint(&key(0), 0u64);
     let room = store.capacity() / each;
@@ -1425,8 +1553,9 @@ fn capacity_is_rounded_up_and_an_impossible_one_is_refused() {
     drop(store);
     Store::unlink(seg.name()).unwrap();
 
-    // Too small for any entry: a store that says so when used.
-    let tiny = Store::create(seg.name(), 0).unwrap();
+    // Too small for any entry, and not growing: a store that says so when
+    // used.
+    let tiny = fixed_store(seg.name(), 0);
     assert!(tiny.capacity() < 192);
     assert!(matches!(
         tiny.insert::<u64>("x", 1),
@@ -1594,32 +1723,34 @@ fn a_panic_holding_an_entry_poisons_that_entry_only() {
 }
 
 /// A store made by a build before the 8-byte buckets and the word-wise key
-/// hash (format word "ST01") says so in its header's fingerprint: it is
-/// refused at `open`, by a `Store` and a `StoreReader`, as of another
-/// layout, never read with the wrong buckets.
+/// hash (format word "ST01"), or before stores grew ("ST02"), says so in
+/// its header's fingerprint: it is refused at `open`, by a `Store` and a
+/// `StoreReader`, as of another layout, never read with the wrong layout.
 #[test]
 fn a_store_of_the_earlier_format_is_refused_at_open() {
     use std::os::unix::fs::FileExt;
-    let seg = Segment::new("store-old-format");
-    drop(Store::create(seg.name(), 16 * 1024).unwrap());
-    let old = shmstore::__private::Fingerprint::new()
-        .str("shmstore::Store")
-        .u64(0x5354_3031)
-        .finish();
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(seg.path())
-        .unwrap()
-        .write_all_at(&old.to_ne_bytes(), 32)
-        .unwrap();
-    match Store::open(seg.name()) {
-        Err(Error::LayoutMismatch {
-            found_fingerprint, ..
-        }) => assert_eq!(found_fingerprint, old),
-        other => panic!("an old store opened: {other:?}"),
+    for format in [0x5354_3031u64, 0x5354_3032] {
+        let seg = Segment::new("store-old-format");
+        drop(Store::create(seg.name(), 16 * 1024).unwrap());
+        let old = shmstore::__private::Fingerprint::new()
+            .str("shmstore::Store")
+            .u64(format)
+            .finish();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(seg.path())
+            .unwrap()
+            .write_all_at(&old.to_ne_bytes(), 32)
+            .unwrap();
+        match Store::open(seg.name()) {
+            Err(Error::LayoutMismatch {
+                found_fingerprint, ..
+            }) => assert_eq!(found_fingerprint, old),
+            other => panic!("an old store opened: {other:?}"),
+        }
+        assert!(matches!(
+            shmstore::StoreReader::open(seg.name()),
+            Err(Error::LayoutMismatch { .. })
+        ));
     }
-    assert!(matches!(
-        shmstore::StoreReader::open(seg.name()),
-        Err(Error::LayoutMismatch { .. })
-    ));
 }

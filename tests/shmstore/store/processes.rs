@@ -55,7 +55,7 @@ const STATE_READY: u32 = 2;
 /// area), and its value once the first directory lock has formatted it
 /// (src/store/heap.rs).
 const FORMAT_AT: u64 = 320;
-const FORMATTED: u32 = 0x5354_3032;
+const FORMATTED: u32 = 0x5354_3033;
 
 // ===========================================================================
 // Values that check themselves
@@ -222,6 +222,15 @@ const KILL_CAP: usize = 256 * 1024;
 const HOLD_CAP: usize = 64 * 1024;
 whole!(Whole256, KILL_CAP);
 whole!(Whole64, HOLD_CAP);
+
+/// A store that never grows (its `max_capacity` is its capacity): for the
+/// tests that fill it on purpose.
+fn fixed_store(name: &str, capacity: usize) -> Store {
+    shmstore::SharedOptions::new()
+        .max_capacity(capacity)
+        .create_store(name, capacity)
+        .unwrap()
+}
 
 /// Inserts `whole` (which needs every byte of the heap) and removes it
 /// again; panics with `why` if it does not fit.
@@ -1647,7 +1656,7 @@ fn sigkill_while_a_hold_list_grows_leaves_a_consistent_store() {
 #[test]
 fn dead_holders_space_comes_back_when_the_entry_is_removed() {
     let seg = Segment::new("dead-holder");
-    let store = Store::create(seg.name(), HOLD_CAP).unwrap();
+    let store = fixed_store(seg.name(), HOLD_CAP);
     drop(store.insert("before", Small::make("before", 1)).unwrap());
     let before = store.free_bytes().unwrap();
 
@@ -1716,7 +1725,7 @@ fn dead_holders_space_comes_back_when_the_entry_is_removed() {
 #[test]
 fn removed_entry_whose_holder_dies_gives_its_space_to_a_new_entry() {
     let seg = Segment::new("removed-held");
-    let store = Store::create(seg.name(), HOLD_CAP).unwrap();
+    let store = fixed_store(seg.name(), HOLD_CAP);
     let whole = Whole64::new();
     whole_fits(&store, &*whole, "a new store");
     let mut a = Kid::spawn("hold-entry", &[seg.name(), "big", "insert"]);
@@ -1766,7 +1775,7 @@ fn a_holder_in_another_pid_namespace_keeps_its_entry_until_it_dies() {
         return;
     }
     let seg = Segment::new("removed-held-ns");
-    let store = Store::create(seg.name(), HOLD_CAP).unwrap();
+    let store = fixed_store(seg.name(), HOLD_CAP);
     let whole = Whole64::new();
     let mut a = Kid::spawn_in(
         common::Apart::container(),
@@ -1806,7 +1815,7 @@ fn an_entry_lock_holder_killed_in_another_pid_namespace_is_taken_over() {
         return;
     }
     let seg = Segment::new("entry-poison-ns");
-    let store = Store::create(seg.name(), HOLD_CAP).unwrap();
+    let store = fixed_store(seg.name(), HOLD_CAP);
     drop(store.insert("victim", Counter::default()).unwrap());
     let mut a = Kid::spawn_in(
         common::Apart::container(),
@@ -1839,7 +1848,7 @@ fn free_bytes_counts_removed_entries_whose_holders_died_as_free() {
     // (or the directory is rebuilt): free_bytes() only walks the heap,
     // without clearing dead holders as `Heap::create` does on StoreFull.
     let seg = Segment::new("free-dead");
-    let store = Store::create(seg.name(), HOLD_CAP).unwrap();
+    let store = fixed_store(seg.name(), HOLD_CAP);
     let empty = store.free_bytes().unwrap();
     let mut a = Kid::spawn("hold-entry", &[seg.name(), "big", "insert"]);
     a.expect("holding");
@@ -1861,7 +1870,7 @@ fn free_bytes_counts_removed_entries_whose_holders_died_as_free() {
 #[test]
 fn killed_entry_lock_holder_poisons_that_entry_only() {
     let seg = Segment::new("entry-poison");
-    let store = Store::create(seg.name(), HOLD_CAP).unwrap();
+    let store = fixed_store(seg.name(), HOLD_CAP);
     drop(
         store
             .insert(
@@ -1952,7 +1961,7 @@ fn killed_entry_lock_holder_poisons_that_entry_only() {
 fn writer_killed_mid_write_leaves_poison_never_a_torn_value_that_looks_fine() {
     const KILLS: u64 = 20;
     let seg = Segment::new("mid-write");
-    let store = Store::create(seg.name(), HOLD_CAP).unwrap();
+    let store = fixed_store(seg.name(), HOLD_CAP);
     drop(store.insert("page", Large::make("page", 0)).unwrap());
     drop(store.insert("other", Medium::make("other", 5)).unwrap());
     let page = store.get::<Large>("page").unwrap();
