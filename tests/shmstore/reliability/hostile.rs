@@ -1490,11 +1490,24 @@ struct Made {
     _held: Shared<u64>,
 }
 
-/// The capacity of the stores made here.
+/// The capacity of the stores made here, and of the small ones that grow
+/// as they are filled (their table moved into a block of the heap by keys
+/// made and removed first).
 const STORE_BYTES: usize = 8192;
+const GROWN_FROM: usize = 1024;
 
 fn make_store(loc: &Location, capacity: usize) -> Made {
     let store = Store::create(loc, capacity).unwrap();
+    if capacity < STORE_BYTES {
+        // Keys enough to fill the first table past half, so that it moves
+        // into a block of the heap, then gone again.
+        for i in 0..12 {
+            drop(store.insert::<u64>(&format!("pad/{i}"), i).unwrap());
+        }
+        for i in 0..12 {
+            store.remove(&format!("pad/{i}")).unwrap();
+        }
+    }
     drop(store.insert::<u64>("count", 42).unwrap());
     drop(store.insert::<Rich>("rich", sample()).unwrap());
     let held = store.insert::<u64>("gone", 99).unwrap();
@@ -1757,7 +1770,12 @@ fn hostile_bytes_in_a_file_store() {
 fn hostile_bytes_in_a_sysv_store() {
     stores(Backend::SysV, "store-sysv", 200, STORE_BYTES);
 }
-
+/// A store that grew from 1 KiB as it was filled: its meta's sizes, its
+/// table in a block of the heap, and the blocks past its first size.
+#[test]
+fn hostile_bytes_in_a_grown_posix_store() {
+    stores(Backend::Posix, "store-grown", 300, GROWN_FROM);
+}
 
 /// Found by this suite. A peer can forge a store's directory, so the store
 /// still places the entry where the forged list says; what is fixed is
