@@ -67,10 +67,17 @@ const LOCK_FLAGS: u64 = 3 << 30;
 
 /// A small store at `name` that grows up to [`ROOMY`].
 fn small_store(name: &str) -> Store {
-    SharedOptions::new()
-        .max_capacity(ROOMY)
+    small_store_up_to(name, ROOMY)
+}
+
+/// A small store at `name` that grows up to `max` bytes.
+fn small_store_up_to(name: &str, max: usize) -> Store {
+    let store = SharedOptions::new()
+        .max_capacity(max)
         .create_store(name, SMALL)
-        .unwrap_or_else(|e| panic!("creating the store {name}: {e}"))
+        .unwrap_or_else(|e| panic!("creating the store {name}: {e}"));
+    assert_eq!((store.capacity(), store.max_capacity()), (SMALL, max));
+    store
 }
 
 /// A deterministic pseudo-random sequence (splitmix64).
@@ -666,11 +673,7 @@ fn fill_up(store: &Store) -> u64 {
 fn a_store_grows_up_to_its_max_capacity_and_no_further() {
     let seg = Segment::new("grow-max");
     let max = 256 * 1024;
-    let store = SharedOptions::new()
-        .max_capacity(max)
-        .create_store(seg.name(), SMALL)
-        .unwrap();
-    assert_eq!((store.capacity(), store.max_capacity()), (SMALL, max));
+    let store = small_store_up_to(seg.name(), max);
     let n = fill_up(&store);
     let cap = store.capacity();
     assert!(cap > SMALL && cap <= max, "{cap} bytes");
@@ -693,11 +696,7 @@ fn a_store_grows_up_to_its_max_capacity_and_no_further() {
 #[test]
 fn a_store_whose_max_is_its_capacity_never_grows() {
     let seg = Segment::new("grow-fixed");
-    let store = SharedOptions::new()
-        .max_capacity(SMALL)
-        .create_store(seg.name(), SMALL)
-        .unwrap();
-    assert_eq!((store.capacity(), store.max_capacity()), (SMALL, SMALL));
+    let store = small_store_up_to(seg.name(), SMALL);
     let n = fill_up(&store);
     assert!(
         (5..16).contains(&n),
@@ -722,10 +721,7 @@ fn a_store_whose_max_is_its_capacity_never_grows() {
 fn the_creators_max_capacity_is_the_stores() {
     let seg = Segment::new("grow-creator-max");
     let max = 128 * 1024;
-    let creator = SharedOptions::new()
-        .max_capacity(max)
-        .create_store(seg.name(), SMALL)
-        .unwrap();
+    let creator = small_store_up_to(seg.name(), max);
     // Openers asking for more or less get the creator's maximum.
     let bigger = SharedOptions::new()
         .max_capacity(1 << 30)
