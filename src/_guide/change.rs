@@ -47,8 +47,10 @@
 //! [`Shared::created`](crate::Shared::created) and
 //! [`Store::created`](crate::Store::created) say whether this call made the
 //! segment: when many processes race, exactly one sees `true`. A store found
-//! existing keeps the capacity it was made with:
-//! [`Store::capacity`](crate::Store::capacity) shows it.
+//! existing keeps the capacity it has (the one it was made with, or more
+//! once it grew) and the most it may grow to, as its creator chose them:
+//! [`Store::capacity`](crate::Store::capacity) and
+//! [`Store::max_capacity`](crate::Store::max_capacity) show them.
 //!
 //! # Changing a type while the service runs
 //!

@@ -648,13 +648,7 @@ impl<'a> Heap<'a> {
         room: &'a Room,
     ) -> Result<Heap<'a>> {
         match room.heap_size(map, geo) {
-            Ok(size) => Ok(Heap {
-                map,
-                geo,
-                label,
-                room,
-                size: Cell::new(size),
-            }),
+            Ok(size) => Ok(Heap::of_size(map, geo, label, room, size)),
             Err(stored) => Err(Error::Corrupt {
                 name: label.to_owned(),
                 reason: format!(
@@ -680,17 +674,9 @@ impl<'a> Heap<'a> {
         let size = room
             .heap_size(map, geo)
             .unwrap_or_else(|_| room.known.load(Relaxed));
-        Heap {
-            map,
-            geo,
-            label,
-            room,
-            size: Cell::new(size),
-        }
+        Heap::of_size(map, geo, label, room, size)
     }
-}
 
-impl<'a> Heap<'a> {
     /// A view of a heap of `size` bytes, which the caller checked against
     /// the object (a holder of the directory lock, which keeps the size it
     /// found when it took the lock, and after each growth it makes).
@@ -725,13 +711,7 @@ impl<'a> Heap<'a> {
         label: &'a str,
         room: &'a Room,
     ) -> Heap<'a> {
-        Heap {
-            map,
-            geo,
-            label,
-            room,
-            size: Cell::new(room.known.load(Relaxed)),
-        }
+        Heap::of_size(map, geo, label, room, room.known.load(Relaxed))
     }
 }
 

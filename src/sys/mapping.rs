@@ -50,7 +50,9 @@ impl Mapping {
     /// false, read-only (`PROT_READ`; then `fd` may be open read-only).
     ///
     /// The caller has checked with `fstat` that the object is at least `len`
-    /// bytes long: pages past its end would raise SIGBUS when touched.
+    /// bytes long: pages past its end would raise SIGBUS when touched (a
+    /// store's reservation, [`reserve`](Mapping::reserve), maps past the end
+    /// on purpose and never touches those pages until the object grows).
     pub(crate) fn map(fd: BorrowedFd<'_>, len: usize, writable: bool) -> io::Result<Mapping> {
         let prot = if writable {
             ProtFlags::PROT_READ | ProtFlags::PROT_WRITE

@@ -688,7 +688,8 @@ fn a_failed_insert_changes_nothing_a_watcher_sees() {
 /// handles taken before a growth still read and write their entries, a
 /// reader opened before it sees the new entries, `capacity()` shows the
 /// growth, and past `max_capacity` inserts fail with `StoreFull` as a
-/// fixed store's do.
+/// fixed store's do. A file store grows in its file; a System V store does
+/// not grow.
 #[test]
 fn a_store_grows_in_place_up_to_its_max_capacity_and_handles_stay_valid() {
     let seg = Segment::new("grows");
@@ -761,6 +762,40 @@ fn a_store_grows_in_place_up_to_its_max_capacity_and_handles_stay_valid() {
     assert!(i >= 10, "{i}");
     assert_eq!(fixed.capacity(), 4096);
     fixed.check().unwrap();
+
+    // A file store grows in its file, which keeps the entries.
+    let file = TempFile::new("grows");
+    let in_file = SharedOptions::new()
+        .max_capacity(256 * 1024)
+        .create_store(file.path(), 4096)
+        .unwrap();
+    for i in 0..500u64 {
+        in_file.insert::<u64>(&format!("f/{i}"), i).unwrap();
+    }
+    assert!(in_file.capacity() > 64 * 1024, "{}", in_file.capacity());
+    assert!(std::fs::metadata(file.path()).unwrap().len() > in_file.capacity() as u64);
+    in_file.check().unwrap();
+    drop(in_file);
+    let reopened = Store::open(file.path()).unwrap();
+    assert_eq!(
+        reopened.get::<u64>("f/499").unwrap().snapshot().unwrap(),
+        499
+    );
+
+    // A System V store does not grow: its most is its capacity.
+    let key = new_key();
+    let sysv = SharedOptions::new()
+        .max_capacity(1 << 20)
+        .create_store(key.key(), 4096)
+        .unwrap();
+    assert_eq!((sysv.capacity(), sysv.max_capacity()), (4096, 4096));
+    let mut i = 0;
+    while sysv.insert::<u64>(&format!("k{i}"), 0).is_ok() {
+        i += 1;
+        assert!(i < 64);
+    }
+    assert_eq!(sysv.capacity(), 4096);
+    sysv.check().unwrap();
 }
 
 /// A store created with the fewest buckets (16) takes thousands of
