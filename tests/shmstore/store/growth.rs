@@ -25,6 +25,9 @@
 //! 7. `inspect` and `shmstore ls` show a grown store as one object of its
 //!    size now.
 //!
+//! And a grown store cut back to its first size by a peer, under a process
+//! holding an entry in the cut part, gives errors, never a SIGBUS.
+//!
 //! Bounds on time are liveness bounds, never measurements of speed; the
 //! tests print how long they took and what their kills hit (`--nocapture`).
 
@@ -148,6 +151,7 @@ fn child_entry() {
         ),
         "grow-until-killed" => grow_until_killed(arg(1), arg(2).parse().unwrap()),
         "grower" => grower(arg(1), arg(2).parse().unwrap(), arg(3)),
+        "shrunk" => shrunk(arg(1)),
         other => panic!("unknown role {other}"),
     };
     std::process::exit(code);
@@ -1274,6 +1278,112 @@ fn a_table_word_changing_under_lookups_never_gives_a_wrong_entry() {
     }
     eprintln!("{right} lookups found their key, {missed} missed or met damage");
     assert!(right > 0);
+}
+
+/// The variant of an error, or "ok".
+fn kind<T>(r: &Result<T, Error>) -> String {
+    match r {
+        Ok(_) => "ok".to_owned(),
+        Err(e) => format!("{e:?}")
+            .split([' ', '{', '('])
+            .next()
+            .unwrap_or_default()
+            .to_owned(),
+    }
+}
+
+/// Holds the entry `far` (past the store's first size) of the store
+/// `name`; on "go" (after a peer shrank the object back to its first
+/// size), says what each call gives, and "done".
+fn shrunk(name: &str) -> i32 {
+    let store = open_store(name);
+    let far = store.get::<Kib>("far").unwrap();
+    say("ready");
+    assert_eq!(command().as_deref(), Some("go"));
+    say(format!(
+        "far-lock={}",
+        match far.try_lock() {
+            Ok(_) => "ok",
+            Err(TryLockError::Poisoned(_)) => "poisoned",
+            Err(TryLockError::WouldBlock) => "held",
+        }
+    ));
+    say(format!("far-check={}", kind(&far.check())));
+    let near = store.get::<Kib>("near").map(|h| h.snapshot().map_err(drop));
+    say(format!("get-near={}", kind(&near)));
+    let again = store.get::<Kib>("far").map(|h| h.snapshot().map_err(drop));
+    if let Ok(Ok(v)) = &again {
+        assert!(*v == kib(1), "far read back as other bytes");
+    }
+    say(format!("get-far={}", kind(&again)));
+    say(format!("contains={}", kind(&store.contains("far"))));
+    say(format!("insert={}", kind(&store.insert("new", kib(2)))));
+    say(format!("entries={}", kind(&store.entries())));
+    say(format!("check={}", kind(&store.check())));
+    drop(far);
+    drop(store);
+    say("done");
+    0
+}
+
+/// A peer cuts a grown store back to its first size under a process that
+/// holds an entry in the cut part: that process gets errors, never a
+/// SIGBUS, and never the cut entry's bytes as a value; whatever it then
+/// does, the store reports the damage instead of handing out lost entries.
+#[test]
+fn a_grown_store_cut_back_under_its_users_gives_errors_not_a_sigbus() {
+    let seg = Segment::new("grow-cut");
+    let store = small_store(seg.name());
+    let first = std::fs::metadata(seg.path()).unwrap().len();
+    drop(store.insert("near", kib(0)).unwrap());
+    for n in 0..100 {
+        drop(store.insert(&format!("fill/{n}"), kib(n)).unwrap());
+    }
+    drop(store.insert("far", kib(1)).unwrap());
+    assert!(store.capacity() > 4 * SMALL);
+    let mut kid = Kid::spawn("shrunk", &[seg.name()]);
+    kid.expect("ready");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(seg.path())
+        .unwrap()
+        .set_len(first)
+        .unwrap();
+    kid.send("go");
+    let mut said = BTreeMap::new();
+    for call in [
+        "far-lock",
+        "far-check",
+        "get-near",
+        "get-far",
+        "contains",
+        "insert",
+        "entries",
+        "check",
+    ] {
+        said.insert(call, kid.expect(&format!("{call}=")));
+    }
+    kid.expect("done");
+    let status = kid.wait();
+    eprintln!("after the cut: {said:?}; the child ended with {status:?}");
+    assert!(status.success(), "{status:?}: {}", kid.stderr());
+    assert_eq!(said["far-check"], "Truncated");
+    for (call, what) in &said {
+        assert!(
+            ["ok", "poisoned", "Truncated", "Corrupt", "NotFound"].contains(&what.as_str()),
+            "{call}: {what}"
+        );
+    }
+    assert_ne!(said["check"], "ok", "check() of a cut store");
+    // This process, and a handle opened now, see the damage too.
+    assert!(store.entries().is_err(), "entries() of a cut store");
+    match Store::open(seg.name()) {
+        Ok(fresh) => assert!(
+            fresh.check().is_err(),
+            "a fresh handle checks a cut store clean"
+        ),
+        Err(e) => assert!(matches!(e, Error::Corrupt { .. }), "{e:?}"),
+    }
 }
 
 // ===========================================================================
