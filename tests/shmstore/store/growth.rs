@@ -9,7 +9,9 @@
 //! 2. A process SIGKILLed at 200 random points of inserts that grow the
 //!    store (seeded: the seed is printed, `SHMSTORE_GROWTH_SEED` repeats a
 //!    run) leaves a store that `check()`s, holds every entry whose insert
-//!    returned, with its value, and takes more.
+//!    returned, with its value, and takes more; so do two processes
+//!    growing one store at once, killed one after the other, the second
+//!    going on past the first.
 //! 3. Handles and a held lock guard of one process survive growth made by
 //!    another; it reads the new entries without reopening.
 //! 4. `max_capacity`: `StoreFull` only past it; a store whose maximum is its
@@ -594,6 +596,123 @@ fn sigkill_during_growth_at_200_random_points_leaves_a_consistent_store() {
     );
     assert!(st.growths >= KILLS, "too few growths to test: {st:?}");
     assert!(st.in_growth > 0, "no kill landed in a growth: {st:?}");
+}
+
+/// Reads the `k=N cap=C` lines a `grow-until-killed` child wrote, after
+/// it ended, to their end; the entries they report, in order.
+fn reports(kid: &mut Kid, base: u64, context: &str) -> Vec<u64> {
+    let mut mine = Vec::new();
+    while let Some(line) = kid.line_within(Duration::from_secs(5)) {
+        let n: u64 = field(&line, "k").parse().unwrap();
+        assert_eq!(n, base + mine.len() as u64, "{context}: reports in order");
+        mine.push(n);
+    }
+    mine
+}
+
+/// Two processes grow one store at once; one is SIGKILLed (often in a
+/// growth, holding the directory lock), and the other must go on past it,
+/// then is killed too: the store checks, and holds every entry either
+/// reported, whole.
+#[test]
+fn a_grower_killed_while_another_grows_leaves_the_other_working() {
+    const ROUNDS: u64 = 40;
+    let _heavy = heavy();
+    let t0 = Instant::now();
+    let mut rng = Rng(seed("a_grower_killed_while_another_grows"));
+    let mut growths = 0;
+    for round in 0..ROUNDS {
+        let context = format!("round {round}");
+        let seg = Segment::new("grow-two");
+        let cap0 = small_store(seg.name()).capacity();
+        let bases = [round * 2_000_000, round * 2_000_000 + 1_000_000];
+        let mut kids: Vec<Kid> = bases
+            .iter()
+            .map(|b| Kid::spawn("grow-until-killed", &[seg.name(), &b.to_string()]))
+            .collect();
+        for k in &mut kids {
+            k.expect("ready cap=");
+        }
+        std::thread::sleep(Duration::from_micros(rng.below(8000)));
+        kids[0].kill();
+        assert_eq!(
+            kids[0].wait().signal(),
+            Some(9),
+            "{context}: {}",
+            kids[0].stderr()
+        );
+        // The survivor goes on: a line it writes after all it wrote so far.
+        let mut early = Vec::new();
+        while let Some(line) = kids[1].line_within(Duration::ZERO) {
+            early.push(line);
+        }
+        match kids[1].line_within(PATIENCE) {
+            Some(line) => early.push(line),
+            None => panic!("{context}: the survivor stopped: {}", kids[1].stderr()),
+        }
+        std::thread::sleep(Duration::from_micros(rng.below(4000)));
+        kids[1].kill();
+        assert_eq!(
+            kids[1].wait().signal(),
+            Some(9),
+            "{context}: {}",
+            kids[1].stderr()
+        );
+
+        let dead = reports(&mut kids[0], bases[0], &context);
+        let mut survivor: Vec<u64> = early
+            .iter()
+            .map(|l| field(l, "k").parse().unwrap())
+            .collect();
+        survivor.extend(reports(
+            &mut kids[1],
+            bases[1] + survivor.len() as u64,
+            &context,
+        ));
+        let store = Store::open(seg.name()).unwrap_or_else(|e| panic!("{context}: open: {e}"));
+        store
+            .check()
+            .unwrap_or_else(|e| panic!("{context}: check(): {e}"));
+        if store.capacity() > cap0 {
+            growths += 1;
+        }
+        let mut known = BTreeSet::new();
+        for (mine, base) in [(&dead, bases[0]), (&survivor, bases[1])] {
+            for (i, &n) in mine.iter().enumerate() {
+                assert_eq!(n, base + i as u64, "{context}");
+                let key = kib_key(n);
+                let v = store
+                    .get::<Kib>(&key)
+                    .unwrap_or_else(|e| panic!("{context}: {key}: {e}"));
+                assert!(v.snapshot().unwrap() == kib(n), "{context}: {key}");
+                known.insert(key);
+            }
+            // The one it was inserting when killed, if there, is whole.
+            let next = base + mine.len() as u64;
+            if let Ok(h) = store.get::<Kib>(&kib_key(next)) {
+                assert!(h.snapshot().unwrap() == kib(next), "{context}: {next}");
+                known.insert(kib_key(next));
+            }
+        }
+        let listed = store.entries().unwrap();
+        let unknown: Vec<&str> = listed
+            .iter()
+            .map(|e| e.key.as_str())
+            .filter(|k| !known.contains(*k))
+            .collect();
+        assert!(
+            unknown.is_empty(),
+            "{context}: entries nobody inserted: {unknown:?}"
+        );
+        store.insert("after", kib(0)).unwrap();
+        store.check().unwrap();
+    }
+    eprintln!(
+        "store_growth: {ROUNDS} rounds of two growers killed one after the other in {:.1} s; \
+         the store grew in {growths} of them",
+        t0.elapsed().as_secs_f64()
+    );
+    assert!(growths > ROUNDS / 2, "{growths} rounds grew the store");
 }
 
 // ===========================================================================
