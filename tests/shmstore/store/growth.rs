@@ -1537,7 +1537,7 @@ fn inspect_and_ls_show_a_grown_store_as_one_object_of_its_size() {
         other => panic!("a grown store inspected as {other:?}"),
     }
     // The command, where this build has it (feature `cli`).
-    let Some(bin) = option_env!("CARGO_BIN_EXE_shmstore") else {
+    let Some(bin) = option_env!("CARGO_BIN_EXE_shmstore").filter(|_| cfg!(feature = "cli")) else {
         eprintln!("skip the command: built without the feature `cli`");
         return;
     };
