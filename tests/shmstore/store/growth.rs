@@ -1319,6 +1319,53 @@ fn forged_sizes_and_tables_are_corrupt_never_a_crash_or_a_wrong_entry() {
     }
 }
 
+/// A peer writes a smaller heap size over a grown store (its first size,
+/// a size the object allows, as a store killed before committing a growth
+/// leaves it), under entries past it that a process holds: whatever the
+/// store then does, with the old handle and with new ones, no entry's
+/// bytes are handed out for another (the held entries keep their values
+/// through every insert), and no call crashes or hangs.
+#[test]
+fn a_heap_size_forged_smaller_never_gives_held_entries_bytes_away() {
+    let seg = Segment::new("grow-heap-smaller");
+    let store = small_store(seg.name());
+    let first = store.capacity() as u64;
+    let held: Vec<Shared<Kib>> = (0..60u64)
+        .map(|n| store.insert(&kib_key(n), kib(n)).unwrap())
+        .collect();
+    let at = StoreParts::of(&std::fs::read(seg.path()).unwrap()).content + STORE_M_HEAP;
+    poke(&seg.path(), at, &first.to_ne_bytes());
+    let name = seg.name().to_owned();
+    let said = within(Duration::from_secs(20), "a smaller heap", move || {
+        let mut said = Vec::new();
+        let fresh = Store::open(name.as_str());
+        said.push(format!("open: {}", kind(&fresh)));
+        for (who, s) in [("old", Some(&store)), ("new", fresh.as_ref().ok())] {
+            let Some(s) = s else { continue };
+            said.push(format!("{who} check: {}", kind(&s.check())));
+            let mut made = 0;
+            for n in 0..80u64 {
+                if s.insert(&format!("{who}/{n}"), kib(1000 + n)).is_ok() {
+                    made += 1;
+                }
+            }
+            said.push(format!("{who} inserts: {made} of 80"));
+            for (n, h) in (0..).zip(&held) {
+                let v = h.snapshot().unwrap_or_else(|p| p.into_inner());
+                assert!(v == kib(n), "{who}: held entry {n} overwritten");
+            }
+            for n in 0..80u64 {
+                if let Ok(h) = s.get::<Kib>(&format!("{who}/{n}")) {
+                    let v = h.snapshot().unwrap_or_else(|p| p.into_inner());
+                    assert!(v == kib(1000 + n), "{who}/{n} holds other bytes");
+                }
+            }
+        }
+        said
+    });
+    eprintln!("a heap forged to its first size: {said:?}");
+}
+
 /// A peer flips the table word between the real table and forged ones
 /// while this process looks keys up without the lock and with it: every
 /// answer is the truth, a miss or `Corrupt`, never another entry, a
