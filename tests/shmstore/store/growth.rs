@@ -18,7 +18,7 @@
 //!    capacity never grows; the creator's maximum is the store's; System V
 //!    stores do not grow (memfd and anonymous stores do not exist).
 //! 5. A `StoreReader` open while another process grows the store sees the
-//!    new entries.
+//!    new entries, also as another user with read permission only.
 //! 6. Hostile sizes and tables in the meta area (the heap past the object,
 //!    a huge or tiny maximum, a table outside the heap, on a block that is
 //!    no table, with more buckets than its block holds) give `Corrupt` or a
@@ -154,6 +154,7 @@ fn child_entry() {
         "grow-until-killed" => grow_until_killed(arg(1), arg(2).parse().unwrap()),
         "grower" => grower(arg(1), arg(2).parse().unwrap(), arg(3)),
         "shrunk" => shrunk(arg(1)),
+        "nobody-reader" => nobody_reader(arg(1)),
         other => panic!("unknown role {other}"),
     };
     std::process::exit(code);
@@ -961,6 +962,68 @@ fn a_store_reader_sees_entries_of_a_store_growing_under_it() {
     );
     assert_eq!(reader.generation(), gen0 + N);
     reader.check().unwrap();
+    kid.close_stdin();
+    kid.wait_success();
+}
+
+/// As uid 65534, reads the store `name` (not its own, readable by all);
+/// on `check N`, finds the 1 KiB entries `b/0`.. `b/N-1` the owner made
+/// since, and says the capacity and length it sees.
+fn nobody_reader(name: &str) -> i32 {
+    use nix::unistd::{setgid, setgroups, setuid, Gid, Uid};
+    setgroups(&[]).unwrap();
+    setgid(Gid::from_raw(65534)).unwrap();
+    setuid(Uid::from_raw(65534)).unwrap();
+    let reader = SharedOptions::new()
+        .allow_foreign_owner(true)
+        .open_store_read_only(name)
+        .unwrap();
+    say(format!("ready cap={}", reader.capacity()));
+    while let Some(cmd) = command() {
+        let n: u64 = cmd.strip_prefix("check ").unwrap().parse().unwrap();
+        for i in 0..n {
+            let key = format!("b/{i}");
+            assert!(reader.contains(&key).unwrap(), "{key}");
+            let v = reader.get::<Kib>(&key).unwrap().snapshot().unwrap();
+            assert!(v == kib(i), "{key}");
+        }
+        reader.check().unwrap();
+        say(format!(
+            "seen cap={} len={}",
+            reader.capacity(),
+            reader.len().unwrap()
+        ));
+    }
+    0
+}
+
+/// Another user with read permission only reads a store that grows while
+/// it has it open: it sees the new entries in the new room.
+#[test]
+fn another_user_reading_a_store_sees_it_grow() {
+    if !common::is_root() {
+        eprintln!("skipped: needs root to run a child as another user");
+        return;
+    }
+    let seg = Segment::new("grow-nobody");
+    let store = SharedOptions::new()
+        .mode(0o644)
+        .max_capacity(ROOMY)
+        .create_store(seg.name(), SMALL)
+        .unwrap();
+    let mut kid = Kid::spawn("nobody-reader", &[seg.name()]);
+    let cap0: usize = kid.expect("ready cap=").parse().unwrap();
+    assert_eq!(cap0, SMALL);
+    for round in 1..=3u64 {
+        for i in (round - 1) * 100..round * 100 {
+            drop(store.insert(&format!("b/{i}"), kib(i)).unwrap());
+        }
+        kid.send(&format!("check {}", round * 100));
+        let line = kid.expect("seen");
+        assert_eq!(field(&line, "len"), (round * 100).to_string(), "{line}");
+        let cap: usize = field(&line, "cap").parse().unwrap();
+        assert!(cap > SMALL && cap <= store.capacity(), "{line}");
+    }
     kid.close_stdin();
     kid.wait_success();
 }
