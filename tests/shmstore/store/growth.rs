@@ -10,8 +10,8 @@
 //!    store (seeded: the seed is printed, `SHMSTORE_GROWTH_SEED` repeats a
 //!    run) leaves a store that `check()`s, holds every entry whose insert
 //!    returned, with its value, and takes more; so do two processes
-//!    growing one store at once, killed one after the other, the second
-//!    going on past the first.
+//!    growing one store at once (POSIX or file), killed one after the
+//!    other, the second going on past the first.
 //! 3. Handles and a held lock guard of one process survive growth made by
 //!    another; it reads the new entries without reopening.
 //! 4. `max_capacity`: `StoreFull` only past it; a store whose maximum is its
@@ -79,7 +79,7 @@ fn small_store(name: &str) -> Store {
 fn small_store_up_to(name: &str, max: usize) -> Store {
     let store = SharedOptions::new()
         .max_capacity(max)
-        .create_store(name, SMALL)
+        .create_store(at(name), SMALL)
         .unwrap_or_else(|e| panic!("creating the store {name}: {e}"));
     assert_eq!((store.capacity(), store.max_capacity()), (SMALL, max));
     store
@@ -160,8 +160,18 @@ fn child_entry() {
     std::process::exit(code);
 }
 
+/// A store's place from a child's argument: a path is a file store, any
+/// other name a POSIX one.
+fn at(name: &str) -> Location {
+    if name.starts_with('/') {
+        Location::file(name)
+    } else {
+        Location::posix(name).unwrap()
+    }
+}
+
 fn open_store(name: &str) -> Store {
-    Store::open(name).unwrap_or_else(|e| panic!("child could not open store {name}: {e}"))
+    Store::open(at(name)).unwrap_or_else(|e| panic!("child could not open store {name}: {e}"))
 }
 
 /// The key of entry `i` of filler `me`, and its value before and after the
@@ -617,19 +627,38 @@ fn reports(kid: &mut Kid, base: u64, context: &str) -> Vec<u64> {
 /// reported, whole.
 #[test]
 fn a_grower_killed_while_another_grows_leaves_the_other_working() {
-    const ROUNDS: u64 = 40;
+    two_growers(false, 40);
+}
+
+/// The same with a file store, which grows in its file.
+#[test]
+fn a_grower_of_a_file_store_killed_while_another_grows_leaves_the_other_working() {
+    two_growers(true, 20);
+}
+
+/// [`a_grower_killed_while_another_grows_leaves_the_other_working`]:
+/// `rounds` stores, POSIX or files.
+fn two_growers(file: bool, rounds: u64) {
     let _heavy = heavy();
     let t0 = Instant::now();
-    let mut rng = Rng(seed("a_grower_killed_while_another_grows"));
+    let backend = if file { "file" } else { "posix" };
+    let mut rng = Rng(seed(&format!("two growers, {backend}")));
+    let dir = common::TempDir::new("grow-two");
     let mut growths = 0;
-    for round in 0..ROUNDS {
-        let context = format!("round {round}");
+    for round in 0..rounds {
+        let context = format!("{backend} round {round}");
         let seg = Segment::new("grow-two");
-        let cap0 = small_store(seg.name()).capacity();
+        let file_name = dir.join(&format!("store-{round}"));
+        let name = if file {
+            file_name.to_str().unwrap()
+        } else {
+            seg.name()
+        };
+        let cap0 = small_store(name).capacity();
         let bases = [round * 2_000_000, round * 2_000_000 + 1_000_000];
         let mut kids: Vec<Kid> = bases
             .iter()
-            .map(|b| Kid::spawn("grow-until-killed", &[seg.name(), &b.to_string()]))
+            .map(|b| Kid::spawn("grow-until-killed", &[name, &b.to_string()]))
             .collect();
         for k in &mut kids {
             k.expect("ready cap=");
@@ -670,7 +699,7 @@ fn a_grower_killed_while_another_grows_leaves_the_other_working() {
             bases[1] + survivor.len() as u64,
             &context,
         ));
-        let store = Store::open(seg.name()).unwrap_or_else(|e| panic!("{context}: open: {e}"));
+        let store = Store::open(at(name)).unwrap_or_else(|e| panic!("{context}: open: {e}"));
         store
             .check()
             .unwrap_or_else(|e| panic!("{context}: check(): {e}"));
@@ -709,11 +738,11 @@ fn a_grower_killed_while_another_grows_leaves_the_other_working() {
         store.check().unwrap();
     }
     eprintln!(
-        "store_growth: {ROUNDS} rounds of two growers killed one after the other in {:.1} s; \
-         the store grew in {growths} of them",
+        "store_growth: {rounds} rounds of two growers of a {backend} store killed one after \
+         the other in {:.1} s; the store grew in {growths} of them",
         t0.elapsed().as_secs_f64()
     );
-    assert!(growths > ROUNDS / 2, "{growths} rounds grew the store");
+    assert!(growths > rounds / 2, "{growths} rounds grew the store");
 }
 
 // ===========================================================================
