@@ -39,12 +39,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::FileExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
-use std::sync::mpsc;
 use std::sync::TryLockError;
 use std::time::{Duration, Instant};
 
 use common::{
-    command, field, heavy, role, say, Counter, Key, Kid, Segment, StoreParts, PATIENCE,
+    command, field, heavy, role, say, within, Counter, Key, Kid, Segment, StoreParts, PATIENCE,
     STORE_M_HEAP, STORE_M_MAX_HEAP, STORE_M_TABLE, STORE_TABLE,
 };
 use shmstore::{Error, Location, Shared, SharedOptions, Store, StoreReader};
@@ -1336,25 +1335,6 @@ fn use_reader(reader: &StoreReader, x: &mut Answers) {
         &[],
     );
     x.note("StoreReader::len", reader.len(), |_| true, &[]);
-}
-
-/// Runs `f` on a thread of its own; fails if it takes longer than `limit`
-/// (a hang) or panics.
-fn within<R: Send + 'static>(
-    limit: Duration,
-    what: &str,
-    f: impl FnOnce() -> R + Send + 'static,
-) -> R {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
-        let _ = tx.send(r);
-    });
-    match rx.recv_timeout(limit) {
-        Ok(Ok(r)) => r,
-        Ok(Err(p)) => std::panic::resume_unwind(p),
-        Err(_) => panic!("{what}: still running after {limit:?}: a hang"),
-    }
 }
 
 #[test]
