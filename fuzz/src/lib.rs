@@ -272,6 +272,10 @@ pub fn store_parts(b: &[u8]) -> Vec<Part> {
         (32, 8),
         (40, 8),
         (48, 8),
+        // The table's place (0: in place; else a block index and the log2
+        // of its bucket count) and the most the heap may grow to.
+        (192, 8),
+        (200, 8),
     ] {
         p.push(field(content + at, len));
     }
@@ -282,11 +286,22 @@ pub fn store_parts(b: &[u8]) -> Vec<Part> {
     p.push(area(buckets_at..heap_at));
     // Each bucket in use: its block index and its tag (the low and high
     // halves of a `u64`).
-    for at in (buckets_at..heap_at).step_by(8) {
+    // A store that grew keeps its buckets in a block of the heap (state
+    // "TABL"), from the block's byte 64 on.
+    let table = u64_at(b, content + 192);
+    let table_at = (table != 0).then(|| heap_at + 64 * (table as u32 as usize - 1) + 64);
+    let in_use = match table_at {
+        Some(at) => at..at + 8 * (1usize << (table >> 32).min(40)),
+        None => buckets_at..heap_at,
+    };
+    for at in in_use.clone().step_by(8) {
         if u64_at(b, at) != 0 {
             p.push(field(at, 4));
             p.push(field(at + 4, 4));
         }
+    }
+    if table_at.is_some() {
+        p.push(area(in_use));
     }
     let mut off = 0;
     while off < heap_size {
@@ -338,7 +353,9 @@ pub fn record(kind: u8, arg: u32) -> Vec<u8> {
         // This process, any thread id (mostly none it has).
         0 => (identity(arg, mine) | flags).to_ne_bytes().to_vec(),
         // This process's main thread (or, in a thread, another thread).
-        1 => (identity(std::process::id(), mine) | flags).to_ne_bytes().to_vec(),
+        1 => (identity(std::process::id(), mine) | flags)
+            .to_ne_bytes()
+            .to_vec(),
         // A process next to this one, this thread's id.
         2 => (identity(me, mine ^ 1) | flags).to_ne_bytes().to_vec(),
         // No process's incarnation.

@@ -106,6 +106,75 @@ pub const STORE_HANDLE_SLOTS: usize = 4096;
 /// See [`STORE_HANDLES_FROM_CONTENT`].
 pub const STORE_HANDLE_BYTES: usize = 16;
 
+/// A store's meta fields that tell how big it is and where its buckets are
+/// (src/store/heap.rs), as offsets from the content's start, each a `u64`
+/// in the host's byte order: the in-place table's bucket count (fixed at
+/// creation), the heap's bytes now (never more than the object allows),
+/// the table (0: the in-place one after the handle table; else the low 32
+/// bits are the block index of a [`STORE_TABLE`] block whose buckets start
+/// [`STORE_TABLE_BUCKETS_FROM_BLOCK`] bytes into it, the high 32 bits the
+/// log2 of its bucket count) and the most the heap may grow to.
+pub const STORE_M_BUCKETS: usize = 8;
+/// See [`STORE_M_BUCKETS`].
+pub const STORE_M_HEAP: usize = 16;
+/// See [`STORE_M_BUCKETS`].
+pub const STORE_M_TABLE: usize = 192;
+/// See [`STORE_M_BUCKETS`].
+pub const STORE_M_MAX_HEAP: usize = 200;
+/// A formatted store's format word (its first four content bytes): "ST03".
+pub const STORE_FORMATTED: u32 = 0x5354_3033;
+/// The state word (at +16 of a block) of a block that holds the buckets of
+/// a table grown out of its place: "TABL".
+pub const STORE_TABLE: u32 = 0x5441_424c;
+/// Where a table block's buckets start in it.
+pub const STORE_TABLE_BUCKETS_FROM_BLOCK: usize = 64;
+
+/// Where the parts of a store lie in its bytes `b` (a copy of the whole
+/// object), read off its header and meta as the layout above says.
+#[derive(Clone, Copy, Debug)]
+pub struct StoreParts {
+    /// Where the content starts (the header's value offset).
+    pub content: usize,
+    /// The in-place bucket table (`M_BUCKETS` buckets of 8 bytes, padded
+    /// to 64).
+    pub buckets_at: usize,
+    /// Where block index 1 starts.
+    pub heap_at: usize,
+    /// The meta's `M_HEAP`, `M_TABLE` and `M_MAX_HEAP` as they are.
+    pub heap: u64,
+    pub table: u64,
+    pub max_heap: u64,
+}
+
+impl StoreParts {
+    pub fn of(b: &[u8]) -> StoreParts {
+        let u64_at = |at: usize| u64::from_ne_bytes(b[at..at + 8].try_into().unwrap());
+        let content = u64_at(56) as usize;
+        let buckets = u64_at(content + STORE_M_BUCKETS) as usize;
+        let buckets_at =
+            content + STORE_HANDLES_FROM_CONTENT + STORE_HANDLE_SLOTS * STORE_HANDLE_BYTES;
+        StoreParts {
+            content,
+            buckets_at,
+            heap_at: buckets_at + (buckets * 8).div_ceil(64) * 64,
+            heap: u64_at(content + STORE_M_HEAP),
+            table: u64_at(content + STORE_M_TABLE),
+            max_heap: u64_at(content + STORE_M_MAX_HEAP),
+        }
+    }
+
+    /// Where block index `index` (as buckets and slots name blocks) starts.
+    pub fn block_at(&self, index: u32) -> usize {
+        self.heap_at + 64 * (index as usize - 1)
+    }
+
+    /// The table block's index and bucket count, if the table left its
+    /// place.
+    pub fn table_block(&self) -> Option<(u32, u64)> {
+        (self.table != 0).then(|| (self.table as u32, 1u64 << (self.table >> 32).min(63)))
+    }
+}
+
 /// The bytes a store handle's first hold list takes from the store while
 /// the handle holds entries (src/store/heap.rs `FIRST_LIST`: up to 24 held
 /// entries; `free_bytes` frees an emptied one).
@@ -790,6 +859,26 @@ pub fn entry_of(file: &str) -> String {
 pub fn heavy() -> MutexGuard<'static, ()> {
     static HEAVY: Mutex<()> = Mutex::new(());
     HEAVY.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Runs `f` on a thread of its own and returns what it returns; fails if
+/// it takes longer than `limit` (a hang, named `what`), and with its own
+/// panic if it panics.
+pub fn within<R: Send + 'static>(
+    limit: Duration,
+    what: &str,
+    f: impl FnOnce() -> R + Send + 'static,
+) -> R {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+        let _ = tx.send(r);
+    });
+    match rx.recv_timeout(limit) {
+        Ok(Ok(r)) => r,
+        Ok(Err(p)) => std::panic::resume_unwind(p),
+        Err(_) => panic!("{what}: still running after {limit:?} (a hang)"),
+    }
 }
 
 /// The state letter of process `pid` in /proc (`R`, `S`, `Z`, ...).

@@ -56,6 +56,10 @@ mod backends {
 
 /// `Store`: many named, typed entries in one segment.
 mod store {
+    /// A store that grows online: 100,000 entries from 64 KiB across
+    /// processes, kills in the middle of growth, handles and readers that
+    /// live through it, `max_capacity`, hostile sizes and tables.
+    mod growth;
     /// Hostile bytes in a store's directory and heap.
     mod hostile;
     /// `entries()` of a large store while other processes change it and

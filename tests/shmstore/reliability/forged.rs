@@ -40,7 +40,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{mpsc, TryLockError};
 use std::time::{Duration, Instant};
 
-use common::{command, is_root, role, say, Apart, Counter, Key, Kid, Segment};
+use common::{command, is_root, role, say, within, Apart, Counter, Key, Kid, Segment};
 use shmstore::{Error, Location, Shared, Store};
 
 /// The bound the issue names for taking over a dead holder's lock.
@@ -391,22 +391,6 @@ fn forge_block(path: &Path, index: u32, offset: usize, words: &[u32]) {
 /// of no process.
 fn forge_dead_directory_holder(path: &Path) {
     forge_word(path, ident(NO_SUCH_TID, (1 << 40) - 1));
-}
-
-/// Runs `f` on a thread of its own; fails if it takes longer than `limit`.
-fn within<R: Send + 'static>(
-    limit: Duration,
-    what: &str,
-    f: impl FnOnce() -> R + Send + 'static,
-) -> R {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    match rx.recv_timeout(limit) {
-        Ok(r) => r,
-        Err(_) => panic!("{what}: still running after {limit:?} (a hang)"),
-    }
 }
 
 #[test]

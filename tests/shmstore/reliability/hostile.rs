@@ -12,8 +12,10 @@
 //! peer would, through the file or a second System V attachment:
 //! the header field by field, the lock word, sleeper count and poison record (cause, holder, time),
 //! the write counter and flags, the value, the schema after it; for a store
-//! also its meta area, handle table, buckets, free blocks, and each entry's
-//! block header, key, lock, write counter, value and schema. The parts come
+//! also its meta area (its sizes and where its table is included), handle
+//! table, buckets, free blocks, and each entry's block header, key, lock,
+//! write counter, value and schema; a store grown from 1 KiB as it was
+//! filled adds the block its table moved to. The parts come
 //! from the layouts that src/header.rs, src/lock.rs, src/seqlock.rs and
 //! src/store/heap.rs document, read off each fresh segment.
 //!
@@ -334,7 +336,10 @@ struct StoreLayout {
     /// The meta's count of handle slots ever used, as it was.
     mark: [u8; 8],
     buckets: Range<usize>,
-    /// Where each bucket in use lies.
+    /// The buckets of a table that left its place for a block of the heap
+    /// (as the store grew), if it did.
+    table_buckets: Option<Range<usize>>,
+    /// Where each bucket in use lies (in the table in use).
     used_buckets: Vec<usize>,
     blocks: Vec<Block>,
 }
@@ -343,7 +348,7 @@ const FREE: u32 = 0x4652_4545;
 const LIVE: u32 = 0x4c49_5645;
 const REMOVED: u32 = 0x5245_4d44;
 const HOLDS: u32 = 0x484f_4c44;
-use common::STORE_HANDLE_SLOTS as HANDLE_SLOTS;
+use common::{StoreParts, STORE_HANDLE_SLOTS as HANDLE_SLOTS, STORE_TABLE as TABLE};
 
 /// A block header's fields (src/store/heap.rs), for entries and free blocks.
 const ENTRY_FIELDS: [(&str, usize, usize); 11] = [
@@ -359,6 +364,9 @@ const ENTRY_FIELDS: [(&str, usize, usize); 11] = [
     ("value offset", 52, 4),
     ("holder count", 56, 8),
 ];
+/// A table block's header fields (src/store/heap.rs), before its buckets.
+const TABLE_FIELDS: [(&str, usize, usize); 3] =
+    [("size", 0, 8), ("prev_size", 8, 8), ("state", 16, 4)];
 /// A hold list's header fields (src/store/heap.rs), before its entries.
 const HOLDS_FIELDS: [(&str, usize, usize); 5] = [
     ("size", 0, 8),
@@ -383,10 +391,19 @@ impl StoreLayout {
         let handles = content + 256..content + 256 + HANDLE_SLOTS * 16;
         let buckets_at = handles.end;
         let heap_at = buckets_at + (buckets * 8).div_ceil(64) * 64;
-        assert_eq!(heap_at + heap_size, content + u64_at(b, 40) as usize);
+        let parts = StoreParts::of(b);
+        assert_eq!(parts.heap_at, heap_at);
+        // A store that grew may have an object larger than its heap.
+        assert!(heap_at + heap_size <= b.len());
+        let table_buckets = parts.table_block().map(|(index, n)| {
+            let at = parts.block_at(index) + common::STORE_TABLE_BUCKETS_FROM_BLOCK;
+            at..at + 8 * n as usize
+        });
         // Buckets are `u64`s: the block index in the low half, the key
         // hash's high half (the tag) in the high half.
-        let used_buckets = (buckets_at..heap_at)
+        let used_buckets = table_buckets
+            .clone()
+            .unwrap_or(buckets_at..heap_at)
             .step_by(8)
             .filter(|&at| u64_at(b, at) != 0)
             .collect();
@@ -426,6 +443,7 @@ impl StoreLayout {
             handles,
             mark: b[content + 48..content + 56].try_into().unwrap(),
             buckets: buckets_at..heap_at,
+            table_buckets,
             used_buckets,
             blocks,
         }
@@ -465,6 +483,8 @@ impl StoreLayout {
             ("heap size", 16, 8),
             ("entries", 24, 8),
             ("bytes used", 32, 8),
+            ("table", 192, 8),
+            ("max heap", 200, 8),
         ] {
             t.push(field(format!("meta {name}"), "meta", c + at, len));
         }
@@ -498,6 +518,9 @@ impl StoreLayout {
             self.handles.start..self.handles.start + 16 * used,
         ));
         t.push(area("buckets".into(), "buckets", self.buckets.clone()));
+        if let Some(table) = &self.table_buckets {
+            t.push(area("table buckets".into(), "buckets", table.clone()));
+        }
         let (index_at, tag_at) = if cfg!(target_endian = "little") {
             (0, 4)
         } else {
@@ -536,6 +559,22 @@ impl StoreLayout {
                         format!("{what} schema"),
                         "entry schema",
                         e.schema.clone(),
+                    ));
+                }
+                None if b.state == TABLE => {
+                    let what = format!("table block at {}", b.at);
+                    for (name, at, len) in TABLE_FIELDS {
+                        t.push(field(
+                            format!("{what} {name}"),
+                            "table block",
+                            b.at + at,
+                            len,
+                        ));
+                    }
+                    t.push(area(
+                        format!("{what} inside"),
+                        "table block",
+                        b.at + 20..b.at + b.size,
                     ));
                 }
                 None if b.state == HOLDS => {
@@ -1451,8 +1490,24 @@ struct Made {
     _held: Shared<u64>,
 }
 
-fn make_store(loc: &Location) -> Made {
-    let store = Store::create(loc, 8192).unwrap();
+/// The capacity of the stores made here, and of the small ones that grow
+/// as they are filled (their table moved into a block of the heap by keys
+/// made and removed first).
+const STORE_BYTES: usize = 8192;
+const GROWN_FROM: usize = 1024;
+
+fn make_store(loc: &Location, capacity: usize) -> Made {
+    let store = Store::create(loc, capacity).unwrap();
+    if capacity < STORE_BYTES {
+        // Keys enough to fill the first table past half, so that it moves
+        // into a block of the heap, then gone again.
+        for i in 0..12 {
+            drop(store.insert::<u64>(&format!("pad/{i}"), i).unwrap());
+        }
+        for i in 0..12 {
+            store.remove(&format!("pad/{i}")).unwrap();
+        }
+    }
     drop(store.insert::<u64>("count", 42).unwrap());
     drop(store.insert::<Rich>("rich", sample()).unwrap());
     let held = store.insert::<u64>("gone", 99).unwrap();
@@ -1639,18 +1694,24 @@ fn use_store(loc: &Location, x: &StoreExpect, made: Made, tally: &mut Tally) {
     }
 }
 
-fn stores(backend: Backend, name: &str, default_cases: u32) {
+fn stores(backend: Backend, name: &str, default_cases: u32, capacity: usize) {
     let key = Key::in_range(KEY_BASE);
     let probe = Place::new(backend, name, &key);
-    let made = make_store(&probe.loc);
+    let made = make_store(&probe.loc, capacity);
     let layout = StoreLayout::read(&probe.read());
     drop(made);
     drop(probe);
     assert_eq!(layout.entries().count(), 7, "{layout:#?}");
+    if capacity < STORE_BYTES {
+        assert!(
+            layout.table_buckets.is_some(),
+            "a store grown from {capacity} bytes keeps its table in place: {layout:#?}"
+        );
+    }
     let targets = layout.targets();
     property(name, cases(default_cases), &targets, |hits, figures| {
         let place = Place::new(backend, name, &key);
-        let made = make_store(&place.loc);
+        let made = make_store(&place.loc, capacity);
         let before = place.read();
         let layout = StoreLayout::read(&before);
         let ids = Ids::now();
@@ -1697,17 +1758,23 @@ fn stores(backend: Backend, name: &str, default_cases: u32) {
 
 #[test]
 fn hostile_bytes_in_a_posix_store() {
-    stores(Backend::Posix, "store-posix", 800);
+    stores(Backend::Posix, "store-posix", 800, STORE_BYTES);
 }
 
 #[test]
 fn hostile_bytes_in_a_file_store() {
-    stores(Backend::File, "store-file", 200);
+    stores(Backend::File, "store-file", 200, STORE_BYTES);
 }
 
 #[test]
 fn hostile_bytes_in_a_sysv_store() {
-    stores(Backend::SysV, "store-sysv", 200);
+    stores(Backend::SysV, "store-sysv", 200, STORE_BYTES);
+}
+/// A store that grew from 1 KiB as it was filled: its meta's sizes, its
+/// table in a block of the heap, and the blocks past its first size.
+#[test]
+fn hostile_bytes_in_a_grown_posix_store() {
+    stores(Backend::Posix, "store-grown", 300, GROWN_FROM);
 }
 
 /// Found by this suite. A peer can forge a store's directory, so the store
@@ -1838,7 +1905,7 @@ fn a_damaged_format_word_never_erases_entries_silently() {
 fn a_damaged_free_list_link_never_corrupts_another_entry() {
     let seg = Segment::new("hostile-link");
     let loc = Location::posix(seg.name()).unwrap();
-    let made = make_store(&loc);
+    let made = make_store(&loc, STORE_BYTES);
     let layout = StoreLayout::read(&std::fs::read(seg.path()).unwrap());
     let free: Vec<&Block> = layout.blocks.iter().filter(|b| b.state == FREE).collect();
     let (small, last) = (free[0], free[free.len() - 1]);
@@ -1978,7 +2045,7 @@ fn own_identity_in_store_locks() {
     let key = Key::in_range(KEY_BASE);
     let place = Place::new(Backend::Posix, "own-identity-store", &key);
     watched(move || {
-        let made = make_store(&place.loc);
+        let made = make_store(&place.loc, STORE_BYTES);
         let store = Store::open(&place.loc).unwrap();
         let layout = StoreLayout::read(&place.read());
         let me = my_identity().to_ne_bytes();
