@@ -161,17 +161,22 @@
 //!
 //! # The store
 //!
-//! `compare/store.sh` (output in `docs/measurements/2026-12-07/store/`;
+//! `compare/store.sh` (output in `docs/measurements/2026-12-07/store-grows/`;
 //! 2-vCPU VM with nothing else running; ns per lookup of a random key,
 //! medians of 7 batches of 200,000, Boost.Interprocess's `find` and a std
 //! `HashMap` in the same run):
 //!
 //! | what | 10 keys | 1,000 keys | 100,000 keys |
 //! |---|---|---|---|
-//! | Boost `managed_shared_memory::find<uint64_t>` | 55.9 | 158 | 514 |
-//! | `contains` | 11.5 (0.21x Boost) | 17.1 (0.11x) | 207 (0.40x) |
-//! | `get::<u64>` + drop of the handle | 203 (3.62x) | 210 (1.33x) | 606 (1.18x) |
-//! | std `HashMap<String, u64>::get` | 12.2 | 18.1 | 111 |
+//! | Boost `managed_shared_memory::find<uint64_t>` | 55.7 | 157 | 506 |
+//! | `contains` | 13.2 (0.24x Boost) | 18.1 (0.11x) | 207 (0.41x) |
+//! | `get::<u64>` + drop of the handle | 214 (3.85x) | 224 (1.42x) | 585 (1.16x) |
+//! | std `HashMap<String, u64>::get` | 14.3 | 17.9 | 106 |
+//!
+//! The same run before stores could grow (`docs/measurements/2026-12-07/store/`)
+//! gave `contains` 11.5 / 17.1 / 207 ns and `get` + drop 203 / 210 / 606 ns,
+//! with std's `HashMap` at 12.2 / 18.1 / 111 ns: the check of the heap's
+//! size that growth adds is about 40 instructions of `contains` (see below).
 //!
 //! - `get` does not grow with the number of keys (the key index is a hash
 //!   table, 1.1 probes on average); what grows at 100,000 keys is cache and
@@ -212,9 +217,13 @@
 //!   of the heap to find its last block, and, when the key index fills, a
 //!   move to a table four times larger (a pass over the buckets); the heap
 //!   doubles each time, so 100,000 entries from 64 KiB take about 9
-//!   growths and 4 table moves (in one process on this machine: 100,000
-//!   inserts into a store created at 64 KiB in 95 ms, the slowest insert,
-//!   one that grew the store, 3.7 ms). Lookups pay a load of the table in
+//!   growths and 4 table moves. `cargo run --release --example
+//!   store_growth` measures it (one run:
+//!   `docs/measurements/2026-12-07/growth/`): 100,000 inserts into a store
+//!   created at 64 KiB took 98 ms, into one created big enough 84 ms; the
+//!   slowest insert, the one that grew the store to 32 MiB, took 7.4 ms;
+//!   lookups in the grown store cost 0.95x (`contains`) and 0.87x (`get` +
+//!   drop) of those in the big one. Lookups pay a load of the table in
 //!   use (and a look at its block's header once the table moved into the
 //!   heap), and a `get` a check of the heap's size when it takes the
 //!   directory lock: counted by `compare/lookup_parts.py` at 10 / 100,000
