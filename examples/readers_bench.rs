@@ -37,7 +37,11 @@
 
 #[path = "common/machine.rs"]
 mod machine;
+#[allow(dead_code)] // its store cleanup is for the store benchmarks
+#[path = "common/run.rs"]
+mod run;
 use machine::{cpu_model, load_average, CpuClock};
+use run::leftovers;
 
 use std::ffi::{c_void, OsStr};
 use std::hint::black_box;
@@ -1418,18 +1422,6 @@ impl Drop for Remove {
             }
         }
     }
-}
-
-/// Names in /dev/shm that start with this run's prefix.
-fn leftovers(prefix: &str) -> Vec<String> {
-    std::fs::read_dir("/dev/shm")
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.starts_with(prefix))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// A shared mapping of a whole object, unmapped when dropped.

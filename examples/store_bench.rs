@@ -48,7 +48,10 @@
 
 #[path = "common/machine.rs"]
 mod machine;
+#[path = "common/run.rs"]
+mod run;
 use machine::{cpu_model, load_average, CpuClock};
+use run::{leftovers, thousands, Cleanup};
 
 use std::collections::HashMap;
 use std::hint::black_box;
@@ -151,38 +154,6 @@ impl Config {
     }
 }
 
-/// Every segment of this run, removed when dropped: at the end, and while
-/// unwinding from a panic.
-struct Cleanup {
-    prefix: String,
-    names: Vec<String>,
-}
-
-impl Cleanup {
-    /// No segments yet; this run's names start with `store_bench_PID`.
-    fn new() -> Cleanup {
-        Cleanup {
-            prefix: format!("store_bench_{}", std::process::id()),
-            names: Vec::new(),
-        }
-    }
-
-    /// A new name for a segment of this run, to be removed at the end.
-    fn name(&mut self, what: &str) -> String {
-        let name = format!("{}_{what}", self.prefix);
-        self.names.push(name.clone());
-        name
-    }
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        for name in &self.names {
-            let _ = Store::unlink(name.as_str());
-        }
-    }
-}
-
 /// A store of `keys` `u64` entries named `key/0` ...; the keys, and random
 /// picks among them.
 struct Filled {
@@ -263,8 +234,8 @@ impl Filled {
 fn bench(scale: f64) {
     let started = Instant::now();
     let cfg = Config::new(scale);
-    let mut cleanup = Cleanup::new();
-    let prefix = cleanup.prefix.clone();
+    let mut cleanup = Cleanup::new("store_bench");
+    let prefix = cleanup.prefix().to_owned();
     println!(
         "store_bench: {} CPUs ({}), Linux {}; scale {scale}; every figure below is from this one run.",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
@@ -467,18 +438,6 @@ impl Stats {
     }
 }
 
-fn thousands(n: usize) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
 /// Prints rows of one figure per store size, with the 100k / 10 ratio.
 fn print_by_size(rows: &[(&str, &[Stats; 3])]) {
     let w = rows.iter().map(|(l, _)| l.len()).max().unwrap_or(0);
@@ -598,7 +557,7 @@ fn section_get(cfg: &Config, stores: &[Filled]) -> [[Stats; 3]; 6] {
 /// the same key, `ops` per batch, at each store size: one JSON line per
 /// figure, as compare/cpp/boost_find.cpp prints them.
 fn lookups(ops: u64) {
-    let mut cleanup = Cleanup::new();
+    let mut cleanup = Cleanup::new("store_bench");
     let stores: Vec<Filled> = SIZES
         .iter()
         .map(|&k| Filled::new(&mut cleanup, k))
@@ -689,7 +648,7 @@ impl Profiled {
 /// once to warm up, once in [`profiled`], the function a profiler limits
 /// its counts to (the store's filling and the warm-up stay out).
 fn profile(op: Profiled, keys: usize, ops: u64, same: bool) {
-    let mut cleanup = Cleanup::new();
+    let mut cleanup = Cleanup::new("store_bench");
     let s = Filled::new(&mut cleanup, keys);
     let map = s.map();
     run_profiled(&s, &map, op, ops, same); // the warm-up, inlined here
@@ -853,19 +812,4 @@ fn section_context(cfg: &Config, stores: &[Filled]) {
 
 fn calls_of_entries(cfg: &Config, keys: usize) -> u64 {
     (cfg.listed / (keys as u64 + 100)).max(1)
-}
-
-// ---------------------------------------------------------------------------
-// The machine.
-
-/// Names in /dev/shm that start with this run's prefix.
-fn leftovers(prefix: &str) -> Vec<String> {
-    std::fs::read_dir("/dev/shm")
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.starts_with(prefix))
-                .collect()
-        })
-        .unwrap_or_default()
 }

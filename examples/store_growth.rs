@@ -31,7 +31,10 @@
 
 #[path = "common/machine.rs"]
 mod machine;
+#[path = "common/run.rs"]
+mod run;
 use machine::{cpu_model, load_average, CpuClock};
+use run::{leftovers, thousands, Cleanup};
 
 use std::hint::black_box;
 use std::process::ExitCode;
@@ -77,37 +80,6 @@ fn main() -> ExitCode {
     };
     bench(n);
     ExitCode::SUCCESS
-}
-
-/// Every store of this run, removed when dropped: at the end, and while
-/// unwinding from a panic.
-struct Cleanup {
-    prefix: String,
-    names: Vec<String>,
-}
-
-impl Cleanup {
-    fn new() -> Cleanup {
-        Cleanup {
-            prefix: format!("store_growth_{}", std::process::id()),
-            names: Vec::new(),
-        }
-    }
-
-    /// A new name for a store of this run, to be removed at the end.
-    fn name(&mut self, what: &str) -> String {
-        let name = format!("{}_{what}_{}", self.prefix, self.names.len());
-        self.names.push(name.clone());
-        name
-    }
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        for name in &self.names {
-            let _ = Store::unlink(name.as_str());
-        }
-    }
 }
 
 /// The key of entry `i`.
@@ -241,8 +213,8 @@ impl Inserts {
 
 fn bench(n: usize) {
     let started = Instant::now();
-    let mut cleanup = Cleanup::new();
-    let prefix = cleanup.prefix.clone();
+    let mut cleanup = Cleanup::new("store_growth");
+    let prefix = cleanup.prefix().to_owned();
     // An entry of a u64 under a key of up to 12 bytes takes 256 bytes;
     // twice that and a table's worth more, so that it never grows.
     let roomy = n * 512 + (1 << 20);
@@ -408,28 +380,4 @@ fn draws(n: usize) -> Vec<usize> {
             (rng % n as u64) as usize
         })
         .collect()
-}
-
-fn thousands(n: usize) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
-/// The names in /dev/shm that start with `prefix`.
-fn leftovers(prefix: &str) -> Vec<String> {
-    std::fs::read_dir("/dev/shm")
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.starts_with(prefix))
-                .collect()
-        })
-        .unwrap_or_default()
 }
