@@ -2600,14 +2600,28 @@ mod tests {
             map.atomic_u64(8 * i).store(word, Relaxed);
         }
         let geo = Geometry::read(&map, "test", 0, plan.content, &|| None).unwrap();
-        heap_of(&map, geo).format();
+        heap_of(&map, geo).heap().format();
         (map, geo)
     }
 
-    /// The heap of a store from [`test_heap`], as it is now.
-    fn heap_of(map: &Mapping, geo: Geometry) -> Heap<'_> {
-        let room = Box::leak(Box::new(Room::new(map, &geo, map.len())));
-        Heap::checked(map, Box::leak(Box::new(geo)), "test", room).unwrap()
+    /// What a view of a test store's heap borrows: its geometry and room.
+    struct Views<'m> {
+        map: &'m Mapping,
+        geo: Geometry,
+        room: Room,
+    }
+
+    impl Views<'_> {
+        /// The heap, as it is now.
+        fn heap(&self) -> Heap<'_> {
+            Heap::checked(self.map, &self.geo, "test", &self.room).unwrap()
+        }
+    }
+
+    /// What views of the heap of a store from [`test_heap`] borrow.
+    fn heap_of(map: &Mapping, geo: Geometry) -> Views<'_> {
+        let room = Room::new(map, &geo, map.len());
+        Views { map, geo, room }
     }
 
     /// Makes the entry `k` (a `u64`-sized value, fingerprint 1), held by
@@ -2642,7 +2656,8 @@ mod tests {
     fn recovery_finishes_or_undoes_a_replacement_cut_short() {
         for committed in [false, true] {
             let (map, geo) = test_heap(4096);
-            let heap = heap_of(&map, geo);
+            let heap_views = heap_of(&map, geo);
+            let heap = heap_views.heap();
             let old_value = [1u8; 8];
             let at = bare_reserve(&heap, &entry_of(&old_value, 1))
                 .unwrap();
@@ -2682,7 +2697,8 @@ mod tests {
     #[test]
     fn recovery_ignores_a_damaged_replacement_record() {
         let (map, geo) = test_heap(4096);
-        let heap = heap_of(&map, geo);
+        let heap_views = heap_of(&map, geo);
+        let heap = heap_views.heap();
         let at = put_k(&heap);
         for record in [
             1,
@@ -2700,7 +2716,8 @@ mod tests {
     #[test]
     fn a_format_cut_short_is_formatted_again_and_damage_is_refused() {
         let (map, geo) = test_heap(4096);
-        let heap = heap_of(&map, geo);
+        let heap_views = heap_of(&map, geo);
+        let heap = heap_views.heap();
         // A creator killed in `format` after it wrote the first block's
         // size (what a kill storm under emulation found).
         heap.set_u32(heap.meta(M_FORMAT), FORMATTING);
@@ -2724,7 +2741,8 @@ mod tests {
     #[test]
     fn a_listing_in_pieces_survives_removals_and_merges_between_pieces() {
         let (map, geo) = test_heap(1 << 20);
-        let heap = heap_of(&map, geo);
+        let heap_views = heap_of(&map, geo);
+        let heap = heap_views.heap();
         let value = [7u8; 512];
         // Entries of several sizes, so that blocks freed and merged where a
         // piece stopped are split again elsewhere, with entries' bytes
@@ -2831,7 +2849,8 @@ mod tests {
     #[test]
     fn a_probe_tells_keys_that_share_a_prefix_apart() {
         let (map, geo) = test_heap(1 << 16);
-        let heap = heap_of(&map, geo);
+        let heap_views = heap_of(&map, geo);
+        let heap = heap_views.heap();
         let keys = ["a", "ab", "abc", "abcdefg", "abcdefgh", "abcdefghi", "abcdefgh/abcdefgh"];
         let value = [1u8; 8];
         for key in keys.iter().step_by(2) {
@@ -2854,7 +2873,8 @@ mod tests {
     #[test]
     fn a_forged_bucket_tag_is_a_miss_that_check_reports_and_recovery_repairs() {
         let (map, geo) = test_heap(4096);
-        let heap = heap_of(&map, geo);
+        let heap_views = heap_of(&map, geo);
+        let heap = heap_views.heap();
         let at = put_k(&heap);
         let (i, _) = heap.lookup(b"k").unwrap().unwrap();
         let t = heap.table().unwrap();
@@ -2898,7 +2918,8 @@ mod tests {
     #[test]
     fn a_hold_list_grows_moves_and_lets_go_in_any_order() {
         let (map, geo) = test_heap(1 << 16);
-        let heap = heap_of(&map, geo);
+        let heap_views = heap_of(&map, geo);
+        let heap = heap_views.heap();
         let free = heap.space().unwrap().free;
         let slot = heap.register().unwrap();
         let (made, mut held) = made_and_held(&heap, slot, 100);
@@ -2944,7 +2965,8 @@ mod tests {
     #[test]
     fn recovery_frees_a_hold_list_whose_move_was_cut_short() {
         let (map, geo) = test_heap(1 << 16);
-        let heap = heap_of(&map, geo);
+        let heap_views = heap_of(&map, geo);
+        let heap = heap_views.heap();
         let slot = heap.register().unwrap();
         let (made, _) = made_and_held(&heap, slot, 24);
         let list = heap.hold_list(slot).unwrap().unwrap();
@@ -2999,7 +3021,8 @@ mod tests {
     #[test]
     fn a_heap_grows_in_place_and_its_buckets_move_to_larger_tables() {
         let (map, geo) = test_growing_heap(4096, 1 << 20);
-        let heap = heap_of(&map, geo);
+        let heap_views = heap_of(&map, geo);
+        let heap = heap_views.heap();
         assert_eq!(geo.buckets, 64);
         let mut made = Vec::new();
         for i in 0..3000u32 {
@@ -3022,7 +3045,7 @@ mod tests {
             assert_eq!(v[..4], (i as u32).to_ne_bytes());
         }
         // A fresh view (another process's) sees the grown heap.
-        assert_eq!(heap_of(&map, geo).heap_size(), heap.heap_size());
+        assert_eq!(heap_of(&map, geo).heap().heap_size(), heap.heap_size());
         // Up to the most, then full.
         let value = [0u8; 8];
         let mut i = 0;
@@ -3057,7 +3080,8 @@ mod tests {
         heap.check().unwrap();
         // A fixed heap never grows.
         let (map, geo) = test_heap(4096);
-        let fixed = heap_of(&map, geo);
+        let fixed_views = heap_of(&map, geo);
+        let fixed = fixed_views.heap();
         assert!(!fixed.can_grow());
         assert!(!fixed.grow(4096).unwrap());
     }
@@ -3071,7 +3095,8 @@ mod tests {
         for last_free in [false, true] {
             for step in 1..=3 {
                 let (map, geo) = test_growing_heap(4096, 1 << 16);
-                let heap = heap_of(&map, geo);
+                let heap_views = heap_of(&map, geo);
+                let heap = heap_views.heap();
                 if !last_free {
                     // Entries up to the end: the last block is in use.
                     let value = [5u8; 8];
@@ -3102,7 +3127,8 @@ mod tests {
                 if step >= 3 {
                     heap.set_u64(heap.meta(M_HEAP), new);
                 }
-                let after = heap_of(&map, geo);
+                let after_views = heap_of(&map, geo);
+                let after = after_views.heap();
                 after.recover().unwrap();
                 after.check().unwrap();
                 let grown = if step >= 3 { new } else { old };
@@ -3120,7 +3146,8 @@ mod tests {
     #[test]
     fn recovery_frees_a_bucket_table_left_by_a_move_cut_short() {
         let (map, geo) = test_growing_heap(1 << 16, 1 << 20);
-        let heap = heap_of(&map, geo);
+        let heap_views = heap_of(&map, geo);
+        let heap = heap_views.heap();
         for i in 0..(geo.buckets / 2) {
             put_growing(&heap, &format!("k{i}"), &[1u8; 8]);
         }
@@ -3171,7 +3198,8 @@ mod tests {
     #[test]
     fn forged_heap_sizes_and_tables_are_corrupt_never_a_crash() {
         let (map, geo) = test_growing_heap(4096, 1 << 16);
-        let heap = heap_of(&map, geo);
+        let heap_views = heap_of(&map, geo);
+        let heap = heap_views.heap();
         let at = put_k(&heap);
         let room = Room::new(&map, &geo, geo.heap_at + 4096);
         // A heap past the object (the mapping reaches 64 KiB of heap; the
@@ -3200,7 +3228,8 @@ mod tests {
             index(stray) | 1 << 32,
         ] {
             heap.set_u64(heap.meta(M_TABLE), word);
-            let view = heap_of(&map, geo);
+            let view_views = heap_of(&map, geo);
+            let view = view_views.heap();
             assert!(matches!(view.probe(b"k"), Probe::Damaged(_)), "{word:#x}");
             assert!(matches!(view.find(b"k"), Err(Error::Corrupt { .. })), "{word:#x}");
             assert!(matches!(view.check(), Err(Error::Corrupt { .. })), "{word:#x}");
