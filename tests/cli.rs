@@ -1358,11 +1358,17 @@ fn json_output_parses_and_has_every_field() {
 
     // A command another test runs meanwhile (`ls`, `inspect`, `watch`) maps
     // every segment for a moment, and counts as attached (and present) then:
-    // look again, a few times, until only the creator is.
+    // look again, a few times, until only the creator is (and nobody is
+    // in the killed holder's).
     let mut all = parse_json(&run(&["ls", "--json"]));
     for _ in 0..10 {
         let o = json_entry(&all, seg.name());
-        if o["attached"] == 1 && o["present"]["writers"] == 1 && o["present"]["readers"] == 0 {
+        let k = json_entry(&all, killed.name());
+        if o["attached"] == 1
+            && o["present"]["writers"] == 1
+            && o["present"]["readers"] == 0
+            && k["attached"] == 0
+        {
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(200));
