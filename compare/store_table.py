@@ -25,7 +25,7 @@ ROWS = [
     (("shmstore", "get + drop"), "shmstore `store.get::<u64>(key)` + drop"),
     (("std", "HashMap::get"), "std `HashMap<String, u64>::get(key)`"),
 ]
-# The goals of issue 18 (random keys): contains and get + drop against
+# The targets (random keys): contains and get + drop against
 # Boost at every size, get + drop at the most keys against the fewest.
 GOALS = [(("shmstore", "contains"), "`contains`", 0.5), (("shmstore", "get + drop"), "`get` + drop", 1.0)]
 GROWTH_GOAL = 2.0
@@ -104,7 +104,7 @@ def table(batches, ops, title):
         g = med[hi] / med[lo]
         verdicts.append(f"`get` + drop at {thousands(sizes[-1])} keys <= {GROWTH_GOAL}x at {thousands(sizes[0])}: "
                         f"{g:.2f} ({'met' if g <= GROWTH_GOAL else 'not met'})")
-    out.append("Goals of issue 18, random keys: " + "; ".join(verdicts) + ".")
+    out.append("Targets, random keys: " + "; ".join(verdicts) + ".")
     return "\n".join(out), missing
 
 
