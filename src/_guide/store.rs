@@ -58,8 +58,8 @@
 //!   [`insert`](crate::Store::insert).
 //! - **Growth**: a store grows in place when an entry does not fit, up to
 //!   [`SharedOptions::max_capacity`](crate::SharedOptions::max_capacity)
-//!   (default: the larger of its capacity and 1 GiB, a bound on a runaway
-//!   writer); past it, inserts fail with `StoreFull`. Entries never move,
+//!   (default: 64 times its capacity, at most 1 GiB, or the capacity if
+//!   larger: a bound on a runaway writer); past it, inserts fail with `StoreFull`. Entries never move,
 //!   so every handle stays valid, and other processes use the new room
 //!   without reopening. [`capacity`](crate::Store::capacity) is the size
 //!   now, [`max_capacity`](crate::Store::max_capacity) the most. POSIX and

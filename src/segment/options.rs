@@ -173,10 +173,15 @@ impl SharedOptions {
     /// comes only past it. `max_capacity(capacity)` (or less) makes a
     /// store that never grows.
     ///
-    /// The default is the larger of the store's capacity and 1 GiB: a
-    /// bound on a runaway writer, not a cost. Each process that opens the
-    /// store reserves address space for the store at its most (never
-    /// memory: pages come only as the store grows), and a growth that
+    /// The default is 64 times the store's capacity, at most 1 GiB (or the
+    /// capacity, if that is larger): a bound on a runaway writer. Each
+    /// process that opens the store reserves address space for the store
+    /// at its most (not memory: pages come only as the store grows); the
+    /// default keeps that in proportion to the capacity asked for, so a
+    /// process that opens many small stores stays far from an address-space
+    /// limit (`ulimit -v`), and under emulators that spend memory on
+    /// reserved address space (qemu's user mode does, per page). Set a
+    /// larger maximum for a store expected to grow further. A growth that
     /// finds the filesystem full (`/dev/shm`, or a file store's) fails
     /// with [`Error::NoSpace`](crate::Error::NoSpace) before `max_capacity`
     /// is reached. A value above the most a store can hold (256 GiB, its

@@ -106,8 +106,8 @@ const fn spec(content: usize) -> Spec {
 ///
 /// A store starts with the capacity chosen at creation, and grows in place
 /// when an entry does not fit, up to its
-/// [`max_capacity`](SharedOptions::max_capacity) (by default the larger of
-/// its capacity and 1 GiB): entries never move, so every handle stays
+/// [`max_capacity`](SharedOptions::max_capacity) (by default 64 times its
+/// capacity, at most 1 GiB, or the capacity if larger): entries never move, so every handle stays
 /// valid, and other processes use the new room without reopening the
 /// store. System V stores do not grow. Each entry takes one
 /// block of its key, type name, lock and value, rounded up to 64 bytes
@@ -213,8 +213,8 @@ pub struct EntryInfo {
 
 impl Store {
     /// Creates a new store at `at` with room for `capacity` bytes of
-    /// entries, with the default [`SharedOptions`] (so growing up to the
-    /// larger of `capacity` and 1 GiB: see
+    /// entries, with the default [`SharedOptions`] (so growing up to 64
+    /// times `capacity`, at most 1 GiB, or `capacity` if larger: see
     /// [`SharedOptions::max_capacity`]); fails with
     /// [`Error::AlreadyExists`] if the name exists.
     pub fn create(at: impl IntoLocation, capacity: usize) -> Result<Store> {
@@ -1132,7 +1132,7 @@ fn map_store(
     // A System V segment's size is fixed by `shmget`: it cannot grow.
     let max = if loc.grows() {
         opts.max_capacity
-            .map_or(capacity.max(DEFAULT_MAX_CAPACITY), |m| m as u64)
+            .map_or_else(|| default_max_capacity(capacity), |m| m as u64)
     } else {
         capacity
     };
@@ -1162,9 +1162,26 @@ fn map_store(
     Ok((seg, geo, room, label))
 }
 
+/// How many times its capacity a store grows to unless
+/// [`SharedOptions::max_capacity`] says otherwise.
+pub(crate) const DEFAULT_GROWTH: u64 = 64;
+
 /// The most a store grows to unless [`SharedOptions::max_capacity`] says
 /// otherwise (or its capacity is larger): 1 GiB.
 pub(crate) const DEFAULT_MAX_CAPACITY: u64 = 1 << 30;
+
+/// The most a store created with `capacity` grows to by default:
+/// [`DEFAULT_GROWTH`] times its capacity, at most [`DEFAULT_MAX_CAPACITY`],
+/// and never less than the capacity. Every process that opens the store
+/// reserves address space for its most, so the default stays in
+/// proportion to what the creator asked for: a process that opens many
+/// small stores does not reserve a gigabyte for each.
+fn default_max_capacity(capacity: u64) -> u64 {
+    capacity
+        .saturating_mul(DEFAULT_GROWTH)
+        .min(DEFAULT_MAX_CAPACITY)
+        .max(capacity)
+}
 
 impl fmt::Debug for Store {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

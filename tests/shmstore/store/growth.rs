@@ -903,12 +903,23 @@ fn the_creators_max_capacity_is_the_stores() {
 }
 
 #[test]
-fn a_store_may_grow_to_1_gib_unless_told_otherwise() {
+fn a_store_may_grow_to_64_times_its_capacity_at_most_1_gib_unless_told_otherwise() {
     let seg = Segment::new("grow-default");
-    let store = Store::create(seg.name(), 64 * 1024).unwrap();
+    let store = Store::create(seg.name(), SMALL).unwrap();
+    assert_eq!(store.max_capacity(), 64 * SMALL);
+    let again = Store::open_or_create(seg.name(), SMALL).unwrap();
+    assert_eq!(again.max_capacity(), 64 * SMALL);
+    // It does grow that far, and no further.
+    let n = fill_up(&store);
+    let cap = store.capacity();
+    assert!(cap > 32 * SMALL && cap <= 64 * SMALL, "{cap} bytes");
+    assert!(n * 1024 > 32 * SMALL as u64, "only {n} entries of 1 KiB");
+    assert_eq!(again.capacity(), cap);
+    store.check().unwrap();
+    // A store created at 32 MiB would reach 2 GiB: 1 GiB bounds it.
+    let big = Segment::new("grow-default-big");
+    let store = Store::create(big.name(), 32 << 20).unwrap();
     assert_eq!(store.max_capacity(), 1 << 30);
-    let again = Store::open_or_create(seg.name(), 64 * 1024).unwrap();
-    assert_eq!(again.max_capacity(), 1 << 30);
 }
 
 #[test]
