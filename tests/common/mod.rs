@@ -1155,3 +1155,23 @@ pub fn race_to_the_end(kids: &mut [Kid]) {
         k.wait_success();
     }
 }
+
+/// A deterministic pseudo-random sequence (splitmix64) for tests that
+/// draw kill points, pauses and bytes: any seed, zero included, gives a
+/// full sequence, and a printed seed repeats a run.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// A number below `n` (0 for an `n` of 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}

@@ -9,6 +9,7 @@ use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use crate::common::Rng;
 use shmstore::{CapacityError, Shareable, Shared, ShmBool, ShmStr, ShmVec};
 
 // ---------------------------------------------------------------------------
@@ -44,21 +45,9 @@ fn hash_of<T: Hash>(value: &T) -> u64 {
     h.finish()
 }
 
-/// A small deterministic generator (xorshift64*), so that failures repeat.
-struct Rng(u64);
-
+/// What hostile bytes are drawn with: a deterministic generator, so that
+/// failures repeat.
 impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
     /// A byte that is often part of a multi-byte UTF-8 sequence, or breaks one.
     fn utf8ish_byte(&mut self) -> u8 {
         const PIECES: &[u8] = &[

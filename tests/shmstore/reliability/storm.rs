@@ -60,7 +60,7 @@ use std::sync::mpsc;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use common::{heavy, proc_state, role, Key, Kid, Segment, PATIENCE};
+use common::{heavy, proc_state, role, Key, Kid, Rng, Segment, PATIENCE};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use shmstore::inspect::{self, LockState, State};
@@ -106,27 +106,6 @@ fn kills_per_storm() -> u64 {
 
 // ===========================================================================
 // Values that tell whether they were written whole
-
-/// A deterministic pseudo-random sequence (splitmix64).
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed ^ 0x2545_f491_4f6c_dd1d)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 /// Spins a random while, holding whatever the caller holds.
 fn pause(rng: &mut Rng) {
@@ -407,7 +386,7 @@ fn child_entry() {
     let seed: u64 = args[n - 1].parse().unwrap();
     let witness = SharedAtomic::<Witness>::open(args[1].as_str())
         .unwrap_or_else(|e| panic!("worker: opening the witness: {e}"));
-    let rng = Rng::new(seed);
+    let rng = Rng(seed);
     match args[0].as_str() {
         "counter" => counter_worker(&witness, &args[2], &args[3], slot, rng),
         "store" => store_worker(&witness, &args[2], slot, rng),
@@ -715,7 +694,7 @@ fn storm(
         all.push(&seed);
         Kid::spawn(role, &all)
     };
-    let mut rng = Rng::new(seed);
+    let mut rng = Rng(seed);
     let t0 = Instant::now();
     let mut kids: Vec<Kid> = (0..WORKERS).map(|i| spawn(i, i as u64)).collect();
     let mut out = Outcome {

@@ -43,8 +43,8 @@ use std::sync::TryLockError;
 use std::time::{Duration, Instant};
 
 use common::{
-    command, field, heavy, role, say, within, Counter, Key, Kid, Segment, StoreParts, PATIENCE,
-    STORE_M_HEAP, STORE_M_MAX_HEAP, STORE_M_TABLE, STORE_TABLE,
+    command, field, heavy, role, say, within, Counter, Key, Kid, Rng, Segment, StoreParts,
+    PATIENCE, STORE_M_HEAP, STORE_M_MAX_HEAP, STORE_M_TABLE, STORE_TABLE,
 };
 use shmstore::{Error, Location, Shared, SharedOptions, Store, StoreReader};
 
@@ -82,23 +82,6 @@ fn small_store_up_to(name: &str, max: usize) -> Store {
         .unwrap_or_else(|e| panic!("creating the store {name}: {e}"));
     assert_eq!((store.capacity(), store.max_capacity()), (SMALL, max));
     store
-}
-
-/// A deterministic pseudo-random sequence (splitmix64).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
 }
 
 /// The seed of a randomized test: `SHMSTORE_GROWTH_SEED` if set, else

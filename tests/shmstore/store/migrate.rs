@@ -21,7 +21,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
-use common::{command, heavy, role, say, Kid, Segment};
+use common::{command, heavy, role, say, Kid, Rng, Segment};
 use shmstore::{Error, Shareable, Store};
 
 // ===========================================================================
@@ -424,25 +424,13 @@ fn eight_racing_processes_migrate_once_and_lose_no_update() {
 // ===========================================================================
 // 4. SIGKILL in the middle of migrations
 
-/// A tiny xorshift, seeded per child.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-}
-
 /// Migrates the key from `CountV1` to `CountV2` and back, over and over,
 /// each migration sleeping a few microseconds, until killed. Says "ready"
 /// after the first round (which may have to take a lock over from the
 /// child killed before it), so that kills land among migrations.
 fn migrate_until_killed(name: &str, seed: u64) -> i32 {
     let store = Store::open(name).unwrap();
-    let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+    let mut rng = Rng(seed);
     let mut round = 0u64;
     loop {
         let nap = rng.below(40);

@@ -32,7 +32,7 @@ use std::path::PathBuf;
 use std::sync::PoisonError;
 use std::time::{Duration, Instant};
 
-use common::{command, field, heavy, role, say, Counter, Key, Kid, Segment, Tally};
+use common::{command, field, heavy, role, say, Counter, Key, Kid, Rng, Segment, Tally};
 use shmstore::{Error, Location, Shareable, Shared, Store, SysvKey};
 
 /// The liveness bound for noticing a dead holder (documented: about 50 ms).
@@ -59,27 +59,6 @@ const FORMATTED: u32 = 0x5354_3033;
 
 // ===========================================================================
 // Values that check themselves
-
-/// A deterministic pseudo-random sequence (splitmix64).
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed ^ 0x2545_f491_4f6c_dd1d)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 fn key_hash(key: &str) -> u64 {
     key.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
@@ -436,7 +415,7 @@ fn churn(name: &str, me: usize, ops: u64) -> i32 {
     let store = open_store(name);
     let stop = store.get::<u64>("stop").unwrap();
     let pid = std::process::id();
-    let mut rng = Rng::new(0xc0ff_ee00 + me as u64);
+    let mut rng = Rng(0xc0ff_ee00 + me as u64);
     let mut acked = [0u64; SHARED_KEYS];
     // Own key index -> (serial of its value, incarnation): every creation
     // of a key makes a new incarnation.
@@ -716,7 +695,7 @@ fn kill_key(j: u64) -> String {
 /// open, but never on an entry it removes.
 fn churn_until_killed(name: &str, seed: u64) -> i32 {
     let store = open_store(name);
-    let mut rng = Rng::new(seed);
+    let mut rng = Rng(seed);
     let mut held: Vec<Box<dyn Held>> = Vec::new();
     let mut serial = seed << 32;
     say("ready");
@@ -1346,7 +1325,7 @@ fn sigkill_during_inserts_and_removes_leaves_a_consistent_store() {
     assert_eq!(store.capacity(), KILL_CAP);
     let whole = Whole256::new();
     whole_fits(&store, &*whole, "a new store");
-    let mut rng = Rng::new(0x0dea_d0c0);
+    let mut rng = Rng(0x0dea_d0c0);
     let mut st = KillStats::default();
 
     for i in 0..KILLS {
@@ -1490,7 +1469,7 @@ fn survivors_keep_working_while_other_processes_die_mid_change() {
     for k in &mut kids {
         k.send("go");
     }
-    let mut rng = Rng::new(0x5e1f);
+    let mut rng = Rng(0x5e1f);
     let mut st = KillStats::default();
     for i in 0..KILLS {
         let mut victim = Kid::spawn("churn-until-killed", &[seg.name(), &(1000 + i).to_string()]);
@@ -1577,7 +1556,7 @@ fn a_removed_entry_held_by_256_processes_a_quarter_killed_is_freed() {
         "each holder's handle has a hold list"
     );
 
-    let mut rng = Rng::new(u64::from(std::process::id()));
+    let mut rng = Rng(u64::from(std::process::id()));
     let mut killed = BTreeSet::new();
     while killed.len() < HOLDERS / 4 {
         killed.insert(rng.below(HOLDERS as u64) as usize);
@@ -1625,7 +1604,7 @@ fn sigkill_while_a_hold_list_grows_leaves_a_consistent_store() {
         drop(store.insert::<u64>(&format!("held/{i}"), 0).unwrap());
     }
     let base = store.free_bytes().unwrap();
-    let mut rng = Rng::new(0x005e_ed0f_4015);
+    let mut rng = Rng(0x005e_ed0f_4015);
     let mut rebuilt = 0;
     for round in 0..KILLS {
         let generation = store.generation();
@@ -1965,7 +1944,7 @@ fn writer_killed_mid_write_leaves_poison_never_a_torn_value_that_looks_fine() {
     drop(store.insert("page", Large::make("page", 0)).unwrap());
     drop(store.insert("other", Medium::make("other", 5)).unwrap());
     let page = store.get::<Large>("page").unwrap();
-    let mut rng = Rng::new(0x3417e);
+    let mut rng = Rng(0x3417e);
     let (mut poisoned, mut torn, mut snapshot_refused) = (0, 0, 0);
     for i in 0..KILLS {
         let mut w = Kid::spawn("rewrite-forever", &[seg.name(), "page"]);
@@ -2026,7 +2005,7 @@ fn creators_killed_while_creating_the_store_leave_it_usable() {
     const CAP: usize = KILL_CAP;
     let _heavy = heavy();
     let t0 = Instant::now();
-    let mut rng = Rng::new(0x00c4_ea7e);
+    let mut rng = Rng(0x00c4_ea7e);
     let whole = Whole256::new();
     let key = Key::in_range(KEY_BASE);
     let dir = std::env::temp_dir().join(format!("shmstore-it-storeproc-{}", std::process::id()));
