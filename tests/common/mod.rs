@@ -482,6 +482,25 @@ impl Kid {
         self.child.kill().expect("SIGKILL");
     }
 
+    /// SIGKILLs the child, reaps it and asserts that the kill is what
+    /// ended it (not an exit of its own before the kill came); `context`
+    /// begins the message otherwise.
+    pub fn kill_and_reap(&mut self, context: &str) {
+        self.kill();
+        self.reap_killed(context);
+    }
+
+    /// Reaps a child SIGKILLed earlier (see [`Kid::kill_and_reap`]).
+    pub fn reap_killed(&mut self, context: &str) {
+        let status = self.wait();
+        assert_eq!(
+            status.signal(),
+            Some(libc::SIGKILL),
+            "{context}: the child ended by itself ({status:?}): {}",
+            self.stderr()
+        );
+    }
+
     /// Waits up to `timeout` for the child to exit; reaps it.
     pub fn wait_within(&mut self, timeout: Duration) -> Option<ExitStatus> {
         if self.status.is_some() {

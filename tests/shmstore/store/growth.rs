@@ -37,7 +37,6 @@ use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::FileExt;
-use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::sync::TryLockError;
 use std::time::{Duration, Instant};
@@ -254,6 +253,14 @@ fn grow_until_killed(name: &str, base: u64) -> i32 {
     unreachable!()
 }
 
+/// The value of the `u64` entry `key`, which must be there.
+fn u64_of(store: &Store, key: &str) -> u64 {
+    let h = store
+        .get::<u64>(key)
+        .unwrap_or_else(|e| panic!("{key}: {e}"));
+    h.snapshot().unwrap()
+}
+
 /// Inserts `n` 1 KiB entries `b/0`... keeping every handle, then says
 /// `done cap=C`. `how` says what else: `each` says `n=I` after each
 /// insert; `locked` first checks that the entry `locked` is held by
@@ -269,14 +276,7 @@ fn grower(name: &str, n: u64, how: &str) -> i32 {
             "the lock the other process holds"
         );
         for i in 0..4u64 {
-            assert_eq!(
-                store
-                    .get::<u64>(&format!("a/{i}"))
-                    .unwrap()
-                    .snapshot()
-                    .unwrap(),
-                i
-            );
+            assert_eq!(u64_of(&store, &format!("a/{i}")), i);
         }
     }
     let mut held = Vec::new();
@@ -300,16 +300,9 @@ fn grower(name: &str, n: u64, how: &str) -> i32 {
         let locked = store.get::<Counter>("locked").unwrap();
         assert_eq!(locked.lock().unwrap().value, 2, "the write under the guard");
         for i in 0..4u64 {
-            assert_eq!(
-                store
-                    .get::<u64>(&format!("a/{i}"))
-                    .unwrap()
-                    .snapshot()
-                    .unwrap(),
-                100 + i
-            );
+            assert_eq!(u64_of(&store, &format!("a/{i}")), 100 + i);
         }
-        assert_eq!(store.get::<u64>("a/new").unwrap().snapshot().unwrap(), 7);
+        assert_eq!(u64_of(&store, "a/new"), 7);
         say("checked");
     }
     drop(held);
@@ -485,14 +478,7 @@ fn sigkill_during_growth_at_200_random_points_leaves_a_consistent_store() {
         let mut kid = Kid::spawn("grow-until-killed", &[seg.name(), &base.to_string()]);
         let mut cap: u64 = kid.expect("ready cap=").parse().unwrap();
         std::thread::sleep(Duration::from_micros(rng.below(MAX_DELAY_US)));
-        kid.kill();
-        let status = kid.wait();
-        assert_eq!(
-            status.signal(),
-            Some(9),
-            "{context}: the child ended by itself ({status:?}): {}",
-            kid.stderr()
-        );
+        kid.kill_and_reap(&context);
         st.kills += 1;
         // Every line it wrote is in the pipe: read to its end.
         let mut mine = Vec::new();
@@ -650,13 +636,7 @@ fn two_growers(file: bool, rounds: u64) {
             k.expect("ready cap=");
         }
         std::thread::sleep(Duration::from_micros(rng.below(8000)));
-        kids[0].kill();
-        assert_eq!(
-            kids[0].wait().signal(),
-            Some(9),
-            "{context}: {}",
-            kids[0].stderr()
-        );
+        kids[0].kill_and_reap(&context);
         // The survivor goes on: a line it writes after all it wrote so far.
         let mut early = Vec::new();
         while let Some(line) = kids[1].line_within(Duration::ZERO) {
@@ -667,13 +647,7 @@ fn two_growers(file: bool, rounds: u64) {
             None => panic!("{context}: the survivor stopped: {}", kids[1].stderr()),
         }
         std::thread::sleep(Duration::from_micros(rng.below(4000)));
-        kids[1].kill();
-        assert_eq!(
-            kids[1].wait().signal(),
-            Some(9),
-            "{context}: {}",
-            kids[1].stderr()
-        );
+        kids[1].kill_and_reap(&context);
 
         let dead = reports(&mut kids[0], bases[0], &context);
         let mut survivor: Vec<u64> = early
@@ -1264,18 +1238,40 @@ fn ours(key: &str) -> bool {
     ["k/", "kib/", "new/"].iter().any(|p| key.starts_with(p)) || key == "new"
 }
 
+/// The reads a `Store` and a `StoreReader` share, checked (see
+/// [`Answers`]); `$what` names the type in the answers.
+macro_rules! reads {
+    ($what:literal, $store:expr, $x:expr) => {{
+        let (store, x): (_, &mut Answers) = ($store, $x);
+        x.note(concat!($what, "::check"), store.check(), |_| true, &[]);
+        x.note(
+            concat!($what, "::contains k/5"),
+            store.contains("k/5"),
+            |_| true,
+            &[],
+        );
+        x.note(
+            concat!($what, "::contains never"),
+            store.contains("never"),
+            |f| !f,
+            &[],
+        );
+        let got = store.get::<u64>("k/5").map(|h| h.snapshot().unwrap());
+        x.note(concat!($what, "::get k/5"), got, |v| *v == 5, &["NotFound"]);
+        let listed = store.entries();
+        x.note(
+            concat!($what, "::entries"),
+            listed,
+            |l| l.iter().all(|e| ours(&e.key)),
+            &[],
+        );
+        x.note(concat!($what, "::len"), store.len(), |_| true, &[]);
+    }};
+}
+
 /// Every lookup and listing of `store`, checked (see [`Answers`]).
 fn use_store(store: &Store, x: &mut Answers) {
-    x.note("Store::check", store.check(), |_| true, &[]);
-    x.note("Store::contains k/5", store.contains("k/5"), |_| true, &[]);
-    x.note(
-        "Store::contains never",
-        store.contains("never"),
-        |f| !f,
-        &[],
-    );
-    let got = store.get::<u64>("k/5").map(|h| h.snapshot().unwrap());
-    x.note("Store::get k/5", got, |v| *v == 5, &["NotFound"]);
+    reads!("Store", store, x);
     let got = store.get::<Kib>("kib/3").map(|h| h.snapshot().unwrap());
     x.note("Store::get kib/3", got, |v| *v == kib(3), &["NotFound"]);
     x.note(
@@ -1284,14 +1280,6 @@ fn use_store(store: &Store, x: &mut Answers) {
         |_| false,
         &["NotFound"],
     );
-    let listed = store.entries();
-    x.note(
-        "Store::entries",
-        listed,
-        |l| l.iter().all(|e| ours(&e.key)),
-        &[],
-    );
-    x.note("Store::len", store.len(), |_| true, &[]);
     // Writes: whatever they do, no crash, no hang, no wrong entry after.
     let _ = store.insert::<u64>("new", 9);
     for n in 0..40 {
@@ -1310,29 +1298,7 @@ fn use_store(store: &Store, x: &mut Answers) {
 
 /// Every read of a `StoreReader`, checked (see [`Answers`]).
 fn use_reader(reader: &StoreReader, x: &mut Answers) {
-    x.note("StoreReader::check", reader.check(), |_| true, &[]);
-    x.note(
-        "StoreReader::contains k/5",
-        reader.contains("k/5"),
-        |_| true,
-        &[],
-    );
-    x.note(
-        "StoreReader::contains never",
-        reader.contains("never"),
-        |f| !f,
-        &[],
-    );
-    let got = reader.get::<u64>("k/5").map(|h| h.snapshot().unwrap());
-    x.note("StoreReader::get k/5", got, |v| *v == 5, &["NotFound"]);
-    let listed = reader.entries();
-    x.note(
-        "StoreReader::entries",
-        listed,
-        |l| l.iter().all(|e| ours(&e.key)),
-        &[],
-    );
-    x.note("StoreReader::len", reader.len(), |_| true, &[]);
+    reads!("StoreReader", reader, x);
 }
 
 #[test]

@@ -17,7 +17,6 @@
 
 use crate::common;
 
-use std::os::unix::process::ExitStatusExt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
@@ -484,14 +483,7 @@ fn sigkill_during_migrations_always_leaves_one_complete_entry() {
         let mut kid = Kid::spawn("migrate-until-killed", &[seg.name(), &(i + 1).to_string()]);
         kid.expect("ready");
         std::thread::sleep(Duration::from_micros(100 + rng.below(1900)));
-        kid.kill();
-        let status = kid.wait();
-        assert_eq!(
-            status.signal(),
-            Some(9),
-            "{context}: the child ended by itself ({status:?}): {}",
-            kid.stderr()
-        );
+        kid.kill_and_reap(&context);
 
         // What the kill interrupted, before anyone touches the store.
         if raw_directory_seq(&seg) & 1 != 0 {

@@ -27,7 +27,6 @@ use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::FileExt;
-use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::sync::PoisonError;
 use std::time::{Duration, Instant};
@@ -1334,14 +1333,7 @@ fn sigkill_during_inserts_and_removes_leaves_a_consistent_store() {
         kid.expect("ready");
         let delay = Duration::from_micros(200 + rng.below(2800));
         std::thread::sleep(delay);
-        kid.kill();
-        let status = kid.wait();
-        assert_eq!(
-            status.signal(),
-            Some(9),
-            "{context}: the churning child ended by itself ({status:?}): {}",
-            kid.stderr()
-        );
+        kid.kill_and_reap(&context);
         st.kills += 1;
 
         // What the kill interrupted, before anyone touches the store.
@@ -1475,14 +1467,7 @@ fn survivors_keep_working_while_other_processes_die_mid_change() {
         let mut victim = Kid::spawn("churn-until-killed", &[seg.name(), &(1000 + i).to_string()]);
         victim.expect("ready");
         std::thread::sleep(Duration::from_micros(200 + rng.below(2800)));
-        victim.kill();
-        let status = victim.wait();
-        assert_eq!(
-            status.signal(),
-            Some(9),
-            "victim {i} ended by itself ({status:?}): {}",
-            victim.stderr()
-        );
+        victim.kill_and_reap(&format!("victim {i}"));
         st.kills += 1;
         let (word, seq) = raw_directory(&seg);
         st.dir_lock_held += u64::from(word & !LOCK_FLAGS != 0);
@@ -1611,9 +1596,7 @@ fn sigkill_while_a_hold_list_grows_leaves_a_consistent_store() {
         let mut kid = Kid::spawn("hold-many-until-killed", &[seg.name(), &HELD.to_string()]);
         kid.expect("ready");
         std::thread::sleep(Duration::from_micros(rng.below(5_000)));
-        kid.kill();
-        let status = kid.wait();
-        assert_eq!(status.signal(), Some(9), "round {round}: {}", kid.stderr());
+        kid.kill_and_reap(&format!("round {round}"));
         store
             .check()
             .unwrap_or_else(|e| panic!("round {round}: after the kill: {e}"));
@@ -2039,13 +2022,7 @@ fn creators_killed_while_creating_the_store_leave_it_usable() {
             k.kill();
         }
         for k in &mut creators {
-            let status = k.wait();
-            assert_eq!(
-                status.signal(),
-                Some(9),
-                "{context}: a creator ended by itself ({status:?}): {}",
-                k.stderr()
-            );
+            k.reap_killed(&format!("{context}: a creator"));
         }
 
         let file = match kind {
