@@ -58,7 +58,9 @@
 //! - Both compare-and-swaps stay: the lock word names its holder (for
 //!   dead-holder take-over), and the unlock must find its own identity there
 //!   (a word another process wrote over is not released) and see the
-//!   sleeper and watcher bits. The two alone, with nothing else in the
+//!   sleeper and watcher bits (a plain-store release would need waiters
+//!   that fence for the holder, with `membarrier`, and another lock word:
+//!   `docs/comparison.md` says how). The two alone, with nothing else in the
 //!   loop (`compare/`'s `c-cas-floor`), take 2.5 times one atomic increment
 //!   (`c-atomic`) on the x86-64 VM of the README's table, and shmstore's
 //!   lock takes 1.00 times that floor in the same run: the other
