@@ -1613,6 +1613,18 @@ fn a_full_subscriber_store_reports_the_entry_and_creates_it_when_room_appears() 
         return;
     };
     let mut a = t.host("publish", "host-a", &["small:config:1", "big:big:2"]);
+    // A publisher that connects removes from Redis every key its store
+    // lacks: B's `pad` must come after A has put its store there.
+    let hash = format!("shmstore:store:{}", t.obj);
+    let published = common::eventually(PATIENCE, || {
+        let full: Option<String> = redis::cmd("HGET")
+            .arg(&hash)
+            .arg("#full")
+            .query(&mut t.redis.con())
+            .unwrap();
+        full.is_some()
+    });
+    assert!(published, "A never put its whole store in Redis");
     // Room for `small` and one `big`: B's own `pad` takes the place of A's
     // `big` until B removes it.
     let mut b = t.host_sized(FULL_CAPACITY, "both", "host-b", &["pad:big:0"]);
