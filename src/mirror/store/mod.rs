@@ -39,9 +39,15 @@
 //!   the current set of entries and their values.
 //! - **Local entries the publisher never had**: a subscribed store follows
 //!   the publisher's entry set, so they are removed, once the publisher has
-//!   put its whole store in Redis (the `#full` field, below). While Redis
-//!   holds no hash for the object (no publisher has run, or Redis lost
-//!   everything) nothing local is removed.
+//!   put its whole store in Redis (the `#full` field, below); a subscriber
+//!   that started first looks again at its next checks once it has. While
+//!   Redis holds no hash for the object (no publisher has run, or Redis
+//!   lost everything) nothing local is removed.
+//! - **The publisher's store is the entry set**: a publisher that connects
+//!   (at start, and after a reconnection) removes from Redis every key its
+//!   store lacks, as removed while it was away, including keys another
+//!   host's [`both_store`](MirrorOptions::both_store) mirror added. Where
+//!   several hosts create entries, use `both_store` on each.
 //!
 //! # Each entry keeps its type checks
 //!
@@ -238,6 +244,7 @@ impl MirrorOptions {
             ours: Mutex::new(HashMap::new()),
             handled: Mutex::new(HashMap::new()),
             incomplete: AtomicBool::new(false),
+            swept: AtomicBool::new(false),
             refused: Mutex::new(HashSet::new()),
             at_start: Mutex::new(at_start),
         });
@@ -353,6 +360,10 @@ struct Core {
     /// A record could not be applied for want of room (or waited for a
     /// local write): read the whole hash again at the next check.
     incomplete: AtomicBool,
+    /// `subscribe`: local entries the publisher never had were looked for
+    /// in a read of the whole hash its publisher had completed (see
+    /// [`resync`]).
+    swept: AtomicBool,
     /// Refusals already reported: key and revision.
     refused: Mutex<HashSet<(String, u64)>>,
     /// `both`: the local entries' generations when the mirror started.
@@ -689,6 +700,12 @@ enum Came {
     /// A read of the whole hash: a `both` mirror repairs a differing
     /// local entry even with a revision it has seen.
     Fetched,
+    /// An announcement of this `both` mirror's own write. The local entry
+    /// is that write, or newer, unless the applier wrote a remote record
+    /// over it after it was sent: one of a lower revision (it reached
+    /// Redis first, so ours won there), announced to us before our own.
+    /// Applied only then, so that this host ends where Redis does.
+    Own,
 }
 
 struct Mail {
@@ -733,6 +750,11 @@ fn listen_session(
     // the next check unless something was missed.
     let mut heard = last.unwrap_or(0);
     let mut ahead: Option<u64> = None;
+    // Reads of the whole hash made to sweep, after the one above: a
+    // subscriber that came before its publisher had completed the hash, or
+    // read it while it changed, looks again once the publisher has
+    // completed it, at the next checks, a few times at most.
+    let mut sweeps = 0;
     loop {
         if core.runner.stopped() {
             return Ok(());
@@ -757,7 +779,12 @@ fn listen_session(
             // writes), or holds a write not announced to us within a
             // check interval, or a record waits for room.
             let missed = ahead.is_some_and(|rev| rev > heard);
-            if now < *last || missed || core.incomplete.swap(false, Ordering::Relaxed) {
+            let sweep = core.direction == Direction::Subscribe
+                && !core.swept.load(Ordering::Relaxed)
+                && sweeps < SWEEP_TRIES
+                && hget_bytes(core, commands, wire::FULL_FIELD)?.is_some();
+            sweeps += usize::from(sweep);
+            if now < *last || missed || sweep || core.incomplete.swap(false, Ordering::Relaxed) {
                 *last = resync(core, commands)?;
                 heard = heard.max(last.unwrap_or(0));
                 ahead = None;
@@ -807,14 +834,21 @@ fn scan(
     }
 }
 
+/// How many more reads of the whole hash a subscriber makes in one
+/// session to remove local entries the publisher never had (see
+/// [`listen_session`]).
+const SWEEP_TRIES: usize = 10;
+
+/// The hash's field `field`, if it is there.
+fn hget_bytes(core: &Core, con: &mut redis::Connection, field: &str) -> RedisResult<Option<Vec<u8>>> {
+    redis::cmd("HGET").arg(&core.hash).arg(field).query(con)
+}
+
 /// Reads the whole hash and offers every record; sweeps local entries the
 /// publisher never had (subscribe only). Returns the store's revision.
 fn resync(core: &Core, con: &mut redis::Connection) -> RedisResult<Option<u64>> {
     let before = hget_number(core, con, wire::REV_FIELD)?;
-    let full: Option<Vec<u8>> = redis::cmd("HGET")
-        .arg(&core.hash)
-        .arg(wire::FULL_FIELD)
-        .query(con)?;
+    let full = hget_bytes(core, con, wire::FULL_FIELD)?;
     // A record is its value and at most a few hundred bytes more.
     let max = core.largest_record() + 64 * 1024 + 1024;
     let mut names: HashSet<String> = HashSet::new();
@@ -870,6 +904,7 @@ fn resync(core: &Core, con: &mut redis::Connection) -> RedisResult<Option<u64>> 
         && before == after
         && names.len() < 1_000_000
     {
+        core.swept.store(true, Ordering::Relaxed);
         if let Ok(places) = core.store.entry_places() {
             let sweep: Vec<String> = places
                 .into_iter()
@@ -903,12 +938,15 @@ fn refuse_once(core: &Core, key: &str, rev: u64, reason: String) {
 /// same key; waits while the mailbox holds more than the store's capacity.
 fn offer(core: &Core, record: Record, came: Came) {
     core.saw_rev(record.rev);
+    let mut came = came;
     if record.origin == core.origin && came == Came::Announced {
-        // Our own write: the local entry is it, or newer.
-        let mut seen = lock(&core.seen);
-        let s = seen.entry(record.key).or_insert(0);
-        *s = (*s).max(record.rev);
-        return;
+        if !core.both() {
+            // Our own write: the local entry is it, or newer.
+            mark(core, &record.key, record.rev);
+            return;
+        }
+        // The applier decides (see `Came::Own`).
+        came = Came::Own;
     }
     let size = match &record.body {
         Body::Entry(e) => e.value.len() + e.schema.len(),
@@ -1027,6 +1065,10 @@ fn local<'c>(
 fn apply(core: &Core, cache: &mut HashMap<String, Local>, mail: Mail) {
     let Mail { record, came } = mail;
     let key = record.key.clone();
+    if came == Came::Own && !overwritten_here(core, cache, &key) {
+        mark(core, &key, record.rev);
+        return;
+    }
     let seen = lock(&core.seen).get(&key).copied();
     if let Some(seen) = seen {
         if record.rev < seen {
@@ -1071,6 +1113,17 @@ fn apply(core: &Core, cache: &mut HashMap<String, Local>, mail: Mail) {
             Ok(None) => create(core, cache, &record, e, came),
             Err(err) => refuse_once(core, &key, record.rev, format!("`{key}`: {err}")),
         },
+    }
+}
+
+/// Whether the last change of the local entry `key` was the applier's
+/// (a remote record written, or a removal), not a local write (`both`).
+fn overwritten_here(core: &Core, cache: &mut HashMap<String, Local>, key: &str) -> bool {
+    let ours = lock(&core.ours).get(key).copied();
+    match (ours, local(core, cache, key)) {
+        (Some(Ours::Wrote(g)), Ok(Some(l))) => l.target.generation() == g,
+        (Some(Ours::Removed), Ok(None)) => true,
+        _ => false,
     }
 }
 
