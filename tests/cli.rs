@@ -49,7 +49,8 @@ use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use common::{
-    command, eventually, field, gettid, role, say, Apart, Counter, Key, Kid, Segment, PATIENCE,
+    command, eventually, field, gettid, role, say, spawn, Apart, Counter, Key, Kid, Segment,
+    PATIENCE,
 };
 use serde_json::{json, Value as Json};
 use shmstore::{Shareable, SharedOptions, ShmStr, SysvKey};
@@ -356,13 +357,13 @@ impl Out {
 /// Runs `shmstore ARGS` with stdout and stderr piped (so tables come out
 /// tab-separated), killing it if it runs longer than [`PATIENCE`].
 fn run(args: &[&str]) -> Out {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("running the shmstore binary");
+    let mut child = spawn(
+        Command::new(BIN)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    );
     let mut out = child.stdout.take().unwrap();
     let mut err = child.stderr.take().unwrap();
     let stdout = std::thread::spawn(move || {
@@ -1468,13 +1469,13 @@ struct Watch {
 
 impl Watch {
     fn start(args: &[&str]) -> Watch {
-        let mut child = Command::new(BIN)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("running shmstore watch");
+        let mut child = spawn(
+            Command::new(BIN)
+                .args(args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped()),
+        );
         let (tx, lines) = mpsc::channel();
         let out = child.stdout.take().unwrap();
         std::thread::spawn(move || {

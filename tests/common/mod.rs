@@ -310,7 +310,7 @@ impl Kid {
     pub fn spawn(role: &str, args: &[&str]) -> Kid {
         let entry = entry_of(std::panic::Location::caller().file());
         let (mut cmd, spec) = command_for(role, args, &entry);
-        let child = cmd.spawn().expect("spawning a child process");
+        let child = spawn(&mut cmd);
         Kid::started(child, spec, None)
     }
 
@@ -431,9 +431,10 @@ impl Kid {
 
     fn describe(&self) -> String {
         format!(
-            "child {} ({}), stderr:\n{}",
+            "child {} ({}), {}stderr:\n{}",
             self.child.id(),
             self.role,
+            where_it_stands(self.child.id()),
             self.stderr()
         )
     }
@@ -585,6 +586,119 @@ fn command_for(role: &str, args: &[&str], entry: &str) -> (Command, String) {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     (cmd, spec)
+}
+
+/// The variable that tells a child started by [`spawn`] from the forked
+/// copy of its parent it begins as.
+const SPAWN_ENV: &str = "SHMSTORE_TEST_SPAWN";
+/// How long a child may stay the forked copy of its parent before [`spawn`]
+/// takes it for stuck there.
+const EXEC_PATIENCE: Duration = Duration::from_secs(10);
+/// How many times [`spawn`] starts a child that gets stuck before its
+/// program runs.
+const SPAWN_TRIES: u32 = 3;
+
+/// Starts `cmd` and returns once the child runs its program, as
+/// `cmd.spawn()` does natively (`posix_spawn` returns after the exec).
+///
+/// Under user-mode emulation (qemu-user 7.2, which runs the aarch64 tests)
+/// the fork is the emulator's: `spawn` returns at once, and a fork made
+/// while other threads of the emulator hold one of its locks leaves a child
+/// that waits for that lock forever, before the exec, with none of its
+/// program's code run (in about one run in five of the aarch64 suite). Such a child is
+/// SIGKILLed, reaped and started again, up to [`SPAWN_TRIES`] times, with a
+/// note on stderr; a child that has reached its program is never started
+/// twice. The child's environment tells: /proc shows the new program's
+/// once it has exec'd, with a mark set here.
+pub fn spawn(cmd: &mut Command) -> Child {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    for attempt in 1..=SPAWN_TRIES {
+        let mark = format!(
+            "{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        cmd.env(SPAWN_ENV, &mark);
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {cmd:?}: {e}"));
+        let needle = format!("{SPAWN_ENV}={mark}");
+        let deadline = Instant::now() + EXEC_PATIENCE;
+        loop {
+            // Unreadable or empty once it has ended (which the forked copy
+            // never does by itself); its program's environment once exec'd.
+            let started = match std::fs::read(format!("/proc/{}/environ", child.id())) {
+                Ok(env) => env.is_empty() || env.split(|b| *b == 0).any(|v| v == needle.as_bytes()),
+                Err(_) => true,
+            };
+            if started {
+                return child;
+            }
+            if Instant::now() >= deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let stuck = where_it_stands(child.id());
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(
+            attempt < SPAWN_TRIES,
+            "{cmd:?}: {SPAWN_TRIES} children in a row stayed the forked copy of this process \
+             for {EXEC_PATIENCE:?}; the last: {stuck}"
+        );
+        eprintln!(
+            "{cmd:?}: the child stayed the forked copy of this process for {EXEC_PATIENCE:?} \
+             (stuck before its exec): started it again. It stood: {stuck}"
+        );
+    }
+    unreachable!()
+}
+
+/// Where a child that has not answered stands, as /proc shows it: whether
+/// it has started this binary again, and each thread's
+/// state, kernel wait channel and system call. Empty once it is reaped.
+fn where_it_stands(pid: u32) -> String {
+    let dir = format!("/proc/{pid}");
+    let read = |f: &str| std::fs::read_to_string(format!("{dir}/{f}")).unwrap_or_default();
+    let Ok(cmdline) = std::fs::read(format!("{dir}/cmdline")) else {
+        return String::new();
+    };
+    // Started again, its command line names the entry test; the parent's
+    // does not.
+    let started = if String::from_utf8_lossy(&cmdline).contains(ENTRY) {
+        "yes"
+    } else {
+        "no, still the forked copy of the parent"
+    };
+    let mut out = format!(
+        "started again: {started}; command line {:?}\n",
+        String::from_utf8_lossy(&cmdline).replace('\0', " ")
+    );
+    let mut tasks: Vec<String> = std::fs::read_dir(format!("{dir}/task"))
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    tasks.sort();
+    for t in tasks {
+        let stat = read(&format!("task/{t}/stat"));
+        // The state follows the command name, which is in parentheses.
+        let state = stat
+            .rsplit_once(')')
+            .map_or("?", |(_, r)| r.trim())
+            .split(' ')
+            .next();
+        let wchan = read(&format!("task/{t}/wchan"));
+        let syscall = read(&format!("task/{t}/syscall"));
+        out.push_str(&format!(
+            "  thread {t}: state {}, wchan {wchan}, syscall {}\n",
+            state.unwrap_or("?"),
+            syscall.trim()
+        ));
+    }
+    out
 }
 
 // ---------------------------------------------------------------------------

@@ -42,7 +42,7 @@ use std::sync::TryLockError;
 use std::time::{Duration, Instant};
 
 use common::{
-    command, field, heavy, role, say, within, Counter, Key, Kid, Rng, Segment, StoreParts,
+    command, field, heavy, role, say, spawn, within, Counter, Key, Kid, Rng, Segment, StoreParts,
     PATIENCE, STORE_M_HEAP, STORE_M_MAX_HEAP, STORE_M_TABLE, STORE_TABLE,
 };
 use shmstore::{Error, Location, Shared, SharedOptions, Store, StoreReader};
@@ -1624,7 +1624,15 @@ fn inspect_and_ls_show_a_grown_store_as_one_object_of_its_size() {
         eprintln!("skip the command: built without the feature `cli`");
         return;
     };
-    let ls = std::process::Command::new(bin).arg("ls").output().unwrap();
+    // What `Command::output` does, started by `spawn`.
+    let output = |cmd: &mut std::process::Command| {
+        use std::process::Stdio;
+        let cmd = cmd.stdin(Stdio::null()).stdout(Stdio::piped());
+        spawn(cmd.stderr(Stdio::piped()))
+            .wait_with_output()
+            .unwrap()
+    };
+    let ls = output(std::process::Command::new(bin).arg("ls"));
     assert!(ls.status.success(), "{ls:?}");
     let text = String::from_utf8(ls.stdout).unwrap();
     let heads: Vec<&str> = text.lines().next().unwrap().split('\t').collect();
@@ -1637,10 +1645,7 @@ fn inspect_and_ls_show_a_grown_store_as_one_object_of_its_size() {
     let cell = |head: &str| rows[0][heads.iter().position(|h| *h == head).unwrap()];
     assert_eq!(cell("SIZE"), size.to_string(), "{text}");
     assert_eq!(cell("TYPE"), "store (200 entries)", "{text}");
-    let inspect = std::process::Command::new(bin)
-        .args(["inspect", seg.name()])
-        .output()
-        .unwrap();
+    let inspect = output(std::process::Command::new(bin).args(["inspect", seg.name()]));
     assert!(inspect.status.success(), "{inspect:?}");
     let text = String::from_utf8(inspect.stdout).unwrap();
     assert!(
