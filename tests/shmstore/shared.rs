@@ -159,6 +159,13 @@ fn incr_accepting_poison(name: &str, count: u64) -> i32 {
 /// between its two writes).
 fn victim(name: &str) -> i32 {
     let c = open(name);
+    // Ready once it has had the lock: under emulation or on a busy machine
+    // its first turn can take longer than the parent waits before the kill.
+    {
+        let mut g = c.lock().unwrap_or_else(PoisonError::into_inner);
+        g.value += 1;
+        g._pad += 1;
+    }
     say("ready");
     loop {
         let mut g = c.lock().unwrap_or_else(PoisonError::into_inner);
@@ -591,7 +598,11 @@ fn holders_killed_mid_stream_lose_no_update_of_the_others() {
         k.wait_success();
     }
     let g = c.lock().unwrap_or_else(PoisonError::into_inner);
-    assert!(g._pad > 0, "the victims never got the lock");
+    assert!(
+        g._pad >= VICTIMS as u32,
+        "each victim had the lock: {}",
+        g._pad
+    );
     let others = g.value - u64::from(g._pad);
     assert!(
         (3 * M..=3 * M + VICTIMS).contains(&others),

@@ -573,12 +573,14 @@ fn sigkill_during_growth_at_200_random_points_leaves_a_consistent_store() {
         st.unreported,
         st.entries_checked,
     );
-    // The children must have grown stores often enough for the kills to
-    // meet growths: about one growth per kill in a release build, a few
-    // fewer in the sanitizers' slower build, where children insert less
-    // before the kill.
-    assert!(st.growths >= KILLS / 2, "too few growths to test: {st:?}");
-    assert!(st.in_growth > 0, "no kill landed in a growth: {st:?}");
+    // The kills must have met growths often enough to test them: about one
+    // kill in four lands in a growth in a release build, one in six under
+    // emulation, where children insert less before the kill and grow
+    // stores less often (70 to 85 growths in 200 kills there, 370 natively).
+    assert!(
+        st.in_growth >= KILLS / 20,
+        "too few kills landed in a growth: {st:?}"
+    );
 }
 
 /// Reads the `k=N cap=C` lines a `grow-until-killed` child wrote, after
