@@ -1256,6 +1256,19 @@ impl StoreHost {
         false
     }
 
+    /// Waits as long as [`until`](StoreHost::until) may for the entry
+    /// `key` that `writer` wrote to open as `ty` with version `v`; a failure
+    /// shows both hosts' logs.
+    fn sees(&mut self, writer: &StoreHost, key: &str, ty: &str, v: u64) {
+        let r = self.ask(&format!("until {key} {ty} {v} {SLOW}"), "");
+        assert!(
+            r.starts_with("reached"),
+            "{key} never reached {ty} {v} ({r}); this host's log:\n{}\nthe writer's log:\n{}",
+            self.kid.stderr(),
+            writer.kid.stderr()
+        );
+    }
+
     /// Waits until there is no entry `key`.
     fn gone(&mut self, key: &str, ms: u64) -> bool {
         let r = self.ask(&format!("gone {key} {ms}"), "");
@@ -1766,16 +1779,16 @@ fn both_stores_converge_on_creations_values_and_removals() {
     };
     let mut a = t.host("both", "host-a", &["from-a:config:1"]);
     let mut b = t.host("both", "host-b", &["from-b:other:2"]);
-    assert!(b.until("from-a", "config", 1, SLOW));
-    assert!(a.until("from-b", "other", 2, SLOW));
+    b.sees(&a, "from-a", "config", 1);
+    a.sees(&b, "from-b", "other", 2);
     // Values either way.
     b.put("from-a", "config", 3);
-    assert!(a.until("from-a", "config", 3, SLOW));
+    a.sees(&b, "from-a", "config", 3);
     a.put("from-b", "other", 4);
-    assert!(b.until("from-b", "other", 4, SLOW));
+    b.sees(&a, "from-b", "other", 4);
     // Creations and removals either way.
     a.put("new", "config", 5);
-    assert!(b.until("new", "config", 5, SLOW));
+    b.sees(&a, "new", "config", 5);
     b.rm("from-a");
     assert!(a.gone("from-a", SLOW), "B's removal did not reach A");
     a.rm("new");
