@@ -354,16 +354,21 @@ impl Out {
     }
 }
 
-/// Runs `shmstore ARGS` with stdout and stderr piped (so tables come out
-/// tab-separated), killing it if it runs longer than [`PATIENCE`].
-fn run(args: &[&str]) -> Out {
-    let mut child = spawn(
+/// Starts `shmstore ARGS` with stdin closed and stdout and stderr piped.
+fn start_shmstore(args: &[&str]) -> std::process::Child {
+    spawn(
         Command::new(BIN)
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped()),
-    );
+    )
+}
+
+/// Runs `shmstore ARGS` with stdout and stderr piped (so tables come out
+/// tab-separated), killing it if it runs longer than [`PATIENCE`].
+fn run(args: &[&str]) -> Out {
+    let mut child = start_shmstore(args);
     let mut out = child.stdout.take().unwrap();
     let mut err = child.stderr.take().unwrap();
     let stdout = std::thread::spawn(move || {
@@ -1469,13 +1474,7 @@ struct Watch {
 
 impl Watch {
     fn start(args: &[&str]) -> Watch {
-        let mut child = spawn(
-            Command::new(BIN)
-                .args(args)
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped()),
-        );
+        let mut child = start_shmstore(args);
         let (tx, lines) = mpsc::channel();
         let out = child.stdout.take().unwrap();
         std::thread::spawn(move || {
