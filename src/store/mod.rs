@@ -849,7 +849,11 @@ impl Store {
     /// [`Error::Corrupt`] for parts no type could have (an alignment that
     /// is not a power of two up to 64, a type name longer than 128 bytes,
     /// a value larger than the store, a schema over 64 KiB).
-    pub(crate) fn create_raw(&self, new: &RawEntry<'_>) -> Result<HeldEntry> {
+    ///
+    /// Also returns the entry's generation as created, read before any
+    /// other handle could find the entry: once this returns, another
+    /// process may have written it already.
+    pub(crate) fn create_raw(&self, new: &RawEntry<'_>) -> Result<(HeldEntry, u64)> {
         let key = check_key(new.key)?;
         let label = self.entry_label(key);
         let bad = |reason: String| Error::Corrupt {
@@ -874,7 +878,7 @@ impl Store {
         self.inner.intact(made)
     }
 
-    fn create_raw_locked(&self, key: &str, new: &RawEntry<'_>) -> Result<HeldEntry> {
+    fn create_raw_locked(&self, key: &str, new: &RawEntry<'_>) -> Result<(HeldEntry, u64)> {
         let mut dir = self.inner.lock()?;
         if dir.heap().find(key.as_bytes())?.is_some() {
             return Err(Error::AlreadyExists {
@@ -890,7 +894,12 @@ impl Store {
             schema: new.schema,
         };
         let e = self.fill_locked(&mut dir, &entry)?;
-        Ok(self.held_entry(key, &e))
+        let held = self.held_entry(key, &e);
+        // Under the directory lock, under which every handle of the new
+        // entry is taken: nobody else can have written it yet.
+        let generation = held.slot.generation();
+        drop(dir);
+        Ok((held, generation))
     }
 }
 

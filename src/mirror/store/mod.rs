@@ -1226,9 +1226,10 @@ fn create(core: &Core, cache: &mut HashMap<String, Local>, r: &Record, e: &wire:
         value: &e.value,
     });
     match made {
-        Ok(held) => {
+        Ok((held, generation)) => {
             if core.both() {
-                let generation = held.slot.generation();
+                // The creation's generation: a local write may have
+                // followed it already, and must not pass for ours.
                 lock(&core.ours).insert(r.key.clone(), Ours::Wrote(generation));
                 lock(&core.handled).insert(r.key.clone(), generation);
             }
