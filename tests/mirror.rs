@@ -1820,6 +1820,81 @@ fn both_stores_converge_on_creations_values_and_removals() {
     }));
 }
 
+/// A `both_store` host whose connection drops puts its entries in Redis
+/// again when it comes back (Redis may have lost them), but not over a
+/// record newer than it has seen: another host's write made meanwhile
+/// stays, where the older local value used to overwrite it for every host.
+#[test]
+fn a_both_store_host_back_from_a_lost_connection_keeps_a_newer_record() {
+    let Some(t) = store_test("store-again") else {
+        return;
+    };
+    let mut a = t.host("both", "host-a", &["from-a:config:1"]);
+    let hash = format!("shmstore:store:{}", t.obj);
+    let mut con = t.redis.con();
+    let record = |con: &mut redis::Connection| -> Option<Vec<u8>> {
+        redis::cmd("HGET")
+            .arg(&hash)
+            .arg("from-a")
+            .query(con)
+            .unwrap()
+    };
+    assert!(
+        common::eventually(PATIENCE, || record(&mut con).is_some()),
+        "A never put from-a in Redis"
+    );
+    // Until A has heard its own record (its publisher idles meanwhile).
+    std::thread::sleep(Duration::from_millis(500));
+    // Another host's newer write, as Redis would hold it, that A has not
+    // heard of: a later revision, another origin, another last byte.
+    let mine = record(&mut con).unwrap();
+    let text = String::from_utf8_lossy(&mine);
+    let (rev, rest) = text.split_once('\n').unwrap();
+    let (_generation, rest) = rest.split_once('\n').unwrap();
+    let (origin, _) = rest.split_once('\n').unwrap();
+    assert_eq!(origin, "host-a");
+    let at = rev.len() + 1 + _generation.len() + 1 + origin.len() + 1;
+    let mut newer =
+        format!("{}\n7\nhost-c\n", rev.parse::<u64>().unwrap() + 1_000_000).into_bytes();
+    newer.extend_from_slice(&mine[at..]);
+    *newer.last_mut().unwrap() ^= 0xff;
+    let _: () = redis::cmd("HSET")
+        .arg(&hash)
+        .arg("from-a")
+        .arg(&newer)
+        .query(&mut con)
+        .unwrap();
+    // Drop A's publishing connection (the one that last sent a PING or a
+    // write; its subscriber's last read `#rev`).
+    let before = a.stat("published") + a.stat("unchanged");
+    let clients: String = redis::cmd("CLIENT").arg("LIST").query(&mut con).unwrap();
+    let publishing: Vec<&str> = clients
+        .lines()
+        .filter(|l| l.contains(" cmd=ping ") || l.contains(" cmd=evalsha "))
+        .filter_map(|l| l.split_whitespace().find_map(|f| f.strip_prefix("id=")))
+        .collect();
+    assert_eq!(publishing.len(), 1, "one publishing connection: {clients}");
+    let _: () = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("ID")
+        .arg(publishing[0])
+        .query(&mut con)
+        .unwrap();
+    assert!(a.stat_reaches("disconnects", 1), "A did not see the cut");
+    // Back, it has put its entry again (or left it): Redis answered.
+    assert!(
+        common::eventually(PATIENCE, || a.stat("published") + a.stat("unchanged")
+            > before),
+        "A did not put its entries again"
+    );
+    let now = record(&mut con).unwrap_or_default();
+    assert!(
+        now == newer,
+        "A's older value replaced the newer record: {:?}",
+        String::from_utf8_lossy(&now)
+    );
+}
+
 fn redis_rev(redis: &Redis, obj: &str) -> Option<Vec<u8>> {
     redis::cmd("HGET")
         .arg(format!("shmstore:store:{obj}"))

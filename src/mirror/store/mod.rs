@@ -166,7 +166,12 @@
 //! credentials refused stop the mirror ([`StoreMirror::failure`]). After
 //! reconnecting, the publisher puts every entry in Redis again (Redis
 //! keeps what it holds unchanged, and announces nothing for it), and
-//! subscribers read the whole hash.
+//! subscribers read the whole hash. A `both_store` mirror puts an entry
+//! not written here since it last sent it only where Redis holds no newer
+//! record of its key than this host has seen: another host's write made
+//! while the connection was down, and not applied here yet, is not
+//! overwritten by the older local value (it arrives and is applied), while
+//! a record Redis lost is restored.
 
 mod wire;
 
@@ -422,6 +427,24 @@ struct Op {
     mode: &'static str,
     generation: u64,
     content: Vec<u8>,
+    /// `again`: the newest revision of the key seen here.
+    seen: u64,
+}
+
+/// Which entries [`collect`] sends, and how.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Pass {
+    /// Those written since they were last sent (`set`).
+    Changed,
+    /// A `both` mirror's start: every entry, and one untouched since the
+    /// start only where Redis has nothing for it (`init`).
+    Start,
+    /// A `both` mirror back after a lost connection: every entry, since
+    /// Redis may have lost writes; one not written since it was last sent
+    /// only where Redis has no newer record than this host has seen
+    /// (`again`), so that another host's write made meanwhile, not applied
+    /// here yet, is not overwritten by the older local value.
+    Again,
 }
 
 fn publisher(core: &Core) {
@@ -452,15 +475,19 @@ fn publish_session(core: &Core, con: &mut redis::Connection, p: &mut Published) 
         }
     }
     let first = std::mem::replace(&mut p.first, false);
-    for t in p.tracked.values_mut() {
-        // A `both` mirror starting leaves Redis's records to win; later, a
-        // write that waited is sent as it is.
-        if !(first && core.both()) {
-            t.handled = None;
+    let pass = match (core.both(), first) {
+        (true, true) => Pass::Start,
+        (true, false) => Pass::Again,
+        (false, _) => {
+            // Every entry again: Redis may have lost writes.
+            for t in p.tracked.values_mut() {
+                t.handled = None;
+            }
+            Pass::Changed
         }
-    }
+    };
     let mut ops = Vec::new();
-    collect(core, p, first && core.both(), &mut ops);
+    collect(core, p, pass, &mut ops);
     send(core, con, &sha, ops)?;
     if core.direction == Direction::Publish {
         let _: () = redis::cmd("HSET")
@@ -478,7 +505,7 @@ fn publish_session(core: &Core, con: &mut redis::Connection, p: &mut Published) 
             relist(core, p);
         }
         let mut ops = Vec::new();
-        collect(core, p, false, &mut ops);
+        collect(core, p, Pass::Changed, &mut ops);
         if ops.is_empty() {
             heartbeat.check(con)?;
             std::thread::sleep(POLL);
@@ -568,20 +595,20 @@ fn take(core: &Core, key: &str, at: usize) -> Result<Option<Tracked>> {
     }))
 }
 
-/// The writes to make now: tombstones, then entries whose generation
-/// moved (`init` ones when `init`).
-fn collect(core: &Core, p: &mut Published, init: bool, ops: &mut Vec<Op>) {
+/// The writes to make now: tombstones, then the entries `pass` says.
+fn collect(core: &Core, p: &mut Published, pass: Pass, ops: &mut Vec<Op>) {
     for key in p.removals.drain(..) {
         ops.push(Op {
             key,
             mode: "del",
             generation: 0,
             content: Vec::new(),
+            seen: 0,
         });
     }
     for (key, t) in p.tracked.iter_mut() {
         let g = t.target.generation();
-        if t.handled == Some(g) && !init {
+        if t.handled == Some(g) && pass == Pass::Changed {
             continue;
         }
         let (bytes, generation) = match t.target.read() {
@@ -600,14 +627,23 @@ fn collect(core: &Core, p: &mut Published, init: bool, ops: &mut Vec<Op>) {
             handle(core, t, key, generation);
             continue;
         }
-        // Unchanged since the start: Redis's record, if any, wins.
-        let untouched = init && lock(&core.at_start).get(key) == Some(&generation);
-        let mode = if untouched { "init" } else { "set" };
+        let mode = match pass {
+            // Unchanged since the start: Redis's record, if any, wins.
+            Pass::Start if lock(&core.at_start).get(key) == Some(&generation) => "init",
+            // Sent already: only over a record no newer than seen here.
+            Pass::Again if t.handled == Some(generation) => "again",
+            _ => "set",
+        };
+        let seen = match mode {
+            "again" => lock(&core.seen).get(key).copied().unwrap_or(0),
+            _ => 0,
+        };
         handle(core, t, key, generation);
         ops.push(Op {
             key: key.clone(),
             mode,
             generation,
+            seen,
             content: wire::content(
                 t.target.fingerprint(),
                 t.target.type_name(),
@@ -647,7 +683,8 @@ fn send(core: &Core, con: &mut redis::Connection, sha: &str, ops: Vec<Op>) -> Re
                 .arg(op.generation)
                 .arg(&core.origin)
                 .arg(&core.hash)
-                .arg(&op.content);
+                .arg(&op.content)
+                .arg(op.seen);
         }
         let replies: Vec<Value> = match pipe.query(con) {
             Ok(r) => r,

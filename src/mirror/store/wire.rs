@@ -21,7 +21,9 @@ pub(crate) const REV_FIELD: &str = "#rev";
 pub(crate) const FULL_FIELD: &str = "#full";
 
 /// Stores one entry's record (`set`: unless Redis holds the same content;
-/// `init`: only if Redis holds nothing for the key) or its tombstone
+/// `init`: only if Redis holds nothing for the key; `again`: as `set`,
+/// unless Redis holds a record of the key newer than the revision ARGV[8],
+/// the newest this mirror has seen of it) or its tombstone
 /// (`del`: unless Redis holds a tombstone already; also when it holds no
 /// record at all, since subscribers may have the entry from a write Redis
 /// lost in a failover), gives it a
@@ -35,7 +37,8 @@ pub(crate) const FULL_FIELD: &str = "#full";
 ///
 /// KEYS[1]: the hash. ARGV: mode, entry key, floor, generation, origin,
 /// channel, content (`FINGERPRINT\nSIZE\nALIGN\nTYPE\nSCHEMA_LEN\n` then
-/// the schema's and the value's bytes; empty for `del`).
+/// the schema's and the value's bytes; empty for `del`), the revision seen
+/// (`again`; 0 otherwise).
 pub(crate) const WRITE_SCRIPT: &str = r#"
 local old = redis.call('HGET', KEYS[1], ARGV[2])
 local oldrev = 0
@@ -57,7 +60,10 @@ end
 if ARGV[1] == 'del' and oldbody == '-' then
   return {0, string.format('%.0f', oldrev)}
 end
-if ARGV[1] == 'set' and oldbody == ARGV[7] then
+if ARGV[1] == 'again' and oldrev > (tonumber(ARGV[8]) or 0) then
+  return {0, string.format('%.0f', oldrev)}
+end
+if (ARGV[1] == 'set' or ARGV[1] == 'again') and oldbody == ARGV[7] then
   return {0, string.format('%.0f', oldrev)}
 end
 local t = redis.call('TIME')
