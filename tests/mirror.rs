@@ -893,9 +893,16 @@ fn both_directions_converge_to_the_last_write_and_do_not_echo() {
     a.until(101, SLOW).expect("A got B's write");
     // One write at a time: each reaches the other, and is not sent back
     // (not even as a no-op that Redis would find unchanged).
+    // The counts of those writes first: a host counts its write when Redis
+    // replies, which can come after the other host has applied it.
+    let mut sent = 0;
+    assert!(common::eventually(PATIENCE, || {
+        std::thread::sleep(Duration::from_millis(300));
+        let now = a.stat("published") + b.stat("published");
+        std::mem::replace(&mut sent, now) == now
+    }));
     let rev = redis.rev(&obj);
     let (ua, ub) = (a.stat("unchanged"), b.stat("unchanged"));
-    let sent = a.stat("published") + b.stat("published");
     a.set(1);
     b.until(1, SLOW).expect("B got A's write");
     b.set(2);
