@@ -451,7 +451,14 @@ fn room(raw: &[u8], parts: &StoreParts) -> (u64, u64) {
 
 #[test]
 fn sigkill_during_growth_at_200_random_points_leaves_a_consistent_store() {
-    const KILLS: u64 = 200;
+    // `SHMSTORE_GROWTH_KILLS=N` sets the kills (CI's emulated and
+    // sanitizer runs take 50).
+    let kills: u64 = match std::env::var("SHMSTORE_GROWTH_KILLS") {
+        Ok(v) => v
+            .parse()
+            .unwrap_or_else(|_| panic!("SHMSTORE_GROWTH_KILLS={v} is not a number")),
+        Err(_) => 200,
+    };
     /// A fresh store after this many kills: the first growths come often,
     /// and a store grown by killed processes is grown further by the next.
     const KILLS_PER_STORE: u64 = 5;
@@ -464,7 +471,7 @@ fn sigkill_during_growth_at_200_random_points_leaves_a_consistent_store() {
     let mut seg: Option<Segment> = None;
     // Every entry the children of the current store reported.
     let mut reported: Vec<u64> = Vec::new();
-    for kill in 0..KILLS {
+    for kill in 0..kills {
         if kill % KILLS_PER_STORE == 0 {
             drop(seg.take());
             let s = Segment::new("grow-kill");
@@ -578,7 +585,7 @@ fn sigkill_during_growth_at_200_random_points_leaves_a_consistent_store() {
     // emulation, where children insert less before the kill and grow
     // stores less often (70 to 85 growths in 200 kills there, 370 natively).
     assert!(
-        st.in_growth >= KILLS / 20,
+        st.in_growth >= kills / 20,
         "too few kills landed in a growth: {st:?}"
     );
 }
