@@ -1857,10 +1857,10 @@ fn a_both_store_host_back_from_a_lost_connection_keeps_a_newer_record() {
     let mine = record(&mut con).unwrap();
     let text = String::from_utf8_lossy(&mine);
     let (rev, rest) = text.split_once('\n').unwrap();
-    let (_generation, rest) = rest.split_once('\n').unwrap();
+    let (generation, rest) = rest.split_once('\n').unwrap();
     let (origin, _) = rest.split_once('\n').unwrap();
     assert_eq!(origin, "host-a");
-    let at = rev.len() + 1 + _generation.len() + 1 + origin.len() + 1;
+    let at = rev.len() + 1 + generation.len() + 1 + origin.len() + 1;
     let mut newer =
         format!("{}\n7\nhost-c\n", rev.parse::<u64>().unwrap() + 1_000_000).into_bytes();
     newer.extend_from_slice(&mine[at..]);

@@ -683,18 +683,11 @@ fn where_it_stands(pid: u32) -> String {
         .unwrap_or_default();
     tasks.sort();
     for t in tasks {
-        let stat = read(&format!("task/{t}/stat"));
-        // The state follows the command name, which is in parentheses.
-        let state = stat
-            .rsplit_once(')')
-            .map_or("?", |(_, r)| r.trim())
-            .split(' ')
-            .next();
+        let state = stat_state(&format!("{dir}/task/{t}/stat")).unwrap_or('?');
         let wchan = read(&format!("task/{t}/wchan"));
         let syscall = read(&format!("task/{t}/syscall"));
         out.push_str(&format!(
-            "  thread {t}: state {}, wchan {wchan}, syscall {}\n",
-            state.unwrap_or("?"),
+            "  thread {t}: state {state}, wchan {wchan}, syscall {}\n",
             syscall.trim()
         ));
     }
@@ -1016,9 +1009,26 @@ pub fn within<R: Send + 'static>(
 
 /// The state letter of process `pid` in /proc (`R`, `S`, `Z`, ...).
 pub fn proc_state(pid: u32) -> Option<char> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat_state(&format!("/proc/{pid}/stat"))
+}
+
+/// The state letter in the `stat` file at `path` (a process's or a
+/// thread's): the field after the command name, which is in parentheses.
+fn stat_state(path: &str) -> Option<char> {
+    let text = std::fs::read_to_string(path).ok()?;
     let close = text.rfind(')')?;
     text[close + 1..].split_whitespace().next()?.chars().next()
+}
+
+/// The number in the environment variable `name` (a test's size, which
+/// CI's slower runs lower), or `default` without it.
+pub fn env_count(name: &str, default: u64) -> u64 {
+    match std::env::var(name) {
+        Ok(v) => v
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}={v} is not a number")),
+        Err(_) => default,
+    }
 }
 
 /// Waits until `cond` holds, for up to `timeout`; whether it did.

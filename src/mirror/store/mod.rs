@@ -627,16 +627,14 @@ fn collect(core: &Core, p: &mut Published, pass: Pass, ops: &mut Vec<Op>) {
             handle(core, t, key, generation);
             continue;
         }
-        let mode = match pass {
+        let (mode, seen) = match pass {
             // Unchanged since the start: Redis's record, if any, wins.
-            Pass::Start if lock(&core.at_start).get(key) == Some(&generation) => "init",
+            Pass::Start if lock(&core.at_start).get(key) == Some(&generation) => ("init", 0),
             // Sent already: only over a record no newer than seen here.
-            Pass::Again if t.handled == Some(generation) => "again",
-            _ => "set",
-        };
-        let seen = match mode {
-            "again" => lock(&core.seen).get(key).copied().unwrap_or(0),
-            _ => 0,
+            Pass::Again if t.handled == Some(generation) => {
+                ("again", lock(&core.seen).get(key).copied().unwrap_or(0))
+            }
+            _ => ("set", 0),
         };
         handle(core, t, key, generation);
         ops.push(Op {

@@ -60,7 +60,7 @@ use std::sync::mpsc;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use common::{heavy, proc_state, role, Key, Kid, Rng, Segment, PATIENCE};
+use common::{env_count, heavy, proc_state, role, Key, Kid, Rng, Segment, PATIENCE};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use shmstore::inspect::{self, LockState, State};
@@ -96,12 +96,7 @@ const STORE_CAP: usize = 256 * 1024;
 
 /// How many workers each storm kills.
 fn kills_per_storm() -> u64 {
-    match std::env::var(KILLS_ENV) {
-        Ok(v) => v
-            .parse()
-            .unwrap_or_else(|_| panic!("{KILLS_ENV}={v} is not a number")),
-        Err(_) => SHORT_KILLS,
-    }
+    env_count(KILLS_ENV, SHORT_KILLS)
 }
 
 // ===========================================================================

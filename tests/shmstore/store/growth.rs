@@ -42,8 +42,8 @@ use std::sync::TryLockError;
 use std::time::{Duration, Instant};
 
 use common::{
-    command, field, heavy, role, say, spawn, within, Counter, Key, Kid, Rng, Segment, StoreParts,
-    PATIENCE, STORE_M_HEAP, STORE_M_MAX_HEAP, STORE_M_TABLE, STORE_TABLE,
+    command, env_count, field, heavy, role, say, spawn, within, Counter, Key, Kid, Rng, Segment,
+    StoreParts, PATIENCE, STORE_M_HEAP, STORE_M_MAX_HEAP, STORE_M_TABLE, STORE_TABLE,
 };
 use shmstore::{Error, Location, Shared, SharedOptions, Store, StoreReader};
 
@@ -453,12 +453,7 @@ fn room(raw: &[u8], parts: &StoreParts) -> (u64, u64) {
 fn sigkill_during_growth_at_200_random_points_leaves_a_consistent_store() {
     // `SHMSTORE_GROWTH_KILLS=N` sets the kills (CI's emulated and
     // sanitizer runs take 50).
-    let kills: u64 = match std::env::var("SHMSTORE_GROWTH_KILLS") {
-        Ok(v) => v
-            .parse()
-            .unwrap_or_else(|_| panic!("SHMSTORE_GROWTH_KILLS={v} is not a number")),
-        Err(_) => 200,
-    };
+    let kills = env_count("SHMSTORE_GROWTH_KILLS", 200);
     /// A fresh store after this many kills: the first growths come often,
     /// and a store grown by killed processes is grown further by the next.
     const KILLS_PER_STORE: u64 = 5;
