@@ -1031,6 +1031,14 @@ pub fn env_count(name: &str, default: u64) -> u64 {
     }
 }
 
+/// `n` scaled by `SHMSTORE_TEST_PERCENT` (a percentage, 100 without it),
+/// at least `min`: the number of processes, kills or operations of a
+/// multi-process store test. CI's emulated and sanitizer runs, where each
+/// process start costs tens of milliseconds, run a part of each.
+pub fn scaled(n: u64, min: u64) -> u64 {
+    (n * env_count("SHMSTORE_TEST_PERCENT", 100) / 100).max(min)
+}
+
 /// Waits until `cond` holds, for up to `timeout`; whether it did.
 pub fn eventually(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;

@@ -20,7 +20,7 @@ use crate::common;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
-use common::{command, heavy, role, say, Kid, Rng, Segment};
+use common::{command, heavy, role, say, scaled, Kid, Rng, Segment};
 use shmstore::{Error, Shareable, Store};
 
 // ===========================================================================
@@ -458,7 +458,7 @@ fn migrate_until_killed(name: &str, seed: u64) -> i32 {
 
 #[test]
 fn sigkill_during_migrations_always_leaves_one_complete_entry() {
-    const KILLS: u64 = 200;
+    let kills = scaled(200, 40);
     let _heavy = heavy();
     let t0 = Instant::now();
     let seg = Segment::new("migrate-kill");
@@ -478,7 +478,7 @@ fn sigkill_during_migrations_always_leaves_one_complete_entry() {
     let mut rng = Rng(0x0dea_d0c0_ffee);
     let (mut as_v1, mut as_v2, mut mid_change, mut mid_migration) = (0, 0, 0, 0);
     let mut last = 0;
-    for i in 0..KILLS {
+    for i in 0..kills {
         let context = format!("kill {i}");
         let mut kid = Kid::spawn("migrate-until-killed", &[seg.name(), &(i + 1).to_string()]);
         kid.expect("ready");
@@ -534,7 +534,7 @@ fn sigkill_during_migrations_always_leaves_one_complete_entry() {
             .unwrap_or_else(|e| panic!("{context}: check() after verifying: {e}"));
     }
     eprintln!(
-        "store_migrate: {KILLS} kills in {:?}: the key held a CountV1 {as_v1} times, \
+        "store_migrate: {kills} kills in {:?}: the key held a CountV1 {as_v1} times, \
          a CountV2 {as_v2} times; {mid_migration} kills came during a migration (the key's \
          entry locked by the dead child), {mid_change} in the middle of a change of the \
          directory; {last} migrations in all",
