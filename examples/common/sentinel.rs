@@ -65,9 +65,12 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// Sends one inline command and reads one reply line (enough for the
-/// status and bulk replies used here; bulk replies' data line follows).
+/// Sends one inline command and reads its reply's lines (those of the
+/// `AUTH` before it first, with `auth`). The reply ends where the answer to
+/// a `PING` sent after it starts: sentinels do not know `QUIT`, and would
+/// keep the connection open until the read timeout.
 fn ask(port: u16, auth: Option<&str>, cmd: &str) -> Option<Vec<String>> {
+    const END: &str = "shmstore-setup-end";
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
     let mut text = String::new();
@@ -75,9 +78,17 @@ fn ask(port: u16, auth: Option<&str>, cmd: &str) -> Option<Vec<String>> {
         text.push_str(&format!("AUTH {pw}\r\n"));
     }
     text.push_str(cmd);
-    text.push_str("\r\nQUIT\r\n");
+    text.push_str(&format!("\r\nPING {END}\r\nQUIT\r\n"));
     s.write_all(text.as_bytes()).ok()?;
-    let lines: Vec<String> = BufReader::new(s).lines().map_while(Result::ok).collect();
+    let mut lines: Vec<String> = BufReader::new(s)
+        .lines()
+        .map_while(Result::ok)
+        .take_while(|l| l != END)
+        .collect();
+    // The PING's answer is a bulk string: its length line came first.
+    if lines.last() == Some(&format!("${}", END.len())) {
+        lines.pop();
+    }
     Some(lines)
 }
 
@@ -236,7 +247,7 @@ impl Setup {
             let mut text = format!(
                 "port {port}\nbind 127.0.0.1\nsave \"\"\nappendonly no\ndir {}\n\
                  requirepass {ADMIN_PASSWORD}\nmasterauth {ADMIN_PASSWORD}\n\
-                 user {USER} {ACL}\n",
+                 user {USER} {ACL}\nrepl-diskless-sync-delay 0\n",
                 setup.dir.display()
             );
             if let Some(p) = replica_of {
