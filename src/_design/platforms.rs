@@ -6,7 +6,8 @@
 //! | target | status |
 //! |---|---|
 //! | x86_64 Linux, aarch64 Linux | supported and tested: the whole test suite, child processes included (aarch64 under emulation in CI) |
-//! | riscv64gc, powerpc64le, s390x Linux | compiled in CI (library, command, examples and tests), not run |
+//! | s390x Linux | compiled in CI (library, command, examples and tests), not run |
+//! | riscv64gc, powerpc64le Linux | compiled in CI (library and command), not run |
 //! | loongarch64 and powerpc64 (big-endian) Linux | accepted by the build, neither compiled nor run in CI |
 //! | 32-bit Linux (i686, armv7, x32, ...) | refused at compile time |
 //! | every other OS (macOS, FreeBSD, Windows, ...) | refused at compile time |
