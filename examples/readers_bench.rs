@@ -86,7 +86,7 @@ struct SyncSmall {
 }
 
 /// Where a `Shared<T>`'s value starts in its segment, for `T` aligned to at
-/// most 32 (see the layout in src/header.rs); checked at run time below.
+/// most 32 (see the layout in src/segment/header.rs); checked at run time below.
 const VALUE_OFFSET: usize = 304;
 /// Word 7 of a [`Small`] once a run is over.
 const STOP: u64 = u64::MAX;

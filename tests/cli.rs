@@ -604,7 +604,7 @@ fn write_at(path: &Path, at: u64, bytes: &[u8]) {
 
 /// Where the header keeps its state (`u32`), the total size, the value's
 /// size and the schema's length (`u32`), and where a `Gauge` and its
-/// `name` start (src/header.rs: `Header`, `Layout`).
+/// `name` start (src/segment/header.rs: `Header`, `Layout`).
 const STATE_AT: u64 = 12;
 const TOTAL_SIZE_AT: u64 = 24;
 const VALUE_SIZE_AT: u64 = 40;

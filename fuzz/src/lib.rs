@@ -1,5 +1,5 @@
 //! What the fuzz targets share: the value type, the parts of a segment's
-//! layout (as src/header.rs, src/lock.rs, src/seqlock.rs and
+//! layout (as src/segment/header.rs, src/lock/mod.rs, src/lock/seqlock.rs and
 //! src/store/heap.rs document them), how a fuzz input becomes writes over a
 //! segment, and lock identities.
 //!
@@ -177,7 +177,7 @@ fn area(range: Range<usize>) -> Part {
     }
 }
 
-/// The header's fields (src/header.rs) and its padding.
+/// The header's fields (src/segment/header.rs) and its padding.
 fn header_parts(out: &mut Vec<Part>) {
     for (at, len) in [
         (0, 8),

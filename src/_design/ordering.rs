@@ -15,7 +15,7 @@
 //! (`shared.rs`, `reader.rs`, `atomic.rs`), the store (`src/store/`:
 //! `mod.rs`, `reader.rs`, `heap.rs`, `migrate.rs`), segment creation and
 //! publication (`src/segment/`: `init.rs`, `publish.rs`, `sysv.rs`, the
-//! header's `state`), and `src/sys/racy.rs` and `src/sys/futex.rs`.
+//! header's `state`), and `src/sys/racy.rs` and `src/sys/linux/futex.rs`.
 //!
 //! A word on the notation: "load + fence" is a relaxed load followed by
 //! `fence(Acquire)`. It is an acquire load in effect, and the form the

@@ -1112,7 +1112,7 @@ pub fn gettid() -> u32 {
 
 /// The length of a segment holding one `T`: header and lock area (304
 /// bytes, rounded up to `T`'s alignment), the value, then its schema
-/// (8-aligned), as src/header.rs lays them out.
+/// (8-aligned), as src/segment/header.rs lays them out.
 pub fn segment_len<T: shmstore::Shareable>() -> usize {
     let align = std::mem::align_of::<T>();
     let value_at = 304usize.div_ceil(align) * align;

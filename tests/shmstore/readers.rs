@@ -192,7 +192,7 @@ fn sysv_set_group(id: i32, gid: u32) {
 }
 
 /// Where the lock word is in a segment, and its "watched" bit (see
-/// src/lock.rs and src/header.rs).
+/// src/lock/mod.rs and src/segment/header.rs).
 const LOCK_AT: u64 = 256;
 const WATCHED: u64 = 1 << 30;
 

@@ -42,7 +42,7 @@ struct Big {
 
 const BIG_WORDS: usize = 32 * 1024;
 
-/// Where things are in a segment (see src/header.rs).
+/// Where things are in a segment (see src/segment/header.rs).
 const VERSION_AT: u64 = 8;
 const STATE_AT: u64 = 12;
 const PID_NS_AT: u64 = 88;

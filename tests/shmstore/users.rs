@@ -33,7 +33,7 @@
 //!    not write.
 //!
 //! Which error comes first differs by backend, as their protocols say
-//! (src/segment.rs, src/backend/sysv.rs): POSIX and file segments are
+//! (src/segment/mod.rs, src/segment/backend/sysv.rs): POSIX and file segments are
 //! opened with the access asked for before anything else, so a missing
 //! permission is `PermissionDenied` whoever owns the segment; System V
 //! looks at a segment (`IPC_STAT`, which needs read permission) and checks

@@ -28,7 +28,7 @@ struct Large {
     data: [u64; 1024],
 }
 
-/// Where things are in a segment (see src/header.rs).
+/// Where things are in a segment (see src/segment/header.rs).
 const STATE_AT: usize = 12;
 const PID_NS_AT: usize = 88;
 const LOCK_AT: usize = 256;

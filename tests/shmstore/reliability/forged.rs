@@ -43,9 +43,10 @@ use std::time::{Duration, Instant};
 use common::{command, is_root, role, say, within, Apart, Counter, Key, Kid, Segment};
 use shmstore::{Error, Location, Shared, Store};
 
-/// The bound the issue names for taking over a dead holder's lock.
+/// The bound for taking over a dead holder's lock: the design's is about
+/// 50 ms, and this leaves room for a loaded machine.
 const RECOVERY: Duration = Duration::from_secs(1);
-/// Where the lock word sits in a segment (src/header.rs).
+/// Where the lock word sits in a segment (src/segment/header.rs).
 const LOCK_AT: u64 = 256;
 /// The lock word's flag bits (src/lock/owner.rs): waiters and watched.
 const LOCK_FLAGS: u64 = 3 << 30;

@@ -16,7 +16,7 @@
 //! table, buckets, free blocks, and each entry's block header, key, lock,
 //! write counter, value and schema; a store grown from 1 KiB as it was
 //! filled adds the block its table moved to. The parts come
-//! from the layouts that src/header.rs, src/lock.rs, src/seqlock.rs and
+//! from the layouts that src/segment/header.rs, src/lock/mod.rs, src/lock/seqlock.rs and
 //! src/store/heap.rs document, read off each fresh segment.
 //!
 //! Then it uses the segment: `Shared::open`, `SharedReader::open`,
@@ -187,12 +187,12 @@ fn scribble(r: &mut Rich) {
 // Layouts, as the source documents them
 
 /// Where the lock (word, sleepers, poison) and its write counter (sequence,
-/// flags, change time) sit in a segment (src/header.rs).
+/// flags, change time) sit in a segment (src/segment/header.rs).
 const LOCK_AT: usize = 256;
 /// Where a `Rich` starts in its segment.
 const VALUE_AT: usize = 304;
 
-/// The header's fields (src/header.rs): name, offset, length, and whether
+/// The header's fields (src/segment/header.rs): name, offset, length, and whether
 /// opening a segment checks it.
 const HEADER_FIELDS: [(&str, usize, usize, bool); 19] = [
     ("magic", 0, 8, true),
@@ -216,7 +216,7 @@ const HEADER_FIELDS: [(&str, usize, usize, bool); 19] = [
     ("type_name", 112, 128, false),
 ];
 
-/// A slot's fields from its lock's offset (src/lock.rs, src/seqlock.rs).
+/// A slot's fields from its lock's offset (src/lock/mod.rs, src/lock/seqlock.rs).
 const SLOT_FIELDS: [(&str, usize, usize); 8] = [
     ("lock word", 0, 8),
     ("sleepers", 8, 4),
@@ -228,7 +228,7 @@ const SLOT_FIELDS: [(&str, usize, usize); 8] = [
     ("change time", 44, 4),
 ];
 
-/// The lock word's flag bits (src/lock.rs): waiters and watched.
+/// The lock word's flag bits (src/lock/mod.rs): waiters and watched.
 const LOCK_FLAGS: u64 = 3 << 30;
 /// The version flag that makes every commit wake read-only watchers.
 const WAKE_ALL: u32 = 1;

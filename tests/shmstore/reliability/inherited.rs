@@ -29,7 +29,8 @@ use std::time::{Duration, Instant};
 use common::{command, proc_state, role, say, Counter, Key, Kid, Segment};
 use shmstore::{recv_fd, send_fd, Location, Shared, SharedReader, Store};
 
-/// The bound the issue names for taking over a dead holder's lock.
+/// The bound for taking over a dead holder's lock: the design's is about
+/// 50 ms, and this leaves room for a loaded machine.
 const RECOVERY: Duration = Duration::from_secs(1);
 /// This file's range of System V keys (see `common::Key`).
 const KEY_BASE: u32 = 0x6700_0000;

@@ -64,7 +64,7 @@ const ROOMY: usize = 256 << 20;
 /// This file's range of System V keys (see `common::Key`).
 const KEY_BASE: u32 = 0x6800_0000;
 /// Where the store's directory lock is, and the flag bits of a lock word
-/// (src/header.rs, src/lock.rs): what a kill interrupted.
+/// (src/segment/header.rs, src/lock/mod.rs): what a kill interrupted.
 const DIR_LOCK_AT: usize = 256;
 const LOCK_FLAGS: u64 = 3 << 30;
 

@@ -41,13 +41,13 @@ const RECOVERY: Duration = Duration::from_secs(1);
 const KEY_BASE: u32 = 0x6100_0000;
 
 /// Where the store's directory lock and its change counter are in the
-/// segment (the segment's own lock and versions: src/header.rs), and the
-/// flag bits of a lock word (src/lock.rs); read from /dev/shm to tell what
+/// segment (the segment's own lock and versions: src/segment/header.rs), and the
+/// flag bits of a lock word (src/lock/mod.rs); read from /dev/shm to tell what
 /// a kill interrupted.
 const DIR_LOCK_AT: u64 = 256;
 const DIR_SEQ_AT: u64 = 288;
 const LOCK_FLAGS: u64 = (1 << 31) | (1 << 30);
-/// Where the header's state word is, and its READY value (src/header.rs).
+/// Where the header's state word is, and its READY value (src/segment/header.rs).
 const STATE_AT: u64 = 12;
 const STATE_READY: u32 = 2;
 /// Where a store's format word is (its content, after the header and lock
