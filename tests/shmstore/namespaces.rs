@@ -871,12 +871,7 @@ fn user_namespace_opens_its_mapped_owners_segment() {
 
 /// The number of kills (`SHMSTORE_STORM_KILLS`, or [`STORM_KILLS`]).
 fn storm_kills() -> u64 {
-    match std::env::var("SHMSTORE_STORM_KILLS") {
-        Ok(v) => v
-            .parse()
-            .unwrap_or_else(|_| panic!("SHMSTORE_STORM_KILLS={v} is not a number")),
-        Err(_) => STORM_KILLS,
-    }
+    common::env_count("SHMSTORE_STORM_KILLS", STORM_KILLS)
 }
 
 /// [`WORKERS`] workers, each in a PID namespace of its own (every other

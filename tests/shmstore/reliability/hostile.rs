@@ -15,9 +15,10 @@
 //! also its meta area (its sizes and where its table is included), handle
 //! table, buckets, free blocks, and each entry's block header, key, lock,
 //! write counter, value and schema; a store grown from 1 KiB as it was
-//! filled adds the block its table moved to. The parts come
-//! from the layouts that src/segment/header.rs, src/lock/mod.rs, src/lock/seqlock.rs and
-//! src/store/heap.rs document, read off each fresh segment.
+//! filled adds the block its table moved to. The parts come from the
+//! layouts that src/segment/header.rs, src/lock/mod.rs,
+//! src/lock/seqlock.rs and src/store/heap.rs document, read off each fresh
+//! segment.
 //!
 //! Then it uses the segment: `Shared::open`, `SharedReader::open`,
 //! `try_lock`, `try_lock_for`, `snapshot`, `wait_for_change`, a write
@@ -192,8 +193,8 @@ const LOCK_AT: usize = 256;
 /// Where a `Rich` starts in its segment.
 const VALUE_AT: usize = 304;
 
-/// The header's fields (src/segment/header.rs): name, offset, length, and whether
-/// opening a segment checks it.
+/// The header's fields (src/segment/header.rs): name, offset, length, and
+/// whether opening a segment checks it.
 const HEADER_FIELDS: [(&str, usize, usize, bool); 19] = [
     ("magic", 0, 8, true),
     ("version", 8, 4, true),
@@ -216,7 +217,8 @@ const HEADER_FIELDS: [(&str, usize, usize, bool); 19] = [
     ("type_name", 112, 128, false),
 ];
 
-/// A slot's fields from its lock's offset (src/lock/mod.rs, src/lock/seqlock.rs).
+/// A slot's fields from its lock's offset (src/lock/mod.rs,
+/// src/lock/seqlock.rs).
 const SLOT_FIELDS: [(&str, usize, usize); 8] = [
     ("lock word", 0, 8),
     ("sleepers", 8, 4),

@@ -901,7 +901,8 @@ fn sysv_counter_survives_a_kill_storm_with_exact_accounting() {
 // 1-4. A store: counters in entries, and the directory
 
 /// Where a segment's own lock word is (a store's directory lock: see
-/// src/segment/header.rs), and the bits of its holder's thread id (src/lock/mod.rs).
+/// src/segment/header.rs), and the bits of its holder's thread id
+/// (src/lock/mod.rs).
 const LOCK_AT: u64 = 256;
 const TID_MASK: u64 = (1 << 22) - 1;
 

@@ -474,8 +474,8 @@ fn sigkill_during_growth_at_200_random_points_leaves_a_consistent_store() {
     // asked for; after an unlucky draw the test kills on, up to four times
     // as many.
     let wanted = (kills / 20).max(1);
-    let mut kill = 0;
-    while kill < kills || (st.in_growth < wanted && kill < 4 * kills) {
+    while st.kills < kills || (st.in_growth < wanted && st.kills < 4 * kills) {
+        let kill = st.kills;
         if kill % KILLS_PER_STORE == 0 {
             drop(seg.take());
             let s = Segment::new("grow-kill");
@@ -569,7 +569,6 @@ fn sigkill_during_growth_at_200_random_points_leaves_a_consistent_store() {
         store
             .check()
             .unwrap_or_else(|e| panic!("{context}: check() after an insert: {e}"));
-        kill += 1;
     }
     eprintln!(
         "store_growth: {} kills in {:.1} s; the children saw {} growths; {} kills left the \
