@@ -39,7 +39,7 @@
 //!   per process, and descriptors and mappings did not change.
 //! - **Model check**: an explicit-state checker explores every
 //!   interleaving of the atomic steps of the lock word protocol and the
-//!   seqlock for 2-3 processes (up to 7.6 million states), with a process
+//!   seqlock for 2-3 processes (up to 5 million states), with a process
 //!   allowed to die at any step, and checks mutual exclusion, poisoning
 //!   exactly on take-over from a dead holder, untorn snapshots, lost
 //!   wake-ups and progress. Every modelled step quotes the source statement

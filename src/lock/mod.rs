@@ -79,6 +79,22 @@ pub(crate) enum Acquired {
     OwnerDied,
 }
 
+/// What a release that found the word marked leaves to the caller for the
+/// watchers of [`Shared::wait_for_change`](crate::Shared::wait_for_change)
+/// ([`RawLock::release_marked`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Watchers {
+    /// Nothing.
+    None,
+    /// Wake them.
+    Wake,
+    /// A watcher's mark (`V`) went back on the word after this release
+    /// committed nothing. Wake them if the value's counter moved since the
+    /// lock was taken: a holder that took the lock and committed before
+    /// the mark was back did not see it.
+    Restored,
+}
+
 /// A process-shared, crash-robust mutual-exclusion word.
 ///
 /// This is the raw lock under [`Shared<T>`](crate::Shared): it guards no
@@ -483,12 +499,15 @@ impl RawLock {
     /// value. If it did and a watcher had marked the word (`V`), this clears
     /// the mark and returns `true`: the caller then wakes the sleepers of
     /// [`Shared::wait_for_change`](crate::Shared::wait_for_change). If it did
-    /// not, the mark stays for the next unlock, so watchers are not woken
-    /// for nothing.
+    /// not, the mark goes back on the word for the next unlock, so watchers
+    /// are not woken for nothing; `true` then means that the caller must
+    /// look whether another holder committed in between, and wake them if
+    /// so (see [`Watchers::Restored`]).
     ///
     /// If the lock is no longer the caller's (another process wrote over the
-    /// word), nothing is released: the current holder keeps it. Nor is it
-    /// in a forked child, for a guard it inherited: see
+    /// word), nothing of the caller's is released: the word is put back as
+    /// it was, unless another thread took the free lock in between. Nor is
+    /// anything released in a forked child, for a guard it inherited: see
     /// [`strike_off`](RawLock::strike_off).
     #[inline]
     pub(crate) fn release(&self, me: u64, wrote: bool) -> bool {
@@ -516,48 +535,66 @@ impl RawLock {
     /// [`strike_off`](RawLock::strike_off) returned `true`.
     #[inline]
     pub(crate) fn release_word(&self, me: u64, wrote: bool) -> bool {
-        if !self.release_free(me) {
-            return self.release_slow(me, wrote);
+        self.release_watchers(me, wrote) != Watchers::None
+    }
+
+    /// [`release_word`](RawLock::release_word), saying what the watchers
+    /// need.
+    #[inline]
+    pub(crate) fn release_watchers(&self, me: u64, wrote: bool) -> Watchers {
+        match self.release_swap() {
+            old if old == me => Watchers::None,
+            old => self.release_marked(old, me, wrote),
         }
-        false
     }
 
-    /// Releases the lock if its word is exactly `me` (nobody waits or
-    /// watches); `false`, with nothing done, otherwise: then
-    /// [`release_slow`](RawLock::release_slow) does the rest.
+    /// Releases the lock: one swap of the word for 0, which gives back what
+    /// the word was. Exactly `me` (nobody waits or watches) is the usual
+    /// case, and then nothing is left to do; otherwise
+    /// [`release_marked`](RawLock::release_marked) does the rest.
+    ///
+    /// A swap rather than a compare-and-swap from `me`: both are one atomic
+    /// read-modify-write, but the swap needs no comparison and cost about
+    /// 5% less per lock and unlock, measured (`_guide::costs`).
     #[inline(always)]
-    pub(crate) fn release_free(&self, me: u64) -> bool {
-        self.word
-            .compare_exchange(me, 0, Ordering::Release, Ordering::Relaxed)
-            .is_ok()
+    pub(crate) fn release_swap(&self) -> u64 {
+        self.word.swap(0, Ordering::Release)
     }
 
-    /// Releases the lock held by `me` whose word others marked (`W`, `V`),
-    /// or finds it no longer `me`'s (`false`, nothing done). Returns
-    /// whether the watchers must be woken (see [`release`](RawLock::release)).
+    /// The rest of a release whose [`release_swap`](RawLock::release_swap)
+    /// gave back `old`, which was not exactly `me`: others marked the word
+    /// (`W`, `V`), or it was not `me`'s. Says what the watchers need.
     #[cold]
     #[inline(never)]
-    pub(crate) fn release_slow(&self, me: u64, wrote: bool) -> bool {
-        // `W` and `V` are the only bits others may change while we hold the
-        // lock; `W` is cleared here and its sleeper woken, `V` as said above.
-        let mut v = self.word.load(Ordering::Relaxed);
-        loop {
-            if identity(v) != me {
-                return false;
-            }
-            let keep = if wrote { 0 } else { v & WATCHED };
-            match self
+    pub(crate) fn release_marked(&self, old: u64, me: u64, wrote: bool) -> Watchers {
+        if identity(old) != me {
+            // Not this holder's word: a peer wrote over it. Put it back as
+            // it was, unless another thread took the lock meanwhile.
+            let _ = self
                 .word
-                .compare_exchange(v, keep, Ordering::Release, Ordering::Relaxed)
-            {
-                Ok(_) => break,
-                Err(now) => v = now,
-            }
+                .compare_exchange(0, old, Ordering::Relaxed, Ordering::Relaxed);
+            return Watchers::None;
         }
-        if v & WAITERS != 0 {
+        // `W` and `V` are the only bits others may change while we hold the
+        // lock; the swap cleared both. A sleeper is woken (it sets `W` again
+        // when it goes back to sleep).
+        if old & WAITERS != 0 {
             futex::wake(&self.word, 1);
         }
-        wrote && v & WATCHED != 0
+        if old & WATCHED == 0 {
+            Watchers::None
+        } else if wrote {
+            Watchers::Wake
+        } else {
+            // Nothing committed: the mark goes back for the next unlock
+            // that commits, on whatever the word is by now (free, or
+            // another holder's). An Acquire read-modify-write: a holder that
+            // came and went since the swap, and did not see the mark, is
+            // seen here, and its commit then by the caller's look at the
+            // counter.
+            self.mark_watched();
+            Watchers::Restored
+        }
     }
 
     /// Marks the word as watched (`V`), so that the next unlock reports it.
@@ -796,6 +833,35 @@ mod tests {
         let l = RawLock::new();
         l.acquire();
         l.acquire();
+    }
+
+    #[test]
+    fn an_unlock_that_commits_nothing_puts_the_watchers_mark_back() {
+        let l = RawLock::new();
+        let me = l.acquire();
+        l.mark_watched();
+        assert!(l.strike_off());
+        assert_eq!(l.release_watchers(me, false), Watchers::Restored);
+        assert_eq!(l.word.load(Ordering::Relaxed), WATCHED, "free, still watched");
+        assert!(!l.is_locked());
+        // The next holder takes the mark with the lock; its committing
+        // unlock reports it and clears it.
+        let me = l.acquire();
+        assert_eq!(l.word.load(Ordering::Relaxed), me | WATCHED);
+        assert!(l.release(me, true), "a commit wakes the watchers");
+        assert_eq!(l.word.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn an_unlock_puts_back_a_word_a_peer_wrote_over_its_own() {
+        let l = RawLock::new();
+        let me = l.acquire();
+        // Another live identity, written over the word by a peer.
+        let peer = (me ^ (1 << 40)) & !FLAGS;
+        l.word.store(peer | WAITERS, Ordering::Relaxed);
+        assert!(!l.release(me, true), "nothing of the caller's released");
+        assert_eq!(l.word.load(Ordering::Relaxed), peer | WAITERS);
+        l.word.store(0, Ordering::Relaxed);
     }
 
     /// What a peer writes to make a free lock look held by this thread.

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use std::mem::MaybeUninit;
 
-use crate::lock::{RawLock, CHECK_INTERVAL};
+use crate::lock::{RawLock, Watchers, CHECK_INTERVAL};
 use crate::sys::futex;
 use crate::sys::racy;
 use crate::types::shareable::Shareable;
@@ -38,10 +38,6 @@ pub(crate) enum Rest {
     /// Everything: the segment time stamps or wakes every commit, and
     /// this holder wrote (nothing is committed or released yet).
     Flagged,
-    /// The write (if any) is committed, but the lock word was not just the
-    /// holder's identity: a waiter or watcher marked it (`W`, `V`), or it
-    /// is no longer the holder's. Not released yet.
-    Marked,
 }
 
 /// What a lock-free read found.
@@ -211,9 +207,9 @@ impl Versions {
     /// more to do; then [`release_rest`](Versions::release_rest) does it.
     ///
     /// Always inlined: what it costs is a test of `seq`, one load of the
-    /// flags and the commit's store if it is odd, and the unlocking
-    /// compare-and-swap. Time stamps, wake-ups and a word that others
-    /// marked (`W`, `V`) are left to the cold rest.
+    /// flags and the commit's store if it is odd, and the unlocking swap.
+    /// Time stamps and wake-ups are left to the cold rest, and a word that
+    /// others marked (`W`, `V`) to a cold call here.
     #[inline(always)]
     pub(crate) fn release_plain(&self, lock: &RawLock, me: u64, seq: u64) -> Rest {
         let wrote = seq & 1 != 0;
@@ -225,11 +221,20 @@ impl Versions {
             // `end_write` without flags to act on.
             self.seq.store(seq.wrapping_add(1), Ordering::Release);
         }
-        if lock.release_free(me) {
-            Rest::Done
-        } else {
-            Rest::Marked
+        let old = lock.release_swap();
+        if old != me {
+            self.release_marked(lock, old, me, seq);
         }
+        Rest::Done
+    }
+
+    /// The rest of a release whose swap gave back `old`, a word others
+    /// marked (`W`, `V`) or not `me`'s (see [`RawLock::release_marked`]).
+    #[cold]
+    #[inline(never)]
+    fn release_marked(&self, lock: &RawLock, old: u64, me: u64, seq: u64) {
+        let watchers = lock.release_marked(old, me, seq & 1 != 0);
+        self.wake_watchers(watchers, seq, 0);
     }
 
     /// What [`release_plain`](Versions::release_plain) left to do, which it
@@ -238,13 +243,24 @@ impl Versions {
     #[inline(never)]
     pub(crate) fn release_rest(&self, lock: &RawLock, me: u64, seq: u64, rest: Rest) {
         let wrote = seq & 1 != 0;
-        let (wake, flags) = match rest {
-            Rest::Done => return,
+        match rest {
+            Rest::Done => {}
             Rest::Flagged => {
                 let flags = self.end_write(seq);
-                (lock.release_word(me, wrote), flags)
+                self.wake_watchers(lock.release_watchers(me, wrote), seq, flags);
             }
-            Rest::Marked => (lock.release_slow(me, wrote), 0),
+        }
+    }
+
+    /// Wakes the watchers if `watchers` (what the release of a guard that
+    /// kept the counter `seq` found) or the segment's `flags` say so.
+    fn wake_watchers(&self, watchers: Watchers, seq: u64, flags: u32) {
+        let wake = match watchers {
+            Watchers::None => false,
+            Watchers::Wake => true,
+            // This holder committed nothing: the counter is still `seq`
+            // unless another holder committed since (see `Watchers`).
+            Watchers::Restored => self.seq.load(Ordering::Relaxed) != seq,
         };
         if wake || flags & WAKE_ALL != 0 {
             self.wake();

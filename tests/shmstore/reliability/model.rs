@@ -71,7 +71,7 @@
 //!
 //! `cargo test --release --test shmstore reliability::model` runs the
 //! default bounds (seconds); `cargo test --release --test shmstore
-//! reliability::model -- --ignored` the larger ones (about a minute, 2.5 GB).
+//! reliability::model -- --ignored` the larger ones (about half a minute, 1.3 GB).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
@@ -159,21 +159,18 @@ const CITED: &[(&str, &str)] = &[
         "src/lock/mod.rs",
         "Err(now) => { self.take_over_if_dead(now, me, false)?; break; }",
     ),
-    // release and release_slow.
+    // release_swap and release_marked.
+    ("src/lock/mod.rs", "self.word.swap(0, Ordering::Release)"),
+    ("src/lock/mod.rs", "if identity(old) != me {"),
     (
         "src/lock/mod.rs",
-        ".compare_exchange(me, 0, Ordering::Release, Ordering::Relaxed)",
+        "if old & WAITERS != 0 { futex::wake(&self.word, 1); }",
     ),
     (
         "src/lock/mod.rs",
-        "let keep = if wrote { 0 } else { v & WATCHED };",
+        "} else if wrote { Watchers::Wake } else {",
     ),
-    (
-        "src/lock/mod.rs",
-        ".compare_exchange(v, keep, Ordering::Release, Ordering::Relaxed)",
-    ),
-    ("src/lock/mod.rs", "futex::wake(&self.word, 1);"),
-    ("src/lock/mod.rs", "wrote && v & WATCHED != 0"),
+    ("src/lock/mod.rs", "self.mark_watched(); Watchers::Restored"),
     // mark_watched.
     (
         "src/lock/mod.rs",
@@ -203,10 +200,14 @@ const CITED: &[(&str, &str)] = &[
         "src/lock/seqlock.rs",
         "self.seq.store(seq.wrapping_add(1), Ordering::Release);",
     ),
-    ("src/lock/seqlock.rs", "if lock.release_free(me) {"),
+    ("src/lock/seqlock.rs", "let old = lock.release_swap();"),
     (
         "src/lock/seqlock.rs",
-        "Rest::Marked => (lock.release_slow(me, wrote), 0),",
+        "if old != me { self.release_marked(lock, old, me, seq); }",
+    ),
+    (
+        "src/lock/seqlock.rs",
+        "Watchers::Restored => self.seq.load(Ordering::Relaxed) != seq,",
     ),
     ("src/lock/seqlock.rs", "if wake || flags & WAKE_ALL != 0 {"),
     ("src/lock/seqlock.rs", "futex::wake(&self.seq, i32::MAX);"),
@@ -352,9 +353,9 @@ enum Pc {
     WriteB,
     EndStore,
     RelFast,
-    RelLoad,
-    RelCas,
     RelWake,
+    RelRestore,
+    RelSeqCheck,
     SeqWake,
     // snapshot(): Versions::try_read, read_slow.
     RdSeq,
@@ -420,14 +421,15 @@ impl Pc {
                 | WriteB
                 | EndStore
                 | RelFast
-                | RelLoad
-                | RelCas
         )
     }
 
-    /// After the release compare-and-swap, before the guard's drop returns.
+    /// After the releasing swap, before the guard's drop returns.
     fn releasing(self) -> bool {
-        matches!(self, Pc::RelWake | Pc::SeqWake)
+        matches!(
+            self,
+            Pc::RelWake | Pc::RelRestore | Pc::RelSeqCheck | Pc::SeqWake
+        )
     }
 
     /// Which futex a blocked process sleeps on.
@@ -555,7 +557,7 @@ struct State {
 /// A bug put into the model on purpose, to show that the checker finds it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Bug {
-    /// `release_slow` never calls `futex::wake` on the word.
+    /// `release_marked` never calls `futex::wake` on the word.
     UnlockForgetsWake,
     /// A woken sleeper that takes the lock never sets `W` for the others.
     AcquireDropsWaiters,
@@ -572,8 +574,9 @@ enum Bug {
     ReaderIgnoresOdd,
     /// `release` never reports `V`, so no watcher is woken.
     UnlockForgetsWatchers,
-    /// `release_slow` clears `V` also when the holder wrote nothing, so the
-    /// next committing unlock does not know about the watcher.
+    /// `release_marked` does not put `V` back when the holder wrote
+    /// nothing, so the next committing unlock does not know about the
+    /// watcher.
     UnlockClearsWatched,
     /// `read_slow` gives up after `seq == s1 && (holder_died() ||
     /// !is_locked())` without loading `seq` again: a writer that commits
@@ -1196,62 +1199,58 @@ impl Model {
                 push(out, n, "end_write: seq = s+1 (committed)", 0);
             }
             Pc::RelFast => {
-                // RawLock::release:
-                // `.compare_exchange(me, 0, Ordering::Release, Ordering::Relaxed)`
-                if st.word == me {
-                    n.word = 0;
-                    n.procs[i].v = me;
-                    self.after_release(n, i, "release: CAS(me, 0) ok", out);
-                } else {
-                    n.procs[i].pc = Pc::RelLoad;
-                    push(out, n, "release: CAS(me, 0) fails", 0);
-                }
-            }
-            Pc::RelLoad => {
-                // release_slow: `let mut v = self.word.load(Ordering::Relaxed);`
-                n.procs[i].v = st.word;
-                n.procs[i].pc = Pc::RelCas;
-                push(out, n, "release_slow: load word", 0);
-            }
-            Pc::RelCas => {
-                // release_slow: `if identity(v) != me { return false; }`,
-                // `let keep = if wrote { 0 } else { v & WATCHED };`,
-                // `.compare_exchange(v, keep, Ordering::Release, Ordering::Relaxed)`
-                if ident(p.v) != me {
+                // RawLock::release_swap: `self.word.swap(0, Ordering::Release)`,
+                // then release_marked unless the word was exactly `me`:
+                // `if identity(old) != me {` (put back; not ours).
+                let old = st.word;
+                n.word = 0;
+                n.procs[i].v = old;
+                if old != me && ident(old) != me {
                     let bad = Some((OWNER, "releasing a lock that is not ours".to_string()));
+                    n.word = old;
                     n.procs[i].finish(role);
                     out.push(Succ {
                         st: n,
                         pid,
-                        note: "release_slow: not ours",
+                        note: "release: swap finds the word not ours",
                         flags: 0,
                         bad,
                     });
                     return;
                 }
-                let keep = if self.bug(Bug::UnlockClearsWatched) {
-                    0
-                } else if self.fixed(Fix::WritersTakeTheMark) {
-                    p.v & V
-                } else if p.writing {
-                    0
+                let note = if old == me {
+                    "release: swap (word was me)"
                 } else {
-                    p.v & V
+                    "release: swap (word was marked)"
                 };
-                if st.word == p.v {
-                    n.word = keep;
-                    self.after_release(n, i, "release_slow: CAS(v, keep) ok", out);
+                self.after_release(n, i, note, out);
+            }
+            Pc::RelRestore => {
+                // release_marked, a holder that wrote nothing on a watched
+                // word: `self.mark_watched();` (a read-modify-write that
+                // sets `V` on whatever the word is now), `Watchers::Restored`.
+                n.word = st.word | V;
+                n.procs[i].pc = Pc::RelSeqCheck;
+                push(out, n, "release_marked: mark_watched puts V back", 0);
+            }
+            Pc::RelSeqCheck => {
+                // wake_watchers, `Watchers::Restored`:
+                // `self.seq.load(Ordering::Relaxed) != seq` (the guard's
+                // counter): another holder committed before the mark was back.
+                if st.seq != p.s {
+                    n.procs[i].pc = Pc::SeqWake;
+                    push(out, n, "wake_watchers: seq moved since (wake)", 0);
                 } else {
-                    n.procs[i].v = st.word;
-                    push(out, n, "release_slow: CAS(v, keep) fails", 0);
+                    n.procs[i].finish(role);
+                    push(out, n, "wake_watchers: seq unchanged", 0);
                 }
             }
             Pc::RelWake => {
-                // release_slow: `futex::wake(&self.word, 1);`
+                // release_marked: `futex::wake(&self.word, 1);`
                 let mut after = n;
                 Self::after_word_wake(&mut after, i, self);
                 if self.bug(Bug::UnlockForgetsWake) {
-                    push(out, after, "release_slow: (no wake)", 0);
+                    push(out, after, "release_marked: (no wake)", 0);
                     return;
                 }
                 self.wake_word(st, after, "futex::wake(word, 1)", pid, out);
@@ -1601,15 +1600,30 @@ impl Model {
         });
     }
 
-    /// After `release` returns: `wrote && v & WATCHED != 0`, or the
-    /// segment's `WAKE_ALL`, make the guard's drop wake `seq`.
+    /// After the word's sleeper is woken (if any): a watched word (`V`,
+    /// which the swap cleared) is reported if the holder wrote
+    /// (`Watchers::Wake`), or put back if it did not (`RelRestore`);
+    /// reported, or the segment's `WAKE_ALL`, make the guard's drop wake
+    /// `seq`.
     fn after_word_wake(n: &mut State, i: usize, model: &Model) {
         let p = n.procs[i];
+        let marked = p.v & V != 0;
+        // The alternative fix: writers took the mark when they began, so
+        // a mark still on the word is always put back.
+        let keeps = if model.fixed(Fix::WritersTakeTheMark) {
+            marked
+        } else {
+            marked && !p.writing
+        };
+        if keeps && !model.bug(Bug::UnlockClearsWatched) {
+            n.procs[i].pc = Pc::RelRestore;
+            return;
+        }
         let reported = !model.bug(Bug::UnlockForgetsWatchers)
             && if model.fixed(Fix::WritersTakeTheMark) {
                 p.wake_seq
             } else {
-                p.writing && p.v & V != 0
+                p.writing && marked
             };
         if reported || (p.writing && model.cfg.wake_all) {
             n.procs[i].pc = Pc::SeqWake;
@@ -1654,9 +1668,24 @@ impl Model {
             let w = st.procs[j];
             let watcher = matches!(self.cfg.roles[j], Role::Watcher | Role::ReadOnlyWatcher);
             if watcher && w.alive && w.blocked && w.pc == Pc::WNap && st.seq >> 1 != w.seen {
+                // Or a releaser that is putting a watcher's mark back (it
+                // wrote nothing), who wakes `seq` if it moved since it
+                // locked.
+                let restoring = |q: Proc| match q.pc {
+                    Pc::RelRestore | Pc::RelSeqCheck => true,
+                    Pc::RelWake => {
+                        q.v & V != 0
+                            && (!q.writing || self.fixed(Fix::WritersTakeTheMark))
+                            && !self.bug(Bug::UnlockClearsWatched)
+                    }
+                    _ => false,
+                };
                 let waker = (0..k).any(|m| {
                     let q = st.procs[m];
-                    q.alive && q.writing && (q.pc.holding() || q.pc.releasing())
+                    q.alive
+                        && ((q.writing && (q.pc.holding() || q.pc.releasing()))
+                            || q.pc == Pc::SeqWake
+                            || (restoring(q) && st.seq != q.s))
                 });
                 if !waker {
                     bad.push((
@@ -2317,8 +2346,8 @@ fn model_cites_code_that_exists() {
     );
 }
 
-/// Larger bounds: two iterations for three processes, more yields. About a
-/// minute and 2.5 GB, not seconds:
+/// Larger bounds: two iterations for three processes, more yields. About
+/// half a minute and 1.3 GB, not seconds:
 /// `cargo test --release --test shmstore reliability::model -- --ignored`.
 #[test]
 #[ignore]
