@@ -3,9 +3,10 @@
  * it (spinning while another process has it), the increment, a
  * compare-and-swap owner -> 0 to give it back. No sleeping, no recovery, no
  * poisoning, only spinning and yielding when another process has it: not a
- * usable lock, but the floor for every lock whose release is an atomic
- * read-modify-write, so that it sees whether someone waits (pthread, Boost,
- * shmstore; docs/comparison.md says how a lock could go lower). On
+ * usable lock, but the floor for a lock whose release is a compare-and-swap,
+ * so that it sees whether someone waits (pthread, Boost; shmstore releases
+ * with a swap, a read-modify-write without the comparison, a little cheaper;
+ * docs/comparison.md says how a lock could go lower). On
  * x86-64 each compare-and-swap costs about one atomic increment (c-atomic),
  * so this floor is about 2x c-atomic, plus what the two cost together.
  * Usage: c-cas-floor PROCS ITERS | c-cas-floor crash                        */
