@@ -131,35 +131,37 @@
 //!   alongside, most of it the time to wake an idle vCPU.
 //!
 //! Async waiting (`changed(seen).await`), from `cargo run --release --example
-//! async_bench` (output in `docs/measurements/2026-12-06/async/bench.txt`),
+//! async_bench` (output in `docs/measurements/2026-12-08/async/bench.txt`),
 //! one run on a quiet 2-vCPU VM, every waiter in the same run, taking turns
 //! on the commits of one writer process that commits every 700 us on its
 //! own clock:
 //!
-//! | commit in another process to the waiter running again | median | p99 | ratio to the blocking wait |
-//! |---|---|---|---|
-//! | `wait_for_change` on a thread (blocking) | 11.4 us | 29.3 us | 1x |
-//! | `spawn_blocking` of `wait_for_change`, awaited in a tokio task (the way before `changed`) | 58.5 us | 201 us | 5.14x |
-//! | `changed().await` under `futures::executor::block_on` | 19.6 us | 102 us | 1.72x |
-//! | `changed().await` under tokio's current-thread runtime | 34.4 us | 121 us | 3.02x |
-//! | `changed().await` in a task of tokio's multi-thread runtime | 58.3 us | 171 us | 5.13x |
+//! | commit in another process to the waiter running again | median | p99 | ratio to the blocking wait | ratio to the relay |
+//! |---|---|---|---|---|
+//! | `wait_for_change` on a thread (blocking) | 13.1 us | 38.5 us | 1x | 0.43x |
+//! | relay: a plain thread in `wait_for_change` unparks the waiting thread | 30.7 us | 170 us | 2.34x | 1x |
+//! | `spawn_blocking` of `wait_for_change`, awaited in a tokio task (the way before `changed`) | 73.8 us | 228 us | 5.62x | 2.40x |
+//! | `changed().await` under `futures::executor::block_on` | 36.9 us | 156 us | 2.81x | 1.20x |
+//! | `changed().await` under tokio's current-thread runtime | 53.9 us | 169 us | 4.11x | 1.75x |
+//! | `changed().await` in a task of tokio's multi-thread runtime | 74.1 us | 259 us | 5.64x | 2.41x |
 //!
 //! | also measured in that run | |
 //! |---|---|
-//! | 10,000 tasks awaiting 10,000 memfd segments, one process | 79 background threads (127 segments each), +6.7 MiB RSS for tasks and registrations; all resolved 29 ms after the first of 10,000 commits |
-//! | commit (lock, write, unlock): nobody waiting / 100 tasks awaiting every change | 15 / 39 ns (earlier runs: 15 / 26 and 27 / 26 ns) |
+//! | 10,000 tasks awaiting 10,000 memfd segments, one process | 79 background threads (127 segments each), +6.7 MiB RSS for tasks and registrations; all resolved 34 ms after the first of 10,000 commits |
+//! | commit (lock, write, unlock): nobody waiting / 100 tasks awaiting every change | 13 / 22 ns |
 //!
 //! - An awaited commit takes two wake-ups where the blocking wait takes one:
 //!   the kernel wakes the background thread asleep in `futex_waitv`, which
 //!   wakes the task's `Waker`, and the executor's thread then runs the task.
-//!   The second one costs what the executor's parking costs: little for
-//!   `block_on`'s thread park, more for tokio's runtimes, as much as
-//!   `spawn_blocking`'s way (whose second wake-up is the same). On this VM a
-//!   wake-up that lands on an idle vCPU takes 50 to 60 us to run (scheduler
-//!   trace), so the ratios swing between runs (1.6 to 1.8x for `block_on`,
-//!   2.4 to 3.0x for tokio's current-thread runtime in five runs). Where
-//!   latency matters more than threads, keep a thread in the blocking
-//!   `wait_for_change`.
+//!   The relay row is that floor with nothing of shmstore's around it: two
+//!   plain threads, one blocked in `wait_for_change` that unparks the other.
+//!   On this VM it takes 2.1 to 2.4x the blocking wait (three runs), because
+//!   each wake-up that lands on an idle vCPU costs about as much as the
+//!   first. `block_on` runs 1.2x the relay; tokio's runtimes park their
+//!   threads at a higher cost (the same for `spawn_blocking`, whose second
+//!   wake-up is the same). The ratios move between runs (1.7 to 3.0x for
+//!   `block_on` in runs on this VM); the ratio to the relay moves less. Where latency matters
+//!   more than threads, keep a thread in the blocking `wait_for_change`.
 //! - Pending futures cost a registration each (about 600 bytes with a tokio
 //!   task) and one background thread per 127 awaited counters, however many
 //!   futures await each (`futex_waitv` sleeps on at most 128 words; one is
