@@ -4,7 +4,7 @@
 //! counter (those of its directory), then:
 //!
 //! ```text
-//! content+0      meta (256 bytes): format ("ST03"), entry flags, bucket
+//! content+0      meta (256 bytes): format ("ST04"), entry flags, bucket
 //!                count of the table in place (8), heap size now (16), live
 //!                entries, bytes in use, the replacement in progress,
 //!                handle slots ever used, free-list heads (64..192), the
@@ -31,8 +31,8 @@
 //! A block starts with a 64-byte header: its size, the size of the block
 //! before it (a hint), its state, and for an entry its key and type name
 //! lengths, key hash, layout fingerprint, value size, alignment, schema
-//! length and value offset, and the count of handle slots holding it. The
-//! key and type name follow; then, on a 64-byte boundary, the entry's lock
+//! length and value offset, and 8 bytes left 0 (where "ST03" counted the
+//! handle slots holding the entry). The key and type name follow; then, on a 64-byte boundary, the entry's lock
 //! (32 bytes), its write counter (16 bytes) and its value: the same slot as
 //! a single-value segment has, so an entry's handle is a
 //! [`Shared<T>`](crate::Shared). The value's schema (what tools decode it
@@ -65,9 +65,12 @@
 //! segment's own robust lock), with relaxed atomic loads and stores, and
 //! read under it by `Store` handles: the lock orders them, and a peer that
 //! writes without it can make us read garbage but never cause a data race
-//! or an access outside the mapping. Read-only handles, and
-//! [`Store::contains`](crate::Store::contains), read without it (see
-//! [Readers without the lock](#readers-without-the-lock)).
+//! or an access outside the mapping. Read-only handles,
+//! [`Store::contains`](crate::Store::contains) and
+//! [`Store::get`](crate::Store::get) read without it (see
+//! [Readers without the lock](#readers-without-the-lock)), and `get` and
+//! the drop of an entry handle change their own slot's hold list without
+//! it (see [Holds without the lock](#holds-without-the-lock)).
 //! Every number read from the store is checked before it is used as an
 //! offset; what fails a check is [`Error::Corrupt`](crate::Error::Corrupt).
 //!
@@ -204,8 +207,8 @@
 //! the heap. When the directory lock is taken over from a holder that died
 //! (it is then poisoned), the next caller walks the heap and rebuilds them:
 //! a replacement cut short after its switch is finished (see above),
-//! dead processes' handle slots are cleared and the holds recounted (see
-//! [Handles](#handles)), RESERVED blocks (a create or replacement cut
+//! dead processes' handle slots are cleared and what live slots hold is
+//! gathered (see [Handles](#handles)), RESERVED blocks (a create or replacement cut
 //! short) and HOLDS blocks no live slot names become free, so does a
 //! TABLE block `M_TABLE` does not name (a table move cut short), LIVE ones are
 //! entered in the buckets again (a remove cut short is undone), and
@@ -238,8 +241,10 @@
 //! changes overlapped (or with a change left unfinished by a process that
 //! died, which only the lock's next holder repairs, or on a bucket that
 //! points outside the heap, which the locked look-up reports as
-//! `Corrupt`), it takes the directory lock instead. `get` takes the lock
-//! once, as it must to mark the entry held, and looks up under it.
+//! `Corrupt`), it takes the directory lock instead. `get` looks up the
+//! same way and then holds the entry without the lock when it can (see
+//! [Holds without the lock](#holds-without-the-lock)); otherwise it looks
+//! up again under the lock and holds the entry there.
 //!
 //! An entry's read-only handle cannot keep the entry's block from being
 //! freed and given to another entry. It records the directory generation
@@ -313,50 +318,114 @@
 //! make [`HandleLimit`](crate::Error::HandleLimit). Formatting sets the
 //! mark to 0 and touches no slot.
 //!
-//! What a handle holds is recorded twice: each entry's header counts the
-//! slots holding it, and each slot has a *hold list*, a heap block in state
-//! HOLDS whose header names its owner slot and its length, followed by the
-//! u32 block indexes of the entries the slot holds. The first hold
-//! allocates a 128-byte block (24 entries); a full list moves to a block
-//! twice its size (allocate, copy, switch the slot's index, free the old
-//! one). A list left empty is kept for the handle's next hold (a `get` +
-//! drop of one entry then allocates nothing), and freed by `reclaim`
-//! (below), so `free_bytes` and a store short of room see it free. The
-//! process keeps each held entry's position in its list, so letting go is
-//! O(1): the last entry of the list takes its place (swap-remove), and its
-//! position is updated. A handle that holds *n* entries takes 4*n* bytes
-//! of the store's capacity, at least 128. An insert reserves the room for
-//! its hold before it makes the entry, so that a made entry is always held.
+//! What a handle holds is recorded in its slot's *hold list*, a heap block
+//! in state HOLDS whose header names its owner slot, its length and its
+//! *pending hold* (a u64, below), followed by the u32 block indexes of the
+//! entries the slot holds. The first hold allocates a 128-byte block (22
+//! entries); a full list moves to a block twice its size (allocate, copy,
+//! switch the slot's index, free the old one), under the directory lock.
+//! A list left empty is kept for the handle's next hold (a `get` + drop of
+//! one entry then allocates nothing, and takes no lock): only its own
+//! handle frees it, when it closes, when it asks for `free_bytes`, and when
+//! an insert finds no room. The process keeps each held entry's position
+//! in its list, so letting go is O(1): the last entry of the list takes its
+//! place (swap-remove), and its position is updated. A handle that holds
+//! *n* entries takes 4*n* bytes of the store's capacity, at least 128. An
+//! insert reserves the room for its hold before it makes the entry, so
+//! that a made entry is always held. There is no count of holders in the
+//! entry: a removed entry is freed once no slot names it.
 //!
-//! All of this changes under the directory lock: a slot's list when its
-//! store handle first holds an entry and when its last handle of it drops,
-//! an entry's count with it. A process killed in the middle of any of it
-//! leaves the directory lock poisoned, and the rebuild (see
+//! # Holds without the lock
+//!
+//! One rule keeps a held entry's bytes from being given to another entry:
+//! **a LIVE or REMOVED entry is freed only under the directory lock, and
+//! only when it is REMOVED and no used handle slot names it**, in its hold
+//! list or as its pending hold (`Heap::settle` in `src/store/heap.rs`,
+//! which scans the slots below the mark and their lists: the cost of a
+//! removal grows with the handles open and the entries they hold, not with
+//! the slots a store could have). A pending hold is the index of an entry the slot's process
+//! is about to hold, or, with bit 32 set (*letting go*), one it is letting
+//! go of: the latter protects nothing and only tells whoever clears a dead
+//! slot where to look.
+//!
+//! `get` holds an entry without the lock in four steps, all by the slot's
+//! own process (its threads take turns through the handle's map of held
+//! entries, which also moves the list):
+//!
+//! 1. it finds the entry as `contains` does, in a read of the directory no
+//!    change overlapped, at directory counter *g*, and checks its type (if
+//!    another handle of the same store handle holds the entry already,
+//!    the counter still at *g* is all it needs: nothing is written);
+//! 2. it stores the entry's index as the pending hold, then a sequentially
+//!    consistent fence;
+//! 3. it loads the directory's counter: if it is not *g*, a change began
+//!    (the entry may be gone): the pending hold becomes a letting go, then
+//!    a fence, then the entry's state is read; only a REMOVED entry is left
+//!    to settle, under the lock, by this thread. `get` then takes the lock
+//!    and looks up again;
+//! 4. otherwise it writes the entry at the end of its list, then the
+//!    length (release), then clears the pending hold (release).
+//!
+//! A removal (under the lock) begins a change of the directory (the counter
+//! odd), marks the entry REMOVED, makes a sequentially consistent fence, and
+//! scans: pending holds (acquire), then each list's length (acquire) and
+//! entries. The fences order each pair of a store then a load: either the
+//! removal's scan comes after the `get`'s pending hold and sees it, or the
+//! `get`'s load of the counter (step 3) comes after the change began and
+//! sees it. In the first case the entry is not freed, and the pending hold
+//! is either completed into the list (seen by the next scan; a pending hold
+//! read as cleared shows the list entry written before it) or given up with
+//! the entry found REMOVED and settled by the `get`. In the second, the
+//! `get` never writes the entry into its list. So no `get` holds an entry
+//! that a removal frees, and no removed entry is left unfreed: a `get` that
+//! gave up reads the state after its own fence, so either it sees REMOVED
+//! or the removal's scan saw the pending hold already cleared and freed the
+//! entry itself.
+//!
+//! Letting go (the drop of a store handle's last entry handle on an entry)
+//! is the mirror: a letting go names the entry as the pending hold, the
+//! entry leaves the list (the moved entry first, then the length,
+//! release), a fence, then the state: a REMOVED entry is settled under the
+//! lock (freed if nobody names it), otherwise the pending hold is cleared
+//! and nothing else is done. The scan of a removal that ran meanwhile either
+//! saw the list without the entry (and freed it, or left it to another
+//! holder) or came before, and then its REMOVED is seen here. While one of
+//! its threads settles, a handle's other threads hold and let go under the
+//! lock, so that the letting go stays in the pending hold until the entry
+//! is freed.
+//!
+//! A process killed at any step leaves its slot naming at most what it
+//! holds or is about to hold or let go of: the slot is cleared when the
+//! process is found dead (`reclaim`, or the rebuild), and every REMOVED
+//! entry its list or pending hold named is freed then unless another slot
+//! names it. The rebuild after a dead holder of the directory lock begins a
+//! change first, so holds in flight in other processes give up or are seen,
+//! as against a removal.
+//!
+//! A slot's list changes in the store without the lock only by its own
+//! process; it is moved only under the lock and by its own process, so its
+//! place is stable while a scan runs under the lock. A process killed while
+//! its list moves leaves the directory lock poisoned, and the rebuild (see
 //! [Recovery](#recovery)) clears the slots of dead processes, frees every
-//! HOLDS block no live slot names (their lists, and a move cut short),
-//! recomputes every entry's count from the live slots' lists, and frees
-//! REMOVED entries left with none. A live slot's list that is not a HOLDS
-//! block of its own is `Corrupt` (nothing it may hold is freed); list
-//! entries that name no entry are not counted.
+//! HOLDS block no live slot names (their lists, and a move cut short), and
+//! frees REMOVED entries no live slot names. A live slot's list that is not
+//! a HOLDS block of its own is `Corrupt` (nothing it may hold is freed).
 //!
-//! A removed entry with a count of 0 is freed at once; otherwise it is
-//! REMOVED, and freed by the `unhold` that brings its count to 0. Removal
-//! scans no slot. Entries whose last holders died are freed by `reclaim`
-//! (called by `free_bytes`, by an insert or a hold list that finds no room,
-//! and by `register` when the table is full): it asks whether each slot
-//! below the mark is alive (one OFD lock query each: see
-//! [the lock](super::lock)), and for each dead one walks its list,
-//! counting each entry down and freeing REMOVED ones that reach 0, then
-//! frees the list and clears the slot; a live slot's empty list is freed
-//! too. It never walks the heap. A list
-//! forged by a peer is read through the same checks (its block, owner and
-//! length; each entry named must be an entry's block outside what this
-//! process holds), and an entry reaching 0 through a dead slot's list is
-//! freed only if no live slot's list names it, so forged lists never free
-//! an entry a live handle holds. [`Store::check`](crate::Store::check)
-//! verifies the table and the lists against the counts, and reports a
-//! mismatch, a HOLDS block no slot names, or a REMOVED entry held by no one
-//! as `Corrupt`.
+//! Entries whose last holders died are freed by `reclaim` (called by
+//! `free_bytes`, by an insert or a hold list that finds no room, and by
+//! `register` when the table is full): it asks whether each slot below the
+//! mark is alive (one OFD lock query each: see [the lock](super::lock)),
+//! and for each dead one gathers what its list and pending hold name,
+//! frees the list, clears the slot, and settles each REMOVED entry
+//! gathered. It never walks the heap. A list forged by a peer is read
+//! through the same checks (its block, owner and length; each entry named
+//! must be an entry's block outside what this process holds), and an
+//! entry is freed only if no slot names it, so forged lists never free an
+//! entry a live handle holds (they can keep a removed entry from being
+//! freed, as a live holder does). [`Store::check`](crate::Store::check)
+//! verifies the table and the lists, and reports a HOLDS block no slot
+//! names, a list naming a block that is no entry, or a REMOVED entry no
+//! slot names as `Corrupt`.
 //!
 //! ```
 //! use shmstore::Store;

@@ -174,17 +174,24 @@
 //!
 //! # The store
 //!
-//! `compare/store.sh` (output in `docs/measurements/2026-12-07/store-grows/`;
+//! `compare/store.sh` (output in `docs/measurements/2026-12-08/store/`;
 //! 2-vCPU VM with nothing else running; ns per lookup of a random key,
 //! medians of 7 batches of 200,000, Boost.Interprocess's `find` and a std
 //! `HashMap` in the same run):
 //!
 //! | what | 10 keys | 1,000 keys | 100,000 keys |
 //! |---|---|---|---|
-//! | Boost `managed_shared_memory::find<uint64_t>` | 55.7 | 157 | 506 |
-//! | `contains` | 13.2 (0.24x Boost) | 18.1 (0.11x) | 207 (0.41x) |
-//! | `get::<u64>` + drop of the handle | 214 (3.85x) | 224 (1.42x) | 585 (1.16x) |
-//! | std `HashMap<String, u64>::get` | 14.3 | 17.9 | 106 |
+//! | Boost `managed_shared_memory::find<uint64_t>` | 66.5 | 190 | 693 |
+//! | `contains` | 15.9 (0.24x Boost) | 21.4 (0.11x) | 268 (0.39x) |
+//! | `get::<u64>` + drop of the handle | 243 (3.66x) | 244 (1.28x) | 955 (1.38x) |
+//! | std `HashMap<String, u64>::get` | 14.2 | 21.2 | 136 |
+//!
+//! The VM was slower that day than in the run of 2026-12-07
+//! (`docs/measurements/2026-12-07/store-grows/`: Boost 55.7 / 157 / 506,
+//! `get` + drop 214 / 224 / 585), most at 100,000 keys; the build before
+//! `get` took no lock gave `get` + drop 264 / 282 / 974 ns against 243 /
+//! 251 / 976 for this one, run in turn three times each (`store_bench
+//! --lookups`).
 //!
 //! The same run before stores could grow (`docs/measurements/2026-12-07/store/`)
 //! gave `contains` 11.5 / 17.1 / 207 ns and `get` + drop 203 / 210 / 606 ns,
@@ -198,11 +205,29 @@
 //!   unlock 19.9 ns for an entry against 20.2 ns for a `Shared<u64>` in its
 //!   own segment (0.98), `snapshot()` 1.84 against 1.79 ns (1.03), in one
 //!   run of `store_bench` (`docs/measurements/2026-11-27/store/bench.txt`).
-//! - Most of a `get` is holding the entry (under the directory lock, which
-//!   its drop takes again) and making the handle, yet it was 19 times
-//!   cheaper than opening a segment of its own already when it cost 367 ns
-//!   (against 6.9 µs, same run). Keep handles rather than looking entries
-//!   up for every use.
+//! - Most of a `get` is holding the entry (a sequentially consistent fence
+//!   to name it as this handle's pending hold, and one more when the drop
+//!   lets go: see [holds without the
+//!   lock](crate::_design::store#holds-without-the-lock)) and making and
+//!   freeing the handle (two allocations, a map of held entries behind a
+//!   mutex), yet it was 19 times cheaper than opening a segment of its own
+//!   already when it cost 367 ns (against 6.9 µs, same run). Keep handles
+//!   rather than looking entries up for every use.
+//! - A `get` and its drop take no lock in the usual case, so they do not
+//!   wait for other processes' inserts, removals and listings, nor for
+//!   each other: with 4 processes doing `get` + drop on 2 vCPUs, 13.0
+//!   million in 5 s, against 3.0 million when each took the directory lock
+//!   twice; with one process getting while another lists 100,000 entries
+//!   again and again, no `get` took over 1 ms (longest 459 µs), against 21
+//!   over 1 ms and a longest of 15.6 ms before (`cargo run --release
+//!   --example load -- 10 1 list`, and `-- 10 4 list`: both builds in
+//!   `docs/measurements/2026-12-08/load-list/`).
+//! - A removal looks at every store handle open (its pending hold and its
+//!   hold list) to see whether anyone holds the entry: about 9 ns per
+//!   handle. An insert + remove took 0.88 µs with one store handle open and
+//!   37 µs with 4,096 (0.83 and 0.88 µs before `get` took no lock; `cargo
+//!   run --release --example store_handles`,
+//!   `docs/measurements/2026-12-08/handles/`).
 //! - Lookups do less than they did (counted in instructions, which
 //!   the machine's load does not change: `compare/lookup_parts.py`, see
 //!   `docs/store-lookup.md`): `contains` takes no lock, allocates nothing
@@ -213,18 +238,16 @@
 //!   about 2,500, two allocations instead of ten). Keys are hashed 8 bytes
 //!   at a time, and a bucket carries 32 bits of its key's hash, so a probe
 //!   past other keys reads no entry: a hit reads the bucket's line and the
-//!   entry's first two. What is left of `get` + drop is mostly the hold
-//!   bookkeeping and the directory lock, taken once by `get` and once by
-//!   the drop.
+//!   entry's first two. What is left of `get` + drop is the hold (the
+//!   fences above), the handle-side bookkeeping and making the handle.
 //! - A `get` whose store handle does not hold the entry yet appends it to
-//!   the handle's hold list and counts it in the entry (a drop swaps it out
-//!   again): a few stores, the same with 1 or 4,096 store handles open
-//!   (`get` + drop 206.7 and 206.6 ns). Recovering the holds of killed
-//!   processes costs one presence query per slot in use and a step per
-//!   entry the dead handles held: 1.7 ms for 4,095 handles of 16 killed
-//!   processes, beside 43 µs for the heap walk `free_bytes` makes anyway.
-//!   `cargo run --release --example store_handles` prints both
-//!   (`docs/measurements/2026-12-07/store/handles.txt`).
+//!   the handle's hold list (a drop swaps it out again): a few stores, the
+//!   same with 1 or 4,096 store handles open (`get` + drop 238.7 and 234.9
+//!   ns). Recovering the holds of killed processes costs one presence
+//!   query per slot in use and a step per entry the dead handles held: 1.8
+//!   ms for 4,095 handles of 16 killed processes, beside 69 µs for the
+//!   heap walk `free_bytes` makes anyway. `cargo run --release --example
+//!   store_handles` prints both (`docs/measurements/2026-12-08/handles/`).
 //! - Growth costs the insert that triggers it, under the directory lock: a
 //!   `posix_fallocate` of the new room (tmpfs allocates its pages), a walk
 //!   of the heap to find its last block, and, when the key index fills, a
@@ -254,7 +277,9 @@
 //!   took over 1 ms and 1 over 2 ms, 6.7 ms: the pieces bound the work
 //!   done under the lock, not how long the scheduler may keep a process
 //!   that holds it off its CPU
-//!   (`docs/measurements/2026-12-07/store/load-list.txt`).
+//!   (`docs/measurements/2026-12-07/store/load-list.txt`). Since `get`
+//!   takes no lock, the same run gives 6.9 million gets while listing, none
+//!   over 1 ms (see above).
 //!
 //! # The mirror
 //!

@@ -40,8 +40,8 @@
 //!   `generation()`, `wait_for_change()`, everything a single-value segment
 //!   has, through the same slot (lock, write counter, value). Entries never
 //!   contend with each other; the store's directory has a lock of its own,
-//!   taken by `get`, `insert`, `remove` and `entries`, not by `lock()` on an
-//!   entry.
+//!   taken by `insert`, `remove` and `entries` (and by `get` only when a
+//!   change overlaps it), not by `lock()` on an entry.
 //! - **Backends**: [`Store::create`](crate::Store::create) / `open` /
 //!   `open_or_create` take a name, a `SysvKey` or a `Path`, as `Shared`
 //!   does; [`SharedOptions::create_store`](crate::SharedOptions::create_store)

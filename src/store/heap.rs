@@ -6,7 +6,7 @@
 //! `shmstore::_design::store` (src/_design/store.rs).
 
 use std::cell::Cell;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::atomic::{fence, AtomicU64, Ordering, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
@@ -16,14 +16,16 @@ use crate::sys::mapping::Mapping;
 /// `format` before the first directory lock formats the heap.
 const UNFORMATTED: u32 = 0;
 /// `format` of a formatted store of this build.
-/// "ST03": a heap that grows in place up to [`M_MAX_HEAP`], its bucket
+/// "ST04": a heap that grows in place up to [`M_MAX_HEAP`], its bucket
 /// table moved to a TABLE block of the heap when it fills ([`M_TABLE`]);
 /// keys hashed by [`hash`] (8 bytes at a time), 8-byte buckets with a tag
-/// ([`BUCKET_BYTES`]), 4,096 handle slots with hold lists and a holder
-/// count per entry. "ST02" stores (the same without growth) and "ST01"
-/// stores (FNV-1a, 64 slots, holder bits) are refused, as the store's
-/// fingerprint includes this word.
-pub(crate) const FORMATTED: u32 = 0x5354_3033; // "ST03"
+/// ([`BUCKET_BYTES`]), 4,096 handle slots whose hold lists name the
+/// entries they hold, with a pending hold each ([`L_PENDING`]), so that a
+/// `get` holds an entry without the directory lock. "ST03" stores (the
+/// same with a holder count per entry, holds taken under the lock), "ST02"
+/// stores (without growth) and "ST01" stores (FNV-1a, 64 slots, holder
+/// bits) are refused, as the store's fingerprint includes this word.
+pub(crate) const FORMATTED: u32 = 0x5354_3034; // "ST04"
 /// `format` while [`Heap::format`] runs: left only by a process that died
 /// formatting, whose heap holds no entry yet, so it is formatted again.
 const FORMATTING: u32 = 0x5354_3030; // "ST00"
@@ -99,9 +101,8 @@ const B_VALUE_SIZE: usize = 40;
 const B_VALUE_ALIGN: usize = 48; // u16
 const B_SCHEMA_LEN: usize = 50; // u16
 const B_VALUE_OFFSET: usize = 52;
-/// How many handle slots hold the entry (a count, rebuilt from the slots'
-/// hold lists by recovery).
-const B_HOLDERS: usize = 56;
+/// Unused (8 bytes, written 0): "ST03" counted the entry's holders here.
+const B_RESERVED: usize = 56;
 /// Where the key starts.
 const B_KEY: usize = 64;
 /// Bytes of an entry's lock and versions, before its value.
@@ -122,9 +123,18 @@ const TABLE: u32 = 0x5441_424c;
 const L_OWNER: usize = 20;
 /// How many entries it names (u32).
 const L_LEN: usize = 24;
+/// The slot's pending hold (u64): the block index of an entry its process
+/// is about to hold without the directory lock (low 32 bits), which no
+/// removal frees meanwhile; with [`DROPPING`] set, the index of one it is
+/// letting go of, which protects nothing but tells whoever clears a dead
+/// slot where to look; 0 for none. See `_design::store`, "Holds without
+/// the lock".
+const L_PENDING: usize = 32;
 /// Where the entries' block indexes (u32 each) start.
-const L_ITEMS: usize = 32;
-/// The size of a slot's first hold list (24 entries); a full list moves to a
+const L_ITEMS: usize = 40;
+/// In [`L_PENDING`]: an entry being let go of, not held.
+const DROPPING: u64 = 1 << 32;
+/// The size of a slot's first hold list (22 entries); a full list moves to a
 /// block twice its size.
 const FIRST_LIST: u64 = 128;
 
@@ -1272,6 +1282,22 @@ impl Heap<'_> {
         }
     }
 
+    /// [`lookup`](Heap::lookup) for a read without the lock, which builds
+    /// no error: the entry of `key` (`Some(None)` for none, or a store
+    /// never formatted); `None` if a bucket or the entry's header does not
+    /// check (the lookup under the lock says why).
+    #[inline]
+    pub(crate) fn lookup_shape(&self, key: &[u8]) -> Option<Option<Shape>> {
+        if !self.formatted() {
+            return Some(None);
+        }
+        match self.probe(key) {
+            Probe::Found { at, .. } => self.shape(at).ok().map(Some),
+            Probe::Missing => Some(None),
+            Probe::Damaged(_) => None,
+        }
+    }
+
     /// Whether `key` is in the directory: a LIVE entry holds it (the
     /// entry's other header fields are checked when it is used).
     pub(crate) fn contains(&self, key: &[u8]) -> Result<bool> {
@@ -1432,7 +1458,9 @@ impl Heap<'_> {
         held: &dyn Fn(usize, usize) -> bool,
     ) -> Result<usize> {
         let (_, layout) = Self::plan_entry(new);
-        let at = self.take_room(layout.block, held)?;
+        // Our own empty hold list may go if there is no room: the hold is
+        // made room for next, in a place of its own.
+        let at = self.take_room_for(layout.block, held, slot)?;
         match self.room_to_hold(slot, held) {
             Ok(_) => Ok(at),
             Err(Error::StoreFull { needed, .. }) => {
@@ -1469,12 +1497,23 @@ impl Heap<'_> {
     /// reclaiming dead processes' holds if there is none at first;
     /// [`Error::StoreFull`] if there is none then either.
     fn take_room(&self, need: u64, held: &dyn Fn(usize, usize) -> bool) -> Result<usize> {
+        self.take_room_for(need, held, usize::MAX)
+    }
+
+    /// [`take_room`](Heap::take_room), whose reclaiming also frees the
+    /// empty hold list of slot `own` (see [`reclaim`](Heap::reclaim)).
+    fn take_room_for(
+        &self,
+        need: u64,
+        held: &dyn Fn(usize, usize) -> bool,
+        own: usize,
+    ) -> Result<usize> {
         if let Some(at) = self.take(need, held)? {
             return Ok(at);
         }
         // Entries removed while held by processes that have died since:
         // their space is free now.
-        self.reclaim(held)?;
+        self.reclaim(held, own)?;
         if let Some(at) = self.take(need, held)? {
             return Ok(at);
         }
@@ -1694,11 +1733,8 @@ impl Heap<'_> {
         self.set_bucket(t, i, bucket_word(self.index_of(at), h));
         let used = self.used().saturating_add(self.size_of(at)?);
         self.set_u64(self.meta(M_USED), used);
-        if self.u64(old.at + B_HOLDERS) == 0 {
-            self.free(old.at)?;
-        } else {
-            self.set_u32(old.at + B_STATE, REMOVED);
-        }
+        self.set_u32(old.at + B_STATE, REMOVED);
+        self.settle(old.at)?;
         self.set_u64(self.meta(M_REPLACING), 0);
         self.entry(at)
     }
@@ -1721,7 +1757,7 @@ impl Heap<'_> {
             .atomic_u16(at + B_SCHEMA_LEN)
             .store(new.schema.len() as u16, Relaxed);
         self.set_u32(at + B_VALUE_OFFSET, layout.value as u32);
-        self.set_u64(at + B_HOLDERS, 0);
+        self.set_u64(at + B_RESERVED, 0);
         let flags = self.entry_flags();
         // SAFETY: the block is RESERVED: no bucket, free list or handle
         // points at it, so no process following the protocol reads or
@@ -1744,19 +1780,57 @@ impl Heap<'_> {
         h
     }
 
-    /// Takes the entry found in bucket `i` out of the directory; frees it
-    /// at once if no handle slot holds it, else marks it REMOVED (the last
-    /// [`unhold`](Heap::unhold), or [`reclaim`](Heap::reclaim) of its dead
-    /// holders, frees it).
+    /// Takes the entry found in bucket `i` out of the directory and marks
+    /// it REMOVED; frees it at once if no handle slot names it (see
+    /// [`settle`](Heap::settle)), else the last slot to let go frees it.
     pub(crate) fn remove(&self, i: u64, entry: &EntryMeta) -> Result<()> {
         self.delete_bucket(i)?;
         self.set_u64(self.meta(M_ENTRIES), self.entries().saturating_sub(1));
-        if self.u64(entry.at + B_HOLDERS) == 0 {
-            self.free(entry.at)
-        } else {
-            self.set_u32(entry.at + B_STATE, REMOVED);
-            Ok(())
+        self.set_u32(entry.at + B_STATE, REMOVED);
+        self.settle(entry.at)
+    }
+
+    /// Under the lock: frees the entry at `at` if it is REMOVED and no
+    /// handle slot names it (see [`named`](Heap::named)); otherwise a
+    /// holder still has it, and its letting go settles it again.
+    pub(crate) fn settle(&self, at: usize) -> Result<()> {
+        if self.state(at) == REMOVED && !self.named(self.index_of(at)) {
+            self.free(at)?;
         }
+        Ok(())
+    }
+
+    /// Whether a used handle slot names the entry of block index `index`:
+    /// its hold list has it, or its pending hold is it (a pending hold
+    /// marked [`DROPPING`] names nothing). Scans the slots below the mark,
+    /// and the lists they name.
+    ///
+    /// The fence first pairs with the one of a hold without the lock
+    /// (`Store::get`): whoever set the entry REMOVED, or began the change
+    /// of the directory that removes it, before this fence, either is seen
+    /// by the holder checking after its own fence, or sees the holder's
+    /// pending hold here; and a pending hold read as cleared (acquire)
+    /// shows the list entry written before it was cleared.
+    fn named(&self, index: u32) -> bool {
+        fence(Ordering::SeqCst);
+        (0..self.mark()).any(|slot| {
+            self.u32(self.handle_at(slot) + H_PID) != 0 && self.slot_names(slot, index, false)
+        })
+    }
+
+    /// Whether handle slot `slot` names block index `index`; a pending hold
+    /// marked [`DROPPING`] counts only if `dropping`. A list that does not
+    /// check names nothing.
+    fn slot_names(&self, slot: usize, index: u32, dropping: bool) -> bool {
+        let Ok(Some(list)) = self.hold_list(slot) else {
+            return false;
+        };
+        let pending = self.pending(&list);
+        if pending != 0 && pending as u32 == index && (pending & DROPPING == 0 || dropping) {
+            return true;
+        }
+        let len = self.list_len(&list);
+        (0..len).any(|i| self.item(&list, i) == index)
     }
 
     // ---- Hold lists ----
@@ -1795,12 +1869,34 @@ impl Heap<'_> {
         self.set_u32(list.at + L_ITEMS + 4 * i as usize, index);
     }
 
+    /// The list's length now (acquire: the entries below it were written
+    /// before it), at most its room.
+    fn list_len(&self, list: &HoldList) -> u32 {
+        self.map
+            .atomic_u32(list.at + L_LEN)
+            .load(Ordering::Acquire)
+            .min(list.room)
+    }
+
+    /// The list's pending hold ([`L_PENDING`]), acquired.
+    fn pending(&self, list: &HoldList) -> u64 {
+        self.map
+            .atomic_u64(list.at + L_PENDING)
+            .load(Ordering::Acquire)
+    }
+
+    fn set_pending(&self, list: &HoldList, v: u64, order: Ordering) {
+        self.map.atomic_u64(list.at + L_PENDING).store(v, order);
+    }
+
     /// Handle slot `slot`'s hold list with room for one more entry: its
     /// first (a 128-byte block), or a full one moved to a block twice its
     /// size (allocate, copy, switch the slot's index, free the old one: a
     /// process killed in between leaves a HOLDS block no slot names, which
     /// recovery frees). [`Error::StoreFull`] if there is no room for it.
-    /// `held` is as for `take`.
+    /// `held` is as for `take`. Only the slot's own process moves its
+    /// list, under the lock and its map of held entries (no hold without
+    /// the lock runs meanwhile).
     pub(crate) fn room_to_hold(
         &self,
         slot: usize,
@@ -1822,6 +1918,8 @@ impl Heap<'_> {
             room: ((size - L_ITEMS as u64) / 4).min(u64::from(u32::MAX)) as u32,
             len,
         };
+        let pending = old.map_or(0, |l| self.pending(&l));
+        self.set_pending(&list, pending, Relaxed);
         if let Some(old) = &old {
             for i in 0..len {
                 self.set_item(&list, i, self.item(old, i));
@@ -1836,10 +1934,10 @@ impl Heap<'_> {
         Ok(list)
     }
 
-    /// Handle slot `slot` holds the entry at `at` from now on: one more in
-    /// the entry's count, and the entry at the end of the slot's hold list;
-    /// returns its position there (for [`unhold`](Heap::unhold)).
-    /// [`Error::StoreFull`] if the list must grow and there is no room.
+    /// Under the lock: handle slot `slot` holds the entry at `at` from now
+    /// on, at the end of its hold list; returns its position there (for
+    /// [`unhold`](Heap::unhold)). [`Error::StoreFull`] if the list must
+    /// grow and there is no room.
     pub(crate) fn hold(
         &self,
         at: usize,
@@ -1847,40 +1945,37 @@ impl Heap<'_> {
         held: &dyn Fn(usize, usize) -> bool,
     ) -> Result<u32> {
         let list = self.room_to_hold(slot, held)?;
-        self.set_item(&list, list.len, self.index_of(at));
-        self.set_u32(list.at + L_LEN, list.len + 1);
-        let count = self.u64(at + B_HOLDERS).saturating_add(1);
-        self.set_u64(at + B_HOLDERS, count);
-        Ok(list.len)
+        Ok(self.append(&list, at))
     }
 
-    /// Handle slot `slot` no longer holds the entry at `at`, at position
-    /// `pos` of its hold list: the last entry of the list takes its place
-    /// (returned, as a block offset, if there was one after it), the
-    /// entry's count goes down, and the entry is freed if it was removed
-    /// and that was its last holder. A list left empty is kept for the
-    /// next hold ([`reclaim`](Heap::reclaim) frees it).
-    pub(crate) fn unhold(&self, at: usize, slot: usize, pos: u32) -> Result<Option<usize>> {
-        let state = self.state(at);
-        if state != LIVE && state != REMOVED {
-            return Err(self.corrupt("a held entry's block was freed".into()));
-        }
-        let list = self.hold_list(slot)?;
-        let Some(list) = list.filter(|l| pos < l.len && self.item(l, pos) == self.index_of(at))
-        else {
+    /// Puts the entry at `at` at the end of `list` (which has room): the
+    /// entry first, then the length (release). Returns its position.
+    fn append(&self, list: &HoldList, at: usize) -> u32 {
+        self.set_item(list, list.len, self.index_of(at));
+        self.map
+            .atomic_u32(list.at + L_LEN)
+            .store(list.len + 1, Ordering::Release);
+        list.len
+    }
+
+    /// Takes the entry at position `pos` of `list` out (it must be the
+    /// entry at `at`): the last entry of the list takes its place (the
+    /// entry first, then the length, release, so that a scan always finds
+    /// every entry still held). Returns the moved entry's block offset, if
+    /// one moved.
+    fn take_out(&self, list: &HoldList, at: usize, pos: u32) -> Result<Option<usize>> {
+        if pos >= list.len || self.item(list, pos) != self.index_of(at) {
             return Err(self.corrupt(format!(
-                "handle slot {slot}'s hold list lost an entry it holds"
+                "handle slot {}'s hold list lost an entry it holds",
+                self.u32(list.at + L_OWNER)
             )));
-        };
-        let last = list.len - 1;
-        let moved = self.item(&list, last);
-        self.set_item(&list, pos, moved);
-        self.set_u32(list.at + L_LEN, last);
-        let count = self.u64(at + B_HOLDERS).saturating_sub(1);
-        self.set_u64(at + B_HOLDERS, count);
-        if state == REMOVED && count == 0 {
-            self.free(at)?;
         }
+        let last = list.len - 1;
+        let moved = self.item(list, last);
+        self.set_item(list, pos, moved);
+        self.map
+            .atomic_u32(list.at + L_LEN)
+            .store(last, Ordering::Release);
         Ok(if pos < last {
             self.block_at(moved).ok()
         } else {
@@ -1888,21 +1983,140 @@ impl Heap<'_> {
         })
     }
 
+    /// Under the lock: handle slot `slot` no longer holds the entry at
+    /// `at`, at position `pos` of its hold list ([`take_out`]); the entry is
+    /// freed if it was removed and nobody else names it. Returns the entry
+    /// moved to `pos`, if any. A list left empty is kept for the next hold.
+    pub(crate) fn unhold(&self, at: usize, slot: usize, pos: u32) -> Result<Option<usize>> {
+        let state = self.state(at);
+        if state != LIVE && state != REMOVED {
+            return Err(self.corrupt("a held entry's block was freed".into()));
+        }
+        let Some(list) = self.hold_list(slot)? else {
+            return Err(self.corrupt(format!(
+                "handle slot {slot}'s hold list lost an entry it holds"
+            )));
+        };
+        let moved = self.take_out(&list, at, pos)?;
+        self.settle(at)?;
+        Ok(moved)
+    }
+
+    // ---- Holds without the lock (see `_design::store`) ----
+
+    /// Handle slot `slot`'s hold list, if it has one with room for another
+    /// entry: what a hold without the lock needs (else it takes the lock).
+    pub(crate) fn list_with_room(&self, slot: usize) -> Option<HoldList> {
+        match self.hold_list(slot) {
+            Ok(Some(list)) if list.len < list.room => Some(list),
+            _ => None,
+        }
+    }
+
+    /// Handle slot `slot`'s hold list, as [`hold_list`](Heap::hold_list)
+    /// checks it; `None` if it has none or it does not check.
+    pub(crate) fn own_list(&self, slot: usize) -> Option<HoldList> {
+        self.hold_list(slot).ok().flatten()
+    }
+
+    /// First step of a hold without the lock: names the entry at `at` as
+    /// `list`'s pending hold, then a sequentially consistent fence (it pairs
+    /// with the one in [`named`](Heap::named)). The caller then checks that
+    /// the directory did not change since it found the entry: if so, no
+    /// removal can have freed it, and none frees it before
+    /// [`finish_hold`](Heap::finish_hold) or [`abandon`](Heap::abandon).
+    pub(crate) fn begin_hold(&self, list: &HoldList, at: usize) {
+        // Relaxed, then the fence: the store and the caller's next load are
+        // the pair the fence orders (a store with SeqCst as well would be a
+        // second full barrier on x86-64, for nothing).
+        self.set_pending(list, u64::from(self.index_of(at)), Relaxed);
+        fence(Ordering::SeqCst);
+    }
+
+    /// Last step of a hold without the lock: the entry goes into the list,
+    /// then the pending hold is cleared (release). Returns its position.
+    pub(crate) fn finish_hold(&self, list: &HoldList, at: usize) -> u32 {
+        let pos = self.append(list, at);
+        self.set_pending(list, 0, Ordering::Release);
+        pos
+    }
+
+    /// Gives a pending hold of the entry at `at` up (the directory changed
+    /// after `begin_hold`): the pending hold becomes a [`DROPPING`] one,
+    /// then a sequentially consistent fence, then the entry's state. `true`
+    /// if the entry is REMOVED: a removal may have left it to this slot,
+    /// and the caller must [`settle`](Heap::settle) it under the lock, then
+    /// [`clear_pending`](Heap::clear_pending); `false`: the pending hold is
+    /// cleared and nothing is left to do.
+    pub(crate) fn abandon(&self, list: &HoldList, at: usize) -> bool {
+        let index = u64::from(self.index_of(at));
+        self.set_pending(list, index | DROPPING, Relaxed);
+        fence(Ordering::SeqCst);
+        let removed = self.state(at) == REMOVED;
+        if !removed {
+            self.set_pending(list, 0, Relaxed);
+        }
+        removed
+    }
+
+    /// Lets go of the entry at `at`, at position `pos` of `list`, without
+    /// the lock: a [`DROPPING`] pending hold names it first (for whoever
+    /// clears this slot if the process dies next), then [`take_out`], a
+    /// sequentially consistent fence and the entry's state. `Ok(true)` if
+    /// it is REMOVED: the caller must [`settle`](Heap::settle) it under the
+    /// lock, then [`clear_pending`](Heap::clear_pending). The second value
+    /// is the entry moved to `pos`, if any.
+    pub(crate) fn let_go_quiet(
+        &self,
+        list: &HoldList,
+        at: usize,
+        pos: u32,
+    ) -> Result<(bool, Option<usize>)> {
+        let index = u64::from(self.index_of(at));
+        self.set_pending(list, index | DROPPING, Relaxed);
+        let moved = match self.take_out(list, at, pos) {
+            Ok(moved) => moved,
+            Err(e) => {
+                self.set_pending(list, 0, Relaxed);
+                return Err(e);
+            }
+        };
+        fence(Ordering::SeqCst);
+        let removed = self.state(at) == REMOVED;
+        if !removed {
+            self.set_pending(list, 0, Relaxed);
+        }
+        Ok((removed, moved))
+    }
+
+    /// Clears handle slot `slot`'s pending hold, if it has a list.
+    pub(crate) fn clear_pending(&self, slot: usize) {
+        if let Some(list) = self.own_list(slot) {
+            self.set_pending(&list, 0, Relaxed);
+        }
+    }
+
     /// Frees removed entries whose holders have all died: forgets the
     /// holds of every dead process's handle slot (below the mark) and
-    /// clears the slot; and frees the empty hold lists of live slots (their
-    /// next hold makes a new one). Costs one presence query per slot used
-    /// and a step per hold of the dead slots, never a walk of the heap.
-    /// `held` is as for `take`.
-    pub(crate) fn reclaim(&self, held: &dyn Fn(usize, usize) -> bool) -> Result<()> {
+    /// clears the slot; and frees the empty hold list of slot `own` (the
+    /// caller's, whose holds without the lock its map of held entries,
+    /// held by the caller, keeps out meanwhile; `usize::MAX` for none).
+    /// Other live slots keep their lists: their processes may be writing
+    /// to them. Costs one presence query per slot used and a step per
+    /// hold of the dead slots, never a walk of the heap. `held` is as for
+    /// `take`.
+    pub(crate) fn reclaim(&self, held: &dyn Fn(usize, usize) -> bool, own: usize) -> Result<()> {
         let mut dead = Vec::new();
         for slot in (0..self.mark()).filter(|&s| self.u32(self.handle_at(s) + H_PID) != 0) {
             if !self.handle_alive(slot) {
                 dead.push(slot);
-            } else if let Ok(Some(list)) = self.hold_list(slot) {
-                if list.len == 0 && !held(list.at, list.at + L_ITEMS) {
-                    self.set_u32(self.handle_at(slot) + H_LIST, 0);
-                    self.free(list.at)?;
+            } else if slot == own {
+                if let Ok(Some(list)) = self.hold_list(slot) {
+                    if list.len == 0 && self.pending(&list) == 0 && !held(list.at, list.at + L_ITEMS)
+                    {
+                        self.set_u32(self.handle_at(slot) + H_LIST, 0);
+                        self.free(list.at)?;
+                    }
                 }
             }
         }
@@ -1910,61 +2124,46 @@ impl Heap<'_> {
     }
 
     /// Forgets the holds of handle slots `slots` (dead, or this process's
-    /// own being given back) and clears them: each held entry's count goes
-    /// down, removed entries left with none are freed, and so are the
-    /// slots' hold lists. A list or an entry of it that does not check is
-    /// skipped (recovery frees a HOLDS block no slot names); an entry
-    /// reaching 0 is freed only if no other slot's list names it, so that
-    /// a forged list never frees an entry a live handle holds.
+    /// own being given back) and clears them: their lists are freed, and
+    /// each entry they named (in the list or as the pending hold) that is
+    /// REMOVED is freed if no other slot names it. A list or an entry of
+    /// it that does not check is skipped (recovery frees a HOLDS block no
+    /// slot names), so a forged list never frees an entry a live handle
+    /// holds.
     fn forget(&self, slots: &[usize], held: &dyn Fn(usize, usize) -> bool) -> Result<()> {
         let mut candidates = Vec::new();
         for &slot in slots {
             if let Ok(Some(list)) = self.hold_list(slot) {
                 let end = list.at + L_ITEMS + 4 * list.room as usize;
                 if !held(list.at, end) {
-                    for i in 0..list.len {
-                        if let Some(at) = self.let_go(self.item(&list, i), held) {
-                            candidates.push(at);
-                        }
+                    let pending = self.pending(&list);
+                    if pending != 0 {
+                        candidates.push(pending as u32);
                     }
+                    candidates.extend((0..list.len).map(|i| self.item(&list, i)));
                     self.free(list.at)?;
                 }
             }
             self.clear_handle(slot);
         }
-        if candidates.is_empty() {
-            return Ok(());
-        }
-        let mut named = HashSet::new();
-        for slot in (0..self.mark()).filter(|&s| self.u32(self.handle_at(s) + H_PID) != 0) {
-            if let Ok(Some(list)) = self.hold_list(slot) {
-                named.extend((0..list.len).map(|i| self.item(&list, i)));
-            }
-        }
-        for at in candidates {
-            let unheld = self.state(at) == REMOVED && self.u64(at + B_HOLDERS) == 0;
-            if unheld && !named.contains(&self.index_of(at)) {
-                self.free(at)?;
+        for index in candidates {
+            if let Some(at) = self.removed_entry(index, held) {
+                self.settle(at)?;
             }
         }
         Ok(())
     }
 
-    /// One hold less on the entry of block index `index`, if it names an
-    /// entry outside what this process holds; returns the entry if it is
-    /// removed and has no holder left.
-    fn let_go(&self, index: u32, held: &dyn Fn(usize, usize) -> bool) -> Option<usize> {
+    /// The REMOVED entry of block index `index`, if it names one outside
+    /// what this process holds.
+    fn removed_entry(&self, index: u32, held: &dyn Fn(usize, usize) -> bool) -> Option<usize> {
         let at = self.block_at(index).ok()?;
-        let state = self.state(at);
         // A header is never inside a value this process holds: bytes there
         // are not a header, whatever they say.
-        if (state != LIVE && state != REMOVED) || held(at, at + B_KEY) || self.entry(at).is_err()
-        {
+        if self.state(at) != REMOVED || held(at, at + B_KEY) || self.entry(at).is_err() {
             return None;
         }
-        let count = self.u64(at + B_HOLDERS).saturating_sub(1);
-        self.set_u64(at + B_HOLDERS, count);
-        (state == REMOVED && count == 0).then_some(at)
+        Some(at)
     }
 
     // ---- Handle slots ----
@@ -2015,7 +2214,7 @@ impl Heap<'_> {
                 mark
             }
             None => {
-                self.reclaim(&|_, _| false)?;
+                self.reclaim(&|_, _| false, usize::MAX)?;
                 (0..mark).find(free).ok_or_else(|| Error::HandleLimit {
                     name: self.label.to_owned(),
                     limit: HANDLE_SLOTS,
@@ -2272,9 +2471,11 @@ impl Heap<'_> {
     /// Checks the handle table and the holds, given the heap's entry blocks
     /// and HOLDS blocks (in heap order): the mark is at most
     /// [`HANDLE_SLOTS`]; each used slot's hold list checks, is a HOLDS
-    /// block of its own and names entries only, each once; every HOLDS
-    /// block is a used slot's list; every entry's count is the number of
-    /// lists naming it; and no removed entry is left without a holder.
+    /// block of its own and names entries only; every HOLDS block is a used
+    /// slot's list; and no removed entry is left that no slot names (in its
+    /// list or as its pending hold, letting go included: such a slot's
+    /// process frees the entry next). A list may name an entry twice for a
+    /// moment while a process lets go of one without the lock.
     fn check_holds(&self, entries: &[usize], lists: &[usize]) -> Result<()> {
         let mark = self.u64(self.meta(M_SLOTS));
         if mark > HANDLE_SLOTS as u64 {
@@ -2282,8 +2483,14 @@ impl Heap<'_> {
                 "it says {mark} handle slots were used, of {HANDLE_SLOTS}"
             )));
         }
-        let mut counts = vec![0u64; entries.len()];
+        fence(Ordering::SeqCst);
+        let mut named_entry = vec![false; entries.len()];
         let mut named = vec![false; lists.len()];
+        let entry_of = |index: u32| {
+            self.block_at(index)
+                .ok()
+                .and_then(|at| entries.binary_search(&at).ok())
+        };
         for slot in 0..self.mark() {
             let at = self.handle_at(slot);
             if self.u32(at + H_PID) == 0 {
@@ -2303,20 +2510,16 @@ impl Heap<'_> {
                     )))
                 }
             }
-            let mut mine = HashSet::new();
-            for i in 0..list.len {
+            let pending = self.pending(&list);
+            if pending != 0 {
+                if let Some(k) = entry_of(pending as u32) {
+                    named_entry[k] = true;
+                }
+            }
+            for i in 0..self.list_len(&list) {
                 let index = self.item(&list, i);
-                let k = self
-                    .block_at(index)
-                    .ok()
-                    .and_then(|at| entries.binary_search(&at).ok());
-                match k {
-                    Some(k) if mine.insert(k) => counts[k] += 1,
-                    Some(_) => {
-                        return Err(self.corrupt(format!(
-                            "handle slot {slot}'s hold list names an entry twice"
-                        )))
-                    }
+                match entry_of(index) {
+                    Some(k) => named_entry[k] = true,
                     None => {
                         return Err(self.corrupt(format!(
                             "handle slot {slot}'s hold list names block {index}, not an entry"
@@ -2328,20 +2531,12 @@ impl Heap<'_> {
         if named.contains(&false) {
             return Err(self.corrupt("a hold list belongs to no handle slot".into()));
         }
-        for (&at, &count) in entries.iter().zip(&counts) {
-            let says = self.u64(at + B_HOLDERS);
-            let key = || String::from_utf8_lossy(&self.entry(at).map(|e| e.key).unwrap_or_default())
-                .into_owned();
-            if says != count {
+        for (&at, &held) in entries.iter().zip(&named_entry) {
+            if !held && self.state(at) == REMOVED {
+                let key = String::from_utf8_lossy(&self.entry(at).map(|e| e.key).unwrap_or_default())
+                    .into_owned();
                 return Err(self.corrupt(format!(
-                    "entry `{}` says {says} handle slots hold it, their hold lists say {count}",
-                    key()
-                )));
-            }
-            if count == 0 && self.state(at) == REMOVED {
-                return Err(self.corrupt(format!(
-                    "removed entry `{}` is held by no handle but was not freed",
-                    key()
+                    "removed entry `{key}` is held by no handle but was not freed"
                 )));
             }
         }
@@ -2408,7 +2603,7 @@ impl Heap<'_> {
         self.finish_replacement()?;
         let table = self.table()?;
         let mut table_seen = table.block.is_none();
-        let (keep, counts) = self.recount_holds()?;
+        let (keep, named) = self.named_holds()?;
 
         // Pass 1: normalise states and merge free neighbours, each merge
         // one store of a size.
@@ -2425,9 +2620,7 @@ impl Heap<'_> {
                 RESERVED => state = FREE,
                 LIVE | REMOVED => {
                     self.entry(at)?;
-                    let holders = counts.get(&at).copied().unwrap_or(0);
-                    self.set_u64(at + B_HOLDERS, holders);
-                    if state == REMOVED && holders == 0 {
+                    if state == REMOVED && !named.contains(&self.index_of(at)) {
                         state = FREE;
                     }
                 }
@@ -2502,26 +2695,26 @@ impl Heap<'_> {
         Ok(())
     }
 
-    /// The holds as the live handle slots' lists say: clears dead
-    /// processes' slots (their lists are then named by no slot), and
-    /// returns the HOLDS blocks live slots name (in heap order) and how
-    /// many of their lists name each entry block. A list entry that names
-    /// no entry is not counted; a live slot whose list is not a HOLDS
-    /// block of its own is [`Error::Corrupt`] (its holds are unknown, and
-    /// nothing it may hold is freed).
-    fn recount_holds(&self) -> Result<(HashSet<usize>, HashMap<usize, u64>)> {
-        let mut entries = Vec::new();
+    /// The holds as the live handle slots say: clears dead processes'
+    /// slots (their lists are then named by no slot), and returns the
+    /// HOLDS blocks live slots name (in heap order) and the block indexes
+    /// they name, in their lists or as a pending hold (not one marked
+    /// [`DROPPING`]), as [`named`](Heap::named) counts them. A live slot
+    /// whose list is not a HOLDS block of its own is [`Error::Corrupt`]
+    /// (its holds are unknown, and nothing it may hold is freed).
+    fn named_holds(&self) -> Result<(HashSet<usize>, HashSet<u32>)> {
         let mut lists = Vec::new();
         self.walk(|at, _, state| {
-            match state {
-                LIVE | REMOVED => entries.push(at),
-                HOLDS => lists.push(at),
-                _ => {}
+            if state == HOLDS {
+                lists.push(at);
             }
             Ok(())
         })?;
+        // After the change of the directory this recovery began: as in
+        // `named`.
+        fence(Ordering::SeqCst);
         let mut keep = HashSet::new();
-        let mut counts = HashMap::new();
+        let mut named = HashSet::new();
         for slot in 0..self.mark() {
             if self.u32(self.handle_at(slot) + H_PID) == 0 || !self.handle_alive(slot) {
                 self.clear_handle(slot);
@@ -2535,21 +2728,20 @@ impl Heap<'_> {
                     "handle slot {slot}'s hold list is not a block of its own"
                 )));
             }
-            for i in 0..list.len {
-                if let Ok(at) = self.block_at(self.item(&list, i)) {
-                    if entries.binary_search(&at).is_ok() {
-                        *counts.entry(at).or_insert(0) += 1;
-                    }
-                }
+            let pending = self.pending(&list);
+            if pending != 0 && pending & DROPPING == 0 {
+                named.insert(pending as u32);
             }
+            named.extend((0..self.list_len(&list)).map(|i| self.item(&list, i)));
         }
-        Ok((keep, counts))
+        Ok((keep, named))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashMap;
 
     // The key hash of `k`, `key/99999` and a 20-byte key, worked out
     // independently of this code (from its definition, byte by byte).
@@ -2912,9 +3104,9 @@ mod tests {
     }
 
     /// One slot holding many entries: its list grows (moving to blocks
-    /// twice the size) and lets go in any order, counts and lists checking
-    /// at every step; removed entries are freed with their last hold, and
-    /// an emptied list is freed.
+    /// twice the size) and lets go in any order, the lists checking at
+    /// every step; removed entries are freed with their last hold, and an
+    /// emptied list is freed by its own slot's `reclaim`.
     #[test]
     fn a_hold_list_grows_moves_and_lets_go_in_any_order() {
         let (map, geo) = test_heap(1 << 16);
@@ -2948,7 +3140,12 @@ mod tests {
             heap.check().unwrap();
         }
         assert_eq!(heap.hold_list(slot).unwrap().unwrap().len, 0);
-        heap.reclaim(&|_, _| false).unwrap();
+        heap.reclaim(&|_, _| false, usize::MAX).unwrap();
+        assert!(
+            heap.hold_list(slot).unwrap().is_some(),
+            "another slot's empty list stays: its process may hold again without the lock"
+        );
+        heap.reclaim(&|_, _| false, slot).unwrap();
         assert!(heap.hold_list(slot).unwrap().is_none(), "an empty list is freed");
         for i in (0..100).filter(|i| i % 3 != 0) {
             let (b, e) = heap.find(format!("k{i}").as_bytes()).unwrap().unwrap();
@@ -2961,31 +3158,174 @@ mod tests {
 
     /// A move of a full hold list cut short (the larger block made, the
     /// slot not switched to it): `check` finds a list no slot names, and
-    /// recovery frees it, keeps the slot's list and recounts every entry.
+    /// recovery frees it and keeps the slot's list; a removed entry that no
+    /// slot names (left by a process killed as it let go) is freed too.
     #[test]
     fn recovery_frees_a_hold_list_whose_move_was_cut_short() {
         let (map, geo) = test_heap(1 << 16);
         let heap_views = heap_of(&map, geo);
         let heap = heap_views.heap();
         let slot = heap.register().unwrap();
-        let (made, _) = made_and_held(&heap, slot, 24);
+        let (made, _) = made_and_held(&heap, slot, 22);
         let list = heap.hold_list(slot).unwrap().unwrap();
-        assert_eq!((list.len, list.room), (24, 24), "a full first list");
+        assert_eq!((list.len, list.room), (22, 22), "a full first list");
         let free = heap.space().unwrap().free;
         // The first steps of `room_to_hold`'s move.
         let at = heap.take_room(256, &|_, _| false).unwrap();
         heap.set_u32(at + L_OWNER, slot as u32);
-        heap.set_u32(at + L_LEN, 24);
+        heap.set_u32(at + L_LEN, 22);
         heap.set_u32(at + B_STATE, HOLDS);
         heap.set_u64(heap.meta(M_USED), heap.used() + 256);
-        // And a count gone wrong, as a kill between two stores leaves it.
-        heap.set_u64(made[5] + B_HOLDERS, 7);
         assert!(heap.check().is_err());
         heap.recover().unwrap();
         heap.check().unwrap();
         assert_eq!(heap.space().unwrap().free, free);
         assert_eq!(heap.hold_list(slot).unwrap().unwrap().at, list.at);
-        assert_eq!(heap.u64(made[5] + B_HOLDERS), 1);
+
+        // Entry 5 out of the list (its last entry in its place) and
+        // removed, but not freed: as a process killed between letting go
+        // and settling leaves it, its pending hold gone with its slot.
+        let size = heap.size_of(made[5]).unwrap();
+        heap.take_out(&list, made[5], 5).unwrap();
+        let (b, e) = heap.find(b"k5").unwrap().unwrap();
+        heap.delete_bucket(b).unwrap();
+        heap.set_u64(heap.meta(M_ENTRIES), heap.entries() - 1);
+        heap.set_u32(e.at + B_STATE, REMOVED);
+        assert!(heap.check().is_err(), "a removed entry nobody names");
+        heap.recover().unwrap();
+        heap.check().unwrap();
+        assert_eq!(heap.space().unwrap().free, free + size);
+    }
+
+    /// The hold list of a fresh slot holding entry `k0` (made here), and
+    /// the entry `k1`, made and held by no one.
+    fn slot_with_list(heap: &Heap<'_>) -> (usize, HoldList, usize) {
+        let slot = heap.register().unwrap();
+        let (made, _) = made_and_held(heap, slot, 1);
+        let value = [3u8; 8];
+        let new = NewEntry {
+            key: b"k1",
+            ..entry_of(&value, 1)
+        };
+        let at = bare_reserve(heap, &new).unwrap();
+        let e = heap.fill(at, &new).unwrap();
+        assert_ne!(e.at, made[0]);
+        (slot, heap.hold_list(slot).unwrap().unwrap(), e.at)
+    }
+
+    fn remove_key(heap: &Heap<'_>, key: &[u8]) {
+        let (b, e) = heap.find(key).unwrap().unwrap();
+        heap.remove(b, &e).unwrap();
+    }
+
+    /// A hold without the lock: the entry named as pending is not freed by
+    /// a removal; given up, it is REMOVED, and settling frees it. A hold
+    /// that completes puts it in the list.
+    #[test]
+    fn a_pending_hold_keeps_a_removed_entry_until_it_is_given_up() {
+        let (map, geo) = test_heap(1 << 16);
+        let heap_views = heap_of(&map, geo);
+        let heap = heap_views.heap();
+        let (slot, list, k1) = slot_with_list(&heap);
+        let free = heap.space().unwrap().free;
+
+        heap.begin_hold(&list, k1);
+        remove_key(&heap, b"k1");
+        assert_eq!(heap.state(k1), REMOVED, "a pending hold names it");
+        assert_eq!(heap.space().unwrap().free, free);
+        heap.check().unwrap();
+        assert!(heap.abandon(&list, k1), "given up, it is found REMOVED");
+        assert_eq!(heap.pending(&list), u64::from(heap.index_of(k1)) | DROPPING);
+        heap.check().unwrap();
+        heap.settle(k1).unwrap();
+        heap.clear_pending(slot);
+        assert!(heap.space().unwrap().free > free, "settled: freed");
+        heap.check().unwrap();
+
+        // A pending hold of a live entry, given up: nothing to settle.
+        let (_, e0) = heap.find(b"k0").unwrap().unwrap();
+        heap.begin_hold(&list, e0.at);
+        assert!(!heap.abandon(&list, e0.at));
+        assert_eq!(heap.pending(&list), 0);
+
+        // One that completes.
+        let value = [3u8; 8];
+        let new = NewEntry {
+            key: b"k2",
+            ..entry_of(&value, 1)
+        };
+        let at = bare_reserve(&heap, &new).unwrap();
+        let k2 = heap.fill(at, &new).unwrap().at;
+        let list = heap.hold_list(slot).unwrap().unwrap();
+        heap.begin_hold(&list, k2);
+        assert_eq!(heap.finish_hold(&list, k2), 1);
+        assert_eq!(heap.pending(&list), 0);
+        remove_key(&heap, b"k2");
+        assert_eq!(heap.state(k2), REMOVED, "the list names it");
+        heap.check().unwrap();
+        heap.unhold(k2, slot, 1).unwrap();
+        assert_eq!(heap.state(k2), FREE);
+        heap.check().unwrap();
+    }
+
+    /// Letting go without the lock: a live entry is simply out of the
+    /// list; a removed one is named by the DROPPING pending hold until
+    /// settled. A dead slot's pending holds, of either kind, are freed
+    /// when the slot is forgotten.
+    #[test]
+    fn letting_go_without_the_lock_and_dead_slots_pending_holds() {
+        let (map, geo) = test_heap(1 << 16);
+        let heap_views = heap_of(&map, geo);
+        let heap = heap_views.heap();
+        let (slot, list, k1) = slot_with_list(&heap);
+        let (_, e0) = heap.find(b"k0").unwrap().unwrap();
+        let k0 = e0.at;
+
+        // k0 let go while live.
+        assert_eq!(heap.let_go_quiet(&list, k0, 0).unwrap(), (false, None));
+        assert_eq!(heap.pending(&list), 0);
+        assert_eq!(heap.hold_list(slot).unwrap().unwrap().len, 0);
+        assert!(
+            heap.let_go_quiet(&heap.hold_list(slot).unwrap().unwrap(), k0, 0)
+                .is_err(),
+            "an entry the list does not have"
+        );
+        assert_eq!(heap.pending(&list), 0);
+
+        // k1 held, removed, let go: REMOVED, named by DROPPING until settled.
+        let pos = heap.hold(k1, slot, &|_, _| false).unwrap();
+        remove_key(&heap, b"k1");
+        let list = heap.hold_list(slot).unwrap().unwrap();
+        assert_eq!(heap.let_go_quiet(&list, k1, pos).unwrap(), (true, None));
+        assert_eq!(heap.state(k1), REMOVED);
+        heap.check().unwrap();
+        heap.settle(k1).unwrap();
+        heap.clear_pending(slot);
+        assert_eq!(heap.state(k1), FREE);
+        heap.check().unwrap();
+
+        // A dead slot's pending hold (a hold or a letting go) frees its
+        // removed entry when the slot is forgotten.
+        for dropping in [0, DROPPING] {
+            let value = [3u8; 8];
+            let new = NewEntry {
+                key: b"k3",
+                ..entry_of(&value, 1)
+            };
+            let at = bare_reserve(&heap, &new).unwrap();
+            let k3 = heap.fill(at, &new).unwrap().at;
+            let list = heap.hold_list(slot).unwrap().unwrap();
+            heap.begin_hold(&list, k3);
+            remove_key(&heap, b"k3");
+            assert_eq!(heap.state(k3), REMOVED);
+            heap.set_pending(&list, u64::from(heap.index_of(k3)) | dropping, Relaxed);
+            heap.forget(&[slot], &|_, _| false).unwrap();
+            assert_eq!(heap.state(k3), FREE, "dropping: {}", dropping != 0);
+            heap.check().unwrap();
+            let slot2 = heap.register().unwrap();
+            assert_eq!(slot2, slot);
+            heap.room_to_hold(slot, &|_, _| false).unwrap();
+        }
     }
 
     /// Makes the entry `key` in `heap` as a store does: a larger bucket

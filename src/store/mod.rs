@@ -6,6 +6,7 @@ mod reader;
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -35,8 +36,8 @@ pub use reader::StoreReader;
 /// at least.
 const PIECE_PAUSE: Duration = Duration::from_micros(20);
 
-/// How many times [`Store::contains`] reads the directory without its lock
-/// before it takes the lock: changes are short, so a read overlapped by
+/// How many times [`Store::contains`] and [`Store::get`] read the directory
+/// without its lock before they take the lock: changes are short, so a read overlapped by
 /// this many is rare, and one left unfinished by a process that died needs
 /// the lock to be repaired.
 const QUIET_TRIES: u32 = 8;
@@ -186,8 +187,15 @@ struct Inner {
     /// (`SharedOptions::poisoning`).
     poisoning: bool,
     /// How many entry handles of this store handle hold each entry (by
-    /// block offset). Changed only under the directory lock.
+    /// block offset). A thread changes it, and this handle's hold list in
+    /// the store, only while it holds this mutex (and, to move the list,
+    /// the directory lock).
     held: Mutex<BTreeMap<usize, Holds>>,
+    /// Set (under `held`) while a thread of this handle settles an entry it
+    /// let go of or gave up (`Heap::settle`, under the directory lock), its
+    /// hold list's pending hold naming it: holds and letting go without
+    /// the lock wait for it to end by taking the lock themselves.
+    settling: AtomicBool,
 }
 
 /// One entry, as [`Store::entries`] lists it.
@@ -276,6 +284,7 @@ impl Store {
             slot: usize::MAX,
             poisoning: opts.poisoning,
             held: Mutex::new(BTreeMap::new()),
+            settling: AtomicBool::new(false),
         };
         let slot = {
             let dir = inner.lock()?;
@@ -293,8 +302,28 @@ impl Store {
     /// Fails with [`Error::NotFound`] if there is no such key, and with
     /// [`Error::LayoutMismatch`] (naming both types) if the entry holds
     /// another type, or another layout of `T`.
+    ///
+    /// Takes no lock in the usual case: the directory is read as
+    /// [`contains`](Store::contains) reads it, and the entry is held through
+    /// this handle's own list in the store, so a `get` does not wait for
+    /// other processes' inserts, removals or listings unless one overlaps
+    /// it (see [the design](crate::_design::store#holds-without-the-lock)).
     pub fn get<T: Shareable>(&self, key: &str) -> Result<Shared<T>> {
         let key = check_key(key)?;
+        for _ in 0..QUIET_TRIES {
+            match self.get_quiet::<T>(key) {
+                Quiet::Done(got) => return self.inner.intact(got),
+                Quiet::Again => std::hint::spin_loop(),
+                Quiet::Lock => break,
+            }
+        }
+        self.get_locked(key)
+    }
+
+    /// [`get`](Store::get) under the directory lock: when the read without
+    /// it did not answer.
+    #[cold]
+    fn get_locked<T: Shareable>(&self, key: &str) -> Result<Shared<T>> {
         let mut dir = self.inner.lock()?;
         let got = match dir.heap().lookup(key.as_bytes())? {
             Some((_, e)) => self.handle(&mut dir, key, &e),
@@ -303,6 +332,78 @@ impl Store {
             }),
         };
         self.inner.intact(got)
+    }
+
+    /// [`get`](Store::get) without the directory lock, in the usual case:
+    /// the entry found in a read of the directory that no change overlapped,
+    /// checked to be a `T`, then held through this handle's hold list (see
+    /// `_design::store`, "Holds without the lock"). [`Quiet::Again`] when
+    /// a change overlapped; [`Quiet::Lock`] when the lock must answer (the
+    /// entry is not a `T`, the hold list is full or absent, anything that
+    /// does not check: the lock says what is wrong).
+    #[inline]
+    fn get_quiet<T: Shareable>(&self, key: &str) -> Quiet<Result<Shared<T>>> {
+        let inner = &*self.inner;
+        let heap = Heap::for_probe(&inner.map, &inner.geo, &inner.label, &inner.room);
+        let versions = inner.versions();
+        let Some((found, generation)) =
+            reader::read_quiet(|| &heap, versions, |h| h.lookup_shape(key.as_bytes()))
+        else {
+            return Quiet::Again;
+        };
+        let e = match found {
+            Some(Some(e)) => e,
+            Some(None) => {
+                return Quiet::Done(Err(Error::NotFound {
+                    name: self.entry_label(key),
+                }))
+            }
+            None => return Quiet::Lock,
+        };
+        if e.fingerprint != T::FINGERPRINT
+            || e.value_size != std::mem::size_of::<T>()
+            || e.value_align != std::mem::align_of::<T>()
+        {
+            return Quiet::Lock;
+        }
+        let end = e.at + e.layout.value + e.value_size;
+        let mut held = inner.held();
+        if overlaps_held(&held, e.at, end) {
+            return Quiet::Lock;
+        }
+        if let Some(h) = held.get_mut(&e.at) {
+            // This handle holds the block: nothing to write in the store,
+            // once the directory is seen unchanged since the look-up (the
+            // block is then still the entry found, not one made in its
+            // place after the look-up and held since by another thread).
+            if versions.seq_now() != generation << 1 {
+                return Quiet::Again;
+            }
+            h.count += 1;
+            drop(held);
+            return Quiet::Done(self.entry_handle(e.meta(key.as_bytes())));
+        }
+        if inner.settling.load(Ordering::Relaxed) {
+            return Quiet::Lock;
+        }
+        let heap = inner.heap();
+        let Some(list) = heap.list_with_room(inner.slot) else {
+            return Quiet::Lock;
+        };
+        heap.begin_hold(&list, e.at);
+        if versions.seq_now() != generation << 1 {
+            // A change began since the read: the entry may be gone.
+            if heap.abandon(&list, e.at) {
+                inner.settling.store(true, Ordering::Relaxed);
+                drop(held);
+                inner.settle(e.at);
+            }
+            return Quiet::Again;
+        }
+        let pos = heap.finish_hold(&list, e.at);
+        held.insert(e.at, Holds::first(e.at + e.layout.value, end, pos));
+        drop(held);
+        Quiet::Done(self.entry_handle(e.meta(key.as_bytes())))
     }
 
     /// The entry `key` as a `T`, created with `value` if there is none.
@@ -585,7 +686,7 @@ impl Store {
         let held = self.inner.held();
         let free = dir
             .heap()
-            .reclaim(&|start, end| meets_held(&held, start, end))
+            .reclaim(&|start, end| meets_held(&held, start, end), self.inner.slot)
             .and_then(|()| dir.heap().space())
             .map(|s| s.free as usize);
         self.inner.intact(free)
@@ -642,7 +743,8 @@ impl Store {
 
     /// Checks the store's directory and heap through and through: every
     /// block, free list, bucket and counter, the handle table, and each
-    /// handle's hold list against the entries' counts of holders. `Ok` means consistent;
+    /// handle's hold list (every entry it names is one, every removed entry
+    /// is named by a handle). `Ok` means consistent;
     /// [`Error::Corrupt`] says what is wrong. Takes the directory lock for
     /// a time proportional to the number of entries; meant for tests,
     /// tools and diagnostics, not for every operation.
@@ -686,9 +788,9 @@ impl Store {
 
     /// Records that one more handle of this store handle holds the entry
     /// `e`, under the directory lock: the first puts the entry in this
-    /// handle's hold list in the store (one more in the entry's count) and
-    /// notes where; later ones only count here, and the last to drop
-    /// takes it out again ([`EntryRef`]'s drop).
+    /// handle's hold list in the store and notes where; later ones only
+    /// count here, and the last to drop takes it out again ([`EntryRef`]'s
+    /// drop).
     ///
     /// Refuses an entry whose bytes overlap those of another entry this
     /// process holds: a directory forged by a peer can place an entry
@@ -697,14 +799,7 @@ impl Store {
     fn hold(&self, dir: &mut Dir<'_>, e: &EntryMeta) -> Result<()> {
         let end = e.at + e.layout.value + e.value_size;
         let mut held = self.inner.held();
-        let before = held.range(..=e.at).next_back().map(|(&s, h)| (s, h.end));
-        let after = held.range(e.at + 1..).next().map(|(&s, _)| s);
-        let overlaps = match before {
-            Some((s, hi)) if s == e.at => hi != end,
-            Some((_, hi)) => hi > e.at,
-            None => false,
-        } || after.is_some_and(|s| s < end);
-        if overlaps {
+        if overlaps_held(&held, e.at, end) {
             return Err(Error::Corrupt {
                 name: self.inner.label.to_string(),
                 reason: format!(
@@ -723,15 +818,7 @@ impl Store {
                 meets_held(&held, start, end)
             })
         })?;
-        held.insert(
-            e.at,
-            Holds {
-                count: 1,
-                value: e.at + e.layout.value,
-                end,
-                pos,
-            },
-        );
+        held.insert(e.at, Holds::first(e.at + e.layout.value, end, pos));
         Ok(())
     }
 
@@ -1052,6 +1139,29 @@ pub(crate) fn check_key(key: &str) -> Result<&str> {
     Ok(key)
 }
 
+/// What a try without the directory lock came to.
+enum Quiet<R> {
+    /// The answer.
+    Done(R),
+    /// A change of the directory overlapped it: try again.
+    Again,
+    /// Take the lock (it says what is wrong, or does what needs it).
+    Lock,
+}
+
+/// Whether an entry whose block starts at `at` and whose value ends at
+/// `end` would share bytes with an entry this process holds (other than
+/// itself, held with the same extent).
+fn overlaps_held(held: &BTreeMap<usize, Holds>, at: usize, end: usize) -> bool {
+    let before = held.range(..=at).next_back().map(|(&s, h)| (s, h.end));
+    let after = held.range(at + 1..).next().map(|(&s, _)| s);
+    (match before {
+        Some((s, hi)) if s == at => hi != end,
+        Some((_, hi)) => hi > at,
+        None => false,
+    }) || after.is_some_and(|s| s < end)
+}
+
 /// Whether bytes `start..end` of the store's mapping meet the value of an
 /// entry this process holds, which a guard may be handing out as `&mut`
 /// (held entries never overlap each other: going back from the last that
@@ -1229,6 +1339,21 @@ impl Inner {
         self.held.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// For a thread that let go of (or gave up) the entry at `at` without
+    /// the lock and found it REMOVED, with `settling` set and this handle's
+    /// pending hold naming it: frees the entry under the directory lock if
+    /// nobody else names it, then clears the pending hold and `settling`.
+    /// Called without `held` (the lock comes first).
+    #[cold]
+    fn settle(&self, at: usize) {
+        if let Ok(dir) = self.lock() {
+            let _ = dir.heap().settle(at);
+        }
+        let _held = self.held();
+        self.heap().clear_pending(self.slot);
+        self.settling.store(false, Ordering::Relaxed);
+    }
+
     /// Takes the directory lock, rebuilding the directory if its last
     /// holder died (or panicked) holding it.
     fn lock(&self) -> Result<Dir<'_>> {
@@ -1310,6 +1435,19 @@ struct Holds {
     pos: u32,
 }
 
+impl Holds {
+    /// The first handle's hold of an entry whose value spans `value..end`,
+    /// at position `pos` of the hold list.
+    fn first(value: usize, end: usize, pos: u32) -> Holds {
+        Holds {
+            count: 1,
+            value,
+            end,
+            pos,
+        }
+    }
+}
+
 /// The directory lock, held.
 struct Dir<'a> {
     inner: &'a Inner,
@@ -1359,6 +1497,48 @@ impl KeepsMapped for EntryRef {
 
 impl Drop for EntryRef {
     fn drop(&mut self) {
+        let store = &*self.store;
+        let mut held = store.held();
+        let Some(h) = held.get_mut(&self.at) else {
+            return;
+        };
+        if h.count > 1 {
+            h.count -= 1;
+            return;
+        }
+        // The last handle of this store handle on the entry: out of the
+        // hold list, without the lock unless someone is settling.
+        let pos = h.pos;
+        let heap = store.heap();
+        if !store.settling.load(Ordering::Relaxed) {
+            if let Some(list) = heap.own_list(store.slot) {
+                let let_go = heap.let_go_quiet(&list, self.at, pos);
+                held.remove(&self.at);
+                // A list that does not say what this process wrote (a peer
+                // changed it) is left as it is, as under the lock.
+                let Ok((removed, moved)) = let_go else {
+                    return;
+                };
+                if let Some(m) = moved.and_then(|moved| held.get_mut(&moved)) {
+                    m.pos = pos;
+                }
+                if removed {
+                    store.settling.store(true, Ordering::Relaxed);
+                    drop(held);
+                    store.settle(self.at);
+                }
+                return;
+            }
+        }
+        drop(held);
+        self.drop_locked();
+    }
+}
+
+impl EntryRef {
+    /// [`drop`](Drop::drop) under the directory lock.
+    #[cold]
+    fn drop_locked(&mut self) {
         let Ok(dir) = self.store.lock() else {
             return;
         };

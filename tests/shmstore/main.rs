@@ -99,6 +99,9 @@ mod reliability {
     /// Lock words, store handle slots and System V stand-ins written by a
     /// peer that does not own them: no hang, at worst a poisoned take-over.
     mod forged;
+    /// A model check of holds on store entries taken and let go without
+    /// the directory lock.
+    mod holds_model;
     /// Hostile bytes written over any part of a segment or store.
     mod hostile;
     /// Forked children, memfd descriptors sent to other processes, and the

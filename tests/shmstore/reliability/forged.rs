@@ -16,12 +16,12 @@
 //!    within 1 s.
 //! 3. Store handle slots forged to name a live process, a dead one or
 //!    garbage, with hold lists that are not theirs or not lists, and an
-//!    entry's count of holders forged: the store keeps working, `check`
-//!    says what is wrong, the removed entry's space comes back once the
-//!    live process is gone and the directory is rebuilt, and new handles
-//!    find slots wherever the forged ones name nobody. A dead process's
-//!    hold list forged in every way never frees an entry a live handle
-//!    holds.
+//!    entry's unused header field (where holders were once counted)
+//!    forged: the store keeps working, `check` says what is wrong, the
+//!    removed entry's space comes back once the live process is gone, a
+//!    rebuild of the directory keeps it so, and new handles find slots
+//!    wherever the forged ones name nobody. A dead process's hold list
+//!    forged in every way never frees an entry a live handle holds.
 //! 4. The stand-in of a System V segment (a FIFO, a symbolic link, a
 //!    directory, another user's file, a file whose incarnation bytes a
 //!    peer read-locks): opening answers at once with a typed error that
@@ -369,8 +369,8 @@ fn index_of_entry(path: &Path, key: &str) -> u32 {
     panic!("no entry {key}");
 }
 
-/// Adds `delta` to the count of handle slots holding the entry keyed `key`
-/// (at +56 of its block).
+/// Adds `delta` to the unused field of the entry keyed `key`'s header (at
+/// +56 of its block, where holders were once counted).
 fn forge_count(path: &Path, key: &str, delta: u64) {
     let index = index_of_entry(path, key);
     let b = std::fs::read(path).unwrap();
@@ -443,7 +443,7 @@ fn forged_handle_slots_and_counts_neither_hang_nor_keep_space_forever() {
         forge_slot(&path, at + i, pid, list, x);
     }
     forge_mark(&path, at + forged.len());
-    // And a count of holders no list accounts for.
+    // And the unused header field, where holders were once counted.
     forge_count(&path, "doomed", 5);
 
     let name = seg.name().to_owned();
@@ -464,16 +464,18 @@ fn forged_handle_slots_and_counts_neither_hang_nor_keep_space_forever() {
     );
     live.close_stdin();
     live.wait_success();
-    // The forged count keeps the entry until the directory is rebuilt from
-    // the hold lists, as after a crash: then it comes back.
-    assert!(after.free_bytes().unwrap() < free);
-    forge_dead_directory_holder(&path);
+    // No slot names the entry once the live process is gone (the forged
+    // field counts for nothing): its space comes back, and stays back
+    // through a rebuild of the directory, as after a crash. (Asked of
+    // `store`, which frees its own empty hold list first.)
     assert!(
-        common::eventually(Duration::from_secs(5), || after.free_bytes().unwrap()
+        common::eventually(Duration::from_secs(5), || store.free_bytes().unwrap()
             == free),
         "the space comes back once no live process holds the entry: {} of {free}",
-        after.free_bytes().unwrap()
+        store.free_bytes().unwrap()
     );
+    forge_dead_directory_holder(&path);
+    assert_eq!(store.free_bytes().unwrap(), free);
     after.check().unwrap();
 
     // Every used slot forged to name nobody: new handles still find slots.

@@ -364,18 +364,19 @@ const ENTRY_FIELDS: [(&str, usize, usize); 11] = [
     ("value align", 48, 2),
     ("schema length", 50, 2),
     ("value offset", 52, 4),
-    ("holder count", 56, 8),
+    ("reserved (unused)", 56, 8),
 ];
 /// A table block's header fields (src/store/heap.rs), before its buckets.
 const TABLE_FIELDS: [(&str, usize, usize); 3] =
     [("size", 0, 8), ("prev_size", 8, 8), ("state", 16, 4)];
 /// A hold list's header fields (src/store/heap.rs), before its entries.
-const HOLDS_FIELDS: [(&str, usize, usize); 5] = [
+const HOLDS_FIELDS: [(&str, usize, usize); 6] = [
     ("size", 0, 8),
     ("prev_size", 8, 8),
     ("state", 16, 4),
     ("owner slot", 20, 4),
     ("length", 24, 4),
+    ("pending hold", 32, 8),
 ];
 const FREE_FIELDS: [(&str, usize, usize); 5] = [
     ("size", 0, 8),
@@ -584,11 +585,11 @@ impl StoreLayout {
                     for (name, at, len) in HOLDS_FIELDS {
                         t.push(field(format!("{what} {name}"), "hold list", b.at + at, len));
                     }
-                    t.push(field(format!("{what} first"), "hold list", b.at + 32, 4));
+                    t.push(field(format!("{what} first"), "hold list", b.at + 40, 4));
                     t.push(area(
                         format!("{what} entries"),
                         "hold list",
-                        b.at + 32..b.at + b.size,
+                        b.at + 40..b.at + b.size,
                     ));
                 }
                 None => {

@@ -1158,8 +1158,13 @@ fn a_removed_entry_lives_on_in_its_handles_until_the_last_is_dropped() {
     drop(old_elsewhere);
     assert_eq!(
         store.free_bytes().unwrap(),
+        both + one,
+        "the entry is free; `other`'s hold list, now empty, stays with `other`"
+    );
+    assert_eq!(
+        other.free_bytes().unwrap(),
         both + one + common::HOLD_LIST,
-        "the entry and `other`'s hold list, now empty, are free"
+        "...which frees it when asked for free space"
     );
     store.check().unwrap();
 
