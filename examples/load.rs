@@ -26,11 +26,12 @@
 //!    while this process lists the store (`entries()`) again and again;
 //!    it prints, for each half, the longest single `get`, the 99.99th
 //!    percentile and how many took over 1 ms and over 2 ms (a listing holds
-//!    the directory lock, which `get` takes, only in short pieces), how long
-//!    a listing took, and checks that every listing found every entry. With
-//!    PROCS 1 (`load 10 1 list`) one process gets while this one lists, so
-//!    on two CPUs neither waits for a CPU: what is left of a long `get` is
-//!    the lock, and the scheduler's and the machine's own pauses.
+//!    the directory lock only in short pieces, and `get` takes it only
+//!    when a change overlaps it), how long a listing took, and checks that
+//!    every listing found every entry. With PROCS 1 (`load 10 1 list`) one
+//!    process gets while this one lists, so on two CPUs neither waits for a
+//!    CPU: what is left of a long `get` is the scheduler's and the
+//!    machine's own pauses.
 //!
 //! For each of the first three it prints a table per process (acquisitions, share of a fair
 //! 1/PROCS, the longest single `lock()` and how many took over 50 ms, time

@@ -1,6 +1,6 @@
-//! What many `Store` handles cost: a `get` + drop with 1 and with 4,096
-//! store handles open on the store, and freeing what processes holding
-//! 4,096 handles in all held, after they were killed.
+//! What many `Store` handles cost: a `get` + drop and an insert + remove
+//! with 1 and with 4,096 store handles open on the store, and freeing what
+//! processes holding 4,096 handles in all held, after they were killed.
 //!
 //! ```text
 //! cargo run --release --example store_handles          # about ten seconds
@@ -10,8 +10,10 @@
 //! 1. `get::<u64>(key)` + drop of the handle, the same key, by one store
 //!    handle, while that handle is the only one open, and again while
 //!    4,095 more are open (each holding an entry of its own, so that every
-//!    slot is used and has a hold list). Each figure is the median, with
-//!    min-max, of 7 timed batches.
+//!    slot is used and has a hold list). Then an insert + remove of a key
+//!    nobody else holds, the same way: a removal looks at every slot in use
+//!    and its list, to see whether anyone holds the entry. Each figure is
+//!    the median, with min-max, of 7 timed batches.
 //! 2. 16 processes open 4,095 store handles in all (the 4,096th slot is
 //!    this process's), and each handle gets the entry `shared` and an
 //!    entry of its own process; they are killed (SIGKILL) and `shared` is
@@ -62,8 +64,19 @@ fn run(name: &str, ops: usize) -> Result<(), Error> {
     let store = SharedOptions::new().create_store(name, 16 << 20)?;
     store.insert::<u64>("key", 1)?;
 
-    println!("1. get + drop of one key, by one store handle ({ops} per batch)");
-    report("with 1 store handle open", &get_and_drop(&store, ops)?);
+    let changes = (ops / 100).max(1);
+    println!(
+        "1. get + drop of one key ({ops} per batch), and insert + remove of a key \
+         ({changes} per batch), by one store handle"
+    );
+    report(
+        "get + drop, 1 store handle open",
+        &get_and_drop(&store, ops)?,
+    );
+    report(
+        "insert + remove, 1 store handle open",
+        &insert_and_remove(&store, changes)?,
+    );
     let mut others = Vec::with_capacity(HANDLES - 1);
     let mut held = Vec::with_capacity(HANDLES - 1);
     for i in 1..HANDLES {
@@ -72,8 +85,12 @@ fn run(name: &str, ops: usize) -> Result<(), Error> {
         others.push(other);
     }
     report(
-        &format!("with {HANDLES} store handles open"),
+        &format!("get + drop, {HANDLES} store handles open"),
         &get_and_drop(&store, ops)?,
+    );
+    report(
+        &format!("insert + remove, {HANDLES} store handles open"),
+        &insert_and_remove(&store, changes)?,
     );
     drop(held);
     drop(others);
@@ -142,11 +159,26 @@ fn get_and_drop(store: &Store, ops: usize) -> Result<Vec<f64>, Error> {
     Ok(batches)
 }
 
+/// Times `ops` inserts + removes of a key by `store` (its handle dropped
+/// at once), in [`BATCHES`] batches; nanoseconds per pair of each batch.
+fn insert_and_remove(store: &Store, ops: usize) -> Result<Vec<f64>, Error> {
+    let mut batches = Vec::with_capacity(BATCHES);
+    for _ in 0..BATCHES {
+        let t = Instant::now();
+        for _ in 0..ops {
+            drop(store.insert::<u64>("changing", 0)?);
+            store.remove("changing")?;
+        }
+        batches.push(t.elapsed().as_nanos() as f64 / ops as f64);
+    }
+    Ok(batches)
+}
+
 fn report(what: &str, batches: &[f64]) {
     let mut sorted = batches.to_vec();
     sorted.sort_by(f64::total_cmp);
     println!(
-        "   {what:<32} {:>8.1} ns (min {:.1}, max {:.1})",
+        "   {what:<44} {:>8.1} ns (min {:.1}, max {:.1})",
         sorted[sorted.len() / 2],
         sorted[0],
         sorted[sorted.len() - 1]
