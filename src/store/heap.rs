@@ -1814,19 +1814,18 @@ impl Heap<'_> {
     fn named(&self, index: u32) -> bool {
         fence(Ordering::SeqCst);
         (0..self.mark()).any(|slot| {
-            self.u32(self.handle_at(slot) + H_PID) != 0 && self.slot_names(slot, index, false)
+            self.u32(self.handle_at(slot) + H_PID) != 0 && self.slot_names(slot, index)
         })
     }
 
-    /// Whether handle slot `slot` names block index `index`; a pending hold
-    /// marked [`DROPPING`] counts only if `dropping`. A list that does not
-    /// check names nothing.
-    fn slot_names(&self, slot: usize, index: u32, dropping: bool) -> bool {
-        let Ok(Some(list)) = self.hold_list(slot) else {
+    /// Whether handle slot `slot` names block index `index`, in its pending
+    /// hold or (read after it) its list. A list that does not check names
+    /// nothing.
+    fn slot_names(&self, slot: usize, index: u32) -> bool {
+        let Some(list) = self.list_of(slot) else {
             return false;
         };
-        let pending = self.pending(&list);
-        if pending != 0 && pending as u32 == index && (pending & DROPPING == 0 || dropping) {
+        if self.pending_hold(&list) == Some(index) {
             return true;
         }
         let len = self.list_len(&list);
@@ -1883,6 +1882,13 @@ impl Heap<'_> {
         self.map
             .atomic_u64(list.at + L_PENDING)
             .load(Ordering::Acquire)
+    }
+
+    /// The entry the list's pending hold protects: its block index, unless
+    /// there is none or it is marked [`DROPPING`].
+    fn pending_hold(&self, list: &HoldList) -> Option<u32> {
+        let pending = self.pending(list);
+        (pending != 0 && pending & DROPPING == 0).then_some(pending as u32)
     }
 
     fn set_pending(&self, list: &HoldList, v: u64, order: Ordering) {
@@ -2007,15 +2013,12 @@ impl Heap<'_> {
     /// Handle slot `slot`'s hold list, if it has one with room for another
     /// entry: what a hold without the lock needs (else it takes the lock).
     pub(crate) fn list_with_room(&self, slot: usize) -> Option<HoldList> {
-        match self.hold_list(slot) {
-            Ok(Some(list)) if list.len < list.room => Some(list),
-            _ => None,
-        }
+        self.list_of(slot).filter(|list| list.len < list.room)
     }
 
     /// Handle slot `slot`'s hold list, as [`hold_list`](Heap::hold_list)
     /// checks it; `None` if it has none or it does not check.
-    pub(crate) fn own_list(&self, slot: usize) -> Option<HoldList> {
+    pub(crate) fn list_of(&self, slot: usize) -> Option<HoldList> {
         self.hold_list(slot).ok().flatten()
     }
 
@@ -2051,6 +2054,15 @@ impl Heap<'_> {
     pub(crate) fn abandon(&self, list: &HoldList, at: usize) -> bool {
         let index = u64::from(self.index_of(at));
         self.set_pending(list, index | DROPPING, Relaxed);
+        self.removed_after_letting_go(list, at)
+    }
+
+    /// The end of letting go of (or giving up) the entry at `at`, named by
+    /// `list`'s pending hold as [`DROPPING`]: a sequentially consistent
+    /// fence (it pairs with the one in [`named`](Heap::named)), then the
+    /// entry's state. REMOVED: `true`, and the pending hold stays for the
+    /// caller's settling; otherwise the pending hold is cleared.
+    fn removed_after_letting_go(&self, list: &HoldList, at: usize) -> bool {
         fence(Ordering::SeqCst);
         let removed = self.state(at) == REMOVED;
         if !removed {
@@ -2081,17 +2093,12 @@ impl Heap<'_> {
                 return Err(e);
             }
         };
-        fence(Ordering::SeqCst);
-        let removed = self.state(at) == REMOVED;
-        if !removed {
-            self.set_pending(list, 0, Relaxed);
-        }
-        Ok((removed, moved))
+        Ok((self.removed_after_letting_go(list, at), moved))
     }
 
     /// Clears handle slot `slot`'s pending hold, if it has a list.
     pub(crate) fn clear_pending(&self, slot: usize) {
-        if let Some(list) = self.own_list(slot) {
+        if let Some(list) = self.list_of(slot) {
             self.set_pending(&list, 0, Relaxed);
         }
     }
@@ -2111,7 +2118,7 @@ impl Heap<'_> {
             if !self.handle_alive(slot) {
                 dead.push(slot);
             } else if slot == own {
-                if let Ok(Some(list)) = self.hold_list(slot) {
+                if let Some(list) = self.list_of(slot) {
                     if list.len == 0 && self.pending(&list) == 0 && !held(list.at, list.at + L_ITEMS)
                     {
                         self.set_u32(self.handle_at(slot) + H_LIST, 0);
@@ -2133,7 +2140,7 @@ impl Heap<'_> {
     fn forget(&self, slots: &[usize], held: &dyn Fn(usize, usize) -> bool) -> Result<()> {
         let mut candidates = Vec::new();
         for &slot in slots {
-            if let Ok(Some(list)) = self.hold_list(slot) {
+            if let Some(list) = self.list_of(slot) {
                 let end = list.at + L_ITEMS + 4 * list.room as usize;
                 if !held(list.at, end) {
                     let pending = self.pending(&list);
@@ -2728,10 +2735,7 @@ impl Heap<'_> {
                     "handle slot {slot}'s hold list is not a block of its own"
                 )));
             }
-            let pending = self.pending(&list);
-            if pending != 0 && pending & DROPPING == 0 {
-                named.insert(pending as u32);
-            }
+            named.extend(self.pending_hold(&list));
             named.extend((0..self.list_len(&list)).map(|i| self.item(&list, i)));
         }
         Ok((keep, named))
@@ -3087,20 +3091,25 @@ mod tests {
     /// Entries `k0`.. made in `heap`, each held by `slot`: their blocks
     /// and their places in the slot's hold list.
     fn made_and_held(heap: &Heap<'_>, slot: usize, n: usize) -> (Vec<usize>, HashMap<usize, u32>) {
-        let value = [3u8; 8];
         let (mut made, mut held) = (Vec::new(), HashMap::new());
         for i in 0..n {
-            let key = format!("k{i}");
-            let new = NewEntry {
-                key: key.as_bytes(),
-                ..entry_of(&value, 1)
-            };
-            let at = bare_reserve(heap, &new).unwrap();
-            let e = heap.fill(at, &new).unwrap();
-            held.insert(e.at, heap.hold(e.at, slot, &|_, _| false).unwrap());
-            made.push(e.at);
+            let at = make_entry(heap, format!("k{i}").as_bytes());
+            held.insert(at, heap.hold(at, slot, &|_, _| false).unwrap());
+            made.push(at);
         }
         (made, held)
+    }
+
+    /// Makes the entry `key` (an 8-byte value) in `heap`, held by no one;
+    /// returns its block.
+    fn make_entry(heap: &Heap<'_>, key: &[u8]) -> usize {
+        let value = [3u8; 8];
+        let new = NewEntry {
+            key,
+            ..entry_of(&value, 1)
+        };
+        let at = bare_reserve(heap, &new).unwrap();
+        heap.fill(at, &new).unwrap().at
     }
 
     /// One slot holding many entries: its list grows (moving to blocks
@@ -3202,15 +3211,9 @@ mod tests {
     fn slot_with_list(heap: &Heap<'_>) -> (usize, HoldList, usize) {
         let slot = heap.register().unwrap();
         let (made, _) = made_and_held(heap, slot, 1);
-        let value = [3u8; 8];
-        let new = NewEntry {
-            key: b"k1",
-            ..entry_of(&value, 1)
-        };
-        let at = bare_reserve(heap, &new).unwrap();
-        let e = heap.fill(at, &new).unwrap();
-        assert_ne!(e.at, made[0]);
-        (slot, heap.hold_list(slot).unwrap().unwrap(), e.at)
+        let k1 = make_entry(heap, b"k1");
+        assert_ne!(k1, made[0]);
+        (slot, heap.hold_list(slot).unwrap().unwrap(), k1)
     }
 
     fn remove_key(heap: &Heap<'_>, key: &[u8]) {
@@ -3249,13 +3252,7 @@ mod tests {
         assert_eq!(heap.pending(&list), 0);
 
         // One that completes.
-        let value = [3u8; 8];
-        let new = NewEntry {
-            key: b"k2",
-            ..entry_of(&value, 1)
-        };
-        let at = bare_reserve(&heap, &new).unwrap();
-        let k2 = heap.fill(at, &new).unwrap().at;
+        let k2 = make_entry(&heap, b"k2");
         let list = heap.hold_list(slot).unwrap().unwrap();
         heap.begin_hold(&list, k2);
         assert_eq!(heap.finish_hold(&list, k2), 1);
@@ -3307,13 +3304,7 @@ mod tests {
         // A dead slot's pending hold (a hold or a letting go) frees its
         // removed entry when the slot is forgotten.
         for dropping in [0, DROPPING] {
-            let value = [3u8; 8];
-            let new = NewEntry {
-                key: b"k3",
-                ..entry_of(&value, 1)
-            };
-            let at = bare_reserve(&heap, &new).unwrap();
-            let k3 = heap.fill(at, &new).unwrap().at;
+            let k3 = make_entry(&heap, b"k3");
             let list = heap.hold_list(slot).unwrap().unwrap();
             heap.begin_hold(&list, k3);
             remove_key(&heap, b"k3");

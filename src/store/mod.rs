@@ -37,9 +37,9 @@ pub use reader::StoreReader;
 const PIECE_PAUSE: Duration = Duration::from_micros(20);
 
 /// How many times [`Store::contains`] and [`Store::get`] read the directory
-/// without its lock before they take the lock: changes are short, so a read overlapped by
-/// this many is rare, and one left unfinished by a process that died needs
-/// the lock to be repaired.
+/// without its lock before they take the lock: changes are short, so a read
+/// overlapped by this many is rare, and one left unfinished by a process
+/// that died needs the lock to be repaired.
 const QUIET_TRIES: u32 = 8;
 
 /// The type name a store's header records.
@@ -394,9 +394,7 @@ impl Store {
         if versions.seq_now() != generation << 1 {
             // A change began since the read: the entry may be gone.
             if heap.abandon(&list, e.at) {
-                inner.settling.store(true, Ordering::Relaxed);
-                drop(held);
-                inner.settle(e.at);
+                inner.settle(held, e.at);
             }
             return Quiet::Again;
         }
@@ -1340,12 +1338,15 @@ impl Inner {
     }
 
     /// For a thread that let go of (or gave up) the entry at `at` without
-    /// the lock and found it REMOVED, with `settling` set and this handle's
-    /// pending hold naming it: frees the entry under the directory lock if
-    /// nobody else names it, then clears the pending hold and `settling`.
-    /// Called without `held` (the lock comes first).
+    /// the lock and found it REMOVED, this handle's pending hold naming it,
+    /// `held` its map of held entries: sets `settling`, lets `held` go (the
+    /// directory lock comes first), frees the entry under the directory
+    /// lock if nobody else names it, then clears the pending hold and
+    /// `settling`.
     #[cold]
-    fn settle(&self, at: usize) {
+    fn settle(&self, held: std::sync::MutexGuard<'_, BTreeMap<usize, Holds>>, at: usize) {
+        self.settling.store(true, Ordering::Relaxed);
+        drop(held);
         if let Ok(dir) = self.lock() {
             let _ = dir.heap().settle(at);
         }
@@ -1511,7 +1512,7 @@ impl Drop for EntryRef {
         let pos = h.pos;
         let heap = store.heap();
         if !store.settling.load(Ordering::Relaxed) {
-            if let Some(list) = heap.own_list(store.slot) {
+            if let Some(list) = heap.list_of(store.slot) {
                 let let_go = heap.let_go_quiet(&list, self.at, pos);
                 held.remove(&self.at);
                 // A list that does not say what this process wrote (a peer
@@ -1523,9 +1524,7 @@ impl Drop for EntryRef {
                     m.pos = pos;
                 }
                 if removed {
-                    store.settling.store(true, Ordering::Relaxed);
-                    drop(held);
-                    store.settle(self.at);
+                    store.settle(held, self.at);
                 }
                 return;
             }

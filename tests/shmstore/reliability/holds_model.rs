@@ -415,12 +415,12 @@ fn remover_step(st: &State, cfg: &Config) -> Option<State> {
             }
         },
         RPc::Remake => {
-            if st.block == Block::Free && st.key.is_none() {
-                n.removals += 1;
+            // The key is out of the directory here: made again, as the next
+            // incarnation, once its block is free.
+            n.removals += 1;
+            if st.block == Block::Free {
                 n.key = Some(n.removals);
                 n.block = Block::Live(n.removals);
-            } else if st.key.is_none() {
-                n.removals += 1;
             }
             n.remover = RPc::Unlock;
         }
